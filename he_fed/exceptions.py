@@ -1,0 +1,93 @@
+"""Every error he-fed raises on purpose.
+
+One tree, so that callers can catch ``HEFedError`` at an edge (the CLI does) and
+never see a traceback from deep inside phe or TenSEAL::
+
+    HEFedError
+    ├── ConfigurationError            a bad parameter, flag or file (also a ValueError)
+    │   ├── InsecureParameters        parameters below the security bar, without opt-in
+    │   └── DatasetError              an unknown dataset, unreadable CSV, bad target
+    ├── EncodingError                 a value that cannot be encoded (NaN, infinity)
+    │   └── EncodingOverflowError     a plan or a sum that does not fit the plaintext
+    ├── KeyMismatchError              bytes made under another key, scheme or plan
+    ├── MalformedMessage              truncated, garbled or wrongly typed bytes
+    │   └── ShapeMismatchError        a vector of the wrong length
+    ├── ProtocolError                 a message out of turn: wrong round, duplicate
+    ├── PolicyViolation               the key holder refuses to decrypt
+    │   └── SecretMaterialError       secret material offered to a role that must not hold it
+    └── TrainingDiverged              gradient descent produced non-finite weights
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DatasetError",
+    "EncodingError",
+    "EncodingOverflowError",
+    "HEFedError",
+    "InsecureParameters",
+    "KeyMismatchError",
+    "MalformedMessage",
+    "PolicyViolation",
+    "ProtocolError",
+    "SecretMaterialError",
+    "ShapeMismatchError",
+    "TrainingDiverged",
+]
+
+
+class HEFedError(Exception):
+    """Base class of every error he-fed raises on purpose."""
+
+
+class ConfigurationError(HEFedError, ValueError):
+    """A parameter, flag or file that he-fed cannot work with."""
+
+
+class InsecureParameters(ConfigurationError):
+    """Cryptographic parameters below the security bar, used without ``allow_insecure``."""
+
+
+class DatasetError(ConfigurationError):
+    """A dataset that does not exist or cannot be read."""
+
+
+class EncodingError(HEFedError, ValueError):
+    """A value that cannot be encoded into a plaintext (NaN or infinity)."""
+
+
+class EncodingOverflowError(EncodingError):
+    """A plan, a value or a sum that does not fit the plaintext space.
+
+    Raised when a plan is built that could overflow, when a value lies outside the
+    plan's clip bound, and when more contributions are added than the plan allows.
+    """
+
+
+class KeyMismatchError(HEFedError):
+    """Bytes or objects made under another key, scheme or encoding plan."""
+
+
+class MalformedMessage(HEFedError):
+    """Bytes that are truncated, garbled, of another format version or of the wrong kind."""
+
+
+class ShapeMismatchError(MalformedMessage):
+    """A vector whose length differs from the one expected."""
+
+
+class ProtocolError(HEFedError):
+    """A message out of turn: a stale or future round, or a duplicate contribution."""
+
+
+class PolicyViolation(HEFedError):
+    """The key holder's cohort policy refuses to decrypt."""
+
+
+class SecretMaterialError(PolicyViolation):
+    """Secret material offered to a role (such as the aggregator) that must never hold it."""
+
+
+class TrainingDiverged(HEFedError, FloatingPointError):
+    """Gradient descent produced non-finite weights; lower the learning rate."""

@@ -1,0 +1,172 @@
+"""Gradient descent shared by the linear and logistic estimators."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from abc import abstractmethod
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+
+from he_fed.exceptions import TrainingDiverged
+
+__all__ = ["BaseGD"]
+
+
+def _check_number(name: str, value: object, *, low: float, strict: bool, integer: bool) -> None:
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if not np.isfinite(float(value)) or (value <= low if strict else value < low):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
+
+
+class BaseGD(BaseEstimator):
+    """Base class: full-batch or mini-batch gradient descent on an L2-penalised loss.
+
+    Subclasses define the loss and its gradient on the linear predictor
+    ``X @ coef + intercept``.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1e-4,
+        *,
+        learning_rate: float | str = "auto",
+        max_iter: int = 100,
+        batch_size: int | None = None,
+        fit_intercept: bool = True,
+        shuffle: bool = True,
+        tol: float | None = None,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
+        self.alpha = alpha
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.fit_intercept = fit_intercept
+        self.shuffle = shuffle
+        self.tol = tol
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        _check_number("alpha", self.alpha, low=0, strict=False, integer=False)
+        if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
+            _check_number("learning_rate", self.learning_rate, low=0, strict=True, integer=False)
+        _check_number("max_iter", self.max_iter, low=1, strict=False, integer=True)
+        if self.batch_size is not None:
+            _check_number("batch_size", self.batch_size, low=1, strict=False, integer=True)
+        if self.tol is not None:
+            _check_number("tol", self.tol, low=0, strict=False, integer=False)
+
+    #: Upper bound on the loss's second derivative in the predictor (1 for squared
+    #: loss, 1/4 for log loss); sets the "auto" learning rate.
+    _curvature: float = 1.0
+
+    def _auto_learning_rate(self, X: np.ndarray, sw: np.ndarray) -> float:
+        """``1 / L`` for the smoothness constant ``L`` of the objective on ``X``.
+
+        ``L`` is the largest eigenvalue of the weighted Gram matrix of ``[X, 1]``
+        (estimated by power iteration, then inflated by 10%), times the loss
+        curvature, plus ``alpha``. Full-batch descent with this step never diverges.
+        """
+        scale = sw / sw.sum()
+        A = np.column_stack([X, np.ones(len(X))]) if self.fit_intercept else X
+        v = np.random.default_rng(0).standard_normal(A.shape[1])
+        top = 0.0
+        for _ in range(100):
+            u = A.T @ (scale * (A @ v))
+            top_next = float(np.linalg.norm(u))
+            if top_next == 0.0:
+                break
+            v = u / top_next
+            if abs(top_next - top) <= 1e-6 * top_next:
+                top = top_next
+                break
+            top = top_next
+        smoothness = 1.1 * self._curvature * top + float(self.alpha)
+        return 1.0 / smoothness if smoothness > 0 else 1.0
+
+    @staticmethod
+    @abstractmethod
+    def _loss_and_residual(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample loss and its derivative with respect to the predictor ``z``."""
+
+    def _objective(
+        self, X: np.ndarray, y: np.ndarray, sw: np.ndarray, coef: np.ndarray, intercept: float
+    ) -> float:
+        loss, _ = self._loss_and_residual(X @ coef + intercept, y)
+        return float(np.average(loss, weights=sw) + 0.5 * self.alpha * coef @ coef)
+
+    def _descend(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None,
+        coef_init: np.ndarray | None,
+        intercept_init: float | np.ndarray | None,
+    ) -> tuple[np.ndarray, float]:
+        """Run ``max_iter`` epochs from the given start and set ``n_iter_``."""
+        self._check_params()
+        n, d = X.shape
+        sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if sw.shape != (n,) or np.any(sw < 0) or not np.isfinite(sw).all() or sw.sum() <= 0:
+            raise ValueError("sample_weight must be non-negative, finite and not all zero")
+        coef = np.zeros(d)
+        if coef_init is not None:
+            coef = np.array(coef_init, dtype=np.float64).ravel()
+            if coef.shape != (d,):
+                raise ValueError(f"coef_init has {coef.size} values, expected {d}")
+        intercept = 0.0
+        if intercept_init is not None:
+            intercept = float(np.ravel(intercept_init)[0])
+        if not self.fit_intercept:
+            intercept = 0.0
+        rng = check_random_state(self.random_state)
+        batch = n if self.batch_size is None else min(int(self.batch_size), n)
+        lr = (
+            self._auto_learning_rate(X, sw)
+            if isinstance(self.learning_rate, str)
+            else float(self.learning_rate)
+        )
+        self.learning_rate_ = lr
+        previous = np.inf
+        converged = False
+        epoch = 0
+        for epoch in range(1, int(self.max_iter) + 1):
+            order = rng.permutation(n) if self.shuffle and batch < n else np.arange(n)
+            for start in range(0, n, batch):
+                idx = order[start : start + batch]
+                w = sw[idx]
+                total = w.sum()
+                if total <= 0:
+                    continue
+                _, residual = self._loss_and_residual(X[idx] @ coef + intercept, y[idx])
+                residual = residual * w / total
+                grad = X[idx].T @ residual + self.alpha * coef
+                coef = coef - lr * grad
+                if self.fit_intercept:
+                    intercept -= lr * float(residual.sum())
+            if not (np.isfinite(coef).all() and np.isfinite(intercept)):
+                raise TrainingDiverged(
+                    f"gradient descent diverged at epoch {epoch}; lower learning_rate "
+                    f"(now {self.learning_rate}) or standardise the features"
+                )
+            if self.tol is not None:
+                current = self._objective(X, y, sw, coef, intercept)
+                if previous - current < self.tol:
+                    converged = True
+                    break
+                previous = current
+        if self.tol is not None and not converged:
+            warnings.warn(
+                f"{type(self).__name__} did not converge within max_iter={self.max_iter} "
+                "epochs; raise max_iter or learning_rate",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self.n_iter_ = epoch
+        return coef, intercept

@@ -1,0 +1,187 @@
+"""Binary logistic regression (log loss) trained by gradient descent."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, log1p
+from sklearn.base import ClassifierMixin
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from he_fed.models._gd import BaseGD
+
+__all__ = ["LogisticRegressionGD"]
+
+
+class LogisticRegressionGD(ClassifierMixin, BaseGD):
+    """Binary logistic regression with an L2 penalty, by gradient descent.
+
+    Minimises the mean log loss plus ``0.5 * alpha * ||coef_||**2`` by full-batch
+    (``batch_size=None``) or mini-batch gradient descent. Training can continue
+    from given weights: ``fit(X, y, coef_init=w, intercept_init=b)`` runs
+    ``max_iter`` epochs, which is what a federated client does each round. A
+    client whose data holds a single class passes the federation's ``classes``.
+
+    Parameters
+    ----------
+    alpha : float, default=1e-4
+        L2 penalty strength (the intercept is not penalised).
+    learning_rate : float or "auto", default="auto"
+        Constant step size. ``"auto"`` uses ``1 / L``, where ``L`` bounds the
+        curvature of the objective on the training data, so that full-batch descent
+        cannot diverge. Federated clients pass the federation's fixed step instead.
+    max_iter : int, default=100
+        Number of epochs (passes over the data).
+    batch_size : int or None, default=None
+        Mini-batch size; None means full batch.
+    fit_intercept : bool, default=True
+        Whether to learn an intercept.
+    shuffle : bool, default=True
+        Shuffle samples each epoch (mini-batch only).
+    tol : float or None, default=None
+        Stop when an epoch improves the objective by less than ``tol``. None runs
+        exactly ``max_iter`` epochs.
+    random_state : int, RandomState or None, default=None
+        Seed for shuffling.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        The two class labels; ``classes_[1]`` is the positive class.
+    coef_ : ndarray of shape (1, n_features)
+        Weights.
+    intercept_ : ndarray of shape (1,)
+        Intercept.
+    n_iter_ : int
+        Epochs run.
+    learning_rate_ : float
+        Step size used.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[-2.0], [-1.0], [1.0], [2.0]])
+    >>> clf = LogisticRegressionGD().fit(X, ["no", "no", "yes", "yes"])
+    >>> clf.predict([[-3.0], [3.0]]).tolist()
+    ['no', 'yes']
+    """
+
+    _curvature = 0.25
+
+    @staticmethod
+    def _loss_and_residual(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # log(1 + exp(z)) - y z, computed without overflow.
+        loss = np.maximum(z, 0) + log1p(np.exp(-np.abs(z))) - y * z
+        return loss, expit(z) - y
+
+    def __sklearn_tags__(self):  # noqa: ANN204 (sklearn's Tags type)
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        *,
+        coef_init: np.ndarray | None = None,
+        intercept_init: float | np.ndarray | None = None,
+        classes: np.ndarray | None = None,
+    ) -> LogisticRegressionGD:
+        """Fit by gradient descent, optionally starting from given weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,)
+            Binary labels.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample weights.
+        coef_init : array-like of shape (n_features,) or (1, n_features), optional
+            Starting weights (default zeros).
+        intercept_init : float, optional
+            Starting intercept (default 0).
+        classes : array-like of shape (2,), optional
+            The two labels of the whole problem. Needed when ``y`` holds only one of
+            them, as a federated client's data may.
+
+        Returns
+        -------
+        self : LogisticRegressionGD
+        """
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        y_type = type_of_target(y, input_name="y", raise_unknown=True)
+        if y_type not in ("binary", "multiclass"):
+            raise ValueError(f"Unknown label type: {y_type}")
+        present = np.unique(y)
+        labels = present if classes is None else np.unique(np.asarray(classes))
+        if classes is not None and not np.isin(present, labels).all():
+            raise ValueError(f"y holds labels outside classes={labels.tolist()}")
+        if labels.size > 2:
+            raise ValueError(
+                "Only binary classification is supported. The type of the target "
+                f"is {y_type}."
+            )
+        if labels.size < 2:
+            raise ValueError(
+                "LogisticRegressionGD needs two classes, but y holds one class; "
+                "pass classes=[negative, positive] to train on one-class data"
+            )
+        self.classes_ = labels
+        target = (y == labels[1]).astype(np.float64)
+        coef, intercept = self._descend(X, target, sample_weight, coef_init, intercept_init)
+        self.coef_ = coef.reshape(1, -1)
+        self.intercept_ = np.array([intercept])
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Signed distance to the boundary; positive means ``classes_[1]``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return X @ self.coef_[0] + self.intercept_[0]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, columns ordered as ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, 2)
+        """
+        p = expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict_log_proba(self, X: np.ndarray) -> np.ndarray:
+        """Log of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        positive = self.decision_function(X) > 0
+        return self.classes_[positive.astype(int)]
