@@ -7,7 +7,7 @@ Examples
 --------
 >>> import numpy as np
 >>> from he_fed.crypto import Paillier, load_public
->>> keys = Paillier(key_bits=1024, allow_insecure=True).keygen()
+>>> keys = Paillier(key_bits=1024, allow_insecure=True, max_weight=4).keygen()
 >>> public = load_public(keys.public.to_bytes(), allow_insecure=True)
 >>> total = sum(public.encrypt(np.array([0.25, -1.0]), weight=w) for w in (1, 3))
 >>> keys.secret.decrypt_weighted(total).mean

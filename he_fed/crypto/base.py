@@ -57,8 +57,10 @@ __all__ = [
 DEFAULT_CLIP = 4.0
 #: Default cap on the number of contributions in one sum.
 DEFAULT_MAX_CLIENTS = 1024
-#: Default cap on one contribution's weight (a client's sample count): 2**20.
-DEFAULT_MAX_WEIGHT = 2**20
+#: Default cap on one contribution's weight: 1, i.e. unweighted sums. Weighted
+#: protocols (FedAvg weights by sample count) declare their own bound, because a
+#: loose bound costs CKKS precision.
+DEFAULT_MAX_WEIGHT = 1
 
 _S = TypeVar("_S", bound="Scheme")
 _K = TypeVar("_K", bound="AggregationKey")

@@ -41,7 +41,7 @@ class Plain(Scheme):
     Examples
     --------
     >>> import numpy as np
-    >>> keys = Plain().keygen()
+    >>> keys = Plain(max_weight=8).keygen()
     >>> total = keys.public.encrypt(np.array([1.0, -2.0]), weight=3) + keys.public.encrypt(
     ...     np.array([0.5, 0.5]))
     >>> keys.secret.decrypt(total)

@@ -133,6 +133,33 @@ class BaseGD(BaseEstimator):
             else float(self.learning_rate)
         )
         self.learning_rate_ = lr
+        # Overflow shows up as non-finite weights, which are checked every epoch.
+        with np.errstate(over="ignore", invalid="ignore"):
+            coef, intercept, epoch, converged = self._epochs(
+                X, y, sw, coef, intercept, rng, batch, lr
+            )
+        if self.tol is not None and not converged:
+            warnings.warn(
+                f"{type(self).__name__} did not converge within max_iter={self.max_iter} "
+                "epochs; raise max_iter or learning_rate",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self.n_iter_ = epoch
+        return coef, intercept
+
+    def _epochs(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        sw: np.ndarray,
+        coef: np.ndarray,
+        intercept: float,
+        rng: np.random.RandomState,
+        batch: int,
+        lr: float,
+    ) -> tuple[np.ndarray, float, int, bool]:
+        n = len(X)
         previous = np.inf
         converged = False
         epoch = 0
@@ -161,12 +188,4 @@ class BaseGD(BaseEstimator):
                     converged = True
                     break
                 previous = current
-        if self.tol is not None and not converged:
-            warnings.warn(
-                f"{type(self).__name__} did not converge within max_iter={self.max_iter} "
-                "epochs; raise max_iter or learning_rate",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        self.n_iter_ = epoch
-        return coef, intercept
+        return coef, intercept, epoch, converged

@@ -1,0 +1,24 @@
+"""The ``he-fed`` command line (installed as :mod:`he_fed.cli`)."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from he_fed import __version__
+from he_fed.cli.run import run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="he-fed")
+@click.option("-v", "--verbose", count=True, help="Log protocol events (-v warnings, -vv info).")
+def main(verbose: int) -> None:
+    """Secure aggregation for federated learning with homomorphic encryption."""
+    level = {0: logging.ERROR, 1: logging.WARNING}.get(verbose, logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+main.add_command(run)
+
+__all__ = ["main"]

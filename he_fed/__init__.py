@@ -1,0 +1,42 @@
+"""he-fed: secure aggregation for federated learning with homomorphic encryption.
+
+The public API, from the top down:
+
+* :class:`FederatedLogisticRegression`, :class:`FederatedLinearRegression`:
+  scikit-learn estimators whose ``fit(X, y, groups=...)`` runs the encrypted
+  protocol in process.
+* :func:`run_experiment` with :class:`ExperimentConfig`: what ``he-fed run`` does.
+* :mod:`he_fed.protocol`: the three roles (``Client``, ``Aggregator``,
+  ``KeyHolder``) and their messages, for building your own deployment.
+* :mod:`he_fed.crypto`: the schemes (``Plain``, ``Paillier``, ``CKKS``) behind one
+  interface. The low layer: most users never need it directly.
+"""
+
+from __future__ import annotations
+
+from he_fed import exceptions
+from he_fed.crypto import CKKS, Paillier, Plain
+from he_fed.exceptions import HEFedError
+from he_fed.experiment import ExperimentConfig, ExperimentResult, run_experiment
+from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
+from he_fed.protocol import Aggregator, Client, Federation, KeyHolder
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CKKS",
+    "Aggregator",
+    "Client",
+    "ExperimentConfig",
+    "ExperimentResult",
+    "Federation",
+    "FederatedLinearRegression",
+    "FederatedLogisticRegression",
+    "HEFedError",
+    "KeyHolder",
+    "Paillier",
+    "Plain",
+    "__version__",
+    "exceptions",
+    "run_experiment",
+]

@@ -1,0 +1,8 @@
+"""Datasets, partitioners and the held-out test split."""
+
+from __future__ import annotations
+
+from he_fed.data.datasets import BUILTIN_DATASETS, Dataset, load_dataset
+from he_fed.data.partition import PARTITIONERS, partition, train_test
+
+__all__ = ["BUILTIN_DATASETS", "PARTITIONERS", "Dataset", "load_dataset", "partition", "train_test"]

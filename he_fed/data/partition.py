@@ -1,0 +1,103 @@
+"""Splitting a dataset across clients, and holding out a test set."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from he_fed.exceptions import ConfigurationError, DatasetError
+
+__all__ = ["PARTITIONERS", "partition", "train_test"]
+
+#: Partitioning methods by name.
+PARTITIONERS = ("iid", "dirichlet")
+
+
+def train_test(
+    X: np.ndarray, y: np.ndarray, *, task: str, test_size: float = 0.25, random_state: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hold out a test set (stratified for classification).
+
+    Returns
+    -------
+    X_train, X_test, y_train, y_test : ndarray
+    """
+    if not 0.0 < test_size < 1.0:
+        raise ConfigurationError("test_size must be in (0, 1)")
+    stratify = y if task == "classification" else None
+    return train_test_split(  # type: ignore[no-any-return]
+        X, y, test_size=test_size, random_state=random_state, stratify=stratify
+    )
+
+
+def _label_groups(y: np.ndarray, task: str, bins: int = 5) -> np.ndarray:
+    if task == "classification":
+        return np.unique(y, return_inverse=True)[1]
+    edges = np.quantile(y, np.linspace(0, 1, bins + 1)[1:-1])
+    return np.digitize(y, edges)
+
+
+def partition(
+    y: np.ndarray,
+    n_clients: int,
+    *,
+    method: str = "iid",
+    alpha: float = 0.5,
+    task: str = "classification",
+    random_state: int = 0,
+    min_samples: int = 2,
+) -> list[np.ndarray]:
+    """Split sample indices across clients.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+        Targets (used by ``dirichlet``).
+    n_clients : int
+        Number of clients.
+    method : {"iid", "dirichlet"}, default="iid"
+        ``iid`` shuffles and deals equal shares. ``dirichlet`` gives each label
+        (for regression, each target quintile) to clients in proportions drawn from
+        ``Dirichlet(alpha)``: small ``alpha`` means strong label skew.
+    alpha : float, default=0.5
+        Dirichlet concentration.
+    task : {"classification", "regression"}
+        How labels are grouped for ``dirichlet``.
+    random_state : int, default=0
+        Seed.
+    min_samples : int, default=2
+        Fewest samples any client may get; ``dirichlet`` redraws until it holds.
+
+    Returns
+    -------
+    list of ndarray
+        Sorted sample indices, one array per client.
+    """
+    n = len(y)
+    if isinstance(n_clients, bool) or not isinstance(n_clients, int) or n_clients < 1:
+        raise ConfigurationError("the number of clients must be a positive integer")
+    if n < n_clients * min_samples:
+        raise DatasetError(
+            f"{n} samples cannot give {n_clients} clients {min_samples} samples each"
+        )
+    rng = np.random.default_rng(random_state)
+    if method == "iid":
+        return [np.sort(part) for part in np.array_split(rng.permutation(n), n_clients)]
+    if method != "dirichlet":
+        raise ConfigurationError(f"unknown partition {method!r}; choose one of {PARTITIONERS}")
+    if not alpha > 0:
+        raise ConfigurationError("the Dirichlet alpha must be positive")
+    groups = _label_groups(np.asarray(y), task)
+    for _ in range(1000):
+        shares: list[list[int]] = [[] for _ in range(n_clients)]
+        for g in np.unique(groups):
+            members = rng.permutation(np.flatnonzero(groups == g))
+            cuts = (np.cumsum(rng.dirichlet(np.full(n_clients, alpha))) * len(members)).astype(int)
+            for k, part in enumerate(np.split(members, cuts[:-1])):
+                shares[k].extend(part.tolist())
+        if min(len(s) for s in shares) >= min_samples:
+            return [np.sort(np.array(s, dtype=np.int64)) for s in shares]
+    raise DatasetError(
+        f"Dirichlet(alpha={alpha}) left some client with fewer than {min_samples} samples "
+        "in 1000 draws; raise alpha or use fewer clients"
+    )

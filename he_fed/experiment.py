@@ -1,0 +1,350 @@
+"""One experiment: ``ExperimentConfig -> run_experiment -> ExperimentResult`` (JSON-ready)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from he_fed.crypto import SCHEMES
+from he_fed.crypto.base import DEFAULT_CLIP
+from he_fed.data import PARTITIONERS, load_dataset, partition, train_test
+from he_fed.exceptions import ConfigurationError
+from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
+
+__all__ = ["MODELS", "ExperimentConfig", "ExperimentResult", "environment", "run_experiment"]
+
+#: Model choices; ``auto`` follows the dataset (logistic for two classes).
+MODELS = ("auto", "logistic", "linear")
+_PHASES = ("train", "encrypt", "serialize", "aggregate", "decrypt")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines an experiment; the CLI's flags map onto it one to one.
+
+    Parameters
+    ----------
+    dataset : str, default="breast_cancer"
+        Built-in dataset name or CSV path (see :func:`he_fed.data.load_dataset`).
+    target : str, optional
+        Target column of a CSV dataset.
+    samples, features : int, optional
+        Size of the synthetic datasets.
+    model : {"auto", "logistic", "linear"}, default="auto"
+        Model; ``auto`` picks logistic for two classes and linear otherwise.
+    scheme : {"paillier", "ckks", "plain"}, default="paillier"
+        Encryption scheme (``plain`` is the insecure baseline).
+    key_bits : int, default=2048
+        Paillier modulus size.
+    allow_insecure : bool, default=False
+        Accept Paillier keys under 2048 bits.
+    ckks_preset : str, default="aggregation-fast"
+        CKKS parameters.
+    clients : int, default=5
+        Number of clients.
+    rounds : int, default=20
+        Training rounds.
+    local_epochs : int, default=5
+        Local epochs per round.
+    lr : float, optional
+        Client learning rate (default 0.5 logistic, 0.1 linear).
+    batch_size : int, optional
+        Client mini-batch size (default full batch).
+    l2 : float, default=1e-4
+        L2 penalty.
+    clip : float, default=4.0
+        Clip bound on each update value.
+    max_weight : int, optional
+        Largest client sample count the plan allows (default: the smallest power
+        of two holding the largest client).
+    server_lr : float, default=1.0
+        Server step.
+    partition : {"iid", "dirichlet"}, default="iid"
+        How rows are dealt to clients.
+    alpha : float, default=0.5
+        Dirichlet concentration.
+    dropout : float, default=0.0
+        Probability a client sits out a round.
+    min_clients : int, default=2
+        Smallest cohort the key holder decrypts.
+    standardize : bool, default=True
+        Standardise with federated statistics.
+    test_size : float, default=0.25
+        Held-out fraction.
+    seed : int, default=0
+        Seed for the split, partition, local training and dropouts.
+    """
+
+    dataset: str = "breast_cancer"
+    target: str | None = None
+    samples: int | None = None
+    features: int | None = None
+    model: str = "auto"
+    scheme: str = "paillier"
+    key_bits: int = 2048
+    allow_insecure: bool = False
+    ckks_preset: str = "aggregation-fast"
+    clients: int = 5
+    rounds: int = 20
+    local_epochs: int = 5
+    lr: float | None = None
+    batch_size: int | None = None
+    l2: float = 1e-4
+    clip: float = DEFAULT_CLIP
+    max_weight: int | None = None
+    server_lr: float = 1.0
+    partition: str = "iid"
+    alpha: float = 0.5
+    dropout: float = 0.0
+    min_clients: int = 2
+    standardize: bool = True
+    test_size: float = 0.25
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ConfigurationError(f"unknown scheme {self.scheme!r}; choose one of {sorted(SCHEMES)}")
+        if self.model not in MODELS:
+            raise ConfigurationError(f"unknown model {self.model!r}; choose one of {MODELS}")
+        if self.partition not in PARTITIONERS:
+            raise ConfigurationError(f"unknown partition {self.partition!r}; choose one of {PARTITIONERS}")
+        for name in ("clients", "rounds", "local_epochs", "min_clients"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+        if self.min_clients > self.clients:
+            raise ConfigurationError(
+                f"min_clients={self.min_clients} exceeds the {self.clients} clients"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as a plain dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ExperimentResult:
+    """What an experiment measured. :meth:`to_json` is what ``he-fed run --json`` writes.
+
+    Attributes
+    ----------
+    config : ExperimentConfig
+    dataset : dict
+        Name, task, feature count, train/test sizes and client sizes.
+    final : dict
+        ``metric_name`` (accuracy or r2), ``metric``, ``loss``, ``coef``,
+        ``intercept``, and ``reference_metric``: centralised scikit-learn on the same
+        split (``LogisticRegression`` or ``LinearRegression`` after ``StandardScaler``).
+    rounds : list of dict
+        Per round: ``metric``, ``loss``, ``timings``, ``bytes_up``, ``bytes_down``,
+        ``contributors``, ``dropped``, ``clipped``, ``skipped``.
+    setup : dict
+        Key generation, key sizes and the standardisation rounds.
+    totals : dict
+        ``train_s``, ``encrypt_s``, ``serialize_s``, ``aggregate_s``, ``decrypt_s``,
+        ``keygen_s``, ``total_s`` and ``bytes_up`` (all clients, all rounds,
+        standardisation included).
+    environment : dict
+        Versions, CPU and thread settings.
+    """
+
+    config: ExperimentConfig
+    dataset: dict[str, Any]
+    final: dict[str, Any]
+    rounds: list[dict[str, Any]]
+    setup: dict[str, Any]
+    totals: dict[str, Any]
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serializable dict."""
+        return _jsonable(
+            {
+                "config": self.config.to_dict(),
+                "dataset": self.dataset,
+                "final": self.final,
+                "rounds": self.rounds,
+                "setup": self.setup,
+                "totals": self.totals,
+                "environment": self.environment,
+            }
+        )
+
+    def to_json(self, **kwargs: Any) -> str:
+        """JSON text of :meth:`to_dict` (NaN written as null)."""
+        return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """Versions, CPU model, core count and thread settings of this machine."""
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        "packages": {
+            p: _version(p)
+            for p in ("he-fed", "numpy", "scikit-learn", "phe", "gmpy2", "tenseal", "click")
+        },
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def run_experiment(
+    config: ExperimentConfig | None = None,
+    *,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> ExperimentResult:
+    """Load, split and partition the data, then train with the encrypted protocol.
+
+    Parameters
+    ----------
+    config : ExperimentConfig, optional
+        The experiment (default: ``ExperimentConfig()``).
+    progress : callable, optional
+        Called with each round's record as it completes.
+
+    Returns
+    -------
+    ExperimentResult
+    """
+    config = config or ExperimentConfig()
+    started = time.perf_counter()
+    data = load_dataset(
+        config.dataset,
+        target=config.target,
+        n_samples=config.samples,
+        n_features=config.features,
+        random_state=config.seed,
+    )
+    model = config.model
+    if model == "auto":
+        model = "logistic" if data.task == "classification" else "linear"
+    if model == "logistic" and data.task != "classification":
+        raise ConfigurationError(f"{data.name} is a regression dataset; use --model linear")
+    y = data.y
+    if model == "linear" and data.task == "classification":
+        y = (data.y == data.classes[1]).astype(np.float64)  # type: ignore[index]
+    task = "classification" if model == "logistic" else "regression"
+    X_train, X_test, y_train, y_test = train_test(
+        data.X, y, task=task, test_size=config.test_size, random_state=config.seed
+    )
+    parts = partition(
+        y_train,
+        config.clients,
+        method=config.partition,
+        alpha=config.alpha,
+        task=task,
+        random_state=config.seed,
+    )
+    groups = np.empty(len(y_train), dtype=np.int64)
+    for k, idx in enumerate(parts):
+        groups[idx] = k
+    cls = FederatedLogisticRegression if model == "logistic" else FederatedLinearRegression
+    estimator = cls(
+        scheme=config.scheme,
+        rounds=config.rounds,
+        local_epochs=config.local_epochs,
+        learning_rate=config.lr,
+        alpha=config.l2,
+        batch_size=config.batch_size,
+        clip=config.clip,
+        max_weight=config.max_weight,
+        server_lr=config.server_lr,
+        min_clients=config.min_clients,
+        standardize=config.standardize,
+        dropout=config.dropout,
+        key_bits=config.key_bits,
+        ckks_preset=config.ckks_preset,
+        allow_insecure=config.allow_insecure,
+        random_state=config.seed,
+    )
+    estimator.fit(X_train, y_train, groups, eval_set=(X_test, y_test), callback=progress)
+    reference = (
+        LogisticRegression(max_iter=1000) if model == "logistic" else LinearRegression()
+    )
+    reference_metric = make_pipeline(StandardScaler(), reference).fit(X_train, y_train).score(
+        X_test, y_test
+    )
+    last = estimator.history_[-1]
+    rounds = estimator.history_
+    setup = estimator.setup_
+    every_round = [*setup["statistics"], *rounds]
+    totals: dict[str, Any] = {
+        f"{phase}_s": float(sum(r["timings"][phase] for r in every_round)) for phase in _PHASES
+    }
+    totals["keygen_s"] = setup["keygen_s"]
+    totals["total_s"] = time.perf_counter() - started
+    totals["bytes_up"] = int(sum(r["bytes_up"] * r["contributors"] for r in every_round))
+    totals["bytes_down"] = int(sum(r["bytes_down"] * r["contributors"] for r in every_round))
+    return ExperimentResult(
+        config=config,
+        dataset={
+            "name": data.name,
+            "task": task,
+            "model": model,
+            "n_features": int(data.X.shape[1]),
+            "n_train": len(y_train),
+            "n_test": len(y_test),
+            "client_sizes": setup["client_sizes"],
+        },
+        final={
+            "metric_name": "accuracy" if model == "logistic" else "r2",
+            "metric": last["metric"],
+            "loss": last["loss"],
+            "loss_name": "log_loss" if model == "logistic" else "mse",
+            "coef": np.ravel(estimator.coef_),
+            "intercept": float(np.ravel(estimator.intercept_)[0]),
+            "reference_metric": float(reference_metric),
+        },
+        rounds=rounds,
+        setup=setup,
+        totals=totals,
+        environment=environment(),
+    )

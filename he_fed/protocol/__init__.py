@@ -1,0 +1,33 @@
+"""The three roles, their messages, and the round logic (DESIGN §2-3)."""
+
+from __future__ import annotations
+
+from he_fed.protocol.aggregator import Aggregator
+from he_fed.protocol.client import Client, ClientReport
+from he_fed.protocol.federation import Federation, RoundOutcome
+from he_fed.protocol.keyholder import KeyHolder
+from he_fed.protocol.messages import (
+    Aggregate,
+    EncryptedAggregate,
+    EncryptedUpdate,
+    RoundStart,
+    Task,
+    decode,
+    encode,
+)
+
+__all__ = [
+    "Aggregate",
+    "Aggregator",
+    "Client",
+    "ClientReport",
+    "EncryptedAggregate",
+    "EncryptedUpdate",
+    "Federation",
+    "KeyHolder",
+    "RoundOutcome",
+    "RoundStart",
+    "Task",
+    "decode",
+    "encode",
+]

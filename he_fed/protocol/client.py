@@ -1,0 +1,186 @@
+"""The client: trains on its own data and sends only an encrypted update."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import clone
+
+from he_fed.crypto import PublicKey
+from he_fed.exceptions import ConfigurationError, EncodingOverflowError
+from he_fed.models._gd import BaseGD
+from he_fed.protocol import tasks
+from he_fed.protocol._keys import public_material
+from he_fed.protocol.messages import EncryptedUpdate, RoundStart, Task, decode, encode
+
+__all__ = ["Client", "ClientReport"]
+
+
+@dataclass(frozen=True)
+class ClientReport:
+    """What a client hands its executor after a round.
+
+    Only :attr:`update` travels to the aggregator; the rest is local bookkeeping
+    for the experiment's report.
+
+    Attributes
+    ----------
+    update : bytes
+        The encoded :class:`~he_fed.protocol.messages.EncryptedUpdate`.
+    train_s, encrypt_s, serialize_s : float
+        Seconds spent training (or computing statistics), encoding and
+        encrypting, and serializing.
+    clipped : int
+        Values clipped to the plan's bound before encryption.
+    """
+
+    update: bytes
+    train_s: float
+    encrypt_s: float
+    serialize_s: float
+    clipped: int
+
+
+class Client:
+    """A data owner. Holds its data and the public key, never the secret key.
+
+    Each round it trains ``local_epochs`` epochs from the global weights, clips the
+    change to the plan's bound, and encrypts ``[n_k * delta_k, n_k]``: the sample
+    count rides along, so the aggregate is a correctly weighted FedAvg mean while
+    each client's weight stays secret.
+
+    Parameters
+    ----------
+    client_id : str
+        Unique name of this client.
+    X : array-like of shape (n_samples, n_features)
+        Local features.
+    y : array-like of shape (n_samples,)
+        Local targets.
+    public_key : bytes or PublicKey
+        The federation's public key (bytes from the key holder).
+    model : LinearRegressionGD or LogisticRegressionGD
+        Unfitted estimator carrying the local hyperparameters (learning rate,
+        penalty, batch size, seed). It is cloned every round.
+    local_epochs : int, default=1
+        Epochs per round (``1`` with full batches is FedSGD).
+    classes : array-like of shape (2,), optional
+        The federation's class labels, for classification.
+    standardize_target : bool, default=False
+        Include the target in the standardisation statistics (regression).
+    allow_insecure : bool, default=False
+        Accept a public key below the security bar.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        X: np.ndarray,
+        y: np.ndarray,
+        public_key: bytes | PublicKey,
+        *,
+        model: BaseGD,
+        local_epochs: int = 1,
+        classes: np.ndarray | None = None,
+        standardize_target: bool = False,
+        allow_insecure: bool = False,
+    ) -> None:
+        key = public_material(public_key, role="client", allow_insecure=allow_insecure)
+        if not isinstance(key, PublicKey):
+            raise ConfigurationError("a client needs a public key that can encrypt")
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y)
+        if X.ndim != 2 or len(X) != len(y) or len(X) == 0:
+            raise ConfigurationError(
+                f"client {client_id!r} needs X of shape (n, d) and y of n labels, "
+                f"got {X.shape} and {y.shape}"
+            )
+        if not np.isfinite(X).all():
+            raise ConfigurationError(f"client {client_id!r} has NaN or infinite features")
+        if len(X) > key.scheme.max_weight:
+            raise EncodingOverflowError(
+                f"client {client_id!r} holds {len(X)} samples, more than the plan's "
+                f"max_weight={key.scheme.max_weight}"
+            )
+        if isinstance(local_epochs, bool) or not isinstance(local_epochs, int) or local_epochs < 1:
+            raise ConfigurationError("local_epochs must be a positive integer")
+        self.client_id = client_id
+        self._X = X
+        self._y = y
+        self._key: PublicKey = key
+        self._model = model
+        self._epochs = local_epochs
+        self._classes = classes
+        self._columns = np.column_stack([X, y.astype(np.float64)]) if standardize_target else X
+
+    @property
+    def n_samples(self) -> int:
+        """Number of local samples (the client's FedAvg weight)."""
+        return len(self._X)
+
+    def participate(self, message: bytes) -> ClientReport:
+        """Answer a :class:`RoundStart` with an encrypted update.
+
+        Parameters
+        ----------
+        message : bytes
+            The encoded round start.
+
+        Returns
+        -------
+        ClientReport
+        """
+        start = decode(message, RoundStart)
+        t0 = time.perf_counter()
+        values, clipped = self._compute(start)
+        t1 = time.perf_counter()
+        key = tasks.plan_for(self._key, start.task)
+        vector = key.encrypt(values, weight=self.n_samples)  # type: ignore[attr-defined]
+        t2 = time.perf_counter()
+        update = encode(EncryptedUpdate(start.round, start.task, self.client_id, vector.to_bytes()))
+        t3 = time.perf_counter()
+        return ClientReport(update, t1 - t0, t2 - t1, t3 - t2, clipped)
+
+    def _compute(self, start: RoundStart) -> tuple[np.ndarray, int]:
+        d = self._X.shape[1]
+        if start.task is Task.MAGNITUDE:
+            return tasks.log_magnitude(self._columns), 0
+        if start.task is Task.MOMENTS:
+            width = self._columns.shape[1]
+            values = tasks.moments(self._columns, self._checked(start.scale, width, "pre-scale"))
+            if np.max(np.abs(values)) > tasks.MOMENTS_CLIP:
+                raise EncodingOverflowError(
+                    f"client {self.client_id!r}: a feature's spread exceeds 64 times the "
+                    "federation's typical magnitude; the statistics plan cannot hold it"
+                )
+            return values, 0
+        return self._train(start, d)
+
+    @staticmethod
+    def _checked(values: np.ndarray, size: int, what: str) -> np.ndarray:
+        if values.size != size:
+            raise ConfigurationError(f"round start carries a {what} of {values.size}, not {size}")
+        return values
+
+    def _train(self, start: RoundStart, d: int) -> tuple[np.ndarray, int]:
+        weights = self._checked(start.weights, d + 1, "weight vector")
+        X, y = self._X, self._y
+        if start.center.size:
+            width = self._columns.shape[1]
+            center = self._checked(start.center, width, "center")
+            scale = self._checked(start.scale, width, "scale")
+            X = (X - center[:d]) / scale[:d]
+            if width > d:
+                y = (y - center[d]) / scale[d]
+        model = clone(self._model).set_params(max_iter=self._epochs)
+        fit_params = {"coef_init": weights[:-1], "intercept_init": weights[-1]}
+        if self._classes is not None:
+            fit_params["classes"] = self._classes
+        model.fit(X, y, **fit_params)
+        new = np.append(np.ravel(model.coef_), np.ravel(model.intercept_)[0])
+        delta = new - weights
+        bound = self._key.scheme.clip
+        clipped = int(np.count_nonzero(np.abs(delta) > bound))
+        return np.clip(delta, -bound, bound), clipped

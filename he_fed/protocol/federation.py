@@ -1,0 +1,293 @@
+"""Round logic: wiring the three roles together and running rounds through an executor."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import is_regressor
+
+from he_fed.crypto import Scheme
+from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation
+from he_fed.models._gd import BaseGD
+from he_fed.protocol.aggregator import Aggregator
+from he_fed.protocol.client import Client
+from he_fed.protocol.keyholder import KeyHolder
+from he_fed.protocol.messages import Aggregate, Task, decode
+from he_fed.runtime.inprocess import InProcessExecutor
+
+__all__ = ["Federation", "RoundOutcome"]
+
+log = logging.getLogger("he_fed")
+
+PHASES = ("train", "encrypt", "serialize", "aggregate", "decrypt")
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """What one round did, measured.
+
+    Attributes
+    ----------
+    round : int
+        Round id.
+    task : Task
+        What the round computed.
+    contributors : tuple of str
+        Clients whose updates were summed.
+    failures : dict of str to str
+        Clients that were asked but left out, with the reason.
+    absent : tuple of str
+        Clients not asked this round (dropouts).
+    timings : dict of str to float
+        Seconds per phase: ``train``, ``encrypt`` and ``serialize`` summed over
+        clients, ``aggregate`` (load, validate and add) and ``decrypt``.
+    bytes_up : int
+        Bytes uploaded per contributing client (the mean over them).
+    bytes_down : int
+        Bytes of the round start each client downloads.
+    clipped : int
+        Values clipped to the plan's bound, over all clients.
+    total_weight : int
+        Sum of the contributors' sample counts.
+    skipped : str or None
+        Why the round changed nothing, if it did not.
+    """
+
+    round: int
+    task: Task
+    contributors: tuple[str, ...]
+    failures: dict[str, str]
+    absent: tuple[str, ...]
+    timings: dict[str, float]
+    bytes_up: int
+    bytes_down: int
+    clipped: int
+    total_weight: int = 0
+    skipped: str | None = None
+
+
+@dataclass
+class Federation:
+    """A key holder, an aggregator and clients, talking only through bytes.
+
+    Build one with :meth:`create`, then :meth:`standardize` and :meth:`run_round`,
+    or :meth:`train` to do both.
+    """
+
+    keyholder: KeyHolder
+    aggregator: Aggregator
+    clients: list[Client]
+    executor: InProcessExecutor = field(default_factory=InProcessExecutor)
+    keygen_s: float = 0.0
+    #: Outcomes of the standardisation rounds, once run.
+    setup_outcomes: list[RoundOutcome] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        partitions: Sequence[tuple[np.ndarray, np.ndarray]],
+        *,
+        scheme: Scheme,
+        model: BaseGD,
+        local_epochs: int = 1,
+        classes: np.ndarray | None = None,
+        min_clients: int = 2,
+        server_lr: float = 1.0,
+        standardize: bool = True,
+        client_ids: Sequence[str] | None = None,
+        executor: InProcessExecutor | None = None,
+    ) -> Federation:
+        """Generate keys and hand each role the bytes it may hold.
+
+        Parameters
+        ----------
+        partitions : sequence of (X_k, y_k)
+            Each client's data.
+        scheme : Scheme
+            Scheme and encoding plan.
+        model : LinearRegressionGD or LogisticRegressionGD
+            Unfitted estimator with the clients' hyperparameters.
+        local_epochs, classes, min_clients, server_lr, standardize
+            See :class:`Client`, :class:`KeyHolder` and :class:`Aggregator`.
+        client_ids : sequence of str, optional
+            Names of the clients (default ``client-0``, ``client-1``, ...).
+        executor : optional
+            How clients are run (default in process).
+        """
+        if len(partitions) < 1:
+            raise ConfigurationError("a federation needs at least one client")
+        ids = list(client_ids) if client_ids is not None else [
+            f"client-{i}" for i in range(len(partitions))
+        ]
+        if len(ids) != len(partitions) or len(set(ids)) != len(ids):
+            raise ConfigurationError("client_ids must be unique, one per partition")
+        widths = {np.asarray(X).shape[1] for X, _ in partitions}
+        if len(widths) != 1:
+            raise ConfigurationError(f"clients disagree on the number of features: {widths}")
+        t0 = time.perf_counter()
+        keyholder = KeyHolder.generate(scheme, min_clients=min_clients)
+        keygen_s = time.perf_counter() - t0
+        insecure = getattr(scheme, "allow_insecure", False)
+        target = is_regressor(model)
+        aggregator = Aggregator(
+            keyholder.aggregation_key_bytes(),
+            n_features=widths.pop(),
+            server_lr=server_lr,
+            standardize=standardize,
+            standardize_target=target,
+            allow_insecure=insecure,
+        )
+        public = keyholder.public_key_bytes()
+        clients = [
+            Client(
+                cid,
+                X,
+                y,
+                public,
+                model=model,
+                local_epochs=local_epochs,
+                classes=classes,
+                standardize_target=target and standardize,
+                allow_insecure=insecure,
+            )
+            for cid, (X, y) in zip(ids, partitions)
+        ]
+        return cls(keyholder, aggregator, clients, executor or InProcessExecutor(), keygen_s)
+
+    def setup_bytes(self) -> dict[str, int]:
+        """Sizes of the key material each role received."""
+        return {
+            "public_key": len(self.keyholder.public_key_bytes()),
+            "aggregation_key": len(self.keyholder.aggregation_key_bytes()),
+        }
+
+    def run_round(
+        self, task: Task = Task.TRAIN, *, participants: Iterable[str] | None = None
+    ) -> RoundOutcome:
+        """Run one round with every client, or only ``participants``.
+
+        A client that fails, or whose update the aggregator rejects, is left out and
+        logged; the round completes with the others. A round the key holder refuses
+        for too small a cohort changes nothing and is reported as skipped.
+        """
+        chosen = set(participants) if participants is not None else None
+        asked = [c for c in self.clients if chosen is None or c.client_id in chosen]
+        absent = tuple(c.client_id for c in self.clients if c not in asked)
+        start = self.aggregator.start_round(task)
+        results = self.executor.collect(asked, start)
+        timings = dict.fromkeys(PHASES, 0.0)
+        failures: dict[str, str] = {}
+        sizes: list[int] = []
+        clipped = 0
+        for result in results:
+            if result.report is None:
+                failures[result.client_id] = result.error or "failed"
+                continue
+            report = result.report
+            timings["train"] += report.train_s
+            timings["encrypt"] += report.encrypt_s
+            timings["serialize"] += report.serialize_s
+            t0 = time.perf_counter()
+            try:
+                self.aggregator.add(report.update)
+            except HEFedError as exc:
+                log.warning("update from %s rejected: %s", result.client_id, exc)
+                failures[result.client_id] = f"rejected: {exc}"
+                continue
+            finally:
+                timings["aggregate"] += time.perf_counter() - t0
+            sizes.append(len(report.update))
+            clipped += report.clipped
+        contributors = self.aggregator.contributors
+        outcome = dict(
+            round=self.aggregator.round,
+            task=Task(task),
+            contributors=contributors,
+            failures=failures,
+            absent=absent,
+            bytes_up=int(np.mean(sizes)) if sizes else 0,
+            bytes_down=len(start),
+            clipped=clipped,
+        )
+        if len(contributors) < self.keyholder.min_clients:
+            reason = (
+                f"only {len(contributors)} contribution(s); the key holder requires "
+                f"{self.keyholder.min_clients}"
+            )
+            log.warning("round %d skipped: %s", self.aggregator.round, reason)
+            return RoundOutcome(timings=timings, skipped=reason, **outcome)  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        encrypted = self.aggregator.finish_round()
+        timings["aggregate"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        try:
+            plain = self.keyholder.decrypt_aggregate(encrypted)
+        except PolicyViolation as exc:
+            timings["decrypt"] += time.perf_counter() - t0
+            return RoundOutcome(timings=timings, skipped=str(exc), **outcome)  # type: ignore[arg-type]
+        timings["decrypt"] += time.perf_counter() - t0
+        self.aggregator.apply(plain)
+        weight = decode(plain, Aggregate).total_weight
+        return RoundOutcome(timings=timings, total_weight=weight, **outcome)  # type: ignore[arg-type]
+
+    def standardize(self) -> list[RoundOutcome]:
+        """Compute the global feature mean and scale from two encrypted sums.
+
+        Raises
+        ------
+        PolicyViolation
+            If either statistics round could not be decrypted.
+        """
+        outcomes = []
+        for task in (Task.MAGNITUDE, Task.MOMENTS):
+            outcome = self.run_round(task)
+            if outcome.skipped:
+                raise PolicyViolation(f"standardisation failed: {outcome.skipped}")
+            outcomes.append(outcome)
+        return outcomes
+
+    def train(
+        self,
+        rounds: int,
+        *,
+        dropout: float = 0.0,
+        random_state: int | None = 0,
+        on_round: Callable[[RoundOutcome], None] | None = None,
+    ) -> list[RoundOutcome]:
+        """Run ``rounds`` training rounds (standardising first if the aggregator wants it).
+
+        Parameters
+        ----------
+        rounds : int
+            Number of training rounds.
+        dropout : float, default=0.0
+            Probability that a client sits out a round (independently per round).
+        random_state : int or None
+            Seed for the dropouts.
+        on_round : callable, optional
+            Called with each training round's outcome.
+
+        Returns
+        -------
+        list of RoundOutcome
+            The training rounds (statistics rounds are in :attr:`setup_outcomes`).
+        """
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigurationError("dropout must be in [0, 1)")
+        if self.aggregator.standardize and self.aggregator.center is None:
+            self.setup_outcomes = self.standardize()
+        rng = np.random.default_rng(random_state)
+        outcomes = []
+        for _ in range(rounds):
+            participants = None
+            if dropout:
+                participants = [c.client_id for c in self.clients if rng.random() >= dropout]
+            outcome = self.run_round(Task.TRAIN, participants=participants)
+            outcomes.append(outcome)
+            if on_round is not None:
+                on_round(outcome)
+        return outcomes

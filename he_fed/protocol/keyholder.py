@@ -1,0 +1,111 @@
+"""The key holder: generates the keys and decrypts aggregates, under a cohort policy."""
+
+from __future__ import annotations
+
+from he_fed.crypto import AggregationKey, KeyPair, PublicKey, Scheme
+from he_fed.exceptions import ConfigurationError, PolicyViolation
+from he_fed.protocol import tasks
+from he_fed.protocol.messages import Aggregate, EncryptedAggregate, decode, encode
+
+__all__ = ["KeyHolder"]
+
+
+class KeyHolder:
+    """Holds the secret key and releases only aggregates that satisfy its policy.
+
+    It decrypts an :class:`~he_fed.protocol.messages.EncryptedAggregate` only if
+
+    * it holds at least ``min_clients`` distinct contributors,
+    * the ciphertext's own contribution count equals the number of contributors, and
+    * its round is newer than every round decrypted before (each round once).
+
+    Otherwise it raises :class:`~he_fed.exceptions.PolicyViolation` and decrypts
+    nothing. It returns only the weighted mean and the total weight, never a
+    client's update. (Against an aggregator that lies about contributors, see the
+    signed receipts of the protocol-hardening work; this policy assumes an
+    honest-but-curious aggregator.)
+
+    Parameters
+    ----------
+    keys : KeyPair
+        The federation's keys.
+    min_clients : int, default=2
+        Smallest cohort whose aggregate may be decrypted.
+    """
+
+    def __init__(self, keys: KeyPair, *, min_clients: int = 2) -> None:
+        if isinstance(min_clients, bool) or not isinstance(min_clients, int) or min_clients < 1:
+            raise ConfigurationError("min_clients must be a positive integer")
+        self._keys = keys
+        self.min_clients = min_clients
+        self._last_round = -1
+
+    @classmethod
+    def generate(cls, scheme: Scheme, *, min_clients: int = 2) -> KeyHolder:
+        """Generate fresh keys under ``scheme``."""
+        return cls(scheme.keygen(), min_clients=min_clients)
+
+    @property
+    def public_key(self) -> PublicKey:
+        """The public key, for clients."""
+        return self._keys.public
+
+    def public_key_bytes(self) -> bytes:
+        """Encoded public key, for clients."""
+        return self._keys.public.to_bytes()
+
+    def aggregation_key_bytes(self) -> bytes:
+        """Encoded aggregation material (the least that can add), for the aggregator."""
+        material: AggregationKey = self._keys.public.aggregation_key()
+        return material.to_bytes()
+
+    def decrypt_aggregate(self, data: bytes) -> bytes:
+        """Check the policy, decrypt the aggregate, and return the encoded mean.
+
+        Parameters
+        ----------
+        data : bytes
+            An encoded :class:`EncryptedAggregate`.
+
+        Returns
+        -------
+        bytes
+            An encoded :class:`Aggregate` holding the weighted mean.
+
+        Raises
+        ------
+        PolicyViolation
+            If the cohort is too small, has duplicates or a count that does not
+            match, or the round was already decrypted.
+        MalformedMessage, KeyMismatchError, EncodingOverflowError
+            If the bytes are bad, under another key, or overflowed.
+        """
+        message = decode(data, EncryptedAggregate)
+        if message.round <= self._last_round:
+            raise PolicyViolation(
+                f"round {message.round} is not newer than the last round decrypted "
+                f"({self._last_round}); each round is decrypted once"
+            )
+        contributors = message.contributors
+        if len(set(contributors)) != len(contributors):
+            raise PolicyViolation("the aggregate lists a contributor more than once")
+        if len(contributors) < self.min_clients:
+            raise PolicyViolation(
+                f"the aggregate holds {len(contributors)} contribution(s); the policy "
+                f"requires at least min_clients={self.min_clients}"
+            )
+        key = tasks.plan_for(self._keys.public, message.task)
+        vector = key.load_vector(message.vector)
+        if vector.count != len(contributors):
+            raise PolicyViolation(
+                f"the ciphertext sums {vector.count} contributions but lists "
+                f"{len(contributors)} contributors"
+            )
+        result = self._keys.secret.decrypt_weighted(vector)
+        self._last_round = message.round
+        return encode(
+            Aggregate(message.round, message.task, result.mean, result.weight, result.count)
+        )
+
+    def __repr__(self) -> str:
+        return f"<KeyHolder {self._keys.public!r} min_clients={self.min_clients}>"

@@ -1,0 +1,243 @@
+"""The messages that pass between roles, and the one place they turn into bytes.
+
+Every message is a frozen dataclass. :func:`encode` and :func:`decode` are the
+only way to turn them into bytes and back; the bytes are envelopes of
+:mod:`he_fed.crypto.wire`, so they are versioned, checksummed and pickle-free.
+
+::
+
+    Aggregator ──RoundStart──► Client ──EncryptedUpdate──► Aggregator
+    Aggregator ──EncryptedAggregate──► KeyHolder ──Aggregate──► Aggregator
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar, Union
+
+import numpy as np
+
+from he_fed.crypto import wire
+from he_fed.exceptions import MalformedMessage
+
+__all__ = [
+    "Aggregate",
+    "EncryptedAggregate",
+    "EncryptedUpdate",
+    "Message",
+    "RoundStart",
+    "Task",
+    "decode",
+    "encode",
+]
+
+_MAX_ID = 256
+
+
+class Task(str, enum.Enum):
+    """What a round computes."""
+
+    #: Federated training: clients send their weighted model update.
+    TRAIN = "train"
+    #: Standardisation, pass 1: each feature's log2 root-mean-square.
+    MAGNITUDE = "magnitude"
+    #: Standardisation, pass 2: first and second moments of pre-scaled features.
+    MOMENTS = "moments"
+
+
+def _frozen_array(values: object) -> np.ndarray:
+    arr = np.array(values, dtype=np.float64).ravel()
+    arr.flags.writeable = False
+    return arr
+
+
+def _read_task(r: wire.Reader) -> Task:
+    raw = r.text(length_bytes=1)
+    try:
+        return Task(raw)
+    except ValueError:
+        raise MalformedMessage(f"unknown task {raw!r}") from None
+
+
+@dataclass(frozen=True, eq=False)
+class RoundStart:
+    """Aggregator to clients: what this round computes, from which global state.
+
+    Attributes
+    ----------
+    round : int
+        Round id, unique and increasing over a federation's life.
+    task : Task
+        What to compute.
+    weights : ndarray of shape (n_features + 1,)
+        Global weights (coefficients, then intercept) for :attr:`Task.TRAIN`.
+    center, scale : ndarray of shape (n_features,)
+        Standardisation ``(x - center) / scale`` for training, or the pre-scale of
+        :attr:`Task.MOMENTS` in ``scale``. Empty when unused.
+    """
+
+    round: int
+    task: Task
+    weights: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
+
+    kind: ClassVar[wire.Kind] = wire.Kind.ROUND_START
+
+    def __post_init__(self) -> None:
+        for name in ("weights", "center", "scale"):
+            object.__setattr__(self, name, _frozen_array(getattr(self, name)))
+
+    def _write(self, w: wire.Writer) -> None:
+        w.uint(self.round)
+        w.text(self.task.value, length_bytes=1)
+        w.array(self.weights)
+        w.array(self.center)
+        w.array(self.scale)
+
+    @classmethod
+    def _read(cls, r: wire.Reader) -> RoundStart:
+        return cls(r.uint(), _read_task(r), r.array(), r.array(), r.array())
+
+
+@dataclass(frozen=True)
+class EncryptedUpdate:
+    """Client to aggregator: one encrypted contribution.
+
+    Attributes
+    ----------
+    round : int
+        The round it answers.
+    task : Task
+        The task it answers.
+    client_id : str
+        Who sent it.
+    vector : bytes
+        The encrypted vector (its own envelope carries the key fingerprint).
+    """
+
+    round: int
+    task: Task
+    client_id: str
+    vector: bytes
+
+    kind: ClassVar[wire.Kind] = wire.Kind.UPDATE
+
+    def _write(self, w: wire.Writer) -> None:
+        w.uint(self.round)
+        w.text(self.task.value, length_bytes=1)
+        w.text(self.client_id, length_bytes=2)
+        w.blob(self.vector)
+
+    @classmethod
+    def _read(cls, r: wire.Reader) -> EncryptedUpdate:
+        return cls(r.uint(), _read_task(r), r.text(max_size=_MAX_ID), r.blob())
+
+
+@dataclass(frozen=True)
+class EncryptedAggregate:
+    """Aggregator to key holder: the homomorphic sum of a round's contributions.
+
+    Attributes
+    ----------
+    round : int
+        The round summed.
+    task : Task
+        The round's task.
+    contributors : tuple of str
+        The clients whose contributions the sum holds.
+    vector : bytes
+        The encrypted sum.
+    """
+
+    round: int
+    task: Task
+    contributors: tuple[str, ...]
+    vector: bytes
+
+    kind: ClassVar[wire.Kind] = wire.Kind.ENCRYPTED_AGGREGATE
+
+    def _write(self, w: wire.Writer) -> None:
+        w.uint(self.round)
+        w.text(self.task.value, length_bytes=1)
+        w.uint(len(self.contributors), 4)
+        for cid in self.contributors:
+            w.text(cid, length_bytes=2)
+        w.blob(self.vector)
+
+    @classmethod
+    def _read(cls, r: wire.Reader) -> EncryptedAggregate:
+        round_id, task = r.uint(), _read_task(r)
+        count = r.uint(4)
+        if count > r.remaining // 2:
+            raise MalformedMessage(f"aggregate claims {count} contributors")
+        contributors = tuple(r.text(max_size=_MAX_ID) for _ in range(count))
+        return cls(round_id, task, contributors, r.blob())
+
+
+@dataclass(frozen=True, eq=False)
+class Aggregate:
+    """Key holder to aggregator: the decrypted weighted mean, and nothing per client.
+
+    Attributes
+    ----------
+    round : int
+        The round decrypted.
+    task : Task
+        The round's task.
+    mean : ndarray
+        ``sum_k n_k v_k / sum_k n_k``.
+    total_weight : int
+        ``sum_k n_k``.
+    contributors : int
+        Number of contributions in the sum.
+    """
+
+    round: int
+    task: Task
+    mean: np.ndarray
+    total_weight: int
+    contributors: int
+
+    kind: ClassVar[wire.Kind] = wire.Kind.AGGREGATE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", _frozen_array(self.mean))
+
+    def _write(self, w: wire.Writer) -> None:
+        w.uint(self.round)
+        w.text(self.task.value, length_bytes=1)
+        w.array(self.mean)
+        w.uint(self.total_weight)
+        w.uint(self.contributors)
+
+    @classmethod
+    def _read(cls, r: wire.Reader) -> Aggregate:
+        return cls(r.uint(), _read_task(r), r.array(), r.uint(), r.uint())
+
+
+Message = Union[RoundStart, EncryptedUpdate, EncryptedAggregate, Aggregate]
+_M = TypeVar("_M", RoundStart, EncryptedUpdate, EncryptedAggregate, Aggregate)
+
+
+def encode(message: Message) -> bytes:
+    """Turn a message into versioned bytes."""
+    w = wire.Writer()
+    message._write(w)
+    return wire.seal_envelope(message.kind, w.getvalue())
+
+
+def decode(data: bytes, cls: type[_M]) -> _M:
+    """Read a message of type ``cls`` from bytes.
+
+    Raises
+    ------
+    MalformedMessage
+        If the bytes are not a well-formed ``cls`` message.
+    """
+    envelope = wire.open_envelope(data, cls.kind)
+    r = wire.Reader(envelope.body, cls.__name__)
+    message = cls._read(r)
+    r.finish()
+    return message

@@ -1,0 +1,50 @@
+"""The default executor: every client in this process, in a fixed order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from he_fed.exceptions import HEFedError
+from he_fed.protocol.client import Client, ClientReport
+
+__all__ = ["ClientResult", "InProcessExecutor"]
+
+log = logging.getLogger("he_fed")
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    """One client's answer to a round: a report, or the error that stopped it."""
+
+    client_id: str
+    report: ClientReport | None
+    error: str | None = None
+
+
+class InProcessExecutor:
+    """Run clients one after another in this process. Deterministic.
+
+    Executors only move bytes and call role methods; they never touch crypto.
+    """
+
+    name = "inprocess"
+
+    def collect(self, clients: Sequence[Client], message: bytes) -> list[ClientResult]:
+        """Hand ``message`` to every client and gather their reports.
+
+        A client that fails with an :class:`~he_fed.exceptions.HEFedError` is
+        reported with its error and left out of the round; the others go on.
+        """
+        results = []
+        for client in clients:
+            try:
+                results.append(ClientResult(client.client_id, client.participate(message)))
+            except HEFedError as exc:
+                log.warning("client %s failed this round: %s", client.client_id, exc)
+                results.append(ClientResult(client.client_id, None, str(exc)))
+        return results
+
+    def close(self) -> None:
+        """Release resources (none here)."""

@@ -1,0 +1,41 @@
+"""Shared fixtures. Fast tests use small keys through the explicit opt-in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from he_fed.crypto import CKKS, KeyPair, Paillier, Plain, Scheme
+
+#: Fast schemes: 1024-bit Paillier needs allow_insecure=True, on purpose.
+#: Each with a weighted plan: up to 64 contributions of weight up to 128.
+_PLAN = {"max_clients": 64, "max_weight": 128}
+FAST_SCHEMES: dict[str, Scheme] = {
+    "plain": Plain(**_PLAN),
+    "paillier": Paillier(key_bits=1024, allow_insecure=True, **_PLAN),
+    "ckks": CKKS(**_PLAN),
+}
+
+_KEYS: dict[str, KeyPair] = {}
+
+
+def keys_for(name: str) -> KeyPair:
+    """One key pair per scheme per session (key generation is the slow part)."""
+    if name not in _KEYS:
+        _KEYS[name] = FAST_SCHEMES[name].keygen()
+    return _KEYS[name]
+
+
+@pytest.fixture(params=sorted(FAST_SCHEMES))
+def scheme_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def keys(scheme_name: str) -> KeyPair:
+    return keys_for(scheme_name)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,238 @@
+"""The three roles: what each may hold, and what each refuses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from he_fed.crypto import CKKS, Paillier, Plain
+from he_fed.exceptions import (
+    KeyMismatchError,
+    MalformedMessage,
+    PolicyViolation,
+    ProtocolError,
+    SecretMaterialError,
+    ShapeMismatchError,
+)
+from he_fed.models import LogisticRegressionGD
+from he_fed.protocol import (
+    Aggregate,
+    Aggregator,
+    Client,
+    EncryptedAggregate,
+    EncryptedUpdate,
+    Federation,
+    KeyHolder,
+    Task,
+    decode,
+    encode,
+)
+from tests.conftest import FAST_SCHEMES, keys_for
+
+N_FEATURES = 3
+
+
+def _data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, N_FEATURES))
+    y = (X @ [1.0, -2.0, 0.5] + 0.3 * rng.normal(size=n) > 0).astype(int)
+    return X, y
+
+
+def _roles(scheme_name: str, sizes=(30, 50, 20), min_clients: int = 2):
+    keyholder = KeyHolder(keys_for(scheme_name), min_clients=min_clients)
+    aggregator = Aggregator(
+        keyholder.aggregation_key_bytes(),
+        n_features=N_FEATURES,
+        standardize=False,
+        allow_insecure=True,
+    )
+    model = LogisticRegressionGD(learning_rate=0.5)
+    clients = [
+        Client(
+            f"c{i}",
+            *_data(i, n),
+            keyholder.public_key_bytes(),
+            model=model,
+            local_epochs=2,
+            classes=np.array([0, 1]),
+            allow_insecure=True,
+        )
+        for i, n in enumerate(sizes)
+    ]
+    return keyholder, aggregator, clients
+
+
+def _local_delta(client: Client, weights: np.ndarray) -> np.ndarray:
+    """What a client's update should be, recomputed in the clear."""
+    model = LogisticRegressionGD(learning_rate=0.5, max_iter=2).fit(
+        client._X, client._y, coef_init=weights[:-1], intercept_init=weights[-1], classes=[0, 1]
+    )
+    return np.append(model.coef_.ravel(), model.intercept_) - weights
+
+
+def test_weighted_average_with_one_client_dropped(scheme_name):
+    keyholder, aggregator, clients = _roles(scheme_name)
+    start = aggregator.start_round()
+    present = [clients[0], clients[2]]  # client c1 drops out
+    for client in present:
+        aggregator.add(client.participate(start).update)
+    result = decode(keyholder.decrypt_aggregate(aggregator.finish_round()), Aggregate)
+    deltas = [_local_delta(c, np.zeros(N_FEATURES + 1)) for c in present]
+    expected = np.average(deltas, axis=0, weights=[30, 20])
+    assert result.total_weight == 50
+    assert result.contributors == 2
+    atol = {"plain": 1e-15, "paillier": 1e-12, "ckks": 1e-6}[scheme_name]
+    np.testing.assert_allclose(result.mean, expected, rtol=0, atol=atol)
+    aggregator.apply(encode(result))
+    np.testing.assert_allclose(aggregator.weights, expected, atol=atol)
+
+
+def test_aggregator_refuses_secret_material(scheme_name):
+    keys = keys_for(scheme_name)
+    for secret in (keys, keys.secret):
+        with pytest.raises(SecretMaterialError):
+            Aggregator(secret, n_features=2)  # type: ignore[arg-type]
+
+
+def test_aggregator_holds_only_the_least_public_material():
+    keyholder = KeyHolder(keys_for("ckks"))
+    aggregator = Aggregator(keyholder.public_key_bytes(), n_features=2)
+    assert not aggregator.key.context.has_public_key()
+    assert not aggregator.key.context.is_private()
+
+
+def test_nothing_the_aggregator_receives_contains_the_secret_key():
+    keys = keys_for("paillier")
+    keyholder, aggregator, clients = _roles("paillier")
+    received = [keyholder.aggregation_key_bytes()]
+    start = aggregator.start_round()
+    received += [c.participate(start).update for c in clients]
+    secret = keys.secret._phe
+    for value in (int(secret.p), int(secret.q), int(secret.hp), int(secret.hq)):
+        needle = value.to_bytes((value.bit_length() + 7) // 8, "big")
+        assert all(needle not in blob for blob in received)
+
+
+def test_a_garbage_update_is_refused_and_loses_nothing(scheme_name):
+    keyholder, aggregator, clients = _roles(scheme_name)
+    start = aggregator.start_round()
+    aggregator.add(clients[0].participate(start).update)
+    good = clients[1].participate(start).update
+    garbled = bytearray(good)
+    garbled[len(garbled) // 2] ^= 0xFF
+    with pytest.raises(MalformedMessage):
+        aggregator.add(bytes(garbled))
+    aggregator.add(good)
+    result = decode(keyholder.decrypt_aggregate(aggregator.finish_round()), Aggregate)
+    assert result.contributors == 2 and result.total_weight == 80
+
+
+def test_wrong_round_duplicate_wrong_key_and_wrong_shape_are_refused(scheme_name):
+    keyholder, aggregator, clients = _roles(scheme_name)
+    stale = aggregator.start_round()
+    start = aggregator.start_round()
+    with pytest.raises(ProtocolError, match="round"):
+        aggregator.add(clients[0].participate(stale).update)
+    update = clients[0].participate(start).update
+    aggregator.add(update)
+    with pytest.raises(ProtocolError, match="already contributed"):
+        aggregator.add(update)
+    other = FAST_SCHEMES[scheme_name].keygen().public
+    vector = other.encrypt(np.zeros(N_FEATURES + 1), weight=3).to_bytes()
+    with pytest.raises(KeyMismatchError):
+        aggregator.add(encode(EncryptedUpdate(start_round(aggregator), Task.TRAIN, "x", vector)))
+    short = keys_for(scheme_name).public.encrypt(np.zeros(N_FEATURES), weight=3).to_bytes()
+    with pytest.raises(ShapeMismatchError):
+        aggregator.add(encode(EncryptedUpdate(start_round(aggregator), Task.TRAIN, "y", short)))
+    assert aggregator.contributors == ("c0",)
+
+
+def start_round(aggregator: Aggregator) -> int:
+    return aggregator.round
+
+
+def test_keyholder_enforces_min_clients_distinct_and_once_per_round(scheme_name):
+    keyholder, aggregator, clients = _roles(scheme_name, min_clients=2)
+    start = aggregator.start_round()
+    aggregator.add(clients[0].participate(start).update)
+    lone = aggregator.finish_round()
+    with pytest.raises(PolicyViolation, match="min_clients=2"):
+        keyholder.decrypt_aggregate(lone)
+    aggregator.add(clients[1].participate(start).update)
+    pair = aggregator.finish_round()
+    message = decode(pair, EncryptedAggregate)
+    doubled = EncryptedAggregate(message.round, message.task, ("c0", "c0"), message.vector)
+    with pytest.raises(PolicyViolation, match="more than once"):
+        keyholder.decrypt_aggregate(encode(doubled))
+    lying = EncryptedAggregate(message.round, message.task, ("c0", "c1", "c2"), message.vector)
+    with pytest.raises(PolicyViolation, match="sums 2"):
+        keyholder.decrypt_aggregate(encode(lying))
+    keyholder.decrypt_aggregate(pair)
+    with pytest.raises(PolicyViolation, match="once"):
+        keyholder.decrypt_aggregate(pair)
+
+
+def test_clients_never_hold_secrets_and_need_an_encrypting_key():
+    keys = keys_for("ckks")
+    X, y = _data(0, 10)
+    with pytest.raises(SecretMaterialError):
+        Client("c", X, y, keys.secret, model=LogisticRegressionGD())  # type: ignore[arg-type]
+    from he_fed.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="encrypt"):
+        Client("c", X, y, keys.public.aggregation_key().to_bytes(), model=LogisticRegressionGD())
+
+
+def test_federated_standardisation_matches_central_statistics(scheme_name):
+    rng = np.random.default_rng(7)
+    # Features on wildly different scales, spread unevenly over clients.
+    X = rng.normal(size=(300, 4)) * [1e-3, 1.0, 250.0, 4e4] + [5e-3, -2.0, 900.0, 1e5]
+    y = (rng.random(300) > 0.5).astype(int)
+    parts = [(X[i::3], y[i::3]) for i in range(3)]
+    scheme = FAST_SCHEMES[scheme_name].with_plan(max_clients=3, max_weight=128)
+    federation = Federation.create(
+        parts, scheme=scheme, model=LogisticRegressionGD(), classes=np.array([0, 1])
+    )
+    federation.standardize()
+    rtol = {"plain": 1e-12, "paillier": 1e-9, "ckks": 1e-6}[scheme_name]
+    np.testing.assert_allclose(federation.aggregator.center, X.mean(axis=0), rtol=rtol)
+    np.testing.assert_allclose(federation.aggregator.scale, X.std(axis=0), rtol=rtol)
+
+
+def test_a_client_under_the_wrong_key_is_left_out_and_the_round_completes():
+    keyholder, aggregator, clients = _roles("paillier")
+    stranger = FAST_SCHEMES["paillier"].keygen().public.to_bytes()
+    clients[1] = Client(
+        "c1", *_data(1, 50), stranger, model=LogisticRegressionGD(), allow_insecure=True,
+        classes=np.array([0, 1]),
+    )
+    federation = Federation(keyholder, aggregator, clients)
+    outcome = federation.run_round()
+    assert outcome.contributors == ("c0", "c2")
+    assert "another key" in outcome.failures["c1"]
+    assert outcome.total_weight == 50 and outcome.skipped is None
+
+
+def test_clients_refuse_non_finite_data():
+    from he_fed.exceptions import ConfigurationError
+
+    X, y = _data(0, 10)
+    X[3, 1] = np.nan
+    with pytest.raises(ConfigurationError, match="NaN"):
+        Client("c", X, y, keys_for("plain").public, model=LogisticRegressionGD())
+
+
+def test_too_few_clients_skip_the_round_without_decrypting():
+    keyholder, aggregator, clients = _roles("plain", min_clients=3)
+    federation = Federation(keyholder, aggregator, clients)
+    outcome = federation.run_round(participants=["c0", "c1"])
+    assert outcome.skipped and "requires 3" in outcome.skipped
+    assert outcome.absent == ("c2",)
+    np.testing.assert_array_equal(aggregator.weights, 0.0)
+
+
+def test_schemes_are_value_objects():
+    assert Paillier(key_bits=2048) == Paillier(key_bits=2048)
+    assert hash(CKKS()) == hash(CKKS(preset="aggregation-fast"))
+    assert Plain() != Plain(clip=2.0)

@@ -1,0 +1,70 @@
+"""The command line through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from he_fed.cli import main
+
+FAST = ["--key-bits", "1024", "--allow-insecure"]
+
+
+def test_run_prints_the_result_table_and_writes_json(tmp_path):
+    out = tmp_path / "result.json"
+    result = CliRunner().invoke(
+        main, ["run", "--rounds", "3", "--json", str(out), *FAST], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    for text in ("final test accuracy", "local training", "encode + encrypt", "decrypt",
+                 "uploaded per client per round", "3 rounds"):
+        assert text in result.output
+    data = json.loads(out.read_text())
+    assert data["final"]["metric_name"] == "accuracy"
+    assert len(data["rounds"]) == 3
+    assert data["config"]["key_bits"] == 1024
+
+
+def test_quiet_prints_one_line():
+    result = CliRunner().invoke(main, ["run", "--scheme", "plain", "--rounds", "2", "--quiet"])
+    assert result.exit_code == 0
+    assert result.output.count("\n") == 1 and result.output.startswith("accuracy=")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "mnist"], "unknown dataset"),
+        (["--key-bits", "1024"], "InsecureParameters"),
+        (["--clients", "2", "--min-clients", "3"], "min_clients"),
+        (["--dataset", "diabetes", "--model", "logistic"], "regression dataset"),
+        (["--dataset", "/nope.csv", "--target", "y"], "no such CSV"),
+    ],
+)
+def test_library_errors_are_one_line_without_traceback(args, message):
+    result = CliRunner().invoke(main, ["run", "--rounds", "1", *args])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0
+
+
+def test_non_numeric_csv_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b,y\n1,2,0\nx,4,1\n5,6,0\n")
+    result = CliRunner().invoke(main, ["run", "--dataset", str(path), "--target", "y"])
+    assert result.exit_code != 0
+    assert "not a number" in result.output
+
+
+@pytest.mark.slow
+def test_default_run_uses_2048_bit_paillier(tmp_path):
+    out = tmp_path / "default.json"
+    result = CliRunner().invoke(main, ["run", "--json", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["config"]["scheme"] == "paillier" and data["config"]["key_bits"] == 2048
+    assert data["config"]["clients"] == 5 and data["dataset"]["name"] == "breast_cancer"
+    assert data["final"]["metric"] >= data["final"]["reference_metric"] - 0.015

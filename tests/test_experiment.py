@@ -1,0 +1,98 @@
+"""End to end: the acceptance facts of an encrypted federated run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from he_fed import ExperimentConfig, FederatedLogisticRegression, run_experiment
+from he_fed.exceptions import ConfigurationError
+
+FAST = {"key_bits": 1024, "allow_insecure": True}
+
+
+def _weights(result) -> np.ndarray:
+    return np.append(result.final["coef"], result.final["intercept"])
+
+
+@pytest.fixture(scope="module")
+def breast_cancer_runs():
+    return {
+        scheme: run_experiment(ExperimentConfig(scheme=scheme, seed=3, **FAST))
+        for scheme in ("plain", "paillier", "ckks")
+    }
+
+
+def test_paillier_and_ckks_reproduce_plain_coefficients(breast_cancer_runs):
+    plain = _weights(breast_cancer_runs["plain"])
+    np.testing.assert_allclose(_weights(breast_cancer_runs["paillier"]), plain, rtol=1e-6)
+    np.testing.assert_allclose(_weights(breast_cancer_runs["ckks"]), plain, rtol=1e-4)
+    accuracies = {s: r.final["metric"] for s, r in breast_cancer_runs.items()}
+    assert len(set(accuracies.values())) == 1, accuracies
+
+
+def test_iid_accuracy_is_within_one_and_a_half_points_of_centralised(breast_cancer_runs):
+    for result in breast_cancer_runs.values():
+        assert result.config.rounds == 20 and result.config.clients == 5
+        final = result.final
+        assert final["metric_name"] == "accuracy"
+        assert final["metric"] >= final["reference_metric"] - 0.015
+
+
+def test_result_json_has_the_documented_fields(breast_cancer_runs):
+    data = json.loads(breast_cancer_runs["paillier"].to_json())
+    assert data["config"]["scheme"] == "paillier"
+    assert set(data["final"]) >= {"metric_name", "metric", "loss", "coef", "intercept"}
+    assert len(data["rounds"]) == 20
+    for entry in data["rounds"]:
+        assert set(entry) >= {"metric", "loss", "timings", "bytes_up"}
+        assert set(entry["timings"]) == {"train", "encrypt", "serialize", "aggregate", "decrypt"}
+        assert entry["bytes_up"] >= 256 * 32  # 31 values + weight, 256-byte ciphertexts (n: 1024 bits)
+    assert set(data["totals"]) >= {
+        "train_s", "encrypt_s", "aggregate_s", "decrypt_s", "total_s", "bytes_up"
+    }
+    assert data["environment"]["packages"]["phe"]
+    assert data["environment"]["cpu"]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "metric", "floor"),
+    [("diabetes", "r2", 0.30), ("wine", "accuracy", 0.95)],
+)
+def test_other_builtin_datasets_learn_under_paillier(dataset, metric, floor):
+    result = run_experiment(ExperimentConfig(dataset=dataset, scheme="paillier", **FAST))
+    assert result.final["metric_name"] == metric
+    assert result.final["metric"] >= floor
+    assert result.final["metric"] >= result.final["reference_metric"] - 0.02
+
+
+def test_dirichlet_skew_and_dropouts_still_train():
+    result = run_experiment(
+        ExperimentConfig(scheme="plain", partition="dirichlet", alpha=0.3, dropout=0.3, clients=8)
+    )
+    dropped = sum(len(r["dropped"]) for r in result.rounds)
+    assert dropped > 0
+    assert result.final["metric"] > 0.9
+
+
+def test_estimator_api_fits_and_scores():
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    groups = np.arange(len(y)) % 4
+    clf = FederatedLogisticRegression(scheme="ckks", rounds=5).fit(X, y, groups=groups)
+    assert clf.coef_.shape == (1, X.shape[1])
+    assert clf.score(X, y) > 0.9
+    assert len(clf.history_) == 5 and clf.n_clients_ == 4
+    assert clf.setup_["aggregation_key_bytes"] < 1024
+    with pytest.raises(ConfigurationError, match="groups"):
+        clf.fit(X, y)
+
+
+def test_bad_configuration_is_a_clear_error():
+    with pytest.raises(ConfigurationError, match="unknown scheme"):
+        ExperimentConfig(scheme="rsa")
+    with pytest.raises(ConfigurationError, match="min_clients"):
+        ExperimentConfig(clients=2, min_clients=3)
