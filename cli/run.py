@@ -35,8 +35,8 @@ def _bytes(n: float) -> str:
 
 
 def _scheme_label(config: ExperimentConfig) -> str:
-    if config.scheme == "paillier":
-        return f"paillier ({config.key_bits}-bit)"
+    if config.scheme.startswith("paillier"):
+        return f"{config.scheme} ({config.key_bits}-bit)"
     if config.scheme == "ckks":
         return f"ckks ({config.ckks_preset})"
     return "plain (INSECURE baseline, no encryption)"
@@ -91,7 +91,7 @@ def render(result: ExperimentResult, console: Console) -> None:
 
 
 @click.command()
-@click.option("--scheme", type=click.Choice(sorted(SCHEMES)), default="paillier",
+@click.option("--scheme", type=click.Choice(sorted(SCHEMES)), default="paillier-packed",
               show_default=True, help="Encryption scheme; 'plain' is the insecure baseline.")
 @click.option("--dataset", default="breast_cancer", show_default=True,
               help=f"One of {', '.join(BUILTIN_DATASETS)}, or a path to a CSV file.")
@@ -131,7 +131,7 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
     """Train a model across clients with encrypted secure aggregation.
 
     With no flags: logistic regression on scikit-learn's breast-cancer data, split
-    across 5 clients, 20 rounds, 2048-bit Paillier.
+    across 5 clients, 20 rounds, packed 2048-bit Paillier.
     """
     with friendly_errors():
         config = ExperimentConfig(

@@ -45,10 +45,10 @@ class ExperimentConfig:
         Size of the synthetic datasets.
     model : {"auto", "logistic", "linear"}, default="auto"
         Model; ``auto`` picks logistic for two classes and linear otherwise.
-    scheme : {"paillier", "ckks", "plain"}, default="paillier"
+    scheme : {"paillier-packed", "paillier", "ckks", "plain"}, default="paillier-packed"
         Encryption scheme (``plain`` is the insecure baseline).
     key_bits : int, default=2048
-        Paillier modulus size.
+        Paillier modulus size (both Paillier schemes).
     allow_insecure : bool, default=False
         Accept Paillier keys under 2048 bits.
     ckks_preset : str, default="aggregation-fast"
@@ -93,7 +93,7 @@ class ExperimentConfig:
     samples: int | None = None
     features: int | None = None
     model: str = "auto"
-    scheme: str = "paillier"
+    scheme: str = "paillier-packed"
     key_bits: int = 2048
     allow_insecure: bool = False
     ckks_preset: str = "aggregation-fast"

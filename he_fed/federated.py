@@ -33,7 +33,7 @@ def _scheme_for(est: _FederatedBase, sizes: list[int]) -> Scheme:
         "max_clients": len(sizes),
         "max_weight": max_weight,
     }
-    if est.scheme == "paillier":
+    if est.scheme in ("paillier", "paillier-packed"):
         params.update(key_bits=est.key_bits, allow_insecure=est.allow_insecure)
     elif est.scheme == "ckks":
         params.update(preset=est.ckks_preset)
@@ -50,7 +50,7 @@ class _FederatedBase(BaseEstimator):
     def __init__(
         self,
         *,
-        scheme: str | Scheme = "paillier",
+        scheme: str | Scheme = "paillier-packed",
         rounds: int = 20,
         local_epochs: int = 5,
         learning_rate: float | None = None,
@@ -180,8 +180,9 @@ def _round_entry(index: int, outcome: RoundOutcome, metric: float, loss: float) 
 _PARAMS_DOC = """
     Parameters
     ----------
-    scheme : {"paillier", "ckks", "plain"} or Scheme, default="paillier"
-        Encryption scheme. A name builds the scheme with ``clip``, ``key_bits``
+    scheme : str or Scheme, default="paillier-packed"
+        Encryption scheme: ``"paillier-packed"``, ``"paillier"``, ``"ckks"``, or
+        ``"plain"``. A name builds the scheme with ``clip``, ``key_bits``
         (Paillier) or ``ckks_preset`` (CKKS), ``max_weight``, and
         ``max_clients`` set to the number of groups. A :class:`Scheme` instance is
         used as given. ``"plain"`` is the insecure, unencrypted baseline.

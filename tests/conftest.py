@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from he_fed.crypto import CKKS, KeyPair, Paillier, Plain, Scheme
+from he_fed.crypto import CKKS, KeyPair, PackedPaillier, Paillier, Plain, Scheme
 
 #: Fast schemes: 1024-bit Paillier needs allow_insecure=True, on purpose.
 #: Each with a weighted plan: up to 64 contributions of weight up to 128.
@@ -13,6 +13,7 @@ _PLAN = {"max_clients": 64, "max_weight": 128}
 FAST_SCHEMES: dict[str, Scheme] = {
     "plain": Plain(**_PLAN),
     "paillier": Paillier(key_bits=1024, allow_insecure=True, **_PLAN),
+    "paillier-packed": PackedPaillier(key_bits=1024, allow_insecure=True, **_PLAN),
     "ckks": CKKS(**_PLAN),
 }
 

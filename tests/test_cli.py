@@ -60,11 +60,13 @@ def test_non_numeric_csv_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_default_run_uses_2048_bit_paillier(tmp_path):
+def test_default_run_uses_2048_bit_packed_paillier(tmp_path):
     out = tmp_path / "default.json"
     result = CliRunner().invoke(main, ["run", "--json", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert data["config"]["scheme"] == "paillier" and data["config"]["key_bits"] == 2048
+    assert data["config"]["scheme"] == "paillier-packed"
+    assert data["config"]["key_bits"] == 2048
+    assert data["setup"]["params"]["key_bits"] == 2048
     assert data["config"]["clients"] == 5 and data["dataset"]["name"] == "breast_cancer"
     assert data["final"]["metric"] >= data["final"]["reference_metric"] - 0.015

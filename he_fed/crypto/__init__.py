@@ -27,7 +27,7 @@ from he_fed.crypto.base import (
     WeightedSum,
 )
 from he_fed.crypto.ckks import CKKS
-from he_fed.crypto.paillier import Paillier
+from he_fed.crypto.paillier import PackedPaillier, Paillier
 from he_fed.crypto.plain import Plain
 from he_fed.exceptions import ConfigurationError, MalformedMessage, SecretMaterialError
 
@@ -37,6 +37,7 @@ __all__ = [
     "AggregationKey",
     "EncryptedVector",
     "KeyPair",
+    "PackedPaillier",
     "Paillier",
     "Plain",
     "PublicKey",
@@ -48,7 +49,9 @@ __all__ = [
 ]
 
 #: Every scheme by its registry name.
-SCHEMES: dict[str, type[Scheme]] = {cls.name: cls for cls in (Plain, Paillier, CKKS)}
+SCHEMES: dict[str, type[Scheme]] = {
+    cls.name: cls for cls in (Plain, Paillier, PackedPaillier, CKKS)
+}
 
 
 def make_scheme(name: str, **params: object) -> Scheme:

@@ -13,7 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["Quantizer"]
+__all__ = ["Quantizer", "SlotLayout"]
 
 #: Largest precision that still fits numpy's int64 once signed.
 _INT64_BITS = 62
@@ -81,3 +81,80 @@ class Quantizer:
         if q.dtype == object:
             q = np.array([float(v) for v in q], dtype=np.float64)
         return q.astype(np.float64) * self.step
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """Non-negative integers packed side by side into big plaintext integers.
+
+    Value ``i`` of a chunk occupies bits ``[i * slot_bits, (i + 1) * slot_bits)``.
+    Packing is exact as long as every (summed) value stays below
+    ``2**slot_bits``; the plan that builds the layout guarantees it.
+
+    Parameters
+    ----------
+    slot_bits : int
+        Width of one slot.
+    slots : int
+        Slots per plaintext.
+    """
+
+    slot_bits: int
+    slots: int
+
+    def __post_init__(self) -> None:
+        if self.slot_bits < 1 or self.slots < 1:
+            raise ValueError("a layout needs at least one slot of at least one bit")
+
+    def chunks(self, size: int) -> int:
+        """Plaintexts needed for ``size`` values."""
+        return -(-size // self.slots)
+
+    def pack(self, values: np.ndarray) -> list[int]:
+        """Pack non-negative integers (int64 or Python ints) into plaintext integers."""
+        out = []
+        for start in range(0, len(values), self.slots):
+            chunk = values[start : start + self.slots]
+            if self.slot_bits <= _INT64_BITS and chunk.dtype != object:
+                out.append(self._pack_vectorised(chunk.astype(np.uint64)))
+            else:
+                m = 0
+                for v in reversed(chunk.tolist()):
+                    m = (m << self.slot_bits) | int(v)
+                out.append(m)
+        return out
+
+    def unpack(self, plaintexts: list[int], size: int) -> np.ndarray:
+        """Split plaintext integers back into ``size`` slot values.
+
+        Returns
+        -------
+        ndarray of shape (size,)
+            ``int64`` when slots are at most 62 bits, otherwise Python integers.
+        """
+        parts = []
+        remaining = size
+        for m in plaintexts:
+            k = min(self.slots, remaining)
+            if self.slot_bits <= _INT64_BITS:
+                parts.append(self._unpack_vectorised(m, k))
+            else:
+                mask = (1 << self.slot_bits) - 1
+                parts.append(
+                    np.array([(m >> (i * self.slot_bits)) & mask for i in range(k)], dtype=object)
+                )
+            remaining -= k
+        return np.concatenate(parts)
+
+    def _pack_vectorised(self, chunk: np.ndarray) -> int:
+        shifts = np.arange(self.slot_bits, dtype=np.uint64)
+        bits = ((chunk[:, None] >> shifts) & np.uint64(1)).astype(np.uint8)
+        packed = np.packbits(bits.ravel(), bitorder="little")
+        return int.from_bytes(packed.tobytes(), "little")
+
+    def _unpack_vectorised(self, m: int, k: int) -> np.ndarray:
+        total_bits = k * self.slot_bits
+        raw = np.frombuffer(m.to_bytes((total_bits + 7) // 8, "little"), dtype=np.uint8)
+        bits = np.unpackbits(raw, bitorder="little")[:total_bits].reshape(k, self.slot_bits)
+        weights = np.left_shift(np.uint64(1), np.arange(self.slot_bits, dtype=np.uint64))
+        return (bits.astype(np.uint64) * weights).sum(axis=1).astype(np.int64)

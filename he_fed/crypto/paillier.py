@@ -1,23 +1,36 @@
-"""Per-value Paillier on python-paillier (phe), with gmpy2 for the arithmetic.
+"""Paillier schemes: per-value (``Paillier``) and packed (``PackedPaillier``).
 
-Every value is quantized onto the plan's one shared fixed-point scale (see
-:class:`~he_fed.crypto.packing.Quantizer`), multiplied by the contribution's integer
-weight, reduced modulo ``n`` (negatives wrap to ``n - |m|``) and encrypted on its
-own. The weight is one more ciphertext. Sums decode exactly; the plan guarantees
-that no honest sum can leave ``(-n/3, n/3)``, and decryption raises if one does.
+Both share the keys, the ciphertexts and the fast arithmetic of
+:mod:`he_fed.crypto.djn` (DJN encryption with a fixed-base table, CRT
+decryption); they differ only in how a contribution becomes plaintext integers.
+
+* ``Paillier`` quantizes every value onto one shared fixed-point scale, multiplies
+  it by the contribution's integer weight, reduces it modulo ``n`` (negatives wrap
+  to ``n - |m|``) and encrypts it on its own. The weight is one more ciphertext.
+* ``PackedPaillier`` (after BatchCrypt, USENIX ATC 2020) quantizes each value to a
+  signed ``precision_bits`` integer, shifts it non-negative by a zero point (so
+  ``0.0`` stays exact), multiplies by the weight, and packs as many slots as fit
+  below ``n``. Each slot has room for ``max_clients`` contributions of weight
+  ``max_weight``, so a sum of that many ciphertexts unpacks exactly. The total
+  weight rides in the first slot; decoding needs it to remove the zero point.
+
+Either way, a plan that could overflow is refused when it is built, and a
+decrypted value outside the plan's range raises ``EncodingOverflowError``.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
 import gmpy2
 import numpy as np
-from phe import paillier as phe_paillier
 
-from he_fed.crypto import wire
+from he_fed.crypto import djn, wire
 from he_fed.crypto.base import (
     EncryptedVector,
     KeyPair,
@@ -27,7 +40,7 @@ from he_fed.crypto.base import (
     WeightedSum,
     key_fingerprint,
 )
-from he_fed.crypto.packing import Quantizer
+from he_fed.crypto.packing import Quantizer, SlotLayout
 from he_fed.exceptions import (
     ConfigurationError,
     EncodingOverflowError,
@@ -35,163 +48,171 @@ from he_fed.exceptions import (
     MalformedMessage,
 )
 
-__all__ = ["Paillier"]
+__all__ = ["PackedPaillier", "Paillier"]
 
 _DOMAIN = "he-fed/paillier/v1"
 #: Below 2048 bits a Paillier modulus gives less than 112-bit security
 #: (NIST SP 800-57 Part 1, Table 2, read for factoring-based keys).
 MIN_SECURE_KEY_BITS = 2048
 _MIN_KEY_BITS = 256
+#: Encryptions per call from which worker processes are used (their start-up and
+#: tables cost about a second, which short vectors would not win back).
+PARALLEL_MIN_CIPHERTEXTS = 512
 
 
-def _check_key_bits(key_bits: int, allow_insecure: bool) -> None:
-    if isinstance(key_bits, bool) or not isinstance(key_bits, int):
-        raise ConfigurationError(f"key_bits must be an integer, got {key_bits!r}")
-    if key_bits < _MIN_KEY_BITS or key_bits % 2:
-        raise ConfigurationError(f"key_bits must be an even number >= {_MIN_KEY_BITS}")
-    if key_bits < MIN_SECURE_KEY_BITS and not allow_insecure:
-        raise InsecureParameters(
-            f"key_bits={key_bits} is below {MIN_SECURE_KEY_BITS} (about 112-bit security); "
-            "pass allow_insecure=True (CLI: --allow-insecure) only for tests and demos"
-        )
-
-
-def _capacity_check(scheme: Paillier, levels: int, knobs: str) -> None:
-    """Refuse a plan whose largest sum could reach the wrap-around region."""
-    need = scheme.max_clients * scheme.max_weight * levels
-    # n has exactly key_bits bits, so n >= 2**(key_bits - 1).
-    room = 2 ** (scheme.key_bits - 1) // 3
-    if need > room:
-        raise EncodingOverflowError(
-            f"a sum of {scheme.max_clients} contributions of weight up to "
-            f"{scheme.max_weight} needs {need.bit_length()} bits, but a {scheme.key_bits}-bit "
-            f"key holds {room.bit_length()}; lower {knobs} or use a larger key"
-        )
+def _check_int(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigurationError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
-class Paillier(Scheme):
-    """Per-value Paillier encryption with one shared fixed-point scale.
+class _PaillierScheme(Scheme):
+    """Key parameters shared by the Paillier schemes.
 
     Parameters
     ----------
     key_bits : int, default=2048
         Size of the modulus ``n``. Below 2048 raises :class:`InsecureParameters`
         unless ``allow_insecure`` is true.
-    precision_bits : int, default=64
-        Width of each quantized value, sign included. The quantization step is
-        ``clip / (2**(precision_bits - 1) - 1)``.
-    clip, max_clients, max_weight
-        The encoding plan (see :class:`~he_fed.crypto.base.Scheme`).
+    precision_bits : int
+        Width of each quantized value, sign included.
+    short_randomness : bool, default=False
+        Use a randomness exponent of twice the security level (224 bits at 2048)
+        instead of ``key_bits / 2``. About 4x faster encryption, under DJN's extra
+        small-exponent assumption. Off by default.
     allow_insecure : bool, default=False
-        Accept keys below 2048 bits. For fast tests only.
+        Accept keys below 2048 bits. For fast tests and demos only.
+    workers : int or None, default=None
+        Processes used to encrypt long vectors (at least 512 ciphertexts); None
+        means all cores.
     """
 
     key_bits: int = MIN_SECURE_KEY_BITS
     precision_bits: int = 64
+    short_randomness: bool = False
     allow_insecure: bool = field(default=False, compare=False, metadata={"wire": False})
-
-    name: ClassVar[str] = "paillier"
+    workers: int | None = field(default=None, compare=False, metadata={"wire": False})
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_key_bits(self.key_bits, self.allow_insecure)
-        if (
-            isinstance(self.precision_bits, bool)
-            or not isinstance(self.precision_bits, int)
-            or not 2 <= self.precision_bits <= 128
-        ):
-            raise ConfigurationError("precision_bits must be an integer between 2 and 128")
-        _capacity_check(self, self.quantizer.levels, "precision_bits, max_clients or max_weight")
+        key_bits = _check_int("key_bits", self.key_bits, _MIN_KEY_BITS, 1 << 16)
+        if key_bits % 2:
+            raise ConfigurationError("key_bits must be even")
+        if key_bits < MIN_SECURE_KEY_BITS and not self.allow_insecure:
+            raise InsecureParameters(
+                f"key_bits={key_bits} is below {MIN_SECURE_KEY_BITS} (about 112-bit security); "
+                "pass allow_insecure=True (CLI: --allow-insecure) only for tests and demos"
+            )
+        if self.workers is not None:
+            _check_int("workers", self.workers, 1, 1024)
+        _check_int("precision_bits", self.precision_bits, 2, 128)
+
+    @property
+    def randomness_bits(self) -> int:
+        """Bits of the DJN exponent: ``key_bits / 2``, or twice the security level."""
+        if self.short_randomness:
+            return 2 * djn.security_bits(self.key_bits)
+        return self.key_bits // 2
 
     @cached_property
     def quantizer(self) -> Quantizer:
         """The shared fixed-point scale."""
         return Quantizer(self.clip, self.precision_bits)
 
+    def _room(self) -> int:
+        # n has exactly key_bits bits, so n >= 2**(key_bits - 1).
+        return 2 ** (self.key_bits - 1) // 3
+
     def keygen(self) -> KeyPair:
-        """Generate a key pair with phe (``n`` of exactly ``key_bits`` bits)."""
-        pub, priv = phe_paillier.generate_paillier_keypair(n_length=self.key_bits)
-        public = PaillierPublicKey(self, int(pub.n))
-        return KeyPair(public, PaillierSecretKey(public, int(priv.p), int(priv.q)))
+        """Generate ``p ≡ q ≡ 3 (mod 4)``, ``n = pq`` of ``key_bits`` bits, and the DJN ``hs``."""
+        p, q = djn.generate_primes(self.key_bits)
+        public = PaillierPublicKey(self, p * q, djn.djn_generator(p * q))
+        return KeyPair(public, PaillierSecretKey(public, p, q))
 
     @classmethod
     def _load_key(cls, envelope: wire.Envelope, scheme: Any) -> PaillierPublicKey:
         if envelope.kind is not wire.Kind.PUBLIC_KEY:
-            raise MalformedMessage(f"a paillier scheme has no {envelope.kind.label}")
+            raise MalformedMessage(f"a {cls.name} scheme has no {envelope.kind.label}")
         r = wire.Reader(envelope.body, "paillier public key")
         n = int.from_bytes(r.blob(max_size=scheme.key_bits // 8 + 1), "big")
+        hs = int.from_bytes(r.blob(max_size=scheme.key_bits // 4 + 1), "big")
         r.finish()
         if n.bit_length() != scheme.key_bits or n % 2 == 0:
             raise MalformedMessage("paillier modulus does not match its declared size")
-        key = PaillierPublicKey(scheme, n)
+        if not 0 < hs < n * n or gmpy2.gcd(hs, n) != 1:
+            raise MalformedMessage("paillier key's DJN generator is not in Z*_(n^2)")
+        key = PaillierPublicKey(scheme, n, hs)
         if key.fingerprint != envelope.fingerprint:
-            raise MalformedMessage("paillier key fingerprint does not match its modulus")
+            raise MalformedMessage("paillier key fingerprint does not match its contents")
         return key
 
+    @abstractmethod
+    def ciphertexts_for(self, size: int) -> int:
+        """Ciphertexts needed for a contribution of ``size`` values."""
 
-class PaillierPublicKey(PublicKey):
-    """Paillier public key: the modulus ``n``."""
+    @abstractmethod
+    def encode(self, values: np.ndarray, weight: int, n: int) -> list[int]:
+        """Plaintext integers (each in ``[0, n)``) of a checked contribution."""
 
-    def __init__(self, scheme: Paillier, n: int) -> None:
-        self._n_bytes = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        super().__init__(scheme, key_fingerprint(_DOMAIN, self._n_bytes))
-        self.n = gmpy2.mpz(n)
-        self.nsquare = self.n * self.n
-        self._phe = phe_paillier.PaillierPublicKey(n)
-        self._width = (int(self.nsquare).bit_length() + 7) // 8
+    @abstractmethod
+    def decode(self, plaintexts: list[int], size: int, count: int, n: int) -> WeightedSum:
+        """The weighted sum a list of decrypted plaintexts holds."""
 
-    @property
-    def scheme(self) -> Paillier:
-        """Scheme parameters and encoding plan."""
-        return self._scheme  # type: ignore[return-value]
+    def _check_weight(self, weight: int, count: int) -> None:
+        if not count <= weight <= count * self.max_weight:
+            raise EncodingOverflowError(
+                f"decrypted total weight {weight} is impossible for {count} contribution(s): "
+                "the sum overflowed or holds contributions the plan did not allow"
+            )
 
-    def _key_body(self) -> bytes:
-        w = wire.Writer()
-        w.blob(self._n_bytes)
-        return w.getvalue()
 
-    def _encrypt(self, values: np.ndarray, weight: int) -> PaillierVector:
-        n = int(self.n)
-        plaintexts = [(weight * int(q)) % n for q in self.scheme.quantizer.quantize(values)]
+@dataclass(frozen=True, kw_only=True)
+class Paillier(_PaillierScheme):
+    """Per-value Paillier encryption with one shared fixed-point scale.
+
+    Parameters
+    ----------
+    key_bits : int, default=2048
+        Size of the modulus (see ``allow_insecure``).
+    precision_bits : int, default=64
+        Width of each quantized value, sign included. The quantization step is
+        ``clip / (2**(precision_bits - 1) - 1)``.
+    clip, max_clients, max_weight
+        The encoding plan (see :class:`~he_fed.crypto.base.Scheme`).
+    short_randomness, allow_insecure, workers
+        See the Paillier key parameters: short DJN exponents (opt-in), keys under
+        2048 bits (opt-in), and processes for long vectors.
+    """
+
+    name: ClassVar[str] = "paillier"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        need = self.max_clients * self.max_weight * self.quantizer.levels
+        if need > self._room():
+            raise EncodingOverflowError(
+                f"a sum of {self.max_clients} contributions of weight up to "
+                f"{self.max_weight} needs {need.bit_length()} bits, but a {self.key_bits}-bit "
+                f"key holds {self._room().bit_length()}; lower precision_bits, max_clients "
+                "or max_weight, or use a larger key"
+            )
+
+    def ciphertexts_for(self, size: int) -> int:
+        """One ciphertext per value, plus one for the weight."""
+        return size + 1
+
+    def encode(self, values: np.ndarray, weight: int, n: int) -> list[int]:
+        """Signed fixed-point integers times the weight, modulo ``n``; then the weight."""
+        plaintexts = [(weight * int(q)) % n for q in self.quantizer.quantize(values)]
         plaintexts.append(weight)
-        ciphertexts = [gmpy2.mpz(self._phe.raw_encrypt(m)) for m in plaintexts]
-        return PaillierVector(self, ciphertexts, 1)
+        return plaintexts
 
-    def _read_vector(self, reader: wire.Reader, size: int, count: int) -> PaillierVector:
-        width = self._width
-        if size + 1 > reader.remaining // width:
-            raise MalformedMessage(f"truncated paillier vector of {size} values")
-        raw = reader.raw((size + 1) * width)
-        ciphertexts = []
-        for i in range(size + 1):
-            c = gmpy2.mpz(int.from_bytes(raw[i * width : (i + 1) * width], "big"))
-            if not 0 < c < self.nsquare or gmpy2.gcd(c, self.n) != 1:
-                raise MalformedMessage(f"paillier ciphertext {i} is not in Z*_(n^2)")
-            ciphertexts.append(c)
-        return PaillierVector(self, ciphertexts, count)
-
-
-class PaillierSecretKey(SecretKey):
-    """Paillier secret key: the primes ``p`` and ``q`` (phe decrypts with CRT)."""
-
-    def __init__(self, public: PaillierPublicKey, p: int, q: int) -> None:
-        super().__init__(public)
-        if p * q != int(public.n):
-            raise ConfigurationError("p * q does not equal the public modulus")
-        self._phe = phe_paillier.PaillierPrivateKey(public._phe, p, q)
-
-    def _raw_decrypt(self, ciphertexts: list[Any]) -> list[int]:
-        return [int(self._phe.raw_decrypt(int(c))) for c in ciphertexts]
-
-    def _decrypt(self, vector: PaillierVector) -> WeightedSum:
-        scheme: Paillier = vector.key.scheme  # type: ignore[assignment]
-        n = int(self._public.n)  # type: ignore[attr-defined]
-        quantizer = scheme.quantizer
-        bound = vector.count * scheme.max_weight * quantizer.levels
-        plain = self._raw_decrypt(vector.ciphertexts)
+    def decode(self, plaintexts: list[int], size: int, count: int, n: int) -> WeightedSum:
+        """Undo :meth:`encode` on a sum, refusing anything outside the plan's range."""
+        bound = count * self.max_weight * self.quantizer.levels
         signed = []
-        for m in plain[:-1]:
+        for m in plaintexts[:-1]:
             if m > bound:
                 m -= n
                 if -m > bound:
@@ -200,24 +221,200 @@ class PaillierSecretKey(SecretKey):
                         "overflowed or holds contributions the plan did not allow"
                     )
             signed.append(m)
-        weight = plain[-1]
-        if not vector.count <= weight <= vector.count * scheme.max_weight:
-            raise EncodingOverflowError(f"decrypted total weight {weight} is out of range")
-        total = quantizer.dequantize(np.array(signed, dtype=object))
-        return WeightedSum(total, weight, vector.count)
+        weight = plaintexts[-1]
+        self._check_weight(weight, count)
+        return WeightedSum(self.quantizer.dequantize(np.array(signed, dtype=object)), weight, count)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackedPaillier(_PaillierScheme):
+    """Packed, quantized Paillier: dozens of values per ciphertext, exact sums.
+
+    Each value is clipped (by the caller) to ``[-clip, clip]``, quantized to a
+    signed ``precision_bits`` integer, shifted by a zero point to be non-negative,
+    and multiplied by the contribution's weight. A slot has
+    ``bit_length(2 · levels · max_clients · max_weight)`` bits, so it never carries
+    into its neighbour for any sum the plan allows; as many slots as fit below
+    ``n`` share one ciphertext. With the defaults (16 bits, 1024 clients, weight
+    1) a 2048-bit key holds 78 values per ciphertext.
+
+    Parameters
+    ----------
+    key_bits : int, default=2048
+        Size of the modulus (see ``allow_insecure``).
+    precision_bits : int, default=16
+        Width of each quantized value, sign included.
+    clip, max_clients, max_weight
+        The encoding plan (see :class:`~he_fed.crypto.base.Scheme`).
+    short_randomness, allow_insecure, workers
+        See :class:`Paillier`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> keys = PackedPaillier(key_bits=1024, allow_insecure=True, clip=1.0).keygen()
+    >>> keys.public.scheme.layout.slots
+    39
+    >>> total = sum(keys.public.encrypt(np.array([1.0, -1.0, 0.0, 0.3])) for _ in range(3))
+    >>> keys.secret.decrypt(total).round(4)  # 0, ±clip exact; others within step / 2
+    array([ 3. , -3. ,  0. ,  0.9])
+    """
+
+    precision_bits: int = 16
+
+    name: ClassVar[str] = "paillier-packed"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.layout.slot_bits > self.key_bits - 1:
+            raise EncodingOverflowError(
+                f"one slot needs {self.layout.slot_bits} bits (precision, max_clients and "
+                f"max_weight together) but a {self.key_bits}-bit key holds "
+                f"{self.key_bits - 1}; lower precision_bits, max_clients or max_weight"
+            )
+
+    @cached_property
+    def layout(self) -> SlotLayout:
+        """Slot width and slots per ciphertext (packed below ``2**(key_bits - 1) <= n``)."""
+        top = 2 * self.quantizer.levels * self.max_clients * self.max_weight
+        slot_bits = top.bit_length()
+        return SlotLayout(slot_bits, max(1, (self.key_bits - 1) // slot_bits))
+
+    def ciphertexts_for(self, size: int) -> int:
+        """Ciphertexts for ``size`` values and the weight slot."""
+        return self.layout.chunks(size + 1)
+
+    def encode(self, values: np.ndarray, weight: int, n: int) -> list[int]:
+        """Offset-quantized values times the weight, packed after the weight slot."""
+        levels = self.quantizer.levels
+        q = self.quantizer.quantize(values)
+        if self.layout.slot_bits <= 62 and q.dtype != object:
+            shifted = (q + levels) * weight
+            slots = np.concatenate([np.array([weight], dtype=np.int64), shifted])
+        else:
+            slots = np.array([weight] + [(int(v) + levels) * weight for v in q], dtype=object)
+        return self.layout.pack(slots)
+
+    def decode(self, plaintexts: list[int], size: int, count: int, n: int) -> WeightedSum:
+        """Unpack a sum, check every slot against the plan, remove the zero point."""
+        layout = self.layout
+        for i, m in enumerate(plaintexts):
+            used = min(layout.slots, size + 1 - i * layout.slots)
+            if m >> (used * layout.slot_bits):
+                raise EncodingOverflowError(
+                    "a decrypted plaintext exceeds its slots: the sum overflowed or holds "
+                    "contributions the plan did not allow"
+                )
+        slots = layout.unpack(plaintexts, size + 1)
+        weight = int(slots[0])
+        self._check_weight(weight, count)
+        levels = self.quantizer.levels
+        q_sum = slots[1:] - levels * weight
+        if np.any(np.abs(q_sum) > levels * weight):
+            raise EncodingOverflowError("a decrypted slot lies outside the plan's range")
+        return WeightedSum(self.quantizer.dequantize(q_sum), weight, count)
+
+
+class PaillierPublicKey(PublicKey):
+    """Paillier public key: the modulus ``n`` and the DJN generator ``hs``."""
+
+    def __init__(self, scheme: _PaillierScheme, n: int, hs: int) -> None:
+        self._n_bytes = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        self._hs_bytes = hs.to_bytes((n.bit_length() * 2 + 7) // 8, "big")
+        super().__init__(scheme, key_fingerprint(_DOMAIN, self._n_bytes, self._hs_bytes))
+        self.n = gmpy2.mpz(n)
+        self.nsquare = self.n * self.n
+        self.hs = gmpy2.mpz(hs)
+        self._width = (int(self.nsquare).bit_length() + 7) // 8
+        # Fixed-base tables by exponent size, built on first use and shared by the
+        # copies that with_plan() makes. The aggregator, which only adds, never builds one.
+        self._tables: dict[int, djn.FixedBase] = {}
+
+    @property
+    def scheme(self) -> _PaillierScheme:
+        """Scheme parameters and encoding plan."""
+        return self._scheme  # type: ignore[return-value]
+
+    def _key_body(self) -> bytes:
+        w = wire.Writer()
+        w.blob(self._n_bytes)
+        w.blob(self._hs_bytes)
+        return w.getvalue()
+
+    def _randomisers(self, count: int) -> list[Any]:
+        bits = self.scheme.randomness_bits
+        workers = self.scheme.workers or os.cpu_count() or 1
+        if workers > 1 and count >= PARALLEL_MIN_CIPHERTEXTS:
+            from he_fed.crypto import _parallel
+
+            return _parallel.randomisers(int(self.hs), int(self.nsquare), bits, count, workers)
+        table = self._tables.get(bits)
+        if table is None:
+            table = self._tables[bits] = djn.FixedBase(self.hs, self.nsquare, bits)
+        return [table.pow(secrets.randbits(bits)) for _ in range(count)]
+
+    def raw_encrypt(self, plaintexts: list[int]) -> list[Any]:
+        """Encrypt integers in ``[0, n)`` as standard Paillier ciphertexts.
+
+        You probably want :meth:`encrypt`, which encodes real vectors under the plan.
+        """
+        n, nsquare = self.n, self.nsquare
+        return [
+            (1 + m * n) * r % nsquare
+            for m, r in zip(plaintexts, self._randomisers(len(plaintexts)))
+        ]
+
+    def _encrypt(self, values: np.ndarray, weight: int) -> PaillierVector:
+        plaintexts = self.scheme.encode(values, weight, int(self.n))
+        return PaillierVector(self, self.raw_encrypt(plaintexts), values.size, 1)
+
+    def _read_vector(self, reader: wire.Reader, size: int, count: int) -> PaillierVector:
+        width = self._width
+        number = self.scheme.ciphertexts_for(size)
+        if number > reader.remaining // width:
+            raise MalformedMessage(f"truncated paillier vector of {size} values")
+        raw = reader.raw(number * width)
+        ciphertexts = []
+        for i in range(number):
+            c = gmpy2.mpz(int.from_bytes(raw[i * width : (i + 1) * width], "big"))
+            if not 0 < c < self.nsquare or gmpy2.gcd(c, self.n) != 1:
+                raise MalformedMessage(f"paillier ciphertext {i} is not in Z*_(n^2)")
+            ciphertexts.append(c)
+        return PaillierVector(self, ciphertexts, size, count)
+
+
+class PaillierSecretKey(SecretKey):
+    """Paillier secret key: the primes ``p`` and ``q``; decrypts with CRT."""
+
+    def __init__(self, public: PaillierPublicKey, p: int, q: int) -> None:
+        super().__init__(public)
+        if p * q != int(public.n):
+            raise ConfigurationError("p * q does not equal the public modulus")
+        self._crt = djn.CRTDecryptor(p, q)
+
+    def raw_decrypt(self, ciphertexts: list[Any]) -> list[int]:
+        """Plaintext integers in ``[0, n)``. You probably want :meth:`decrypt`."""
+        return [self._crt.decrypt(c) for c in ciphertexts]
+
+    def _decrypt(self, vector: PaillierVector) -> WeightedSum:
+        scheme: _PaillierScheme = vector.key.scheme  # type: ignore[assignment]
+        plaintexts = self.raw_decrypt(vector.ciphertexts)
+        return scheme.decode(plaintexts, vector.size, vector.count, int(self._public.n))  # type: ignore[attr-defined]
 
 
 class PaillierVector(EncryptedVector):
-    """One Paillier ciphertext per value, plus one for the weight."""
+    """Standard Paillier ciphertexts (one per value, or one per packed chunk)."""
 
-    def __init__(self, key: PaillierPublicKey, ciphertexts: list[Any], count: int) -> None:
-        super().__init__(key, len(ciphertexts) - 1, count)
+    def __init__(
+        self, key: PaillierPublicKey, ciphertexts: list[Any], size: int, count: int
+    ) -> None:
+        super().__init__(key, size, count)
         self.ciphertexts = ciphertexts
 
     def _add(self, other: PaillierVector, count: int) -> PaillierVector:
         nsquare = self.key.nsquare  # type: ignore[attr-defined]
         summed = [a * b % nsquare for a, b in zip(self.ciphertexts, other.ciphertexts)]
-        return PaillierVector(self.key, summed, count)  # type: ignore[arg-type]
+        return PaillierVector(self.key, summed, self.size, count)  # type: ignore[arg-type]
 
     def _payload(self) -> bytes:
         width = self.key._width  # type: ignore[attr-defined]

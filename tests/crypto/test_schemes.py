@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from he_fed.crypto import CKKS, Paillier, Plain, load_public, make_scheme
+from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain, load_public, make_scheme
 from he_fed.exceptions import (
     ConfigurationError,
     EncodingError,
@@ -21,13 +21,13 @@ from tests.conftest import FAST_SCHEMES, keys_for
 # CKKS is approximate; its error on these small sums is far below this.
 # Paillier's sum is exact on its integer grid (see the next test); here the expected
 # value is summed in floating point, hence the 1e-12.
-TOLERANCE = {"plain": 0.0, "paillier": 1e-12, "ckks": 1e-5}
+TOLERANCE = {"plain": 0.0, "paillier": 1e-12, "paillier-packed": 1e-12, "ckks": 1e-5}
 
 
 def _quantized(scheme_name: str, x: np.ndarray) -> np.ndarray:
     """What the scheme represents exactly: Paillier rounds onto its fixed-point grid."""
     scheme = FAST_SCHEMES[scheme_name]
-    if isinstance(scheme, Paillier):
+    if isinstance(scheme, (Paillier, PackedPaillier)):
         q = scheme.quantizer
         return q.dequantize(q.quantize(x))
     return x
@@ -69,6 +69,7 @@ def test_bytes_round_trip_through_public_and_aggregation_keys(scheme_name, keys,
     np.testing.assert_allclose(
         keys.secret.decrypt_weighted(total).mean, _quantized(scheme_name, x), atol=1e-6
     )
+    assert aggregation.load_vector(b"" + a.to_bytes()).count == 1
 
 
 def test_ckks_aggregation_key_is_parameters_only_and_cannot_decrypt():
@@ -85,8 +86,8 @@ def test_ckks_aggregation_key_is_parameters_only_and_cannot_decrypt():
 def test_public_bytes_hold_no_secret_material():
     paillier = keys_for("paillier")
     data = paillier.public.to_bytes()
-    p = int(paillier.secret._phe.p)
-    q = int(paillier.secret._phe.q)
+    p = int(paillier.secret._crt.p)
+    q = int(paillier.secret._crt.q)
     for prime in (p, q):
         assert prime.to_bytes((prime.bit_length() + 7) // 8, "big") not in data
     ckks = keys_for("ckks")

@@ -1,0 +1,78 @@
+"""Making DJN randomisers ``hs^a mod n²`` on several cores.
+
+The expensive part of an encryption does not depend on the message, so worker
+processes compute randomisers and the caller multiplies them in. Pools use the
+*spawn* start method (forking a process that has started TenSEAL's threads can
+deadlock), are kept per public key, and each worker builds its own fixed-base
+table once. Only integers cross the process boundary, as bytes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import secrets
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import gmpy2
+
+from he_fed.crypto.djn import FixedBase
+
+__all__ = ["randomisers"]
+
+_POOLS: dict[tuple[int, int, int, int], ProcessPoolExecutor] = {}
+_WORKER_TABLE: FixedBase | None = None
+_WORKER_EXPONENT_BITS = 0
+
+
+def _init_worker(hs: bytes, nsquare: bytes, exponent_bits: int) -> None:
+    global _WORKER_TABLE, _WORKER_EXPONENT_BITS
+    _WORKER_TABLE = FixedBase(
+        int.from_bytes(hs, "big"), int.from_bytes(nsquare, "big"), exponent_bits
+    )
+    _WORKER_EXPONENT_BITS = exponent_bits
+
+
+def _worker_randomisers(count: int) -> list[bytes]:
+    assert _WORKER_TABLE is not None
+    width = (int(_WORKER_TABLE.modulus).bit_length() + 7) // 8
+    return [
+        int(_WORKER_TABLE.pow(secrets.randbits(_WORKER_EXPONENT_BITS))).to_bytes(width, "big")
+        for _ in range(count)
+    ]
+
+
+def _pool(hs: int, nsquare: int, exponent_bits: int, workers: int) -> ProcessPoolExecutor:
+    key = (hs, nsquare, exponent_bits, workers)
+    pool = _POOLS.get(key)
+    if pool is None:
+        width = (nsquare.bit_length() + 7) // 8
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(hs.to_bytes(width, "big"), nsquare.to_bytes(width, "big"), exponent_bits),
+        )
+        _POOLS[key] = pool
+    return pool
+
+
+def randomisers(
+    hs: int, nsquare: int, exponent_bits: int, count: int, workers: int
+) -> list[Any]:
+    """``count`` fresh randomisers ``hs^a mod n²`` computed by ``workers`` processes."""
+    pool = _pool(hs, nsquare, exponent_bits, workers)
+    share, extra = divmod(count, workers)
+    sizes = [share + (1 if i < extra else 0) for i in range(workers)]
+    out: list[Any] = []
+    for batch in pool.map(_worker_randomisers, [s for s in sizes if s]):
+        out.extend(gmpy2.mpz(int.from_bytes(b, "big")) for b in batch)
+    return out
+
+
+@atexit.register
+def _shutdown() -> None:
+    for pool in _POOLS.values():
+        pool.shutdown(wait=False, cancel_futures=True)
+    _POOLS.clear()
