@@ -96,3 +96,21 @@ def test_bad_configuration_is_a_clear_error():
         ExperimentConfig(scheme="rsa")
     with pytest.raises(ConfigurationError, match="min_clients"):
         ExperimentConfig(clients=2, min_clients=3)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "tolerance"), [("breast_cancer", 0.005), ("wine", 0.005), ("diabetes", 0.01)]
+)
+def test_packed_paillier_defaults_cost_no_accuracy(dataset, tolerance):
+    results = {
+        scheme: run_experiment(ExperimentConfig(dataset=dataset, scheme=scheme, **FAST))
+        for scheme in ("plain", "paillier-packed")
+    }
+    plain, packed = (results[s].final["metric"] for s in ("plain", "paillier-packed"))
+    assert abs(packed - plain) <= tolerance
+    assert results["paillier-packed"].config.scheme == "paillier-packed"
+
+
+def test_packed_paillier_is_the_default_scheme():
+    assert ExperimentConfig().scheme == "paillier-packed"
+    assert FederatedLogisticRegression().scheme == "paillier-packed"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import gmpy2
@@ -32,6 +33,7 @@ __all__ = [
     "CRTDecryptor",
     "FixedBase",
     "djn_generator",
+    "fixed_base",
     "generate_primes",
     "security_bits",
 ]
@@ -131,6 +133,17 @@ class FixedBase:
                 acc = acc * row[digit] % mod
             exponent >>= window
         return acc
+
+
+@lru_cache(maxsize=4)
+def fixed_base(base: int, modulus: int, exponent_bits: int) -> FixedBase:
+    """A shared table per (base, modulus, exponent size).
+
+    Every key object loaded from the same bytes shares one table, so a simulation
+    of many clients in one process builds it once (16 MiB at 2048 bits), as each
+    real client would once on its own machine.
+    """
+    return FixedBase(base, modulus, exponent_bits)
 
 
 @dataclass(frozen=True)

@@ -326,9 +326,8 @@ class PaillierPublicKey(PublicKey):
         self.nsquare = self.n * self.n
         self.hs = gmpy2.mpz(hs)
         self._width = (int(self.nsquare).bit_length() + 7) // 8
-        # Fixed-base tables by exponent size, built on first use and shared by the
-        # copies that with_plan() makes. The aggregator, which only adds, never builds one.
-        self._tables: dict[int, djn.FixedBase] = {}
+        # The fixed-base table is built on the first encryption (djn.fixed_base);
+        # the aggregator, which only adds, never builds one.
 
     @property
     def scheme(self) -> _PaillierScheme:
@@ -348,9 +347,7 @@ class PaillierPublicKey(PublicKey):
             from he_fed.crypto import _parallel
 
             return _parallel.randomisers(int(self.hs), int(self.nsquare), bits, count, workers)
-        table = self._tables.get(bits)
-        if table is None:
-            table = self._tables[bits] = djn.FixedBase(self.hs, self.nsquare, bits)
+        table = djn.fixed_base(int(self.hs), int(self.nsquare), bits)
         return [table.pow(secrets.randbits(bits)) for _ in range(count)]
 
     def raw_encrypt(self, plaintexts: list[int]) -> list[Any]:

@@ -1,0 +1,75 @@
+"""Copy the headline tables of the committed benchmark results into README.md.
+
+README's figures must come from committed results files only. Each table sits
+between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers and is
+rebuilt here from ``benchmarks/results/``; ``tests/test_readme.py`` fails when
+README and the results disagree.
+
+Run::
+
+    python benchmarks/update_readme.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _paillier_speed(data: dict[str, Any]) -> str:
+    lines = [
+        "| scheme | encrypt µs | aggregate µs | decrypt µs | bytes | encrypt × | aggregate × "
+        "| decrypt × | bytes × |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in data["speed"]["2048"]:
+        ratio = r["ratio_vs_phe"]
+        lines.append(
+            f"| {r['scheme']} | {r['encrypt_us_per_element']:.2f} | "
+            f"{r['aggregate_us_per_element']:.3f} | {r['decrypt_us_per_element']:.2f} | "
+            f"{r['bytes_per_element']:.2f} | {ratio['encrypt']:.0f} | {ratio['aggregate']:.0f} | "
+            f"{ratio['decrypt']:.0f} | {ratio['bytes']:.1f} |"
+        )
+    w = data["workers"]
+    lines += [
+        "",
+        f"Two worker processes encrypt a {w['ciphertexts']}-ciphertext vector "
+        f"{w['speedup']:.2f}× faster than one ({w['one_worker_s']:.2f} s against "
+        f"{w['two_workers_s']:.2f} s).",
+    ]
+    return "\n".join(lines)
+
+
+#: Block name -> (results file, renderer).
+BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "paillier_speed": ("paillier_speed.json", _paillier_speed),
+}
+
+
+def render(readme: str) -> str:
+    """README text with every results block rebuilt from the committed files."""
+    for name, (filename, renderer) in BLOCKS.items():
+        data = json.loads((RESULTS / filename).read_text(encoding="utf-8"))
+        pattern = re.compile(
+            rf"(<!-- results:{name} -->).*?(<!-- /results:{name} -->)", re.DOTALL
+        )
+        if not pattern.search(readme):
+            raise SystemExit(f"README.md has no results:{name} block")
+        table = renderer(data)
+        readme = pattern.sub(lambda m: f"{m.group(1)}\n{table}\n{m.group(2)}", readme)
+    return readme
+
+
+def main() -> None:
+    path = ROOT / "README.md"
+    path.write_text(render(path.read_text(encoding="utf-8")), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

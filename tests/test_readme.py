@@ -1,0 +1,31 @@
+"""README's figures come from the committed benchmark results, and its commands are real."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _updater():
+    spec = importlib.util.spec_from_file_location(
+        "update_readme", ROOT / "benchmarks" / "update_readme.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_tables_match_the_committed_results():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert _updater().render(readme) == readme, "run python benchmarks/update_readme.py"
+
+
+def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert 'pip install . && he-fed run' in readme
+    assert 'pip install -e ".[test]" && pytest' in readme
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert 'pip install -e ".[test]" && pytest' in ci
