@@ -302,6 +302,33 @@ class AggregationKey(ABC):
         r.finish()
         return vector
 
+    def sum_commitments(self, commitments: list[bytes], size: int) -> bytes:
+        """The commitment that the sum of vectors with these commitments must have.
+
+        See :meth:`EncryptedVector.commitment`. A key holder that knows each
+        contribution's (signed) commitment checks an aggregate against this before
+        decrypting it.
+
+        Parameters
+        ----------
+        commitments : list of bytes
+            One commitment per contribution, in any order.
+        size : int
+            Number of values of the vectors.
+
+        Raises
+        ------
+        MalformedMessage
+            If a commitment has the wrong length or is out of range.
+        """
+        if not commitments:
+            raise MalformedMessage("no commitments to sum")
+        return self._sum_commitments(commitments, size)
+
+    @abstractmethod
+    def _sum_commitments(self, commitments: list[bytes], size: int) -> bytes:
+        """Combine checked-nonempty commitments."""
+
     @abstractmethod
     def _key_body(self) -> bytes:
         """Body bytes of this key's envelope."""
@@ -483,6 +510,19 @@ class EncryptedVector(ABC):
             params=scheme.params_text(),
             fingerprint=self.key.fingerprint,
         )
+
+    @abstractmethod
+    def commitment(self) -> bytes:
+        """A binding value that adds as the ciphertext does and hides the plaintext.
+
+        For Paillier it is each ciphertext modulo ``n`` (that is ``r^n mod n``, which
+        does not depend on the message); for CKKS it is the second ciphertext
+        polynomial ``c1 = pk1·u + e1``, which does not either. Any ciphertext that
+        has the commitment of a sum decrypts to that sum plus at most an offset the
+        forger already knew, so an aggregator cannot pass off one client's
+        ciphertext as an aggregate. (``Plain`` hides nothing, and its commitment is
+        its values.)
+        """
 
     @abstractmethod
     def _add(self, other: Any, count: int) -> EncryptedVector:

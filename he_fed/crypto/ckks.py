@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tenseal as ts
 
-from he_fed.crypto import wire
+from he_fed.crypto import seal_format, wire
 from he_fed.crypto.base import (
     AggregationKey,
     EncryptedVector,
@@ -238,18 +238,58 @@ class CKKSAggregationKey(AggregationKey):
         w.blob(self._blob)
         return w.getvalue()
 
+    @cached_property
+    def _layout(self) -> tuple[list[int], tuple[int, int, int, int]]:
+        """The data primes and the SEAL parameter id of ciphertexts under this context."""
+        scheme = self.scheme
+        primes = seal_format.coeff_modulus(scheme.poly_modulus_degree, scheme.coeff_mod_bit_sizes)
+        data = self.context.seal_context().data
+        product = math.prod(primes[:-1])
+        if product % 2**64 != data.first_context_data().total_coeff_modulus():
+            raise ConfigurationError("this TenSEAL build chose other primes than SEAL 4 does")
+        return primes[:-1], tuple(data.first_parms_id())  # type: ignore[return-value]
+
+    def _parse(self, blob: bytes, values: int) -> seal_format.SealCiphertext:
+        primes, parms_id = self._layout
+        parsed = seal_format.parse_ckks_vector(
+            blob,
+            poly_modulus_degree=self.scheme.poly_modulus_degree,
+            primes=primes,
+            parms_id=parms_id,
+            scale=2.0**self.scheme.encode_scale_bits,
+            max_values=self.scheme.slots,
+        )
+        if parsed.values != values:
+            raise MalformedMessage(f"ckks chunk holds {parsed.values} values, expected {values}")
+        return parsed
+
+    def _sum_commitments(self, commitments: list[bytes], size: int) -> bytes:
+        primes, _ = self._layout
+        n = self.scheme.poly_modulus_degree
+        shape = (math.ceil((size + 1) / self.scheme.slots), len(primes), n)
+        moduli = np.array(primes, dtype=np.uint64).reshape(1, -1, 1)
+        total = np.zeros(shape, dtype=np.uint64)
+        for blob in commitments:
+            if len(blob) != 8 * math.prod(shape):
+                raise MalformedMessage("ckks commitment has the wrong length")
+            part = np.frombuffer(blob, dtype="<u8").reshape(shape)
+            if np.any(part >= moduli):
+                raise MalformedMessage("ckks commitment is not reduced modulo its primes")
+            total = (total + part) % moduli  # primes < 2**61: no uint64 overflow
+        return total.astype("<u8").tobytes()
+
     def _read_vector(self, reader: wire.Reader, size: int, count: int) -> CKKSVector:
         scheme = self.scheme
         chunks = math.ceil((size + 1) / scheme.slots)
         if chunks > reader.remaining // 8:
             raise MalformedMessage(f"truncated ckks vector of {size} values")
         scale = 2.0**scheme.encode_scale_bits
-        parts = []
+        parts, blobs, c1 = [], [], []
         for i in range(chunks):
             blob = reader.blob()
             expected = min(scheme.slots, size + 1 - i * scheme.slots)
-            if not blob:
-                raise MalformedMessage(f"ckks chunk {i} is empty")
+            c1.append(self._parse(blob, expected).c1)  # validated before TenSEAL sees it
+            blobs.append(blob)
             try:
                 part = ts.ckks_vector_from(self.context, blob)
                 (ct,) = part.ciphertext()
@@ -266,7 +306,7 @@ class CKKSAggregationKey(AggregationKey):
             if not ok:
                 raise MalformedMessage(f"ckks chunk {i} has the wrong size, form or scale")
             parts.append(part)
-        return CKKSVector(self, parts, size, count)
+        return CKKSVector(self, parts, size, count, blobs=blobs, c1=c1)
 
 
 class CKKSPublicKey(CKKSAggregationKey, PublicKey):
@@ -325,17 +365,45 @@ class CKKSSecretKey(SecretKey):
 class CKKSVector(EncryptedVector):
     """One CKKS ciphertext per ``N / 2`` values (the weight rides in the last slot)."""
 
-    def __init__(self, key: AggregationKey, parts: list[Any], size: int, count: int) -> None:
+    def __init__(
+        self,
+        key: AggregationKey,
+        parts: list[Any],
+        size: int,
+        count: int,
+        *,
+        blobs: list[bytes] | None = None,
+        c1: list[np.ndarray] | None = None,
+    ) -> None:
         super().__init__(key, size, count)
         self.parts = parts
+        self._blobs = blobs
+        self._c1 = c1
 
     def _add(self, other: CKKSVector, count: int) -> CKKSVector:
         return CKKSVector(
             self.key, [a + b for a, b in zip(self.parts, other.parts)], self.size, count
         )
 
+    def blobs(self) -> list[bytes]:
+        """TenSEAL's serialization of each chunk (computed once)."""
+        if self._blobs is None:
+            self._blobs = [part.serialize() for part in self.parts]
+        return self._blobs
+
+    def commitment(self) -> bytes:
+        """The ``c1`` polynomials of every chunk (NTT form), which hide the message."""
+        if self._c1 is None:
+            key: CKKSAggregationKey = self.key  # type: ignore[assignment]
+            slots = key.scheme.slots
+            self._c1 = [
+                key._parse(blob, min(slots, self.size + 1 - i * slots)).c1
+                for i, blob in enumerate(self.blobs())
+            ]
+        return np.stack(self._c1).astype("<u8").tobytes()
+
     def _payload(self) -> bytes:
         w = wire.Writer()
-        for part in self.parts:
-            w.blob(part.serialize())
+        for blob in self.blobs():
+            w.blob(blob)
         return w.getvalue()

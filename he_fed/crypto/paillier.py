@@ -365,6 +365,21 @@ class PaillierPublicKey(PublicKey):
         plaintexts = self.scheme.encode(values, weight, int(self.n))
         return PaillierVector(self, self.raw_encrypt(plaintexts), values.size, 1)
 
+    def _sum_commitments(self, commitments: list[bytes], size: int) -> bytes:
+        width = len(self._n_bytes)
+        number = self.scheme.ciphertexts_for(size)
+        n = self.n
+        product = [gmpy2.mpz(1)] * number
+        for blob in commitments:
+            if len(blob) != number * width:
+                raise MalformedMessage("paillier commitment has the wrong length")
+            for i in range(number):
+                r = gmpy2.mpz(int.from_bytes(blob[i * width : (i + 1) * width], "big"))
+                if not 0 < r < n:
+                    raise MalformedMessage("paillier commitment is out of range")
+                product[i] = product[i] * r % n
+        return b"".join(int(v).to_bytes(width, "big") for v in product)
+
     def _read_vector(self, reader: wire.Reader, size: int, count: int) -> PaillierVector:
         width = self._width
         number = self.scheme.ciphertexts_for(size)
@@ -412,6 +427,12 @@ class PaillierVector(EncryptedVector):
         nsquare = self.key.nsquare  # type: ignore[attr-defined]
         summed = [a * b % nsquare for a, b in zip(self.ciphertexts, other.ciphertexts)]
         return PaillierVector(self.key, summed, self.size, count)  # type: ignore[arg-type]
+
+    def commitment(self) -> bytes:
+        """Each ciphertext modulo ``n``: ``r^n mod n``, independent of the message."""
+        key: PaillierPublicKey = self.key  # type: ignore[assignment]
+        width = len(key._n_bytes)
+        return b"".join(int(c % key.n).to_bytes(width, "big") for c in self.ciphertexts)
 
     def _payload(self) -> bytes:
         width = self.key._width  # type: ignore[attr-defined]

@@ -83,6 +83,16 @@ class PlainPublicKey(PublicKey):
     def _encrypt(self, values: np.ndarray, weight: int) -> PlainVector:
         return PlainVector(self, weight * values, weight, 1)
 
+    def _sum_commitments(self, commitments: list[bytes], size: int) -> bytes:
+        total = np.zeros(size)
+        weight = 0
+        for c in commitments:
+            if len(c) != 8 * (size + 1):
+                raise MalformedMessage("plain commitment has the wrong length")
+            total = total + np.frombuffer(c, dtype=">f8", count=size)
+            weight += int(np.frombuffer(c, dtype=">f8", offset=8 * size)[0])
+        return _plain_commitment(total, weight)
+
     def _read_vector(self, reader: wire.Reader, size: int, count: int) -> PlainVector:
         weight = reader.uint()
         values = reader.array(size)
@@ -100,6 +110,10 @@ class PlainSecretKey(SecretKey):
         return WeightedSum(vector.values.copy(), vector.weight, vector.count)
 
 
+def _plain_commitment(values: np.ndarray, weight: int) -> bytes:
+    return np.append(values, float(weight)).astype(">f8").tobytes()
+
+
 class PlainVector(EncryptedVector):
     """Float64 values in the clear."""
 
@@ -115,6 +129,10 @@ class PlainVector(EncryptedVector):
             self.weight + other.weight,
             count,
         )
+
+    def commitment(self) -> bytes:
+        """The values and the weight themselves: the baseline hides nothing."""
+        return _plain_commitment(self.values, self.weight)
 
     def _payload(self) -> bytes:
         w = wire.Writer()
