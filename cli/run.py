@@ -20,6 +20,7 @@ from he_fed.experiment import MODELS, ExperimentConfig, ExperimentResult, run_ex
 _PHASE_LABELS = {
     "train": "local training",
     "encrypt": "encode + encrypt",
+    "sign": "commit + sign",
     "serialize": "serialize",
     "aggregate": "aggregate",
     "decrypt": "decrypt",

@@ -13,6 +13,7 @@ never see a traceback from deep inside phe or TenSEAL::
     ├── MalformedMessage              truncated, garbled or wrongly typed bytes
     │   └── ShapeMismatchError        a vector of the wrong length
     ├── ProtocolError                 a message out of turn: wrong round, duplicate
+    │   └── InvalidSignature          an update whose signature does not verify
     ├── PolicyViolation               the key holder refuses to decrypt
     │   └── SecretMaterialError       secret material offered to a role that must not hold it
     └── TrainingDiverged              gradient descent produced non-finite weights
@@ -27,6 +28,7 @@ __all__ = [
     "EncodingOverflowError",
     "HEFedError",
     "InsecureParameters",
+    "InvalidSignature",
     "KeyMismatchError",
     "MalformedMessage",
     "PolicyViolation",
@@ -79,6 +81,10 @@ class ShapeMismatchError(MalformedMessage):
 
 class ProtocolError(HEFedError):
     """A message out of turn: a stale or future round, or a duplicate contribution."""
+
+
+class InvalidSignature(ProtocolError):
+    """An update whose signature does not verify, or whose sender is not registered."""
 
 
 class PolicyViolation(HEFedError):

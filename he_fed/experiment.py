@@ -28,7 +28,7 @@ __all__ = ["MODELS", "ExperimentConfig", "ExperimentResult", "environment", "run
 
 #: Model choices; ``auto`` follows the dataset (logistic for two classes).
 MODELS = ("auto", "logistic", "linear")
-_PHASES = ("train", "encrypt", "serialize", "aggregate", "decrypt")
+_PHASES = ("train", "encrypt", "sign", "serialize", "aggregate", "decrypt")
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ class ExperimentResult:
     setup : dict
         Key generation, key sizes and the standardisation rounds.
     totals : dict
-        ``train_s``, ``encrypt_s``, ``serialize_s``, ``aggregate_s``, ``decrypt_s``,
+        ``train_s``, ``encrypt_s``, ``sign_s``, ``serialize_s``, ``aggregate_s``, ``decrypt_s``,
         ``keygen_s``, ``total_s`` and ``bytes_up`` (all clients, all rounds,
         standardisation included).
     environment : dict

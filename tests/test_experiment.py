@@ -48,7 +48,9 @@ def test_result_json_has_the_documented_fields(breast_cancer_runs):
     assert len(data["rounds"]) == 20
     for entry in data["rounds"]:
         assert set(entry) >= {"metric", "loss", "timings", "bytes_up"}
-        assert set(entry["timings"]) == {"train", "encrypt", "serialize", "aggregate", "decrypt"}
+        assert set(entry["timings"]) == {
+            "train", "encrypt", "sign", "serialize", "aggregate", "decrypt"
+        }
         assert entry["bytes_up"] >= 256 * 32  # 31 values + weight, 256-byte ciphertexts (n: 1024 bits)
     assert set(data["totals"]) >= {
         "train_s", "encrypt_s", "aggregate_s", "decrypt_s", "total_s", "bytes_up"

@@ -6,10 +6,12 @@ from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.client import Client, ClientReport
 from he_fed.protocol.federation import Federation, RoundOutcome
 from he_fed.protocol.keyholder import KeyHolder
+from he_fed.protocol.receipts import Identity, Registry
 from he_fed.protocol.messages import (
     Aggregate,
     EncryptedAggregate,
     EncryptedUpdate,
+    Receipt,
     RoundStart,
     Task,
     decode,
@@ -24,7 +26,10 @@ __all__ = [
     "EncryptedAggregate",
     "EncryptedUpdate",
     "Federation",
+    "Identity",
     "KeyHolder",
+    "Receipt",
+    "Registry",
     "RoundOutcome",
     "RoundStart",
     "Task",

@@ -7,6 +7,7 @@ import numpy as np
 from he_fed.crypto import AggregationKey, EncryptedVector, PublicKey
 from he_fed.exceptions import (
     ConfigurationError,
+    InvalidSignature,
     MalformedMessage,
     ProtocolError,
     ShapeMismatchError,
@@ -18,11 +19,13 @@ from he_fed.protocol.messages import (
     Aggregate,
     EncryptedAggregate,
     EncryptedUpdate,
+    Receipt,
     RoundStart,
     Task,
     decode,
     encode,
 )
+from he_fed.protocol.receipts import Registry, digest
 
 __all__ = ["Aggregator"]
 
@@ -37,9 +40,11 @@ class Aggregator:
     :class:`~he_fed.exceptions.SecretMaterialError`. Given a full public key, it
     keeps only the aggregation material (for CKKS, the parameters alone).
 
-    Each :meth:`add` is validated completely (round, task, duplicate sender, key,
-    plan, length, overflow) *before* it touches the running sum, so a bad update
-    raises a typed error and loses nothing already aggregated.
+    Each :meth:`add` is validated completely (round, task, registered sender and
+    signature, duplicate, key, plan, length, overflow) *before* it touches the
+    running sum, so a bad update raises a typed error and loses nothing already
+    aggregated. The aggregate it forwards carries a signed receipt per
+    contribution, which the key holder checks (see :mod:`he_fed.protocol.receipts`).
 
     Parameters
     ----------
@@ -53,6 +58,8 @@ class Aggregator:
         Whether training rounds standardise features with the federated statistics.
     standardize_target : bool, default=False
         Whether the target is standardised too (regression).
+    clients : mapping of str to bytes, optional
+        Registered clients' Ed25519 public keys (more with :meth:`register`).
     allow_insecure : bool, default=False
         Accept public material below the security bar.
 
@@ -73,6 +80,7 @@ class Aggregator:
         server_lr: float = 1.0,
         standardize: bool = True,
         standardize_target: bool = False,
+        clients: dict[str, bytes] | None = None,
         allow_insecure: bool = False,
     ) -> None:
         material = public_material(key, role="aggregator", allow_insecure=allow_insecure)
@@ -94,7 +102,12 @@ class Aggregator:
         self._round = -1
         self._task: Task | None = None
         self._sum: EncryptedVector | None = None
-        self._contributors: list[str] = []
+        self._receipts: list[Receipt] = []
+        self._registry = Registry(clients)
+
+    def register(self, client_id: str, verify_key: bytes) -> None:
+        """Register a client's Ed25519 public key; updates from others are refused."""
+        self._registry.register(client_id, verify_key)
 
     @property
     def key(self) -> AggregationKey:
@@ -109,7 +122,7 @@ class Aggregator:
     @property
     def contributors(self) -> tuple[str, ...]:
         """Clients whose updates the current sum holds."""
-        return tuple(self._contributors)
+        return tuple(r.client_id for r in self._receipts)
 
     def start_round(self, task: Task = Task.TRAIN) -> bytes:
         """Open a new round and return the :class:`RoundStart` to broadcast.
@@ -136,7 +149,7 @@ class Aggregator:
         self._round += 1
         self._task = task
         self._sum = None
-        self._contributors = []
+        self._receipts = []
         return encode(message)
 
     def add(self, data: bytes) -> None:
@@ -148,6 +161,8 @@ class Aggregator:
             If the bytes are not a well-formed update (or the vector has the wrong length).
         ProtocolError
             If the update answers another round or task, or its sender already contributed.
+        InvalidSignature
+            If the sender is not registered or the signature does not verify.
         KeyMismatchError
             If it was encrypted under another key or plan.
         EncodingOverflowError
@@ -161,16 +176,25 @@ class Aggregator:
                 f"update for round {update.round} ({update.task.value}) arrived during "
                 f"round {self._round} ({self._task.value})"
             )
-        if update.client_id in self._contributors:
+        if update.client_id in self.contributors:
             raise ProtocolError(f"client {update.client_id!r} already contributed this round")
+        if update.client_id not in self._registry:
+            raise InvalidSignature(f"client {update.client_id!r} is not registered")
         key = tasks.plan_for(self._key, self._task)
         size = tasks.vector_size(self._task, self.n_features, self.n_columns)
         vector = key.load_vector(update.vector, size=size)
         if vector.count != 1:
             raise MalformedMessage("an update must hold exactly one contribution")
+        receipt = Receipt(
+            update.client_id, digest(update.vector), vector.commitment(), update.signature
+        )
+        if not self._registry.verify(
+            receipt, round=self._round, task=self._task, fingerprint=key.fingerprint
+        ):
+            raise InvalidSignature(f"the update from {update.client_id!r} has a bad signature")
         total = vector if self._sum is None else self._sum + vector
         self._sum = total
-        self._contributors.append(update.client_id)
+        self._receipts.append(receipt)
 
     def finish_round(self) -> bytes:
         """Close the round and return the :class:`EncryptedAggregate` for the key holder.
@@ -183,7 +207,7 @@ class Aggregator:
         if self._task is None or self._sum is None:
             raise ProtocolError("no update was aggregated this round")
         message = EncryptedAggregate(
-            self._round, self._task, tuple(self._contributors), self._sum.to_bytes()
+            self._round, self._task, tuple(self._receipts), self._sum.to_bytes()
         )
         return encode(message)
 

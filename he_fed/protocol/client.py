@@ -14,6 +14,7 @@ from he_fed.models._gd import BaseGD
 from he_fed.protocol import tasks
 from he_fed.protocol._keys import public_material
 from he_fed.protocol.messages import EncryptedUpdate, RoundStart, Task, decode, encode
+from he_fed.protocol.receipts import Identity, digest, signed_payload
 
 __all__ = ["Client", "ClientReport"]
 
@@ -29,9 +30,9 @@ class ClientReport:
     ----------
     update : bytes
         The encoded :class:`~he_fed.protocol.messages.EncryptedUpdate`.
-    train_s, encrypt_s, serialize_s : float
+    train_s, encrypt_s, sign_s, serialize_s : float
         Seconds spent training (or computing statistics), encoding and
-        encrypting, and serializing.
+        encrypting, committing and signing, and serializing.
     clipped : int
         Values clipped to the plan's bound before encryption.
     """
@@ -39,6 +40,7 @@ class ClientReport:
     update: bytes
     train_s: float
     encrypt_s: float
+    sign_s: float
     serialize_s: float
     clipped: int
 
@@ -70,6 +72,9 @@ class Client:
         The federation's class labels, for classification.
     standardize_target : bool, default=False
         Include the target in the standardisation statistics (regression).
+    identity : Identity, optional
+        The client's Ed25519 signing identity (generated when omitted). Register
+        :attr:`verify_key` with the key holder and the aggregator.
     allow_insecure : bool, default=False
         Accept a public key below the security bar.
     """
@@ -85,6 +90,7 @@ class Client:
         local_epochs: int = 1,
         classes: np.ndarray | None = None,
         standardize_target: bool = False,
+        identity: Identity | None = None,
         allow_insecure: bool = False,
     ) -> None:
         key = public_material(public_key, role="client", allow_insecure=allow_insecure)
@@ -113,7 +119,13 @@ class Client:
         self._model = model
         self._epochs = local_epochs
         self._classes = classes
+        self._identity = identity or Identity()
         self._columns = np.column_stack([X, y.astype(np.float64)]) if standardize_target else X
+
+    @property
+    def verify_key(self) -> bytes:
+        """The public half of the client's signing identity (32 bytes)."""
+        return self._identity.public_bytes
 
     @property
     def n_samples(self) -> int:
@@ -139,9 +151,22 @@ class Client:
         key = tasks.plan_for(self._key, start.task)
         vector = key.encrypt(values, weight=self.n_samples)  # type: ignore[attr-defined]
         t2 = time.perf_counter()
-        update = encode(EncryptedUpdate(start.round, start.task, self.client_id, vector.to_bytes()))
+        vector_bytes = vector.to_bytes()
         t3 = time.perf_counter()
-        return ClientReport(update, t1 - t0, t2 - t1, t3 - t2, clipped)
+        payload = signed_payload(
+            round=start.round,
+            task=start.task,
+            client_id=self.client_id,
+            fingerprint=key.fingerprint,
+            vector_digest=digest(vector_bytes),
+            commitment_digest=digest(vector.commitment()),
+        )
+        signature = self._identity.sign(payload)
+        t4 = time.perf_counter()
+        update = EncryptedUpdate(start.round, start.task, self.client_id, vector_bytes, signature)
+        data = encode(update)
+        t5 = time.perf_counter()
+        return ClientReport(data, t1 - t0, t2 - t1, t4 - t3, (t3 - t2) + (t5 - t4), clipped)
 
     def _compute(self, start: RoundStart) -> tuple[np.ndarray, int]:
         d = self._X.shape[1]

@@ -23,7 +23,7 @@ __all__ = ["Federation", "RoundOutcome"]
 
 log = logging.getLogger("he_fed")
 
-PHASES = ("train", "encrypt", "serialize", "aggregate", "decrypt")
+PHASES = ("train", "encrypt", "sign", "serialize", "aggregate", "decrypt")
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,9 @@ class RoundOutcome:
     absent : tuple of str
         Clients not asked this round (dropouts).
     timings : dict of str to float
-        Seconds per phase: ``train``, ``encrypt`` and ``serialize`` summed over
-        clients, ``aggregate`` (load, validate and add) and ``decrypt``.
+        Seconds per phase: ``train``, ``encrypt``, ``sign`` (commitment and
+        signature) and ``serialize`` summed over clients, ``aggregate`` (load,
+        verify and add) and ``decrypt`` (receipt checks and decryption).
     bytes_up : int
         Bytes uploaded per contributing client (the mean over them).
     bytes_down : int
@@ -156,6 +157,9 @@ class Federation:
             )
             for cid, (X, y) in zip(ids, partitions)
         ]
+        for client in clients:  # setup: every identity is registered with both parties
+            keyholder.register(client.client_id, client.verify_key)
+            aggregator.register(client.client_id, client.verify_key)
         return cls(keyholder, aggregator, clients, executor or InProcessExecutor(), keygen_s)
 
     def setup_bytes(self) -> dict[str, int]:
@@ -190,6 +194,7 @@ class Federation:
             report = result.report
             timings["train"] += report.train_s
             timings["encrypt"] += report.encrypt_s
+            timings["sign"] += report.sign_s
             timings["serialize"] += report.serialize_s
             t0 = time.perf_counter()
             try:

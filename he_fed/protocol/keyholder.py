@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from he_fed.crypto import AggregationKey, KeyPair, PublicKey, Scheme
-from he_fed.exceptions import ConfigurationError, PolicyViolation
+from he_fed.exceptions import ConfigurationError, MalformedMessage, PolicyViolation
 from he_fed.protocol import tasks
 from he_fed.protocol.messages import Aggregate, EncryptedAggregate, decode, encode
+from he_fed.protocol.receipts import Registry
 
 __all__ = ["KeyHolder"]
 
@@ -15,15 +16,17 @@ class KeyHolder:
 
     It decrypts an :class:`~he_fed.protocol.messages.EncryptedAggregate` only if
 
-    * it holds at least ``min_clients`` distinct contributors,
-    * the ciphertext's own contribution count equals the number of contributors, and
-    * its round is newer than every round decrypted before (each round once).
+    * its round is newer than every round decrypted before (each round once),
+    * every receipt is signed, for this round, task and key, by a registered client,
+    * the contributors are distinct and at least ``min_clients``,
+    * the ciphertext's own contribution count equals the number of receipts, and
+    * the aggregate's commitment equals the sum of the receipts' commitments, so
+      the ciphertext is exactly the sum of those clients' contributions
+      (:mod:`he_fed.protocol.receipts` explains why that is sound).
 
-    Otherwise it raises :class:`~he_fed.exceptions.PolicyViolation` and decrypts
-    nothing. It returns only the weighted mean and the total weight, never a
-    client's update. (Against an aggregator that lies about contributors, see the
-    signed receipts of the protocol-hardening work; this policy assumes an
-    honest-but-curious aggregator.)
+    Every check runs before decryption; on any failure it raises
+    :class:`~he_fed.exceptions.PolicyViolation` and decrypts nothing. It returns
+    only the weighted mean and the total weight, never a client's update.
 
     Parameters
     ----------
@@ -31,14 +34,23 @@ class KeyHolder:
         The federation's keys.
     min_clients : int, default=2
         Smallest cohort whose aggregate may be decrypted.
+    clients : mapping of str to bytes, optional
+        Registered clients' Ed25519 public keys (more with :meth:`register`).
     """
 
-    def __init__(self, keys: KeyPair, *, min_clients: int = 2) -> None:
+    def __init__(
+        self, keys: KeyPair, *, min_clients: int = 2, clients: dict[str, bytes] | None = None
+    ) -> None:
         if isinstance(min_clients, bool) or not isinstance(min_clients, int) or min_clients < 1:
             raise ConfigurationError("min_clients must be a positive integer")
         self._keys = keys
         self.min_clients = min_clients
+        self._registry = Registry(clients)
         self._last_round = -1
+
+    def register(self, client_id: str, verify_key: bytes) -> None:
+        """Register a client's Ed25519 public key (done once, at setup)."""
+        self._registry.register(client_id, verify_key)
 
     @classmethod
     def generate(cls, scheme: Scheme, *, min_clients: int = 2) -> KeyHolder:
@@ -75,8 +87,9 @@ class KeyHolder:
         Raises
         ------
         PolicyViolation
-            If the cohort is too small, has duplicates or a count that does not
-            match, or the round was already decrypted.
+            If the round was already decrypted, a receipt is unsigned or forged, the
+            cohort is too small or has duplicates, or the ciphertext is not the sum
+            of the receipts' contributions.
         MalformedMessage, KeyMismatchError, EncodingOverflowError
             If the bytes are bad, under another key, or overflowed.
         """
@@ -89,17 +102,33 @@ class KeyHolder:
         contributors = message.contributors
         if len(set(contributors)) != len(contributors):
             raise PolicyViolation("the aggregate lists a contributor more than once")
+        key = tasks.plan_for(self._keys.public, message.task)
+        for receipt in message.receipts:
+            if not self._registry.verify(
+                receipt, round=message.round, task=message.task, fingerprint=key.fingerprint
+            ):
+                raise PolicyViolation(
+                    f"the receipt of {receipt.client_id!r} is not validly signed for round "
+                    f"{message.round} by a registered client"
+                )
         if len(contributors) < self.min_clients:
             raise PolicyViolation(
                 f"the aggregate holds {len(contributors)} contribution(s); the policy "
                 f"requires at least min_clients={self.min_clients}"
             )
-        key = tasks.plan_for(self._keys.public, message.task)
         vector = key.load_vector(message.vector)
         if vector.count != len(contributors):
             raise PolicyViolation(
-                f"the ciphertext sums {vector.count} contributions but lists "
-                f"{len(contributors)} contributors"
+                f"the ciphertext sums {vector.count} contributions but carries "
+                f"{len(contributors)} receipts"
+            )
+        try:
+            expected = key.sum_commitments([r.commitment for r in message.receipts], vector.size)
+        except MalformedMessage:
+            raise PolicyViolation("a receipt's commitment is malformed") from None
+        if vector.commitment() != expected:
+            raise PolicyViolation(
+                "the aggregate is not the sum of the contributions its receipts describe"
             )
         result = self._keys.secret.decrypt_weighted(vector)
         self._last_round = message.round

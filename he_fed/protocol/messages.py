@@ -26,6 +26,7 @@ __all__ = [
     "EncryptedAggregate",
     "EncryptedUpdate",
     "Message",
+    "Receipt",
     "RoundStart",
     "Task",
     "decode",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 _MAX_ID = 256
+_SIGNATURE_BYTES = 64
+_DIGEST_BYTES = 32
 
 
 class Task(str, enum.Enum):
@@ -101,9 +104,16 @@ class RoundStart:
         return cls(r.uint(), _read_task(r), r.array(), r.array(), r.array())
 
 
+def _fixed(r: wire.Reader, size: int, what: str) -> bytes:
+    value = r.blob(max_size=size)
+    if len(value) != size:
+        raise MalformedMessage(f"{what} must be {size} bytes")
+    return value
+
+
 @dataclass(frozen=True)
 class EncryptedUpdate:
-    """Client to aggregator: one encrypted contribution.
+    """Client to aggregator: one encrypted, signed contribution.
 
     Attributes
     ----------
@@ -115,12 +125,16 @@ class EncryptedUpdate:
         Who sent it.
     vector : bytes
         The encrypted vector (its own envelope carries the key fingerprint).
+    signature : bytes
+        Ed25519 signature over the round, task, client id, key fingerprint and the
+        digests of the vector and its commitment (see :mod:`he_fed.protocol.receipts`).
     """
 
     round: int
     task: Task
     client_id: str
     vector: bytes
+    signature: bytes
 
     kind: ClassVar[wire.Kind] = wire.Kind.UPDATE
 
@@ -129,15 +143,52 @@ class EncryptedUpdate:
         w.text(self.task.value, length_bytes=1)
         w.text(self.client_id, length_bytes=2)
         w.blob(self.vector)
+        w.blob(self.signature)
 
     @classmethod
     def _read(cls, r: wire.Reader) -> EncryptedUpdate:
-        return cls(r.uint(), _read_task(r), r.text(max_size=_MAX_ID), r.blob())
+        round_id, task, client_id = r.uint(), _read_task(r), r.text(max_size=_MAX_ID)
+        return cls(round_id, task, client_id, r.blob(), _fixed(r, _SIGNATURE_BYTES, "signature"))
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the key holder needs to check one contribution to an aggregate.
+
+    Attributes
+    ----------
+    client_id : str
+        The contributor.
+    vector_digest : bytes
+        SHA-256 of the contributor's ciphertext bytes.
+    commitment : bytes
+        The ciphertext's message-independent commitment.
+    signature : bytes
+        The contributor's Ed25519 signature.
+    """
+
+    client_id: str
+    vector_digest: bytes
+    commitment: bytes
+    signature: bytes
+
+    def _write(self, w: wire.Writer) -> None:
+        w.text(self.client_id, length_bytes=2)
+        w.blob(self.vector_digest)
+        w.blob(self.commitment)
+        w.blob(self.signature)
+
+    @classmethod
+    def _read(cls, r: wire.Reader) -> Receipt:
+        client_id = r.text(max_size=_MAX_ID)
+        vector_digest = _fixed(r, _DIGEST_BYTES, "vector digest")
+        commitment = r.blob()
+        return cls(client_id, vector_digest, commitment, _fixed(r, _SIGNATURE_BYTES, "signature"))
 
 
 @dataclass(frozen=True)
 class EncryptedAggregate:
-    """Aggregator to key holder: the homomorphic sum of a round's contributions.
+    """Aggregator to key holder: the homomorphic sum and a receipt per contribution.
 
     Attributes
     ----------
@@ -145,35 +196,40 @@ class EncryptedAggregate:
         The round summed.
     task : Task
         The round's task.
-    contributors : tuple of str
-        The clients whose contributions the sum holds.
+    receipts : tuple of Receipt
+        One per contribution the sum holds.
     vector : bytes
         The encrypted sum.
     """
 
     round: int
     task: Task
-    contributors: tuple[str, ...]
+    receipts: tuple[Receipt, ...]
     vector: bytes
 
     kind: ClassVar[wire.Kind] = wire.Kind.ENCRYPTED_AGGREGATE
 
+    @property
+    def contributors(self) -> tuple[str, ...]:
+        """The client ids of the receipts."""
+        return tuple(r.client_id for r in self.receipts)
+
     def _write(self, w: wire.Writer) -> None:
         w.uint(self.round)
         w.text(self.task.value, length_bytes=1)
-        w.uint(len(self.contributors), 4)
-        for cid in self.contributors:
-            w.text(cid, length_bytes=2)
+        w.uint(len(self.receipts), 4)
+        for receipt in self.receipts:
+            receipt._write(w)
         w.blob(self.vector)
 
     @classmethod
     def _read(cls, r: wire.Reader) -> EncryptedAggregate:
         round_id, task = r.uint(), _read_task(r)
         count = r.uint(4)
-        if count > r.remaining // 2:
-            raise MalformedMessage(f"aggregate claims {count} contributors")
-        contributors = tuple(r.text(max_size=_MAX_ID) for _ in range(count))
-        return cls(round_id, task, contributors, r.blob())
+        if count > r.remaining // (2 + 3 * 8 + _DIGEST_BYTES + _SIGNATURE_BYTES):
+            raise MalformedMessage(f"aggregate claims {count} receipts")
+        receipts = tuple(Receipt._read(r) for _ in range(count))
+        return cls(round_id, task, receipts, r.blob())
 
 
 @dataclass(frozen=True, eq=False)

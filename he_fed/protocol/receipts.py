@@ -1,0 +1,168 @@
+"""Signed contributions, and the receipts a key holder checks before it decrypts.
+
+The attack: a curious aggregator forwards one client's ciphertext (or one client's
+ciphertext K times, or last round's) as if it were an aggregate, and reads that
+client's update in the key holder's answer.
+
+The defence, chosen as the cheapest sound design:
+
+1. Every client has an Ed25519 identity, registered with the key holder (and the
+   aggregator) at setup.
+2. With each update the client signs ``(round, task, client id, key fingerprint,
+   SHA-256 of its ciphertext bytes, SHA-256 of its commitment)``. The
+   *commitment* (:meth:`~he_fed.crypto.EncryptedVector.commitment`) is a part of the
+   ciphertext that does not depend on the message and adds exactly as the
+   ciphertext does: ``c mod n`` for Paillier, the ``c1`` polynomial for CKKS.
+3. The aggregator forwards the summed ciphertext and, per contributor, a
+   :class:`~he_fed.protocol.messages.Receipt`: client id, ciphertext digest,
+   commitment and signature.
+4. The key holder decrypts only if the signatures verify for the current round, the
+   contributors are distinct, registered and at least ``min_clients``, and the
+   aggregate's own commitment equals the sum of the receipts' commitments.
+
+Why this and not the alternatives:
+
+* Forwarding the clients' ciphertexts themselves would let the key holder check the
+  sum, but it would also hand the key holder every individual ciphertext, which it
+  can decrypt: the aggregator's attack would simply move to the key holder.
+* Signatures over ciphertext hashes alone bind nothing the key holder can check
+  against the aggregate.
+* The commitment costs the client nothing for Paillier (one reduction per
+  ciphertext) and one parse for CKKS, and forwarding it costs half a ciphertext per
+  contributor (Paillier ``n`` bytes per ciphertext; CKKS the ``c1`` half).
+
+Soundness sketch: a Paillier ciphertext ``C`` whose residue ``C mod n`` equals
+``∏ r_k^n mod n`` is ``(1 + x·n) · (∏ r_k)^n`` for some ``x`` (``y ↦ y^n`` is a
+bijection on ``Z*_n``), and the only such ciphertexts the aggregator can build
+without the factorisation are ``∏ c_k · (1 + x·n)``, which decrypt to the honest
+sum plus an offset it chose. For CKKS, with ``C1 = Σ c1_k`` fixed, the decryption
+``C0 + C1·s`` equals ``C0 − Σ c0_k + Σ (m_k + e_k)``: again the honest sum plus an
+offset the aggregator chose. Neither lets it isolate one client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from he_fed.crypto import wire
+from he_fed.exceptions import ConfigurationError
+from he_fed.protocol.messages import Receipt, Task
+
+__all__ = ["Identity", "Registry", "digest", "signed_payload"]
+
+_DOMAIN = b"he-fed/receipt/v1"
+
+
+def digest(data: bytes) -> bytes:
+    """SHA-256 of ``data``."""
+    return hashlib.sha256(data).digest()
+
+
+def signed_payload(
+    *,
+    round: int,
+    task: Task,
+    client_id: str,
+    fingerprint: bytes,
+    vector_digest: bytes,
+    commitment_digest: bytes,
+) -> bytes:
+    """The canonical bytes a client signs for one contribution."""
+    w = wire.Writer()
+    w.raw(_DOMAIN)
+    w.uint(round)
+    w.text(task.value, length_bytes=1)
+    w.text(client_id, length_bytes=2)
+    w.blob(fingerprint)
+    w.blob(vector_digest)
+    w.blob(commitment_digest)
+    return w.getvalue()
+
+
+class Identity:
+    """A client's Ed25519 signing identity. The private half never leaves the client.
+
+    Parameters
+    ----------
+    private_key : Ed25519PrivateKey, optional
+        An existing key; a fresh one is generated when omitted.
+    """
+
+    def __init__(self, private_key: Ed25519PrivateKey | None = None) -> None:
+        self._key = private_key or Ed25519PrivateKey.generate()
+
+    @property
+    def public_bytes(self) -> bytes:
+        """The 32-byte raw public key to register with the key holder."""
+        return self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def sign(self, payload: bytes) -> bytes:
+        """A 64-byte Ed25519 signature."""
+        return self._key.sign(payload)
+
+    def __repr__(self) -> str:
+        return f"<Identity {self.public_bytes[:8].hex()}>"
+
+
+class Registry:
+    """Registered clients: id to Ed25519 public key.
+
+    Parameters
+    ----------
+    clients : mapping of str to bytes, optional
+        Initial registrations.
+    """
+
+    def __init__(self, clients: Mapping[str, bytes] | None = None) -> None:
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        for client_id, key in (clients or {}).items():
+            self.register(client_id, key)
+
+    def register(self, client_id: str, public_key: bytes) -> None:
+        """Register (or re-register the same key for) a client.
+
+        Raises
+        ------
+        ConfigurationError
+            If the key is not a 32-byte Ed25519 key, or the id is taken by another key.
+        """
+        if not isinstance(public_key, bytes) or len(public_key) != 32:
+            raise ConfigurationError("a client identity is a 32-byte Ed25519 public key")
+        key = Ed25519PublicKey.from_public_bytes(public_key)
+        known = self._keys.get(client_id)
+        if known is not None and known != key:
+            raise ConfigurationError(f"client {client_id!r} is already registered with another key")
+        self._keys[client_id] = key
+
+    def __contains__(self, client_id: object) -> bool:
+        return client_id in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def verify(self, receipt: Receipt, *, round: int, task: Task, fingerprint: bytes) -> bool:
+        """Whether ``receipt`` carries a valid signature by its registered client."""
+        key = self._keys.get(receipt.client_id)
+        if key is None:
+            return False
+        payload = signed_payload(
+            round=round,
+            task=task,
+            client_id=receipt.client_id,
+            fingerprint=fingerprint,
+            vector_digest=receipt.vector_digest,
+            commitment_digest=digest(receipt.commitment),
+        )
+        try:
+            key.verify(receipt.signature, payload)
+        except _CryptoInvalidSignature:
+            return False
+        return True
