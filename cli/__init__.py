@@ -7,6 +7,8 @@ import logging
 import click
 
 from he_fed import __version__
+from he_fed.cli.inspect import inspect
+from he_fed.cli.keygen import keygen
 from he_fed.cli.run import run
 
 
@@ -20,5 +22,7 @@ def main(verbose: int) -> None:
 
 
 main.add_command(run)
+main.add_command(keygen)
+main.add_command(inspect)
 
 __all__ = ["main"]

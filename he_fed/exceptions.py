@@ -10,6 +10,7 @@ never see a traceback from deep inside phe or TenSEAL::
     ├── EncodingError                 a value that cannot be encoded (NaN, infinity)
     │   └── EncodingOverflowError     a plan or a sum that does not fit the plaintext
     ├── KeyMismatchError              bytes made under another key, scheme or plan
+    ├── InvalidPassphrase             a secret-key file that will not unlock
     ├── MalformedMessage              truncated, garbled or wrongly typed bytes
     │   └── ShapeMismatchError        a vector of the wrong length
     ├── ProtocolError                 a message out of turn: wrong round, duplicate
@@ -28,6 +29,7 @@ __all__ = [
     "EncodingOverflowError",
     "HEFedError",
     "InsecureParameters",
+    "InvalidPassphrase",
     "InvalidSignature",
     "KeyMismatchError",
     "MalformedMessage",
@@ -69,6 +71,10 @@ class EncodingOverflowError(EncodingError):
 
 class KeyMismatchError(HEFedError):
     """Bytes or objects made under another key, scheme or encoding plan."""
+
+
+class InvalidPassphrase(HEFedError):
+    """A protected secret-key file whose passphrase is missing or wrong, or which was altered."""
 
 
 class MalformedMessage(HEFedError):

@@ -70,3 +70,50 @@ def test_default_run_uses_2048_bit_packed_paillier(tmp_path):
     assert data["setup"]["params"]["key_bits"] == 2048
     assert data["config"]["clients"] == 5 and data["dataset"]["name"] == "breast_cancer"
     assert data["final"]["metric"] >= data["final"]["reference_metric"] - 0.015
+
+
+def test_keygen_writes_separate_files_and_inspect_tells_them_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("HE_FED_TEST_PASSPHRASE", "s3cret")
+    out = tmp_path / "keys"
+    result = CliRunner().invoke(
+        main,
+        ["keygen", "--scheme", "paillier-packed", "--out", str(out), *FAST,
+         "--passphrase-env", "HE_FED_TEST_PASSPHRASE"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    secret = out / "secret.key"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert (out / "public.key").exists() and (out / "aggregator.key").exists()
+    inspected = CliRunner().invoke(main, ["inspect", str(out / "public.key"), str(secret)])
+    assert inspected.exit_code == 0
+    public_part, secret_part = inspected.output.split(str(secret))
+    assert "no secret" in public_part and "paillier-packed" in public_part
+    assert "YES (passphrase-protected)" in secret_part
+    from he_fed.crypto import load_secret
+
+    keys = load_secret(secret.read_bytes(), passphrase="s3cret", allow_insecure=True)
+    assert keys.public.to_bytes() == (out / "public.key").read_bytes()
+    again = CliRunner().invoke(main, ["keygen", "--out", str(out), *FAST])
+    assert again.exit_code != 0 and "--force" in again.output
+
+
+def test_inspect_describes_messages_and_refuses_a_corrupt_key_file(tmp_path):
+    from tests.protocol.test_roles import _roles
+
+    keyholder, aggregator, clients = _roles("paillier")
+    start = aggregator.start_round()
+    update = tmp_path / "update.bin"
+    update.write_bytes(clients[0].participate(start).update)
+    result = CliRunner().invoke(main, ["inspect", str(update)])
+    assert result.exit_code == 0
+    assert "update" in result.output
+    assert "client        c0" in result.output and "no secret" in result.output
+    corrupt = tmp_path / "corrupt.key"
+    data = bytearray(keyholder.public_key_bytes())
+    data[40] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["inspect", str(corrupt)])
+    assert result.exit_code != 0
+    assert "MalformedMessage" in result.output and "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0

@@ -27,6 +27,7 @@ from he_fed.crypto.base import (
     WeightedSum,
 )
 from he_fed.crypto.ckks import CKKS
+from he_fed.crypto.keyfile import load_secret
 from he_fed.crypto.paillier import PackedPaillier, Paillier
 from he_fed.crypto.plain import Plain
 from he_fed.exceptions import ConfigurationError, MalformedMessage, SecretMaterialError
@@ -45,6 +46,7 @@ __all__ = [
     "SecretKey",
     "WeightedSum",
     "load_public",
+    "load_secret",
     "make_scheme",
 ]
 

@@ -185,6 +185,11 @@ class Scheme(ABC):
     def _load_key(cls, envelope: wire.Envelope, scheme: Any) -> AggregationKey:
         """Build the public or aggregation key an envelope holds."""
 
+    @classmethod
+    @abstractmethod
+    def _load_secret(cls, public: Any, body: bytes) -> SecretKey:
+        """Rebuild the secret key from :meth:`SecretKey._secret_body` output."""
+
 
 @dataclass(frozen=True)
 class KeyPair:
@@ -451,6 +456,28 @@ class SecretKey(ABC):
     @abstractmethod
     def _decrypt(self, vector: Any) -> WeightedSum:
         """Decrypt a vector known to be under this key."""
+
+    def to_bytes(self, *, passphrase: str | bytes | None = None) -> bytes:
+        """Export the secret key: the only way it leaves the key holder, on request.
+
+        Parameters
+        ----------
+        passphrase : str or bytes, optional
+            Encrypt the file with scrypt and ChaCha20-Poly1305. Without one the
+            secret is written in the clear.
+
+        Returns
+        -------
+        bytes
+            Read back with :func:`he_fed.crypto.load_secret`.
+        """
+        from he_fed.crypto.keyfile import export_secret
+
+        return export_secret(self, passphrase=passphrase)
+
+    @abstractmethod
+    def _secret_body(self) -> bytes:
+        """The scheme's secret material, for :meth:`to_bytes`."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} for {self._public!r}>"

@@ -188,6 +188,12 @@ class CKKS(Scheme):
         return KeyPair(public, CKKSSecretKey(public, secret_ctx))
 
     @classmethod
+    def _load_secret(cls, public: CKKSPublicKey, body: bytes) -> CKKSSecretKey:
+        if not body:
+            raise MalformedMessage("empty ckks secret context")
+        return CKKSSecretKey(public, _load_secret_context(public, body))
+
+    @classmethod
     def _load_key(cls, envelope: wire.Envelope, scheme: Any) -> AggregationKey:
         r = wire.Reader(envelope.body, "ckks key")
         blob = r.blob()
@@ -200,6 +206,16 @@ class CKKS(Scheme):
         if len(envelope.fingerprint) != 32:
             raise MalformedMessage("ckks aggregation key lacks a fingerprint")
         return CKKSAggregationKey(scheme, blob, envelope.fingerprint)
+
+
+def _load_secret_context(public: CKKSPublicKey, blob: bytes) -> ts.Context:
+    try:
+        ctx = ts.context_from(blob)
+    except Exception:
+        raise MalformedMessage("ckks secret context bytes do not parse") from None
+    if not ctx.is_private() or _seal_public(ctx) != public._blob:
+        raise MalformedMessage("ckks secret context does not match its public key")
+    return ctx
 
 
 def _load_context(scheme: CKKS, blob: bytes) -> ts.Context:
@@ -343,6 +359,12 @@ class CKKSSecretKey(SecretKey):
         super().__init__(public)
         self._ctx = secret_ctx
         self._sk = secret_ctx.secret_key()
+
+    def _secret_body(self) -> bytes:
+        return self._ctx.serialize(
+            save_public_key=True, save_secret_key=True, save_galois_keys=False,
+            save_relin_keys=False,
+        )
 
     def _decrypt(self, vector: CKKSVector) -> WeightedSum:
         scheme: CKKS = vector.key.scheme  # type: ignore[assignment]

@@ -70,6 +70,13 @@ class Plain(Scheme):
         return key
 
 
+    @classmethod
+    def _load_secret(cls, public: PlainPublicKey, body: bytes) -> PlainSecretKey:
+        if body:
+            raise MalformedMessage("a plain secret key holds no material")
+        return PlainSecretKey(public)
+
+
 class PlainPublicKey(PublicKey):
     """Public key of the :class:`Plain` baseline."""
 
@@ -108,6 +115,9 @@ class PlainSecretKey(SecretKey):
 
     def _decrypt(self, vector: PlainVector) -> WeightedSum:
         return WeightedSum(vector.values.copy(), vector.weight, vector.count)
+
+    def _secret_body(self) -> bytes:
+        return b""
 
 
 def _plain_commitment(values: np.ndarray, weight: int) -> bytes:

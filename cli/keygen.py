@@ -1,0 +1,103 @@
+"""``he-fed keygen``: generate a key pair into separate public and secret files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from he_fed.cli._errors import friendly_errors
+from he_fed.crypto import SCHEMES, make_scheme
+from he_fed.crypto.base import DEFAULT_CLIP, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_WEIGHT
+from he_fed.crypto.ckks import PRESETS
+
+FILES = {
+    "public": "public.key",
+    "aggregation": "aggregator.key",
+    "secret": "secret.key",
+}
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` with ``mode`` from the start (no window with wider permissions)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, mode)
+
+
+def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) -> str | None:
+    """The passphrase from an environment variable or a file, if either is given."""
+    if passphrase_env and passphrase_file:
+        raise click.UsageError("give --passphrase-env or --passphrase-file, not both")
+    if passphrase_env:
+        value = os.environ.get(passphrase_env)
+        if not value:
+            raise click.UsageError(f"environment variable {passphrase_env} is empty or unset")
+        return value
+    if passphrase_file:
+        return passphrase_file.read_text(encoding="utf-8").rstrip("\n")
+    return None
+
+
+@click.command()
+@click.option("--scheme", type=click.Choice(sorted(SCHEMES)), default="paillier-packed",
+              show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for public.key, aggregator.key and secret.key.")
+@click.option("--key-bits", type=int, default=2048, show_default=True,
+              help="Paillier modulus size.")
+@click.option("--ckks-preset", type=click.Choice(sorted(PRESETS)), default="aggregation-fast",
+              show_default=True)
+@click.option("--clip", type=float, default=DEFAULT_CLIP, show_default=True)
+@click.option("--max-clients", type=int, default=DEFAULT_MAX_CLIENTS, show_default=True)
+@click.option("--max-weight", type=int, default=DEFAULT_MAX_WEIGHT, show_default=True,
+              help="Largest weight (sample count) of one contribution.")
+@click.option("--allow-insecure", is_flag=True, help="Accept Paillier keys under 2048 bits.")
+@click.option("--passphrase-env", metavar="VAR", default=None,
+              help="Encrypt the secret file with the passphrase in this environment variable.")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="Encrypt the secret file with the passphrase in this file.")
+@click.option("--force", is_flag=True, help="Overwrite existing key files.")
+def keygen(
+    scheme: str,
+    out_dir: Path,
+    key_bits: int,
+    ckks_preset: str,
+    clip: float,
+    max_clients: int,
+    max_weight: int,
+    allow_insecure: bool,
+    passphrase_env: str | None,
+    passphrase_file: Path | None,
+    force: bool,
+) -> None:
+    """Generate keys: public material for clients and the aggregator, a secret for the key holder.
+
+    The secret file is created with mode 0600 and, with a passphrase, encrypted
+    under scrypt and ChaCha20-Poly1305. Aggregator code never reads it.
+    """
+    passphrase = read_passphrase(passphrase_env, passphrase_file)
+    with friendly_errors():
+        params: dict[str, object] = {
+            "clip": clip, "max_clients": max_clients, "max_weight": max_weight
+        }
+        if scheme.startswith("paillier"):
+            params.update(key_bits=key_bits, allow_insecure=allow_insecure)
+        elif scheme == "ckks":
+            params["preset"] = ckks_preset
+        keys = make_scheme(scheme, **params).keygen()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {role: out_dir / name for role, name in FILES.items()}
+        existing = [str(p) for p in paths.values() if p.exists()]
+        if existing and not force:
+            raise click.ClickException(f"{', '.join(existing)} exist; pass --force to overwrite")
+        _write(paths["public"], keys.public.to_bytes(), 0o644)
+        _write(paths["aggregation"], keys.public.aggregation_key().to_bytes(), 0o644)
+        _write(paths["secret"], keys.secret.to_bytes(passphrase=passphrase), 0o600)
+    click.echo(f"{scheme} key, fingerprint {keys.public.fingerprint.hex()[:16]}")
+    for role, path in paths.items():
+        note = {"secret": " (mode 0600, " + ("passphrase-protected)" if passphrase
+                                             else "NOT encrypted)")}.get(role, "")
+        click.echo(f"  {role:<12} {path}  {path.stat().st_size} bytes{note}")

@@ -1,0 +1,163 @@
+"""Secret-key files: the one way a secret key leaves the key holder, and only on request.
+
+A secret-key file is an envelope of kind ``SECRET_KEY`` whose header repeats the
+scheme, parameters and public fingerprint (so ``he-fed inspect`` can describe it
+without the passphrase), and whose body is::
+
+    protection   u8        0 = none, 1 = scrypt + ChaCha20-Poly1305
+    [salt        16 bytes, scrypt log2(n) u8, r u8, p u8, nonce 12 bytes]   if protected
+    payload      the public key's envelope, then the scheme's secret material,
+                 encrypted and authenticated (the header is associated data) if protected
+
+A wrong passphrase and a tampered file fail the same way, with
+:class:`~he_fed.exceptions.InvalidPassphrase`, and reveal nothing about why.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from he_fed.crypto import wire
+from he_fed.crypto.base import KeyPair, PublicKey, SecretKey
+from he_fed.exceptions import InvalidPassphrase, MalformedMessage
+
+__all__ = ["export_secret", "load_secret"]
+
+_PLAIN, _SCRYPT = 0, 1
+#: scrypt cost: n = 2**15, r = 8, p = 1 (about 32 MiB and a tenth of a second).
+_SCRYPT_LOG2_N, _SCRYPT_R, _SCRYPT_P = 15, 8, 1
+
+
+def _passphrase_bytes(passphrase: str | bytes) -> bytes:
+    data = passphrase.encode("utf-8") if isinstance(passphrase, str) else bytes(passphrase)
+    if not data:
+        raise InvalidPassphrase("the passphrase must not be empty")
+    return data
+
+
+def _derive(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
+    if not (10 <= log2_n <= 20 and 1 <= r <= 16 and 1 <= p <= 4):
+        raise MalformedMessage("secret key file: implausible scrypt parameters")
+    return Scrypt(salt=salt, length=32, n=2**log2_n, r=r, p=p).derive(passphrase)
+
+
+def _header(secret: SecretKey) -> tuple[str, str, bytes]:
+    scheme = secret.public.scheme
+    return scheme.name, scheme.params_text(), secret.public.fingerprint
+
+
+def export_secret(secret: SecretKey, *, passphrase: str | bytes | None = None) -> bytes:
+    """Versioned bytes of a secret key, encrypted under ``passphrase`` if one is given.
+
+    Parameters
+    ----------
+    secret : SecretKey
+        The key to export.
+    passphrase : str or bytes, optional
+        Protects the file with scrypt and ChaCha20-Poly1305. Without it the secret
+        is written in the clear (keep such a file readable by its owner only).
+
+    Returns
+    -------
+    bytes
+    """
+    scheme, params, fingerprint = _header(secret)
+    inner = wire.Writer()
+    inner.blob(secret.public.to_bytes())
+    inner.blob(secret._secret_body())
+    payload = inner.getvalue()
+    body = wire.Writer()
+    if passphrase is None:
+        body.uint(_PLAIN, 1)
+        body.raw(payload)
+    else:
+        salt, nonce = os.urandom(16), os.urandom(12)
+        key = _derive(_passphrase_bytes(passphrase), salt, _SCRYPT_LOG2_N, _SCRYPT_R, _SCRYPT_P)
+        aad = wire.params_to_text({"scheme": scheme, "fingerprint": fingerprint.hex()}) + params
+        body.uint(_SCRYPT, 1)
+        body.raw(salt)
+        body.uint(_SCRYPT_LOG2_N, 1)
+        body.uint(_SCRYPT_R, 1)
+        body.uint(_SCRYPT_P, 1)
+        body.raw(nonce)
+        body.raw(ChaCha20Poly1305(key).encrypt(nonce, payload, aad.encode()))
+    return wire.seal_envelope(
+        wire.Kind.SECRET_KEY, body.getvalue(), scheme=scheme, params=params, fingerprint=fingerprint
+    )
+
+
+def is_protected(envelope: wire.Envelope) -> bool:
+    """Whether a secret-key envelope is passphrase-protected (no passphrase needed)."""
+    return bool(envelope.body[:1] == bytes([_SCRYPT]))
+
+
+def load_secret(
+    data: bytes, *, passphrase: str | bytes | None = None, allow_insecure: bool = False
+) -> KeyPair:
+    """Read a secret-key file written by :meth:`SecretKey.to_bytes`.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's contents.
+    passphrase : str or bytes, optional
+        Needed when the file is protected.
+    allow_insecure : bool, default=False
+        Accept parameters below the security bar.
+
+    Returns
+    -------
+    KeyPair
+
+    Raises
+    ------
+    InvalidPassphrase
+        If the file is protected and the passphrase is missing or wrong, or the file
+        was tampered with.
+    MalformedMessage
+        If the bytes are not a valid secret-key file.
+    """
+    from he_fed.crypto import SCHEMES, load_public
+
+    envelope = wire.open_envelope(data, wire.Kind.SECRET_KEY)
+    cls = SCHEMES.get(envelope.scheme)
+    if cls is None:
+        raise MalformedMessage(f"unknown scheme {envelope.scheme!r}")
+    r = wire.Reader(envelope.body, "secret key file")
+    protection = r.uint(1)
+    if protection == _PLAIN:
+        payload = bytes(r.raw(r.remaining))
+    elif protection == _SCRYPT:
+        if passphrase is None:
+            raise InvalidPassphrase("this secret key is passphrase-protected; give the passphrase")
+        salt = bytes(r.raw(16))
+        log2_n, cost_r, cost_p = r.uint(1), r.uint(1), r.uint(1)
+        nonce = bytes(r.raw(12))
+        key = _derive(_passphrase_bytes(passphrase), salt, log2_n, cost_r, cost_p)
+        aad = (
+            wire.params_to_text(
+                {"scheme": envelope.scheme, "fingerprint": envelope.fingerprint.hex()}
+            )
+            + envelope.params
+        )
+        try:
+            payload = ChaCha20Poly1305(key).decrypt(nonce, bytes(r.raw(r.remaining)), aad.encode())
+        except InvalidTag:
+            raise InvalidPassphrase(
+                "cannot unlock the secret key: wrong passphrase or tampered file"
+            ) from None
+    else:
+        raise MalformedMessage(f"secret key file: unknown protection {protection}")
+    inner = wire.Reader(payload, "secret key")
+    public = load_public(inner.blob(), allow_insecure=allow_insecure)
+    secret_body = inner.blob()
+    inner.finish()
+    if not isinstance(public, PublicKey) or public.fingerprint != envelope.fingerprint:
+        raise MalformedMessage("secret key file: its public key does not match its header")
+    if public.scheme.params_text() != envelope.params:
+        raise MalformedMessage("secret key file: its public key does not match its header")
+    return KeyPair(public, cls._load_secret(public, secret_body))
