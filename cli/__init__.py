@@ -7,6 +7,8 @@ import logging
 import click
 
 from he_fed import __version__
+from he_fed.cli.bench import bench
+from he_fed.cli.estimate import estimate
 from he_fed.cli.inspect import inspect
 from he_fed.cli.keygen import keygen
 from he_fed.cli.run import run
@@ -24,5 +26,7 @@ def main(verbose: int) -> None:
 main.add_command(run)
 main.add_command(keygen)
 main.add_command(inspect)
+main.add_command(bench)
+main.add_command(estimate)
 
 __all__ = ["main"]

@@ -10,18 +10,30 @@ table once. Only integers cross the process boundary, as bytes.
 from __future__ import annotations
 
 import atexit
+import logging
 import multiprocessing
 import secrets
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import gmpy2
 
 from he_fed.crypto.djn import FixedBase
 
-__all__ = ["randomisers"]
+__all__ = ["available", "randomisers"]
+
+log = logging.getLogger("he_fed")
 
 _POOLS: dict[tuple[int, int, int, int], ProcessPoolExecutor] = {}
+#: Cleared when worker processes cannot start here (e.g. a script read from stdin,
+#: which spawned workers cannot re-import); encryption then stays in this process.
+_ENABLED = [True]
+
+
+def available() -> bool:
+    """Whether worker processes can be used in this process."""
+    return _ENABLED[0]
 _WORKER_TABLE: FixedBase | None = None
 _WORKER_EXPONENT_BITS = 0
 
@@ -60,14 +72,24 @@ def _pool(hs: int, nsquare: int, exponent_bits: int, workers: int) -> ProcessPoo
 
 def randomisers(
     hs: int, nsquare: int, exponent_bits: int, count: int, workers: int
-) -> list[Any]:
-    """``count`` fresh randomisers ``hs^a mod n²`` computed by ``workers`` processes."""
+) -> list[Any] | None:
+    """``count`` fresh randomisers ``hs^a mod n²`` from ``workers`` processes.
+
+    Returns None (and disables workers for this process) when they cannot start.
+    """
     pool = _pool(hs, nsquare, exponent_bits, workers)
     share, extra = divmod(count, workers)
     sizes = [share + (1 if i < extra else 0) for i in range(workers)]
     out: list[Any] = []
-    for batch in pool.map(_worker_randomisers, [s for s in sizes if s]):
-        out.extend(gmpy2.mpz(int.from_bytes(b, "big")) for b in batch)
+    try:
+        for batch in pool.map(_worker_randomisers, [s for s in sizes if s]):
+            out.extend(gmpy2.mpz(int.from_bytes(b, "big")) for b in batch)
+    except (BrokenProcessPool, OSError) as exc:
+        log.warning("encryption workers unavailable (%s); encrypting in this process", exc)
+        _ENABLED[0] = False
+        _POOLS.pop((hs, nsquare, exponent_bits, workers), None)
+        pool.shutdown(wait=False, cancel_futures=True)
+        return None
     return out
 
 

@@ -357,7 +357,12 @@ class PaillierPublicKey(PublicKey):
         if workers > 1 and count >= PARALLEL_MIN_CIPHERTEXTS:
             from he_fed.crypto import _parallel
 
-            return _parallel.randomisers(int(self.hs), int(self.nsquare), bits, count, workers)
+            if _parallel.available():
+                made = _parallel.randomisers(
+                    int(self.hs), int(self.nsquare), bits, count, workers
+                )
+                if made is not None:
+                    return made
         table = djn.fixed_base(int(self.hs), int(self.nsquare), bits)
         return [table.pow(secrets.randbits(bits)) for _ in range(count)]
 

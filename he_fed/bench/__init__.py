@@ -1,0 +1,31 @@
+"""Benchmarks of the encryption overhead, and a cost estimator (``he-fed bench``, ``he-fed estimate``).
+
+* :mod:`~he_fed.bench.micro`: per-element cost of every step, each scheme against
+  ``phe-naive``, ``tenseal-nvflare`` and ``plain`` baselines in the same run.
+* :mod:`~he_fed.bench.macro`: whole federated runs for several client counts and
+  model sizes, against ``plain``, with the estimator's prediction and its error.
+* :mod:`~he_fed.bench.estimate`: calibrated predictions, before running anything.
+"""
+
+from __future__ import annotations
+
+from he_fed.bench.estimate import Calibration, Estimate, estimate, load_calibration
+from he_fed.bench.macro import MacroGrid, run_macro
+from he_fed.bench.micro import MicroGrid, ratios, run_micro
+from he_fed.bench.report import headline_markdown, write_csv, write_json, write_plots
+
+__all__ = [
+    "Calibration",
+    "Estimate",
+    "MacroGrid",
+    "MicroGrid",
+    "estimate",
+    "headline_markdown",
+    "load_calibration",
+    "ratios",
+    "run_macro",
+    "run_micro",
+    "write_csv",
+    "write_json",
+    "write_plots",
+]
