@@ -29,3 +29,13 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
     assert 'pip install -e ".[test]" && pytest' in readme
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert 'pip install -e ".[test]" && pytest' in ci
+
+
+def test_the_chinese_readme_gives_the_same_commands_and_sections():
+    english = (ROOT / "README.md").read_text(encoding="utf-8")
+    chinese = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
+    for command in ('pip install . && he-fed run', 'pip install -e ".[test]" && pytest'):
+        assert command in english and command in chinese
+    notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    for name in notebooks:
+        assert name in english and name in chinese
