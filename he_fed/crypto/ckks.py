@@ -7,6 +7,7 @@ context holds no key at all.
 
 A contribution ``weight * x`` is laid out with ``weight`` in one extra slot and
 split into chunks of ``poly_modulus_degree / 2`` slots, one ciphertext each.
+``write_to`` streams one frame per ciphertext (see :mod:`he_fed.crypto.stream`).
 
 CKKS is approximate: a decrypted sum carries a small error. The encoding scale is
 chosen from the plan so that the largest sum the plan allows still fits the data
@@ -17,6 +18,7 @@ cannot fit with a useful scale.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
@@ -35,6 +37,7 @@ from he_fed.crypto.base import (
     WeightedSum,
     key_fingerprint,
 )
+from he_fed.crypto.stream import FrameReader
 from he_fed.exceptions import (
     ConfigurationError,
     EncodingOverflowError,
@@ -238,34 +241,53 @@ class CKKSAggregationKey(AggregationKey):
         w.blob(self._blob)
         return w.getvalue()
 
+    @property
+    def _chunk_bound(self) -> int:
+        # Two polynomials of N coefficients per data prime, 8 bytes each, plus what
+        # TenSEAL and SEAL add (zstd can grow incompressible data a little).
+        raw = 2 * self.scheme.poly_modulus_degree * (len(self.scheme.coeff_mod_bit_sizes) - 1) * 8
+        return raw + raw // 64 + 4096
+
+    def _chunk_lengths(self, size: int) -> list[int]:
+        slots = self.scheme.slots
+        return [min(slots, size + 1 - start) for start in range(0, size + 1, slots)]
+
+    def _payload_bound(self, size: int) -> int:
+        return len(self._chunk_lengths(size)) * (8 + self._chunk_bound)
+
+    def _load_chunk(self, blob: bytes, index: int, expected: int) -> Any:
+        """Parse one chunk and check it is a fresh ciphertext at the plan's scale."""
+        if not blob:
+            raise MalformedMessage(f"ckks chunk {index} is empty")
+        scale = 2.0**self.scheme.encode_scale_bits
+        try:
+            part = ts.ckks_vector_from(self.context, blob)
+            (ct,) = part.ciphertext()
+            ok = (
+                part.size() == expected
+                and ct.size() == 2
+                and not ct.is_transparent()
+                and ct.scale == scale
+            )
+        except Exception:
+            raise MalformedMessage(f"ckks chunk {index} does not parse") from None
+        if not ok:
+            raise MalformedMessage(f"ckks chunk {index} has the wrong size, form or scale")
+        return part
+
     def _read_vector(self, reader: wire.Reader, size: int, count: int) -> CKKSVector:
-        scheme = self.scheme
-        chunks = math.ceil((size + 1) / scheme.slots)
-        if chunks > reader.remaining // 8:
+        lengths = self._chunk_lengths(size)
+        if len(lengths) > reader.remaining // 8:
             raise MalformedMessage(f"truncated ckks vector of {size} values")
-        scale = 2.0**scheme.encode_scale_bits
-        parts = []
-        for i in range(chunks):
-            blob = reader.blob()
-            expected = min(scheme.slots, size + 1 - i * scheme.slots)
-            if not blob:
-                raise MalformedMessage(f"ckks chunk {i} is empty")
-            try:
-                part = ts.ckks_vector_from(self.context, blob)
-                (ct,) = part.ciphertext()
-                ok = (
-                    part.size() == expected
-                    and ct.size() == 2
-                    and not ct.is_transparent()
-                    and ct.scale == scale
-                )
-            except MalformedMessage:
-                raise
-            except Exception:
-                raise MalformedMessage(f"ckks chunk {i} does not parse") from None
-            if not ok:
-                raise MalformedMessage(f"ckks chunk {i} has the wrong size, form or scale")
-            parts.append(part)
+        parts = [self._load_chunk(reader.blob(), i, n) for i, n in enumerate(lengths)]
+        return CKKSVector(self, parts, size, count)
+
+    def _read_frames(self, frames: FrameReader, size: int, count: int) -> CKKSVector:
+        bound = self._chunk_bound
+        parts = [
+            self._load_chunk(frames.read(bound), i, n)
+            for i, n in enumerate(self._chunk_lengths(size))
+        ]
         return CKKSVector(self, parts, size, count)
 
 
@@ -339,3 +361,7 @@ class CKKSVector(EncryptedVector):
         for part in self.parts:
             w.blob(part.serialize())
         return w.getvalue()
+
+    def _frames(self) -> Iterator[bytes]:
+        for part in self.parts:
+            yield part.serialize()
