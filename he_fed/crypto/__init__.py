@@ -27,6 +27,7 @@ from he_fed.crypto.base import (
     WeightedSum,
 )
 from he_fed.crypto.ckks import CKKS
+from he_fed.crypto.ckks_budget import ErrorBudget
 from he_fed.crypto.paillier import PackedPaillier, Paillier
 from he_fed.crypto.plain import Plain
 from he_fed.exceptions import ConfigurationError, MalformedMessage, SecretMaterialError
@@ -36,6 +37,7 @@ __all__ = [
     "SCHEMES",
     "AggregationKey",
     "EncryptedVector",
+    "ErrorBudget",
     "KeyPair",
     "PackedPaillier",
     "Paillier",

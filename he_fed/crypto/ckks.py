@@ -1,22 +1,51 @@
 """CKKS on TenSEAL, for aggregation only.
 
-Secure aggregation only adds ciphertexts, so the contexts here carry no Galois and
-no relinearization keys, and the aggregator receives the encryption parameters
-alone: TenSEAL can load and add CKKS ciphertexts with nothing more, and such a
-context holds no key at all.
+Secure aggregation only adds ciphertexts, so nothing here pays for multiplication:
 
-A contribution ``weight * x`` is laid out with ``weight`` in one extra slot and
-split into chunks of ``poly_modulus_degree / 2`` slots, one ciphertext each.
-``write_to`` streams one frame per ciphertext (see :mod:`he_fed.crypto.stream`).
+* the aggregation presets use the shortest modulus chain SEAL allows (one data
+  prime and a special prime), so ciphertexts are small and encryption and
+  decryption are quick;
+* clients get a public context with the encryption key and no Galois or
+  relinearization keys;
+* the aggregator gets the encryption parameters alone: TenSEAL loads and adds
+  CKKS ciphertexts with nothing more, and such a context holds no key at all.
 
-CKKS is approximate: a decrypted sum carries a small error. The encoding scale is
-chosen from the plan so that the largest sum the plan allows still fits the data
-modulus (CKKS would otherwise wrap around silently); the plan is refused when it
-cannot fit with a useful scale.
+Presets (all at the 128-bit level of the HE standard, which SEAL enforces):
+
+====================  ======  ============  ======
+preset                N       primes        slots
+====================  ======  ============  ======
+aggregation-fast      4096    [60, 49]      2048
+aggregation-compact   2048    [40, 14]      1024
+compat-nvflare        8192    [60, 40, 40]  4096
+====================  ======  ============  ======
+
+``aggregation-fast`` is the default. ``aggregation-compact`` spends its 54-bit
+budget on one 40-bit data prime and the smallest special prime SEAL can find
+(12289): the special prime only divides the encryption noise, which needs no more
+for additions. Its ciphertexts are smaller (fewer bytes per value, and half as many
+values each) and less precise. ``compat-nvflare`` is NVIDIA FLARE's parameter set,
+for comparison.
+
+Encoding. A contribution ``weight * x`` is laid out with ``weight`` in one extra
+slot and split into chunks of ``N / 2`` slots, one ciphertext each. All clients
+use one scale, ``2**encode_scale_bits``: the largest (up to ``scale_bits``) that
+keeps every sum the plan allows below a quarter of the data modulus, so a sum
+never wraps around. A plan that cannot fit, or that would leave fewer than 16 bits
+of precision at the clip bound, is refused when it is built, with the knob to turn.
+
+Error. :attr:`CKKS.error_budget` predicts the error of a decrypted sum and bounds
+it (see :mod:`he_fed.crypto.ckks_budget`).
+
+Bytes. ``to_bytes`` writes one envelope; ``write_to`` streams one frame per
+ciphertext (:mod:`he_fed.crypto.stream`). Loaders accept a chunk only if it has
+the expected length, two polynomials, a non-transparent form, the first data
+level and the plan's scale; another level or scale raises ``KeyMismatchError``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +54,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import tenseal as ts
+import tenseal.sealapi as sealapi
 
 from he_fed.crypto import wire
 from he_fed.crypto.base import (
@@ -37,11 +67,13 @@ from he_fed.crypto.base import (
     WeightedSum,
     key_fingerprint,
 )
+from he_fed.crypto.ckks_budget import ErrorBudget
 from he_fed.crypto.stream import FrameReader
 from he_fed.exceptions import (
     ConfigurationError,
     EncodingOverflowError,
     InsecureParameters,
+    KeyMismatchError,
     MalformedMessage,
     SecretMaterialError,
 )
@@ -59,21 +91,38 @@ class _Preset:
     summary: str
 
 
-#: Named parameter sets. All meet the 128-bit bound of the HE standard (SEAL
-#: enforces it when the context is built).
+#: Named parameter sets (see the module docstring for sizes and errors).
 PRESETS: dict[str, _Preset] = {
     "aggregation-fast": _Preset(
         4096, (60, 49), 40, "N=4096, one 60-bit data prime; the default for aggregation"
+    ),
+    "aggregation-compact": _Preset(
+        2048, (40, 14), 40, "N=2048, one 40-bit data prime; smaller ciphertexts, ~1e-5 error"
     ),
     "compat-nvflare": _Preset(
         8192, (60, 40, 40), 40, "NVIDIA FLARE's parameters, for comparison"
     ),
 }
 
-#: Bits kept free above the largest encoded sum, for noise and rounding.
-_GUARD_BITS = 3
-#: A scale below this leaves too little precision to be useful.
-_MIN_SCALE_BITS = 20
+#: One bit of headroom above the largest sum the plan allows. The noise and the
+#: floating-point error are many orders of magnitude smaller.
+_GUARD_BITS = 1
+#: A plan must keep this many bits between the clip bound and one contribution's
+#: root-mean-square error.
+_MIN_PRECISION_BITS = 16
+
+
+@functools.lru_cache(maxsize=64)
+def _primes(poly_modulus_degree: int, bit_sizes: tuple[int, ...]) -> tuple[int, ...]:
+    """The primes SEAL picks for these bit sizes (TenSEAL calls the same function)."""
+    try:
+        moduli = sealapi.CoeffModulus.Create(poly_modulus_degree, list(bit_sizes))
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"SEAL cannot find primes of {list(bit_sizes)} bits for N={poly_modulus_degree}: "
+            f"{exc} (each prime must be 1 mod 2N; use larger bit sizes)"
+        ) from None
+    return tuple(int(m.value()) for m in moduli)
 
 
 def _seal_params_only(ctx: ts.Context) -> bytes:
@@ -98,15 +147,27 @@ class CKKS(Scheme):
         Named parameters (see :data:`PRESETS`). Explicit ``poly_modulus_degree``,
         ``coeff_mod_bit_sizes`` and ``scale_bits`` override it.
     poly_modulus_degree : int, optional
-        Ring dimension ``N``; a ciphertext holds ``N / 2`` values.
+        Ring dimension ``N``, a power of two from 1024 to 32768; a ciphertext holds
+        ``N / 2`` values.
     coeff_mod_bit_sizes : tuple of int, optional
-        Bit sizes of the coefficient-modulus primes. The last is the special prime;
-        the others form the data modulus that sums must fit in.
+        Bit sizes of the coefficient-modulus primes. The last is the special prime
+        (14 to 60 bits); the others (20 to 60 bits) form the data modulus that sums
+        must fit in. Their total must meet the 128-bit bound for ``N`` (54 bits at
+        N=2048, 109 at 4096, 218 at 8192), or :class:`InsecureParameters` is raised.
     scale_bits : int, optional
-        Largest encoding scale, ``2**scale_bits``. The plan may choose a smaller one
-        (see :attr:`encode_scale_bits`).
+        Largest encoding scale, ``2**scale_bits`` (20 to 60). The plan may choose a
+        smaller one (see :attr:`encode_scale_bits`).
     clip, max_clients, max_weight
         The encoding plan (see :class:`~he_fed.crypto.base.Scheme`).
+
+    Raises
+    ------
+    InsecureParameters
+        If the modulus is too large for 128-bit security at this ``N``.
+    EncodingOverflowError
+        If the plan's sums cannot fit the data modulus with enough precision.
+    ConfigurationError
+        For any other invalid parameter.
     """
 
     preset: str = field(default="aggregation-fast", compare=False, metadata={"wire": False})
@@ -127,24 +188,50 @@ class CKKS(Scheme):
             if not getattr(self, name):
                 object.__setattr__(self, name, getattr(preset, name))
         object.__setattr__(self, "coeff_mod_bit_sizes", tuple(self.coeff_mod_bit_sizes))
-        n = self.poly_modulus_degree
-        if not isinstance(n, int) or n < 1024 or n & (n - 1):
-            raise ConfigurationError("poly_modulus_degree must be a power of two >= 1024")
-        if len(self.coeff_mod_bit_sizes) < 2 or not all(
-            isinstance(b, int) and 20 <= b <= 60 for b in self.coeff_mod_bit_sizes
+        self._check_parameters()
+        self._check_plan()
+
+    def _check_parameters(self) -> None:
+        n, bits = self.poly_modulus_degree, self.coeff_mod_bit_sizes
+        if isinstance(n, bool) or not isinstance(n, int) or not 1024 <= n <= 32768 or n & (n - 1):
+            raise ConfigurationError("poly_modulus_degree must be a power of two from 1024 to 32768")
+        if (
+            len(bits) < 2
+            or not all(isinstance(b, int) and not isinstance(b, bool) for b in bits)
+            or not all(20 <= b <= 60 for b in bits[:-1])
+            or not 14 <= bits[-1] <= 60
         ):
             raise ConfigurationError(
-                "coeff_mod_bit_sizes needs at least two primes of 20 to 60 bits "
-                "(the last is the special prime)"
+                "coeff_mod_bit_sizes needs data primes of 20 to 60 bits and a last, special "
+                f"prime of 14 to 60 bits, got {list(bits)}"
             )
-        if not isinstance(self.scale_bits, int) or not 20 <= self.scale_bits <= 60:
-            raise ConfigurationError("scale_bits must be between 20 and 60")
-        if self.encode_scale_bits < _MIN_SCALE_BITS:
+        allowed = sealapi.CoeffModulus.MaxBitCount(n, sealapi.SEC_LEVEL_TYPE.TC128)
+        if sum(bits) > allowed:
+            raise InsecureParameters(
+                f"primes of {list(bits)} bits ({sum(bits)} in all) exceed the {allowed} bits "
+                f"the HE standard allows at N={n} for 128-bit security; SEAL refuses them "
+                "(use fewer or smaller primes, or a larger poly_modulus_degree)"
+            )
+        scale = self.scale_bits
+        if isinstance(scale, bool) or not isinstance(scale, int) or not 20 <= scale <= 60:
+            raise ConfigurationError(f"scale_bits must be an integer from 20 to 60, got {scale!r}")
+        _primes(n, bits)
+
+    def _check_plan(self) -> None:
+        if self.encode_scale_bits < 1:
             raise EncodingOverflowError(
-                f"sums up to {self._encoded_bound:.3g} need {math.ceil(math.log2(self._encoded_bound))}"
-                f" of the {self.data_bits} data-modulus bits, leaving a scale of "
-                f"2^{self.encode_scale_bits}; lower clip, max_clients or max_weight, or add "
-                "a data prime to coeff_mod_bit_sizes"
+                f"sums up to {self._encoded_bound:.3g} do not fit the {self.data_bits}-bit data "
+                "modulus; lower clip, max_clients or max_weight, or add a data prime to "
+                "coeff_mod_bit_sizes"
+            )
+        budget = self.error_budget
+        precision = math.log2(self.clip / budget.rms(1))
+        if precision < _MIN_PRECISION_BITS:
+            raise EncodingOverflowError(
+                f"room for sums up to {self._encoded_bound:.3g} leaves a scale of "
+                f"2^{self.encode_scale_bits} and {precision:.1f} bits of precision at the clip "
+                f"bound (at least {_MIN_PRECISION_BITS} needed); lower max_clients or "
+                "max_weight, or use a larger data modulus (the aggregation-fast preset)"
             )
 
     @property
@@ -158,15 +245,41 @@ class CKKS(Scheme):
         return sum(self.coeff_mod_bit_sizes[:-1])
 
     @property
+    def data_modulus(self) -> int:
+        """The data modulus ``q``: the product of SEAL's data primes."""
+        return math.prod(_primes(self.poly_modulus_degree, self.coeff_mod_bit_sizes)[:-1])
+
+    @property
     def _encoded_bound(self) -> float:
         # The weight slot holds up to max_clients * max_weight, the values up to bound.
         return max(self.clip, 1.0) * self.max_clients * self.max_weight
 
     @cached_property
     def encode_scale_bits(self) -> int:
-        """Scale actually used: the largest that keeps every allowed sum in range."""
-        room = self.data_bits - 1 - _GUARD_BITS - math.ceil(math.log2(self._encoded_bound))
-        return min(self.scale_bits, room)
+        """Scale actually used: the largest that keeps every allowed sum in range.
+
+        Every value the plan allows, times ``2**encode_scale_bits``, stays below
+        ``q / 2**(1 + _GUARD_BITS)``, so decoding (which centres modulo ``q``)
+        never wraps around.
+        """
+        room = self.data_modulus >> (1 + _GUARD_BITS)
+        bits = min(self.scale_bits, math.floor(math.log2(room / self._encoded_bound)))
+        while bits > 0 and 2.0**bits * self._encoded_bound > room:
+            bits -= 1  # guard against rounding in the logarithm
+        return bits
+
+    @cached_property
+    def error_budget(self) -> ErrorBudget:
+        """The error of this plan's decrypted sums: expected size and a bound."""
+        primes = _primes(self.poly_modulus_degree, self.coeff_mod_bit_sizes)
+        return ErrorBudget(
+            poly_modulus_degree=self.poly_modulus_degree,
+            scale_bits=self.encode_scale_bits,
+            special_prime=primes[-1],
+            largest_sum=(self.data_modulus // 2) / 2.0**self.encode_scale_bits,
+            plan_bound=self._encoded_bound,
+            contribution_bound=max(self.clip, 1.0) * self.max_weight,
+        )
 
     def _new_context(self) -> ts.Context:
         try:
@@ -175,11 +288,10 @@ class CKKS(Scheme):
                 poly_modulus_degree=self.poly_modulus_degree,
                 coeff_mod_bit_sizes=list(self.coeff_mod_bit_sizes),
             )
-        except ValueError as exc:
+        except (ValueError, RuntimeError) as exc:  # checked in __post_init__; kept as a net
             raise InsecureParameters(
                 f"SEAL refused N={self.poly_modulus_degree} with primes "
-                f"{list(self.coeff_mod_bit_sizes)}: {exc} (the 128-bit bound allows at most "
-                "109 modulus bits at N=4096, 218 at N=8192, 438 at N=16384)"
+                f"{list(self.coeff_mod_bit_sizes)}: {exc}"
             ) from None
         ctx.global_scale = 2.0**self.scale_bits
         return ctx
@@ -256,24 +368,36 @@ class CKKSAggregationKey(AggregationKey):
         return len(self._chunk_lengths(size)) * (8 + self._chunk_bound)
 
     def _load_chunk(self, blob: bytes, index: int, expected: int) -> Any:
-        """Parse one chunk and check it is a fresh ciphertext at the plan's scale."""
+        """Parse one chunk and check it is a fresh-form ciphertext under this plan."""
         if not blob:
             raise MalformedMessage(f"ckks chunk {index} is empty")
-        scale = 2.0**self.scheme.encode_scale_bits
         try:
             part = ts.ckks_vector_from(self.context, blob)
-            (ct,) = part.ciphertext()
-            ok = (
-                part.size() == expected
+            ciphertexts = part.ciphertext()
+            ct = ciphertexts[0]
+            fresh = (
+                len(ciphertexts) == 1
+                and part.size() == expected
                 and ct.size() == 2
                 and not ct.is_transparent()
-                and ct.scale == scale
             )
-        except Exception:
+            level, scale = list(ct.parms_id()), float(ct.scale)
+        except Exception:  # TenSEAL raises bare ValueError/RuntimeError on bad bytes
             raise MalformedMessage(f"ckks chunk {index} does not parse") from None
-        if not ok:
-            raise MalformedMessage(f"ckks chunk {index} has the wrong size, form or scale")
+        if not fresh:
+            raise MalformedMessage(f"ckks chunk {index} has the wrong length or form")
+        if level != self._first_parms_id:
+            raise KeyMismatchError(f"ckks chunk {index} is not at the first data level")
+        if scale != 2.0**self.scheme.encode_scale_bits:
+            raise KeyMismatchError(
+                f"ckks chunk {index} was encoded at scale {scale:.6g}; this plan uses "
+                f"2^{self.scheme.encode_scale_bits}"
+            )
         return part
+
+    @cached_property
+    def _first_parms_id(self) -> list[int]:
+        return list(self.context.seal_context().data.first_parms_id())
 
     def _read_vector(self, reader: wire.Reader, size: int, count: int) -> CKKSVector:
         lengths = self._chunk_lengths(size)
