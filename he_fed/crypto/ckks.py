@@ -35,7 +35,9 @@ never wraps around. A plan that cannot fit, or that would leave fewer than 16 bi
 of precision at the clip bound, is refused when it is built, with the knob to turn.
 
 Error. :attr:`CKKS.error_budget` predicts the error of a decrypted sum and bounds
-it (see :mod:`he_fed.crypto.ckks_budget`).
+it (see :mod:`he_fed.crypto.ckks_budget`, which also explains the Li-Micciancio
+caveat: decrypted CKKS results leak information about the secret key when shared
+beyond the key holder). ``flood_bits`` opts in to noise flooding at decryption.
 
 Bytes. ``to_bytes`` writes one envelope; ``write_to`` streams one frame per
 ciphertext (:mod:`he_fed.crypto.stream`). Loaders accept a chunk only if it has
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import functools
 import math
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -157,6 +160,11 @@ class CKKS(Scheme):
     scale_bits : int, optional
         Largest encoding scale, ``2**scale_bits`` (20 to 60). The plan may choose a
         smaller one (see :attr:`encode_scale_bits`).
+    flood_bits : int, default=0
+        Opt-in noise flooding at decryption: the key holder adds Gaussian noise of
+        ``2**flood_bits`` times the expected norm of a ciphertext's decryption
+        error to every released value (see :mod:`he_fed.crypto.ckks_budget`). It
+        changes no ciphertext, so it is not written in headers. 0 turns it off.
     clip, max_clients, max_weight
         The encoding plan (see :class:`~he_fed.crypto.base.Scheme`).
 
@@ -174,6 +182,7 @@ class CKKS(Scheme):
     poly_modulus_degree: int = 0
     coeff_mod_bit_sizes: tuple[int, ...] = ()
     scale_bits: int = 0
+    flood_bits: int = field(default=0, compare=False, metadata={"wire": False})
 
     name: ClassVar[str] = "ckks"
 
@@ -212,9 +221,10 @@ class CKKS(Scheme):
                 f"the HE standard allows at N={n} for 128-bit security; SEAL refuses them "
                 "(use fewer or smaller primes, or a larger poly_modulus_degree)"
             )
-        scale = self.scale_bits
-        if isinstance(scale, bool) or not isinstance(scale, int) or not 20 <= scale <= 60:
-            raise ConfigurationError(f"scale_bits must be an integer from 20 to 60, got {scale!r}")
+        for name, low in (("scale_bits", 20), ("flood_bits", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 60:
+                raise ConfigurationError(f"{name} must be an integer from {low} to 60, got {value!r}")
         _primes(n, bits)
 
     def _check_plan(self) -> None:
@@ -279,6 +289,7 @@ class CKKS(Scheme):
             largest_sum=(self.data_modulus // 2) / 2.0**self.encode_scale_bits,
             plan_bound=self._encoded_bound,
             contribution_bound=max(self.clip, 1.0) * self.max_weight,
+            flood_bits=self.flood_bits,
         )
 
     def _new_context(self) -> ts.Context:
@@ -443,12 +454,19 @@ class CKKSPublicKey(CKKSAggregationKey, PublicKey):
 
 
 class CKKSSecretKey(SecretKey):
-    """The private context. It never leaves the key holder unless asked."""
+    """The private context. It never leaves the key holder unless asked.
+
+    If the scheme it was generated under has ``flood_bits``, every decryption adds
+    flooding noise to the released values, whatever plan the vector was loaded
+    under (never to the total weight, which is rounded to an integer and so
+    reveals no error). The noise is drawn from a generator seeded by ``secrets``.
+    """
 
     def __init__(self, public: CKKSPublicKey, secret_ctx: ts.Context) -> None:
         super().__init__(public)
         self._ctx = secret_ctx
         self._sk = secret_ctx.secret_key()
+        self._rng = np.random.default_rng(secrets.randbits(128))
 
     def _decrypt(self, vector: CKKSVector) -> WeightedSum:
         scheme: CKKS = vector.key.scheme  # type: ignore[assignment]
@@ -465,6 +483,10 @@ class CKKSSecretKey(SecretKey):
         limit = vector.count * scheme.max_weight * scheme.clip
         if np.any(np.abs(values) > limit * (1 + 1e-6) + 1e-6):
             raise EncodingOverflowError("a decrypted value lies outside the plan's range")
+        flood_bits = self._public.scheme.flood_bits  # type: ignore[attr-defined]
+        if flood_bits:
+            std = scheme.error_budget.flood_std(vector.count, flood_bits)
+            values = values + self._rng.normal(0.0, std, values.size)
         return WeightedSum(values, weight, vector.count)
 
 

@@ -46,6 +46,22 @@ double-precision encoding and decoding err by at most ``2**-44`` of the largest
 magnitude (measured: about ``2**-52``). The bound is conservative: on the weighted
 sums ``tests/crypto/test_ckks.py`` measures, it is 5 to 11 times the largest error
 (the test asserts less than 20).
+
+Noise flooding
+--------------
+A decrypted CKKS result is ``sum + error``, and the error is a function of the
+secret key. Li and Micciancio (EUROCRYPT 2021) showed that whoever sees decrypted
+results of ciphertexts whose exact plaintexts it knows can recover the key. In
+he-fed the key holder releases each round's weighted mean to the aggregator (and,
+through the model, to every client), so contributors who pooled their exact
+updates would hold such pairs. The optional countermeasure is *noise flooding*:
+the key holder adds fresh Gaussian noise to every released value, with standard
+deviation ``2**flood_bits`` times the expected L2 norm of one ciphertext's
+decryption error (``sqrt(N/2)`` values). By Pinsker's inequality the statistical
+distance between what is released and what would be released without the
+ciphertext's own error is then at most about ``2**-(flood_bits + 1)`` per
+ciphertext decrypted. It is a heuristic safeguard, not a proof of IND-CPA-D
+security, and it costs accuracy (see the README's CKKS section).
 """
 
 from __future__ import annotations
@@ -90,6 +106,8 @@ class ErrorBudget:
         ``largest_sum``, or the plan is refused.
     contribution_bound : float
         Largest magnitude of one contribution (``max(clip, 1) * max_weight``).
+    flood_bits : int
+        Noise flooding at decryption: 0 (off), or the ``2**flood_bits`` factor.
 
     Examples
     --------
@@ -105,6 +123,7 @@ class ErrorBudget:
     largest_sum: float
     plan_bound: float
     contribution_bound: float
+    flood_bits: int = 0
 
     @property
     def slots(self) -> int:
@@ -126,11 +145,26 @@ class ErrorBudget:
         """Root-mean-square error per value of a sum of ``count`` contributions.
 
         This is the expected size of the error (over keys, encryptions and
-        values).
+        values), before any noise flooding.
         """
         _check_count(count)
         mean_spread = self.poly_modulus_degree * _TERNARY
         return math.sqrt(count * self._variance(mean_spread)) / 2.0**self.scale_bits
+
+    def flood_std(self, count: int = 1, flood_bits: int | None = None) -> float:
+        """Standard deviation of the flooding noise added to each released value.
+
+        ``2**flood_bits * sqrt(N / 2) * rms(count)``; 0 when flooding is off.
+        ``flood_bits`` defaults to the budget's own.
+        """
+        bits = self.flood_bits if flood_bits is None else flood_bits
+        if not bits:
+            return 0.0
+        return 2.0**bits * math.sqrt(self.slots) * self.rms(count)
+
+    def released_rms(self, count: int = 1) -> float:
+        """Root-mean-square error per released value, flooding included."""
+        return math.hypot(self.rms(count), self.flood_std(count))
 
     def bound(
         self,
@@ -140,7 +174,8 @@ class ErrorBudget:
     ) -> float:
         """Largest error over ``size`` released values, except with ``failure_probability``.
 
-        The probability is over the key and the encryptions (see the module docstring for the argument and its two assumptions).
+        The probability is over the key, the encryptions and the flooding noise
+        (see the module docstring for the argument and its two assumptions).
 
         Parameters
         ----------
@@ -159,6 +194,7 @@ class ErrorBudget:
         n = self.poly_modulus_degree
         key_spread = n * _TERNARY * math.log(8 * n / failure_probability) / _NET
         proxy = count * self._variance(key_spread) / 4.0**self.scale_bits
+        proxy += self.flood_std(count) ** 2
         tail = math.sqrt(2 * proxy * math.log(4 * size / failure_probability))
         return tail + _FLOAT_RELATIVE * count * self.contribution_bound
 

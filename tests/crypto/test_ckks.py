@@ -1,4 +1,4 @@
-"""CKKS for aggregation: presets, the error budget, minimal material, chunks."""
+"""CKKS for aggregation: presets, the error budget, minimal material, chunks, flooding."""
 
 from __future__ import annotations
 
@@ -141,6 +141,7 @@ def test_insecure_parameters_read_from_bytes_are_refused_as_insecure():
         {"coeff_mod_bit_sizes": (19, 40)},
         {"coeff_mod_bit_sizes": (40, 13)},
         {"scale_bits": 61},
+        {"flood_bits": -1},
         {"preset": "fastest"},
     ],
 )
@@ -255,6 +256,29 @@ def test_garbage_inside_a_valid_envelope_is_malformed_not_a_tenseal_error():
     )
     with pytest.raises(MalformedMessage, match="does not parse"):
         keys.public.load_vector(data)
+
+
+# --- noise flooding ---------------------------------------------------------------------
+
+
+def test_flooding_is_opt_in_invisible_on_the_wire_and_decided_by_the_key_holder(rng):
+    plain, flooded = CKKS(**PLAN), CKKS(**PLAN, flood_bits=10)
+    assert plain == flooded and plain.params_text() == flooded.params_text()
+    assert plain.error_budget.flood_std(4) == 0.0
+    keys = flooded.keygen()
+    aggregation = load_public(keys.public.aggregation_key().to_bytes())
+    assert aggregation.scheme.flood_bits == 0  # the aggregator neither knows nor cares
+    size = 2 * flooded.slots - 1
+    xs = rng.uniform(-1, 1, size=(4, size))
+    total = sum(aggregation.load_vector(keys.public.encrypt(x, weight=2).to_bytes()) for x in xs)
+    result = keys.secret.decrypt_weighted(total)
+    error = result.total - 2 * xs.sum(axis=0)
+    budget = flooded.error_budget
+    assert result.weight == 8  # the weight is rounded, never flooded
+    assert 0.9 < np.std(error) / budget.flood_std(4) < 1.1
+    assert budget.flood_std(4) == pytest.approx(2**10 * math.sqrt(flooded.slots) * budget.rms(4))
+    assert budget.released_rms(4) == pytest.approx(math.hypot(budget.rms(4), budget.flood_std(4)))
+    assert np.max(np.abs(error)) <= budget.bound(4, size)
 
 
 # --- a large model ----------------------------------------------------------------------
