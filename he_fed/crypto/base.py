@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, ClassVar, TypeVar
 import numpy as np
 
 from he_fed.crypto import wire
-from he_fed.crypto.stream import FrameReader, Header, read_vector, write_vector
+from he_fed.crypto.stream import FrameReader, Header, read_vector, write_frames, write_vector
 from he_fed.exceptions import (
     ConfigurationError,
     EncodingError,
@@ -390,6 +390,20 @@ class PublicKey(AggregationKey):
         EncodingOverflowError
             If a value exceeds the clip bound or the weight exceeds ``max_weight``.
         """
+        return self._encrypt(*self._contribution(x, weight))
+
+    def encrypt_to(self, stream: BinaryIO, x: np.ndarray, *, weight: int = 1) -> int:
+        """Encrypt ``weight * x`` straight into ``stream``; return the bytes written.
+
+        Writes what ``encrypt(x, weight=weight).write_to(stream)`` writes, but a
+        scheme that encrypts chunk by chunk (CKKS) holds one ciphertext at a time.
+        Raises what :meth:`encrypt` raises, before writing anything.
+        """
+        values, checked = self._contribution(x, weight)
+        frames = self._encrypt_frames(values, checked)
+        return write_frames(stream, self, values.size, 1, frames)
+
+    def _contribution(self, x: np.ndarray, weight: int) -> tuple[np.ndarray, int]:
         values = np.asarray(x, dtype=np.float64)
         if values.ndim != 1 or values.size == 0:
             raise ShapeMismatchError(f"expected a non-empty 1-D vector, got shape {values.shape}")
@@ -408,7 +422,11 @@ class PublicKey(AggregationKey):
                 f"weight {int(weight)} is outside [1, {self._scheme.max_weight}] "
                 "(raise the plan's max_weight)"
             )
-        return self._encrypt(values, int(weight))
+        return values, int(weight)
+
+    def _encrypt_frames(self, values: np.ndarray, weight: int) -> Iterator[bytes]:
+        """Payload frames of a fresh encryption; by default those of :meth:`_encrypt`."""
+        return self._encrypt(values, weight)._frames()
 
     @abstractmethod
     def _encrypt(self, values: np.ndarray, weight: int) -> EncryptedVector:

@@ -203,7 +203,9 @@ class CKKS(Scheme):
     def _check_parameters(self) -> None:
         n, bits = self.poly_modulus_degree, self.coeff_mod_bit_sizes
         if isinstance(n, bool) or not isinstance(n, int) or not 1024 <= n <= 32768 or n & (n - 1):
-            raise ConfigurationError("poly_modulus_degree must be a power of two from 1024 to 32768")
+            raise ConfigurationError(
+                "poly_modulus_degree must be a power of two from 1024 to 32768"
+            )
         if (
             len(bits) < 2
             or not all(isinstance(b, int) and not isinstance(b, bool) for b in bits)
@@ -224,7 +226,9 @@ class CKKS(Scheme):
         for name, low in (("scale_bits", 20), ("flood_bits", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 60:
-                raise ConfigurationError(f"{name} must be an integer from {low} to 60, got {value!r}")
+                raise ConfigurationError(
+                    f"{name} must be an integer from {low} to 60, got {value!r}"
+                )
         _primes(n, bits)
 
     def _check_plan(self) -> None:
@@ -443,14 +447,21 @@ class CKKSPublicKey(CKKSAggregationKey, PublicKey):
         return CKKSAggregationKey(self.scheme, _seal_params_only(self.context), self.fingerprint)
 
     def _encrypt(self, values: np.ndarray, weight: int) -> CKKSVector:
-        scheme = self.scheme
-        flat = np.append(weight * values, float(weight))
-        scale = 2.0**scheme.encode_scale_bits
-        parts = [
-            ts.ckks_vector(self.context, flat[i : i + scheme.slots].tolist(), scale)
-            for i in range(0, flat.size, scheme.slots)
-        ]
-        return CKKSVector(self, parts, values.size, 1)
+        return CKKSVector(self, list(self._chunks(values, weight)), values.size, 1)
+
+    def _encrypt_frames(self, values: np.ndarray, weight: int) -> Iterator[bytes]:
+        for part in self._chunks(values, weight):  # one ciphertext in memory at a time
+            yield part.serialize()
+
+    def _chunks(self, values: np.ndarray, weight: int) -> Iterator[Any]:
+        """Encrypt ``[weight * values, weight]`` one ``N / 2``-slot chunk at a time."""
+        slots, size = self.scheme.slots, values.size
+        scale = 2.0**self.scheme.encode_scale_bits
+        for start in range(0, size + 1, slots):
+            chunk = (weight * values[start : start + slots]).tolist()
+            if start + slots > size:
+                chunk.append(float(weight))
+            yield ts.ckks_vector(self.context, chunk, scale)
 
 
 class CKKSSecretKey(SecretKey):

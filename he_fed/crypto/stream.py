@@ -42,6 +42,7 @@ vectors, what :meth:`~he_fed.crypto.AggregationKey.load_vector` raises).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -57,6 +58,7 @@ __all__ = [
     "FrameWriter",
     "Header",
     "read_vector",
+    "write_frames",
     "write_vector",
 ]
 
@@ -283,19 +285,32 @@ def write_vector(vector: EncryptedVector, stream: BinaryIO) -> int:
     int
         The number of bytes written.
     """
-    scheme = vector.key.scheme
+    return write_frames(stream, vector.key, vector.size, vector.count, vector._frames())
+
+
+def write_frames(
+    stream: BinaryIO, key: AggregationKey, size: int, count: int, payloads: Iterable[bytes]
+) -> int:
+    """Write a vector's stream from its shape and payload frames, produced one at a time.
+
+    Returns
+    -------
+    int
+        The number of bytes written.
+    """
+    scheme = key.scheme
     frames = FrameWriter(
         stream,
         Kind.VECTOR,
         scheme=scheme.name,
         params=scheme.params_text(),
-        fingerprint=vector.key.fingerprint,
+        fingerprint=key.fingerprint,
     )
     shape = Writer()
-    shape.uint(vector.size)
-    shape.uint(vector.count)
+    shape.uint(size)
+    shape.uint(count)
     frames.write(shape.getvalue())
-    for payload in vector._frames():
+    for payload in payloads:
         frames.write(payload)
     return frames.close()
 

@@ -45,7 +45,7 @@ def test_weighted_sums_match_the_budgets_rms_and_stay_under_its_bound(preset, rn
     size, count = 4 * scheme.slots - 1, 12
     weights = rng.integers(1, PLAN["max_weight"] + 1, size=count)
     xs = rng.uniform(-1, 1, size=(count, size))
-    total = sum(keys.public.encrypt(x, weight=int(w)) for x, w in zip(xs, weights))
+    total = sum(keys.public.encrypt(x, weight=int(w)) for x, w in zip(xs, weights, strict=True))
     result = keys.secret.decrypt_weighted(total)
     error = result.total - weights @ xs
     assert result.weight == int(weights.sum()) and result.count == count
@@ -85,10 +85,10 @@ def test_weighting_returns_the_exact_total_weight_and_the_weighted_mean(rng):
     keys = CKKS(max_clients=8, max_weight=1024).keygen()
     xs = [rng.uniform(-4, 4, size=50) for _ in range(3)]
     weights = [1000, 3, 517]
-    total = sum(keys.public.encrypt(x, weight=w) for x, w in zip(xs, weights))
+    total = sum(keys.public.encrypt(x, weight=w) for x, w in zip(xs, weights, strict=True))
     result = keys.secret.decrypt_weighted(total)
     assert result.weight == 1520
-    expected = sum(w * x for w, x in zip(weights, xs))
+    expected = sum(w * x for w, x in zip(weights, xs, strict=True))
     bound = keys.public.scheme.error_budget.bound(3, 50)
     assert _max_error(result.total, expected) <= bound
     assert _max_error(result.mean, expected / 1520) <= bound / 1520
@@ -235,7 +235,8 @@ def test_a_chunk_below_the_first_data_level_raises_key_mismatch():
 @pytest.mark.parametrize("preset", PRESET_NAMES)
 def test_chunk_frames_stay_under_the_limit_the_reader_enforces(preset):
     keys = _keys(preset)
-    vector = keys.public.encrypt(np.random.default_rng(0).uniform(-1, 1, 3 * keys.public.scheme.slots))
+    x = np.random.default_rng(0).uniform(-1, 1, 3 * keys.public.scheme.slots)
+    vector = keys.public.encrypt(x)
     assert max(len(frame) for frame in vector._frames()) <= keys.public._chunk_bound
     assert len(vector._payload()) <= keys.public._payload_bound(vector.size)
 
@@ -291,7 +292,7 @@ def test_a_million_value_update_streams_sums_and_decrypts(tmp_path, rng):
     n, weights = 10**6, (2, 5)
     xs = [rng.uniform(-1, 1, size=n) for _ in weights]
     paths = []
-    for k, (x, w) in enumerate(zip(xs, weights)):
+    for k, (x, w) in enumerate(zip(xs, weights, strict=True)):
         paths.append(tmp_path / f"client{k}.hefs")
         with paths[-1].open("wb") as out:
             keys.public.encrypt(x, weight=w).write_to(out)
@@ -303,5 +304,5 @@ def test_a_million_value_update_streams_sums_and_decrypts(tmp_path, rng):
     assert total is not None and len(total.parts) == math.ceil((n + 1) / 2048)
     result = keys.secret.decrypt_weighted(total)
     assert result.weight == 7
-    expected = sum(w * x for w, x in zip(weights, xs))
+    expected = sum(w * x for w, x in zip(weights, xs, strict=True))
     assert _max_error(result.total, expected) <= keys.public.scheme.error_budget.bound(2, n)

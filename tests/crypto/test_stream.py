@@ -11,7 +11,12 @@ import pytest
 
 from he_fed.crypto import wire
 from he_fed.crypto.stream import STREAM_MAGIC, FrameReader, FrameWriter
-from he_fed.exceptions import KeyMismatchError, MalformedMessage, ShapeMismatchError
+from he_fed.exceptions import (
+    EncodingOverflowError,
+    KeyMismatchError,
+    MalformedMessage,
+    ShapeMismatchError,
+)
 from tests.conftest import FAST_SCHEMES, keys_for
 
 
@@ -37,13 +42,28 @@ def test_every_scheme_streams_a_weighted_sum_and_reads_it_back(scheme_name, keys
     aggregation = keys.public.aggregation_key()
     loaded = [
         aggregation.read_vector_from(io.BytesIO(_stream(keys.public.encrypt(x, weight=w))), size=9)
-        for x, w in zip(xs, (2, 5, 1))
+        for x, w in zip(xs, (2, 5, 1), strict=True)
     ]
     total = keys.public.read_vector_from(io.BytesIO(_stream(sum(loaded))))
     result = keys.secret.decrypt_weighted(total)
     assert (result.weight, result.count) == (8, 3)
     expected = 2 * xs[0] + 5 * xs[1] + xs[2]
     np.testing.assert_allclose(result.total, expected, atol=1e-4 * 8)
+
+
+def test_encrypt_to_streams_a_fresh_contribution_and_refuses_before_writing(keys, rng):
+    x = rng.uniform(-1, 1, size=11)
+    buffer = io.BytesIO()
+    written = keys.public.encrypt_to(buffer, x, weight=3)
+    assert written == len(buffer.getvalue())
+    buffer.seek(0)
+    result = keys.secret.decrypt_weighted(keys.public.read_vector_from(buffer, size=11))
+    assert (result.weight, result.count) == (3, 1)
+    np.testing.assert_allclose(result.total, 3 * x, atol=1e-3)
+    refused = io.BytesIO()
+    with pytest.raises(EncodingOverflowError):
+        keys.public.encrypt_to(refused, np.full(3, 2 * keys.public.scheme.clip))
+    assert refused.getvalue() == b""
 
 
 def test_a_ckks_stream_has_one_frame_per_ciphertext_and_the_envelopes_payload(rng):
