@@ -303,8 +303,8 @@ class CKKS(Scheme):
                 poly_modulus_degree=self.poly_modulus_degree,
                 coeff_mod_bit_sizes=list(self.coeff_mod_bit_sizes),
             )
-        except (ValueError, RuntimeError) as exc:  # checked in __post_init__; kept as a net
-            raise InsecureParameters(
+        except (ValueError, RuntimeError) as exc:  # __post_init__ checks what SEAL does
+            raise ConfigurationError(
                 f"SEAL refused N={self.poly_modulus_degree} with primes "
                 f"{list(self.coeff_mod_bit_sizes)}: {exc}"
             ) from None
