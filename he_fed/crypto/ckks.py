@@ -481,7 +481,12 @@ class CKKSSecretKey(SecretKey):
 
     def _decrypt(self, vector: CKKSVector) -> WeightedSum:
         scheme: CKKS = vector.key.scheme  # type: ignore[assignment]
-        flat = np.concatenate([np.asarray(p.decrypt(self._sk)) for p in vector.parts])
+        flat = np.empty(vector.size + 1)
+        start = 0
+        for part in vector.parts:  # fromiter converts TenSEAL's list twice as fast as asarray
+            values = part.decrypt(self._sk)
+            flat[start : start + len(values)] = np.fromiter(values, np.float64, len(values))
+            start += len(values)
         values, raw_weight = flat[:-1], flat[-1]
         weight = int(round(raw_weight))
         if abs(raw_weight - weight) > 0.25 or not (
