@@ -10,15 +10,19 @@ Secure aggregation only adds ciphertexts, so nothing here pays for multiplicatio
 * the aggregator gets the encryption parameters alone: TenSEAL loads and adds
   CKKS ciphertexts with nothing more, and such a context holds no key at all.
 
-Presets (all at the 128-bit level of the HE standard, which SEAL enforces):
+Presets, all at the 128-bit level of the HE standard (checked when a scheme is
+built; SEAL enforces it too). Bytes per value and the largest error of a 100-client
+sum of values in [-1, 1] (plan ``clip=1, max_clients=100``) are from one run of
+``benchmarks/ckks_speed.py`` (``benchmarks/results/ckks_speed.json``); the RMS
+error is :attr:`CKKS.error_budget`'s prediction, which that run matches:
 
-====================  ======  ============  ======
-preset                N       primes        slots
-====================  ======  ============  ======
-aggregation-fast      4096    [60, 49]      2048
-aggregation-compact   2048    [40, 14]      1024
-compat-nvflare        8192    [60, 40, 40]  4096
-====================  ======  ============  ======
+====================  =====  ============  =====  =============  ========  =========
+preset                N      primes        slots  bytes / value  RMS       max error
+====================  =====  ============  =====  =============  ========  =========
+aggregation-fast      4096   [60, 49]      2048   32.1           6.2e-9    4.9e-8
+aggregation-compact   2048   [40, 14]      1024   24.1           1.6e-6    8.4e-6
+compat-nvflare        8192   [60, 40, 40]  4096   57.4           1.2e-8    8.2e-8
+====================  =====  ============  =====  =============  ========  =========
 
 ``aggregation-fast`` is the default. ``aggregation-compact`` spends its 54-bit
 budget on one 40-bit data prime and the smallest special prime SEAL can find
