@@ -379,12 +379,16 @@ class CKKSAggregationKey(AggregationKey):
         raw = 2 * self.scheme.poly_modulus_degree * (len(self.scheme.coeff_mod_bit_sizes) - 1) * 8
         return raw + raw // 64 + 4096
 
-    def _chunk_lengths(self, size: int) -> list[int]:
+    def _chunk_lengths(self, size: int) -> Iterator[int]:
+        """Slots used by each chunk of a ``size``-value vector (its weight included).
+
+        Lazy, so a forged length costs nothing until chunks actually arrive.
+        """
         slots = self.scheme.slots
-        return [min(slots, size + 1 - start) for start in range(0, size + 1, slots)]
+        return (min(slots, size + 1 - start) for start in range(0, size + 1, slots))
 
     def _payload_bound(self, size: int) -> int:
-        return len(self._chunk_lengths(size)) * (8 + self._chunk_bound)
+        return (size // self.scheme.slots + 1) * (8 + self._chunk_bound)
 
     def _load_chunk(self, blob: bytes, index: int, expected: int) -> Any:
         """Parse one chunk and check it is a fresh-form ciphertext under this plan."""
@@ -419,9 +423,9 @@ class CKKSAggregationKey(AggregationKey):
         return list(self.context.seal_context().data.first_parms_id())
 
     def _read_vector(self, reader: wire.Reader, size: int, count: int) -> CKKSVector:
-        lengths = self._chunk_lengths(size)
-        if len(lengths) > reader.remaining // 8:
+        if size // self.scheme.slots + 1 > reader.remaining // 8:
             raise MalformedMessage(f"truncated ckks vector of {size} values")
+        lengths = self._chunk_lengths(size)
         parts = [self._load_chunk(reader.blob(), i, n) for i, n in enumerate(lengths)]
         return CKKSVector(self, parts, size, count)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import tenseal as ts
 
 from he_fed.crypto import CKKS, KeyPair, PublicKey, load_public, wire
 from he_fed.crypto.ckks import PRESETS, CKKSAggregationKey, CKKSVector
+from he_fed.crypto.stream import FrameWriter
 from he_fed.exceptions import (
     ConfigurationError,
     EncodingOverflowError,
@@ -239,6 +241,33 @@ def test_chunk_frames_stay_under_the_limit_the_reader_enforces(preset):
     vector = keys.public.encrypt(x)
     assert max(len(frame) for frame in vector._frames()) <= keys.public._chunk_bound
     assert len(vector._payload()) <= keys.public._payload_bound(vector.size)
+
+
+def test_a_forged_length_of_2_to_the_60_values_is_refused_without_allocating():
+    keys = _keys("aggregation-fast")
+    scheme = keys.public.scheme
+    w = wire.Writer()
+    w.uint(2**60)
+    w.uint(1)
+    w.blob(b"tiny")
+    header = {
+        "scheme": "ckks",
+        "params": scheme.params_text(),
+        "fingerprint": keys.public.fingerprint,
+    }
+    envelope = wire.seal_envelope(wire.Kind.VECTOR, w.getvalue(), **header)
+    buffer = io.BytesIO()
+    frames = FrameWriter(buffer, wire.Kind.VECTOR, **header)
+    frames.write((2**60).to_bytes(8, "big") + (1).to_bytes(8, "big"))
+    frames.close()
+    tracemalloc.start()
+    with pytest.raises(MalformedMessage, match="truncated"):
+        keys.public.load_vector(envelope)
+    with pytest.raises(MalformedMessage, match="ends after"):
+        keys.public.read_vector_from(io.BytesIO(buffer.getvalue()))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1 << 20
 
 
 def test_garbage_inside_a_valid_envelope_is_malformed_not_a_tenseal_error():
