@@ -44,7 +44,7 @@ from he_fed.experiment import environment
 
 SIZE = 1_000_000
 CLIENTS = 10
-PLAN = {"clip": 1.0, "max_clients": CLIENTS, "max_weight": 16}
+PLAN: dict[str, Any] = {"clip": 1.0, "max_clients": CLIENTS, "max_weight": 16}
 
 
 def _status(field: str) -> float:

@@ -179,7 +179,9 @@ class _Ours:
         scheme = CKKS(preset=self.preset, clip=1.0, max_clients=count)
         keys = scheme.keygen()
         xs = rng.uniform(-1, 1, (count, self.slots - 1))
-        total = sum(keys.public.encrypt(x) for x in xs)
+        total = keys.public.encrypt(xs[0])
+        for x in xs[1:]:
+            total = total + keys.public.encrypt(x)
         error = keys.secret.decrypt(total) - xs.sum(axis=0)
         budget = scheme.error_budget
         return {
