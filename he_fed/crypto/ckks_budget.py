@@ -20,8 +20,9 @@ by ``P``, plus the plaintext. Per coefficient, the decryption error is then
 Decoding evaluates the error polynomial at the slots' roots of unity ``zeta_k``
 and keeps the real part, so the term ``r1 * s`` becomes ``r1(zeta_k) * s(zeta_k)``:
 its size depends on the key through ``|s(zeta_k)|**2``, which averages ``2N/3``
-over keys but varies from slot to slot (by a factor of about 2.5 either way for
-one key, measured). Averaged over keys and slots, the variance of one
+over keys but varies from slot to slot (roughly exponentially distributed, so a
+few slots of every key are several times noisier than average). Averaged over
+keys and slots, the variance of one
 contribution's error on one value is::
 
     V = N/12 + N**2/36 + (4N/3 + 1) * N * 3.2**2 / (2 * P**2)
@@ -43,9 +44,9 @@ values gives :meth:`ErrorBudget.bound`. Two modelling assumptions remain, stated
 plainly: the encoder's rounding behaves like uniform noise (true for generic
 inputs; a chosen input could push it up to ``N/2`` coefficient units), and
 double-precision encoding and decoding err by at most ``2**-44`` of the largest
-magnitude (measured: about ``2**-52``). The bound is conservative: on the weighted
-sums ``tests/crypto/test_ckks.py`` measures, it is 5 to 11 times the largest error
-(the test asserts less than 20).
+magnitude (a generous allowance: doubles carry 53 bits). The bound is
+conservative: ``tests/crypto/test_ckks.py`` checks, for every preset, that it holds
+and that it is within a factor of 20 of the largest error measured.
 
 Noise flooding
 --------------
@@ -68,6 +69,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from he_fed.exceptions import ConfigurationError
 
 __all__ = ["DEFAULT_FAILURE_PROBABILITY", "ErrorBudget"]
 
@@ -188,9 +191,9 @@ class ErrorBudget:
         """
         _check_count(count)
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive integer, got {size!r}")
+            raise ConfigurationError(f"size must be a positive integer, got {size!r}")
         if not 0 < failure_probability < 1:
-            raise ValueError("failure_probability must lie in (0, 1)")
+            raise ConfigurationError("failure_probability must lie in (0, 1)")
         n = self.poly_modulus_degree
         key_spread = n * _TERNARY * math.log(8 * n / failure_probability) / _NET
         proxy = count * self._variance(key_spread) / 4.0**self.scale_bits
@@ -201,4 +204,4 @@ class ErrorBudget:
 
 def _check_count(count: int) -> None:
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"count must be a positive integer, got {count!r}")
+        raise ConfigurationError(f"count must be a positive integer, got {count!r}")

@@ -99,6 +99,14 @@ def test_weighting_returns_the_exact_total_weight_and_the_weighted_mean(rng):
 # --- parameters and plans ---------------------------------------------------------------
 
 
+def test_the_budget_refuses_meaningless_questions_with_configuration_errors():
+    budget = CKKS().error_budget
+    for bad in ({"count": 0}, {"size": 0}, {"failure_probability": 1.0}, {"count": True}):
+        with pytest.raises(ConfigurationError):
+            budget.bound(**bad)
+    assert budget.bound(4, 10, 1e-3) < budget.bound(4, 10, 1e-12) < budget.bound(4, 10**6, 1e-12)
+
+
 def test_presets_are_what_the_documentation_says():
     table = {
         name: (s.poly_modulus_degree, s.coeff_mod_bit_sizes, s.slots)

@@ -203,3 +203,12 @@ def test_payload_bounds_cover_what_each_scheme_writes(name):
         vector = keys.public.encrypt(np.ones(size))
         assert len(vector._payload()) <= keys.public._payload_bound(size)
         assert keys.public.read_vector_from(io.BytesIO(_stream(vector))).size == size
+
+
+@pytest.mark.parametrize("module", ["he_fed.crypto.stream", "he_fed.crypto.ckks_budget"])
+def test_the_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    failures, tried = doctest.testmod(importlib.import_module(module))
+    assert tried > 0 and failures == 0
