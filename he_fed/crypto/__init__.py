@@ -27,6 +27,7 @@ from he_fed.crypto.base import (
     WeightedSum,
 )
 from he_fed.crypto.ckks import CKKS
+from he_fed.crypto.ckks_budget import ErrorBudget
 from he_fed.crypto.keyfile import load_secret
 from he_fed.crypto.paillier import PackedPaillier, Paillier
 from he_fed.crypto.plain import Plain
@@ -37,6 +38,7 @@ __all__ = [
     "SCHEMES",
     "AggregationKey",
     "EncryptedVector",
+    "ErrorBudget",
     "KeyPair",
     "PackedPaillier",
     "Paillier",

@@ -10,9 +10,12 @@ a sum may hold). ``scheme.keygen()`` returns a :class:`KeyPair`:
 * :class:`AggregationKey` is the public material that suffices to load and add
   ciphertexts, and nothing more. It is all the aggregator may hold.
 * :class:`SecretKey` decrypts. It never leaves the key holder unless asked.
-* :class:`EncryptedVector` adds with ``+`` and ``sum()``, and turns into bytes.
+* :class:`EncryptedVector` adds with ``+`` and ``sum()``, and turns into bytes:
+  one envelope (``to_bytes``), or a stream of frames (``write_to``) that a key reads
+  back piece by piece (``read_vector_from``) without one giant buffer.
 
-Everything that crosses between roles goes through :mod:`he_fed.crypto.wire`.
+Everything that crosses between roles goes through :mod:`he_fed.crypto.wire` (or
+:mod:`he_fed.crypto.stream`, which keeps the same header fields).
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ import dataclasses
 import hashlib
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, BinaryIO, ClassVar, TypeVar
 
 import numpy as np
 
 from he_fed.crypto import wire
+from he_fed.crypto.stream import FrameReader, Header, read_vector, write_frames, write_vector
 from he_fed.exceptions import (
     ConfigurationError,
     EncodingError,
@@ -258,7 +263,7 @@ class AggregationKey(ABC):
             fingerprint=self._fingerprint,
         )
 
-    def check_header(self, envelope: wire.Envelope) -> None:
+    def check_header(self, envelope: wire.Envelope | Header) -> None:
         """Raise :class:`KeyMismatchError` unless ``envelope`` was made under this key and plan."""
         if envelope.scheme != self._scheme.name:
             raise KeyMismatchError(
@@ -295,7 +300,21 @@ class AggregationKey(ABC):
         envelope = wire.open_envelope(data, wire.Kind.VECTOR)
         self.check_header(envelope)
         r = wire.Reader(envelope.body, "encrypted vector")
-        n, count = r.uint(), r.uint()
+        n, count = self._read_shape(r, size)
+        vector = self._read_vector(r, n, count)
+        r.finish()
+        return vector
+
+    def read_vector_from(self, stream: BinaryIO, *, size: int | None = None) -> EncryptedVector:
+        """Read a vector written by :meth:`EncryptedVector.write_to`, frame by frame.
+
+        Takes exactly the vector's bytes from ``stream`` and raises what
+        :meth:`load_vector` raises (see :func:`he_fed.crypto.stream.read_vector`).
+        """
+        return read_vector(self, stream, size)
+
+    def _read_shape(self, reader: wire.Reader, size: int | None) -> tuple[int, int]:
+        n, count = reader.uint(), reader.uint()
         if size is not None and n != size:
             raise ShapeMismatchError(f"vector has {n} values, expected {size}")
         if not 1 <= count <= self._scheme.max_clients:
@@ -303,7 +322,12 @@ class AggregationKey(ABC):
                 f"vector claims {count} contributions, the plan allows 1 to "
                 f"{self._scheme.max_clients}"
             )
-        vector = self._read_vector(r, n, count)
+        return n, count
+
+    def _read_frames(self, frames: FrameReader, size: int, count: int) -> EncryptedVector:
+        """Read a vector's payload frames; by default its whole payload is one frame."""
+        r = wire.Reader(frames.read(self._payload_bound(size)), "encrypted vector")
+        vector = self._read_vector(r, size, count)
         r.finish()
         return vector
 
@@ -341,6 +365,10 @@ class AggregationKey(ABC):
     @abstractmethod
     def _read_vector(self, reader: wire.Reader, size: int, count: int) -> EncryptedVector:
         """Read a vector's scheme-specific payload."""
+
+    @abstractmethod
+    def _payload_bound(self, size: int) -> int:
+        """Most payload bytes a vector of ``size`` values can take (checked before reading)."""
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AggregationKey):
@@ -394,6 +422,20 @@ class PublicKey(AggregationKey):
         EncodingOverflowError
             If a value exceeds the clip bound or the weight exceeds ``max_weight``.
         """
+        return self._encrypt(*self._contribution(x, weight))
+
+    def encrypt_to(self, stream: BinaryIO, x: np.ndarray, *, weight: int = 1) -> int:
+        """Encrypt ``weight * x`` straight into ``stream``; return the bytes written.
+
+        Writes what ``encrypt(x, weight=weight).write_to(stream)`` writes, but a
+        scheme that encrypts chunk by chunk (CKKS) holds one ciphertext at a time.
+        Raises what :meth:`encrypt` raises, before writing anything.
+        """
+        values, checked = self._contribution(x, weight)
+        frames = self._encrypt_frames(values, checked)
+        return write_frames(stream, self, values.size, 1, frames)
+
+    def _contribution(self, x: np.ndarray, weight: int) -> tuple[np.ndarray, int]:
         values = np.asarray(x, dtype=np.float64)
         if values.ndim != 1 or values.size == 0:
             raise ShapeMismatchError(f"expected a non-empty 1-D vector, got shape {values.shape}")
@@ -412,7 +454,11 @@ class PublicKey(AggregationKey):
                 f"weight {int(weight)} is outside [1, {self._scheme.max_weight}] "
                 "(raise the plan's max_weight)"
             )
-        return self._encrypt(values, int(weight))
+        return values, int(weight)
+
+    def _encrypt_frames(self, values: np.ndarray, weight: int) -> Iterator[bytes]:
+        """Payload frames of a fresh encryption; by default those of :meth:`_encrypt`."""
+        return self._encrypt(values, weight)._frames()
 
     @abstractmethod
     def _encrypt(self, values: np.ndarray, weight: int) -> EncryptedVector:
@@ -537,6 +583,17 @@ class EncryptedVector(ABC):
             params=scheme.params_text(),
             fingerprint=self.key.fingerprint,
         )
+
+    def write_to(self, stream: BinaryIO) -> int:
+        """Write to ``stream`` one frame per ciphertext (or per payload); return the bytes written.
+
+        ``key.read_vector_from`` reads it back; see :func:`he_fed.crypto.stream.write_vector`.
+        """
+        return write_vector(self, stream)
+
+    def _frames(self) -> Iterator[bytes]:
+        """Payload frames for :meth:`write_to`; by default the whole payload in one."""
+        yield self._payload()
 
     @abstractmethod
     def commitment(self) -> bytes:

@@ -410,6 +410,9 @@ class PaillierPublicKey(PublicKey):
             ciphertexts.append(c)
         return PaillierVector(self, ciphertexts, size, count)
 
+    def _payload_bound(self, size: int) -> int:
+        return self.scheme.ciphertexts_for(size) * self._width
+
 
 class PaillierSecretKey(SecretKey):
     """Paillier secret key: the primes ``p`` and ``q``; decrypts with CRT."""

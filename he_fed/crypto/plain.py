@@ -109,6 +109,9 @@ class PlainPublicKey(PublicKey):
             raise MalformedMessage(f"plain vector weight {weight} is out of range")
         return PlainVector(self, values, weight, count)
 
+    def _payload_bound(self, size: int) -> int:
+        return 16 + 8 * size  # the weight, the array's length, the values
+
 
 class PlainSecretKey(SecretKey):
     """Secret key of the :class:`Plain` baseline (it reads the values as they are)."""

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import gmpy2
 import numpy as np
 
-from he_fed.exceptions import MalformedMessage
+from he_fed.exceptions import KeyMismatchError, MalformedMessage
 
 __all__ = ["SealCiphertext", "coeff_modulus", "parse_ckks_vector"]
 
@@ -137,7 +137,7 @@ def _seal_header(data: bytes, what: str) -> tuple[int, int]:
 
 
 def _decompress(compression: int, payload: bytes, expected: int) -> bytes:
-    """Decompress to exactly ``expected`` bytes, never more."""
+    """Decompress to at most ``expected`` bytes, never allocating more."""
     try:
         if compression == 0:
             out = payload
@@ -155,7 +155,7 @@ def _decompress(compression: int, payload: bytes, expected: int) -> bytes:
         raise
     except Exception:
         raise MalformedMessage("ckks ciphertext: corrupt compressed data") from None
-    if len(out) != expected:
+    if len(out) > expected or len(out) < _CIPHERTEXT_FIXED.size:
         raise MalformedMessage("ckks ciphertext: decompressed size is wrong")
     return out
 
@@ -188,8 +188,10 @@ def parse_ckks_vector(
 
     Raises
     ------
+    KeyMismatchError
+        If it is a well-formed ciphertext under another level or scale.
     MalformedMessage
-        On any deviation.
+        On any other deviation.
     """
     fields = _proto_fields(blob)
     if set(fields) - {1, 2, 3} or len(fields.get(2, [])) != 1 or len(fields.get(1, [])) != 1:
@@ -200,8 +202,8 @@ def parse_ckks_vector(
     values, end = _varint(sizes_field, 0)
     if end != len(sizes_field) or not 1 <= values <= max_values:
         raise MalformedMessage("ckks vector: bad size")
-    if scale_field != scale:
-        raise MalformedMessage("ckks vector: wrong scale")
+    if not isinstance(scale_field, float):
+        raise MalformedMessage("ckks vector: no scale")
     compression, _ = _seal_header(ciphertext, "ciphertext")
     n, limbs = poly_modulus_degree, len(primes)
     words = 2 * limbs * n
@@ -209,16 +211,16 @@ def parse_ckks_vector(
     body = _decompress(compression, ciphertext[_HEADER.size :], expected)
     fixed = _CIPHERTEXT_FIXED.unpack_from(body)
     pid, ntt, size, degree, count, ct_scale, correction = fixed[:4], *fixed[4:]
-    if (
-        tuple(pid) != tuple(parms_id)
-        or ntt != 1
-        or size != 2
-        or degree != n
-        or count != limbs
-        or ct_scale != scale
-        or correction != 1
-    ):
-        raise MalformedMessage("ckks ciphertext: parameters differ from the context")
+    if tuple(pid) != tuple(parms_id):
+        raise KeyMismatchError("ckks ciphertext is not at the context's first data level")
+    if ct_scale != scale:
+        raise KeyMismatchError(
+            f"ckks ciphertext was encoded at scale {ct_scale:.6g}; this plan uses {scale:.6g}"
+        )
+    if ntt != 1 or size != 2 or degree != n or count != limbs or correction != 1:
+        raise MalformedMessage("ckks ciphertext: its form differs from a fresh ciphertext")
+    if len(body) != expected:
+        raise MalformedMessage("ckks ciphertext: decompressed size is wrong")
     inner = body[_CIPHERTEXT_FIXED.size :]
     inner_compression, _ = _seal_header(inner, "coefficients")
     if inner_compression != 0 or struct.unpack_from("<Q", inner, _HEADER.size)[0] != words:

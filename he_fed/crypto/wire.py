@@ -16,6 +16,9 @@ present before anything is sliced, so a header that claims ten gigabytes is refu
 without allocating. The checksum catches corruption in transit; it is not an
 authenticity check (anyone can recompute it).
 
+Objects too large for one buffer (a million-value encrypted update) can instead be
+written frame by frame with the same header fields: see :mod:`he_fed.crypto.stream`.
+
 Readers raise only :class:`~he_fed.exceptions.MalformedMessage` (or
 :class:`~he_fed.exceptions.KeyMismatchError` from the callers that compare the
 header with what they expect).

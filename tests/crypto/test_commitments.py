@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from he_fed.crypto import seal_format
-from he_fed.exceptions import MalformedMessage
+from he_fed.exceptions import KeyMismatchError, MalformedMessage
 from tests.conftest import FAST_SCHEMES, keys_for
 
 
@@ -81,5 +81,5 @@ def test_ckks_chunks_are_validated_before_tenseal_sees_them():
     scheme = FAST_SCHEMES["ckks"]
     other = scheme.with_plan(max_clients=2**16).keygen().public  # a smaller scale
     assert other.scheme.encode_scale_bits != key.scheme.encode_scale_bits
-    with pytest.raises(MalformedMessage):
+    with pytest.raises(KeyMismatchError, match="scale"):
         key._parse(other.encrypt(np.ones(3)).blobs()[0], 4)

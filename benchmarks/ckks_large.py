@@ -1,0 +1,267 @@
+"""A million-value CKKS update: encrypted, streamed, summed over 10 clients, decrypted.
+
+Each role runs in its own process, so the memory figures are that role's alone:
+
+* 10 ``client`` processes load the public key, draw a 1,000,000-value update in
+  [-1, 1] and encrypt it, with their sample count as weight, straight into a file
+  (``PublicKey.encrypt_to``: one ciphertext in memory at a time);
+* two more client processes do the same in two steps, to show what streaming
+  saves: ``encrypt`` then ``write_to`` (all ciphertexts in memory, streamed out),
+  and ``encrypt`` then ``to_bytes`` (all ciphertexts, plus one buffer of them);
+* the ``aggregator`` process loads the parameters-only key, reads the 10 streams
+  one after the other (``read_vector_from``), adds them and streams the sum;
+* the ``keyholder`` process reads the sum, decrypts it and compares it with the
+  exact weighted sum, which it recomputes from the clients' seeds.
+
+Memory is measured three ways, because TenSEAL allocates outside Python's heap:
+the process's peak resident set (``VmHWM`` in ``/proc/self/status``), its
+resident set just before the role's work starts (after imports, key loading and,
+for clients, drawing the update), and ``tracemalloc``'s peak (Python objects only,
+which misses every ciphertext).
+
+Run::
+
+    python benchmarks/ckks_large.py --json benchmarks/results/ckks_large.json \\
+        --markdown benchmarks/results/ckks_large.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from he_fed.crypto import CKKS, load_public
+from he_fed.experiment import environment
+
+SIZE = 1_000_000
+CLIENTS = 10
+PLAN: dict[str, Any] = {"clip": 1.0, "max_clients": CLIENTS, "max_weight": 16}
+
+
+def _status(field: str) -> float:
+    """A ``/proc/self/status`` memory field, in MiB."""
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")  # pragma: no cover
+
+
+def _update(index: int) -> tuple[np.ndarray, int]:
+    """Client ``index``'s update and weight (re-drawn by the key holder to check)."""
+    rng = np.random.default_rng(1000 + index)
+    return rng.uniform(-1, 1, SIZE), index + 1
+
+
+def _measure(work: Any) -> dict[str, Any]:
+    baseline = _status("VmRSS")
+    tracemalloc.start()
+    start = time.perf_counter()
+    extra = work()
+    seconds = time.perf_counter() - start
+    _, python_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    peak = _status("VmHWM")
+    return {
+        "seconds": seconds,
+        "baseline_rss_mib": baseline,
+        "peak_rss_mib": peak,
+        "peak_above_baseline_mib": peak - baseline,
+        "tracemalloc_peak_mib": python_peak / 2**20,
+        **extra,
+    }
+
+
+def client(workdir: Path, index: int, how: str) -> dict[str, Any]:
+    """Encrypt one update into ``client{index}``: ``encrypt_to``, ``write_to`` or ``to_bytes``."""
+    key: Any = load_public((workdir / "public.bin").read_bytes())
+    x, weight = _update(index)
+
+    def work() -> dict[str, Any]:
+        with (workdir / f"client{index}").open("wb") as out:
+            if how == "encrypt_to":
+                return {"bytes": key.encrypt_to(out, x, weight=weight)}
+            vector = key.encrypt(x, weight=weight)
+            written = vector.write_to(out) if how == "write_to" else out.write(vector.to_bytes())
+            return {"bytes": written}
+
+    return _measure(work)
+
+
+def aggregator(workdir: Path) -> dict[str, Any]:
+    """Sum the clients' streams one at a time and stream the total."""
+    key = load_public((workdir / "aggregation.bin").read_bytes())
+
+    def work() -> dict[str, Any]:
+        total = None
+        for index in range(CLIENTS):
+            with (workdir / f"client{index}").open("rb") as source:
+                vector = key.read_vector_from(source, size=SIZE)
+            total = vector if total is None else total + vector
+        assert total is not None
+        with (workdir / "total").open("wb") as out:
+            written = total.write_to(out)
+        return {"bytes": written}
+
+    return _measure(work)
+
+
+def keyholder(workdir: Path, keys: Any) -> dict[str, Any]:
+    """Decrypt the streamed sum and compare it with the exact weighted sum."""
+    # Runs in the parent (it holds the secret key): reset its peak to measure this role.
+    Path("/proc/self/clear_refs").write_text("5")
+    result: dict[str, Any] = {}
+
+    def work() -> dict[str, Any]:
+        with (workdir / "total").open("rb") as source:
+            total = keys.public.read_vector_from(source, size=SIZE)
+        result["sum"] = keys.secret.decrypt_weighted(total)
+        return {}
+
+    measured = _measure(work)
+    exact = np.zeros(SIZE)
+    for index in range(CLIENTS):
+        x, weight = _update(index)
+        exact += weight * x
+    decrypted = result["sum"]
+    budget = keys.public.scheme.error_budget
+    error = np.abs(decrypted.total - exact)
+    measured.update(
+        total_weight=decrypted.weight,
+        expected_weight=sum(i + 1 for i in range(CLIENTS)),
+        max_error=float(error.max()),
+        rms_error=float(np.sqrt(np.mean(error**2))),
+        predicted_rms=budget.rms(CLIENTS),
+        bound=budget.bound(CLIENTS, SIZE),
+    )
+    return measured
+
+
+def _subprocess(role: str, workdir: Path, index: int = 0) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            sys.executable, __file__, "--role", role, "--workdir", str(workdir),
+            "--index", str(index), "--size", str(SIZE),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run() -> dict[str, Any]:
+    """The whole pipeline; each role's figures."""
+    scheme = CKKS(**PLAN)
+    keys = scheme.keygen()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        (workdir / "public.bin").write_bytes(keys.public.to_bytes())
+        (workdir / "aggregation.bin").write_bytes(keys.public.aggregation_key().to_bytes())
+        two_steps = {how: _subprocess(how, workdir, 0) for how in ("to_bytes", "write_to")}
+        clients = [_subprocess("encrypt_to", workdir, k) for k in range(CLIENTS)]
+        aggregate = _subprocess("aggregator", workdir)
+        holder = keyholder(workdir, keys)
+    return {
+        "preset": "aggregation-fast",
+        "plan": PLAN,
+        "size": SIZE,
+        "ciphertexts": -(-(SIZE + 1) // scheme.slots),
+        "clients": clients,
+        "client_two_steps": two_steps,
+        "aggregator": aggregate,
+        "keyholder": holder,
+        "correct": holder["total_weight"] == holder["expected_weight"]
+        and holder["max_error"] <= holder["bound"],
+    }
+
+
+def _row(role: str, r: dict[str, Any]) -> str:
+    return (
+        f"| {role} | {r['seconds']:.2f} | {r['baseline_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} | "
+        f"{r['peak_above_baseline_mib']:.0f} | {r['tracemalloc_peak_mib']:.1f} |"
+    )
+
+
+def headline(result: dict[str, Any]) -> list[str]:
+    """The memory table (README shows it too)."""
+    clients = result["clients"]
+    worst = max(clients, key=lambda r: r["peak_above_baseline_mib"])
+    h = result["keyholder"]
+    return [
+        "| role | seconds | RSS before work, MiB | peak RSS, MiB | peak above before, MiB "
+        "| Python heap peak, MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+        _row("client, encrypt_to (largest of 10)", worst),
+        _row("client, encrypt + write_to", result["client_two_steps"]["write_to"]),
+        _row("client, encrypt + to_bytes", result["client_two_steps"]["to_bytes"]),
+        _row(f"aggregator (sums {len(clients)} streams)", result["aggregator"]),
+        _row("key holder (reads, decrypts)", h),
+        "",
+        f"{result['size']:,} values per update, {result['ciphertexts']} ciphertexts, "
+        f"{clients[0]['bytes'] / 2**20:.1f} MiB per streamed update. Decrypted total weight "
+        f"{h['total_weight']} (expected {h['expected_weight']}); largest error "
+        f"{h['max_error']:.2g}, RMS {h['rms_error']:.2g} (predicted {h['predicted_rms']:.2g}, "
+        f"bound {h['bound']:.2g}).",
+    ]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The committed table, from a result dict."""
+    env = result["environment"]
+    return "\n".join(
+        [
+            "# A million-value CKKS update across 10 clients",
+            "",
+            f"{env['date']} · {env['cpu']} · Python {env['python']} · TenSEAL "
+            f"{env['packages']['tenseal']} · preset {result['preset']}, plan {result['plan']}. "
+            "Each role is its own process; RSS is VmHWM/VmRSS from /proc/self/status "
+            "(TenSEAL's memory included), the Python heap peak is tracemalloc's (TenSEAL's "
+            "ciphertexts are invisible to it).",
+            "",
+            *headline(result),
+        ]
+    ) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    global SIZE
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--role", choices=["encrypt_to", "write_to", "to_bytes", "aggregator"])
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--size", type=int, default=SIZE, help="values per update")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args(argv)
+    SIZE = args.size
+    if args.role is not None:
+        if args.role == "aggregator":
+            figures = aggregator(args.workdir)
+        else:
+            figures = client(args.workdir, args.index, args.role)
+        print(json.dumps(figures))
+        return None
+    result: dict[str, Any] = {"benchmark": "ckks_large", "environment": environment(), **run()}
+    text = markdown(result)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
