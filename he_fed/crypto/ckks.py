@@ -395,12 +395,9 @@ class CKKSAggregationKey(AggregationKey):
     def _layout(self) -> tuple[list[int], tuple[int, int, int, int]]:
         """The data primes and the SEAL parameter id of ciphertexts under this context."""
         scheme = self.scheme
-        primes = seal_format.coeff_modulus(scheme.poly_modulus_degree, scheme.coeff_mod_bit_sizes)
-        data = self.context.seal_context().data
-        product = math.prod(primes[:-1])
-        if product % 2**64 != data.first_context_data().total_coeff_modulus():
-            raise ConfigurationError("this TenSEAL build chose other primes than SEAL 4 does")
-        return primes[:-1], tuple(data.first_parms_id())  # type: ignore[return-value]
+        primes = _primes(scheme.poly_modulus_degree, scheme.coeff_mod_bit_sizes)
+        parms_id = tuple(self.context.seal_context().data.first_parms_id())
+        return list(primes[:-1]), parms_id  # type: ignore[return-value]
 
     def _parse(self, blob: bytes, values: int) -> seal_format.SealCiphertext:
         """Validate one serialized chunk ourselves (see :mod:`seal_format`)."""

@@ -23,8 +23,7 @@ Layout, as written by TenSEAL 0.3 / SEAL 4.x::
         correction_factor (u64), then a DynArray: SEAL header, count (u64), u64 coefficients
 
 The coefficients are ``size × coeff_modulus_size × N`` little-endian words: each
-polynomial is its RNS limbs one after the other. The primes are derived exactly as
-SEAL's ``CoeffModulus::Create`` derives them (checked against the context).
+polynomial is its RNS limbs one after the other, each below its prime.
 """
 
 from __future__ import annotations
@@ -34,40 +33,15 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-import gmpy2
 import numpy as np
 
 from he_fed.exceptions import KeyMismatchError, MalformedMessage
 
-__all__ = ["SealCiphertext", "coeff_modulus", "parse_ckks_vector"]
+__all__ = ["SealCiphertext", "parse_ckks_vector"]
 
 _SEAL_MAGIC = 0xA15E
 _HEADER = struct.Struct("<HBBBBHQ")
 _CIPHERTEXT_FIXED = struct.Struct("<4QBQQQdQ")
-
-
-def coeff_modulus(poly_modulus_degree: int, bit_sizes: tuple[int, ...]) -> list[int]:
-    """The primes SEAL's ``CoeffModulus::Create(N, bit_sizes)`` picks, in order.
-
-    For each bit size, SEAL walks down from the largest value below ``2**bits``
-    congruent to 1 modulo ``2N`` and keeps primes; a size that appears several times
-    takes the primes found last first.
-    """
-    factor = 2 * poly_modulus_degree
-    found: dict[int, list[int]] = {}
-    for bits in sorted(set(bit_sizes)):
-        need = bit_sizes.count(bits)
-        value = ((1 << bits) - 1) // factor * factor + 1
-        primes: list[int] = []
-        while need and value > 1 << (bits - 1):
-            if gmpy2.is_prime(value):
-                primes.append(value)
-                need -= 1
-            value -= factor
-        if need:
-            raise ValueError(f"not enough {bits}-bit primes for N={poly_modulus_degree}")
-        found[bits] = primes
-    return [found[bits].pop() for bits in bit_sizes]
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from he_fed.crypto import seal_format
 from he_fed.exceptions import KeyMismatchError, MalformedMessage
 from tests.conftest import FAST_SCHEMES, keys_for
 
@@ -54,11 +53,13 @@ def test_commitments_of_the_wrong_length_or_range_are_refused(keys):
 @pytest.mark.parametrize(
     ("degree", "bits"), [(4096, (60, 49)), (8192, (60, 40, 40)), (8192, (60, 40, 40, 60))]
 )
-def test_seal_primes_are_derived_as_seal_derives_them(degree, bits):
+def test_the_primes_commitments_reduce_by_are_the_contexts(degree, bits):
     import tenseal as ts
 
+    from he_fed.crypto.ckks import _primes
+
     ctx = ts.context(ts.SCHEME_TYPE.CKKS, degree, coeff_mod_bit_sizes=list(bits))
-    primes = seal_format.coeff_modulus(degree, bits)
+    primes = _primes(degree, bits)
     assert [p.bit_length() for p in primes] == list(bits)
     assert all(p % (2 * degree) == 1 for p in primes)
     low_word = ctx.seal_context().data.first_context_data().total_coeff_modulus()
