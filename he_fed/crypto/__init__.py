@@ -44,6 +44,7 @@ __all__ = [
     "Scheme",
     "SecretKey",
     "WeightedSum",
+    "load_keypair",
     "load_public",
     "make_scheme",
 ]
@@ -109,3 +110,42 @@ def load_public(data: bytes, *, allow_insecure: bool = False) -> AggregationKey:
         raise MalformedMessage(f"unknown scheme {envelope.scheme!r}")
     scheme = cls.from_params(envelope.params, allow_insecure=allow_insecure)
     return cls._load_key(envelope, scheme)
+
+
+def load_keypair(data: bytes, *, allow_insecure: bool = False) -> KeyPair:
+    """Read a key pair written by ``SecretKey.to_bytes`` (secret: key holder storage only).
+
+    Parameters
+    ----------
+    data : bytes
+        The encoded secret key (it carries its public key).
+    allow_insecure : bool, default=False
+        Accept parameters below the security bar (such as 1024-bit Paillier).
+
+    Returns
+    -------
+    KeyPair
+
+    Raises
+    ------
+    MalformedMessage
+        If the bytes are not a valid secret key, or its parts do not match.
+    InsecureParameters
+        If the parameters are below the bar and ``allow_insecure`` is false.
+    """
+    envelope = wire.open_envelope(data, wire.Kind.SECRET_KEY)
+    cls = SCHEMES.get(envelope.scheme)
+    if cls is None:
+        raise MalformedMessage(f"unknown scheme {envelope.scheme!r}")
+    r = wire.Reader(envelope.body, "secret key")
+    public = load_public(r.blob(), allow_insecure=allow_insecure)
+    body = r.blob()
+    r.finish()
+    if (
+        not isinstance(public, PublicKey)
+        or public.scheme.name != envelope.scheme
+        or public.fingerprint != envelope.fingerprint
+        or public.scheme.params_text() != envelope.params
+    ):
+        raise MalformedMessage("the secret key's header does not match its public key")
+    return KeyPair(public, cls._load_secret(public, body))

@@ -185,6 +185,11 @@ class Scheme(ABC):
     def _load_key(cls, envelope: wire.Envelope, scheme: Any) -> AggregationKey:
         """Build the public or aggregation key an envelope holds."""
 
+    @classmethod
+    @abstractmethod
+    def _load_secret(cls, public: Any, body: bytes) -> SecretKey:
+        """Build the secret key written by ``SecretKey._secret_body`` for ``public``."""
+
 
 @dataclass(frozen=True)
 class KeyPair:
@@ -397,6 +402,32 @@ class SecretKey(ABC):
     def public(self) -> PublicKey:
         """The matching public key."""
         return self._public
+
+    def to_bytes(self) -> bytes:
+        """Versioned bytes of this secret key and its public key. SECRET.
+
+        Only for the key holder's own storage, for example a key holder whose
+        process restarts between rounds (a Flower SuperNode starts one process per
+        message). Never send these bytes to another party. Every other reader
+        refuses them: :func:`~he_fed.crypto.load_public` raises
+        :class:`~he_fed.exceptions.SecretMaterialError`. Read them back with
+        :func:`~he_fed.crypto.load_keypair`.
+        """
+        public = self._public
+        w = wire.Writer()
+        w.blob(public.to_bytes())
+        w.blob(self._secret_body())
+        return wire.seal_envelope(
+            wire.Kind.SECRET_KEY,
+            w.getvalue(),
+            scheme=public.scheme.name,
+            params=public.scheme.params_text(),
+            fingerprint=public.fingerprint,
+        )
+
+    @abstractmethod
+    def _secret_body(self) -> bytes:
+        """Scheme-specific secret bytes."""
 
     def decrypt(self, vector: EncryptedVector) -> np.ndarray:
         """Decrypt a vector and return ``sum_k weight_k * x_k``."""

@@ -201,6 +201,16 @@ class CKKS(Scheme):
             raise MalformedMessage("ckks aggregation key lacks a fingerprint")
         return CKKSAggregationKey(scheme, blob, envelope.fingerprint)
 
+    @classmethod
+    def _load_secret(cls, public: Any, body: bytes) -> CKKSSecretKey:
+        try:
+            ctx = ts.context_from(body)
+        except Exception:  # TenSEAL raises bare ValueError/RuntimeError on bad bytes
+            raise MalformedMessage("ckks secret context bytes do not parse") from None
+        if not ctx.is_private() or _seal_public(ctx) != public._blob:
+            raise MalformedMessage("ckks secret context does not match its public key")
+        return CKKSSecretKey(public, ctx)
+
 
 def _load_context(scheme: CKKS, blob: bytes) -> ts.Context:
     """Load a serialized context and check it matches ``scheme`` and holds no secret."""
@@ -303,6 +313,12 @@ class CKKSSecretKey(SecretKey):
         super().__init__(public)
         self._ctx = secret_ctx
         self._sk = secret_ctx.secret_key()
+
+    def _secret_body(self) -> bytes:
+        return self._ctx.serialize(
+            save_public_key=True, save_secret_key=True, save_galois_keys=False,
+            save_relin_keys=False,
+        )
 
     def _decrypt(self, vector: CKKSVector) -> WeightedSum:
         scheme: CKKS = vector.key.scheme  # type: ignore[assignment]

@@ -147,6 +147,17 @@ class _PaillierScheme(Scheme):
             raise MalformedMessage("paillier key fingerprint does not match its contents")
         return key
 
+    @classmethod
+    def _load_secret(cls, public: Any, body: bytes) -> PaillierSecretKey:
+        r = wire.Reader(body, "paillier secret key")
+        limit = public.scheme.key_bits // 8 + 1
+        p = int.from_bytes(r.blob(max_size=limit), "big")
+        q = int.from_bytes(r.blob(max_size=limit), "big")
+        r.finish()
+        if p < 3 or q < 3 or p * q != int(public.n):
+            raise MalformedMessage("paillier secret primes do not match the public modulus")
+        return PaillierSecretKey(public, p, q)
+
     @abstractmethod
     def ciphertexts_for(self, size: int) -> int:
         """Ciphertexts needed for a contribution of ``size`` values."""
@@ -388,6 +399,12 @@ class PaillierSecretKey(SecretKey):
         if p * q != int(public.n):
             raise ConfigurationError("p * q does not equal the public modulus")
         self._crt = djn.CRTDecryptor(p, q)
+
+    def _secret_body(self) -> bytes:
+        w = wire.Writer()
+        for prime in (self._crt.p, self._crt.q):
+            w.blob(int(prime).to_bytes((int(prime).bit_length() + 7) // 8, "big"))
+        return w.getvalue()
 
     def raw_decrypt(self, ciphertexts: list[Any]) -> list[int]:
         """Plaintext integers in ``[0, n)``. You probably want :meth:`decrypt`."""

@@ -69,6 +69,12 @@ class Plain(Scheme):
             raise MalformedMessage("plain key fingerprint does not match its contents")
         return key
 
+    @classmethod
+    def _load_secret(cls, public: Any, body: bytes) -> PlainSecretKey:
+        if body:
+            raise MalformedMessage("a plain secret key has no body")
+        return PlainSecretKey(public)
+
 
 class PlainPublicKey(PublicKey):
     """Public key of the :class:`Plain` baseline."""
@@ -95,6 +101,9 @@ class PlainPublicKey(PublicKey):
 
 class PlainSecretKey(SecretKey):
     """Secret key of the :class:`Plain` baseline (it reads the values as they are)."""
+
+    def _secret_body(self) -> bytes:
+        return b""
 
     def _decrypt(self, vector: PlainVector) -> WeightedSum:
         return WeightedSum(vector.values.copy(), vector.weight, vector.count)
