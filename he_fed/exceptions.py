@@ -15,6 +15,7 @@ never see a traceback from deep inside phe or TenSEAL::
     ├── ProtocolError                 a message out of turn: wrong round, duplicate
     ├── PolicyViolation               the key holder refuses to decrypt
     │   └── SecretMaterialError       secret material offered to a role that must not hold it
+    ├── ExecutorError                 an executor lost its workers or its nodes
     └── TrainingDiverged              gradient descent produced non-finite weights
 """
 
@@ -25,6 +26,7 @@ __all__ = [
     "DatasetError",
     "EncodingError",
     "EncodingOverflowError",
+    "ExecutorError",
     "HEFedError",
     "InsecureParameters",
     "KeyMismatchError",
@@ -87,6 +89,10 @@ class PolicyViolation(HEFedError):
 
 class SecretMaterialError(PolicyViolation):
     """Secret material offered to a role (such as the aggregator) that must never hold it."""
+
+
+class ExecutorError(HEFedError):
+    """An executor lost its worker processes, or its nodes did not connect or answer."""
 
 
 class TrainingDiverged(HEFedError, FloatingPointError):
