@@ -7,6 +7,7 @@ import logging
 import click
 
 from he_fed import __version__
+from he_fed.cli.flower_app import flower_app
 from he_fed.cli.run import run
 
 
@@ -20,5 +21,6 @@ def main(verbose: int) -> None:
 
 
 main.add_command(run)
+main.add_command(flower_app)
 
 __all__ = ["main"]

@@ -187,7 +187,7 @@ class Federation:
                 f"{len(partitions)} partitions for {len(setup.client_ids)} client ids"
             )
         t0 = time.perf_counter()
-        keyholder = generate_keyholder(setup)
+        keyholder = generate_keyholder(setup.scheme, min_clients=setup.min_clients)
         keygen_s = time.perf_counter() - t0
         aggregator = build_aggregator(keyholder.aggregation_key_bytes(), setup)
         public = keyholder.public_key_bytes()

@@ -11,7 +11,7 @@ Every executor builds roles through these functions, from the plain data of
 
 from __future__ import annotations
 
-from he_fed.crypto import load_keypair
+from he_fed.crypto import Scheme, load_keypair
 from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.client import Client
 from he_fed.protocol.keyholder import KeyHolder
@@ -20,9 +20,9 @@ from he_fed.protocol.spec import ClientSpec, FederationSetup
 __all__ = ["build_aggregator", "build_client", "generate_keyholder", "restore_keyholder"]
 
 
-def generate_keyholder(setup: FederationSetup) -> KeyHolder:
-    """A key holder with fresh keys under the setup's scheme and cohort policy."""
-    return KeyHolder.generate(setup.scheme, min_clients=setup.min_clients)
+def generate_keyholder(scheme: Scheme, *, min_clients: int) -> KeyHolder:
+    """A key holder with fresh keys under ``scheme`` and a cohort policy of ``min_clients``."""
+    return KeyHolder.generate(scheme, min_clients=min_clients)
 
 
 def restore_keyholder(

@@ -47,10 +47,24 @@ class ClientHandle(Protocol):
 
 @runtime_checkable
 class Executor(Protocol):
-    """Runs a round's client side: hands a message to clients, gathers their reports."""
+    """Runs a round's client side: hands a message to clients, gathers their reports.
+
+    The round logic calls :meth:`collect` once per round and :meth:`close` at the
+    end; :meth:`start` lets a caller pay (and measure) start-up up front.
+    """
 
     #: Registry name (``inprocess``, ``processes``, ``flower``).
     name: str
+    #: Seconds :meth:`start` spent (spawning workers, waiting for nodes), or None.
+    startup_s: float | None
+
+    def start(self) -> float:
+        """Get ready before the first round, so start-up is not billed to a round.
+
+        Returns the seconds it took (0 when already started). Optional to call:
+        :meth:`collect` starts what it needs.
+        """
+        ...
 
     def collect(self, clients: Sequence[ClientHandle], message: bytes) -> list[ClientResult]:
         """Hand ``message`` to every client in ``clients`` and return their results.

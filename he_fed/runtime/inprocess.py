@@ -21,6 +21,12 @@ class InProcessExecutor:
     """
 
     name = "inprocess"
+    #: Nothing to start.
+    startup_s: float | None = 0.0
+
+    def start(self) -> float:
+        """Nothing to start; returns 0."""
+        return 0.0
 
     def collect(self, clients: Sequence[ClientHandle], message: bytes) -> list[ClientResult]:
         """Hand ``message`` to every client and gather their reports.
