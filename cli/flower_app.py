@@ -20,7 +20,9 @@ def flower_app(directory: Path) -> None:
     try:
         from he_fed.runtime.flower.app import write_app
     except ImportError as exc:
-        raise click.ClickException(f'Flower is not installed: pip install "he-fed[flower]" ({exc})') from None
+        raise click.ClickException(
+            f'Flower is not installed: pip install "he-fed[flower]" ({exc})'
+        ) from None
     try:
         path = write_app(directory)
     except OSError as exc:

@@ -306,7 +306,9 @@ class ExperimentData:
         """
         labels = np.unique(self.groups)
         if not 0 <= index < labels.size:
-            raise ConfigurationError(f"there is no client {index}; clients are 0..{labels.size - 1}")
+            raise ConfigurationError(
+                f"there is no client {index}; clients are 0..{labels.size - 1}"
+            )
         rows = self.groups == labels[index]
         return self.X_train[rows], self.y_train[rows]
 

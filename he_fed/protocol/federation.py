@@ -193,7 +193,7 @@ class Federation:
         public = keyholder.public_key_bytes()
         clients = [
             build_client(ClientSpec(cid, X, y, public, setup.plan))
-            for cid, (X, y) in zip(setup.client_ids, partitions)
+            for cid, (X, y) in zip(setup.client_ids, partitions, strict=True)
         ]
         return cls(keyholder, aggregator, clients, executor or InProcessExecutor(), keygen_s)
 

@@ -57,7 +57,9 @@ def make_executor(name: str, *, workers: int | None = None) -> Executor:
     if name == "processes":
         return ProcessesExecutor(workers)
     if name == "flower":
-        raise ConfigurationError("the flower executor is created by a ServerApp; use run_federation")
+        raise ConfigurationError(
+            "the flower executor is created by a ServerApp; use run_federation"
+        )
     raise ConfigurationError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message
@@ -101,7 +101,7 @@ def _decrypt(message: Message, context: Context) -> Message:
     """Decrypt an aggregate under the cohort policy, and remember the round."""
     if _KEYHOLDER_STATE not in context.state:
         raise ProtocolError("this node holds no keys; it was never asked to generate them")
-    state = context.state[_KEYHOLDER_STATE]
+    state = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
     keyholder = restore_keyholder(
         state["secret-key"],  # type: ignore[arg-type]
         min_clients=int(state["min-clients"]),  # type: ignore[arg-type]

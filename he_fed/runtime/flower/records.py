@@ -36,6 +36,7 @@ __all__ = [
     "config_of",
     "error_reply",
     "metrics_of",
+    "number",
     "raise_remote",
     "reply",
 ]
@@ -55,13 +56,15 @@ REFUSED = 4701
 
 def content(config: dict[str, object], metrics: dict[str, float | int] | None = None) -> RecordDict:
     """A RecordDict with our ConfigRecord (and MetricRecord, if given)."""
-    records: dict[str, ConfigRecord | MetricRecord] = {CONFIG: ConfigRecord(config)}  # type: ignore[arg-type]
+    records = RecordDict({CONFIG: ConfigRecord(config)})  # type: ignore[arg-type]
     if metrics:
         records[METRICS] = MetricRecord(metrics)  # type: ignore[arg-type]
-    return RecordDict(records)
+    return records
 
 
-def reply(message: Message, config: dict[str, object], metrics: dict[str, float | int] | None = None) -> Message:
+def reply(
+    message: Message, config: dict[str, object], metrics: dict[str, float | int] | None = None
+) -> Message:
     """The reply to ``message`` carrying ``config`` (and ``metrics``)."""
     return Message(content(config, metrics), reply_to=message)
 
@@ -89,6 +92,20 @@ def metrics_of(message: Message) -> MetricRecord:
     """Our MetricRecord in a message (empty if absent)."""
     records = message.content
     return records[METRICS] if METRICS in records else MetricRecord({})  # type: ignore[return-value]
+
+
+def number(metrics: MetricRecord, key: str) -> float:
+    """One number of a MetricRecord.
+
+    Raises
+    ------
+    MalformedMessage
+        If it is missing or not a number.
+    """
+    value = metrics.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise exceptions.MalformedMessage(f"the reply's {key!r} is not a number")
+    return float(value)
 
 
 def raise_remote(reason: str | None, where: str) -> None:

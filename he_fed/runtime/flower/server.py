@@ -346,10 +346,10 @@ class FlowerExecutor:
                 config, metrics = records.config_of(reply), records.metrics_of(reply)
                 report = ClientReport(
                     bytes(config["update"]),  # type: ignore[arg-type]
-                    float(metrics["train-s"]),
-                    float(metrics["encrypt-s"]),
-                    float(metrics["serialize-s"]),
-                    int(metrics["clipped"]),
+                    records.number(metrics, "train-s"),
+                    records.number(metrics, "encrypt-s"),
+                    records.number(metrics, "serialize-s"),
+                    int(records.number(metrics, "clipped")),
                 )
                 results.append(ClientResult(client.client_id, report))
                 continue
