@@ -257,7 +257,9 @@ def environment() -> dict[str, Any]:
         "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         "packages": {
             p: _version(p)
-            for p in ("he-fed", "numpy", "scikit-learn", "phe", "gmpy2", "tenseal", "click")
+            for p in (
+                "he-fed", "numpy", "scikit-learn", "phe", "gmpy2", "tenseal", "click", "flwr", "ray"
+            )
         },
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -1,5 +1,6 @@
 """A real Flower deployment on loopback: one SuperLink, three client SuperNodes and one
-key-holder SuperNode as separate processes, driven by ``flwr run`` on the shipped app.
+key-holder SuperNode as separate processes, driven by ``flwr run`` on the shipped app;
+then the same with TLS and SuperNode authentication, as README describes them.
 
 The test starts every process itself (each in its own process group), on free
 ports of 127.0.0.1 only, with ``FLWR_HOME`` in a temporary folder, waits until all
@@ -24,6 +25,7 @@ import pytest
 
 from he_fed import ExperimentConfig, run_experiment
 from he_fed.runtime.flower.app import write_app
+from tests.runtime.tls_files import node_key, tls_files
 
 pytestmark = pytest.mark.slow
 
@@ -130,48 +132,17 @@ def deployment(tmp_path: Path) -> Iterator[tuple[_Processes, dict[str, str]]]:
         assert processes.alive_groups() == []
 
 
-def test_a_loopback_deployment_trains_the_inprocess_model(deployment, tmp_path):
-    processes, env = deployment
-    link = _free_port()
+def _connection(env: dict[str, str], name: str, link: int, root_certificates: Path | None) -> None:
+    tls = f'root-certificates = "{root_certificates}"' if root_certificates else "insecure = true"
     (Path(env["FLWR_HOME"]) / "config.toml").write_text(
-        f'[superlink]\ndefault = "loopback"\n\n'
-        f'[superlink.loopback]\naddress = "127.0.0.1:{link}"\ninsecure = true\n'
+        f'[superlink]\ndefault = "{name}"\n\n'
+        f'[superlink.{name}]\naddress = "127.0.0.1:{link}"\n{tls}\n'
     )
-    result = tmp_path / "result.json"
-    app = write_app(tmp_path / "app", **RUN, out=str(result)).parent
 
-    processes.start(
-        "superlink", "flower-superlink", "--insecure", "--disable-runtime-dependency-installation",
-        "--host", "127.0.0.1", "--port", str(link),
-    )
-    _wait_for_port(link, timeout=90)
-    node_configs = [f"partition-id={k}" for k in range(CLIENTS)] + ["role='keyholder'"]
-    logs = [
-        processes.start(
-            f"supernode-{i}", "flower-supernode", "--insecure", "--superlink",
-            f"127.0.0.1:{link}", "--host", "127.0.0.1", "--port", str(_free_port()),
-            "--node-config", config,
-        )
-        for i, config in enumerate(node_configs)
-    ]
-    _wait_for_text(logs, "SuperNode ID", timeout=120)  # all four nodes have connected
 
-    run = subprocess.run(
-        [str(BIN / "flwr"), "run", str(app), "loopback", "--stream"],
-        env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert result.exists(), f"the ServerApp wrote no result:\n{run.stdout}\n{run.stderr}"
-    deployed = json.loads(result.read_text())
-
-    inprocess = run_experiment(ExperimentConfig(**RUN)).to_dict()
-    assert deployed["final"]["coef"] == inprocess["final"]["coef"]
-    assert deployed["final"]["intercept"] == inprocess["final"]["intercept"]
-    assert deployed["setup"]["executor"] == "flower"
-    assert [r["contributors"] for r in deployed["rounds"]] == [CLIENTS] * 2
-    assert "he-fed done" in run.stdout
-    # Roles stayed apart: only the key-holder node generated keys and decrypted,
-    # and it never trained; the client nodes trained and never saw a key request.
+def _check_roles(logs: list[Path]) -> None:
+    """Only the key-holder node generated keys and decrypted, and it never trained;
+    the client nodes trained and never saw a key request."""
     keyholder_log = logs[-1].read_text(errors="replace")
     assert "Receiving: train.hefed_keygen" in keyholder_log
     assert "Receiving: train.hefed_decrypt" in keyholder_log
@@ -180,3 +151,102 @@ def test_a_loopback_deployment_trains_the_inprocess_model(deployment, tmp_path):
         text = log.read_text(errors="replace")
         assert "Receiving: train.hefed_round" in text
         assert "hefed_keygen" not in text and "hefed_decrypt" not in text
+
+
+def _flwr_run(env: dict[str, str], app: Path, connection: str, result: Path) -> dict:
+    run = subprocess.run(
+        [str(BIN / "flwr"), "run", str(app), connection, "--stream"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert result.exists(), f"the ServerApp wrote no result:\n{run.stdout}\n{run.stderr}"
+    assert "he-fed done" in run.stdout
+    return json.loads(result.read_text())
+
+
+NODE_CONFIGS = [f"partition-id={k}" for k in range(CLIENTS)] + ["role='keyholder'"]
+
+
+def test_a_loopback_deployment_trains_the_inprocess_model(deployment, tmp_path):
+    processes, env = deployment
+    link = _free_port()
+    _connection(env, "loopback", link, None)
+    result = tmp_path / "result.json"
+    app = write_app(tmp_path / "app", **RUN, out=str(result)).parent
+
+    processes.start(
+        "superlink", "flower-superlink", "--insecure", "--disable-runtime-dependency-installation",
+        "--host", "127.0.0.1", "--port", str(link),
+    )
+    _wait_for_port(link, timeout=90)
+    logs = [
+        processes.start(
+            f"supernode-{i}", "flower-supernode", "--insecure", "--superlink",
+            f"127.0.0.1:{link}", "--host", "127.0.0.1", "--port", str(_free_port()),
+            "--node-config", config,
+        )
+        for i, config in enumerate(NODE_CONFIGS)
+    ]
+    _wait_for_text(logs, "SuperNode ID", timeout=120)  # all four nodes have connected
+
+    deployed = _flwr_run(env, app, "loopback", result)
+    inprocess = run_experiment(ExperimentConfig(**RUN)).to_dict()
+    assert deployed["final"]["coef"] == inprocess["final"]["coef"]
+    assert deployed["final"]["intercept"] == inprocess["final"]["intercept"]
+    assert deployed["setup"]["executor"] == "flower"
+    assert [r["contributors"] for r in deployed["rounds"]] == [CLIENTS] * 2
+    _check_roles(logs)
+
+
+def test_tls_and_supernode_authentication_as_the_readme_describes(deployment, tmp_path):
+    processes, env = deployment
+    ca, cert, key = tls_files(tmp_path / "tls")
+    link = _free_port()
+    _connection(env, "secure", link, ca)
+    result = tmp_path / "result.json"
+    run = {**RUN, "rounds": 1}
+    app = write_app(tmp_path / "app", **run, out=str(result)).parent
+
+    processes.start(
+        "superlink", "flower-superlink", "--ssl-ca-certfile", str(ca), "--ssl-certfile",
+        str(cert), "--ssl-keyfile", str(key), "--enable-supernode-auth",
+        "--disable-runtime-dependency-installation", "--host", "127.0.0.1", "--port", str(link),
+    )
+    _wait_for_port(link, timeout=90)
+    node_keys = [node_key(tmp_path / "tls", f"node-{i}") for i in range(len(NODE_CONFIGS))]
+    for public in node_keys:
+        register = subprocess.run(
+            [str(BIN / "flwr"), "supernode", "register", str(public.with_suffix(".pub")),
+             "secure"], env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert register.returncode == 0, register.stdout + register.stderr
+    logs = [
+        processes.start(
+            f"supernode-{i}", "flower-supernode", "--root-certificates", str(ca),
+            "--auth-supernode-private-key", str(private), "--superlink", f"127.0.0.1:{link}",
+            "--host", "127.0.0.1", "--port", str(_free_port()), "--node-config", config,
+        )
+        for i, (private, config) in enumerate(zip(node_keys, NODE_CONFIGS, strict=True))
+    ]
+    # A node whose key was never registered, and one without TLS, are turned away.
+    strangers = [
+        processes.start(
+            "stranger", "flower-supernode", "--root-certificates", str(ca),
+            "--auth-supernode-private-key", str(node_key(tmp_path / "tls", "stranger")),
+            "--superlink", f"127.0.0.1:{link}", "--host", "127.0.0.1",
+            "--port", str(_free_port()), "--node-config", "partition-id=0",
+        ),
+        processes.start(
+            "plaintext", "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link}",
+            "--host", "127.0.0.1", "--port", str(_free_port()), "--node-config", "partition-id=0",
+        ),
+    ]
+    _wait_for_text(logs, "SuperNode ID", timeout=120)
+
+    deployed = _flwr_run(env, app, "secure", result)
+    inprocess = run_experiment(ExperimentConfig(**run)).to_dict()
+    assert deployed["final"]["coef"] == inprocess["final"]["coef"]
+    _check_roles(logs)
+    for log in strangers:
+        text = log.read_text(errors="replace")
+        assert "Connection attempt failed" in text and "SuperNode ID" not in text

@@ -46,7 +46,9 @@ log = logging.getLogger("he_fed")
 START_TIMEOUT_S = 300.0
 #: Seconds to wait for the replies of one exchange.
 REPLY_TIMEOUT_S = 900.0
-_POLL_S = 0.2
+#: Pauses between polls for replies: doubling from the first to the last.
+_FIRST_POLL_S = 0.005
+_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -279,17 +281,20 @@ class FlowerExecutor:
             Message(records.content(dict(config)), node_id, message_type, group_id=group)
             for node_id, config in requests.items()
         ]
-        # Grid.send_and_receive polls every 3 s in a deployment; poll faster.
+        # Grid.send_and_receive polls every 3 s in a deployment. Poll soon after
+        # sending (a simulated node answers in milliseconds), then back off.
         pending = set(self._grid.push_messages(messages))
         deadline = time.monotonic() + self.reply_timeout
         replies: dict[int, Message] = {}
+        pause = _FIRST_POLL_S
         while pending:
             for reply in self._grid.pull_messages(pending):
                 pending.discard(reply.metadata.reply_to_message_id)
                 replies[reply.metadata.src_node_id] = reply
             if not pending or time.monotonic() > deadline:
                 break
-            time.sleep(_POLL_S)
+            time.sleep(pause)
+            pause = min(2 * pause, _POLL_S)
         return replies
 
     def ask(
