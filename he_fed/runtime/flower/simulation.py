@@ -2,7 +2,8 @@
 
 :func:`simulate` starts ``K + 1`` virtual SuperNodes with
 ``flwr.simulation.run_simulation`` (Ray backend): nodes ``0 .. K-1`` are the
-clients, each holding its own partition, and node ``K`` is the key holder. The
+clients, each reading only its own partition (from ``.npy`` files in a temporary
+folder), and node ``K`` is the key holder. The
 function given runs inside the ServerApp, against a federation whose key holder
 and clients are reached through Flower messages only, exactly as in a deployment.
 """
@@ -10,10 +11,13 @@ and clients are reached through Flower messages only, exactly as in a deployment
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -21,7 +25,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
-from he_fed.exceptions import ExecutorError
+from he_fed.exceptions import ConfigurationError, ExecutorError
 from he_fed.protocol.federation import Federation
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime.flower.nodes import make_client_app
@@ -34,14 +38,53 @@ __all__ = ["simulate"]
 _T = TypeVar("_T")
 
 
-class _Partitions:
-    """Each virtual node's data, by its partition id (held by the ClientApp)."""
+@lru_cache(maxsize=2)
+def _arrays(folder: str) -> tuple[np.ndarray, np.ndarray]:
+    """The simulation's stacked features and targets, mapped once per process."""
+    X = np.load(Path(folder) / "X.npy", mmap_mode="r", allow_pickle=False)
+    y = np.load(Path(folder) / "y.npy", mmap_mode="r", allow_pickle=False)
+    return X, y
 
-    def __init__(self, partitions: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-        self._data = tuple((np.asarray(X), np.asarray(y)) for X, y in partitions)
+
+class _Partitions:
+    """Each virtual node's data, by its partition id, read from ``.npy`` files.
+
+    Flower's Ray backend ships the ClientApp with every message, so the ClientApp
+    must stay small: it carries this folder's path and the row offsets, not the
+    data. The files are plain ``.npy`` arrays, written and read without pickle.
+    """
+
+    def __init__(self, folder: Path, offsets: tuple[int, ...]) -> None:
+        self.folder = str(folder)
+        self.offsets = offsets
+
+    @classmethod
+    def write(
+        cls, folder: Path, partitions: Sequence[tuple[np.ndarray, np.ndarray]]
+    ) -> _Partitions:
+        """Stack the partitions into ``folder``.
+
+        Raises
+        ------
+        ConfigurationError
+            If the targets are Python objects, which ``.npy`` cannot hold without pickle.
+        """
+        ys = [np.asarray(y) for _, y in partitions]
+        if any(y.dtype == object for y in ys):
+            raise ConfigurationError(
+                "the flower simulation needs numeric or string targets, not Python objects"
+            )
+        np.save(folder / "X.npy", np.concatenate([np.asarray(X) for X, _ in partitions]),
+                allow_pickle=False)
+        np.save(folder / "y.npy", np.concatenate(ys), allow_pickle=False)
+        sizes = [len(y) for y in ys]
+        return cls(folder, tuple(int(v) for v in np.concatenate([[0], np.cumsum(sizes)])))
 
     def __call__(self, context: Context) -> tuple[np.ndarray, np.ndarray]:
-        return self._data[int(context.node_config["partition-id"])]  # type: ignore[arg-type]
+        k = int(context.node_config["partition-id"])  # type: ignore[arg-type]
+        X, y = _arrays(self.folder)
+        start, stop = self.offsets[k], self.offsets[k + 1]
+        return np.array(X[start:stop]), np.array(y[start:stop])
 
 
 @contextmanager
@@ -113,10 +156,11 @@ def simulate(
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {"num_cpus": cores, "include_dashboard": False},
     }
-    with _quiet(verbose):
+    with tempfile.TemporaryDirectory(prefix="he-fed-simulation-") as folder, _quiet(verbose):
+        data = _Partitions.write(Path(folder), partitions)
         run_simulation(
             server_app=server,
-            client_app=make_client_app(_Partitions(partitions)),
+            client_app=make_client_app(data),
             num_supernodes=n_clients + 1,
             backend_config=backend,  # type: ignore[arg-type]
             verbose_logging=verbose,
