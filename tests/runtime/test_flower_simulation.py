@@ -24,3 +24,22 @@ def test_he_fed_run_on_flower_simulation_gives_the_inprocess_coefficients(tmp_pa
     assert flower["final"]["intercept"] == inprocess["final"]["intercept"]
     assert flower["setup"]["executor"] == "flower" and flower["totals"]["startup_s"] > 0
     assert [r["contributors"] for r in flower["rounds"]] == [3, 3]
+
+
+def test_targets_that_npy_cannot_hold_without_pickle_are_refused_before_flower_starts():
+    import numpy as np
+    import pytest
+
+    from he_fed.crypto import Plain
+    from he_fed.exceptions import ConfigurationError
+    from he_fed.models import LogisticRegressionGD
+    from he_fed.protocol.spec import FederationSetup
+    from he_fed.runtime.flower import simulate
+
+    X = np.zeros((4, 2))
+    parts = [(X, np.array(["a", "b", "a", "b"], dtype=object))] * 2
+    setup = FederationSetup.from_partitions(
+        parts, scheme=Plain(), model=LogisticRegressionGD(), client_ids=["p", "q"]
+    )
+    with pytest.raises(ConfigurationError, match="not Python objects"):
+        simulate(setup, parts, lambda federation: None)
