@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
 from click.testing import CliRunner
-from he_fed.cli import main
 
 from he_fed import ExperimentConfig, run_experiment
+from he_fed.cli import main
+from he_fed.crypto import Plain
+from he_fed.exceptions import ConfigurationError
+from he_fed.models import LogisticRegressionGD
+from he_fed.protocol.spec import FederationSetup
+from he_fed.runtime.flower import simulate
 
 
 def test_he_fed_run_on_flower_simulation_gives_the_inprocess_coefficients(tmp_path):
@@ -27,15 +34,6 @@ def test_he_fed_run_on_flower_simulation_gives_the_inprocess_coefficients(tmp_pa
 
 
 def test_targets_that_npy_cannot_hold_without_pickle_are_refused_before_flower_starts():
-    import numpy as np
-    import pytest
-
-    from he_fed.crypto import Plain
-    from he_fed.exceptions import ConfigurationError
-    from he_fed.models import LogisticRegressionGD
-    from he_fed.protocol.spec import FederationSetup
-    from he_fed.runtime.flower import simulate
-
     X = np.zeros((4, 2))
     parts = [(X, np.array(["a", "b", "a", "b"], dtype=object))] * 2
     setup = FederationSetup.from_partitions(
