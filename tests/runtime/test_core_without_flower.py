@@ -35,3 +35,26 @@ def test_without_flower_the_flower_executor_says_how_to_get_it():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert 'pip install "he-fed[flower]"' in done.stdout
+
+
+def test_only_he_fed_runtime_flower_imports_flower():
+    import ast
+    from pathlib import Path
+
+    import he_fed
+    import he_fed.cli
+
+    roots = [Path(he_fed.__file__).parent, Path(he_fed.cli.__file__).parent]
+    flower = Path(he_fed.__file__).parent / "runtime" / "flower"
+    offenders = []
+    for root in roots:
+        for path in root.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names: list[str] = []
+                if isinstance(node, ast.Import):
+                    names = [a.name.split(".")[0] for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module.split(".")[0]]
+                if {"flwr", "ray"} & set(names) and flower not in path.parents:
+                    offenders.append(f"{path}:{node.lineno}")
+    assert offenders == []
