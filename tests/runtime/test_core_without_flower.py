@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+import he_fed
+import he_fed.cli
 
 
 def test_importing_he_fed_and_its_cli_does_not_import_flower_or_ray():
@@ -38,12 +43,6 @@ def test_without_flower_the_flower_executor_says_how_to_get_it():
 
 
 def test_only_he_fed_runtime_flower_imports_flower():
-    import ast
-    from pathlib import Path
-
-    import he_fed
-    import he_fed.cli
-
     roots = [Path(he_fed.__file__).parent, Path(he_fed.cli.__file__).parent]
     flower = Path(he_fed.__file__).parent / "runtime" / "flower"
     offenders = []

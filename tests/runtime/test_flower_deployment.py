@@ -1,6 +1,7 @@
 """A real Flower deployment on loopback: one SuperLink, three client SuperNodes and one
 key-holder SuperNode as separate processes, driven by ``flwr run`` on the shipped app;
-then the same with TLS and SuperNode authentication, as README describes them.
+then the same with TLS and SuperNode authentication, as README describes them; and
+``flwr run`` on the same app with Flower's local simulation.
 
 The test starts every process itself (each in its own process group), on free
 ports of 127.0.0.1 only, with ``FLWR_HOME`` in a temporary folder, waits until all
@@ -250,3 +251,50 @@ def test_tls_and_supernode_authentication_as_the_readme_describes(deployment, tm
     for log in strangers:
         text = log.read_text(errors="replace")
         assert "Connection attempt failed" in text and "SuperNode ID" not in text
+
+
+def _local_superlinks(flwr_home: Path) -> list[int]:
+    """PIDs of the local SuperLink ``flwr run`` started for this FLWR_HOME (it outlives it)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "flower-superlink" in command and str(flwr_home) in command:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_flwr_run_simulates_the_shipped_app(tmp_path):
+    home = tmp_path / "flwr-home"
+    env = {
+        **os.environ,
+        "FLWR_HOME": str(home),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+    }
+    result = tmp_path / "result.json"
+    run = {**RUN, "rounds": 1}
+    app = write_app(tmp_path / "app", **run, out=str(result)).parent
+    try:
+        done = subprocess.run(
+            [str(BIN / "flwr"), "run", str(app), "--stream",
+             "--federation-config", f"num-supernodes={CLIENTS + 1}"],
+            env=env, capture_output=True, text=True, timeout=600,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "he-fed done" in done.stdout, done.stdout + done.stderr
+        simulated = json.loads(result.read_text())
+    finally:
+        for pid in _local_superlinks(home):  # started by flwr run for this test only
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    inprocess = run_experiment(ExperimentConfig(**run)).to_dict()
+    assert simulated["final"]["coef"] == inprocess["final"]["coef"]
+    deadline = time.monotonic() + 15
+    while _local_superlinks(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _local_superlinks(home) == []
