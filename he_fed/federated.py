@@ -1,4 +1,4 @@
-"""scikit-learn estimators whose ``fit`` runs the whole encrypted protocol in process."""
+"""scikit-learn estimators whose ``fit`` runs the whole encrypted protocol on an executor."""
 
 from __future__ import annotations
 
@@ -273,9 +273,10 @@ class FederatedLogisticRegression(ClassifierMixin, _FederatedBase):
         """Binary logistic regression trained by encrypted federated averaging.
 
     ``fit(X, y, groups=client_ids)`` splits the rows by client, generates keys,
-    and runs the full protocol in this process: clients train locally and send
-    encrypted updates, a blind aggregator sums them, and a key holder decrypts only
-    the aggregate. Every hop goes through bytes.
+    and runs the full protocol: clients train locally and send encrypted updates,
+    a blind aggregator sums them, and a key holder decrypts only the aggregate.
+    Every hop goes through bytes. The clients run in this process by default, or
+    in worker processes or on Flower (``executor=``), with the same result.
 """
         + _PARAMS_DOC
         + """
@@ -367,8 +368,8 @@ class FederatedLinearRegression(RegressorMixin, _FederatedBase):
     __doc__ = (
         """Least-squares linear regression trained by encrypted federated averaging.
 
-    ``fit(X, y, groups=client_ids)`` runs the full protocol in this process, as
-    :class:`FederatedLogisticRegression` does.
+    ``fit(X, y, groups=client_ids)`` runs the full protocol on the chosen
+    executor, as :class:`FederatedLogisticRegression` does.
 """
         + _PARAMS_DOC
         + """

@@ -19,7 +19,7 @@ How it works:
   working on, its clients' updates, and one fixed-base encryption table per key
   (16 MiB for 2048-bit Paillier). At most ``workers + 1`` chunks are queued to
   the workers at a time. Workers never start encryption pools of their own
-  (``HE_FED_ENCRYPT_WORKERS=1``), so the process count stays ``workers``.
+  (``HE_FED_ENCRYPT_WORKERS=1``), so the pool stays at ``workers`` processes.
 * **Start-up is paid once and measured.** :meth:`ProcessesExecutor.start` spawns
   every worker and waits until each has imported he-fed; :attr:`startup_s` is
   that wall time. Each worker builds its fixed-base table on its first
