@@ -140,12 +140,51 @@ def _ckks_flooding(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _scale(data: dict[str, Any]) -> str:
+    s = data["speedup"]
+    c = s["config"]
+    inp, proc = s["inprocess"], s["processes"]
+    lines = [
+        f"`processes` against `inprocess`, {c['clients']} clients, per-value "
+        f"{c['key_bits']}-bit Paillier, {c['features']} features (encryption dominates), "
+        f"{s['workers']} workers, medians of {s['repeats']} interleaved runs:",
+        "",
+        "| | inprocess | processes | speed-up |",
+        "|---|---:|---:|---:|",
+        f"| training round, wall s | {inp['round_s']:.2f} | {proc['round_s']:.2f} | "
+        f"{s['ratio_round']:.2f}× |",
+        f"| whole run without start-up, s | {inp['run_s']:.2f} | {proc['run_s']:.2f} | "
+        f"{s['ratio_run']:.2f}× |",
+        f"| whole run with start-up, s | {inp['run_with_startup_s']:.2f} | "
+        f"{proc['run_with_startup_s']:.2f} | {s['ratio_run_with_startup']:.2f}× |",
+        f"| worker start-up (spawn and imports), s | – | {proc['startup_s']:.2f} | |",
+        "",
+        f"Identical coefficients: {'yes' if s['identical_coefficients'] else 'NO'}. "
+        "Time per round and peak memory (summed PSS of the whole process tree) for packed "
+        "2048-bit Paillier, logistic regression on 20 synthetic features:",
+        "",
+        "| clients | executor | s per round | vs inprocess | start-up s | peak memory MiB "
+        "| same coefficients |",
+        "|---:|---|---:|---:|---:|---:|---|",
+    ]
+    base = {r["clients"]: r["round_s"] for r in data["macro"] if r["executor"] == "inprocess"}
+    for r in data["macro"]:
+        lines.append(
+            f"| {r['clients']} | {r['executor']} | {r['round_s']:.2f} | "
+            f"{base[r['clients']] / r['round_s']:.2f}× | {r['startup_s']:.1f} | "
+            f"{r['peak_pss_mib']:.0f} | "
+            f"{'yes' if r['same_coefficients_as_every_executor'] else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
 #: Block name -> (results file, renderer).
 BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "paillier_speed": ("paillier_speed.json", _paillier_speed),
     "ckks_speed": ("ckks_speed.json", _ckks_speed),
     "ckks_large": ("ckks_large.json", _ckks_large),
     "ckks_flooding": ("ckks_flooding.json", _ckks_flooding),
+    "scale": ("scale.json", _scale),
 }
 
 

@@ -9,6 +9,7 @@ import click
 from he_fed import __version__
 from he_fed.cli.bench import bench
 from he_fed.cli.estimate import estimate
+from he_fed.cli.flower_app import flower_app
 from he_fed.cli.inspect import inspect
 from he_fed.cli.keygen import keygen
 from he_fed.cli.run import run
@@ -28,5 +29,6 @@ main.add_command(keygen)
 main.add_command(inspect)
 main.add_command(bench)
 main.add_command(estimate)
+main.add_command(flower_app)
 
 __all__ = ["main"]

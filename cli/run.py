@@ -16,6 +16,7 @@ from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.crypto.ckks import PRESETS
 from he_fed.data import BUILTIN_DATASETS, PARTITIONERS
 from he_fed.experiment import MODELS, ExperimentConfig, ExperimentResult, run_experiment
+from he_fed.runtime import EXECUTORS
 
 _PHASE_LABELS = {
     "train": "local training",
@@ -51,6 +52,8 @@ def render(result: ExperimentResult, console: Console) -> None:
         f"{result.dataset['name']} · {result.dataset['model']} · {_scheme_label(config)} · "
         f"{config.clients} clients · {config.rounds} rounds"
     )
+    if config.executor != "inprocess":
+        title += f" · {config.executor} executor"
     console.print(f"[bold]{title}[/bold]")
     summary = Table(show_header=False)
     summary.add_column(style="bold")
@@ -87,6 +90,14 @@ def render(result: ExperimentResult, console: Console) -> None:
         phases.add_row(label, f"{seconds:.3f}", f"{1e3 * seconds / n_rounds:.1f}", f"{share:.0%}")
     keygen_share = f"{totals['keygen_s'] / busy:.0%}" if busy else ""
     phases.add_row("key generation", f"{totals['keygen_s']:.3f}", "", keygen_share)
+    if totals.get("startup_s"):
+        phases.add_row("executor start-up", f"{totals['startup_s']:.3f}", "", "")
+    phases.add_row(
+        "rounds, wall clock",
+        f"{totals['round_wall_s']:.3f}",
+        f"{1e3 * totals['round_wall_s'] / n_rounds:.1f}",
+        "",
+    )
     phases.add_row("wall clock", f"{totals['total_s']:.3f}", "", "", style="bold")
     console.print(phases)
 
@@ -125,6 +136,11 @@ def render(result: ExperimentResult, console: Console) -> None:
               help="Smallest cohort the key holder will decrypt.")
 @click.option("--no-standardize", is_flag=True,
               help="Skip the federated feature standardisation.")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="inprocess", show_default=True,
+              help="Where clients run: here, in a pool of worker processes, or on Flower's "
+                   "simulation engine (needs pip install \"he-fed[flower]\").")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes (processes) or simulation actors (flower) [all cores].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write the full result as JSON to this file.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables; one summary line.")
@@ -158,6 +174,8 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
             min_clients=options["min_clients"],
             standardize=not no_standardize,
             seed=options["seed"],
+            executor=options["executor"],
+            workers=options["workers"],
         )
         console = Console()
         if quiet:

@@ -4,10 +4,13 @@ The public API, from the top down:
 
 * :class:`FederatedLogisticRegression`, :class:`FederatedLinearRegression`:
   scikit-learn estimators whose ``fit(X, y, groups=...)`` runs the encrypted
-  protocol in process.
+  protocol, in process by default (``executor=`` picks worker processes or Flower).
 * :func:`run_experiment` with :class:`ExperimentConfig`: what ``he-fed run`` does.
 * :mod:`he_fed.protocol`: the three roles (``Client``, ``Aggregator``,
   ``KeyHolder``) and their messages, for building your own deployment.
+* :mod:`he_fed.runtime`: the executors that decide where clients run; Flower
+  (simulation and deployment) lives in ``he_fed.runtime.flower``, behind the
+  ``flower`` extra, and importing :mod:`he_fed` never imports it.
 * :mod:`he_fed.crypto`: the schemes (``Plain``, ``Paillier``, ``CKKS``) behind one
   interface. The low layer: most users never need it directly.
 """

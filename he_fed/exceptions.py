@@ -17,6 +17,7 @@ never see a traceback from deep inside phe or TenSEAL::
     │   └── InvalidSignature          an update whose signature does not verify
     ├── PolicyViolation               the key holder refuses to decrypt
     │   └── SecretMaterialError       secret material offered to a role that must not hold it
+    ├── ExecutorError                 an executor lost its workers or its nodes
     └── TrainingDiverged              gradient descent produced non-finite weights
 """
 
@@ -27,6 +28,7 @@ __all__ = [
     "DatasetError",
     "EncodingError",
     "EncodingOverflowError",
+    "ExecutorError",
     "HEFedError",
     "InsecureParameters",
     "InvalidPassphrase",
@@ -99,6 +101,10 @@ class PolicyViolation(HEFedError):
 
 class SecretMaterialError(PolicyViolation):
     """Secret material offered to a role (such as the aggregator) that must never hold it."""
+
+
+class ExecutorError(HEFedError):
+    """An executor lost its worker processes, or its nodes did not connect or answer."""
 
 
 class TrainingDiverged(HEFedError, FloatingPointError):

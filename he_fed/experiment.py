@@ -23,8 +23,17 @@ from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.data import PARTITIONERS, load_dataset, partition, train_test
 from he_fed.exceptions import ConfigurationError
 from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
+from he_fed.runtime import EXECUTORS, Executor
 
-__all__ = ["MODELS", "ExperimentConfig", "ExperimentResult", "environment", "run_experiment"]
+__all__ = [
+    "MODELS",
+    "ExperimentConfig",
+    "ExperimentData",
+    "ExperimentResult",
+    "environment",
+    "experiment_data",
+    "run_experiment",
+]
 
 #: Model choices; ``auto`` follows the dataset (logistic for two classes).
 MODELS = ("auto", "logistic", "linear")
@@ -86,6 +95,12 @@ class ExperimentConfig:
         Held-out fraction.
     seed : int, default=0
         Seed for the split, partition, local training and dropouts.
+    executor : {"inprocess", "processes", "flower"}, default="inprocess"
+        Where clients run (see :mod:`he_fed.runtime`); the coefficients do not
+        depend on it.
+    workers : int, optional
+        Worker processes (``processes``) or simulation actors (``flower``);
+        default all cores.
     """
 
     dataset: str = "breast_cancer"
@@ -113,6 +128,8 @@ class ExperimentConfig:
     standardize: bool = True
     test_size: float = 0.25
     seed: int = 0
+    executor: str = "inprocess"
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -125,6 +142,14 @@ class ExperimentConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+        if self.executor not in EXECUTORS:
+            raise ConfigurationError(
+                f"unknown executor {self.executor!r}; choose one of {', '.join(EXECUTORS)}"
+            )
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise ConfigurationError(f"workers must be a positive integer, got {self.workers!r}")
         if self.min_clients > self.clients:
             raise ConfigurationError(
                 f"min_clients={self.min_clients} exceeds the {self.clients} clients"
@@ -154,9 +179,11 @@ class ExperimentResult:
     setup : dict
         Key generation, key sizes and the standardisation rounds.
     totals : dict
-        ``train_s``, ``encrypt_s``, ``sign_s``, ``serialize_s``, ``aggregate_s``, ``decrypt_s``,
-        ``keygen_s``, ``total_s`` and ``bytes_up`` (all clients, all rounds,
-        standardisation included).
+        ``train_s``, ``encrypt_s``, ``sign_s``, ``serialize_s``, ``aggregate_s``, ``decrypt_s``
+        (summed over clients), ``keygen_s``, ``startup_s`` (the executor's:
+        spawning workers or waiting for Flower nodes), ``round_wall_s`` (wall
+        clock of all rounds), ``total_s`` and ``bytes_up`` (all clients, all
+        rounds, standardisation included).
     environment : dict
         Versions, CPU and thread settings.
     """
@@ -230,32 +257,74 @@ def environment() -> dict[str, Any]:
         "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         "packages": {
             p: _version(p)
-            for p in ("he-fed", "numpy", "scikit-learn", "phe", "gmpy2", "tenseal", "click")
+            for p in (
+                "he-fed", "numpy", "scikit-learn", "phe", "gmpy2", "tenseal", "click", "flwr", "ray"
+            )
         },
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
-def run_experiment(
-    config: ExperimentConfig | None = None,
-    *,
-    progress: Callable[[dict[str, Any]], None] | None = None,
-) -> ExperimentResult:
-    """Load, split and partition the data, then train with the encrypted protocol.
+@dataclass(frozen=True, eq=False)
+class ExperimentData:
+    """An experiment's data, split and dealt to clients exactly as :func:`run_experiment` does.
 
-    Parameters
+    A Flower client node calls :meth:`client_data` to load its own share of a
+    built-in dataset, so that a deployment trains on the same partitions as the
+    in-process run with the same seed.
+
+    Attributes
     ----------
-    config : ExperimentConfig, optional
-        The experiment (default: ``ExperimentConfig()``).
-    progress : callable, optional
-        Called with each round's record as it completes.
-
-    Returns
-    -------
-    ExperimentResult
+    name, task, model : str
+        Dataset name, ``"classification"`` or ``"regression"``, and the model
+        (``"logistic"`` or ``"linear"``) that ``model="auto"`` resolves to.
+    X_train, X_test, y_train, y_test : ndarray
+        The split.
+    groups : ndarray of shape (n_train,)
+        Which client holds each training row.
     """
-    config = config or ExperimentConfig()
-    started = time.perf_counter()
+
+    name: str
+    task: str
+    model: str
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    groups: np.ndarray
+
+    @property
+    def client_ids(self) -> list[str]:
+        """The clients' names, in order (as the estimators name them)."""
+        return [str(g) for g in np.unique(self.groups)]
+
+    def client_data(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``index``-th client's ``(X, y)``.
+
+        Raises
+        ------
+        ConfigurationError
+            If there is no such client.
+        """
+        labels = np.unique(self.groups)
+        if not 0 <= index < labels.size:
+            raise ConfigurationError(
+                f"there is no client {index}; clients are 0..{labels.size - 1}"
+            )
+        rows = self.groups == labels[index]
+        return self.X_train[rows], self.y_train[rows]
+
+
+def experiment_data(config: ExperimentConfig) -> ExperimentData:
+    """Load, split and partition the data of ``config`` (deterministic in its seed).
+
+    Raises
+    ------
+    ConfigurationError
+        If the model does not fit the dataset.
+    DatasetError
+        If the dataset cannot be loaded.
+    """
     data = load_dataset(
         config.dataset,
         target=config.target,
@@ -286,6 +355,42 @@ def run_experiment(
     groups = np.empty(len(y_train), dtype=np.int64)
     for k, idx in enumerate(parts):
         groups[idx] = k
+    return ExperimentData(data.name, task, model, X_train, X_test, y_train, y_test, groups)
+
+
+def run_experiment(
+    config: ExperimentConfig | None = None,
+    *,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    executor: Executor | None = None,
+) -> ExperimentResult:
+    """Load, split and partition the data, then train with the encrypted protocol.
+
+    Parameters
+    ----------
+    config : ExperimentConfig, optional
+        The experiment (default: ``ExperimentConfig()``).
+    progress : callable, optional
+        Called with each round's record as it completes.
+    executor : Executor, optional
+        An executor object to use instead of ``config.executor`` (the Flower App's
+        ServerApp passes its grid-bound :class:`~he_fed.runtime.flower.FlowerExecutor`).
+
+    Returns
+    -------
+    ExperimentResult
+    """
+    config = config or ExperimentConfig()
+    started = time.perf_counter()
+    prepared = experiment_data(config)
+    model = prepared.model
+    X_train, X_test, y_train, y_test = (
+        prepared.X_train,
+        prepared.X_test,
+        prepared.y_train,
+        prepared.y_test,
+    )
+    groups = prepared.groups
     cls = FederatedLogisticRegression if model == "logistic" else FederatedLinearRegression
     estimator = cls(
         scheme=config.scheme,
@@ -304,6 +409,8 @@ def run_experiment(
         ckks_preset=config.ckks_preset,
         allow_insecure=config.allow_insecure,
         random_state=config.seed,
+        executor=config.executor if executor is None else executor,
+        workers=config.workers,
     )
     estimator.fit(X_train, y_train, groups, eval_set=(X_test, y_test), callback=progress)
     reference = (
@@ -320,16 +427,18 @@ def run_experiment(
         f"{phase}_s": float(sum(r["timings"][phase] for r in every_round)) for phase in _PHASES
     }
     totals["keygen_s"] = setup["keygen_s"]
+    totals["startup_s"] = setup["startup_s"]
+    totals["round_wall_s"] = float(sum(r["wall_s"] for r in every_round))
     totals["total_s"] = time.perf_counter() - started
     totals["bytes_up"] = int(sum(r["bytes_up"] * r["contributors"] for r in every_round))
     totals["bytes_down"] = int(sum(r["bytes_down"] * r["contributors"] for r in every_round))
     return ExperimentResult(
         config=config,
         dataset={
-            "name": data.name,
-            "task": task,
+            "name": prepared.name,
+            "task": prepared.task,
             "model": model,
-            "n_features": int(data.X.shape[1]),
+            "n_features": int(X_train.shape[1]),
             "n_train": len(y_train),
             "n_test": len(y_test),
             "client_sizes": setup["client_sizes"],

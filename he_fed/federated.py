@@ -1,4 +1,4 @@
-"""scikit-learn estimators whose ``fit`` runs the whole encrypted protocol in process."""
+"""scikit-learn estimators whose ``fit`` runs the whole encrypted protocol on an executor."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from he_fed.exceptions import ConfigurationError
 from he_fed.models import LinearRegressionGD, LogisticRegressionGD
 from he_fed.models._gd import BaseGD
 from he_fed.protocol.federation import Federation, RoundOutcome
+from he_fed.protocol.spec import FederationSetup
+from he_fed.runtime import Executor, run_federation
 
 __all__ = ["FederatedLinearRegression", "FederatedLogisticRegression"]
 
@@ -66,6 +68,8 @@ class _FederatedBase(BaseEstimator):
         ckks_preset: str = "aggregation-fast",
         allow_insecure: bool = False,
         random_state: int = 0,
+        executor: str | Executor = "inprocess",
+        workers: int | None = None,
     ) -> None:
         self.scheme = scheme
         self.rounds = rounds
@@ -83,6 +87,8 @@ class _FederatedBase(BaseEstimator):
         self.ckks_preset = ckks_preset
         self.allow_insecure = allow_insecure
         self.random_state = random_state
+        self.executor = executor
+        self.workers = workers
 
     def _metrics(self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float) -> tuple[float, float]:
         raise NotImplementedError
@@ -113,7 +119,7 @@ class _FederatedBase(BaseEstimator):
             batch_size=self.batch_size,
             random_state=self.random_state,
         )
-        federation = Federation.create(
+        setup = FederationSetup.from_partitions(
             partitions,
             scheme=_scheme_for(self, [len(p[0]) for p in partitions]),
             model=model,
@@ -129,27 +135,41 @@ class _FederatedBase(BaseEstimator):
         history: list[dict[str, Any]] = []
         started = time.perf_counter()
 
-        def record(outcome: RoundOutcome) -> None:
-            coef, b = federation.aggregator.raw_model()
-            metric, loss = self._metrics(X_eval, np.asarray(y_eval), coef, b)
-            entry = _round_entry(len(history) + 1, outcome, metric, loss)
-            history.append(entry)
-            if callback is not None:
-                callback(entry)
+        def train(federation: Federation) -> dict[str, Any]:
+            def record(outcome: RoundOutcome) -> None:
+                coef, b = federation.aggregator.raw_model()
+                metric, loss = self._metrics(X_eval, np.asarray(y_eval), coef, b)
+                entry = _round_entry(len(history) + 1, outcome, metric, loss)
+                history.append(entry)
+                if callback is not None:
+                    callback(entry)
 
-        federation.train(
-            self.rounds, dropout=self.dropout, random_state=self.random_state, on_round=record
+            federation.train(
+                self.rounds, dropout=self.dropout, random_state=self.random_state, on_round=record
+            )
+            coef, intercept = federation.aggregator.raw_model()
+            return {
+                "coef": coef,
+                "intercept": intercept,
+                "scheme": federation.keyholder.public_key.scheme.name,
+                "params": federation.keyholder.public_key.scheme.params(),
+                "keygen_s": federation.keygen_s,
+                **{f"{k}_bytes": v for k, v in federation.setup_bytes().items()},
+                "statistics": [
+                    _round_entry(0, o, float("nan"), float("nan"))
+                    for o in federation.setup_outcomes
+                ],
+                "executor": federation.executor.name,
+                "startup_s": federation.executor.startup_s,
+            }
+
+        summary = run_federation(
+            self.executor, setup, partitions, train, workers=self.workers
         )
-        coef, intercept = federation.aggregator.raw_model()
+        coef, intercept = summary.pop("coef"), summary.pop("intercept")
         self.history_ = history
         self.setup_ = {
-            "scheme": federation.keyholder.public_key.scheme.name,
-            "params": federation.keyholder.public_key.scheme.params(),
-            "keygen_s": federation.keygen_s,
-            **{f"{k}_bytes": v for k, v in federation.setup_bytes().items()},
-            "statistics": [
-                _round_entry(0, o, float("nan"), float("nan")) for o in federation.setup_outcomes
-            ],
+            **summary,
             "client_sizes": [len(p[0]) for p in partitions],
             "fit_s": time.perf_counter() - started,
         }
@@ -174,6 +194,7 @@ def _round_entry(index: int, outcome: RoundOutcome, metric: float, loss: float) 
         "failures": dict(outcome.failures),
         "clipped": outcome.clipped,
         "skipped": outcome.skipped,
+        "wall_s": outcome.wall_s,
     }
 
 
@@ -220,6 +241,14 @@ _PARAMS_DOC = """
         Accept Paillier keys under 2048 bits (tests and demos only).
     random_state : int, default=0
         Seed for local shuffling and dropouts.
+    executor : {"inprocess", "processes", "flower"} or Executor, default="inprocess"
+        Where clients run: here, one after another; in a pool of worker processes
+        (same coefficients, faster when encryption dominates); or on Flower's
+        simulation engine, one virtual SuperNode per client plus one for the key
+        holder (``pip install "he-fed[flower]"``). See :mod:`he_fed.runtime`.
+    workers : int or None, default=None
+        Worker processes (``processes``) or simulation actors (``flower``);
+        None means all cores.
 
     Attributes
     ----------
@@ -227,10 +256,13 @@ _PARAMS_DOC = """
         The global model on raw (unstandardised) features.
     history_ : list of dict
         Per training round: ``metric``, ``loss`` (on ``eval_set``, else the training
-        data), ``timings`` (seconds per phase), ``bytes_up`` and ``bytes_down`` per
-        client, ``contributors``, ``dropped``, ``clipped`` and ``skipped``.
+        data), ``timings`` (seconds per phase, summed over clients), ``wall_s``
+        (the round's wall-clock time), ``bytes_up`` and ``bytes_down`` per client,
+        ``contributors``, ``dropped``, ``clipped`` and ``skipped``.
     setup_ : dict
-        Key generation time, key material sizes, and the standardisation rounds.
+        Key generation time, key material sizes, the standardisation rounds, the
+        executor's name and its start-up time (``startup_s``: spawning workers or
+        waiting for Flower nodes).
     n_clients_ : int
         Number of clients (distinct groups).
 """
@@ -241,9 +273,10 @@ class FederatedLogisticRegression(ClassifierMixin, _FederatedBase):
         """Binary logistic regression trained by encrypted federated averaging.
 
     ``fit(X, y, groups=client_ids)`` splits the rows by client, generates keys,
-    and runs the full protocol in this process: clients train locally and send
-    encrypted updates, a blind aggregator sums them, and a key holder decrypts only
-    the aggregate. Every hop goes through bytes.
+    and runs the full protocol: clients train locally and send encrypted updates,
+    a blind aggregator sums them, and a key holder decrypts only the aggregate.
+    Every hop goes through bytes. The clients run in this process by default, or
+    in worker processes or on Flower (``executor=``), with the same result.
 """
         + _PARAMS_DOC
         + """
@@ -335,8 +368,8 @@ class FederatedLinearRegression(RegressorMixin, _FederatedBase):
     __doc__ = (
         """Least-squares linear regression trained by encrypted federated averaging.
 
-    ``fit(X, y, groups=client_ids)`` runs the full protocol in this process, as
-    :class:`FederatedLogisticRegression` does.
+    ``fit(X, y, groups=client_ids)`` runs the full protocol on the chosen
+    executor, as :class:`FederatedLogisticRegression` does.
 """
         + _PARAMS_DOC
         + """

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from he_fed.crypto import CKKS, KeyPair, PackedPaillier, Paillier, Plain, Scheme
+
+# Flower reads these when it is imported: no usage reports or update checks from
+# the test suite (CI machines may have no network at all).
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 
 #: Fast schemes: 1024-bit Paillier needs allow_insecure=True, on purpose.
 #: Each with a weighted plan: up to 64 contributions of weight up to 128.

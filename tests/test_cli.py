@@ -117,3 +117,29 @@ def test_inspect_describes_messages_and_refuses_a_corrupt_key_file(tmp_path):
     assert result.exit_code != 0
     assert "MalformedMessage" in result.output and "Traceback" not in result.output
     assert result.output.strip().count("\n") == 0
+
+
+def test_executor_processes_gives_the_inprocess_coefficients(tmp_path):
+    coefs = {}
+    for executor in ("inprocess", "processes"):
+        out = tmp_path / f"{executor}.json"
+        args = ["run", "--scheme", "paillier", "--rounds", "2", "--executor", executor,
+                "--workers", "2", "--json", str(out), "--quiet", *FAST]
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        data = json.loads(out.read_text())
+        assert data["config"]["executor"] == executor
+        coefs[executor] = (data["final"]["coef"], data["final"]["intercept"])
+    assert coefs["processes"] == coefs["inprocess"]
+
+
+def test_an_unknown_executor_is_a_one_line_error():
+    result = CliRunner().invoke(main, ["run", "--executor", "spark"])
+    assert result.exit_code == 2 and "Invalid value for '--executor'" in result.output
+
+
+def test_flower_app_writes_the_app(tmp_path):
+    result = CliRunner().invoke(main, ["flower-app", str(tmp_path / "app")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "app" / "pyproject.toml").read_text()
+    assert 'serverapp = "he_fed.runtime.flower.app:server"' in text

@@ -14,6 +14,7 @@ PACKAGES = [
     "he_fed.models",
     "he_fed.protocol",
     "he_fed.runtime",
+    "he_fed.runtime.flower",
 ]
 
 

@@ -58,6 +58,24 @@ _MIN_KEY_BITS = 256
 #: Encryptions per call from which worker processes are used (their start-up and
 #: tables cost about a second, which short vectors would not win back).
 PARALLEL_MIN_CIPHERTEXTS = 512
+#: Environment variable that sets the default number of encryption processes (a
+#: scheme's own ``workers`` wins). Processes that are themselves pool workers set
+#: it to 1, so that they never start pools of their own.
+WORKERS_ENV = "HE_FED_ENCRYPT_WORKERS"
+
+
+def default_workers() -> int:
+    """Encryption processes used when a scheme does not set ``workers``.
+
+    ``$HE_FED_ENCRYPT_WORKERS`` if it is set, else the cores this process may use.
+    """
+    configured = os.environ.get(WORKERS_ENV, "")
+    if configured.isdigit() and int(configured) >= 1:
+        return int(configured)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:
@@ -85,7 +103,7 @@ class _PaillierScheme(Scheme):
         Accept keys below 2048 bits. For fast tests and demos only.
     workers : int or None, default=None
         Processes used to encrypt long vectors (at least 512 ciphertexts); None
-        means all cores.
+        means :func:`default_workers` (``$HE_FED_ENCRYPT_WORKERS``, else all cores).
     """
 
     key_bits: int = MIN_SECURE_KEY_BITS
@@ -353,7 +371,7 @@ class PaillierPublicKey(PublicKey):
 
     def _randomisers(self, count: int) -> list[Any]:
         bits = self.scheme.randomness_bits
-        workers = self.scheme.workers or os.cpu_count() or 1
+        workers = self.scheme.workers or default_workers()
         if workers > 1 and count >= PARALLEL_MIN_CIPHERTEXTS:
             from he_fed.crypto import _parallel
 

@@ -69,7 +69,6 @@ class Plain(Scheme):
             raise MalformedMessage("plain key fingerprint does not match its contents")
         return key
 
-
     @classmethod
     def _load_secret(cls, public: PlainPublicKey, body: bytes) -> PlainSecretKey:
         if body:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.client import Client, ClientReport
-from he_fed.protocol.federation import Federation, RoundOutcome
+from he_fed.protocol.federation import Federation, KeyHolderRole, RoundOutcome
 from he_fed.protocol.keyholder import KeyHolder
 from he_fed.protocol.receipts import Identity, Registry
 from he_fed.protocol.messages import (
@@ -17,17 +17,22 @@ from he_fed.protocol.messages import (
     decode,
     encode,
 )
+from he_fed.protocol.spec import ClientPlan, ClientSpec, FederationSetup
 
 __all__ = [
     "Aggregate",
     "Aggregator",
     "Client",
+    "ClientPlan",
     "ClientReport",
+    "ClientSpec",
     "EncryptedAggregate",
     "EncryptedUpdate",
     "Federation",
+    "FederationSetup",
     "Identity",
     "KeyHolder",
+    "KeyHolderRole",
     "Receipt",
     "Registry",
     "RoundOutcome",

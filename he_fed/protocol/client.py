@@ -15,6 +15,7 @@ from he_fed.protocol import tasks
 from he_fed.protocol._keys import public_material
 from he_fed.protocol.messages import EncryptedUpdate, RoundStart, Task, decode, encode
 from he_fed.protocol.receipts import Identity, digest, signed_payload
+from he_fed.protocol.spec import ClientPlan, ClientSpec
 
 __all__ = ["Client", "ClientReport"]
 
@@ -116,10 +117,13 @@ class Client:
         self._X = X
         self._y = y
         self._key: PublicKey = key
+        self._key_bytes = bytes(public_key) if isinstance(public_key, (bytes, bytearray)) else None
         self._model = model
         self._epochs = local_epochs
         self._classes = classes
         self._identity = identity or Identity()
+        self._standardize_target = standardize_target
+        self._allow_insecure = allow_insecure
         self._columns = np.column_stack([X, y.astype(np.float64)]) if standardize_target else X
 
     @property
@@ -131,6 +135,25 @@ class Client:
     def n_samples(self) -> int:
         """Number of local samples (the client's FedAvg weight)."""
         return len(self._X)
+
+    def spec(self) -> ClientSpec:
+        """This client as plain data, for an executor that runs it in another process.
+
+        :func:`he_fed.protocol.setup.build_client` turns it back into an equal client.
+        """
+        if self._key_bytes is None:
+            self._key_bytes = self._key.to_bytes()
+        plan = ClientPlan(
+            model=self._model,
+            local_epochs=self._epochs,
+            classes=self._classes,
+            standardize_target=self._standardize_target,
+            allow_insecure=self._allow_insecure,
+        )
+        return ClientSpec(
+            self.client_id, self._X, self._y, self._key_bytes, plan,
+            signing_key=self._identity.private_bytes(),
+        )
 
     def participate(self, message: bytes) -> ClientReport:
         """Answer a :class:`RoundStart` with an encrypted update.

@@ -6,20 +6,21 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
-from sklearn.base import is_regressor
 
-from he_fed.crypto import Scheme
+from he_fed.crypto import PublicKey, Scheme
 from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation
 from he_fed.models._gd import BaseGD
 from he_fed.protocol.aggregator import Aggregator
-from he_fed.protocol.client import Client
-from he_fed.protocol.keyholder import KeyHolder
 from he_fed.protocol.messages import Aggregate, Task, decode
+from he_fed.protocol.setup import build_aggregator, build_client, generate_keyholder
+from he_fed.protocol.spec import ClientSpec, FederationSetup
+from he_fed.runtime.base import ClientHandle, Executor
 from he_fed.runtime.inprocess import InProcessExecutor
 
-__all__ = ["Federation", "RoundOutcome"]
+__all__ = ["Federation", "KeyHolderRole", "RoundOutcome"]
 
 log = logging.getLogger("he_fed")
 
@@ -56,6 +57,10 @@ class RoundOutcome:
         Sum of the contributors' sample counts.
     skipped : str or None
         Why the round changed nothing, if it did not.
+    wall_s : float
+        Wall-clock seconds of the whole round, from broadcast to applied aggregate
+        (the phase timings are summed over clients, so they can exceed it when
+        clients run in parallel).
     """
 
     round: int
@@ -69,6 +74,32 @@ class RoundOutcome:
     clipped: int
     total_weight: int = 0
     skipped: str | None = None
+    wall_s: float = 0.0
+
+
+class KeyHolderRole(Protocol):
+    """What the round logic needs of the key holder: a local
+    :class:`~he_fed.protocol.keyholder.KeyHolder`, or a proxy that forwards the
+    bytes to a key holder elsewhere (a Flower node)."""
+
+    min_clients: int
+
+    @property
+    def public_key(self) -> PublicKey:
+        """The public key."""
+        ...
+
+    def public_key_bytes(self) -> bytes:
+        """Encoded public key, for clients."""
+        ...
+
+    def aggregation_key_bytes(self) -> bytes:
+        """Encoded aggregation material, for the aggregator."""
+        ...
+
+    def decrypt_aggregate(self, data: bytes) -> bytes:
+        """Encoded :class:`Aggregate` for an encoded :class:`EncryptedAggregate`."""
+        ...
 
 
 @dataclass
@@ -76,13 +107,14 @@ class Federation:
     """A key holder, an aggregator and clients, talking only through bytes.
 
     Build one with :meth:`create`, then :meth:`standardize` and :meth:`run_round`,
-    or :meth:`train` to do both.
+    or :meth:`train` to do both. The clients run wherever the ``executor`` puts
+    them (see :mod:`he_fed.runtime`); the round logic only knows their names.
     """
 
-    keyholder: KeyHolder
+    keyholder: KeyHolderRole
     aggregator: Aggregator
-    clients: list[Client]
-    executor: InProcessExecutor = field(default_factory=InProcessExecutor)
+    clients: Sequence[ClientHandle]
+    executor: Executor = field(default_factory=InProcessExecutor)
     keygen_s: float = 0.0
     #: Outcomes of the standardisation rounds, once run.
     setup_outcomes: list[RoundOutcome] = field(default_factory=list)
@@ -100,7 +132,7 @@ class Federation:
         server_lr: float = 1.0,
         standardize: bool = True,
         client_ids: Sequence[str] | None = None,
-        executor: InProcessExecutor | None = None,
+        executor: Executor | None = None,
     ) -> Federation:
         """Generate keys and hand each role the bytes it may hold.
 
@@ -116,46 +148,53 @@ class Federation:
             See :class:`Client`, :class:`KeyHolder` and :class:`Aggregator`.
         client_ids : sequence of str, optional
             Names of the clients (default ``client-0``, ``client-1``, ...).
-        executor : optional
-            How clients are run (default in process).
+        executor : Executor, optional
+            How clients are run (default in process, one after another).
         """
-        if len(partitions) < 1:
-            raise ConfigurationError("a federation needs at least one client")
-        ids = list(client_ids) if client_ids is not None else [
-            f"client-{i}" for i in range(len(partitions))
-        ]
-        if len(ids) != len(partitions) or len(set(ids)) != len(ids):
-            raise ConfigurationError("client_ids must be unique, one per partition")
-        widths = {np.asarray(X).shape[1] for X, _ in partitions}
-        if len(widths) != 1:
-            raise ConfigurationError(f"clients disagree on the number of features: {widths}")
-        t0 = time.perf_counter()
-        keyholder = KeyHolder.generate(scheme, min_clients=min_clients)
-        keygen_s = time.perf_counter() - t0
-        insecure = getattr(scheme, "allow_insecure", False)
-        target = is_regressor(model)
-        aggregator = Aggregator(
-            keyholder.aggregation_key_bytes(),
-            n_features=widths.pop(),
+        setup = FederationSetup.from_partitions(
+            partitions,
+            scheme=scheme,
+            model=model,
+            local_epochs=local_epochs,
+            classes=classes,
+            min_clients=min_clients,
             server_lr=server_lr,
             standardize=standardize,
-            standardize_target=target,
-            allow_insecure=insecure,
+            client_ids=client_ids,
         )
+        return cls.from_setup(setup, partitions, executor=executor)
+
+    @classmethod
+    def from_setup(
+        cls,
+        setup: FederationSetup,
+        partitions: Sequence[tuple[np.ndarray, np.ndarray]],
+        *,
+        executor: Executor | None = None,
+    ) -> Federation:
+        """Build all three roles here: keys, aggregator, and one client per partition.
+
+        Parameters
+        ----------
+        setup : FederationSetup
+            The federation's description.
+        partitions : sequence of (X_k, y_k)
+            Each client's data, in the order of ``setup.client_ids``.
+        executor : Executor, optional
+            How clients are run (default in process).
+        """
+        if len(partitions) != len(setup.client_ids):
+            raise ConfigurationError(
+                f"{len(partitions)} partitions for {len(setup.client_ids)} client ids"
+            )
+        t0 = time.perf_counter()
+        keyholder = generate_keyholder(setup.scheme, min_clients=setup.min_clients)
+        keygen_s = time.perf_counter() - t0
+        aggregator = build_aggregator(keyholder.aggregation_key_bytes(), setup)
         public = keyholder.public_key_bytes()
         clients = [
-            Client(
-                cid,
-                X,
-                y,
-                public,
-                model=model,
-                local_epochs=local_epochs,
-                classes=classes,
-                standardize_target=target and standardize,
-                allow_insecure=insecure,
-            )
-            for cid, (X, y) in zip(ids, partitions)
+            build_client(ClientSpec(cid, X, y, public, setup.plan))
+            for cid, (X, y) in zip(setup.client_ids, partitions, strict=True)
         ]
         for client in clients:  # setup: every identity is registered with both parties
             keyholder.register(client.client_id, client.verify_key)
@@ -178,6 +217,7 @@ class Federation:
         logged; the round completes with the others. A round the key holder refuses
         for too small a cohort changes nothing and is reported as skipped.
         """
+        round_started = time.perf_counter()
         chosen = set(participants) if participants is not None else None
         asked = [c for c in self.clients if chosen is None or c.client_id in chosen]
         absent = tuple(c.client_id for c in self.clients if c not in asked)
@@ -224,7 +264,8 @@ class Federation:
                 f"{self.keyholder.min_clients}"
             )
             log.warning("round %d skipped: %s", self.aggregator.round, reason)
-            return RoundOutcome(timings=timings, skipped=reason, **outcome)  # type: ignore[arg-type]
+            wall = time.perf_counter() - round_started
+            return RoundOutcome(timings=timings, skipped=reason, wall_s=wall, **outcome)  # type: ignore[arg-type]
         t0 = time.perf_counter()
         encrypted = self.aggregator.finish_round()
         timings["aggregate"] += time.perf_counter() - t0
@@ -233,11 +274,13 @@ class Federation:
             plain = self.keyholder.decrypt_aggregate(encrypted)
         except PolicyViolation as exc:
             timings["decrypt"] += time.perf_counter() - t0
-            return RoundOutcome(timings=timings, skipped=str(exc), **outcome)  # type: ignore[arg-type]
+            wall = time.perf_counter() - round_started
+            return RoundOutcome(timings=timings, skipped=str(exc), wall_s=wall, **outcome)  # type: ignore[arg-type]
         timings["decrypt"] += time.perf_counter() - t0
         self.aggregator.apply(plain)
         weight = decode(plain, Aggregate).total_weight
-        return RoundOutcome(timings=timings, total_weight=weight, **outcome)  # type: ignore[arg-type]
+        wall = time.perf_counter() - round_started
+        return RoundOutcome(timings=timings, total_weight=weight, wall_s=wall, **outcome)  # type: ignore[arg-type]
 
     def standardize(self) -> list[RoundOutcome]:
         """Compute the global feature mean and scale from two encrypted sums.

@@ -36,26 +36,45 @@ class KeyHolder:
         Smallest cohort whose aggregate may be decrypted.
     clients : mapping of str to bytes, optional
         Registered clients' Ed25519 public keys (more with :meth:`register`).
+    last_round : int, default=-1
+        The last round already decrypted, for a key holder restored from storage
+        (see :attr:`last_round`); rounds up to it are refused.
     """
 
     def __init__(
-        self, keys: KeyPair, *, min_clients: int = 2, clients: dict[str, bytes] | None = None
+        self,
+        keys: KeyPair,
+        *,
+        min_clients: int = 2,
+        clients: dict[str, bytes] | None = None,
+        last_round: int = -1,
     ) -> None:
         if isinstance(min_clients, bool) or not isinstance(min_clients, int) or min_clients < 1:
             raise ConfigurationError("min_clients must be a positive integer")
+        if isinstance(last_round, bool) or not isinstance(last_round, int) or last_round < -1:
+            raise ConfigurationError("last_round must be an integer of at least -1")
         self._keys = keys
         self.min_clients = min_clients
         self._registry = Registry(clients)
-        self._last_round = -1
+        self._last_round = last_round
 
     def register(self, client_id: str, verify_key: bytes) -> None:
         """Register a client's Ed25519 public key (done once, at setup)."""
         self._registry.register(client_id, verify_key)
 
+    def registered_clients(self) -> dict[str, bytes]:
+        """Every registered client's public key, for the key holder's own storage."""
+        return self._registry.public_keys()
+
     @classmethod
     def generate(cls, scheme: Scheme, *, min_clients: int = 2) -> KeyHolder:
         """Generate fresh keys under ``scheme``."""
         return cls(scheme.keygen(), min_clients=min_clients)
+
+    @property
+    def last_round(self) -> int:
+        """The last round decrypted (-1 before the first); keep it with the stored key."""
+        return self._last_round
 
     @property
     def public_key(self) -> PublicKey:
@@ -65,6 +84,16 @@ class KeyHolder:
     def public_key_bytes(self) -> bytes:
         """Encoded public key, for clients."""
         return self._keys.public.to_bytes()
+
+    def secret_key_bytes(self) -> bytes:
+        """Encoded secret key, for this key holder's own storage only. SECRET.
+
+        A key holder whose process does not outlive a round (a Flower SuperNode
+        starts one process per message) keeps these bytes, with :attr:`last_round`,
+        on its own node and restores itself with
+        :func:`he_fed.protocol.setup.restore_keyholder`. Never send them.
+        """
+        return self._keys.secret.to_bytes()
 
     def aggregation_key_bytes(self) -> bytes:
         """Encoded aggregation material (the least that can add), for the aggregator."""

@@ -50,7 +50,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from he_fed.crypto import wire
 from he_fed.exceptions import ConfigurationError
@@ -99,6 +104,23 @@ class Identity:
     def __init__(self, private_key: Ed25519PrivateKey | None = None) -> None:
         self._key = private_key or Ed25519PrivateKey.generate()
 
+    @classmethod
+    def from_private_bytes(cls, private: bytes) -> Identity:
+        """The identity whose raw 32-byte private key is ``private``.
+
+        Raises
+        ------
+        ConfigurationError
+            If ``private`` is not 32 bytes.
+        """
+        if not isinstance(private, (bytes, bytearray)) or len(private) != 32:
+            raise ConfigurationError("a signing identity is a 32-byte Ed25519 private key")
+        return cls(Ed25519PrivateKey.from_private_bytes(bytes(private)))
+
+    def private_bytes(self) -> bytes:
+        """The raw 32-byte private key. It belongs to the client alone."""
+        return self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
     @property
     def public_bytes(self) -> bytes:
         """The 32-byte raw public key to register with the key holder."""
@@ -141,6 +163,12 @@ class Registry:
         if known is not None and known != key:
             raise ConfigurationError(f"client {client_id!r} is already registered with another key")
         self._keys[client_id] = key
+
+    def public_keys(self) -> dict[str, bytes]:
+        """Every registration, as raw 32-byte public keys (for storage)."""
+        return {
+            cid: key.public_bytes(Encoding.Raw, PublicFormat.Raw) for cid, key in self._keys.items()
+        }
 
     def __contains__(self, client_id: object) -> bool:
         return client_id in self._keys

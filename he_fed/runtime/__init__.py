@@ -1,7 +1,30 @@
-"""Executors: they move bytes between roles and call role methods, nothing else."""
+"""Executors: where clients run. They move bytes and call role methods, nothing else.
+
+* :class:`InProcessExecutor` (``"inprocess"``, the default): every client here, in
+  order. Deterministic.
+* :class:`ProcessesExecutor` (``"processes"``): clients' training and encryption in
+  a pool of spawned worker processes, with identical results.
+* ``"flower"``: Flower ClientApps on SuperNodes, simulated or deployed
+  (:mod:`he_fed.runtime.flower`, ``pip install "he-fed[flower]"``). Importing this
+  package does not import Flower.
+
+:func:`run_federation` runs a federation on any of them.
+"""
 
 from __future__ import annotations
 
-from he_fed.runtime.inprocess import ClientResult, InProcessExecutor
+from he_fed.runtime.base import ClientHandle, ClientResult, Executor
+from he_fed.runtime.inprocess import InProcessExecutor
+from he_fed.runtime.launch import EXECUTORS, make_executor, run_federation
+from he_fed.runtime.processes import ProcessesExecutor
 
-__all__ = ["ClientResult", "InProcessExecutor"]
+__all__ = [
+    "EXECUTORS",
+    "ClientHandle",
+    "ClientResult",
+    "Executor",
+    "InProcessExecutor",
+    "ProcessesExecutor",
+    "make_executor",
+    "run_federation",
+]

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from he_fed.exceptions import HEFedError
-from he_fed.protocol.client import Client, ClientReport
+from he_fed.exceptions import ConfigurationError, HEFedError
+from he_fed.protocol.client import Client
+from he_fed.runtime.base import ClientHandle, ClientResult
 
 __all__ = ["ClientResult", "InProcessExecutor"]
 
 log = logging.getLogger("he_fed")
-
-
-@dataclass(frozen=True)
-class ClientResult:
-    """One client's answer to a round: a report, or the error that stopped it."""
-
-    client_id: str
-    report: ClientReport | None
-    error: str | None = None
 
 
 class InProcessExecutor:
@@ -30,15 +21,30 @@ class InProcessExecutor:
     """
 
     name = "inprocess"
+    #: Nothing to start.
+    startup_s: float | None = 0.0
 
-    def collect(self, clients: Sequence[Client], message: bytes) -> list[ClientResult]:
+    def start(self) -> float:
+        """Nothing to start; returns 0."""
+        return 0.0
+
+    def collect(self, clients: Sequence[ClientHandle], message: bytes) -> list[ClientResult]:
         """Hand ``message`` to every client and gather their reports.
 
         A client that fails with an :class:`~he_fed.exceptions.HEFedError` is
         reported with its error and left out of the round; the others go on.
+
+        Raises
+        ------
+        ConfigurationError
+            If a client is not a :class:`~he_fed.protocol.client.Client` object.
         """
         results = []
         for client in clients:
+            if not isinstance(client, Client):
+                raise ConfigurationError(
+                    f"the inprocess executor runs Client objects, not {type(client).__name__}"
+                )
             try:
                 results.append(ClientResult(client.client_id, client.participate(message)))
             except HEFedError as exc:

@@ -1,0 +1,292 @@
+"""Scale: the processes executor's speed-up, and 10 to 1,000 clients on every executor.
+
+Two measurements, each of them the real ``run_experiment`` path:
+
+* **Speed-up.** An encryption-dominated run (per-value 2048-bit Paillier, 50
+  features, 40 clients) with the ``inprocess`` and ``processes`` executors,
+  interleaved repetition by repetition in one process. Reported: the median
+  training-round wall time of each, their ratio, the whole run with and
+  without the worker start-up, and whether the coefficients are identical.
+* **Macro rows.** K in {10, 100, 1000} clients, packed 2048-bit Paillier (the
+  default scheme), logistic regression on 20 synthetic features, each executor
+  (``inprocess``, ``processes``, ``flower`` on Flower's simulation engine). Each
+  row runs in a fresh Python process while this one samples the memory of its
+  whole process tree (workers, Ray's processes) every 0.25 s. Reported: median
+  training-round wall time, executor start-up, peak memory (the sum of the
+  processes' proportional set sizes, PSS, so shared pages count once), and
+  whether every executor ended with the same coefficients.
+
+Run::
+
+    python benchmarks/scale.py --json benchmarks/results/scale.json \\
+        --markdown benchmarks/results/scale.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from he_fed import ExperimentConfig, run_experiment
+from he_fed.experiment import environment
+
+SPEEDUP = dict(
+    dataset="synthetic-classification",
+    samples=4000,
+    features=50,
+    clients=40,
+    rounds=3,
+    local_epochs=5,
+    scheme="paillier",
+    key_bits=2048,
+    seed=0,
+)
+MACRO = dict(
+    dataset="synthetic-classification",
+    features=20,
+    rounds=3,
+    local_epochs=5,
+    scheme="paillier-packed",
+    key_bits=2048,
+    seed=0,
+)
+SAMPLES_PER_CLIENT = 40
+CLIENT_COUNTS = (10, 100, 1000)
+EXECUTORS = ("inprocess", "processes", "flower")
+_SAMPLE_S = 0.25
+
+
+def _coef_digest(result: dict[str, Any]) -> str:
+    final = result["final"]
+    text = json.dumps([final["coef"], final["intercept"]])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    rounds = [r["wall_s"] for r in result["rounds"]]
+    return {
+        "round_s": statistics.median(rounds),
+        "rounds_s": rounds,
+        "setup_rounds_s": [r["wall_s"] for r in result["setup"]["statistics"]],
+        "startup_s": result["totals"]["startup_s"] or 0.0,
+        "keygen_s": result["totals"]["keygen_s"],
+        "total_s": result["totals"]["total_s"],
+        "metric": result["final"]["metric"],
+        "coef_digest": _coef_digest(result),
+    }
+
+
+def speedup(repeats: int) -> dict[str, Any]:
+    """Inprocess against processes on an encryption-dominated run, interleaved."""
+    runs: dict[str, list[dict[str, Any]]] = {"inprocess": [], "processes": []}
+    for _ in range(repeats):
+        for executor in runs:
+            config = ExperimentConfig(**SPEEDUP, executor=executor)  # type: ignore[arg-type]
+            runs[executor].append(_summary(run_experiment(config).to_dict()))
+    out: dict[str, Any] = {"config": SPEEDUP, "repeats": repeats, "workers": os.cpu_count()}
+    for executor, samples in runs.items():
+        out[executor] = {
+            "round_s": statistics.median(s["round_s"] for s in samples),
+            "all_rounds_s": [r for s in samples for r in s["rounds_s"]],
+            "run_s": statistics.median(s["total_s"] - s["startup_s"] for s in samples),
+            "run_with_startup_s": statistics.median(s["total_s"] for s in samples),
+            "startup_s": statistics.median(s["startup_s"] for s in samples),
+            "setup_rounds_s": samples[0]["setup_rounds_s"],
+            "coef_digests": sorted({s["coef_digest"] for s in samples}),
+        }
+    inp, proc = out["inprocess"], out["processes"]
+    out["ratio_round"] = inp["round_s"] / proc["round_s"]
+    out["ratio_run"] = inp["run_s"] / proc["run_s"]
+    out["ratio_run_with_startup"] = inp["run_with_startup_s"] / proc["run_with_startup_s"]
+    out["identical_coefficients"] = inp["coef_digests"] == proc["coef_digests"] and len(
+        inp["coef_digests"]
+    ) == 1
+    return out
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _memory_kib(pids: list[int]) -> tuple[int, int]:
+    """Summed PSS and RSS of ``pids`` in KiB (processes that vanished count zero)."""
+    pss = rss = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as handle:
+                for line in handle:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+                    elif line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+        except OSError:
+            continue
+    return pss, rss
+
+
+def macro_row(clients: int, executor: str, workdir: Path) -> dict[str, Any]:
+    """One (K, executor) run in a fresh process, with its tree's peak memory."""
+    out = workdir / f"{clients}-{executor}.json"
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--child", str(clients), executor, str(out)], env=env
+    )
+    peak_pss = peak_rss = peak_procs = 0
+    while child.poll() is None:
+        pids = _tree(child.pid)
+        pss, rss = _memory_kib(pids)
+        peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
+        peak_procs = max(peak_procs, len(pids))
+        time.sleep(_SAMPLE_S)
+    if child.returncode != 0:
+        raise SystemExit(f"{clients} clients on {executor} failed with {child.returncode}")
+    result = json.loads(out.read_text())
+    return {
+        "clients": clients,
+        "executor": executor,
+        **_summary(result),
+        "process_s": time.perf_counter() - started,
+        "peak_pss_mib": peak_pss / 1024,
+        "peak_rss_mib": peak_rss / 1024,
+        "peak_processes": peak_procs,
+    }
+
+
+def _child(clients: int, executor: str, out: Path) -> None:
+    config = ExperimentConfig(
+        **MACRO,  # type: ignore[arg-type]
+        samples=SAMPLES_PER_CLIENT * clients,
+        clients=clients,
+        executor=executor,
+    )
+    out.write_text(run_experiment(config).to_json())
+
+
+def macro(workdir: Path, counts: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Every (K, executor) row; K outer, so a row's neighbours share the machine's state."""
+    rows = []
+    for clients in counts:
+        for executor in EXECUTORS:
+            rows.append(macro_row(clients, executor, workdir))
+            print(json.dumps(rows[-1]), flush=True)
+    for clients in counts:
+        digests = {r["coef_digest"] for r in rows if r["clients"] == clients}
+        for row in rows:
+            if row["clients"] == clients:
+                row["same_coefficients_as_every_executor"] = len(digests) == 1
+    return rows
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The committed tables, from a result dict."""
+    env = result["environment"]
+    s = result["speedup"]
+    c = s["config"]
+    lines = [
+        "# Scale: executors from 10 to 1,000 clients",
+        "",
+        f"{env['date']} · {env['cpu']} · {env['cpu_count']} cores · Python {env['python']} · "
+        f"flwr {env['packages'].get('flwr')} · ray {env['packages'].get('ray')}. One run of "
+        "each row on a shared machine; ratios compare runs made in the same session.",
+        "",
+        "## The processes executor against inprocess",
+        "",
+        f"{c['clients']} clients, per-value {c['key_bits']}-bit Paillier, {c['features']} "
+        f"features, {c['rounds']} rounds of {c['local_epochs']} local epochs: encryption "
+        f"dominates. Medians of {s['repeats']} interleaved repetitions, {s['workers']} workers.",
+        "",
+        "| | inprocess | processes | speed-up |",
+        "|---|---:|---:|---:|",
+        f"| training round, wall s | {s['inprocess']['round_s']:.2f} | "
+        f"{s['processes']['round_s']:.2f} | {s['ratio_round']:.2f}× |",
+        f"| whole run without start-up, s | {s['inprocess']['run_s']:.2f} | "
+        f"{s['processes']['run_s']:.2f} | {s['ratio_run']:.2f}× |",
+        f"| whole run with start-up, s | {s['inprocess']['run_with_startup_s']:.2f} | "
+        f"{s['processes']['run_with_startup_s']:.2f} | {s['ratio_run_with_startup']:.2f}× |",
+        f"| worker start-up, s | – | {s['processes']['startup_s']:.2f} | |",
+        "",
+        f"Identical coefficients: {'yes' if s['identical_coefficients'] else 'NO'}.",
+        "",
+        "## Time per round and peak memory",
+        "",
+        f"Packed {MACRO['key_bits']}-bit Paillier, logistic regression on "
+        f"{MACRO['features']} synthetic features, {SAMPLES_PER_CLIENT} samples per client "
+        f"(75% for training), {MACRO['rounds']} training rounds after the two "
+        "standardisation rounds. Peak memory is the summed PSS of the run's whole process "
+        "tree (workers, Ray's processes).",
+        "",
+        "| clients | executor | s per round | vs inprocess | start-up s | peak memory MiB "
+        "| processes | same coefficients |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    base = {r["clients"]: r["round_s"] for r in result["macro"] if r["executor"] == "inprocess"}
+    for r in result["macro"]:
+        lines.append(
+            f"| {r['clients']} | {r['executor']} | {r['round_s']:.2f} | "
+            f"{base[r['clients']] / r['round_s']:.2f}× | {r['startup_s']:.1f} | "
+            f"{r['peak_pss_mib']:.0f} | {r['peak_processes']} | "
+            f"{'yes' if r['same_coefficients_as_every_executor'] else 'NO'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENT_COUNTS))
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/he-fed-scale"))
+    parser.add_argument("--child", nargs=3, metavar=("CLIENTS", "EXECUTOR", "OUT"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(int(args.child[0]), args.child[1], Path(args.child[2]))
+        return None
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "benchmark": "scale",
+        "environment": environment(),
+        "speedup": speedup(args.repeats),
+        "macro_config": {**MACRO, "samples_per_client": SAMPLES_PER_CLIENT},
+        "macro": macro(args.workdir, tuple(args.clients)),
+    }
+    text = markdown(result)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""Plain-data descriptions of a federation, for executors that run roles elsewhere.
+
+A worker process or a Flower node cannot be handed a Python object: it receives
+plain data (bytes, arrays, dicts of primitives) and builds its role from that,
+with the builders in :mod:`he_fed.protocol.setup`. This module holds those
+descriptions and their conversion to and from flat dicts of primitives, the form
+a Flower ``ConfigRecord`` carries. Nothing here is pickled and nothing here holds
+secret material.
+
+* :class:`ClientPlan`: the local training recipe every client is given (model
+  and hyperparameters, local epochs, class labels).
+* :class:`ClientSpec`: one client: its id, its data, the public key and the plan.
+* :class:`FederationSetup`: everything a federation is built from, except the
+  clients' data (which a deployment never sees in one place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import is_regressor
+
+from he_fed.crypto import SCHEMES, Scheme
+from he_fed.exceptions import ConfigurationError, MalformedMessage
+from he_fed.models import LinearRegressionGD, LogisticRegressionGD
+from he_fed.models._gd import BaseGD
+
+__all__ = [
+    "MODEL_KINDS",
+    "ClientPlan",
+    "ClientSpec",
+    "FederationSetup",
+    "scheme_from_config",
+    "scheme_to_config",
+]
+
+#: Local models by the name plans use for them.
+MODEL_KINDS: dict[str, type[BaseGD]] = {
+    "logistic": LogisticRegressionGD,
+    "linear": LinearRegressionGD,
+}
+
+#: A value a flat config may hold (what a Flower ConfigRecord holds).
+ConfigValue = bool | int | float | str | bytes | list[Any]
+
+_PARAM = "param."
+
+
+def _model_kind(model: BaseGD) -> str:
+    for kind, cls in MODEL_KINDS.items():
+        if type(model) is cls:
+            return kind
+    raise ConfigurationError(
+        f"only {sorted(MODEL_KINDS)} models can be described as plain data, "
+        f"not {type(model).__name__}"
+    )
+
+
+def _primitive(name: str, value: object) -> bool | int | float | str | None:
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    raise ConfigurationError(
+        f"model parameter {name}={value!r} cannot travel as plain data; use an int, a "
+        "float, a string or None (for random_state: an integer seed)"
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class ClientPlan:
+    """The local training recipe every client is given.
+
+    Parameters
+    ----------
+    model : LinearRegressionGD or LogisticRegressionGD
+        Unfitted estimator with the local hyperparameters; clients clone it.
+    local_epochs : int, default=1
+        Epochs per round.
+    classes : array-like of shape (2,), optional
+        The federation's class labels (classification).
+    standardize_target : bool, default=False
+        Clients include the target in the standardisation statistics.
+    allow_insecure : bool, default=False
+        Clients accept a public key below the security bar.
+    """
+
+    model: BaseGD
+    local_epochs: int = 1
+    classes: np.ndarray | None = None
+    standardize_target: bool = False
+    allow_insecure: bool = False
+
+    def to_config(self) -> dict[str, ConfigValue]:
+        """The plan as a flat dict of primitives (keys like ``"local-epochs"``).
+
+        Raises
+        ------
+        ConfigurationError
+            If the model or one of its parameters cannot be described as plain data.
+        """
+        config: dict[str, ConfigValue] = {
+            "model": _model_kind(self.model),
+            "local-epochs": int(self.local_epochs),
+            "standardize-target": bool(self.standardize_target),
+            "allow-insecure": bool(self.allow_insecure),
+        }
+        unset: list[str] = []
+        for name, value in sorted(self.model.get_params(deep=False).items()):
+            plain = _primitive(name, value)
+            if plain is None:
+                unset.append(name)
+            else:
+                config[_PARAM + name] = plain
+        if unset:
+            config["unset-params"] = unset
+        if self.classes is not None:
+            config["classes"] = [_primitive("classes", c) for c in np.asarray(self.classes)]
+        return config
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ClientPlan:
+        """Rebuild a plan written by :meth:`to_config`.
+
+        Raises
+        ------
+        MalformedMessage
+            If the dict does not describe a plan.
+        """
+        try:
+            model_cls = MODEL_KINDS[str(config["model"])]
+            params: dict[str, Any] = {
+                key[len(_PARAM) :]: value
+                for key, value in config.items()
+                if key.startswith(_PARAM)
+            }
+            params.update(dict.fromkeys(config.get("unset-params", [])))
+            model = model_cls(**params)
+            classes = config.get("classes")
+            return cls(
+                model=model,
+                local_epochs=int(config["local-epochs"]),
+                classes=None if classes is None else np.asarray(list(classes)),
+                standardize_target=bool(config["standardize-target"]),
+                allow_insecure=bool(config["allow-insecure"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedMessage(f"not a client plan: {exc}") from None
+
+
+@dataclass(frozen=True, eq=False)
+class ClientSpec:
+    """Everything one client is built from (see :func:`he_fed.protocol.setup.build_client`).
+
+    Attributes
+    ----------
+    client_id : str
+        The client's name.
+    X : ndarray of shape (n_samples, n_features)
+        Its features.
+    y : ndarray of shape (n_samples,)
+        Its targets.
+    public_key : bytes
+        The federation's encoded public key.
+    plan : ClientPlan
+        The local training recipe.
+    signing_key : bytes, optional
+        The client's own Ed25519 private key (32 bytes), so that a client rebuilt
+        elsewhere keeps the identity it registered. It belongs to the client and
+        travels only within the client's own trust domain (its worker process, its
+        node's state); a fresh identity is made when it is absent.
+    """
+
+    client_id: str
+    X: np.ndarray
+    y: np.ndarray
+    public_key: bytes
+    plan: ClientPlan
+    signing_key: bytes | None = None
+
+
+def scheme_to_config(scheme: Scheme) -> dict[str, ConfigValue]:
+    """A scheme and its plan as primitives: name, canonical parameters, opt-in flag."""
+    return {
+        "scheme": scheme.name,
+        "params": scheme.params_text(),
+        "allow-insecure": bool(getattr(scheme, "allow_insecure", False)),
+    }
+
+
+def scheme_from_config(config: Mapping[str, Any]) -> Scheme:
+    """Rebuild a scheme written by :func:`scheme_to_config`.
+
+    Raises
+    ------
+    MalformedMessage
+        If the dict does not describe a scheme.
+    InsecureParameters
+        If the parameters are below the bar without the opt-in.
+    """
+    cls = SCHEMES.get(str(config.get("scheme")))
+    if cls is None:
+        raise MalformedMessage(f"unknown scheme {config.get('scheme')!r}")
+    return cls.from_params(
+        str(config.get("params", "")), allow_insecure=bool(config.get("allow-insecure", False))
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class FederationSetup:
+    """Everything a federation is built from, except the clients' data.
+
+    Parameters
+    ----------
+    scheme : Scheme
+        Scheme and encoding plan; the key holder generates keys under it.
+    plan : ClientPlan
+        What every client trains with.
+    n_features : int
+        Number of model features.
+    client_ids : tuple of str
+        The clients' names, in order.
+    min_clients : int, default=2
+        Smallest cohort the key holder decrypts.
+    server_lr : float, default=1.0
+        Server step.
+    standardize : bool, default=True
+        Standardise features with federated statistics.
+    """
+
+    scheme: Scheme
+    plan: ClientPlan
+    n_features: int
+    client_ids: tuple[str, ...]
+    min_clients: int = 2
+    server_lr: float = 1.0
+    standardize: bool = True
+
+    @property
+    def regression(self) -> bool:
+        """Whether the model is a regressor (its target is standardised too)."""
+        return bool(is_regressor(self.plan.model))
+
+    @classmethod
+    def from_partitions(
+        cls,
+        partitions: Sequence[tuple[np.ndarray, np.ndarray]],
+        *,
+        scheme: Scheme,
+        model: BaseGD,
+        local_epochs: int = 1,
+        classes: np.ndarray | None = None,
+        min_clients: int = 2,
+        server_lr: float = 1.0,
+        standardize: bool = True,
+        client_ids: Sequence[str] | None = None,
+    ) -> FederationSetup:
+        """Describe a federation over ``partitions`` (see :meth:`Federation.create`).
+
+        Raises
+        ------
+        ConfigurationError
+            If there are no clients, the ids are not unique, or the clients disagree
+            on the number of features.
+        """
+        if len(partitions) < 1:
+            raise ConfigurationError("a federation needs at least one client")
+        ids = (
+            list(client_ids)
+            if client_ids is not None
+            else [f"client-{i}" for i in range(len(partitions))]
+        )
+        if len(ids) != len(partitions) or len(set(ids)) != len(ids):
+            raise ConfigurationError("client_ids must be unique, one per partition")
+        widths = {np.asarray(X).shape[1] for X, _ in partitions}
+        if len(widths) != 1:
+            raise ConfigurationError(f"clients disagree on the number of features: {widths}")
+        plan = ClientPlan(
+            model=model,
+            local_epochs=local_epochs,
+            classes=classes,
+            standardize_target=bool(is_regressor(model)) and standardize,
+            allow_insecure=bool(getattr(scheme, "allow_insecure", False)),
+        )
+        return cls(
+            scheme=scheme,
+            plan=plan,
+            n_features=widths.pop(),
+            client_ids=tuple(str(i) for i in ids),
+            min_clients=min_clients,
+            server_lr=server_lr,
+            standardize=standardize,
+        )

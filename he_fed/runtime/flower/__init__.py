@@ -1,0 +1,35 @@
+"""he-fed's protocol on Flower: simulation and real multi-party deployment.
+
+Needs ``pip install "he-fed[flower]"``; importing :mod:`he_fed` never imports
+Flower, this package does.
+
+=============  ===============================================================
+he-fed role    Flower piece
+=============  ===============================================================
+aggregator     the ServerApp (:class:`FlowerExecutor` drives the rounds from it);
+               it holds the aggregation key only
+client         a SuperNode's ClientApp, holding its own data and the public key
+key holder     one designated SuperNode (``--node-config "role='keyholder'"``);
+               it generates the keys and never lets the secret key leave
+=============  ===============================================================
+
+* :func:`simulate` runs a federation on Flower's simulation engine in process
+  (``he-fed run --executor flower``).
+* :mod:`he_fed.runtime.flower.app` is the Flower App for ``flwr run``:
+  :func:`write_app` writes its ``pyproject.toml``.
+"""
+
+from __future__ import annotations
+
+from he_fed.runtime.flower.nodes import make_client_app, node_role
+from he_fed.runtime.flower.server import FlowerExecutor, RemoteClient, RemoteKeyHolder
+from he_fed.runtime.flower.simulation import simulate
+
+__all__ = [
+    "FlowerExecutor",
+    "RemoteClient",
+    "RemoteKeyHolder",
+    "make_client_app",
+    "node_role",
+    "simulate",
+]

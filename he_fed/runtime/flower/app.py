@@ -1,0 +1,235 @@
+"""The Flower App he-fed ships: ``flwr run`` on it runs an he-fed experiment.
+
+Every machine (SuperLink and SuperNodes) needs ``pip install "he-fed[flower]"``;
+the app itself is only a ``pyproject.toml`` that points Flower at :data:`server`
+and :data:`client` and declares the run configuration::
+
+    he-fed flower-app ./hefed-app                      # writes ./hefed-app/pyproject.toml
+    flwr run ./hefed-app my-superlink --stream --run-config "rounds=10 clients=3"
+
+The run configuration has one key per :class:`~he_fed.experiment.ExperimentConfig`
+field (``key-bits`` for ``key_bits``; ``0`` or ``""`` for "not set"), plus
+``out`` (a path on the ServerApp's machine for the result JSON),
+``start-timeout`` and ``reply-timeout`` (seconds).
+
+Nodes: one SuperNode with ``--node-config "role='keyholder'"``, and one per
+client with ``--node-config "partition-id=K"`` (its share of the run's built-in
+dataset, dealt exactly as ``he-fed run`` deals it) or ``"data-path='own.csv'
+target='label'"`` (its own CSV file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from he_fed.data import load_dataset
+from he_fed.exceptions import ConfigurationError
+from he_fed.experiment import ExperimentConfig, ExperimentData, experiment_data, run_experiment
+from he_fed.runtime.flower.nodes import make_client_app
+from he_fed.runtime.flower.server import REPLY_TIMEOUT_S, START_TIMEOUT_S, FlowerExecutor
+
+__all__ = [
+    "RUN_CONFIG",
+    "client",
+    "config_from_run_config",
+    "node_data",
+    "server",
+    "write_app",
+]
+
+_NOT_IN_RUN_CONFIG = ("executor", "workers")
+_UNSET = {"int | None": 0, "float | None": 0.0, "str | None": ""}
+_EXTRA: dict[str, Any] = {
+    "out": "",
+    "start-timeout": START_TIMEOUT_S,
+    "reply-timeout": REPLY_TIMEOUT_S,
+}
+
+
+def _fields() -> list[dataclasses.Field[Any]]:
+    return [
+        f for f in dataclasses.fields(ExperimentConfig) if f.name not in _NOT_IN_RUN_CONFIG
+    ]
+
+
+def _default_run_config() -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for f in _fields():
+        value = f.default
+        config[f.name.replace("_", "-")] = _UNSET[str(f.type)] if value is None else value
+    return {**config, **_EXTRA}
+
+
+#: The run configuration the app declares, with its defaults.
+RUN_CONFIG: dict[str, Any] = _default_run_config()
+
+
+def config_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
+    """The experiment a Flower run configuration describes (``0``/``""`` meaning unset).
+
+    Raises
+    ------
+    ConfigurationError
+        If a value has the wrong type or the experiment is invalid.
+    """
+    values: dict[str, Any] = {}
+    for f in _fields():
+        key = f.name.replace("_", "-")
+        if key not in run_config:
+            continue
+        raw, kind = run_config[key], str(f.type).replace(" | None", "")
+        if str(f.type).endswith("| None") and raw in (0, 0.0, ""):
+            values[f.name] = None
+            continue
+        try:
+            values[f.name] = {"int": int, "float": float, "bool": bool, "str": str}[kind](raw)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"run config {key}={raw!r} is not a valid {kind}") from None
+    return ExperimentConfig(**values, executor="flower")
+
+
+@lru_cache(maxsize=2)
+def _shared_data(config: ExperimentConfig) -> ExperimentData:
+    return experiment_data(config)
+
+
+def node_data(context: Context) -> tuple[np.ndarray, np.ndarray]:
+    """A client node's own data: its CSV file, or its partition of the run's dataset.
+
+    ``--node-config "data-path='file.csv' target='column'"`` loads a CSV file;
+    ``--node-config "partition-id=K"`` takes the K-th client's share of the run
+    configuration's dataset, dealt exactly as ``he-fed run`` deals it.
+
+    Raises
+    ------
+    ConfigurationError
+        If the node was started with neither.
+    """
+    node = context.node_config
+    if "data-path" in node:
+        target = node.get("target") or context.run_config.get("target") or None
+        data = load_dataset(str(node["data-path"]), target=None if target is None else str(target))
+        return data.X, data.y
+    if "partition-id" in node:
+        config = config_from_run_config(dict(context.run_config))
+        return _shared_data(config).client_data(int(node["partition-id"]))  # type: ignore[arg-type]
+    raise ConfigurationError(
+        "a client node needs --node-config \"partition-id=K\" or \"data-path='file.csv'\""
+    )
+
+
+#: The ClientApp: a client or the key holder (see :mod:`he_fed.runtime.flower.nodes`).
+client = make_client_app(node_data)
+
+#: The ServerApp: the blind aggregator, driving the rounds.
+server = ServerApp()
+
+
+@server.main()
+def _main(grid: Grid, context: Context) -> None:
+    """Run the experiment of the run configuration over the connected nodes."""
+    run_config = dict(context.run_config)
+    config = config_from_run_config(run_config)
+    executor = FlowerExecutor(
+        grid,
+        nodes=config.clients + 1,
+        start_timeout=float(run_config.get("start-timeout", START_TIMEOUT_S)),
+        reply_timeout=float(run_config.get("reply-timeout", REPLY_TIMEOUT_S)),
+    )
+
+    def progress(entry: dict[str, Any]) -> None:
+        print(
+            f"he-fed round {entry['round']}: metric {entry['metric']:.4f} "
+            f"wall {entry['wall_s']:.2f} s contributors {entry['contributors']}",
+            flush=True,
+        )
+
+    result = run_experiment(config, progress=progress, executor=executor)
+    final = result.final
+    print(
+        f"he-fed done: {final['metric_name']}={final['metric']:.4f} "
+        f"coef={json.dumps(np.asarray(final['coef']).tolist())} "
+        f"intercept={final['intercept']!r}",
+        flush=True,
+    )
+    out = str(run_config.get("out", ""))
+    if out:
+        Path(out).write_text(result.to_json(indent=2) + "\n", encoding="utf-8")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))
+
+
+def write_app(directory: str | Path, **run_config: Any) -> Path:
+    """Write the app's ``pyproject.toml`` into ``directory``; ``flwr run directory`` runs it.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Where to write (created if missing).
+    **run_config
+        Defaults to change, by run-config key with ``_`` for ``-`` (for example
+        ``clients=3``).
+
+    Returns
+    -------
+    Path
+        The ``pyproject.toml`` written.
+
+    Raises
+    ------
+    ConfigurationError
+        If a key is not part of the run configuration.
+    """
+    values = dict(RUN_CONFIG)
+    for name, value in run_config.items():
+        key = name.replace("_", "-")
+        if key not in values:
+            raise ConfigurationError(f"{key!r} is not a run-config key; see {sorted(values)}")
+        values[key] = value
+    config_lines = "\n".join(f"{key} = {_toml_value(value)}" for key, value in values.items())
+    text = f"""# A Flower App running he-fed's encrypted federated training (he-fed flower-app).
+# Every SuperLink and SuperNode needs: pip install "he-fed[flower]"
+
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "hefed-app"
+version = "1.0.0"
+description = "he-fed: secure aggregation with homomorphic encryption, on Flower"
+license = "Apache-2.0"
+dependencies = []  # he-fed[flower] is installed on every machine
+
+[tool.hatch.build.targets.wheel]
+packages = ["."]
+
+[tool.flwr.app]
+publisher = "he-fed"
+
+[tool.flwr.app.components]
+serverapp = "he_fed.runtime.flower.app:server"
+clientapp = "he_fed.runtime.flower.app:client"
+
+[tool.flwr.app.config]
+{config_lines}
+"""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    target = path / "pyproject.toml"
+    target.write_text(text, encoding="utf-8")
+    return target

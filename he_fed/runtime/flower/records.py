@@ -1,0 +1,128 @@
+"""How he-fed's protocol rides on Flower messages: message types, record keys, errors.
+
+Every protocol message is already bytes (:mod:`he_fed.protocol.messages`), so a
+Flower message carries it as a ``bytes`` value of a ``ConfigRecord``; timings
+travel in a ``MetricRecord``. One exchange per step:
+
+=====================  ===============  ==========================================
+message type           to               carries (reply carries)
+=====================  ===============  ==========================================
+``query.hefed_hello``  every node       nothing (its role and partition id)
+``train.hefed_keygen`` the key holder   scheme and policy (public and aggregation
+                                        key bytes; the secret key stays there)
+``train.hefed_setup``  each client      client id, public key, client plan
+``train.hefed_round``  each client      encoded ``RoundStart`` (``EncryptedUpdate``)
+``train.hefed_decrypt`` the key holder  encoded ``EncryptedAggregate`` (``Aggregate``)
+=====================  ===============  ==========================================
+
+A node that refuses answers with a Flower ``Error`` whose reason is
+``"<ExceptionName>: <message>"``; :func:`raise_remote` turns it back into the
+same :mod:`he_fed.exceptions` class on the server.
+"""
+
+from __future__ import annotations
+
+from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
+
+from he_fed import exceptions
+from he_fed.exceptions import ExecutorError, HEFedError
+
+__all__ = [
+    "DECRYPT",
+    "HELLO",
+    "KEYGEN",
+    "REGISTER",
+    "ROUND",
+    "SETUP",
+    "config_of",
+    "error_reply",
+    "metrics_of",
+    "number",
+    "raise_remote",
+    "reply",
+]
+
+HELLO = "query.hefed_hello"
+KEYGEN = "train.hefed_keygen"
+SETUP = "train.hefed_setup"
+ROUND = "train.hefed_round"
+DECRYPT = "train.hefed_decrypt"
+REGISTER = "train.hefed_register"
+
+#: Record names inside a message's RecordDict.
+CONFIG = "hefed"
+METRICS = "hefed.metrics"
+#: Error code of a refusal by he-fed (Flower's own codes are small integers).
+REFUSED = 4701
+
+
+def content(config: dict[str, object], metrics: dict[str, float | int] | None = None) -> RecordDict:
+    """A RecordDict with our ConfigRecord (and MetricRecord, if given)."""
+    records = RecordDict({CONFIG: ConfigRecord(config)})  # type: ignore[arg-type]
+    if metrics:
+        records[METRICS] = MetricRecord(metrics)  # type: ignore[arg-type]
+    return records
+
+
+def reply(
+    message: Message, config: dict[str, object], metrics: dict[str, float | int] | None = None
+) -> Message:
+    """The reply to ``message`` carrying ``config`` (and ``metrics``)."""
+    return Message(content(config, metrics), reply_to=message)
+
+
+def error_reply(message: Message, exc: HEFedError) -> Message:
+    """A refusal: a Flower error whose reason names the he-fed exception."""
+    return Message(Error(REFUSED, f"{type(exc).__name__}: {exc}"), reply_to=message)
+
+
+def config_of(message: Message) -> ConfigRecord:
+    """Our ConfigRecord in a message.
+
+    Raises
+    ------
+    MalformedMessage
+        If the message does not carry one.
+    """
+    records = message.content
+    if CONFIG not in records:
+        raise exceptions.MalformedMessage("the Flower message carries no he-fed record")
+    return records[CONFIG]  # type: ignore[return-value]
+
+
+def metrics_of(message: Message) -> MetricRecord:
+    """Our MetricRecord in a message (empty if absent)."""
+    records = message.content
+    return records[METRICS] if METRICS in records else MetricRecord({})  # type: ignore[return-value]
+
+
+def number(metrics: MetricRecord, key: str) -> float:
+    """One number of a MetricRecord.
+
+    Raises
+    ------
+    MalformedMessage
+        If it is missing or not a number.
+    """
+    value = metrics.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise exceptions.MalformedMessage(f"the reply's {key!r} is not a number")
+    return float(value)
+
+
+def raise_remote(reason: str | None, where: str) -> None:
+    """Raise the he-fed exception a node reported, or :class:`ExecutorError`.
+
+    Parameters
+    ----------
+    reason : str or None
+        The Flower error's reason, ``"<ExceptionName>: <message>"`` for refusals.
+    where : str
+        Which node, for the message.
+    """
+    text = reason or "no reason given"
+    name, _, detail = text.partition(": ")
+    cls = getattr(exceptions, name, None)
+    if isinstance(cls, type) and issubclass(cls, HEFedError):
+        raise cls(f"{where}: {detail}")
+    raise ExecutorError(f"{where} failed: {text}")

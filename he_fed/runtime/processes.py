@@ -1,0 +1,263 @@
+"""The ``processes`` executor: clients train and encrypt in a pool of worker processes.
+
+Local training and encryption are independent per client, so they spread over
+cores; the aggregator and the key holder stay in the calling process, exactly as
+with :class:`~he_fed.runtime.inprocess.InProcessExecutor`. Results are identical:
+each client is rebuilt from the same data and plan and computes the same update,
+and Paillier sums decrypt exactly whatever order they are added in.
+
+How it works:
+
+* **Spawn, not fork.** Workers start with the *spawn* method: forking a process
+  that has started TenSEAL's or a pool's threads can deadlock.
+* **Plain data only.** A task carries the encoded round start (bytes), the public
+  key (bytes), the client plan (a dict of primitives) and a chunk of clients as
+  ``(client_id, X, y)``. The worker builds its clients with
+  :func:`he_fed.protocol.setup.build_client` and answers with bytes, floats and
+  ints. No object of ours crosses the boundary.
+* **Bounded memory.** ``workers`` processes, each holding only the chunk it is
+  working on, its clients' updates, and one fixed-base encryption table per key
+  (16 MiB for 2048-bit Paillier). At most ``workers + 1`` chunks are queued to
+  the workers at a time. Workers never start encryption pools of their own
+  (``HE_FED_ENCRYPT_WORKERS=1``), so the pool stays at ``workers`` processes.
+* **Start-up is paid once and measured.** :meth:`ProcessesExecutor.start` spawns
+  every worker and waits until each has imported he-fed; :attr:`startup_s` is
+  that wall time. Each worker builds its fixed-base table on its first
+  encryption, inside the first round.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import numpy as np
+
+from he_fed.exceptions import ConfigurationError, ExecutorError, HEFedError
+from he_fed.protocol.client import Client, ClientReport
+from he_fed.runtime.base import ClientHandle, ClientResult
+
+__all__ = ["ProcessesExecutor", "default_workers"]
+
+log = logging.getLogger("he_fed")
+
+#: Seconds a worker may take to start and import he-fed before the pool is abandoned.
+STARTUP_TIMEOUT_S = 300.0
+#: Chunks per worker and round: enough to even out uneven clients, few enough that
+#: the per-task overhead stays small.
+_CHUNKS_PER_WORKER = 4
+#: Tells the crypto layer in a worker not to start encryption pools of its own.
+_ENCRYPT_WORKERS_ENV = "HE_FED_ENCRYPT_WORKERS"
+
+#: What a worker returns per client: (id, update, train_s, encrypt_s, sign_s,
+#: serialize_s, clipped) on success, or (id, None, 0, 0, 0, 0, 0, error) on a refused
+#: round.
+_Row = tuple[Any, ...]
+
+
+def default_workers() -> int:
+    """Worker processes by default: the cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _init_worker(barrier: Any, timeout: float) -> None:
+    """Worker start-up: import everything a round needs, then wait for the others."""
+    os.environ[_ENCRYPT_WORKERS_ENV] = "1"
+    import he_fed.protocol.setup  # noqa: F401  (numpy, scikit-learn, gmpy2, TenSEAL)
+
+    barrier.wait(timeout)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def _run_chunk(
+    message: bytes,
+    public_key: bytes,
+    plan: dict[str, Any],
+    chunk: list[tuple[str, np.ndarray, np.ndarray, bytes | None]],
+) -> list[_Row]:
+    """Build each client of ``chunk`` from plain data and answer ``message``."""
+    from he_fed.protocol.setup import build_client
+    from he_fed.protocol.spec import ClientPlan, ClientSpec
+
+    client_plan = ClientPlan.from_config(plan)
+    rows: list[_Row] = []
+    for client_id, X, y, signing_key in chunk:
+        try:
+            spec = ClientSpec(client_id, X, y, public_key, client_plan, signing_key=signing_key)
+            report = build_client(spec).participate(message)
+        except HEFedError as exc:
+            rows.append((client_id, None, 0.0, 0.0, 0.0, 0.0, 0, str(exc)))
+            continue
+        rows.append(
+            (
+                client_id,
+                report.update,
+                report.train_s,
+                report.encrypt_s,
+                report.sign_s,
+                report.serialize_s,
+                report.clipped,
+            )
+        )
+    return rows
+
+
+class ProcessesExecutor:
+    """Run clients' local training and encryption in a pool of worker processes.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes (default: the cores this process may use).
+
+    Attributes
+    ----------
+    startup_s : float or None
+        Wall-clock seconds :meth:`start` took to spawn the workers and import
+        he-fed in each; None before the pool starts.
+
+    Examples
+    --------
+    >>> from he_fed import FederatedLogisticRegression
+    >>> clf = FederatedLogisticRegression(executor="processes")  # doctest: +SKIP
+    """
+
+    name = "processes"
+
+    def __init__(self, workers: int | None = None) -> None:
+        if workers is not None and (
+            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+        ):
+            raise ConfigurationError(f"workers must be a positive integer, got {workers!r}")
+        self.workers = workers or default_workers()
+        self.startup_s: float | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> float:
+        """Spawn the workers and wait until every one has imported he-fed.
+
+        Returns
+        -------
+        float
+            :attr:`startup_s`, the seconds it took (0 if already started).
+
+        Raises
+        ------
+        ExecutorError
+            If a worker failed to start within ``STARTUP_TIMEOUT_S``.
+        """
+        with self._lock:
+            if self._pool is not None:
+                return 0.0
+            started = time.perf_counter()
+            context = multiprocessing.get_context("spawn")
+            barrier = context.Barrier(self.workers)
+            pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(barrier, STARTUP_TIMEOUT_S),
+            )
+            # One task per worker; the barrier in the initializer keeps the first
+            # workers busy until the last has started, so every one is spawned.
+            futures = [pool.submit(_ready) for _ in range(self.workers)]
+            try:
+                for future in futures:
+                    future.result(timeout=STARTUP_TIMEOUT_S)
+            except (BrokenProcessPool, TimeoutError, OSError) as exc:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise ExecutorError(f"worker processes failed to start: {exc!r}") from None
+            self._pool = pool
+            self.startup_s = time.perf_counter() - started
+            return self.startup_s
+
+    def collect(self, clients: Sequence[ClientHandle], message: bytes) -> list[ClientResult]:
+        """Hand ``message`` to every client, in worker processes, and gather the results.
+
+        Results come back in the order of ``clients``. A client that fails with an
+        :class:`~he_fed.exceptions.HEFedError` is reported with its error.
+
+        Raises
+        ------
+        ConfigurationError
+            If a client is not a :class:`~he_fed.protocol.client.Client`, or its
+            model cannot be described as plain data.
+        ExecutorError
+            If a worker process died.
+        """
+        if not clients:
+            return []
+        specs = []
+        for client in clients:
+            if not isinstance(client, Client):
+                raise ConfigurationError(
+                    f"the processes executor runs Client objects, not {type(client).__name__}"
+                )
+            specs.append(client.spec())
+        # Clients sharing a key and a plan (all of them, in a federation) share tasks.
+        groups: dict[tuple[bytes, str], tuple[bytes, dict[str, Any], list[int]]] = {}
+        for index, spec in enumerate(specs):
+            plan = spec.plan.to_config()
+            key = (spec.public_key, repr(sorted(plan.items())))
+            groups.setdefault(key, (spec.public_key, plan, []))[2].append(index)
+        self.start()
+        assert self._pool is not None
+        size = max(1, math.ceil(len(specs) / (self.workers * _CHUNKS_PER_WORKER)))
+        tasks: list[tuple[list[int], Future[list[_Row]]]] = []
+        try:
+            for public_key, plan, indices in groups.values():
+                for i in range(0, len(indices), size):
+                    part = indices[i : i + size]
+                    chunk = [
+                        (specs[j].client_id, specs[j].X, specs[j].y, specs[j].signing_key)
+                        for j in part
+                    ]
+                    future = self._pool.submit(_run_chunk, message, public_key, plan, chunk)
+                    tasks.append((part, future))
+            rows: dict[int, _Row] = {}
+            for part, future in tasks:
+                rows.update(zip(part, future.result(), strict=True))
+        except BrokenProcessPool as exc:
+            self.close()
+            raise ExecutorError(f"a worker process died: {exc}") from None
+        return [self._result(rows[i]) for i in range(len(specs))]
+
+    @staticmethod
+    def _result(row: _Row) -> ClientResult:
+        client_id, update = row[0], row[1]
+        if update is None:
+            log.warning("client %s failed this round: %s", client_id, row[7])
+            return ClientResult(client_id, None, row[7])
+        return ClientResult(client_id, ClientReport(update, *row[2:7]))
+
+    def close(self) -> None:
+        """Stop the workers. The executor starts a new pool if used again."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ProcessesExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "running" if self._pool is not None else "stopped"
+        return f"<ProcessesExecutor workers={self.workers} {state}>"

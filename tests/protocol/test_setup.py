@@ -1,0 +1,131 @@
+"""Roles rebuilt from plain data behave exactly like the originals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from he_fed.crypto import Paillier
+from he_fed.exceptions import (
+    ConfigurationError,
+    InsecureParameters,
+    MalformedMessage,
+    PolicyViolation,
+)
+from he_fed.models import LinearRegressionGD, LogisticRegressionGD
+from he_fed.protocol import (
+    Aggregate,
+    Client,
+    EncryptedAggregate,
+    EncryptedUpdate,
+    KeyHolder,
+    RoundStart,
+    Task,
+    decode,
+    encode,
+)
+from he_fed.protocol.setup import build_client, restore_keyholder
+from he_fed.protocol.spec import ClientPlan, scheme_from_config, scheme_to_config
+from tests.conftest import FAST_SCHEMES, keys_for
+
+
+def _client(public: bytes, **kwargs) -> Client:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(25, 4))
+    y = (X[:, 0] > 0).astype(int)
+    model = LogisticRegressionGD(learning_rate=0.3, batch_size=5, random_state=7)
+    return Client(
+        "c",
+        X,
+        y,
+        public,
+        model=model,
+        local_epochs=3,
+        classes=np.array([0, 1]),
+        allow_insecure=True,
+        **kwargs,
+    )
+
+
+def test_a_client_rebuilt_from_its_spec_sends_the_same_update():
+    keys = keys_for("paillier")
+    original = _client(keys.public.to_bytes())
+    rebuilt = build_client(original.spec())
+    start = encode(RoundStart(0, Task.TRAIN, np.full(5, 0.1), np.zeros(4), np.ones(4)))
+    sums = []
+    for client in (original, rebuilt):
+        update = decode(client.participate(start).update, EncryptedUpdate)
+        sums.append(keys.secret.decrypt_weighted(keys.public.load_vector(update.vector)))
+    np.testing.assert_array_equal(sums[0].total, sums[1].total)
+    assert sums[0].weight == sums[1].weight == 25
+
+
+def test_a_client_plan_travels_as_primitives_and_comes_back_equal():
+    plan = _client(keys_for("plain").public.to_bytes()).spec().plan
+    config = plan.to_config()
+    for value in config.values():
+        items = value if isinstance(value, list) else [value]
+        assert all(isinstance(v, (bool, int, float, str)) for v in items)
+    back = ClientPlan.from_config(config)
+    assert back.model.get_params() == plan.model.get_params()
+    assert type(back.model) is LogisticRegressionGD
+    assert (back.local_epochs, back.allow_insecure) == (3, True)
+    np.testing.assert_array_equal(back.classes, [0, 1])
+    linear = ClientPlan(LinearRegressionGD(tol=None), standardize_target=True)
+    assert ClientPlan.from_config(linear.to_config()).model.get_params()["tol"] is None
+
+
+def test_a_model_that_cannot_travel_as_plain_data_is_refused():
+    plan = ClientPlan(LogisticRegressionGD(random_state=np.random.RandomState(0)))
+    with pytest.raises(ConfigurationError, match="random_state"):
+        plan.to_config()
+    with pytest.raises(MalformedMessage, match="not a client plan"):
+        ClientPlan.from_config({"model": "tree", "local-epochs": 1})
+
+
+@pytest.mark.parametrize("name", sorted(FAST_SCHEMES))
+def test_a_scheme_travels_as_primitives(name):
+    scheme = FAST_SCHEMES[name]
+    assert scheme_from_config(scheme_to_config(scheme)) == scheme
+
+
+def test_an_insecure_scheme_needs_its_opt_in_on_the_other_side():
+    config = scheme_to_config(Paillier(key_bits=1024, allow_insecure=True))
+    config["allow-insecure"] = False
+    with pytest.raises(InsecureParameters):
+        scheme_from_config(config)
+
+
+def test_a_restored_key_holder_keeps_its_secret_its_registry_and_its_policy():
+    from he_fed.protocol import Identity, Receipt
+    from he_fed.protocol.receipts import digest, signed_payload
+
+    keys = keys_for("paillier")
+    identity = Identity()
+    keyholder = KeyHolder(keys, min_clients=1, clients={"c": identity.public_bytes})
+
+    def aggregate(round_id: int) -> bytes:
+        vector = keys.public.encrypt(np.array([0.5, -0.25]), weight=4)
+        data = vector.to_bytes()
+        payload = signed_payload(
+            round=round_id, task=Task.TRAIN, client_id="c", fingerprint=keys.public.fingerprint,
+            vector_digest=digest(data), commitment_digest=digest(vector.commitment()),
+        )
+        receipt = Receipt("c", digest(data), vector.commitment(), identity.sign(payload))
+        return encode(EncryptedAggregate(round_id, Task.TRAIN, (receipt,), data))
+
+    keyholder.decrypt_aggregate(aggregate(0))
+    restored = restore_keyholder(
+        keyholder.secret_key_bytes(),
+        min_clients=1,
+        last_round=keyholder.last_round,
+        clients=keyholder.registered_clients(),
+        allow_insecure=True,
+    )
+    assert (restored.last_round, restored.min_clients) == (0, 1)
+    assert restored.registered_clients() == {"c": identity.public_bytes}
+    with pytest.raises(PolicyViolation, match="not newer"):
+        restored.decrypt_aggregate(aggregate(0))
+    answer = decode(restored.decrypt_aggregate(aggregate(1)), Aggregate)
+    np.testing.assert_array_equal(answer.mean, [0.5, -0.25])
+    assert answer.total_weight == 4

@@ -1,0 +1,77 @@
+"""The shipped Flower App: its run configuration, its pyproject, and each node's data."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+import pytest
+from flwr.app import Context, RecordDict
+
+from he_fed import ExperimentConfig
+from he_fed.data import load_dataset
+from he_fed.exceptions import ConfigurationError
+from he_fed.experiment import experiment_data
+from he_fed.runtime.flower.app import RUN_CONFIG, config_from_run_config, node_data, write_app
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def test_the_run_config_mirrors_every_experiment_field():
+    names = {f.name.replace("_", "-") for f in dataclasses.fields(ExperimentConfig)}
+    assert names - {"executor", "workers"} <= set(RUN_CONFIG)
+    assert config_from_run_config(RUN_CONFIG) == dataclasses.replace(
+        ExperimentConfig(), executor="flower"
+    )
+
+
+def test_zero_means_unset_and_values_are_typed():
+    config = config_from_run_config({**RUN_CONFIG, "lr": 0.25, "batch-size": 16, "clients": 3})
+    assert (config.lr, config.batch_size, config.clients, config.samples) == (0.25, 16, 3, None)
+    with pytest.raises(ConfigurationError, match="clients='many'"):
+        config_from_run_config({**RUN_CONFIG, "clients": "many"})
+
+
+def test_write_app_writes_a_flower_app_pointing_at_he_fed(tmp_path):
+    path = write_app(tmp_path / "app", clients=3, key_bits=1024, out="/tmp/r.json")
+    project = tomllib.loads(path.read_text())
+    flwr = project["tool"]["flwr"]["app"]
+    assert flwr["components"] == {
+        "serverapp": "he_fed.runtime.flower.app:server",
+        "clientapp": "he_fed.runtime.flower.app:client",
+    }
+    assert flwr["config"]["clients"] == 3 and flwr["config"]["key-bits"] == 1024
+    assert set(flwr["config"]) == set(RUN_CONFIG)
+    with pytest.raises(ConfigurationError, match="not a run-config key"):
+        write_app(tmp_path / "bad", colour="blue")
+
+
+def _context(node_config: dict, run_config: dict) -> Context:
+    return Context(run_id=1, node_id=7, node_config=node_config, state=RecordDict(),
+                   run_config=run_config)
+
+
+def test_a_client_node_loads_exactly_the_partition_he_fed_run_deals_it():
+    run_config = {**RUN_CONFIG, "clients": 3, "dataset": "wine"}
+    config = config_from_run_config(run_config)
+    data = experiment_data(config)
+    for k in range(3):
+        X, y = node_data(_context({"partition-id": k}, run_config))
+        rows = data.groups == k
+        np.testing.assert_array_equal(X, data.X_train[rows])
+        np.testing.assert_array_equal(y, data.y_train[rows])
+    assert data.client_ids == ["0", "1", "2"]
+
+
+def test_a_client_node_can_load_its_own_csv(tmp_path):
+    csv = tmp_path / "hospital.csv"
+    csv.write_text("a,b,label\n1.0,2.0,0\n3.0,4.5,1\n0.5,0.1,1\n")
+    X, y = node_data(_context({"data-path": str(csv), "target": "label"}, RUN_CONFIG))
+    np.testing.assert_array_equal(X, [[1.0, 2.0], [3.0, 4.5], [0.5, 0.1]])
+    np.testing.assert_array_equal(y, load_dataset(str(csv), target="label").y)
+    with pytest.raises(ConfigurationError, match="partition-id"):
+        node_data(_context({}, RUN_CONFIG))

@@ -1,0 +1,202 @@
+"""The Flower mapping of the roles, on real ClientApp handlers and Flower messages.
+
+The grid here delivers messages in process (tests/runtime/flower_fakes.py);
+test_flower_simulation.py and test_flower_deployment.py run the same app on
+Flower's simulation engine and on real SuperLink and SuperNode processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+from flwr.app import Message
+
+from he_fed.crypto import PackedPaillier, Paillier, wire
+from he_fed.exceptions import ConfigurationError, ExecutorError, MalformedMessage, PolicyViolation
+from he_fed.models import LogisticRegressionGD
+from he_fed.protocol.spec import FederationSetup
+from he_fed.runtime import run_federation
+from he_fed.runtime.flower import FlowerExecutor, make_client_app, records
+from tests.runtime.flower_fakes import LoopbackGrid
+
+KEYHOLDER = 99
+
+
+def _partitions(widths=(3, 3, 3)) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(5)
+    parts = []
+    for n, d in zip((30, 45, 25), widths, strict=True):
+        X = rng.normal(size=(n, d))
+        parts.append((X, (X @ np.arange(1, d + 1) + rng.normal(size=n) > 0).astype(int)))
+    return parts
+
+
+def _setup(parts, scheme=None) -> FederationSetup:
+    return FederationSetup.from_partitions(
+        parts,
+        scheme=scheme or Paillier(key_bits=1024, allow_insecure=True, max_clients=8, max_weight=64),
+        model=LogisticRegressionGD(learning_rate=0.5, random_state=0),
+        local_epochs=2,
+        classes=np.array([0, 1]),
+    )
+
+
+def _grid(parts, **kwargs) -> LoopbackGrid:
+    app = make_client_app(lambda context: parts[int(context.node_config["partition-id"])])
+    nodes = {10 + k: {"partition-id": k} for k in range(len(parts))}
+    nodes[KEYHOLDER] = {"role": "keyholder"}
+    return LoopbackGrid(app, nodes, **kwargs)
+
+
+def _train(federation):
+    federation.train(3)
+    return federation.aggregator.raw_model()
+
+
+@pytest.mark.parametrize(
+    "scheme",
+    [
+        Paillier(key_bits=1024, allow_insecure=True, max_clients=8, max_weight=64),
+        PackedPaillier(key_bits=1024, allow_insecure=True, max_clients=8, max_weight=64),
+    ],
+    ids=["paillier", "paillier-packed"],
+)
+def test_the_flower_mapping_gives_the_inprocess_coefficients_bit_for_bit(scheme):
+    parts = _partitions()
+    setup = _setup(parts, scheme)
+    grid = _grid(parts)
+    coef, intercept = run_federation(FlowerExecutor(grid, nodes=4), setup, parts, _train)
+    expected_coef, expected_intercept = run_federation("inprocess", setup, parts, _train)
+    np.testing.assert_array_equal(coef, expected_coef)
+    assert intercept == expected_intercept
+
+
+def _bytes_values(message: Message) -> list[bytes]:
+    if message.has_error():
+        return []
+    out = []
+    for record in message.content.values():
+        for value in record.values():
+            items = value if isinstance(value, list) else [value]
+            out += [v for v in items if isinstance(v, bytes)]
+    return out
+
+
+def test_the_secret_key_stays_in_the_key_holder_node_state():
+    parts = _partitions()
+    grid = _grid(parts)
+    run_federation(FlowerExecutor(grid, nodes=4), _setup(parts), parts, _train)
+    kinds = set()
+    for message in grid.sent + grid.replies:
+        for blob in _bytes_values(message):
+            with contextlib.suppress(MalformedMessage):
+                kinds.add(wire.open_envelope(blob).kind)
+    assert wire.Kind.PUBLIC_KEY in kinds  # (for Paillier the aggregation key is the public key)
+    assert wire.Kind.SECRET_KEY not in kinds
+    secret = grid.contexts[KEYHOLDER].state["hefed.keyholder"]["secret-key"]
+    assert wire.open_envelope(secret).kind is wire.Kind.SECRET_KEY
+    for node in (10, 11, 12):
+        assert "hefed.keyholder" not in grid.contexts[node].state
+        assert "hefed.client" in grid.contexts[node].state
+
+
+def _ask(grid: LoopbackGrid, node: int, message_type: str, config: dict) -> Message:
+    executor = FlowerExecutor(grid, nodes=len(grid.contexts))
+    return executor.exchange(message_type, {node: config}, group="test")[node]
+
+
+def test_a_node_plays_one_role_only():
+    parts = _partitions()
+    grid = _grid(parts)
+    run_federation(FlowerExecutor(grid, nodes=4), _setup(parts), parts, _train)
+    keygen = {"scheme": "plain", "params": "", "allow-insecure": False, "min-clients": 2}
+    refused = _ask(grid, 10, records.KEYGEN, keygen)
+    assert refused.has_error()
+    assert refused.error.reason.startswith("PolicyViolation: this node is a client")
+    setup = {"client-id": "x", "public-key": b""}
+    refused = _ask(grid, KEYHOLDER, records.SETUP, setup)
+    assert refused.error.reason.startswith("PolicyViolation: this node is the key holder")
+    again = _ask(grid, KEYHOLDER, records.KEYGEN, keygen)
+    assert again.error.reason.startswith("ProtocolError: this node already generated")
+
+
+def test_a_node_started_as_a_client_refuses_to_hold_keys():
+    grid = _grid(_partitions())
+    grid.contexts[10].node_config["role"] = "client"
+    keygen = {"scheme": "plain", "params": "", "allow-insecure": False, "min-clients": 2}
+    assert _ask(grid, 10, records.KEYGEN, keygen).error.reason.startswith("PolicyViolation")
+    assert "hefed.keyholder" not in grid.contexts[10].state
+
+
+def test_the_key_holder_node_refuses_a_replayed_round_like_a_local_one():
+    parts = _partitions()
+    grid = _grid(parts)
+
+    def replay(federation):
+        federation.run_round()
+        first = next(m for m in grid.sent if m.metadata.message_type == records.DECRYPT)
+        aggregate = records.config_of(first)["encrypted-aggregate"]
+        with pytest.raises(PolicyViolation, match="not newer"):
+            federation.keyholder.decrypt_aggregate(aggregate)
+        return True
+
+    setup = FederationSetup.from_partitions(
+        parts, scheme=_setup(parts).scheme, model=LogisticRegressionGD(), standardize=False,
+        classes=np.array([0, 1]),
+    )
+    assert run_federation(FlowerExecutor(grid, nodes=4), setup, parts, replay)
+
+
+def test_a_silent_client_is_left_out_and_the_round_completes():
+    parts = _partitions()
+    grid = _grid(parts)
+    executor = FlowerExecutor(grid, nodes=4, reply_timeout=0.2)
+    federation = executor.connect(_setup(parts))
+    federation.standardize()
+    grid.silent.add(11)
+    outcome = federation.run_round()
+    assert outcome.contributors == ("client-0", "client-2")
+    assert "no reply" in outcome.failures["client-1"]
+    assert outcome.skipped is None and outcome.total_weight == 30 + 25
+
+
+@pytest.mark.parametrize(
+    "nodes, message",
+    [
+        ({10: {"partition-id": 0}, 11: {"partition-id": 1}, 12: {"partition-id": 2},
+          98: {"role": "keyholder"}, 99: {"role": "keyholder"}}, "2 key-holder nodes"),
+        ({10: {"partition-id": 0}, 11: {"partition-id": 0}, 12: {"partition-id": 2},
+          99: {"role": "keyholder"}}, r"partition ids \[0, 1\]"),
+        ({10: {"partition-id": 0}, 11: {"partition-id": 1}, 12: {"partition-id": 2},
+          13: {"partition-id": 4}}, "0 key-holder nodes"),
+    ],
+    ids=["two key holders", "a partition twice", "no key holder"],
+)
+def test_nodes_must_be_one_key_holder_and_one_client_per_partition(nodes, message):
+    parts = _partitions()
+    grid = LoopbackGrid(make_client_app(lambda c: parts[0]), nodes)
+    with pytest.raises(ExecutorError, match=message):
+        FlowerExecutor(grid, nodes=len(nodes)).connect(_setup(parts))
+
+
+def test_in_a_simulation_the_node_after_the_clients_is_the_key_holder():
+    parts = _partitions()
+    app = make_client_app(lambda context: parts[int(context.node_config["partition-id"])])
+    grid = LoopbackGrid(app, {100 + k: {"partition-id": k, "num-partitions": 4} for k in range(4)})
+    run_federation(FlowerExecutor(grid, nodes=4), _setup(parts), parts, _train)
+    assert "hefed.keyholder" in grid.contexts[103].state
+
+
+def test_too_few_nodes_is_an_executor_error_after_the_timeout():
+    grid = _grid(_partitions())
+    with pytest.raises(ExecutorError, match="only 4 of 5 Flower nodes"):
+        FlowerExecutor(grid, nodes=5, start_timeout=0.3).start()
+
+
+def test_a_client_with_other_features_is_refused_at_setup():
+    parts = _partitions(widths=(3, 4, 3))
+    grid = _grid(parts)
+    with pytest.raises(ConfigurationError, match="has 4 features"):
+        FlowerExecutor(grid, nodes=4).connect(_setup(_partitions()))

@@ -1,0 +1,117 @@
+"""The processes executor: same results as in process, spawned workers, nothing left behind."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from he_fed import FederatedLogisticRegression
+from he_fed.exceptions import ConfigurationError, ExecutorError
+from he_fed.models import LogisticRegressionGD
+from he_fed.protocol import Client, RoundStart, Task, encode
+from he_fed.runtime import InProcessExecutor, ProcessesExecutor
+from tests.conftest import keys_for
+
+
+@pytest.fixture(scope="module")
+def executor():
+    with ProcessesExecutor(workers=2) as pool:
+        pool.start()
+        yield pool
+
+
+@pytest.mark.parametrize("scheme", ["paillier", "paillier-packed"])
+def test_processes_give_the_inprocess_coefficients_bit_for_bit(scheme):
+    X, y = load_breast_cancer(return_X_y=True)
+    groups = np.arange(len(y)) % 4
+    fits = {
+        name: FederatedLogisticRegression(
+            scheme=scheme, key_bits=1024, allow_insecure=True, rounds=3, executor=name, workers=2
+        ).fit(X, y, groups=groups)
+        for name in ("inprocess", "processes")
+    }
+    np.testing.assert_array_equal(fits["processes"].coef_, fits["inprocess"].coef_)
+    np.testing.assert_array_equal(fits["processes"].intercept_, fits["inprocess"].intercept_)
+    assert fits["processes"].setup_["executor"] == "processes"
+    assert fits["processes"].setup_["startup_s"] > 0
+    assert [h["contributors"] for h in fits["processes"].history_] == [4, 4, 4]
+
+
+def _workers_of(pool: ProcessesExecutor) -> list[multiprocessing.Process]:
+    """The processes ``pool.start()`` spawns (other tests' pools may be running too)."""
+    before = {p.pid for p in multiprocessing.active_children()}
+    pool.start()
+    return [p for p in multiprocessing.active_children() if p.pid not in before]
+
+
+def test_workers_are_spawned_not_forked_and_all_stop_on_close():
+    pool = ProcessesExecutor(workers=2)
+    try:
+        children = _workers_of(pool)
+        assert pool.startup_s > 0
+        assert len(children) == 2
+        assert all(type(c).__name__ == "SpawnProcess" for c in children)
+        # Workers never start encryption pools of their own.
+        assert pool._pool.submit(os.getenv, "HE_FED_ENCRYPT_WORKERS").result() == "1"
+    finally:
+        pool.close()
+    assert not any(c.is_alive() for c in children)
+
+
+def _clients(widths: list[int]) -> list[Client]:
+    rng = np.random.default_rng(0)
+    public = keys_for("paillier").public.to_bytes()
+    clients = []
+    for i, d in enumerate(widths):
+        X = rng.normal(size=(20, d))
+        model = LogisticRegressionGD(random_state=0)
+        labels = (X[:, 0] > 0).astype(int)
+        clients.append(
+            Client(f"c{i}", X, labels, public, model=model, classes=np.array([0, 1]),
+                   allow_insecure=True)
+        )
+    return clients
+
+
+def test_a_refusing_client_is_reported_in_order_and_the_others_go_on(executor):
+    clients = _clients([3, 4, 3])  # the middle client disagrees on the model size
+    start = encode(RoundStart(0, Task.TRAIN, np.zeros(4), np.empty(0), np.empty(0)))
+    got = executor.collect(clients, start)
+    expected = InProcessExecutor().collect(clients, start)
+    assert [r.client_id for r in got] == ["c0", "c1", "c2"]
+    assert [r.error for r in got] == [r.error for r in expected]
+    assert got[1].report is None and "weight vector of 4, not 5" in got[1].error
+    assert got[0].report is not None and got[2].report is not None
+
+
+def test_only_clients_with_a_portable_model_can_be_sent_to_a_worker(executor):
+    client = _clients([3])[0]
+    client._model = LogisticRegressionGD(random_state=np.random.RandomState(1))
+    start = encode(RoundStart(0, Task.TRAIN, np.zeros(4), np.empty(0), np.empty(0)))
+    with pytest.raises(ConfigurationError, match="random_state"):
+        executor.collect([client], start)
+    with pytest.raises(ConfigurationError, match="Client objects"):
+        executor.collect(["c0"], start)  # type: ignore[list-item]
+
+
+def test_a_dead_worker_is_an_executor_error_not_a_hang():
+    pool = ProcessesExecutor(workers=2)
+    try:
+        children = _workers_of(pool)
+        os.kill(children[0].pid, signal.SIGKILL)
+        start = encode(RoundStart(0, Task.TRAIN, np.zeros(4), np.empty(0), np.empty(0)))
+        with pytest.raises(ExecutorError, match="died"):
+            pool.collect(_clients([3, 3, 3, 3]), start)
+    finally:
+        pool.close()
+    assert not any(c.is_alive() for c in children)
+
+
+def test_worker_counts_are_checked():
+    with pytest.raises(ConfigurationError, match="workers"):
+        ProcessesExecutor(workers=0)
