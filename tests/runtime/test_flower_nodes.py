@@ -200,3 +200,48 @@ def test_a_client_with_other_features_is_refused_at_setup():
     grid = _grid(parts)
     with pytest.raises(ConfigurationError, match="has 4 features"):
         FlowerExecutor(grid, nodes=4).connect(_setup(_partitions()))
+
+
+def test_client_nodes_sign_and_the_key_holder_node_learns_their_identities():
+    parts = _partitions()
+    grid = _grid(parts)
+    run_federation(FlowerExecutor(grid, nodes=4), _setup(parts), parts, _train)
+    registry = grid.contexts[KEYHOLDER].state["hefed.registry"]
+    for node in (10, 11, 12):
+        client = grid.contexts[node].state["hefed.client"]
+        from he_fed.protocol import Identity
+
+        identity = Identity.from_private_bytes(bytes(client["signing-key"]))
+        assert bytes(registry[client["client-id"]]) == identity.public_bytes
+    # the private keys never travel: no message carries one
+    keys = {bytes(grid.contexts[n].state["hefed.client"]["signing-key"]) for n in (10, 11, 12)}
+    for message in grid.sent + grid.replies:
+        assert not keys & set(_bytes_values(message))
+
+
+def test_a_key_holder_node_with_trusted_clients_refuses_other_identities(tmp_path):
+    parts = _partitions()
+    grid = _grid(parts)
+    trusted = tmp_path / "clients.txt"
+    trusted.write_text("client-0 " + "00" * 32 + "\n")  # not the identities the nodes make
+    grid.contexts[KEYHOLDER].node_config["trusted-clients"] = str(trusted)
+    with pytest.raises(PolicyViolation, match="not registered with the identity"):
+        run_federation(FlowerExecutor(grid, nodes=4), _setup(parts), parts, _train)
+
+
+def test_a_key_holder_node_accepts_the_identities_it_was_provisioned_with(tmp_path):
+    from he_fed.protocol import Identity
+
+    parts = _partitions()
+    grid = _grid(parts)
+    identities = {f"client-{k}": Identity() for k in range(3)}
+    lines = []
+    for k, (client_id, identity) in enumerate(identities.items()):
+        path = tmp_path / f"{client_id}.key"
+        path.write_text(identity.private_bytes().hex())
+        grid.contexts[10 + k].node_config["identity-file"] = str(path)
+        lines.append(f"{client_id} {identity.public_bytes.hex()}")
+    (tmp_path / "clients.txt").write_text("\n".join(lines) + "\n")
+    grid.contexts[KEYHOLDER].node_config["trusted-clients"] = str(tmp_path / "clients.txt")
+    coef, _ = run_federation(FlowerExecutor(grid, nodes=4), _setup(parts), parts, _train)
+    assert np.isfinite(coef).all()
