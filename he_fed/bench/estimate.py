@@ -1,19 +1,23 @@
 """``he-fed estimate``: predict a run's cost before running it.
 
-A short calibration times the real he-fed operations on this machine, at two sizes
-each, for one scheme and its parameters: encrypting, serializing, committing and
-signing (a client); loading, verifying and adding (the aggregator); checking
-receipts and decrypting (the key holder); and local training. Each cost is fitted
-as ``a + b·u``, where ``u`` counts ciphertexts (or values for ``plain``), which is
-how the work grows. The calibration is cached in a JSON file, keyed by scheme,
+The calibration runs the real roles on this machine: tiny in-process federations
+of the scheme in question, at two update sizes and two client counts, and times
+every round phase exactly as a run reports it. Each phase is then fitted with how
+it grows, in ``u`` (ciphertexts per update, or values for ``plain``) and ``K``
+(clients):
+
+* per client, ``a + b·u``: encrypt, commit and sign, serialize;
+* per client, ``a + b·(samples·features·epochs)``: local training, fitted on direct
+  fits of the local model (the protocol's per-client bookkeeping is in the overhead);
+* per round, ``K·(a + b·u) + c + d·u``: aggregate (load, verify, add; then the sum);
+* per round, ``a + b·u + K·(c + d·u)``: the key holder's receipt checks and decryption;
+* per round, ``a + b·K + c·(K·samples·features)``: what is left of the wall clock
+  (round starts, applying the mean, evaluating the model on the clients' rows).
+
+Long Paillier updates (at least 512 ciphertexts) are encrypted by worker
+processes on every core, and the prediction divides their encryption time
+accordingly. The calibration is cached in a JSON file, keyed by scheme,
 parameters, machine and he-fed version, and redone on request.
-
-A round run in process costs, with ``K`` clients and ``u`` units per update::
-
-    K·(train + encrypt + serialize + commit and sign) + K·(load + verify + add)
-        + serialize the sum + (verify K receipts + sum K commitments + decrypt)
-
-The benchmark compares these predictions with measured runs and reports the error.
 """
 
 from __future__ import annotations
@@ -29,18 +33,17 @@ from typing import Any
 import numpy as np
 
 from he_fed import __version__
-from he_fed.bench.measure import timed
 from he_fed.crypto import CKKS, PackedPaillier, Paillier, Scheme
+from he_fed.crypto.paillier import PARALLEL_MIN_CIPHERTEXTS
+from he_fed.bench.measure import timed
 from he_fed.experiment import environment
 from he_fed.models import LogisticRegressionGD
-from he_fed.protocol.receipts import Identity, Registry, digest, signed_payload
-from he_fed.protocol.messages import EncryptedUpdate, Receipt, RoundStart, Task, encode
+from he_fed.protocol.messages import RoundStart, Task, encode
 
 __all__ = ["Calibration", "Estimate", "calibrate", "estimate", "load_calibration", "units"]
 
-_OPERATIONS = (
-    "encrypt", "serialize", "sign", "load", "verify_add", "serialize_sum", "commit_sum", "decrypt"
-)
+_ROWS = 8  # rows per calibration client: training stays a small, fitted share
+_PARALLEL_EFFICIENCY = 0.9
 
 
 def units(scheme: Scheme, size: int) -> int:
@@ -52,182 +55,131 @@ def units(scheme: Scheme, size: int) -> int:
     return size + 1
 
 
-def _sizes_for(scheme: Scheme) -> tuple[int, int]:
-    """Two update sizes: one unit, and several."""
+def _features_for(scheme: Scheme) -> tuple[int, int]:
+    """Two model sizes: an update of one unit, and one of several."""
     if isinstance(scheme, Paillier):
-        return 8, 64
+        return 8, 48
     if isinstance(scheme, PackedPaillier):
-        return scheme.layout.slots - 1, 6 * scheme.layout.slots - 1
+        slots = scheme.layout.slots
+        return max(1, slots - 2), 5 * slots - 2
     if isinstance(scheme, CKKS):
-        return scheme.slots - 1, 4 * scheme.slots - 1
+        return scheme.slots - 2, 4 * scheme.slots - 2
     return 100, 20_000
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """Fitted costs ``a + b·u`` (seconds) and bytes per update, for one scheme."""
+    """Fitted costs (seconds) of every round phase, and bytes per update, for one scheme."""
 
     scheme: str
     params: str
     machine: str
     version: str
-    costs: dict[str, tuple[float, float]]
-    train: tuple[float, float]  # a + b·(samples·features·epochs)
-    bytes_up: tuple[float, float]
+    client: dict[str, list[float]]  # phase -> [a, b]: per client, a + b·u
+    train: list[float]  # per client, a + b·(samples·features·epochs)
+    aggregate: list[float]  # per round, K·(a + b·u) + c + d·u
+    decrypt: list[float]  # per round, a + b·u + K·(c + d·u)
+    overhead: list[float]  # per round, a + b·K + c·(K·samples·features)
+    bytes_up: list[float]  # per update, a + b·u
     created: str
-    #: Protocol bookkeeping per round, a + b·clients: decoding round starts, cloning
-    #: models, applying the aggregate, evaluating. Measured on ``plain`` runs.
-    overhead: tuple[float, float] = (0.0, 0.0)
-
-    def cost(self, operation: str, u: float) -> float:
-        """Predicted seconds of ``operation`` on ``u`` units."""
-        a, b = self.costs[operation]
-        return max(0.0, a + b * u)
 
 
-def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
-    (u1, t1), (u2, t2) = points
-    slope = (t2 - t1) / (u2 - u1) if u2 != u1 else 0.0
-    slope = max(slope, 0.0)
-    return max(t1 - slope * u1, 0.0), slope
+def _solve(rows: list[list[float]], values: list[float]) -> list[float]:
+    """Least-squares coefficients, clipped at zero (costs are not negative)."""
+    solution, *_ = np.linalg.lstsq(np.array(rows), np.array(values), rcond=None)
+    return [max(0.0, float(v)) for v in solution]
 
 
-def _median_time(fn: Any, repeats: int) -> float:
-    return float(np.median([timed(fn)[0] for _ in range(repeats)]))
+def _mini_round(scheme: Scheme, clients: int, features: int, rng: np.random.Generator) -> Any:
+    """Timed training rounds of a tiny federation, run as the estimators run one.
+
+    Returns the median round's phase timings, its upload size and its wall time
+    (which includes evaluating the model after the round, as the estimators do).
+    """
+    from he_fed.federated import FederatedLogisticRegression
+
+    X = rng.normal(size=(clients * _ROWS, features))
+    y = np.arange(len(X)) % 2
+    stamps: list[float] = []
+    model = FederatedLogisticRegression(
+        scheme=scheme.with_plan(max_clients=max(clients, 2), max_weight=_ROWS),
+        rounds=4, local_epochs=1, standardize=False,
+    )
+    start = time.perf_counter()
+    model.fit(X, y, np.arange(len(X)) % clients,
+              callback=lambda _: stamps.append(time.perf_counter()))
+    walls = np.diff([start, *stamps])[1:]  # the first round warms tables and caches
+    middle = int(np.argsort(walls)[len(walls) // 2])
+    entry = model.history_[1 + middle]
+    return entry["timings"], entry["bytes_up"], float(walls[middle])
 
 
-def calibrate(scheme: Scheme, *, repeats: int = 3, with_overhead: bool = True) -> Calibration:
-    """Time the he-fed operations for ``scheme`` on this machine (a few seconds)."""
-    keys = scheme.keygen()
-    public, secret = keys.public, keys.secret
-    aggregation = public.aggregation_key()
-    identity = Identity()
-    registry = Registry({"c": identity.public_bytes})
+def _train_points(rng: np.random.Generator) -> list[tuple[float, float]]:
+    """Local training cost at two sizes, large enough for a stable slope (fastest of 3)."""
+    points = []
+    for n, d in ((_ROWS, 50), (200, 2000)):
+        X, y = rng.normal(size=(n, d)), np.arange(n) % 2
+        model = LogisticRegressionGD(learning_rate=0.5, max_iter=1)
+        best = min(timed(lambda X=X, y=y: model.fit(X, y))[0] for _ in range(3))
+        points.append((n * d, best))
+    return points
+
+
+def _train_estimate(fit: list[float], work: float) -> float:
+    return fit[0] + fit[1] * work
+
+
+def calibrate(scheme: Scheme) -> Calibration:
+    """Time the real roles of ``scheme`` on this machine (a few seconds).
+
+    Every configuration runs twice and each phase keeps its faster time: noise on a
+    shared machine only ever adds time.
+    """
     rng = np.random.default_rng(0)
-    points: dict[str, list[tuple[float, float]]] = {op: [] for op in _OPERATIONS}
-    sizes: list[tuple[float, float]] = []
-    public.encrypt(np.zeros(1))  # tables and caches, outside timing
-    for size in _sizes_for(scheme):
-        u = units(scheme, size)
-        x = rng.uniform(-scheme.clip, scheme.clip, size)
-        vector = public.encrypt(x)
-        data = vector.to_bytes()
-
-        def sign(vector: Any = vector, data: bytes = data) -> bytes:
-            payload = signed_payload(
-                round=1, task=Task.TRAIN, client_id="c", fingerprint=public.fingerprint,
-                vector_digest=digest(data), commitment_digest=digest(vector.commitment()),
+    train_points = _train_points(rng)
+    train_fit = _solve([[1.0, w] for w, _ in train_points], [s for _, s in train_points])
+    client_points: dict[str, list[tuple[float, float]]] = {
+        p: [] for p in ("encrypt", "sign", "serialize")
+    }
+    aggregate_points, decrypt_points = [], []
+    overhead_points, size_points = [], []
+    for features in _features_for(scheme):
+        u = units(scheme, features + 1)
+        for clients in (2, 5):
+            runs = [_mini_round(scheme, clients, features, rng) for _ in range(2)]
+            t = {p: min(run[0][p] for run in runs) for p in runs[0][0]}
+            wall = min(run[2] - sum(run[0].values()) for run in runs) + sum(t.values())
+            bytes_up = runs[0][1]
+            for phase in client_points:
+                client_points[phase].append((u, t[phase] / clients))
+            aggregate_points.append(([clients, clients * u, 1.0, u], t["aggregate"]))
+            decrypt_points.append(([1.0, u, clients, clients * u], t["decrypt"]))
+            overhead_points.append(
+                ([1.0, clients, clients * _ROWS * features], wall - sum(t.values()) + t["train"]
+                 - clients * _train_estimate(train_fit, _ROWS * features))
             )
-            return identity.sign(payload)
-
-        signature = sign()
-        sizes.append((u, len(encode(EncryptedUpdate(1, Task.TRAIN, "client-0", data, signature)))))
-        loaded = aggregation.load_vector(data)
-        receipt = Receipt("c", digest(data), loaded.commitment(), signature)
-
-        def verify_add(loaded: Any = loaded, receipt: Receipt = receipt) -> Any:
-            registry.verify(receipt, round=1, task=Task.TRAIN, fingerprint=public.fingerprint)
-            return loaded + loaded
-
-        total = loaded + loaded
-        total_bytes = total.to_bytes()
-        commitments = [loaded.commitment()] * 8
-        timings = {
-            "encrypt": _median_time(lambda x=x: public.encrypt(x), repeats),
-            "serialize": _median_time(vector.to_bytes, repeats),
-            "sign": _median_time(sign, repeats),
-            "load": _median_time(lambda d=data: aggregation.load_vector(d), repeats),
-            "verify_add": _median_time(verify_add, repeats),
-            "serialize_sum": _median_time(total.to_bytes, repeats),
-            # per contributor: sum 8 commitments, divide by 8
-            "commit_sum": _median_time(
-                lambda c=commitments, s=size: public.sum_commitments(c, s), repeats
-            ) / len(commitments),
-            "decrypt": _median_time(
-                lambda b=total_bytes: secret.decrypt(public.load_vector(b)), repeats
-            ),
-        }
-        for op, seconds in timings.items():
-            points[op].append((u, seconds))
-    train_points = []
-    for n, d in ((200, 50), (200, 2000)):
-        X, y = rng.normal(size=(n, d)), rng.integers(0, 2, n)
-        model = LogisticRegressionGD(learning_rate=0.5, max_iter=5)
-        seconds = _median_time(lambda X=X, y=y, m=model: m.fit(X, y), repeats)
-        train_points.append((n * d * 5, seconds))
+            size_points.append((u, bytes_up))
     return Calibration(
-        overhead=_cached_overhead() if with_overhead else (0.0, 0.0),
         scheme=scheme.name,
         params=scheme.params_text(),
         machine=_machine(),
         version=__version__,
-        costs={op: _fit(p) for op, p in points.items()},
-        train=_fit(train_points),
-        bytes_up=_fit(sizes),
+        client={
+            phase: _solve([[1.0, u] for u, _ in pts], [s for _, s in pts])
+            for phase, pts in client_points.items()
+        },
+        train=train_fit,
+        aggregate=_solve([r for r, _ in aggregate_points], [s for _, s in aggregate_points]),
+        decrypt=_solve([r for r, _ in decrypt_points], [s for _, s in decrypt_points]),
+        overhead=_solve([r for r, _ in overhead_points], [s for _, s in overhead_points]),
+        bytes_up=_solve([[1.0, u] for u, _ in size_points], [s for _, s in size_points]),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
-
-
-def _protocol_overhead(rounds: int = 8) -> tuple[float, float]:
-    """Per-round cost of everything but crypto and training, as ``a + b·clients``.
-
-    Runs tiny ``plain`` federations with 2 and 8 clients and subtracts what the
-    calibrated operations already account for.
-    """
-    from he_fed.crypto import Plain
-    from he_fed.federated import FederatedLogisticRegression
-    from sklearn.datasets import make_classification
-
-    points = []
-    for clients in (2, 2, 8):  # the first run warms imports and caches; it is discarded
-        scheme = Plain(max_clients=clients, max_weight=64)
-        X, y = make_classification(n_samples=40 * clients, n_features=30, random_state=0)
-        stamps: list[float] = []
-        model = FederatedLogisticRegression(
-            scheme=scheme, rounds=rounds, local_epochs=1, standardize=False
-        )
-        start = time.perf_counter()
-        model.fit(X, y, np.arange(len(y)) % clients,
-                  callback=lambda _: stamps.append(time.perf_counter()))
-        measured = float(np.median(np.diff([start, *stamps])[1:]))
-        points.append((clients, measured))
-    points = points[1:]
-    base = calibrate(Plain(max_clients=8, max_weight=64), repeats=3, with_overhead=False)
-    modelled = [
-        estimate(Plain(), base, features=30, clients=k, rounds=1, samples_per_client=40)
-        .time_per_round_s for k, _ in points
-    ]
-    return _fit([(k, max(0.0, t - m)) for (k, t), m in zip(points, modelled)])
-
-
-def _cached_overhead() -> tuple[float, float]:
-    """The protocol overhead, measured once per machine and he-fed version."""
-    key = f"protocol|{_machine()}|{__version__}"
-    cache = _read_cache()
-    if key not in cache:
-        cache[key] = list(_protocol_overhead())
-        _write_cache(cache)
-    a, b = cache[key]
-    return float(a), float(b)
 
 
 def _machine() -> str:
     env = environment()
     return f"{env['cpu']} x{env['cpu_count']}"
-
-
-def _read_cache() -> dict[str, Any]:
-    path = _cache_file()
-    try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_cache(cache: dict[str, Any]) -> None:
-    path = _cache_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cache, indent=1), encoding="utf-8")
 
 
 def _cache_file() -> Path:
@@ -237,23 +189,28 @@ def _cache_file() -> Path:
     return Path(root) / "calibration.json"
 
 
+def _read_cache() -> dict[str, Any]:
+    try:
+        return dict(json.loads(_cache_file().read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
+
+
 def load_calibration(scheme: Scheme, *, refresh: bool = False) -> Calibration:
     """The cached calibration for ``scheme`` on this machine, measuring it if needed."""
     key = f"{scheme.name}|{scheme.params_text()}|{_machine()}|{__version__}"
     cache = _read_cache()
-    if refresh:
-        cache.pop(f"protocol|{_machine()}|{__version__}", None)
-        _write_cache(cache)
-    elif key in cache:
-        entry = dict(cache[key])
-        entry["costs"] = {k: tuple(v) for k, v in entry["costs"].items()}
-        for name in ("train", "bytes_up", "overhead"):
-            entry[name] = tuple(entry[name])
-        return Calibration(**entry)
+    if not refresh and key in cache:
+        try:
+            return Calibration(**cache[key])
+        except TypeError:  # written by another layout: measure again
+            pass
     calibration = calibrate(scheme)
     cache = _read_cache()
     cache[key] = asdict(calibration)
-    _write_cache(cache)
+    path = _cache_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cache, indent=1), encoding="utf-8")
     return calibration
 
 
@@ -264,10 +221,10 @@ class Estimate:
     Attributes
     ----------
     time_per_round_s : float
-        Seconds per training round.
+        Seconds per training round, wall clock.
     phases : dict of str to float
-        Seconds per round by phase: train, encrypt, sign, serialize, aggregate, decrypt
-        (the round also pays the calibrated protocol overhead).
+        Seconds per round by phase: train, encrypt, sign, serialize, aggregate,
+        decrypt, and overhead (the rest of the round).
     bytes_up_per_client, bytes_down_per_client : int
         Bytes each client sends and receives per round.
     total_s : float
@@ -300,22 +257,33 @@ def estimate(
     ``standardize`` only changes the bytes each round start carries (the two
     statistics rounds before training are not included in the per-round figures).
     """
-    size = features + 1
-    u = units(scheme, size)
+    u = units(scheme, features + 1)
     cal = calibration
-    per_client_train = max(0.0, cal.train[0] + cal.train[1] * samples_per_client * features
-                           * local_epochs)
+
+    def per_client(phase: str) -> float:
+        a, b = cal.client[phase]
+        return a + b * u
+
+    encrypt = per_client("encrypt")
+    cores = os.cpu_count() or 1
+    if isinstance(scheme, (Paillier, PackedPaillier)) and u >= PARALLEL_MIN_CIPHERTEXTS:
+        encrypt /= max(1.0, cores * _PARALLEL_EFFICIENCY)  # worker processes on every core
+    train_a, train_b = cal.train
+    agg = cal.aggregate
+    dec = cal.decrypt
+    over = cal.overhead
     phases = {
-        "train": clients * per_client_train,
-        "encrypt": clients * cal.cost("encrypt", u),
-        "sign": clients * cal.cost("sign", u),
-        "serialize": clients * cal.cost("serialize", u),
-        "aggregate": clients * (cal.cost("load", u) + cal.cost("verify_add", u))
-        + cal.cost("serialize_sum", u),
-        "decrypt": cal.cost("decrypt", u) + clients * cal.cost("commit_sum", u),
+        "train": clients * (train_a + train_b * samples_per_client * features * local_epochs),
+        "encrypt": clients * encrypt,
+        "sign": clients * per_client("sign"),
+        "serialize": clients * per_client("serialize"),
+        "aggregate": clients * (agg[0] + agg[1] * u) + agg[2] + agg[3] * u,
+        "decrypt": dec[0] + dec[1] * u + clients * (dec[2] + dec[3] * u),
+        "overhead": over[0] + over[1] * clients
+        + over[2] * clients * samples_per_client * features,
     }
-    per_round = sum(phases.values()) + cal.overhead[0] + cal.overhead[1] * clients
+    per_round = sum(phases.values())
     bytes_up = round(cal.bytes_up[0] + cal.bytes_up[1] * u)
     stats = np.zeros(features if standardize else 0)
-    bytes_down = len(encode(RoundStart(1, Task.TRAIN, np.zeros(size), stats, stats)))
+    bytes_down = len(encode(RoundStart(1, Task.TRAIN, np.zeros(features + 1), stats, stats)))
     return Estimate(per_round, phases, bytes_up, bytes_down, rounds * per_round, u)
