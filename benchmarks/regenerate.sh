@@ -2,7 +2,7 @@
 # Regenerate every committed result in benchmarks/results/ and the README tables
 # built from them. Run on a quiet machine (nothing else busy): the ratios are
 # measured within each run, but noise still widens the spreads. Takes about
-# half an hour on 2 cores.
+# forty minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=benchmarks/results
@@ -12,6 +12,7 @@ python benchmarks/paillier_speed.py --json "$out/paillier_speed.json" --markdown
 python benchmarks/ckks_speed.py --json "$out/ckks_speed.json" --markdown "$out/ckks_speed.md"
 python benchmarks/ckks_large.py --json "$out/ckks_large.json" --markdown "$out/ckks_large.md"
 python benchmarks/ckks_flooding.py --json "$out/ckks_flooding.json" --markdown "$out/ckks_flooding.md"
+python benchmarks/scale.py --json "$out/scale.json" --markdown "$out/scale.md"
 HE_FED_CACHE_DIR="$(mktemp -d)" he-fed bench --full --json "$out/bench.json" --csv "$out/bench.csv" \
     --markdown "$out/bench.md" --plot "$out"
 python benchmarks/update_readme.py

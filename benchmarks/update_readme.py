@@ -178,6 +178,32 @@ def _scale(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _bench(data: dict[str, Any]) -> str:
+    from he_fed.bench.report import headline_markdown
+
+    env = data["environment"]
+    head = (
+        f"`he-fed bench --{data['mode']}`, {env['date']}, {env['cpu']} "
+        f"({env['cpu_count']} cores), Python {env['python']}; medians of "
+        f"{data['grid']['repeats']} interleaved repetitions, {data['grid']['clients']} "
+        "clients in the aggregation step."
+    )
+    measured = [r for r in data.get("macro", []) if r.get("measured")]
+    errors = [abs(r["estimate_error"]) for r in measured if r["scheme"] != "plain"]
+    tail = ""
+    if errors:
+        tail = (
+            f"\n\n`he-fed estimate` against these {len(errors)} measured runs (plain aside): "
+            f"largest error {100 * max(errors):.0f}%, median {100 * sorted(errors)[len(errors) // 2]:.0f}%. "
+            f"{sum(1 for r in data['macro'] if not r.get('measured'))} larger cells were "
+            "estimated only (over the run budget); `benchmarks/results/bench.md` lists every cell."
+        )
+    def shown(row: dict[str, Any]) -> bool:  # README: 10 clients, and 1,000 features
+        return row["clients"] == 10 or row["features"] == 1000
+
+    return head + "\n\n" + headline_markdown(data, macro_filter=shown) + tail
+
+
 #: Block name -> (results file, renderer).
 BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "paillier_speed": ("paillier_speed.json", _paillier_speed),
@@ -185,6 +211,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "ckks_large": ("ckks_large.json", _ckks_large),
     "ckks_flooding": ("ckks_flooding.json", _ckks_flooding),
     "scale": ("scale.json", _scale),
+    "bench": ("bench.json", _bench),
 }
 
 

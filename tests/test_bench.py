@@ -119,3 +119,17 @@ def test_estimate_cli_prints_a_prediction(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "time per round" in result.output and "bytes up / client" in result.output
     assert "3 ciphertext units" in result.output  # 5001 values + weight, 2048 per ciphertext
+
+
+def test_committed_estimates_are_within_30_percent_of_the_measured_runs():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "bench.json"
+    data = json.loads(path.read_text())
+    assert data["mode"] == "full"
+    measured = [r for r in data["macro"] if r["measured"]]
+    assert len(measured) >= 40
+    worst = max(measured, key=lambda r: abs(r["estimate_error"]))
+    assert abs(worst["estimate_error"]) <= 0.30, worst
+    # every scheme of the quick grid appears in the committed micro table
+    assert {r["scheme"] for r in data["micro"]} == {"plain", "paillier", "paillier-packed", "ckks"}

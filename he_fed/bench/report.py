@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,10 @@ def _largest_common_size(result: dict[str, Any]) -> int:
     return sizes[-1] if sizes[-1] <= 10_000 else max(s for s in sizes if s <= 10_000)
 
 
-def headline_markdown(result: dict[str, Any]) -> str:
-    """README's tables: per-element costs and ratios at one size, and the macro runs."""
+def headline_markdown(
+    result: dict[str, Any], *, macro_filter: Callable[[dict[str, Any]], bool] | None = None
+) -> str:
+    """Per-element costs and ratios at one size, then the macro runs (all, or a selection)."""
     d = _largest_common_size(result)
     lines = [
         f"Micro, d = {d:,} values per update, µs per value (ratios: baseline ÷ he-fed, "
@@ -81,17 +84,25 @@ def headline_markdown(result: dict[str, Any]) -> str:
                 f"{r['encrypt']:.3g} / {r['decrypt']:.3g} / {r['bytes']:.3g}" if r else "—"
             )
         lines.append(f"| {row_label(row)} | " + " | ".join(cells + ratio_cells) + " |")
-    macro = [r for r in result.get("macro", []) if r.get("measured")]
+    macro = [r for r in result.get("macro", []) if macro_filter is None or macro_filter(r)]
     if macro:
         lines += [
             "",
-            "Macro, whole in-process runs (time per round, overhead against plain, bytes up "
-            "per client per round, estimate error):",
+            "Macro, whole in-process runs: seconds per round, overhead against plain, bytes up "
+            "per client per round, and the error of `he-fed estimate`'s prediction. Rows "
+            "marked *estimated* were over the run budget and were predicted, not run:",
             "",
             "| scheme | clients | features | s / round | × plain | bytes up | estimate error |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for r in macro:
+            if not r.get("measured"):
+                lines.append(
+                    f"| {r['scheme']} | {r['clients']} | {r['features']:,} | "
+                    f"*estimated* {r['estimate_s_per_round']:.3g} | | "
+                    f"{r['estimate_bytes_up']:,} | |"
+                )
+                continue
             overhead = r.get("overhead_vs_plain", 1.0)
             lines.append(
                 f"| {r['scheme']} | {r['clients']} | {r['features']:,} | "
