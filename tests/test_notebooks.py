@@ -54,3 +54,19 @@ def test_committed_outputs_come_from_an_execution(path):
     code = [c for c in notebook.cells if c.cell_type == "code"]
     assert code and all(c.execution_count for c in code)
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+
+
+def test_every_tutorial_is_here():
+    """README and README.zh-CN list six tutorials; each exists, and nothing else does."""
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01_quickstart",
+        "02_paillier_vs_ckks",
+        "03_what_the_server_sees",
+        "04_encryption_overhead",
+        "05_hospitals_non_iid",
+        "06_phe_example_done_right",
+    ]
+    root = NOTEBOOKS[0].parent.parent
+    for readme in ("README.md", "README.zh-CN.md"):
+        text = (root / readme).read_text(encoding="utf-8")
+        assert all(f"{p.name}" in text for p in NOTEBOOKS), readme
