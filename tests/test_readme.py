@@ -39,3 +39,23 @@ def test_the_chinese_readme_gives_the_same_commands_and_sections():
     notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     for name in notebooks:
         assert name in english and name in chinese
+
+
+def test_the_worked_example_shows_what_he_fed_run_prints():
+    """Accuracy, loss, bytes and key sizes are deterministic; only the times vary."""
+    from click.testing import CliRunner
+
+    from he_fed.cli import main
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = readme.split("$ he-fed run\n", 1)[1].split("time per phase", 1)[0]
+    shown = [line for line in example.splitlines() if line.strip()]
+    assert len(shown) >= 8 and "0.9580" in example
+    result = CliRunner().invoke(main, ["run"], catch_exceptions=False, terminal_width=100)
+    assert result.exit_code == 0
+    printed = result.output.splitlines()
+    assert [line for line in shown if line not in printed] == []
+    phases = readme.split("time per phase", 1)[1].split("```", 1)[0]
+    for phase in ("local training", "encode + encrypt", "commit + sign", "serialize",
+                  "aggregate", "decrypt", "key generation", "wall clock"):
+        assert phase in phases and phase in result.output
