@@ -164,16 +164,18 @@ class BaseGD(BaseEstimator):
         converged = False
         epoch = 0
         for epoch in range(1, int(self.max_iter) + 1):
-            order = rng.permutation(n) if self.shuffle and batch < n else np.arange(n)
+            order = rng.permutation(n) if self.shuffle and batch < n else None
             for start in range(0, n, batch):
-                idx = order[start : start + batch]
+                # Unshuffled batches are slices: views, not copies of the client's rows.
+                idx = order[start : start + batch] if order is not None else slice(start, start + batch)
                 w = sw[idx]
                 total = w.sum()
                 if total <= 0:
                     continue
-                _, residual = self._loss_and_residual(X[idx] @ coef + intercept, y[idx])
+                rows = X[idx]
+                _, residual = self._loss_and_residual(rows @ coef + intercept, y[idx])
                 residual = residual * w / total
-                grad = X[idx].T @ residual + self.alpha * coef
+                grad = rows.T @ residual + self.alpha * coef
                 coef = coef - lr * grad
                 if self.fit_intercept:
                     intercept -= lr * float(residual.sum())
