@@ -7,12 +7,14 @@ it grows, in ``u`` (ciphertexts per update, or values for ``plain``) and ``K``
 (clients):
 
 * per client, ``a + b·u``: encrypt, commit and sign, serialize;
-* per client, ``a + b·(samples·features·epochs)``: local training, fitted on direct
-  fits of the local model (the protocol's per-client bookkeeping is in the overhead);
+* per client, ``a + b·(samples·features·epochs)``: local training, fitted on the
+  federations above and on an unencrypted one with large updates, for the slope;
 * per round, ``K·(a + b·u) + c + d·u``: aggregate (load, verify, add; then the sum);
 * per round, ``a + b·u + K·(c + d·u)``: the key holder's receipt checks and decryption;
-* per round, ``a + b·K + c·(K·samples·features)``: what is left of the wall clock
-  (round starts, applying the mean, evaluating the model on the clients' rows).
+* per round, ``a + b·(K·samples·features)``: evaluating the model on the clients'
+  rows after the round, timed directly at two sizes;
+* per round, ``a + b·K``: what is left of the wall clock (round starts, applying
+  the mean).
 
 Long Paillier updates (at least 512 ciphertexts) are encrypted by worker
 processes on every core, and the prediction divides their encryption time
@@ -33,11 +35,10 @@ from typing import Any
 import numpy as np
 
 from he_fed import __version__
-from he_fed.crypto import CKKS, PackedPaillier, Paillier, Scheme
+from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain, Scheme
 from he_fed.crypto.paillier import PARALLEL_MIN_CIPHERTEXTS
 from he_fed.bench.measure import timed
 from he_fed.experiment import environment
-from he_fed.models import LogisticRegressionGD
 from he_fed.protocol.messages import RoundStart, Task, encode
 
 __all__ = ["Calibration", "Estimate", "calibrate", "estimate", "load_calibration", "units"]
@@ -79,7 +80,8 @@ class Calibration:
     train: list[float]  # per client, a + b·(samples·features·epochs)
     aggregate: list[float]  # per round, K·(a + b·u) + c + d·u
     decrypt: list[float]  # per round, a + b·u + K·(c + d·u)
-    overhead: list[float]  # per round, a + b·K + c·(K·samples·features)
+    evaluate: list[float]  # per round, a + b·(K·samples·features)
+    overhead: list[float]  # per round, a + b·K
     bytes_up: list[float]  # per update, a + b·u
     created: str
 
@@ -114,18 +116,32 @@ def _mini_round(scheme: Scheme, clients: int, features: int, rng: np.random.Gene
     return entry["timings"], entry["bytes_up"], float(walls[middle])
 
 
-def _train_points(rng: np.random.Generator) -> list[tuple[float, float]]:
-    """Local training cost at two sizes, large enough for a stable slope (fastest of 3)."""
+def _evaluate_fit(rng: np.random.Generator) -> list[float]:
+    """Evaluating the model on ``n`` rows of ``d`` features, ``a + b·n·d`` (fastest of 3)."""
+    from he_fed.federated import FederatedLogisticRegression
+
+    evaluator = FederatedLogisticRegression()
+    evaluator.classes_ = np.array([0, 1])
     points = []
-    for n, d in ((_ROWS, 50), (200, 2000)):
+    for n, d in ((_ROWS, 50), (400, 5000)):
         X, y = rng.normal(size=(n, d)), np.arange(n) % 2
-        model = LogisticRegressionGD(learning_rate=0.5, max_iter=1)
-        best = min(timed(lambda X=X, y=y: model.fit(X, y))[0] for _ in range(3))
+        coef = rng.normal(size=d) / np.sqrt(d)
+        best = min(
+            timed(lambda X=X, y=y, c=coef: evaluator._metrics(X, y, c, 0.0))[0] for _ in range(3)
+        )
         points.append((n * d, best))
-    return points
+    return _solve([[1.0, w] for w, _ in points], [s for _, s in points])
 
 
-def _train_estimate(fit: list[float], work: float) -> float:
+def _train_points(rng: np.random.Generator) -> list[tuple[float, float]]:
+    """Per-client training in unencrypted federations with large updates: the slope."""
+    clients, features = 4, 50_000
+    scheme = Plain(max_clients=clients, max_weight=_ROWS)
+    runs = [_mini_round(scheme, clients, features, rng) for _ in range(2)]
+    return [(_ROWS * features, min(run[0]["train"] for run in runs) / clients)]
+
+
+def _linear(fit: list[float], work: float) -> float:
     return fit[0] + fit[1] * work
 
 
@@ -136,8 +152,8 @@ def calibrate(scheme: Scheme) -> Calibration:
     shared machine only ever adds time.
     """
     rng = np.random.default_rng(0)
+    evaluate_fit = _evaluate_fit(rng)
     train_points = _train_points(rng)
-    train_fit = _solve([[1.0, w] for w, _ in train_points], [s for _, s in train_points])
     client_points: dict[str, list[tuple[float, float]]] = {
         p: [] for p in ("encrypt", "sign", "serialize")
     }
@@ -148,15 +164,15 @@ def calibrate(scheme: Scheme) -> Calibration:
         for clients in (2, 5):
             runs = [_mini_round(scheme, clients, features, rng) for _ in range(2)]
             t = {p: min(run[0][p] for run in runs) for p in runs[0][0]}
-            wall = min(run[2] - sum(run[0].values()) for run in runs) + sum(t.values())
+            rest = min(run[2] - sum(run[0].values()) for run in runs)
             bytes_up = runs[0][1]
             for phase in client_points:
                 client_points[phase].append((u, t[phase] / clients))
             aggregate_points.append(([clients, clients * u, 1.0, u], t["aggregate"]))
             decrypt_points.append(([1.0, u, clients, clients * u], t["decrypt"]))
+            train_points.append((_ROWS * features, t["train"] / clients))
             overhead_points.append(
-                ([1.0, clients, clients * _ROWS * features], wall - sum(t.values()) + t["train"]
-                 - clients * _train_estimate(train_fit, _ROWS * features))
+                ([1.0, clients], rest - _linear(evaluate_fit, clients * _ROWS * features))
             )
             size_points.append((u, bytes_up))
     return Calibration(
@@ -168,9 +184,10 @@ def calibrate(scheme: Scheme) -> Calibration:
             phase: _solve([[1.0, u] for u, _ in pts], [s for _, s in pts])
             for phase, pts in client_points.items()
         },
-        train=train_fit,
+        train=_solve([[1.0, w] for w, _ in train_points], [s for _, s in train_points]),
         aggregate=_solve([r for r, _ in aggregate_points], [s for _, s in aggregate_points]),
         decrypt=_solve([r for r, _ in decrypt_points], [s for _, s in decrypt_points]),
+        evaluate=evaluate_fit,
         overhead=_solve([r for r, _ in overhead_points], [s for _, s in overhead_points]),
         bytes_up=_solve([[1.0, u] for u, _ in size_points], [s for _, s in size_points]),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -268,19 +285,18 @@ def estimate(
     cores = os.cpu_count() or 1
     if isinstance(scheme, (Paillier, PackedPaillier)) and u >= PARALLEL_MIN_CIPHERTEXTS:
         encrypt /= max(1.0, cores * _PARALLEL_EFFICIENCY)  # worker processes on every core
-    train_a, train_b = cal.train
     agg = cal.aggregate
     dec = cal.decrypt
     over = cal.overhead
     phases = {
-        "train": clients * (train_a + train_b * samples_per_client * features * local_epochs),
+        "train": clients * _linear(cal.train, samples_per_client * features * local_epochs),
         "encrypt": clients * encrypt,
         "sign": clients * per_client("sign"),
         "serialize": clients * per_client("serialize"),
         "aggregate": clients * (agg[0] + agg[1] * u) + agg[2] + agg[3] * u,
         "decrypt": dec[0] + dec[1] * u + clients * (dec[2] + dec[3] * u),
         "overhead": over[0] + over[1] * clients
-        + over[2] * clients * samples_per_client * features,
+        + _linear(cal.evaluate, clients * samples_per_client * features),
     }
     per_round = sum(phases.values())
     bytes_up = round(cal.bytes_up[0] + cal.bytes_up[1] * u)
