@@ -57,12 +57,12 @@ def units(scheme: Scheme, size: int) -> int:
 
 
 def _features_for(scheme: Scheme) -> tuple[int, int]:
-    """Two model sizes: an update of one unit, and one of several."""
+    """Two model sizes: an update of one unit, and one of enough units to fix the slope."""
     if isinstance(scheme, Paillier):
         return 8, 48
     if isinstance(scheme, PackedPaillier):
         slots = scheme.layout.slots
-        return max(1, slots - 2), 5 * slots - 2
+        return max(1, slots - 2), 16 * slots - 2
     if isinstance(scheme, CKKS):
         return scheme.slots - 2, 4 * scheme.slots - 2
     return 100, 20_000
@@ -92,6 +92,11 @@ def _solve(rows: list[list[float]], values: list[float]) -> list[float]:
     return [max(0.0, float(v)) for v in solution]
 
 
+def _planned(scheme: Scheme, clients: int) -> Scheme:
+    """``scheme`` re-planned for a calibration federation of ``clients`` clients."""
+    return scheme.with_plan(max_clients=max(clients, 2), max_weight=_ROWS)
+
+
 def _mini_round(scheme: Scheme, clients: int, features: int, rng: np.random.Generator) -> Any:
     """Timed training rounds of a tiny federation, run as the estimators run one.
 
@@ -103,10 +108,7 @@ def _mini_round(scheme: Scheme, clients: int, features: int, rng: np.random.Gene
     X = rng.normal(size=(clients * _ROWS, features))
     y = np.arange(len(X)) % 2
     stamps: list[float] = []
-    model = FederatedLogisticRegression(
-        scheme=scheme.with_plan(max_clients=max(clients, 2), max_weight=_ROWS),
-        rounds=4, local_epochs=1, standardize=False,
-    )
+    model = FederatedLogisticRegression(scheme=scheme, rounds=4, local_epochs=1, standardize=False)
     start = time.perf_counter()
     model.fit(X, y, np.arange(len(X)) % clients,
               callback=lambda _: stamps.append(time.perf_counter()))
@@ -160,9 +162,10 @@ def calibrate(scheme: Scheme) -> Calibration:
     aggregate_points, decrypt_points = [], []
     overhead_points, size_points = [], []
     for features in _features_for(scheme):
-        u = units(scheme, features + 1)
         for clients in (2, 5):
-            runs = [_mini_round(scheme, clients, features, rng) for _ in range(2)]
+            planned = _planned(scheme, clients)
+            u = units(planned, features + 1)
+            runs = [_mini_round(planned, clients, features, rng) for _ in range(2)]
             t = {p: min(run[0][p] for run in runs) for p in runs[0][0]}
             rest = min(run[2] - sum(run[0].values()) for run in runs)
             bytes_up = runs[0][1]
