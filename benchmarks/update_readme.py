@@ -198,6 +198,7 @@ def _bench(data: dict[str, Any]) -> str:
             f"{sum(1 for r in data['macro'] if not r.get('measured'))} larger cells were "
             "estimated only (over the run budget); `benchmarks/results/bench.md` lists every cell."
         )
+
     def shown(row: dict[str, Any]) -> bool:  # README: 10 clients, and 1,000 features
         return row["clients"] == 10 or row["features"] == 1000
 
