@@ -19,11 +19,13 @@ from he_fed.crypto.ckks import PRESETS
 @click.option("--clients", type=int, default=5, show_default=True)
 @click.option("--rounds", type=int, default=20, show_default=True)
 @click.option("--samples-per-client", type=int, default=100, show_default=True)
-@click.option("--local-epochs", type=int, default=1, show_default=True)
+@click.option("--local-epochs", type=int, default=5, show_default=True)
 @click.option("--key-bits", type=int, default=2048, show_default=True)
 @click.option("--ckks-preset", type=click.Choice(sorted(PRESETS)), default="aggregation-fast",
               show_default=True)
 @click.option("--clip", type=float, default=DEFAULT_CLIP, show_default=True)
+@click.option("--no-standardize", is_flag=True,
+              help="As he-fed run's flag: round starts carry no standardisation statistics.")
 @click.option("--allow-insecure", is_flag=True)
 @click.option("--recalibrate", is_flag=True,
               help="Measure this machine again instead of using the cached calibration.")
@@ -37,12 +39,13 @@ def estimate(
     key_bits: int,
     ckks_preset: str,
     clip: float,
+    no_standardize: bool,
     allow_insecure: bool,
     recalibrate: bool,
 ) -> None:
     """Predict time per round, bytes per client and total time, without running.
 
-    The first call for a scheme calibrates this machine (a few seconds) and caches
+    The defaults are those of ``he-fed run``. The first call for a scheme calibrates this machine (a few seconds) and caches
     the result (in $HE_FED_CACHE_DIR, else ~/.cache/he-fed).
     """
     with friendly_errors():
@@ -57,6 +60,7 @@ def estimate(
         result = predict(
             chosen, calibration, features=features, clients=clients, rounds=rounds,
             samples_per_client=samples_per_client, local_epochs=local_epochs,
+            standardize=not no_standardize,
         )
     click.echo(f"{scheme}: {clients} clients, {features} features, {rounds} rounds "
                f"(calibrated {calibration.created} on {calibration.machine})")

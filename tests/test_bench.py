@@ -133,3 +133,20 @@ def test_committed_estimates_are_within_30_percent_of_the_measured_runs():
     assert abs(worst["estimate_error"]) <= 0.30, worst
     # every scheme of the quick grid appears in the committed micro table
     assert {r["scheme"] for r in data["micro"]} == {"plain", "paillier", "paillier-packed", "ckks"}
+
+
+@pytest.mark.slow
+def test_estimate_with_run_defaults_predicts_the_bytes_of_he_fed_run(tmp_path, monkeypatch):
+    """Full strength: `he-fed estimate` and `he-fed run`, both with their defaults."""
+    import json
+    import re
+
+    monkeypatch.setenv("HE_FED_CACHE_DIR", str(tmp_path))
+    out = tmp_path / "run.json"
+    CliRunner().invoke(main, ["run", "--quiet", "--json", str(out)], catch_exceptions=False)
+    last = json.loads(out.read_text())["rounds"][-1]
+    predicted = CliRunner().invoke(main, ["estimate"], catch_exceptions=False).output
+    up = int(re.search(r"bytes up / client\s+([\d,]+)", predicted)[1].replace(",", ""))
+    down = int(re.search(r"bytes down / client\s+([\d,]+)", predicted)[1].replace(",", ""))
+    assert abs(up - last["bytes_up"]) <= 8  # a linear fit through exact sizes
+    assert down == last["bytes_down"]
