@@ -52,7 +52,7 @@ def units(scheme: Scheme, size: int) -> int:
     if isinstance(scheme, (Paillier, PackedPaillier)):
         return scheme.ciphertexts_for(size)
     if isinstance(scheme, CKKS):
-        return math.ceil((size + 1) / scheme.slots)
+        return math.ceil((size + 1) / scheme.values_per_ciphertext)
     return size + 1
 
 
@@ -64,7 +64,8 @@ def _features_for(scheme: Scheme) -> tuple[int, int]:
         slots = scheme.layout.slots
         return max(1, slots - 2), 16 * slots - 2
     if isinstance(scheme, CKKS):
-        return scheme.slots - 2, 4 * scheme.slots - 2
+        per = scheme.values_per_ciphertext
+        return per - 2, 4 * per - 2
     return 100, 20_000
 
 

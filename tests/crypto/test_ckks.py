@@ -202,12 +202,13 @@ def test_the_aggregator_gets_parameters_only_and_cannot_decrypt_or_encrypt(prese
 @pytest.mark.parametrize("preset", PRESET_NAMES)
 def test_odd_lengths_round_trip_through_envelopes_and_streams(preset, rng):
     keys = _keys(preset)
-    slots = keys.public.scheme.slots
+    slots, per = keys.public.scheme.slots, keys.public.scheme.values_per_ciphertext
+    assert per == 2 * slots  # two values to a complex slot
     aggregation = keys.public.aggregation_key()
-    for n in (1, slots - 1, slots, slots + 1):
+    for n in (1, 2, slots - 1, slots, slots + 1, per - 2, per - 1, per, per + 1):
         x = rng.uniform(-1, 1, size=n)
         vector = keys.public.encrypt(x, weight=5)
-        assert len(vector.parts) == math.ceil((n + 1) / slots)
+        assert len(vector.parts) == math.ceil((n + 1) / per)
         buffer = io.BytesIO()
         vector.write_to(buffer)
         buffer.seek(0)
@@ -225,7 +226,7 @@ def test_chunks_at_another_scale_or_under_another_plan_raise_key_mismatch(preset
     aggregation = keys.public.aggregation_key()
     scale = 2.0 ** (keys.public.scheme.encode_scale_bits - 2)
     odd = ts.ckks_vector(keys.public.context, [0.5] * 4, scale)
-    forged = CKKSVector(keys.public, [odd], 3, 1).to_bytes()  # a valid header, another scale
+    forged = CKKSVector(keys.public, 3, 1, parts=[odd]).to_bytes()  # a valid header, another scale
     with pytest.raises(KeyMismatchError, match="scale"):
         aggregation.load_vector(forged)
     other = next(name for name in PRESET_NAMES if name != preset)
@@ -239,7 +240,7 @@ def test_a_chunk_below_the_first_data_level_raises_key_mismatch():
     keys = _keys("compat-nvflare")  # two data primes: a ciphertext can drop one
     lower = keys.public.encrypt(np.ones(3)).parts[0] * 1.0  # rescaled to the next level
     with pytest.raises(KeyMismatchError, match="level"):
-        keys.public.aggregation_key().load_vector(CKKSVector(keys.public, [lower], 3, 1).to_bytes())
+        keys.public.aggregation_key().load_vector(CKKSVector(keys.public, 3, 1, parts=[lower]).to_bytes())
 
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
@@ -338,7 +339,7 @@ def test_a_million_value_update_streams_sums_and_decrypts(tmp_path, rng):
         with path.open("rb") as source:
             vector = aggregation.read_vector_from(source, size=n)
         total = vector if total is None else total + vector
-    assert total is not None and len(total.parts) == math.ceil((n + 1) / 2048)
+    assert total is not None and len(total.parts) == math.ceil((n + 1) / 4096)
     result = keys.secret.decrypt_weighted(total)
     assert result.weight == 7
     expected = sum(w * x for w, x in zip(weights, xs, strict=True))
