@@ -16,13 +16,15 @@ sum of values in [-1, 1] (plan ``clip=1, max_clients=100``) are from one run of
 ``benchmarks/ckks_speed.py`` (``benchmarks/results/ckks_speed.json``); the RMS
 error is :attr:`CKKS.error_budget`'s prediction, which that run matches:
 
-====================  =====  ============  =====  =============  ========  =========
-preset                N      primes        slots  bytes / value  RMS       max error
-====================  =====  ============  =====  =============  ========  =========
-aggregation-fast      4096   [60, 49]      2048   32.1           6.2e-9    4.9e-8
-aggregation-compact   2048   [40, 14]      1024   24.1           1.6e-6    8.4e-6
-compat-nvflare        8192   [60, 40, 40]  4096   57.4           1.2e-8    8.2e-8
-====================  =====  ============  =====  =============  ========  =========
+====================  =====  ============  ======  =============  ========  =========
+preset                N      primes        values  bytes / value  RMS       max error
+====================  =====  ============  ======  =============  ========  =========
+aggregation-fast      4096   [60, 49]      4096    16.0           6.2e-9    5.8e-8
+aggregation-compact   2048   [40, 14]      2048    12.0           1.6e-6    1.0e-5
+compat-nvflare        8192   [60, 40, 40]  8192    28.7           1.2e-8    7.9e-8
+====================  =====  ============  ======  =============  ========  =========
+
+(``values``: per ciphertext.)
 
 ``aggregation-fast`` is the default. ``aggregation-compact`` spends its 54-bit
 budget on one 40-bit data prime and the smallest special prime SEAL can find
@@ -31,8 +33,12 @@ for additions. Its ciphertexts are smaller (fewer bytes per value, and half as m
 values each) and less precise. ``compat-nvflare`` is NVIDIA FLARE's parameter set,
 for comparison.
 
-Encoding. A contribution ``weight * x`` is laid out with ``weight`` in one extra
-slot and split into chunks of ``N / 2`` slots, one ciphertext each. All clients
+Encoding. A contribution ``weight * x`` is laid out with ``weight`` as one extra
+value and split into chunks of ``N`` values, one ciphertext each: consecutive
+values ``(a, b)`` fill one complex slot ``a + bi`` (TenSEAL's vectors take reals
+only, one per slot, so encoding and encryption go through ``tenseal.sealapi``,
+and the SEAL ciphertext is wrapped in TenSEAL's format, which loads and adds it
+unchanged). All clients
 use one scale, ``2**encode_scale_bits``: the largest (up to ``scale_bits``) that
 keeps every sum the plan allows below a quarter of the data modulus, so a sum
 never wraps around. A plan that cannot fit, or that would leave fewer than 16 bits
@@ -46,7 +52,7 @@ beyond the key holder). ``flood_bits`` opts in to noise flooding at decryption.
 Bytes. ``to_bytes`` writes one envelope; ``write_to`` streams one frame per
 ciphertext (:mod:`he_fed.crypto.stream`), and ``PublicKey.encrypt_to`` encrypts
 straight into such a stream, one ciphertext in memory at a time (a client's peak
-memory for a million values drops from 33 to 8 MiB above its start, measured in
+memory for a million values drops from 17 to 8 MiB above its start, measured in
 ``benchmarks/results/ckks_large.json``). Loaders accept a chunk only if it has
 the expected length, two polynomials, a non-transparent form, the first data
 level and the plan's scale; another level or scale raises ``KeyMismatchError``.
@@ -158,7 +164,7 @@ class CKKS(Scheme):
         ``coeff_mod_bit_sizes`` and ``scale_bits`` override it.
     poly_modulus_degree : int, optional
         Ring dimension ``N``, a power of two from 1024 to 32768; a ciphertext holds
-        ``N / 2`` values.
+        ``N`` values, two per complex slot.
     coeff_mod_bit_sizes : tuple of int, optional
         Bit sizes of the coefficient-modulus primes. The last is the special prime
         (14 to 60 bits); the others (20 to 60 bits) form the data modulus that sums

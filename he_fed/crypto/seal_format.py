@@ -1,4 +1,5 @@
-"""Reading TenSEAL's serialized CKKS vectors ourselves, before TenSEAL does.
+"""Reading TenSEAL's serialized CKKS vectors ourselves, before TenSEAL does, and
+wrapping SEAL ciphertexts in that format.
 
 Two jobs need the raw ciphertext polynomials, which TenSEAL does not expose:
 

@@ -53,6 +53,9 @@ def test_weighted_sums_match_the_budgets_rms_and_stay_under_its_bound(preset, rn
     assert result.weight == int(weights.sum()) and result.count == count
     # The model predicts the root-mean-square error (weights do not scale it).
     assert 0.85 < math.sqrt(np.mean(error**2)) / budget.rms(count) < 1.15
+    # Values in the real and in the imaginary part of a slot err alike.
+    for part in (error[0::2], error[1::2]):
+        assert 0.8 < math.sqrt(np.mean(part**2)) / budget.rms(count) < 1.2
     # The bound holds, and is not vacuous: within a factor of 20 of the largest error.
     largest = float(np.max(np.abs(error)))
     assert largest <= budget.bound(count, size) < 20 * largest
@@ -315,7 +318,9 @@ def test_flooding_is_opt_in_invisible_on_the_wire_and_decided_by_the_key_holder(
     budget = flooded.error_budget
     assert result.weight == 8  # the weight is rounded, never flooded
     assert 0.9 < np.std(error) / budget.flood_std(4) < 1.1
-    assert budget.flood_std(4) == pytest.approx(2**10 * math.sqrt(flooded.slots) * budget.rms(4))
+    assert budget.flood_std(4) == pytest.approx(
+        2**10 * math.sqrt(flooded.values_per_ciphertext) * budget.rms(4)
+    )
     assert budget.released_rms(4) == pytest.approx(math.hypot(budget.rms(4), budget.flood_std(4)))
     assert np.max(np.abs(error)) <= budget.bound(4, size)
 
