@@ -175,7 +175,7 @@ def run() -> dict[str, Any]:
         "preset": "aggregation-fast",
         "plan": PLAN,
         "size": SIZE,
-        "ciphertexts": -(-(SIZE + 1) // scheme.slots),
+        "ciphertexts": -(-(SIZE + 1) // scheme.values_per_ciphertext),
         "clients": clients,
         "client_two_steps": two_steps,
         "aggregator": aggregate,

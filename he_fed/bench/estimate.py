@@ -52,7 +52,7 @@ def units(scheme: Scheme, size: int) -> int:
     if isinstance(scheme, (Paillier, PackedPaillier)):
         return scheme.ciphertexts_for(size)
     if isinstance(scheme, CKKS):
-        return math.ceil((size + 1) / scheme.slots)
+        return math.ceil((size + 1) / scheme.values_per_ciphertext)
     return size + 1
 
 
@@ -64,7 +64,8 @@ def _features_for(scheme: Scheme) -> tuple[int, int]:
         slots = scheme.layout.slots
         return max(1, slots - 2), 16 * slots - 2
     if isinstance(scheme, CKKS):
-        return scheme.slots - 2, 4 * scheme.slots - 2
+        per = scheme.values_per_ciphertext
+        return per - 2, 4 * per - 2
     return 100, 20_000
 
 
@@ -150,7 +151,7 @@ def _linear(fit: list[float], work: float) -> float:
 def calibrate(scheme: Scheme) -> Calibration:
     """Time the real roles of ``scheme`` on this machine (a few seconds).
 
-    Every configuration runs twice and each phase keeps its faster time: noise on a
+    Every configuration runs three times and each phase keeps its fastest time: noise on a
     shared machine only ever adds time.
     """
     rng = np.random.default_rng(0)
@@ -165,7 +166,7 @@ def calibrate(scheme: Scheme) -> Calibration:
         for clients in (2, 5):
             planned = _planned(scheme, clients)
             u = units(planned, features + 1)
-            runs = [_mini_round(planned, clients, features, rng) for _ in range(2)]
+            runs = [_mini_round(planned, clients, features, rng) for _ in range(3)]
             t = {p: min(run[0][p] for run in runs) for p in runs[0][0]}
             rest = min(run[2] - sum(run[0].values()) for run in runs)
             bytes_up = runs[0][1]

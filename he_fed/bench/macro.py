@@ -50,7 +50,7 @@ class MacroGrid:
 
 QUICK = MacroGrid(clients=(2,), features=(30,), rounds=3, budget_s=10.0)
 FULL = MacroGrid(
-    clients=(2, 10, 50, 100), features=(30, 1000, 10_000, 100_000), rounds=3, budget_s=90.0
+    clients=(2, 10, 50, 100), features=(30, 1000, 10_000, 100_000), rounds=4, budget_s=90.0
 )
 
 

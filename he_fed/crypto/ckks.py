@@ -16,13 +16,15 @@ sum of values in [-1, 1] (plan ``clip=1, max_clients=100``) are from one run of
 ``benchmarks/ckks_speed.py`` (``benchmarks/results/ckks_speed.json``); the RMS
 error is :attr:`CKKS.error_budget`'s prediction, which that run matches:
 
-====================  =====  ============  =====  =============  ========  =========
-preset                N      primes        slots  bytes / value  RMS       max error
-====================  =====  ============  =====  =============  ========  =========
-aggregation-fast      4096   [60, 49]      2048   32.1           6.2e-9    4.9e-8
-aggregation-compact   2048   [40, 14]      1024   24.1           1.6e-6    8.4e-6
-compat-nvflare        8192   [60, 40, 40]  4096   57.4           1.2e-8    8.2e-8
-====================  =====  ============  =====  =============  ========  =========
+====================  =====  ============  ======  =============  ========  =========
+preset                N      primes        values  bytes / value  RMS       max error
+====================  =====  ============  ======  =============  ========  =========
+aggregation-fast      4096   [60, 49]      4096    16.0           6.2e-9    5.8e-8
+aggregation-compact   2048   [40, 14]      2048    12.0           1.6e-6    1.0e-5
+compat-nvflare        8192   [60, 40, 40]  8192    28.7           1.2e-8    7.9e-8
+====================  =====  ============  ======  =============  ========  =========
+
+(``values``: per ciphertext.)
 
 ``aggregation-fast`` is the default. ``aggregation-compact`` spends its 54-bit
 budget on one 40-bit data prime and the smallest special prime SEAL can find
@@ -31,8 +33,12 @@ for additions. Its ciphertexts are smaller (fewer bytes per value, and half as m
 values each) and less precise. ``compat-nvflare`` is NVIDIA FLARE's parameter set,
 for comparison.
 
-Encoding. A contribution ``weight * x`` is laid out with ``weight`` in one extra
-slot and split into chunks of ``N / 2`` slots, one ciphertext each. All clients
+Encoding. A contribution ``weight * x`` is laid out with ``weight`` as one extra
+value and split into chunks of ``N`` values, one ciphertext each: consecutive
+values ``(a, b)`` fill one complex slot ``a + bi`` (TenSEAL's vectors take reals
+only, one per slot, so encoding and encryption go through ``tenseal.sealapi``,
+and the SEAL ciphertext is wrapped in TenSEAL's format, which loads and adds it
+unchanged). All clients
 use one scale, ``2**encode_scale_bits``: the largest (up to ``scale_bits``) that
 keeps every sum the plan allows below a quarter of the data modulus, so a sum
 never wraps around. A plan that cannot fit, or that would leave fewer than 16 bits
@@ -46,7 +52,7 @@ beyond the key holder). ``flood_bits`` opts in to noise flooding at decryption.
 Bytes. ``to_bytes`` writes one envelope; ``write_to`` streams one frame per
 ciphertext (:mod:`he_fed.crypto.stream`), and ``PublicKey.encrypt_to`` encrypts
 straight into such a stream, one ciphertext in memory at a time (a client's peak
-memory for a million values drops from 33 to 8 MiB above its start, measured in
+memory for a million values drops from 17 to 8 MiB above its start, measured in
 ``benchmarks/results/ckks_large.json``). Loaders accept a chunk only if it has
 the expected length, two polynomials, a non-transparent form, the first data
 level and the plan's scale; another level or scale raises ``KeyMismatchError``.
@@ -66,7 +72,7 @@ import numpy as np
 import tenseal as ts
 import tenseal.sealapi as sealapi
 
-from he_fed.crypto import seal_format, wire
+from he_fed.crypto import seal_format, seal_io, wire
 from he_fed.crypto.base import (
     AggregationKey,
     EncryptedVector,
@@ -158,7 +164,7 @@ class CKKS(Scheme):
         ``coeff_mod_bit_sizes`` and ``scale_bits`` override it.
     poly_modulus_degree : int, optional
         Ring dimension ``N``, a power of two from 1024 to 32768; a ciphertext holds
-        ``N / 2`` values.
+        ``N`` values, two per complex slot.
     coeff_mod_bit_sizes : tuple of int, optional
         Bit sizes of the coefficient-modulus primes. The last is the special prime
         (14 to 60 bits); the others (20 to 60 bits) form the data modulus that sums
@@ -257,8 +263,13 @@ class CKKS(Scheme):
 
     @property
     def slots(self) -> int:
-        """Values per ciphertext, ``poly_modulus_degree / 2``."""
+        """CKKS slots per ciphertext, ``poly_modulus_degree / 2`` (complex numbers)."""
         return self.poly_modulus_degree // 2
+
+    @property
+    def values_per_ciphertext(self) -> int:
+        """Real values per ciphertext, ``poly_modulus_degree``: two per complex slot."""
+        return self.poly_modulus_degree
 
     @property
     def data_bits(self) -> int:
@@ -399,7 +410,7 @@ class CKKSAggregationKey(AggregationKey):
         parms_id = tuple(self.context.seal_context().data.first_parms_id())
         return list(primes[:-1]), parms_id  # type: ignore[return-value]
 
-    def _parse(self, blob: bytes, values: int) -> seal_format.SealCiphertext:
+    def _parse(self, blob: bytes, slots: int) -> seal_format.SealCiphertext:
         """Validate one serialized chunk ourselves (see :mod:`seal_format`)."""
         primes, parms_id = self._layout
         parsed = seal_format.parse_ckks_vector(
@@ -410,14 +421,14 @@ class CKKSAggregationKey(AggregationKey):
             scale=2.0**self.scheme.encode_scale_bits,
             max_values=self.scheme.slots,
         )
-        if parsed.values != values:
-            raise MalformedMessage(f"ckks chunk holds {parsed.values} values, expected {values}")
+        if parsed.values != slots:
+            raise MalformedMessage(f"ckks chunk fills {parsed.values} slots, expected {slots}")
         return parsed
 
     def _sum_commitments(self, commitments: list[bytes], size: int) -> bytes:
         primes, _ = self._layout
         n = self.scheme.poly_modulus_degree
-        shape = (math.ceil((size + 1) / self.scheme.slots), len(primes), n)
+        shape = (math.ceil((size + 1) / self.scheme.values_per_ciphertext), len(primes), n)
         moduli = np.array(primes, dtype=np.uint64).reshape(1, -1, 1)
         total = np.zeros(shape, dtype=np.uint64)
         for blob in commitments:
@@ -437,15 +448,15 @@ class CKKSAggregationKey(AggregationKey):
         return raw + raw // 64 + 4096
 
     def _chunk_lengths(self, size: int) -> Iterator[int]:
-        """Slots used by each chunk of a ``size``-value vector (its weight included).
+        """Values in each chunk of a ``size``-value vector (its weight included).
 
         Lazy, so a forged length costs nothing until chunks actually arrive.
         """
-        slots = self.scheme.slots
-        return (min(slots, size + 1 - start) for start in range(0, size + 1, slots))
+        per = self.scheme.values_per_ciphertext
+        return (min(per, size + 1 - start) for start in range(0, size + 1, per))
 
     def _payload_bound(self, size: int) -> int:
-        return (size // self.scheme.slots + 1) * (8 + self._chunk_bound)
+        return (size // self.scheme.values_per_ciphertext + 1) * (8 + self._chunk_bound)
 
     def _load_chunk(self, blob: bytes, index: int, expected: int) -> tuple[Any, np.ndarray]:
         """Validate one chunk, then let TenSEAL parse it; returns it and its ``c1``.
@@ -456,7 +467,7 @@ class CKKSAggregationKey(AggregationKey):
         """
         if not blob:
             raise MalformedMessage(f"ckks chunk {index} is empty")
-        parsed = self._parse(blob, expected)
+        parsed = self._parse(blob, _slots_for(expected))
         try:
             part = ts.ckks_vector_from(self.context, blob)
         except Exception:  # TenSEAL raises bare ValueError/RuntimeError on bad bytes
@@ -465,17 +476,19 @@ class CKKSAggregationKey(AggregationKey):
 
 
     def _read_vector(self, reader: wire.Reader, size: int, count: int) -> CKKSVector:
-        if size // self.scheme.slots + 1 > reader.remaining // 8:
+        if size // self.scheme.values_per_ciphertext + 1 > reader.remaining // 8:
             raise MalformedMessage(f"truncated ckks vector of {size} values")
         loaded = [self._load_chunk(reader.blob(), i, n)
                   for i, n in enumerate(self._chunk_lengths(size))]
-        return CKKSVector(self, [p for p, _ in loaded], size, count, c1=[c for _, c in loaded])
+        return CKKSVector(self, size, count, parts=[p for p, _ in loaded],
+                          c1=[c for _, c in loaded])
 
     def _read_frames(self, frames: FrameReader, size: int, count: int) -> CKKSVector:
         bound = self._chunk_bound
         loaded = [self._load_chunk(frames.read(bound), i, n)
                   for i, n in enumerate(self._chunk_lengths(size))]
-        return CKKSVector(self, [p for p, _ in loaded], size, count, c1=[c for _, c in loaded])
+        return CKKSVector(self, size, count, parts=[p for p, _ in loaded],
+                          c1=[c for _, c in loaded])
 
 
 class CKKSPublicKey(CKKSAggregationKey, PublicKey):
@@ -495,21 +508,43 @@ class CKKSPublicKey(CKKSAggregationKey, PublicKey):
         return CKKSAggregationKey(self.scheme, _seal_params_only(self.context), self.fingerprint)
 
     def _encrypt(self, values: np.ndarray, weight: int) -> CKKSVector:
-        return CKKSVector(self, list(self._chunks(values, weight)), values.size, 1)
+        return CKKSVector(self, values.size, 1, blobs=list(self._chunks(values, weight)))
 
     def _encrypt_frames(self, values: np.ndarray, weight: int) -> Iterator[bytes]:
-        for part in self._chunks(values, weight):  # one ciphertext in memory at a time
-            yield part.serialize()
+        yield from self._chunks(values, weight)  # one ciphertext in memory at a time
 
-    def _chunks(self, values: np.ndarray, weight: int) -> Iterator[Any]:
-        """Encrypt ``[weight * values, weight]`` one ``N / 2``-slot chunk at a time."""
-        slots, size = self.scheme.slots, values.size
+    @cached_property
+    def _sealapi(self) -> tuple[Any, Any]:
+        """SEAL's encoder and an encryptor under this public key."""
+        context = self.context.seal_context().data
+        return (
+            sealapi.CKKSEncoder(context),
+            sealapi.Encryptor(context, self.context.public_key().data),
+        )
+
+    def _chunks(self, values: np.ndarray, weight: int) -> Iterator[bytes]:
+        """Encrypt ``[weight * values, weight]``, ``N`` values per ciphertext.
+
+        Consecutive values ``(a, b)`` are packed as one complex slot ``a + bi``:
+        additions act on real and imaginary parts alike, so a ciphertext holds
+        twice what real-only slots hold, for the same encryption.
+        """
+        per, size = self.scheme.values_per_ciphertext, values.size
         scale = 2.0**self.scheme.encode_scale_bits
-        for start in range(0, size + 1, slots):
-            chunk = (weight * values[start : start + slots]).tolist()
-            if start + slots > size:
-                chunk.append(float(weight))
-            yield ts.ckks_vector(self.context, chunk, scale)
+        encoder, encryptor = self._sealapi
+        for start in range(0, size + 1, per):
+            chunk = np.asarray(weight * values[start : start + per], dtype=np.float64)
+            if start + per > size:
+                chunk = np.append(chunk, float(weight))
+            used = chunk.size
+            if used % 2:
+                chunk = np.append(chunk, 0.0)
+            plain, ciphertext = sealapi.Plaintext(), sealapi.Ciphertext()
+            encoder.encode(chunk.view(np.complex128).tolist(), scale, plain)
+            encryptor.encrypt(plain, ciphertext)
+            yield seal_format.write_ckks_vector(
+                seal_io.save(ciphertext), _slots_for(used), scale
+            )
 
 
 class CKKSSecretKey(SecretKey):
@@ -524,7 +559,9 @@ class CKKSSecretKey(SecretKey):
     def __init__(self, public: CKKSPublicKey, secret_ctx: ts.Context) -> None:
         super().__init__(public)
         self._ctx = secret_ctx
-        self._sk = secret_ctx.secret_key()
+        context = secret_ctx.seal_context().data
+        self._encoder = sealapi.CKKSEncoder(context)
+        self._decryptor = sealapi.Decryptor(context, secret_ctx.secret_key().data)
         self._rng = np.random.default_rng(secrets.randbits(128))
 
     def _secret_body(self) -> bytes:
@@ -536,11 +573,15 @@ class CKKSSecretKey(SecretKey):
     def _decrypt(self, vector: CKKSVector) -> WeightedSum:
         scheme: CKKS = vector.key.scheme  # type: ignore[assignment]
         flat = np.empty(vector.size + 1)
+        lengths = vector.key._chunk_lengths(vector.size)  # type: ignore[attr-defined]
         start = 0
-        for part in vector.parts:  # fromiter converts TenSEAL's list twice as fast as asarray
-            values = part.decrypt(self._sk)
-            flat[start : start + len(values)] = np.fromiter(values, np.float64, len(values))
-            start += len(values)
+        for part, length in zip(vector.parts, lengths):
+            plain = sealapi.Plaintext()
+            self._decryptor.decrypt(part.ciphertext()[0], plain)
+            slots = self._encoder.decode_complex(plain)
+            pairs = np.fromiter(slots, np.complex128, len(slots)).view(np.float64)
+            flat[start : start + length] = pairs[:length]
+            start += length
         values, raw_weight = flat[:-1], flat[-1]
         weight = int(round(raw_weight))
         if abs(raw_weight - weight) > 0.25 or not (
@@ -560,27 +601,44 @@ class CKKSSecretKey(SecretKey):
         return WeightedSum(values, weight, vector.count)
 
 
+def _slots_for(values: int) -> int:
+    """Complex slots that ``values`` real values take, two to a slot."""
+    return (values + 1) // 2
+
+
 class CKKSVector(EncryptedVector):
-    """One CKKS ciphertext per ``N / 2`` values (the weight rides in the last slot)."""
+    """One CKKS ciphertext per ``N`` values (the weight rides in the last value).
+
+    Held as TenSEAL vectors (``parts``, for adding) or as their serialization
+    (``blobs``, as encrypted or received); each is made from the other on demand.
+    """
 
     def __init__(
         self,
         key: AggregationKey,
-        parts: list[Any],
         size: int,
         count: int,
         *,
+        parts: list[Any] | None = None,
         blobs: list[bytes] | None = None,
         c1: list[np.ndarray] | None = None,
     ) -> None:
         super().__init__(key, size, count)
-        self.parts = parts
+        self._parts = parts
         self._blobs = blobs
         self._c1 = c1
 
+    @property
+    def parts(self) -> list[Any]:
+        """TenSEAL vectors, one per ciphertext (loaded from our own bytes once)."""
+        if self._parts is None:
+            context = self.key.context  # type: ignore[attr-defined]
+            self._parts = [ts.ckks_vector_from(context, blob) for blob in self.blobs()]
+        return self._parts
+
     def _add(self, other: CKKSVector, count: int) -> CKKSVector:
         return CKKSVector(
-            self.key, [a + b for a, b in zip(self.parts, other.parts)], self.size, count
+            self.key, self.size, count, parts=[a + b for a, b in zip(self.parts, other.parts)]
         )
 
     def blobs(self) -> list[bytes]:
@@ -593,10 +651,9 @@ class CKKSVector(EncryptedVector):
         """The ``c1`` polynomials of every chunk (NTT form), which hide the message."""
         if self._c1 is None:
             key: CKKSAggregationKey = self.key  # type: ignore[assignment]
-            slots = key.scheme.slots
             self._c1 = [
-                key._parse(blob, min(slots, self.size + 1 - i * slots)).c1
-                for i, blob in enumerate(self.blobs())
+                key._parse(blob, _slots_for(n)).c1
+                for blob, n in zip(self.blobs(), key._chunk_lengths(self.size))
             ]
         return np.stack(self._c1).astype("<u8").tobytes()
 
@@ -607,5 +664,4 @@ class CKKSVector(EncryptedVector):
         return w.getvalue()
 
     def _frames(self) -> Iterator[bytes]:
-        for part in self.parts:
-            yield part.serialize()
+        yield from self.blobs()

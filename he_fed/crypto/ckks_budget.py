@@ -17,8 +17,9 @@ by ``P``, plus the plaintext. Per coefficient, the decryption error is then
 * ``(u * e + e1 + e2 * s) / P``, the encryption noise shrunk by the special prime
   (``u`` ternary, ``e, e1, e2`` Gaussian with standard deviation 3.2).
 
-Decoding evaluates the error polynomial at the slots' roots of unity ``zeta_k``
-and keeps the real part, so the term ``r1 * s`` becomes ``r1(zeta_k) * s(zeta_k)``:
+Decoding evaluates the error polynomial at the slots' roots of unity ``zeta_k``;
+he-fed packs two values per slot, as its real and imaginary parts, which have the
+same variance by symmetry (``tests/crypto/test_ckks.py`` measures both). The term ``r1 * s`` becomes ``r1(zeta_k) * s(zeta_k)``:
 its size depends on the key through ``|s(zeta_k)|**2``, which averages ``2N/3``
 over keys but varies from slot to slot (roughly exponentially distributed, so a
 few slots of every key are several times noisier than average). Averaged over
@@ -58,7 +59,7 @@ through the model, to every client), so contributors who pooled their exact
 updates would hold such pairs. The optional countermeasure is *noise flooding*:
 the key holder adds fresh Gaussian noise to every released value, with standard
 deviation ``2**flood_bits`` times the expected L2 norm of one ciphertext's
-decryption error (``sqrt(N/2)`` values). By Pinsker's inequality the statistical
+decryption error (``N`` values, two per slot). By Pinsker's inequality the statistical
 distance between what is released and what would be released without the
 ciphertext's own error is then at most about ``2**-(flood_bits + 1)`` per
 ciphertext decrypted. It is a heuristic safeguard, not a proof of IND-CPA-D
@@ -129,9 +130,9 @@ class ErrorBudget:
     flood_bits: int = 0
 
     @property
-    def slots(self) -> int:
-        """Values per ciphertext, ``N / 2``."""
-        return self.poly_modulus_degree // 2
+    def values_per_ciphertext(self) -> int:
+        """Values per ciphertext, ``N``: two per complex slot."""
+        return self.poly_modulus_degree
 
     def _variance(self, key_spread: float) -> float:
         """Per-value error variance of one contribution, in coefficient units.
@@ -157,13 +158,13 @@ class ErrorBudget:
     def flood_std(self, count: int = 1, flood_bits: int | None = None) -> float:
         """Standard deviation of the flooding noise added to each released value.
 
-        ``2**flood_bits * sqrt(N / 2) * rms(count)``; 0 when flooding is off.
+        ``2**flood_bits * sqrt(N) * rms(count)``; 0 when flooding is off.
         ``flood_bits`` defaults to the budget's own.
         """
         bits = self.flood_bits if flood_bits is None else flood_bits
         if not bits:
             return 0.0
-        return 2.0**bits * math.sqrt(self.slots) * self.rms(count)
+        return 2.0**bits * math.sqrt(self.values_per_ciphertext) * self.rms(count)
 
     def released_rms(self, count: int = 1) -> float:
         """Root-mean-square error per released value, flooding included."""

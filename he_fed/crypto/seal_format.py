@@ -1,4 +1,5 @@
-"""Reading TenSEAL's serialized CKKS vectors ourselves, before TenSEAL does.
+"""Reading TenSEAL's serialized CKKS vectors ourselves, before TenSEAL does, and
+wrapping SEAL ciphertexts in that format.
 
 Two jobs need the raw ciphertext polynomials, which TenSEAL does not expose:
 
@@ -37,7 +38,7 @@ import numpy as np
 
 from he_fed.exceptions import KeyMismatchError, MalformedMessage
 
-__all__ = ["SealCiphertext", "parse_ckks_vector"]
+__all__ = ["SealCiphertext", "parse_ckks_vector", "write_ckks_vector"]
 
 _SEAL_MAGIC = 0xA15E
 _HEADER = struct.Struct("<HBBBBHQ")
@@ -97,6 +98,28 @@ def _proto_fields(data: bytes) -> dict[int, list[bytes | int | float]]:
         else:
             raise MalformedMessage(f"ckks vector: unexpected protobuf wire type {wire_type}")
     return fields
+
+
+def _write_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def write_ckks_vector(ciphertext: bytes, values: int, scale: float) -> bytes:
+    """The ``CKKSVectorProto`` TenSEAL reads, around one SEAL ciphertext.
+
+    ``values`` is the number of CKKS slots in use (TenSEAL's size field).
+    """
+    sizes = _write_varint(values)
+    return b"".join((
+        b"\x0a", _write_varint(len(sizes)), sizes,  # field 1, length-delimited
+        b"\x12", _write_varint(len(ciphertext)), ciphertext,  # field 2
+        b"\x19", struct.pack("<d", scale),  # field 3, 64-bit
+    ))
 
 
 def _seal_header(data: bytes, what: str) -> tuple[int, int]:

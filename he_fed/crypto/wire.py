@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 MAGIC = b"HEFD"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: CKKS ciphertexts hold two values per slot
 _CHECKSUM_BYTES = 16
 _MAX_FINGERPRINT = 64
 _MAX_TEXT = 4096

@@ -53,6 +53,9 @@ def test_weighted_sums_match_the_budgets_rms_and_stay_under_its_bound(preset, rn
     assert result.weight == int(weights.sum()) and result.count == count
     # The model predicts the root-mean-square error (weights do not scale it).
     assert 0.85 < math.sqrt(np.mean(error**2)) / budget.rms(count) < 1.15
+    # Values in the real and in the imaginary part of a slot err alike.
+    for part in (error[0::2], error[1::2]):
+        assert 0.8 < math.sqrt(np.mean(part**2)) / budget.rms(count) < 1.2
     # The bound holds, and is not vacuous: within a factor of 20 of the largest error.
     largest = float(np.max(np.abs(error)))
     assert largest <= budget.bound(count, size) < 20 * largest
@@ -202,12 +205,13 @@ def test_the_aggregator_gets_parameters_only_and_cannot_decrypt_or_encrypt(prese
 @pytest.mark.parametrize("preset", PRESET_NAMES)
 def test_odd_lengths_round_trip_through_envelopes_and_streams(preset, rng):
     keys = _keys(preset)
-    slots = keys.public.scheme.slots
+    slots, per = keys.public.scheme.slots, keys.public.scheme.values_per_ciphertext
+    assert per == 2 * slots  # two values to a complex slot
     aggregation = keys.public.aggregation_key()
-    for n in (1, slots - 1, slots, slots + 1):
+    for n in (1, 2, slots - 1, slots, slots + 1, per - 2, per - 1, per, per + 1):
         x = rng.uniform(-1, 1, size=n)
         vector = keys.public.encrypt(x, weight=5)
-        assert len(vector.parts) == math.ceil((n + 1) / slots)
+        assert len(vector.parts) == math.ceil((n + 1) / per)
         buffer = io.BytesIO()
         vector.write_to(buffer)
         buffer.seek(0)
@@ -225,7 +229,7 @@ def test_chunks_at_another_scale_or_under_another_plan_raise_key_mismatch(preset
     aggregation = keys.public.aggregation_key()
     scale = 2.0 ** (keys.public.scheme.encode_scale_bits - 2)
     odd = ts.ckks_vector(keys.public.context, [0.5] * 4, scale)
-    forged = CKKSVector(keys.public, [odd], 3, 1).to_bytes()  # a valid header, another scale
+    forged = CKKSVector(keys.public, 3, 1, parts=[odd]).to_bytes()  # a valid header, another scale
     with pytest.raises(KeyMismatchError, match="scale"):
         aggregation.load_vector(forged)
     other = next(name for name in PRESET_NAMES if name != preset)
@@ -239,7 +243,7 @@ def test_a_chunk_below_the_first_data_level_raises_key_mismatch():
     keys = _keys("compat-nvflare")  # two data primes: a ciphertext can drop one
     lower = keys.public.encrypt(np.ones(3)).parts[0] * 1.0  # rescaled to the next level
     with pytest.raises(KeyMismatchError, match="level"):
-        keys.public.aggregation_key().load_vector(CKKSVector(keys.public, [lower], 3, 1).to_bytes())
+        keys.public.aggregation_key().load_vector(CKKSVector(keys.public, 3, 1, parts=[lower]).to_bytes())
 
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
@@ -314,7 +318,9 @@ def test_flooding_is_opt_in_invisible_on_the_wire_and_decided_by_the_key_holder(
     budget = flooded.error_budget
     assert result.weight == 8  # the weight is rounded, never flooded
     assert 0.9 < np.std(error) / budget.flood_std(4) < 1.1
-    assert budget.flood_std(4) == pytest.approx(2**10 * math.sqrt(flooded.slots) * budget.rms(4))
+    assert budget.flood_std(4) == pytest.approx(
+        2**10 * math.sqrt(flooded.values_per_ciphertext) * budget.rms(4)
+    )
     assert budget.released_rms(4) == pytest.approx(math.hypot(budget.rms(4), budget.flood_std(4)))
     assert np.max(np.abs(error)) <= budget.bound(4, size)
 
@@ -338,7 +344,7 @@ def test_a_million_value_update_streams_sums_and_decrypts(tmp_path, rng):
         with path.open("rb") as source:
             vector = aggregation.read_vector_from(source, size=n)
         total = vector if total is None else total + vector
-    assert total is not None and len(total.parts) == math.ceil((n + 1) / 2048)
+    assert total is not None and len(total.parts) == math.ceil((n + 1) / 4096)
     result = keys.secret.decrypt_weighted(total)
     assert result.weight == 7
     expected = sum(w * x for w, x in zip(weights, xs, strict=True))

@@ -73,14 +73,14 @@ def test_ckks_chunks_are_validated_before_tenseal_sees_them():
     keys = keys_for("ckks")
     key = keys.public
     blob = key.encrypt(np.ones(3)).blobs()[0]
-    key._parse(blob, 4)  # 3 values and the weight slot
-    with pytest.raises(MalformedMessage, match="holds 4 values"):
-        key._parse(blob, 5)
+    key._parse(blob, 2)  # 3 values and the weight, two to a slot
+    with pytest.raises(MalformedMessage, match="fills 2 slots"):
+        key._parse(blob, 3)
     for bad in (b"", blob[:50], blob[:-1], b"\x0a\x01\x04" + b"\x00" * 40):
         with pytest.raises(MalformedMessage):
-            key._parse(bad, 4)
+            key._parse(bad, 2)
     scheme = FAST_SCHEMES["ckks"]
     other = scheme.with_plan(max_clients=2**16).keygen().public  # a smaller scale
     assert other.scheme.encode_scale_bits != key.scheme.encode_scale_bits
     with pytest.raises(KeyMismatchError, match="scale"):
-        key._parse(other.encrypt(np.ones(3)).blobs()[0], 4)
+        key._parse(other.encrypt(np.ones(3)).blobs()[0], 2)
