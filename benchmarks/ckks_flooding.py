@@ -23,13 +23,13 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from he_fed import FederatedLinearRegression, FederatedLogisticRegression
+from he_fed.bench.report import write_outputs
 from he_fed.crypto import CKKS
 from he_fed.data import load_dataset, partition, train_test
 from he_fed.exceptions import HEFedError
@@ -142,12 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     text = markdown(result)
     print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
+    write_outputs(result, text, args.json, args.markdown)
     return result
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from he_fed.bench.report import write_outputs
 from he_fed.crypto import CKKS, load_public
 from he_fed.experiment import environment
 
@@ -254,12 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     result: dict[str, Any] = {"benchmark": "ckks_large", "environment": environment(), **run()}
     text = markdown(result)
     print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
+    write_outputs(result, text, args.json, args.markdown)
     return result
 
 

@@ -40,7 +40,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from typing import Any
 import numpy as np
 import tenseal as ts
 
+from he_fed.bench.report import write_outputs
 from he_fed.crypto import CKKS
 from he_fed.experiment import environment
 
@@ -384,12 +384,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["targets"] = targets(result["speed"])
     text = markdown(result)
     print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
+    write_outputs(result, text, args.json, args.markdown)
     return result
 
 

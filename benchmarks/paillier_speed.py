@@ -24,7 +24,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 from phe import paillier as phe
 
+from he_fed.bench.report import write_outputs
 from he_fed.crypto import PackedPaillier, Paillier
 from he_fed.experiment import environment
 
@@ -282,12 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     text = markdown(result)
     print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
+    write_outputs(result, text, args.json, args.markdown)
     return result
 
 

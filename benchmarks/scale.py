@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from he_fed import ExperimentConfig, run_experiment
+from he_fed.bench.report import write_outputs
 from he_fed.experiment import environment
 
 SPEEDUP = dict(
@@ -279,12 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     }
     text = markdown(result)
     print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
+    write_outputs(result, text, args.json, args.markdown)
     return result
 
 

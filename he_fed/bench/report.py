@@ -24,6 +24,18 @@ def write_json(result: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n", encoding="utf-8")
 
 
+def write_outputs(
+    result: dict[str, Any], text: str, json_path: Path | None, markdown_path: Path | None
+) -> None:
+    """What a script in ``benchmarks/`` writes: its result as JSON, its table as markdown."""
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+    if markdown_path:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(text)
+
+
 def _flat(row: dict[str, Any], kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": kind}
     for key, value in row.items():
