@@ -117,17 +117,21 @@ def headline(result: dict[str, Any]) -> list[str]:
 def markdown(result: dict[str, Any]) -> str:
     """The committed table, from a result dict."""
     env = result["environment"]
-    return "\n".join(
-        [
-            "# The accuracy cost of noise flooding at CKKS decryption",
-            "",
-            f"{env['date']} · TenSEAL {env['packages']['tenseal']} · aggregation-fast, 5 clients, "
-            "20 rounds, iid, seed 3. Metric: test accuracy (breast_cancer) or R² (diabetes). "
-            "Coefficient change is relative to the largest coefficient without flooding.",
-            "",
-            *headline(result),
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                "# The accuracy cost of noise flooding at CKKS decryption",
+                "",
+                f"{env['date']} · TenSEAL {env['packages']['tenseal']} · "
+                "aggregation-fast, 5 clients, "
+                "20 rounds, iid, seed 3. Metric: test accuracy (breast_cancer) or R² (diabetes). "
+                "Coefficient change is relative to the largest coefficient without flooding.",
+                "",
+                *headline(result),
+            ]
+        )
+        + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -150,8 +150,16 @@ def keyholder(workdir: Path, keys: Any) -> dict[str, Any]:
 def _subprocess(role: str, workdir: Path, index: int = 0) -> dict[str, Any]:
     out = subprocess.run(
         [
-            sys.executable, __file__, "--role", role, "--workdir", str(workdir),
-            "--index", str(index), "--size", str(SIZE),
+            sys.executable,
+            __file__,
+            "--role",
+            role,
+            "--workdir",
+            str(workdir),
+            "--index",
+            str(index),
+            "--size",
+            str(SIZE),
         ],
         check=True,
         capture_output=True,
@@ -219,19 +227,22 @@ def headline(result: dict[str, Any]) -> list[str]:
 def markdown(result: dict[str, Any]) -> str:
     """The committed table, from a result dict."""
     env = result["environment"]
-    return "\n".join(
-        [
-            "# A million-value CKKS update across 10 clients",
-            "",
-            f"{env['date']} · {env['cpu']} · Python {env['python']} · TenSEAL "
-            f"{env['packages']['tenseal']} · preset {result['preset']}, plan {result['plan']}. "
-            "Each role is its own process; RSS is VmHWM/VmRSS from /proc/self/status "
-            "(TenSEAL's memory included), the Python heap peak is tracemalloc's (TenSEAL's "
-            "ciphertexts are invisible to it).",
-            "",
-            *headline(result),
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                "# A million-value CKKS update across 10 clients",
+                "",
+                f"{env['date']} · {env['cpu']} · Python {env['python']} · TenSEAL "
+                f"{env['packages']['tenseal']} · preset {result['preset']}, plan {result['plan']}. "
+                "Each role is its own process; RSS is VmHWM/VmRSS from /proc/self/status "
+                "(TenSEAL's memory included), the Python heap peak is tracemalloc's (TenSEAL's "
+                "ciphertexts are invisible to it).",
+                "",
+                *headline(result),
+            ]
+        )
+        + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:

@@ -87,7 +87,9 @@ class _Raw:
         self.params = {"poly_modulus_degree": n, "coeff_mod_bit_sizes": bits, "scale_bits": 40}
         kind = ts.ENCRYPTION_TYPE.SYMMETRIC if symmetric else ts.ENCRYPTION_TYPE.ASYMMETRIC
         self.ctx = ts.context(
-            ts.SCHEME_TYPE.CKKS, poly_modulus_degree=n, coeff_mod_bit_sizes=bits,
+            ts.SCHEME_TYPE.CKKS,
+            poly_modulus_degree=n,
+            coeff_mod_bit_sizes=bits,
             encryption_type=kind,
         )
         self.ctx.global_scale = 2.0**40
@@ -97,11 +99,15 @@ class _Raw:
         self.d = VALUES
         if shipped:  # NVIDIA FLARE's HEBuilder.get_serialized_context
             client = self.ctx.serialize(
-                save_public_key=True, save_secret_key=True, save_galois_keys=False,
+                save_public_key=True,
+                save_secret_key=True,
+                save_galois_keys=False,
                 save_relin_keys=True,
             )
             server = self.ctx.serialize(
-                save_public_key=False, save_secret_key=False, save_galois_keys=False,
+                save_public_key=False,
+                save_secret_key=False,
+                save_galois_keys=False,
                 save_relin_keys=True,
             )
         else:  # the public context a TenSEAL user hands out

@@ -64,7 +64,7 @@ class _Naive:
         def aggregate() -> list[Any]:
             total = list(first)
             for vector in others:
-                total = [a + b for a, b in zip(total, vector)]
+                total = [a + b for a, b in zip(total, vector, strict=False)]
             return total
 
         t_agg, total = _timed(aggregate)
@@ -274,9 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "repeats": args.repeats,
         "clients": CLIENTS,
         "environment": environment(),
-        "speed": {
-            str(bits): speed_table(bits, args.repeats, args.seed) for bits in args.key_bits
-        },
+        "speed": {str(bits): speed_table(bits, args.repeats, args.seed) for bits in args.key_bits},
         "workers": workers_table(args.key_bits[0], args.repeats),
         "quantization": quantization_table(args.seed),
     }

@@ -107,9 +107,9 @@ def speedup(repeats: int) -> dict[str, Any]:
     out["ratio_round"] = inp["round_s"] / proc["round_s"]
     out["ratio_run"] = inp["run_s"] / proc["run_s"]
     out["ratio_run_with_startup"] = inp["run_with_startup_s"] / proc["run_with_startup_s"]
-    out["identical_coefficients"] = inp["coef_digests"] == proc["coef_digests"] and len(
-        inp["coef_digests"]
-    ) == 1
+    out["identical_coefficients"] = (
+        inp["coef_digests"] == proc["coef_digests"] and len(inp["coef_digests"]) == 1
+    )
     return out
 
 
@@ -264,8 +264,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/he-fed-scale"))
-    parser.add_argument("--child", nargs=3, metavar=("CLIENTS", "EXECUTOR", "OUT"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", nargs=3, metavar=("CLIENTS", "EXECUTOR", "OUT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.child:
         _child(int(args.child[0]), args.child[1], Path(args.child[2]))

@@ -194,7 +194,8 @@ def _bench(data: dict[str, Any]) -> str:
     if errors:
         tail = (
             f"\n\n`he-fed estimate` against these {len(errors)} measured runs (plain aside): "
-            f"largest error {100 * max(errors):.0f}%, median {100 * sorted(errors)[len(errors) // 2]:.0f}%. "
+            f"largest error {100 * max(errors):.0f}%, "
+            f"median {100 * sorted(errors)[len(errors) // 2]:.0f}%. "
             f"{sum(1 for r in data['macro'] if not r.get('measured'))} larger cells were "
             "estimated only (over the run budget); `benchmarks/results/bench.md` lists every cell."
         )
@@ -220,13 +221,11 @@ def render(readme: str) -> str:
     """README text with every results block rebuilt from the committed files."""
     for name, (filename, renderer) in BLOCKS.items():
         data = json.loads((RESULTS / filename).read_text(encoding="utf-8"))
-        pattern = re.compile(
-            rf"(<!-- results:{name} -->).*?(<!-- /results:{name} -->)", re.DOTALL
-        )
+        pattern = re.compile(rf"(<!-- results:{name} -->).*?(<!-- /results:{name} -->)", re.DOTALL)
         if not pattern.search(readme):
             raise SystemExit(f"README.md has no results:{name} block")
         table = renderer(data)
-        readme = pattern.sub(lambda m: f"{m.group(1)}\n{table}\n{m.group(2)}", readme)
+        readme = pattern.sub(lambda m, t=table: f"{m.group(1)}\n{t}\n{m.group(2)}", readme)
     return readme
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 
 import click
-
-from he_fed import __version__
 from he_fed.cli.bench import bench
 from he_fed.cli.estimate import estimate
 from he_fed.cli.flower_app import flower_app
 from he_fed.cli.inspect import inspect
 from he_fed.cli.keygen import keygen
 from he_fed.cli.run import run
+
+from he_fed import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

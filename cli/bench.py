@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+from he_fed.cli._errors import friendly_errors
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from he_fed.bench import macro, micro, report
-from he_fed.cli._errors import friendly_errors
 from he_fed.experiment import environment
 
 
@@ -25,23 +25,35 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 
 
 @click.command()
-@click.option("--quick", "mode", flag_value="quick", default=True,
-              help="Every scheme on a small grid, in under a minute (the default).")
+@click.option(
+    "--quick",
+    "mode",
+    flag_value="quick",
+    default=True,
+    help="Every scheme on a small grid, in under a minute (the default).",
+)
 @click.option("--full", "mode", flag_value="full", help="The whole grid (tens of minutes).")
 @click.option("--sizes", default=None, help="Override the micro sizes, e.g. 10,1000.")
 @click.option("--repeats", type=int, default=None, help="Override the repetitions.")
 @click.option("--clients", default=None, help="Override the macro client counts, e.g. 2,10.")
 @click.option("--features", default=None, help="Override the macro model sizes, e.g. 30,1000.")
-@click.option("--schemes", default=None,
-              help="Only these schemes, e.g. plain,paillier-packed (baselines always run).")
+@click.option(
+    "--schemes",
+    default=None,
+    help="Only these schemes, e.g. plain,paillier-packed (baselines always run).",
+)
 @click.option("--key-bits", type=int, default=2048, show_default=True)
 @click.option("--allow-insecure", is_flag=True, help="Accept Paillier keys under 2048 bits.")
 @click.option("--no-macro", is_flag=True, help="Skip the whole-run benchmark.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write PNG plots here (needs matplotlib).")
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write PNG plots here (needs matplotlib).",
+)
 def bench(
     mode: str,
     sizes: str | None,
@@ -81,28 +93,44 @@ def bench(
     only = tuple(s.strip() for s in schemes.split(",")) if schemes else None
     console = Console(stderr=True)
     started = time.perf_counter()
-    with friendly_errors(), Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-        console=console, transient=True,
-    ) as progress:
+    with (
+        friendly_errors(),
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
         task = progress.add_task("micro benchmark")
 
         def say(text: str) -> None:
             progress.update(task, description=text)
 
         result: dict[str, Any] = {"mode": mode, "environment": environment()}
-        result.update(micro.run_micro(
-            micro_grid, key_bits=key_bits, allow_insecure=allow_insecure, schemes=only,
-            progress=say,
-        ))
+        result.update(
+            micro.run_micro(
+                micro_grid,
+                key_bits=key_bits,
+                allow_insecure=allow_insecure,
+                schemes=only,
+                progress=say,
+            )
+        )
         if not no_macro:
             result["macro"] = macro.run_macro(
-                macro_grid, key_bits=key_bits, allow_insecure=allow_insecure, schemes=only,
+                macro_grid,
+                key_bits=key_bits,
+                allow_insecure=allow_insecure,
+                schemes=only,
                 progress=say,
             )
             result["macro_grid"] = {
-                "clients": list(macro_grid.clients), "features": list(macro_grid.features),
-                "rounds": macro_grid.rounds, "budget_s": macro_grid.budget_s,
+                "clients": list(macro_grid.clients),
+                "features": list(macro_grid.features),
+                "rounds": macro_grid.rounds,
+                "budget_s": macro_grid.budget_s,
             }
         result["elapsed_s"] = time.perf_counter() - started
         if json_path:

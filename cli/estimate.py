@@ -3,32 +3,43 @@
 from __future__ import annotations
 
 import click
+from he_fed.cli._errors import friendly_errors
 
 from he_fed.bench.estimate import estimate as predict
 from he_fed.bench.estimate import load_calibration
-from he_fed.cli._errors import friendly_errors
 from he_fed.crypto import SCHEMES, make_scheme
 from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.crypto.ckks import PRESETS
 
 
 @click.command()
-@click.option("--scheme", type=click.Choice(sorted(SCHEMES)), default="paillier-packed",
-              show_default=True)
+@click.option(
+    "--scheme", type=click.Choice(sorted(SCHEMES)), default="paillier-packed", show_default=True
+)
 @click.option("--features", type=int, default=30, show_default=True)
 @click.option("--clients", type=int, default=5, show_default=True)
 @click.option("--rounds", type=int, default=20, show_default=True)
 @click.option("--samples-per-client", type=int, default=100, show_default=True)
 @click.option("--local-epochs", type=int, default=5, show_default=True)
 @click.option("--key-bits", type=int, default=2048, show_default=True)
-@click.option("--ckks-preset", type=click.Choice(sorted(PRESETS)), default="aggregation-fast",
-              show_default=True)
+@click.option(
+    "--ckks-preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="aggregation-fast",
+    show_default=True,
+)
 @click.option("--clip", type=float, default=DEFAULT_CLIP, show_default=True)
-@click.option("--no-standardize", is_flag=True,
-              help="As he-fed run's flag: round starts carry no standardisation statistics.")
+@click.option(
+    "--no-standardize",
+    is_flag=True,
+    help="As he-fed run's flag: round starts carry no standardisation statistics.",
+)
 @click.option("--allow-insecure", is_flag=True)
-@click.option("--recalibrate", is_flag=True,
-              help="Measure this machine again instead of using the cached calibration.")
+@click.option(
+    "--recalibrate",
+    is_flag=True,
+    help="Measure this machine again instead of using the cached calibration.",
+)
 def estimate(
     scheme: str,
     features: int,
@@ -45,8 +56,8 @@ def estimate(
 ) -> None:
     """Predict time per round, bytes per client and total time, without running.
 
-    The defaults are those of ``he-fed run``. The first call for a scheme calibrates this machine (a few seconds) and caches
-    the result (in $HE_FED_CACHE_DIR, else ~/.cache/he-fed).
+    The defaults are those of ``he-fed run``. The first call for a scheme calibrates
+    this machine (a few seconds) and caches the result (in $HE_FED_CACHE_DIR, else ~/.cache/he-fed).
     """
     with friendly_errors():
         weight = 1 << max(0, samples_per_client - 1).bit_length()
@@ -58,16 +69,24 @@ def estimate(
         chosen = make_scheme(scheme, **params)
         calibration = load_calibration(chosen, refresh=recalibrate)
         result = predict(
-            chosen, calibration, features=features, clients=clients, rounds=rounds,
-            samples_per_client=samples_per_client, local_epochs=local_epochs,
+            chosen,
+            calibration,
+            features=features,
+            clients=clients,
+            rounds=rounds,
+            samples_per_client=samples_per_client,
+            local_epochs=local_epochs,
             standardize=not no_standardize,
         )
-    click.echo(f"{scheme}: {clients} clients, {features} features, {rounds} rounds "
-               f"(calibrated {calibration.created} on {calibration.machine})")
+    click.echo(
+        f"{scheme}: {clients} clients, {features} features, {rounds} rounds "
+        f"(calibrated {calibration.created} on {calibration.machine})"
+    )
     click.echo(f"  time per round      {result.time_per_round_s:.3f} s")
     for phase, seconds in result.phases.items():
         click.echo(f"    {phase:<17} {seconds:.3f} s")
     click.echo(f"  bytes up / client   {result.bytes_up_per_client:,} per round")
     click.echo(f"  bytes down / client {result.bytes_down_per_client:,} per round")
-    click.echo(f"  total               {result.total_s:.1f} s ({result.units} ciphertext units "
-               "per update)")
+    click.echo(
+        f"  total               {result.total_s:.1f} s ({result.units} ciphertext units per update)"
+    )

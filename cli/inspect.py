@@ -37,8 +37,9 @@ def describe(data: bytes) -> dict[str, Any]:
     if envelope.fingerprint:
         info["fingerprint"] = envelope.fingerprint.hex()
     if envelope.kind is wire.Kind.SECRET_KEY:
-        info["secret"] = "YES" + (" (passphrase-protected)" if is_protected(envelope)
-                                  else " (not encrypted)")
+        info["secret"] = "YES" + (
+            " (passphrase-protected)" if is_protected(envelope) else " (not encrypted)"
+        )
     else:
         info["secret"] = "no secret"
     if envelope.kind is wire.Kind.VECTOR:
@@ -60,8 +61,9 @@ def describe(data: bytes) -> dict[str, Any]:
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True,
-                type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path)
+)
 def inspect(files: tuple[Path, ...]) -> None:
     """Describe key, vector and message files (scheme, parameters, fingerprint, secret or not)."""
     for path in files:

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import click
-
 from he_fed.cli._errors import friendly_errors
+
 from he_fed.crypto import SCHEMES, make_scheme
 from he_fed.crypto.base import DEFAULT_CLIP, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_WEIGHT
 from he_fed.crypto.ckks import PRESETS
@@ -42,23 +42,47 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
 
 
 @click.command()
-@click.option("--scheme", type=click.Choice(sorted(SCHEMES)), default="paillier-packed",
-              show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory for public.key, aggregator.key and secret.key.")
-@click.option("--key-bits", type=int, default=2048, show_default=True,
-              help="Paillier modulus size.")
-@click.option("--ckks-preset", type=click.Choice(sorted(PRESETS)), default="aggregation-fast",
-              show_default=True)
+@click.option(
+    "--scheme", type=click.Choice(sorted(SCHEMES)), default="paillier-packed", show_default=True
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for public.key, aggregator.key and secret.key.",
+)
+@click.option(
+    "--key-bits", type=int, default=2048, show_default=True, help="Paillier modulus size."
+)
+@click.option(
+    "--ckks-preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="aggregation-fast",
+    show_default=True,
+)
 @click.option("--clip", type=float, default=DEFAULT_CLIP, show_default=True)
 @click.option("--max-clients", type=int, default=DEFAULT_MAX_CLIENTS, show_default=True)
-@click.option("--max-weight", type=int, default=DEFAULT_MAX_WEIGHT, show_default=True,
-              help="Largest weight (sample count) of one contribution.")
+@click.option(
+    "--max-weight",
+    type=int,
+    default=DEFAULT_MAX_WEIGHT,
+    show_default=True,
+    help="Largest weight (sample count) of one contribution.",
+)
 @click.option("--allow-insecure", is_flag=True, help="Accept Paillier keys under 2048 bits.")
-@click.option("--passphrase-env", metavar="VAR", default=None,
-              help="Encrypt the secret file with the passphrase in this environment variable.")
-@click.option("--passphrase-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=None, help="Encrypt the secret file with the passphrase in this file.")
+@click.option(
+    "--passphrase-env",
+    metavar="VAR",
+    default=None,
+    help="Encrypt the secret file with the passphrase in this environment variable.",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Encrypt the secret file with the passphrase in this file.",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing key files.")
 def keygen(
     scheme: str,
@@ -81,7 +105,9 @@ def keygen(
     passphrase = read_passphrase(passphrase_env, passphrase_file)
     with friendly_errors():
         params: dict[str, object] = {
-            "clip": clip, "max_clients": max_clients, "max_weight": max_weight
+            "clip": clip,
+            "max_clients": max_clients,
+            "max_weight": max_weight,
         }
         if scheme.startswith("paillier"):
             params.update(key_bits=key_bits, allow_insecure=allow_insecure)
@@ -98,6 +124,8 @@ def keygen(
         _write(paths["secret"], keys.secret.to_bytes(passphrase=passphrase), 0o600)
     click.echo(f"{scheme} key, fingerprint {keys.public.fingerprint.hex()[:16]}")
     for role, path in paths.items():
-        note = {"secret": " (mode 0600, " + ("passphrase-protected)" if passphrase
-                                             else "NOT encrypted)")}.get(role, "")
+        note = {
+            "secret": " (mode 0600, "
+            + ("passphrase-protected)" if passphrase else "NOT encrypted)")
+        }.get(role, "")
         click.echo(f"  {role:<12} {path}  {path.stat().st_size} bytes{note}")

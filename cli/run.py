@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+from he_fed.cli._errors import friendly_errors
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from he_fed.cli._errors import friendly_errors
 from he_fed.crypto import SCHEMES
 from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.crypto.ckks import PRESETS
@@ -66,10 +66,13 @@ def render(result: ExperimentResult, console: Console) -> None:
     bytes_down = sum(r["bytes_down"] for r in rounds) / max(1, len(rounds))
     summary.add_row("uploaded per client per round", _bytes(bytes_up))
     summary.add_row("downloaded per client per round", _bytes(bytes_down))
-    summary.add_row("public key / aggregator key", (
-        f"{_bytes(result.setup['public_key_bytes'])} / "
-        f"{_bytes(result.setup['aggregation_key_bytes'])}"
-    ))
+    summary.add_row(
+        "public key / aggregator key",
+        (
+            f"{_bytes(result.setup['public_key_bytes'])} / "
+            f"{_bytes(result.setup['aggregation_key_bytes'])}"
+        ),
+    )
     clipped = sum(r["clipped"] for r in rounds)
     skipped = sum(1 for r in rounds if r["skipped"])
     if clipped or skipped:
@@ -103,10 +106,19 @@ def render(result: ExperimentResult, console: Console) -> None:
 
 
 @click.command()
-@click.option("--scheme", type=click.Choice(sorted(SCHEMES)), default="paillier-packed",
-              show_default=True, help="Encryption scheme; 'plain' is the insecure baseline.")
-@click.option("--dataset", default="breast_cancer", show_default=True,
-              help=f"One of {', '.join(BUILTIN_DATASETS)}, or a path to a CSV file.")
+@click.option(
+    "--scheme",
+    type=click.Choice(sorted(SCHEMES)),
+    default="paillier-packed",
+    show_default=True,
+    help="Encryption scheme; 'plain' is the insecure baseline.",
+)
+@click.option(
+    "--dataset",
+    default="breast_cancer",
+    show_default=True,
+    help=f"One of {', '.join(BUILTIN_DATASETS)}, or a path to a CSV file.",
+)
 @click.option("--target", default=None, help="Target column of a CSV dataset.")
 @click.option("--samples", type=int, default=None, help="Rows of a synthetic dataset [1000].")
 @click.option("--features", type=int, default=None, help="Columns of a synthetic dataset [20].")
@@ -114,35 +126,77 @@ def render(result: ExperimentResult, console: Console) -> None:
 @click.option("--clients", type=int, default=5, show_default=True)
 @click.option("--rounds", type=int, default=20, show_default=True)
 @click.option("--local-epochs", type=int, default=5, show_default=True)
-@click.option("--lr", type=float, default=None,
-              help="Client learning rate [0.5 logistic, 0.1 linear].")
+@click.option(
+    "--lr", type=float, default=None, help="Client learning rate [0.5 logistic, 0.1 linear]."
+)
 @click.option("--batch-size", type=int, default=None, help="Client mini-batch size [full batch].")
 @click.option("--l2", type=float, default=1e-4, show_default=True, help="L2 penalty.")
-@click.option("--clip", type=float, default=DEFAULT_CLIP, show_default=True,
-              help="Clip bound on each update value.")
+@click.option(
+    "--clip",
+    type=float,
+    default=DEFAULT_CLIP,
+    show_default=True,
+    help="Clip bound on each update value.",
+)
 @click.option("--partition", type=click.Choice(PARTITIONERS), default="iid", show_default=True)
-@click.option("--alpha", type=float, default=0.5, show_default=True,
-              help="Dirichlet concentration for --partition dirichlet.")
-@click.option("--dropout", type=float, default=0.0, show_default=True,
-              help="Probability that a client sits out a round.")
+@click.option(
+    "--alpha",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Dirichlet concentration for --partition dirichlet.",
+)
+@click.option(
+    "--dropout",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Probability that a client sits out a round.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--key-bits", type=int, default=2048, show_default=True,
-              help="Paillier modulus size.")
-@click.option("--ckks-preset", type=click.Choice(sorted(PRESETS)), default="aggregation-fast",
-              show_default=True)
-@click.option("--allow-insecure", is_flag=True,
-              help="Accept Paillier keys under 2048 bits (tests and demos only).")
-@click.option("--min-clients", type=int, default=2, show_default=True,
-              help="Smallest cohort the key holder will decrypt.")
-@click.option("--no-standardize", is_flag=True,
-              help="Skip the federated feature standardisation.")
-@click.option("--executor", type=click.Choice(EXECUTORS), default="inprocess", show_default=True,
-              help="Where clients run: here, in a pool of worker processes, or on Flower's "
-                   "simulation engine (needs pip install \"he-fed[flower]\").")
-@click.option("--workers", type=int, default=None,
-              help="Worker processes (processes) or simulation actors (flower) [all cores].")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Write the full result as JSON to this file.")
+@click.option(
+    "--key-bits", type=int, default=2048, show_default=True, help="Paillier modulus size."
+)
+@click.option(
+    "--ckks-preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="aggregation-fast",
+    show_default=True,
+)
+@click.option(
+    "--allow-insecure",
+    is_flag=True,
+    help="Accept Paillier keys under 2048 bits (tests and demos only).",
+)
+@click.option(
+    "--min-clients",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Smallest cohort the key holder will decrypt.",
+)
+@click.option("--no-standardize", is_flag=True, help="Skip the federated feature standardisation.")
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default="inprocess",
+    show_default=True,
+    help="Where clients run: here, in a pool of worker processes, or on Flower's "
+    'simulation engine (needs pip install "he-fed[flower]").',
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Worker processes (processes) or simulation actors (flower) [all cores].",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the full result as JSON to this file.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables; one summary line.")
 def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: Any) -> None:
     """Train a model across clients with encrypted secure aggregation.
@@ -196,8 +250,9 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
                     status = f"metric {entry['metric']:.4f}"
                     if entry["skipped"]:
                         status = "skipped"
-                    bar.update(task, advance=1, description=f"round {entry['round']}",
-                               status=status)
+                    bar.update(
+                        task, advance=1, description=f"round {entry['round']}", status=status
+                    )
 
                 result = run_experiment(config, progress=advance)
         if json_path is not None:

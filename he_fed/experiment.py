@@ -133,11 +133,15 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
-            raise ConfigurationError(f"unknown scheme {self.scheme!r}; choose one of {sorted(SCHEMES)}")
+            raise ConfigurationError(
+                f"unknown scheme {self.scheme!r}; choose one of {sorted(SCHEMES)}"
+            )
         if self.model not in MODELS:
             raise ConfigurationError(f"unknown model {self.model!r}; choose one of {MODELS}")
         if self.partition not in PARTITIONERS:
-            raise ConfigurationError(f"unknown partition {self.partition!r}; choose one of {PARTITIONERS}")
+            raise ConfigurationError(
+                f"unknown partition {self.partition!r}; choose one of {PARTITIONERS}"
+            )
         for name in ("clients", "rounds", "local_epochs", "min_clients"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -258,7 +262,15 @@ def environment() -> dict[str, Any]:
         "packages": {
             p: _version(p)
             for p in (
-                "he-fed", "numpy", "scikit-learn", "phe", "gmpy2", "tenseal", "click", "flwr", "ray"
+                "he-fed",
+                "numpy",
+                "scikit-learn",
+                "phe",
+                "gmpy2",
+                "tenseal",
+                "click",
+                "flwr",
+                "ray",
             )
         },
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -413,11 +425,9 @@ def run_experiment(
         workers=config.workers,
     )
     estimator.fit(X_train, y_train, groups, eval_set=(X_test, y_test), callback=progress)
-    reference = (
-        LogisticRegression(max_iter=1000) if model == "logistic" else LinearRegression()
-    )
-    reference_metric = make_pipeline(StandardScaler(), reference).fit(X_train, y_train).score(
-        X_test, y_test
+    reference = LogisticRegression(max_iter=1000) if model == "logistic" else LinearRegression()
+    reference_metric = (
+        make_pipeline(StandardScaler(), reference).fit(X_train, y_train).score(X_test, y_test)
     )
     last = estimator.history_[-1]
     rounds = estimator.history_

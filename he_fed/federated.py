@@ -90,7 +90,9 @@ class _FederatedBase(BaseEstimator):
         self.executor = executor
         self.workers = workers
 
-    def _metrics(self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float) -> tuple[float, float]:
+    def _metrics(
+        self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float
+    ) -> tuple[float, float]:
         raise NotImplementedError
 
     def _federated_fit(
@@ -163,9 +165,7 @@ class _FederatedBase(BaseEstimator):
                 "startup_s": federation.executor.startup_s,
             }
 
-        summary = run_federation(
-            self.executor, setup, partitions, train, workers=self.workers
-        )
+        summary = run_federation(self.executor, setup, partitions, train, workers=self.workers)
         coef, intercept = summary.pop("coef"), summary.pop("intercept")
         self.history_ = history
         self.setup_ = {
@@ -336,7 +336,9 @@ class FederatedLogisticRegression(ClassifierMixin, _FederatedBase):
         self._federated_fit(X, y, groups, eval_set, callback, classes)
         return self
 
-    def _metrics(self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float) -> tuple[float, float]:
+    def _metrics(
+        self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float
+    ) -> tuple[float, float]:
         p = expit(X @ coef + b)
         predicted = self.classes_[(p > 0.5).astype(int)]
         return float(accuracy_score(y, predicted)), float(
@@ -418,7 +420,9 @@ class FederatedLinearRegression(RegressorMixin, _FederatedBase):
         self._federated_fit(X, y, groups, eval_set, callback, None)
         return self
 
-    def _metrics(self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float) -> tuple[float, float]:
+    def _metrics(
+        self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float
+    ) -> tuple[float, float]:
         predicted = X @ coef + b
         return float(r2_score(y, predicted)), float(mean_squared_error(y, predicted))
 

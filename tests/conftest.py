@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,6 +16,12 @@ from he_fed.crypto import CKKS, KeyPair, PackedPaillier, Paillier, Plain, Scheme
 # the test suite (CI machines may have no network at all).
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+
+# Tests never read or write the user's calibration cache (~/.cache/he-fed): every
+# run calibrates into a folder of its own, which the notebooks' kernels inherit.
+_CACHE = tempfile.mkdtemp(prefix="he-fed-test-cache-")
+os.environ["HE_FED_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 #: Fast schemes: 1024-bit Paillier needs allow_insecure=True, on purpose.
 #: Each with a weighted plan: up to 64 contributions of weight up to 128.

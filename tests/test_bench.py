@@ -7,29 +7,41 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from he_fed.cli import main
 
 from he_fed.bench import MicroGrid, ratios, run_micro
 from he_fed.bench.estimate import estimate, load_calibration, units
-from he_fed.cli import main
 from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain
 
 
 def _row(scheme, d, enc, agg, dec, size, **extra):
     return {
-        "scheme": scheme, "d": d, "params": extra.pop("params", {}),
-        "encrypt_us_per_element": enc, "aggregate_us_per_element": agg,
-        "decrypt_us_per_element": dec, "bytes_per_element": size, **extra,
+        "scheme": scheme,
+        "d": d,
+        "params": extra.pop("params", {}),
+        "encrypt_us_per_element": enc,
+        "aggregate_us_per_element": agg,
+        "decrypt_us_per_element": dec,
+        "bytes_per_element": size,
+        **extra,
     }
 
 
 def test_ratios_divide_baseline_cost_by_scheme_cost():
-    micro = [_row("paillier-packed", 100, 10.0, 0.5, 40.0, 8.0),
-             _row("ckks", 100, 2.0, 1.0, 1.0, 64.0, params={"preset": "aggregation-fast"})]
-    baselines = [_row("phe-naive", 100, 10_000.0, 20.0, 3_000.0, 520.0),
-                 _row("phe-naive", 10, 1.0, 1.0, 1.0, 1.0)]
+    micro = [
+        _row("paillier-packed", 100, 10.0, 0.5, 40.0, 8.0),
+        _row("ckks", 100, 2.0, 1.0, 1.0, 64.0, params={"preset": "aggregation-fast"}),
+    ]
+    baselines = [
+        _row("phe-naive", 100, 10_000.0, 20.0, 3_000.0, 520.0),
+        _row("phe-naive", 10, 1.0, 1.0, 1.0, 1.0),
+    ]
     out = ratios(micro, baselines)
     assert out["paillier-packed"]["phe-naive"]["100"] == {
-        "encrypt": 1000.0, "aggregate": 40.0, "decrypt": 75.0, "bytes": 65.0
+        "encrypt": 1000.0,
+        "aggregate": 40.0,
+        "decrypt": 75.0,
+        "bytes": 65.0,
     }
     assert out["ckks/aggregation-fast"]["phe-naive"]["100"]["bytes"] == pytest.approx(520 / 64)
     assert "10" not in out["paillier-packed"]["phe-naive"]  # only same-size comparisons
@@ -37,10 +49,20 @@ def test_ratios_divide_baseline_cost_by_scheme_cost():
 
 def test_micro_result_has_the_documented_schema():
     grid = MicroGrid(sizes=(6,), repeats=1, clients=2, per_value_cap=5)
-    result = run_micro(grid, key_bits=1024, allow_insecure=True,
-                       schemes=("plain", "paillier-packed"))
-    fields = {"scheme", "params", "d", "encrypt_us_per_element", "aggregate_us_per_element",
-              "decrypt_us_per_element", "bytes_per_element", "measured_d", "peak_mib"}
+    result = run_micro(
+        grid, key_bits=1024, allow_insecure=True, schemes=("plain", "paillier-packed")
+    )
+    fields = {
+        "scheme",
+        "params",
+        "d",
+        "encrypt_us_per_element",
+        "aggregate_us_per_element",
+        "decrypt_us_per_element",
+        "bytes_per_element",
+        "measured_d",
+        "peak_mib",
+    }
     assert {r["scheme"] for r in result["micro"]} == {"plain", "paillier-packed"}
     assert {r["scheme"] for r in result["baselines"]} == {"phe-naive", "tenseal-nvflare", "plain"}
     for row in result["micro"] + result["baselines"]:
@@ -65,14 +87,16 @@ def test_estimate_predicts_exact_bytes_and_caches_its_calibration(tmp_path, monk
     assert (tmp_path / "calibration.json").exists()
     again = load_calibration(scheme)
     assert again == calibration  # read back from the cache, not remeasured
-    predicted = estimate(scheme, calibration, features=200, clients=4, rounds=3,
-                         samples_per_client=50)
+    predicted = estimate(
+        scheme, calibration, features=200, clients=4, rounds=3, samples_per_client=50
+    )
     assert predicted.units == scheme.ciphertexts_for(201)
     assert predicted.total_s == pytest.approx(3 * predicted.time_per_round_s)
     # the byte count is a linear fit through exact sizes: check it against a real update
-    from tests.protocol.test_roles import _roles  # noqa: F401  (imports the roles)
-    from he_fed.federated import FederatedLogisticRegression
     import numpy as np
+
+    from he_fed.federated import FederatedLogisticRegression
+    from tests.protocol.test_roles import _roles  # noqa: F401  (imports the roles)
 
     X = np.random.default_rng(0).normal(size=(200, 200))
     y = (X[:, 0] > 0).astype(int)
@@ -87,10 +111,30 @@ def test_bench_cli_on_a_tiny_grid_writes_every_output(tmp_path, monkeypatch):
     out = tmp_path / "out"
     result = CliRunner().invoke(
         main,
-        ["bench", "--sizes", "8", "--repeats", "1", "--clients", "2", "--features", "6",
-         "--schemes", "plain,paillier-packed", "--key-bits", "1024", "--allow-insecure",
-         "--json", str(out / "b.json"), "--csv", str(out / "b.csv"),
-         "--markdown", str(out / "b.md"), "--plot", str(out / "plots")],
+        [
+            "bench",
+            "--sizes",
+            "8",
+            "--repeats",
+            "1",
+            "--clients",
+            "2",
+            "--features",
+            "6",
+            "--schemes",
+            "plain,paillier-packed",
+            "--key-bits",
+            "1024",
+            "--allow-insecure",
+            "--json",
+            str(out / "b.json"),
+            "--csv",
+            str(out / "b.csv"),
+            "--markdown",
+            str(out / "b.md"),
+            "--plot",
+            str(out / "plots"),
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -103,7 +147,9 @@ def test_bench_cli_on_a_tiny_grid_writes_every_output(tmp_path, monkeypatch):
         kinds = {row["kind"] for row in csv.DictReader(handle)}
     assert kinds == {"micro", "baseline", "macro"}
     assert sorted(p.name for p in (out / "plots").iterdir()) == [
-        "accuracy_difference.png", "bytes_per_element.png", "overhead_vs_clients.png",
+        "accuracy_difference.png",
+        "bytes_per_element.png",
+        "overhead_vs_clients.png",
         "time_vs_d.png",
     ]
     assert "phe-naive (baseline)" in (out / "b.md").read_text()
@@ -112,8 +158,8 @@ def test_bench_cli_on_a_tiny_grid_writes_every_output(tmp_path, monkeypatch):
 def test_estimate_cli_prints_a_prediction(tmp_path, monkeypatch):
     monkeypatch.setenv("HE_FED_CACHE_DIR", str(tmp_path))
     result = CliRunner().invoke(
-        main, ["estimate", "--scheme", "ckks", "--features", "5000", "--clients", "3",
-               "--rounds", "4"],
+        main,
+        ["estimate", "--scheme", "ckks", "--features", "5000", "--clients", "3", "--rounds", "4"],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output

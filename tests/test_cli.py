@@ -6,7 +6,6 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from he_fed.cli import main
 
 FAST = ["--key-bits", "1024", "--allow-insecure"]
@@ -18,8 +17,14 @@ def test_run_prints_the_result_table_and_writes_json(tmp_path):
         main, ["run", "--rounds", "3", "--json", str(out), *FAST], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
-    for text in ("final test accuracy", "local training", "encode + encrypt", "decrypt",
-                 "uploaded per client per round", "3 rounds"):
+    for text in (
+        "final test accuracy",
+        "local training",
+        "encode + encrypt",
+        "decrypt",
+        "uploaded per client per round",
+        "3 rounds",
+    ):
         assert text in result.output
     data = json.loads(out.read_text())
     assert data["final"]["metric_name"] == "accuracy"
@@ -77,8 +82,16 @@ def test_keygen_writes_separate_files_and_inspect_tells_them_apart(tmp_path, mon
     out = tmp_path / "keys"
     result = CliRunner().invoke(
         main,
-        ["keygen", "--scheme", "paillier-packed", "--out", str(out), *FAST,
-         "--passphrase-env", "HE_FED_TEST_PASSPHRASE"],
+        [
+            "keygen",
+            "--scheme",
+            "paillier-packed",
+            "--out",
+            str(out),
+            *FAST,
+            "--passphrase-env",
+            "HE_FED_TEST_PASSPHRASE",
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -123,8 +136,21 @@ def test_executor_processes_gives_the_inprocess_coefficients(tmp_path):
     coefs = {}
     for executor in ("inprocess", "processes"):
         out = tmp_path / f"{executor}.json"
-        args = ["run", "--scheme", "paillier", "--rounds", "2", "--executor", executor,
-                "--workers", "2", "--json", str(out), "--quiet", *FAST]
+        args = [
+            "run",
+            "--scheme",
+            "paillier",
+            "--rounds",
+            "2",
+            "--executor",
+            executor,
+            "--workers",
+            "2",
+            "--json",
+            str(out),
+            "--quiet",
+            *FAST,
+        ]
         result = CliRunner().invoke(main, args, catch_exceptions=False)
         assert result.exit_code == 0, result.output
         data = json.loads(out.read_text())

@@ -60,11 +60,23 @@ def test_result_json_has_the_documented_fields(breast_cancer_runs):
     for entry in data["rounds"]:
         assert set(entry) >= {"metric", "loss", "timings", "bytes_up"}
         assert set(entry["timings"]) == {
-            "train", "encrypt", "sign", "serialize", "aggregate", "decrypt"
+            "train",
+            "encrypt",
+            "sign",
+            "serialize",
+            "aggregate",
+            "decrypt",
         }
-        assert entry["bytes_up"] >= 256 * 32  # 31 values + weight, 256-byte ciphertexts (n: 1024 bits)
+        assert (
+            entry["bytes_up"] >= 256 * 32
+        )  # 31 values + weight, 256-byte ciphertexts (n: 1024 bits)
     assert set(data["totals"]) >= {
-        "train_s", "encrypt_s", "aggregate_s", "decrypt_s", "total_s", "bytes_up"
+        "train_s",
+        "encrypt_s",
+        "aggregate_s",
+        "decrypt_s",
+        "total_s",
+        "bytes_up",
     }
     assert data["environment"]["packages"]["phe"]
     assert data["environment"]["cpu"]

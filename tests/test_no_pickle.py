@@ -5,8 +5,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import he_fed
 import he_fed.cli
+
+import he_fed
 
 FORBIDDEN = {"pickle", "marshal", "dill", "cloudpickle", "shelve", "joblib"}
 

@@ -25,7 +25,7 @@ def test_readme_tables_match_the_committed_results():
 
 def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert 'pip install . && he-fed run' in readme
+    assert "pip install . && he-fed run" in readme
     assert 'pip install -e ".[test]" && pytest' in readme
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert 'pip install -e ".[test]" && pytest' in ci
@@ -34,7 +34,7 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
 def test_the_chinese_readme_gives_the_same_commands_and_sections():
     english = (ROOT / "README.md").read_text(encoding="utf-8")
     chinese = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
-    for command in ('pip install . && he-fed run', 'pip install -e ".[test]" && pytest'):
+    for command in ("pip install . && he-fed run", 'pip install -e ".[test]" && pytest'):
         assert command in english and command in chinese
     notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     for name in notebooks:
@@ -44,7 +44,6 @@ def test_the_chinese_readme_gives_the_same_commands_and_sections():
 def test_the_worked_example_shows_what_he_fed_run_prints():
     """Accuracy, loss, bytes and key sizes are deterministic; only the times vary."""
     from click.testing import CliRunner
-
     from he_fed.cli import main
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -56,6 +55,14 @@ def test_the_worked_example_shows_what_he_fed_run_prints():
     printed = result.output.splitlines()
     assert [line for line in shown if line not in printed] == []
     phases = readme.split("time per phase", 1)[1].split("```", 1)[0]
-    for phase in ("local training", "encode + encrypt", "commit + sign", "serialize",
-                  "aggregate", "decrypt", "key generation", "wall clock"):
+    for phase in (
+        "local training",
+        "encode + encrypt",
+        "commit + sign",
+        "serialize",
+        "aggregate",
+        "decrypt",
+        "key generation",
+        "wall clock",
+    ):
         assert phase in phases and phase in result.output

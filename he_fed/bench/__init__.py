@@ -1,4 +1,7 @@
-"""Benchmarks of the encryption overhead, and a cost estimator (``he-fed bench``, ``he-fed estimate``).
+"""Benchmarks of the encryption overhead, and a cost estimator.
+
+``he-fed bench`` and ``he-fed estimate`` are built on this package.
+
 
 * :mod:`~he_fed.bench.micro`: per-element cost of every step, each scheme against
   ``phe-naive``, ``tenseal-nvflare`` and ``plain`` baselines in the same run.

@@ -135,7 +135,7 @@ class PheNaive(Contender):
         vectors = [self._unpack(b) for b in blobs]
         total = vectors[0]
         for other in vectors[1:]:
-            total = [a + b for a, b in zip(total, other)]
+            total = [a + b for a, b in zip(total, other, strict=False)]
         return self._pack(total)
 
     def decrypt(self, blob: bytes) -> np.ndarray:
@@ -177,8 +177,10 @@ class TensealNvflare(Contender):
 
     def encrypt(self, x: np.ndarray) -> Any:
         ts, ctx = self.state["ts"], self.state["ctx"]
-        return [ts.ckks_vector(ctx, x[i : i + self.slots].tolist())
-                for i in range(0, x.size, self.slots)]
+        return [
+            ts.ckks_vector(ctx, x[i : i + self.slots].tolist())
+            for i in range(0, x.size, self.slots)
+        ]
 
     def serialize(self, encrypted: Any) -> bytes:
         return self._join([v.serialize() for v in encrypted])
@@ -187,7 +189,7 @@ class TensealNvflare(Contender):
         vectors = [self._split(b) for b in blobs]
         total = vectors[0]
         for other in vectors[1:]:
-            total = [a + b for a, b in zip(total, other)]
+            total = [a + b for a, b in zip(total, other, strict=False)]
         return self._join([v.serialize() for v in total])
 
     def decrypt(self, blob: bytes) -> np.ndarray:

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from he_fed import __version__
+from he_fed.bench.measure import timed
 from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain, Scheme
 from he_fed.crypto.paillier import PARALLEL_MIN_CIPHERTEXTS
-from he_fed.bench.measure import timed
 from he_fed.experiment import environment
 from he_fed.protocol.messages import RoundStart, Task, encode
 
@@ -111,8 +111,9 @@ def _mini_round(scheme: Scheme, clients: int, features: int, rng: np.random.Gene
     stamps: list[float] = []
     model = FederatedLogisticRegression(scheme=scheme, rounds=4, local_epochs=1, standardize=False)
     start = time.perf_counter()
-    model.fit(X, y, np.arange(len(X)) % clients,
-              callback=lambda _: stamps.append(time.perf_counter()))
+    model.fit(
+        X, y, np.arange(len(X)) % clients, callback=lambda _: stamps.append(time.perf_counter())
+    )
     walls = np.diff([start, *stamps])[1:]  # the first round warms tables and caches
     middle = int(np.argsort(walls)[len(walls) // 2])
     entry = model.history_[1 + middle]
@@ -299,7 +300,8 @@ def estimate(
         "serialize": clients * per_client("serialize"),
         "aggregate": clients * (agg[0] + agg[1] * u) + agg[2] + agg[3] * u,
         "decrypt": dec[0] + dec[1] * u + clients * (dec[2] + dec[3] * u),
-        "overhead": over[0] + over[1] * clients
+        "overhead": over[0]
+        + over[1] * clients
         + _linear(cal.evaluate, clients * samples_per_client * features),
     }
     per_round = sum(phases.values())

@@ -77,16 +77,25 @@ def macro_schemes(
     return [(label, s) for label, s in out if only is None or label.split("/")[0] in only]
 
 
-def _run_cell(scheme: Scheme, clients: int, features: int, rounds: int, seed: int) -> dict[str, Any]:
+def _run_cell(
+    scheme: Scheme, clients: int, features: int, rounds: int, seed: int
+) -> dict[str, Any]:
     samples = _samples_per_client(features)
     X, y = make_classification(
-        n_samples=clients * samples, n_features=features, n_informative=min(features, 10),
-        n_redundant=0, random_state=seed,
+        n_samples=clients * samples,
+        n_features=features,
+        n_informative=min(features, 10),
+        n_redundant=0,
+        random_state=seed,
     )
     groups = np.arange(len(y)) % clients
     stamps: list[float] = []
     model = FederatedLogisticRegression(
-        scheme=scheme, rounds=rounds, local_epochs=1, learning_rate=0.5, standardize=False,
+        scheme=scheme,
+        rounds=rounds,
+        local_epochs=1,
+        learning_rate=0.5,
+        standardize=False,
         random_state=seed,
     )
     start = time.perf_counter()
@@ -133,8 +142,13 @@ def run_macro(
                     progress(f"K={clients} d={features} {label}")
                 calibration = load_calibration(scheme)
                 predicted = estimate(
-                    scheme, calibration, features=features, clients=clients,
-                    rounds=grid.rounds, samples_per_client=samples, local_epochs=1,
+                    scheme,
+                    calibration,
+                    features=features,
+                    clients=clients,
+                    rounds=grid.rounds,
+                    samples_per_client=samples,
+                    local_epochs=1,
                 )
                 row: dict[str, Any] = {
                     "scheme": label,
@@ -155,7 +169,9 @@ def run_macro(
                 if label == "plain":
                     plain_row = row
                 elif row["measured"] and plain_row is not None and plain_row["measured"]:
-                    row["overhead_vs_plain"] = row["time_per_round_s"] / plain_row["time_per_round_s"]
+                    row["overhead_vs_plain"] = (
+                        row["time_per_round_s"] / plain_row["time_per_round_s"]
+                    )
                     row["metric_diff_vs_plain"] = row["metric"] - plain_row["metric"]
                 rows.append(row)
     return rows

@@ -90,11 +90,15 @@ def run_micro(
         ``max_abs_error``), and ``ratios`` (see :func:`ratios`).
     """
     ours = [
-        c for c in scheme_contenders(key_bits, allow_insecure=allow_insecure)
+        c
+        for c in scheme_contenders(key_bits, allow_insecure=allow_insecure)
         if schemes is None or c.label in schemes
     ]
-    baselines = [BASELINES["phe-naive"](key_bits), BASELINES["tenseal-nvflare"](),
-                 BASELINES["plain"]()]
+    baselines = [
+        BASELINES["phe-naive"](key_bits),
+        BASELINES["tenseal-nvflare"](),
+        BASELINES["plain"](),
+    ]
     contenders = ours + baselines
     keygen = {}
     for c in contenders:
@@ -124,7 +128,7 @@ def run_micro(
                     t_dec, values = timed(lambda c=c, t=total: c.decrypt(t))
                 peak[0] = max(peak[0], memory.peak_mib)
                 error[0] = max(error[0], float(np.max(np.abs(values - np.sum(xs, axis=0)))))
-                for metric, seconds in zip(_METRICS, (t_enc, t_ser, t_agg, t_dec)):
+                for metric, seconds in zip(_METRICS, (t_enc, t_ser, t_agg, t_dec), strict=False):
                     samples[metric].append(seconds)
         for c in contenders:
             md, xs, blobs, samples, peak, error = cells[id(c)]
@@ -152,8 +156,12 @@ def run_micro(
         "micro": scheme_rows,
         "baselines": baseline_rows,
         "ratios": ratios(scheme_rows, baseline_rows),
-        "grid": {"sizes": list(grid.sizes), "repeats": grid.repeats, "clients": grid.clients,
-                 "per_value_cap": grid.per_value_cap},
+        "grid": {
+            "sizes": list(grid.sizes),
+            "repeats": grid.repeats,
+            "clients": grid.clients,
+            "per_value_cap": grid.per_value_cap,
+        },
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

@@ -13,8 +13,11 @@ from he_fed.bench.micro import contender_key, row_label
 __all__ = ["headline_markdown", "write_csv", "write_json", "write_plots"]
 
 _MICRO_COLUMNS = (
-    "encrypt_us_per_element", "serialize_us_per_element", "aggregate_us_per_element",
-    "decrypt_us_per_element", "bytes_per_element",
+    "encrypt_us_per_element",
+    "serialize_us_per_element",
+    "aggregate_us_per_element",
+    "decrypt_us_per_element",
+    "bytes_per_element",
 )
 
 
@@ -85,8 +88,10 @@ def headline_markdown(
     ]:
         key = contender_key(row)
         cells = [
-            f"{row['encrypt_us_per_element']:.3g}", f"{row['aggregate_us_per_element']:.3g}",
-            f"{row['decrypt_us_per_element']:.3g}", f"{row['bytes_per_element']:.3g}",
+            f"{row['encrypt_us_per_element']:.3g}",
+            f"{row['aggregate_us_per_element']:.3g}",
+            f"{row['decrypt_us_per_element']:.3g}",
+            f"{row['bytes_per_element']:.3g}",
         ]
         ratio_cells = []
         for base in ("phe-naive", "tenseal-nvflare"):
@@ -158,7 +163,7 @@ def write_plots(result: dict[str, Any], directory: Path) -> list[Path]:
         for key in keys:
             ds, values = series(key, column)
             if column == "encrypt_us_per_element":
-                values = [v * d / 1e6 for v, d in zip(values, ds)]
+                values = [v * d / 1e6 for v, d in zip(values, ds, strict=False)]
             ax.plot(ds, values, marker="o", label=key)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -180,12 +185,17 @@ def write_plots(result: dict[str, Any], directory: Path) -> list[Path]:
             for scheme in sorted({r["scheme"] for r in macro}):
                 for features in sorted({r["features"] for r in macro}):
                     points = sorted(
-                        (r["clients"], r[column]) for r in macro
+                        (r["clients"], r[column])
+                        for r in macro
                         if r["scheme"] == scheme and r["features"] == features
                     )
                     if points:
-                        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
-                                label=f"{scheme}, d={features:,}")
+                        ax.plot(
+                            [p[0] for p in points],
+                            [p[1] for p in points],
+                            marker="o",
+                            label=f"{scheme}, d={features:,}",
+                        )
             ax.set_xscale("log")
             if column == "overhead_vs_plain":
                 ax.set_yscale("log")

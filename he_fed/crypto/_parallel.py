@@ -34,6 +34,8 @@ _ENABLED = [True]
 def available() -> bool:
     """Whether worker processes can be used in this process."""
     return _ENABLED[0]
+
+
 _WORKER_TABLE: FixedBase | None = None
 _WORKER_EXPONENT_BITS = 0
 

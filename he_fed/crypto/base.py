@@ -384,8 +384,7 @@ class AggregationKey(ABC):
 
     def __repr__(self) -> str:
         return (
-            f"<{type(self).__name__} {self._scheme.name} "
-            f"fingerprint={self._fingerprint[:8].hex()}>"
+            f"<{type(self).__name__} {self._scheme.name} fingerprint={self._fingerprint[:8].hex()}>"
         )
 
 

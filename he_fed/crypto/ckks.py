@@ -89,7 +89,6 @@ from he_fed.exceptions import (
     ConfigurationError,
     EncodingOverflowError,
     InsecureParameters,
-    KeyMismatchError,
     MalformedMessage,
     SecretMaterialError,
 )
@@ -115,9 +114,7 @@ PRESETS: dict[str, _Preset] = {
     "aggregation-compact": _Preset(
         2048, (40, 14), 40, "N=2048, one 40-bit data prime; smaller ciphertexts, ~1e-5 error"
     ),
-    "compat-nvflare": _Preset(
-        8192, (60, 40, 40), 40, "NVIDIA FLARE's parameters, for comparison"
-    ),
+    "compat-nvflare": _Preset(8192, (60, 40, 40), 40, "NVIDIA FLARE's parameters, for comparison"),
 }
 
 #: One bit of headroom above the largest sum the plan allows. The noise and the
@@ -474,21 +471,25 @@ class CKKSAggregationKey(AggregationKey):
             raise MalformedMessage(f"ckks chunk {index} does not parse") from None
         return part, parsed.c1
 
-
     def _read_vector(self, reader: wire.Reader, size: int, count: int) -> CKKSVector:
         if size // self.scheme.values_per_ciphertext + 1 > reader.remaining // 8:
             raise MalformedMessage(f"truncated ckks vector of {size} values")
-        loaded = [self._load_chunk(reader.blob(), i, n)
-                  for i, n in enumerate(self._chunk_lengths(size))]
-        return CKKSVector(self, size, count, parts=[p for p, _ in loaded],
-                          c1=[c for _, c in loaded])
+        loaded = [
+            self._load_chunk(reader.blob(), i, n) for i, n in enumerate(self._chunk_lengths(size))
+        ]
+        return CKKSVector(
+            self, size, count, parts=[p for p, _ in loaded], c1=[c for _, c in loaded]
+        )
 
     def _read_frames(self, frames: FrameReader, size: int, count: int) -> CKKSVector:
         bound = self._chunk_bound
-        loaded = [self._load_chunk(frames.read(bound), i, n)
-                  for i, n in enumerate(self._chunk_lengths(size))]
-        return CKKSVector(self, size, count, parts=[p for p, _ in loaded],
-                          c1=[c for _, c in loaded])
+        loaded = [
+            self._load_chunk(frames.read(bound), i, n)
+            for i, n in enumerate(self._chunk_lengths(size))
+        ]
+        return CKKSVector(
+            self, size, count, parts=[p for p, _ in loaded], c1=[c for _, c in loaded]
+        )
 
 
 class CKKSPublicKey(CKKSAggregationKey, PublicKey):
@@ -542,9 +543,7 @@ class CKKSPublicKey(CKKSAggregationKey, PublicKey):
             plain, ciphertext = sealapi.Plaintext(), sealapi.Ciphertext()
             encoder.encode(chunk.view(np.complex128).tolist(), scale, plain)
             encryptor.encrypt(plain, ciphertext)
-            yield seal_format.write_ckks_vector(
-                seal_io.save(ciphertext), _slots_for(used), scale
-            )
+            yield seal_format.write_ckks_vector(seal_io.save(ciphertext), _slots_for(used), scale)
 
 
 class CKKSSecretKey(SecretKey):
@@ -566,7 +565,9 @@ class CKKSSecretKey(SecretKey):
 
     def _secret_body(self) -> bytes:
         return self._ctx.serialize(
-            save_public_key=True, save_secret_key=True, save_galois_keys=False,
+            save_public_key=True,
+            save_secret_key=True,
+            save_galois_keys=False,
             save_relin_keys=False,
         )
 
@@ -575,7 +576,7 @@ class CKKSSecretKey(SecretKey):
         flat = np.empty(vector.size + 1)
         lengths = vector.key._chunk_lengths(vector.size)  # type: ignore[attr-defined]
         start = 0
-        for part, length in zip(vector.parts, lengths):
+        for part, length in zip(vector.parts, lengths, strict=False):
             plain = sealapi.Plaintext()
             self._decryptor.decrypt(part.ciphertext()[0], plain)
             slots = self._encoder.decode_complex(plain)
@@ -638,7 +639,10 @@ class CKKSVector(EncryptedVector):
 
     def _add(self, other: CKKSVector, count: int) -> CKKSVector:
         return CKKSVector(
-            self.key, self.size, count, parts=[a + b for a, b in zip(self.parts, other.parts)]
+            self.key,
+            self.size,
+            count,
+            parts=[a + b for a, b in zip(self.parts, other.parts, strict=True)],
         )
 
     def blobs(self) -> list[bytes]:
@@ -653,7 +657,7 @@ class CKKSVector(EncryptedVector):
             key: CKKSAggregationKey = self.key  # type: ignore[assignment]
             self._c1 = [
                 key._parse(blob, _slots_for(n)).c1
-                for blob, n in zip(self.blobs(), key._chunk_lengths(self.size))
+                for blob, n in zip(self.blobs(), key._chunk_lengths(self.size), strict=False)
             ]
         return np.stack(self._c1).astype("<u8").tobytes()
 

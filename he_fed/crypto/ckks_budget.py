@@ -19,7 +19,8 @@ by ``P``, plus the plaintext. Per coefficient, the decryption error is then
 
 Decoding evaluates the error polynomial at the slots' roots of unity ``zeta_k``;
 he-fed packs two values per slot, as its real and imaginary parts, which have the
-same variance by symmetry (``tests/crypto/test_ckks.py`` measures both). The term ``r1 * s`` becomes ``r1(zeta_k) * s(zeta_k)``:
+same variance by symmetry (``tests/crypto/test_ckks.py`` measures both). The term
+``r1 * s`` becomes ``r1(zeta_k) * s(zeta_k)``:
 its size depends on the key through ``|s(zeta_k)|**2``, which averages ``2N/3``
 over keys but varies from slot to slot (roughly exponentially distributed, so a
 few slots of every key are several times noisier than average). Averaged over

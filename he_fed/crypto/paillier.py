@@ -376,9 +376,7 @@ class PaillierPublicKey(PublicKey):
             from he_fed.crypto import _parallel
 
             if _parallel.available():
-                made = _parallel.randomisers(
-                    int(self.hs), int(self.nsquare), bits, count, workers
-                )
+                made = _parallel.randomisers(int(self.hs), int(self.nsquare), bits, count, workers)
                 if made is not None:
                     return made
         table = djn.fixed_base(int(self.hs), int(self.nsquare), bits)
@@ -392,7 +390,7 @@ class PaillierPublicKey(PublicKey):
         n, nsquare = self.n, self.nsquare
         return [
             (1 + m * n) * r % nsquare
-            for m, r in zip(plaintexts, self._randomisers(len(plaintexts)))
+            for m, r in zip(plaintexts, self._randomisers(len(plaintexts)), strict=False)
         ]
 
     def _encrypt(self, values: np.ndarray, weight: int) -> PaillierVector:
@@ -468,7 +466,7 @@ class PaillierVector(EncryptedVector):
 
     def _add(self, other: PaillierVector, count: int) -> PaillierVector:
         nsquare = self.key.nsquare  # type: ignore[attr-defined]
-        summed = [a * b % nsquare for a, b in zip(self.ciphertexts, other.ciphertexts)]
+        summed = [a * b % nsquare for a, b in zip(self.ciphertexts, other.ciphertexts, strict=True)]
         return PaillierVector(self.key, summed, self.size, count)  # type: ignore[arg-type]
 
     def commitment(self) -> bytes:

@@ -115,11 +115,18 @@ def write_ckks_vector(ciphertext: bytes, values: int, scale: float) -> bytes:
     ``values`` is the number of CKKS slots in use (TenSEAL's size field).
     """
     sizes = _write_varint(values)
-    return b"".join((
-        b"\x0a", _write_varint(len(sizes)), sizes,  # field 1, length-delimited
-        b"\x12", _write_varint(len(ciphertext)), ciphertext,  # field 2
-        b"\x19", struct.pack("<d", scale),  # field 3, 64-bit
-    ))
+    return b"".join(
+        (
+            b"\x0a",
+            _write_varint(len(sizes)),
+            sizes,  # field 1, length-delimited
+            b"\x12",
+            _write_varint(len(ciphertext)),
+            ciphertext,  # field 2
+            b"\x19",
+            struct.pack("<d", scale),  # field 3, 64-bit
+        )
+    )
 
 
 def _seal_header(data: bytes, what: str) -> tuple[int, int]:
@@ -129,7 +136,9 @@ def _seal_header(data: bytes, what: str) -> tuple[int, int]:
     if magic != _SEAL_MAGIC or size != _HEADER.size or major != 4:
         raise MalformedMessage(f"ckks {what}: not a SEAL 4 serialization")
     if total != len(data):
-        raise MalformedMessage(f"ckks {what}: SEAL header claims {total} bytes, {len(data)} present")
+        raise MalformedMessage(
+            f"ckks {what}: SEAL header claims {total} bytes, {len(data)} present"
+        )
     return compression, total
 
 

@@ -167,7 +167,11 @@ class BaseGD(BaseEstimator):
             order = rng.permutation(n) if self.shuffle and batch < n else None
             for start in range(0, n, batch):
                 # Unshuffled batches are slices: views, not copies of the client's rows.
-                idx = order[start : start + batch] if order is not None else slice(start, start + batch)
+                idx = (
+                    order[start : start + batch]
+                    if order is not None
+                    else slice(start, start + batch)
+                )
                 w = sw[idx]
                 total = w.sum()
                 if total <= 0:

@@ -123,8 +123,7 @@ class LogisticRegressionGD(ClassifierMixin, BaseGD):
             raise ValueError(f"y holds labels outside classes={labels.tolist()}")
         if labels.size > 2:
             raise ValueError(
-                "Only binary classification is supported. The type of the target "
-                f"is {y_type}."
+                f"Only binary classification is supported. The type of the target is {y_type}."
             )
         if labels.size < 2:
             raise ValueError(

@@ -6,7 +6,6 @@ from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.client import Client, ClientReport
 from he_fed.protocol.federation import Federation, KeyHolderRole, RoundOutcome
 from he_fed.protocol.keyholder import KeyHolder
-from he_fed.protocol.receipts import Identity, Registry
 from he_fed.protocol.messages import (
     Aggregate,
     EncryptedAggregate,
@@ -17,6 +16,7 @@ from he_fed.protocol.messages import (
     decode,
     encode,
 )
+from he_fed.protocol.receipts import Identity, Registry
 from he_fed.protocol.spec import ClientPlan, ClientSpec, FederationSetup
 
 __all__ = [

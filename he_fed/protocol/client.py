@@ -151,7 +151,11 @@ class Client:
             allow_insecure=self._allow_insecure,
         )
         return ClientSpec(
-            self.client_id, self._X, self._y, self._key_bytes, plan,
+            self.client_id,
+            self._X,
+            self._y,
+            self._key_bytes,
+            plan,
             signing_key=self._identity.private_bytes(),
         )
 

@@ -273,7 +273,7 @@ class Aggregate:
         return cls(r.uint(), _read_task(r), r.array(), r.uint(), r.uint())
 
 
-Message = Union[RoundStart, EncryptedUpdate, EncryptedAggregate, Aggregate]
+Message = Union[RoundStart, EncryptedUpdate, EncryptedAggregate, Aggregate]  # noqa: UP007
 _M = TypeVar("_M", RoundStart, EncryptedUpdate, EncryptedAggregate, Aggregate)
 
 

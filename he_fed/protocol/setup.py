@@ -75,6 +75,8 @@ def build_client(spec: ClientSpec) -> Client:
         local_epochs=plan.local_epochs,
         classes=plan.classes,
         standardize_target=plan.standardize_target,
-        identity=None if spec.signing_key is None else Identity.from_private_bytes(spec.signing_key),
+        identity=None
+        if spec.signing_key is None
+        else Identity.from_private_bytes(spec.signing_key),
         allow_insecure=plan.allow_insecure,
     )

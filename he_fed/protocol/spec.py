@@ -135,9 +135,7 @@ class ClientPlan:
         try:
             model_cls = MODEL_KINDS[str(config["model"])]
             params: dict[str, Any] = {
-                key[len(_PARAM) :]: value
-                for key, value in config.items()
-                if key.startswith(_PARAM)
+                key[len(_PARAM) :]: value for key, value in config.items() if key.startswith(_PARAM)
             }
             params.update(dict.fromkeys(config.get("unset-params", [])))
             model = model_cls(**params)

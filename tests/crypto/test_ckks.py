@@ -243,7 +243,9 @@ def test_a_chunk_below_the_first_data_level_raises_key_mismatch():
     keys = _keys("compat-nvflare")  # two data primes: a ciphertext can drop one
     lower = keys.public.encrypt(np.ones(3)).parts[0] * 1.0  # rescaled to the next level
     with pytest.raises(KeyMismatchError, match="level"):
-        keys.public.aggregation_key().load_vector(CKKSVector(keys.public, 3, 1, parts=[lower]).to_bytes())
+        keys.public.aggregation_key().load_vector(
+            CKKSVector(keys.public, 3, 1, parts=[lower]).to_bytes()
+        )
 
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)

@@ -40,7 +40,10 @@ def test_protected_files_hide_the_secret_and_detect_tampering(keys):
     body = bytearray(envelope.body)
     body[-5] ^= 1  # flip a bit of the ciphertext, then re-seal with a valid checksum
     tampered = wire.seal_envelope(
-        envelope.kind, bytes(body), scheme=envelope.scheme, params=envelope.params,
+        envelope.kind,
+        bytes(body),
+        scheme=envelope.scheme,
+        params=envelope.params,
         fingerprint=envelope.fingerprint,
     )
     with pytest.raises(InvalidPassphrase):
@@ -61,7 +64,10 @@ def test_a_secret_file_whose_key_does_not_match_its_header_is_refused(keys):
     mine = wire.open_envelope(keys.secret.to_bytes())
     theirs = wire.open_envelope(other.secret.to_bytes())
     spliced = wire.seal_envelope(
-        mine.kind, theirs.body, scheme=mine.scheme, params=mine.params,
+        mine.kind,
+        theirs.body,
+        scheme=mine.scheme,
+        params=mine.params,
         fingerprint=mine.fingerprint,
     )
     with pytest.raises(MalformedMessage, match="does not match"):

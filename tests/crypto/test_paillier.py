@@ -77,10 +77,10 @@ def test_max_clients_extreme_contributions_sum_exactly(pattern):
             x = rng.choice([-2.0, 2.0, 0.0], size=d)
         xs.append(x)
         weights.append(5 if pattern != "mixed" else 1 + k % 5)
-    total = sum(keys.public.encrypt(x, weight=w) for x, w in zip(xs, weights))
+    total = sum(keys.public.encrypt(x, weight=w) for x, w in zip(xs, weights, strict=False))
     result = keys.secret.decrypt_weighted(keys.public.load_vector(total.to_bytes(), size=d))
     q = scheme.quantizer
-    integer_sum = sum(w * q.quantize(x) for x, w in zip(xs, weights))
+    integer_sum = sum(w * q.quantize(x) for x, w in zip(xs, weights, strict=False))
     np.testing.assert_array_equal(result.total, q.dequantize(integer_sum))
     assert result.weight == sum(weights) and result.count == K
 
@@ -107,8 +107,13 @@ def test_a_forged_overfull_sum_is_caught_at_decryption():
 
 def test_plans_that_cannot_fit_a_slot_are_refused():
     with pytest.raises(EncodingOverflowError, match="slot needs"):
-        PackedPaillier(precision_bits=128, max_clients=2**64, max_weight=2**64, key_bits=256,
-                       allow_insecure=True)
+        PackedPaillier(
+            precision_bits=128,
+            max_clients=2**64,
+            max_weight=2**64,
+            key_bits=256,
+            allow_insecure=True,
+        )
 
 
 def test_corrupt_key_bytes_are_refused():

@@ -33,18 +33,18 @@ def test_decrypted_sum_equals_the_plaintext_sum(scheme_name):
     @given(contributions())
     def run(case: tuple[list[np.ndarray], list[int]]) -> None:
         xs, weights = case
-        total = sum(keys.public.encrypt(x, weight=w) for x, w in zip(xs, weights))
+        total = sum(keys.public.encrypt(x, weight=w) for x, w in zip(xs, weights, strict=False))
         result = keys.secret.decrypt_weighted(keys.public.load_vector(total.to_bytes()))
         assert result.weight == sum(weights) and result.count == len(xs)
         if isinstance(scheme, (Paillier, PackedPaillier)):
             q = scheme.quantizer
-            exact = q.dequantize(sum(w * q.quantize(x) for x, w in zip(xs, weights)))
+            exact = q.dequantize(sum(w * q.quantize(x) for x, w in zip(xs, weights, strict=False)))
             np.testing.assert_array_equal(result.total, exact)
             # and within half a step per unit of weight of the real sum
-            real = sum(w * x for x, w in zip(xs, weights))
+            real = sum(w * x for x, w in zip(xs, weights, strict=False))
             assert np.all(np.abs(result.total - real) <= sum(weights) * q.step / 2 + 1e-9)
         else:
-            real = sum(w * x for x, w in zip(xs, weights))
+            real = sum(w * x for x, w in zip(xs, weights, strict=False))
             tolerance = 0.0 if scheme_name == "plain" else 1e-6 * sum(weights)
             np.testing.assert_allclose(result.total, real, rtol=0, atol=tolerance + 1e-12)
 

@@ -36,9 +36,9 @@ def _quantized(scheme_name: str, x: np.ndarray) -> np.ndarray:
 def test_sum_of_weighted_contributions_decrypts_to_the_weighted_sum(scheme_name, keys, rng):
     xs = [rng.uniform(-4, 4, size=7) for _ in range(5)]
     weights = [3, 1, 8, 2, 5]
-    total = sum(keys.public.encrypt(x, weight=w) for x, w in zip(xs, weights))
+    total = sum(keys.public.encrypt(x, weight=w) for x, w in zip(xs, weights, strict=False))
     result = keys.secret.decrypt_weighted(total)
-    expected = sum(w * _quantized(scheme_name, x) for x, w in zip(xs, weights))
+    expected = sum(w * _quantized(scheme_name, x) for x, w in zip(xs, weights, strict=False))
     assert result.weight == sum(weights)
     assert result.count == 5
     if TOLERANCE[scheme_name] == 0.0:
@@ -52,8 +52,8 @@ def test_paillier_sum_is_exact_on_the_integer_grid(rng):
     keys = keys_for("paillier")
     q = keys.public.scheme.quantizer
     xs = [rng.uniform(-4, 4, size=6) for _ in range(4)]
-    total = sum(keys.public.encrypt(x, weight=w) for x, w in zip(xs, (1, 2, 3, 4)))
-    integer_sum = sum(w * q.quantize(x) for x, w in zip(xs, (1, 2, 3, 4)))
+    total = sum(keys.public.encrypt(x, weight=w) for x, w in zip(xs, (1, 2, 3, 4), strict=False))
+    integer_sum = sum(w * q.quantize(x) for x, w in zip(xs, (1, 2, 3, 4), strict=False))
     # Exact: the decrypted total is the integer sum times the step, bit for bit.
     np.testing.assert_array_equal(keys.secret.decrypt(total), q.dequantize(integer_sum))
 
@@ -234,12 +234,12 @@ def test_paillier_at_full_strength_2048_bits(rng):
     keys = Paillier(max_weight=8).keygen()
     assert int(keys.public.n).bit_length() == 2048
     xs = [rng.uniform(-4, 4, size=8) for _ in range(3)]
-    data = [keys.public.encrypt(x, weight=w).to_bytes() for x, w in zip(xs, (5, 6, 7))]
+    data = [keys.public.encrypt(x, weight=w).to_bytes() for x, w in zip(xs, (5, 6, 7), strict=True)]
     aggregation = load_public(keys.public.aggregation_key().to_bytes())
     total = sum(aggregation.load_vector(d, size=8) for d in data)
     result = keys.secret.decrypt_weighted(keys.public.load_vector(total.to_bytes()))
     q = keys.public.scheme.quantizer
-    expected = sum(w * q.dequantize(q.quantize(x)) for x, w in zip(xs, (5, 6, 7)))
+    expected = sum(w * q.dequantize(q.quantize(x)) for x, w in zip(xs, (5, 6, 7), strict=False))
     np.testing.assert_allclose(result.total, expected, rtol=1e-15)
     assert result.weight == 18
     assert len(data[0]) > 9 * 512  # 2048-bit Paillier: 512 bytes per value

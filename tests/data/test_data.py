@@ -16,7 +16,9 @@ def test_builtin_datasets_load_with_the_right_task(name):
     assert len(data.feature_names) == data.X.shape[1]
     if data.task == "classification":
         assert len(data.classes) == 2
-    assert data.task == ("regression" if name in ("diabetes", "synthetic-regression") else "classification")
+    assert data.task == (
+        "regression" if name in ("diabetes", "synthetic-regression") else "classification"
+    )
 
 
 def test_wine_is_class_zero_against_the_rest():

@@ -12,7 +12,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from he_fed.crypto import wire
 from he_fed.exceptions import PolicyViolation
 from he_fed.protocol import (
     Aggregate,
@@ -54,7 +53,7 @@ def _honest_round(scheme_name):
     vectors = [key.load_vector(u.vector) for u in updates]
     receipts = [
         Receipt(u.client_id, digest(u.vector), v.commitment(), u.signature)
-        for u, v in zip(updates, vectors)
+        for u, v in zip(updates, vectors, strict=False)
     ]
     return keyholder, aggregator, clients, updates, vectors, receipts
 
@@ -75,8 +74,9 @@ def _refused(keyholder, aggregate: EncryptedAggregate, monkeypatch, match: str) 
 
 def test_honest_aggregate_is_decrypted(scheme_name, monkeypatch):
     keyholder, aggregator, _, updates, vectors, receipts = _honest_round(scheme_name)
-    message = EncryptedAggregate(aggregator.round, Task.TRAIN, tuple(receipts),
-                                 sum(vectors).to_bytes())
+    message = EncryptedAggregate(
+        aggregator.round, Task.TRAIN, tuple(receipts), sum(vectors).to_bytes()
+    )
     spy = _Spy(keyholder, monkeypatch)
     result = decode(keyholder.decrypt_aggregate(encode(message)), Aggregate)
     assert spy.calls == 1 and result.total_weight == 140 and result.contributors == 4
@@ -115,7 +115,7 @@ def test_replaying_a_contribution_from_an_old_round(scheme_name, monkeypatch):
     fresh_vectors = [key.load_vector(u.vector) for u in fresh]
     fresh_receipts = [
         Receipt(u.client_id, digest(u.vector), v.commitment(), u.signature)
-        for u, v in zip(fresh, fresh_vectors)
+        for u, v in zip(fresh, fresh_vectors, strict=False)
     ]
     # Client c0's contribution from the old round, smuggled into the new one.
     total = sum([vectors[0], *fresh_vectors])
@@ -150,15 +150,18 @@ def test_an_aggregate_that_does_not_match_its_receipts(scheme_name, monkeypatch)
     # Or claims a receipt whose commitment belongs to another contribution.
     wrong = list(receipts)
     wrong[3] = dataclasses.replace(receipts[3], commitment=vectors[0].commitment())
-    message = EncryptedAggregate(aggregator.round, Task.TRAIN, tuple(wrong), sum(vectors).to_bytes())
+    message = EncryptedAggregate(
+        aggregator.round, Task.TRAIN, tuple(wrong), sum(vectors).to_bytes()
+    )
     _refused(keyholder, message, monkeypatch, "not validly signed")
 
 
 def test_receipts_signed_for_another_task_are_refused(monkeypatch):
     keyholder, aggregator, _, _, vectors, receipts = _honest_round("plain")
     # Signatures made for the training task must not verify for another task.
-    message = EncryptedAggregate(aggregator.round, Task.MAGNITUDE, tuple(receipts),
-                                 sum(vectors).to_bytes())
+    message = EncryptedAggregate(
+        aggregator.round, Task.MAGNITUDE, tuple(receipts), sum(vectors).to_bytes()
+    )
     _refused(keyholder, message, monkeypatch, "not validly signed")
 
 
@@ -195,8 +198,16 @@ class _Malicious(Client):
 def test_one_malicious_client_among_five_leaves_the_honest_average(behaviour):
     keyholder, aggregator, honest = _roles("paillier-packed", sizes=(30, 50, 20, 40))
     X, y = np.random.default_rng(4).normal(size=(25, 3)), np.arange(25) % 2
-    bad = _Malicious("c4", X, y, keyholder.public_key_bytes(), model=honest[0]._model,
-                     local_epochs=2, classes=np.array([0, 1]), allow_insecure=True)
+    bad = _Malicious(
+        "c4",
+        X,
+        y,
+        keyholder.public_key_bytes(),
+        model=honest[0]._model,
+        local_epochs=2,
+        classes=np.array([0, 1]),
+        allow_insecure=True,
+    )
     bad.behaviour = behaviour
     keyholder.register("c4", bad.verify_key)
     aggregator.register("c4", bad.verify_key)

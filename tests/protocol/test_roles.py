@@ -20,7 +20,6 @@ from he_fed.protocol import (
     Aggregate,
     Aggregator,
     Client,
-    EncryptedAggregate,
     EncryptedUpdate,
     Federation,
     KeyHolder,
@@ -72,8 +71,11 @@ def signed_update(client: Client, round_id: int, vector, task: Task = Task.TRAIN
     """An update carrying any vector, validly signed by ``client``'s identity."""
     data = vector.to_bytes()
     payload = signed_payload(
-        round=round_id, task=task, client_id=client.client_id,
-        fingerprint=vector.key.fingerprint, vector_digest=digest(data),
+        round=round_id,
+        task=task,
+        client_id=client.client_id,
+        fingerprint=vector.key.fingerprint,
+        vector_digest=digest(data),
         commitment_digest=digest(vector.commitment()),
     )
     signature = client._identity.sign(payload)
@@ -99,9 +101,7 @@ def test_weighted_average_with_one_client_dropped(scheme_name):
     expected = np.average(deltas, axis=0, weights=[30, 20])
     assert result.total_weight == 50
     assert result.contributors == 2
-    atol = {"plain": 1e-15, "paillier": 1e-12, "paillier-packed": 1e-4, "ckks": 1e-6}[
-        scheme_name
-    ]
+    atol = {"plain": 1e-15, "paillier": 1e-12, "paillier-packed": 1e-4, "ckks": 1e-6}[scheme_name]
     np.testing.assert_allclose(result.mean, expected, rtol=0, atol=atol)
     aggregator.apply(encode(result))
     np.testing.assert_allclose(aggregator.weights, expected, atol=atol)
@@ -158,9 +158,15 @@ def test_wrong_round_duplicate_wrong_key_and_wrong_shape_are_refused(scheme_name
     with pytest.raises(ProtocolError, match="already contributed"):
         aggregator.add(update)
     stranger = FAST_SCHEMES[scheme_name].keygen().public.to_bytes()
-    wrong_key = Client("c1", *_data(1, 50), stranger, model=LogisticRegressionGD(),
-                       classes=np.array([0, 1]), allow_insecure=True,
-                       identity=clients[1]._identity)
+    wrong_key = Client(
+        "c1",
+        *_data(1, 50),
+        stranger,
+        model=LogisticRegressionGD(),
+        classes=np.array([0, 1]),
+        allow_insecure=True,
+        identity=clients[1]._identity,
+    )
     with pytest.raises(KeyMismatchError):
         aggregator.add(wrong_key.participate(start).update)
     short = keyholder.public_key.encrypt(np.zeros(N_FEATURES), weight=3)
@@ -172,12 +178,24 @@ def test_wrong_round_duplicate_wrong_key_and_wrong_shape_are_refused(scheme_name
 def test_unregistered_or_impersonating_senders_are_refused():
     keyholder, aggregator, clients = _roles("paillier")
     start = aggregator.start_round()
-    intruder = Client("mallory", *_data(9, 20), keyholder.public_key_bytes(),
-                      model=LogisticRegressionGD(), classes=np.array([0, 1]), allow_insecure=True)
+    intruder = Client(
+        "mallory",
+        *_data(9, 20),
+        keyholder.public_key_bytes(),
+        model=LogisticRegressionGD(),
+        classes=np.array([0, 1]),
+        allow_insecure=True,
+    )
     with pytest.raises(InvalidSignature, match="not registered"):
         aggregator.add(intruder.participate(start).update)
-    impostor = Client("c1", *_data(9, 20), keyholder.public_key_bytes(),
-                      model=LogisticRegressionGD(), classes=np.array([0, 1]), allow_insecure=True)
+    impostor = Client(
+        "c1",
+        *_data(9, 20),
+        keyholder.public_key_bytes(),
+        model=LogisticRegressionGD(),
+        classes=np.array([0, 1]),
+        allow_insecure=True,
+    )
     with pytest.raises(InvalidSignature, match="bad signature"):
         aggregator.add(impostor.participate(start).update)
     assert aggregator.contributors == ()
@@ -229,8 +247,13 @@ def test_a_client_under_the_wrong_key_is_left_out_and_the_round_completes():
     keyholder, aggregator, clients = _roles("paillier")
     stranger = FAST_SCHEMES["paillier"].keygen().public.to_bytes()
     clients[1] = Client(
-        "c1", *_data(1, 50), stranger, model=LogisticRegressionGD(), allow_insecure=True,
-        classes=np.array([0, 1]), identity=clients[1]._identity,
+        "c1",
+        *_data(1, 50),
+        stranger,
+        model=LogisticRegressionGD(),
+        allow_insecure=True,
+        classes=np.array([0, 1]),
+        identity=clients[1]._identity,
     )
     federation = Federation(keyholder, aggregator, clients)
     outcome = federation.run_round()

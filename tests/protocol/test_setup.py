@@ -108,8 +108,12 @@ def test_a_restored_key_holder_keeps_its_secret_its_registry_and_its_policy():
         vector = keys.public.encrypt(np.array([0.5, -0.25]), weight=4)
         data = vector.to_bytes()
         payload = signed_payload(
-            round=round_id, task=Task.TRAIN, client_id="c", fingerprint=keys.public.fingerprint,
-            vector_digest=digest(data), commitment_digest=digest(vector.commitment()),
+            round=round_id,
+            task=Task.TRAIN,
+            client_id="c",
+            fingerprint=keys.public.fingerprint,
+            vector_digest=digest(data),
+            commitment_digest=digest(vector.commitment()),
         )
         receipt = Receipt("c", digest(data), vector.commitment(), identity.sign(payload))
         return encode(EncryptedAggregate(round_id, Task.TRAIN, (receipt,), data))

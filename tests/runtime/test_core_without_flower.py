@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import he_fed
 import he_fed.cli
+
+import he_fed
 
 
 def test_importing_he_fed_and_its_cli_does_not_import_flower_or_ray():

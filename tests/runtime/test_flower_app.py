@@ -51,8 +51,9 @@ def test_write_app_writes_a_flower_app_pointing_at_he_fed(tmp_path):
 
 
 def _context(node_config: dict, run_config: dict) -> Context:
-    return Context(run_id=1, node_id=7, node_config=node_config, state=RecordDict(),
-                   run_config=run_config)
+    return Context(
+        run_id=1, node_id=7, node_config=node_config, state=RecordDict(), run_config=run_config
+    )
 
 
 def test_a_client_node_loads_exactly_the_partition_he_fed_run_deals_it():

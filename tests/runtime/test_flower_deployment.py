@@ -157,7 +157,10 @@ def _check_roles(logs: list[Path]) -> None:
 def _flwr_run(env: dict[str, str], app: Path, connection: str, result: Path) -> dict:
     run = subprocess.run(
         [str(BIN / "flwr"), "run", str(app), connection, "--stream"],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert result.exists(), f"the ServerApp wrote no result:\n{run.stdout}\n{run.stderr}"
@@ -176,15 +179,29 @@ def test_a_loopback_deployment_trains_the_inprocess_model(deployment, tmp_path):
     app = write_app(tmp_path / "app", **RUN, out=str(result)).parent
 
     processes.start(
-        "superlink", "flower-superlink", "--insecure", "--disable-runtime-dependency-installation",
-        "--host", "127.0.0.1", "--port", str(link),
+        "superlink",
+        "flower-superlink",
+        "--insecure",
+        "--disable-runtime-dependency-installation",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(link),
     )
     _wait_for_port(link, timeout=90)
     logs = [
         processes.start(
-            f"supernode-{i}", "flower-supernode", "--insecure", "--superlink",
-            f"127.0.0.1:{link}", "--host", "127.0.0.1", "--port", str(_free_port()),
-            "--node-config", config,
+            f"supernode-{i}",
+            "flower-supernode",
+            "--insecure",
+            "--superlink",
+            f"127.0.0.1:{link}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(_free_port()),
+            "--node-config",
+            config,
         )
         for i, config in enumerate(NODE_CONFIGS)
     ]
@@ -209,37 +226,81 @@ def test_tls_and_supernode_authentication_as_the_readme_describes(deployment, tm
     app = write_app(tmp_path / "app", **run, out=str(result)).parent
 
     processes.start(
-        "superlink", "flower-superlink", "--ssl-ca-certfile", str(ca), "--ssl-certfile",
-        str(cert), "--ssl-keyfile", str(key), "--enable-supernode-auth",
-        "--disable-runtime-dependency-installation", "--host", "127.0.0.1", "--port", str(link),
+        "superlink",
+        "flower-superlink",
+        "--ssl-ca-certfile",
+        str(ca),
+        "--ssl-certfile",
+        str(cert),
+        "--ssl-keyfile",
+        str(key),
+        "--enable-supernode-auth",
+        "--disable-runtime-dependency-installation",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(link),
     )
     _wait_for_port(link, timeout=90)
     node_keys = [node_key(tmp_path / "tls", f"node-{i}") for i in range(len(NODE_CONFIGS))]
     for public in node_keys:
         register = subprocess.run(
-            [str(BIN / "flwr"), "supernode", "register", str(public.with_suffix(".pub")),
-             "secure"], env=env, capture_output=True, text=True, timeout=120,
+            [str(BIN / "flwr"), "supernode", "register", str(public.with_suffix(".pub")), "secure"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert register.returncode == 0, register.stdout + register.stderr
     logs = [
         processes.start(
-            f"supernode-{i}", "flower-supernode", "--root-certificates", str(ca),
-            "--auth-supernode-private-key", str(private), "--superlink", f"127.0.0.1:{link}",
-            "--host", "127.0.0.1", "--port", str(_free_port()), "--node-config", config,
+            f"supernode-{i}",
+            "flower-supernode",
+            "--root-certificates",
+            str(ca),
+            "--auth-supernode-private-key",
+            str(private),
+            "--superlink",
+            f"127.0.0.1:{link}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(_free_port()),
+            "--node-config",
+            config,
         )
         for i, (private, config) in enumerate(zip(node_keys, NODE_CONFIGS, strict=True))
     ]
     # A node whose key was never registered, and one without TLS, are turned away.
     strangers = [
         processes.start(
-            "stranger", "flower-supernode", "--root-certificates", str(ca),
-            "--auth-supernode-private-key", str(node_key(tmp_path / "tls", "stranger")),
-            "--superlink", f"127.0.0.1:{link}", "--host", "127.0.0.1",
-            "--port", str(_free_port()), "--node-config", "partition-id=0",
+            "stranger",
+            "flower-supernode",
+            "--root-certificates",
+            str(ca),
+            "--auth-supernode-private-key",
+            str(node_key(tmp_path / "tls", "stranger")),
+            "--superlink",
+            f"127.0.0.1:{link}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(_free_port()),
+            "--node-config",
+            "partition-id=0",
         ),
         processes.start(
-            "plaintext", "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link}",
-            "--host", "127.0.0.1", "--port", str(_free_port()), "--node-config", "partition-id=0",
+            "plaintext",
+            "flower-supernode",
+            "--insecure",
+            "--superlink",
+            f"127.0.0.1:{link}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(_free_port()),
+            "--node-config",
+            "partition-id=0",
         ),
     ]
     _wait_for_text(logs, "SuperNode ID", timeout=120)
@@ -281,9 +342,18 @@ def test_flwr_run_simulates_the_shipped_app(tmp_path):
     app = write_app(tmp_path / "app", **run, out=str(result)).parent
     try:
         done = subprocess.run(
-            [str(BIN / "flwr"), "run", str(app), "--stream",
-             "--federation-config", f"num-supernodes={CLIENTS + 1}"],
-            env=env, capture_output=True, text=True, timeout=600,
+            [
+                str(BIN / "flwr"),
+                "run",
+                str(app),
+                "--stream",
+                "--federation-config",
+                f"num-supernodes={CLIENTS + 1}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "he-fed done" in done.stdout, done.stdout + done.stderr

@@ -143,7 +143,10 @@ def test_the_key_holder_node_refuses_a_replayed_round_like_a_local_one():
         return True
 
     setup = FederationSetup.from_partitions(
-        parts, scheme=_setup(parts).scheme, model=LogisticRegressionGD(), standardize=False,
+        parts,
+        scheme=_setup(parts).scheme,
+        model=LogisticRegressionGD(),
+        standardize=False,
         classes=np.array([0, 1]),
     )
     assert run_federation(FlowerExecutor(grid, nodes=4), setup, parts, replay)
@@ -165,12 +168,34 @@ def test_a_silent_client_is_left_out_and_the_round_completes():
 @pytest.mark.parametrize(
     "nodes, message",
     [
-        ({10: {"partition-id": 0}, 11: {"partition-id": 1}, 12: {"partition-id": 2},
-          98: {"role": "keyholder"}, 99: {"role": "keyholder"}}, "2 key-holder nodes"),
-        ({10: {"partition-id": 0}, 11: {"partition-id": 0}, 12: {"partition-id": 2},
-          99: {"role": "keyholder"}}, r"partition ids \[0, 1\]"),
-        ({10: {"partition-id": 0}, 11: {"partition-id": 1}, 12: {"partition-id": 2},
-          13: {"partition-id": 4}}, "0 key-holder nodes"),
+        (
+            {
+                10: {"partition-id": 0},
+                11: {"partition-id": 1},
+                12: {"partition-id": 2},
+                98: {"role": "keyholder"},
+                99: {"role": "keyholder"},
+            },
+            "2 key-holder nodes",
+        ),
+        (
+            {
+                10: {"partition-id": 0},
+                11: {"partition-id": 0},
+                12: {"partition-id": 2},
+                99: {"role": "keyholder"},
+            },
+            r"partition ids \[0, 1\]",
+        ),
+        (
+            {
+                10: {"partition-id": 0},
+                11: {"partition-id": 1},
+                12: {"partition-id": 2},
+                13: {"partition-id": 4},
+            },
+            "0 key-holder nodes",
+        ),
     ],
     ids=["two key holders", "a partition twice", "no key holder"],
 )

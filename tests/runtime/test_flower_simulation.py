@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from he_fed.cli import main
 
 from he_fed import ExperimentConfig, run_experiment
-from he_fed.cli import main
 from he_fed.crypto import Plain
 from he_fed.exceptions import ConfigurationError
 from he_fed.models import LogisticRegressionGD
@@ -19,8 +19,23 @@ from he_fed.runtime.flower import simulate
 
 def test_he_fed_run_on_flower_simulation_gives_the_inprocess_coefficients(tmp_path):
     out = tmp_path / "flower.json"
-    args = ["run", "--executor", "flower", "--workers", "2", "--clients", "3", "--rounds", "2",
-            "--key-bits", "1024", "--allow-insecure", "--json", str(out), "--quiet"]
+    args = [
+        "run",
+        "--executor",
+        "flower",
+        "--workers",
+        "2",
+        "--clients",
+        "3",
+        "--rounds",
+        "2",
+        "--key-bits",
+        "1024",
+        "--allow-insecure",
+        "--json",
+        str(out),
+        "--quiet",
+    ]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     flower = json.loads(out.read_text())

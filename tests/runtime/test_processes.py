@@ -72,8 +72,15 @@ def _clients(widths: list[int]) -> list[Client]:
         model = LogisticRegressionGD(random_state=0)
         labels = (X[:, 0] > 0).astype(int)
         clients.append(
-            Client(f"c{i}", X, labels, public, model=model, classes=np.array([0, 1]),
-                   allow_insecure=True)
+            Client(
+                f"c{i}",
+                X,
+                labels,
+                public,
+                model=model,
+                classes=np.array([0, 1]),
+                allow_insecure=True,
+            )
         )
     return clients
 

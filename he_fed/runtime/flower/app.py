@@ -55,9 +55,7 @@ _EXTRA: dict[str, Any] = {
 
 
 def _fields() -> list[dataclasses.Field[Any]]:
-    return [
-        f for f in dataclasses.fields(ExperimentConfig) if f.name not in _NOT_IN_RUN_CONFIG
-    ]
+    return [f for f in dataclasses.fields(ExperimentConfig) if f.name not in _NOT_IN_RUN_CONFIG]
 
 
 def _default_run_config() -> dict[str, Any]:
@@ -122,7 +120,7 @@ def node_data(context: Context) -> tuple[np.ndarray, np.ndarray]:
         config = config_from_run_config(dict(context.run_config))
         return _shared_data(config).client_data(int(node["partition-id"]))  # type: ignore[arg-type]
     raise ConfigurationError(
-        "a client node needs --node-config \"partition-id=K\" or \"data-path='file.csv'\""
+        'a client node needs --node-config "partition-id=K" or "data-path=\'file.csv\'"'
     )
 
 

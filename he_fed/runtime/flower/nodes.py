@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -116,7 +117,7 @@ def _trusted_clients(context: Context) -> dict[str, bytes] | None:
         return None
     trusted: dict[str, bytes] = {}
     try:
-        for line in open(str(path), encoding="utf-8").read().splitlines():
+        for line in Path(str(path)).read_text(encoding="utf-8").splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
                 client_id, key = line.split()
                 trusted[client_id] = bytes.fromhex(key)
@@ -136,13 +137,13 @@ def _register(message: Message, context: Context) -> Message:
         raise ProtocolError("a registration needs one public key per distinct client")
     trusted = _trusted_clients(context)
     if trusted is not None:
-        for client_id, key in zip(ids, keys):
+        for client_id, key in zip(ids, keys, strict=False):
             if trusted.get(client_id) != key:
                 raise PolicyViolation(
                     f"client {client_id!r} is not registered with the identity this node "
                     "was provisioned with"
                 )
-    context.state[_REGISTRY_STATE] = ConfigRecord(dict(zip(ids, keys)))
+    context.state[_REGISTRY_STATE] = ConfigRecord(dict(zip(ids, keys, strict=False)))
     restored = _restore(context)  # refuses malformed keys now rather than at decryption
     return records.reply(message, {"registered": len(restored.registered_clients())})
 
@@ -177,7 +178,11 @@ def _client_spec(state: Mapping[str, Any], data: tuple[np.ndarray, np.ndarray]) 
     X, y = data
     signing_key = state.get("signing-key")
     return ClientSpec(
-        str(state["client-id"]), X, y, bytes(state["public-key"]), plan,
+        str(state["client-id"]),
+        X,
+        y,
+        bytes(state["public-key"]),
+        plan,
         signing_key=None if signing_key is None else bytes(signing_key),
     )
 

@@ -218,7 +218,7 @@ class FlowerExecutor:
         if missing:
             raise ExecutorError(
                 f"partition ids {missing[:10]} do not have exactly one client node; give each "
-                f"client SuperNode --node-config \"partition-id=K\" with K in 0..{n_clients - 1}"
+                f'client SuperNode --node-config "partition-id=K" with K in 0..{n_clients - 1}'
             )
         return keyholder, {p: nodes[0] for p, nodes in by_partition.items()}
 
@@ -308,9 +308,7 @@ class FlowerExecutor:
             pause = min(2 * pause, _POLL_S)
         return replies
 
-    def ask(
-        self, node_id: int, message_type: str, config: Mapping[str, Any]
-    ) -> tuple[Any, Any]:
+    def ask(self, node_id: int, message_type: str, config: Mapping[str, Any]) -> tuple[Any, Any]:
         """One request to one node; its ConfigRecord and MetricRecord.
 
         Raises

@@ -74,8 +74,11 @@ class _Partitions:
             raise ConfigurationError(
                 "the flower simulation needs numeric or string targets, not Python objects"
             )
-        np.save(folder / "X.npy", np.concatenate([np.asarray(X) for X, _ in partitions]),
-                allow_pickle=False)
+        np.save(
+            folder / "X.npy",
+            np.concatenate([np.asarray(X) for X, _ in partitions]),
+            allow_pickle=False,
+        )
         np.save(folder / "y.npy", np.concatenate(ys), allow_pickle=False)
         sizes = [len(y) for y in ys]
         return cls(folder, tuple(int(v) for v in np.concatenate([[0], np.cumsum(sizes)])))
