@@ -16,6 +16,7 @@ never see a traceback from deep inside phe or TenSEAL::
     ├── ProtocolError                 a message out of turn: wrong round, duplicate
     │   └── InvalidSignature          an update whose signature does not verify
     ├── PolicyViolation               the key holder refuses to decrypt
+    │   ├── AggregateRejected         a decryption the key holder will not release
     │   └── SecretMaterialError       secret material offered to a role that must not hold it
     ├── ExecutorError                 an executor lost its workers or its nodes
     └── TrainingDiverged              gradient descent produced non-finite weights
@@ -24,6 +25,7 @@ never see a traceback from deep inside phe or TenSEAL::
 from __future__ import annotations
 
 __all__ = [
+    "AggregateRejected",
     "ConfigurationError",
     "DatasetError",
     "EncodingError",
@@ -97,6 +99,15 @@ class InvalidSignature(ProtocolError):
 
 class PolicyViolation(HEFedError):
     """The key holder's cohort policy refuses to decrypt."""
+
+
+class AggregateRejected(PolicyViolation):
+    """A decrypted aggregate the key holder will not release.
+
+    Its values lie outside what the plan lets honest contributions sum to, off the
+    encoding grid, or in slots that must be empty: a malicious client or a tampered
+    ciphertext. The message never carries a decrypted value.
+    """
 
 
 class SecretMaterialError(PolicyViolation):
