@@ -107,7 +107,21 @@ class AggregateRejected(PolicyViolation):
     Its values lie outside what the plan lets honest contributions sum to, off the
     encoding grid, or in slots that must be empty: a malicious client or a tampered
     ciphertext. The message never carries a decrypted value.
+
+    Parameters
+    ----------
+    message : str
+        What was wrong, without any decrypted value.
+    off_grid : bool, default=False
+        True when the refusal came from a check whose outcome can depend on the
+        decryption error (a CKKS value off the integer grid), and so on the secret
+        key. A key holder counts these and retires the key after a few (see
+        ``DESIGN.md``, "CKKS releases").
     """
+
+    def __init__(self, message: str, *, off_grid: bool = False) -> None:
+        super().__init__(message)
+        self.off_grid = off_grid
 
 
 class SecretMaterialError(PolicyViolation):
