@@ -171,9 +171,9 @@ def render(result: ExperimentResult, console: Console) -> None:
 @click.option(
     "--min-clients",
     type=int,
-    default=2,
-    show_default=True,
-    help="Smallest cohort the key holder will decrypt.",
+    default=None,
+    help="Smallest cohort the key holder will decrypt [default: a majority of the clients, "
+    "at least 2].",
 )
 @click.option("--no-standardize", is_flag=True, help="Skip the federated feature standardisation.")
 @click.option(

@@ -22,7 +22,8 @@ from he_fed.crypto import CKKS, Paillier, Plain
 from he_fed.exceptions import HEFedError
 from he_fed.experiment import ExperimentConfig, ExperimentResult, run_experiment
 from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
-from he_fed.protocol import Aggregator, Client, Federation, KeyHolder
+from he_fed.protocol import Aggregator, Client, KeyHolder
+from he_fed.runtime import Federation
 
 __version__ = "0.1.0"
 

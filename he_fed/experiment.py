@@ -32,6 +32,7 @@ __all__ = [
     "ExperimentResult",
     "environment",
     "experiment_data",
+    "make_estimator",
     "run_experiment",
 ]
 
@@ -87,8 +88,9 @@ class ExperimentConfig:
         Dirichlet concentration.
     dropout : float, default=0.0
         Probability a client sits out a round.
-    min_clients : int, default=2
-        Smallest cohort the key holder decrypts.
+    min_clients : int, optional
+        Smallest cohort the key holder decrypts (default: a majority of the
+        clients, at least 2).
     standardize : bool, default=True
         Standardise with federated statistics.
     test_size : float, default=0.25
@@ -124,7 +126,7 @@ class ExperimentConfig:
     partition: str = "iid"
     alpha: float = 0.5
     dropout: float = 0.0
-    min_clients: int = 2
+    min_clients: int | None = None
     standardize: bool = True
     test_size: float = 0.25
     seed: int = 0
@@ -144,6 +146,8 @@ class ExperimentConfig:
             )
         for name in ("clients", "rounds", "local_epochs", "min_clients"):
             value = getattr(self, name)
+            if name == "min_clients" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
         if self.executor not in EXECUTORS:
@@ -154,7 +158,7 @@ class ExperimentConfig:
             isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
         ):
             raise ConfigurationError(f"workers must be a positive integer, got {self.workers!r}")
-        if self.min_clients > self.clients:
+        if self.min_clients is not None and self.min_clients > self.clients:
             raise ConfigurationError(
                 f"min_clients={self.min_clients} exceeds the {self.clients} clients"
             )
@@ -370,6 +374,33 @@ def experiment_data(config: ExperimentConfig) -> ExperimentData:
     return ExperimentData(data.name, task, model, X_train, X_test, y_train, y_test, groups)
 
 
+def make_estimator(
+    config: ExperimentConfig, model: str, *, executor: Executor | None = None
+) -> FederatedLogisticRegression | FederatedLinearRegression:
+    """The federated estimator ``he-fed run`` trains for ``config`` (``model``: its kind)."""
+    cls = FederatedLogisticRegression if model == "logistic" else FederatedLinearRegression
+    return cls(
+        scheme=config.scheme,
+        rounds=config.rounds,
+        local_epochs=config.local_epochs,
+        learning_rate=config.lr,
+        alpha=config.l2,
+        batch_size=config.batch_size,
+        clip=config.clip,
+        max_weight=config.max_weight,
+        server_lr=config.server_lr,
+        min_clients=config.min_clients,
+        standardize=config.standardize,
+        dropout=config.dropout,
+        key_bits=config.key_bits,
+        ckks_preset=config.ckks_preset,
+        allow_insecure=config.allow_insecure,
+        random_state=config.seed,
+        executor=config.executor if executor is None else executor,
+        workers=config.workers,
+    )
+
+
 def run_experiment(
     config: ExperimentConfig | None = None,
     *,
@@ -403,27 +434,7 @@ def run_experiment(
         prepared.y_test,
     )
     groups = prepared.groups
-    cls = FederatedLogisticRegression if model == "logistic" else FederatedLinearRegression
-    estimator = cls(
-        scheme=config.scheme,
-        rounds=config.rounds,
-        local_epochs=config.local_epochs,
-        learning_rate=config.lr,
-        alpha=config.l2,
-        batch_size=config.batch_size,
-        clip=config.clip,
-        max_weight=config.max_weight,
-        server_lr=config.server_lr,
-        min_clients=config.min_clients,
-        standardize=config.standardize,
-        dropout=config.dropout,
-        key_bits=config.key_bits,
-        ckks_preset=config.ckks_preset,
-        allow_insecure=config.allow_insecure,
-        random_state=config.seed,
-        executor=config.executor if executor is None else executor,
-        workers=config.workers,
-    )
+    estimator = make_estimator(config, model, executor=executor)
     estimator.fit(X_train, y_train, groups, eval_set=(X_test, y_test), callback=progress)
     reference = LogisticRegression(max_iter=1000) if model == "logistic" else LinearRegression()
     reference_metric = (

@@ -17,9 +17,9 @@ from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.exceptions import ConfigurationError
 from he_fed.models import LinearRegressionGD, LogisticRegressionGD
 from he_fed.models._gd import BaseGD
-from he_fed.protocol.federation import Federation, RoundOutcome
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import Executor, run_federation
+from he_fed.runtime.federation import Federation, RoundOutcome
 
 __all__ = ["FederatedLinearRegression", "FederatedLogisticRegression"]
 
@@ -61,7 +61,7 @@ class _FederatedBase(BaseEstimator):
         clip: float = DEFAULT_CLIP,
         max_weight: int | None = None,
         server_lr: float = 1.0,
-        min_clients: int = 2,
+        min_clients: int | None = None,
         standardize: bool = True,
         dropout: float = 0.0,
         key_bits: int = 2048,
@@ -94,6 +94,13 @@ class _FederatedBase(BaseEstimator):
         self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float
     ) -> tuple[float, float]:
         raise NotImplementedError
+
+    def plan_scheme(self, client_sizes: list[int]) -> Scheme:
+        """The scheme and encoding plan ``fit`` uses for clients of these sizes.
+
+        A deployment's key holder needs it before training, in its own policy.
+        """
+        return _scheme_for(self, client_sizes)
 
     def _federated_fit(
         self,
@@ -189,7 +196,6 @@ def _round_entry(index: int, outcome: RoundOutcome, metric: float, loss: float) 
         "bytes_up": outcome.bytes_up,
         "bytes_down": outcome.bytes_down,
         "contributors": len(outcome.contributors),
-        "total_weight": outcome.total_weight,
         "dropped": sorted([*outcome.absent, *outcome.failures]),
         "failures": dict(outcome.failures),
         "clipped": outcome.clipped,
@@ -227,8 +233,10 @@ _PARAMS_DOC = """
         instead, since a tight plan hints at the largest client's size.
     server_lr : float, default=1.0
         Server step applied to the mean update.
-    min_clients : int, default=2
-        The key holder decrypts no aggregate of fewer contributions.
+    min_clients : int, optional
+        The key holder decrypts no aggregate of fewer contributions. Default: a
+        majority of the clients (at least 2), so that no aggregate is far from
+        the whole federation's.
     standardize : bool, default=True
         Standardise features with federated statistics computed from encrypted sums.
     dropout : float, default=0.0

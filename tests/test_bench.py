@@ -96,7 +96,6 @@ def test_estimate_predicts_exact_bytes_and_caches_its_calibration(tmp_path, monk
     import numpy as np
 
     from he_fed.federated import FederatedLogisticRegression
-    from tests.protocol.test_roles import _roles  # noqa: F401  (imports the roles)
 
     X = np.random.default_rng(0).normal(size=(200, 200))
     y = (X[:, 0] > 0).astype(int)

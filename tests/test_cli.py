@@ -112,10 +112,10 @@ def test_keygen_writes_separate_files_and_inspect_tells_them_apart(tmp_path, mon
 
 
 def test_inspect_describes_messages_and_refuses_a_corrupt_key_file(tmp_path):
-    from tests.protocol.test_roles import _roles
+    from tests.protocol.harness import open_round, roles
 
-    keyholder, aggregator, clients = _roles("paillier")
-    start = aggregator.start_round()
+    keyholder, aggregator, clients = roles("paillier")
+    start = open_round(keyholder, aggregator)
     update = tmp_path / "update.bin"
     update.write_bytes(clients[0].participate(start).update)
     result = CliRunner().invoke(main, ["inspect", str(update)])

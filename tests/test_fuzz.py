@@ -26,7 +26,7 @@ from he_fed.protocol import (
     decode,
 )
 from tests.conftest import FAST_SCHEMES, keys_for
-from tests.protocol.test_roles import _roles
+from tests.protocol.harness import open_round, roles
 
 EXAMPLES = 2000
 FUZZ = settings(
@@ -136,8 +136,8 @@ def test_fuzz_load_vector(scheme_name):
 
 
 def _message_samples() -> dict[type, list[bytes]]:
-    keyholder, aggregator, clients = _roles("paillier-packed")
-    start = aggregator.start_round()
+    keyholder, aggregator, clients = roles("paillier-packed")
+    start = open_round(keyholder, aggregator)
     updates = [c.participate(start).update for c in clients]
     for update in updates:
         aggregator.add(update)
@@ -170,7 +170,7 @@ def test_fuzz_decode_messages(message_type):
 @given(data=_hostile(_MESSAGES[EncryptedUpdate] + _MESSAGES[EncryptedAggregate]))
 def test_fuzz_the_roles_themselves(data):
     """The aggregator and the key holder, handed hostile bytes, refuse them cleanly."""
-    keyholder, aggregator, _ = _roles("paillier-packed")
-    aggregator.start_round()
+    keyholder, aggregator, _ = roles("paillier-packed")
+    open_round(keyholder, aggregator)
     _only_hefed(aggregator.add, data)
     _only_hefed(keyholder.decrypt_aggregate, data)

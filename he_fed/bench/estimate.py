@@ -307,5 +307,9 @@ def estimate(
     per_round = sum(phases.values())
     bytes_up = round(cal.bytes_up[0] + cal.bytes_up[1] * u)
     stats = np.zeros(features if standardize else 0)
-    bytes_down = len(encode(RoundStart(1, Task.TRAIN, np.zeros(features + 1), stats, stats)))
+    # A signed ticket: federation id, key fingerprint and signature have fixed sizes.
+    ticket = RoundStart(
+        bytes(16), 1, Task.TRAIN, bytes(32), np.zeros(features + 1), stats, stats, bytes(64)
+    )
+    bytes_down = len(encode(ticket))
     return Estimate(per_round, phases, bytes_up, bytes_down, rounds * per_round, u)

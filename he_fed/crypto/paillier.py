@@ -191,7 +191,7 @@ class _PaillierScheme(Scheme):
     def _check_weight(self, weight: int, count: int) -> None:
         if not count <= weight <= count * self.max_weight:
             raise EncodingOverflowError(
-                f"decrypted total weight {weight} is impossible for {count} contribution(s): "
+                f"the decrypted total weight is impossible for {count} contribution(s): "
                 "the sum overflowed or holds contributions the plan did not allow"
             )
 
@@ -238,8 +238,15 @@ class Paillier(_PaillierScheme):
         return plaintexts
 
     def decode(self, plaintexts: list[int], size: int, count: int, n: int) -> WeightedSum:
-        """Undo :meth:`encode` on a sum, refusing anything outside the plan's range."""
-        bound = count * self.max_weight * self.quantizer.levels
+        """Undo :meth:`encode` on a sum, refusing anything honest clients cannot sum to.
+
+        A sum of total weight ``W`` holds at most ``W · levels`` per value (each
+        contribution within the clip bound), so anything beyond is refused exactly,
+        in integers: the released mean always lies within ``[-clip, clip]``.
+        """
+        weight = plaintexts[-1]
+        self._check_weight(weight, count)
+        bound = weight * self.quantizer.levels
         signed = []
         for m in plaintexts[:-1]:
             if m > bound:
@@ -250,8 +257,6 @@ class Paillier(_PaillierScheme):
                         "overflowed or holds contributions the plan did not allow"
                     )
             signed.append(m)
-        weight = plaintexts[-1]
-        self._check_weight(weight, count)
         return WeightedSum(self.quantizer.dequantize(np.array(signed, dtype=object)), weight, count)
 
 

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 MAGIC = b"HEFD"
-FORMAT_VERSION = 2  # 2: CKKS ciphertexts hold two values per slot
+FORMAT_VERSION = 3  # 2: CKKS two values per slot; 3: signed round tickets, split signatures
 _CHECKSUM_BYTES = 16
 _MAX_FINGERPRINT = 64
 _MAX_TEXT = 4096
@@ -68,6 +68,7 @@ class Kind(enum.IntEnum):
     UPDATE = 17
     ENCRYPTED_AGGREGATE = 18
     AGGREGATE = 19
+    KEYHOLDER_STATE = 32
 
     @property
     def label(self) -> str:

@@ -1,10 +1,13 @@
-"""The three roles, their messages, and the round logic (DESIGN §2-3)."""
+"""The three roles and their messages (DESIGN §2-3).
+
+The round driver that wires them together lives above, in
+:mod:`he_fed.runtime` (:class:`~he_fed.runtime.Federation`).
+"""
 
 from __future__ import annotations
 
 from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.client import Client, ClientReport
-from he_fed.protocol.federation import Federation, KeyHolderRole, RoundOutcome
 from he_fed.protocol.keyholder import KeyHolder
 from he_fed.protocol.messages import (
     Aggregate,
@@ -16,6 +19,7 @@ from he_fed.protocol.messages import (
     decode,
     encode,
 )
+from he_fed.protocol.model import GlobalModel, RunPlan
 from he_fed.protocol.receipts import Identity, Registry
 from he_fed.protocol.spec import ClientPlan, ClientSpec, FederationSetup
 
@@ -28,15 +32,14 @@ __all__ = [
     "ClientSpec",
     "EncryptedAggregate",
     "EncryptedUpdate",
-    "Federation",
     "FederationSetup",
+    "GlobalModel",
     "Identity",
     "KeyHolder",
-    "KeyHolderRole",
     "Receipt",
     "Registry",
-    "RoundOutcome",
     "RoundStart",
+    "RunPlan",
     "Task",
     "decode",
     "encode",

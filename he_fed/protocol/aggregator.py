@@ -8,10 +8,9 @@ from he_fed.crypto import AggregationKey, EncryptedVector, PublicKey
 from he_fed.exceptions import (
     ConfigurationError,
     InvalidSignature,
+    KeyMismatchError,
     MalformedMessage,
     ProtocolError,
-    ShapeMismatchError,
-    TrainingDiverged,
 )
 from he_fed.protocol import tasks
 from he_fed.protocol._keys import public_material
@@ -25,81 +24,72 @@ from he_fed.protocol.messages import (
     decode,
     encode,
 )
-from he_fed.protocol.receipts import Registry, digest
+from he_fed.protocol.model import GlobalModel, RunPlan
+from he_fed.protocol.receipts import (
+    Registry,
+    commitment_payload,
+    digest,
+    ticket_payload,
+    update_payload,
+    verify_signature,
+)
 
 __all__ = ["Aggregator"]
 
-#: Weights on standardised data beyond this mean the model has diverged.
-_DIVERGED = 1e12
-
 
 class Aggregator:
-    """Holds the global model and public material only; sums encrypted updates.
+    """Holds public material only; forwards the key holder's tickets and sums updates.
 
     Constructing one with a secret key (or bytes holding one) raises
     :class:`~he_fed.exceptions.SecretMaterialError`. Given a full public key, it
     keeps only the aggregation material (for CKKS, the parameters alone).
 
-    Each :meth:`add` is validated completely (round, task, registered sender and
-    signature, duplicate, key, plan, length, overflow) *before* it touches the
-    running sum, so a bad update raises a typed error and loses nothing already
-    aggregated. The aggregate it forwards carries a signed receipt per
-    contribution, which the key holder checks (see :mod:`he_fed.protocol.receipts`).
+    The aggregator does not decide rounds: :meth:`open_round` takes a ticket the
+    key holder signed (:meth:`KeyHolder.start_round`), checks its signature, and
+    returns the bytes to broadcast. Each :meth:`add` is validated completely
+    (round, task, registered sender, both signatures, duplicate, key, plan,
+    length) *before* it touches the running sum, so a bad update raises a typed
+    error and loses nothing already aggregated. The aggregate it forwards carries
+    a receipt per contribution, which the key holder checks (see
+    :mod:`he_fed.protocol.receipts`). It follows the global model by applying the
+    released aggregates, exactly as the key holder does (:mod:`he_fed.protocol.model`).
 
     Parameters
     ----------
     key : bytes or AggregationKey
         Public material from the key holder.
-    n_features : int
-        Number of model features (the update holds one more value, the intercept).
-    server_lr : float, default=1.0
-        Server step: ``w <- w + server_lr * mean_update``.
-    standardize : bool, default=True
-        Whether training rounds standardise features with the federated statistics.
-    standardize_target : bool, default=False
-        Whether the target is standardised too (regression).
+    plan : RunPlan
+        The run plan, the same the key holder follows.
+    keyholder : bytes
+        The key holder's Ed25519 public key (32 bytes), which signs the tickets.
     clients : mapping of str to bytes, optional
         Registered clients' Ed25519 public keys (more with :meth:`register`).
     allow_insecure : bool, default=False
         Accept public material below the security bar.
-
-    Attributes
-    ----------
-    weights : ndarray of shape (n_features + 1,)
-        Global weights on standardised features (coefficients, then intercept).
-    center, scale : ndarray of shape (n_columns,) or None
-        Federated standardisation, once computed: one entry per feature, plus one
-        for the target when it is standardised.
     """
 
     def __init__(
         self,
         key: bytes | AggregationKey,
         *,
-        n_features: int,
-        server_lr: float = 1.0,
-        standardize: bool = True,
-        standardize_target: bool = False,
+        plan: RunPlan,
+        keyholder: bytes,
         clients: dict[str, bytes] | None = None,
         allow_insecure: bool = False,
     ) -> None:
         material = public_material(key, role="aggregator", allow_insecure=allow_insecure)
         if isinstance(material, PublicKey):
             material = material.aggregation_key()
-        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
-            raise ConfigurationError("n_features must be a positive integer")
-        if not np.isfinite(server_lr) or server_lr <= 0:
-            raise ConfigurationError("server_lr must be positive")
+        if not isinstance(plan, RunPlan):
+            raise ConfigurationError("the aggregator needs a RunPlan")
+        if not isinstance(keyholder, bytes) or len(keyholder) != 32:
+            raise ConfigurationError("the key holder's identity is a 32-byte Ed25519 public key")
         self._key = material
-        self.n_features = n_features
-        self.server_lr = float(server_lr)
-        self.standardize = standardize
-        self.n_columns = n_features + int(standardize and standardize_target)
-        self.weights = np.zeros(n_features + 1)
-        self.center: np.ndarray | None = None
-        self.scale: np.ndarray | None = None
-        self._prescale: np.ndarray | None = None
+        self._plan = plan
+        self._keyholder = keyholder
+        self.model = GlobalModel(plan)
         self._round = -1
+        self._federation = b""
         self._task: Task | None = None
         self._sum: EncryptedVector | None = None
         self._receipts: list[Receipt] = []
@@ -115,42 +105,64 @@ class Aggregator:
         return self._key
 
     @property
+    def plan(self) -> RunPlan:
+        """The run plan."""
+        return self._plan
+
+    @property
     def round(self) -> int:
         """Id of the current round (-1 before the first)."""
         return self._round
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Global weights on standardised features (coefficients, then intercept)."""
+        return self.model.weights
+
+    @property
+    def center(self) -> np.ndarray | None:
+        """Federated feature (and target) means, once computed."""
+        return self.model.center
+
+    @property
+    def scale(self) -> np.ndarray | None:
+        """Federated feature (and target) standard deviations, once computed."""
+        return self.model.scale
 
     @property
     def contributors(self) -> tuple[str, ...]:
         """Clients whose updates the current sum holds."""
         return tuple(r.client_id for r in self._receipts)
 
-    def start_round(self, task: Task = Task.TRAIN) -> bytes:
-        """Open a new round and return the :class:`RoundStart` to broadcast.
+    def open_round(self, ticket: bytes) -> bytes:
+        """Open the round a key holder's ticket describes; return the bytes to broadcast.
 
         Raises
         ------
+        MalformedMessage
+            If the bytes are not a round ticket.
+        InvalidSignature
+            If the key holder did not sign it.
         ProtocolError
-            If the task needs statistics that have not been computed yet.
+            If its round is not newer than the current one.
+        KeyMismatchError
+            If it names another key.
         """
-        task = Task(task)
-        empty = np.empty(0)
-        if task is Task.TRAIN:
-            if self.standardize and self.center is None:
-                raise ProtocolError("standardisation statistics must be computed before training")
-            center = self.center if self.center is not None else empty
-            scale = self.scale if self.scale is not None else empty
-            message = RoundStart(self._round + 1, task, self.weights, center, scale)
-        elif task is Task.MOMENTS:
-            if self._prescale is None:
-                raise ProtocolError("the magnitude round must come before the moments round")
-            message = RoundStart(self._round + 1, task, empty, empty, self._prescale)
-        else:
-            message = RoundStart(self._round + 1, task, empty, empty, empty)
-        self._round += 1
-        self._task = task
+        start = decode(ticket, RoundStart)
+        if not verify_signature(
+            self._keyholder, start.signature, ticket_payload(start.signed_bytes())
+        ):
+            raise InvalidSignature("the round ticket is not signed by the key holder")
+        if start.round <= self._round:
+            raise ProtocolError(f"ticket for round {start.round} is not newer than {self._round}")
+        if start.fingerprint != self._key.fingerprint:
+            raise KeyMismatchError("the round ticket names another key")
+        self._federation = start.federation
+        self._round = start.round
+        self._task = start.task
         self._sum = None
         self._receipts = []
-        return encode(message)
+        return ticket
 
     def add(self, data: bytes) -> None:
         """Fold one encrypted update into the round's sum.
@@ -162,7 +174,7 @@ class Aggregator:
         ProtocolError
             If the update answers another round or task, or its sender already contributed.
         InvalidSignature
-            If the sender is not registered or the signature does not verify.
+            If the sender is not registered or a signature does not verify.
         KeyMismatchError
             If it was encrypted under another key or plan.
         EncodingOverflowError
@@ -181,20 +193,29 @@ class Aggregator:
         if update.client_id not in self._registry:
             raise InvalidSignature(f"client {update.client_id!r} is not registered")
         key = tasks.plan_for(self._key, self._task)
-        size = tasks.vector_size(self._task, self.n_features, self.n_columns)
-        vector = key.load_vector(update.vector, size=size)
+        vector = key.load_vector(update.vector, size=self._plan.vector_size(self._task))
         if vector.count != 1:
             raise MalformedMessage("an update must hold exactly one contribution")
-        receipt = Receipt(
-            update.client_id, digest(update.vector), vector.commitment(), update.signature
+        commitment = vector.commitment()
+        fields = dict(
+            federation=self._federation,
+            round=self._round,
+            task=self._task,
+            client_id=update.client_id,
+            fingerprint=key.fingerprint,
         )
-        if not self._registry.verify(
-            receipt, round=self._round, task=self._task, fingerprint=key.fingerprint
+        whole = update_payload(
+            **fields, vector_digest=digest(update.vector), commitment_digest=digest(commitment)
+        )
+        alone = commitment_payload(**fields, commitment_digest=digest(commitment))
+        if not (
+            self._registry.verify(update.client_id, update.signature, whole)
+            and self._registry.verify(update.client_id, update.commitment_signature, alone)
         ):
             raise InvalidSignature(f"the update from {update.client_id!r} has a bad signature")
         total = vector if self._sum is None else self._sum + vector
         self._sum = total
-        self._receipts.append(receipt)
+        self._receipts.append(Receipt(update.client_id, commitment, update.commitment_signature))
 
     def finish_round(self) -> bytes:
         """Close the round and return the :class:`EncryptedAggregate` for the key holder.
@@ -211,8 +232,13 @@ class Aggregator:
         )
         return encode(message)
 
-    def apply(self, data: bytes) -> None:
-        """Apply the key holder's decrypted :class:`Aggregate` to the global state.
+    def apply(self, data: bytes) -> Aggregate:
+        """Apply the key holder's decrypted :class:`Aggregate` to the global model.
+
+        Returns
+        -------
+        Aggregate
+            The decoded release.
 
         Raises
         ------
@@ -220,28 +246,17 @@ class Aggregator:
             If it answers another round or task.
         MalformedMessage
             If it is malformed or has the wrong length.
+        TrainingDiverged
+            If the model diverged.
         """
         aggregate = decode(data, Aggregate)
         if aggregate.round != self._round or aggregate.task is not self._task:
             raise ProtocolError(f"aggregate for round {aggregate.round} does not match this round")
-        size = tasks.vector_size(aggregate.task, self.n_features, self.n_columns)
-        if aggregate.mean.size != size:
-            raise ShapeMismatchError(f"aggregate has {aggregate.mean.size} values, expected {size}")
-        if aggregate.task is Task.TRAIN:
-            weights = self.weights + self.server_lr * aggregate.mean
-            if not np.all(np.abs(weights) < _DIVERGED):
-                raise TrainingDiverged(
-                    "the global model diverged; lower the learning rate or local epochs"
-                )
-            self.weights = weights
-        elif aggregate.task is Task.MAGNITUDE:
-            self._prescale = tasks.prescale(aggregate.mean)
-        else:
-            assert self._prescale is not None
-            self.center, self.scale = tasks.standardization(aggregate.mean, self._prescale)
+        self.model.apply(aggregate.task, aggregate.mean)
         self._task = None
         self._sum = None
+        return aggregate
 
     def raw_model(self) -> tuple[np.ndarray, float]:
         """``(coef, intercept)`` of the global model on raw (unstandardised) features."""
-        return tasks.to_raw(self.weights, self.center, self.scale)
+        return self.model.raw_model()

@@ -9,12 +9,25 @@ import numpy as np
 from sklearn.base import clone
 
 from he_fed.crypto import PublicKey
-from he_fed.exceptions import ConfigurationError, EncodingOverflowError
+from he_fed.exceptions import (
+    ConfigurationError,
+    EncodingOverflowError,
+    InvalidSignature,
+    KeyMismatchError,
+    ProtocolError,
+)
 from he_fed.models._gd import BaseGD
 from he_fed.protocol import tasks
 from he_fed.protocol._keys import public_material
 from he_fed.protocol.messages import EncryptedUpdate, RoundStart, Task, decode, encode
-from he_fed.protocol.receipts import Identity, digest, signed_payload
+from he_fed.protocol.receipts import (
+    Identity,
+    commitment_payload,
+    digest,
+    ticket_payload,
+    update_payload,
+    verify_signature,
+)
 from he_fed.protocol.spec import ClientPlan, ClientSpec
 
 __all__ = ["Client", "ClientReport"]
@@ -29,6 +42,8 @@ class ClientReport:
 
     Attributes
     ----------
+    round : int
+        The round answered.
     update : bytes
         The encoded :class:`~he_fed.protocol.messages.EncryptedUpdate`.
     train_s, encrypt_s, sign_s, serialize_s : float
@@ -38,6 +53,7 @@ class ClientReport:
         Values clipped to the plan's bound before encryption.
     """
 
+    round: int
     update: bytes
     train_s: float
     encrypt_s: float
@@ -48,6 +64,13 @@ class ClientReport:
 
 class Client:
     """A data owner. Holds its data and the public key, never the secret key.
+
+    It trusts one key holder, whose Ed25519 public key it was provisioned with
+    (``keyholder``), and answers only that key holder's signed round tickets
+    (:class:`~he_fed.protocol.messages.RoundStart`), each round id once and in
+    increasing order, under the public key the ticket names. So an aggregator can
+    neither make it train on a model of its choosing, nor replay a round to a
+    smaller cohort, nor have it encrypt under a key the aggregator made.
 
     Each round it trains ``local_epochs`` epochs from the global weights, clips the
     change to the plan's bound, and encrypts ``[n_k * delta_k, n_k]``: the sample
@@ -63,7 +86,10 @@ class Client:
     y : array-like of shape (n_samples,)
         Local targets.
     public_key : bytes or PublicKey
-        The federation's public key (bytes from the key holder).
+        The federation's public key. It is used only if the key holder's tickets
+        name its fingerprint.
+    keyholder : bytes
+        The key holder's Ed25519 public key (32 bytes), provisioned out of band.
     model : LinearRegressionGD or LogisticRegressionGD
         Unfitted estimator carrying the local hyperparameters (learning rate,
         penalty, batch size, seed). It is cloned every round.
@@ -78,6 +104,8 @@ class Client:
         :attr:`verify_key` with the key holder and the aggregator.
     allow_insecure : bool, default=False
         Accept a public key below the security bar.
+    last_round : int, default=-1
+        The last round this client answered (for a client restored from storage).
     """
 
     def __init__(
@@ -87,13 +115,17 @@ class Client:
         y: np.ndarray,
         public_key: bytes | PublicKey,
         *,
+        keyholder: bytes,
         model: BaseGD,
         local_epochs: int = 1,
         classes: np.ndarray | None = None,
         standardize_target: bool = False,
         identity: Identity | None = None,
         allow_insecure: bool = False,
+        last_round: int = -1,
     ) -> None:
+        if not isinstance(keyholder, bytes) or len(keyholder) != 32:
+            raise ConfigurationError("the key holder's identity is a 32-byte Ed25519 public key")
         key = public_material(public_key, role="client", allow_insecure=allow_insecure)
         if not isinstance(key, PublicKey):
             raise ConfigurationError("a client needs a public key that can encrypt")
@@ -124,6 +156,8 @@ class Client:
         self._identity = identity or Identity()
         self._standardize_target = standardize_target
         self._allow_insecure = allow_insecure
+        self._keyholder = keyholder
+        self._last_round = int(last_round)
         self._columns = np.column_stack([X, y.astype(np.float64)]) if standardize_target else X
 
     @property
@@ -135,6 +169,15 @@ class Client:
     def n_samples(self) -> int:
         """Number of local samples (the client's FedAvg weight)."""
         return len(self._X)
+
+    @property
+    def last_round(self) -> int:
+        """The last round this client answered (-1 before the first)."""
+        return self._last_round
+
+    def mark_answered(self, round_id: int) -> None:
+        """Record that this client answered ``round_id`` elsewhere (in a worker process)."""
+        self._last_round = max(self._last_round, int(round_id))
 
     def spec(self) -> ClientSpec:
         """This client as plain data, for an executor that runs it in another process.
@@ -156,7 +199,9 @@ class Client:
             self._y,
             self._key_bytes,
             plan,
+            keyholder=self._keyholder,
             signing_key=self._identity.private_bytes(),
+            last_round=self._last_round,
         )
 
     def participate(self, message: bytes) -> ClientReport:
@@ -172,28 +217,56 @@ class Client:
         ClientReport
         """
         start = decode(message, RoundStart)
+        if not verify_signature(
+            self._keyholder, start.signature, ticket_payload(start.signed_bytes())
+        ):
+            raise InvalidSignature(
+                f"client {self.client_id!r}: the round start is not signed by the key holder "
+                "this client trusts"
+            )
+        if start.round <= self._last_round:
+            raise ProtocolError(
+                f"client {self.client_id!r} already answered round {self._last_round}; "
+                f"it answers each round once, in order (got round {start.round})"
+            )
+        key = tasks.plan_for(self._key, start.task)
+        if start.fingerprint != key.fingerprint:
+            raise KeyMismatchError(
+                f"client {self.client_id!r}: the key holder's ticket names another public key"
+            )
+        self._last_round = start.round  # an attempt counts, even if it fails below
         t0 = time.perf_counter()
         values, clipped = self._compute(start)
         t1 = time.perf_counter()
-        key = tasks.plan_for(self._key, start.task)
         vector = key.encrypt(values, weight=self.n_samples)  # type: ignore[attr-defined]
         t2 = time.perf_counter()
         vector_bytes = vector.to_bytes()
         t3 = time.perf_counter()
-        payload = signed_payload(
+        fields = dict(
+            federation=start.federation,
             round=start.round,
             task=start.task,
             client_id=self.client_id,
             fingerprint=key.fingerprint,
-            vector_digest=digest(vector_bytes),
-            commitment_digest=digest(vector.commitment()),
         )
-        signature = self._identity.sign(payload)
+        commitment_digest = digest(vector.commitment())
+        signature = self._identity.sign(
+            update_payload(
+                **fields, vector_digest=digest(vector_bytes), commitment_digest=commitment_digest
+            )
+        )
+        commitment_signature = self._identity.sign(
+            commitment_payload(**fields, commitment_digest=commitment_digest)
+        )
         t4 = time.perf_counter()
-        update = EncryptedUpdate(start.round, start.task, self.client_id, vector_bytes, signature)
+        update = EncryptedUpdate(
+            start.round, start.task, self.client_id, vector_bytes, signature, commitment_signature
+        )
         data = encode(update)
         t5 = time.perf_counter()
-        return ClientReport(data, t1 - t0, t2 - t1, t4 - t3, (t3 - t2) + (t5 - t4), clipped)
+        return ClientReport(
+            start.round, data, t1 - t0, t2 - t1, t4 - t3, (t3 - t2) + (t5 - t4), clipped
+        )
 
     def _compute(self, start: RoundStart) -> tuple[np.ndarray, int]:
         d = self._X.shape[1]

@@ -1,80 +1,196 @@
-"""The key holder: generates the keys and decrypts aggregates, under a cohort policy."""
+"""The key holder: owns the keys, the rounds, the policy and the release.
+
+Its policy comes from its own configuration only (the constructor's arguments, or
+on a Flower node its node config), never from the aggregator's messages.
+"""
 
 from __future__ import annotations
 
-from he_fed.crypto import AggregationKey, KeyPair, PublicKey, Scheme
-from he_fed.exceptions import ConfigurationError, MalformedMessage, PolicyViolation
-from he_fed.protocol import tasks
-from he_fed.protocol.messages import Aggregate, EncryptedAggregate, decode, encode
-from he_fed.protocol.receipts import Registry
+import logging
+import secrets
 
-__all__ = ["KeyHolder"]
+import numpy as np
+
+from he_fed.crypto import AggregationKey, KeyPair, PublicKey, Scheme, wire
+from he_fed.exceptions import (
+    AggregateRejected,
+    ConfigurationError,
+    HEFedError,
+    KeyMismatchError,
+    MalformedMessage,
+    PolicyViolation,
+)
+from he_fed.protocol import tasks
+from he_fed.protocol.messages import (
+    FEDERATION_ID_BYTES,
+    Aggregate,
+    EncryptedAggregate,
+    RoundStart,
+    Task,
+    decode,
+    encode,
+)
+from he_fed.protocol.model import GlobalModel, RunPlan
+from he_fed.protocol.receipts import Identity, Registry, ticket_payload
+
+__all__ = ["DEFAULT_MAX_OFF_GRID", "KeyHolder", "majority"]
+
+log = logging.getLogger("he_fed")
+
+#: Off-grid refusals (see :class:`~he_fed.exceptions.AggregateRejected`) after which
+#: the key holder retires its key: each such refusal may tell the sender one bit
+#: that depends on the secret key, so a run may reveal at most about
+#: ``3 · log2(rounds)`` such bits (``DESIGN.md``, "CKKS releases").
+DEFAULT_MAX_OFF_GRID = 3
+
+
+def majority(registered: int) -> int:
+    """The default minimum cohort: a majority of the registered clients, and at least 2."""
+    return max(2, registered // 2 + 1)
 
 
 class KeyHolder:
-    """Holds the secret key and releases only aggregates that satisfy its policy.
+    """Holds the secret key, signs the round tickets, and releases only verified sums.
 
-    It decrypts an :class:`~he_fed.protocol.messages.EncryptedAggregate` only if
+    Rounds belong to the key holder. :meth:`start_round` signs a ticket (a
+    :class:`~he_fed.protocol.messages.RoundStart`) for the next round id, carrying
+    the global model it computed itself from the :class:`RunPlan` and the
+    aggregates it released. Clients train only on such tickets.
 
-    * its round is newer than every round decrypted before (each round once),
-    * every receipt is signed, for this round, task and key, by a registered client,
-    * the contributors are distinct and at least ``min_clients``,
-    * the ciphertext's own contribution count equals the number of receipts, and
-    * the aggregate's commitment equals the sum of the receipts' commitments, so
-      the ciphertext is exactly the sum of those clients' contributions
-      (:mod:`he_fed.protocol.receipts` explains why that is sound).
+    :meth:`decrypt_aggregate` decrypts an
+    :class:`~he_fed.protocol.messages.EncryptedAggregate` only if
 
-    Every check runs before decryption; on any failure it raises
-    :class:`~he_fed.exceptions.PolicyViolation` and decrypts nothing. It returns
-    only the weighted mean and the total weight, never a client's update.
+    * it answers the round ticketed last, which is still open (each ticket is
+      decrypted at most once, and issuing a ticket closes the one before),
+    * every receipt's commitment signature verifies, for this federation, round,
+      task and key, under a client registered before the first ticket,
+    * the contributors are distinct and at least the minimum cohort,
+    * the ciphertext has exactly the task's length and its own contribution count
+      equals the number of receipts, and
+    * the aggregate's commitment equals the sum of the receipts' commitments.
+
+    Once the signatures verify, the attempt uses up its round, whatever follows.
+    After decryption the weighted sum must be one that honest contributions under
+    the plan can produce: total weight within ``[count, count · max_weight]``, and
+    every value within ``± weight · clip`` (so the released mean lies within the
+    clip bound); otherwise it raises
+    :class:`~he_fed.exceptions.AggregateRejected`. No error message carries a
+    decrypted value. It releases only the weighted mean and the contributor count,
+    never a total weight or anything per client.
 
     Parameters
     ----------
     keys : KeyPair
-        The federation's keys.
-    min_clients : int, default=2
-        Smallest cohort whose aggregate may be decrypted.
+        The federation's homomorphic keys.
+    plan : RunPlan
+        The public run plan the global model follows.
+    min_clients : int, optional
+        Smallest cohort whose aggregate may be decrypted. Default: a majority of
+        the clients registered when the first ticket is signed (at least 2).
     clients : mapping of str to bytes, optional
-        Registered clients' Ed25519 public keys (more with :meth:`register`).
-    last_round : int, default=-1
-        The last round already decrypted, for a key holder restored from storage
-        (see :attr:`last_round`); rounds up to it are refused.
+        Registered clients' Ed25519 public keys (more with :meth:`register`, until
+        the first ticket fixes the registry).
+    identity : Identity, optional
+        The key holder's long-term Ed25519 identity, which signs tickets. Clients
+        pin its public half (:attr:`identity_bytes`). Generated when omitted.
+    federation : bytes, optional
+        16-byte federation id (drawn at random when omitted).
+    max_off_grid : int, default=DEFAULT_MAX_OFF_GRID
+        Off-grid refusals after which the key is retired.
     """
 
     def __init__(
         self,
         keys: KeyPair,
         *,
-        min_clients: int = 2,
+        plan: RunPlan,
+        min_clients: int | None = None,
         clients: dict[str, bytes] | None = None,
-        last_round: int = -1,
+        identity: Identity | None = None,
+        federation: bytes | None = None,
+        max_off_grid: int = DEFAULT_MAX_OFF_GRID,
     ) -> None:
-        if isinstance(min_clients, bool) or not isinstance(min_clients, int) or min_clients < 1:
-            raise ConfigurationError("min_clients must be a positive integer")
-        if isinstance(last_round, bool) or not isinstance(last_round, int) or last_round < -1:
-            raise ConfigurationError("last_round must be an integer of at least -1")
+        if min_clients is not None and (
+            isinstance(min_clients, bool) or not isinstance(min_clients, int) or min_clients < 1
+        ):
+            raise ConfigurationError("min_clients must be a positive integer (or None: majority)")
+        if isinstance(max_off_grid, bool) or not isinstance(max_off_grid, int) or max_off_grid < 1:
+            raise ConfigurationError("max_off_grid must be a positive integer")
+        if not isinstance(plan, RunPlan):
+            raise ConfigurationError("the key holder needs a RunPlan")
+        federation = secrets.token_bytes(FEDERATION_ID_BYTES) if federation is None else federation
+        if not isinstance(federation, bytes) or len(federation) != FEDERATION_ID_BYTES:
+            raise ConfigurationError(f"a federation id is {FEDERATION_ID_BYTES} bytes")
         self._keys = keys
-        self.min_clients = min_clients
+        self._plan = plan
+        self._min_clients = min_clients
         self._registry = Registry(clients)
-        self._last_round = last_round
+        self._identity = identity or Identity()
+        self._federation = federation
+        self._max_off_grid = max_off_grid
+        self._model = GlobalModel(plan)
+        self._last_round = -1
+        self._open: tuple[int, Task] | None = None
+        self._released = 0
+        self._off_grid = 0
+
+    @classmethod
+    def generate(cls, scheme: Scheme, *, plan: RunPlan, **policy: object) -> KeyHolder:
+        """Generate fresh keys under ``scheme``; ``policy`` as in the constructor."""
+        return cls(scheme.keygen(), plan=plan, **policy)  # type: ignore[arg-type]
+
+    # -- setup ---------------------------------------------------------------------
 
     def register(self, client_id: str, verify_key: bytes) -> None:
-        """Register a client's Ed25519 public key (done once, at setup)."""
+        """Register a client's Ed25519 public key, before the first ticket only.
+
+        Raises
+        ------
+        PolicyViolation
+            If a ticket was already signed: the registry is fixed at setup.
+        """
         self._registry.register(client_id, verify_key)
 
     def registered_clients(self) -> dict[str, bytes]:
-        """Every registered client's public key, for the key holder's own storage."""
+        """Every registered client's public key."""
         return self._registry.public_keys()
 
-    @classmethod
-    def generate(cls, scheme: Scheme, *, min_clients: int = 2) -> KeyHolder:
-        """Generate fresh keys under ``scheme``."""
-        return cls(scheme.keygen(), min_clients=min_clients)
+    @property
+    def min_clients(self) -> int:
+        """The smallest cohort decrypted (the policy's, or a majority of the registry)."""
+        if self._min_clients is not None:
+            return self._min_clients
+        return majority(len(self._registry))
+
+    @property
+    def federation(self) -> bytes:
+        """The federation id every ticket and signature is bound to."""
+        return self._federation
+
+    @property
+    def identity_bytes(self) -> bytes:
+        """The key holder's Ed25519 public key (32 bytes), for clients to pin."""
+        return self._identity.public_bytes
+
+    @property
+    def plan(self) -> RunPlan:
+        """The run plan."""
+        return self._plan
+
+    @property
+    def model(self) -> GlobalModel:
+        """The global model as the key holder computed it (do not modify)."""
+        return self._model
 
     @property
     def last_round(self) -> int:
-        """The last round decrypted (-1 before the first); keep it with the stored key."""
+        """The last round ticketed (-1 before the first)."""
         return self._last_round
+
+    @property
+    def released(self) -> int:
+        """How many aggregates were released."""
+        return self._released
 
     @property
     def public_key(self) -> PublicKey:
@@ -86,19 +202,72 @@ class KeyHolder:
         return self._keys.public.to_bytes()
 
     def secret_key_bytes(self) -> bytes:
-        """Encoded secret key, for this key holder's own storage only. SECRET.
-
-        A key holder whose process does not outlive a round (a Flower SuperNode
-        starts one process per message) keeps these bytes, with :attr:`last_round`,
-        on its own node and restores itself with
-        :func:`he_fed.protocol.setup.restore_keyholder`. Never send them.
-        """
+        """Encoded secret key, for this key holder's own storage only. SECRET. Never send it."""
         return self._keys.secret.to_bytes()
 
     def aggregation_key_bytes(self) -> bytes:
         """Encoded aggregation material (the least that can add), for the aggregator."""
         material: AggregationKey = self._keys.public.aggregation_key()
         return material.to_bytes()
+
+    # -- rounds --------------------------------------------------------------------
+
+    def start_round(self, task: Task = Task.TRAIN) -> bytes:
+        """Sign the ticket of the next round and open it; the previous one closes.
+
+        Returns
+        -------
+        bytes
+            An encoded, signed :class:`~he_fed.protocol.messages.RoundStart`.
+
+        Raises
+        ------
+        ConfigurationError
+            If fewer clients are registered than the minimum cohort.
+        PolicyViolation
+            If the task may not run (statistics are released once per federation),
+            or the key was retired.
+        ProtocolError
+            If the task comes before the one it depends on.
+        """
+        task = Task(task)
+        if self._off_grid >= self._max_off_grid:
+            raise PolicyViolation(self._retired())
+        if len(self._registry) < self.min_clients:
+            raise ConfigurationError(
+                f"{len(self._registry)} client(s) registered, but the key holder decrypts "
+                f"cohorts of at least {self.min_clients}; lower min_clients to run anyway"
+            )
+        self._model.check_task(task)
+        self._registry.freeze()
+        if self._min_clients is None:
+            self._min_clients = majority(len(self._registry))
+        round_id = self._last_round + 1
+        weights, center, scale = self._model.ticket_fields(task)
+        unsigned = RoundStart(
+            self._federation,
+            round_id,
+            task,
+            self._keys.public.fingerprint,
+            weights,
+            center,
+            scale,
+        )
+        signature = self._identity.sign(ticket_payload(unsigned.signed_bytes()))
+        self._last_round = round_id
+        self._open = (round_id, task)
+        return encode(
+            RoundStart(
+                self._federation,
+                round_id,
+                task,
+                unsigned.fingerprint,
+                weights,
+                center,
+                scale,
+                signature,
+            )
+        )
 
     def decrypt_aggregate(self, data: bytes) -> bytes:
         """Check the policy, decrypt the aggregate, and return the encoded mean.
@@ -116,36 +285,44 @@ class KeyHolder:
         Raises
         ------
         PolicyViolation
-            If the round was already decrypted, a receipt is unsigned or forged, the
+            If the round is not the open one, a receipt is unsigned or forged, the
             cohort is too small or has duplicates, or the ciphertext is not the sum
             of the receipts' contributions.
-        MalformedMessage, KeyMismatchError, EncodingOverflowError
-            If the bytes are bad, under another key, or overflowed.
+        AggregateRejected
+            If the decrypted sum is not one honest contributions can produce.
+        MalformedMessage, KeyMismatchError
+            If the bytes are bad or under another key (the round is used up if the
+            receipts verified).
         """
         message = decode(data, EncryptedAggregate)
-        if message.round <= self._last_round:
+        if self._open is None or (message.round, message.task) != self._open:
             raise PolicyViolation(
-                f"round {message.round} is not newer than the last round decrypted "
-                f"({self._last_round}); each round is decrypted once"
+                f"round {message.round} ({message.task.value}) is not the open round: "
+                "each ticket is decrypted at most once, and only until the next is signed"
             )
         contributors = message.contributors
         if len(set(contributors)) != len(contributors):
             raise PolicyViolation("the aggregate lists a contributor more than once")
         key = tasks.plan_for(self._keys.public, message.task)
         for receipt in message.receipts:
-            if not self._registry.verify(
-                receipt, round=message.round, task=message.task, fingerprint=key.fingerprint
+            if not self._registry.verify_receipt(
+                receipt,
+                federation=self._federation,
+                round=message.round,
+                task=message.task,
+                fingerprint=key.fingerprint,
             ):
                 raise PolicyViolation(
                     f"the receipt of {receipt.client_id!r} is not validly signed for round "
                     f"{message.round} by a registered client"
                 )
+        self._open = None  # past the signatures: this attempt uses up the round
         if len(contributors) < self.min_clients:
             raise PolicyViolation(
                 f"the aggregate holds {len(contributors)} contribution(s); the policy "
-                f"requires at least min_clients={self.min_clients}"
+                f"requires at least {self.min_clients}"
             )
-        vector = key.load_vector(message.vector)
+        vector = key.load_vector(message.vector, size=self._plan.vector_size(message.task))
         if vector.count != len(contributors):
             raise PolicyViolation(
                 f"the ciphertext sums {vector.count} contributions but carries "
@@ -159,10 +336,143 @@ class KeyHolder:
             raise PolicyViolation(
                 "the aggregate is not the sum of the contributions its receipts describe"
             )
-        result = self._keys.secret.decrypt_weighted(vector)
-        self._last_round = message.round
-        return encode(
-            Aggregate(message.round, message.task, result.mean, result.weight, result.count)
+        mean = self._decrypt(vector, key.scheme)
+        self._model.apply(message.task, mean)
+        self._released += 1
+        return encode(Aggregate(message.round, message.task, mean, len(contributors)))
+
+    def _decrypt(self, vector: object, plan: Scheme) -> np.ndarray:
+        """Decrypt and check that honest contributions under ``plan`` can produce the sum."""
+        if self._off_grid >= self._max_off_grid:
+            raise PolicyViolation(self._retired())
+        try:
+            result = self._keys.secret.decrypt_weighted(vector)  # type: ignore[arg-type]
+        except AggregateRejected as exc:
+            if exc.off_grid:
+                self._off_grid += 1
+                log.warning("off-grid aggregate refused (%d so far)", self._off_grid)
+            raise
+        except HEFedError:
+            # The scheme's own range checks; their text may describe the plaintext.
+            raise AggregateRejected(
+                "the decrypted aggregate lies outside what the plan can represent"
+            ) from None
+        count, weight = result.count, result.weight
+        if not count <= weight <= count * plan.max_weight:
+            raise AggregateRejected(
+                f"the total weight is not one {count} contributions of weight 1 to "
+                f"{plan.max_weight} can have"
+            )
+        limit = weight * plan.clip * (1 + 1e-9)
+        if not np.all(np.abs(result.total) <= limit):
+            raise AggregateRejected(
+                "a weighted sum exceeds what contributions within the clip bound can reach"
+            )
+        return np.asarray(result.mean, dtype=np.float64)
+
+    # -- state -----------------------------------------------------------------------
+
+    def export_state(self) -> bytes:
+        """Everything the policy depends on, as versioned bytes; no secret is in them.
+
+        The key holder's secret key and identity are stored apart
+        (:meth:`secret_key_bytes`, the identity's private bytes). A key holder
+        whose process does not outlive a message (a Flower SuperNode runs each
+        message in a fresh process) keeps all three on its own node and rebuilds
+        itself with :meth:`restore`.
+        """
+        w = wire.Writer()
+        w.raw(self._federation)
+        plan = self._plan
+        w.uint(plan.n_features)
+        w.float64(plan.server_lr)
+        w.uint(int(plan.standardize) | int(plan.standardize_target) << 1, 1)
+        w.uint(self._min_clients or 0)
+        w.uint(self._max_off_grid)
+        w.uint(self._last_round + 1)
+        open_round, open_task = self._open if self._open is not None else (-1, Task.TRAIN)
+        w.uint(open_round + 1)
+        w.text(open_task.value, length_bytes=1)
+        w.uint(self._released)
+        w.uint(self._off_grid)
+        model = self._model
+        w.array(model.weights)
+        for part in (model.center, model.scale, model.prescale):
+            w.uint(int(part is not None), 1)
+            w.array(part if part is not None else np.empty(0))
+        registry = self._registry.public_keys()
+        w.uint(int(self._registry.frozen), 1)
+        w.uint(len(registry), 4)
+        for client_id, key in sorted(registry.items()):
+            w.text(client_id)
+            w.raw(key)
+        return wire.seal_envelope(
+            wire.Kind.KEYHOLDER_STATE, w.getvalue(), fingerprint=self._keys.public.fingerprint
+        )
+
+    @classmethod
+    def restore(cls, keys: KeyPair, identity: Identity, state: bytes) -> KeyHolder:
+        """The key holder whose :meth:`export_state` gave ``state``.
+
+        Raises
+        ------
+        MalformedMessage
+            If ``state`` is not a key holder's state.
+        KeyMismatchError
+            If it belongs to other keys.
+        """
+        envelope = wire.open_envelope(state, wire.Kind.KEYHOLDER_STATE)
+        if envelope.fingerprint != keys.public.fingerprint:
+            raise KeyMismatchError("this key holder state belongs to other keys")
+        r = wire.Reader(envelope.body, "key holder state")
+        federation = bytes(r.raw(FEDERATION_ID_BYTES))
+        n_features, server_lr, flags = r.uint(), r.float64(), r.uint(1)
+        try:
+            plan = RunPlan(n_features, server_lr, bool(flags & 1), bool(flags & 2))
+        except ConfigurationError as exc:
+            raise MalformedMessage(f"key holder state: {exc}") from None
+        min_clients, max_off_grid = r.uint() or None, r.uint()
+        last_round, open_round = r.uint() - 1, r.uint() - 1
+        open_task = r.text(length_bytes=1)
+        released, off_grid = r.uint(), r.uint()
+        weights = r.array(n_features + 1)
+        parts = []
+        for _ in range(3):
+            present = r.uint(1)
+            values = r.array()
+            parts.append(values if present else None)
+        frozen = bool(r.uint(1))
+        clients = {}
+        for _ in range(r.uint(4)):
+            client_id = r.text()
+            clients[client_id] = bytes(r.raw(32))
+        r.finish()
+        try:
+            holder = cls(
+                keys,
+                plan=plan,
+                min_clients=min_clients,
+                clients=clients,
+                identity=identity,
+                federation=federation,
+                max_off_grid=max_off_grid,
+            )
+            task = Task(open_task)
+        except (ConfigurationError, ValueError) as exc:
+            raise MalformedMessage(f"key holder state: {exc}") from None
+        holder._last_round = last_round
+        holder._open = (open_round, task) if open_round >= 0 else None
+        holder._released, holder._off_grid = released, off_grid
+        holder._model.weights = weights
+        holder._model.center, holder._model.scale, holder._model.prescale = parts
+        if frozen:
+            holder._registry.freeze()
+        return holder
+
+    def _retired(self) -> str:
+        return (
+            f"the key was retired after {self._off_grid} off-grid aggregates (each may "
+            "reveal a bit about the secret key); generate new keys"
         )
 
     def __repr__(self) -> str:

@@ -6,8 +6,12 @@ only way to turn them into bytes and back; the bytes are envelopes of
 
 ::
 
-    Aggregator ──RoundStart──► Client ──EncryptedUpdate──► Aggregator
+    KeyHolder ──RoundStart (signed ticket)──► Aggregator ──► Client
+    Client ──EncryptedUpdate──► Aggregator
     Aggregator ──EncryptedAggregate──► KeyHolder ──Aggregate──► Aggregator
+
+A :class:`RoundStart` is a *ticket*: the key holder signs it, and the aggregator
+only forwards it (see :mod:`he_fed.protocol.tickets`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from he_fed.crypto import wire
 from he_fed.exceptions import MalformedMessage
 
 __all__ = [
+    "FEDERATION_ID_BYTES",
     "Aggregate",
     "EncryptedAggregate",
     "EncryptedUpdate",
@@ -34,6 +39,8 @@ __all__ = [
 ]
 
 _MAX_ID = 256
+#: Length of a federation id.
+FEDERATION_ID_BYTES = 16
 _SIGNATURE_BYTES = 64
 _DIGEST_BYTES = 32
 
@@ -65,26 +72,41 @@ def _read_task(r: wire.Reader) -> Task:
 
 @dataclass(frozen=True, eq=False)
 class RoundStart:
-    """Aggregator to clients: what this round computes, from which global state.
+    """Key holder to clients (through the aggregator): a signed round ticket.
+
+    The key holder owns the rounds: it picks the round id and the task, computes
+    the global model from the public run plan and the aggregates it released, and
+    signs all of it. Clients train only on a ticket that verifies under the key
+    holder's identity they were provisioned with, and answer each round once.
 
     Attributes
     ----------
+    federation : bytes
+        16-byte id of the federation (drawn by the key holder at setup), so a
+        ticket of one federation is worthless in another.
     round : int
         Round id, unique and increasing over a federation's life.
     task : Task
         What to compute.
+    fingerprint : bytes
+        Fingerprint of the public key clients must encrypt under.
     weights : ndarray of shape (n_features + 1,)
         Global weights (coefficients, then intercept) for :attr:`Task.TRAIN`.
     center, scale : ndarray of shape (n_features,)
         Standardisation ``(x - center) / scale`` for training, or the pre-scale of
         :attr:`Task.MOMENTS` in ``scale``. Empty when unused.
+    signature : bytes
+        The key holder's Ed25519 signature over all of the above.
     """
 
+    federation: bytes
     round: int
     task: Task
+    fingerprint: bytes
     weights: np.ndarray
     center: np.ndarray
     scale: np.ndarray
+    signature: bytes = b""
 
     kind: ClassVar[wire.Kind] = wire.Kind.ROUND_START
 
@@ -92,16 +114,33 @@ class RoundStart:
         for name in ("weights", "center", "scale"):
             object.__setattr__(self, name, _frozen_array(getattr(self, name)))
 
-    def _write(self, w: wire.Writer) -> None:
+    def signed_bytes(self) -> bytes:
+        """The canonical bytes the key holder signs: every field but the signature."""
+        w = wire.Writer()
+        self._write_body(w)
+        return w.getvalue()
+
+    def _write_body(self, w: wire.Writer) -> None:
+        w.blob(self.federation)
         w.uint(self.round)
         w.text(self.task.value, length_bytes=1)
+        w.blob(self.fingerprint)
         w.array(self.weights)
         w.array(self.center)
         w.array(self.scale)
 
+    def _write(self, w: wire.Writer) -> None:
+        self._write_body(w)
+        w.blob(self.signature)
+
     @classmethod
     def _read(cls, r: wire.Reader) -> RoundStart:
-        return cls(r.uint(), _read_task(r), r.array(), r.array(), r.array())
+        federation = _fixed(r, FEDERATION_ID_BYTES, "federation id")
+        round_id, task = r.uint(), _read_task(r)
+        fingerprint = _fixed(r, _DIGEST_BYTES, "key fingerprint")
+        weights, center, scale = r.array(), r.array(), r.array()
+        signature = _fixed(r, _SIGNATURE_BYTES, "ticket signature")
+        return cls(federation, round_id, task, fingerprint, weights, center, scale, signature)
 
 
 def _fixed(r: wire.Reader, size: int, what: str) -> bytes:
@@ -115,6 +154,15 @@ def _fixed(r: wire.Reader, size: int, what: str) -> bytes:
 class EncryptedUpdate:
     """Client to aggregator: one encrypted, signed contribution.
 
+    It carries two signatures, because two parties check different things:
+
+    * :attr:`signature` covers the ciphertext's digest. Only the aggregator, which
+      holds the ciphertext, checks it.
+    * :attr:`commitment_signature` covers the commitment alone. The aggregator
+      forwards it in a :class:`Receipt`, and the key holder checks it. Nothing the
+      key holder receives depends on the ciphertext's message-dependent part, so
+      it cannot test a guess about one client's update against a digest.
+
     Attributes
     ----------
     round : int
@@ -126,8 +174,11 @@ class EncryptedUpdate:
     vector : bytes
         The encrypted vector (its own envelope carries the key fingerprint).
     signature : bytes
-        Ed25519 signature over the round, task, client id, key fingerprint and the
-        digests of the vector and its commitment (see :mod:`he_fed.protocol.receipts`).
+        Ed25519 signature over the federation, round, task, client id, key
+        fingerprint and the digests of the vector and its commitment.
+    commitment_signature : bytes
+        Ed25519 signature over the same fields but the vector's digest (see
+        :mod:`he_fed.protocol.receipts`).
     """
 
     round: int
@@ -135,6 +186,7 @@ class EncryptedUpdate:
     client_id: str
     vector: bytes
     signature: bytes
+    commitment_signature: bytes
 
     kind: ClassVar[wire.Kind] = wire.Kind.UPDATE
 
@@ -144,46 +196,54 @@ class EncryptedUpdate:
         w.text(self.client_id, length_bytes=2)
         w.blob(self.vector)
         w.blob(self.signature)
+        w.blob(self.commitment_signature)
 
     @classmethod
     def _read(cls, r: wire.Reader) -> EncryptedUpdate:
         round_id, task, client_id = r.uint(), _read_task(r), r.text(max_size=_MAX_ID)
-        return cls(round_id, task, client_id, r.blob(), _fixed(r, _SIGNATURE_BYTES, "signature"))
+        vector = r.blob()
+        signature = _fixed(r, _SIGNATURE_BYTES, "signature")
+        return cls(
+            round_id,
+            task,
+            client_id,
+            vector,
+            signature,
+            _fixed(r, _SIGNATURE_BYTES, "commitment signature"),
+        )
 
 
 @dataclass(frozen=True)
 class Receipt:
     """What the key holder needs to check one contribution to an aggregate.
 
+    It holds no digest of the ciphertext: see :class:`EncryptedUpdate`.
+
     Attributes
     ----------
     client_id : str
         The contributor.
-    vector_digest : bytes
-        SHA-256 of the contributor's ciphertext bytes.
     commitment : bytes
         The ciphertext's message-independent commitment.
     signature : bytes
-        The contributor's Ed25519 signature.
+        The contributor's Ed25519 signature over the commitment
+        (:attr:`EncryptedUpdate.commitment_signature`).
     """
 
     client_id: str
-    vector_digest: bytes
     commitment: bytes
     signature: bytes
 
     def _write(self, w: wire.Writer) -> None:
         w.text(self.client_id, length_bytes=2)
-        w.blob(self.vector_digest)
         w.blob(self.commitment)
         w.blob(self.signature)
 
     @classmethod
     def _read(cls, r: wire.Reader) -> Receipt:
         client_id = r.text(max_size=_MAX_ID)
-        vector_digest = _fixed(r, _DIGEST_BYTES, "vector digest")
         commitment = r.blob()
-        return cls(client_id, vector_digest, commitment, _fixed(r, _SIGNATURE_BYTES, "signature"))
+        return cls(client_id, commitment, _fixed(r, _SIGNATURE_BYTES, "signature"))
 
 
 @dataclass(frozen=True)
@@ -226,7 +286,7 @@ class EncryptedAggregate:
     def _read(cls, r: wire.Reader) -> EncryptedAggregate:
         round_id, task = r.uint(), _read_task(r)
         count = r.uint(4)
-        if count > r.remaining // (2 + 3 * 8 + _DIGEST_BYTES + _SIGNATURE_BYTES):
+        if count > r.remaining // (2 + 2 * 8 + _SIGNATURE_BYTES):
             raise MalformedMessage(f"aggregate claims {count} receipts")
         receipts = tuple(Receipt._read(r) for _ in range(count))
         return cls(round_id, task, receipts, r.blob())
@@ -236,6 +296,9 @@ class EncryptedAggregate:
 class Aggregate:
     """Key holder to aggregator: the decrypted weighted mean, and nothing per client.
 
+    The total weight (the cohort's sample count) stays with the key holder: across
+    rounds with chosen cohorts, released totals would give every client's count.
+
     Attributes
     ----------
     round : int
@@ -244,8 +307,6 @@ class Aggregate:
         The round's task.
     mean : ndarray
         ``sum_k n_k v_k / sum_k n_k``.
-    total_weight : int
-        ``sum_k n_k``.
     contributors : int
         Number of contributions in the sum.
     """
@@ -253,7 +314,6 @@ class Aggregate:
     round: int
     task: Task
     mean: np.ndarray
-    total_weight: int
     contributors: int
 
     kind: ClassVar[wire.Kind] = wire.Kind.AGGREGATE
@@ -265,12 +325,11 @@ class Aggregate:
         w.uint(self.round)
         w.text(self.task.value, length_bytes=1)
         w.array(self.mean)
-        w.uint(self.total_weight)
         w.uint(self.contributors)
 
     @classmethod
     def _read(cls, r: wire.Reader) -> Aggregate:
-        return cls(r.uint(), _read_task(r), r.array(), r.uint(), r.uint())
+        return cls(r.uint(), _read_task(r), r.array(), r.uint())
 
 
 Message = Union[RoundStart, EncryptedUpdate, EncryptedAggregate, Aggregate]  # noqa: UP007

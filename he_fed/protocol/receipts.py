@@ -7,18 +7,33 @@ client's update in the key holder's answer.
 The defence, chosen as the cheapest sound design:
 
 1. Every client has an Ed25519 identity, registered with the key holder (and the
-   aggregator) at setup.
-2. With each update the client signs ``(round, task, client id, key fingerprint,
-   SHA-256 of its ciphertext bytes, SHA-256 of its commitment)``. The
-   *commitment* (:meth:`~he_fed.crypto.EncryptedVector.commitment`) is a part of the
-   ciphertext that does not depend on the message and adds exactly as the
-   ciphertext does: ``c mod n`` for Paillier, the ``c1`` polynomial for CKKS.
+   aggregator) at setup. The key holder's registry is fixed once its first round
+   ticket is signed.
+2. With each update the client signs twice, over the federation id, round, task,
+   client id and key fingerprint:
+
+   * the *update signature* adds the SHA-256 of its ciphertext bytes and of its
+     commitment. The aggregator, which holds the ciphertext, checks it.
+   * the *commitment signature* adds the SHA-256 of the commitment alone. The
+     *commitment* (:meth:`~he_fed.crypto.EncryptedVector.commitment`) is a part of
+     the ciphertext that does not depend on the message and adds exactly as the
+     ciphertext does: ``c mod n`` for Paillier, the ``c1`` polynomial for CKKS.
 3. The aggregator forwards the summed ciphertext and, per contributor, a
-   :class:`~he_fed.protocol.messages.Receipt`: client id, ciphertext digest,
-   commitment and signature.
-4. The key holder decrypts only if the signatures verify for the current round, the
-   contributors are distinct, registered and at least ``min_clients``, and the
-   aggregate's own commitment equals the sum of the receipts' commitments.
+   :class:`~he_fed.protocol.messages.Receipt`: client id, commitment and
+   commitment signature.
+4. The key holder decrypts only if the signatures verify for the round it
+   ticketed, the contributors are distinct, registered and at least its minimum
+   cohort, and the aggregate's own commitment equals the sum of the receipts'
+   commitments.
+
+What the key holder learns from a receipt: who contributed, and a commitment,
+which is independent of the message (Paillier: ``r^n mod n``; CKKS: ``pk1·u +
+e1``). It never receives a digest of a single ciphertext. With the
+factorisation it can compute ``r^n mod n²`` from ``r^n mod n`` and so re-encrypt a
+guess ``m`` as ``(1 + m·n)·r^n``, but it has nothing to compare that with: the
+only ciphertext it sees is the aggregate. (An earlier design put the ciphertext's
+digest in the receipt, which let the key holder decide whether a guessed update
+was a client's: ``tests/protocol/test_receipt_oracle.py`` performs that attack.)
 
 Why this and not the alternatives:
 
@@ -26,7 +41,7 @@ Why this and not the alternatives:
   sum, but it would also hand the key holder every individual ciphertext, which it
   can decrypt: the aggregator's attack would simply move to the key holder.
 * Signatures over ciphertext hashes alone bind nothing the key holder can check
-  against the aggregate.
+  against the aggregate, and hand it the oracle above.
 * The commitment costs the client nothing for Paillier (one reduction per
   ciphertext) and one parse for CKKS, and forwarding it costs half a ciphertext per
   contributor (Paillier ``n`` bytes per ciphertext; CKKS the ``c1`` half).
@@ -58,12 +73,22 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from he_fed.crypto import wire
-from he_fed.exceptions import ConfigurationError
+from he_fed.exceptions import ConfigurationError, PolicyViolation
 from he_fed.protocol.messages import Receipt, Task
 
-__all__ = ["Identity", "Registry", "digest", "signed_payload"]
+__all__ = [
+    "Identity",
+    "Registry",
+    "commitment_payload",
+    "digest",
+    "ticket_payload",
+    "update_payload",
+    "verify_signature",
+]
 
-_DOMAIN = b"he-fed/receipt/v1"
+_UPDATE_DOMAIN = b"he-fed/update/v3"
+_COMMITMENT_DOMAIN = b"he-fed/commitment/v3"
+_TICKET_DOMAIN = b"he-fed/ticket/v3"
 
 
 def digest(data: bytes) -> bytes:
@@ -71,8 +96,28 @@ def digest(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def signed_payload(
+def _contribution(
+    domain: bytes,
     *,
+    federation: bytes,
+    round: int,
+    task: Task,
+    client_id: str,
+    fingerprint: bytes,
+) -> wire.Writer:
+    w = wire.Writer()
+    w.raw(domain)
+    w.blob(federation)
+    w.uint(round)
+    w.text(task.value, length_bytes=1)
+    w.text(client_id, length_bytes=2)
+    w.blob(fingerprint)
+    return w
+
+
+def update_payload(
+    *,
+    federation: bytes,
     round: int,
     task: Task,
     client_id: str,
@@ -80,16 +125,56 @@ def signed_payload(
     vector_digest: bytes,
     commitment_digest: bytes,
 ) -> bytes:
-    """The canonical bytes a client signs for one contribution."""
-    w = wire.Writer()
-    w.raw(_DOMAIN)
-    w.uint(round)
-    w.text(task.value, length_bytes=1)
-    w.text(client_id, length_bytes=2)
-    w.blob(fingerprint)
+    """The canonical bytes a client signs for the aggregator: the whole ciphertext."""
+    w = _contribution(
+        _UPDATE_DOMAIN,
+        federation=federation,
+        round=round,
+        task=task,
+        client_id=client_id,
+        fingerprint=fingerprint,
+    )
     w.blob(vector_digest)
     w.blob(commitment_digest)
     return w.getvalue()
+
+
+def commitment_payload(
+    *,
+    federation: bytes,
+    round: int,
+    task: Task,
+    client_id: str,
+    fingerprint: bytes,
+    commitment_digest: bytes,
+) -> bytes:
+    """The canonical bytes a client signs for the key holder: the commitment alone."""
+    w = _contribution(
+        _COMMITMENT_DOMAIN,
+        federation=federation,
+        round=round,
+        task=task,
+        client_id=client_id,
+        fingerprint=fingerprint,
+    )
+    w.blob(commitment_digest)
+    return w.getvalue()
+
+
+def ticket_payload(signed_bytes: bytes) -> bytes:
+    """The canonical bytes the key holder signs for a round ticket."""
+    return _TICKET_DOMAIN + signed_bytes
+
+
+def verify_signature(public_key: bytes, signature: bytes, payload: bytes) -> bool:
+    """Whether ``signature`` is a valid Ed25519 signature by ``public_key`` (32 raw bytes)."""
+    if not isinstance(public_key, bytes) or len(public_key) != 32:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, payload)
+    except (_CryptoInvalidSignature, ValueError):
+        return False
+    return True
 
 
 class Identity:
@@ -137,6 +222,11 @@ class Identity:
 class Registry:
     """Registered clients: id to Ed25519 public key.
 
+    A registry can be :meth:`freeze`-d: the key holder freezes its own when it
+    signs its first round ticket, so that no one can add a client (a "ghost" whose
+    encryption of zero, summed with a victim's update, would pass the cohort
+    check) once rounds have started.
+
     Parameters
     ----------
     clients : mapping of str to bytes, optional
@@ -145,6 +235,7 @@ class Registry:
 
     def __init__(self, clients: Mapping[str, bytes] | None = None) -> None:
         self._keys: dict[str, Ed25519PublicKey] = {}
+        self._frozen = False
         for client_id, key in (clients or {}).items():
             self.register(client_id, key)
 
@@ -155,14 +246,31 @@ class Registry:
         ------
         ConfigurationError
             If the key is not a 32-byte Ed25519 key, or the id is taken by another key.
+        PolicyViolation
+            If the registry is frozen and the client is new.
         """
+        if not isinstance(client_id, str) or not client_id:
+            raise ConfigurationError("a client id is a non-empty string")
         if not isinstance(public_key, bytes) or len(public_key) != 32:
             raise ConfigurationError("a client identity is a 32-byte Ed25519 public key")
         key = Ed25519PublicKey.from_public_bytes(public_key)
         known = self._keys.get(client_id)
         if known is not None and known != key:
             raise ConfigurationError(f"client {client_id!r} is already registered with another key")
+        if known is None and self._frozen:
+            raise PolicyViolation(
+                f"client {client_id!r} cannot register: the registry was fixed at setup"
+            )
         self._keys[client_id] = key
+
+    def freeze(self) -> None:
+        """Refuse new registrations from now on."""
+        self._frozen = True
+
+    @property
+    def frozen(self) -> bool:
+        """Whether new registrations are refused."""
+        return self._frozen
 
     def public_keys(self) -> dict[str, bytes]:
         """Every registration, as raw 32-byte public keys (for storage)."""
@@ -176,21 +284,27 @@ class Registry:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def verify(self, receipt: Receipt, *, round: int, task: Task, fingerprint: bytes) -> bool:
-        """Whether ``receipt`` carries a valid signature by its registered client."""
-        key = self._keys.get(receipt.client_id)
+    def verify(self, client_id: str, signature: bytes, payload: bytes) -> bool:
+        """Whether ``signature`` over ``payload`` verifies under ``client_id``'s key."""
+        key = self._keys.get(client_id)
         if key is None:
             return False
-        payload = signed_payload(
+        try:
+            key.verify(signature, payload)
+        except _CryptoInvalidSignature:
+            return False
+        return True
+
+    def verify_receipt(
+        self, receipt: Receipt, *, federation: bytes, round: int, task: Task, fingerprint: bytes
+    ) -> bool:
+        """Whether ``receipt`` carries a valid commitment signature by its registered client."""
+        payload = commitment_payload(
+            federation=federation,
             round=round,
             task=task,
             client_id=receipt.client_id,
             fingerprint=fingerprint,
-            vector_digest=receipt.vector_digest,
             commitment_digest=digest(receipt.commitment),
         )
-        try:
-            key.verify(receipt.signature, payload)
-        except _CryptoInvalidSignature:
-            return False
-        return True
+        return self.verify(receipt.client_id, receipt.signature, payload)

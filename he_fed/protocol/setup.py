@@ -3,62 +3,42 @@
 Every executor builds roles through these functions, from the plain data of
 :mod:`he_fed.protocol.spec`, so that a role gains a parameter in one place only:
 
-* :func:`generate_keyholder` and :func:`restore_keyholder` for the key holder
-  (the only functions that see secret material);
+* :func:`generate_keyholder` for the key holder (the only function that sees
+  secret material; a Flower key-holder node restores itself with
+  :mod:`he_fed.protocol.state`);
 * :func:`build_aggregator` for the aggregator, from public aggregation bytes;
 * :func:`build_client` for a client, from a :class:`~he_fed.protocol.spec.ClientSpec`.
 """
 
 from __future__ import annotations
 
-from he_fed.crypto import Scheme, load_secret
 from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.client import Client
 from he_fed.protocol.keyholder import KeyHolder
 from he_fed.protocol.receipts import Identity
 from he_fed.protocol.spec import ClientSpec, FederationSetup
 
-__all__ = ["build_aggregator", "build_client", "generate_keyholder", "restore_keyholder"]
+__all__ = ["build_aggregator", "build_client", "generate_keyholder"]
 
 
-def generate_keyholder(scheme: Scheme, *, min_clients: int) -> KeyHolder:
-    """A key holder with fresh keys under ``scheme`` and a cohort policy of ``min_clients``."""
-    return KeyHolder.generate(scheme, min_clients=min_clients)
+def generate_keyholder(setup: FederationSetup) -> KeyHolder:
+    """A key holder with fresh keys under ``setup.scheme``, following its run plan.
 
-
-def restore_keyholder(
-    secret_key: bytes,
-    *,
-    min_clients: int,
-    last_round: int,
-    clients: dict[str, bytes] | None = None,
-    allow_insecure: bool = False,
-) -> KeyHolder:
-    """The key holder whose secret key and state were stored on its own node.
-
-    Parameters
-    ----------
-    secret_key : bytes
-        From ``keyholder.keys.secret.to_bytes()``; secret, never sent anywhere.
-    min_clients, last_round : int
-        Its cohort policy and the last round it decrypted.
-    clients : mapping of str to bytes, optional
-        The registered clients' Ed25519 public keys.
-    allow_insecure : bool, default=False
-        Accept parameters below the security bar.
+    Its policy (``min_clients``) is taken from ``setup``: call this only where
+    ``setup`` is the key holder's own configuration (in process, or on the key
+    holder's node), never with a description received from the aggregator.
     """
-    keys = load_secret(secret_key, allow_insecure=allow_insecure)
-    return KeyHolder(keys, min_clients=min_clients, last_round=last_round, clients=clients)
+    return KeyHolder.generate(setup.scheme, plan=setup.run_plan, min_clients=setup.min_clients)
 
 
-def build_aggregator(aggregation_key: bytes, setup: FederationSetup) -> Aggregator:
-    """The blind aggregator, holding only the key holder's aggregation bytes."""
+def build_aggregator(
+    aggregation_key: bytes, keyholder: bytes, setup: FederationSetup
+) -> Aggregator:
+    """The blind aggregator, holding only the key holder's aggregation bytes and identity."""
     return Aggregator(
         aggregation_key,
-        n_features=setup.n_features,
-        server_lr=setup.server_lr,
-        standardize=setup.standardize,
-        standardize_target=setup.regression,
+        plan=setup.run_plan,
+        keyholder=keyholder,
         allow_insecure=setup.plan.allow_insecure,
     )
 
@@ -71,6 +51,7 @@ def build_client(spec: ClientSpec) -> Client:
         spec.X,
         spec.y,
         spec.public_key,
+        keyholder=spec.keyholder,
         model=plan.model,
         local_epochs=plan.local_epochs,
         classes=plan.classes,
@@ -79,4 +60,5 @@ def build_client(spec: ClientSpec) -> Client:
         if spec.signing_key is None
         else Identity.from_private_bytes(spec.signing_key),
         allow_insecure=plan.allow_insecure,
+        last_round=spec.last_round,
     )

@@ -27,6 +27,7 @@ from he_fed.crypto import SCHEMES, Scheme
 from he_fed.exceptions import ConfigurationError, MalformedMessage
 from he_fed.models import LinearRegressionGD, LogisticRegressionGD
 from he_fed.models._gd import BaseGD
+from he_fed.protocol.model import RunPlan
 
 __all__ = [
     "MODEL_KINDS",
@@ -167,11 +168,15 @@ class ClientSpec:
         The federation's encoded public key.
     plan : ClientPlan
         The local training recipe.
+    keyholder : bytes
+        The key holder's Ed25519 public key (32 bytes), which the client pins.
     signing_key : bytes, optional
         The client's own Ed25519 private key (32 bytes), so that a client rebuilt
         elsewhere keeps the identity it registered. It belongs to the client and
         travels only within the client's own trust domain (its worker process, its
         node's state); a fresh identity is made when it is absent.
+    last_round : int, default=-1
+        The last round the client answered; it answers only newer ones.
     """
 
     client_id: str
@@ -179,7 +184,9 @@ class ClientSpec:
     y: np.ndarray
     public_key: bytes
     plan: ClientPlan
+    keyholder: bytes
     signing_key: bytes | None = None
+    last_round: int = -1
 
 
 def scheme_to_config(scheme: Scheme) -> dict[str, ConfigValue]:
@@ -223,8 +230,10 @@ class FederationSetup:
         Number of model features.
     client_ids : tuple of str
         The clients' names, in order.
-    min_clients : int, default=2
-        Smallest cohort the key holder decrypts.
+    min_clients : int, optional
+        Smallest cohort the key holder decrypts (default: a majority of the
+        clients, at least 2). This is the key holder's own policy: on Flower the
+        key-holder node takes it from its own configuration.
     server_lr : float, default=1.0
         Server step.
     standardize : bool, default=True
@@ -235,7 +244,7 @@ class FederationSetup:
     plan: ClientPlan
     n_features: int
     client_ids: tuple[str, ...]
-    min_clients: int = 2
+    min_clients: int | None = None
     server_lr: float = 1.0
     standardize: bool = True
 
@@ -243,6 +252,16 @@ class FederationSetup:
     def regression(self) -> bool:
         """Whether the model is a regressor (its target is standardised too)."""
         return bool(is_regressor(self.plan.model))
+
+    @property
+    def run_plan(self) -> RunPlan:
+        """The public plan that fixes every round's global model."""
+        return RunPlan(
+            n_features=self.n_features,
+            server_lr=self.server_lr,
+            standardize=self.standardize,
+            standardize_target=self.standardize and self.regression,
+        )
 
     @classmethod
     def from_partitions(
@@ -253,7 +272,7 @@ class FederationSetup:
         model: BaseGD,
         local_epochs: int = 1,
         classes: np.ndarray | None = None,
-        min_clients: int = 2,
+        min_clients: int | None = None,
         server_lr: float = 1.0,
         standardize: bool = True,
         client_ids: Sequence[str] | None = None,

@@ -8,23 +8,30 @@
   (:mod:`he_fed.runtime.flower`, ``pip install "he-fed[flower]"``). Importing this
   package does not import Flower.
 
-:func:`run_federation` runs a federation on any of them.
+:class:`Federation` is the round driver: it wires the three roles of
+:mod:`he_fed.protocol` together and runs rounds through an executor.
+:func:`run_federation` runs a federation on any executor.
 """
 
 from __future__ import annotations
 
 from he_fed.runtime.base import ClientHandle, ClientResult, Executor
+from he_fed.runtime.federation import PHASES, Federation, KeyHolderRole, RoundOutcome
 from he_fed.runtime.inprocess import InProcessExecutor
 from he_fed.runtime.launch import EXECUTORS, make_executor, run_federation
 from he_fed.runtime.processes import ProcessesExecutor
 
 __all__ = [
     "EXECUTORS",
+    "PHASES",
     "ClientHandle",
     "ClientResult",
     "Executor",
+    "Federation",
     "InProcessExecutor",
+    "KeyHolderRole",
     "ProcessesExecutor",
+    "RoundOutcome",
     "make_executor",
     "run_federation",
 ]

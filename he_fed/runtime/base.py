@@ -1,6 +1,6 @@
 """What the round logic asks of an executor, and what an executor hands back.
 
-:class:`~he_fed.protocol.federation.Federation` depends on this protocol only. An
+:class:`~he_fed.runtime.federation.Federation` depends on this protocol only. An
 executor moves bytes and calls role methods: it hands the encoded round start to
 each client it is given, wherever that client runs, and returns each client's
 :class:`~he_fed.protocol.client.ClientReport` or the error that stopped it. It

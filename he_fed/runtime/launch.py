@@ -2,7 +2,7 @@
 
 The estimators and ``he-fed run`` describe a federation (a
 :class:`~he_fed.protocol.spec.FederationSetup` and the clients' data) and say what
-to do with it (a function of the :class:`~he_fed.protocol.federation.Federation`);
+to do with it (a function of the :class:`~he_fed.runtime.Federation`);
 :func:`run_federation` builds the federation where the executor says and tears
 it down afterwards:
 
@@ -19,19 +19,16 @@ it down afterwards:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
 from he_fed.exceptions import ConfigurationError
-from he_fed.protocol import federation as _federation  # the module: it imports this package
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime.base import Executor
+from he_fed.runtime.federation import Federation
 from he_fed.runtime.inprocess import InProcessExecutor
 from he_fed.runtime.processes import ProcessesExecutor
-
-if TYPE_CHECKING:
-    from he_fed.protocol.federation import Federation
 
 __all__ = ["EXECUTORS", "make_executor", "run_federation"]
 
@@ -119,7 +116,7 @@ def run_federation(
         if connect is not None:
             federation: Federation = connect(setup)
         else:
-            federation = _federation.Federation.from_setup(setup, partitions, executor=executor)
+            federation = Federation.from_setup(setup, partitions, executor=executor)
         return body(federation)
     finally:
         executor.close()

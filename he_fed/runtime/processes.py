@@ -57,9 +57,9 @@ _CHUNKS_PER_WORKER = 4
 #: Tells the crypto layer in a worker not to start encryption pools of its own.
 _ENCRYPT_WORKERS_ENV = "HE_FED_ENCRYPT_WORKERS"
 
-#: What a worker returns per client: (id, update, train_s, encrypt_s, sign_s,
-#: serialize_s, clipped) on success, or (id, None, 0, 0, 0, 0, 0, error) on a refused
-#: round.
+#: What a worker returns per client: (id, last round answered, update, train_s,
+#: encrypt_s, sign_s, serialize_s, clipped) on success, or (id, last round answered,
+#: None, 0, 0, 0, 0, 0, error) on a refused round.
 _Row = tuple[Any, ...]
 
 
@@ -87,7 +87,7 @@ def _run_chunk(
     message: bytes,
     public_key: bytes,
     plan: dict[str, Any],
-    chunk: list[tuple[str, np.ndarray, np.ndarray, bytes | None]],
+    chunk: list[tuple[str, np.ndarray, np.ndarray, bytes, bytes | None, int]],
 ) -> list[_Row]:
     """Build each client of ``chunk`` from plain data and answer ``message``."""
     from he_fed.protocol.setup import build_client
@@ -95,16 +95,29 @@ def _run_chunk(
 
     client_plan = ClientPlan.from_config(plan)
     rows: list[_Row] = []
-    for client_id, X, y, signing_key in chunk:
+    for client_id, X, y, keyholder, signing_key, last_round in chunk:
+        client = None
         try:
-            spec = ClientSpec(client_id, X, y, public_key, client_plan, signing_key=signing_key)
-            report = build_client(spec).participate(message)
+            spec = ClientSpec(
+                client_id,
+                X,
+                y,
+                public_key,
+                client_plan,
+                keyholder=keyholder,
+                signing_key=signing_key,
+                last_round=last_round,
+            )
+            client = build_client(spec)
+            report = client.participate(message)
         except HEFedError as exc:
-            rows.append((client_id, None, 0.0, 0.0, 0.0, 0.0, 0, str(exc)))
+            answered = last_round if client is None else client.last_round
+            rows.append((client_id, answered, None, 0.0, 0.0, 0.0, 0.0, 0, str(exc)))
             continue
         rows.append(
             (
                 client_id,
+                report.round,
                 report.update,
                 report.train_s,
                 report.encrypt_s,
@@ -224,7 +237,14 @@ class ProcessesExecutor:
                 for i in range(0, len(indices), size):
                     part = indices[i : i + size]
                     chunk = [
-                        (specs[j].client_id, specs[j].X, specs[j].y, specs[j].signing_key)
+                        (
+                            specs[j].client_id,
+                            specs[j].X,
+                            specs[j].y,
+                            specs[j].keyholder,
+                            specs[j].signing_key,
+                            specs[j].last_round,
+                        )
                         for j in part
                     ]
                     future = self._pool.submit(_run_chunk, message, public_key, plan, chunk)
@@ -235,15 +255,19 @@ class ProcessesExecutor:
         except BrokenProcessPool as exc:
             self.close()
             raise ExecutorError(f"a worker process died: {exc}") from None
+        # A client's memory of the rounds it answered (an attempt counts) lives with
+        # its object here; the worker that answered for it is stateless.
+        for index, client in enumerate(clients):
+            client.mark_answered(rows[index][1])  # type: ignore[attr-defined]
         return [self._result(rows[i]) for i in range(len(specs))]
 
     @staticmethod
     def _result(row: _Row) -> ClientResult:
-        client_id, update = row[0], row[1]
+        client_id, update = row[0], row[2]
         if update is None:
-            log.warning("client %s failed this round: %s", client_id, row[7])
-            return ClientResult(client_id, None, row[7])
-        return ClientResult(client_id, ClientReport(update, *row[2:7]))
+            log.warning("client %s failed this round: %s", client_id, row[8])
+            return ClientResult(client_id, None, row[8])
+        return ClientResult(client_id, ClientReport(row[1], update, *row[3:8]))
 
     def close(self) -> None:
         """Stop the workers. The executor starts a new pool if used again."""

@@ -18,7 +18,6 @@ from he_fed.protocol import (
     Client,
     EncryptedAggregate,
     EncryptedUpdate,
-    Federation,
     Identity,
     Receipt,
     Task,
@@ -26,11 +25,11 @@ from he_fed.protocol import (
     encode,
 )
 from he_fed.protocol.client import ClientReport
-from he_fed.protocol.receipts import digest
-from tests.protocol.test_roles import _local_delta, _roles, signed_update
+from he_fed.runtime import Federation
+from tests.protocol.harness import local_delta, open_round, roles, signed_update
 
 
-class _Spy:
+class Spy:
     """Counts calls to the key holder's decryption."""
 
     def __init__(self, keyholder, monkeypatch):
@@ -45,77 +44,78 @@ class _Spy:
         monkeypatch.setattr(secret, "decrypt_weighted", spy)
 
 
-def _honest_round(scheme_name):
-    keyholder, aggregator, clients = _roles(scheme_name, sizes=(30, 50, 20, 40))
-    start = aggregator.start_round()
+def honest_round(scheme_name, sizes=(30, 50, 20, 40)):
+    """Fresh roles, one open round, and every update as the aggregator sees it."""
+    keyholder, aggregator, clients = roles(scheme_name, sizes=sizes)
+    start = open_round(keyholder, aggregator)
     updates = [decode(c.participate(start).update, EncryptedUpdate) for c in clients]
     key = keyholder.public_key
     vectors = [key.load_vector(u.vector) for u in updates]
     receipts = [
-        Receipt(u.client_id, digest(u.vector), v.commitment(), u.signature)
-        for u, v in zip(updates, vectors, strict=False)
+        Receipt(u.client_id, v.commitment(), u.commitment_signature)
+        for u, v in zip(updates, vectors, strict=True)
     ]
-    return keyholder, aggregator, clients, updates, vectors, receipts
+    return keyholder, aggregator, clients, start, vectors, receipts
 
 
-def _forged(vector, count: int) -> bytes:
+def forged(vector, count: int) -> bytes:
     """The vector's bytes with its contribution count rewritten."""
-    forged = vector.key.load_vector(vector.to_bytes())
-    forged.count = count
-    return forged.to_bytes()
+    copy = vector.key.load_vector(vector.to_bytes())
+    copy.count = count
+    return copy.to_bytes()
 
 
-def _refused(keyholder, aggregate: EncryptedAggregate, monkeypatch, match: str) -> None:
-    spy = _Spy(keyholder, monkeypatch)
+def refused(keyholder, aggregate: EncryptedAggregate, monkeypatch, match: str) -> None:
+    spy = Spy(keyholder, monkeypatch)
     with pytest.raises(PolicyViolation, match=match):
         keyholder.decrypt_aggregate(encode(aggregate))
     assert spy.calls == 0, "the key holder decrypted something"
 
 
 def test_honest_aggregate_is_decrypted(scheme_name, monkeypatch):
-    keyholder, aggregator, _, updates, vectors, receipts = _honest_round(scheme_name)
+    keyholder, aggregator, _, _, vectors, receipts = honest_round(scheme_name)
     message = EncryptedAggregate(
         aggregator.round, Task.TRAIN, tuple(receipts), sum(vectors).to_bytes()
     )
-    spy = _Spy(keyholder, monkeypatch)
+    spy = Spy(keyholder, monkeypatch)
     result = decode(keyholder.decrypt_aggregate(encode(message)), Aggregate)
-    assert spy.calls == 1 and result.total_weight == 140 and result.contributors == 4
+    assert spy.calls == 1 and result.contributors == 4
 
 
 @pytest.mark.parametrize("forge_count", [False, True])
 def test_forwarding_a_single_ciphertext(scheme_name, monkeypatch, forge_count):
-    keyholder, aggregator, _, _, vectors, receipts = _honest_round(scheme_name)
-    single = _forged(vectors[0], 4) if forge_count else vectors[0].to_bytes()
+    keyholder, aggregator, _, _, vectors, receipts = honest_round(scheme_name)
+    single = forged(vectors[0], 4) if forge_count else vectors[0].to_bytes()
     message = EncryptedAggregate(aggregator.round, Task.TRAIN, tuple(receipts), single)
     match = "not the sum" if forge_count else "carries 4 receipts"
-    _refused(keyholder, message, monkeypatch, match)
+    refused(keyholder, message, monkeypatch, match)
+    keyholder, aggregator, _, _, vectors, receipts = honest_round(scheme_name)
     alone = EncryptedAggregate(aggregator.round, Task.TRAIN, (receipts[0],), vectors[0].to_bytes())
-    _refused(keyholder, alone, monkeypatch, "min_clients")
+    refused(keyholder, alone, monkeypatch, "at least 2")
 
 
 def test_duplicating_one_client(scheme_name, monkeypatch):
-    keyholder, aggregator, _, _, vectors, receipts = _honest_round(scheme_name)
-    tripled = _forged(vectors[0], 1)
-    tripled_vector = vectors[0].key.load_vector(tripled)
+    keyholder, aggregator, _, _, vectors, receipts = honest_round(scheme_name)
+    tripled = vectors[0].key.load_vector(forged(vectors[0], 1))
     for _ in range(3):
-        tripled_vector = tripled_vector._add(vectors[0], tripled_vector.count + 1)
-    data = tripled_vector.to_bytes()
+        tripled = tripled._add(vectors[0], tripled.count + 1)
+    data = tripled.to_bytes()
     same_receipt = EncryptedAggregate(aggregator.round, Task.TRAIN, (receipts[0],) * 4, data)
-    _refused(keyholder, same_receipt, monkeypatch, "more than once")
+    refused(keyholder, same_receipt, monkeypatch, "more than once")
     others = EncryptedAggregate(aggregator.round, Task.TRAIN, tuple(receipts), data)
-    _refused(keyholder, others, monkeypatch, "not the sum")
+    refused(keyholder, others, monkeypatch, "not the sum")
 
 
 def test_replaying_a_contribution_from_an_old_round(scheme_name, monkeypatch):
-    keyholder, aggregator, clients, _, vectors, receipts = _honest_round(scheme_name)
+    keyholder, aggregator, clients, _, vectors, receipts = honest_round(scheme_name)
     old_round = aggregator.round
-    start = aggregator.start_round()  # the next round
+    start = open_round(keyholder, aggregator)  # the next round
     fresh = [decode(c.participate(start).update, EncryptedUpdate) for c in clients[1:]]
     key = keyholder.public_key
     fresh_vectors = [key.load_vector(u.vector) for u in fresh]
     fresh_receipts = [
-        Receipt(u.client_id, digest(u.vector), v.commitment(), u.signature)
-        for u, v in zip(fresh, fresh_vectors, strict=False)
+        Receipt(u.client_id, v.commitment(), u.commitment_signature)
+        for u, v in zip(fresh, fresh_vectors, strict=True)
     ]
     # Client c0's contribution from the old round, smuggled into the new one.
     total = sum([vectors[0], *fresh_vectors])
@@ -123,56 +123,59 @@ def test_replaying_a_contribution_from_an_old_round(scheme_name, monkeypatch):
         aggregator.round, Task.TRAIN, (receipts[0], *fresh_receipts), total.to_bytes()
     )
     assert aggregator.round == old_round + 1
-    _refused(keyholder, message, monkeypatch, "not validly signed")
+    refused(keyholder, message, monkeypatch, "not validly signed")
+    # And the old round itself closed when the new ticket was signed.
+    old = EncryptedAggregate(old_round, Task.TRAIN, tuple(receipts), sum(vectors).to_bytes())
+    refused(keyholder, old, monkeypatch, "not the open round")
 
 
 def test_a_forged_signature(scheme_name, monkeypatch):
-    keyholder, aggregator, _, _, vectors, receipts = _honest_round(scheme_name)
+    keyholder, aggregator, _, _, vectors, receipts = honest_round(scheme_name)
     mallory = Identity()
-    forged = dataclasses.replace(receipts[1], signature=mallory.sign(b"anything" * 8))
+    bad_sig = dataclasses.replace(receipts[1], signature=mallory.sign(b"anything" * 8))
     zeroed = dataclasses.replace(receipts[2], signature=bytes(64))
-    for index, bad in ((1, forged), (2, zeroed)):
-        forged_receipts = list(receipts)
-        forged_receipts[index] = bad
+    for index, bad in ((1, bad_sig), (2, zeroed)):
+        changed = list(receipts)
+        changed[index] = bad
         message = EncryptedAggregate(
-            aggregator.round, Task.TRAIN, tuple(forged_receipts), sum(vectors).to_bytes()
+            aggregator.round, Task.TRAIN, tuple(changed), sum(vectors).to_bytes()
         )
-        _refused(keyholder, message, monkeypatch, "not validly signed")
+        refused(keyholder, message, monkeypatch, "not validly signed")
 
 
 def test_an_aggregate_that_does_not_match_its_receipts(scheme_name, monkeypatch):
-    keyholder, aggregator, _, _, vectors, receipts = _honest_round(scheme_name)
-    # The aggregator swaps client c3's ciphertext for one it made itself.
-    own = keyholder.public_key.encrypt(np.zeros(vectors[0].size), weight=40)
-    swapped = vectors[0] + vectors[1] + vectors[2] + own
-    message = EncryptedAggregate(aggregator.round, Task.TRAIN, tuple(receipts), swapped.to_bytes())
-    _refused(keyholder, message, monkeypatch, "not the sum")
-    # Or claims a receipt whose commitment belongs to another contribution.
+    keyholder, aggregator, _, _, vectors, receipts = honest_round(scheme_name)
+    # Claiming a receipt whose commitment belongs to another contribution fails
+    # its signature (the commitment is signed).
     wrong = list(receipts)
     wrong[3] = dataclasses.replace(receipts[3], commitment=vectors[0].commitment())
     message = EncryptedAggregate(
         aggregator.round, Task.TRAIN, tuple(wrong), sum(vectors).to_bytes()
     )
-    _refused(keyholder, message, monkeypatch, "not validly signed")
+    refused(keyholder, message, monkeypatch, "not validly signed")
+    # Swapping client c3's ciphertext for one the aggregator made itself.
+    own = keyholder.public_key.encrypt(np.zeros(vectors[0].size), weight=40)
+    swapped = vectors[0] + vectors[1] + vectors[2] + own
+    message = EncryptedAggregate(aggregator.round, Task.TRAIN, tuple(receipts), swapped.to_bytes())
+    refused(keyholder, message, monkeypatch, "not the sum")
 
 
 def test_receipts_signed_for_another_task_are_refused(monkeypatch):
-    keyholder, aggregator, _, _, vectors, receipts = _honest_round("plain")
+    keyholder, aggregator, _, _, vectors, receipts = honest_round("plain")
     # Signatures made for the training task must not verify for another task.
     message = EncryptedAggregate(
         aggregator.round, Task.MAGNITUDE, tuple(receipts), sum(vectors).to_bytes()
     )
-    _refused(keyholder, message, monkeypatch, "not validly signed")
+    refused(keyholder, message, monkeypatch, "not the open round")
 
 
-class _Malicious(Client):
+class Malicious(Client):
     """A registered client that sends something other than a valid update."""
 
     behaviour = "garbage"
 
     def participate(self, message: bytes) -> ClientReport:
         honest = super().participate(message)
-        start_round = decode(honest.update, EncryptedUpdate).round
         if self.behaviour == "garbage":
             data = b"\x00" * 200
         elif self.behaviour == "corrupt":
@@ -181,11 +184,11 @@ class _Malicious(Client):
             data = bytes(raw)
         elif self.behaviour == "wrong-shape":
             vector = self._key.encrypt(np.zeros(2), weight=self.n_samples)
-            data = signed_update(self, start_round, vector)
+            data = signed_update(self, message, vector)
         elif self.behaviour == "wrong-key":
             other = type(self._key.scheme).keygen(self._key.scheme).public
             vector = other.encrypt(np.zeros(4), weight=self.n_samples)
-            data = signed_update(self, start_round, vector)
+            data = signed_update(self, message, vector)
         else:  # "forged": a valid-looking update under another client's name
             update = decode(honest.update, EncryptedUpdate)
             data = encode(dataclasses.replace(update, client_id="c0"))
@@ -196,13 +199,14 @@ class _Malicious(Client):
     "behaviour", ["garbage", "corrupt", "wrong-shape", "wrong-key", "forged", "silent"]
 )
 def test_one_malicious_client_among_five_leaves_the_honest_average(behaviour):
-    keyholder, aggregator, honest = _roles("paillier-packed", sizes=(30, 50, 20, 40))
+    keyholder, aggregator, honest = roles("paillier-packed", sizes=(30, 50, 20, 40))
     X, y = np.random.default_rng(4).normal(size=(25, 3)), np.arange(25) % 2
-    bad = _Malicious(
+    bad = Malicious(
         "c4",
         X,
         y,
         keyholder.public_key_bytes(),
+        keyholder=keyholder.identity_bytes,
         model=honest[0]._model,
         local_epochs=2,
         classes=np.array([0, 1]),
@@ -215,8 +219,8 @@ def test_one_malicious_client_among_five_leaves_the_honest_average(behaviour):
     participants = None if behaviour != "silent" else [c.client_id for c in honest]
     outcome = federation.run_round(participants=participants)
     assert outcome.contributors == ("c0", "c1", "c2", "c3")
-    assert outcome.total_weight == 140 and outcome.skipped is None
+    assert outcome.skipped is None
     expected = np.average(
-        [_local_delta(c, np.zeros(4)) for c in honest], axis=0, weights=[30, 50, 20, 40]
+        [local_delta(c, np.zeros(4)) for c in honest], axis=0, weights=[30, 50, 20, 40]
     )
     np.testing.assert_allclose(aggregator.weights, expected, atol=1e-4)  # 16-bit packing

@@ -7,6 +7,7 @@ import pytest
 
 from he_fed.crypto import CKKS, Paillier, Plain
 from he_fed.exceptions import (
+    ConfigurationError,
     InvalidSignature,
     KeyMismatchError,
     MalformedMessage,
@@ -16,93 +17,34 @@ from he_fed.exceptions import (
     ShapeMismatchError,
 )
 from he_fed.models import LogisticRegressionGD
-from he_fed.protocol import (
-    Aggregate,
-    Aggregator,
-    Client,
-    EncryptedUpdate,
-    Federation,
-    KeyHolder,
-    Task,
-    decode,
-    encode,
-)
-from he_fed.protocol.receipts import digest, signed_payload
+from he_fed.protocol import Aggregate, Aggregator, Client, KeyHolder, decode, encode
+from he_fed.runtime import Federation
 from tests.conftest import FAST_SCHEMES, keys_for
-
-N_FEATURES = 3
-
-
-def _data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, N_FEATURES))
-    y = (X @ [1.0, -2.0, 0.5] + 0.3 * rng.normal(size=n) > 0).astype(int)
-    return X, y
-
-
-def _roles(scheme_name: str, sizes=(30, 50, 20), min_clients: int = 2):
-    keyholder = KeyHolder(keys_for(scheme_name), min_clients=min_clients)
-    aggregator = Aggregator(
-        keyholder.aggregation_key_bytes(),
-        n_features=N_FEATURES,
-        standardize=False,
-        allow_insecure=True,
-    )
-    model = LogisticRegressionGD(learning_rate=0.5)
-    clients = [
-        Client(
-            f"c{i}",
-            *_data(i, n),
-            keyholder.public_key_bytes(),
-            model=model,
-            local_epochs=2,
-            classes=np.array([0, 1]),
-            allow_insecure=True,
-        )
-        for i, n in enumerate(sizes)
-    ]
-    for client in clients:
-        keyholder.register(client.client_id, client.verify_key)
-        aggregator.register(client.client_id, client.verify_key)
-    return keyholder, aggregator, clients
-
-
-def signed_update(client: Client, round_id: int, vector, task: Task = Task.TRAIN) -> bytes:
-    """An update carrying any vector, validly signed by ``client``'s identity."""
-    data = vector.to_bytes()
-    payload = signed_payload(
-        round=round_id,
-        task=task,
-        client_id=client.client_id,
-        fingerprint=vector.key.fingerprint,
-        vector_digest=digest(data),
-        commitment_digest=digest(vector.commitment()),
-    )
-    signature = client._identity.sign(payload)
-    return encode(EncryptedUpdate(round_id, task, client.client_id, data, signature))
-
-
-def _local_delta(client: Client, weights: np.ndarray) -> np.ndarray:
-    """What a client's update should be, recomputed in the clear."""
-    model = LogisticRegressionGD(learning_rate=0.5, max_iter=2).fit(
-        client._X, client._y, coef_init=weights[:-1], intercept_init=weights[-1], classes=[0, 1]
-    )
-    return np.append(model.coef_.ravel(), model.intercept_) - weights
+from tests.protocol.harness import (
+    N_FEATURES,
+    PLAN,
+    client,
+    data,
+    local_delta,
+    open_round,
+    roles,
+    signed_update,
+)
 
 
 def test_weighted_average_with_one_client_dropped(scheme_name):
-    keyholder, aggregator, clients = _roles(scheme_name)
-    start = aggregator.start_round()
+    keyholder, aggregator, clients = roles(scheme_name)
+    start = open_round(keyholder, aggregator)
     present = [clients[0], clients[2]]  # client c1 drops out
-    for client in present:
-        aggregator.add(client.participate(start).update)
+    for c in present:
+        aggregator.add(c.participate(start).update)
     result = decode(keyholder.decrypt_aggregate(aggregator.finish_round()), Aggregate)
-    deltas = [_local_delta(c, np.zeros(N_FEATURES + 1)) for c in present]
+    deltas = [local_delta(c, np.zeros(N_FEATURES + 1)) for c in present]
     expected = np.average(deltas, axis=0, weights=[30, 20])
-    assert result.total_weight == 50
     assert result.contributors == 2
     atol = {"plain": 1e-15, "paillier": 1e-12, "paillier-packed": 1e-4, "ckks": 1e-6}[scheme_name]
     np.testing.assert_allclose(result.mean, expected, rtol=0, atol=atol)
+    np.testing.assert_allclose(keyholder.model.weights, expected, atol=atol)
     aggregator.apply(encode(result))
     np.testing.assert_allclose(aggregator.weights, expected, atol=atol)
 
@@ -111,21 +53,23 @@ def test_aggregator_refuses_secret_material(scheme_name):
     keys = keys_for(scheme_name)
     for secret in (keys, keys.secret):
         with pytest.raises(SecretMaterialError):
-            Aggregator(secret, n_features=2)  # type: ignore[arg-type]
+            Aggregator(secret, plan=PLAN, keyholder=bytes(32))  # type: ignore[arg-type]
 
 
 def test_aggregator_holds_only_the_least_public_material():
-    keyholder = KeyHolder(keys_for("ckks"))
-    aggregator = Aggregator(keyholder.public_key_bytes(), n_features=2)
+    keyholder = KeyHolder(keys_for("ckks"), plan=PLAN)
+    aggregator = Aggregator(
+        keyholder.public_key_bytes(), plan=PLAN, keyholder=keyholder.identity_bytes
+    )
     assert not aggregator.key.context.has_public_key()
     assert not aggregator.key.context.is_private()
 
 
 def test_nothing_the_aggregator_receives_contains_the_secret_key():
     keys = keys_for("paillier")
-    keyholder, aggregator, clients = _roles("paillier")
+    keyholder, aggregator, clients = roles("paillier")
     received = [keyholder.aggregation_key_bytes()]
-    start = aggregator.start_round()
+    start = open_round(keyholder, aggregator)
     received += [c.participate(start).update for c in clients]
     secret = keys.secret._crt
     for value in (int(secret.p), int(secret.q), *(int(v) for v in secret._pre[4:])):
@@ -134,8 +78,8 @@ def test_nothing_the_aggregator_receives_contains_the_secret_key():
 
 
 def test_a_garbage_update_is_refused_and_loses_nothing(scheme_name):
-    keyholder, aggregator, clients = _roles(scheme_name)
-    start = aggregator.start_round()
+    keyholder, aggregator, clients = roles(scheme_name)
+    start = open_round(keyholder, aggregator)
     aggregator.add(clients[0].participate(start).update)
     good = clients[1].participate(start).update
     garbled = bytearray(good)
@@ -144,13 +88,13 @@ def test_a_garbage_update_is_refused_and_loses_nothing(scheme_name):
         aggregator.add(bytes(garbled))
     aggregator.add(good)
     result = decode(keyholder.decrypt_aggregate(aggregator.finish_round()), Aggregate)
-    assert result.contributors == 2 and result.total_weight == 80
+    assert result.contributors == 2
 
 
 def test_wrong_round_duplicate_wrong_key_and_wrong_shape_are_refused(scheme_name):
-    keyholder, aggregator, clients = _roles(scheme_name)
-    stale = aggregator.start_round()
-    start = aggregator.start_round()
+    keyholder, aggregator, clients = roles(scheme_name)
+    stale = open_round(keyholder, aggregator)
+    start = open_round(keyholder, aggregator)
     with pytest.raises(ProtocolError, match="round"):
         aggregator.add(clients[0].participate(stale).update)
     update = clients[0].participate(start).update
@@ -158,72 +102,65 @@ def test_wrong_round_duplicate_wrong_key_and_wrong_shape_are_refused(scheme_name
     with pytest.raises(ProtocolError, match="already contributed"):
         aggregator.add(update)
     stranger = FAST_SCHEMES[scheme_name].keygen().public.to_bytes()
-    wrong_key = Client(
-        "c1",
-        *_data(1, 50),
-        stranger,
-        model=LogisticRegressionGD(),
-        classes=np.array([0, 1]),
-        allow_insecure=True,
-        identity=clients[1]._identity,
-    )
-    with pytest.raises(KeyMismatchError):
-        aggregator.add(wrong_key.participate(start).update)
+    wrong_key = client(keyholder, "c1", 1, 50, public_key=stranger, identity=clients[1]._identity)
+    with pytest.raises(KeyMismatchError):  # the client itself refuses a ticket for another key
+        wrong_key.participate(start)
+    forced = FAST_SCHEMES[scheme_name].keygen().public.encrypt(np.zeros(N_FEATURES + 1), weight=3)
+    with pytest.raises(KeyMismatchError):  # and the aggregator refuses such a vector
+        aggregator.add(signed_update(clients[1], start, forced))
     short = keyholder.public_key.encrypt(np.zeros(N_FEATURES), weight=3)
     with pytest.raises(ShapeMismatchError):
-        aggregator.add(signed_update(clients[2], aggregator.round, short))
+        aggregator.add(signed_update(clients[2], start, short))
     assert aggregator.contributors == ("c0",)
 
 
 def test_unregistered_or_impersonating_senders_are_refused():
-    keyholder, aggregator, clients = _roles("paillier")
-    start = aggregator.start_round()
-    intruder = Client(
-        "mallory",
-        *_data(9, 20),
-        keyholder.public_key_bytes(),
-        model=LogisticRegressionGD(),
-        classes=np.array([0, 1]),
-        allow_insecure=True,
-    )
+    keyholder, aggregator, clients = roles("paillier")
+    start = open_round(keyholder, aggregator)
+    intruder = client(keyholder, "mallory", 9, 20)
     with pytest.raises(InvalidSignature, match="not registered"):
         aggregator.add(intruder.participate(start).update)
-    impostor = Client(
-        "c1",
-        *_data(9, 20),
-        keyholder.public_key_bytes(),
-        model=LogisticRegressionGD(),
-        classes=np.array([0, 1]),
-        allow_insecure=True,
-    )
+    impostor = client(keyholder, "c1", 9, 20)
     with pytest.raises(InvalidSignature, match="bad signature"):
         aggregator.add(impostor.participate(start).update)
     assert aggregator.contributors == ()
 
 
 def test_keyholder_enforces_min_clients_and_once_per_round(scheme_name):
-    keyholder, aggregator, clients = _roles(scheme_name, min_clients=2)
-    start = aggregator.start_round()
+    keyholder, aggregator, clients = roles(scheme_name, min_clients=2)
+    start = open_round(keyholder, aggregator)
     aggregator.add(clients[0].participate(start).update)
     lone = aggregator.finish_round()
-    with pytest.raises(PolicyViolation, match="min_clients=2"):
+    with pytest.raises(PolicyViolation, match="at least 2"):
         keyholder.decrypt_aggregate(lone)
+    # The refused attempt used up the round: a bigger cohort for it is refused too.
     aggregator.add(clients[1].participate(start).update)
     pair = aggregator.finish_round()
+    with pytest.raises(PolicyViolation, match="not the open round"):
+        keyholder.decrypt_aggregate(pair)
+    start = open_round(keyholder, aggregator)
+    for c in clients[:2]:
+        aggregator.add(c.participate(start).update)
+    pair = aggregator.finish_round()
     keyholder.decrypt_aggregate(pair)
-    with pytest.raises(PolicyViolation, match="once"):
+    with pytest.raises(PolicyViolation, match="at most once"):
         keyholder.decrypt_aggregate(pair)
 
 
 def test_clients_never_hold_secrets_and_need_an_encrypting_key():
     keys = keys_for("ckks")
-    X, y = _data(0, 10)
+    X, y = data(0, 10)
     with pytest.raises(SecretMaterialError):
-        Client("c", X, y, keys.secret, model=LogisticRegressionGD())  # type: ignore[arg-type]
-    from he_fed.exceptions import ConfigurationError
-
+        Client("c", X, y, keys.secret, keyholder=bytes(32), model=LogisticRegressionGD())  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="encrypt"):
-        Client("c", X, y, keys.public.aggregation_key().to_bytes(), model=LogisticRegressionGD())
+        Client(
+            "c",
+            X,
+            y,
+            keys.public.aggregation_key().to_bytes(),
+            keyholder=bytes(32),
+            model=LogisticRegressionGD(),
+        )
 
 
 def test_federated_standardisation_matches_central_statistics(scheme_name):
@@ -244,35 +181,28 @@ def test_federated_standardisation_matches_central_statistics(scheme_name):
 
 
 def test_a_client_under_the_wrong_key_is_left_out_and_the_round_completes():
-    keyholder, aggregator, clients = _roles("paillier")
+    keyholder, aggregator, clients = roles("paillier")
     stranger = FAST_SCHEMES["paillier"].keygen().public.to_bytes()
-    clients[1] = Client(
-        "c1",
-        *_data(1, 50),
-        stranger,
-        model=LogisticRegressionGD(),
-        allow_insecure=True,
-        classes=np.array([0, 1]),
-        identity=clients[1]._identity,
-    )
+    clients[1] = client(keyholder, "c1", 1, 50, public_key=stranger, identity=clients[1]._identity)
     federation = Federation(keyholder, aggregator, clients)
     outcome = federation.run_round()
     assert outcome.contributors == ("c0", "c2")
-    assert "another key" in outcome.failures["c1"]
-    assert outcome.total_weight == 50 and outcome.skipped is None
+    assert "another public key" in outcome.failures["c1"]
+    assert outcome.skipped is None
 
 
-def test_clients_refuse_non_finite_data():
-    from he_fed.exceptions import ConfigurationError
+def test_clients_refuse_non_finitedata():
 
-    X, y = _data(0, 10)
+    X, y = data(0, 10)
     X[3, 1] = np.nan
     with pytest.raises(ConfigurationError, match="NaN"):
-        Client("c", X, y, keys_for("plain").public, model=LogisticRegressionGD())
+        Client(
+            "c", X, y, keys_for("plain").public, keyholder=bytes(32), model=LogisticRegressionGD()
+        )
 
 
 def test_too_few_clients_skip_the_round_without_decrypting():
-    keyholder, aggregator, clients = _roles("plain", min_clients=3)
+    keyholder, aggregator, clients = roles("plain", min_clients=3)
     federation = Federation(keyholder, aggregator, clients)
     outcome = federation.run_round(participants=["c0", "c1"])
     assert outcome.skipped and "requires 3" in outcome.skipped

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from he_fed.crypto import Paillier
 from he_fed.exceptions import (
     ConfigurationError,
     InsecureParameters,
+    KeyMismatchError,
     MalformedMessage,
     PolicyViolation,
 )
@@ -18,15 +21,29 @@ from he_fed.protocol import (
     Client,
     EncryptedAggregate,
     EncryptedUpdate,
+    Identity,
     KeyHolder,
+    Receipt,
     RoundStart,
+    RunPlan,
     Task,
     decode,
     encode,
 )
-from he_fed.protocol.setup import build_client, restore_keyholder
+from he_fed.protocol.receipts import ticket_payload
+from he_fed.protocol.setup import build_client
 from he_fed.protocol.spec import ClientPlan, scheme_from_config, scheme_to_config
 from tests.conftest import FAST_SCHEMES, keys_for
+from tests.protocol.harness import signed_update
+
+_KEYHOLDER = Identity()
+
+
+def _ticket(round_id: int, task: Task, weights, center, scale, fingerprint: bytes) -> bytes:
+    """A round start signed by the test's key holder identity."""
+    unsigned = RoundStart(bytes(16), round_id, task, fingerprint, weights, center, scale)
+    signature = _KEYHOLDER.sign(ticket_payload(unsigned.signed_bytes()))
+    return encode(dataclasses.replace(unsigned, signature=signature))
 
 
 def _client(public: bytes, **kwargs) -> Client:
@@ -39,6 +56,7 @@ def _client(public: bytes, **kwargs) -> Client:
         X,
         y,
         public,
+        keyholder=_KEYHOLDER.public_bytes,
         model=model,
         local_epochs=3,
         classes=np.array([0, 1]),
@@ -51,7 +69,9 @@ def test_a_client_rebuilt_from_its_spec_sends_the_same_update():
     keys = keys_for("paillier")
     original = _client(keys.public.to_bytes())
     rebuilt = build_client(original.spec())
-    start = encode(RoundStart(0, Task.TRAIN, np.full(5, 0.1), np.zeros(4), np.ones(4)))
+    start = _ticket(
+        0, Task.TRAIN, np.full(5, 0.1), np.zeros(4), np.ones(4), keys.public.fingerprint
+    )
     sums = []
     for client in (original, rebuilt):
         update = decode(client.participate(start).update, EncryptedUpdate)
@@ -97,39 +117,43 @@ def test_an_insecure_scheme_needs_its_opt_in_on_the_other_side():
 
 
 def test_a_restored_key_holder_keeps_its_secret_its_registry_and_its_policy():
-    from he_fed.protocol import Identity, Receipt
-    from he_fed.protocol.receipts import digest, signed_payload
-
     keys = keys_for("paillier")
-    identity = Identity()
-    keyholder = KeyHolder(keys, min_clients=1, clients={"c": identity.public_bytes})
-
-    def aggregate(round_id: int) -> bytes:
-        vector = keys.public.encrypt(np.array([0.5, -0.25]), weight=4)
-        data = vector.to_bytes()
-        payload = signed_payload(
-            round=round_id,
-            task=Task.TRAIN,
-            client_id="c",
-            fingerprint=keys.public.fingerprint,
-            vector_digest=digest(data),
-            commitment_digest=digest(vector.commitment()),
-        )
-        receipt = Receipt("c", digest(data), vector.commitment(), identity.sign(payload))
-        return encode(EncryptedAggregate(round_id, Task.TRAIN, (receipt,), data))
-
-    keyholder.decrypt_aggregate(aggregate(0))
-    restored = restore_keyholder(
-        keyholder.secret_key_bytes(),
-        min_clients=1,
-        last_round=keyholder.last_round,
-        clients=keyholder.registered_clients(),
+    identity, mine = Identity(), Identity()
+    clients = {"c": identity.public_bytes, "d": Identity().public_bytes}
+    plan = RunPlan(n_features=1, standardize=False)
+    keyholder = KeyHolder(keys, plan=plan, min_clients=1, clients=clients, identity=mine)
+    signer = Client(
+        "c",
+        np.zeros((4, 1)),
+        np.zeros(4),
+        keys.public,
+        keyholder=mine.public_bytes,
+        model=LogisticRegressionGD(),
         allow_insecure=True,
     )
-    assert (restored.last_round, restored.min_clients) == (0, 1)
-    assert restored.registered_clients() == {"c": identity.public_bytes}
-    with pytest.raises(PolicyViolation, match="not newer"):
-        restored.decrypt_aggregate(aggregate(0))
-    answer = decode(restored.decrypt_aggregate(aggregate(1)), Aggregate)
+    signer._identity = identity
+
+    def aggregate(start: bytes) -> bytes:
+        vector = keys.public.encrypt(np.array([0.5, -0.25]), weight=4)
+        update = decode(signed_update(signer, start, vector), EncryptedUpdate)
+        receipt = Receipt("c", vector.commitment(), update.commitment_signature)
+        return encode(EncryptedAggregate(update.round, Task.TRAIN, (receipt,), update.vector))
+
+    first = keyholder.start_round()
+    keyholder.decrypt_aggregate(aggregate(first))
+    second = keyholder.start_round()
+    state = keyholder.export_state()
+    assert keys.secret.to_bytes() not in state and mine.private_bytes() not in state
+    restored = KeyHolder.restore(keys, mine, state)
+    assert restored.export_state() == state
+    assert (restored.last_round, restored.min_clients, restored.released) == (1, 1, 1)
+    assert restored.registered_clients() == clients
+    with pytest.raises(PolicyViolation, match="not the open round"):
+        restored.decrypt_aggregate(aggregate(first))
+    with pytest.raises(PolicyViolation, match="fixed at setup"):
+        restored.register("ghost", Identity().public_bytes)
+    answer = decode(restored.decrypt_aggregate(aggregate(second)), Aggregate)
     np.testing.assert_array_equal(answer.mean, [0.5, -0.25])
-    assert answer.total_weight == 4
+    np.testing.assert_array_equal(restored.model.weights, [1.0, -0.5])  # both releases
+    with pytest.raises(KeyMismatchError):
+        KeyHolder.restore(keys_for("paillier-packed"), mine, state)

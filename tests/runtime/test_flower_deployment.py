@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from he_fed import ExperimentConfig, run_experiment
-from he_fed.runtime.flower.app import write_app
+from he_fed.protocol import Identity
+from he_fed.runtime.flower.app import keyholder_policy, write_app
 from tests.runtime.tls_files import node_key, tls_files
 
 pytestmark = pytest.mark.slow
@@ -168,7 +169,20 @@ def _flwr_run(env: dict[str, str], app: Path, connection: str, result: Path) -> 
     return json.loads(result.read_text())
 
 
-NODE_CONFIGS = [f"partition-id={k}" for k in range(CLIENTS)] + ["role='keyholder'"]
+def node_configs(folder: Path, run: dict) -> list[str]:
+    """Client nodes that pinned the key holder's identity, and a key-holder node with
+    its own policy file and identity, as a deployment provisions them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    identity = Identity()
+    (folder / "keyholder.id").write_text(identity.private_bytes().hex())
+    keyholder_policy(run, trust_on_first_use=True).write(folder / "keyholder.json")
+    pin = identity.public_bytes.hex()
+    clients = [f"partition-id={k} keyholder-identity='{pin}'" for k in range(CLIENTS)]
+    return [
+        *clients,
+        f"role='keyholder' policy-file='{folder / 'keyholder.json'}' "
+        f"identity-file='{folder / 'keyholder.id'}'",
+    ]
 
 
 def test_a_loopback_deployment_trains_the_inprocess_model(deployment, tmp_path):
@@ -203,7 +217,7 @@ def test_a_loopback_deployment_trains_the_inprocess_model(deployment, tmp_path):
             "--node-config",
             config,
         )
-        for i, config in enumerate(NODE_CONFIGS)
+        for i, config in enumerate(node_configs(tmp_path / "provisioned", RUN))
     ]
     _wait_for_text(logs, "SuperNode ID", timeout=120)  # all four nodes have connected
 
@@ -242,7 +256,8 @@ def test_tls_and_supernode_authentication_as_the_readme_describes(deployment, tm
         str(link),
     )
     _wait_for_port(link, timeout=90)
-    node_keys = [node_key(tmp_path / "tls", f"node-{i}") for i in range(len(NODE_CONFIGS))]
+    configs = node_configs(tmp_path / "provisioned", run)
+    node_keys = [node_key(tmp_path / "tls", f"node-{i}") for i in range(len(configs))]
     for public in node_keys:
         register = subprocess.run(
             [str(BIN / "flwr"), "supernode", "register", str(public.with_suffix(".pub")), "secure"],
@@ -269,7 +284,7 @@ def test_tls_and_supernode_authentication_as_the_readme_describes(deployment, tm
             "--node-config",
             config,
         )
-        for i, (private, config) in enumerate(zip(node_keys, NODE_CONFIGS, strict=True))
+        for i, (private, config) in enumerate(zip(node_keys, configs, strict=True))
     ]
     # A node whose key was never registered, and one without TLS, are turned away.
     strangers = [

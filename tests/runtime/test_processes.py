@@ -13,9 +13,10 @@ from sklearn.datasets import load_breast_cancer
 from he_fed import FederatedLogisticRegression
 from he_fed.exceptions import ConfigurationError, ExecutorError
 from he_fed.models import LogisticRegressionGD
-from he_fed.protocol import Client, RoundStart, Task, encode
+from he_fed.protocol import Client, Identity
 from he_fed.runtime import InProcessExecutor, ProcessesExecutor
 from tests.conftest import keys_for
+from tests.protocol.harness import ticket
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,14 @@ def test_workers_are_spawned_not_forked_and_all_stop_on_close():
     assert not any(c.is_alive() for c in children)
 
 
+KEYHOLDER = Identity()
+FINGERPRINT = keys_for("paillier").public.fingerprint
+
+
+def _start() -> bytes:
+    return ticket(KEYHOLDER, 0, np.zeros(4), fingerprint=FINGERPRINT)
+
+
 def _clients(widths: list[int]) -> list[Client]:
     rng = np.random.default_rng(0)
     public = keys_for("paillier").public.to_bytes()
@@ -77,6 +86,7 @@ def _clients(widths: list[int]) -> list[Client]:
                 X,
                 labels,
                 public,
+                keyholder=KEYHOLDER.public_bytes,
                 model=model,
                 classes=np.array([0, 1]),
                 allow_insecure=True,
@@ -87,19 +97,22 @@ def _clients(widths: list[int]) -> list[Client]:
 
 def test_a_refusing_client_is_reported_in_order_and_the_others_go_on(executor):
     clients = _clients([3, 4, 3])  # the middle client disagrees on the model size
-    start = encode(RoundStart(0, Task.TRAIN, np.zeros(4), np.empty(0), np.empty(0)))
+    start = _start()
     got = executor.collect(clients, start)
-    expected = InProcessExecutor().collect(clients, start)
+    expected = InProcessExecutor().collect(_clients([3, 4, 3]), start)
     assert [r.client_id for r in got] == ["c0", "c1", "c2"]
     assert [r.error for r in got] == [r.error for r in expected]
     assert got[1].report is None and "weight vector of 4, not 5" in got[1].error
     assert got[0].report is not None and got[2].report is not None
+    # Each client's memory of the rounds it answered lives with its object here.
+    assert [c.last_round for c in clients] == [0, 0, 0]  # a failed attempt counts too
+    assert executor.collect(clients[:1], start)[0].error.startswith("client 'c0' already")
 
 
 def test_only_clients_with_a_portable_model_can_be_sent_to_a_worker(executor):
     client = _clients([3])[0]
     client._model = LogisticRegressionGD(random_state=np.random.RandomState(1))
-    start = encode(RoundStart(0, Task.TRAIN, np.zeros(4), np.empty(0), np.empty(0)))
+    start = _start()
     with pytest.raises(ConfigurationError, match="random_state"):
         executor.collect([client], start)
     with pytest.raises(ConfigurationError, match="Client objects"):
@@ -111,7 +124,7 @@ def test_a_dead_worker_is_an_executor_error_not_a_hang():
     try:
         children = _workers_of(pool)
         os.kill(children[0].pid, signal.SIGKILL)
-        start = encode(RoundStart(0, Task.TRAIN, np.zeros(4), np.empty(0), np.empty(0)))
+        start = _start()
         with pytest.raises(ExecutorError, match="died"):
             pool.collect(_clients([3, 3, 3, 3]), start)
     finally:

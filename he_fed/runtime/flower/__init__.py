@@ -9,8 +9,9 @@ he-fed role    Flower piece
 aggregator     the ServerApp (:class:`FlowerExecutor` drives the rounds from it);
                it holds the aggregation key only
 client         a SuperNode's ClientApp, holding its own data and the public key
-key holder     one designated SuperNode (``--node-config "role='keyholder'"``);
-               it generates the keys and never lets the secret key leave
+key holder     one designated SuperNode (``--node-config "role='keyholder'
+               policy-file='keyholder.json'"``); its keys and policy are its own,
+               it signs every round's ticket and never lets the secret key leave
 =============  ===============================================================
 
 * :func:`simulate` runs a federation on Flower's simulation engine in process
@@ -22,11 +23,13 @@ key holder     one designated SuperNode (``--node-config "role='keyholder'"``);
 from __future__ import annotations
 
 from he_fed.runtime.flower.nodes import make_client_app, node_role
+from he_fed.runtime.flower.policy import KeyHolderPolicy
 from he_fed.runtime.flower.server import FlowerExecutor, RemoteClient, RemoteKeyHolder
 from he_fed.runtime.flower.simulation import simulate
 
 __all__ = [
     "FlowerExecutor",
+    "KeyHolderPolicy",
     "RemoteClient",
     "RemoteKeyHolder",
     "make_client_app",

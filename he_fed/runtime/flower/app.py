@@ -32,14 +32,23 @@ from flwr.serverapp import Grid, ServerApp
 
 from he_fed.data import load_dataset
 from he_fed.exceptions import ConfigurationError
-from he_fed.experiment import ExperimentConfig, ExperimentData, experiment_data, run_experiment
+from he_fed.experiment import (
+    ExperimentConfig,
+    ExperimentData,
+    experiment_data,
+    make_estimator,
+    run_experiment,
+)
+from he_fed.protocol import RunPlan
 from he_fed.runtime.flower.nodes import make_client_app
+from he_fed.runtime.flower.policy import KeyHolderPolicy
 from he_fed.runtime.flower.server import REPLY_TIMEOUT_S, START_TIMEOUT_S, FlowerExecutor
 
 __all__ = [
     "RUN_CONFIG",
     "client",
     "config_from_run_config",
+    "keyholder_policy",
     "node_data",
     "server",
     "write_app",
@@ -97,6 +106,42 @@ def config_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
 @lru_cache(maxsize=2)
 def _shared_data(config: ExperimentConfig) -> ExperimentData:
     return experiment_data(config)
+
+
+def keyholder_policy(
+    run_config: dict[str, Any],
+    *,
+    trusted_clients: dict[str, bytes] | None = None,
+    trust_on_first_use: bool = False,
+) -> KeyHolderPolicy:
+    """The policy the key-holder node of a deployment of this run configuration needs.
+
+    Its operator writes it with :meth:`KeyHolderPolicy.write` and starts the node
+    with ``--node-config "role='keyholder' policy-file='keyholder.json'"``. The
+    node refuses a run whose ServerApp asks for another scheme or plan.
+
+    Parameters
+    ----------
+    run_config : dict
+        Run-config keys that differ from the app's defaults (as for ``flwr run``;
+        ``_`` may stand for ``-``, as in :func:`write_app`).
+    trusted_clients : mapping of str to bytes, optional
+        The clients' Ed25519 identities, provisioned out of band.
+    trust_on_first_use : bool, default=False
+        Without ``trusted_clients``, accept the identities the aggregator forwards.
+    """
+    given = {key.replace("_", "-"): value for key, value in run_config.items()}
+    config = config_from_run_config({**RUN_CONFIG, **given})
+    data = _shared_data(config)
+    sizes = [int(np.count_nonzero(data.groups == g)) for g in np.unique(data.groups)]
+    scheme = make_estimator(config, data.model).plan_scheme(sizes)
+    plan = RunPlan(
+        n_features=int(data.X_train.shape[1]),
+        server_lr=config.server_lr,
+        standardize=config.standardize,
+        standardize_target=config.standardize and data.model == "linear",
+    )
+    return KeyHolderPolicy(scheme, plan, config.min_clients, trusted_clients, trust_on_first_use)
 
 
 def node_data(context: Context) -> tuple[np.ndarray, np.ndarray]:

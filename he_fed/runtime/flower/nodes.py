@@ -3,28 +3,29 @@
 Every SuperNode runs the same ClientApp. What a node becomes is decided by the
 first he-fed message it accepts, and then fixed for the run:
 
-* a node that accepts ``hefed_keygen`` is **the key holder**. It generates the
-  keys itself, answers with the public and aggregation bytes only, and keeps the
-  secret key in its own node state (``context.state``), which Flower keeps in the
-  SuperNode's memory and never sends to the SuperLink. It then refuses to train;
+* a node that accepts ``hefed_keygen`` is **the key holder**. It builds its keys
+  and its policy from its *own* configuration (see
+  :mod:`he_fed.runtime.flower.policy`): in a deployment, the ``policy-file`` of
+  its node config, optionally with ``secret-key-file`` and ``identity-file``;
+  only in a simulation, where one person owns every node, from the message. It
+  answers with public material and its Ed25519 identity, keeps the secret key,
+  its identity and its state in the node state (``context.state``, which Flower
+  keeps in the SuperNode's memory and never sends), signs every round's ticket,
+  and refuses to train;
 * a node that accepts ``hefed_setup`` is **a client**. It loads its own data,
-  holds the public key, makes (or reads from ``--node-config
-  "identity-file='...'"``) its Ed25519 signing identity, keeps it in its node
-  state, answers with the public half, and from then on answers round starts with
-  encrypted, signed updates. It refuses to generate or hold keys.
+  pins the key holder's identity (``--node-config
+  "keyholder-identity='<hex>'"``; trust on first use only in a simulation or with
+  ``trust-on-first-use=true``), makes (or reads from ``identity-file``) its own
+  Ed25519 signing identity, and from then on answers only tickets signed by the
+  pinned key holder, each round once. It refuses to generate or hold keys.
 
-The key holder learns the clients' public identities through ``hefed_register``.
-That message comes through the ServerApp, which is the aggregator; an aggregator
-that swapped an identity for its own could forge receipts. In a deployment where
-the aggregator is not trusted that far, give the key-holder node
-``--node-config "trusted-clients='clients.txt'"``: a file of ``client-id
-hex-public-key`` lines provisioned out of band. The node then refuses any
-registration that differs from it.
+The key holder learns the clients' identities through ``hefed_register``, once,
+before its first ticket: with ``trusted-clients`` (in its policy or node config)
+every registration must match them; without, only under trust on first use.
 
 A node started with ``--node-config "role='keyholder'"`` (or ``role='client'``)
 refuses the other role from the start. Flower runs each message in a fresh
-process on the node, so every handler rebuilds its role from the node state
-with :mod:`he_fed.protocol.setup`.
+process on the node, so every handler rebuilds its role from the node state.
 """
 
 from __future__ import annotations
@@ -38,11 +39,19 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 
+from he_fed.crypto import load_secret
 from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation, ProtocolError
+from he_fed.protocol import KeyHolder, RunPlan, Task
 from he_fed.protocol.receipts import Identity
-from he_fed.protocol.setup import build_client, generate_keyholder, restore_keyholder
+from he_fed.protocol.setup import build_client
 from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config
 from he_fed.runtime.flower import records
+from he_fed.runtime.flower.policy import (
+    KeyHolderPolicy,
+    in_simulation,
+    read_identity_hex,
+    trusted_clients_file,
+)
 
 __all__ = ["DataSource", "make_client_app", "node_role"]
 
@@ -51,7 +60,6 @@ DataSource = Callable[[Context], tuple[np.ndarray, np.ndarray]]
 
 _CLIENT_STATE = "hefed.client"
 _KEYHOLDER_STATE = "hefed.keyholder"
-_REGISTRY_STATE = "hefed.registry"
 _PLAN = "plan."
 _Handler = Callable[[Message, Context], Message]
 
@@ -81,23 +89,91 @@ def _hello(message: Message, context: Context) -> Message:
     return records.reply(message, {"role": node_role(context), "partition-id": int(partition)})  # type: ignore[arg-type]
 
 
+def _policy(message_config: ConfigRecord, context: Context) -> KeyHolderPolicy:
+    """The key holder's policy: its own file in a deployment, the message only in a simulation."""
+    node = context.node_config
+    path = node.get("policy-file")
+    if path:
+        return KeyHolderPolicy.read(str(path))
+    if not in_simulation(node):
+        raise ConfigurationError(
+            "a key-holder node takes its policy from its own configuration: start it with "
+            "--node-config \"role='keyholder' policy-file='keyholder.json'\" "
+            "(see he_fed.runtime.flower.KeyHolderPolicy)"
+        )
+    min_clients = int(message_config["min-clients"])  # type: ignore[arg-type]
+    return KeyHolderPolicy(
+        scheme_from_config(message_config),
+        _plan_of(message_config),
+        min_clients or None,
+        trust_on_first_use=True,
+    )
+
+
+def _plan_of(config: Mapping[str, Any]) -> RunPlan:
+    return RunPlan(
+        int(config["n-features"]),
+        float(config["server-lr"]),
+        bool(config["standardize"]),
+        bool(config["standardize-target"]),
+    )
+
+
+def _node_identity(context: Context, what: str) -> Identity:
+    """This node's Ed25519 identity: from its provisioned ``identity-file``, or a fresh one."""
+    path = context.node_config.get("identity-file")
+    if not path:
+        return Identity()
+    try:
+        return Identity.from_private_bytes(bytes.fromhex(Path(str(path)).read_text().strip()))
+    except (OSError, ValueError):
+        raise ConfigurationError(f"cannot read the {what} identity-file {path!r}") from None
+
+
 def _keygen(message: Message, context: Context) -> Message:
-    """Become the key holder: generate keys here, answer with public material only."""
+    """Become the key holder: keys and policy of its own; answer with public material only."""
     if node_role(context) == "client" or _CLIENT_STATE in context.state:
         raise PolicyViolation("this node is a client; a client never holds the secret key")
     if _KEYHOLDER_STATE in context.state:
         raise ProtocolError("this node already generated this run's keys")
     config = records.config_of(message)
-    scheme = scheme_from_config(config)
+    policy = _policy(config, context)
+    asked = scheme_from_config(config)
+    if asked != policy.scheme or _plan_of(config) != policy.plan:
+        raise PolicyViolation(
+            "the key holder's scheme, plan and policy are its own; the ServerApp asked for "
+            f"{asked!r} and {_plan_of(config)!r}, the node's policy says {policy.scheme!r} "
+            f"and {policy.plan!r}"
+        )
     started = time.perf_counter()
-    keyholder = generate_keyholder(scheme, min_clients=int(config["min-clients"]))  # type: ignore[arg-type]
+    key_file = context.node_config.get("secret-key-file")
+    allow_insecure = bool(getattr(policy.scheme, "allow_insecure", False))
+    if key_file:
+        try:
+            raw = Path(str(key_file)).read_bytes()
+        except OSError:
+            raise ConfigurationError(f"cannot read secret-key-file {key_file!r}") from None
+        keys = load_secret(raw, allow_insecure=allow_insecure)
+        if keys.public.scheme != policy.scheme:
+            raise ConfigurationError("the secret-key-file's scheme differs from the policy's")
+    else:
+        keys = policy.scheme.keygen()
     keygen_s = time.perf_counter() - started
+    identity = _node_identity(context, "key holder's")
+    keyholder = KeyHolder(keys, plan=policy.plan, min_clients=policy.min_clients, identity=identity)
+    trusted = policy.trusted_clients
+    if trusted is None and context.node_config.get("trusted-clients"):
+        trusted = trusted_clients_file(str(context.node_config["trusted-clients"]))
     context.state[_KEYHOLDER_STATE] = ConfigRecord(
         {
             "secret-key": keyholder.secret_key_bytes(),
-            "min-clients": keyholder.min_clients,
-            "last-round": keyholder.last_round,
-            "allow-insecure": bool(config["allow-insecure"]),
+            "identity": identity.private_bytes(),
+            "state": keyholder.export_state(),
+            "allow-insecure": allow_insecure,
+            "trust-on-first-use": policy.trust_on_first_use,
+            "trusted-ids": sorted(trusted) if trusted is not None else [],
+            "trusted-keys": [trusted[c] for c in sorted(trusted)] if trusted is not None else [],
+            "provisioned": trusted is not None,
         }
     )
     return records.reply(
@@ -105,69 +181,84 @@ def _keygen(message: Message, context: Context) -> Message:
         {
             "public-key": keyholder.public_key_bytes(),
             "aggregation-key": keyholder.aggregation_key_bytes(),
+            "identity": keyholder.identity_bytes,
         },
         {"keygen-s": keygen_s},
     )
 
 
-def _trusted_clients(context: Context) -> dict[str, bytes] | None:
-    """The identities provisioned to this node out of band, if any."""
-    path = context.node_config.get("trusted-clients")
-    if not path:
-        return None
-    trusted: dict[str, bytes] = {}
-    try:
-        for line in Path(str(path)).read_text(encoding="utf-8").splitlines():
-            if line.strip() and not line.lstrip().startswith("#"):
-                client_id, key = line.split()
-                trusted[client_id] = bytes.fromhex(key)
-    except (OSError, ValueError):
-        raise ConfigurationError(f"cannot read trusted-clients file {path!r}") from None
-    return trusted
+def _restore(context: Context) -> KeyHolder:
+    if _KEYHOLDER_STATE not in context.state:
+        raise ProtocolError("this node holds no keys; it was never asked to generate them")
+    state = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
+    keys = load_secret(bytes(state["secret-key"]), allow_insecure=bool(state["allow-insecure"]))  # type: ignore[arg-type]
+    identity = Identity.from_private_bytes(bytes(state["identity"]))  # type: ignore[arg-type]
+    return KeyHolder.restore(keys, identity, bytes(state["state"]))  # type: ignore[arg-type]
+
+
+def _save(context: Context, keyholder: KeyHolder) -> None:
+    cast(ConfigRecord, context.state[_KEYHOLDER_STATE])["state"] = keyholder.export_state()
 
 
 def _register(message: Message, context: Context) -> Message:
-    """Record the clients' public identities (checked against a provisioned list, if any)."""
-    if _KEYHOLDER_STATE not in context.state:
-        raise ProtocolError("this node holds no keys; it was never asked to generate them")
+    """Record the clients' identities, once, before the first ticket."""
+    keyholder = _restore(context)
+    state = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
+    if keyholder.registered_clients() or keyholder.last_round >= 0:
+        raise ProtocolError("clients register once, at setup, before the first round")
     config = records.config_of(message)
     ids = [str(c) for c in config["client-ids"]]  # type: ignore[union-attr]
     keys = [bytes(k) for k in config["verify-keys"]]  # type: ignore[union-attr]
     if len(ids) != len(keys) or len(set(ids)) != len(ids):
         raise ProtocolError("a registration needs one public key per distinct client")
-    trusted = _trusted_clients(context)
-    if trusted is not None:
-        for client_id, key in zip(ids, keys, strict=False):
+    if bool(state["provisioned"]):
+        trusted = dict(
+            zip(
+                [str(c) for c in state["trusted-ids"]],  # type: ignore[union-attr]
+                [bytes(k) for k in state["trusted-keys"]],  # type: ignore[union-attr]
+                strict=True,
+            )
+        )
+        for client_id, key in zip(ids, keys, strict=True):
             if trusted.get(client_id) != key:
                 raise PolicyViolation(
                     f"client {client_id!r} is not registered with the identity this node "
                     "was provisioned with"
                 )
-    context.state[_REGISTRY_STATE] = ConfigRecord(dict(zip(ids, keys, strict=False)))
-    restored = _restore(context)  # refuses malformed keys now rather than at decryption
-    return records.reply(message, {"registered": len(restored.registered_clients())})
-
-
-def _restore(context: Context) -> Any:
-    state = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
-    registry = context.state.get(_REGISTRY_STATE)
-    return restore_keyholder(
-        state["secret-key"],  # type: ignore[arg-type]
-        min_clients=int(state["min-clients"]),  # type: ignore[arg-type]
-        last_round=int(state["last-round"]),  # type: ignore[arg-type]
-        clients={k: bytes(v) for k, v in registry.items()} if registry else None,  # type: ignore[union-attr, arg-type]
-        allow_insecure=bool(state["allow-insecure"]),
+    elif not bool(state["trust-on-first-use"]):
+        raise PolicyViolation(
+            "this key holder has no provisioned client identities (trusted-clients) and "
+            "does not trust on first use; it will not take identities from the aggregator"
+        )
+    for client_id, key in zip(ids, keys, strict=True):
+        keyholder.register(client_id, key)
+    _save(context, keyholder)
+    return records.reply(
+        message,
+        {"registered": len(keyholder.registered_clients()), "min-clients": keyholder.min_clients},
     )
 
 
-def _decrypt(message: Message, context: Context) -> Message:
-    """Decrypt an aggregate under the cohort policy, and remember the round."""
-    if _KEYHOLDER_STATE not in context.state:
-        raise ProtocolError("this node holds no keys; it was never asked to generate them")
-    state = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
+def _ticket(message: Message, context: Context) -> Message:
+    """Sign the next round's ticket (the key holder decides whether it may run)."""
     keyholder = _restore(context)
-    aggregate = keyholder.decrypt_aggregate(records.config_of(message)["encrypted-aggregate"])  # type: ignore[arg-type]
-    state["last-round"] = keyholder.last_round
+    task = records.config_of(message)["task"]
+    try:
+        ticket = keyholder.start_round(Task(str(task)))
+    finally:
+        _save(context, keyholder)
+    return records.reply(message, {"ticket": ticket})
+
+
+def _decrypt(message: Message, context: Context) -> Message:
+    """Decrypt an aggregate under the key holder's policy; every attempt is remembered."""
+    keyholder = _restore(context)
+    try:
+        aggregate = keyholder.decrypt_aggregate(
+            records.config_of(message)["encrypted-aggregate"]  # type: ignore[arg-type]
+        )
+    finally:
+        _save(context, keyholder)
     return records.reply(message, {"aggregate": aggregate})
 
 
@@ -183,19 +274,29 @@ def _client_spec(state: Mapping[str, Any], data: tuple[np.ndarray, np.ndarray]) 
         y,
         bytes(state["public-key"]),
         plan,
+        keyholder=bytes(state["keyholder"]),
         signing_key=None if signing_key is None else bytes(signing_key),
+        last_round=int(state["last-round"]),
     )
 
 
-def _identity(context: Context) -> Identity:
-    """This client's signing identity: from its provisioned file, or a fresh one."""
-    path = context.node_config.get("identity-file")
-    if not path:
-        return Identity()
-    try:
-        return Identity.from_private_bytes(bytes.fromhex(open(str(path)).read().strip()))
-    except (OSError, ValueError):
-        raise ConfigurationError(f"cannot read identity-file {path!r}") from None
+def _pinned_keyholder(context: Context, offered: bytes) -> bytes:
+    """The key holder identity this client trusts: pinned, or (only if allowed) the offered one."""
+    node = context.node_config
+    pinned = node.get("keyholder-identity")
+    if pinned:
+        identity = read_identity_hex(str(pinned), "keyholder-identity")
+        if offered != identity:
+            raise PolicyViolation(
+                "the setup names a key holder other than the one this node pinned"
+            )
+        return identity
+    if in_simulation(node) or bool(node.get("trust-on-first-use", False)):
+        return offered
+    raise ConfigurationError(
+        "a client node trusts only the key holder it was provisioned with: start it with "
+        "--node-config \"keyholder-identity='<64 hex digits>'\" (or trust-on-first-use=true)"
+    )
 
 
 def _make_setup(data: DataSource) -> _Handler:
@@ -204,11 +305,13 @@ def _make_setup(data: DataSource) -> _Handler:
         if node_role(context) == "keyholder" or _KEYHOLDER_STATE in context.state:
             raise PolicyViolation("this node is the key holder; it does not train as a client")
         config = records.config_of(message)
-        identity = _identity(context)
+        identity = _node_identity(context, "client's")
         state: dict[str, Any] = {
             "client-id": str(config["client-id"]),
             "public-key": config["public-key"],
             "signing-key": identity.private_bytes(),  # stays in this node's state
+            "keyholder": _pinned_keyholder(context, bytes(config["keyholder-identity"])),  # type: ignore[arg-type]
+            "last-round": -1,
         }
         state.update({key: value for key, value in config.items() if key.startswith(_PLAN)})
         spec = _client_spec(state, data(context))
@@ -226,11 +329,15 @@ def _make_round(data: DataSource) -> _Handler:
         """Answer a round start with an encrypted update."""
         if _CLIENT_STATE not in context.state:
             raise ProtocolError("this node was not set up as a client in this run")
-        client = build_client(_client_spec(context.state[_CLIENT_STATE], data(context)))
-        report = client.participate(records.config_of(message)["round-start"])  # type: ignore[arg-type]
+        state = cast(ConfigRecord, context.state[_CLIENT_STATE])
+        client = build_client(_client_spec(state, data(context)))
+        try:
+            report = client.participate(records.config_of(message)["round-start"])  # type: ignore[arg-type]
+        finally:
+            state["last-round"] = client.last_round  # an attempt counts
         return records.reply(
             message,
-            {"update": report.update},
+            {"update": report.update, "round": report.round},
             {
                 "train-s": report.train_s,
                 "encrypt-s": report.encrypt_s,
@@ -262,5 +369,6 @@ def make_client_app(data: DataSource) -> ClientApp:
     app.train(records.SETUP.split(".")[1])(_refusing(_make_setup(data)))
     app.train(records.ROUND.split(".")[1])(_refusing(_make_round(data)))
     app.train(records.REGISTER.split(".")[1])(_refusing(_register))
+    app.train(records.TICKET.split(".")[1])(_refusing(_ticket))
     app.train(records.DECRYPT.split(".")[1])(_refusing(_decrypt))
     return app

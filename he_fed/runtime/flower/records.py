@@ -34,6 +34,7 @@ __all__ = [
     "REGISTER",
     "ROUND",
     "SETUP",
+    "TICKET",
     "config_of",
     "error_reply",
     "metrics_of",
@@ -48,6 +49,7 @@ SETUP = "train.hefed_setup"
 ROUND = "train.hefed_round"
 DECRYPT = "train.hefed_decrypt"
 REGISTER = "train.hefed_register"
+TICKET = "train.hefed_ticket"
 
 #: Record names inside a message's RecordDict.
 CONFIG = "hefed"

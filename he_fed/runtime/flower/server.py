@@ -31,11 +31,12 @@ from flwr.serverapp import Grid
 
 from he_fed.crypto import PublicKey, load_public
 from he_fed.exceptions import ConfigurationError, ExecutorError, ProtocolError
+from he_fed.protocol import Task
 from he_fed.protocol.client import ClientReport
-from he_fed.protocol.federation import Federation
 from he_fed.protocol.setup import build_aggregator
 from he_fed.protocol.spec import FederationSetup, scheme_to_config
 from he_fed.runtime.base import ClientHandle, ClientResult
+from he_fed.runtime.federation import Federation
 from he_fed.runtime.flower import records
 
 __all__ = ["FlowerExecutor", "RemoteClient", "RemoteKeyHolder"]
@@ -73,8 +74,11 @@ class RemoteKeyHolder:
         The key-holder node.
     public_key, aggregation_key : bytes
         The public material the node sent.
+    identity : bytes
+        The node's Ed25519 identity, which signs the round tickets.
     min_clients : int
-        The node's cohort policy (the round logic skips smaller rounds itself).
+        The node's cohort policy, as it reported it (the round logic skips smaller
+        rounds itself; the node enforces its own policy regardless).
     allow_insecure : bool, default=False
         Accept public material below the security bar.
     """
@@ -86,6 +90,7 @@ class RemoteKeyHolder:
         public_key: bytes,
         aggregation_key: bytes,
         *,
+        identity: bytes,
         min_clients: int,
         allow_insecure: bool = False,
     ) -> None:
@@ -97,6 +102,7 @@ class RemoteKeyHolder:
         self._public = key
         self._public_bytes = public_key
         self._aggregation_bytes = aggregation_key
+        self.identity_bytes = identity
         self.min_clients = min_clients
 
     @property
@@ -111,6 +117,17 @@ class RemoteKeyHolder:
     def aggregation_key_bytes(self) -> bytes:
         """Encoded aggregation material, as the node sent it."""
         return self._aggregation_bytes
+
+    def start_round(self, task: Task) -> bytes:
+        """Ask the key-holder node for the next round's signed ticket.
+
+        Raises
+        ------
+        PolicyViolation, ProtocolError
+            If the node's policy refuses the task (as a local key holder would).
+        """
+        answer, _ = self._executor.ask(self.node_id, records.TICKET, {"task": Task(task).value})
+        return bytes(answer["ticket"])
 
     def decrypt_aggregate(self, data: bytes) -> bytes:
         """Send an encoded encrypted aggregate to the key-holder node; return its answer.
@@ -243,17 +260,35 @@ class FlowerExecutor:
         """
         self.start()
         keyholder_node, client_nodes = self._assign(len(setup.client_ids))
-        keygen = {**scheme_to_config(setup.scheme), "min-clients": setup.min_clients}
+        plan = setup.run_plan
+        # What the ServerApp expects. A deployed key-holder node takes its policy from
+        # its own file and refuses a request that differs; only a simulated one,
+        # whose nodes all belong to the person running it, takes it from here.
+        keygen = {
+            **scheme_to_config(setup.scheme),
+            "min-clients": setup.min_clients or 0,
+            "n-features": plan.n_features,
+            "server-lr": plan.server_lr,
+            "standardize": plan.standardize,
+            "standardize-target": plan.standardize_target,
+        }
         answer, metrics = self.ask(keyholder_node, records.KEYGEN, keygen)
         public, aggregation = bytes(answer["public-key"]), bytes(answer["aggregation-key"])
-        aggregator = build_aggregator(aggregation, setup)
-        plan = {f"plan.{key}": value for key, value in setup.plan.to_config().items()}
+        identity = bytes(answer["identity"])
+        aggregator = build_aggregator(aggregation, identity, setup)
+        client_plan = {f"plan.{key}": value for key, value in setup.plan.to_config().items()}
         clients = [
             RemoteClient(client_id, client_nodes[index])
             for index, client_id in enumerate(setup.client_ids)
         ]
         requests = {
-            c.node_id: {"client-id": c.client_id, "public-key": public, **plan} for c in clients
+            c.node_id: {
+                "client-id": c.client_id,
+                "public-key": public,
+                "keyholder-identity": identity,
+                **client_plan,
+            }
+            for c in clients
         }
         replies = self.exchange(records.SETUP, requests, group="setup")
         identities: dict[str, bytes] = {}
@@ -269,7 +304,7 @@ class FlowerExecutor:
         # checks them against its provisioned list, if it was given one).
         for client_id, verify_key in identities.items():
             aggregator.register(client_id, verify_key)
-        self.ask(
+        registered, _ = self.ask(
             keyholder_node,
             records.REGISTER,
             {"client-ids": list(identities), "verify-keys": list(identities.values())},
@@ -279,7 +314,8 @@ class FlowerExecutor:
             keyholder_node,
             public,
             aggregation,
-            min_clients=setup.min_clients,
+            identity=identity,
+            min_clients=int(registered["min-clients"]),  # type: ignore[arg-type]
             allow_insecure=setup.plan.allow_insecure,
         )
         return Federation(remote, aggregator, clients, self, float(metrics.get("keygen-s", 0.0)))
@@ -359,6 +395,7 @@ class FlowerExecutor:
             else:
                 config, metrics = records.config_of(reply), records.metrics_of(reply)
                 report = ClientReport(
+                    int(config["round"]),  # type: ignore[arg-type]
                     bytes(config["update"]),  # type: ignore[arg-type]
                     records.number(metrics, "train-s"),
                     records.number(metrics, "encrypt-s"),

@@ -26,8 +26,8 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
 from he_fed.exceptions import ConfigurationError, ExecutorError
-from he_fed.protocol.federation import Federation
 from he_fed.protocol.spec import FederationSetup
+from he_fed.runtime.federation import Federation
 from he_fed.runtime.flower.nodes import make_client_app
 from he_fed.runtime.flower.server import FlowerExecutor
 from he_fed.runtime.launch import run_federation

@@ -1,4 +1,11 @@
-"""Round logic: wiring the three roles together and running rounds through an executor."""
+"""The round driver: the three roles wired together, rounds run through an executor.
+
+It lives above the roles and the transport, as Flower's ``Strategy.start`` does:
+:mod:`he_fed.protocol` holds the roles and their messages, :mod:`he_fed.runtime`
+the executors and this loop. The driver decides nothing the key holder has not
+signed: each round starts from the key holder's ticket, and only the key holder
+decides what is released.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +18,16 @@ from typing import Protocol
 import numpy as np
 
 from he_fed.crypto import PublicKey, Scheme
-from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation
+from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation, TrainingDiverged
 from he_fed.models._gd import BaseGD
 from he_fed.protocol.aggregator import Aggregator
-from he_fed.protocol.messages import Aggregate, Task, decode
+from he_fed.protocol.messages import Task
 from he_fed.protocol.setup import build_aggregator, build_client, generate_keyholder
 from he_fed.protocol.spec import ClientSpec, FederationSetup
 from he_fed.runtime.base import ClientHandle, Executor
 from he_fed.runtime.inprocess import InProcessExecutor
 
-__all__ = ["Federation", "KeyHolderRole", "RoundOutcome"]
+__all__ = ["PHASES", "Federation", "KeyHolderRole", "RoundOutcome"]
 
 log = logging.getLogger("he_fed")
 
@@ -53,8 +60,6 @@ class RoundOutcome:
         Bytes of the round start each client downloads.
     clipped : int
         Values clipped to the plan's bound, over all clients.
-    total_weight : int
-        Sum of the contributors' sample counts.
     skipped : str or None
         Why the round changed nothing, if it did not.
     wall_s : float
@@ -72,7 +77,6 @@ class RoundOutcome:
     bytes_up: int
     bytes_down: int
     clipped: int
-    total_weight: int = 0
     skipped: str | None = None
     wall_s: float = 0.0
 
@@ -82,7 +86,15 @@ class KeyHolderRole(Protocol):
     :class:`~he_fed.protocol.keyholder.KeyHolder`, or a proxy that forwards the
     bytes to a key holder elsewhere (a Flower node)."""
 
-    min_clients: int
+    @property
+    def min_clients(self) -> int:
+        """The smallest cohort the key holder decrypts."""
+        ...
+
+    @property
+    def identity_bytes(self) -> bytes:
+        """The key holder's Ed25519 public key, which signs the round tickets."""
+        ...
 
     @property
     def public_key(self) -> PublicKey:
@@ -95,6 +107,10 @@ class KeyHolderRole(Protocol):
 
     def aggregation_key_bytes(self) -> bytes:
         """Encoded aggregation material, for the aggregator."""
+        ...
+
+    def start_round(self, task: Task) -> bytes:
+        """The signed ticket (an encoded :class:`RoundStart`) of the next round."""
         ...
 
     def decrypt_aggregate(self, data: bytes) -> bytes:
@@ -128,7 +144,7 @@ class Federation:
         model: BaseGD,
         local_epochs: int = 1,
         classes: np.ndarray | None = None,
-        min_clients: int = 2,
+        min_clients: int | None = None,
         server_lr: float = 1.0,
         standardize: bool = True,
         client_ids: Sequence[str] | None = None,
@@ -188,15 +204,19 @@ class Federation:
                 f"{len(partitions)} partitions for {len(setup.client_ids)} client ids"
             )
         t0 = time.perf_counter()
-        keyholder = generate_keyholder(setup.scheme, min_clients=setup.min_clients)
+        keyholder = generate_keyholder(setup)
         keygen_s = time.perf_counter() - t0
-        aggregator = build_aggregator(keyholder.aggregation_key_bytes(), setup)
+        pinned = keyholder.identity_bytes
+        aggregator = build_aggregator(keyholder.aggregation_key_bytes(), pinned, setup)
         public = keyholder.public_key_bytes()
         clients = [
-            build_client(ClientSpec(cid, X, y, public, setup.plan))
+            build_client(ClientSpec(cid, X, y, public, setup.plan, keyholder=pinned))
             for cid, (X, y) in zip(setup.client_ids, partitions, strict=True)
         ]
-        for client in clients:  # setup: every identity is registered with both parties
+        # Setup, in one trust domain: each client pins the key holder's identity, and
+        # every client identity is registered with both parties before the first
+        # ticket fixes the key holder's registry.
+        for client in clients:
             keyholder.register(client.client_id, client.verify_key)
             aggregator.register(client.client_id, client.verify_key)
         return cls(keyholder, aggregator, clients, executor or InProcessExecutor(), keygen_s)
@@ -218,10 +238,11 @@ class Federation:
         for too small a cohort changes nothing and is reported as skipped.
         """
         round_started = time.perf_counter()
+        task = Task(task)
         chosen = set(participants) if participants is not None else None
         asked = [c for c in self.clients if chosen is None or c.client_id in chosen]
         absent = tuple(c.client_id for c in self.clients if c not in asked)
-        start = self.aggregator.start_round(task)
+        start = self.aggregator.open_round(self.keyholder.start_round(task))
         results = self.executor.collect(asked, start)
         timings = dict.fromkeys(PHASES, 0.0)
         failures: dict[str, str] = {}
@@ -250,7 +271,7 @@ class Federation:
         contributors = self.aggregator.contributors
         outcome = dict(
             round=self.aggregator.round,
-            task=Task(task),
+            task=task,
             contributors=contributors,
             failures=failures,
             absent=absent,
@@ -263,7 +284,7 @@ class Federation:
                 f"only {len(contributors)} contribution(s); the key holder requires "
                 f"{self.keyholder.min_clients}"
             )
-            log.warning("round %d skipped: %s", self.aggregator.round, reason)
+            log.warning("%s round %d skipped: %s", task.value, self.aggregator.round, reason)
             wall = time.perf_counter() - round_started
             return RoundOutcome(timings=timings, skipped=reason, wall_s=wall, **outcome)  # type: ignore[arg-type]
         t0 = time.perf_counter()
@@ -272,15 +293,19 @@ class Federation:
         t0 = time.perf_counter()
         try:
             plain = self.keyholder.decrypt_aggregate(encrypted)
-        except PolicyViolation as exc:
+        except TrainingDiverged:
+            raise
+        except HEFedError as exc:
+            # Refused (policy) or rejected (an out-of-range sum from a malicious
+            # client, a tampered ciphertext): the round is lost, the run goes on.
             timings["decrypt"] += time.perf_counter() - t0
+            log.warning("%s round %d skipped: %s", task.value, self.aggregator.round, exc)
             wall = time.perf_counter() - round_started
             return RoundOutcome(timings=timings, skipped=str(exc), wall_s=wall, **outcome)  # type: ignore[arg-type]
         timings["decrypt"] += time.perf_counter() - t0
         self.aggregator.apply(plain)
-        weight = decode(plain, Aggregate).total_weight
         wall = time.perf_counter() - round_started
-        return RoundOutcome(timings=timings, total_weight=weight, wall_s=wall, **outcome)  # type: ignore[arg-type]
+        return RoundOutcome(timings=timings, wall_s=wall, **outcome)  # type: ignore[arg-type]
 
     def standardize(self) -> list[RoundOutcome]:
         """Compute the global feature mean and scale from two encrypted sums.
@@ -326,7 +351,7 @@ class Federation:
         """
         if not 0.0 <= dropout < 1.0:
             raise ConfigurationError("dropout must be in [0, 1)")
-        if self.aggregator.standardize and self.aggregator.center is None:
+        if self.aggregator.plan.standardize and self.aggregator.center is None:
             self.setup_outcomes = self.standardize()
         rng = np.random.default_rng(random_state)
         outcomes = []

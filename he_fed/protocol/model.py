@@ -1,0 +1,190 @@
+"""The global model as a function of the run plan and the released aggregates.
+
+The key holder owns the rounds: before it signs a round ticket it computes the
+global model that the ticket carries, from two things only:
+
+* the public :class:`RunPlan` (the number of features, the server step, whether
+  features and target are standardised), fixed before the first round, and
+* the aggregates it has itself released, in order.
+
+So an aggregator cannot hand clients a model of its choosing, and it cannot get two
+releases under the same model: every release moves the model (a statistics round
+fixes the standardisation, a training round moves the weights by
+``server_lr · mean``), and each ticket is decrypted at most once. That is what
+stops the differencing attack in which the same round start is sent twice, once
+to everyone and once to everyone but a victim. The aggregator runs the same
+:class:`GlobalModel` on the same releases, so both sides agree without trust.
+
+The order of tasks is fixed too: with standardisation, :attr:`Task.MAGNITUDE` and
+then :attr:`Task.MOMENTS`, each released once per federation, then training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from he_fed.exceptions import (
+    ConfigurationError,
+    PolicyViolation,
+    ProtocolError,
+    ShapeMismatchError,
+    TrainingDiverged,
+)
+from he_fed.protocol import tasks
+from he_fed.protocol.messages import Task
+
+__all__ = ["GlobalModel", "RunPlan"]
+
+#: Weights on standardised data beyond this mean the model has diverged.
+_DIVERGED = 1e12
+#: The smallest server step the key holder accepts: a step near zero would keep
+#: the model (nearly) fixed across releases, which the differencing defence needs
+#: to move.
+MIN_SERVER_LR = 1e-3
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The public description of a run that fixes every round's global model.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of model features (updates hold one more value, the intercept).
+    server_lr : float, default=1.0
+        Server step: ``w <- w + server_lr * mean_update``. At least
+        ``MIN_SERVER_LR`` and at most 100.
+    standardize : bool, default=True
+        Standardise features with federated statistics before training.
+    standardize_target : bool, default=False
+        Standardise the target too (regression).
+    """
+
+    n_features: int
+    server_lr: float = 1.0
+    standardize: bool = True
+    standardize_target: bool = False
+
+    def __post_init__(self) -> None:
+        n = self.n_features
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ConfigurationError(f"n_features must be a positive integer, got {n!r}")
+        object.__setattr__(self, "n_features", int(n))
+        lr = self.server_lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)):
+            raise ConfigurationError(f"server_lr must be a number, got {lr!r}")
+        if not (math.isfinite(lr) and MIN_SERVER_LR <= lr <= 100):
+            raise ConfigurationError(f"server_lr must be in [{MIN_SERVER_LR:g}, 100], got {lr!r}")
+        object.__setattr__(self, "server_lr", float(lr))
+        for name in ("standardize", "standardize_target"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(f"{name} must be a bool")
+        if self.standardize_target and not self.standardize:
+            raise ConfigurationError("standardize_target needs standardize")
+
+    @property
+    def n_columns(self) -> int:
+        """Columns whose statistics are computed: the features, plus the target if standardised."""
+        return self.n_features + int(self.standardize_target)
+
+    def vector_size(self, task: Task) -> int:
+        """Length of the vector every client sends for ``task``."""
+        return tasks.vector_size(task, self.n_features, self.n_columns)
+
+
+class GlobalModel:
+    """The global state a run's releases determine: weights and standardisation.
+
+    Parameters
+    ----------
+    plan : RunPlan
+        The run plan.
+
+    Attributes
+    ----------
+    weights : ndarray of shape (n_features + 1,)
+        Global weights on standardised features (coefficients, then intercept).
+    center, scale : ndarray of shape (n_columns,) or None
+        Federated standardisation, once computed.
+    prescale : ndarray of shape (n_columns,) or None
+        The pre-scale from the magnitude round, once released.
+    """
+
+    def __init__(self, plan: RunPlan) -> None:
+        self.plan = plan
+        self.weights = np.zeros(plan.n_features + 1)
+        self.center: np.ndarray | None = None
+        self.scale: np.ndarray | None = None
+        self.prescale: np.ndarray | None = None
+
+    def check_task(self, task: Task) -> None:
+        """Raise unless ``task`` may be ticketed now.
+
+        Raises
+        ------
+        PolicyViolation
+            If a statistics task was already released, or the plan does not
+            standardise (statistics are released once per federation, and only
+            when needed).
+        ProtocolError
+            If a task comes before the one it depends on.
+        """
+        task = Task(task)
+        if task is Task.TRAIN:
+            if self.plan.standardize and self.center is None:
+                raise ProtocolError("standardisation statistics must be computed before training")
+            return
+        if not self.plan.standardize:
+            raise PolicyViolation(f"this run does not standardise; no {task.value} round is run")
+        if task is Task.MAGNITUDE and self.prescale is not None:
+            raise PolicyViolation("the magnitude statistics were released; they run once")
+        if task is Task.MOMENTS:
+            if self.prescale is None:
+                raise ProtocolError("the magnitude round must come before the moments round")
+            if self.center is not None:
+                raise PolicyViolation("the moments statistics were released; they run once")
+
+    def ticket_fields(self, task: Task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(weights, center, scale)`` that a round of ``task`` starts from."""
+        empty = np.empty(0)
+        if task is Task.TRAIN:
+            center = self.center if self.center is not None else empty
+            scale = self.scale if self.scale is not None else empty
+            return self.weights, center, scale
+        if task is Task.MOMENTS:
+            assert self.prescale is not None
+            return empty, empty, self.prescale
+        return empty, empty, empty
+
+    def apply(self, task: Task, mean: np.ndarray) -> None:
+        """Move the state by a released mean.
+
+        Raises
+        ------
+        ShapeMismatchError
+            If the mean has the wrong length for ``task``.
+        TrainingDiverged
+            If training pushed a weight beyond any sensible magnitude.
+        """
+        size = self.plan.vector_size(task)
+        if mean.size != size:
+            raise ShapeMismatchError(f"aggregate has {mean.size} values, expected {size}")
+        if task is Task.TRAIN:
+            weights = self.weights + self.plan.server_lr * mean
+            if not np.all(np.abs(weights) < _DIVERGED):
+                raise TrainingDiverged(
+                    "the global model diverged; lower the learning rate or local epochs"
+                )
+            self.weights = weights
+        elif task is Task.MAGNITUDE:
+            self.prescale = tasks.prescale(mean)
+        else:
+            assert self.prescale is not None
+            self.center, self.scale = tasks.standardization(mean, self.prescale)
+
+    def raw_model(self) -> tuple[np.ndarray, float]:
+        """``(coef, intercept)`` of the global model on raw (unstandardised) features."""
+        return tasks.to_raw(self.weights, self.center, self.scale)

@@ -1,0 +1,191 @@
+"""A key-holder node's own policy, and how Flower nodes tell a simulation from a deployment.
+
+On Flower the ServerApp is the aggregator, so nothing that decides what the key
+holder releases, or whom the clients trust, may come from its messages:
+
+* the **key holder's policy** (scheme and key size, insecure opt-ins, the
+  minimum cohort, the run plan that fixes every round's global model, the
+  registered clients) is a :class:`KeyHolderPolicy`. In a deployment the
+  key-holder node reads it from a JSON file named in its own node config
+  (``--node-config "role='keyholder' policy-file='keyholder.json'"``), written
+  with :meth:`KeyHolderPolicy.write`. In a simulation, the person running it
+  owns every node, and the policy comes from the simulation's own description.
+* a **client node** encrypts only under keys named in tickets signed by the key
+  holder whose Ed25519 identity it pinned: ``--node-config
+  "keyholder-identity='<64 hex digits>'"``. Trusting the identity that arrives
+  with the setup message (trust on first use) happens only in a simulation, or
+  with ``trust-on-first-use=true`` in the node's own config.
+
+A node is in a simulation when Flower's simulation engine made it: its node
+config then holds ``num-partitions``, which a deployed SuperNode's does not
+unless its operator says so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from he_fed.crypto import Scheme
+from he_fed.exceptions import ConfigurationError, HEFedError
+from he_fed.protocol.model import RunPlan
+from he_fed.protocol.spec import FederationSetup, scheme_from_config, scheme_to_config
+
+__all__ = ["KeyHolderPolicy", "in_simulation", "read_identity_hex", "trusted_clients_file"]
+
+_VERSION = 1
+
+
+def in_simulation(node_config: Mapping[str, Any]) -> bool:
+    """Whether Flower's simulation engine made this node (it sets ``num-partitions``)."""
+    return "num-partitions" in node_config
+
+
+def read_identity_hex(text: str, what: str) -> bytes:
+    """32 bytes from 64 hex digits.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``text`` is not 64 hex digits.
+    """
+    try:
+        raw = bytes.fromhex(str(text).strip())
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigurationError(f"{what} must be 64 hex digits (32 bytes)")
+    return raw
+
+
+def trusted_clients_file(path: str | Path) -> dict[str, bytes]:
+    """Client identities provisioned out of band: ``client-id hex-public-key`` per line.
+
+    Raises
+    ------
+    ConfigurationError
+        If the file cannot be read or a line is malformed.
+    """
+    trusted: dict[str, bytes] = {}
+    try:
+        for line in Path(str(path)).read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                client_id, key = line.split()
+                trusted[client_id] = read_identity_hex(key, f"the key of {client_id!r}")
+    except (OSError, ValueError):
+        raise ConfigurationError(f"cannot read trusted-clients file {str(path)!r}") from None
+    return trusted
+
+
+@dataclass(frozen=True)
+class KeyHolderPolicy:
+    """Everything a key holder decides by itself.
+
+    Parameters
+    ----------
+    scheme : Scheme
+        Scheme, key size and encoding plan (with its insecure opt-in, if any).
+    plan : RunPlan
+        The run plan that fixes every round's global model.
+    min_clients : int, optional
+        Smallest cohort decrypted (default: a majority of the registered clients).
+    trusted_clients : mapping of str to bytes, optional
+        Client identities provisioned out of band; registrations must match them.
+    trust_on_first_use : bool, default=False
+        Without ``trusted_clients``, accept the identities the aggregator
+        forwards once, at setup. Named for what it is: an aggregator that
+        substitutes its own identities can then sign receipts for ciphertexts
+        it made.
+    """
+
+    scheme: Scheme
+    plan: RunPlan
+    min_clients: int | None = None
+    trusted_clients: Mapping[str, bytes] | None = field(default=None, compare=False)
+    trust_on_first_use: bool = False
+
+    @classmethod
+    def for_simulation(cls, setup: FederationSetup) -> KeyHolderPolicy:
+        """The policy of a simulated federation, where one person owns every node."""
+        return cls(setup.scheme, setup.run_plan, setup.min_clients, None, trust_on_first_use=True)
+
+    def to_json(self) -> str:
+        """The policy as versioned JSON (no secret is in it)."""
+        plan = self.plan
+        data = {
+            "he-fed-keyholder-policy": _VERSION,
+            "scheme": scheme_to_config(self.scheme),
+            "n-features": plan.n_features,
+            "server-lr": plan.server_lr,
+            "standardize": plan.standardize,
+            "standardize-target": plan.standardize_target,
+            "min-clients": self.min_clients,
+            "trusted-clients": None
+            if self.trusted_clients is None
+            else {cid: key.hex() for cid, key in sorted(self.trusted_clients.items())},
+            "trust-on-first-use": self.trust_on_first_use,
+        }
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    def write(self, path: str | Path) -> Path:
+        """Write :meth:`to_json` to ``path`` (for ``policy-file`` in a node config)."""
+        target = Path(path)
+        target.write_text(self.to_json() + "\n", encoding="utf-8")
+        return target
+
+    @classmethod
+    def from_json(cls, text: str) -> KeyHolderPolicy:
+        """Read a policy written by :meth:`to_json`.
+
+        Raises
+        ------
+        ConfigurationError
+            If the text is not a valid policy.
+        """
+        try:
+            data = json.loads(text)
+            if data.get("he-fed-keyholder-policy") != _VERSION:
+                raise ConfigurationError("not a version-1 he-fed key holder policy")
+            scheme = scheme_from_config(data["scheme"])
+            plan = RunPlan(
+                int(data["n-features"]),
+                float(data["server-lr"]),
+                bool(data["standardize"]),
+                bool(data["standardize-target"]),
+            )
+            trusted = data.get("trusted-clients")
+            min_clients = data.get("min-clients")
+            return cls(
+                scheme,
+                plan,
+                None if min_clients is None else int(min_clients),
+                None
+                if trusted is None
+                else {
+                    str(cid): read_identity_hex(key, f"the key of {cid!r}")
+                    for cid, key in trusted.items()
+                },
+                bool(data.get("trust-on-first-use", False)),
+            )
+        except ConfigurationError:
+            raise
+        except (HEFedError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigurationError(f"invalid key holder policy: {exc}") from None
+
+    @classmethod
+    def read(cls, path: str | Path) -> KeyHolderPolicy:
+        """Read a policy file.
+
+        Raises
+        ------
+        ConfigurationError
+            If it cannot be read or is not a valid policy.
+        """
+        try:
+            text = Path(str(path)).read_text(encoding="utf-8")
+        except OSError:
+            raise ConfigurationError(f"cannot read policy-file {str(path)!r}") from None
+        return cls.from_json(text)

@@ -1,0 +1,117 @@
+"""Roles wired by hand, as an attacker or a test would wire them.
+
+Every helper uses only what the role it plays holds: ``signed_update`` signs with
+a client's own identity, ``open_round`` forwards the key holder's ticket.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from he_fed.models import LogisticRegressionGD
+from he_fed.protocol import (
+    Aggregator,
+    Client,
+    EncryptedUpdate,
+    Identity,
+    KeyHolder,
+    RoundStart,
+    RunPlan,
+    Task,
+    decode,
+    encode,
+)
+from he_fed.protocol.receipts import commitment_payload, digest, ticket_payload, update_payload
+from tests.conftest import keys_for
+
+N_FEATURES = 3
+PLAN = RunPlan(n_features=N_FEATURES, standardize=False)
+
+
+def data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, N_FEATURES))
+    y = (X @ [1.0, -2.0, 0.5] + 0.3 * rng.normal(size=n) > 0).astype(int)
+    return X, y
+
+
+def client(keyholder: KeyHolder, name: str, seed: int, n: int, **kwargs: object) -> Client:
+    """A client trusting ``keyholder``, with ``n`` rows of synthetic data."""
+    options: dict[str, object] = dict(
+        keyholder=keyholder.identity_bytes,
+        model=LogisticRegressionGD(learning_rate=0.5),
+        local_epochs=2,
+        classes=np.array([0, 1]),
+        allow_insecure=True,
+    )
+    options.update(kwargs)
+    public = options.pop("public_key", keyholder.public_key_bytes())
+    return Client(name, *data(seed, n), public, **options)  # type: ignore[arg-type]
+
+
+def roles(scheme_name: str, sizes=(30, 50, 20), min_clients: int | None = 2, plan=PLAN):
+    """A key holder, an aggregator and one client per size, registered with both."""
+    keyholder = KeyHolder(keys_for(scheme_name), plan=plan, min_clients=min_clients)
+    aggregator = Aggregator(
+        keyholder.aggregation_key_bytes(),
+        plan=plan,
+        keyholder=keyholder.identity_bytes,
+        allow_insecure=True,
+    )
+    clients = [client(keyholder, f"c{i}", i, n) for i, n in enumerate(sizes)]
+    for c in clients:
+        keyholder.register(c.client_id, c.verify_key)
+        aggregator.register(c.client_id, c.verify_key)
+    return keyholder, aggregator, clients
+
+
+def open_round(keyholder: KeyHolder, aggregator: Aggregator, task: Task = Task.TRAIN) -> bytes:
+    """The key holder's next ticket, opened by the aggregator; the bytes clients get."""
+    return aggregator.open_round(keyholder.start_round(task))
+
+
+def signed_update(c: Client, start: bytes, vector, *, task: Task | None = None) -> bytes:
+    """An update carrying any vector, validly signed by ``c``'s own identity."""
+    ticket = decode(start, RoundStart)
+    task = ticket.task if task is None else task
+    data_bytes = vector.to_bytes()
+    fields = dict(
+        federation=ticket.federation,
+        round=ticket.round,
+        task=task,
+        client_id=c.client_id,
+        fingerprint=vector.key.fingerprint,
+    )
+    commitment = digest(vector.commitment())
+    identity = c._identity
+    signature = identity.sign(
+        update_payload(**fields, vector_digest=digest(data_bytes), commitment_digest=commitment)
+    )
+    alone = identity.sign(commitment_payload(**fields, commitment_digest=commitment))
+    return encode(EncryptedUpdate(ticket.round, task, c.client_id, data_bytes, signature, alone))
+
+
+def ticket(
+    signer: Identity,
+    round_id: int,
+    weights,
+    *,
+    fingerprint: bytes,
+    task: Task = Task.TRAIN,
+    center=(),
+    scale=(),
+) -> bytes:
+    """A round start signed by ``signer``, as a key holder with that identity signs one."""
+    unsigned = RoundStart(bytes(16), round_id, task, fingerprint, weights, center, scale)
+    signature = signer.sign(ticket_payload(unsigned.signed_bytes()))
+    return encode(dataclasses.replace(unsigned, signature=signature))
+
+
+def local_delta(c: Client, weights: np.ndarray) -> np.ndarray:
+    """What a client's update should be, recomputed in the clear."""
+    model = LogisticRegressionGD(learning_rate=0.5, max_iter=2).fit(
+        c._X, c._y, coef_init=weights[:-1], intercept_init=weights[-1], classes=[0, 1]
+    )
+    return np.append(model.coef_.ravel(), model.intercept_) - weights

@@ -1,0 +1,158 @@
+"""One registered, validly signing client crafts its plaintext.
+
+Without zero-knowledge range proofs nobody can check a single encrypted update,
+so the key holder checks the sum instead: the total weight must lie in
+``[count, count · max_weight]`` and every weighted sum within ``± weight · clip``,
+that is the released mean within the clip bound. A crafted sum outside that is
+refused (``AggregateRejected``), the round is skipped and the federation goes on.
+What remains is the bound README states: one client moves a coordinate of the
+mean by at most ``2 · clip`` per round (here clip = 4, so 8).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from he_fed.crypto.paillier import PaillierVector
+from he_fed.exceptions import AggregateRejected
+from he_fed.protocol import Aggregate, Client, EncryptedUpdate, decode
+from he_fed.protocol.client import ClientReport
+from he_fed.runtime import Federation
+from tests.protocol.harness import N_FEATURES, roles, signed_update
+
+CLIP = 4.0  # the plan's clip (Scheme default)
+SIZE = N_FEATURES + 1
+
+
+def paillier_vector(key, values: np.ndarray, weight: int, *, levels=None) -> PaillierVector:
+    """A per-value Paillier contribution of any values and weight (no clipping).
+
+    ``levels`` gives the weighted sums in quantization levels directly, exactly.
+    """
+    n, step = int(key.n), key.scheme.quantizer.step
+    if levels is None:
+        levels = [weight * round(float(v) / step) for v in values]
+    plaintexts = [int(v) % n for v in levels] + [weight % n]
+    return PaillierVector(key, key.raw_encrypt(plaintexts), len(levels), 1)
+
+
+def crafted(key, scheme_name: str, how: str):
+    """A contribution no honest client can encrypt, built below the public API's checks."""
+    values = np.zeros(SIZE)
+    weight = {"inflate": 1, "negative-weight": -300, "huge-weight": 10_000}[how]
+    if how == "inflate":
+        values[0] = 2000.0
+    if scheme_name == "paillier":
+        return paillier_vector(key, values, weight)
+    if scheme_name == "paillier-packed":
+        scheme = key.scheme
+        levels, bits = scheme.quantizer.levels, scheme.layout.slot_bits
+        slots = np.array([weight % (1 << bits)] + [levels * max(weight, 1)] * SIZE, dtype=object)
+        if how == "inflate":  # 2000 (500 times the clip) in a slot sized for honest sums
+            slots[1] = levels + round(2000.0 / scheme.quantizer.step)
+        plaintexts = scheme.layout.pack(slots)
+        return PaillierVector(key, key.raw_encrypt(plaintexts), SIZE, 1)
+    return key._encrypt(values, weight)  # CKKS encodes weight·values as given
+
+
+class Crafting(Client):
+    """A client whose update carries a crafted vector, validly signed."""
+
+    how = "inflate"
+    scheme_name = "paillier-packed"
+
+    def participate(self, message: bytes) -> ClientReport:
+        honest = super().participate(message)
+        vector = crafted(self._key, self.scheme_name, self.how)
+        return ClientReport(honest.round, signed_update(self, message, vector), 0, 0, 0, 0, 0)
+
+
+ATTACKS = [
+    ("paillier-packed", "inflate"),
+    ("paillier", "inflate"),
+    ("ckks", "inflate"),
+    ("paillier", "negative-weight"),
+    ("paillier-packed", "negative-weight"),
+    ("ckks", "negative-weight"),
+    ("paillier", "huge-weight"),
+    ("ckks", "huge-weight"),
+]
+
+
+def _federation(scheme_name: str, how: str):
+    keyholder, aggregator, honest = roles(scheme_name, sizes=(30, 50, 20, 40), min_clients=2)
+    bad = Crafting(
+        "mallory",
+        np.random.default_rng(9).normal(size=(25, N_FEATURES)),
+        np.arange(25) % 2,
+        keyholder.public_key_bytes(),
+        keyholder=keyholder.identity_bytes,
+        model=honest[0]._model,
+        classes=np.array([0, 1]),
+        allow_insecure=True,
+    )
+    bad.how, bad.scheme_name = how, scheme_name
+    keyholder.register("mallory", bad.verify_key)
+    aggregator.register("mallory", bad.verify_key)
+    return keyholder, aggregator, honest, bad
+
+
+@pytest.mark.parametrize("scheme_name, how", ATTACKS)
+def test_a_crafted_update_is_refused_and_the_federation_goes_on(scheme_name, how, caplog):
+    keyholder, aggregator, honest, bad = _federation(scheme_name, how)
+    federation = Federation(keyholder, aggregator, [*honest, bad])
+    first = federation.run_round()
+    # The aggregator accepted the signed update (it cannot read it); the key holder
+    # refused the sum, and said nothing about the values it decrypted.
+    assert "mallory" in first.contributors
+    assert first.skipped is not None
+    assert "mallory" not in first.skipped
+    assert not any(ch.isdigit() for ch in first.skipped.split("contributions")[-1])
+    np.testing.assert_array_equal(aggregator.weights, 0.0)
+    # The run goes on: the next round, without the crafted update, is released.
+    second = federation.run_round(participants=[c.client_id for c in honest])
+    assert second.skipped is None and second.contributors == ("c0", "c1", "c2", "c3")
+    assert keyholder.released == 1
+
+
+def test_train_survives_a_client_that_always_crafts():
+    keyholder, aggregator, honest, bad = _federation("paillier", "inflate")
+    federation = Federation(keyholder, aggregator, [*honest, bad])
+    outcomes = federation.train(3)  # no exception escapes
+    assert [o.skipped is not None for o in outcomes] == [True, True, True]
+    assert keyholder.released == 0
+
+
+@pytest.mark.parametrize("beyond", [False, True])
+def test_the_most_one_client_can_move_the_mean_is_twice_the_clip(beyond):
+    """The worst a client can do within the checks: push the mean to the clip bound."""
+    keyholder, aggregator, honest, bad = _federation("paillier", "inflate")
+    start = aggregator.open_round(keyholder.start_round())
+    key = keyholder.public_key
+    secret, n = keyholder._keys.secret, int(key.n)  # the test's oracle, not the attacker's
+    honest_levels, honest_weight = [0] * SIZE, 0
+    for c in honest:
+        update = c.participate(start).update
+        aggregator.add(update)
+        vector = key.load_vector(decode(update, EncryptedUpdate).vector)
+        *values, weight = secret.raw_decrypt(vector.ciphertexts)
+        signed = [v - n if v > n // 2 else v for v in values]
+        honest_levels = [a + b for a, b in zip(honest_levels, signed, strict=True)]
+        honest_weight += weight
+    # A weight-1 client that knew the honest sum, pushing every coordinate to +clip
+    # (or one quantization level beyond it), in exact integer levels.
+    quantizer = key.scheme.quantizer
+    top = quantizer.levels
+    target = [top * (honest_weight + 1) - h + int(beyond) for h in honest_levels]
+    aggregator.add(signed_update(bad, start, paillier_vector(key, None, 1, levels=target)))
+    encrypted = aggregator.finish_round()
+    if beyond:
+        with pytest.raises(AggregateRejected):
+            keyholder.decrypt_aggregate(encrypted)
+        return
+    result = decode(keyholder.decrypt_aggregate(encrypted), Aggregate)
+    honest_mean = quantizer.dequantize(np.array(honest_levels, dtype=object)) / honest_weight
+    np.testing.assert_allclose(result.mean, CLIP, rtol=1e-12)
+    shift = np.abs(result.mean - honest_mean)
+    assert np.all(shift <= 2 * CLIP) and np.all(shift > CLIP - 1)
