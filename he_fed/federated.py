@@ -15,8 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from he_fed.crypto import Scheme, make_scheme
 from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.exceptions import ConfigurationError
-from he_fed.models import LinearRegressionGD, LogisticRegressionGD
-from he_fed.models._gd import BaseGD
+from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
 from he_fed.models._linear_classifier import LinearClassifierMixin
 from he_fed.protocol.federation import Federation, RoundOutcome
 from he_fed.protocol.spec import FederationSetup

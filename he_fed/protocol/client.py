@@ -10,7 +10,7 @@ from sklearn.base import clone
 
 from he_fed.crypto import PublicKey
 from he_fed.exceptions import ConfigurationError, EncodingOverflowError
-from he_fed.models._gd import BaseGD
+from he_fed.models import BaseGD
 from he_fed.protocol import tasks
 from he_fed.protocol._keys import public_material
 from he_fed.protocol.messages import EncryptedUpdate, RoundStart, Task, decode, encode
