@@ -30,28 +30,9 @@ class BaseGD(BaseEstimator):
     Subclasses define the loss and its gradient on the linear predictor
     ``X @ coef + intercept`` (``_loss_and_residual``), and a ``fit`` that takes
     ``coef_init`` and ``intercept_init``: a federated client resumes from the
-    global weights each round. Every model a federation trains is one
-    (:class:`LinearRegressionGD`, :class:`LogisticRegressionGD`).
-
-    Parameters
-    ----------
-    alpha : float, default=1e-4
-        L2 penalty strength (the intercept is not penalised).
-    learning_rate : float or "auto", default="auto"
-        Constant step size; ``"auto"`` uses ``1 / L`` for the smoothness constant
-        ``L`` of the objective on the training data.
-    max_iter : int, default=100
-        Number of epochs.
-    batch_size : int or None, default=None
-        Mini-batch size; None means full batch.
-    fit_intercept : bool, default=True
-        Whether to learn an intercept.
-    shuffle : bool, default=True
-        Shuffle samples each epoch (mini-batch only).
-    tol : float or None, default=None
-        Stop when an epoch improves the objective by less than ``tol``.
-    random_state : int, RandomState or None, default=None
-        Seed for shuffling.
+    global weights each round. Every model a federation trains is one. The
+    parameters are documented on the subclasses, :class:`LinearRegressionGD` and
+    :class:`LogisticRegressionGD`.
     """
 
     def __init__(
