@@ -32,13 +32,13 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from he_fed.bench.measure import process_memory_mib, reset_peak_memory, timed
 from he_fed.bench.report import write_outputs
 from he_fed.crypto import CKKS, load_public
 from he_fed.experiment import environment
@@ -49,12 +49,11 @@ PLAN: dict[str, Any] = {"clip": 1.0, "max_clients": CLIENTS, "max_weight": 16}
 
 
 def _status(field: str) -> float:
-    """A ``/proc/self/status`` memory field, in MiB."""
-    with open("/proc/self/status", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")  # pragma: no cover
+    """A ``/proc/self/status`` memory field, in MiB (this benchmark needs Linux)."""
+    mib = process_memory_mib(field)
+    if mib is None:
+        raise SystemExit(f"no {field} in /proc/self/status: this benchmark needs Linux")
+    return mib
 
 
 def _update(index: int) -> tuple[np.ndarray, int]:
@@ -66,9 +65,7 @@ def _update(index: int) -> tuple[np.ndarray, int]:
 def _measure(work: Any) -> dict[str, Any]:
     baseline = _status("VmRSS")
     tracemalloc.start()
-    start = time.perf_counter()
-    extra = work()
-    seconds = time.perf_counter() - start
+    seconds, extra = timed(work)
     _, python_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     peak = _status("VmHWM")
@@ -119,7 +116,7 @@ def aggregator(workdir: Path) -> dict[str, Any]:
 def keyholder(workdir: Path, keys: Any) -> dict[str, Any]:
     """Decrypt the streamed sum and compare it with the exact weighted sum."""
     # Runs in the parent (it holds the secret key): reset its peak to measure this role.
-    Path("/proc/self/clear_refs").write_text("5")
+    reset_peak_memory()
     result: dict[str, Any] = {}
 
     def work() -> dict[str, Any]:
