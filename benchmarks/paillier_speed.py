@@ -199,6 +199,36 @@ def quantization_table(seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+def speed_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The per-element table of one key size."""
+    lines = [
+        "| scheme | encrypt µs | aggregate µs | decrypt µs | bytes | encrypt × | aggregate × "
+        "| decrypt × | bytes × |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = r["ratio_vs_phe"]
+        lines.append(
+            f"| {r['scheme']} | {r['encrypt_us_per_element']:.2f} | "
+            f"{r['aggregate_us_per_element']:.3f} | {r['decrypt_us_per_element']:.2f} | "
+            f"{r['bytes_per_element']:.2f} | {ratio['encrypt']:.0f} | {ratio['aggregate']:.0f}"
+            f" | {ratio['decrypt']:.0f} | {ratio['bytes']:.1f} |"
+        )
+    return lines
+
+
+def headline(result: dict[str, Any]) -> list[str]:
+    """The 2048-bit table and the two-worker speed-up (what README shows)."""
+    w = result["workers"]
+    return [
+        *speed_lines(result["speed"]["2048"]),
+        "",
+        f"Two worker processes encrypt a {w['ciphertexts']}-ciphertext vector "
+        f"{w['speedup']:.2f}× faster than one ({w['one_worker_s']:.2f} s against "
+        f"{w['two_workers_s']:.2f} s).",
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The committed tables, from a result dict."""
     lines = ["# Paillier speed (per gradient element)", ""]
@@ -210,22 +240,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"measured in the same run. Aggregate is one homomorphic addition per client per value."
     )
     for key_bits, rows in result["speed"].items():
-        lines += [
-            "",
-            f"## {key_bits}-bit keys",
-            "",
-            "| scheme | encrypt µs | aggregate µs | decrypt µs | bytes | encrypt × | aggregate × "
-            "| decrypt × | bytes × |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in rows:
-            ratio = r["ratio_vs_phe"]
-            lines.append(
-                f"| {r['scheme']} | {r['encrypt_us_per_element']:.2f} | "
-                f"{r['aggregate_us_per_element']:.3f} | {r['decrypt_us_per_element']:.2f} | "
-                f"{r['bytes_per_element']:.2f} | {ratio['encrypt']:.0f} | {ratio['aggregate']:.0f}"
-                f" | {ratio['decrypt']:.0f} | {ratio['bytes']:.1f} |"
-            )
+        lines += ["", f"## {key_bits}-bit keys", "", *speed_lines(rows)]
     w = result["workers"]
     lines += [
         "",
