@@ -185,7 +185,8 @@ def secret_key_to_phe(key: PaillierSecretKey) -> phe.PaillierPrivateKey:
     if not isinstance(key, PaillierSecretKey):
         raise KeyMismatchError(f"expected a Paillier secret key, got {type(key).__name__}")
     crt = key._crt
-    return phe.PaillierPrivateKey(public_key_to_phe(key.public), int(crt.p), int(crt.q))
+    public = public_key_to_phe(_paillier_public(key.public))
+    return phe.PaillierPrivateKey(public, int(crt.p), int(crt.q))
 
 
 def key_pair_from_phe(
@@ -320,9 +321,9 @@ def _ciphertext(number: object, key: PaillierPublicKey) -> Any:
             f"a phe number has exponent {number.exponent}: it holds a fraction, but he-fed "
             "reads integers on its grid (encrypt w * q for q in scheme.quantizer.quantize(x))"
         )
-    if number.exponent > 0:
-        number = number.decrease_exponent_to(0)
-    c = gmpy2.mpz(number.ciphertext(be_secure=False))
+    # A positive exponent is an integer too: multiply it into the plaintext.
+    integer = number.decrease_exponent_to(0) if number.exponent > 0 else number
+    c = gmpy2.mpz(integer.ciphertext(be_secure=False))
     if not 0 < c < key.nsquare or gmpy2.gcd(c, key.n) != 1:
         raise MalformedMessage("a phe ciphertext is not in Z*_(n^2)")
     return c
