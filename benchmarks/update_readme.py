@@ -3,7 +3,8 @@
 README's figures must come from committed results files only. Each table sits
 between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers and is
 rebuilt here from ``benchmarks/results/`` by the ``headline`` function of the
-script that wrote the file, which its own markdown uses too; ``tests/test_readme.py``
+script that wrote the file, which shares its rows with the script's own markdown
+(``bench`` by :func:`he_fed.bench.report.headline_markdown`). ``tests/test_readme.py``
 fails when README and the results disagree.
 
 Run::
