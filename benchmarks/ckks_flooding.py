@@ -93,24 +93,37 @@ def table() -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def headline(result: dict[str, Any]) -> list[str]:
-    """The accuracy-cost table (README shows it too)."""
-    lines = [
-        "| dataset | flood_bits | metric | change | largest coefficient change "
-        "| noise std on a released mean | distance per ciphertext |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+def headline(result: dict[str, Any], *, brief: bool = False) -> list[str]:
+    """The accuracy-cost table; ``brief`` (README's) leaves out the distance column."""
+    columns = [
+        "dataset",
+        "flood_bits",
+        "metric",
+        "change",
+        "largest coefficient change",
+        "noise std on a released mean",
     ]
+    if not brief:
+        columns.append("distance per ciphertext")
+    lines = ["| " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) - 1)]
     for dataset, rows in result["flooding"].items():
         for r in rows:
             bits = r["flood_bits"]
             if "error" in r:
-                lines.append(f"| {dataset} | {bits} | failed: {r['error']} | | | | |")
+                empty = " |" * (len(columns) - 3)
+                lines.append(f"| {dataset} | {bits} | failed: {r['error']} |{empty}")
                 continue
-            distance = f"2^-{bits + 1}" if bits else "none"
-            lines.append(
-                f"| {dataset} | {bits} | {r['metric']:.4f} | {r['metric_change']:+.4f} | "
-                f"{r['coef_change']:.2%} | {r['mean_noise_std']:.2g} | {distance} |"
-            )
+            cells = [
+                dataset,
+                str(bits),
+                f"{r['metric']:.4f}",
+                f"{r['metric_change']:+.4f}",
+                f"{r['coef_change']:.2%}",
+                f"{r['mean_noise_std']:.2g}",
+            ]
+            if not brief:
+                cells.append(f"2^-{bits + 1}" if bits else "none")
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

@@ -32,13 +32,13 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from he_fed.bench.measure import process_memory_mib, reset_peak_memory, timed
 from he_fed.bench.report import write_outputs
 from he_fed.crypto import CKKS, load_public
 from he_fed.experiment import environment
@@ -49,12 +49,11 @@ PLAN: dict[str, Any] = {"clip": 1.0, "max_clients": CLIENTS, "max_weight": 16}
 
 
 def _status(field: str) -> float:
-    """A ``/proc/self/status`` memory field, in MiB."""
-    with open("/proc/self/status", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")  # pragma: no cover
+    """A ``/proc/self/status`` memory field, in MiB (this benchmark needs Linux)."""
+    mib = process_memory_mib(field)
+    if mib is None:
+        raise SystemExit(f"no {field} in /proc/self/status: this benchmark needs Linux")
+    return mib
 
 
 def _update(index: int) -> tuple[np.ndarray, int]:
@@ -66,9 +65,7 @@ def _update(index: int) -> tuple[np.ndarray, int]:
 def _measure(work: Any) -> dict[str, Any]:
     baseline = _status("VmRSS")
     tracemalloc.start()
-    start = time.perf_counter()
-    extra = work()
-    seconds = time.perf_counter() - start
+    seconds, extra = timed(work)
     _, python_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     peak = _status("VmHWM")
@@ -119,7 +116,7 @@ def aggregator(workdir: Path) -> dict[str, Any]:
 def keyholder(workdir: Path, keys: Any) -> dict[str, Any]:
     """Decrypt the streamed sum and compare it with the exact weighted sum."""
     # Runs in the parent (it holds the secret key): reset its peak to measure this role.
-    Path("/proc/self/clear_refs").write_text("5")
+    reset_peak_memory()
     result: dict[str, Any] = {}
 
     def work() -> dict[str, Any]:
@@ -194,33 +191,62 @@ def run() -> dict[str, Any]:
     }
 
 
-def _row(role: str, r: dict[str, Any]) -> str:
-    return (
-        f"| {role} | {r['seconds']:.2f} | {r['baseline_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} | "
-        f"{r['peak_above_baseline_mib']:.0f} | {r['tracemalloc_peak_mib']:.1f} |"
-    )
+#: Columns of the memory table: (heading, figure, format). README shows the brief set.
+_COLUMNS = (
+    ("seconds", "seconds", "{:.2f}"),
+    ("RSS before work, MiB", "baseline_rss_mib", "{:.0f}"),
+    ("peak RSS, MiB", "peak_rss_mib", "{:.0f}"),
+    ("peak above before, MiB", "peak_above_baseline_mib", "{:.0f}"),
+    ("Python heap peak, MiB", "tracemalloc_peak_mib", "{:.1f}"),
+)
+_BRIEF_COLUMNS = (
+    ("seconds", "seconds", "{:.2f}"),
+    ("peak RSS above start of work, MiB", "peak_above_baseline_mib", "{:.0f}"),
+    ("peak RSS, MiB", "peak_rss_mib", "{:.0f}"),
+    ("Python heap peak, MiB", "tracemalloc_peak_mib", "{:.1f}"),
+)
 
 
-def headline(result: dict[str, Any]) -> list[str]:
-    """The memory table (README shows it too)."""
+def headline(result: dict[str, Any], *, brief: bool = False) -> list[str]:
+    """The memory table, and what the key holder decrypted.
+
+    ``brief`` is README's version: no RSS before work, and no RMS error.
+    """
     clients = result["clients"]
-    worst = max(clients, key=lambda r: r["peak_above_baseline_mib"])
     h = result["keyholder"]
+    roles = [
+        (
+            "client, encrypt_to (largest of 10)",
+            max(clients, key=lambda r: r["peak_above_baseline_mib"]),
+        ),
+        ("client, encrypt + write_to", result["client_two_steps"]["write_to"]),
+        ("client, encrypt + to_bytes", result["client_two_steps"]["to_bytes"]),
+        (f"aggregator (sums {len(clients)} streams)", result["aggregator"]),
+        ("key holder (reads, decrypts)", h),
+    ]
+    columns = _BRIEF_COLUMNS if brief else _COLUMNS
+    lines = [
+        "| role | " + " | ".join(heading for heading, _, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for role, r in roles:
+        cells = [form.format(r[figure]) for _, figure, form in columns]
+        lines.append(f"| {role} | " + " | ".join(cells) + " |")
+    error = f"largest error {h['max_error']:.2g}"
+    if brief:
+        error += f" (bound {h['bound']:.2g})"
+    else:
+        error += (
+            f", RMS {h['rms_error']:.2g} (predicted {h['predicted_rms']:.2g}, "
+            f"bound {h['bound']:.2g})"
+        )
     return [
-        "| role | seconds | RSS before work, MiB | peak RSS, MiB | peak above before, MiB "
-        "| Python heap peak, MiB |",
-        "|---|---:|---:|---:|---:|---:|",
-        _row("client, encrypt_to (largest of 10)", worst),
-        _row("client, encrypt + write_to", result["client_two_steps"]["write_to"]),
-        _row("client, encrypt + to_bytes", result["client_two_steps"]["to_bytes"]),
-        _row(f"aggregator (sums {len(clients)} streams)", result["aggregator"]),
-        _row("key holder (reads, decrypts)", h),
+        *lines,
         "",
         f"{result['size']:,} values per update, {result['ciphertexts']} ciphertexts, "
-        f"{clients[0]['bytes'] / 2**20:.1f} MiB per streamed update. Decrypted total weight "
-        f"{h['total_weight']} (expected {h['expected_weight']}); largest error "
-        f"{h['max_error']:.2g}, RMS {h['rms_error']:.2g} (predicted {h['predicted_rms']:.2g}, "
-        f"bound {h['bound']:.2g}).",
+        f"{clients[0]['bytes'] / 2**20:.1f} MiB per {'update' if brief else 'streamed update'}. "
+        f"Decrypted total weight {h['total_weight']} (expected {h['expected_weight']}); "
+        f"{error}.",
     ]
 
 

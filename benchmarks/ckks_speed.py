@@ -40,15 +40,13 @@ Run::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tenseal as ts
 
+from he_fed.bench.measure import median_spread, timed
 from he_fed.bench.report import write_outputs
 from he_fed.crypto import CKKS
 from he_fed.experiment import environment
@@ -62,12 +60,6 @@ PRESETS = ("aggregation-fast", "aggregation-compact", "compat-nvflare")
 #: Issue 4's targets for the default preset: (measure, ratio at least).
 TARGETS = {"bytes": 1.75, "encrypt": 1.25, "decrypt": 2.0, "aggregator_material": 1000.0}
 ERROR_TARGET = 1e-6  # largest error of a 100-client sum at the default preset
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
 
 
 class _Raw:
@@ -203,7 +195,7 @@ class _Ours:
 
 def _run(c: Any, rng: np.random.Generator) -> dict[str, float]:
     xs = rng.uniform(-1, 1, (CLIENTS, c.d))
-    t_enc, vectors = _timed(lambda: [c.encrypt(x) for x in xs])
+    t_enc, vectors = timed(lambda: [c.encrypt(x) for x in xs])
     for v in vectors:  # he-fed encrypts straight to bytes: parse them before timing adds
         getattr(v, "parts", None)
 
@@ -213,9 +205,9 @@ def _run(c: Any, rng: np.random.Generator) -> dict[str, float]:
             total = c.add(total, v)
         return total
 
-    t_add, total = _timed(aggregate)
-    t_dec, values = _timed(lambda: c.decrypt(total))
-    t_array, array = _timed(lambda: c.to_array(values))
+    t_add, total = timed(aggregate)
+    t_dec, values = timed(lambda: c.decrypt(total))
+    t_array, array = timed(lambda: c.to_array(values))
     assert np.max(np.abs(array - xs.sum(axis=0))) < 1e-4, c.label
     return {
         "encrypt": t_enc / (CLIENTS * c.d),
@@ -223,11 +215,6 @@ def _run(c: Any, rng: np.random.Generator) -> dict[str, float]:
         "decrypt": t_dec / c.d,
         "decrypt_to_array": (t_dec + t_array) / c.d,
     }
-
-
-def _median_spread(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[-1] - ordered[0]
 
 
 def speed_table(repeats: int, seed: int) -> list[dict[str, Any]]:
@@ -250,7 +237,7 @@ def speed_table(repeats: int, seed: int) -> list[dict[str, Any]]:
     for c in contenders:
         row: dict[str, Any] = {"scheme": c.label, "params": c.params, "d": c.d}
         for phase in ("encrypt", "add", "decrypt", "decrypt_to_array"):
-            med, spread = _median_spread([s[phase] for s in samples[c.label]])
+            med, spread = median_spread([s[phase] for s in samples[c.label]])
             row[f"{phase}_us_per_element"] = med * 1e6
             row[f"{phase}_us_spread"] = spread * 1e6
         row["bytes_per_element"] = c.nbytes(c.encrypt(np.zeros(c.d))) / c.d

@@ -25,25 +25,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from phe import paillier as phe
 
+from he_fed.bench.measure import median_spread, timed
 from he_fed.bench.report import write_outputs
 from he_fed.crypto import PackedPaillier, Paillier
 from he_fed.experiment import environment
 
 CLIENTS = 10  # contributions summed in the aggregation measurement
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
 
 
 class _Naive:
@@ -58,7 +51,7 @@ class _Naive:
 
     def run(self, rng: np.random.Generator) -> dict[str, float]:
         xs = [rng.uniform(-1, 1, self.d) for _ in range(CLIENTS)]
-        t_enc, first = _timed(lambda: [self.public.encrypt(float(v)) for v in xs[0]])
+        t_enc, first = timed(lambda: [self.public.encrypt(float(v)) for v in xs[0]])
         others = [[self.public.encrypt(float(v)) for v in x] for x in xs[1:]]
 
         def aggregate() -> list[Any]:
@@ -67,8 +60,8 @@ class _Naive:
                 total = [a + b for a, b in zip(total, vector, strict=False)]
             return total
 
-        t_agg, total = _timed(aggregate)
-        t_dec, values = _timed(lambda: [self.private.decrypt(c) for c in total])
+        t_agg, total = timed(aggregate)
+        t_dec, values = timed(lambda: [self.private.decrypt(c) for c in total])
         assert np.allclose(values, np.sum(xs, axis=0), atol=1e-9)
         return {
             "encrypt": t_enc / self.d,
@@ -92,7 +85,7 @@ class _Ours:
 
     def run(self, rng: np.random.Generator) -> dict[str, float]:
         xs = [rng.uniform(-1, 1, self.d) for _ in range(CLIENTS)]
-        t_enc, first = _timed(lambda: self.keys.public.encrypt(xs[0]))
+        t_enc, first = timed(lambda: self.keys.public.encrypt(xs[0]))
         others = [self.keys.public.encrypt(x) for x in xs[1:]]
 
         def aggregate() -> Any:
@@ -101,8 +94,8 @@ class _Ours:
                 total = total + vector
             return total
 
-        t_agg, total = _timed(aggregate)
-        t_dec, values = _timed(lambda: self.keys.secret.decrypt(total))
+        t_agg, total = timed(aggregate)
+        t_dec, values = timed(lambda: self.keys.secret.decrypt(total))
         step = self.keys.public.scheme.quantizer.step
         assert np.max(np.abs(values - np.sum(xs, axis=0))) <= CLIENTS * step / 2 + 1e-12
         return {
@@ -110,11 +103,6 @@ class _Ours:
             "aggregate": t_agg / ((CLIENTS - 1) * self.d),
             "decrypt": t_dec / self.d,
         }
-
-
-def _median_spread(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[-1] - ordered[0]
 
 
 def speed_table(key_bits: int, repeats: int, seed: int) -> list[dict[str, Any]]:
@@ -142,7 +130,7 @@ def speed_table(key_bits: int, repeats: int, seed: int) -> list[dict[str, Any]]:
     for c in contenders:
         row: dict[str, Any] = {"scheme": c.label, "key_bits": key_bits, "d": c.d}
         for phase in ("encrypt", "aggregate", "decrypt"):
-            med, spread = _median_spread([s[phase] for s in samples[c.label]])
+            med, spread = median_spread([s[phase] for s in samples[c.label]])
             row[f"{phase}_us_per_element"] = med * 1e6
             row[f"{phase}_us_spread"] = spread * 1e6
         row["bytes_per_element"] = c.bytes_per_element
@@ -172,7 +160,7 @@ def workers_table(key_bits: int, repeats: int) -> dict[str, Any]:
         keys[w].public.encrypt(x)  # warm-up: tables, and the worker pool for w=2
     for _ in range(repeats):
         for w in (1, 2):
-            times[w].append(_timed(lambda w=w: keys[w].public.encrypt(x))[0])
+            times[w].append(timed(lambda w=w: keys[w].public.encrypt(x))[0])
     one, two = statistics.median(times[1]), statistics.median(times[2])
     return {
         "key_bits": key_bits,
@@ -211,6 +199,36 @@ def quantization_table(seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+def speed_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The per-element table of one key size."""
+    lines = [
+        "| scheme | encrypt µs | aggregate µs | decrypt µs | bytes | encrypt × | aggregate × "
+        "| decrypt × | bytes × |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = r["ratio_vs_phe"]
+        lines.append(
+            f"| {r['scheme']} | {r['encrypt_us_per_element']:.2f} | "
+            f"{r['aggregate_us_per_element']:.3f} | {r['decrypt_us_per_element']:.2f} | "
+            f"{r['bytes_per_element']:.2f} | {ratio['encrypt']:.0f} | {ratio['aggregate']:.0f}"
+            f" | {ratio['decrypt']:.0f} | {ratio['bytes']:.1f} |"
+        )
+    return lines
+
+
+def headline(result: dict[str, Any]) -> list[str]:
+    """The 2048-bit table and the two-worker speed-up (what README shows)."""
+    w = result["workers"]
+    return [
+        *speed_lines(result["speed"]["2048"]),
+        "",
+        f"Two worker processes encrypt a {w['ciphertexts']}-ciphertext vector "
+        f"{w['speedup']:.2f}× faster than one ({w['one_worker_s']:.2f} s against "
+        f"{w['two_workers_s']:.2f} s).",
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The committed tables, from a result dict."""
     lines = ["# Paillier speed (per gradient element)", ""]
@@ -222,22 +240,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"measured in the same run. Aggregate is one homomorphic addition per client per value."
     )
     for key_bits, rows in result["speed"].items():
-        lines += [
-            "",
-            f"## {key_bits}-bit keys",
-            "",
-            "| scheme | encrypt µs | aggregate µs | decrypt µs | bytes | encrypt × | aggregate × "
-            "| decrypt × | bytes × |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in rows:
-            ratio = r["ratio_vs_phe"]
-            lines.append(
-                f"| {r['scheme']} | {r['encrypt_us_per_element']:.2f} | "
-                f"{r['aggregate_us_per_element']:.3f} | {r['decrypt_us_per_element']:.2f} | "
-                f"{r['bytes_per_element']:.2f} | {ratio['encrypt']:.0f} | {ratio['aggregate']:.0f}"
-                f" | {ratio['decrypt']:.0f} | {ratio['bytes']:.1f} |"
-            )
+        lines += ["", f"## {key_bits}-bit keys", "", *speed_lines(rows)]
     w = result["workers"]
     lines += [
         "",

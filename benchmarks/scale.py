@@ -204,6 +204,62 @@ def macro(workdir: Path, counts: tuple[int, ...]) -> list[dict[str, Any]]:
     return rows
 
 
+def _speedup_table(s: dict[str, Any], startup: str) -> list[str]:
+    """Inprocess against processes; ``startup`` names the worker start-up row."""
+    inp, proc = s["inprocess"], s["processes"]
+    return [
+        "| | inprocess | processes | speed-up |",
+        "|---|---:|---:|---:|",
+        f"| training round, wall s | {inp['round_s']:.2f} | "
+        f"{proc['round_s']:.2f} | {s['ratio_round']:.2f}× |",
+        f"| whole run without start-up, s | {inp['run_s']:.2f} | "
+        f"{proc['run_s']:.2f} | {s['ratio_run']:.2f}× |",
+        f"| whole run with start-up, s | {inp['run_with_startup_s']:.2f} | "
+        f"{proc['run_with_startup_s']:.2f} | {s['ratio_run_with_startup']:.2f}× |",
+        f"| {startup} | – | {proc['startup_s']:.2f} | |",
+    ]
+
+
+def _macro_table(result: dict[str, Any], *, processes: bool) -> list[str]:
+    """Time per round and peak memory per (K, executor); ``processes`` adds their count."""
+    extra = " processes |" if processes else ""
+    lines = [
+        "| clients | executor | s per round | vs inprocess | start-up s | peak memory MiB |"
+        f"{extra} same coefficients |",
+        "|---:|---|---:|---:|---:|---:|" + ("---:|" if processes else "") + "---|",
+    ]
+    base = {r["clients"]: r["round_s"] for r in result["macro"] if r["executor"] == "inprocess"}
+    for r in result["macro"]:
+        count = f" {r['peak_processes']} |" if processes else ""
+        lines.append(
+            f"| {r['clients']} | {r['executor']} | {r['round_s']:.2f} | "
+            f"{base[r['clients']] / r['round_s']:.2f}× | {r['startup_s']:.1f} | "
+            f"{r['peak_pss_mib']:.0f} |{count} "
+            f"{'yes' if r['same_coefficients_as_every_executor'] else 'NO'} |"
+        )
+    return lines
+
+
+def headline(result: dict[str, Any]) -> list[str]:
+    """Both tables, briefly (what README shows)."""
+    s, m = result["speedup"], result["macro_config"]
+    c = s["config"]
+    return [
+        f"`processes` against `inprocess`, {c['clients']} clients, per-value "
+        f"{c['key_bits']}-bit Paillier, {c['features']} features (encryption dominates), "
+        f"{s['workers']} workers, medians of {s['repeats']} interleaved runs:",
+        "",
+        *_speedup_table(s, "worker start-up (spawn and imports), s"),
+        "",
+        f"Identical coefficients: {'yes' if s['identical_coefficients'] else 'NO'}. "
+        "Time per round and peak memory (summed PSS of the whole process tree) for packed "
+        f"{m['key_bits']}-bit Paillier, logistic regression on {m['features']} synthetic "
+        "features:",
+        "",
+        *_macro_table(result, processes=False),
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The committed tables, from a result dict."""
     env = result["environment"]
@@ -222,15 +278,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"features, {c['rounds']} rounds of {c['local_epochs']} local epochs: encryption "
         f"dominates. Medians of {s['repeats']} interleaved repetitions, {s['workers']} workers.",
         "",
-        "| | inprocess | processes | speed-up |",
-        "|---|---:|---:|---:|",
-        f"| training round, wall s | {s['inprocess']['round_s']:.2f} | "
-        f"{s['processes']['round_s']:.2f} | {s['ratio_round']:.2f}× |",
-        f"| whole run without start-up, s | {s['inprocess']['run_s']:.2f} | "
-        f"{s['processes']['run_s']:.2f} | {s['ratio_run']:.2f}× |",
-        f"| whole run with start-up, s | {s['inprocess']['run_with_startup_s']:.2f} | "
-        f"{s['processes']['run_with_startup_s']:.2f} | {s['ratio_run_with_startup']:.2f}× |",
-        f"| worker start-up, s | – | {s['processes']['startup_s']:.2f} | |",
+        *_speedup_table(s, "worker start-up, s"),
         "",
         f"Identical coefficients: {'yes' if s['identical_coefficients'] else 'NO'}.",
         "",
@@ -242,18 +290,8 @@ def markdown(result: dict[str, Any]) -> str:
         "standardisation rounds. Peak memory is the summed PSS of the run's whole process "
         "tree (workers, Ray's processes).",
         "",
-        "| clients | executor | s per round | vs inprocess | start-up s | peak memory MiB "
-        "| processes | same coefficients |",
-        "|---:|---|---:|---:|---:|---:|---:|---|",
+        *_macro_table(result, processes=True),
     ]
-    base = {r["clients"]: r["round_s"] for r in result["macro"] if r["executor"] == "inprocess"}
-    for r in result["macro"]:
-        lines.append(
-            f"| {r['clients']} | {r['executor']} | {r['round_s']:.2f} | "
-            f"{base[r['clients']] / r['round_s']:.2f}× | {r['startup_s']:.1f} | "
-            f"{r['peak_pss_mib']:.0f} | {r['peak_processes']} | "
-            f"{'yes' if r['same_coefficients_as_every_executor'] else 'NO'} |"
-        )
     return "\n".join(lines) + "\n"
 
 

@@ -11,14 +11,14 @@ The public API, from the top down:
 * :mod:`he_fed.runtime`: the executors that decide where clients run; Flower
   (simulation and deployment) lives in ``he_fed.runtime.flower``, behind the
   ``flower`` extra, and importing :mod:`he_fed` never imports it.
-* :mod:`he_fed.crypto`: the schemes (``Plain``, ``Paillier``, ``CKKS``) behind one
-  interface. The low layer: most users never need it directly.
+* :mod:`he_fed.crypto`: the schemes (``Plain``, ``Paillier``, ``PackedPaillier``,
+  ``CKKS``) behind one interface. The low layer: most users never need it directly.
 """
 
 from __future__ import annotations
 
 from he_fed import exceptions
-from he_fed.crypto import CKKS, Paillier, Plain
+from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain
 from he_fed.exceptions import HEFedError
 from he_fed.experiment import ExperimentConfig, ExperimentResult, run_experiment
 from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
@@ -33,11 +33,12 @@ __all__ = [
     "Client",
     "ExperimentConfig",
     "ExperimentResult",
-    "Federation",
     "FederatedLinearRegression",
     "FederatedLogisticRegression",
+    "Federation",
     "HEFedError",
     "KeyHolder",
+    "PackedPaillier",
     "Paillier",
     "Plain",
     "__version__",

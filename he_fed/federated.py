@@ -8,15 +8,15 @@ from typing import Any
 
 import numpy as np
 from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, r2_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from he_fed.crypto import Scheme, make_scheme
 from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.exceptions import ConfigurationError
-from he_fed.models import LinearRegressionGD, LogisticRegressionGD
-from he_fed.models._gd import BaseGD
+from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
+from he_fed.models._linear_classifier import LinearClassifierMixin
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import Executor, run_federation
 from he_fed.runtime.federation import Federation, RoundOutcome
@@ -276,7 +276,7 @@ _PARAMS_DOC = """
 """
 
 
-class FederatedLogisticRegression(ClassifierMixin, _FederatedBase):
+class FederatedLogisticRegression(LinearClassifierMixin, _FederatedBase):
     __doc__ = (
         """Binary logistic regression trained by encrypted federated averaging.
 
@@ -300,11 +300,6 @@ class FederatedLogisticRegression(ClassifierMixin, _FederatedBase):
 
     _local_model = LogisticRegressionGD
     _default_learning_rate = 0.5
-
-    def __sklearn_tags__(self):  # noqa: ANN204
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
 
     def fit(
         self,
@@ -356,22 +351,6 @@ class FederatedLogisticRegression(ClassifierMixin, _FederatedBase):
     def _set_model(self, coef: np.ndarray, intercept: float) -> None:
         self.coef_ = coef.reshape(1, -1)
         self.intercept_ = np.array([intercept])
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Signed distance to the boundary; positive means ``classes_[1]``."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        return X @ self.coef_[0] + self.intercept_[0]
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities of shape (n_samples, 2), ordered as ``classes_``."""
-        p = expit(self.decision_function(X))
-        return np.column_stack([1.0 - p, p])
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predicted labels of shape (n_samples,)."""
-        positive = self.decision_function(X) > 0
-        return self.classes_[positive.astype(int)]
 
 
 class FederatedLinearRegression(RegressorMixin, _FederatedBase):

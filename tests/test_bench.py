@@ -202,3 +202,19 @@ def test_estimate_with_run_defaults_predicts_the_bytes_of_he_fed_run(tmp_path, m
     down = int(re.search(r"bytes down / client\s+([\d,]+)", predicted)[1].replace(",", ""))
     assert abs(up - last["bytes_up"]) <= 8  # a linear fit through exact sizes
     assert down == last["bytes_down"]
+
+
+def test_process_memory_reads_proc_self_status_in_mib():
+    from pathlib import Path
+
+    from he_fed.bench.measure import process_memory_mib, reset_peak_memory
+
+    status = Path("/proc/self/status")
+    if not status.exists():  # not Linux
+        assert process_memory_mib("VmRSS") is None and reset_peak_memory() is False
+        return
+    assert process_memory_mib("NoSuchField") is None
+    # VmExe, the program's text, does not change while the test runs.
+    line = next(line for line in status.read_text().splitlines() if line.startswith("VmExe:"))
+    assert process_memory_mib("VmExe") == int(line.split()[1]) / 1024
+    assert reset_peak_memory() is True

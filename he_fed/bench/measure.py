@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["PeakMemory", "median_spread", "timed"]
+__all__ = ["PeakMemory", "median_spread", "process_memory_mib", "reset_peak_memory", "timed"]
 
 _T = TypeVar("_T")
 _STATUS = Path("/proc/self/status")
@@ -40,6 +40,36 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
+def process_memory_mib(field: str) -> float | None:
+    """A memory field of this process's ``/proc/self/status`` in MiB.
+
+    Parameters
+    ----------
+    field : str
+        ``"VmRSS"`` (resident now), ``"VmHWM"`` (resident high-water mark), or any
+        other field the kernel reports in kB.
+
+    Returns
+    -------
+    float or None
+        None where there is no such file (not Linux) or field.
+    """
+    kib = _status_kib(field)
+    return None if kib is None else kib / 1024
+
+
+def reset_peak_memory() -> bool:
+    """Reset this process's resident high-water mark (``VmHWM``) to its current size.
+
+    Returns False where the kernel offers no reset (``/proc/self/clear_refs``).
+    """
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 class PeakMemory:
     """Peak resident memory added while the block runs, in MiB.
 
@@ -55,11 +85,7 @@ class PeakMemory:
         self._base = 0
 
     def __enter__(self) -> PeakMemory:
-        try:
-            _CLEAR_REFS.write_text("5")
-            base = _status_kib("VmRSS")
-        except OSError:
-            base = None
+        base = _status_kib("VmRSS") if reset_peak_memory() else None
         if base is None:
             self.method = "tracemalloc"
             tracemalloc.start()

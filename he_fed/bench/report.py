@@ -10,7 +10,7 @@ from typing import Any
 
 from he_fed.bench.micro import contender_key, row_label
 
-__all__ = ["headline_markdown", "write_csv", "write_json", "write_plots"]
+__all__ = ["headline_markdown", "write_csv", "write_json", "write_outputs", "write_plots"]
 
 _MICRO_COLUMNS = (
     "encrypt_us_per_element",

@@ -30,6 +30,14 @@ from he_fed.crypto.ckks import CKKS
 from he_fed.crypto.ckks_budget import ErrorBudget
 from he_fed.crypto.keyfile import load_secret
 from he_fed.crypto.paillier import PackedPaillier, Paillier
+from he_fed.crypto.phe_interop import (
+    key_pair_from_phe,
+    public_key_from_phe,
+    public_key_to_phe,
+    secret_key_to_phe,
+    vector_from_phe,
+    vector_to_phe,
+)
 from he_fed.crypto.plain import Plain
 from he_fed.exceptions import ConfigurationError, MalformedMessage, SecretMaterialError
 
@@ -47,9 +55,15 @@ __all__ = [
     "Scheme",
     "SecretKey",
     "WeightedSum",
+    "key_pair_from_phe",
     "load_public",
     "load_secret",
     "make_scheme",
+    "public_key_from_phe",
+    "public_key_to_phe",
+    "secret_key_to_phe",
+    "vector_from_phe",
+    "vector_to_phe",
 ]
 
 #: Every scheme by its registry name.

@@ -28,7 +28,11 @@ class BaseGD(BaseEstimator):
     """Base class: full-batch or mini-batch gradient descent on an L2-penalised loss.
 
     Subclasses define the loss and its gradient on the linear predictor
-    ``X @ coef + intercept``.
+    ``X @ coef + intercept`` (``_loss_and_residual``), and a ``fit`` that takes
+    ``coef_init`` and ``intercept_init``: a federated client resumes from the
+    global weights each round. Every model a federation trains is one. The
+    parameters are documented on the subclasses, :class:`LinearRegressionGD` and
+    :class:`LogisticRegressionGD`.
     """
 
     def __init__(

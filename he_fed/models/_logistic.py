@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import expit, log1p
-from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
 from he_fed.models._gd import BaseGD
+from he_fed.models._linear_classifier import LinearClassifierMixin
 
 __all__ = ["LogisticRegressionGD"]
 
 
-class LogisticRegressionGD(ClassifierMixin, BaseGD):
+class LogisticRegressionGD(LinearClassifierMixin, BaseGD):
     """Binary logistic regression with an L2 penalty, by gradient descent.
 
     Minimises the mean log loss plus ``0.5 * alpha * ||coef_||**2`` by full-batch
@@ -76,11 +76,6 @@ class LogisticRegressionGD(ClassifierMixin, BaseGD):
         loss = np.maximum(z, 0) + log1p(np.exp(-np.abs(z))) - y * z
         return loss, expit(z) - y
 
-    def __sklearn_tags__(self):  # noqa: ANN204 (sklearn's Tags type)
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
-
     def fit(
         self,
         X: np.ndarray,
@@ -137,50 +132,7 @@ class LogisticRegressionGD(ClassifierMixin, BaseGD):
         self.intercept_ = np.array([intercept])
         return self
 
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Signed distance to the boundary; positive means ``classes_[1]``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        return X @ self.coef_[0] + self.intercept_[0]
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities, columns ordered as ``classes_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, 2)
-        """
-        p = expit(self.decision_function(X))
-        return np.column_stack([1.0 - p, p])
-
     def predict_log_proba(self, X: np.ndarray) -> np.ndarray:
         """Log of :meth:`predict_proba`."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predict class labels.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        positive = self.decision_function(X) > 0
-        return self.classes_[positive.astype(int)]

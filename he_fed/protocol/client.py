@@ -16,7 +16,7 @@ from he_fed.exceptions import (
     KeyMismatchError,
     ProtocolError,
 )
-from he_fed.models._gd import BaseGD
+from he_fed.models import BaseGD
 from he_fed.protocol import tasks
 from he_fed.protocol._keys import public_material
 from he_fed.protocol.messages import EncryptedUpdate, RoundStart, Task, decode, encode

@@ -25,8 +25,7 @@ from sklearn.base import is_regressor
 
 from he_fed.crypto import SCHEMES, Scheme
 from he_fed.exceptions import ConfigurationError, MalformedMessage
-from he_fed.models import LinearRegressionGD, LogisticRegressionGD
-from he_fed.models._gd import BaseGD
+from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
 from he_fed.protocol.model import RunPlan
 
 __all__ = [

@@ -19,7 +19,7 @@ import numpy as np
 
 from he_fed.crypto import PublicKey, Scheme
 from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation, TrainingDiverged
-from he_fed.models._gd import BaseGD
+from he_fed.models import BaseGD
 from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.messages import Task
 from he_fed.protocol.setup import build_aggregator, build_client, generate_keyholder
