@@ -152,7 +152,8 @@ def check_public_key(n: int, hs: int) -> None:
         raise MalformedMessage("paillier key's DJN generator is not (-x^2)^n: Jacobi symbol -1")
     if gmpy2.gcd(gmpy2.powmod(hs_, _small_orders(), n_) - 1, n_) != 1:
         raise MalformedMessage(
-            "paillier key's DJN generator has a small order: encryptions would repeat"
+            "paillier key's DJN generator has a small order modulo a factor of n: "
+            "its randomisers would take few values"
         )
 
 
