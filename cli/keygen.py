@@ -46,7 +46,11 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
     help="Directory for public.key, aggregator.key and secret.key.",
 )
 @click.option(
-    "--key-bits", type=int, default=2048, show_default=True, help="Paillier modulus size."
+    "--key-bits",
+    type=int,
+    default=2048,
+    show_default=True,
+    help="Paillier modulus size: even, at most 8192 (under 2048 needs --allow-insecure).",
 )
 @click.option(
     "--ckks-preset",

@@ -211,9 +211,31 @@ def test_the_largest_key_accepted_gets_a_table_within_the_budget():
     modulus_bits, exponent_bits = 2 * MAX_KEY_BITS, MAX_KEY_BITS // 2
     window = djn.table_window(modulus_bits, exponent_bits)
     assert window == 5
-    assert djn.table_bytes(modulus_bits, exponent_bits, window) <= djn.TABLE_BUDGET_BYTES
+    assert djn.table_bytes(modulus_bits, exponent_bits, window) == 820 * 32 * 2048  # 51 MiB
     assert djn.table_bytes(modulus_bits, exponent_bits, 8) == 256 << 20  # the old window
     assert djn.table_window(2 * 2048, 1024) == 8  # the default key keeps its fast table
+    assert djn.table_bytes(2 * 2048, 1024, 8) == 16 << 20
+    assert djn.table_window(2 * 4096, 2048) == 8  # 64 MiB, the budget itself
+
+
+def test_random_moduli_mostly_fail_a_check_and_the_rest_cannot_be_told_apart():
+    """2,000 seeded random odd 2048-bit pairs (n, hs): 49 pass every check.
+
+    Those 49 have no factor below 2^16, are 1 mod 4, and have an hs of Jacobi
+    symbol +1 and no small order: without factoring n, nothing distinguishes them
+    from real keys. The table budget above is what bounds them.
+    """
+    rng = random.Random(1)
+    scheme = Paillier(key_bits=2048)
+    accepted = 0
+    for _ in range(2000):
+        n = _random_odd(2048, rng)
+        try:
+            load_public(PaillierPublicKey(scheme, n, rng.randrange(2, n * n)).to_bytes())
+        except MalformedMessage:
+            continue
+        accepted += 1
+    assert accepted == 49
 
 
 def test_the_table_holds_what_its_size_says():
