@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from he_fed.cli._errors import friendly_errors
 
+from he_fed._files import write_atomic
 from he_fed.crypto import SCHEMES, make_scheme
 from he_fed.crypto.base import DEFAULT_CLIP, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_WEIGHT
 from he_fed.crypto.ckks import PRESETS
@@ -17,14 +18,6 @@ FILES = {
     "aggregation": "aggregator.key",
     "secret": "secret.key",
 }
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` with ``mode`` from the start (no window with wider permissions)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, mode)
 
 
 def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) -> str | None:
@@ -53,7 +46,11 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
     help="Directory for public.key, aggregator.key and secret.key.",
 )
 @click.option(
-    "--key-bits", type=int, default=2048, show_default=True, help="Paillier modulus size."
+    "--key-bits",
+    type=int,
+    default=2048,
+    show_default=True,
+    help="Paillier modulus size: even, at most 8192 (under 2048 needs --allow-insecure).",
 )
 @click.option(
     "--ckks-preset",
@@ -100,7 +97,11 @@ def keygen(
     """Generate keys: public material for clients and the aggregator, a secret for the key holder.
 
     The secret file is created with mode 0600 and, with a passphrase, encrypted
-    under scrypt and ChaCha20-Poly1305. Aggregator code never reads it.
+    under scrypt and ChaCha20-Poly1305. Aggregator code never reads it. Every file
+    is written to a new temporary file and renamed into place
+    (:func:`he_fed._files.write_atomic`), so ``--force`` replaces a symlink at a
+    destination instead of writing through it, and a reader of an old file never
+    sees the new key.
     """
     passphrase = read_passphrase(passphrase_env, passphrase_file)
     with friendly_errors():
@@ -116,12 +117,13 @@ def keygen(
         keys = make_scheme(scheme, **params).keygen()
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = {role: out_dir / name for role, name in FILES.items()}
-        existing = [str(p) for p in paths.values() if p.exists()]
+        # lexists: a planted (even dangling) symlink counts as an existing file.
+        existing = [str(p) for p in paths.values() if os.path.lexists(p)]
         if existing and not force:
             raise click.ClickException(f"{', '.join(existing)} exist; pass --force to overwrite")
-        _write(paths["public"], keys.public.to_bytes(), 0o644)
-        _write(paths["aggregation"], keys.public.aggregation_key().to_bytes(), 0o644)
-        _write(paths["secret"], keys.secret.to_bytes(passphrase=passphrase), 0o600)
+        write_atomic(paths["public"], keys.public.to_bytes(), mode=0o644)
+        write_atomic(paths["aggregation"], keys.public.aggregation_key().to_bytes(), mode=0o644)
+        write_atomic(paths["secret"], keys.secret.to_bytes(passphrase=passphrase), mode=0o600)
     click.echo(f"{scheme} key, fingerprint {keys.public.fingerprint.hex()[:16]}")
     for role, path in paths.items():
         note = {

@@ -24,6 +24,7 @@ import copy
 import dataclasses
 import hashlib
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ __all__ = [
     "DEFAULT_CLIP",
     "DEFAULT_MAX_CLIENTS",
     "DEFAULT_MAX_WEIGHT",
+    "MAX_CLIP",
+    "MAX_COUNT",
+    "MIN_CLIP",
     "AggregationKey",
     "EncryptedVector",
     "KeyPair",
@@ -66,6 +70,17 @@ DEFAULT_MAX_CLIENTS = 1024
 #: protocols (FedAvg weights by sample count) declare their own bound, because a
 #: loose bound costs CKKS precision.
 DEFAULT_MAX_WEIGHT = 1
+#: Range of ``clip``. Within it, ``clip * max_clients * max_weight`` (at most
+#: 2**192) and every quantization scale stay finite doubles, so a plan read from a
+#: header can never turn into an infinity, a NaN or a math domain error.
+MIN_CLIP = 2.0**-64
+MAX_CLIP = 2.0**64
+#: Largest ``max_clients`` and ``max_weight``: contribution counts and weights
+#: travel as u64 fields, so a larger bound could never be written.
+MAX_COUNT = 2**64 - 1
+#: Longest integer a header may spell (MAX_COUNT has 20 digits).
+_MAX_DIGITS = 24
+_INTEGER = re.compile(rf"-?[0-9]{{1,{_MAX_DIGITS}}}")
 
 _S = TypeVar("_S", bound="Scheme")
 _K = TypeVar("_K", bound="AggregationKey")
@@ -80,21 +95,36 @@ def key_fingerprint(domain: str, *parts: bytes) -> bytes:
     return h.digest()
 
 
+def _parse_int(raw: str) -> int:
+    # ASCII digits only: int() would also take " 7", "+7", "7_0" and other scripts'
+    # digits, which params_to_text never writes.
+    if not _INTEGER.fullmatch(raw):
+        raise ValueError(raw)
+    return int(raw)
+
+
 def _parse_field(field: dataclasses.Field[Any], raw: str) -> object:
     kind = str(field.type)
     try:
         if kind == "int":
-            return int(raw)
+            return _parse_int(raw)
         if kind == "float":
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError(raw)
+            return value
         if kind == "bool":
+            if raw not in ("0", "1"):
+                raise ValueError(raw)
             return raw == "1"
         if kind == "str":
             return raw
         if kind == "tuple[int, ...]":
-            return tuple(int(v) for v in raw.split(",")) if raw else ()
+            return tuple(_parse_int(v) for v in raw.split(",")) if raw else ()
     except ValueError:
-        raise MalformedMessage(f"parameter {field.name}={raw!r} is not a valid {kind}") from None
+        raise MalformedMessage(
+            f"parameter {field.name}={raw[:40]!r} is not a valid {kind}"
+        ) from None
     raise TypeError(f"unsupported parameter type {kind}")  # pragma: no cover
 
 
@@ -105,13 +135,15 @@ class Scheme(ABC):
     Parameters
     ----------
     clip : float
-        Largest magnitude of any value in a contribution. ``encrypt`` refuses values
-        beyond it (clients clip first, and count what they clipped).
+        Largest magnitude of any value in a contribution, from ``2**-64`` to
+        ``2**64``. ``encrypt`` refuses values beyond it (clients clip first, and
+        count what they clipped).
     max_clients : int
-        Most contributions one sum may hold. Adding more raises
-        :class:`~he_fed.exceptions.EncodingOverflowError`.
+        Most contributions one sum may hold, from 1 to ``2**64 - 1``. Adding more
+        raises :class:`~he_fed.exceptions.EncodingOverflowError`.
     max_weight : int
-        Largest weight of one contribution (for FedAvg, a client's sample count).
+        Largest weight of one contribution (for FedAvg, a client's sample count),
+        from 1 to ``2**64 - 1``.
     """
 
     clip: float = DEFAULT_CLIP
@@ -127,13 +159,15 @@ class Scheme(ABC):
         clip = self.clip
         if isinstance(clip, bool) or not isinstance(clip, (int, float)):
             raise ConfigurationError("clip must be a number")
-        if not (math.isfinite(clip) and clip > 0):
-            raise ConfigurationError(f"clip must be positive and finite, got {clip}")
+        if not (math.isfinite(clip) and MIN_CLIP <= clip <= MAX_CLIP):
+            raise ConfigurationError(f"clip must be finite, from 2**-64 to 2**64, got {clip}")
         object.__setattr__(self, "clip", float(clip))
         for name in ("max_clients", "max_weight"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+                raise ConfigurationError(
+                    f"{name} must be an integer from 1 to 2**64 - 1, got {value!r}"
+                )
 
     @abstractmethod
     def keygen(self) -> KeyPair:
@@ -162,12 +196,18 @@ class Scheme(ABC):
 
     @classmethod
     def from_params(cls: type[_S], text: str, *, allow_insecure: bool = False) -> _S:
-        """Rebuild a scheme from header parameters.
+        """Rebuild a scheme from header parameters: the one place a header is validated.
+
+        Every field must be present exactly once, parse as its type, pass the
+        scheme's own checks (the ranges and plan checks of ``__post_init__``), and
+        be written exactly as :meth:`params_text` writes it, so that one scheme has
+        one header.
 
         Raises
         ------
         MalformedMessage
-            If the parameters are malformed or describe an impossible plan.
+            If the parameters are malformed, out of range, not in canonical form, or
+            describe an impossible plan.
         InsecureParameters
             If they are below the security bar and ``allow_insecure`` is false.
         """
@@ -179,11 +219,16 @@ class Scheme(ABC):
         if any(f.name == "allow_insecure" for f in dataclasses.fields(cls)):
             kwargs["allow_insecure"] = allow_insecure
         try:
-            return cls(**kwargs)
+            scheme = cls(**kwargs)
         except InsecureParameters:
             raise
         except (ConfigurationError, EncodingOverflowError) as exc:
             raise MalformedMessage(f"invalid {cls.name} parameters: {exc}") from None
+        if scheme.params_text() != text:
+            raise MalformedMessage(
+                f"{cls.name} parameters are not in canonical form: {text[:200]!r}"
+            )
+        return scheme
 
     @classmethod
     @abstractmethod

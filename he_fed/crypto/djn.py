@@ -18,10 +18,16 @@ statistically close to uniform in ``<h>`` and the scheme is as secure as Paillie
 under DCR. A short exponent of twice the security level is offered only on request:
 it additionally assumes that short-exponent discrete logarithms in ``<h>`` are hard
 (DJN's "small exponent" assumption).
+
+A public key read from bytes is checked by :func:`check_public_key` for everything
+that can be checked without the factorisation (whether ``hs`` is an ``n``-th power
+is exactly what DCR says cannot be), and the fixed-base table never exceeds
+:data:`TABLE_BUDGET_BYTES`, whatever the key: its window shrinks as keys grow.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -29,19 +35,34 @@ from typing import Any
 
 import gmpy2
 
+from he_fed.exceptions import ConfigurationError, MalformedMessage
+
 __all__ = [
+    "TABLE_BUDGET_BYTES",
     "CRTDecryptor",
     "FixedBase",
+    "check_public_key",
     "djn_generator",
     "fixed_base",
     "generate_primes",
     "security_bits",
+    "table_bytes",
+    "table_window",
 ]
 
-#: Window of the fixed-base table: 8 bits gives ``|a| / 8`` multiplications per
-#: encryption and a table of ``|a| / 8 × 256`` residues (16 MiB for 1024-bit ``a``
-#: under a 2048-bit key).
+#: Largest window of the fixed-base table: 8 bits gives ``|a| / 8`` multiplications
+#: per encryption and a table of ``|a| / 8 × 256`` residues (16 MiB for 1024-bit
+#: ``a`` under a 2048-bit key).
 WINDOW_BITS = 8
+#: Most bytes of residues one fixed-base table may hold. Keys up to 4096 bits keep
+#: the 8-bit window (64 MiB at 4096); larger keys get a narrower one (5 bits and
+#: 54 MiB at 8192, where an 8-bit window would take 256 MiB).
+TABLE_BUDGET_BYTES = 64 << 20
+#: Trial division bound: a modulus with a prime factor below it is refused.
+SMALL_PRIME_BOUND = 1 << 16
+#: ``hs`` must not have an order dividing ``lcm(1..ORDER_BOUND)`` modulo any prime
+#: factor of ``n`` (a randomiser ``hs^a`` of small order would take few values).
+ORDER_BOUND = 256
 
 
 def security_bits(key_bits: int) -> int:
@@ -83,6 +104,85 @@ def djn_generator(n: int) -> int:
     return int(gmpy2.powmod(h, n_, n_ * n_))
 
 
+@lru_cache(maxsize=1)
+def _small_primes_product() -> Any:
+    return gmpy2.primorial(SMALL_PRIME_BOUND - 1)
+
+
+@lru_cache(maxsize=1)
+def _small_orders() -> int:
+    return math.lcm(*range(1, ORDER_BOUND + 1))
+
+
+def check_public_key(n: int, hs: int) -> None:
+    """Refuse a DJN public key ``(n, hs)`` that no :func:`generate_primes` key can be.
+
+    What is checked without the factorisation, in a few milliseconds at 2048 bits
+    (under 0.1 s at 8192): ``n`` is odd, ``≡ 1 (mod 4)`` (a product of two primes
+    ``≡ 3 mod 4``), has no prime factor below :data:`SMALL_PRIME_BOUND`, is not a
+    perfect power and is not prime; ``hs`` is a unit modulo ``n²`` other than 1,
+    its residue modulo ``n`` has Jacobi symbol +1 (``hs = (-x²)^n``, and
+    ``(-1 | n) = 1`` for such ``n``), and its order modulo each prime factor of
+    ``n`` does not divide ``lcm(1..ORDER_BOUND)``. Whether ``hs`` is an ``n``-th
+    power modulo ``n²`` is the decisional composite residuosity problem, so it is
+    not checked. The caller checks the bit length of ``n`` against the scheme.
+
+    Raises
+    ------
+    MalformedMessage
+        Naming the first check that fails.
+    """
+    n_ = gmpy2.mpz(n)
+    if n_ % 4 != 1:
+        raise MalformedMessage("paillier modulus is not 1 mod 4: not a product of two DJN primes")
+    if gmpy2.gcd(n_, _small_primes_product()) != 1:
+        raise MalformedMessage(
+            f"paillier modulus has a prime factor below {SMALL_PRIME_BOUND}: not an RSA modulus"
+        )
+    if gmpy2.is_power(n_):
+        raise MalformedMessage("paillier modulus is a perfect power: not an RSA modulus")
+    if gmpy2.is_bpsw_prp(n_):
+        raise MalformedMessage("paillier modulus is prime: anyone could decrypt")
+    hs_ = gmpy2.mpz(hs)
+    if not 1 < hs_ < n_ * n_ or gmpy2.gcd(hs_, n_) != 1:
+        raise MalformedMessage(
+            "paillier key's DJN generator is not a unit of Z*_(n^2) other than 1"
+        )
+    if gmpy2.jacobi(hs_ % n_, n_) != 1:
+        raise MalformedMessage("paillier key's DJN generator is not (-x^2)^n: Jacobi symbol -1")
+    if gmpy2.gcd(gmpy2.powmod(hs_, _small_orders(), n_) - 1, n_) != 1:
+        raise MalformedMessage(
+            "paillier key's DJN generator has a small order modulo a factor of n: "
+            "its randomisers would take few values"
+        )
+
+
+def table_window(modulus_bits: int, exponent_bits: int) -> int:
+    """Widest window, up to :data:`WINDOW_BITS`, whose table fits :data:`TABLE_BUDGET_BYTES`.
+
+    A table has ``ceil(exponent_bits / w)`` rows of ``2**w`` residues of
+    ``modulus_bits`` bits; both sizes come from the key itself.
+
+    Raises
+    ------
+    MalformedMessage
+        If even a 1-bit window would exceed the budget (no supported key does).
+    """
+    for window in range(WINDOW_BITS, 0, -1):
+        if table_bytes(modulus_bits, exponent_bits, window) <= TABLE_BUDGET_BYTES:
+            return window
+    raise MalformedMessage(
+        f"a fixed-base table for a {modulus_bits}-bit modulus would exceed "
+        f"{TABLE_BUDGET_BYTES >> 20} MiB"
+    )
+
+
+def table_bytes(modulus_bits: int, exponent_bits: int, window: int) -> int:
+    """Bytes of residues in a fixed-base table (Python's object overhead aside)."""
+    rows = -(-exponent_bits // window)
+    return rows * (1 << window) * ((modulus_bits + 7) // 8)
+
+
 class FixedBase:
     """``base^e mod modulus`` by table lookup, for exponents of up to ``exponent_bits`` bits.
 
@@ -94,17 +194,27 @@ class FixedBase:
     base, modulus : int
         The fixed base and the modulus.
     exponent_bits : int
-        Largest exponent size the table serves.
-    window : int, default=WINDOW_BITS
-        Digit size ``w``.
+        Largest exponent size the table serves; at most the modulus's size.
+    window : int, optional
+        Digit size ``w``. By default :func:`table_window`: 8 bits unless the table
+        would exceed :data:`TABLE_BUDGET_BYTES`.
     """
 
     def __init__(
-        self, base: int, modulus: int, exponent_bits: int, window: int = WINDOW_BITS
+        self, base: int, modulus: int, exponent_bits: int, window: int | None = None
     ) -> None:
         self.modulus = gmpy2.mpz(modulus)
+        modulus_bits = int(self.modulus.bit_length())
+        if not 0 < exponent_bits <= modulus_bits:
+            raise ConfigurationError(
+                "exponent_bits must be positive and at most the modulus's size"
+            )
+        if window is None:
+            window = table_window(modulus_bits, exponent_bits)
         self.exponent_bits = exponent_bits
         self.window = window
+        #: Bytes of residues the table holds.
+        self.nbytes = table_bytes(modulus_bits, exponent_bits, window)
         size = 1 << window
         rows = -(-exponent_bits // window)
         g = gmpy2.mpz(base) % self.modulus
@@ -114,7 +224,7 @@ class FixedBase:
             for _ in range(size - 2):
                 row.append(row[-1] * g % self.modulus)
             table.append(row)
-            g = row[-1] * g % self.modulus  # base^(2^(8(i+1)))
+            g = row[-1] * g % self.modulus  # base^(2^(w(i+1)))
         self._table = table
 
     def pow(self, exponent: int) -> Any:
@@ -140,8 +250,9 @@ def fixed_base(base: int, modulus: int, exponent_bits: int) -> FixedBase:
     """A shared table per (base, modulus, exponent size).
 
     Every key object loaded from the same bytes shares one table, so a simulation
-    of many clients in one process builds it once (16 MiB at 2048 bits), as each
-    real client would once on its own machine.
+    of many clients in one process builds it once (16 MiB at 2048 bits, never more
+    than :data:`TABLE_BUDGET_BYTES`), as each real client would once on its own
+    machine.
     """
     return FixedBase(base, modulus, exponent_bits)
 

@@ -11,6 +11,16 @@ without the passphrase), and whose body is::
 
 A wrong passphrase and a tampered file fail the same way, with
 :class:`~he_fed.exceptions.InvalidPassphrase`, and reveal nothing about why.
+
+What is checked before anything costly, in order: the envelope, the header's
+scheme and parameters (:meth:`Scheme.from_params`), and the scrypt costs, which
+must be exactly those :func:`export_secret` writes. A file that asks for more
+memory or time is refused before any key derivation; so is one that asks for
+less, which no he-fed ever wrote. (Lowering the costs of a real file would gain an
+attacker nothing: the key derived from them would not open the AEAD tag, which
+also binds the header as associated data. Refusing them is simply the narrowest
+rule.) After decryption, the public key inside must be of the header's scheme,
+with the header's parameters and fingerprint.
 """
 
 from __future__ import annotations
@@ -22,14 +32,16 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from he_fed.crypto import wire
-from he_fed.crypto.base import KeyPair, PublicKey, SecretKey
+from he_fed.crypto.base import KeyPair, PublicKey, Scheme, SecretKey
 from he_fed.exceptions import InvalidPassphrase, MalformedMessage
 
 __all__ = ["export_secret", "load_secret"]
 
 _PLAIN, _SCRYPT = 0, 1
 #: scrypt cost: n = 2**15, r = 8, p = 1 (about 32 MiB and a tenth of a second).
+#: The only costs written, and the only ones read.
 _SCRYPT_LOG2_N, _SCRYPT_R, _SCRYPT_P = 15, 8, 1
+_SALT_BYTES, _NONCE_BYTES = 16, 12
 
 
 def _passphrase_bytes(passphrase: str | bytes) -> bytes:
@@ -39,10 +51,29 @@ def _passphrase_bytes(passphrase: str | bytes) -> bytes:
     return data
 
 
-def _derive(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
-    if not (10 <= log2_n <= 20 and 1 <= r <= 16 and 1 <= p <= 4):
-        raise MalformedMessage("secret key file: implausible scrypt parameters")
-    return Scrypt(salt=salt, length=32, n=2**log2_n, r=r, p=p).derive(passphrase)
+def _derive(passphrase: bytes, salt: bytes) -> bytes:
+    """The file key, always at the one cost this module writes (never a file's choice)."""
+    return Scrypt(salt=salt, length=32, n=2**_SCRYPT_LOG2_N, r=_SCRYPT_R, p=_SCRYPT_P).derive(
+        passphrase
+    )
+
+
+def _check_costs(reader: wire.Reader) -> None:
+    """Read a file's scrypt costs and refuse any that :func:`export_secret` does not write."""
+    costs = (reader.uint(1), reader.uint(1), reader.uint(1))
+    if costs != (_SCRYPT_LOG2_N, _SCRYPT_R, _SCRYPT_P):
+        log2_n, r, p = costs
+        raise MalformedMessage(
+            f"secret key file: scrypt costs n=2**{log2_n}, r={r}, p={p} are not the ones "
+            f"he-fed writes (n=2**{_SCRYPT_LOG2_N}, r={_SCRYPT_R}, p={_SCRYPT_P}); "
+            "refused before any key derivation"
+        )
+
+
+def _aad(scheme: str, fingerprint: bytes, params: str) -> bytes:
+    """Associated data of the AEAD: the header's scheme, fingerprint and parameters."""
+    head = wire.params_to_text({"scheme": scheme, "fingerprint": fingerprint.hex()})
+    return (head + params).encode()
 
 
 def _header(secret: SecretKey) -> tuple[str, str, bytes]:
@@ -75,16 +106,15 @@ def export_secret(secret: SecretKey, *, passphrase: str | bytes | None = None) -
         body.uint(_PLAIN, 1)
         body.raw(payload)
     else:
-        salt, nonce = os.urandom(16), os.urandom(12)
-        key = _derive(_passphrase_bytes(passphrase), salt, _SCRYPT_LOG2_N, _SCRYPT_R, _SCRYPT_P)
-        aad = wire.params_to_text({"scheme": scheme, "fingerprint": fingerprint.hex()}) + params
+        salt, nonce = os.urandom(_SALT_BYTES), os.urandom(_NONCE_BYTES)
+        key = _derive(_passphrase_bytes(passphrase), salt)
         body.uint(_SCRYPT, 1)
         body.raw(salt)
         body.uint(_SCRYPT_LOG2_N, 1)
         body.uint(_SCRYPT_R, 1)
         body.uint(_SCRYPT_P, 1)
         body.raw(nonce)
-        body.raw(ChaCha20Poly1305(key).encrypt(nonce, payload, aad.encode()))
+        body.raw(ChaCha20Poly1305(key).encrypt(nonce, payload, _aad(scheme, fingerprint, params)))
     return wire.seal_envelope(
         wire.Kind.SECRET_KEY, body.getvalue(), scheme=scheme, params=params, fingerprint=fingerprint
     )
@@ -118,8 +148,12 @@ def load_secret(
     InvalidPassphrase
         If the file is protected and the passphrase is missing or wrong, or the file
         was tampered with.
+    InsecureParameters
+        If the header's parameters are below the bar and ``allow_insecure`` is false.
     MalformedMessage
-        If the bytes are not a valid secret-key file.
+        If the bytes are not a valid secret-key file: a header that does not
+        describe a scheme, scrypt costs other than those he-fed writes, or a key
+        whose scheme, parameters or fingerprint differ from the header's.
     """
     from he_fed.crypto import SCHEMES, load_public
 
@@ -127,6 +161,7 @@ def load_secret(
     cls = SCHEMES.get(envelope.scheme)
     if cls is None:
         raise MalformedMessage(f"unknown scheme {envelope.scheme!r}")
+    scheme = cls.from_params(envelope.params, allow_insecure=allow_insecure)
     r = wire.Reader(envelope.body, "secret key file")
     protection = r.uint(1)
     if protection == _PLAIN:
@@ -134,18 +169,14 @@ def load_secret(
     elif protection == _SCRYPT:
         if passphrase is None:
             raise InvalidPassphrase("this secret key is passphrase-protected; give the passphrase")
-        salt = bytes(r.raw(16))
-        log2_n, cost_r, cost_p = r.uint(1), r.uint(1), r.uint(1)
-        nonce = bytes(r.raw(12))
-        key = _derive(_passphrase_bytes(passphrase), salt, log2_n, cost_r, cost_p)
-        aad = (
-            wire.params_to_text(
-                {"scheme": envelope.scheme, "fingerprint": envelope.fingerprint.hex()}
-            )
-            + envelope.params
-        )
+        secret_passphrase = _passphrase_bytes(passphrase)
+        salt = bytes(r.raw(_SALT_BYTES))
+        _check_costs(r)
+        nonce = bytes(r.raw(_NONCE_BYTES))
+        key = _derive(secret_passphrase, salt)
+        aad = _aad(envelope.scheme, envelope.fingerprint, envelope.params)
         try:
-            payload = ChaCha20Poly1305(key).decrypt(nonce, bytes(r.raw(r.remaining)), aad.encode())
+            payload = ChaCha20Poly1305(key).decrypt(nonce, bytes(r.raw(r.remaining)), aad)
         except InvalidTag:
             raise InvalidPassphrase(
                 "cannot unlock the secret key: wrong passphrase or tampered file"
@@ -156,8 +187,23 @@ def load_secret(
     public = load_public(inner.blob(), allow_insecure=allow_insecure)
     secret_body = inner.blob()
     inner.finish()
-    if not isinstance(public, PublicKey) or public.fingerprint != envelope.fingerprint:
-        raise MalformedMessage("secret key file: its public key does not match its header")
-    if public.scheme.params_text() != envelope.params:
-        raise MalformedMessage("secret key file: its public key does not match its header")
+    _check_matches_header(public, envelope, scheme)
     return KeyPair(public, cls._load_secret(public, secret_body))
+
+
+def _check_matches_header(public: object, envelope: wire.Envelope, scheme: Scheme) -> None:
+    """Refuse a file whose public key is not the one its header describes.
+
+    The scheme *class* must match too: ``paillier`` and ``paillier-packed`` keys
+    hold the same material, and a ``paillier`` header around a CKKS key must never
+    reach Paillier's secret-key parser.
+    """
+    if (
+        not isinstance(public, PublicKey)
+        or type(public.scheme) is not type(scheme)
+        or public.scheme.name != envelope.scheme
+        or public.scheme != scheme
+        or public.scheme.params_text() != envelope.params
+        or public.fingerprint != envelope.fingerprint
+    ):
+        raise MalformedMessage("secret key file: its public key does not match its header")

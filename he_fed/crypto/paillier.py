@@ -55,6 +55,9 @@ _DOMAIN = "he-fed/paillier/v1"
 #: (NIST SP 800-57 Part 1, Table 2, read for factoring-based keys).
 MIN_SECURE_KEY_BITS = 2048
 _MIN_KEY_BITS = 256
+#: Largest modulus supported: 8192 bits (192-bit security; key generation takes
+#: seconds, and the fixed-base table stays within ``djn.TABLE_BUDGET_BYTES``).
+MAX_KEY_BITS = 8192
 #: Encryptions per call from which worker processes are used (their start-up and
 #: tables cost about a second, which short vectors would not win back).
 PARALLEL_MIN_CIPHERTEXTS = 512
@@ -91,8 +94,8 @@ class _PaillierScheme(Scheme):
     Parameters
     ----------
     key_bits : int, default=2048
-        Size of the modulus ``n``. Below 2048 raises :class:`InsecureParameters`
-        unless ``allow_insecure`` is true.
+        Size of the modulus ``n``, even, at most 8192. Below 2048 raises
+        :class:`InsecureParameters` unless ``allow_insecure`` is true (256 at least).
     precision_bits : int
         Width of each quantized value, sign included.
     short_randomness : bool, default=False
@@ -114,7 +117,7 @@ class _PaillierScheme(Scheme):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        key_bits = _check_int("key_bits", self.key_bits, _MIN_KEY_BITS, 1 << 16)
+        key_bits = _check_int("key_bits", self.key_bits, _MIN_KEY_BITS, MAX_KEY_BITS)
         if key_bits % 2:
             raise ConfigurationError("key_bits must be even")
         if key_bits < MIN_SECURE_KEY_BITS and not self.allow_insecure:
@@ -150,16 +153,21 @@ class _PaillierScheme(Scheme):
 
     @classmethod
     def _load_key(cls, envelope: wire.Envelope, scheme: Any) -> PaillierPublicKey:
+        """Read ``n`` and ``hs``: sized by the (already checked) header, then checked.
+
+        ``n`` must have exactly ``key_bits`` bits and pass
+        :func:`djn.check_public_key`, so a forged modulus is refused here, before
+        any client builds a fixed-base table for it.
+        """
         if envelope.kind is not wire.Kind.PUBLIC_KEY:
             raise MalformedMessage(f"a {cls.name} scheme has no {envelope.kind.label}")
         r = wire.Reader(envelope.body, "paillier public key")
         n = int.from_bytes(r.blob(max_size=scheme.key_bits // 8 + 1), "big")
         hs = int.from_bytes(r.blob(max_size=scheme.key_bits // 4 + 1), "big")
         r.finish()
-        if n.bit_length() != scheme.key_bits or n % 2 == 0:
+        if n.bit_length() != scheme.key_bits:
             raise MalformedMessage("paillier modulus does not match its declared size")
-        if not 0 < hs < n * n or gmpy2.gcd(hs, n) != 1:
-            raise MalformedMessage("paillier key's DJN generator is not in Z*_(n^2)")
+        djn.check_public_key(n, hs)
         key = PaillierPublicKey(scheme, n, hs)
         if key.fingerprint != envelope.fingerprint:
             raise MalformedMessage("paillier key fingerprint does not match its contents")

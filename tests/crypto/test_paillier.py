@@ -109,8 +109,8 @@ def test_plans_that_cannot_fit_a_slot_are_refused():
     with pytest.raises(EncodingOverflowError, match="slot needs"):
         PackedPaillier(
             precision_bits=128,
-            max_clients=2**64,
-            max_weight=2**64,
+            max_clients=2**64 - 1,  # the largest bounds a plan may have
+            max_weight=2**64 - 1,
             key_bits=256,
             allow_insecure=True,
         )

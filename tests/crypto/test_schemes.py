@@ -198,7 +198,13 @@ def test_more_contributions_than_the_plan_allows_overflow(scheme_name, keys):
 
 def test_plans_that_cannot_hold_their_sum_are_refused_at_construction():
     with pytest.raises(EncodingOverflowError, match="larger key"):
-        Paillier(key_bits=256, allow_insecure=True, precision_bits=128, max_weight=2**120)
+        Paillier(
+            key_bits=256,
+            allow_insecure=True,
+            precision_bits=128,
+            max_clients=2**64 - 1,  # the largest bounds a plan may have
+            max_weight=2**64 - 1,
+        )
     with pytest.raises(EncodingOverflowError, match="lower clip"):
         CKKS(clip=1e6, max_clients=2**20, max_weight=2**20)
 
