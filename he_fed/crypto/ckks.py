@@ -33,21 +33,30 @@ for additions. Its ciphertexts are smaller (fewer bytes per value, and half as m
 values each) and less precise. ``compat-nvflare`` is NVIDIA FLARE's parameter set,
 for comparison.
 
-Encoding. A contribution ``weight * x`` is laid out with ``weight`` as one extra
-value and split into chunks of ``N`` values, one ciphertext each: consecutive
-values ``(a, b)`` fill one complex slot ``a + bi`` (TenSEAL's vectors take reals
-only, one per slot, so encoding and encryption go through ``tenseal.sealapi``,
-and the SEAL ciphertext is wrapped in TenSEAL's format, which loads and adds it
-unchanged). All clients
-use one scale, ``2**encode_scale_bits``: the largest (up to ``scale_bits``) that
-keeps every sum the plan allows below a quarter of the data modulus, so a sum
-never wraps around. A plan that cannot fit, or that would leave fewer than 16 bits
-of precision at the clip bound, is refused when it is built, with the knob to turn.
+Encoding. Each value ``x`` becomes the integer ``round(x * 2**grid_bits)``
+(:attr:`CKKS.quantizer`), which is multiplied by the contribution's integer
+weight; the weight rides as one extra value, and the integers are split into
+chunks of ``N`` values, one ciphertext each: consecutive values ``(a, b)`` fill
+one complex slot ``a + bi`` (TenSEAL's vectors take reals only, one per slot, so
+encoding and encryption go through ``tenseal.sealapi``, and the SEAL ciphertext is
+wrapped in TenSEAL's format, which loads and adds it unchanged). All clients use
+one scale, ``2**encode_scale_bits``: the smallest at which the key holder can
+round every decrypted value of every sum the plan allows to its integer, except
+with probability ``2**-40`` per release. The grid is then the finest that keeps
+every such sum, times the scale, below a quarter of the data modulus and below
+``2**52``. ``grid_bits`` is written in every header, so bytes of the unrounded
+encoding (format version 2 without it) are refused. A plan that cannot fit, or
+whose grid would resolve fewer than 16 levels up to the clip bound, is refused
+when it is built, with the knob to turn.
 
-Error. :attr:`CKKS.error_budget` predicts the error of a decrypted sum and bounds
-it (see :mod:`he_fed.crypto.ckks_budget`, which also explains the Li-Micciancio
-caveat: decrypted CKKS results leak information about the secret key when shared
-beyond the key holder). ``flood_bits`` opts in to noise flooding at decryption.
+Decryption. The key holder decodes every value of every ciphertext, rounds each
+to the nearest integer, refuses the aggregate if any lies off the grid, fills an
+empty slot, or leaves the plan's range, and releases the integer sums times the
+grid step: the exact sum of what the clients encoded, like Paillier's, and a
+function of the plaintext alone, so the Li-Micciancio key-recovery attack has
+nothing to work on (:mod:`he_fed.crypto._ckks_grid`; ``DESIGN.md``, "CKKS
+releases"). :attr:`CKKS.error_budget` predicts the decryption error that rounding
+removes and the grid's rounding that remains (:mod:`he_fed.crypto.ckks_budget`).
 
 Bytes. ``to_bytes`` writes one envelope; ``write_to`` streams one frame per
 ciphertext (:mod:`he_fed.crypto.stream`), and ``PublicKey.encrypt_to`` encrypts
@@ -62,7 +71,6 @@ from __future__ import annotations
 
 import functools
 import math
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -73,6 +81,7 @@ import tenseal as ts
 import tenseal.sealapi as sealapi
 
 from he_fed.crypto import seal_format, seal_io, wire
+from he_fed.crypto._ckks_grid import GridQuantizer
 from he_fed.crypto.base import (
     AggregationKey,
     EncryptedVector,
@@ -83,14 +92,16 @@ from he_fed.crypto.base import (
     WeightedSum,
     key_fingerprint,
 )
-from he_fed.crypto.ckks_budget import ErrorBudget
+from he_fed.crypto.ckks_budget import EXACT_FLOAT, MAX_VALUES, ErrorBudget, scale_bits_for
 from he_fed.crypto.stream import FrameReader
 from he_fed.exceptions import (
     ConfigurationError,
     EncodingOverflowError,
     InsecureParameters,
+    KeyMismatchError,
     MalformedMessage,
     SecretMaterialError,
+    ShapeMismatchError,
 )
 
 __all__ = ["CKKS", "PRESETS"]
@@ -117,12 +128,8 @@ PRESETS: dict[str, _Preset] = {
     "compat-nvflare": _Preset(8192, (60, 40, 40), 40, "NVIDIA FLARE's parameters, for comparison"),
 }
 
-#: One bit of headroom above the largest sum the plan allows. The noise and the
-#: floating-point error are many orders of magnitude smaller.
-_GUARD_BITS = 1
-#: A plan must keep this many bits between the clip bound and one contribution's
-#: root-mean-square error.
-_MIN_PRECISION_BITS = 16
+#: The grid must resolve at least ``2**_MIN_GRID_BITS`` levels up to the clip bound.
+_MIN_GRID_BITS = 4
 
 
 @functools.lru_cache(maxsize=64)
@@ -152,7 +159,7 @@ def _seal_public(ctx: ts.Context) -> bytes:
 
 @dataclass(frozen=True, kw_only=True)
 class CKKS(Scheme):
-    """CKKS approximate encryption (TenSEAL), with addition-only contexts.
+    """CKKS encryption of integers on a grid (TenSEAL), with addition-only contexts.
 
     Parameters
     ----------
@@ -168,13 +175,14 @@ class CKKS(Scheme):
         must fit in. Their total must meet the 128-bit bound for ``N`` (54 bits at
         N=2048, 109 at 4096, 218 at 8192), or :class:`InsecureParameters` is raised.
     scale_bits : int, optional
-        Largest encoding scale, ``2**scale_bits`` (20 to 60). The plan may choose a
-        smaller one (see :attr:`encode_scale_bits`).
-    flood_bits : int, default=0
-        Opt-in noise flooding at decryption: the key holder adds Gaussian noise of
-        ``2**flood_bits`` times the expected norm of a ciphertext's decryption
-        error to every released value (see :mod:`he_fed.crypto.ckks_budget`). It
-        changes no ciphertext, so it is not written in headers. 0 turns it off.
+        Largest encoding scale allowed, ``2**scale_bits`` (20 to 60). The plan uses
+        the smallest scale at which its sums round correctly (see
+        :attr:`encode_scale_bits`).
+    grid_bits : int, default=0
+        Values are quantized to multiples of ``2**-grid_bits`` (see
+        :attr:`quantizer`). 0 picks the finest grid the plan fits, which is what
+        headers then carry; an explicit value must fit too.
+        :meth:`with_plan` picks it afresh unless given.
     clip, max_clients, max_weight
         The encoding plan (see :class:`~he_fed.crypto.base.Scheme`).
 
@@ -183,7 +191,7 @@ class CKKS(Scheme):
     InsecureParameters
         If the modulus is too large for 128-bit security at this ``N``.
     EncodingOverflowError
-        If the plan's sums cannot fit the data modulus with enough precision.
+        If the plan's sums cannot fit the data modulus on a fine enough grid.
     ConfigurationError
         For any other invalid parameter.
     """
@@ -192,7 +200,7 @@ class CKKS(Scheme):
     poly_modulus_degree: int = 0
     coeff_mod_bit_sizes: tuple[int, ...] = ()
     scale_bits: int = 0
-    flood_bits: int = field(default=0, compare=False, metadata={"wire": False})
+    grid_bits: int = 0
 
     name: ClassVar[str] = "ckks"
 
@@ -208,7 +216,7 @@ class CKKS(Scheme):
                 object.__setattr__(self, name, getattr(preset, name))
         object.__setattr__(self, "coeff_mod_bit_sizes", tuple(self.coeff_mod_bit_sizes))
         self._check_parameters()
-        self._check_plan()
+        object.__setattr__(self, "grid_bits", self._fit_grid())
 
     def _check_parameters(self) -> None:
         n, bits = self.poly_modulus_degree, self.coeff_mod_bit_sizes
@@ -233,30 +241,63 @@ class CKKS(Scheme):
                 f"the HE standard allows at N={n} for 128-bit security; SEAL refuses them "
                 "(use fewer or smaller primes, or a larger poly_modulus_degree)"
             )
-        for name, low in (("scale_bits", 20), ("flood_bits", 0)):
+        for name, low, high in (("scale_bits", 20, 60), ("grid_bits", 0, 62)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 60:
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigurationError(
-                    f"{name} must be an integer from {low} to 60, got {value!r}"
+                    f"{name} must be an integer from {low} to {high}, got {value!r}"
                 )
         _primes(n, bits)
 
-    def _check_plan(self) -> None:
-        if self.encode_scale_bits < 1:
+    def _fit_grid(self) -> int:
+        """The grid bits: the finest grid on which every sum the plan allows fits.
+
+        The largest integer a sum can hold, ``max_clients * max_weight * levels``
+        (the total weight is no larger), times the scale, must stay below a quarter
+        of the data modulus, so that decoding (which centres modulo ``q``) never
+        wraps around, and below ``2**52``, where doubles hold every integer and
+        SEAL's double-precision decoding is as exact as the error budget assumes.
+        """
+        if self.encode_scale_bits > self.scale_bits:
             raise EncodingOverflowError(
-                f"sums up to {self._encoded_bound:.3g} do not fit the {self.data_bits}-bit data "
-                "modulus; lower clip, max_clients or max_weight, or add a data prime to "
-                "coeff_mod_bit_sizes"
+                f"rounding sums of max_clients={self.max_clients} contributions needs a "
+                f"scale of 2^{self.encode_scale_bits}, above scale_bits={self.scale_bits}; "
+                "raise scale_bits or lower max_clients"
             )
-        budget = self.error_budget
-        precision = math.log2(self.clip / budget.rms(1))
-        if precision < _MIN_PRECISION_BITS:
+        room = min((self.data_modulus - 1) // 4, EXACT_FLOAT - 1)
+        largest = room // (self.max_clients * self.max_weight << self.encode_scale_bits)
+        grids = (g for g in range(62, -1, -1) if GridQuantizer(g, self.clip).levels <= largest)
+        finest = next(grids, -1)
+        if finest < 0 or GridQuantizer(finest, self.clip).levels < 2**_MIN_GRID_BITS:
+            limit = (
+                "2^52"
+                if room == EXACT_FLOAT - 1
+                else f"a quarter of the {self.data_bits}-bit data modulus"
+            )
             raise EncodingOverflowError(
-                f"room for sums up to {self._encoded_bound:.3g} leaves a scale of "
-                f"2^{self.encode_scale_bits} and {precision:.1f} bits of precision at the clip "
-                f"bound (at least {_MIN_PRECISION_BITS} needed); lower max_clients or "
-                "max_weight, or use a larger data modulus (the aggregation-fast preset)"
+                f"sums of up to {self.max_clients} contributions of weight up to "
+                f"{self.max_weight} and values up to {self.clip:g}, at the scale "
+                f"2^{self.encode_scale_bits} that rounding them needs, do not stay below "
+                f"{limit} on a grid of at least {2**_MIN_GRID_BITS} levels up to the clip "
+                "bound; lower clip, max_clients or max_weight, or use a preset with a larger "
+                "data modulus (aggregation-fast)"
             )
+        chosen = self.grid_bits or finest
+        if not 2**_MIN_GRID_BITS <= GridQuantizer(chosen, self.clip).levels <= largest:
+            raise EncodingOverflowError(
+                f"grid_bits={chosen} does not suit this plan: its sums fit grids of "
+                f"{finest} bits or fewer, with at least {2**_MIN_GRID_BITS} levels up to the "
+                "clip bound; change grid_bits, or leave it 0 to pick the finest"
+            )
+        return chosen
+
+    def with_plan(self, **changes: Any) -> CKKS:
+        """The same parameters under another plan, on the finest grid it fits.
+
+        ``grid_bits`` is picked afresh unless ``changes`` sets it.
+        """
+        changes.setdefault("grid_bits", 0)
+        return super().with_plan(**changes)
 
     @property
     def slots(self) -> int:
@@ -278,37 +319,33 @@ class CKKS(Scheme):
         """The data modulus ``q``: the product of SEAL's data primes."""
         return math.prod(_primes(self.poly_modulus_degree, self.coeff_mod_bit_sizes)[:-1])
 
-    @property
-    def _encoded_bound(self) -> float:
-        # The weight slot holds up to max_clients * max_weight, the values up to bound.
-        return max(self.clip, 1.0) * self.max_clients * self.max_weight
-
     @cached_property
     def encode_scale_bits(self) -> int:
-        """Scale actually used: the largest that keeps every allowed sum in range.
+        """Scale actually used, ``Delta = 2**encode_scale_bits``.
 
-        Every value the plan allows, times ``2**encode_scale_bits``, stays below
-        ``q / 2**(1 + _GUARD_BITS)``, so decoding (which centres modulo ``q``)
-        never wraps around.
+        The smallest at which every decrypted value of every sum of up to
+        ``max_clients`` contributions lies within 1/4 of its integer, except with
+        probability ``2**-40`` per release (:func:`~he_fed.crypto.ckks_budget.scale_bits_for`):
+        a larger scale would only leave room for a coarser grid.
         """
-        room = self.data_modulus >> (1 + _GUARD_BITS)
-        bits = min(self.scale_bits, math.floor(math.log2(room / self._encoded_bound)))
-        while bits > 0 and 2.0**bits * self._encoded_bound > room:
-            bits -= 1  # guard against rounding in the logarithm
-        return bits
+        primes = _primes(self.poly_modulus_degree, self.coeff_mod_bit_sizes)
+        return scale_bits_for(self.poly_modulus_degree, primes[-1], self.max_clients)
+
+    @cached_property
+    def quantizer(self) -> GridQuantizer:
+        """How values become integers: ``round(x * 2**grid_bits)``, within the clip bound."""
+        return GridQuantizer(self.grid_bits, self.clip)
 
     @cached_property
     def error_budget(self) -> ErrorBudget:
-        """The error of this plan's decrypted sums: expected size and a bound."""
+        """The errors of this plan's sums: the decryption's, rounded away, and the grid's."""
         primes = _primes(self.poly_modulus_degree, self.coeff_mod_bit_sizes)
         return ErrorBudget(
             poly_modulus_degree=self.poly_modulus_degree,
-            scale_bits=self.encode_scale_bits,
             special_prime=primes[-1],
-            largest_sum=(self.data_modulus // 2) / 2.0**self.encode_scale_bits,
-            plan_bound=self._encoded_bound,
-            contribution_bound=max(self.clip, 1.0) * self.max_weight,
-            flood_bits=self.flood_bits,
+            scale_bits=self.encode_scale_bits,
+            grid_bits=self.grid_bits,
+            clip=self.clip,
         )
 
     def _new_context(self) -> ts.Context:
@@ -524,17 +561,22 @@ class CKKSPublicKey(CKKSAggregationKey, PublicKey):
         )
 
     def _chunks(self, values: np.ndarray, weight: int) -> Iterator[bytes]:
-        """Encrypt ``[weight * values, weight]``, ``N`` values per ciphertext.
+        """Encrypt ``[weight * round(values * 2**grid_bits), weight]``, ``N`` values per ciphertext.
 
-        Consecutive values ``(a, b)`` are packed as one complex slot ``a + bi``:
-        additions act on real and imaginary parts alike, so a ciphertext holds
-        twice what real-only slots hold, for the same encryption.
+        Every value is an integer below ``2**52`` (the plan sees to it), so the
+        doubles handed to the encoder hold it exactly. Consecutive values ``(a, b)``
+        are packed as one complex slot ``a + bi``: additions act on real and
+        imaginary parts alike, so a ciphertext holds twice what real-only slots
+        hold, for the same encryption. Chunks are quantized one at a time, so that
+        ``encrypt_to`` holds one ciphertext's values in memory, not the vector's.
         """
         per, size = self.scheme.values_per_ciphertext, values.size
         scale = 2.0**self.scheme.encode_scale_bits
+        quantizer = self.scheme.quantizer
         encoder, encryptor = self._sealapi
         for start in range(0, size + 1, per):
-            chunk = np.asarray(weight * values[start : start + per], dtype=np.float64)
+            integers = weight * quantizer.quantize(values[start : start + per])
+            chunk = integers.astype(np.float64)  # exact: |integers| < 2**52
             if start + per > size:
                 chunk = np.append(chunk, float(weight))
             used = chunk.size
@@ -549,10 +591,11 @@ class CKKSPublicKey(CKKSAggregationKey, PublicKey):
 class CKKSSecretKey(SecretKey):
     """The private context. It never leaves the key holder unless asked.
 
-    If the scheme it was generated under has ``flood_bits``, every decryption adds
-    flooding noise to the released values, whatever plan the vector was loaded
-    under (never to the total weight, which is rounded to an integer and so
-    reveals no error). The noise is drawn from a generator seeded by ``secrets``.
+    Decryption releases only what rounding onto the plan's grid leaves: the exact
+    sum of the clients' grid integers, a function of the plaintext alone, or an
+    :class:`~he_fed.exceptions.AggregateRejected` (see :mod:`he_fed.crypto._ckks_grid`).
+    The unrounded values, which carry the key-dependent error, never leave this
+    object.
     """
 
     def __init__(self, public: CKKSPublicKey, secret_ctx: ts.Context) -> None:
@@ -561,7 +604,6 @@ class CKKSSecretKey(SecretKey):
         context = secret_ctx.seal_context().data
         self._encoder = sealapi.CKKSEncoder(context)
         self._decryptor = sealapi.Decryptor(context, secret_ctx.secret_key().data)
-        self._rng = np.random.default_rng(secrets.randbits(128))
 
     def _secret_body(self) -> bytes:
         return self._ctx.serialize(
@@ -572,34 +614,35 @@ class CKKSSecretKey(SecretKey):
         )
 
     def _decrypt(self, vector: CKKSVector) -> WeightedSum:
+        """Decode every value of every ciphertext, then round and check them all.
+
+        How many values and ciphertexts there are comes from ``vector.size`` alone
+        (which the protocol fixes from the task), never from a length inside the
+        ciphertexts; the slots beyond the vector's values are decoded and checked
+        like the others.
+        """
         scheme: CKKS = vector.key.scheme  # type: ignore[assignment]
-        flat = np.empty(vector.size + 1)
-        lengths = vector.key._chunk_lengths(vector.size)  # type: ignore[attr-defined]
-        start = 0
-        for part, length in zip(vector.parts, lengths, strict=False):
+        per, size = scheme.values_per_ciphertext, vector.size
+        if size + 1 > MAX_VALUES:
+            raise ShapeMismatchError(f"a ckks vector holds at most {MAX_VALUES - 1} values")
+        chunks = -(-(size + 1) // per)
+        if len(vector.parts) != chunks:
+            raise MalformedMessage(
+                f"a ckks vector of {size} values has {chunks} ciphertext(s), "
+                f"not {len(vector.parts)}"
+            )
+        scale = 2.0**scheme.encode_scale_bits
+        decoded = np.empty(chunks * per)
+        for index, part in enumerate(vector.parts):
+            ciphertext = part.ciphertext()[0]
+            if ciphertext.scale != scale:  # loaders check it; a vector built otherwise may not
+                raise KeyMismatchError("a ckks ciphertext is not at the plan's scale")
             plain = sealapi.Plaintext()
-            self._decryptor.decrypt(part.ciphertext()[0], plain)
+            self._decryptor.decrypt(ciphertext, plain)
             slots = self._encoder.decode_complex(plain)
             pairs = np.fromiter(slots, np.complex128, len(slots)).view(np.float64)
-            flat[start : start + length] = pairs[:length]
-            start += length
-        values, raw_weight = flat[:-1], flat[-1]
-        weight = int(round(raw_weight))
-        if abs(raw_weight - weight) > 0.25 or not (
-            vector.count <= weight <= vector.count * scheme.max_weight
-        ):
-            raise EncodingOverflowError(
-                f"decrypted total weight {raw_weight:.6g} is not a plausible integer: "
-                "the sum overflowed or is corrupted"
-            )
-        limit = vector.count * scheme.max_weight * scheme.clip
-        if np.any(np.abs(values) > limit * (1 + 1e-6) + 1e-6):
-            raise EncodingOverflowError("a decrypted value lies outside the plan's range")
-        flood_bits = self._public.scheme.flood_bits  # type: ignore[attr-defined]
-        if flood_bits:
-            std = scheme.error_budget.flood_std(vector.count, flood_bits)
-            values = values + self._rng.normal(0.0, std, values.size)
-        return WeightedSum(values, weight, vector.count)
+            decoded[index * per : (index + 1) * per] = pairs
+        return scheme.quantizer.release(decoded, size, vector.count, scheme.max_weight)
 
 
 def _slots_for(values: int) -> int:
