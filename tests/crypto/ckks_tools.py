@@ -14,7 +14,7 @@ import numpy as np
 import tenseal.sealapi as sealapi
 
 from he_fed.crypto import seal_format, seal_io
-from he_fed.crypto.ckks import CKKSSecretKey, CKKSVector, _slots_for
+from he_fed.crypto._ckks_keys import CKKSSecretKey, CKKSVector, _slots_for
 
 
 def unrounded(secret: CKKSSecretKey, vector: CKKSVector) -> np.ndarray:
