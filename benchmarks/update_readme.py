@@ -121,25 +121,6 @@ def _ckks_large(data: dict[str, Any]) -> str:
     )
 
 
-def _ckks_flooding(data: dict[str, Any]) -> str:
-    lines = [
-        "| dataset | flood_bits | metric | change | largest coefficient change "
-        "| noise std on a released mean |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for dataset, rows in data["flooding"].items():
-        for r in rows:
-            if "error" in r:
-                lines.append(f"| {dataset} | {r['flood_bits']} | failed: {r['error']} | | | |")
-                continue
-            lines.append(
-                f"| {dataset} | {r['flood_bits']} | {r['metric']:.4f} | "
-                f"{r['metric_change']:+.4f} | {r['coef_change']:.2%} | "
-                f"{r['mean_noise_std']:.2g} |"
-            )
-    return "\n".join(lines)
-
-
 def _scale(data: dict[str, Any]) -> str:
     s = data["speedup"]
     c = s["config"]
@@ -211,7 +192,6 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "paillier_speed": ("paillier_speed.json", _paillier_speed),
     "ckks_speed": ("ckks_speed.json", _ckks_speed),
     "ckks_large": ("ckks_large.json", _ckks_large),
-    "ckks_flooding": ("ckks_flooding.json", _ckks_flooding),
     "scale": ("scale.json", _scale),
     "bench": ("bench.json", _bench),
 }
