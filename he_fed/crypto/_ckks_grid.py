@@ -16,10 +16,15 @@ means the ciphertext is not an honest sum, and the key holder refuses it.
 The checks run in a fixed order, and only the first can depend on the secret key
 (``DESIGN.md``, "CKKS releases", has the argument):
 
-1. every decoded value lies within ``tau`` of an integer (else
-   :class:`AggregateRejected` with ``off_grid=True``: the outcome depends on the
-   decryption error, so it tells whoever shifted the ciphertext at most one bit
-   about it, and the key holder counts these refusals);
+1. every decoded value lies within ``tau`` of an integer, and below ``largest``,
+   the magnitude the plan keeps every honest value under (``min(q/4, 2**52)``
+   over the scale; else :class:`AggregateRejected` with ``off_grid=True``: the
+   outcome depends on the decryption error, so it tells whoever shifted the
+   ciphertext at most one bit about it, and the key holder counts these
+   refusals). The magnitude bound keeps every coefficient of the decrypted
+   polynomial far from ``q/2``, so that whether one of them wrapped around modulo
+   ``q`` (which the error could decide, for an offset chosen to sit there) never
+   reaches the checks below;
 2. every value beyond the vector's (the unused slots of the last ciphertext and
    the padding half of its last slot) rounds to exactly 0;
 3. the total weight is an integer in ``[count, count * max_weight]``;
@@ -91,27 +96,36 @@ class GridQuantizer:
         """Map (sums of) grid integers back to reals, exactly."""
         return np.asarray(q, dtype=np.float64) * self.step
 
-    def release(self, decoded: np.ndarray, size: int, count: int, max_weight: int) -> WeightedSum:
+    def release(
+        self, decoded: np.ndarray, size: int, count: int, max_weight: int, largest: float
+    ) -> WeightedSum:
         """Round a decrypted aggregate onto the grid, or refuse it.
 
         Parameters
         ----------
         decoded : ndarray of shape (chunks * N,)
-            Every decoded value of every ciphertext, unrounded, in grid units.
+            Every decoded value of every ciphertext, unrounded, in grid units. It is
+            overwritten (with the residuals), so that a long vector costs no more
+            memory than its decoding and its rounding.
         size : int
             The vector's number of values (the total weight follows them).
         count : int
             Contributions summed.
         max_weight : int
             Largest weight of one contribution.
+        largest : float
+            No honest value reaches this magnitude (grid units): ``min(q/4, 2**52)``
+            over the scale.
 
         Raises
         ------
         AggregateRejected
             As the module docstring lists; ``off_grid`` is true for the first check.
         """
+        in_range = -largest < decoded.min() and decoded.max() < largest  # a NaN fails too
         nearest = np.rint(decoded)
-        if not np.all(np.abs(decoded - nearest) <= RESIDUAL_THRESHOLD):  # NaN fails too
+        residuals = np.abs(np.subtract(decoded, nearest, out=decoded), out=decoded)
+        if not (in_range and residuals.max() <= RESIDUAL_THRESHOLD):
             raise AggregateRejected(
                 "the decrypted aggregate is off the encoding grid: a contribution was not "
                 "encoded on this plan's grid, or the ciphertext was altered after encryption",
@@ -130,7 +144,7 @@ class GridQuantizer:
                 "the ciphertext was altered"
             )
         totals = nearest[:size]
-        if np.any(np.abs(totals) > weight * self.levels):
+        if not -weight * self.levels <= totals.min() <= totals.max() <= weight * self.levels:
             raise AggregateRejected(
                 "a decrypted total lies outside the total weight times the clip bound: a "
                 "contribution exceeded the plan's clip, or the ciphertext was altered"

@@ -31,7 +31,7 @@ from he_fed.crypto.base import (
     WeightedSum,
     key_fingerprint,
 )
-from he_fed.crypto.ckks_budget import MAX_VALUES
+from he_fed.crypto.ckks_budget import EXACT_FLOAT, MAX_VALUES
 from he_fed.crypto.stream import FrameReader
 from he_fed.exceptions import (
     KeyMismatchError,
@@ -310,7 +310,8 @@ class CKKSSecretKey(SecretKey):
             slots = self._encoder.decode_complex(plain)
             pairs = np.fromiter(slots, np.complex128, len(slots)).view(np.float64)
             decoded[index * per : (index + 1) * per] = pairs
-        return scheme.quantizer.release(decoded, size, vector.count, scheme.max_weight)
+        largest = min(scheme.data_modulus / 4, EXACT_FLOAT) / scale
+        return scheme.quantizer.release(decoded, size, vector.count, scheme.max_weight, largest)
 
 
 def _slots_for(values: int) -> int:

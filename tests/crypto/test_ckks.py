@@ -430,6 +430,18 @@ def test_a_c0_shifted_off_the_grid_is_refused_as_depending_on_the_key():
     assert _refusal(keys, shifted(aggregation, total, noise)).off_grid
 
 
+def test_a_shift_that_could_wrap_around_the_modulus_is_refused_as_depending_on_the_key():
+    """Beyond min(q/4, 2**52) / Delta, whether a coefficient wrapped could hinge on the error."""
+    keys = _keys("aggregation-fast")
+    scheme = keys.public.scheme
+    largest = min(scheme.data_modulus / 4, 2.0**52) / 2.0**scheme.encode_scale_bits
+    total, _ = _honest(keys)
+    offsets = np.zeros(scheme.values_per_ciphertext)
+    offsets[2] = 2 * largest  # an integer, far out of range
+    refusal = _refusal(keys, shifted(keys.public, total, offsets))
+    assert refusal.off_grid and _PUBLIC.findall(str(refusal)) == []
+
+
 @pytest.mark.parametrize("slot", [6, 7, 100, 4095])
 def test_a_value_in_the_unused_slots_is_refused(slot):
     keys = _keys("aggregation-fast")
