@@ -115,8 +115,9 @@ def _ckks_large(data: dict[str, Any]) -> str:
             "",
             f"{data['size']:,} values per update, {data['ciphertexts']} ciphertexts, "
             f"{clients[0]['bytes'] / 2**20:.1f} MiB per update. Decrypted total weight "
-            f"{h['total_weight']} (expected {h['expected_weight']}); largest error "
-            f"{h['max_error']:.2g} (bound {h['bound']:.2g}).",
+            f"{h['total_weight']} (expected {h['expected_weight']}); the total is "
+            f"{'exactly' if h['exact'] else 'NOT'} the weighted sum on the 2^-{h['grid_bits']} "
+            f"grid, {h['max_error']:.2g} at most from the real sum (bound {h['bound']:.2g}).",
         ]
     )
 

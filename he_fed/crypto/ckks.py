@@ -11,27 +11,37 @@ Secure aggregation only adds ciphertexts, so nothing here pays for multiplicatio
   CKKS ciphertexts with nothing more, and such a context holds no key at all.
 
 Presets, all at the 128-bit level of the HE standard (checked when a scheme is
-built; SEAL enforces it too). Bytes per value and the largest error of a 100-client
-sum of values in [-1, 1] (plan ``clip=1, max_clients=100``) are from one run of
-``benchmarks/ckks_speed.py`` (``benchmarks/results/ckks_speed.json``); the RMS
-error is :attr:`CKKS.error_budget`'s prediction, which that run matches:
+built; SEAL enforces it too). For a 100-client sum of values in [-1, 1] (plan
+``clip=1, max_clients=100``): the scale ``Delta`` and the grid step the plan gets,
+and, from one run of ``benchmarks/ckks_speed.py``
+(``benchmarks/results/ckks_speed.json``), bytes per value and the largest error
+of the released sum against the real one; the RMS error is
+:attr:`CKKS.error_budget`'s prediction, which that run matches. Every release is
+exactly the sum of the values on the grid, so what is left is the clients'
+rounding onto it (before the grid, with CKKS's error released as it was: RMS
+6.2e-9, 1.6e-6 and 1.2e-8, largest 5.8e-8, 1.0e-5 and 7.9e-8):
 
-====================  =====  ============  ======  =============  ========  =========
-preset                N      primes        values  bytes / value  RMS       max error
-====================  =====  ============  ======  =============  ========  =========
-aggregation-fast      4096   [60, 49]      4096    16.0           6.2e-9    5.8e-8
-aggregation-compact   2048   [40, 14]      2048    12.0           1.6e-6    1.0e-5
-compat-nvflare        8192   [60, 40, 40]  8192    28.7           1.2e-8    7.9e-8
-====================  =====  ============  ======  =============  ========  =========
+====================  =====  ============  ======  =====  ======  ===========  ======  =========
+preset                N      primes        values  Delta  step    bytes/value  RMS     max error
+====================  =====  ============  ======  =====  ======  ===========  ======  =========
+aggregation-fast      4096   [60, 49]      4096    2^21   2^-24   16.0         1.7e-7  6.4e-7
+aggregation-compact   2048   [40, 14]      2048    2^20   2^-11   12.0         1.4e-3  5.4e-3
+compat-nvflare        8192   [60, 40, 40]  8192    2^22   2^-23   28.7         3.4e-7  1.2e-6
+====================  =====  ============  ======  =====  ======  ===========  ======  =========
 
-(``values``: per ciphertext.)
+(``values``: per ciphertext. The key holder refuses a value further than
+``tau = 1/4`` from its integer; an honest sum has one with probability at most
+``2**-40`` per release.)
 
 ``aggregation-fast`` is the default. ``aggregation-compact`` spends its 54-bit
 budget on one 40-bit data prime and the smallest special prime SEAL can find
 (12289): the special prime only divides the encryption noise, which needs no more
 for additions. Its ciphertexts are smaller (fewer bytes per value, and half as many
-values each) and less precise. ``compat-nvflare`` is NVIDIA FLARE's parameter set,
-for comparison.
+values each), but its 40-bit modulus leaves little room for a grid once the scale
+has room for rounding: coarse for a hundred clients, and none for the wide plans
+of standardisation statistics (``clip=4096`` with weights). ``compat-nvflare`` is
+NVIDIA FLARE's parameter set, for comparison; its larger modulus buys nothing,
+since every sum times the scale stays below ``2**52`` anyway.
 
 Encoding. Each value ``x`` becomes the integer ``round(x * 2**grid_bits)``
 (:attr:`CKKS.quantizer`), which is multiplied by the contribution's integer
@@ -60,11 +70,12 @@ removes and the grid's rounding that remains (:mod:`he_fed.crypto.ckks_budget`).
 
 Bytes. ``to_bytes`` writes one envelope; ``write_to`` streams one frame per
 ciphertext (:mod:`he_fed.crypto.stream`), and ``PublicKey.encrypt_to`` encrypts
-straight into such a stream, one ciphertext in memory at a time (a client's peak
-memory for a million values drops from 17 to 8 MiB above its start, measured in
-``benchmarks/results/ckks_large.json``). Loaders accept a chunk only if it has
-the expected length, two polynomials, a non-transparent form, the first data
-level and the plan's scale; another level or scale raises ``KeyMismatchError``.
+straight into such a stream, one ciphertext in memory at a time (for a million
+values, 8 MiB above the client's start, against 17 to 47 MiB in runs of
+``benchmarks/ckks_large.py`` when every ciphertext is held before streaming).
+Loaders accept a chunk only if it has the expected length, two polynomials, a
+non-transparent form, the first data level and the plan's scale; another level or
+scale raises ``KeyMismatchError``.
 """
 
 from __future__ import annotations
