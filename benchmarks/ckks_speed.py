@@ -28,8 +28,9 @@ bytes), add (one homomorphic addition per client, per value, of parsed
 ciphertexts) and decrypt in microseconds, and bytes; the bytes of the client's and the
 aggregator's public material; and the largest error after summing 10, 100 and
 1000 ciphertexts of values in [-1, 1] (for he-fed, under a plan with ``clip=1``
-and ``max_clients`` equal to the number summed, next to the error budget's
-prediction).
+and ``max_clients`` equal to the number summed: the released sum is exactly the
+sum of the values on the plan's grid, which is checked, and its error is the
+grid's rounding, next to the error budget's prediction and hard bound).
 
 Run::
 
@@ -182,14 +183,17 @@ class _Ours:
         total = keys.public.encrypt(xs[0])
         for x in xs[1:]:
             total = total + keys.public.encrypt(x)
-        error = keys.secret.decrypt(total) - xs.sum(axis=0)
-        budget = scheme.error_budget
+        released = keys.secret.decrypt(total)
+        error = released - xs.sum(axis=0)
+        q, budget = scheme.quantizer, scheme.error_budget
         return {
             "max": float(np.max(np.abs(error))),
             "rms": float(np.sqrt(np.mean(error**2))),
+            "exact": bool(np.array_equal(released, q.dequantize(q.quantize(xs).sum(axis=0)))),
             "scale_bits": scheme.encode_scale_bits,
+            "grid_bits": scheme.grid_bits,
             "predicted_rms": budget.rms(count),
-            "bound": budget.bound(count, self.slots - 1),
+            "bound": budget.bound(count),
         }
 
 
@@ -208,7 +212,7 @@ def _run(c: Any, rng: np.random.Generator) -> dict[str, float]:
     t_add, total = timed(aggregate)
     t_dec, values = timed(lambda: c.decrypt(total))
     t_array, array = timed(lambda: c.to_array(values))
-    assert np.max(np.abs(array - xs.sum(axis=0))) < 1e-4, c.label
+    assert np.max(np.abs(array - xs.sum(axis=0))) < 1e-3, c.label
     return {
         "encrypt": t_enc / (CLIENTS * c.d),
         "add": t_add / ((CLIENTS - 1) * c.d),
@@ -342,20 +346,26 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Error after summing K ciphertexts (values in [-1, 1])",
         "",
-        "he-fed: plan `clip=1, max_clients=K`; the scale is the largest that plan fits, "
-        "at most 2^40. Predicted RMS and bound come from `CKKS.error_budget`.",
+        "he-fed: plan `clip=1, max_clients=K`; the scale is the smallest at which the key "
+        "holder can round every sum of K to its grid integers, the grid the finest that "
+        "then fits. Exact: the release equals the sum of the values on the grid, bit for "
+        "bit. Predicted RMS and the hard bound come from `CKKS.error_budget` (the grid's "
+        "rounding: the decryption error is rounded away).",
         "",
-        "| contender | K | scale | max error | RMS error | predicted RMS | bound |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| contender | K | scale | grid step | exact | max error | RMS error | predicted RMS "
+        "| bound |",
+        "|---|---:|---:|---:|:---:|---:|---:|---:|---:|",
     ]
     for r in result["speed"]:
         for k, e in r["errors"].items():
             scale = e.get("scale_bits", r["params"]["scale_bits"])
+            grid = f"2^-{e['grid_bits']}" if "grid_bits" in e else ""
+            exact = ("yes" if e["exact"] else "NO") if "exact" in e else ""
             predicted = f"{e['predicted_rms']:.3g}" if "predicted_rms" in e else ""
             bound = f"{e['bound']:.3g}" if "bound" in e else ""
             lines.append(
-                f"| {r['scheme']} | {k} | 2^{scale} | {e['max']:.3g} | {e['rms']:.3g} | "
-                f"{predicted} | {bound} |"
+                f"| {r['scheme']} | {k} | 2^{scale} | {grid} | {exact} | {e['max']:.3g} | "
+                f"{e['rms']:.3g} | {predicted} | {bound} |"
             )
     return "\n".join(lines) + "\n"
 

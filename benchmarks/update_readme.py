@@ -91,7 +91,6 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "paillier_speed": ("paillier_speed.json", _headline("paillier_speed")),
     "ckks_speed": ("ckks_speed.json", _ckks_speed),
     "ckks_large": ("ckks_large.json", _headline("ckks_large", brief=True)),
-    "ckks_flooding": ("ckks_flooding.json", _headline("ckks_flooding", brief=True)),
     "scale": ("scale.json", _headline("scale")),
     "bench": ("bench.json", _bench),
 }

@@ -532,7 +532,11 @@ class SecretKey(ABC):
         KeyMismatchError
             If ``vector`` was made under another key.
         EncodingOverflowError
-            If the decrypted sum lies outside what the plan can represent.
+            If the decrypted sum lies outside what the plan can represent (Paillier).
+        AggregateRejected
+            If a decrypted CKKS value lies off the plan's grid, fills a slot beyond the
+            vector's values, or leaves the plan's range; ``off_grid`` says whether the
+            refusal could depend on the secret key (``DESIGN.md``, "CKKS releases").
         """
         if not isinstance(vector, EncryptedVector):
             raise TypeError(f"expected an EncryptedVector, got {type(vector).__name__}")

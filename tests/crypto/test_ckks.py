@@ -1,10 +1,12 @@
-"""CKKS for aggregation: presets, the error budget, minimal material, chunks, flooding."""
+"""CKKS for aggregation: exact sums on the grid, the error budget, refusals, material, chunks."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import math
+import re
 import tracemalloc
 
 import numpy as np
@@ -13,8 +15,10 @@ import tenseal as ts
 
 from he_fed.crypto import CKKS, KeyPair, PublicKey, load_public, wire
 from he_fed.crypto.ckks import PRESETS, CKKSAggregationKey, CKKSVector
+from he_fed.crypto.ckks_budget import MAX_VALUES, RESIDUAL_THRESHOLD
 from he_fed.crypto.stream import FrameWriter
 from he_fed.exceptions import (
+    AggregateRejected,
     ConfigurationError,
     EncodingOverflowError,
     InsecureParameters,
@@ -22,6 +26,7 @@ from he_fed.exceptions import (
     MalformedMessage,
     SecretMaterialError,
 )
+from tests.crypto.ckks_tools import shifted, unrounded
 
 PRESET_NAMES = sorted(PRESETS)
 #: A weighted plan every preset can hold: up to 16 contributions of weight up to 8.
@@ -33,57 +38,89 @@ def _keys(preset: str, **plan: float) -> KeyPair:
     return CKKS(preset=preset, **{**PLAN, **plan}).keygen()
 
 
-def _max_error(result: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.max(np.abs(result - expected)))
+# --- exact sums and the error budget ----------------------------------------------------
 
 
-# --- the error budget -------------------------------------------------------------------
+def _exact(scheme: CKKS, xs, weights) -> np.ndarray:
+    """What a sum must decrypt to: the weighted sum of the quantized values, exactly."""
+    q = scheme.quantizer
+    return q.dequantize(sum(int(w) * q.quantize(x) for x, w in zip(xs, weights, strict=True)))
 
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
-def test_weighted_sums_match_the_budgets_rms_and_stay_under_its_bound(preset, rng):
+def test_sums_decrypt_to_exactly_the_sum_of_the_quantized_values(preset, rng):
+    keys = _keys(preset)
+    scheme = keys.public.scheme
+    for size in (1, 2, scheme.slots, scheme.values_per_ciphertext, 3 * scheme.slots + 1):
+        weights = rng.integers(1, PLAN["max_weight"] + 1, size=5)
+        xs = rng.uniform(-1, 1, size=(5, size))
+        xs[0, 0] = 1.0  # the clip bound itself is on the grid
+        total = sum(keys.public.encrypt(x, weight=int(w)) for x, w in zip(xs, weights, strict=True))
+        result = keys.secret.decrypt_weighted(total)
+        np.testing.assert_array_equal(result.total, _exact(scheme, xs, weights))
+        assert (result.weight, result.count) == (int(weights.sum()), 5)
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_the_decryption_error_matches_the_budget_and_is_rounded_away(preset, rng):
     keys = _keys(preset)
     scheme, budget = keys.public.scheme, keys.public.scheme.error_budget
     size, count = 4 * scheme.slots - 1, 12
     weights = rng.integers(1, PLAN["max_weight"] + 1, size=count)
     xs = rng.uniform(-1, 1, size=(count, size))
     total = sum(keys.public.encrypt(x, weight=int(w)) for x, w in zip(xs, weights, strict=True))
-    result = keys.secret.decrypt_weighted(total)
-    error = result.total - weights @ xs
-    assert result.weight == int(weights.sum()) and result.count == count
-    # The model predicts the root-mean-square error (weights do not scale it).
-    assert 0.85 < math.sqrt(np.mean(error**2)) / budget.rms(count) < 1.15
+    integers = np.zeros(2 * scheme.values_per_ciphertext)  # two ciphertexts, empty slots = 0
+    integers[:size] = _exact(scheme, xs, weights) / scheme.quantizer.step
+    integers[size] = weights.sum()
+    error = unrounded(keys.secret, total) - integers  # what the key holder rounds away
+    # The model predicts the root-mean-square error, in grid units (weights do not scale it).
+    assert 0.85 < math.sqrt(np.mean(error**2)) / budget.decryption_rms(count) < 1.15
     # Values in the real and in the imaginary part of a slot err alike.
     for part in (error[0::2], error[1::2]):
-        assert 0.8 < math.sqrt(np.mean(part**2)) / budget.rms(count) < 1.2
-    # The bound holds, and is not vacuous: within a factor of 20 of the largest error.
+        assert 0.8 < math.sqrt(np.mean(part**2)) / budget.decryption_rms(count) < 1.2
+    # The bound holds and is not vacuous; at the plan's max_clients it is within 1/4.
     largest = float(np.max(np.abs(error)))
-    assert largest <= budget.bound(count, size) < 20 * largest
+    assert largest <= budget.decryption_bound(count, error.size) < 20 * largest
+    assert budget.decryption_bound(scheme.max_clients) <= RESIDUAL_THRESHOLD
+    np.testing.assert_array_equal(
+        keys.secret.decrypt_weighted(total).total, _exact(scheme, xs, weights)
+    )
+
+
+def test_the_scale_is_the_smallest_that_keeps_the_failure_chance_below_2_to_the_40():
+    scheme = CKKS(clip=1.0, max_clients=100)
+    budget = scheme.error_budget
+    assert budget.decryption_bound(100, MAX_VALUES, 2.0**-40) <= RESIDUAL_THRESHOLD
+    halved = dataclasses.replace(budget, scale_bits=budget.scale_bits - 1)
+    assert halved.decryption_bound(100, MAX_VALUES, 2.0**-40) > RESIDUAL_THRESHOLD
+    # The bound grows with the contributions summed, so max_clients is the one to hold.
+    assert budget.decryption_bound(1) < budget.decryption_bound(50) < budget.decryption_bound(100)
 
 
 def test_a_100_client_sum_at_the_default_preset_errs_by_less_than_1e_6(rng):
     keys = CKKS(clip=1.0, max_clients=100).keygen()
-    xs = rng.uniform(-1, 1, size=(100, keys.public.scheme.slots - 1))
+    budget = keys.public.scheme.error_budget
+    xs = rng.uniform(-1, 1, size=(100, keys.public.scheme.values_per_ciphertext - 1))
     total = sum(keys.public.encrypt(x) for x in xs)
-    largest = _max_error(keys.secret.decrypt(total), xs.sum(axis=0))
-    assert largest <= keys.public.scheme.error_budget.bound(100, xs.shape[1]) <= 1e-6
+    error = keys.secret.decrypt(total) - xs.sum(axis=0)
+    # Only the clients' own rounding onto the grid is left: its hard bound, and the
+    # RMS of uniform rounding errors.
+    assert np.max(np.abs(error)) <= 1e-6 < budget.bound(100)
+    assert 0.95 < math.sqrt(np.mean(error**2)) / budget.rms(100) < 1.05
 
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
-def test_the_largest_sums_the_plan_allows_decrypt_without_wrapping(preset):
+def test_the_largest_sums_the_plan_allows_decrypt_exactly(preset):
     keys = _keys(preset, clip=2.0, max_clients=4, max_weight=3)
-    scheme, budget = keys.public.scheme, keys.public.scheme.error_budget
+    scheme = keys.public.scheme
     x = np.array([2.0, -2.0, 1.0])
     total = sum(keys.public.encrypt(x, weight=3) for _ in range(4))
-    np.testing.assert_allclose(keys.secret.decrypt(total), 12 * x, atol=budget.bound(4, 3))
-    # The scale is the largest that keeps every allowed sum below a quarter of q.
-    quarter = scheme.data_modulus / 4
-    assert 2.0**scheme.encode_scale_bits * budget.plan_bound <= quarter
-    assert (
-        scheme.encode_scale_bits == scheme.scale_bits
-        or 2.0 ** (scheme.encode_scale_bits + 1) * budget.plan_bound > quarter
-    )
-    assert budget.plan_bound <= budget.largest_sum / 2
+    np.testing.assert_array_equal(keys.secret.decrypt(total), 12 * x)
+    # The grid is the finest that keeps every sum, times the scale, below a quarter
+    # of q and below 2**52.
+    room = min(scheme.data_modulus / 4, 2.0**52)
+    largest = 4 * 3 * scheme.quantizer.levels * 2.0**scheme.encode_scale_bits
+    assert largest < room <= 2 * largest
 
 
 def test_weighting_returns_the_exact_total_weight_and_the_weighted_mean(rng):
@@ -93,10 +130,10 @@ def test_weighting_returns_the_exact_total_weight_and_the_weighted_mean(rng):
     total = sum(keys.public.encrypt(x, weight=w) for x, w in zip(xs, weights, strict=True))
     result = keys.secret.decrypt_weighted(total)
     assert result.weight == 1520
-    expected = sum(w * x for w, x in zip(weights, xs, strict=True))
-    bound = keys.public.scheme.error_budget.bound(3, 50)
-    assert _max_error(result.total, expected) <= bound
-    assert _max_error(result.mean, expected / 1520) <= bound / 1520
+    expected = _exact(keys.public.scheme, xs, weights)
+    np.testing.assert_array_equal(result.total, expected)
+    exact_mean = sum(w * x for w, x in zip(weights, xs, strict=True)) / 1520
+    assert np.max(np.abs(result.mean - exact_mean)) <= keys.public.scheme.error_budget.bound(1)
 
 
 # --- parameters and plans ---------------------------------------------------------------
@@ -104,10 +141,17 @@ def test_weighting_returns_the_exact_total_weight_and_the_weighted_mean(rng):
 
 def test_the_budget_refuses_meaningless_questions_with_configuration_errors():
     budget = CKKS().error_budget
-    for bad in ({"count": 0}, {"size": 0}, {"failure_probability": 1.0}, {"count": True}):
+    for bad in ({"count": 0}, {"values": 0}, {"failure_probability": 1.0}, {"count": True}):
         with pytest.raises(ConfigurationError):
-            budget.bound(**bad)
-    assert budget.bound(4, 10, 1e-3) < budget.bound(4, 10, 1e-12) < budget.bound(4, 10**6, 1e-12)
+            budget.decryption_bound(**bad)
+    for method in (budget.rms, budget.bound, budget.decryption_rms):
+        with pytest.raises(ConfigurationError):
+            method(0)
+    assert (
+        budget.decryption_bound(4, 10, 1e-3)
+        < budget.decryption_bound(4, 10, 1e-12)
+        < budget.decryption_bound(4, 10**6, 1e-12)
+    )
 
 
 def test_presets_are_what_the_documentation_says():
@@ -154,7 +198,8 @@ def test_insecure_parameters_read_from_bytes_are_refused_as_insecure():
         {"coeff_mod_bit_sizes": (19, 40)},
         {"coeff_mod_bit_sizes": (40, 13)},
         {"scale_bits": 61},
-        {"flood_bits": -1},
+        {"grid_bits": -1},
+        {"grid_bits": 63},
         {"preset": "fastest"},
     ],
 )
@@ -171,11 +216,60 @@ def test_primes_seal_cannot_find_are_a_configuration_error_not_a_security_one():
     assert not isinstance(caught.value, InsecureParameters)
 
 
-def test_plans_that_leave_too_little_precision_are_refused_with_the_knob_to_turn():
+def test_plans_that_leave_too_coarse_a_grid_are_refused_with_the_knob_to_turn():
     plan = {"clip": 1.0, "max_clients": 2**14, "max_weight": 16}
-    with pytest.raises(EncodingOverflowError, match="max_clients or max_weight"):
+    with pytest.raises(EncodingOverflowError, match="lower clip, max_clients or max_weight"):
         CKKS(preset="aggregation-compact", **plan)
-    assert CKKS(**plan).encode_scale_bits > 30  # the default preset holds it
+    # The default preset holds it, on a coarse grid.
+    assert CKKS(**plan).quantizer.levels >= 16
+    with pytest.raises(EncodingOverflowError, match="2\\^52"):
+        CKKS(**{**plan, "max_clients": 2**20})
+    with pytest.raises(EncodingOverflowError, match="scale_bits"):
+        CKKS(scale_bits=20, max_clients=1024)
+
+
+def test_the_grid_is_the_finest_that_fits_and_travels_in_the_parameters():
+    scheme = CKKS(clip=1.0, max_clients=100)
+    assert scheme.grid_bits == 24 and "grid_bits=24" in scheme.params_text()
+    assert CKKS(clip=1.0, max_clients=100, grid_bits=24) == scheme
+    coarser = CKKS(clip=1.0, max_clients=100, grid_bits=20)
+    assert coarser.params_text() != scheme.params_text()
+    assert type(scheme).from_params(coarser.params_text()) == coarser
+    with pytest.raises(EncodingOverflowError, match="grid_bits=25"):
+        CKKS(clip=1.0, max_clients=100, grid_bits=25)
+    # Another plan gets its own finest grid, unless it names one.
+    wider = scheme.with_plan(clip=64.0)
+    assert wider.grid_bits == 18 and wider == CKKS(clip=64.0, max_clients=100)
+    assert scheme.with_plan(clip=64.0, grid_bits=10).grid_bits == 10
+
+
+def test_keys_and_vectors_of_the_old_encoding_are_refused():
+    """Version-2 headers without grid_bits describe unrounded CKKS: never load them."""
+    keys = _keys("aggregation-fast")
+    scheme = keys.public.scheme
+    old_params = ";".join(
+        p for p in scheme.params_text().split(";") if not p.startswith("grid_bits=")
+    )
+    envelope = wire.open_envelope(keys.public.to_bytes())
+    old_key = wire.seal_envelope(
+        envelope.kind,
+        envelope.body,
+        scheme="ckks",
+        params=old_params,
+        fingerprint=keys.public.fingerprint,
+    )
+    with pytest.raises(MalformedMessage, match="do not describe a ckks scheme"):
+        load_public(old_key)
+    envelope = wire.open_envelope(keys.public.encrypt(np.ones(3)).to_bytes())
+    old_vector = wire.seal_envelope(
+        envelope.kind,
+        envelope.body,
+        scheme="ckks",
+        params=old_params,
+        fingerprint=keys.public.fingerprint,
+    )
+    with pytest.raises(KeyMismatchError, match="parameters"):
+        keys.public.load_vector(old_vector)
 
 
 # --- public material --------------------------------------------------------------------
@@ -220,7 +314,7 @@ def test_odd_lengths_round_trip_through_envelopes_and_streams(preset, rng):
         )
         result = keys.secret.decrypt_weighted(summed)
         assert result.weight == 10
-        assert _max_error(result.total, 10 * x) <= keys.public.scheme.error_budget.bound(2, n)
+        np.testing.assert_array_equal(result.total, _exact(keys.public.scheme, [x, x], [5, 5]))
 
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
@@ -302,29 +396,94 @@ def test_garbage_inside_a_valid_envelope_is_malformed_not_a_tenseal_error():
         keys.public.load_vector(data)
 
 
-# --- noise flooding ---------------------------------------------------------------------
+# --- what the key holder releases -----------------------------------------------------
+
+#: Numbers a refusal may print: the plan's public bounds, never a decrypted value.
+_PUBLIC = re.compile(r"\d+")
 
 
-def test_flooding_is_opt_in_invisible_on_the_wire_and_decided_by_the_key_holder(rng):
-    plain, flooded = CKKS(**PLAN), CKKS(**PLAN, flood_bits=10)
-    assert plain == flooded and plain.params_text() == flooded.params_text()
-    assert plain.error_budget.flood_std(4) == 0.0
-    keys = flooded.keygen()
-    aggregation = load_public(keys.public.aggregation_key().to_bytes())
-    assert aggregation.scheme.flood_bits == 0  # the aggregator neither knows nor cares
-    size = 2 * flooded.slots - 1
-    xs = rng.uniform(-1, 1, size=(4, size))
-    total = sum(aggregation.load_vector(keys.public.encrypt(x, weight=2).to_bytes()) for x in xs)
-    result = keys.secret.decrypt_weighted(total)
-    error = result.total - 2 * xs.sum(axis=0)
-    budget = flooded.error_budget
-    assert result.weight == 8  # the weight is rounded, never flooded
-    assert 0.9 < np.std(error) / budget.flood_std(4) < 1.1
-    assert budget.flood_std(4) == pytest.approx(
-        2**10 * math.sqrt(flooded.values_per_ciphertext) * budget.rms(4)
-    )
-    assert budget.released_rms(4) == pytest.approx(math.hypot(budget.rms(4), budget.flood_std(4)))
-    assert np.max(np.abs(error)) <= budget.bound(4, size)
+def _refusal(keys, vector) -> AggregateRejected:
+    with pytest.raises(AggregateRejected) as caught:
+        keys.secret.decrypt_weighted(vector)
+    return caught.value
+
+
+def _honest(keys, size: int = 5):
+    """Two contributions of ``size`` values, weights 3 and 4, and their exact sum."""
+    xs = [np.linspace(-1, 1, size), np.full(size, 0.5)]
+    total = sum(keys.public.encrypt(x, weight=w) for x, w in zip(xs, (3, 4), strict=True))
+    return total, _exact(keys.public.scheme, xs, (3, 4))
+
+
+def test_a_c0_shifted_off_the_grid_is_refused_as_depending_on_the_key():
+    keys = _keys("aggregation-fast")
+    aggregation = keys.public.aggregation_key()
+    total, _ = _honest(keys)
+    per = keys.public.scheme.values_per_ciphertext
+    for offset in (0.5, 0.3, 1e3 + 0.5):
+        offsets = np.zeros(per)
+        offsets[1] = offset
+        refusal = _refusal(keys, shifted(aggregation, total, offsets))
+        assert refusal.off_grid and _PUBLIC.findall(str(refusal)) == []
+    # A random polynomial, as a forger without any plan would add, is off the grid too.
+    noise = np.random.default_rng(0).normal(0, 2**20, per)
+    assert _refusal(keys, shifted(aggregation, total, noise)).off_grid
+
+
+def test_a_shift_that_could_wrap_around_the_modulus_is_refused_as_depending_on_the_key():
+    """Beyond min(q/4, 2**52) / Delta, whether a coefficient wrapped could hinge on the error."""
+    keys = _keys("aggregation-fast")
+    scheme = keys.public.scheme
+    largest = min(scheme.data_modulus / 4, 2.0**52) / 2.0**scheme.encode_scale_bits
+    total, _ = _honest(keys)
+    offsets = np.zeros(scheme.values_per_ciphertext)
+    offsets[2] = 2 * largest  # an integer, far out of range
+    refusal = _refusal(keys, shifted(keys.public, total, offsets))
+    assert refusal.off_grid and _PUBLIC.findall(str(refusal)) == []
+
+
+@pytest.mark.parametrize("slot", [6, 7, 100, 4095])
+def test_a_value_in_the_unused_slots_is_refused(slot):
+    keys = _keys("aggregation-fast")
+    total, _ = _honest(keys)  # 5 values and the weight; slot 6 is the padding half of slot 3
+    offsets = np.zeros(keys.public.scheme.values_per_ciphertext)
+    offsets[slot] = 3.0
+    refusal = _refusal(keys, shifted(keys.public.aggregation_key(), total, offsets))
+    assert not refusal.off_grid and _PUBLIC.findall(str(refusal)) == []
+
+
+def test_a_vector_claiming_fewer_values_than_it_holds_is_refused():
+    keys = _keys("aggregation-fast")
+    total, _ = _honest(keys, size=5)
+    claimed = CKKSVector(keys.public, 3, total.count, parts=total.parts)  # the weight moves
+    assert not _refusal(keys, claimed).off_grid
+    longer = CKKSVector(keys.public, 5000, total.count, parts=total.parts)
+    with pytest.raises(MalformedMessage, match="2 ciphertext"):
+        keys.secret.decrypt_weighted(longer)
+
+
+@pytest.mark.parametrize(("index", "offset"), [(5, -7), (5, 10), (0, 2**30)])
+def test_an_out_of_range_weight_or_value_is_refused_without_printing_it(index, offset):
+    keys = _keys("aggregation-fast")  # up to 16 contributions of weight up to 8
+    total, _ = _honest(keys)  # total weight 7 at index 5
+    offsets = np.zeros(keys.public.scheme.values_per_ciphertext)
+    offsets[index] = offset
+    refusal = _refusal(keys, shifted(keys.public, total, offsets))
+    assert not refusal.off_grid
+    assert set(_PUBLIC.findall(str(refusal))) <= {"2", "16"}  # count and count * max_weight
+
+
+def test_a_shift_on_the_grid_releases_the_honest_sum_plus_the_known_offset():
+    keys = _keys("aggregation-fast")
+    total, exact = _honest(keys)
+    offsets = np.zeros(keys.public.scheme.values_per_ciphertext)
+    offsets[:5] = [1, -2, 3, 0, 5]
+    result = keys.secret.decrypt_weighted(shifted(keys.public.aggregation_key(), total, offsets))
+    step = keys.public.scheme.quantizer.step
+    np.testing.assert_array_equal(result.total, exact + offsets[:5] * step)
+    assert result.weight == 7
+    offsets[5] = 9  # a weight still within [2, 16] is released as shifted
+    assert keys.secret.decrypt_weighted(shifted(keys.public, total, offsets)).weight == 16
 
 
 # --- a large model ----------------------------------------------------------------------
@@ -349,5 +508,4 @@ def test_a_million_value_update_streams_sums_and_decrypts(tmp_path, rng):
     assert total is not None and len(total.parts) == math.ceil((n + 1) / 4096)
     result = keys.secret.decrypt_weighted(total)
     assert result.weight == 7
-    expected = sum(w * x for w, x in zip(weights, xs, strict=True))
-    assert _max_error(result.total, expected) <= keys.public.scheme.error_budget.bound(2, n)
+    np.testing.assert_array_equal(result.total, _exact(keys.public.scheme, xs, weights))

@@ -80,7 +80,7 @@ def test_ckks_chunks_are_validated_before_tenseal_sees_them():
         with pytest.raises(MalformedMessage):
             key._parse(bad, 2)
     scheme = FAST_SCHEMES["ckks"]
-    other = scheme.with_plan(max_clients=2**16).keygen().public  # a smaller scale
+    other = scheme.with_plan(max_clients=2**10).keygen().public  # a larger scale
     assert other.scheme.encode_scale_bits != key.scheme.encode_scale_bits
     with pytest.raises(KeyMismatchError, match="scale"):
         key._parse(other.encrypt(np.ones(3)).blobs()[0], 2)

@@ -18,16 +18,16 @@ from he_fed.exceptions import (
 )
 from tests.conftest import FAST_SCHEMES, keys_for
 
-# CKKS is approximate; its error on these small sums is far below this.
 # Paillier's sum is exact on its integer grid (see the next test); here the expected
-# value is summed in floating point, hence the 1e-12.
-TOLERANCE = {"plain": 0.0, "paillier": 1e-12, "paillier-packed": 1e-12, "ckks": 1e-5}
+# value is summed in floating point, hence the 1e-12. CKKS rounds onto a grid of
+# power-of-two steps, where the floating-point sum is exact too.
+TOLERANCE = {"plain": 0.0, "paillier": 1e-12, "paillier-packed": 1e-12, "ckks": 0.0}
 
 
 def _quantized(scheme_name: str, x: np.ndarray) -> np.ndarray:
-    """What the scheme represents exactly: Paillier rounds onto its fixed-point grid."""
+    """What the scheme represents exactly: Paillier and CKKS round onto a fixed-point grid."""
     scheme = FAST_SCHEMES[scheme_name]
-    if isinstance(scheme, (Paillier, PackedPaillier)):
+    if isinstance(scheme, (Paillier, PackedPaillier, CKKS)):
         q = scheme.quantizer
         return q.dequantize(q.quantize(x))
     return x
@@ -108,7 +108,7 @@ def test_vectors_length_longer_than_one_ckks_ciphertext_are_chunked(rng):
     for n in (1, 2047, 2048, 2049, 5000):
         x = rng.uniform(-1, 1, size=n)
         loaded = keys.public.load_vector(keys.public.encrypt(x, weight=2).to_bytes(), size=n)
-        np.testing.assert_allclose(keys.secret.decrypt(loaded), 2 * x, atol=1e-6)
+        np.testing.assert_array_equal(keys.secret.decrypt(loaded), 2 * _quantized("ckks", x))
 
 
 # --- refusals ---------------------------------------------------------------------------

@@ -42,7 +42,8 @@ def test_weighted_average_with_one_client_dropped(scheme_name):
     deltas = [local_delta(c, np.zeros(N_FEATURES + 1)) for c in present]
     expected = np.average(deltas, axis=0, weights=[30, 20])
     assert result.contributors == 2
-    atol = {"plain": 1e-15, "paillier": 1e-12, "paillier-packed": 1e-4, "ckks": 1e-6}[scheme_name]
+    # Packed Paillier's 16-bit step at clip 4 is 1.2e-4; CKKS's grid step is 2**-15 here.
+    atol = {"plain": 1e-15, "paillier": 1e-12, "paillier-packed": 1e-4, "ckks": 2e-5}[scheme_name]
     np.testing.assert_allclose(result.mean, expected, rtol=0, atol=atol)
     np.testing.assert_allclose(keyholder.model.weights, expected, atol=atol)
     aggregator.apply(encode(result))
@@ -174,8 +175,10 @@ def test_federated_standardisation_matches_central_statistics(scheme_name):
         parts, scheme=scheme, model=LogisticRegressionGD(), classes=np.array([0, 1])
     )
     federation.standardize()
-    # Statistics plans: 64-bit (paillier) and 40-bit (packed) fixed point.
-    rtol = {"plain": 1e-12, "paillier": 1e-9, "paillier-packed": 1e-7, "ckks": 1e-6}[scheme_name]
+    # Statistics plans: 64-bit (paillier) and 40-bit (packed) fixed point; CKKS's grid
+    # for the moments (clip 4096) has a step of 2**-12, and the variance is a difference
+    # of moments (measured 7.7e-4 on the scale, 4.3e-5 on the centre).
+    rtol = {"plain": 1e-12, "paillier": 1e-9, "paillier-packed": 1e-7, "ckks": 2e-3}[scheme_name]
     np.testing.assert_allclose(federation.aggregator.center, X.mean(axis=0), rtol=rtol)
     np.testing.assert_allclose(federation.aggregator.scale, X.std(axis=0), rtol=rtol)
 

@@ -1,0 +1,247 @@
+"""The Li-Micciancio attack on CKKS, as an aggregator would mount it, and why it now fails.
+
+A CKKS ciphertext is ``(c0, c1)`` with ``c0 + c1 * s = m`` in ``R_q``, where ``m``
+is the plaintext polynomial (the encoded values plus the noise). Whoever holds the
+ciphertext and the decrypted values *before rounding* re-encodes the values to get
+``m`` back exactly, and solves ``s = (m - c0) / c1``: the whole ternary secret key
+(Li and Micciancio, EUROCRYPT 2021). The aggregator holds every ciphertext (it
+forwards the sum) and sees every release (the weighted mean it applies to the
+model), so it needs nothing else.
+
+The attacker here has only the aggregator's material: the parameters-only key, the
+aggregate's bytes and the key holder's answers. The test shows that its solver works
+on the unrounded decryption (which the test computes with the secret context, as
+the key holder does internally), so that it can fail; then that it fails on what
+the key holder releases, for an honest sum and for a sum whose ``c0`` the
+aggregator shifted by a known plaintext (refused when the shift is off the grid,
+and otherwise released as the honest sum plus the offset, which it knew).
+
+The default preset (N = 4096) and a model of 4095 features: the coefficients and
+the intercept fill the first ciphertext exactly (the weight rides alone in a
+second), so every value the attacker needs is a released value.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from he_fed.crypto import load_public, seal_format
+from he_fed.exceptions import AggregateRejected
+from he_fed.models import LogisticRegressionGD
+from he_fed.protocol import (
+    Aggregate,
+    Aggregator,
+    Client,
+    EncryptedAggregate,
+    KeyHolder,
+    decode,
+    encode,
+)
+from tests.conftest import keys_for
+from tests.crypto.ckks_tools import encode as encode_plaintext
+from tests.crypto.ckks_tools import shifted, unrounded
+
+N_FEATURES = 4095
+
+
+# --- the attacker's solver: arithmetic in Z_q[X]/(X^N + 1), in SEAL's NTT layout ---------
+
+
+def _bit_reversed(n: int) -> np.ndarray:
+    bits = n.bit_length() - 1
+    return np.array([int(format(i, f"0{bits}b")[::-1], 2) for i in range(n)])
+
+
+def _minimal_root(order: int, q: int) -> int:
+    """The smallest primitive ``order``-th root of unity modulo ``q``: SEAL's NTT root."""
+    for base in range(2, q):
+        root = pow(base, (q - 1) // order, q)
+        if pow(root, order // 2, q) == q - 1:
+            break
+    best, current, square = root, root, root * root % q
+    for _ in range(order // 2 - 1):
+        current = current * square % q
+        best = min(best, current)
+    return best
+
+
+def _cyclic_dft(values: np.ndarray, omega: int, q: int) -> np.ndarray:
+    """``sum_t values[t] * omega**(j t)`` for every ``j``, radix 2 (object arrays)."""
+    n = len(values)
+    if n == 1:
+        return values
+    even = _cyclic_dft(values[0::2], omega * omega % q, q)
+    odd = _cyclic_dft(values[1::2], omega * omega % q, q)
+    twiddles = np.array([pow(omega, k, q) for k in range(n // 2)], dtype=object)
+    odd = odd * twiddles % q
+    return np.concatenate([(even + odd) % q, (even - odd) % q])
+
+
+def _coefficients(ntt: np.ndarray, q: int) -> np.ndarray:
+    """Undo SEAL's negacyclic NTT: value ``i`` is ``a(psi**(2 * bitrev(i) + 1))``."""
+    n = len(ntt)
+    psi = _minimal_root(2 * n, q)
+    evaluations = np.array([int(v) for v in ntt], dtype=object)[_bit_reversed(n)]
+    twisted = _cyclic_dft(evaluations, pow(psi * psi % q, -1, q), q) * pow(n, -1, q) % q
+    untwist = np.array([pow(psi, -j, q) for j in range(n)], dtype=object)
+    return twisted * untwist % q
+
+
+def _solve_for_the_key(key, blob: bytes, decoded: np.ndarray) -> np.ndarray:
+    """``s = (encode(decoded) - c0) / c1`` from one ciphertext's bytes and its decoded values.
+
+    Returns the candidate key's coefficients, centred in ``(-q/2, q/2]``.
+    """
+    scheme = key.scheme
+    q = scheme.primes[0]
+    parsed = seal_format.parse_ckks_vector(
+        blob,
+        poly_modulus_degree=scheme.poly_modulus_degree,
+        primes=list(scheme.primes[:-1]),
+        parms_id=tuple(key.context.seal_context().data.first_parms_id()),
+        scale=2.0**scheme.encode_scale_bits,
+        max_values=scheme.slots,
+    )
+    plain = encode_plaintext(key, decoded)
+    m = np.array([plain.data(i) for i in range(scheme.poly_modulus_degree)], dtype=object)
+    c0 = parsed.c0[0].astype(object)
+    c1 = parsed.c1[0].astype(object)
+    inverse = np.array([pow(int(c), -1, q) for c in c1], dtype=object)
+    s = (m - c0) * inverse % q
+    coefficients = _coefficients(s, q)
+    return np.where(coefficients > q // 2, coefficients - q, coefficients).astype(np.int64)
+
+
+def _secret_key(keys) -> np.ndarray:
+    """The real key's coefficients (the test, not the attacker, reads them)."""
+    scheme = keys.public.scheme
+    q = scheme.primes[0]
+    ntt = keys.secret._ctx.secret_key().data.data()
+    values = np.array([ntt.data(i) for i in range(scheme.poly_modulus_degree)], dtype=object)
+    coefficients = _coefficients(values, q)
+    return np.where(coefficients > q // 2, coefficients - q, coefficients).astype(np.int64)
+
+
+def _is_ternary(s: np.ndarray) -> bool:
+    return bool(np.all(np.abs(s) <= 1))
+
+
+# --- the federation -------------------------------------------------------------------
+
+
+def _federation():
+    keys = keys_for("ckks")
+    keyholder = KeyHolder(keys, min_clients=2)
+    aggregator = Aggregator(
+        keyholder.aggregation_key_bytes(), n_features=N_FEATURES, standardize=False
+    )
+    rng = np.random.default_rng(0)
+    clients = []
+    for i, rows in enumerate((40, 30, 50)):
+        X = rng.normal(size=(rows, N_FEATURES))
+        y = (X[:, 0] + 0.3 * rng.normal(size=rows) > 0).astype(int)
+        clients.append(
+            Client(
+                f"c{i}",
+                X,
+                y,
+                keyholder.public_key_bytes(),
+                model=LogisticRegressionGD(learning_rate=0.5),
+                local_epochs=1,
+                classes=np.array([0, 1]),
+            )
+        )
+    for client in clients:
+        keyholder.register(client.client_id, client.verify_key)
+        aggregator.register(client.client_id, client.verify_key)
+    return keys, keyholder, aggregator, clients
+
+
+def _aggregate(aggregator, clients) -> EncryptedAggregate:
+    start = aggregator.start_round()
+    for client in clients:
+        aggregator.add(client.participate(start).update)
+    return decode(aggregator.finish_round(), EncryptedAggregate)
+
+
+def _released_values(key, release: Aggregate) -> np.ndarray:
+    """The first ciphertext's values, as the aggregator reads them from a release."""
+    totals = release.mean * release.total_weight / key.scheme.quantizer.step
+    return totals[: key.scheme.values_per_ciphertext]
+
+
+@pytest.fixture(scope="module")
+def federation():
+    return _federation()
+
+
+def test_the_solver_recovers_the_key_from_an_unrounded_decryption(federation):
+    keys, _, aggregator, clients = federation
+    key = load_public(keys.public.aggregation_key().to_bytes())  # what the aggregator holds
+    message = _aggregate(aggregator, clients)
+    vector = key.load_vector(message.vector)
+    per = key.scheme.values_per_ciphertext
+    assert vector.size == per and len(vector.blobs()) == 2  # values fill the first ciphertext
+    # What the key holder computes before rounding, and must never release.
+    decoded = unrounded(keys.secret, vector)[:per]
+    candidate = _solve_for_the_key(key, vector.blobs()[0], decoded)
+    assert _is_ternary(candidate)
+    np.testing.assert_array_equal(candidate, _secret_key(keys))
+
+
+def test_an_honest_release_gives_the_solver_nothing(federation):
+    keys, keyholder, aggregator, clients = federation
+    key = load_public(keys.public.aggregation_key().to_bytes())
+    message = _aggregate(aggregator, clients)
+    release = decode(keyholder.decrypt_aggregate(encode(message)), Aggregate)
+    aggregator.apply(encode(release))
+    vector = key.load_vector(message.vector)
+    candidate = _solve_for_the_key(key, vector.blobs()[0], _released_values(key, release))
+    assert not _is_ternary(candidate)
+    assert np.mean(candidate == _secret_key(keys)) < 0.01  # no better than a random guess
+    # The release is the exact sum of the clients' grid integers: re-encoding it
+    # gives the plaintext without its noise, so the solver lands on a random polynomial.
+    step = key.scheme.quantizer.step
+    exact = keys.secret.decrypt_weighted(vector)
+    np.testing.assert_array_equal(
+        np.rint(release.mean * release.total_weight / step), exact.total / step
+    )
+
+
+def test_a_shifted_c0_is_refused_off_the_grid_and_released_exactly_on_it(federation):
+    keys, keyholder, aggregator, clients = federation
+    key = load_public(keys.public.aggregation_key().to_bytes())
+    message = _aggregate(aggregator, clients)
+    honest = key.load_vector(message.vector)
+    per = key.scheme.values_per_ciphertext
+
+    # Off the grid: the key holder refuses, and says only that (one bit, which the
+    # off_grid flag lets it count against the key).
+    offsets = np.zeros(2 * per)
+    offsets[7] = 0.5
+    off = EncryptedAggregate(
+        message.round, message.task, message.receipts, shifted(key, honest, offsets).to_bytes()
+    )
+    with pytest.raises(AggregateRejected) as caught:
+        keyholder.decrypt_aggregate(encode(off))
+    assert caught.value.off_grid and re.search(r"\d", str(caught.value)) is None
+
+    # On the grid: released as the honest sum plus the offset the aggregator chose.
+    offsets = np.zeros(2 * per)
+    offsets[:per] = np.arange(per) % 7 - 3
+    moved = shifted(key, honest, offsets)
+    on = EncryptedAggregate(message.round, message.task, message.receipts, moved.to_bytes())
+    release = decode(keyholder.decrypt_aggregate(encode(on)), Aggregate)
+    aggregator.apply(encode(release))
+    exact = keys.secret.decrypt_weighted(honest)
+    step = key.scheme.quantizer.step
+    np.testing.assert_array_equal(
+        np.rint(release.mean * release.total_weight / step),
+        exact.total / step + offsets[:per],
+    )
+    # The shifted ciphertext and its release give the solver nothing either.
+    candidate = _solve_for_the_key(key, moved.blobs()[0], _released_values(key, release))
+    assert not _is_ternary(candidate)
