@@ -5,26 +5,90 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from he_fed.cli._errors import friendly_errors
+
+from he_fed._files import write_atomic
+
+
+def _settings(values: tuple[str, ...]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs as typed run-config values (ints, floats, true/false, text)."""
+    out: dict[str, object] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        value: object = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(raw)
+                    break
+                except ValueError:
+                    continue
+        out[key.strip()] = value
+    return out
 
 
 @click.command("flower-app")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def flower_app(directory: Path) -> None:
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A run-config default of the app (repeatable), e.g. --set clients=3 --set rounds=10.",
+)
+@click.option(
+    "--provision",
+    is_flag=True,
+    help="Also write the key-holder node's policy (keyholder.json) and Ed25519 identity "
+    "(keyholder.id, secret), and print the node configs that pin it.",
+)
+def flower_app(directory: Path, settings: tuple[str, ...], provision: bool) -> None:
     """Write the Flower App that runs he-fed (DIRECTORY/pyproject.toml).
 
     Its ServerApp is the blind aggregator, its ClientApps are the clients, and one
-    SuperNode started with --node-config "role='keyholder'" is the key holder.
-    Run it with: flwr run DIRECTORY <superlink> --stream --run-config "rounds=10".
-    Needs pip install "he-fed[flower]" on every machine.
+    SuperNode is the key holder. In a deployment the key-holder node takes its
+    policy and identity from its own files (--provision writes them), and each
+    client node pins the key holder's identity. Run it with:
+    flwr run DIRECTORY <superlink> --stream. Needs pip install "he-fed[flower]"
+    on every machine.
     """
     try:
-        from he_fed.runtime.flower.app import write_app
+        from he_fed.protocol import Identity
+        from he_fed.runtime.flower.app import keyholder_policy, write_app
     except ImportError as exc:
         raise click.ClickException(
             f'Flower is not installed: pip install "he-fed[flower]" ({exc})'
         ) from None
-    try:
-        path = write_app(directory)
-    except OSError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"wrote {path}")
+    run_config = _settings(settings)
+    with friendly_errors():
+        try:
+            # The policy first: a run config it refuses writes nothing.
+            policy = keyholder_policy(run_config, trust_on_first_use=True) if provision else None
+            path = write_app(directory, **run_config)
+            click.echo(f"wrote {path}")
+            if policy is None:
+                return
+            policy_path = policy.write(directory / "keyholder.json")
+            identity = Identity()
+            identity_path = directory / "keyholder.id"
+            write_atomic(identity_path, identity.private_bytes().hex().encode() + b"\n")
+        except OSError as exc:
+            raise click.ClickException(str(exc)) from None
+    pin = identity.public_bytes.hex()
+    click.echo(f"wrote {policy_path} (the key holder's policy) and {identity_path} (secret)")
+    click.echo("key-holder node:")
+    click.echo(
+        f"  --node-config \"role='keyholder' policy-file='{policy_path}' "
+        f"identity-file='{identity_path}'\""
+    )
+    click.echo("client node K:")
+    click.echo(f"  --node-config \"partition-id=K keyholder-identity='{pin}'\"")
+    click.echo(
+        "The policy trusts the client identities the ServerApp forwards at setup; to "
+        'provision them instead, add "trusted-clients" to keyholder.json '
+        "(see he_fed.runtime.flower.KeyHolderPolicy)."
+    )

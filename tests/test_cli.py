@@ -169,3 +169,24 @@ def test_flower_app_writes_the_app(tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "app" / "pyproject.toml").read_text()
     assert 'serverapp = "he_fed.runtime.flower.app:server"' in text
+
+
+def test_flower_app_provisions_the_key_holder_and_prints_the_pin(tmp_path):
+    from he_fed.protocol import Identity
+    from he_fed.runtime.flower import KeyHolderPolicy
+
+    app = tmp_path / "app"
+    settings = ["--set", "clients=3", "--set", "key_bits=1024", "--set", "allow_insecure=true"]
+    result = CliRunner().invoke(main, ["flower-app", str(app), *settings, "--provision"])
+    assert result.exit_code == 0, result.output
+    policy = KeyHolderPolicy.read(app / "keyholder.json")
+    assert policy.scheme.max_clients == 3 and policy.plan.n_features == 30
+    identity = Identity.from_private_bytes(bytes.fromhex((app / "keyholder.id").read_text()))
+    assert (app / "keyholder.id").stat().st_mode & 0o777 == 0o600
+    assert f"keyholder-identity='{identity.public_bytes.hex()}'" in result.output
+    # A run config the policy refuses writes nothing and says why in one line.
+    refused = CliRunner().invoke(
+        main, ["flower-app", str(tmp_path / "other"), "--set", "key_bits=1024", "--provision"]
+    )
+    assert refused.exit_code == 1 and "InsecureParameters" in refused.output
+    assert refused.output.strip().count("\n") == 0 and not (tmp_path / "other").exists()

@@ -37,6 +37,7 @@ from he_fed.protocol import (
     Client,
     EncryptedAggregate,
     KeyHolder,
+    RunPlan,
     decode,
     encode,
 )
@@ -132,15 +133,21 @@ def _is_ternary(s: np.ndarray) -> bool:
 # --- the federation -------------------------------------------------------------------
 
 
+ROWS = (40, 30, 50)
+#: The total weight is no longer released; the attacker here is given it anyway.
+TOTAL_WEIGHT = sum(ROWS)
+
+
 def _federation():
     keys = keys_for("ckks")
-    keyholder = KeyHolder(keys, min_clients=2)
+    plan = RunPlan(n_features=N_FEATURES, standardize=False)
+    keyholder = KeyHolder(keys, plan=plan, min_clients=2)
     aggregator = Aggregator(
-        keyholder.aggregation_key_bytes(), n_features=N_FEATURES, standardize=False
+        keyholder.aggregation_key_bytes(), plan=plan, keyholder=keyholder.identity_bytes
     )
     rng = np.random.default_rng(0)
     clients = []
-    for i, rows in enumerate((40, 30, 50)):
+    for i, rows in enumerate(ROWS):
         X = rng.normal(size=(rows, N_FEATURES))
         y = (X[:, 0] + 0.3 * rng.normal(size=rows) > 0).astype(int)
         clients.append(
@@ -149,6 +156,7 @@ def _federation():
                 X,
                 y,
                 keyholder.public_key_bytes(),
+                keyholder=keyholder.identity_bytes,
                 model=LogisticRegressionGD(learning_rate=0.5),
                 local_epochs=1,
                 classes=np.array([0, 1]),
@@ -160,8 +168,8 @@ def _federation():
     return keys, keyholder, aggregator, clients
 
 
-def _aggregate(aggregator, clients) -> EncryptedAggregate:
-    start = aggregator.start_round()
+def _aggregate(keyholder, aggregator, clients) -> EncryptedAggregate:
+    start = aggregator.open_round(keyholder.start_round())
     for client in clients:
         aggregator.add(client.participate(start).update)
     return decode(aggregator.finish_round(), EncryptedAggregate)
@@ -169,7 +177,7 @@ def _aggregate(aggregator, clients) -> EncryptedAggregate:
 
 def _released_values(key, release: Aggregate) -> np.ndarray:
     """The first ciphertext's values, as the aggregator reads them from a release."""
-    totals = release.mean * release.total_weight / key.scheme.quantizer.step
+    totals = release.mean * TOTAL_WEIGHT / key.scheme.quantizer.step
     return totals[: key.scheme.values_per_ciphertext]
 
 
@@ -179,9 +187,9 @@ def federation():
 
 
 def test_the_solver_recovers_the_key_from_an_unrounded_decryption(federation):
-    keys, _, aggregator, clients = federation
+    keys, keyholder, aggregator, clients = federation
     key = load_public(keys.public.aggregation_key().to_bytes())  # what the aggregator holds
-    message = _aggregate(aggregator, clients)
+    message = _aggregate(keyholder, aggregator, clients)
     vector = key.load_vector(message.vector)
     per = key.scheme.values_per_ciphertext
     assert vector.size == per and len(vector.blobs()) == 2  # values fill the first ciphertext
@@ -195,7 +203,7 @@ def test_the_solver_recovers_the_key_from_an_unrounded_decryption(federation):
 def test_an_honest_release_gives_the_solver_nothing(federation):
     keys, keyholder, aggregator, clients = federation
     key = load_public(keys.public.aggregation_key().to_bytes())
-    message = _aggregate(aggregator, clients)
+    message = _aggregate(keyholder, aggregator, clients)
     release = decode(keyholder.decrypt_aggregate(encode(message)), Aggregate)
     aggregator.apply(encode(release))
     vector = key.load_vector(message.vector)
@@ -206,15 +214,13 @@ def test_an_honest_release_gives_the_solver_nothing(federation):
     # gives the plaintext without its noise, so the solver lands on a random polynomial.
     step = key.scheme.quantizer.step
     exact = keys.secret.decrypt_weighted(vector)
-    np.testing.assert_array_equal(
-        np.rint(release.mean * release.total_weight / step), exact.total / step
-    )
+    np.testing.assert_array_equal(np.rint(release.mean * TOTAL_WEIGHT / step), exact.total / step)
 
 
 def test_a_shifted_c0_is_refused_off_the_grid_and_released_exactly_on_it(federation):
     keys, keyholder, aggregator, clients = federation
     key = load_public(keys.public.aggregation_key().to_bytes())
-    message = _aggregate(aggregator, clients)
+    message = _aggregate(keyholder, aggregator, clients)
     honest = key.load_vector(message.vector)
     per = key.scheme.values_per_ciphertext
 
@@ -229,7 +235,10 @@ def test_a_shifted_c0_is_refused_off_the_grid_and_released_exactly_on_it(federat
         keyholder.decrypt_aggregate(encode(off))
     assert caught.value.off_grid and re.search(r"\d", str(caught.value)) is None
 
-    # On the grid: released as the honest sum plus the offset the aggregator chose.
+    # On the grid (in the next round: the refused attempt used this one up), released
+    # as the honest sum plus the offset the aggregator chose.
+    message = _aggregate(keyholder, aggregator, clients)
+    honest = key.load_vector(message.vector)
     offsets = np.zeros(2 * per)
     offsets[:per] = np.arange(per) % 7 - 3
     moved = shifted(key, honest, offsets)
@@ -239,7 +248,7 @@ def test_a_shifted_c0_is_refused_off_the_grid_and_released_exactly_on_it(federat
     exact = keys.secret.decrypt_weighted(honest)
     step = key.scheme.quantizer.step
     np.testing.assert_array_equal(
-        np.rint(release.mean * release.total_weight / step),
+        np.rint(release.mean * TOTAL_WEIGHT / step),
         exact.total / step + offsets[:per],
     )
     # The shifted ciphertext and its release give the solver nothing either.
