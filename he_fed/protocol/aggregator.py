@@ -7,9 +7,11 @@ import numpy as np
 from he_fed.crypto import AggregationKey, EncryptedVector, PublicKey
 from he_fed.exceptions import (
     ConfigurationError,
+    HEFedError,
     InvalidSignature,
     KeyMismatchError,
     MalformedMessage,
+    PolicyViolation,
     ProtocolError,
 )
 from he_fed.protocol import tasks
@@ -147,6 +149,9 @@ class Aggregator:
             If its round is not newer than the current one.
         KeyMismatchError
             If it names another key.
+        PolicyViolation
+            If its task is out of order, or its model is not the one the released
+            aggregates determine (the aggregator follows the same model chain).
         """
         start = decode(ticket, RoundStart)
         if not verify_signature(
@@ -157,6 +162,19 @@ class Aggregator:
             raise ProtocolError(f"ticket for round {start.round} is not newer than {self._round}")
         if start.fingerprint != self._key.fingerprint:
             raise KeyMismatchError("the round ticket names another key")
+        # The ticket's model must be the one the releases determine: a key holder
+        # that froze the model (never applying what it released) would get sums of
+        # changing cohorts under one model, and could difference them.
+        try:
+            self.model.check_task(start.task)
+        except HEFedError as exc:
+            raise PolicyViolation(f"the key holder's ticket is out of order: {exc}") from None
+        expected = self.model.ticket_fields(start.task)
+        got = (start.weights, start.center, start.scale)
+        if not all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True)):
+            raise PolicyViolation(
+                "the key holder's ticket carries another model than its releases determine"
+            )
         self._federation = start.federation
         self._round = start.round
         self._task = start.task

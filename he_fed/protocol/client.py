@@ -32,6 +32,9 @@ from he_fed.protocol.spec import ClientPlan, ClientSpec
 
 __all__ = ["Client", "ClientReport"]
 
+#: How far a task takes a client (see ``Client(phase=...)``).
+_PHASE = {Task.MAGNITUDE: 1, Task.MOMENTS: 2, Task.TRAIN: 3}
+
 
 @dataclass(frozen=True)
 class ClientReport:
@@ -106,6 +109,11 @@ class Client:
         Accept a public key below the security bar.
     last_round : int, default=-1
         The last round this client answered (for a client restored from storage).
+    phase : int, default=0
+        How far the client got (for a client restored from storage): 1 after the
+        magnitude round, 2 after the moments round, 3 after a training round. It
+        answers each statistics round once, and none after training started, so
+        no one can probe its data with statistics tickets of their choosing.
     """
 
     def __init__(
@@ -123,6 +131,7 @@ class Client:
         identity: Identity | None = None,
         allow_insecure: bool = False,
         last_round: int = -1,
+        phase: int = 0,
     ) -> None:
         if not isinstance(keyholder, bytes) or len(keyholder) != 32:
             raise ConfigurationError("the key holder's identity is a 32-byte Ed25519 public key")
@@ -158,6 +167,7 @@ class Client:
         self._allow_insecure = allow_insecure
         self._keyholder = keyholder
         self._last_round = int(last_round)
+        self._phase = int(phase)
         self._columns = np.column_stack([X, y.astype(np.float64)]) if standardize_target else X
 
     @property
@@ -175,9 +185,15 @@ class Client:
         """The last round this client answered (-1 before the first)."""
         return self._last_round
 
-    def mark_answered(self, round_id: int) -> None:
-        """Record that this client answered ``round_id`` elsewhere (in a worker process)."""
+    @property
+    def phase(self) -> int:
+        """0 before any round, 1 after magnitude, 2 after moments, 3 after training."""
+        return self._phase
+
+    def mark_answered(self, round_id: int, phase: int) -> None:
+        """Record what this client answered elsewhere (in a worker process)."""
         self._last_round = max(self._last_round, int(round_id))
+        self._phase = max(self._phase, int(phase))
 
     def spec(self) -> ClientSpec:
         """This client as plain data, for an executor that runs it in another process.
@@ -202,6 +218,7 @@ class Client:
             keyholder=self._keyholder,
             signing_key=self._identity.private_bytes(),
             last_round=self._last_round,
+            phase=self._phase,
         )
 
     def participate(self, message: bytes) -> ClientReport:
@@ -234,7 +251,14 @@ class Client:
             raise KeyMismatchError(
                 f"client {self.client_id!r}: the key holder's ticket names another public key"
             )
+        phase = _PHASE[start.task]
+        if start.task is not Task.TRAIN and phase <= self._phase:
+            raise ProtocolError(
+                f"client {self.client_id!r} answers the {start.task.value} statistics once, "
+                "and no statistics after training started"
+            )
         self._last_round = start.round  # an attempt counts, even if it fails below
+        self._phase = max(self._phase, phase)
         t0 = time.perf_counter()
         values, clipped = self._compute(start)
         t1 = time.perf_counter()
@@ -275,18 +299,20 @@ class Client:
         if start.task is Task.MOMENTS:
             width = self._columns.shape[1]
             values = tasks.moments(self._columns, self._checked(start.scale, width, "pre-scale"))
-            if np.max(np.abs(values)) > tasks.MOMENTS_CLIP:
-                raise EncodingOverflowError(
-                    f"client {self.client_id!r}: a feature's spread exceeds 64 times the "
-                    "federation's typical magnitude; the statistics plan cannot hold it"
-                )
-            return values, 0
+            # Clamped, not refused: whether a client answers must not depend on its
+            # data, or a ticket's pre-scale could probe it (one bit per round).
+            clipped = int(np.count_nonzero(np.abs(values) > tasks.MOMENTS_CLIP))
+            return np.clip(values, -tasks.MOMENTS_CLIP, tasks.MOMENTS_CLIP), clipped
         return self._train(start, d)
 
     @staticmethod
     def _checked(values: np.ndarray, size: int, what: str) -> np.ndarray:
         if values.size != size:
             raise ConfigurationError(f"round start carries a {what} of {values.size}, not {size}")
+        if not np.all(np.isfinite(values)):
+            raise ConfigurationError(f"round start carries a non-finite {what}")
+        if what in ("scale", "pre-scale") and not np.all(values > 0):
+            raise ConfigurationError(f"round start carries a {what} that is not positive")
         return values
 
     def _train(self, start: RoundStart, d: int) -> tuple[np.ndarray, int]:

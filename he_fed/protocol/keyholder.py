@@ -33,15 +33,19 @@ from he_fed.protocol.messages import (
 from he_fed.protocol.model import GlobalModel, RunPlan
 from he_fed.protocol.receipts import Identity, Registry, ticket_payload
 
-__all__ = ["DEFAULT_MAX_OFF_GRID", "KeyHolder", "majority"]
+__all__ = ["DEFAULT_MAX_REJECTIONS", "KeyHolder", "majority"]
 
 log = logging.getLogger("he_fed")
 
-#: Off-grid refusals (see :class:`~he_fed.exceptions.AggregateRejected`) after which
-#: the key holder retires its key: each such refusal may tell the sender one bit
-#: that depends on the secret key, so a run may reveal at most about
-#: ``3 · log2(rounds)`` such bits (``DESIGN.md``, "CKKS releases").
-DEFAULT_MAX_OFF_GRID = 3
+#: Decrypted aggregates refused (:class:`~he_fed.exceptions.AggregateRejected`) after
+#: which the key holder retires its key. A refusal after decryption tells whoever
+#: sees the round skipped one bit about the plaintext (is the sum, plus any offset an
+#: aggregator added, within range?) or, for a CKKS value off the grid, about the
+#: secret key; refused rounds do not move the model, so without a cap an aggregator
+#: could binary-search one cohort's sum under one model, then another's, and
+#: subtract. With at most ``R`` refusals in ``T`` rounds, everything refusals reveal
+#: fits in about ``R · log2(T)`` bits (``DESIGN.md``, "Bound on one malicious client").
+DEFAULT_MAX_REJECTIONS = 3
 
 
 def majority(registered: int) -> int:
@@ -95,8 +99,8 @@ class KeyHolder:
         pin its public half (:attr:`identity_bytes`). Generated when omitted.
     federation : bytes, optional
         16-byte federation id (drawn at random when omitted).
-    max_off_grid : int, default=DEFAULT_MAX_OFF_GRID
-        Off-grid refusals after which the key is retired.
+    max_rejections : int, default=DEFAULT_MAX_REJECTIONS
+        Refused decryptions (``AggregateRejected``) after which the key is retired.
     """
 
     def __init__(
@@ -108,14 +112,18 @@ class KeyHolder:
         clients: dict[str, bytes] | None = None,
         identity: Identity | None = None,
         federation: bytes | None = None,
-        max_off_grid: int = DEFAULT_MAX_OFF_GRID,
+        max_rejections: int = DEFAULT_MAX_REJECTIONS,
     ) -> None:
         if min_clients is not None and (
             isinstance(min_clients, bool) or not isinstance(min_clients, int) or min_clients < 1
         ):
             raise ConfigurationError("min_clients must be a positive integer (or None: majority)")
-        if isinstance(max_off_grid, bool) or not isinstance(max_off_grid, int) or max_off_grid < 1:
-            raise ConfigurationError("max_off_grid must be a positive integer")
+        if (
+            isinstance(max_rejections, bool)
+            or not isinstance(max_rejections, int)
+            or max_rejections < 1
+        ):
+            raise ConfigurationError("max_rejections must be a positive integer")
         if not isinstance(plan, RunPlan):
             raise ConfigurationError("the key holder needs a RunPlan")
         federation = secrets.token_bytes(FEDERATION_ID_BYTES) if federation is None else federation
@@ -127,12 +135,12 @@ class KeyHolder:
         self._registry = Registry(clients)
         self._identity = identity or Identity()
         self._federation = federation
-        self._max_off_grid = max_off_grid
+        self._max_rejections = max_rejections
         self._model = GlobalModel(plan)
         self._last_round = -1
         self._open: tuple[int, Task] | None = None
         self._released = 0
-        self._off_grid = 0
+        self._rejected = 0
 
     @classmethod
     def generate(cls, scheme: Scheme, *, plan: RunPlan, **policy: object) -> KeyHolder:
@@ -231,7 +239,7 @@ class KeyHolder:
             If the task comes before the one it depends on.
         """
         task = Task(task)
-        if self._off_grid >= self._max_off_grid:
+        if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
         if len(self._registry) < self.min_clients:
             raise ConfigurationError(
@@ -342,15 +350,40 @@ class KeyHolder:
         return encode(Aggregate(message.round, message.task, mean, len(contributors)))
 
     def _decrypt(self, vector: object, plan: Scheme) -> np.ndarray:
-        """Decrypt and check that honest contributions under ``plan`` can produce the sum."""
-        if self._off_grid >= self._max_off_grid:
+        """Decrypt and check that honest contributions under ``plan`` can produce the sum.
+
+        Every refusal from here on is counted (see ``DEFAULT_MAX_REJECTIONS``).
+        """
+        if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
         try:
-            result = self._keys.secret.decrypt_weighted(vector)  # type: ignore[arg-type]
+            mean = self._checked_sum(vector, plan)
         except AggregateRejected as exc:
-            if exc.off_grid:
-                self._off_grid += 1
-                log.warning("off-grid aggregate refused (%d so far)", self._off_grid)
+            self._rejected += 1
+            log.warning(
+                "decrypted aggregate refused (%d of at most %d)%s",
+                self._rejected,
+                self._max_rejections,
+                " off the CKKS grid" if exc.off_grid else "",
+            )
+            # One text for every check, so a refusal says one bit and no more.
+            raise AggregateRejected(
+                "the decrypted aggregate is not one that contributions within the plan can "
+                "sum to; nothing was released",
+                off_grid=exc.off_grid,
+            ) from None
+        step = getattr(getattr(plan, "quantizer", None), "step", None)
+        if step:
+            # Sums are exact multiples of the step, so an exact mean ``T / W`` would
+            # give the total weight away as the smallest W making ``mean · W`` whole;
+            # rounded to the step (one client's own quantization), it does not.
+            mean = np.round(mean / step) * step
+        return mean
+
+    def _checked_sum(self, vector: object, plan: Scheme) -> np.ndarray:
+        try:
+            result = self._keys.secret.decrypt_weighted(vector)  # type: ignore[arg-type]
+        except AggregateRejected:
             raise
         except HEFedError:
             # The scheme's own range checks; their text may describe the plaintext.
@@ -388,13 +421,13 @@ class KeyHolder:
         w.float64(plan.server_lr)
         w.uint(int(plan.standardize) | int(plan.standardize_target) << 1, 1)
         w.uint(self._min_clients or 0)
-        w.uint(self._max_off_grid)
+        w.uint(self._max_rejections)
         w.uint(self._last_round + 1)
         open_round, open_task = self._open if self._open is not None else (-1, Task.TRAIN)
         w.uint(open_round + 1)
         w.text(open_task.value, length_bytes=1)
         w.uint(self._released)
-        w.uint(self._off_grid)
+        w.uint(self._rejected)
         model = self._model
         w.array(model.weights)
         for part in (model.center, model.scale, model.prescale):
@@ -431,10 +464,10 @@ class KeyHolder:
             plan = RunPlan(n_features, server_lr, bool(flags & 1), bool(flags & 2))
         except ConfigurationError as exc:
             raise MalformedMessage(f"key holder state: {exc}") from None
-        min_clients, max_off_grid = r.uint() or None, r.uint()
+        min_clients, max_rejections = r.uint() or None, r.uint()
         last_round, open_round = r.uint() - 1, r.uint() - 1
         open_task = r.text(length_bytes=1)
-        released, off_grid = r.uint(), r.uint()
+        released, rejected = r.uint(), r.uint()
         weights = r.array(n_features + 1)
         parts = []
         for _ in range(3):
@@ -455,14 +488,14 @@ class KeyHolder:
                 clients=clients,
                 identity=identity,
                 federation=federation,
-                max_off_grid=max_off_grid,
+                max_rejections=max_rejections,
             )
             task = Task(open_task)
         except (ConfigurationError, ValueError) as exc:
             raise MalformedMessage(f"key holder state: {exc}") from None
         holder._last_round = last_round
         holder._open = (open_round, task) if open_round >= 0 else None
-        holder._released, holder._off_grid = released, off_grid
+        holder._released, holder._rejected = released, rejected
         holder._model.weights = weights
         holder._model.center, holder._model.scale, holder._model.prescale = parts
         if frozen:
@@ -471,9 +504,15 @@ class KeyHolder:
 
     def _retired(self) -> str:
         return (
-            f"the key was retired after {self._off_grid} off-grid aggregates (each may "
-            "reveal a bit about the secret key); generate new keys"
+            f"the key holder retired its key after {self._rejected} refused aggregates: each "
+            "refusal may tell the round's observers a bit, so it releases nothing more; "
+            "find the client or aggregator that sends out-of-range sums, and generate new keys"
         )
+
+    @property
+    def rejected(self) -> int:
+        """Decrypted aggregates refused so far (``AggregateRejected``)."""
+        return self._rejected
 
     def __repr__(self) -> str:
         return f"<KeyHolder {self._keys.public!r} min_clients={self.min_clients}>"

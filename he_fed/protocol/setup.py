@@ -61,4 +61,5 @@ def build_client(spec: ClientSpec) -> Client:
         else Identity.from_private_bytes(spec.signing_key),
         allow_insecure=plan.allow_insecure,
         last_round=spec.last_round,
+        phase=spec.phase,
     )

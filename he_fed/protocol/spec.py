@@ -176,6 +176,8 @@ class ClientSpec:
         node's state); a fresh identity is made when it is absent.
     last_round : int, default=-1
         The last round the client answered; it answers only newer ones.
+    phase : int, default=0
+        How far the client got (see :class:`~he_fed.protocol.client.Client`).
     """
 
     client_id: str
@@ -186,6 +188,7 @@ class ClientSpec:
     keyholder: bytes
     signing_key: bytes | None = None
     last_round: int = -1
+    phase: int = 0
 
 
 def scheme_to_config(scheme: Scheme) -> dict[str, ConfigValue]:

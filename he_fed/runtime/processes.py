@@ -95,7 +95,7 @@ def _run_chunk(
 
     client_plan = ClientPlan.from_config(plan)
     rows: list[_Row] = []
-    for client_id, X, y, keyholder, signing_key, last_round in chunk:
+    for client_id, X, y, keyholder, signing_key, (last_round, phase) in chunk:
         client = None
         try:
             spec = ClientSpec(
@@ -107,11 +107,12 @@ def _run_chunk(
                 keyholder=keyholder,
                 signing_key=signing_key,
                 last_round=last_round,
+                phase=phase,
             )
             client = build_client(spec)
             report = client.participate(message)
         except HEFedError as exc:
-            answered = last_round if client is None else client.last_round
+            answered = (last_round, phase) if client is None else (client.last_round, client.phase)
             rows.append((client_id, answered, None, 0.0, 0.0, 0.0, 0.0, 0, str(exc)))
             continue
         rows.append(
@@ -243,7 +244,7 @@ class ProcessesExecutor:
                             specs[j].y,
                             specs[j].keyholder,
                             specs[j].signing_key,
-                            specs[j].last_round,
+                            (specs[j].last_round, specs[j].phase),
                         )
                         for j in part
                     ]
@@ -258,7 +259,7 @@ class ProcessesExecutor:
         # A client's memory of the rounds it answered (an attempt counts) lives with
         # its object here; the worker that answered for it is stateless.
         for index, client in enumerate(clients):
-            client.mark_answered(rows[index][1])  # type: ignore[attr-defined]
+            client.mark_answered(*rows[index][1])  # type: ignore[attr-defined]
         return [self._result(rows[i]) for i in range(len(specs))]
 
     @staticmethod

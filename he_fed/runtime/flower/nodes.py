@@ -277,6 +277,7 @@ def _client_spec(state: Mapping[str, Any], data: tuple[np.ndarray, np.ndarray]) 
         keyholder=bytes(state["keyholder"]),
         signing_key=None if signing_key is None else bytes(signing_key),
         last_round=int(state["last-round"]),
+        phase=int(state["phase"]),
     )
 
 
@@ -312,6 +313,7 @@ def _make_setup(data: DataSource) -> _Handler:
             "signing-key": identity.private_bytes(),  # stays in this node's state
             "keyholder": _pinned_keyholder(context, bytes(config["keyholder-identity"])),  # type: ignore[arg-type]
             "last-round": -1,
+            "phase": 0,
         }
         state.update({key: value for key, value in config.items() if key.startswith(_PLAN)})
         spec = _client_spec(state, data(context))
@@ -335,6 +337,7 @@ def _make_round(data: DataSource) -> _Handler:
             report = client.participate(records.config_of(message)["round-start"])  # type: ignore[arg-type]
         finally:
             state["last-round"] = client.last_round  # an attempt counts
+            state["phase"] = client.phase
         return records.reply(
             message,
             {"update": report.update, "round": report.round},
