@@ -90,7 +90,14 @@ import tenseal as ts
 import tenseal.sealapi as sealapi
 
 from he_fed.crypto import wire
-from he_fed.crypto._ckks_grid import GridQuantizer
+from he_fed.crypto._ckks_grid import (
+    MAX_DIGITS,
+    MAX_GRID_BITS,
+    MIN_GRID_BITS,
+    GridQuantizer,
+    digits_for,
+    finest_grid,
+)
 from he_fed.crypto._ckks_keys import (
     CKKSAggregationKey,
     CKKSPublicKey,
@@ -141,9 +148,6 @@ PRESETS: dict[str, _Preset] = {
     "compat-nvflare": _Preset(8192, (60, 40, 40), 40, "NVIDIA FLARE's parameters, for comparison"),
 }
 
-#: The grid must resolve at least ``2**_MIN_GRID_BITS`` levels up to the clip bound.
-_MIN_GRID_BITS = 4
-
 
 @functools.lru_cache(maxsize=64)
 def _primes(poly_modulus_degree: int, bit_sizes: tuple[int, ...]) -> tuple[int, ...]:
@@ -181,9 +185,16 @@ class CKKS(Scheme):
         :attr:`encode_scale_bits`).
     grid_bits : int, default=0
         Values are quantized to multiples of ``2**-grid_bits`` (see
-        :attr:`quantizer`). 0 picks the finest grid the plan fits, which is what
-        headers then carry; an explicit value must fit too.
-        :meth:`with_plan` picks it afresh unless given.
+        :attr:`quantizer`). 0 picks the finest grid the plan fits in
+        :attr:`digits` slots per value, which is what headers then carry; an
+        explicit value must fit too. :meth:`with_plan` picks it afresh unless given.
+    precision_bits : int, default=0
+        The grid must be at least this fine: ``grid_bits >= precision_bits``. 0
+        asks for nothing, and each value takes one slot. When one slot's grid is
+        coarser, each value is split into the fewest digits that reach it
+        (:attr:`digits`), on the finest grid those digits hold. Written in headers
+        when not 0. The statistics rounds ask for 40
+        (:func:`he_fed.protocol.tasks.plan_for`).
     clip, max_clients, max_weight
         The encoding plan (see :class:`~he_fed.crypto.base.Scheme`).
 
@@ -202,6 +213,7 @@ class CKKS(Scheme):
     coeff_mod_bit_sizes: tuple[int, ...] = ()
     scale_bits: int = 0
     grid_bits: int = 0
+    precision_bits: int = field(default=0, metadata={"omit": 0})
 
     name: ClassVar[str] = "ckks"
 
@@ -242,7 +254,12 @@ class CKKS(Scheme):
                 f"the HE standard allows at N={n} for 128-bit security; SEAL refuses them "
                 "(use fewer or smaller primes, or a larger poly_modulus_degree)"
             )
-        for name, low, high in (("scale_bits", 20, 60), ("grid_bits", 0, 62)):
+        limits = (
+            ("scale_bits", 20, 60),
+            ("grid_bits", 0, MAX_GRID_BITS),
+            ("precision_bits", 0, MAX_GRID_BITS),
+        )
+        for name, low, high in limits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigurationError(
@@ -250,14 +267,56 @@ class CKKS(Scheme):
                 )
         _primes(n, bits)
 
+    @cached_property
+    def _capacity(self) -> int:
+        """Largest magnitude one contribution may put in a slot.
+
+        Every slot of every sum the plan allows, times the scale, must stay below a
+        quarter of the data modulus, so that decoding (which centres modulo ``q``)
+        never wraps around, and below ``2**52``, where doubles hold every integer
+        and SEAL's double-precision decoding is as exact as the error budget
+        assumes. A sum holds at most ``max_clients`` contributions of weight up to
+        ``max_weight``, hence ``min(q/4, 2**52) // (max_clients * max_weight * Delta)``.
+        """
+        room = min((self.data_modulus - 1) // 4, EXACT_FLOAT - 1)
+        return room // (self.max_clients * self.max_weight << self.encode_scale_bits)
+
+    @property
+    def digit_bits(self) -> int:
+        """Bits of the digit base ``B`` of multi-digit plans: the largest with ``B/2 <= capacity``.
+
+        A lower digit is balanced, at most ``B/2`` in magnitude, so that is what
+        one contribution puts in its slot (:attr:`_capacity`).
+        """
+        return self._capacity.bit_length()
+
+    @cached_property
+    def digits(self) -> int:
+        """Slots per value: 1, unless the finest one-slot grid is coarser than ``precision_bits``.
+
+        Then the fewest digits whose finest grid reaches it. Each digit beyond the
+        first adds ``digit_bits - 1`` bits of grid; it costs a slot per value, so a
+        vector takes ``digits`` times as many ciphertexts (:meth:`ciphertexts_for`),
+        and nothing else: the scale, and so every ciphertext, stay as they are.
+        """
+        digits = digits_for(self.clip, self._capacity, self.precision_bits)
+        if not digits:
+            raise EncodingOverflowError(
+                f"precision_bits={self.precision_bits} is out of reach: sums of up to "
+                f"{self.max_clients} contributions of weight up to {self.max_weight}, at the "
+                f"scale 2^{self.encode_scale_bits} that rounding them needs, leave room for "
+                f"digits of {self.digit_bits} bits, and a value takes at most {MAX_DIGITS}, of "
+                f"at least {MIN_GRID_BITS + 1} bits; lower precision_bits, clip, max_clients "
+                "or max_weight"
+            )
+        return digits
+
     def _fit_grid(self) -> int:
         """The grid bits: the finest grid on which every sum the plan allows fits.
 
-        The largest integer a sum can hold, ``max_clients * max_weight * levels``
-        (the total weight is no larger), times the scale, must stay below a quarter
-        of the data modulus, so that decoding (which centres modulo ``q``) never
-        wraps around, and below ``2**52``, where doubles hold every integer and
-        SEAL's double-precision decoding is as exact as the error budget assumes.
+        Every slot of such a sum must stay within :attr:`_capacity` per contribution:
+        with one slot per value, the grid integer ``levels`` itself; with
+        :attr:`digits` above 1, every digit (:attr:`GridQuantizer.digit_bounds`).
         """
         if self.encode_scale_bits > self.scale_bits:
             raise EncodingOverflowError(
@@ -265,30 +324,34 @@ class CKKS(Scheme):
                 f"scale of 2^{self.encode_scale_bits}, above scale_bits={self.scale_bits}; "
                 "raise scale_bits or lower max_clients"
             )
-        room = min((self.data_modulus - 1) // 4, EXACT_FLOAT - 1)
-        largest = room // (self.max_clients * self.max_weight << self.encode_scale_bits)
-        grids = (g for g in range(62, -1, -1) if GridQuantizer(g, self.clip).levels <= largest)
-        finest = next(grids, -1)
-        if finest < 0 or GridQuantizer(finest, self.clip).levels < 2**_MIN_GRID_BITS:
+        digits = self.digits
+        finest = finest_grid(self.clip, self._capacity, digits, self.digit_bits)
+        if finest < 0:
             limit = (
                 "2^52"
-                if room == EXACT_FLOAT - 1
+                if self.data_modulus // 4 >= EXACT_FLOAT
                 else f"a quarter of the {self.data_bits}-bit data modulus"
             )
             raise EncodingOverflowError(
                 f"sums of up to {self.max_clients} contributions of weight up to "
                 f"{self.max_weight} and values up to {self.clip:g}, at the scale "
                 f"2^{self.encode_scale_bits} that rounding them needs, do not stay below "
-                f"{limit} on a grid of at least {2**_MIN_GRID_BITS} levels up to the clip "
-                "bound; lower clip, max_clients or max_weight, or use a preset with a larger "
-                "data modulus (aggregation-fast)"
+                f"{limit} on a grid of at least {2**MIN_GRID_BITS} levels up to the clip "
+                "bound; lower clip, max_clients or max_weight, ask for precision_bits (which "
+                "splits values into digits), or use a preset with a larger data modulus "
+                "(aggregation-fast)"
             )
         chosen = self.grid_bits or finest
-        if not 2**_MIN_GRID_BITS <= GridQuantizer(chosen, self.clip).levels <= largest:
+        if not (
+            self.precision_bits <= chosen <= finest
+            and GridQuantizer(chosen, self.clip).levels >= 2**MIN_GRID_BITS
+        ):
             raise EncodingOverflowError(
                 f"grid_bits={chosen} does not suit this plan: its sums fit grids of "
-                f"{finest} bits or fewer, with at least {2**_MIN_GRID_BITS} levels up to the "
-                "clip bound; change grid_bits, or leave it 0 to pick the finest"
+                f"{finest} bits or fewer in {digits} slot(s) per value, with at least "
+                f"{2**MIN_GRID_BITS} levels up to the clip bound and at least "
+                f"precision_bits={self.precision_bits}; change grid_bits, or leave it 0 to "
+                "pick the finest"
             )
         return chosen
 
@@ -307,8 +370,21 @@ class CKKS(Scheme):
 
     @property
     def values_per_ciphertext(self) -> int:
-        """Real values per ciphertext, ``poly_modulus_degree``: two per complex slot."""
+        """Integers per ciphertext, ``poly_modulus_degree``: two per complex slot.
+
+        A vector's values, and its weight, when each value takes one slot; with
+        :attr:`digits` above 1, a value's digits are what fill them (see
+        :meth:`encoded_length`).
+        """
         return self.poly_modulus_degree
+
+    def encoded_length(self, size: int) -> int:
+        """Integers a vector of ``size`` values encrypts: ``digits * size + 1`` (the weight)."""
+        return self.digits * size + 1
+
+    def ciphertexts_for(self, size: int) -> int:
+        """Ciphertexts a vector of ``size`` values takes: ``ceil((digits * size + 1) / N)``."""
+        return -(-self.encoded_length(size) // self.values_per_ciphertext)
 
     @property
     def data_bits(self) -> int:
@@ -338,8 +414,13 @@ class CKKS(Scheme):
 
     @cached_property
     def quantizer(self) -> GridQuantizer:
-        """How values become integers: ``round(x * 2**grid_bits)``, within the clip bound."""
-        return GridQuantizer(self.grid_bits, self.clip)
+        """How values become integers: ``round(x * 2**grid_bits)``, within the clip bound.
+
+        In :attr:`digits` digits of base ``2**digit_bits`` when more than one.
+        """
+        if self.digits == 1:
+            return GridQuantizer(self.grid_bits, self.clip)
+        return GridQuantizer(self.grid_bits, self.clip, self.digits, self.digit_bits)
 
     @cached_property
     def error_budget(self) -> ErrorBudget:
