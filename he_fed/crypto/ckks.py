@@ -38,8 +38,9 @@ budget on one 40-bit data prime and the smallest special prime SEAL can find
 (12289): the special prime only divides the encryption noise, which needs no more
 for additions. Its ciphertexts are smaller (fewer bytes per value, and half as many
 values each), but its 40-bit modulus leaves little room for a grid once the scale
-has room for rounding: coarse for a hundred clients, and none for the wide plans
-of standardisation statistics (``clip=4096`` with weights). ``compat-nvflare`` is
+has room for rounding: coarse for a hundred clients, and in one slot none for the
+wide plans of standardisation statistics (``clip=4096`` with weights), which take
+digits (below). ``compat-nvflare`` is
 NVIDIA FLARE's parameter set, for comparison; its larger modulus buys nothing,
 since every sum times the scale stays below ``2**52`` anyway.
 
@@ -59,14 +60,45 @@ encoding (format version 2 without it) are refused. A plan that cannot fit, or
 whose grid would resolve fewer than 16 levels up to the clip bound, is refused
 when it is built, with the knob to turn.
 
+Digits. A slot carries at most ``capacity = min(q/4, 2**52) // (max_clients *
+max_weight * Delta)`` per contribution, which caps the grid of wide plans: the
+standardisation moments (``clip=4096``, five clients of weight up to 128) would get
+2^-11 at aggregation-fast and no grid at aggregation-compact, and their variance
+``m2 - m1**2`` cancels most of that away. A plan may ask for ``precision_bits``
+(the statistics rounds ask for 40, :func:`he_fed.protocol.tasks.plan_for`). When
+one slot's finest grid is coarser, each grid integer is written as ``digits``
+balanced digits of base ``B = 2**digit_bits`` (the largest with ``B/2 <=
+capacity``), one slot each, a value's digits side by side, on the finest grid the
+fewest sufficient digits hold (:class:`~he_fed.crypto._ckks_grid.GridQuantizer`).
+For those moments:
+
+====================  ==========  ======  =====  ============================
+preset                digit_bits  digits  step   columns in one ciphertext
+====================  ==========  ======  =====  ============================
+aggregation-fast      24          3       2^-59  682
+aggregation-compact   11          5       2^-42  204
+compat-nvflare        23          3       2^-56  1365
+====================  ==========  ======  =====  ============================
+
+Each digit slot is an integer sum like any other, at the same scale, under the
+same checks; the key holder also checks each digit total against the weight times
+its digit's bound, recombines the totals exactly in Python integers, checks the
+value against ``weight * levels`` and releases it rounded once to a double. The
+cost is slots: a vector of ``n`` values takes ``ceil((digits * n + 1) / N)``
+ciphertexts (:meth:`CKKS.ciphertexts_for`). The moments take two values per
+column, so up to the columns above they fit one ciphertext and cost the bytes
+they did, plus ``precision_bits=40`` in the header (18 bytes); beyond, ``digits``
+times as many. Training plans keep one digit, and every byte.
+
 Decryption. The key holder decodes every value of every ciphertext, rounds each
 to the nearest integer, refuses the aggregate if any lies off the grid, fills an
-empty slot, or leaves the plan's range, and releases the integer sums times the
-grid step: the exact sum of what the clients encoded, like Paillier's, and a
-function of the plaintext alone, so the Li-Micciancio key-recovery attack has
-nothing to work on (:mod:`he_fed.crypto._ckks_grid`; ``DESIGN.md``, "CKKS
-releases"). :attr:`CKKS.error_budget` predicts the decryption error that rounding
-removes and the grid's rounding that remains (:mod:`he_fed.crypto.ckks_budget`).
+empty slot, or leaves the plan's range, and releases the integer sums (recombined
+from their digits) times the grid step: the exact sum of what the clients
+encoded, like Paillier's, and a function of the plaintext alone, so the
+Li-Micciancio key-recovery attack has nothing to work on
+(:mod:`he_fed.crypto._ckks_grid`; ``DESIGN.md``, "CKKS releases").
+:attr:`CKKS.error_budget` predicts the decryption error that rounding removes and
+the grid's rounding that remains (:mod:`he_fed.crypto.ckks_budget`).
 
 Bytes. ``to_bytes`` writes one envelope; ``write_to`` streams one frame per
 ciphertext (:mod:`he_fed.crypto.stream`), and ``PublicKey.encrypt_to`` encrypts
@@ -271,33 +303,25 @@ class CKKS(Scheme):
     def _capacity(self) -> int:
         """Largest magnitude one contribution may put in a slot.
 
-        Every slot of every sum the plan allows, times the scale, must stay below a
-        quarter of the data modulus, so that decoding (which centres modulo ``q``)
-        never wraps around, and below ``2**52``, where doubles hold every integer
-        and SEAL's double-precision decoding is as exact as the error budget
-        assumes. A sum holds at most ``max_clients`` contributions of weight up to
-        ``max_weight``, hence ``min(q/4, 2**52) // (max_clients * max_weight * Delta)``.
+        Every slot of every sum, times the scale, must stay below a quarter of the
+        data modulus, so that decoding (which centres modulo ``q``) never wraps
+        around, and below ``2**52``, where doubles hold every integer and SEAL's
+        double-precision decoding is as exact as the error budget assumes.
         """
         room = min((self.data_modulus - 1) // 4, EXACT_FLOAT - 1)
         return room // (self.max_clients * self.max_weight << self.encode_scale_bits)
 
     @property
     def digit_bits(self) -> int:
-        """Bits of the digit base ``B`` of multi-digit plans: the largest with ``B/2 <= capacity``.
-
-        A lower digit is balanced, at most ``B/2`` in magnitude, so that is what
-        one contribution puts in its slot (:attr:`_capacity`).
-        """
+        """Bits of the digit base ``B``: the largest with ``B/2 <= capacity`` (balanced digits)."""
         return self._capacity.bit_length()
 
     @cached_property
     def digits(self) -> int:
         """Slots per value: 1, unless the finest one-slot grid is coarser than ``precision_bits``.
 
-        Then the fewest digits whose finest grid reaches it. Each digit beyond the
-        first adds ``digit_bits - 1`` bits of grid; it costs a slot per value, so a
-        vector takes ``digits`` times as many ciphertexts (:meth:`ciphertexts_for`),
-        and nothing else: the scale, and so every ciphertext, stay as they are.
+        Then the fewest digits whose finest grid reaches it
+        (:func:`~he_fed.crypto._ckks_grid.digits_for`).
         """
         digits = digits_for(self.clip, self._capacity, self.precision_bits)
         if not digits:
@@ -305,9 +329,9 @@ class CKKS(Scheme):
                 f"precision_bits={self.precision_bits} is out of reach: sums of up to "
                 f"{self.max_clients} contributions of weight up to {self.max_weight}, at the "
                 f"scale 2^{self.encode_scale_bits} that rounding them needs, leave room for "
-                f"digits of {self.digit_bits} bits, and a value takes at most {MAX_DIGITS}, of "
-                f"at least {MIN_GRID_BITS + 1} bits; lower precision_bits, clip, max_clients "
-                "or max_weight"
+                f"digits of {self.digit_bits} bits (at least {MIN_GRID_BITS + 1} are needed), "
+                f"and a value takes {MAX_DIGITS} at most; lower precision_bits, clip, "
+                "max_clients or max_weight"
             )
         return digits
 
