@@ -205,7 +205,7 @@ class CKKS(Scheme):
         ``coeff_mod_bit_sizes`` and ``scale_bits`` override it.
     poly_modulus_degree : int, optional
         Ring dimension ``N``, a power of two from 1024 to 32768; a ciphertext holds
-        ``N`` values, two per complex slot.
+        ``N`` integers, two per complex slot: ``N`` values, or ``N / digits``.
     coeff_mod_bit_sizes : tuple of int, optional
         Bit sizes of the coefficient-modulus primes. The last is the special prime
         (14 to 60 bits); the others (20 to 60 bits) form the data modulus that sums
