@@ -25,7 +25,6 @@ parameters, machine and he-fed version, and redone on request.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -49,10 +48,8 @@ _PARALLEL_EFFICIENCY = 0.9
 
 def units(scheme: Scheme, size: int) -> int:
     """How many ciphertexts (values, for ``plain``) an update of ``size`` values takes."""
-    if isinstance(scheme, (Paillier, PackedPaillier)):
+    if isinstance(scheme, (Paillier, PackedPaillier, CKKS)):
         return scheme.ciphertexts_for(size)
-    if isinstance(scheme, CKKS):
-        return math.ceil((size + 1) / scheme.values_per_ciphertext)
     return size + 1
 
 

@@ -151,7 +151,7 @@ class CKKSAggregationKey(AggregationKey):
     def _sum_commitments(self, commitments: list[bytes], size: int) -> bytes:
         primes, _ = self._layout
         n = self.scheme.poly_modulus_degree
-        shape = (math.ceil((size + 1) / self.scheme.values_per_ciphertext), len(primes), n)
+        shape = (self.scheme.ciphertexts_for(size), len(primes), n)
         moduli = np.array(primes, dtype=np.uint64).reshape(1, -1, 1)
         total = np.zeros(shape, dtype=np.uint64)
         for blob in commitments:
@@ -171,15 +171,16 @@ class CKKSAggregationKey(AggregationKey):
         return raw + raw // 64 + 4096
 
     def _chunk_lengths(self, size: int) -> Iterator[int]:
-        """Values in each chunk of a ``size``-value vector (its weight included).
+        """Integers in each chunk of a ``size``-value vector (digits and weight included).
 
-        Lazy, so a forged length costs nothing until chunks actually arrive.
+        ``scheme.ciphertexts_for(size)`` chunks of ``N`` integers, the last one
+        shorter. Lazy, so a forged length costs nothing until chunks actually arrive.
         """
-        per = self.scheme.values_per_ciphertext
-        return (min(per, size + 1 - start) for start in range(0, size + 1, per))
+        per, used = self.scheme.values_per_ciphertext, self.scheme.encoded_length(size)
+        return (min(per, used - start) for start in range(0, used, per))
 
     def _payload_bound(self, size: int) -> int:
-        return (size // self.scheme.values_per_ciphertext + 1) * (8 + self._chunk_bound)
+        return self.scheme.ciphertexts_for(size) * (8 + self._chunk_bound)
 
     def _load_chunk(self, blob: bytes, index: int, expected: int) -> tuple[Any, np.ndarray]:
         """Validate one chunk, then let TenSEAL parse it; returns it and its ``c1``.
@@ -198,7 +199,7 @@ class CKKSAggregationKey(AggregationKey):
         return part, parsed.c1
 
     def _read_vector(self, reader: wire.Reader, size: int, count: int) -> CKKSVector:
-        if size // self.scheme.values_per_ciphertext + 1 > reader.remaining // 8:
+        if self.scheme.ciphertexts_for(size) > reader.remaining // 8:
             raise MalformedMessage(f"truncated ckks vector of {size} values")
         loaded = [
             self._load_chunk(reader.blob(), i, n) for i, n in enumerate(self._chunk_lengths(size))
@@ -250,23 +251,27 @@ class CKKSPublicKey(CKKSAggregationKey, PublicKey):
         )
 
     def _chunks(self, values: np.ndarray, weight: int) -> Iterator[bytes]:
-        """Encrypt ``[weight * round(values * 2**grid_bits), weight]``, ``N`` values per ciphertext.
+        """Encrypt ``[weight * digits(round(values * 2**grid_bits)), weight]``, ``N`` a chunk.
 
-        Every value is an integer below ``2**52`` (the plan sees to it), so the
-        doubles handed to the encoder hold it exactly. Consecutive values ``(a, b)``
-        are packed as one complex slot ``a + bi``: additions act on real and
-        imaginary parts alike, so a ciphertext holds twice what real-only slots
-        hold, for the same encryption. Chunks are quantized one at a time, so that
-        ``encrypt_to`` holds one ciphertext's values in memory, not the vector's.
+        The digits of every value follow one another (one digit, the grid integer
+        itself, unless the plan has more). Every integer is below ``2**52`` (the plan
+        sees to it), so the doubles handed to the encoder hold it exactly.
+        Consecutive integers ``(a, b)`` are packed as one complex slot ``a + bi``:
+        additions act on real and imaginary parts alike, so a ciphertext holds twice
+        what real-only slots hold, for the same encryption. Chunks are encoded one
+        at a time, so that ``encrypt_to`` holds one ciphertext's integers in memory,
+        not the vector's.
         """
-        per, size = self.scheme.values_per_ciphertext, values.size
+        per, digits = self.scheme.values_per_ciphertext, self.scheme.digits
+        weight_at = self.scheme.encoded_length(values.size) - 1  # the weight follows
         scale = 2.0**self.scheme.encode_scale_bits
         quantizer = self.scheme.quantizer
         encoder, encryptor = self._sealapi
-        for start in range(0, size + 1, per):
-            integers = weight * quantizer.quantize(values[start : start + per])
-            chunk = integers.astype(np.float64)  # exact: |integers| < 2**52
-            if start + per > size:
+        for start in range(0, weight_at + 1, per):
+            first, stop = start // digits, min(values.size, -(-(start + per) // digits))
+            skip = start - first * digits  # digits of values[first] in the previous chunk
+            chunk = quantizer.encode(values[first:stop], weight)[skip : skip + per]
+            if start + per > weight_at:
                 chunk = np.append(chunk, float(weight))
             used = chunk.size
             if used % 2:
@@ -312,9 +317,12 @@ class CKKSSecretKey(SecretKey):
         """
         scheme: CKKS = vector.key.scheme  # type: ignore[assignment]
         per, size = scheme.values_per_ciphertext, vector.size
-        if size + 1 > MAX_VALUES:
-            raise ShapeMismatchError(f"a ckks vector holds at most {MAX_VALUES - 1} values")
-        chunks = -(-(size + 1) // per)
+        if scheme.encoded_length(size) > MAX_VALUES:
+            raise ShapeMismatchError(
+                f"a ckks vector holds at most {(MAX_VALUES - 1) // scheme.digits} values "
+                f"under this plan ({scheme.digits} slot(s) each)"
+            )
+        chunks = scheme.ciphertexts_for(size)
         if len(vector.parts) != chunks:
             raise MalformedMessage(
                 f"a ckks vector of {size} values has {chunks} ciphertext(s), "

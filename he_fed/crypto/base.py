@@ -179,11 +179,16 @@ class Scheme(ABC):
         return self.clip * self.max_clients * self.max_weight
 
     def params(self) -> dict[str, object]:
-        """The public parameters written in every header (not opt-in flags)."""
+        """The public parameters written in every header (not opt-in flags).
+
+        A field whose metadata has ``"omit"`` is left out while it holds that value,
+        so that adding such a field leaves existing headers byte for byte as they were.
+        """
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
             if f.metadata.get("wire", True)
+            and not ("omit" in f.metadata and getattr(self, f.name) == f.metadata["omit"])
         }
 
     def params_text(self) -> str:
@@ -213,9 +218,15 @@ class Scheme(ABC):
         """
         raw = wire.params_from_text(text)
         wired = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("wire", True)}
-        if set(raw) != set(wired):
+        required = {name for name, f in wired.items() if "omit" not in f.metadata}
+        if not required <= set(raw) <= set(wired):
             raise MalformedMessage(f"parameters {sorted(raw)} do not describe a {cls.name} scheme")
         kwargs: dict[str, Any] = {k: _parse_field(wired[k], v) for k, v in raw.items()}
+        for name in set(wired) - required:
+            if name not in kwargs:
+                kwargs[name] = wired[name].metadata["omit"]
+            elif kwargs[name] == wired[name].metadata["omit"]:  # one text per plan
+                raise MalformedMessage(f"parameter {name}={raw[name]} is implied, not written")
         if any(f.name == "allow_insecure" for f in dataclasses.fields(cls)):
             kwargs["allow_insecure"] = allow_insecure
         try:

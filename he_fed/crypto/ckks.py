@@ -38,8 +38,9 @@ budget on one 40-bit data prime and the smallest special prime SEAL can find
 (12289): the special prime only divides the encryption noise, which needs no more
 for additions. Its ciphertexts are smaller (fewer bytes per value, and half as many
 values each), but its 40-bit modulus leaves little room for a grid once the scale
-has room for rounding: coarse for a hundred clients, and none for the wide plans
-of standardisation statistics (``clip=4096`` with weights). ``compat-nvflare`` is
+has room for rounding: coarse for a hundred clients, and in one slot none for the
+wide plans of standardisation statistics (``clip=4096`` with weights), which take
+digits (below). ``compat-nvflare`` is
 NVIDIA FLARE's parameter set, for comparison; its larger modulus buys nothing,
 since every sum times the scale stays below ``2**52`` anyway.
 
@@ -59,14 +60,45 @@ encoding (format version 2 without it) are refused. A plan that cannot fit, or
 whose grid would resolve fewer than 16 levels up to the clip bound, is refused
 when it is built, with the knob to turn.
 
+Digits. A slot carries at most ``capacity = min(q/4, 2**52) // (max_clients *
+max_weight * Delta)`` per contribution, which caps the grid of wide plans: the
+standardisation moments (``clip=4096``, five clients of weight up to 128) would get
+2^-11 at aggregation-fast and no grid at aggregation-compact, and their variance
+``m2 - m1**2`` cancels most of that away. A plan may ask for ``precision_bits``
+(the statistics rounds ask for 40, :func:`he_fed.protocol.tasks.plan_for`). When
+one slot's finest grid is coarser, each grid integer is written as ``digits``
+balanced digits of base ``B = 2**digit_bits`` (the largest with ``B/2 <=
+capacity``), one slot each, a value's digits side by side, on the finest grid the
+fewest sufficient digits hold (:class:`~he_fed.crypto._ckks_grid.GridQuantizer`).
+For those moments:
+
+====================  ==========  ======  =====  ============================
+preset                digit_bits  digits  step   columns in one ciphertext
+====================  ==========  ======  =====  ============================
+aggregation-fast      24          3       2^-59  682
+aggregation-compact   11          5       2^-42  204
+compat-nvflare        23          3       2^-56  1365
+====================  ==========  ======  =====  ============================
+
+Each digit slot is an integer sum like any other, at the same scale, under the
+same checks; the key holder also checks each digit total against the weight times
+its digit's bound, recombines the totals exactly in Python integers, checks the
+value against ``weight * levels`` and releases it rounded once to a double. The
+cost is slots: a vector of ``n`` values takes ``ceil((digits * n + 1) / N)``
+ciphertexts (:meth:`CKKS.ciphertexts_for`). The moments take two values per
+column, so up to the columns above they fit one ciphertext and cost the bytes
+they did, plus ``precision_bits=40`` in the header (18 bytes); beyond, ``digits``
+times as many. Training plans keep one digit, and every byte.
+
 Decryption. The key holder decodes every value of every ciphertext, rounds each
 to the nearest integer, refuses the aggregate if any lies off the grid, fills an
-empty slot, or leaves the plan's range, and releases the integer sums times the
-grid step: the exact sum of what the clients encoded, like Paillier's, and a
-function of the plaintext alone, so the Li-Micciancio key-recovery attack has
-nothing to work on (:mod:`he_fed.crypto._ckks_grid`; ``DESIGN.md``, "CKKS
-releases"). :attr:`CKKS.error_budget` predicts the decryption error that rounding
-removes and the grid's rounding that remains (:mod:`he_fed.crypto.ckks_budget`).
+empty slot, or leaves the plan's range, and releases the integer sums (recombined
+from their digits) times the grid step: the exact sum of what the clients
+encoded, like Paillier's, and a function of the plaintext alone, so the
+Li-Micciancio key-recovery attack has nothing to work on
+(:mod:`he_fed.crypto._ckks_grid`; ``DESIGN.md``, "CKKS releases").
+:attr:`CKKS.error_budget` predicts the decryption error that rounding removes and
+the grid's rounding that remains (:mod:`he_fed.crypto.ckks_budget`).
 
 Bytes. ``to_bytes`` writes one envelope; ``write_to`` streams one frame per
 ciphertext (:mod:`he_fed.crypto.stream`), and ``PublicKey.encrypt_to`` encrypts
@@ -90,7 +122,14 @@ import tenseal as ts
 import tenseal.sealapi as sealapi
 
 from he_fed.crypto import wire
-from he_fed.crypto._ckks_grid import GridQuantizer
+from he_fed.crypto._ckks_grid import (
+    MAX_DIGITS,
+    MAX_GRID_BITS,
+    MIN_GRID_BITS,
+    GridQuantizer,
+    digits_for,
+    finest_grid,
+)
 from he_fed.crypto._ckks_keys import (
     CKKSAggregationKey,
     CKKSPublicKey,
@@ -141,9 +180,6 @@ PRESETS: dict[str, _Preset] = {
     "compat-nvflare": _Preset(8192, (60, 40, 40), 40, "NVIDIA FLARE's parameters, for comparison"),
 }
 
-#: The grid must resolve at least ``2**_MIN_GRID_BITS`` levels up to the clip bound.
-_MIN_GRID_BITS = 4
-
 
 @functools.lru_cache(maxsize=64)
 def _primes(poly_modulus_degree: int, bit_sizes: tuple[int, ...]) -> tuple[int, ...]:
@@ -169,7 +205,7 @@ class CKKS(Scheme):
         ``coeff_mod_bit_sizes`` and ``scale_bits`` override it.
     poly_modulus_degree : int, optional
         Ring dimension ``N``, a power of two from 1024 to 32768; a ciphertext holds
-        ``N`` values, two per complex slot.
+        ``N`` integers, two per complex slot: ``N`` values, or ``N / digits``.
     coeff_mod_bit_sizes : tuple of int, optional
         Bit sizes of the coefficient-modulus primes. The last is the special prime
         (14 to 60 bits); the others (20 to 60 bits) form the data modulus that sums
@@ -181,9 +217,16 @@ class CKKS(Scheme):
         :attr:`encode_scale_bits`).
     grid_bits : int, default=0
         Values are quantized to multiples of ``2**-grid_bits`` (see
-        :attr:`quantizer`). 0 picks the finest grid the plan fits, which is what
-        headers then carry; an explicit value must fit too.
-        :meth:`with_plan` picks it afresh unless given.
+        :attr:`quantizer`). 0 picks the finest grid the plan fits in
+        :attr:`digits` slots per value, which is what headers then carry; an
+        explicit value must fit too. :meth:`with_plan` picks it afresh unless given.
+    precision_bits : int, default=0
+        The grid must be at least this fine: ``grid_bits >= precision_bits``. 0
+        asks for nothing, and each value takes one slot. When one slot's grid is
+        coarser, each value is split into the fewest digits that reach it
+        (:attr:`digits`), on the finest grid those digits hold. Written in headers
+        when not 0. The statistics rounds ask for 40
+        (:func:`he_fed.protocol.tasks.plan_for`).
     clip, max_clients, max_weight
         The encoding plan (see :class:`~he_fed.crypto.base.Scheme`).
 
@@ -202,6 +245,7 @@ class CKKS(Scheme):
     coeff_mod_bit_sizes: tuple[int, ...] = ()
     scale_bits: int = 0
     grid_bits: int = 0
+    precision_bits: int = field(default=0, metadata={"omit": 0})
 
     name: ClassVar[str] = "ckks"
 
@@ -242,7 +286,12 @@ class CKKS(Scheme):
                 f"the HE standard allows at N={n} for 128-bit security; SEAL refuses them "
                 "(use fewer or smaller primes, or a larger poly_modulus_degree)"
             )
-        for name, low, high in (("scale_bits", 20, 60), ("grid_bits", 0, 62)):
+        limits = (
+            ("scale_bits", 20, 60),
+            ("grid_bits", 0, MAX_GRID_BITS),
+            ("precision_bits", 0, MAX_GRID_BITS),
+        )
+        for name, low, high in limits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigurationError(
@@ -250,14 +299,48 @@ class CKKS(Scheme):
                 )
         _primes(n, bits)
 
+    @cached_property
+    def _capacity(self) -> int:
+        """Largest magnitude one contribution may put in a slot.
+
+        Every slot of every sum, times the scale, must stay below a quarter of the
+        data modulus, so that decoding (which centres modulo ``q``) never wraps
+        around, and below ``2**52``, where doubles hold every integer and SEAL's
+        double-precision decoding is as exact as the error budget assumes.
+        """
+        room = min((self.data_modulus - 1) // 4, EXACT_FLOAT - 1)
+        return room // (self.max_clients * self.max_weight << self.encode_scale_bits)
+
+    @property
+    def digit_bits(self) -> int:
+        """Bits of the digit base ``B``: the largest with ``B/2 <= capacity`` (balanced digits)."""
+        return self._capacity.bit_length()
+
+    @cached_property
+    def digits(self) -> int:
+        """Slots per value: 1, unless the finest one-slot grid is coarser than ``precision_bits``.
+
+        Then the fewest digits whose finest grid reaches it
+        (:func:`~he_fed.crypto._ckks_grid.digits_for`).
+        """
+        digits = digits_for(self.clip, self._capacity, self.precision_bits)
+        if not digits:
+            raise EncodingOverflowError(
+                f"precision_bits={self.precision_bits} is out of reach: sums of up to "
+                f"{self.max_clients} contributions of weight up to {self.max_weight}, at the "
+                f"scale 2^{self.encode_scale_bits} that rounding them needs, leave room for "
+                f"digits of {self.digit_bits} bits (at least {MIN_GRID_BITS + 1} are needed), "
+                f"and a value takes {MAX_DIGITS} at most; lower precision_bits, clip, "
+                "max_clients or max_weight"
+            )
+        return digits
+
     def _fit_grid(self) -> int:
         """The grid bits: the finest grid on which every sum the plan allows fits.
 
-        The largest integer a sum can hold, ``max_clients * max_weight * levels``
-        (the total weight is no larger), times the scale, must stay below a quarter
-        of the data modulus, so that decoding (which centres modulo ``q``) never
-        wraps around, and below ``2**52``, where doubles hold every integer and
-        SEAL's double-precision decoding is as exact as the error budget assumes.
+        Every slot of such a sum must stay within :attr:`_capacity` per contribution:
+        with one slot per value, the grid integer ``levels`` itself; with
+        :attr:`digits` above 1, every digit (:attr:`GridQuantizer.digit_bounds`).
         """
         if self.encode_scale_bits > self.scale_bits:
             raise EncodingOverflowError(
@@ -265,30 +348,34 @@ class CKKS(Scheme):
                 f"scale of 2^{self.encode_scale_bits}, above scale_bits={self.scale_bits}; "
                 "raise scale_bits or lower max_clients"
             )
-        room = min((self.data_modulus - 1) // 4, EXACT_FLOAT - 1)
-        largest = room // (self.max_clients * self.max_weight << self.encode_scale_bits)
-        grids = (g for g in range(62, -1, -1) if GridQuantizer(g, self.clip).levels <= largest)
-        finest = next(grids, -1)
-        if finest < 0 or GridQuantizer(finest, self.clip).levels < 2**_MIN_GRID_BITS:
+        digits = self.digits
+        finest = finest_grid(self.clip, self._capacity, digits, self.digit_bits)
+        if finest < 0:
             limit = (
                 "2^52"
-                if room == EXACT_FLOAT - 1
+                if self.data_modulus // 4 >= EXACT_FLOAT
                 else f"a quarter of the {self.data_bits}-bit data modulus"
             )
             raise EncodingOverflowError(
                 f"sums of up to {self.max_clients} contributions of weight up to "
                 f"{self.max_weight} and values up to {self.clip:g}, at the scale "
                 f"2^{self.encode_scale_bits} that rounding them needs, do not stay below "
-                f"{limit} on a grid of at least {2**_MIN_GRID_BITS} levels up to the clip "
-                "bound; lower clip, max_clients or max_weight, or use a preset with a larger "
-                "data modulus (aggregation-fast)"
+                f"{limit} on a grid of at least {2**MIN_GRID_BITS} levels up to the clip "
+                "bound; lower clip, max_clients or max_weight, ask for precision_bits (which "
+                "splits values into digits), or use a preset with a larger data modulus "
+                "(aggregation-fast)"
             )
         chosen = self.grid_bits or finest
-        if not 2**_MIN_GRID_BITS <= GridQuantizer(chosen, self.clip).levels <= largest:
+        if not (
+            self.precision_bits <= chosen <= finest
+            and GridQuantizer(chosen, self.clip).levels >= 2**MIN_GRID_BITS
+        ):
             raise EncodingOverflowError(
                 f"grid_bits={chosen} does not suit this plan: its sums fit grids of "
-                f"{finest} bits or fewer, with at least {2**_MIN_GRID_BITS} levels up to the "
-                "clip bound; change grid_bits, or leave it 0 to pick the finest"
+                f"{finest} bits or fewer in {digits} slot(s) per value, with at least "
+                f"{2**MIN_GRID_BITS} levels up to the clip bound and at least "
+                f"precision_bits={self.precision_bits}; change grid_bits, or leave it 0 to "
+                "pick the finest"
             )
         return chosen
 
@@ -307,8 +394,21 @@ class CKKS(Scheme):
 
     @property
     def values_per_ciphertext(self) -> int:
-        """Real values per ciphertext, ``poly_modulus_degree``: two per complex slot."""
+        """Integers per ciphertext, ``poly_modulus_degree``: two per complex slot.
+
+        A vector's values, and its weight, when each value takes one slot; with
+        :attr:`digits` above 1, a value's digits are what fill them (see
+        :meth:`encoded_length`).
+        """
         return self.poly_modulus_degree
+
+    def encoded_length(self, size: int) -> int:
+        """Integers a vector of ``size`` values encrypts: ``digits * size + 1`` (the weight)."""
+        return self.digits * size + 1
+
+    def ciphertexts_for(self, size: int) -> int:
+        """Ciphertexts a vector of ``size`` values takes: ``ceil((digits * size + 1) / N)``."""
+        return -(-self.encoded_length(size) // self.values_per_ciphertext)
 
     @property
     def data_bits(self) -> int:
@@ -338,8 +438,13 @@ class CKKS(Scheme):
 
     @cached_property
     def quantizer(self) -> GridQuantizer:
-        """How values become integers: ``round(x * 2**grid_bits)``, within the clip bound."""
-        return GridQuantizer(self.grid_bits, self.clip)
+        """How values become integers: ``round(x * 2**grid_bits)``, within the clip bound.
+
+        In :attr:`digits` digits of base ``2**digit_bits`` when more than one.
+        """
+        if self.digits == 1:
+            return GridQuantizer(self.grid_bits, self.clip)
+        return GridQuantizer(self.grid_bits, self.clip, self.digits, self.digit_bits)
 
     @cached_property
     def error_budget(self) -> ErrorBudget:

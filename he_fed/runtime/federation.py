@@ -134,6 +134,8 @@ class Federation:
     keygen_s: float = 0.0
     #: Outcomes of the standardisation rounds, once run.
     setup_outcomes: list[RoundOutcome] = field(default_factory=list)
+    #: Why training stopped before its last round (the key holder retired its key), if it did.
+    stopped: str | None = None
 
     @classmethod
     def create(
@@ -348,6 +350,8 @@ class Federation:
         -------
         list of RoundOutcome
             The training rounds (statistics rounds are in :attr:`setup_outcomes`).
+            Fewer than ``rounds`` if the key holder stopped signing tickets; then
+            :attr:`stopped` says why.
         """
         if not 0.0 <= dropout < 1.0:
             raise ConfigurationError("dropout must be in [0, 1)")
@@ -359,7 +363,14 @@ class Federation:
             participants = None
             if dropout:
                 participants = [c.client_id for c in self.clients if rng.random() >= dropout]
-            outcome = self.run_round(Task.TRAIN, participants=participants)
+            try:
+                outcome = self.run_round(Task.TRAIN, participants=participants)
+            except PolicyViolation as exc:
+                # The key holder signs no more tickets (it retired its key after
+                # refusing too many aggregates): stop with the model so far.
+                self.stopped = str(exc)
+                log.warning("training stopped: %s", exc)
+                break
             outcomes.append(outcome)
             if on_round is not None:
                 on_round(outcome)

@@ -199,7 +199,9 @@ def test_insecure_parameters_read_from_bytes_are_refused_as_insecure():
         {"coeff_mod_bit_sizes": (40, 13)},
         {"scale_bits": 61},
         {"grid_bits": -1},
-        {"grid_bits": 63},
+        {"grid_bits": 97},
+        {"precision_bits": -1},
+        {"precision_bits": 97},
         {"preset": "fastest"},
     ],
 )

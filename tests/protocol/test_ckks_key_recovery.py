@@ -18,7 +18,8 @@ and otherwise released as the honest sum plus the offset, which it knew).
 
 The default preset (N = 4096) and a model of 4095 features: the coefficients and
 the intercept fill the first ciphertext exactly (the weight rides alone in a
-second), so every value the attacker needs is a released value.
+second), so every value the attacker needs is a released value. The last case runs
+the solver on the statistics rounds' plan, which splits each value into digits.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ from he_fed.protocol import (
     EncryptedAggregate,
     KeyHolder,
     RunPlan,
+    Task,
     decode,
     encode,
+    tasks,
 )
 from tests.conftest import keys_for
 from tests.crypto.ckks_tools import encode as encode_plaintext
@@ -214,7 +217,11 @@ def test_an_honest_release_gives_the_solver_nothing(federation):
     # gives the plaintext without its noise, so the solver lands on a random polynomial.
     step = key.scheme.quantizer.step
     exact = keys.secret.decrypt_weighted(vector)
-    np.testing.assert_array_equal(np.rint(release.mean * TOTAL_WEIGHT / step), exact.total / step)
+    # (The mean is released rounded to the grid step, so that it does not give the
+    # total weight away.)
+    np.testing.assert_array_equal(
+        np.rint(release.mean / step), np.rint(exact.total / TOTAL_WEIGHT / step)
+    )
 
 
 def test_a_shifted_c0_is_refused_off_the_grid_and_released_exactly_on_it(federation):
@@ -248,9 +255,59 @@ def test_a_shifted_c0_is_refused_off_the_grid_and_released_exactly_on_it(federat
     exact = keys.secret.decrypt_weighted(honest)
     step = key.scheme.quantizer.step
     np.testing.assert_array_equal(
-        np.rint(release.mean * TOTAL_WEIGHT / step),
-        exact.total / step + offsets[:per],
+        np.rint(release.mean / step),
+        np.rint((exact.total / step + offsets[:per]) / TOTAL_WEIGHT),
     )
     # The shifted ciphertext and its release give the solver nothing either.
     candidate = _solve_for_the_key(key, moved.blobs()[0], _released_values(key, release))
     assert not _is_ternary(candidate)
+
+
+# --- a statistics plan, whose values take several slots ---------------------------------
+
+
+def _balanced_digits(totals, base: int, digits: int) -> list[int]:
+    """The attacker's best split of released integers into slots: balanced base-``base`` digits."""
+    out = []
+    for total in totals:
+        for _ in range(digits - 1):
+            upper = (total + base // 2) // base
+            out.append(total - upper * base)
+            total = upper
+        out.append(total)
+    return out
+
+
+def test_a_multi_digit_release_gives_the_solver_nothing():
+    """The moments plan splits each value into three digits; what it releases is still exact.
+
+    1365 values of three digits and the weight fill one ciphertext. The solver
+    recovers the key from its unrounded decryption, so it works on digit slots;
+    it fails on the release (the recombined totals, split back into digits as an
+    attacker would) and even on the rounded digit totals themselves, which the key
+    holder computes but never releases, and from which the release follows.
+    """
+    keys = keys_for("ckks")
+    key = tasks.plan_for(load_public(keys.public.aggregation_key().to_bytes()), Task.MOMENTS)
+    public = tasks.plan_for(keys.public, Task.MOMENTS)
+    scheme = key.scheme
+    assert (scheme.digits, scheme.digit_bits, scheme.grid_bits) == (3, 18, 41)
+    size = (scheme.values_per_ciphertext - 1) // scheme.digits
+    rng = np.random.default_rng(1)
+    vectors = [public.encrypt(rng.uniform(-2, 2, size), weight=w) for w in (40, 30, 50)]
+    total = sum(key.load_vector(v.to_bytes(), size=size) for v in vectors)
+    assert size == 1365 and len(total.blobs()) == 1
+    blob, secret = total.blobs()[0], _secret_key(keys)
+
+    decoded = unrounded(keys.secret, total)
+    np.testing.assert_array_equal(_solve_for_the_key(key, blob, decoded), secret)
+
+    release = keys.secret.decrypt_weighted(total)
+    integers = [int(v) for v in release.total * 2.0**scheme.grid_bits]  # exact: below 2**53
+    guess = _balanced_digits(integers, 2**scheme.digit_bits, scheme.digits) + [release.weight]
+    for values in (np.array(guess, dtype=np.float64), np.rint(decoded)):
+        candidate = _solve_for_the_key(key, blob, values)
+        assert not _is_ternary(candidate)
+        assert np.mean(candidate == secret) < 0.01
+    # The attacker's split is not even the key holder's digit totals: carries differ.
+    assert not np.array_equal(guess, np.rint(decoded))

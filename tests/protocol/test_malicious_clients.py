@@ -145,12 +145,15 @@ def test_a_crafted_update_is_refused_and_the_federation_goes_on(scheme_name, how
     assert keyholder.released == 1
 
 
-def test_train_survives_a_client_that_always_crafts():
+def test_a_client_that_always_crafts_stops_the_run_after_three_refusals():
+    """Each refusal may tell the round's observers one bit, so the key holder retires
+    its key after three: the run stops cleanly with the model so far, and says why."""
     keyholder, aggregator, honest, bad = _federation("paillier", "inflate")
     federation = Federation(keyholder, aggregator, [*honest, bad])
-    outcomes = federation.train(3)  # no exception escapes
+    outcomes = federation.train(5)  # no exception escapes
     assert [o.skipped is not None for o in outcomes] == [True, True, True]
-    assert keyholder.released == 0
+    assert keyholder.released == 0 and keyholder.rejected == 3
+    assert federation.stopped and "retired its key" in federation.stopped
 
 
 @pytest.mark.parametrize("beyond", [False, True])

@@ -11,6 +11,7 @@ texts.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -19,6 +20,7 @@ import pytest
 from he_fed.crypto.paillier import PaillierVector
 from he_fed.exceptions import PolicyViolation, ProtocolError
 from he_fed.protocol import Aggregate, EncryptedAggregate, RoundStart, RunPlan, Task, decode, encode
+from he_fed.protocol.receipts import ticket_payload
 from tests.protocol.harness import N_FEATURES, local_delta, open_round, roles
 
 SIZES = (30, 50, 20, 40)
@@ -95,7 +97,9 @@ def test_statistics_are_released_once_per_federation(task):
         keyholder.start_round(task)
 
 
-def test_an_unreleased_statistics_round_can_be_retried_but_only_one_is_released():
+def test_a_statistics_round_is_answered_once_even_if_it_was_not_released():
+    """A key holder that re-asks for statistics (say, with a pre-scale of its choosing,
+    to probe one client's data) gets nothing from clients that answered already."""
     plan = RunPlan(n_features=N_FEATURES, standardize=True)
     keyholder, aggregator, clients = roles("plain", sizes=SIZES, plan=plan, min_clients=3)
     start = open_round(keyholder, aggregator, Task.MAGNITUDE)
@@ -103,13 +107,15 @@ def test_an_unreleased_statistics_round_can_be_retried_but_only_one_is_released(
         aggregator.add(c.participate(start).update)
     with pytest.raises(PolicyViolation, match="at least 3"):
         keyholder.decrypt_aggregate(aggregator.finish_round())
-    start = open_round(keyholder, aggregator, Task.MAGNITUDE)
-    for c in clients:
-        aggregator.add(c.participate(start).update)
-    aggregator.apply(keyholder.decrypt_aggregate(aggregator.finish_round()))
-    with pytest.raises(PolicyViolation, match="run once"):
-        keyholder.start_round(Task.MAGNITUDE)
-    assert keyholder.released == 1
+    again = open_round(keyholder, aggregator, Task.MAGNITUDE)  # the key holder may ask ...
+    for c in clients[:2]:  # ... but those who answered do not answer again
+        with pytest.raises(ProtocolError, match="statistics once"):
+            c.participate(again)
+    for c in clients[2:]:
+        aggregator.add(c.participate(again).update)
+    with pytest.raises(PolicyViolation, match="at least 3"):
+        keyholder.decrypt_aggregate(aggregator.finish_round())
+    assert keyholder.released == 0
 
 
 def test_tasks_follow_their_order():
@@ -162,3 +168,35 @@ def test_the_default_minimum_cohort_is_a_majority():
     assert keyholder.min_clients == 3
     keyholder, _, _ = roles("plain", sizes=(10, 10), min_clients=None)
     assert keyholder.min_clients == 2
+
+
+def test_the_aggregator_refuses_a_ticket_whose_model_ignores_the_releases():
+    """A key holder that freezes the model (never applying what it released) would get
+    sums of changing cohorts under one model; the aggregator follows the same model
+    chain and refuses to forward such a ticket."""
+    keyholder, aggregator, clients = roles("paillier", sizes=SIZES)
+    start = open_round(keyholder, aggregator)
+    for c in clients:
+        aggregator.add(c.participate(start).update)
+    aggregator.apply(keyholder.decrypt_aggregate(aggregator.finish_round()))
+    frozen = decode(keyholder.start_round(), RoundStart)
+    first = decode(start, RoundStart)
+    frozen = dataclasses.replace(frozen, weights=first.weights)
+    resigned = dataclasses.replace(
+        frozen, signature=keyholder._identity.sign(ticket_payload(frozen.signed_bytes()))
+    )
+    with pytest.raises(PolicyViolation, match="another model"):
+        aggregator.open_round(encode(resigned))
+
+
+def test_moments_are_clamped_so_answering_never_depends_on_the_data():
+    plan = RunPlan(n_features=N_FEATURES, standardize=True)
+    keyholder, aggregator, clients = roles("plain", sizes=SIZES, plan=plan)
+    start = open_round(keyholder, aggregator, Task.MAGNITUDE)
+    for c in clients:
+        aggregator.add(c.participate(start).update)
+    aggregator.apply(keyholder.decrypt_aggregate(aggregator.finish_round()))
+    clients[0]._columns = clients[0]._columns * 1e6  # a spread far beyond the plan
+    start = open_round(keyholder, aggregator, Task.MOMENTS)
+    reports = [c.participate(start) for c in clients]  # every client answers
+    assert reports[0].clipped > 0 and all(r.clipped == 0 for r in reports[1:])
