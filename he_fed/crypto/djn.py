@@ -118,11 +118,12 @@ def check_public_key(n: int, hs: int) -> None:
     """Refuse a DJN public key ``(n, hs)`` that no :func:`generate_primes` key can be.
 
     What is checked without the factorisation, in a few milliseconds at 2048 bits
-    (under 0.1 s at 8192): ``n`` is odd, ``≡ 1 (mod 4)`` (a product of two primes
-    ``≡ 3 mod 4``), has no prime factor below :data:`SMALL_PRIME_BOUND`, is not a
-    perfect power and is not prime; ``hs`` is a unit modulo ``n²`` other than 1,
-    its residue modulo ``n`` has Jacobi symbol +1 (``hs = (-x²)^n``, and
-    ``(-1 | n) = 1`` for such ``n``), and its order modulo each prime factor of
+    (under 0.1 s at 8192): ``n`` is odd, has no prime factor below
+    :data:`SMALL_PRIME_BOUND`, is not a perfect power and is not prime (it need not
+    be ``≡ 1 mod 4``: keys from python-paillier have primes of either residue);
+    ``hs`` is a unit modulo ``n²`` other than 1, its residue modulo ``n`` has the
+    Jacobi symbol of ``-1`` (``hs = (-x²)^n`` with ``n`` odd), and its order
+    modulo each prime factor of
     ``n`` does not divide ``lcm(1..ORDER_BOUND)``. Whether ``hs`` is an ``n``-th
     power modulo ``n²`` is the decisional composite residuosity problem, so it is
     not checked. The caller checks the bit length of ``n`` against the scheme.
@@ -133,8 +134,6 @@ def check_public_key(n: int, hs: int) -> None:
         Naming the first check that fails.
     """
     n_ = gmpy2.mpz(n)
-    if n_ % 4 != 1:
-        raise MalformedMessage("paillier modulus is not 1 mod 4: not a product of two DJN primes")
     if gmpy2.gcd(n_, _small_primes_product()) != 1:
         raise MalformedMessage(
             f"paillier modulus has a prime factor below {SMALL_PRIME_BOUND}: not an RSA modulus"
@@ -148,8 +147,11 @@ def check_public_key(n: int, hs: int) -> None:
         raise MalformedMessage(
             "paillier key's DJN generator is not a unit of Z*_(n^2) other than 1"
         )
-    if gmpy2.jacobi(hs_ % n_, n_) != 1:
-        raise MalformedMessage("paillier key's DJN generator is not (-x^2)^n: Jacobi symbol -1")
+    if gmpy2.jacobi(hs_ % n_, n_) != gmpy2.jacobi(n_ - 1, n_):
+        # (-x^2)^n has the Jacobi symbol of -1 (n is odd): +1 for DJN primes.
+        raise MalformedMessage(
+            "paillier key's DJN generator is not (-x^2)^n: its Jacobi symbol is not (-1 | n)"
+        )
     if gmpy2.gcd(gmpy2.powmod(hs_, _small_orders(), n_) - 1, n_) != 1:
         raise MalformedMessage(
             "paillier key's DJN generator has a small order modulo a factor of n: "

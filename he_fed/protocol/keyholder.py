@@ -372,12 +372,6 @@ class KeyHolder:
                 "sum to; nothing was released",
                 off_grid=exc.off_grid,
             ) from None
-        step = getattr(getattr(plan, "quantizer", None), "step", None)
-        if step:
-            # Sums are exact multiples of the step, so an exact mean ``T / W`` would
-            # give the total weight away as the smallest W making ``mean · W`` whole;
-            # rounded to the step (one client's own quantization), it does not.
-            mean = np.round(mean / step) * step
         return mean
 
     def _checked_sum(self, vector: object, plan: Scheme) -> np.ndarray:

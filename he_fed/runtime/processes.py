@@ -118,7 +118,7 @@ def _run_chunk(
         rows.append(
             (
                 client_id,
-                report.round,
+                (client.last_round, client.phase),
                 report.update,
                 report.train_s,
                 report.encrypt_s,
@@ -268,7 +268,7 @@ class ProcessesExecutor:
         if update is None:
             log.warning("client %s failed this round: %s", client_id, row[8])
             return ClientResult(client_id, None, row[8])
-        return ClientResult(client_id, ClientReport(row[1], update, *row[3:8]))
+        return ClientResult(client_id, ClientReport(row[1][0], update, *row[3:8]))
 
     def close(self) -> None:
         """Stop the workers. The executor starts a new pool if used again."""

@@ -217,11 +217,7 @@ def test_an_honest_release_gives_the_solver_nothing(federation):
     # gives the plaintext without its noise, so the solver lands on a random polynomial.
     step = key.scheme.quantizer.step
     exact = keys.secret.decrypt_weighted(vector)
-    # (The mean is released rounded to the grid step, so that it does not give the
-    # total weight away.)
-    np.testing.assert_array_equal(
-        np.rint(release.mean / step), np.rint(exact.total / TOTAL_WEIGHT / step)
-    )
+    np.testing.assert_array_equal(np.rint(release.mean * TOTAL_WEIGHT / step), exact.total / step)
 
 
 def test_a_shifted_c0_is_refused_off_the_grid_and_released_exactly_on_it(federation):
@@ -255,8 +251,8 @@ def test_a_shifted_c0_is_refused_off_the_grid_and_released_exactly_on_it(federat
     exact = keys.secret.decrypt_weighted(honest)
     step = key.scheme.quantizer.step
     np.testing.assert_array_equal(
-        np.rint(release.mean / step),
-        np.rint((exact.total / step + offsets[:per]) / TOTAL_WEIGHT),
+        np.rint(release.mean * TOTAL_WEIGHT / step),
+        exact.total / step + offsets[:per],
     )
     # The shifted ciphertext and its release give the solver nothing either.
     candidate = _solve_for_the_key(key, moved.blobs()[0], _released_values(key, release))
