@@ -63,9 +63,11 @@ def _measured_d(contender: Contender, d: int, cap: int) -> int:
 
 
 def _tolerance(contender: Contender, clients: int) -> float:
-    if contender.label in ("paillier-packed",):
-        return clients * 1.0 / (2**15 - 1)  # K quantization half-steps of 16-bit values
-    if contender.label in ("ckks", "tenseal-nvflare"):
+    """Largest error a correct sum of ``clients`` contributions can show."""
+    quantizer = getattr(getattr(contender, "scheme", None), "quantizer", None)
+    if quantizer is not None:  # K quantization half-steps, doubled for safety
+        return max(clients * float(quantizer.step), 1e-6)
+    if contender.label == "tenseal-nvflare":
         return 1e-3
     return 1e-6
 
