@@ -15,7 +15,6 @@ from he_fed.crypto import AggregationKey, KeyPair, PublicKey, Scheme, wire
 from he_fed.exceptions import (
     AggregateRejected,
     ConfigurationError,
-    HEFedError,
     KeyMismatchError,
     MalformedMessage,
     PolicyViolation,
@@ -32,6 +31,7 @@ from he_fed.protocol.messages import (
 )
 from he_fed.protocol.model import GlobalModel, RunPlan
 from he_fed.protocol.receipts import Identity, Registry, ticket_payload
+from he_fed.protocol.release import checked_mean
 
 __all__ = ["DEFAULT_MAX_REJECTIONS", "KeyHolder", "majority"]
 
@@ -357,7 +357,7 @@ class KeyHolder:
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
         try:
-            mean = self._checked_sum(vector, plan)
+            mean = checked_mean(self._keys.secret, vector, plan)
         except AggregateRejected as exc:
             self._rejected += 1
             log.warning(
@@ -373,29 +373,6 @@ class KeyHolder:
                 off_grid=exc.off_grid,
             ) from None
         return mean
-
-    def _checked_sum(self, vector: object, plan: Scheme) -> np.ndarray:
-        try:
-            result = self._keys.secret.decrypt_weighted(vector)  # type: ignore[arg-type]
-        except AggregateRejected:
-            raise
-        except HEFedError:
-            # The scheme's own range checks; their text may describe the plaintext.
-            raise AggregateRejected(
-                "the decrypted aggregate lies outside what the plan can represent"
-            ) from None
-        count, weight = result.count, result.weight
-        if not count <= weight <= count * plan.max_weight:
-            raise AggregateRejected(
-                f"the total weight is not one {count} contributions of weight 1 to "
-                f"{plan.max_weight} can have"
-            )
-        limit = weight * plan.clip * (1 + 1e-9)
-        if not np.all(np.abs(result.total) <= limit):
-            raise AggregateRejected(
-                "a weighted sum exceeds what contributions within the clip bound can reach"
-            )
-        return np.asarray(result.mean, dtype=np.float64)
 
     # -- state -----------------------------------------------------------------------
 
