@@ -29,10 +29,8 @@ from he_fed.protocol.messages import (
 from he_fed.protocol.model import GlobalModel, RunPlan
 from he_fed.protocol.receipts import (
     Registry,
-    commitment_payload,
-    digest,
+    contribution_payloads,
     ticket_payload,
-    update_payload,
     verify_signature,
 )
 
@@ -215,17 +213,15 @@ class Aggregator:
         if vector.count != 1:
             raise MalformedMessage("an update must hold exactly one contribution")
         commitment = vector.commitment()
-        fields = dict(
+        whole, alone = contribution_payloads(
             federation=self._federation,
             round=self._round,
             task=self._task,
             client_id=update.client_id,
             fingerprint=key.fingerprint,
+            vector=update.vector,
+            commitment=commitment,
         )
-        whole = update_payload(
-            **fields, vector_digest=digest(update.vector), commitment_digest=digest(commitment)
-        )
-        alone = commitment_payload(**fields, commitment_digest=digest(commitment))
         if not (
             self._registry.verify(update.client_id, update.signature, whole)
             and self._registry.verify(update.client_id, update.commitment_signature, alone)

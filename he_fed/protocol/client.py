@@ -22,10 +22,8 @@ from he_fed.protocol._keys import public_material
 from he_fed.protocol.messages import EncryptedUpdate, RoundStart, Task, decode, encode
 from he_fed.protocol.receipts import (
     Identity,
-    commitment_payload,
-    digest,
+    contribution_payloads,
     ticket_payload,
-    update_payload,
     verify_signature,
 )
 from he_fed.protocol.spec import ClientPlan, ClientSpec
@@ -266,22 +264,17 @@ class Client:
         t2 = time.perf_counter()
         vector_bytes = vector.to_bytes()
         t3 = time.perf_counter()
-        fields = dict(
+        whole, alone = contribution_payloads(
             federation=start.federation,
             round=start.round,
             task=start.task,
             client_id=self.client_id,
             fingerprint=key.fingerprint,
+            vector=vector_bytes,
+            commitment=vector.commitment(),
         )
-        commitment_digest = digest(vector.commitment())
-        signature = self._identity.sign(
-            update_payload(
-                **fields, vector_digest=digest(vector_bytes), commitment_digest=commitment_digest
-            )
-        )
-        commitment_signature = self._identity.sign(
-            commitment_payload(**fields, commitment_digest=commitment_digest)
-        )
+        signature = self._identity.sign(whole)
+        commitment_signature = self._identity.sign(alone)
         t4 = time.perf_counter()
         update = EncryptedUpdate(
             start.round, start.task, self.client_id, vector_bytes, signature, commitment_signature

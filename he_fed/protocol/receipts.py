@@ -80,6 +80,7 @@ __all__ = [
     "Identity",
     "Registry",
     "commitment_payload",
+    "contribution_payloads",
     "digest",
     "ticket_payload",
     "update_payload",
@@ -159,6 +160,31 @@ def commitment_payload(
     )
     w.blob(commitment_digest)
     return w.getvalue()
+
+
+def contribution_payloads(
+    *,
+    federation: bytes,
+    round: int,
+    task: Task,
+    client_id: str,
+    fingerprint: bytes,
+    vector: bytes,
+    commitment: bytes,
+) -> tuple[bytes, bytes]:
+    """What a client signs for one contribution: ``(update payload, commitment payload)``.
+
+    The first covers the whole ciphertext and is for the aggregator; the second
+    covers the commitment alone and travels to the key holder in a receipt.
+    """
+    fields = dict(
+        federation=federation, round=round, task=task, client_id=client_id, fingerprint=fingerprint
+    )
+    commitment_digest = digest(commitment)
+    return (
+        update_payload(**fields, vector_digest=digest(vector), commitment_digest=commitment_digest),
+        commitment_payload(**fields, commitment_digest=commitment_digest),
+    )
 
 
 def ticket_payload(signed_bytes: bytes) -> bytes:
