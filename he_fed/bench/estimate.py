@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from he_fed import __version__
+from he_fed._version import __version__
 from he_fed.bench.measure import timed
 from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain, Scheme
 from he_fed.crypto.paillier import PARALLEL_MIN_CIPHERTEXTS
