@@ -18,6 +18,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from he_fed._validation import check_int
 from he_fed.crypto import SCHEMES
 from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.data import PARTITIONERS, load_dataset, partition, train_test
@@ -148,16 +149,13 @@ class ExperimentConfig:
             value = getattr(self, name)
             if name == "min_clients" and value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, value, low=1)
         if self.executor not in EXECUTORS:
             raise ConfigurationError(
                 f"unknown executor {self.executor!r}; choose one of {', '.join(EXECUTORS)}"
             )
-        if self.workers is not None and (
-            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
-        ):
-            raise ConfigurationError(f"workers must be a positive integer, got {self.workers!r}")
+        if self.workers is not None:
+            check_int("workers", self.workers, low=1)
         if self.min_clients is not None and self.min_clients > self.clients:
             raise ConfigurationError(
                 f"min_clients={self.min_clients} exceeds the {self.clients} clients"

@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, r2_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from he_fed._validation import check_int
 from he_fed.crypto import Scheme, make_scheme
 from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.exceptions import ConfigurationError
@@ -116,8 +117,7 @@ class _FederatedBase(BaseEstimator):
         groups = np.asarray(groups)
         if groups.shape != (len(X),):
             raise ConfigurationError(f"groups has shape {groups.shape}, expected ({len(X)},)")
-        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
-            raise ConfigurationError("rounds must be a positive integer")
+        check_int("rounds", self.rounds, low=1)
         ids = np.unique(groups)
         partitions = [(X[groups == g], y[groups == g]) for g in ids]
         model = self._local_model(

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from he_fed._validation import check_float, check_int
 from he_fed.crypto import wire
 from he_fed.exceptions import (
     ConfigurationError,
@@ -131,18 +132,19 @@ class Scheme(ABC):
     insecure: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        clip = self.clip
-        if isinstance(clip, bool) or not isinstance(clip, (int, float)):
-            raise ConfigurationError("clip must be a number")
-        if not (math.isfinite(clip) and MIN_CLIP <= clip <= MAX_CLIP):
-            raise ConfigurationError(f"clip must be finite, from 2**-64 to 2**64, got {clip}")
-        object.__setattr__(self, "clip", float(clip))
+        clip = check_float(
+            "clip",
+            self.clip,
+            low=MIN_CLIP,
+            high=MAX_CLIP,
+            types=(int, float),
+            bounds="from 2**-64 to 2**64",
+        )
+        object.__setattr__(self, "clip", clip)
         for name in ("max_clients", "max_weight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
-                raise ConfigurationError(
-                    f"{name} must be an integer from 1 to 2**64 - 1, got {value!r}"
-                )
+            check_int(
+                name, getattr(self, name), low=1, high=MAX_COUNT, bounds="from 1 to 2**64 - 1"
+            )
 
     @abstractmethod
     def keygen(self) -> KeyPair:

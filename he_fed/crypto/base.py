@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, ClassVar, TypeVar
 
 import numpy as np
 
+from he_fed._validation import check_int
 from he_fed.crypto import wire
 from he_fed.crypto._scheme import (
     DEFAULT_CLIP,
@@ -44,7 +45,6 @@ from he_fed.crypto._vector import EncryptedVector, WeightedSum
 from he_fed.crypto.keyfile import export_secret
 from he_fed.crypto.stream import FrameReader, FrameWriter, Header
 from he_fed.exceptions import (
-    ConfigurationError,
     EncodingError,
     EncodingOverflowError,
     KeyMismatchError,
@@ -325,8 +325,7 @@ class PublicKey(AggregationKey):
                 f"a value of magnitude {peak:.6g} exceeds the plan's clip bound "
                 f"{self._scheme.clip:g}; clip the update before encrypting"
             )
-        if isinstance(weight, bool) or not isinstance(weight, (int, np.integer)):
-            raise ConfigurationError(f"weight must be an integer, got {weight!r}")
+        check_int("weight", weight, types=(int, np.integer))
         if not 1 <= int(weight) <= self._scheme.max_weight:
             raise EncodingOverflowError(
                 f"weight {int(weight)} is outside [1, {self._scheme.max_weight}] "

@@ -89,6 +89,7 @@ from typing import Any, ClassVar
 import tenseal as ts
 import tenseal.sealapi as sealapi
 
+from he_fed._validation import check_int
 from he_fed.crypto import wire
 from he_fed.crypto._ckks_grid import GridQuantizer
 from he_fed.crypto._ckks_keys import (
@@ -243,11 +244,7 @@ class CKKS(Scheme):
                 "(use fewer or smaller primes, or a larger poly_modulus_degree)"
             )
         for name, low, high in (("scale_bits", 20, 60), ("grid_bits", 0, 62)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ConfigurationError(
-                    f"{name} must be an integer from {low} to {high}, got {value!r}"
-                )
+            check_int(name, getattr(self, name), low=low, high=high, bounds=f"from {low} to {high}")
         _primes(n, bits)
 
     def _fit_grid(self) -> int:

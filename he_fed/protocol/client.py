@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import clone
 
+from he_fed._validation import check_int
 from he_fed.crypto import PublicKey
 from he_fed.exceptions import (
     ConfigurationError,
@@ -143,8 +144,7 @@ class Client:
                 f"client {client_id!r} holds {len(X)} samples, more than the plan's "
                 f"max_weight={key.scheme.max_weight}"
             )
-        if isinstance(local_epochs, bool) or not isinstance(local_epochs, int) or local_epochs < 1:
-            raise ConfigurationError("local_epochs must be a positive integer")
+        check_int("local_epochs", local_epochs, low=1)
         self.client_id = client_id
         self._X = X
         self._y = y

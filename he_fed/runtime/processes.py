@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from he_fed._validation import check_int
 from he_fed.exceptions import ConfigurationError, ExecutorError, HEFedError
 from he_fed.protocol.client import Client, ClientReport
 from he_fed.runtime.base import ClientHandle, ClientResult
@@ -152,10 +153,8 @@ class ProcessesExecutor:
     name = "processes"
 
     def __init__(self, workers: int | None = None) -> None:
-        if workers is not None and (
-            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-        ):
-            raise ConfigurationError(f"workers must be a positive integer, got {workers!r}")
+        if workers is not None:
+            check_int("workers", workers, low=1)
         self.workers = workers or default_workers()
         self.startup_s: float | None = None
         self._pool: ProcessPoolExecutor | None = None

@@ -25,6 +25,7 @@ from __future__ import annotations
 from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
 
 from he_fed import exceptions
+from he_fed._validation import check_float
 from he_fed.exceptions import ExecutorError, HEFedError
 
 __all__ = [
@@ -106,10 +107,13 @@ def number(metrics: MetricRecord, key: str) -> float:
     MalformedMessage
         If it is missing or not a number.
     """
-    value = metrics.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise exceptions.MalformedMessage(f"the reply's {key!r} is not a number")
-    return float(value)
+    return check_float(
+        f"the reply's {key!r}",
+        metrics.get(key),
+        finite=False,
+        types=(int, float),
+        error=exceptions.MalformedMessage,
+    )
 
 
 def raise_remote(reason: str | None, where: str) -> None:
