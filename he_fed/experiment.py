@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import platform
@@ -20,7 +21,6 @@ from sklearn.preprocessing import StandardScaler
 
 from he_fed._validation import check_int
 from he_fed.crypto import SCHEMES
-from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.data import PARTITIONERS, load_dataset, partition, train_test
 from he_fed.exceptions import ConfigurationError
 from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
@@ -28,6 +28,7 @@ from he_fed.runtime import EXECUTORS, Executor
 
 __all__ = [
     "MODELS",
+    "RUN_DEFAULTS",
     "ExperimentConfig",
     "ExperimentData",
     "ExperimentResult",
@@ -36,6 +37,13 @@ __all__ = [
     "make_estimator",
     "run_experiment",
 ]
+
+#: The federated estimators' defaults: the training options below take theirs from
+#: here, so that ``he-fed run`` and ``FederatedLogisticRegression()`` agree.
+_ESTIMATOR: dict[str, Any] = {
+    name: parameter.default
+    for name, parameter in inspect.signature(FederatedLogisticRegression).parameters.items()
+}
 
 #: Model choices; ``auto`` follows the dataset (logistic for two classes).
 MODELS = ("auto", "logistic", "linear")
@@ -85,8 +93,8 @@ class ExperimentConfig:
         Server step.
     partition : {"iid", "dirichlet"}, default="iid"
         How rows are dealt to clients.
-    alpha : float, default=0.5
-        Dirichlet concentration.
+    dirichlet_alpha : float, default=0.5
+        Dirichlet concentration (``--alpha`` on the command line).
     dropout : float, default=0.0
         Probability a client sits out a round.
     min_clients : int, optional
@@ -111,28 +119,28 @@ class ExperimentConfig:
     samples: int | None = None
     features: int | None = None
     model: str = "auto"
-    scheme: str = "paillier-packed"
-    key_bits: int = 2048
-    allow_insecure: bool = False
-    ckks_preset: str = "aggregation-fast"
+    scheme: str = _ESTIMATOR["scheme"]
+    key_bits: int = _ESTIMATOR["key_bits"]
+    allow_insecure: bool = _ESTIMATOR["allow_insecure"]
+    ckks_preset: str = _ESTIMATOR["ckks_preset"]
     clients: int = 5
-    rounds: int = 20
-    local_epochs: int = 5
-    lr: float | None = None
-    batch_size: int | None = None
-    l2: float = 1e-4
-    clip: float = DEFAULT_CLIP
-    max_weight: int | None = None
-    server_lr: float = 1.0
+    rounds: int = _ESTIMATOR["rounds"]
+    local_epochs: int = _ESTIMATOR["local_epochs"]
+    lr: float | None = _ESTIMATOR["learning_rate"]
+    batch_size: int | None = _ESTIMATOR["batch_size"]
+    l2: float = _ESTIMATOR["alpha"]
+    clip: float = _ESTIMATOR["clip"]
+    max_weight: int | None = _ESTIMATOR["max_weight"]
+    server_lr: float = _ESTIMATOR["server_lr"]
     partition: str = "iid"
-    alpha: float = 0.5
-    dropout: float = 0.0
-    min_clients: int | None = None
-    standardize: bool = True
+    dirichlet_alpha: float = 0.5
+    dropout: float = _ESTIMATOR["dropout"]
+    min_clients: int | None = _ESTIMATOR["min_clients"]
+    standardize: bool = _ESTIMATOR["standardize"]
     test_size: float = 0.25
-    seed: int = 0
-    executor: str = "inprocess"
-    workers: int | None = None
+    seed: int = _ESTIMATOR["random_state"]
+    executor: str = _ESTIMATOR["executor"]
+    workers: int | None = _ESTIMATOR["workers"]
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -164,6 +172,11 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a plain dict."""
         return dataclasses.asdict(self)
+
+
+#: Every :class:`ExperimentConfig` field's default, by name: the one source of the
+#: defaults the command line (``he-fed run``, ``estimate``, ``keygen``) shows.
+RUN_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
 
 
 @dataclass
@@ -362,7 +375,7 @@ def experiment_data(config: ExperimentConfig) -> ExperimentData:
         y_train,
         config.clients,
         method=config.partition,
-        alpha=config.alpha,
+        alpha=config.dirichlet_alpha,
         task=task,
         random_state=config.seed,
     )

@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, r2_sco
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from he_fed._validation import check_int
-from he_fed.crypto import Scheme, make_scheme
+from he_fed.crypto import Scheme, scheme_from_options
 from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.exceptions import ConfigurationError
 from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
@@ -31,16 +31,15 @@ def _scheme_for(est: _FederatedBase, sizes: list[int]) -> Scheme:
     max_weight = est.max_weight
     if max_weight is None:
         max_weight = 1 << (max(sizes) - 1).bit_length()
-    params: dict[str, Any] = {
-        "clip": est.clip,
-        "max_clients": len(sizes),
-        "max_weight": max_weight,
-    }
-    if est.scheme in ("paillier", "paillier-packed"):
-        params.update(key_bits=est.key_bits, allow_insecure=est.allow_insecure)
-    elif est.scheme == "ckks":
-        params.update(preset=est.ckks_preset)
-    return make_scheme(str(est.scheme), **params)
+    return scheme_from_options(
+        str(est.scheme),
+        clip=est.clip,
+        max_clients=len(sizes),
+        max_weight=max_weight,
+        key_bits=est.key_bits,
+        ckks_preset=est.ckks_preset,
+        allow_insecure=est.allow_insecure,
+    )
 
 
 class _FederatedBase(BaseEstimator):

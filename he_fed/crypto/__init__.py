@@ -16,7 +16,13 @@ array([ 0.25, -1.  ])
 
 from __future__ import annotations
 
-from he_fed.crypto._registry import SCHEMES, load_public, load_secret, make_scheme
+from he_fed.crypto._registry import (
+    SCHEMES,
+    load_public,
+    load_secret,
+    make_scheme,
+    scheme_from_options,
+)
 from he_fed.crypto.base import (
     AggregationKey,
     EncryptedVector,
@@ -59,6 +65,7 @@ __all__ = [
     "make_scheme",
     "public_key_from_phe",
     "public_key_to_phe",
+    "scheme_from_options",
     "secret_key_to_phe",
     "vector_from_phe",
     "vector_to_phe",

@@ -17,7 +17,7 @@ from he_fed.crypto.paillier import PackedPaillier, Paillier
 from he_fed.crypto.plain import Plain
 from he_fed.exceptions import ConfigurationError, MalformedMessage, SecretMaterialError
 
-__all__ = ["SCHEMES", "load_public", "load_secret", "make_scheme"]
+__all__ = ["SCHEMES", "load_public", "load_secret", "make_scheme", "scheme_from_options"]
 
 #: Every scheme by its registry name.
 SCHEMES: dict[str, type[Scheme]] = {
@@ -43,6 +43,39 @@ def make_scheme(name: str, **params: object) -> Scheme:
         return cls(**params)  # type: ignore[arg-type]
     except TypeError as exc:
         raise ConfigurationError(f"invalid parameters for {name}: {exc}") from None
+
+
+def scheme_from_options(
+    name: str,
+    *,
+    clip: float,
+    max_clients: int,
+    max_weight: int,
+    key_bits: int,
+    ckks_preset: str,
+    allow_insecure: bool = False,
+) -> Scheme:
+    """Build a scheme from the options every entry point offers, passing each its own.
+
+    The estimators, ``he-fed run``, ``he-fed keygen`` and ``he-fed estimate`` all
+    take the same options; only the Paillier schemes use ``key_bits`` and
+    ``allow_insecure``, and only CKKS uses ``ckks_preset``.
+
+    Raises
+    ------
+    ConfigurationError
+        If the name is unknown or a parameter is invalid.
+    """
+    params: dict[str, object] = {
+        "clip": clip,
+        "max_clients": max_clients,
+        "max_weight": max_weight,
+    }
+    if name in ("paillier", "paillier-packed"):
+        params.update(key_bits=key_bits, allow_insecure=allow_insecure)
+    elif name == "ckks":
+        params.update(preset=ckks_preset)
+    return make_scheme(name, **params)
 
 
 def load_public(data: bytes, *, allow_insecure: bool = False) -> AggregationKey:

@@ -76,6 +76,11 @@ def default_workers() -> int:
     configured = os.environ.get(WORKERS_ENV, "")
     if configured.isdigit() and int(configured) >= 1:
         return int(configured)
+    return usable_cores()
+
+
+def usable_cores() -> int:
+    """The cores this process may use (its CPU affinity where the OS has one)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from he_fed._validation import check_int
+from he_fed.crypto.paillier import WORKERS_ENV, usable_cores
 from he_fed.exceptions import ConfigurationError, ExecutorError, HEFedError
 from he_fed.protocol.client import Client, ClientReport
 from he_fed.runtime.base import ClientHandle, ClientResult
@@ -55,9 +56,6 @@ STARTUP_TIMEOUT_S = 300.0
 #: Chunks per worker and round: enough to even out uneven clients, few enough that
 #: the per-task overhead stays small.
 _CHUNKS_PER_WORKER = 4
-#: Tells the crypto layer in a worker not to start encryption pools of its own.
-_ENCRYPT_WORKERS_ENV = "HE_FED_ENCRYPT_WORKERS"
-
 #: What a worker returns per client: (id, last round answered, update, train_s,
 #: encrypt_s, sign_s, serialize_s, clipped) on success, or (id, last round answered,
 #: None, 0, 0, 0, 0, 0, error) on a refused round.
@@ -66,15 +64,12 @@ _Row = tuple[Any, ...]
 
 def default_workers() -> int:
     """Worker processes by default: the cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 def _init_worker(barrier: Any, timeout: float) -> None:
     """Worker start-up: import everything a round needs, then wait for the others."""
-    os.environ[_ENCRYPT_WORKERS_ENV] = "1"
+    os.environ[WORKERS_ENV] = "1"  # no encryption pools inside a pool worker
     import he_fed.protocol.setup  # noqa: F401  (numpy, scikit-learn, gmpy2, TenSEAL)
 
     barrier.wait(timeout)
