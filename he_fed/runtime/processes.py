@@ -56,10 +56,10 @@ STARTUP_TIMEOUT_S = 300.0
 #: Chunks per worker and round: enough to even out uneven clients, few enough that
 #: the per-task overhead stays small.
 _CHUNKS_PER_WORKER = 4
-#: What a worker returns per client: (id, last round answered, update, train_s,
-#: encrypt_s, sign_s, serialize_s, clipped) on success, or (id, last round answered,
-#: None, 0, 0, 0, 0, 0, error) on a refused round.
-_Row = tuple[Any, ...]
+#: What a worker returns per client: (id, last round answered, the report's
+#: record, None) on success, or (id, last round answered, None, error) on a
+#: refused round.
+_Row = tuple[str, int, "dict[str, Any] | None", "str | None"]
 
 
 def default_workers() -> int:
@@ -108,20 +108,9 @@ def _run_chunk(
             report = client.participate(message)
         except HEFedError as exc:
             answered = last_round if client is None else client.last_round
-            rows.append((client_id, answered, None, 0.0, 0.0, 0.0, 0.0, 0, str(exc)))
+            rows.append((client_id, answered, None, str(exc)))
             continue
-        rows.append(
-            (
-                client_id,
-                report.round,
-                report.update,
-                report.train_s,
-                report.encrypt_s,
-                report.sign_s,
-                report.serialize_s,
-                report.clipped,
-            )
-        )
+        rows.append((client_id, report.round, report.to_record(), None))
     return rows
 
 
@@ -257,11 +246,11 @@ class ProcessesExecutor:
 
     @staticmethod
     def _result(row: _Row) -> ClientResult:
-        client_id, update = row[0], row[2]
-        if update is None:
-            log.warning("client %s failed this round: %s", client_id, row[8])
-            return ClientResult(client_id, None, row[8])
-        return ClientResult(client_id, ClientReport(row[1], update, *row[3:8]))
+        client_id, _, record, error = row
+        if record is None:
+            log.warning("client %s failed this round: %s", client_id, error)
+            return ClientResult(client_id, None, error)
+        return ClientResult(client_id, ClientReport.from_record(record))
 
     def close(self) -> None:
         """Stop the workers. The executor starts a new pool if used again."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
 
 from he_fed import exceptions
-from he_fed._validation import check_float
 from he_fed.exceptions import ExecutorError, HEFedError
 
 __all__ = [
@@ -39,7 +38,6 @@ __all__ = [
     "config_of",
     "error_reply",
     "metrics_of",
-    "number",
     "raise_remote",
     "reply",
 ]
@@ -97,23 +95,6 @@ def metrics_of(message: Message) -> MetricRecord:
     """Our MetricRecord in a message (empty if absent)."""
     records = message.content
     return records[METRICS] if METRICS in records else MetricRecord({})  # type: ignore[return-value]
-
-
-def number(metrics: MetricRecord, key: str) -> float:
-    """One number of a MetricRecord.
-
-    Raises
-    ------
-    MalformedMessage
-        If it is missing or not a number.
-    """
-    return check_float(
-        f"the reply's {key!r}",
-        metrics.get(key),
-        finite=False,
-        types=(int, float),
-        error=exceptions.MalformedMessage,
-    )
 
 
 def raise_remote(reason: str | None, where: str) -> None:

@@ -394,15 +394,7 @@ class FlowerExecutor:
                 error = reply.error.reason or "the node failed"
             else:
                 config, metrics = records.config_of(reply), records.metrics_of(reply)
-                report = ClientReport(
-                    int(config["round"]),  # type: ignore[arg-type]
-                    bytes(config["update"]),  # type: ignore[arg-type]
-                    records.number(metrics, "train-s"),
-                    records.number(metrics, "encrypt-s"),
-                    records.number(metrics, "sign-s"),
-                    records.number(metrics, "serialize-s"),
-                    int(records.number(metrics, "clipped")),
-                )
+                report = ClientReport.from_record({**metrics, **config})
                 results.append(ClientResult(client.client_id, report))
                 continue
             log.warning("client %s failed this round: %s", client.client_id, error)
