@@ -21,6 +21,7 @@ from he_fed.experiment import (
     ExperimentResult,
     run_experiment,
 )
+from he_fed.federated import RoundRecord
 from he_fed.runtime import EXECUTORS
 
 _PHASE_LABELS = {
@@ -67,8 +68,8 @@ def render(result: ExperimentResult, console: Console) -> None:
     summary.add_row(f"final test {name}", f"{final['metric']:.4f}")
     summary.add_row(f"centralised scikit-learn {name}", f"{final['reference_metric']:.4f}")
     summary.add_row(f"final test {final['loss_name'].replace('_', ' ')}", f"{final['loss']:.4f}")
-    bytes_up = sum(r["bytes_up"] for r in rounds) / max(1, len(rounds))
-    bytes_down = sum(r["bytes_down"] for r in rounds) / max(1, len(rounds))
+    bytes_up = sum(r.bytes_up for r in rounds) / max(1, len(rounds))
+    bytes_down = sum(r.bytes_down for r in rounds) / max(1, len(rounds))
     summary.add_row("uploaded per client per round", _bytes(bytes_up))
     summary.add_row("downloaded per client per round", _bytes(bytes_down))
     summary.add_row(
@@ -78,8 +79,8 @@ def render(result: ExperimentResult, console: Console) -> None:
             f"{_bytes(result.setup['aggregation_key_bytes'])}"
         ),
     )
-    clipped = sum(r["clipped"] for r in rounds)
-    skipped = sum(1 for r in rounds if r["skipped"])
+    clipped = sum(r.clipped for r in rounds)
+    skipped = sum(1 for r in rounds if r.skipped)
     if clipped or skipped:
         summary.add_row("values clipped / rounds skipped", f"{clipped} / {skipped}")
     console.print(summary)
@@ -257,13 +258,11 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
             ) as bar:
                 task = bar.add_task("keys + statistics", total=config.rounds, status="")
 
-                def advance(entry: dict[str, Any]) -> None:
-                    status = f"metric {entry['metric']:.4f}"
-                    if entry["skipped"]:
+                def advance(entry: RoundRecord) -> None:
+                    status = f"metric {entry.metric:.4f}"
+                    if entry.skipped:
                         status = "skipped"
-                    bar.update(
-                        task, advance=1, description=f"round {entry['round']}", status=status
-                    )
+                    bar.update(task, advance=1, description=f"round {entry.round}", status=status)
 
                 result = run_experiment(config, progress=advance)
         if json_path is not None:

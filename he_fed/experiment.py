@@ -23,7 +23,11 @@ from he_fed._validation import check_int
 from he_fed.crypto import SCHEMES
 from he_fed.data import PARTITIONERS, load_dataset, partition, train_test
 from he_fed.exceptions import ConfigurationError
-from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
+from he_fed.federated import (
+    FederatedLinearRegression,
+    FederatedLogisticRegression,
+    RoundRecord,
+)
 from he_fed.runtime import EXECUTORS, Executor
 
 __all__ = [
@@ -192,11 +196,11 @@ class ExperimentResult:
         ``metric_name`` (accuracy or r2), ``metric``, ``loss``, ``coef``,
         ``intercept``, and ``reference_metric``: centralised scikit-learn on the same
         split (``LogisticRegression`` or ``LinearRegression`` after ``StandardScaler``).
-    rounds : list of dict
+    rounds : list of RoundRecord
         Per round: ``metric``, ``loss``, ``timings``, ``bytes_up``, ``bytes_down``,
         ``contributors``, ``dropped``, ``clipped``, ``skipped``.
     setup : dict
-        Key generation, key sizes and the standardisation rounds.
+        Key generation, key sizes and the standardisation rounds (``RoundRecord``).
     totals : dict
         ``train_s``, ``encrypt_s``, ``sign_s``, ``serialize_s``, ``aggregate_s``, ``decrypt_s``
         (summed over clients), ``keygen_s``, ``startup_s`` (the executor's:
@@ -210,7 +214,7 @@ class ExperimentResult:
     config: ExperimentConfig
     dataset: dict[str, Any]
     final: dict[str, Any]
-    rounds: list[dict[str, Any]]
+    rounds: list[RoundRecord]
     setup: dict[str, Any]
     totals: dict[str, Any]
     environment: dict[str, Any] = field(default_factory=dict)
@@ -235,6 +239,8 @@ class ExperimentResult:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, RoundRecord):
+        return _jsonable(value.to_dict())
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -415,7 +421,7 @@ def make_estimator(
 def run_experiment(
     config: ExperimentConfig | None = None,
     *,
-    progress: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[RoundRecord], None] | None = None,
     executor: Executor | None = None,
 ) -> ExperimentResult:
     """Load, split and partition the data, then train with the encrypted protocol.
@@ -456,14 +462,14 @@ def run_experiment(
     setup = estimator.setup_
     every_round = [*setup["statistics"], *rounds]
     totals: dict[str, Any] = {
-        f"{phase}_s": float(sum(r["timings"][phase] for r in every_round)) for phase in _PHASES
+        f"{phase}_s": float(sum(r.timings[phase] for r in every_round)) for phase in _PHASES
     }
     totals["keygen_s"] = setup["keygen_s"]
     totals["startup_s"] = setup["startup_s"]
-    totals["round_wall_s"] = float(sum(r["wall_s"] for r in every_round))
+    totals["round_wall_s"] = float(sum(r.wall_s for r in every_round))
     totals["total_s"] = time.perf_counter() - started
-    totals["bytes_up"] = int(sum(r["bytes_up"] * r["contributors"] for r in every_round))
-    totals["bytes_down"] = int(sum(r["bytes_down"] * r["contributors"] for r in every_round))
+    totals["bytes_up"] = int(sum(r.bytes_up * r.contributors for r in every_round))
+    totals["bytes_down"] = int(sum(r.bytes_down * r.contributors for r in every_round))
     return ExperimentResult(
         config=config,
         dataset={
@@ -477,8 +483,8 @@ def run_experiment(
         },
         final={
             "metric_name": "accuracy" if model == "logistic" else "r2",
-            "metric": last["metric"],
-            "loss": last["loss"],
+            "metric": last.metric,
+            "loss": last.loss,
             "loss_name": "log_loss" if model == "logistic" else "mse",
             "coef": np.ravel(estimator.coef_),
             "intercept": float(np.ravel(estimator.intercept_)[0]),

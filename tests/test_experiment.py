@@ -120,7 +120,7 @@ def test_dirichlet_skew_and_dropouts_still_train():
             scheme="plain", partition="dirichlet", dirichlet_alpha=0.3, dropout=0.3, clients=8
         )
     )
-    dropped = sum(len(r["dropped"]) for r in result.rounds)
+    dropped = sum(len(r.dropped) for r in result.rounds)
     assert dropped > 0
     assert result.final["metric"] > 0.9
 
