@@ -86,16 +86,16 @@ class ClientReport:
             update = record["update"]
             if not isinstance(update, (bytes, bytearray, memoryview)):
                 raise MalformedMessage("a client report's update must be bytes")
-            seconds = [
-                check_float(name, record[name], finite=False, error=MalformedMessage)
+            seconds = {
+                name: check_float(name, record[name], finite=False, error=MalformedMessage)
                 for name in ("train_s", "encrypt_s", "sign_s", "serialize_s")
-            ]
+            }
             clipped = check_float("clipped", record["clipped"], error=MalformedMessage)
             return cls(
-                check_int("round", record["round"], error=MalformedMessage),
-                bytes(update),
-                *seconds,
-                int(clipped),
+                round=check_int("round", record["round"], error=MalformedMessage),
+                update=bytes(update),
+                clipped=int(clipped),
+                **seconds,
             )
         except KeyError as exc:
             raise MalformedMessage(f"a client report lacks {exc}") from None
