@@ -12,7 +12,7 @@ from he_fed.cli.inspect import inspect
 from he_fed.cli.keygen import keygen
 from he_fed.cli.run import run
 
-from he_fed import __version__
+from he_fed._version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,28 +7,31 @@ from he_fed.cli._errors import friendly_errors
 
 from he_fed.bench.estimate import estimate as predict
 from he_fed.bench.estimate import load_calibration
-from he_fed.crypto import SCHEMES, make_scheme
-from he_fed.crypto.base import DEFAULT_CLIP
+from he_fed.crypto import SCHEMES, scheme_from_options
 from he_fed.crypto.ckks import PRESETS
+from he_fed.experiment import RUN_DEFAULTS
 
 
 @click.command()
 @click.option(
-    "--scheme", type=click.Choice(sorted(SCHEMES)), default="paillier-packed", show_default=True
+    "--scheme",
+    type=click.Choice(sorted(SCHEMES)),
+    default=RUN_DEFAULTS["scheme"],
+    show_default=True,
 )
 @click.option("--features", type=int, default=30, show_default=True)
-@click.option("--clients", type=int, default=5, show_default=True)
-@click.option("--rounds", type=int, default=20, show_default=True)
+@click.option("--clients", type=int, default=RUN_DEFAULTS["clients"], show_default=True)
+@click.option("--rounds", type=int, default=RUN_DEFAULTS["rounds"], show_default=True)
 @click.option("--samples-per-client", type=int, default=100, show_default=True)
-@click.option("--local-epochs", type=int, default=5, show_default=True)
-@click.option("--key-bits", type=int, default=2048, show_default=True)
+@click.option("--local-epochs", type=int, default=RUN_DEFAULTS["local_epochs"], show_default=True)
+@click.option("--key-bits", type=int, default=RUN_DEFAULTS["key_bits"], show_default=True)
 @click.option(
     "--ckks-preset",
     type=click.Choice(sorted(PRESETS)),
-    default="aggregation-fast",
+    default=RUN_DEFAULTS["ckks_preset"],
     show_default=True,
 )
-@click.option("--clip", type=float, default=DEFAULT_CLIP, show_default=True)
+@click.option("--clip", type=float, default=RUN_DEFAULTS["clip"], show_default=True)
 @click.option(
     "--no-standardize",
     is_flag=True,
@@ -61,12 +64,15 @@ def estimate(
     """
     with friendly_errors():
         weight = 1 << max(0, samples_per_client - 1).bit_length()
-        params: dict[str, object] = {"clip": clip, "max_clients": clients, "max_weight": weight}
-        if scheme.startswith("paillier"):
-            params.update(key_bits=key_bits, allow_insecure=allow_insecure)
-        elif scheme == "ckks":
-            params["preset"] = ckks_preset
-        chosen = make_scheme(scheme, **params)
+        chosen = scheme_from_options(
+            scheme,
+            clip=clip,
+            max_clients=clients,
+            max_weight=weight,
+            key_bits=key_bits,
+            ckks_preset=ckks_preset,
+            allow_insecure=allow_insecure,
+        )
         calibration = load_calibration(chosen, refresh=recalibrate)
         result = predict(
             chosen,

@@ -9,9 +9,10 @@ import click
 from he_fed.cli._errors import friendly_errors
 
 from he_fed._files import write_atomic
-from he_fed.crypto import SCHEMES, make_scheme
+from he_fed.crypto import SCHEMES, scheme_from_options
 from he_fed.crypto.base import DEFAULT_CLIP, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_WEIGHT
 from he_fed.crypto.ckks import PRESETS
+from he_fed.experiment import RUN_DEFAULTS
 
 FILES = {
     "public": "public.key",
@@ -36,7 +37,10 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
 
 @click.command()
 @click.option(
-    "--scheme", type=click.Choice(sorted(SCHEMES)), default="paillier-packed", show_default=True
+    "--scheme",
+    type=click.Choice(sorted(SCHEMES)),
+    default=RUN_DEFAULTS["scheme"],
+    show_default=True,
 )
 @click.option(
     "--out",
@@ -48,14 +52,14 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
 @click.option(
     "--key-bits",
     type=int,
-    default=2048,
+    default=RUN_DEFAULTS["key_bits"],
     show_default=True,
     help="Paillier modulus size: even, at most 8192 (under 2048 needs --allow-insecure).",
 )
 @click.option(
     "--ckks-preset",
     type=click.Choice(sorted(PRESETS)),
-    default="aggregation-fast",
+    default=RUN_DEFAULTS["ckks_preset"],
     show_default=True,
 )
 @click.option("--clip", type=float, default=DEFAULT_CLIP, show_default=True)
@@ -105,16 +109,15 @@ def keygen(
     """
     passphrase = read_passphrase(passphrase_env, passphrase_file)
     with friendly_errors():
-        params: dict[str, object] = {
-            "clip": clip,
-            "max_clients": max_clients,
-            "max_weight": max_weight,
-        }
-        if scheme.startswith("paillier"):
-            params.update(key_bits=key_bits, allow_insecure=allow_insecure)
-        elif scheme == "ckks":
-            params["preset"] = ckks_preset
-        keys = make_scheme(scheme, **params).keygen()
+        keys = scheme_from_options(
+            scheme,
+            clip=clip,
+            max_clients=max_clients,
+            max_weight=max_weight,
+            key_bits=key_bits,
+            ckks_preset=ckks_preset,
+            allow_insecure=allow_insecure,
+        ).keygen()
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = {role: out_dir / name for role, name in FILES.items()}
         # lexists: a planted (even dangling) symlink counts as an existing file.

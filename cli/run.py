@@ -12,10 +12,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from he_fed.crypto import SCHEMES
-from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.crypto.ckks import PRESETS
 from he_fed.data import BUILTIN_DATASETS, PARTITIONERS
-from he_fed.experiment import MODELS, ExperimentConfig, ExperimentResult, run_experiment
+from he_fed.experiment import (
+    MODELS,
+    RUN_DEFAULTS,
+    ExperimentConfig,
+    ExperimentResult,
+    run_experiment,
+)
+from he_fed.federated import RoundRecord
 from he_fed.runtime import EXECUTORS
 
 _PHASE_LABELS = {
@@ -62,8 +68,8 @@ def render(result: ExperimentResult, console: Console) -> None:
     summary.add_row(f"final test {name}", f"{final['metric']:.4f}")
     summary.add_row(f"centralised scikit-learn {name}", f"{final['reference_metric']:.4f}")
     summary.add_row(f"final test {final['loss_name'].replace('_', ' ')}", f"{final['loss']:.4f}")
-    bytes_up = sum(r["bytes_up"] for r in rounds) / max(1, len(rounds))
-    bytes_down = sum(r["bytes_down"] for r in rounds) / max(1, len(rounds))
+    bytes_up = sum(r.bytes_up for r in rounds) / max(1, len(rounds))
+    bytes_down = sum(r.bytes_down for r in rounds) / max(1, len(rounds))
     summary.add_row("uploaded per client per round", _bytes(bytes_up))
     summary.add_row("downloaded per client per round", _bytes(bytes_down))
     summary.add_row(
@@ -73,8 +79,8 @@ def render(result: ExperimentResult, console: Console) -> None:
             f"{_bytes(result.setup['aggregation_key_bytes'])}"
         ),
     )
-    clipped = sum(r["clipped"] for r in rounds)
-    skipped = sum(1 for r in rounds if r["skipped"])
+    clipped = sum(r.clipped for r in rounds)
+    skipped = sum(1 for r in rounds if r.skipped)
     if clipped or skipped:
         summary.add_row("values clipped / rounds skipped", f"{clipped} / {skipped}")
     console.print(summary)
@@ -109,58 +115,88 @@ def render(result: ExperimentResult, console: Console) -> None:
 @click.option(
     "--scheme",
     type=click.Choice(sorted(SCHEMES)),
-    default="paillier-packed",
+    default=RUN_DEFAULTS["scheme"],
     show_default=True,
     help="Encryption scheme; 'plain' is the insecure baseline.",
 )
 @click.option(
     "--dataset",
-    default="breast_cancer",
+    default=RUN_DEFAULTS["dataset"],
     show_default=True,
     help=f"One of {', '.join(BUILTIN_DATASETS)}, or a path to a CSV file.",
 )
-@click.option("--target", default=None, help="Target column of a CSV dataset.")
-@click.option("--samples", type=int, default=None, help="Rows of a synthetic dataset [1000].")
-@click.option("--features", type=int, default=None, help="Columns of a synthetic dataset [20].")
-@click.option("--model", type=click.Choice(MODELS), default="auto", show_default=True)
-@click.option("--clients", type=int, default=5, show_default=True)
-@click.option("--rounds", type=int, default=20, show_default=True)
-@click.option("--local-epochs", type=int, default=5, show_default=True)
+@click.option("--target", default=RUN_DEFAULTS["target"], help="Target column of a CSV dataset.")
 @click.option(
-    "--lr", type=float, default=None, help="Client learning rate [0.5 logistic, 0.1 linear]."
+    "--samples",
+    type=int,
+    default=RUN_DEFAULTS["samples"],
+    help="Rows of a synthetic dataset [1000].",
 )
-@click.option("--batch-size", type=int, default=None, help="Client mini-batch size [full batch].")
-@click.option("--l2", type=float, default=1e-4, show_default=True, help="L2 penalty.")
+@click.option(
+    "--features",
+    type=int,
+    default=RUN_DEFAULTS["features"],
+    help="Columns of a synthetic dataset [20].",
+)
+@click.option(
+    "--model", type=click.Choice(MODELS), default=RUN_DEFAULTS["model"], show_default=True
+)
+@click.option("--clients", type=int, default=RUN_DEFAULTS["clients"], show_default=True)
+@click.option("--rounds", type=int, default=RUN_DEFAULTS["rounds"], show_default=True)
+@click.option("--local-epochs", type=int, default=RUN_DEFAULTS["local_epochs"], show_default=True)
+@click.option(
+    "--lr",
+    type=float,
+    default=RUN_DEFAULTS["lr"],
+    help="Client learning rate [0.5 logistic, 0.1 linear].",
+)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=RUN_DEFAULTS["batch_size"],
+    help="Client mini-batch size [full batch].",
+)
+@click.option("--l2", type=float, default=RUN_DEFAULTS["l2"], show_default=True, help="L2 penalty.")
 @click.option(
     "--clip",
     type=float,
-    default=DEFAULT_CLIP,
+    default=RUN_DEFAULTS["clip"],
     show_default=True,
     help="Clip bound on each update value.",
 )
-@click.option("--partition", type=click.Choice(PARTITIONERS), default="iid", show_default=True)
+@click.option(
+    "--partition",
+    type=click.Choice(PARTITIONERS),
+    default=RUN_DEFAULTS["partition"],
+    show_default=True,
+)
 @click.option(
     "--alpha",
+    "dirichlet_alpha",
     type=float,
-    default=0.5,
+    default=RUN_DEFAULTS["dirichlet_alpha"],
     show_default=True,
     help="Dirichlet concentration for --partition dirichlet.",
 )
 @click.option(
     "--dropout",
     type=float,
-    default=0.0,
+    default=RUN_DEFAULTS["dropout"],
     show_default=True,
     help="Probability that a client sits out a round.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=RUN_DEFAULTS["seed"], show_default=True)
 @click.option(
-    "--key-bits", type=int, default=2048, show_default=True, help="Paillier modulus size."
+    "--key-bits",
+    type=int,
+    default=RUN_DEFAULTS["key_bits"],
+    show_default=True,
+    help="Paillier modulus size.",
 )
 @click.option(
     "--ckks-preset",
     type=click.Choice(sorted(PRESETS)),
-    default="aggregation-fast",
+    default=RUN_DEFAULTS["ckks_preset"],
     show_default=True,
 )
 @click.option(
@@ -171,7 +207,7 @@ def render(result: ExperimentResult, console: Console) -> None:
 @click.option(
     "--min-clients",
     type=int,
-    default=None,
+    default=RUN_DEFAULTS["min_clients"],
     help="Smallest cohort the key holder will decrypt [default: a majority of the clients, "
     "at least 2].",
 )
@@ -179,7 +215,7 @@ def render(result: ExperimentResult, console: Console) -> None:
 @click.option(
     "--executor",
     type=click.Choice(EXECUTORS),
-    default="inprocess",
+    default=RUN_DEFAULTS["executor"],
     show_default=True,
     help="Where clients run: here, in a pool of worker processes, or on Flower's "
     'simulation engine (needs pip install "he-fed[flower]").',
@@ -187,7 +223,7 @@ def render(result: ExperimentResult, console: Console) -> None:
 @click.option(
     "--workers",
     type=int,
-    default=None,
+    default=RUN_DEFAULTS["workers"],
     help="Worker processes (processes) or simulation actors (flower) [all cores].",
 )
 @click.option(
@@ -205,32 +241,8 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
     across 5 clients, 20 rounds, packed 2048-bit Paillier.
     """
     with friendly_errors():
-        config = ExperimentConfig(
-            dataset=options["dataset"],
-            target=options["target"],
-            samples=options["samples"],
-            features=options["features"],
-            model=options["model"],
-            scheme=options["scheme"],
-            key_bits=options["key_bits"],
-            allow_insecure=options["allow_insecure"],
-            ckks_preset=options["ckks_preset"],
-            clients=options["clients"],
-            rounds=options["rounds"],
-            local_epochs=options["local_epochs"],
-            lr=options["lr"],
-            batch_size=options["batch_size"],
-            l2=options["l2"],
-            clip=options["clip"],
-            partition=options["partition"],
-            alpha=options["alpha"],
-            dropout=options["dropout"],
-            min_clients=options["min_clients"],
-            standardize=not no_standardize,
-            seed=options["seed"],
-            executor=options["executor"],
-            workers=options["workers"],
-        )
+        # Every other option is named after its ExperimentConfig field.
+        config = ExperimentConfig(**options, standardize=not no_standardize)
         console = Console()
         if quiet:
             result = run_experiment(config)
@@ -246,13 +258,11 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
             ) as bar:
                 task = bar.add_task("keys + statistics", total=config.rounds, status="")
 
-                def advance(entry: dict[str, Any]) -> None:
-                    status = f"metric {entry['metric']:.4f}"
-                    if entry["skipped"]:
+                def advance(entry: RoundRecord) -> None:
+                    status = f"metric {entry.metric:.4f}"
+                    if entry.skipped:
                         status = "skipped"
-                    bar.update(
-                        task, advance=1, description=f"round {entry['round']}", status=status
-                    )
+                    bar.update(task, advance=1, description=f"round {entry.round}", status=status)
 
                 result = run_experiment(config, progress=advance)
         if json_path is not None:

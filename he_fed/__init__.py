@@ -18,14 +18,13 @@ The public API, from the top down:
 from __future__ import annotations
 
 from he_fed import exceptions
+from he_fed._version import __version__
 from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain
 from he_fed.exceptions import HEFedError
 from he_fed.experiment import ExperimentConfig, ExperimentResult, run_experiment
 from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
 from he_fed.protocol import Aggregator, Client, KeyHolder
 from he_fed.runtime import Federation
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CKKS",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import platform
@@ -18,15 +19,20 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from he_fed._validation import check_int
 from he_fed.crypto import SCHEMES
-from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.data import PARTITIONERS, load_dataset, partition, train_test
 from he_fed.exceptions import ConfigurationError
-from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
+from he_fed.federated import (
+    FederatedLinearRegression,
+    FederatedLogisticRegression,
+    RoundRecord,
+)
 from he_fed.runtime import EXECUTORS, Executor
 
 __all__ = [
     "MODELS",
+    "RUN_DEFAULTS",
     "ExperimentConfig",
     "ExperimentData",
     "ExperimentResult",
@@ -35,6 +41,13 @@ __all__ = [
     "make_estimator",
     "run_experiment",
 ]
+
+#: The federated estimators' defaults: the training options below take theirs from
+#: here, so that ``he-fed run`` and ``FederatedLogisticRegression()`` agree.
+_ESTIMATOR: dict[str, Any] = {
+    name: parameter.default
+    for name, parameter in inspect.signature(FederatedLogisticRegression).parameters.items()
+}
 
 #: Model choices; ``auto`` follows the dataset (logistic for two classes).
 MODELS = ("auto", "logistic", "linear")
@@ -84,8 +97,8 @@ class ExperimentConfig:
         Server step.
     partition : {"iid", "dirichlet"}, default="iid"
         How rows are dealt to clients.
-    alpha : float, default=0.5
-        Dirichlet concentration.
+    dirichlet_alpha : float, default=0.5
+        Dirichlet concentration (``--alpha`` on the command line).
     dropout : float, default=0.0
         Probability a client sits out a round.
     min_clients : int, optional
@@ -110,28 +123,28 @@ class ExperimentConfig:
     samples: int | None = None
     features: int | None = None
     model: str = "auto"
-    scheme: str = "paillier-packed"
-    key_bits: int = 2048
-    allow_insecure: bool = False
-    ckks_preset: str = "aggregation-fast"
+    scheme: str = _ESTIMATOR["scheme"]
+    key_bits: int = _ESTIMATOR["key_bits"]
+    allow_insecure: bool = _ESTIMATOR["allow_insecure"]
+    ckks_preset: str = _ESTIMATOR["ckks_preset"]
     clients: int = 5
-    rounds: int = 20
-    local_epochs: int = 5
-    lr: float | None = None
-    batch_size: int | None = None
-    l2: float = 1e-4
-    clip: float = DEFAULT_CLIP
-    max_weight: int | None = None
-    server_lr: float = 1.0
+    rounds: int = _ESTIMATOR["rounds"]
+    local_epochs: int = _ESTIMATOR["local_epochs"]
+    lr: float | None = _ESTIMATOR["learning_rate"]
+    batch_size: int | None = _ESTIMATOR["batch_size"]
+    l2: float = _ESTIMATOR["alpha"]
+    clip: float = _ESTIMATOR["clip"]
+    max_weight: int | None = _ESTIMATOR["max_weight"]
+    server_lr: float = _ESTIMATOR["server_lr"]
     partition: str = "iid"
-    alpha: float = 0.5
-    dropout: float = 0.0
-    min_clients: int | None = None
-    standardize: bool = True
+    dirichlet_alpha: float = 0.5
+    dropout: float = _ESTIMATOR["dropout"]
+    min_clients: int | None = _ESTIMATOR["min_clients"]
+    standardize: bool = _ESTIMATOR["standardize"]
     test_size: float = 0.25
-    seed: int = 0
-    executor: str = "inprocess"
-    workers: int | None = None
+    seed: int = _ESTIMATOR["random_state"]
+    executor: str = _ESTIMATOR["executor"]
+    workers: int | None = _ESTIMATOR["workers"]
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -148,16 +161,13 @@ class ExperimentConfig:
             value = getattr(self, name)
             if name == "min_clients" and value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, value, low=1)
         if self.executor not in EXECUTORS:
             raise ConfigurationError(
                 f"unknown executor {self.executor!r}; choose one of {', '.join(EXECUTORS)}"
             )
-        if self.workers is not None and (
-            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
-        ):
-            raise ConfigurationError(f"workers must be a positive integer, got {self.workers!r}")
+        if self.workers is not None:
+            check_int("workers", self.workers, low=1)
         if self.min_clients is not None and self.min_clients > self.clients:
             raise ConfigurationError(
                 f"min_clients={self.min_clients} exceeds the {self.clients} clients"
@@ -166,6 +176,11 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a plain dict."""
         return dataclasses.asdict(self)
+
+
+#: Every :class:`ExperimentConfig` field's default, by name: the one source of the
+#: defaults the command line (``he-fed run``, ``estimate``, ``keygen``) shows.
+RUN_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
 
 
 @dataclass
@@ -181,11 +196,11 @@ class ExperimentResult:
         ``metric_name`` (accuracy or r2), ``metric``, ``loss``, ``coef``,
         ``intercept``, and ``reference_metric``: centralised scikit-learn on the same
         split (``LogisticRegression`` or ``LinearRegression`` after ``StandardScaler``).
-    rounds : list of dict
+    rounds : list of RoundRecord
         Per round: ``metric``, ``loss``, ``timings``, ``bytes_up``, ``bytes_down``,
         ``contributors``, ``dropped``, ``clipped``, ``skipped``.
     setup : dict
-        Key generation, key sizes and the standardisation rounds.
+        Key generation, key sizes and the standardisation rounds (``RoundRecord``).
     totals : dict
         ``train_s``, ``encrypt_s``, ``sign_s``, ``serialize_s``, ``aggregate_s``, ``decrypt_s``
         (summed over clients), ``keygen_s``, ``startup_s`` (the executor's:
@@ -199,7 +214,7 @@ class ExperimentResult:
     config: ExperimentConfig
     dataset: dict[str, Any]
     final: dict[str, Any]
-    rounds: list[dict[str, Any]]
+    rounds: list[RoundRecord]
     setup: dict[str, Any]
     totals: dict[str, Any]
     environment: dict[str, Any] = field(default_factory=dict)
@@ -224,6 +239,8 @@ class ExperimentResult:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, RoundRecord):
+        return _jsonable(value.to_dict())
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -364,7 +381,7 @@ def experiment_data(config: ExperimentConfig) -> ExperimentData:
         y_train,
         config.clients,
         method=config.partition,
-        alpha=config.alpha,
+        alpha=config.dirichlet_alpha,
         task=task,
         random_state=config.seed,
     )
@@ -404,7 +421,7 @@ def make_estimator(
 def run_experiment(
     config: ExperimentConfig | None = None,
     *,
-    progress: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[RoundRecord], None] | None = None,
     executor: Executor | None = None,
 ) -> ExperimentResult:
     """Load, split and partition the data, then train with the encrypted protocol.
@@ -445,14 +462,14 @@ def run_experiment(
     setup = estimator.setup_
     every_round = [*setup["statistics"], *rounds]
     totals: dict[str, Any] = {
-        f"{phase}_s": float(sum(r["timings"][phase] for r in every_round)) for phase in _PHASES
+        f"{phase}_s": float(sum(r.timings[phase] for r in every_round)) for phase in _PHASES
     }
     totals["keygen_s"] = setup["keygen_s"]
     totals["startup_s"] = setup["startup_s"]
-    totals["round_wall_s"] = float(sum(r["wall_s"] for r in every_round))
+    totals["round_wall_s"] = float(sum(r.wall_s for r in every_round))
     totals["total_s"] = time.perf_counter() - started
-    totals["bytes_up"] = int(sum(r["bytes_up"] * r["contributors"] for r in every_round))
-    totals["bytes_down"] = int(sum(r["bytes_down"] * r["contributors"] for r in every_round))
+    totals["bytes_up"] = int(sum(r.bytes_up * r.contributors for r in every_round))
+    totals["bytes_down"] = int(sum(r.bytes_down * r.contributors for r in every_round))
     return ExperimentResult(
         config=config,
         dataset={
@@ -466,8 +483,8 @@ def run_experiment(
         },
         final={
             "metric_name": "accuracy" if model == "logistic" else "r2",
-            "metric": last["metric"],
-            "loss": last["loss"],
+            "metric": last.metric,
+            "loss": last.loss,
             "loss_name": "log_loss" if model == "logistic" else "mse",
             "coef": np.ravel(estimator.coef_),
             "intercept": float(np.ravel(estimator.intercept_)[0]),

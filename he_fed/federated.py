@@ -12,7 +12,9 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, r2_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from he_fed.crypto import Scheme, make_scheme
+from he_fed._history import RoundRecord
+from he_fed._validation import check_int
+from he_fed.crypto import Scheme, scheme_from_options
 from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.exceptions import ConfigurationError
 from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
@@ -21,7 +23,7 @@ from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import Executor, run_federation
 from he_fed.runtime.federation import Federation, RoundOutcome
 
-__all__ = ["FederatedLinearRegression", "FederatedLogisticRegression"]
+__all__ = ["FederatedLinearRegression", "FederatedLogisticRegression", "RoundRecord"]
 
 
 def _scheme_for(est: _FederatedBase, sizes: list[int]) -> Scheme:
@@ -30,16 +32,15 @@ def _scheme_for(est: _FederatedBase, sizes: list[int]) -> Scheme:
     max_weight = est.max_weight
     if max_weight is None:
         max_weight = 1 << (max(sizes) - 1).bit_length()
-    params: dict[str, Any] = {
-        "clip": est.clip,
-        "max_clients": len(sizes),
-        "max_weight": max_weight,
-    }
-    if est.scheme in ("paillier", "paillier-packed"):
-        params.update(key_bits=est.key_bits, allow_insecure=est.allow_insecure)
-    elif est.scheme == "ckks":
-        params.update(preset=est.ckks_preset)
-    return make_scheme(str(est.scheme), **params)
+    return scheme_from_options(
+        str(est.scheme),
+        clip=est.clip,
+        max_clients=len(sizes),
+        max_weight=max_weight,
+        key_bits=est.key_bits,
+        ckks_preset=est.ckks_preset,
+        allow_insecure=est.allow_insecure,
+    )
 
 
 class _FederatedBase(BaseEstimator):
@@ -108,7 +109,7 @@ class _FederatedBase(BaseEstimator):
         y: np.ndarray,
         groups: np.ndarray | None,
         eval_set: tuple[np.ndarray, np.ndarray] | None,
-        callback: Callable[[dict[str, Any]], None] | None,
+        callback: Callable[[RoundRecord], None] | None,
         classes: np.ndarray | None,
     ) -> None:
         if groups is None:
@@ -116,8 +117,7 @@ class _FederatedBase(BaseEstimator):
         groups = np.asarray(groups)
         if groups.shape != (len(X),):
             raise ConfigurationError(f"groups has shape {groups.shape}, expected ({len(X)},)")
-        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
-            raise ConfigurationError("rounds must be a positive integer")
+        check_int("rounds", self.rounds, low=1)
         ids = np.unique(groups)
         partitions = [(X[groups == g], y[groups == g]) for g in ids]
         model = self._local_model(
@@ -141,14 +141,14 @@ class _FederatedBase(BaseEstimator):
         )
         X_eval, y_eval = (X, y) if eval_set is None else eval_set
         X_eval = validate_data(self, X_eval, dtype=np.float64, reset=False)
-        history: list[dict[str, Any]] = []
+        history: list[RoundRecord] = []
         started = time.perf_counter()
 
         def train(federation: Federation) -> dict[str, Any]:
             def record(outcome: RoundOutcome) -> None:
                 coef, b = federation.aggregator.raw_model()
                 metric, loss = self._metrics(X_eval, np.asarray(y_eval), coef, b)
-                entry = _round_entry(len(history) + 1, outcome, metric, loss)
+                entry = RoundRecord.from_outcome(len(history) + 1, outcome, metric, loss)
                 history.append(entry)
                 if callback is not None:
                     callback(entry)
@@ -165,7 +165,7 @@ class _FederatedBase(BaseEstimator):
                 "keygen_s": federation.keygen_s,
                 **{f"{k}_bytes": v for k, v in federation.setup_bytes().items()},
                 "statistics": [
-                    _round_entry(0, o, float("nan"), float("nan"))
+                    RoundRecord.from_outcome(0, o, float("nan"), float("nan"))
                     for o in federation.setup_outcomes
                 ],
                 "executor": federation.executor.name,
@@ -185,23 +185,6 @@ class _FederatedBase(BaseEstimator):
 
     def _set_model(self, coef: np.ndarray, intercept: float) -> None:
         raise NotImplementedError
-
-
-def _round_entry(index: int, outcome: RoundOutcome, metric: float, loss: float) -> dict[str, Any]:
-    return {
-        "round": index,
-        "metric": metric,
-        "loss": loss,
-        "timings": dict(outcome.timings),
-        "bytes_up": outcome.bytes_up,
-        "bytes_down": outcome.bytes_down,
-        "contributors": len(outcome.contributors),
-        "dropped": sorted([*outcome.absent, *outcome.failures]),
-        "failures": dict(outcome.failures),
-        "clipped": outcome.clipped,
-        "skipped": outcome.skipped,
-        "wall_s": outcome.wall_s,
-    }
 
 
 _PARAMS_DOC = """
@@ -262,13 +245,15 @@ _PARAMS_DOC = """
     ----------
     coef_, intercept_
         The global model on raw (unstandardised) features.
-    history_ : list of dict
+    history_ : list of RoundRecord
         Per training round: ``metric``, ``loss`` (on ``eval_set``, else the training
         data), ``timings`` (seconds per phase, summed over clients), ``wall_s``
         (the round's wall-clock time), ``bytes_up`` and ``bytes_down`` per client,
-        ``contributors``, ``dropped``, ``clipped`` and ``skipped``.
+        ``contributors``, ``dropped``, ``clipped`` and ``skipped``
+        (``record.to_dict()`` for JSON).
     setup_ : dict
-        Key generation time, key material sizes, the standardisation rounds, the
+        Key generation time, key material sizes, the standardisation rounds (as
+        ``RoundRecord`` with round 0 under ``"statistics"``), the
         executor's name and its start-up time (``startup_s``: spawning workers or
         waiting for Flower nodes).
     n_clients_ : int
@@ -308,7 +293,7 @@ class FederatedLogisticRegression(LinearClassifierMixin, _FederatedBase):
         groups: np.ndarray | None = None,
         *,
         eval_set: tuple[np.ndarray, np.ndarray] | None = None,
-        callback: Callable[[dict[str, Any]], None] | None = None,
+        callback: Callable[[RoundRecord], None] | None = None,
     ) -> FederatedLogisticRegression:
         """Train across the clients named by ``groups``.
 
@@ -382,7 +367,7 @@ class FederatedLinearRegression(RegressorMixin, _FederatedBase):
         groups: np.ndarray | None = None,
         *,
         eval_set: tuple[np.ndarray, np.ndarray] | None = None,
-        callback: Callable[[dict[str, Any]], None] | None = None,
+        callback: Callable[[RoundRecord], None] | None = None,
     ) -> FederatedLinearRegression:
         """Train across the clients named by ``groups``.
 

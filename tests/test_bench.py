@@ -101,7 +101,7 @@ def test_estimate_predicts_exact_bytes_and_caches_its_calibration(tmp_path, monk
     y = (X[:, 0] > 0).astype(int)
     model = FederatedLogisticRegression(scheme=scheme, rounds=1, standardize=False)
     model.fit(X, y, np.arange(200) % 4)
-    measured = model.history_[0]["bytes_up"]
+    measured = model.history_[0].bytes_up
     assert abs(predicted.bytes_up_per_client - measured) <= 8  # client ids differ in length
 
 

@@ -117,9 +117,11 @@ def test_other_builtin_datasets_learn_under_paillier(dataset, metric, floor):
 
 def test_dirichlet_skew_and_dropouts_still_train():
     result = run_experiment(
-        ExperimentConfig(scheme="plain", partition="dirichlet", alpha=0.3, dropout=0.3, clients=8)
+        ExperimentConfig(
+            scheme="plain", partition="dirichlet", dirichlet_alpha=0.3, dropout=0.3, clients=8
+        )
     )
-    dropped = sum(len(r["dropped"]) for r in result.rounds)
+    dropped = sum(len(r.dropped) for r in result.rounds)
     assert dropped > 0
     assert result.final["metric"] > 0.9
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from he_fed import __version__
+from he_fed._version import __version__
 from he_fed.bench.measure import timed
 from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain, Scheme
 from he_fed.crypto.paillier import PARALLEL_MIN_CIPHERTEXTS
@@ -114,7 +114,7 @@ def _mini_round(scheme: Scheme, clients: int, features: int, rng: np.random.Gene
     walls = np.diff([start, *stamps])[1:]  # the first round warms tables and caches
     middle = int(np.argsort(walls)[len(walls) // 2])
     entry = model.history_[1 + middle]
-    return entry["timings"], entry["bytes_up"], float(walls[middle])
+    return entry.timings, entry.bytes_up, float(walls[middle])
 
 
 def _evaluate_fit(rng: np.random.Generator) -> list[float]:

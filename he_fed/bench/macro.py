@@ -104,9 +104,9 @@ def _run_cell(
     history = model.history_[1:]
     return {
         "time_per_round_s": float(np.median(walls)),
-        "phases": {p: float(np.median([h["timings"][p] for h in history])) for p in PHASES},
-        "bytes_up": int(np.median([h["bytes_up"] for h in history])),
-        "bytes_down": int(np.median([h["bytes_down"] for h in history])),
+        "phases": {p: float(np.median([h.timings[p] for h in history])) for p in PHASES},
+        "bytes_up": int(np.median([h.bytes_up for h in history])),
+        "bytes_down": int(np.median([h.bytes_down for h in history])),
         "metric": float(model.score(X, y)),
         "samples_per_client": samples,
     }

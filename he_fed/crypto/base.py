@@ -22,23 +22,31 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import math
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar, TypeVar
 
 import numpy as np
 
+from he_fed._validation import check_int
 from he_fed.crypto import wire
-from he_fed.crypto.stream import FrameReader, Header, read_vector, write_frames, write_vector
+from he_fed.crypto._scheme import (
+    DEFAULT_CLIP,
+    DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_WEIGHT,
+    MAX_CLIP,
+    MAX_COUNT,
+    MIN_CLIP,
+    Scheme,
+    key_fingerprint,
+)
+from he_fed.crypto._vector import EncryptedVector, WeightedSum
+from he_fed.crypto.keyfile import export_secret
+from he_fed.crypto.stream import FrameReader, FrameWriter, Header
 from he_fed.exceptions import (
-    ConfigurationError,
     EncodingError,
     EncodingOverflowError,
-    InsecureParameters,
     KeyMismatchError,
     MalformedMessage,
     ShapeMismatchError,
@@ -61,195 +69,7 @@ __all__ = [
     "key_fingerprint",
 ]
 
-#: Default clip bound on each value of a contribution. Model updates of
-#: standardised linear models rarely exceed it; clients clip before encrypting.
-DEFAULT_CLIP = 4.0
-#: Default cap on the number of contributions in one sum.
-DEFAULT_MAX_CLIENTS = 1024
-#: Default cap on one contribution's weight: 1, i.e. unweighted sums. Weighted
-#: protocols (FedAvg weights by sample count) declare their own bound, because a
-#: loose bound costs CKKS precision.
-DEFAULT_MAX_WEIGHT = 1
-#: Range of ``clip``. Within it, ``clip * max_clients * max_weight`` (at most
-#: 2**192) and every quantization scale stay finite doubles, so a plan read from a
-#: header can never turn into an infinity, a NaN or a math domain error.
-MIN_CLIP = 2.0**-64
-MAX_CLIP = 2.0**64
-#: Largest ``max_clients`` and ``max_weight``: contribution counts and weights
-#: travel as u64 fields, so a larger bound could never be written.
-MAX_COUNT = 2**64 - 1
-#: Longest integer a header may spell (MAX_COUNT has 20 digits).
-_MAX_DIGITS = 24
-_INTEGER = re.compile(rf"-?[0-9]{{1,{_MAX_DIGITS}}}")
-
-_S = TypeVar("_S", bound="Scheme")
 _K = TypeVar("_K", bound="AggregationKey")
-
-
-def key_fingerprint(domain: str, *parts: bytes) -> bytes:
-    """SHA-256 over a domain label and length-prefixed parts."""
-    h = hashlib.sha256(domain.encode())
-    for part in parts:
-        h.update(len(part).to_bytes(8, "big"))
-        h.update(part)
-    return h.digest()
-
-
-def _parse_int(raw: str) -> int:
-    # ASCII digits only: int() would also take " 7", "+7", "7_0" and other scripts'
-    # digits, which params_to_text never writes.
-    if not _INTEGER.fullmatch(raw):
-        raise ValueError(raw)
-    return int(raw)
-
-
-def _parse_field(field: dataclasses.Field[Any], raw: str) -> object:
-    kind = str(field.type)
-    try:
-        if kind == "int":
-            return _parse_int(raw)
-        if kind == "float":
-            value = float(raw)
-            if not math.isfinite(value):
-                raise ValueError(raw)
-            return value
-        if kind == "bool":
-            if raw not in ("0", "1"):
-                raise ValueError(raw)
-            return raw == "1"
-        if kind == "str":
-            return raw
-        if kind == "tuple[int, ...]":
-            return tuple(_parse_int(v) for v in raw.split(",")) if raw else ()
-    except ValueError:
-        raise MalformedMessage(
-            f"parameter {field.name}={raw[:40]!r} is not a valid {kind}"
-        ) from None
-    raise TypeError(f"unsupported parameter type {kind}")  # pragma: no cover
-
-
-@dataclass(frozen=True, kw_only=True)
-class Scheme(ABC):
-    """Parameters of a homomorphic scheme and its encoding plan.
-
-    Parameters
-    ----------
-    clip : float
-        Largest magnitude of any value in a contribution, from ``2**-64`` to
-        ``2**64``. ``encrypt`` refuses values beyond it (clients clip first, and
-        count what they clipped).
-    max_clients : int
-        Most contributions one sum may hold, from 1 to ``2**64 - 1``. Adding more
-        raises :class:`~he_fed.exceptions.EncodingOverflowError`.
-    max_weight : int
-        Largest weight of one contribution (for FedAvg, a client's sample count),
-        from 1 to ``2**64 - 1``.
-    """
-
-    clip: float = DEFAULT_CLIP
-    max_clients: int = DEFAULT_MAX_CLIENTS
-    max_weight: int = DEFAULT_MAX_WEIGHT
-
-    #: Registry name, written in every header.
-    name: ClassVar[str]
-    #: True only for the no-encryption baseline.
-    insecure: ClassVar[bool] = False
-
-    def __post_init__(self) -> None:
-        clip = self.clip
-        if isinstance(clip, bool) or not isinstance(clip, (int, float)):
-            raise ConfigurationError("clip must be a number")
-        if not (math.isfinite(clip) and MIN_CLIP <= clip <= MAX_CLIP):
-            raise ConfigurationError(f"clip must be finite, from 2**-64 to 2**64, got {clip}")
-        object.__setattr__(self, "clip", float(clip))
-        for name in ("max_clients", "max_weight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
-                raise ConfigurationError(
-                    f"{name} must be an integer from 1 to 2**64 - 1, got {value!r}"
-                )
-
-    @abstractmethod
-    def keygen(self) -> KeyPair:
-        """Generate a fresh key pair under these parameters."""
-
-    @property
-    def bound(self) -> float:
-        """Largest magnitude a decrypted sum may reach: ``clip * max_clients * max_weight``."""
-        return self.clip * self.max_clients * self.max_weight
-
-    def params(self) -> dict[str, object]:
-        """The public parameters written in every header (not opt-in flags).
-
-        A field whose metadata has ``"omit"`` is left out while it holds that value,
-        so that adding such a field leaves existing headers byte for byte as they were.
-        """
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.metadata.get("wire", True)
-            and not ("omit" in f.metadata and getattr(self, f.name) == f.metadata["omit"])
-        }
-
-    def params_text(self) -> str:
-        """Canonical text of :meth:`params`."""
-        return wire.params_to_text(self.params())
-
-    def with_plan(self: _S, **changes: Any) -> _S:
-        """The same scheme with other encoding-plan fields (``clip``, ``max_clients``...)."""
-        return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def from_params(cls: type[_S], text: str, *, allow_insecure: bool = False) -> _S:
-        """Rebuild a scheme from header parameters: the one place a header is validated.
-
-        Every field must be present exactly once, parse as its type, pass the
-        scheme's own checks (the ranges and plan checks of ``__post_init__``), and
-        be written exactly as :meth:`params_text` writes it, so that one scheme has
-        one header.
-
-        Raises
-        ------
-        MalformedMessage
-            If the parameters are malformed, out of range, not in canonical form, or
-            describe an impossible plan.
-        InsecureParameters
-            If they are below the security bar and ``allow_insecure`` is false.
-        """
-        raw = wire.params_from_text(text)
-        wired = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("wire", True)}
-        required = {name for name, f in wired.items() if "omit" not in f.metadata}
-        if not required <= set(raw) <= set(wired):
-            raise MalformedMessage(f"parameters {sorted(raw)} do not describe a {cls.name} scheme")
-        kwargs: dict[str, Any] = {k: _parse_field(wired[k], v) for k, v in raw.items()}
-        for name in set(wired) - required:
-            if name not in kwargs:
-                kwargs[name] = wired[name].metadata["omit"]
-            elif kwargs[name] == wired[name].metadata["omit"]:  # one text per plan
-                raise MalformedMessage(f"parameter {name}={raw[name]} is implied, not written")
-        if any(f.name == "allow_insecure" for f in dataclasses.fields(cls)):
-            kwargs["allow_insecure"] = allow_insecure
-        try:
-            scheme = cls(**kwargs)
-        except InsecureParameters:
-            raise
-        except (ConfigurationError, EncodingOverflowError) as exc:
-            raise MalformedMessage(f"invalid {cls.name} parameters: {exc}") from None
-        if scheme.params_text() != text:
-            raise MalformedMessage(
-                f"{cls.name} parameters are not in canonical form: {text[:200]!r}"
-            )
-        return scheme
-
-    @classmethod
-    @abstractmethod
-    def _load_key(cls, envelope: wire.Envelope, scheme: Any) -> AggregationKey:
-        """Build the public or aggregation key an envelope holds."""
-
-    @classmethod
-    @abstractmethod
-    def _load_secret(cls, public: Any, body: bytes) -> SecretKey:
-        """Rebuild the secret key from :meth:`SecretKey._secret_body` output."""
 
 
 @dataclass(frozen=True)
@@ -258,30 +78,6 @@ class KeyPair:
 
     public: PublicKey
     secret: SecretKey = dataclasses.field(repr=False)
-
-
-@dataclass(frozen=True)
-class WeightedSum:
-    """A decrypted sum of contributions.
-
-    Attributes
-    ----------
-    total : ndarray of shape (n,)
-        ``sum_k weight_k * x_k``.
-    weight : int
-        ``sum_k weight_k``.
-    count : int
-        Number of contributions summed.
-    """
-
-    total: np.ndarray
-    weight: int
-    count: int
-
-    @property
-    def mean(self) -> np.ndarray:
-        """The weighted mean ``total / weight``."""
-        return self.total / self.weight
 
 
 class AggregationKey(ABC):
@@ -364,10 +160,37 @@ class AggregationKey(ABC):
     def read_vector_from(self, stream: BinaryIO, *, size: int | None = None) -> EncryptedVector:
         """Read a vector written by :meth:`EncryptedVector.write_to`, frame by frame.
 
-        Takes exactly the vector's bytes from ``stream`` and raises what
-        :meth:`load_vector` raises (see :func:`he_fed.crypto.stream.read_vector`).
+        Takes exactly the vector's bytes from ``stream`` (header, 16-byte shape frame,
+        payload frames; see :mod:`he_fed.crypto.stream`) and raises what
+        :meth:`load_vector` raises.
         """
-        return read_vector(self, stream, size)
+        frames = FrameReader(stream, wire.Kind.VECTOR)
+        self.check_header(frames.header)
+        r = wire.Reader(frames.read(16), "encrypted vector")
+        n, count = self._read_shape(r, size)
+        r.finish()
+        vector = self._read_frames(frames, n, count)
+        frames.finish()
+        return vector
+
+    def _write_stream(
+        self, stream: BinaryIO, size: int, count: int, payloads: Iterable[bytes]
+    ) -> int:
+        """Write a vector's stream under this key from its payload frames; return its bytes."""
+        frames = FrameWriter(
+            stream,
+            wire.Kind.VECTOR,
+            scheme=self._scheme.name,
+            params=self._scheme.params_text(),
+            fingerprint=self._fingerprint,
+        )
+        shape = wire.Writer()
+        shape.uint(size)
+        shape.uint(count)
+        frames.write(shape.getvalue())
+        for payload in payloads:
+            frames.write(payload)
+        return frames.close()
 
     def _read_shape(self, reader: wire.Reader, size: int | None) -> tuple[int, int]:
         n, count = reader.uint(), reader.uint()
@@ -488,7 +311,7 @@ class PublicKey(AggregationKey):
         """
         values, checked = self._contribution(x, weight)
         frames = self._encrypt_frames(values, checked)
-        return write_frames(stream, self, values.size, 1, frames)
+        return self._write_stream(stream, values.size, 1, frames)
 
     def _contribution(self, x: np.ndarray, weight: int) -> tuple[np.ndarray, int]:
         values = np.asarray(x, dtype=np.float64)
@@ -502,8 +325,7 @@ class PublicKey(AggregationKey):
                 f"a value of magnitude {peak:.6g} exceeds the plan's clip bound "
                 f"{self._scheme.clip:g}; clip the update before encrypting"
             )
-        if isinstance(weight, bool) or not isinstance(weight, (int, np.integer)):
-            raise ConfigurationError(f"weight must be an integer, got {weight!r}")
+        check_int("weight", weight, types=(int, np.integer))
         if not 1 <= int(weight) <= self._scheme.max_weight:
             raise EncodingOverflowError(
                 f"weight {int(weight)} is outside [1, {self._scheme.max_weight}] "
@@ -576,8 +398,6 @@ class SecretKey(ABC):
         bytes
             Read back with :func:`he_fed.crypto.load_secret`.
         """
-        from he_fed.crypto.keyfile import export_secret
-
         return export_secret(self, passphrase=passphrase)
 
     @abstractmethod
@@ -586,94 +406,3 @@ class SecretKey(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} for {self._public!r}>"
-
-
-class EncryptedVector(ABC):
-    """An encrypted contribution, or a sum of them.
-
-    Attributes
-    ----------
-    key : AggregationKey
-        The key and encoding plan it was made or loaded under.
-    size : int
-        Number of values (the weight is carried separately).
-    count : int
-        Number of contributions summed into it (public metadata).
-    """
-
-    def __init__(self, key: AggregationKey, size: int, count: int) -> None:
-        self.key = key
-        self.size = size
-        self.count = count
-
-    def __add__(self, other: object) -> EncryptedVector:
-        if not isinstance(other, EncryptedVector):
-            return NotImplemented
-        if type(other) is not type(self) or other.key.fingerprint != self.key.fingerprint:
-            raise KeyMismatchError("cannot add vectors made under different keys")
-        if other.key.scheme != self.key.scheme:
-            raise KeyMismatchError("cannot add vectors made under different encoding plans")
-        if other.size != self.size:
-            raise ShapeMismatchError(f"cannot add vectors of {self.size} and {other.size} values")
-        count = self.count + other.count
-        if count > self.key.scheme.max_clients:
-            raise EncodingOverflowError(
-                f"a sum of {count} contributions exceeds the plan's max_clients="
-                f"{self.key.scheme.max_clients}"
-            )
-        return self._add(other, count)
-
-    def __radd__(self, other: object) -> EncryptedVector:
-        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
-            return self  # so that sum([...]) works
-        return NotImplemented
-
-    def to_bytes(self) -> bytes:
-        """Versioned bytes; ``key.load_vector`` reads them back."""
-        w = wire.Writer()
-        w.uint(self.size)
-        w.uint(self.count)
-        w.raw(self._payload())
-        scheme = self.key.scheme
-        return wire.seal_envelope(
-            wire.Kind.VECTOR,
-            w.getvalue(),
-            scheme=scheme.name,
-            params=scheme.params_text(),
-            fingerprint=self.key.fingerprint,
-        )
-
-    def write_to(self, stream: BinaryIO) -> int:
-        """Write to ``stream`` one frame per ciphertext (or per payload); return the bytes written.
-
-        ``key.read_vector_from`` reads it back; see :func:`he_fed.crypto.stream.write_vector`.
-        """
-        return write_vector(self, stream)
-
-    def _frames(self) -> Iterator[bytes]:
-        """Payload frames for :meth:`write_to`; by default the whole payload in one."""
-        yield self._payload()
-
-    @abstractmethod
-    def commitment(self) -> bytes:
-        """A binding value that adds as the ciphertext does and hides the plaintext.
-
-        For Paillier it is each ciphertext modulo ``n`` (that is ``r^n mod n``, which
-        does not depend on the message); for CKKS it is the second ciphertext
-        polynomial ``c1 = pk1·u + e1``, which does not either. Any ciphertext that
-        has the commitment of a sum decrypts to that sum plus at most an offset the
-        forger already knew, so an aggregator cannot pass off one client's
-        ciphertext as an aggregate. (``Plain`` hides nothing, and its commitment is
-        its values.)
-        """
-
-    @abstractmethod
-    def _add(self, other: Any, count: int) -> EncryptedVector:
-        """Add a compatible vector of the same type."""
-
-    @abstractmethod
-    def _payload(self) -> bytes:
-        """Scheme-specific ciphertext bytes."""
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} size={self.size} count={self.count}>"

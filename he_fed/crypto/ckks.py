@@ -121,6 +121,7 @@ from typing import Any, ClassVar
 import tenseal as ts
 import tenseal.sealapi as sealapi
 
+from he_fed._validation import check_int
 from he_fed.crypto import wire
 from he_fed.crypto._ckks_grid import (
     MAX_DIGITS,
@@ -292,11 +293,7 @@ class CKKS(Scheme):
             ("precision_bits", 0, MAX_GRID_BITS),
         )
         for name, low, high in limits:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ConfigurationError(
-                    f"{name} must be an integer from {low} to {high}, got {value!r}"
-                )
+            check_int(name, getattr(self, name), low=low, high=high, bounds=f"from {low} to {high}")
         _primes(n, bits)
 
     @cached_property

@@ -86,6 +86,7 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
+from he_fed._validation import check_int
 from he_fed.exceptions import ConfigurationError
 
 __all__ = [
@@ -151,7 +152,7 @@ def scale_bits_for(poly_modulus_degree: int, special_prime: int, count: int) -> 
     That is, :meth:`ErrorBudget.decryption_bound` at ``count``, ``MAX_VALUES`` and
     ``RELEASE_FAILURE_PROBABILITY`` is at most ``RESIDUAL_THRESHOLD``.
     """
-    _check_positive("count", count)
+    check_int("count", count, low=1)
     tail = _tail(poly_modulus_degree, special_prime, count, MAX_VALUES, RELEASE_FAILURE_PROBABILITY)
     return math.ceil(math.log2((tail + _FLOAT_RELATIVE * EXACT_FLOAT) / RESIDUAL_THRESHOLD))
 
@@ -218,7 +219,7 @@ class ErrorBudget:
 
         Averaged over keys, encryptions and values; the key holder rounds it away.
         """
-        _check_positive("count", count)
+        check_int("count", count, low=1)
         mean_spread = self.poly_modulus_degree * _TERNARY
         variance = count * _variance(self.poly_modulus_degree, self.special_prime, mean_spread)
         return math.sqrt(variance) / 2.0**self.scale_bits
@@ -245,8 +246,8 @@ class ErrorBudget:
         failure_probability : float, default=2**-40
             Chance that some value's error exceeds the bound.
         """
-        _check_positive("count", count)
-        _check_positive("values", values)
+        check_int("count", count, low=1)
+        check_int("values", values, low=1)
         if not 0 < failure_probability < 1:
             raise ConfigurationError("failure_probability must lie in (0, 1)")
         tail = _tail(
@@ -261,7 +262,7 @@ class ErrorBudget:
         independent and uniform). Weights multiply the rounded values, so a
         weighted sum's is ``step * sqrt(sum_k weight_k**2 / 12)``.
         """
-        _check_positive("count", count)
+        check_int("count", count, low=1)
         return self.step * math.sqrt(count * _ROUNDING)
 
     def bound(self, weight: int = 1) -> float:
@@ -271,10 +272,5 @@ class ErrorBudget:
         total errs by at most ``bound(total weight)`` and a released weighted mean
         by at most ``bound(1)``. For unweighted sums ``weight`` is the count.
         """
-        _check_positive("weight", weight)
+        check_int("weight", weight, low=1)
         return weight * self.rounding_error
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")

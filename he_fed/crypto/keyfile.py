@@ -21,21 +21,29 @@ attacker nothing: the key derived from them would not open the AEAD tag, which
 also binds the header as associated data. Refusing them is simply the narrowest
 rule.) After decryption, the public key inside must be of the header's scheme,
 with the header's parameters and fingerprint.
+
+This module knows the file format, not the schemes: :func:`he_fed.crypto.load_secret`
+(in the scheme registry, above every scheme) checks the header against the schemes,
+calls :func:`open_secret`, and rebuilds the key. So ``SecretKey.to_bytes`` can call
+:func:`export_secret` without an import cycle.
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from he_fed.crypto import wire
-from he_fed.crypto.base import KeyPair, PublicKey, Scheme, SecretKey
 from he_fed.exceptions import InvalidPassphrase, MalformedMessage
 
-__all__ = ["export_secret", "load_secret"]
+if TYPE_CHECKING:  # pragma: no cover
+    from he_fed.crypto.base import SecretKey
+
+__all__ = ["export_secret", "is_protected", "open_secret"]
 
 _PLAIN, _SCRYPT = 0, 1
 #: scrypt cost: n = 2**15, r = 8, p = 1 (about 32 MiB and a tenth of a second).
@@ -125,43 +133,20 @@ def is_protected(envelope: wire.Envelope) -> bool:
     return bool(envelope.body[:1] == bytes([_SCRYPT]))
 
 
-def load_secret(
-    data: bytes, *, passphrase: str | bytes | None = None, allow_insecure: bool = False
-) -> KeyPair:
-    """Read a secret-key file written by :meth:`SecretKey.to_bytes`.
+def open_secret(envelope: wire.Envelope, passphrase: str | bytes | None) -> bytes:
+    """Unlock a secret-key file's payload: two blobs, the public key's envelope and the secret.
 
-    Parameters
-    ----------
-    data : bytes
-        The file's contents.
-    passphrase : str or bytes, optional
-        Needed when the file is protected.
-    allow_insecure : bool, default=False
-        Accept parameters below the security bar.
-
-    Returns
-    -------
-    KeyPair
+    Call it only after the header's scheme and parameters have been checked; the
+    scrypt costs are checked here before any key derivation.
 
     Raises
     ------
     InvalidPassphrase
         If the file is protected and the passphrase is missing or wrong, or the file
         was tampered with.
-    InsecureParameters
-        If the header's parameters are below the bar and ``allow_insecure`` is false.
     MalformedMessage
-        If the bytes are not a valid secret-key file: a header that does not
-        describe a scheme, scrypt costs other than those he-fed writes, or a key
-        whose scheme, parameters or fingerprint differ from the header's.
+        If the body is truncated, names an unknown protection, or other scrypt costs.
     """
-    from he_fed.crypto import SCHEMES, load_public
-
-    envelope = wire.open_envelope(data, wire.Kind.SECRET_KEY)
-    cls = SCHEMES.get(envelope.scheme)
-    if cls is None:
-        raise MalformedMessage(f"unknown scheme {envelope.scheme!r}")
-    scheme = cls.from_params(envelope.params, allow_insecure=allow_insecure)
     r = wire.Reader(envelope.body, "secret key file")
     protection = r.uint(1)
     if protection == _PLAIN:
@@ -183,27 +168,4 @@ def load_secret(
             ) from None
     else:
         raise MalformedMessage(f"secret key file: unknown protection {protection}")
-    inner = wire.Reader(payload, "secret key")
-    public = load_public(inner.blob(), allow_insecure=allow_insecure)
-    secret_body = inner.blob()
-    inner.finish()
-    _check_matches_header(public, envelope, scheme)
-    return KeyPair(public, cls._load_secret(public, secret_body))
-
-
-def _check_matches_header(public: object, envelope: wire.Envelope, scheme: Scheme) -> None:
-    """Refuse a file whose public key is not the one its header describes.
-
-    The scheme *class* must match too: ``paillier`` and ``paillier-packed`` keys
-    hold the same material, and a ``paillier`` header around a CKKS key must never
-    reach Paillier's secret-key parser.
-    """
-    if (
-        not isinstance(public, PublicKey)
-        or type(public.scheme) is not type(scheme)
-        or public.scheme.name != envelope.scheme
-        or public.scheme != scheme
-        or public.scheme.params_text() != envelope.params
-        or public.fingerprint != envelope.fingerprint
-    ):
-        raise MalformedMessage("secret key file: its public key does not match its header")
+    return payload

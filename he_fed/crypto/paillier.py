@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import gmpy2
 import numpy as np
 
+from he_fed._validation import check_int
 from he_fed.crypto import djn, wire
 from he_fed.crypto.base import (
     EncryptedVector,
@@ -75,16 +76,15 @@ def default_workers() -> int:
     configured = os.environ.get(WORKERS_ENV, "")
     if configured.isdigit() and int(configured) >= 1:
         return int(configured)
+    return usable_cores()
+
+
+def usable_cores() -> int:
+    """The cores this process may use (its CPU affinity where the OS has one)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigurationError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,7 +117,7 @@ class _PaillierScheme(Scheme):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        key_bits = _check_int("key_bits", self.key_bits, _MIN_KEY_BITS, MAX_KEY_BITS)
+        key_bits = check_int("key_bits", self.key_bits, low=_MIN_KEY_BITS, high=MAX_KEY_BITS)
         if key_bits % 2:
             raise ConfigurationError("key_bits must be even")
         if key_bits < MIN_SECURE_KEY_BITS and not self.allow_insecure:
@@ -126,8 +126,8 @@ class _PaillierScheme(Scheme):
                 "pass allow_insecure=True (CLI: --allow-insecure) only for tests and demos"
             )
         if self.workers is not None:
-            _check_int("workers", self.workers, 1, 1024)
-        _check_int("precision_bits", self.precision_bits, 2, 128)
+            check_int("workers", self.workers, low=1, high=1024)
+        check_int("precision_bits", self.precision_bits, low=2, high=128)
 
     @property
     def randomness_bits(self) -> int:

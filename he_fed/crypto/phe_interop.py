@@ -45,6 +45,7 @@ from typing import Any
 import gmpy2
 import phe
 
+from he_fed._validation import check_int
 from he_fed.crypto.base import KeyPair
 from he_fed.crypto.paillier import (
     PackedPaillier,
@@ -303,8 +304,7 @@ def vector_from_phe(
     """
     public = _per_value_public(key)
     max_clients = public.scheme.max_clients
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= max_clients:
-        raise ConfigurationError(f"count must be an integer in [1, {max_clients}], got {count!r}")
+    check_int("count", count, low=1, high=max_clients)
     if len(numbers) < 2:
         raise ShapeMismatchError("a vector needs at least one value and the weight")
     ciphertexts = [_ciphertext(number, public) for number in numbers]

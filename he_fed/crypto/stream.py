@@ -33,7 +33,9 @@ recompute them.
 
 An encrypted vector streams as its header, a 16-byte shape frame (u64 length,
 u64 contribution count) and then its payload frames: one per ciphertext for CKKS,
-one in all for the schemes whose vectors are a single buffer anyway.
+one in all for the schemes whose vectors are a single buffer anyway. The keys
+write and read them (``EncryptedVector.write_to``, ``AggregationKey.read_vector_from``),
+because only they know their payloads; this module knows frames, not schemes.
 
 Readers raise only :class:`~he_fed.exceptions.MalformedMessage` (and, for
 vectors, what :meth:`~he_fed.crypto.AggregationKey.load_vector` raises).
@@ -42,24 +44,17 @@ vectors, what :meth:`~he_fed.crypto.AggregationKey.load_vector` raises).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
-from he_fed.crypto.wire import FORMAT_VERSION, Kind, Reader, Writer
+from he_fed.crypto.wire import FORMAT_VERSION, Kind, Writer
 from he_fed.exceptions import MalformedMessage
-
-if TYPE_CHECKING:  # pragma: no cover
-    from he_fed.crypto.base import AggregationKey, EncryptedVector
 
 __all__ = [
     "STREAM_MAGIC",
     "FrameReader",
     "FrameWriter",
     "Header",
-    "read_vector",
-    "write_frames",
-    "write_vector",
 ]
 
 STREAM_MAGIC = b"HEFS"
@@ -273,74 +268,3 @@ class FrameReader:
             raise MalformedMessage(f"unexpected frame after the {self._frames} expected")
         self._check_tag("end frame")
         self._ended = True
-
-
-def write_vector(vector: EncryptedVector, stream: BinaryIO) -> int:
-    """Write an encrypted vector as a stream: header, shape frame, payload frames.
-
-    Only one payload frame is held in memory at a time.
-
-    Returns
-    -------
-    int
-        The number of bytes written.
-    """
-    return write_frames(stream, vector.key, vector.size, vector.count, vector._frames())
-
-
-def write_frames(
-    stream: BinaryIO, key: AggregationKey, size: int, count: int, payloads: Iterable[bytes]
-) -> int:
-    """Write a vector's stream from its shape and payload frames, produced one at a time.
-
-    Returns
-    -------
-    int
-        The number of bytes written.
-    """
-    scheme = key.scheme
-    frames = FrameWriter(
-        stream,
-        Kind.VECTOR,
-        scheme=scheme.name,
-        params=scheme.params_text(),
-        fingerprint=key.fingerprint,
-    )
-    shape = Writer()
-    shape.uint(size)
-    shape.uint(count)
-    frames.write(shape.getvalue())
-    for payload in payloads:
-        frames.write(payload)
-    return frames.close()
-
-
-def read_vector(key: AggregationKey, stream: BinaryIO, size: int | None = None) -> EncryptedVector:
-    """Read a stream written by :func:`write_vector` under ``key``, frame by frame.
-
-    Parameters
-    ----------
-    key : AggregationKey
-        The key (and encoding plan) the vector must have been made under.
-    stream : binary file object
-        Where to read from; exactly the vector's bytes are consumed.
-    size : int, optional
-        The length expected.
-
-    Raises
-    ------
-    KeyMismatchError
-        If the header names another key, scheme or plan.
-    ShapeMismatchError
-        If the vector has another length than ``size``.
-    MalformedMessage
-        If the stream is truncated, garbled, oversized or out of range.
-    """
-    frames = FrameReader(stream, Kind.VECTOR)
-    key.check_header(frames.header)
-    r = Reader(frames.read(16), "encrypted vector")
-    n, count = key._read_shape(r, size)
-    r.finish()
-    vector = key._read_frames(frames, n, count)
-    frames.finish()
-    return vector

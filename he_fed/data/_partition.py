@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from he_fed._validation import check_int
 from he_fed.exceptions import ConfigurationError, DatasetError
 
 __all__ = ["PARTITIONERS", "partition", "train_test"]
@@ -74,8 +75,7 @@ def partition(
         Sorted sample indices, one array per client.
     """
     n = len(y)
-    if isinstance(n_clients, bool) or not isinstance(n_clients, int) or n_clients < 1:
-        raise ConfigurationError("the number of clients must be a positive integer")
+    check_int("n_clients", n_clients, low=1)
     if n < n_clients * min_samples:
         raise DatasetError(
             f"{n} samples cannot give {n_clients} clients {min_samples} samples each"

@@ -11,17 +11,10 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
+from he_fed._validation import check_float, check_int
 from he_fed.exceptions import TrainingDiverged
 
 __all__ = ["BaseGD"]
-
-
-def _check_number(name: str, value: object, *, low: float, strict: bool, integer: bool) -> None:
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if not np.isfinite(float(value)) or (value <= low if strict else value < low):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
 
 
 class BaseGD(BaseEstimator):
@@ -57,14 +50,15 @@ class BaseGD(BaseEstimator):
         self.random_state = random_state
 
     def _check_params(self) -> None:
-        _check_number("alpha", self.alpha, low=0, strict=False, integer=False)
+        # ConfigurationError is a ValueError, as scikit-learn expects.
+        check_float("alpha", self.alpha, low=0)
         if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
-            _check_number("learning_rate", self.learning_rate, low=0, strict=True, integer=False)
-        _check_number("max_iter", self.max_iter, low=1, strict=False, integer=True)
+            check_float("learning_rate", self.learning_rate, low=0, strict_low=True)
+        check_int("max_iter", self.max_iter, low=1, types=numbers.Integral)
         if self.batch_size is not None:
-            _check_number("batch_size", self.batch_size, low=1, strict=False, integer=True)
+            check_int("batch_size", self.batch_size, low=1, types=numbers.Integral)
         if self.tol is not None:
-            _check_number("tol", self.tol, low=0, strict=False, integer=False)
+            check_float("tol", self.tol, low=0)
 
     #: Upper bound on the loss's second derivative in the predictor (1 for squared
     #: loss, 1/4 for log loss); sets the "auto" learning rate.

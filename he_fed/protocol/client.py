@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import clone
 
+from he_fed._validation import check_float, check_int
 from he_fed.crypto import PublicKey
 from he_fed.exceptions import (
     ConfigurationError,
     EncodingOverflowError,
     InvalidSignature,
     KeyMismatchError,
+    MalformedMessage,
     ProtocolError,
 )
 from he_fed.models import BaseGD
@@ -61,6 +65,41 @@ class ClientReport:
     sign_s: float
     serialize_s: float
     clipped: int
+
+    def to_record(self) -> dict[str, int | float | bytes]:
+        """The report as a flat record of ints, floats and bytes, keyed by field name.
+
+        What executors send across a process or network boundary (a worker's
+        return value, a Flower reply); :meth:`from_record` reads it back.
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> ClientReport:
+        """Rebuild a report from :meth:`to_record`'s output, checking every field.
+
+        Raises
+        ------
+        MalformedMessage
+            If a field is missing or of the wrong type.
+        """
+        try:
+            update = record["update"]
+            if not isinstance(update, (bytes, bytearray, memoryview)):
+                raise MalformedMessage("a client report's update must be bytes")
+            seconds = {
+                name: check_float(name, record[name], finite=False, error=MalformedMessage)
+                for name in ("train_s", "encrypt_s", "sign_s", "serialize_s")
+            }
+            clipped = check_float("clipped", record["clipped"], error=MalformedMessage)
+            return cls(
+                round=check_int("round", record["round"], error=MalformedMessage),
+                update=bytes(update),
+                clipped=int(clipped),
+                **seconds,
+            )
+        except KeyError as exc:
+            raise MalformedMessage(f"a client report lacks {exc}") from None
 
 
 class Client:
@@ -150,8 +189,7 @@ class Client:
                 f"client {client_id!r} holds {len(X)} samples, more than the plan's "
                 f"max_weight={key.scheme.max_weight}"
             )
-        if isinstance(local_epochs, bool) or not isinstance(local_epochs, int) or local_epochs < 1:
-            raise ConfigurationError("local_epochs must be a positive integer")
+        check_int("local_epochs", local_epochs, low=1)
         self.client_id = client_id
         self._X = X
         self._y = y

@@ -11,6 +11,7 @@ import secrets
 
 import numpy as np
 
+from he_fed._validation import check_int
 from he_fed.crypto import AggregationKey, KeyPair, PublicKey, Scheme, wire
 from he_fed.exceptions import (
     AggregateRejected,
@@ -114,16 +115,9 @@ class KeyHolder:
         federation: bytes | None = None,
         max_rejections: int = DEFAULT_MAX_REJECTIONS,
     ) -> None:
-        if min_clients is not None and (
-            isinstance(min_clients, bool) or not isinstance(min_clients, int) or min_clients < 1
-        ):
-            raise ConfigurationError("min_clients must be a positive integer (or None: majority)")
-        if (
-            isinstance(max_rejections, bool)
-            or not isinstance(max_rejections, int)
-            or max_rejections < 1
-        ):
-            raise ConfigurationError("max_rejections must be a positive integer")
+        if min_clients is not None:
+            check_int("min_clients", min_clients, low=1, bounds=">= 1 (or None: majority)")
+        check_int("max_rejections", max_rejections, low=1)
         if not isinstance(plan, RunPlan):
             raise ConfigurationError("the key holder needs a RunPlan")
         federation = secrets.token_bytes(FEDERATION_ID_BYTES) if federation is None else federation

@@ -21,11 +21,11 @@ then :attr:`Task.MOMENTS`, each released once per federation, then training.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from he_fed._validation import check_float, check_int
 from he_fed.exceptions import (
     ConfigurationError,
     PolicyViolation,
@@ -69,16 +69,17 @@ class RunPlan:
     standardize_target: bool = False
 
     def __post_init__(self) -> None:
-        n = self.n_features
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ConfigurationError(f"n_features must be a positive integer, got {n!r}")
-        object.__setattr__(self, "n_features", int(n))
-        lr = self.server_lr
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)):
-            raise ConfigurationError(f"server_lr must be a number, got {lr!r}")
-        if not (math.isfinite(lr) and MIN_SERVER_LR <= lr <= 100):
-            raise ConfigurationError(f"server_lr must be in [{MIN_SERVER_LR:g}, 100], got {lr!r}")
-        object.__setattr__(self, "server_lr", float(lr))
+        n = check_int("n_features", self.n_features, low=1, types=(int, np.integer))
+        object.__setattr__(self, "n_features", n)
+        lr = check_float(
+            "server_lr",
+            self.server_lr,
+            low=MIN_SERVER_LR,
+            high=100,
+            types=(int, float, np.floating),
+            bounds=f"in [{MIN_SERVER_LR:g}, 100]",
+        )
+        object.__setattr__(self, "server_lr", lr)
         for name in ("standardize", "standardize_target"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigurationError(f"{name} must be a bool")

@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from he_fed._validation import check_int
+from he_fed.crypto.paillier import WORKERS_ENV, usable_cores
 from he_fed.exceptions import ConfigurationError, ExecutorError, HEFedError
 from he_fed.protocol.client import Client, ClientReport
 from he_fed.runtime.base import ClientHandle, ClientResult
@@ -54,26 +56,20 @@ STARTUP_TIMEOUT_S = 300.0
 #: Chunks per worker and round: enough to even out uneven clients, few enough that
 #: the per-task overhead stays small.
 _CHUNKS_PER_WORKER = 4
-#: Tells the crypto layer in a worker not to start encryption pools of its own.
-_ENCRYPT_WORKERS_ENV = "HE_FED_ENCRYPT_WORKERS"
-
-#: What a worker returns per client: (id, last round answered, update, train_s,
-#: encrypt_s, sign_s, serialize_s, clipped) on success, or (id, last round answered,
-#: None, 0, 0, 0, 0, 0, error) on a refused round.
-_Row = tuple[Any, ...]
+#: What a worker returns per client: (id, (last round answered, phase), the report's
+#: record, None) on success, or (id, (last round answered, phase), None, error) on a
+#: refused round.
+_Row = tuple[str, tuple[int, int], "dict[str, Any] | None", "str | None"]
 
 
 def default_workers() -> int:
     """Worker processes by default: the cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 def _init_worker(barrier: Any, timeout: float) -> None:
     """Worker start-up: import everything a round needs, then wait for the others."""
-    os.environ[_ENCRYPT_WORKERS_ENV] = "1"
+    os.environ[WORKERS_ENV] = "1"  # no encryption pools inside a pool worker
     import he_fed.protocol.setup  # noqa: F401  (numpy, scikit-learn, gmpy2, TenSEAL)
 
     barrier.wait(timeout)
@@ -113,20 +109,9 @@ def _run_chunk(
             report = client.participate(message)
         except HEFedError as exc:
             answered = (last_round, phase) if client is None else (client.last_round, client.phase)
-            rows.append((client_id, answered, None, 0.0, 0.0, 0.0, 0.0, 0, str(exc)))
+            rows.append((client_id, answered, None, str(exc)))
             continue
-        rows.append(
-            (
-                client_id,
-                (client.last_round, client.phase),
-                report.update,
-                report.train_s,
-                report.encrypt_s,
-                report.sign_s,
-                report.serialize_s,
-                report.clipped,
-            )
-        )
+        rows.append((client_id, (client.last_round, client.phase), report.to_record(), None))
     return rows
 
 
@@ -153,10 +138,8 @@ class ProcessesExecutor:
     name = "processes"
 
     def __init__(self, workers: int | None = None) -> None:
-        if workers is not None and (
-            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-        ):
-            raise ConfigurationError(f"workers must be a positive integer, got {workers!r}")
+        if workers is not None:
+            check_int("workers", workers, low=1)
         self.workers = workers or default_workers()
         self.startup_s: float | None = None
         self._pool: ProcessPoolExecutor | None = None
@@ -264,11 +247,11 @@ class ProcessesExecutor:
 
     @staticmethod
     def _result(row: _Row) -> ClientResult:
-        client_id, update = row[0], row[2]
-        if update is None:
-            log.warning("client %s failed this round: %s", client_id, row[8])
-            return ClientResult(client_id, None, row[8])
-        return ClientResult(client_id, ClientReport(row[1][0], update, *row[3:8]))
+        client_id, _, record, error = row
+        if record is None:
+            log.warning("client %s failed this round: %s", client_id, error)
+            return ClientResult(client_id, None, error)
+        return ClientResult(client_id, ClientReport.from_record(record))
 
     def close(self) -> None:
         """Stop the workers. The executor starts a new pool if used again."""

@@ -32,6 +32,9 @@ def test_the_run_config_mirrors_every_experiment_field():
 def test_zero_means_unset_and_values_are_typed():
     config = config_from_run_config({**RUN_CONFIG, "lr": 0.25, "batch-size": 16, "clients": 3})
     assert (config.lr, config.batch_size, config.clients, config.samples) == (0.25, 16, 3, None)
+    # The Dirichlet concentration is named as in ExperimentConfig (the CLI flag is --alpha).
+    assert "alpha" not in RUN_CONFIG
+    assert config_from_run_config({**RUN_CONFIG, "dirichlet-alpha": 0.1}).dirichlet_alpha == 0.1
     with pytest.raises(ConfigurationError, match="clients='many'"):
         config_from_run_config({**RUN_CONFIG, "clients": "many"})
 

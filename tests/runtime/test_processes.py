@@ -40,7 +40,7 @@ def test_processes_give_the_inprocess_coefficients_bit_for_bit(scheme):
     np.testing.assert_array_equal(fits["processes"].intercept_, fits["inprocess"].intercept_)
     assert fits["processes"].setup_["executor"] == "processes"
     assert fits["processes"].setup_["startup_s"] > 0
-    assert [h["contributors"] for h in fits["processes"].history_] == [4, 4, 4]
+    assert [h.contributors for h in fits["processes"].history_] == [4, 4, 4]
 
 
 def _workers_of(pool: ProcessesExecutor) -> list[multiprocessing.Process]:

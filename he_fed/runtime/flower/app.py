@@ -39,6 +39,7 @@ from he_fed.experiment import (
     make_estimator,
     run_experiment,
 )
+from he_fed.federated import RoundRecord
 from he_fed.protocol import RunPlan
 from he_fed.runtime.flower.nodes import make_client_app
 from he_fed.runtime.flower.policy import KeyHolderPolicy
@@ -188,10 +189,10 @@ def _main(grid: Grid, context: Context) -> None:
         reply_timeout=float(run_config.get("reply-timeout", REPLY_TIMEOUT_S)),
     )
 
-    def progress(entry: dict[str, Any]) -> None:
+    def progress(entry: RoundRecord) -> None:
         print(
-            f"he-fed round {entry['round']}: metric {entry['metric']:.4f} "
-            f"wall {entry['wall_s']:.2f} s contributors {entry['contributors']}",
+            f"he-fed round {entry.round}: metric {entry.metric:.4f} "
+            f"wall {entry.wall_s:.2f} s contributors {entry.contributors}",
             flush=True,
         )
 

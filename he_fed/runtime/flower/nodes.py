@@ -338,17 +338,10 @@ def _make_round(data: DataSource) -> _Handler:
         finally:
             state["last-round"] = client.last_round  # an attempt counts
             state["phase"] = client.phase
-        return records.reply(
-            message,
-            {"update": report.update, "round": report.round},
-            {
-                "train-s": report.train_s,
-                "encrypt-s": report.encrypt_s,
-                "sign-s": report.sign_s,
-                "serialize-s": report.serialize_s,
-                "clipped": report.clipped,
-            },
-        )
+        record = report.to_record()
+        # The bytes and the round travel in the ConfigRecord, the numbers as metrics.
+        config = {key: record.pop(key) for key in ("update", "round")}
+        return records.reply(message, config, record)  # type: ignore[arg-type]
 
     return _round
 

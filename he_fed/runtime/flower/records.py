@@ -38,7 +38,6 @@ __all__ = [
     "config_of",
     "error_reply",
     "metrics_of",
-    "number",
     "raise_remote",
     "reply",
 ]
@@ -96,20 +95,6 @@ def metrics_of(message: Message) -> MetricRecord:
     """Our MetricRecord in a message (empty if absent)."""
     records = message.content
     return records[METRICS] if METRICS in records else MetricRecord({})  # type: ignore[return-value]
-
-
-def number(metrics: MetricRecord, key: str) -> float:
-    """One number of a MetricRecord.
-
-    Raises
-    ------
-    MalformedMessage
-        If it is missing or not a number.
-    """
-    value = metrics.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise exceptions.MalformedMessage(f"the reply's {key!r} is not a number")
-    return float(value)
 
 
 def raise_remote(reason: str | None, where: str) -> None:

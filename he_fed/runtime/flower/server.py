@@ -29,6 +29,7 @@ from typing import Any
 from flwr.app import Message
 from flwr.serverapp import Grid
 
+from he_fed._validation import check_int
 from he_fed.crypto import PublicKey, load_public
 from he_fed.exceptions import ConfigurationError, ExecutorError, ProtocolError
 from he_fed.protocol import Task
@@ -177,8 +178,7 @@ class FlowerExecutor:
         start_timeout: float = START_TIMEOUT_S,
         reply_timeout: float = REPLY_TIMEOUT_S,
     ) -> None:
-        if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 2:
-            raise ConfigurationError("a Flower federation needs at least two nodes")
+        check_int("nodes", nodes, low=2, bounds=">= 2 (a key holder and a client)")
         self._grid = grid
         self.nodes = nodes
         self.start_timeout = start_timeout
@@ -394,15 +394,7 @@ class FlowerExecutor:
                 error = reply.error.reason or "the node failed"
             else:
                 config, metrics = records.config_of(reply), records.metrics_of(reply)
-                report = ClientReport(
-                    int(config["round"]),  # type: ignore[arg-type]
-                    bytes(config["update"]),  # type: ignore[arg-type]
-                    records.number(metrics, "train-s"),
-                    records.number(metrics, "encrypt-s"),
-                    records.number(metrics, "sign-s"),
-                    records.number(metrics, "serialize-s"),
-                    int(records.number(metrics, "clipped")),
-                )
+                report = ClientReport.from_record({**metrics, **config})
                 results.append(ClientResult(client.client_id, report))
                 continue
             log.warning("client %s failed this round: %s", client.client_id, error)

@@ -1,0 +1,140 @@
+"""Encrypted vectors and the weighted sums they decrypt to.
+
+Private: :mod:`he_fed.crypto.base` re-exports both classes. An
+:class:`EncryptedVector` adds with ``+`` and ``sum()`` and turns into bytes: one
+envelope (``to_bytes``), or a stream of frames (``write_to``) written by the key it
+was made under.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+
+from he_fed.crypto import wire
+from he_fed.exceptions import EncodingOverflowError, KeyMismatchError, ShapeMismatchError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from he_fed.crypto.base import AggregationKey
+
+__all__ = ["EncryptedVector", "WeightedSum"]
+
+
+@dataclass(frozen=True)
+class WeightedSum:
+    """A decrypted sum of contributions.
+
+    Attributes
+    ----------
+    total : ndarray of shape (n,)
+        ``sum_k weight_k * x_k``.
+    weight : int
+        ``sum_k weight_k``.
+    count : int
+        Number of contributions summed.
+    """
+
+    total: np.ndarray
+    weight: int
+    count: int
+
+    @property
+    def mean(self) -> np.ndarray:
+        """The weighted mean ``total / weight``."""
+        return self.total / self.weight
+
+
+class EncryptedVector(ABC):
+    """An encrypted contribution, or a sum of them.
+
+    Attributes
+    ----------
+    key : AggregationKey
+        The key and encoding plan it was made or loaded under.
+    size : int
+        Number of values (the weight is carried separately).
+    count : int
+        Number of contributions summed into it (public metadata).
+    """
+
+    def __init__(self, key: AggregationKey, size: int, count: int) -> None:
+        self.key = key
+        self.size = size
+        self.count = count
+
+    def __add__(self, other: object) -> EncryptedVector:
+        if not isinstance(other, EncryptedVector):
+            return NotImplemented
+        if type(other) is not type(self) or other.key.fingerprint != self.key.fingerprint:
+            raise KeyMismatchError("cannot add vectors made under different keys")
+        if other.key.scheme != self.key.scheme:
+            raise KeyMismatchError("cannot add vectors made under different encoding plans")
+        if other.size != self.size:
+            raise ShapeMismatchError(f"cannot add vectors of {self.size} and {other.size} values")
+        count = self.count + other.count
+        if count > self.key.scheme.max_clients:
+            raise EncodingOverflowError(
+                f"a sum of {count} contributions exceeds the plan's max_clients="
+                f"{self.key.scheme.max_clients}"
+            )
+        return self._add(other, count)
+
+    def __radd__(self, other: object) -> EncryptedVector:
+        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
+            return self  # so that sum([...]) works
+        return NotImplemented
+
+    def to_bytes(self) -> bytes:
+        """Versioned bytes; ``key.load_vector`` reads them back."""
+        w = wire.Writer()
+        w.uint(self.size)
+        w.uint(self.count)
+        w.raw(self._payload())
+        scheme = self.key.scheme
+        return wire.seal_envelope(
+            wire.Kind.VECTOR,
+            w.getvalue(),
+            scheme=scheme.name,
+            params=scheme.params_text(),
+            fingerprint=self.key.fingerprint,
+        )
+
+    def write_to(self, stream: BinaryIO) -> int:
+        """Write to ``stream`` one frame per ciphertext (or per payload); return the bytes written.
+
+        ``key.read_vector_from`` reads it back; only one payload frame is held in memory
+        at a time.
+        """
+        return self.key._write_stream(stream, self.size, self.count, self._frames())
+
+    def _frames(self) -> Iterator[bytes]:
+        """Payload frames for :meth:`write_to`; by default the whole payload in one."""
+        yield self._payload()
+
+    @abstractmethod
+    def commitment(self) -> bytes:
+        """A binding value that adds as the ciphertext does and hides the plaintext.
+
+        For Paillier it is each ciphertext modulo ``n`` (that is ``r^n mod n``, which
+        does not depend on the message); for CKKS it is the second ciphertext
+        polynomial ``c1 = pk1·u + e1``, which does not either. Any ciphertext that
+        has the commitment of a sum decrypts to that sum plus at most an offset the
+        forger already knew, so an aggregator cannot pass off one client's
+        ciphertext as an aggregate. (``Plain`` hides nothing, and its commitment is
+        its values.)
+        """
+
+    @abstractmethod
+    def _add(self, other: Any, count: int) -> EncryptedVector:
+        """Add a compatible vector of the same type."""
+
+    @abstractmethod
+    def _payload(self) -> bytes:
+        """Scheme-specific ciphertext bytes."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} size={self.size} count={self.count}>"

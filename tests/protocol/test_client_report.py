@@ -1,0 +1,40 @@
+"""A client's report crosses process and network boundaries as one checked record."""
+
+from __future__ import annotations
+
+import pytest
+
+from he_fed.exceptions import MalformedMessage
+from he_fed.protocol import ClientReport
+
+REPORT = ClientReport(3, b"\x01\x02", 0.5, 0.25, 0.125, 0.0625, 7)
+
+
+def test_a_report_comes_back_from_its_record_unchanged():
+    record = REPORT.to_record()
+    assert set(record) == {
+        "round",
+        "update",
+        "train_s",
+        "encrypt_s",
+        "sign_s",
+        "serialize_s",
+        "clipped",
+    }
+    assert ClientReport.from_record(record) == REPORT
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("round", True), ("round", "3"), ("update", "bytes?"), ("train_s", None), ("clipped", "7")],
+)
+def test_a_record_with_a_field_of_the_wrong_type_is_refused(key, value):
+    with pytest.raises(MalformedMessage, match=key):
+        ClientReport.from_record({**REPORT.to_record(), key: value})
+
+
+def test_a_record_that_lacks_a_field_is_refused():
+    record = REPORT.to_record()
+    del record["sign_s"]
+    with pytest.raises(MalformedMessage, match="sign_s"):
+        ClientReport.from_record(record)
