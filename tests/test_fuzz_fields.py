@@ -40,7 +40,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from he_fed.crypto import CKKS, SCHEMES, KeyPair, djn, keyfile, load_public, load_secret, wire
+from he_fed.crypto import CKKS, SCHEMES, KeyPair, keyfile, load_public, load_secret, wire
+from he_fed.crypto import _djn as djn
 from he_fed.crypto.base import key_fingerprint
 from he_fed.crypto.paillier import MAX_KEY_BITS, PaillierPublicKey
 from he_fed.crypto.stream import FrameWriter

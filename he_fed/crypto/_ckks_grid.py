@@ -78,7 +78,7 @@ MAX_DIGITS = 16
 class GridQuantizer:
     """Map reals in ``[-clip, clip]`` to integers on the grid of step ``2**-bits``, in digits.
 
-    It mirrors :class:`he_fed.crypto.packing.Quantizer`, with a power-of-two step
+    It mirrors :class:`he_fed.crypto._packing.Quantizer`, with a power-of-two step
     so that released totals (integers times the step) are exact doubles.
 
     With ``digits`` above 1, each grid integer ``q`` is written in base

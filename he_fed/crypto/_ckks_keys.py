@@ -22,7 +22,9 @@ import numpy as np
 import tenseal as ts
 import tenseal.sealapi as sealapi
 
-from he_fed.crypto import seal_format, seal_io, wire
+from he_fed.crypto import _seal_format as seal_format
+from he_fed.crypto import _seal_io as seal_io
+from he_fed.crypto import wire
 from he_fed.crypto.base import (
     AggregationKey,
     EncryptedVector,

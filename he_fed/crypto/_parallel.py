@@ -19,7 +19,7 @@ from typing import Any
 
 import gmpy2
 
-from he_fed.crypto.djn import FixedBase
+from he_fed.crypto._djn import FixedBase
 
 __all__ = ["available", "randomisers"]
 

@@ -1,7 +1,7 @@
 """Paillier schemes: per-value (``Paillier``) and packed (``PackedPaillier``).
 
 Both share the keys, the ciphertexts and the fast arithmetic of
-:mod:`he_fed.crypto.djn` (DJN encryption with a fixed-base table, CRT
+:mod:`he_fed.crypto._djn` (DJN encryption with a fixed-base table, CRT
 decryption); they differ only in how a contribution becomes plaintext integers.
 
 * ``Paillier`` quantizes every value onto one shared fixed-point scale, multiplies
@@ -31,7 +31,9 @@ import gmpy2
 import numpy as np
 
 from he_fed._validation import check_int
-from he_fed.crypto import djn, wire
+from he_fed.crypto import _djn as djn
+from he_fed.crypto import wire
+from he_fed.crypto._packing import Quantizer, SlotLayout
 from he_fed.crypto.base import (
     EncryptedVector,
     KeyPair,
@@ -41,7 +43,6 @@ from he_fed.crypto.base import (
     WeightedSum,
     key_fingerprint,
 )
-from he_fed.crypto.packing import Quantizer, SlotLayout
 from he_fed.exceptions import (
     ConfigurationError,
     EncodingOverflowError,

@@ -5,7 +5,7 @@ uses. So a modulus, its primes and a ciphertext integer mean the same in both
 libraries. Only two things differ:
 
 * **The public key.** he-fed's key also carries the DJN generator ``hs`` (see
-  :mod:`he_fed.crypto.djn`), which phe has no place for. A key brought in from phe
+  :mod:`he_fed.crypto._djn`), which phe has no place for. A key brought in from phe
   gets a generator derived from ``n`` alone (SHAKE-256 of ``n``, then
   ``hs = (-x²)^n mod n²``). Every party that brings in the same phe key therefore
   builds the same he-fed key, with the same fingerprint. As in DJN's construction,

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import tenseal.sealapi as sealapi
 
-from he_fed.crypto import seal_format, seal_io
+from he_fed.crypto import _seal_format as seal_format
+from he_fed.crypto import _seal_io as seal_io
 from he_fed.crypto._ckks_keys import CKKSSecretKey, CKKSVector, _slots_for
 
 

@@ -7,7 +7,7 @@ import pytest
 from phe import paillier as phe
 
 from he_fed.crypto import PackedPaillier, Paillier, load_public
-from he_fed.crypto.djn import security_bits
+from he_fed.crypto._djn import security_bits
 from he_fed.exceptions import EncodingOverflowError, MalformedMessage
 from tests.conftest import keys_for
 

@@ -29,7 +29,8 @@ import re
 import numpy as np
 import pytest
 
-from he_fed.crypto import load_public, seal_format
+from he_fed.crypto import _seal_format as seal_format
+from he_fed.crypto import load_public
 from he_fed.exceptions import AggregateRejected
 from he_fed.models import LogisticRegressionGD
 from he_fed.protocol import (

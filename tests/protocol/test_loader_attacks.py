@@ -20,7 +20,8 @@ import pytest
 from click.testing import CliRunner
 from he_fed.cli import main
 
-from he_fed.crypto import CKKS, Paillier, djn, keyfile, load_public, load_secret, wire
+from he_fed.crypto import CKKS, Paillier, keyfile, load_public, load_secret, wire
+from he_fed.crypto import _djn as djn
 from he_fed.crypto.base import key_fingerprint
 from he_fed.crypto.paillier import MAX_KEY_BITS, PaillierPublicKey, _PaillierScheme
 from he_fed.exceptions import MalformedMessage
@@ -254,7 +255,7 @@ def test_building_the_largest_table_stays_within_the_budget_in_memory():
 
     script = (
         "import resource, secrets, gmpy2\n"
-        "from he_fed.crypto import djn\n"
+        "from he_fed.crypto import _djn as djn\n"
         "m = gmpy2.mpz(secrets.randbits(16384) | (1 << 16383) | 1)\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "table = djn.FixedBase(3, m, 4096)\n"

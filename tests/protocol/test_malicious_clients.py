@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import tenseal.sealapi as sealapi
 
-from he_fed.crypto import seal_format, seal_io
+from he_fed.crypto import _seal_format as seal_format
+from he_fed.crypto import _seal_io as seal_io
 from he_fed.crypto._ckks_keys import CKKSVector
 from he_fed.crypto.paillier import PaillierVector
 from he_fed.exceptions import AggregateRejected
