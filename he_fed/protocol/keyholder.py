@@ -12,7 +12,7 @@ import secrets
 import numpy as np
 
 from he_fed._validation import check_int
-from he_fed.crypto import AggregationKey, KeyPair, PublicKey, Scheme, wire
+from he_fed.crypto import AggregationKey, EncryptedVector, KeyPair, PublicKey, Scheme, wire
 from he_fed.exceptions import (
     AggregateRejected,
     ConfigurationError,
@@ -343,7 +343,7 @@ class KeyHolder:
         self._released += 1
         return encode(Aggregate(message.round, message.task, mean, len(contributors)))
 
-    def _decrypt(self, vector: object, plan: Scheme) -> np.ndarray:
+    def _decrypt(self, vector: EncryptedVector, plan: Scheme) -> np.ndarray:
         """Decrypt and check that honest contributions under ``plan`` can produce the sum.
 
         Every refusal from here on is counted (see ``DEFAULT_MAX_REJECTIONS``).

@@ -177,14 +177,25 @@ def contribution_payloads(
     The first covers the whole ciphertext and is for the aggregator; the second
     covers the commitment alone and travels to the key holder in a receipt.
     """
-    fields = dict(
-        federation=federation, round=round, task=task, client_id=client_id, fingerprint=fingerprint
-    )
     commitment_digest = digest(commitment)
-    return (
-        update_payload(**fields, vector_digest=digest(vector), commitment_digest=commitment_digest),
-        commitment_payload(**fields, commitment_digest=commitment_digest),
+    whole = update_payload(
+        federation=federation,
+        round=round,
+        task=task,
+        client_id=client_id,
+        fingerprint=fingerprint,
+        vector_digest=digest(vector),
+        commitment_digest=commitment_digest,
     )
+    alone = commitment_payload(
+        federation=federation,
+        round=round,
+        task=task,
+        client_id=client_id,
+        fingerprint=fingerprint,
+        commitment_digest=commitment_digest,
+    )
+    return whole, alone
 
 
 def ticket_payload(signed_bytes: bytes) -> bytes:

@@ -83,7 +83,7 @@ def _run_chunk(
     message: bytes,
     public_key: bytes,
     plan: dict[str, Any],
-    chunk: list[tuple[str, np.ndarray, np.ndarray, bytes, bytes | None, int]],
+    chunk: list[tuple[str, np.ndarray, np.ndarray, bytes, bytes | None, tuple[int, int]]],
 ) -> list[_Row]:
     """Build each client of ``chunk`` from plain data and answer ``message``."""
     from he_fed.protocol.setup import build_client

@@ -208,14 +208,14 @@ def _register(message: Message, context: Context) -> Message:
         raise ProtocolError("clients register once, at setup, before the first round")
     config = records.config_of(message)
     ids = [str(c) for c in config["client-ids"]]  # type: ignore[union-attr]
-    keys = [bytes(k) for k in config["verify-keys"]]  # type: ignore[union-attr]
+    keys = [bytes(k) for k in config["verify-keys"]]  # type: ignore[union-attr, arg-type]
     if len(ids) != len(keys) or len(set(ids)) != len(ids):
         raise ProtocolError("a registration needs one public key per distinct client")
     if bool(state["provisioned"]):
         trusted = dict(
             zip(
                 [str(c) for c in state["trusted-ids"]],  # type: ignore[union-attr]
-                [bytes(k) for k in state["trusted-keys"]],  # type: ignore[union-attr]
+                [bytes(k) for k in state["trusted-keys"]],  # type: ignore[union-attr, arg-type]
                 strict=True,
             )
         )
