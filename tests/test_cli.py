@@ -190,3 +190,39 @@ def test_flower_app_provisions_the_key_holder_and_prints_the_pin(tmp_path):
     )
     assert refused.exit_code == 1 and "InsecureParameters" in refused.output
     assert refused.output.strip().count("\n") == 0 and not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--lr", "-1"], "learning_rate"),
+        (["--lr", "0"], "learning_rate"),
+        (["--lr", "nan"], "learning_rate"),
+        (["--batch-size", "0"], "batch_size"),
+        (["--l2", "-1"], "alpha"),
+        (["--l2", "nan"], "alpha"),
+    ],
+)
+def test_bad_training_settings_are_one_line_errors_before_any_work(flags, message):
+    """Refused up front: a client-side failure in every round would 'train' nothing."""
+    result = CliRunner().invoke(main, ["run", "--rounds", "1", *flags])
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0
+
+
+def test_a_round_every_client_fails_is_an_error_not_a_silent_skip():
+    from he_fed.exceptions import ProtocolError
+    from he_fed.protocol import Identity
+    from he_fed.runtime import Federation
+    from tests.protocol.harness import client, roles
+
+    keyholder, aggregator, registered = roles("plain")
+    stranger = Identity().public_bytes  # every client pinned another key holder
+    clients = [
+        client(keyholder, f"c{i}", i, 20, keyholder=stranger, identity=old._identity)
+        for i, old in enumerate(registered)
+    ]
+    federation = Federation(keyholder, aggregator, clients)
+    with pytest.raises(ProtocolError, match="every client failed"):
+        federation.run_round()

@@ -299,6 +299,9 @@ class FederationSetup:
         widths = {np.asarray(X).shape[1] for X, _ in partitions}
         if len(widths) != 1:
             raise ConfigurationError(f"clients disagree on the number of features: {widths}")
+        # The clients' hyperparameters are checked here, once, so that a bad value is
+        # one clear error before any work, not a failure in every client's round.
+        model._check_params()
         plan = ClientPlan(
             model=model,
             local_epochs=local_epochs,

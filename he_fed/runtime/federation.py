@@ -18,7 +18,13 @@ from typing import Protocol
 import numpy as np
 
 from he_fed.crypto import PublicKey, Scheme
-from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation, TrainingDiverged
+from he_fed.exceptions import (
+    ConfigurationError,
+    HEFedError,
+    PolicyViolation,
+    ProtocolError,
+    TrainingDiverged,
+)
 from he_fed.models import BaseGD
 from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.messages import Task
@@ -270,6 +276,11 @@ class Federation:
                 timings["aggregate"] += time.perf_counter() - t0
             sizes.append(len(report.update))
             clipped += report.clipped
+        if results and len(failures) == len(results) and not self.aggregator.contributors:
+            # Every client asked failed: a setting or a message they all refuse, not
+            # dropouts. Skipping such rounds silently would "train" nothing.
+            first = next(iter(failures.items()))
+            raise ProtocolError(f"every client failed this round; {first[0]} said: {first[1]}")
         contributors = self.aggregator.contributors
         outcome = dict(
             round=self.aggregator.round,

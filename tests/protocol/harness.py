@@ -37,17 +37,17 @@ def data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def client(keyholder: KeyHolder, name: str, seed: int, n: int, **kwargs: object) -> Client:
-    """A client trusting ``keyholder``, with ``n`` rows of synthetic data."""
+def client(holder: KeyHolder, name: str, seed: int, n: int, **kwargs: object) -> Client:
+    """A client trusting ``holder``, with ``n`` rows of synthetic data."""
     options: dict[str, object] = dict(
-        keyholder=keyholder.identity_bytes,
+        keyholder=holder.identity_bytes,
         model=LogisticRegressionGD(learning_rate=0.5),
         local_epochs=2,
         classes=np.array([0, 1]),
         allow_insecure=True,
     )
     options.update(kwargs)
-    public = options.pop("public_key", keyholder.public_key_bytes())
+    public = options.pop("public_key", holder.public_key_bytes())
     return Client(name, *data(seed, n), public, **options)  # type: ignore[arg-type]
 
 
