@@ -11,6 +11,9 @@ from he_fed.crypto import SCHEMES, scheme_from_options
 from he_fed.crypto.ckks import PRESETS
 from he_fed.experiment import RUN_DEFAULTS
 
+#: Counts that must be at least 1 (0 would estimate nothing).
+_POSITIVE = click.IntRange(min=1)
+
 
 @click.command()
 @click.option(
@@ -19,11 +22,16 @@ from he_fed.experiment import RUN_DEFAULTS
     default=RUN_DEFAULTS["scheme"],
     show_default=True,
 )
-@click.option("--features", type=int, default=30, show_default=True)
-@click.option("--clients", type=int, default=RUN_DEFAULTS["clients"], show_default=True)
-@click.option("--rounds", type=int, default=RUN_DEFAULTS["rounds"], show_default=True)
-@click.option("--samples-per-client", type=int, default=100, show_default=True)
-@click.option("--local-epochs", type=int, default=RUN_DEFAULTS["local_epochs"], show_default=True)
+@click.option("--features", type=_POSITIVE, default=30, show_default=True)
+@click.option("--clients", type=_POSITIVE, default=RUN_DEFAULTS["clients"], show_default=True)
+@click.option("--rounds", type=_POSITIVE, default=RUN_DEFAULTS["rounds"], show_default=True)
+@click.option("--samples-per-client", type=_POSITIVE, default=100, show_default=True)
+@click.option(
+    "--local-epochs",
+    type=click.IntRange(min=1),
+    default=RUN_DEFAULTS["local_epochs"],
+    show_default=True,
+)
 @click.option("--key-bits", type=int, default=RUN_DEFAULTS["key_bits"], show_default=True)
 @click.option(
     "--ckks-preset",

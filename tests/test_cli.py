@@ -226,3 +226,34 @@ def test_a_round_every_client_fails_is_an_error_not_a_silent_skip():
     federation = Federation(keyholder, aggregator, clients)
     with pytest.raises(ProtocolError, match="every client failed"):
         federation.run_round()
+
+
+@pytest.mark.parametrize(
+    "flag", ["--features", "--clients", "--rounds", "--samples-per-client", "--local-epochs"]
+)
+def test_estimate_refuses_zero_counts(flag):
+    result = CliRunner().invoke(main, ["estimate", flag, "0"])
+    assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output
+
+
+def test_a_csv_saved_with_a_byte_order_mark_finds_its_target_column(tmp_path):
+    path = tmp_path / "excel.csv"
+    rows = "".join(f"{i},{i % 3},{i % 2}\n" for i in range(12))
+    path.write_bytes(b"\xef\xbb\xbf" + f"a,b,target\n{rows}".encode())
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--dataset",
+            str(path),
+            "--target",
+            "target",
+            "--clients",
+            "2",
+            "--rounds",
+            "1",
+            "--scheme",
+            "plain",
+        ],
+    )
+    assert result.exit_code == 0, result.output

@@ -96,7 +96,7 @@ def _load_csv(path: Path, target: str | None) -> Dataset:
     if target is None:
         raise DatasetError(f"{path}: a CSV dataset needs --target COLUMN")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel writes a BOM
             rows = list(csv.reader(handle))
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from None
