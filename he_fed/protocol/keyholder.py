@@ -6,6 +6,7 @@ on a Flower node its node config), never from the aggregator's messages.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 
@@ -258,18 +259,7 @@ class KeyHolder:
         signature = self._identity.sign(ticket_payload(unsigned.signed_bytes()))
         self._last_round = round_id
         self._open = (round_id, task)
-        return encode(
-            RoundStart(
-                self._federation,
-                round_id,
-                task,
-                unsigned.fingerprint,
-                weights,
-                center,
-                scale,
-                signature,
-            )
-        )
+        return encode(dataclasses.replace(unsigned, signature=signature))
 
     def decrypt_aggregate(self, data: bytes) -> bytes:
         """Check the policy, decrypt the aggregate, and return the encoded mean.

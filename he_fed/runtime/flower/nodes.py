@@ -30,6 +30,7 @@ process on the node, so every handler rebuilds its role from the node state.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -161,19 +162,15 @@ def _keygen(message: Message, context: Context) -> Message:
     keygen_s = time.perf_counter() - started
     identity = _node_identity(context, "key holder's")
     keyholder = KeyHolder(keys, plan=policy.plan, min_clients=policy.min_clients, identity=identity)
-    trusted = policy.trusted_clients
-    if trusted is None and context.node_config.get("trusted-clients"):
+    if policy.trusted_clients is None and context.node_config.get("trusted-clients"):
         trusted = trusted_clients_file(str(context.node_config["trusted-clients"]))
+        policy = dataclasses.replace(policy, trusted_clients=trusted)
     context.state[_KEYHOLDER_STATE] = ConfigRecord(
         {
             "secret-key": keyholder.secret_key_bytes(),
             "identity": identity.private_bytes(),
             "state": keyholder.export_state(),
-            "allow-insecure": allow_insecure,
-            "trust-on-first-use": policy.trust_on_first_use,
-            "trusted-ids": sorted(trusted) if trusted is not None else [],
-            "trusted-keys": [trusted[c] for c in sorted(trusted)] if trusted is not None else [],
-            "provisioned": trusted is not None,
+            "policy": policy.to_json(),  # no secret in it
         }
     )
     return records.reply(
@@ -191,9 +188,15 @@ def _restore(context: Context) -> KeyHolder:
     if _KEYHOLDER_STATE not in context.state:
         raise ProtocolError("this node holds no keys; it was never asked to generate them")
     state = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
-    keys = load_secret(bytes(state["secret-key"]), allow_insecure=bool(state["allow-insecure"]))  # type: ignore[arg-type]
+    allow_insecure = bool(getattr(_stored_policy(context).scheme, "allow_insecure", False))
+    keys = load_secret(bytes(state["secret-key"]), allow_insecure=allow_insecure)  # type: ignore[arg-type]
     identity = Identity.from_private_bytes(bytes(state["identity"]))  # type: ignore[arg-type]
     return KeyHolder.restore(keys, identity, bytes(state["state"]))  # type: ignore[arg-type]
+
+
+def _stored_policy(context: Context) -> KeyHolderPolicy:
+    state = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
+    return KeyHolderPolicy.from_json(str(state["policy"]))
 
 
 def _save(context: Context, keyholder: KeyHolder) -> None:
@@ -203,7 +206,7 @@ def _save(context: Context, keyholder: KeyHolder) -> None:
 def _register(message: Message, context: Context) -> Message:
     """Record the clients' identities, once, before the first ticket."""
     keyholder = _restore(context)
-    state = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
+    policy = _stored_policy(context)
     if keyholder.registered_clients() or keyholder.last_round >= 0:
         raise ProtocolError("clients register once, at setup, before the first round")
     config = records.config_of(message)
@@ -211,21 +214,15 @@ def _register(message: Message, context: Context) -> Message:
     keys = [bytes(k) for k in config["verify-keys"]]  # type: ignore[union-attr, arg-type]
     if len(ids) != len(keys) or len(set(ids)) != len(ids):
         raise ProtocolError("a registration needs one public key per distinct client")
-    if bool(state["provisioned"]):
-        trusted = dict(
-            zip(
-                [str(c) for c in state["trusted-ids"]],  # type: ignore[union-attr]
-                [bytes(k) for k in state["trusted-keys"]],  # type: ignore[union-attr, arg-type]
-                strict=True,
-            )
-        )
+    trusted = policy.trusted_clients
+    if trusted is not None:
         for client_id, key in zip(ids, keys, strict=True):
             if trusted.get(client_id) != key:
                 raise PolicyViolation(
                     f"client {client_id!r} is not registered with the identity this node "
                     "was provisioned with"
                 )
-    elif not bool(state["trust-on-first-use"]):
+    elif not policy.trust_on_first_use:
         raise PolicyViolation(
             "this key holder has no provisioned client identities (trusted-clients) and "
             "does not trust on first use; it will not take identities from the aggregator"
