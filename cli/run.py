@@ -27,7 +27,7 @@ from he_fed.runtime import EXECUTORS
 _PHASE_LABELS = {
     "train": "local training",
     "encrypt": "encode + encrypt",
-    "sign": "commit + sign",
+    "sign": "commit, sign, prove",
     "serialize": "serialize",
     "aggregate": "aggregate",
     "decrypt": "decrypt",

@@ -58,7 +58,7 @@ def test_the_worked_example_shows_what_he_fed_run_prints():
     for phase in (
         "local training",
         "encode + encrypt",
-        "commit + sign",
+        "commit, sign, prove",
         "serialize",
         "aggregate",
         "decrypt",

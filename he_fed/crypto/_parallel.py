@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import logging
 import multiprocessing
-import secrets
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -48,12 +47,11 @@ def _init_worker(hs: bytes, nsquare: bytes, exponent_bits: int) -> None:
     _WORKER_EXPONENT_BITS = exponent_bits
 
 
-def _worker_randomisers(count: int) -> list[bytes]:
+def _worker_randomisers(exponents: list[bytes]) -> list[bytes]:
     assert _WORKER_TABLE is not None
     width = (int(_WORKER_TABLE.modulus).bit_length() + 7) // 8
     return [
-        int(_WORKER_TABLE.pow(secrets.randbits(_WORKER_EXPONENT_BITS))).to_bytes(width, "big")
-        for _ in range(count)
+        int(_WORKER_TABLE.pow(int.from_bytes(a, "big"))).to_bytes(width, "big") for a in exponents
     ]
 
 
@@ -73,18 +71,22 @@ def _pool(hs: int, nsquare: int, exponent_bits: int, workers: int) -> ProcessPoo
 
 
 def randomisers(
-    hs: int, nsquare: int, exponent_bits: int, count: int, workers: int
+    hs: int, nsquare: int, exponent_bits: int, exponents: list[int], workers: int
 ) -> list[Any] | None:
-    """``count`` fresh randomisers ``hs^a mod n²`` from ``workers`` processes.
+    """The randomisers ``hs^a mod n²`` for the caller's exponents, from ``workers`` processes.
 
-    Returns None (and disables workers for this process) when they cannot start.
+    The caller draws the exponents, because it needs them again to prove it knows
+    them (:mod:`he_fed.crypto._commitment_proof`). Returns None (and disables
+    workers for this process) when they cannot start.
     """
     pool = _pool(hs, nsquare, exponent_bits, workers)
-    share, extra = divmod(count, workers)
-    sizes = [share + (1 if i < extra else 0) for i in range(workers)]
+    size = (exponent_bits + 7) // 8
+    encoded = [a.to_bytes(size, "big") for a in exponents]
+    share = -(-len(encoded) // workers)
+    batches = [encoded[i : i + share] for i in range(0, len(encoded), share)]
     out: list[Any] = []
     try:
-        for batch in pool.map(_worker_randomisers, [s for s in sizes if s]):
+        for batch in pool.map(_worker_randomisers, batches):
             out.extend(gmpy2.mpz(int.from_bytes(b, "big")) for b in batch)
     except (BrokenProcessPool, OSError) as exc:
         log.warning("encryption workers unavailable (%s); encrypting in this process", exc)

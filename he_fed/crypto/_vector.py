@@ -128,6 +128,24 @@ class EncryptedVector(ABC):
         its values.)
         """
 
+    def prove_commitment(self, context: bytes) -> bytes:
+        """A proof, bound to ``context``, that its maker knows the commitment's randomness.
+
+        Without it, a client colluding with the aggregator could sign a *rogue*
+        commitment (one that cancels the other receipts') and the key holder's sum
+        check would pass for an aggregate holding a single victim's ciphertext.
+        Paillier vectors fresh from ``encrypt`` make one
+        (:mod:`he_fed.crypto._commitment_proof`); CKKS and ``Plain`` make none and
+        return ``b""`` (``DESIGN.md`` says what that leaves open for CKKS).
+
+        Raises
+        ------
+        ConfigurationError
+            If the vector is a sum or was read from bytes: only its maker holds the
+            randomness.
+        """
+        return b""
+
     @abstractmethod
     def _add(self, other: Any, count: int) -> EncryptedVector:
         """Add a compatible vector of the same type."""

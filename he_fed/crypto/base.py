@@ -237,6 +237,32 @@ class AggregationKey(ABC):
     def _sum_commitments(self, commitments: list[bytes], size: int) -> bytes:
         """Combine checked-nonempty commitments."""
 
+    def verify_commitment_proof(
+        self, commitment: bytes, proof: bytes, size: int, context: bytes
+    ) -> bool:
+        """Whether ``proof`` shows that its maker knows the randomness behind ``commitment``.
+
+        See :meth:`EncryptedVector.prove_commitment`. Schemes without such proofs
+        (CKKS, ``Plain``) accept only the empty proof.
+
+        Parameters
+        ----------
+        commitment : bytes
+            One contribution's commitment.
+        proof : bytes
+            Its proof.
+        size : int
+            Number of values of the vector.
+        context : bytes
+            What the proof was bound to when it was made.
+        """
+        return self._verify_commitment_proof(commitment, proof, size, context)
+
+    def _verify_commitment_proof(
+        self, commitment: bytes, proof: bytes, size: int, context: bytes
+    ) -> bool:
+        return proof == b""
+
     @abstractmethod
     def _key_body(self) -> bytes:
         """Body bytes of this key's envelope."""

@@ -20,8 +20,6 @@ decrypted value outside the plan's range raises ``EncodingOverflowError``.
 
 from __future__ import annotations
 
-import os
-import secrets
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,14 +32,16 @@ from he_fed._validation import check_int
 from he_fed.crypto import _djn as djn
 from he_fed.crypto import wire
 from he_fed.crypto._packing import Quantizer, SlotLayout
+from he_fed.crypto._paillier_keys import (
+    PARALLEL_MIN_CIPHERTEXTS,
+    PaillierPublicKey,
+    PaillierSecretKey,
+    PaillierVector,
+)
 from he_fed.crypto.base import (
-    EncryptedVector,
     KeyPair,
-    PublicKey,
     Scheme,
-    SecretKey,
     WeightedSum,
-    key_fingerprint,
 )
 from he_fed.exceptions import (
     ConfigurationError,
@@ -50,9 +50,15 @@ from he_fed.exceptions import (
     MalformedMessage,
 )
 
-__all__ = ["PackedPaillier", "Paillier"]
+__all__ = [
+    "PARALLEL_MIN_CIPHERTEXTS",
+    "PackedPaillier",
+    "Paillier",
+    "PaillierPublicKey",
+    "PaillierSecretKey",
+    "PaillierVector",
+]
 
-_DOMAIN = "he-fed/paillier/v1"
 #: Below 2048 bits a Paillier modulus gives less than 112-bit security
 #: (NIST SP 800-57 Part 1, Table 2, read for factoring-based keys).
 MIN_SECURE_KEY_BITS = 2048
@@ -60,32 +66,6 @@ _MIN_KEY_BITS = 256
 #: Largest modulus supported: 8192 bits (192-bit security; key generation takes
 #: seconds, and the fixed-base table stays within ``djn.TABLE_BUDGET_BYTES``).
 MAX_KEY_BITS = 8192
-#: Encryptions per call from which worker processes are used (their start-up and
-#: tables cost about a second, which short vectors would not win back).
-PARALLEL_MIN_CIPHERTEXTS = 512
-#: Environment variable that sets the default number of encryption processes (a
-#: scheme's own ``workers`` wins). Processes that are themselves pool workers set
-#: it to 1, so that they never start pools of their own.
-WORKERS_ENV = "HE_FED_ENCRYPT_WORKERS"
-
-
-def default_workers() -> int:
-    """Encryption processes used when a scheme does not set ``workers``.
-
-    ``$HE_FED_ENCRYPT_WORKERS`` if it is set, else the cores this process may use.
-    """
-    configured = os.environ.get(WORKERS_ENV, "")
-    if configured.isdigit() and int(configured) >= 1:
-        return int(configured)
-    return usable_cores()
-
-
-def usable_cores() -> int:
-    """The cores this process may use (its CPU affinity where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -356,139 +336,3 @@ class PackedPaillier(_PaillierScheme):
         if np.any(np.abs(q_sum) > levels * weight):
             raise EncodingOverflowError("a decrypted slot lies outside the plan's range")
         return WeightedSum(self.quantizer.dequantize(q_sum), weight, count)
-
-
-class PaillierPublicKey(PublicKey):
-    """Paillier public key: the modulus ``n`` and the DJN generator ``hs``."""
-
-    def __init__(self, scheme: _PaillierScheme, n: int, hs: int) -> None:
-        self._n_bytes = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        self._hs_bytes = hs.to_bytes((n.bit_length() * 2 + 7) // 8, "big")
-        super().__init__(scheme, key_fingerprint(_DOMAIN, self._n_bytes, self._hs_bytes))
-        self.n = gmpy2.mpz(n)
-        self.nsquare = self.n * self.n
-        self.hs = gmpy2.mpz(hs)
-        self._width = (int(self.nsquare).bit_length() + 7) // 8
-        # The fixed-base table is built on the first encryption (djn.fixed_base);
-        # the aggregator, which only adds, never builds one.
-
-    @property
-    def scheme(self) -> _PaillierScheme:
-        """Scheme parameters and encoding plan."""
-        return self._scheme  # type: ignore[return-value]
-
-    def _key_body(self) -> bytes:
-        w = wire.Writer()
-        w.blob(self._n_bytes)
-        w.blob(self._hs_bytes)
-        return w.getvalue()
-
-    def _randomisers(self, count: int) -> list[Any]:
-        bits = self.scheme.randomness_bits
-        workers = self.scheme.workers or default_workers()
-        if workers > 1 and count >= PARALLEL_MIN_CIPHERTEXTS:
-            from he_fed.crypto import _parallel
-
-            if _parallel.available():
-                made = _parallel.randomisers(int(self.hs), int(self.nsquare), bits, count, workers)
-                if made is not None:
-                    return made
-        table = djn.fixed_base(int(self.hs), int(self.nsquare), bits)
-        return [table.pow(secrets.randbits(bits)) for _ in range(count)]
-
-    def raw_encrypt(self, plaintexts: list[int]) -> list[Any]:
-        """Encrypt integers in ``[0, n)`` as standard Paillier ciphertexts.
-
-        You probably want :meth:`encrypt`, which encodes real vectors under the plan.
-        """
-        n, nsquare = self.n, self.nsquare
-        return [
-            (1 + m * n) * r % nsquare
-            for m, r in zip(plaintexts, self._randomisers(len(plaintexts)), strict=False)
-        ]
-
-    def _encrypt(self, values: np.ndarray, weight: int) -> PaillierVector:
-        plaintexts = self.scheme.encode(values, weight, int(self.n))
-        return PaillierVector(self, self.raw_encrypt(plaintexts), values.size, 1)
-
-    def _sum_commitments(self, commitments: list[bytes], size: int) -> bytes:
-        width = len(self._n_bytes)
-        number = self.scheme.ciphertexts_for(size)
-        n = self.n
-        product = [gmpy2.mpz(1)] * number
-        for blob in commitments:
-            if len(blob) != number * width:
-                raise MalformedMessage("paillier commitment has the wrong length")
-            for i in range(number):
-                r = gmpy2.mpz(int.from_bytes(blob[i * width : (i + 1) * width], "big"))
-                if not 0 < r < n:
-                    raise MalformedMessage("paillier commitment is out of range")
-                product[i] = product[i] * r % n
-        return b"".join(int(v).to_bytes(width, "big") for v in product)
-
-    def _read_vector(self, reader: wire.Reader, size: int, count: int) -> PaillierVector:
-        width = self._width
-        number = self.scheme.ciphertexts_for(size)
-        if number > reader.remaining // width:
-            raise MalformedMessage(f"truncated paillier vector of {size} values")
-        raw = reader.raw(number * width)
-        ciphertexts = []
-        for i in range(number):
-            c = gmpy2.mpz(int.from_bytes(raw[i * width : (i + 1) * width], "big"))
-            if not 0 < c < self.nsquare or gmpy2.gcd(c, self.n) != 1:
-                raise MalformedMessage(f"paillier ciphertext {i} is not in Z*_(n^2)")
-            ciphertexts.append(c)
-        return PaillierVector(self, ciphertexts, size, count)
-
-    def _payload_bound(self, size: int) -> int:
-        return self.scheme.ciphertexts_for(size) * self._width
-
-
-class PaillierSecretKey(SecretKey):
-    """Paillier secret key: the primes ``p`` and ``q``; decrypts with CRT."""
-
-    def __init__(self, public: PaillierPublicKey, p: int, q: int) -> None:
-        super().__init__(public)
-        if p * q != int(public.n):
-            raise ConfigurationError("p * q does not equal the public modulus")
-        self._crt = djn.CRTDecryptor(p, q)
-
-    def _secret_body(self) -> bytes:
-        w = wire.Writer()
-        for prime in (self._crt.p, self._crt.q):
-            w.blob(int(prime).to_bytes((int(prime).bit_length() + 7) // 8, "big"))
-        return w.getvalue()
-
-    def raw_decrypt(self, ciphertexts: list[Any]) -> list[int]:
-        """Plaintext integers in ``[0, n)``. You probably want :meth:`decrypt`."""
-        return [self._crt.decrypt(c) for c in ciphertexts]
-
-    def _decrypt(self, vector: PaillierVector) -> WeightedSum:
-        scheme: _PaillierScheme = vector.key.scheme  # type: ignore[assignment]
-        plaintexts = self.raw_decrypt(vector.ciphertexts)
-        return scheme.decode(plaintexts, vector.size, vector.count, int(self._public.n))  # type: ignore[attr-defined]
-
-
-class PaillierVector(EncryptedVector):
-    """Standard Paillier ciphertexts (one per value, or one per packed chunk)."""
-
-    def __init__(
-        self, key: PaillierPublicKey, ciphertexts: list[Any], size: int, count: int
-    ) -> None:
-        super().__init__(key, size, count)
-        self.ciphertexts = ciphertexts
-
-    def _add(self, other: PaillierVector, count: int) -> PaillierVector:
-        nsquare = self.key.nsquare  # type: ignore[attr-defined]
-        summed = [a * b % nsquare for a, b in zip(self.ciphertexts, other.ciphertexts, strict=True)]
-        return PaillierVector(self.key, summed, self.size, count)  # type: ignore[arg-type]
-
-    def commitment(self) -> bytes:
-        """Each ciphertext modulo ``n``: ``r^n mod n``, independent of the message."""
-        key: PaillierPublicKey = self.key  # type: ignore[assignment]
-        width = len(key._n_bytes)
-        return b"".join(int(c % key.n).to_bytes(width, "big") for c in self.ciphertexts)
-
-    def _payload(self) -> bytes:
-        width = self.key._width  # type: ignore[attr-defined]
-        return b"".join(int(c).to_bytes(width, "big") for c in self.ciphertexts)

@@ -46,14 +46,9 @@ import gmpy2
 import phe
 
 from he_fed._validation import check_int
+from he_fed.crypto._paillier_keys import PaillierPublicKey, PaillierSecretKey, PaillierVector
 from he_fed.crypto.base import KeyPair
-from he_fed.crypto.paillier import (
-    PackedPaillier,
-    Paillier,
-    PaillierPublicKey,
-    PaillierSecretKey,
-    PaillierVector,
-)
+from he_fed.crypto.paillier import PackedPaillier, Paillier
 from he_fed.exceptions import (
     ConfigurationError,
     EncodingError,

@@ -51,7 +51,9 @@ __all__ = [
 ]
 
 MAGIC = b"HEFD"
-FORMAT_VERSION = 3  # 2: CKKS two values per slot; 3: signed round tickets, split signatures
+#: 2: CKKS two values per slot; 3: signed round tickets, split signatures;
+#: 4: proofs of knowledge of Paillier commitments in updates and receipts.
+FORMAT_VERSION = 4
 _CHECKSUM_BYTES = 16
 _MAX_FINGERPRINT = 64
 _MAX_TEXT = 4096

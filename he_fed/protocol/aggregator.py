@@ -190,7 +190,8 @@ class Aggregator:
         ProtocolError
             If the update answers another round or task, or its sender already contributed.
         InvalidSignature
-            If the sender is not registered or a signature does not verify.
+            If the sender is not registered, a signature does not verify, or the
+            commitment's proof of knowledge does not.
         KeyMismatchError
             If it was encrypted under another key or plan.
         EncodingOverflowError
@@ -227,9 +228,17 @@ class Aggregator:
             and self._registry.verify(update.client_id, update.commitment_signature, alone)
         ):
             raise InvalidSignature(f"the update from {update.client_id!r} has a bad signature")
+        if not key.verify_commitment_proof(commitment, update.proof, vector.size, alone):
+            # Checked here too, so that one client's bad proof costs only its own update
+            # rather than the key holder's refusal of the whole round.
+            raise InvalidSignature(
+                f"the update from {update.client_id!r} does not prove its commitment"
+            )
         total = vector if self._sum is None else self._sum + vector
         self._sum = total
-        self._receipts.append(Receipt(update.client_id, commitment, update.commitment_signature))
+        self._receipts.append(
+            Receipt(update.client_id, commitment, update.commitment_signature, update.proof)
+        )
 
     def finish_round(self) -> bytes:
         """Close the round and return the :class:`EncryptedAggregate` for the key holder.

@@ -53,7 +53,7 @@ class ClientReport:
         The encoded :class:`~he_fed.protocol.messages.EncryptedUpdate`.
     train_s, encrypt_s, sign_s, serialize_s : float
         Seconds spent training (or computing statistics), encoding and
-        encrypting, committing and signing, and serializing.
+        encrypting, committing, signing and proving, and serializing.
     clipped : int
         Values clipped to the plan's bound before encryption.
     """
@@ -313,9 +313,16 @@ class Client:
         )
         signature = self._identity.sign(whole)
         commitment_signature = self._identity.sign(alone)
+        proof = vector.prove_commitment(alone)
         t4 = time.perf_counter()
         update = EncryptedUpdate(
-            start.round, start.task, self.client_id, vector_bytes, signature, commitment_signature
+            start.round,
+            start.task,
+            self.client_id,
+            vector_bytes,
+            signature,
+            commitment_signature,
+            proof,
         )
         data = encode(update)
         t5 = time.perf_counter()

@@ -296,17 +296,19 @@ class KeyHolder:
         if len(set(contributors)) != len(contributors):
             raise PolicyViolation("the aggregate lists a contributor more than once")
         key = tasks.plan_for(self._keys.public, message.task)
+        size = self._plan.vector_size(message.task)
         for receipt in message.receipts:
             if not self._registry.verify_receipt(
                 receipt,
                 federation=self._federation,
                 round=message.round,
                 task=message.task,
-                fingerprint=key.fingerprint,
+                key=key,
+                size=size,
             ):
                 raise PolicyViolation(
-                    f"the receipt of {receipt.client_id!r} is not validly signed for round "
-                    f"{message.round} by a registered client"
+                    f"the receipt of {receipt.client_id!r} is not validly signed and proven "
+                    f"for round {message.round} by a registered client"
                 )
         self._open = None  # past the signatures: this attempt uses up the round
         if len(contributors) < self.min_clients:
@@ -314,7 +316,7 @@ class KeyHolder:
                 f"the aggregate holds {len(contributors)} contribution(s); the policy "
                 f"requires at least {self.min_clients}"
             )
-        vector = key.load_vector(message.vector, size=self._plan.vector_size(message.task))
+        vector = key.load_vector(message.vector, size=size)
         if vector.count != len(contributors):
             raise PolicyViolation(
                 f"the ciphertext sums {vector.count} contributions but carries "

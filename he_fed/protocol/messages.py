@@ -43,6 +43,8 @@ _MAX_ID = 256
 FEDERATION_ID_BYTES = 16
 _SIGNATURE_BYTES = 64
 _DIGEST_BYTES = 32
+#: Largest commitment proof: one residue and one response under an 8192-bit key.
+_MAX_PROOF = 4096
 
 
 class Task(str, enum.Enum):
@@ -179,6 +181,10 @@ class EncryptedUpdate:
     commitment_signature : bytes
         Ed25519 signature over the same fields but the vector's digest (see
         :mod:`he_fed.protocol.receipts`).
+    proof : bytes, default=b""
+        Proof that the sender knows its commitment's randomness, bound to the
+        commitment signature's payload
+        (:meth:`~he_fed.crypto.EncryptedVector.prove_commitment`); empty for CKKS.
     """
 
     round: int
@@ -187,6 +193,7 @@ class EncryptedUpdate:
     vector: bytes
     signature: bytes
     commitment_signature: bytes
+    proof: bytes = b""
 
     kind: ClassVar[wire.Kind] = wire.Kind.UPDATE
 
@@ -197,20 +204,16 @@ class EncryptedUpdate:
         w.blob(self.vector)
         w.blob(self.signature)
         w.blob(self.commitment_signature)
+        w.blob(self.proof)
 
     @classmethod
     def _read(cls, r: wire.Reader) -> EncryptedUpdate:
         round_id, task, client_id = r.uint(), _read_task(r), r.text(max_size=_MAX_ID)
         vector = r.blob()
         signature = _fixed(r, _SIGNATURE_BYTES, "signature")
-        return cls(
-            round_id,
-            task,
-            client_id,
-            vector,
-            signature,
-            _fixed(r, _SIGNATURE_BYTES, "commitment signature"),
-        )
+        commitment_signature = _fixed(r, _SIGNATURE_BYTES, "commitment signature")
+        proof = r.blob(max_size=_MAX_PROOF)
+        return cls(round_id, task, client_id, vector, signature, commitment_signature, proof)
 
 
 @dataclass(frozen=True)
@@ -228,22 +231,28 @@ class Receipt:
     signature : bytes
         The contributor's Ed25519 signature over the commitment
         (:attr:`EncryptedUpdate.commitment_signature`).
+    proof : bytes, default=b""
+        The contributor's proof of knowledge of the commitment's randomness
+        (:attr:`EncryptedUpdate.proof`).
     """
 
     client_id: str
     commitment: bytes
     signature: bytes
+    proof: bytes = b""
 
     def _write(self, w: wire.Writer) -> None:
         w.text(self.client_id, length_bytes=2)
         w.blob(self.commitment)
         w.blob(self.signature)
+        w.blob(self.proof)
 
     @classmethod
     def _read(cls, r: wire.Reader) -> Receipt:
         client_id = r.text(max_size=_MAX_ID)
         commitment = r.blob()
-        return cls(client_id, commitment, _fixed(r, _SIGNATURE_BYTES, "signature"))
+        signature = _fixed(r, _SIGNATURE_BYTES, "signature")
+        return cls(client_id, commitment, signature, r.blob(max_size=_MAX_PROOF))
 
 
 @dataclass(frozen=True)
@@ -286,7 +295,7 @@ class EncryptedAggregate:
     def _read(cls, r: wire.Reader) -> EncryptedAggregate:
         round_id, task = r.uint(), _read_task(r)
         count = r.uint(4)
-        if count > r.remaining // (2 + 2 * 8 + _SIGNATURE_BYTES):
+        if count > r.remaining // (2 + 3 * 8 + _SIGNATURE_BYTES):
             raise MalformedMessage(f"aggregate claims {count} receipts")
         receipts = tuple(Receipt._read(r) for _ in range(count))
         return cls(round_id, task, receipts, r.blob())

@@ -18,9 +18,14 @@ The defence, chosen as the cheapest sound design:
      *commitment* (:meth:`~he_fed.crypto.EncryptedVector.commitment`) is a part of
      the ciphertext that does not depend on the message and adds exactly as the
      ciphertext does: ``c mod n`` for Paillier, the ``c1`` polynomial for CKKS.
+   With a Paillier update the client also sends a proof that it knows its
+   commitment's randomness (:mod:`he_fed.crypto._commitment_proof`), bound to the
+   commitment signature's payload, so that a client colluding with the aggregator
+   cannot sign a *rogue* commitment that cancels the others' receipts. The
+   aggregator and the key holder both check it.
 3. The aggregator forwards the summed ciphertext and, per contributor, a
-   :class:`~he_fed.protocol.messages.Receipt`: client id, commitment and
-   commitment signature.
+   :class:`~he_fed.protocol.messages.Receipt`: client id, commitment, commitment
+   signature and proof.
 4. The key holder decrypts only if the signatures verify for the round it
    ticketed, the contributors are distinct, registered and at least its minimum
    cohort, and the aggregate's own commitment equals the sum of the receipts'
@@ -72,7 +77,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from he_fed.crypto import wire
+from he_fed.crypto import AggregationKey, wire
 from he_fed.exceptions import ConfigurationError, PolicyViolation
 from he_fed.protocol.messages import Receipt, Task
 
@@ -333,15 +338,29 @@ class Registry:
         return True
 
     def verify_receipt(
-        self, receipt: Receipt, *, federation: bytes, round: int, task: Task, fingerprint: bytes
+        self,
+        receipt: Receipt,
+        *,
+        federation: bytes,
+        round: int,
+        task: Task,
+        key: AggregationKey,
+        size: int,
     ) -> bool:
-        """Whether ``receipt`` carries a valid commitment signature by its registered client."""
+        """Whether ``receipt`` is validly signed by its registered client, and proven.
+
+        The commitment signature must verify under the client's key, and the
+        commitment's proof of knowledge (bound to the same payload) under ``key``
+        (:meth:`~he_fed.crypto.AggregationKey.verify_commitment_proof`).
+        """
         payload = commitment_payload(
             federation=federation,
             round=round,
             task=task,
             client_id=receipt.client_id,
-            fingerprint=fingerprint,
+            fingerprint=key.fingerprint,
             commitment_digest=digest(receipt.commitment),
         )
-        return self.verify(receipt.client_id, receipt.signature, payload)
+        return self.verify(
+            receipt.client_id, receipt.signature, payload
+        ) and key.verify_commitment_proof(receipt.commitment, receipt.proof, size, payload)

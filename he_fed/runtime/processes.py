@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from he_fed._validation import check_int
-from he_fed.crypto.paillier import WORKERS_ENV, usable_cores
+from he_fed.crypto._paillier_keys import WORKERS_ENV, usable_cores
 from he_fed.exceptions import ConfigurationError, ExecutorError, HEFedError
 from he_fed.protocol.client import Client, ClientReport
 from he_fed.runtime.base import ClientHandle, ClientResult

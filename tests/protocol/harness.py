@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 
+from he_fed.exceptions import ConfigurationError
 from he_fed.models import LogisticRegressionGD
 from he_fed.protocol import (
     Aggregator,
@@ -89,8 +90,15 @@ def signed_update(c: Client, start: bytes, vector, *, task: Task | None = None) 
     signature = identity.sign(
         update_payload(**fields, vector_digest=digest(data_bytes), commitment_digest=commitment)
     )
-    alone = identity.sign(commitment_payload(**fields, commitment_digest=commitment))
-    return encode(EncryptedUpdate(ticket.round, task, c.client_id, data_bytes, signature, alone))
+    payload = commitment_payload(**fields, commitment_digest=commitment)
+    alone = identity.sign(payload)
+    try:
+        proof = vector.prove_commitment(payload)
+    except ConfigurationError:  # a sum or a vector read from bytes: no randomness to prove
+        proof = b""
+    return encode(
+        EncryptedUpdate(ticket.round, task, c.client_id, data_bytes, signature, alone, proof)
+    )
 
 
 def ticket(

@@ -40,7 +40,15 @@ def paillier_vector(key, values: np.ndarray, weight: int, *, levels=None) -> Pai
     if levels is None:
         levels = [weight * round(float(v) / step) for v in values]
     plaintexts = [int(v) % n for v in levels] + [weight % n]
-    return PaillierVector(key, key.raw_encrypt(plaintexts), len(levels), 1)
+    return fresh(key, plaintexts, len(levels))
+
+
+def fresh(key, plaintexts: list[int], size: int) -> PaillierVector:
+    """Ciphertexts of any plaintexts, holding their randomness as the client's own do."""
+    ciphertexts, exponents = key._raw_encrypt(plaintexts)
+    vector = PaillierVector(key, ciphertexts, size, 1)
+    vector._exponents = exponents  # the crafting client made them, so it can prove them
+    return vector
 
 
 def ckks_vector(key, values: np.ndarray, weight: int) -> CKKSVector:
@@ -80,7 +88,7 @@ def crafted(key, scheme_name: str, how: str):
         if how == "inflate":  # 2000 (500 times the clip) in a slot sized for honest sums
             slots[1] = levels + round(2000.0 / scheme.quantizer.step)
         plaintexts = scheme.layout.pack(slots)
-        return PaillierVector(key, key.raw_encrypt(plaintexts), SIZE, 1)
+        return fresh(key, plaintexts, SIZE)
     return ckks_vector(key, values, weight)
 
 

@@ -1,0 +1,132 @@
+"""What the proofs of knowledge of Paillier commitments cost, against encryption.
+
+Every Paillier update carries a proof that its maker knows its commitment's
+randomness (``he_fed/crypto/_commitment_proof.py``, DESIGN.md "Rogue commitments").
+This measures, in one process and interleaved, for packed and per-value Paillier at
+several vector lengths:
+
+* encrypting one update (``public.encrypt``, one worker process);
+* proving its commitment (the client, once per update);
+* verifying the proof (the aggregator on arrival, and the key holder again);
+* the proof's bytes against the update's ciphertext bytes.
+
+Ratios divide by the encryption time measured in the same repetition.
+
+Run::
+
+    python benchmarks/commitment_proof.py --json benchmarks/results/commitment_proof.json \
+        --markdown benchmarks/results/commitment_proof.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from he_fed.bench.measure import timed
+from he_fed.bench.report import write_outputs
+from he_fed.crypto import PackedPaillier, Paillier
+from he_fed.experiment import environment
+
+CONTEXT = b"federation|round|task|client|fingerprint"
+#: (scheme, vector lengths): per-value Paillier is one ciphertext per value, so its
+#: long vectors are left to ``paillier_speed.py``.
+GRID = (("paillier-packed", (31, 1001, 10001)), ("paillier", (31, 301)))
+
+
+def _scheme(name: str, key_bits: int) -> Any:
+    plan = dict(key_bits=key_bits, max_clients=100, max_weight=1000, workers=1)
+    return PackedPaillier(**plan) if name == "paillier-packed" else Paillier(**plan)
+
+
+def rows(key_bits: int, repeats: int, seed: int) -> list[dict[str, Any]]:
+    """One row per (scheme, length): medians of ``repeats`` interleaved repetitions."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for name, lengths in GRID:
+        public = _scheme(name, key_bits).keygen().public
+        for d in lengths:
+            x = rng.uniform(-1, 1, d)
+            public.encrypt(x, weight=7)  # warm-up: the fixed-base table
+            times: dict[str, list[float]] = {"encrypt": [], "prove": [], "verify": []}
+            for _ in range(repeats):
+                t_enc, vector = timed(lambda k=public, x=x: k.encrypt(x, weight=7))
+                t_prove, proof = timed(lambda v=vector: v.prove_commitment(CONTEXT))
+                commitment = vector.commitment()
+                t_verify, ok = timed(
+                    lambda k=public, c=commitment, p=proof, d=d: k.verify_commitment_proof(
+                        c, p, d, CONTEXT
+                    )
+                )
+                assert ok
+                times["encrypt"].append(t_enc)
+                times["prove"].append(t_prove)
+                times["verify"].append(t_verify)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            out.append(
+                {
+                    "scheme": name,
+                    "key_bits": key_bits,
+                    "d": d,
+                    "ciphertexts": len(vector.ciphertexts),
+                    "encrypt_ms": med["encrypt"] * 1e3,
+                    "prove_ms": med["prove"] * 1e3,
+                    "verify_ms": med["verify"] * 1e3,
+                    "prove_over_encrypt": med["prove"] / med["encrypt"],
+                    "verify_over_encrypt": med["verify"] / med["encrypt"],
+                    "proof_bytes": len(proof),
+                    "update_bytes": len(vector.to_bytes()),
+                }
+            )
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The committed table, from a result dict."""
+    env = result["environment"]
+    lines = [
+        "# Proofs of knowledge of Paillier commitments",
+        "",
+        f"{env['date']} · {env['cpu']} · Python {env['python']} · one core. Medians of "
+        f"{result['repeats']} interleaved repetitions; ratios divide by the same "
+        "repetition's encryption of the update.",
+        "",
+        "| scheme | values | ciphertexts | encrypt ms | prove ms | verify ms | prove ÷ encrypt "
+        "| verify ÷ encrypt | proof bytes | update bytes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['scheme']} | {r['d']:,} | {r['ciphertexts']:,} | {r['encrypt_ms']:.2f} | "
+            f"{r['prove_ms']:.2f} | {r['verify_ms']:.2f} | {r['prove_over_encrypt']:.2f} | "
+            f"{r['verify_over_encrypt']:.2f} | {r['proof_bytes']} | {r['update_bytes']:,} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--key-bits", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args(argv)
+    result: dict[str, Any] = {
+        "benchmark": "commitment_proof",
+        "repeats": args.repeats,
+        "environment": environment(),
+        "rows": rows(args.key_bits, args.repeats, args.seed),
+    }
+    text = markdown(result)
+    print(text)
+    write_outputs(result, text, args.json, args.markdown)
+    return result
+
+
+if __name__ == "__main__":
+    main()

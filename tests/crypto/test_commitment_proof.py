@@ -1,0 +1,82 @@
+"""Proofs of knowledge of a Paillier commitment's randomness."""
+
+from __future__ import annotations
+
+import gmpy2
+import numpy as np
+import pytest
+
+from he_fed.crypto import _commitment_proof as pok
+from he_fed.exceptions import ConfigurationError
+from tests.conftest import keys_for
+
+CONTEXT = b"federation|round 3|train|client a|fingerprint"
+
+
+@pytest.fixture(params=["paillier", "paillier-packed"])
+def key(request):
+    return keys_for(request.param).public
+
+
+def test_a_fresh_vector_proves_its_commitment(key):
+    vector = key.encrypt(np.linspace(-1, 1, 40), weight=7)
+    proof = vector.prove_commitment(CONTEXT)
+    n = int(key.n)
+    assert len(proof) == pok.proof_size(n, key.scheme.randomness_bits, len(vector.ciphertexts))
+    assert key.verify_commitment_proof(vector.commitment(), proof, vector.size, CONTEXT)
+    # A second proof of the same vector is fresh randomness, and verifies too.
+    again = vector.prove_commitment(CONTEXT)
+    assert again != proof
+    assert key.verify_commitment_proof(vector.commitment(), again, vector.size, CONTEXT)
+
+
+def test_a_proof_is_bound_to_its_context_and_commitment(key):
+    a = key.encrypt(np.zeros(40), weight=1)
+    b = key.encrypt(np.zeros(40), weight=1)
+    proof = a.prove_commitment(CONTEXT)
+    assert not key.verify_commitment_proof(a.commitment(), proof, a.size, CONTEXT + b"!")
+    assert not key.verify_commitment_proof(b.commitment(), proof, b.size, CONTEXT)
+    # Nor does it survive a flipped bit, truncation, or the wrong vector length.
+    flipped = bytearray(proof)
+    flipped[-1] ^= 1
+    assert not key.verify_commitment_proof(a.commitment(), bytes(flipped), a.size, CONTEXT)
+    assert not key.verify_commitment_proof(a.commitment(), proof[:-1], a.size, CONTEXT)
+    assert not key.verify_commitment_proof(a.commitment(), b"", a.size, CONTEXT)
+    assert not key.verify_commitment_proof(a.commitment()[:-1], proof, a.size, CONTEXT)
+
+
+def test_a_commitment_times_another_clients_fails_with_the_makers_proof(key):
+    # The rogue commitment of a colluder: its own, divided by an honest client's.
+    mine, theirs = key.encrypt(np.zeros(40)), key.encrypt(np.ones(40))
+    n = int(key.n)
+    width = (n.bit_length() + 7) // 8
+    rogue = b"".join(
+        (int(a) % n * int(gmpy2.invert(int(b) % n, n)) % n).to_bytes(width, "big")
+        for a, b in zip(mine.ciphertexts, theirs.ciphertexts, strict=True)
+    )
+    proof = mine.prove_commitment(CONTEXT)
+    assert not key.verify_commitment_proof(rogue, proof, mine.size, CONTEXT)
+
+
+def test_only_a_fresh_vector_can_prove(key):
+    vector = key.encrypt(np.zeros(40))
+    with pytest.raises(ConfigurationError, match="fresh from encrypt"):
+        (vector + vector).prove_commitment(CONTEXT)
+    with pytest.raises(ConfigurationError, match="fresh from encrypt"):
+        key.load_vector(vector.to_bytes()).prove_commitment(CONTEXT)
+
+
+def test_the_exponents_never_leave_in_the_vectors_bytes(key):
+    vector = key.encrypt(np.zeros(40))
+    loaded = key.load_vector(vector.to_bytes())
+    assert loaded._exponents is None
+    assert loaded.to_bytes() == vector.to_bytes()
+
+
+def test_schemes_without_proofs_accept_only_the_empty_proof():
+    for name in ("ckks", "plain"):
+        public = keys_for(name).public
+        vector = public.encrypt(np.zeros(8))
+        assert vector.prove_commitment(CONTEXT) == b""
+        assert public.verify_commitment_proof(vector.commitment(), b"", 8, CONTEXT)
+        assert not public.verify_commitment_proof(vector.commitment(), b"x", 8, CONTEXT)
