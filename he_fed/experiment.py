@@ -5,13 +5,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import os
-import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -19,6 +15,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from he_fed._environment import environment
 from he_fed._validation import check_int
 from he_fed.crypto import SCHEMES
 from he_fed.data import PARTITIONERS, load_dataset, partition, train_test
@@ -252,50 +249,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return float(value) if np.isfinite(value) else None
     return value
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment() -> dict[str, Any]:
-    """Versions, CPU model, core count and thread settings of this machine."""
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-        "packages": {
-            p: _version(p)
-            for p in (
-                "he-fed",
-                "numpy",
-                "scikit-learn",
-                "phe",
-                "gmpy2",
-                "tenseal",
-                "click",
-                "flwr",
-                "ray",
-            )
-        },
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
 
 
 @dataclass(frozen=True, eq=False)
