@@ -18,7 +18,14 @@ from sklearn.preprocessing import StandardScaler
 from he_fed._environment import environment
 from he_fed._validation import check_int
 from he_fed.crypto import SCHEMES
-from he_fed.data import PARTITIONERS, load_dataset, partition, train_test
+from he_fed.data import (
+    MISSING_POLICIES,
+    PARTITIONERS,
+    load_dataset,
+    parse_categorical,
+    partition,
+    train_test,
+)
 from he_fed.exceptions import ConfigurationError
 from he_fed.federated import (
     FederatedLinearRegression,
@@ -61,6 +68,13 @@ class ExperimentConfig:
         Built-in dataset name or CSV path (see :func:`he_fed.data.load_dataset`).
     target : str, optional
         Target column of a CSV dataset.
+    delimiter : str, optional
+        Field separator of a CSV dataset (default ``","``, a tab for ``.tsv``).
+    missing : {"error", "drop"}, default="error"
+        Whether a CSV row with a missing value is an error or is dropped.
+    categorical : tuple of str, default=()
+        ``COLUMN=v1,v2,...`` declarations of a CSV dataset's categorical columns,
+        one-hot encoded under that vocabulary (see :func:`he_fed.data.load_dataset`).
     samples, features : int, optional
         Size of the synthetic datasets.
     model : {"auto", "logistic", "linear"}, default="auto"
@@ -117,6 +131,9 @@ class ExperimentConfig:
 
     dataset: str = "breast_cancer"
     target: str | None = None
+    delimiter: str | None = None
+    missing: str = "error"
+    categorical: tuple[str, ...] = ()
     samples: int | None = None
     features: int | None = None
     model: str = "auto"
@@ -150,6 +167,14 @@ class ExperimentConfig:
             )
         if self.model not in MODELS:
             raise ConfigurationError(f"unknown model {self.model!r}; choose one of {MODELS}")
+        if self.missing not in MISSING_POLICIES:
+            raise ConfigurationError(
+                f"unknown missing policy {self.missing!r}; choose one of {MISSING_POLICIES}"
+            )
+        one = isinstance(self.categorical, str)  # a single declaration, not its characters
+        categorical = (self.categorical,) if one else tuple(self.categorical)
+        object.__setattr__(self, "categorical", categorical)  # hashable, as a frozen field
+        parse_categorical(self.categorical)  # refuse a malformed declaration before any work
         if self.partition not in PARTITIONERS:
             raise ConfigurationError(
                 f"unknown partition {self.partition!r}; choose one of {PARTITIONERS}"
@@ -314,6 +339,9 @@ def experiment_data(config: ExperimentConfig) -> ExperimentData:
     data = load_dataset(
         config.dataset,
         target=config.target,
+        delimiter=config.delimiter,
+        missing=config.missing,
+        categorical=parse_categorical(config.categorical),
         n_samples=config.samples,
         n_features=config.features,
         random_state=config.seed,
