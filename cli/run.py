@@ -13,7 +13,7 @@ from rich.table import Table
 
 from he_fed.crypto import SCHEMES
 from he_fed.crypto.ckks import PRESETS
-from he_fed.data import BUILTIN_DATASETS, PARTITIONERS
+from he_fed.data import BUILTIN_DATASETS, MISSING_POLICIES, PARTITIONERS
 from he_fed.experiment import (
     MODELS,
     RUN_DEFAULTS,
@@ -123,9 +123,29 @@ def render(result: ExperimentResult, console: Console) -> None:
     "--dataset",
     default=RUN_DEFAULTS["dataset"],
     show_default=True,
-    help=f"One of {', '.join(BUILTIN_DATASETS)}, or a path to a CSV file.",
+    help=f"One of {', '.join(BUILTIN_DATASETS)}, or a path to a .csv or .tsv file.",
 )
 @click.option("--target", default=RUN_DEFAULTS["target"], help="Target column of a CSV dataset.")
+@click.option(
+    "--delimiter",
+    default=RUN_DEFAULTS["delimiter"],
+    help="Field separator of a CSV dataset, one character or 'tab' [',', tab for .tsv].",
+)
+@click.option(
+    "--missing",
+    type=click.Choice(MISSING_POLICIES),
+    default=RUN_DEFAULTS["missing"],
+    show_default=True,
+    help="A CSV row with an empty, NA, NaN, null, None or ? cell: an error naming its "
+    "line, or dropped.",
+)
+@click.option(
+    "--categorical",
+    multiple=True,
+    default=RUN_DEFAULTS["categorical"],
+    metavar="COLUMN=v1,v2,...",
+    help="One-hot encode a CSV column under this declared vocabulary (repeatable).",
+)
 @click.option(
     "--samples",
     type=int,

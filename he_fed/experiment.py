@@ -5,13 +5,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import os
-import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -19,9 +15,17 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from he_fed._environment import environment
 from he_fed._validation import check_int
 from he_fed.crypto import SCHEMES
-from he_fed.data import PARTITIONERS, load_dataset, partition, train_test
+from he_fed.data import (
+    MISSING_POLICIES,
+    PARTITIONERS,
+    load_dataset,
+    parse_categorical,
+    partition,
+    train_test,
+)
 from he_fed.exceptions import ConfigurationError
 from he_fed.federated import (
     FederatedLinearRegression,
@@ -64,6 +68,13 @@ class ExperimentConfig:
         Built-in dataset name or CSV path (see :func:`he_fed.data.load_dataset`).
     target : str, optional
         Target column of a CSV dataset.
+    delimiter : str, optional
+        Field separator of a CSV dataset (default ``","``, a tab for ``.tsv``).
+    missing : {"error", "drop"}, default="error"
+        Whether a CSV row with a missing value is an error or is dropped.
+    categorical : tuple of str, default=()
+        ``COLUMN=v1,v2,...`` declarations of a CSV dataset's categorical columns,
+        one-hot encoded under that vocabulary (see :func:`he_fed.data.load_dataset`).
     samples, features : int, optional
         Size of the synthetic datasets.
     model : {"auto", "logistic", "linear"}, default="auto"
@@ -120,6 +131,9 @@ class ExperimentConfig:
 
     dataset: str = "breast_cancer"
     target: str | None = None
+    delimiter: str | None = None
+    missing: str = "error"
+    categorical: tuple[str, ...] = ()
     samples: int | None = None
     features: int | None = None
     model: str = "auto"
@@ -153,6 +167,14 @@ class ExperimentConfig:
             )
         if self.model not in MODELS:
             raise ConfigurationError(f"unknown model {self.model!r}; choose one of {MODELS}")
+        if self.missing not in MISSING_POLICIES:
+            raise ConfigurationError(
+                f"unknown missing policy {self.missing!r}; choose one of {MISSING_POLICIES}"
+            )
+        one = isinstance(self.categorical, str)  # a single declaration, not its characters
+        categorical = (self.categorical,) if one else tuple(self.categorical)
+        object.__setattr__(self, "categorical", categorical)  # hashable, as a frozen field
+        parse_categorical(self.categorical)  # refuse a malformed declaration before any work
         if self.partition not in PARTITIONERS:
             raise ConfigurationError(
                 f"unknown partition {self.partition!r}; choose one of {PARTITIONERS}"
@@ -254,50 +276,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment() -> dict[str, Any]:
-    """Versions, CPU model, core count and thread settings of this machine."""
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-        "packages": {
-            p: _version(p)
-            for p in (
-                "he-fed",
-                "numpy",
-                "scikit-learn",
-                "phe",
-                "gmpy2",
-                "tenseal",
-                "click",
-                "flwr",
-                "ray",
-            )
-        },
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
 @dataclass(frozen=True, eq=False)
 class ExperimentData:
     """An experiment's data, split and dealt to clients exactly as :func:`run_experiment` does.
@@ -361,6 +339,9 @@ def experiment_data(config: ExperimentConfig) -> ExperimentData:
     data = load_dataset(
         config.dataset,
         target=config.target,
+        delimiter=config.delimiter,
+        missing=config.missing,
+        categorical=parse_categorical(config.categorical),
         n_samples=config.samples,
         n_features=config.features,
         random_state=config.seed,

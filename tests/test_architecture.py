@@ -42,7 +42,13 @@ SOURCES: dict[str, Path] = {"he_fed": ROOT / "he_fed", "he_fed.cli": ROOT / "cli
 #: Flower simulation for the ``"flower"`` executor name (lazily, so that importing
 #: he_fed never imports Flower).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("he_fed.exceptions", "he_fed._version", "he_fed._files", "he_fed._validation"),
+    (
+        "he_fed.exceptions",
+        "he_fed._version",
+        "he_fed._files",
+        "he_fed._validation",
+        "he_fed._environment",
+    ),
     ("he_fed.crypto",),
     ("he_fed.models", "he_fed.data"),
     ("he_fed.protocol",),

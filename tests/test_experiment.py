@@ -145,6 +145,17 @@ def test_bad_configuration_is_a_clear_error():
         ExperimentConfig(scheme="rsa")
     with pytest.raises(ConfigurationError, match="min_clients"):
         ExperimentConfig(clients=2, min_clients=3)
+    with pytest.raises(ConfigurationError, match="unknown missing policy 'fill'"):
+        ExperimentConfig(missing="fill")
+    with pytest.raises(ConfigurationError, match="'ward' is not COLUMN=v1,v2"):
+        ExperimentConfig(categorical=("ward",))
+
+
+def test_categorical_declarations_are_kept_as_a_hashable_tuple():
+    assert ExperimentConfig(categorical=["ward=A,B"]).categorical == ("ward=A,B",)
+    assert ExperimentConfig(categorical="ward=A,B").categorical == ("ward=A,B",)
+    both = ["ward=A,B", "sex=f,m"]  # Flower caches the loaded data on the configuration
+    assert len({ExperimentConfig(categorical=both), ExperimentConfig(categorical=tuple(both))}) == 1
 
 
 @pytest.mark.parametrize(

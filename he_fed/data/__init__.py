@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from he_fed.data._csv import MISSING_POLICIES, MISSING_VALUES, DatasetWarning, parse_categorical
 from he_fed.data._datasets import BUILTIN_DATASETS, Dataset, load_dataset
 from he_fed.data._partition import PARTITIONERS, partition, train_test
 
-__all__ = ["BUILTIN_DATASETS", "PARTITIONERS", "Dataset", "load_dataset", "partition", "train_test"]
+__all__ = [
+    "BUILTIN_DATASETS",
+    "MISSING_POLICIES",
+    "MISSING_VALUES",
+    "PARTITIONERS",
+    "Dataset",
+    "DatasetWarning",
+    "load_dataset",
+    "parse_categorical",
+    "partition",
+    "train_test",
+]

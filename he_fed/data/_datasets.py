@@ -1,18 +1,19 @@
-"""Built-in datasets (scikit-learn's bundled ones, synthetic) and a CSV loader.
+"""Built-in datasets (scikit-learn's bundled ones, synthetic) and CSV files.
 
-Nothing is downloaded: the built-ins ship inside scikit-learn.
+Nothing is downloaded: the built-ins ship inside scikit-learn. CSV parsing lives
+in :mod:`he_fed.data._csv`.
 """
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sklearn import datasets as skdata
 
+from he_fed.data._csv import MISSING_POLICIES, read_csv
 from he_fed.exceptions import DatasetError
 
 __all__ = ["BUILTIN_DATASETS", "Dataset", "load_dataset"]
@@ -92,55 +93,6 @@ BUILTIN_DATASETS = (
 )
 
 
-def _load_csv(path: Path, target: str | None) -> Dataset:
-    if target is None:
-        raise DatasetError(f"{path}: a CSV dataset needs --target COLUMN")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel writes a BOM
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from None
-    if len(rows) < 3:
-        raise DatasetError(f"{path}: needs a header and at least two rows")
-    header = [h.strip() for h in rows[0]]
-    if target not in header:
-        raise DatasetError(f"{path}: no column {target!r} (columns: {', '.join(header)})")
-    t = header.index(target)
-    features, labels = [], []
-    for line, row in enumerate(rows[1:], start=2):
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            raise DatasetError(f"{path}, line {line}: {len(row)} fields, header has {len(header)}")
-        values = []
-        for col, cell in enumerate(row):
-            if col == t:
-                continue
-            try:
-                values.append(float(cell))
-            except ValueError:
-                raise DatasetError(
-                    f"{path}, line {line}: column {header[col]!r} holds {cell!r}, not a number"
-                ) from None
-        features.append(values)
-        labels.append(row[t].strip())
-    X = np.array(features, dtype=np.float64)
-    if not np.isfinite(X).all():
-        raise DatasetError(f"{path}: features must be finite numbers")
-    names = tuple(h for i, h in enumerate(header) if i != t)
-    distinct = sorted(set(labels))
-    if len(distinct) == 2:
-        return Dataset(str(path), X, np.array(labels), "classification", names)
-    try:
-        y = np.array([float(v) for v in labels])
-    except ValueError:
-        raise DatasetError(
-            f"{path}: target {target!r} has {len(distinct)} labels; classification needs "
-            "exactly two, regression needs numbers"
-        ) from None
-    return Dataset(str(path), X, y, "regression", names)
-
-
 def load_dataset(
     name: str,
     *,
@@ -148,20 +100,43 @@ def load_dataset(
     n_samples: int | None = None,
     n_features: int | None = None,
     random_state: int = 0,
+    delimiter: str | None = None,
+    missing: str = "error",
+    categorical: Mapping[str, Sequence[str]] | None = None,
 ) -> Dataset:
     """Load a built-in dataset or a CSV file.
 
     Parameters
     ----------
     name : str
-        One of :data:`BUILTIN_DATASETS`, or the path of a CSV file with a header row.
+        One of :data:`BUILTIN_DATASETS`, or the path of a ``.csv`` (comma-separated)
+        or ``.tsv`` (tab-separated) file with a header row. Leading columns with no
+        name in the header (the row index pandas' ``to_csv`` writes) are ignored,
+        with a :class:`~he_fed.data.DatasetWarning`.
     target : str, optional
         The CSV column to predict (required for CSV). A column with exactly two
-        distinct values makes a classification problem; otherwise it must be numeric.
+        distinct values (text or numbers) makes a classification problem;
+        otherwise it must be numeric.
     n_samples, n_features : int, optional
         Size of the synthetic datasets (default 1000 by 20).
     random_state : int, default=0
         Seed for the synthetic datasets.
+    delimiter : str, optional
+        The CSV field separator, one character (``"tab"`` or ``"\\t"`` for a tab);
+        default ``","``, or a tab for a ``.tsv`` file.
+    missing : {"error", "drop"}, default="error"
+        What a CSV row holding a missing value does: raise an error naming its
+        line and column, or be dropped (with a :class:`~he_fed.data.DatasetWarning` counting the
+        rows). Missing means a cell in :data:`~he_fed.data.MISSING_VALUES` once spaces are
+        trimmed: empty, ``NA``, ``NaN``, ``nan``, ``null``, ``None``, ``N/A``,
+        ``#N/A``, ... (pandas' default ``na_values``) or ``?``.
+    categorical : mapping of str to sequence of str, optional
+        CSV feature columns holding categories, each with its declared vocabulary
+        (see :func:`~he_fed.data.parse_categorical`). Column ``C`` with values ``(a, b)`` becomes
+        the one-hot features ``C=a`` and ``C=b``, in its place; a value outside the
+        vocabulary is an error. The vocabulary is declared, never read from the
+        data, so that clients holding different files agree on the features. A
+        declared value is never read as missing (``NA`` may be a category).
 
     Returns
     -------
@@ -170,8 +145,14 @@ def load_dataset(
     Raises
     ------
     DatasetError
-        If the name is unknown or the file cannot be read.
+        If the name is unknown, the file cannot be read, or a cell, column or
+        option is invalid; the message names the file line (the header is line 1)
+        and the column.
     """
+    if missing not in MISSING_POLICIES:
+        raise DatasetError(f"missing must be one of {', '.join(MISSING_POLICIES)}, not {missing!r}")
+    if name in BUILTIN_DATASETS and (delimiter is not None or categorical):
+        raise DatasetError(f"delimiter and categorical apply to CSV files, not to {name!r}")
     if name == "breast_cancer":
         return _bunch(name, skdata.load_breast_cancer)
     if name == "diabetes":
@@ -181,10 +162,14 @@ def load_dataset(
     if name in ("synthetic-classification", "synthetic-regression"):
         return _synthetic(name, n_samples, n_features, random_state)
     path = Path(name)
-    if path.suffix.lower() == ".csv":
+    if path.suffix.lower() in (".csv", ".tsv"):
         if not path.is_file():
             raise DatasetError(f"no such CSV file: {path}")
-        return _load_csv(path, target)
+        X, y, task, names = read_csv(
+            path, target, delimiter=delimiter, missing=missing, categorical=categorical
+        )
+        return Dataset(str(path), X, y, task, names)
     raise DatasetError(
-        f"unknown dataset {name!r}; choose one of {', '.join(BUILTIN_DATASETS)} or a .csv path"
+        f"unknown dataset {name!r}; choose one of {', '.join(BUILTIN_DATASETS)} "
+        "or a .csv or .tsv path"
     )

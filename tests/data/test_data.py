@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from he_fed.data import BUILTIN_DATASETS, load_dataset, partition, train_test
+from he_fed.data import (
+    BUILTIN_DATASETS,
+    MISSING_VALUES,
+    DatasetWarning,
+    load_dataset,
+    parse_categorical,
+    partition,
+    train_test,
+)
 from he_fed.exceptions import ConfigurationError, DatasetError
 
 
@@ -39,7 +47,7 @@ def test_csv_loader_reads_numbers_and_a_two_label_target(tmp_path):
 @pytest.mark.parametrize(
     ("text", "target", "message"),
     [
-        ("a,b\n1,x\n2,3\n3,4\n", "b", "not a number|labels"),
+        ("a,b\n1,x\n2,3\n3,4\n", "b", "3 distinct values"),
         ("a,b\n1,2\n3,4\n5,6\n", None, "--target"),
         ("a,b\n1,2\n3,4\n5,6\n", "c", "no column 'c'"),
         ("a,b\nfoo,2\n3,4\n5,6\n", "b", "holds 'foo', not a number"),
@@ -58,6 +66,216 @@ def test_unknown_dataset_and_missing_file():
         load_dataset("mnist")
     with pytest.raises(DatasetError, match="no such CSV"):
         load_dataset("/nonexistent/data.csv", target="y")
+
+
+# --- CSV files as pandas users write them (issue 17) ---------------------------------
+
+
+def _csv(tmp_path, text, name="data.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _refused(path, **options):
+    with pytest.raises(DatasetError) as info:
+        load_dataset(str(path), **options)
+    return str(info.value)
+
+
+def test_nan_in_the_target_is_a_missing_value_on_its_line_not_a_regression_target(tmp_path):
+    path = _csv(tmp_path, "a,b,y\n1,2,0\n3,4,1\n5,6,NaN\n7,8,1\n")
+    assert _refused(path, target="y") == (
+        f"{path}, line 4: column 'y' holds 'NaN', a missing value; fill it in, "
+        "or pass --missing drop to drop incomplete rows"
+    )
+
+
+def test_an_empty_target_cell_names_its_line(tmp_path):
+    path = _csv(tmp_path, "a,b,y\n1,2,0\n3,4,\n5,6,1\n")
+    assert _refused(path, target="y").startswith(f"{path}, line 3: column 'y' is empty; ")
+
+
+def test_a_missing_feature_names_its_line_and_column(tmp_path):
+    path = _csv(tmp_path, "a,b,y\n1,2,0\n3,4,1\n\n5,null,1\n")  # the blank line still counts
+    assert _refused(path, target="y").startswith(
+        f"{path}, line 5: column 'b' holds 'null', a missing value"
+    )
+
+
+def test_missing_drop_drops_incomplete_rows_and_warns_how_many(tmp_path):
+    path = _csv(tmp_path, "a,b,y\n1,2,0\n3,,1\n5,6,NaN\n7,8,1\n9, NA ,0\n2,3,?\n")
+    with pytest.warns(DatasetWarning) as caught:
+        data = load_dataset(str(path), target="y", missing="drop")
+    assert [str(w.message) for w in caught] == [
+        f"{path}: dropped 4 of 6 rows with a missing value (lines 3, 4, 6, 7)"
+    ]
+    np.testing.assert_array_equal(data.X, [[1, 2], [7, 8]])
+    assert data.task == "classification" and data.y.tolist() == ["0", "1"]
+
+
+def test_dropping_every_row_but_one_is_an_error(tmp_path):
+    path = _csv(tmp_path, "a,y\n1,0\n,1\n3,\n")
+    with pytest.warns(DatasetWarning):
+        message = _refused(path, target="y", missing="drop")
+    assert message == (
+        f"{path}: 1 complete row left after dropping 2 with a missing value; needs at least two"
+    )
+
+
+@pytest.mark.parametrize("token", sorted(MISSING_VALUES))
+def test_every_missing_token_is_missing_as_pandas_reads_it(tmp_path, token):
+    pd = pytest.importorskip("pandas")
+    path = _csv(tmp_path, f"a,y\n1,0\n{token},1\n3,1\n4,0\n")
+    with pytest.warns(DatasetWarning, match="dropped 1 of 4 rows"):
+        data = load_dataset(str(path), target="y", missing="drop")
+    np.testing.assert_array_equal(data.X, [[1], [3], [4]])
+    # pandas' default na_values, plus "?" (the UCI repository's marker), which pandas keeps.
+    read = pd.read_csv(path)["a"]
+    assert bool(read.isna().iloc[1]) == (token != "?")
+
+
+def test_pandas_default_index_column_is_ignored_with_a_warning(tmp_path):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": [0.5, 1.5, 2.5, 3.5], "b": [1.0, 0.0, 1.0, 0.0], "y": [0, 0, 1, 1]})
+    path = tmp_path / "sorted.csv"
+    frame.to_csv(path)  # index=True by default: a first column with no name, 0..3
+    assert path.read_text().splitlines()[:2] == [",a,b,y", "0,0.5,1.0,0"]
+    with pytest.warns(DatasetWarning) as caught:
+        data = load_dataset(str(path), target="y")
+    assert [str(w.message) for w in caught] == [
+        f"{path}: ignored the first column: it has no name in the header and holds the row "
+        "numbers 0..3, like the index pandas' to_csv writes by default (write with "
+        "index=False to leave it out)"
+    ]
+    assert data.feature_names == ("a", "b")
+    np.testing.assert_array_equal(data.X, frame[["a", "b"]].to_numpy())
+
+
+def test_an_unnamed_index_of_a_filtered_frame_is_ignored_too(tmp_path):
+    path = _csv(tmp_path, ",a,y\n3,0.5,0\n7,1.5,1\n9,2.5,1\n")
+    with pytest.warns(
+        DatasetWarning, match=r"ignored the first column: it has no name in the header, like"
+    ):
+        data = load_dataset(str(path), target="y")
+    np.testing.assert_array_equal(data.X, [[0.5], [1.5], [2.5]])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,,y\n1,2,0\n3,4,1\n", "column 2 has no name in the header"),
+        ("a,a,y\n1,2,0\n3,4,1\n", "column 'a' appears twice in the header"),
+        ("y\n0\n1\n", "no feature columns besides the target 'y'"),
+        ("a;b;y\n1;2;0\n3;4;1\n", "is it separated by ';'? pass --delimiter ';'"),
+        ("a,y\ninf,0\n3,1\n", "line 2: column 'a' holds 'inf', not finite"),
+        ("a,y\n1,2\n3,-inf\n4,5\n", "line 3: target 'y' holds '-inf', not finite"),
+        ("a,y\n" + "x" * 200_000 + ",0\n3,1\n", "line 2: field larger than field limit"),
+    ],
+)
+def test_csv_columns_and_cells_are_checked_with_their_line(tmp_path, text, message):
+    assert message in _refused(_csv(tmp_path, text), target="y")
+
+
+def test_a_target_with_three_labels_names_each_with_its_first_line(tmp_path):
+    path = _csv(tmp_path, "a,y\n1,sick\n2,well\n3,well\n4,Sick\n5,sick\n")
+    assert _refused(path, target="y") == (
+        f"{path}: target 'y' has 3 distinct values: 'sick' (2 rows, first on line 2), "
+        "'well' (2 rows, first on line 3), 'Sick' (line 5); classification needs exactly "
+        "two, regression needs numbers"
+    )
+
+
+def test_delimiter_option_and_tsv_extension(tmp_path):
+    semicolons = _csv(tmp_path, "a;b;y\n1;2.5;0\n3;4;1\n")
+    data = load_dataset(str(semicolons), target="y", delimiter=";")
+    assert data.feature_names == ("a", "b") and data.X.shape == (2, 2)
+    tabs = _csv(tmp_path, "a\tb\ty\n1\t2\tx\n3\t4\tz\n", name="data.tsv")
+    np.testing.assert_array_equal(load_dataset(str(tabs), target="y").X, [[1, 2], [3, 4]])
+    for spelling in ("tab", "\\t", "\t"):
+        comma_named = _csv(tmp_path, "a\tb\ty\n1\t2\tx\n3\t4\tz\n", name="tabs.csv")
+        assert load_dataset(str(comma_named), target="y", delimiter=spelling).X.shape == (2, 2)
+    commas_in_tsv = _csv(tmp_path, "a,b,y\n1,2,x\n3,4,z\n", name="commas.tsv")
+    assert load_dataset(str(commas_in_tsv), target="y", delimiter=",").X.shape == (2, 2)
+    assert "must be one character" in _refused(semicolons, target="y", delimiter=";;")
+
+
+def test_a_non_numeric_feature_suggests_declaring_it_categorical(tmp_path):
+    path = _csv(tmp_path, "age,ward,y\n50,A,0\n61,B,1\n")
+    assert _refused(path, target="y") == (
+        f"{path}, line 2: column 'ward' holds 'A', not a number; if it is categorical, "
+        "declare its values: --categorical ward=v1,v2,..."
+    )
+
+
+def test_categorical_columns_are_one_hot_under_the_declared_vocabulary(tmp_path):
+    path = _csv(tmp_path, "age,ward,region,y\n50,B,NA,0\n61,A,EU,1\n45,B,EU,0\n")
+    data = load_dataset(
+        str(path),
+        target="y",
+        categorical={"ward": ["A", "B", "C"], "region": ("EU", "NA")},  # NA: North America
+    )
+    assert data.feature_names == ("age", "ward=A", "ward=B", "ward=C", "region=EU", "region=NA")
+    np.testing.assert_array_equal(
+        data.X, [[50, 0, 1, 0, 0, 1], [61, 1, 0, 0, 1, 0], [45, 0, 1, 0, 1, 0]]
+    )
+    # Another client's file with only wards A and B gets the same columns.
+    other = _csv(tmp_path, "age,ward,region,y\n30,A,EU,0\n40,A,EU,1\n", name="other.csv")
+    other_data = load_dataset(
+        str(other), target="y", categorical={"ward": ["A", "B", "C"], "region": ["EU", "NA"]}
+    )
+    assert other_data.feature_names == data.feature_names
+
+
+@pytest.mark.parametrize(
+    ("categorical", "message"),
+    [
+        (
+            {"ward": ["A"]},
+            "line 3: column 'ward' holds 'D', which is not in its declared vocabulary (A)",
+        ),
+        ({"y": ["0", "1"]}, "the target 'y' cannot be --categorical"),
+        ({"room": ["1"]}, "--categorical names no column 'room'"),
+        ({"ward": ["A", "A"]}, "--categorical ward: 'A' repeated"),
+        ({"ward": ["A", ""]}, "--categorical ward: every value must be non-empty"),
+    ],
+)
+def test_categorical_declarations_are_checked(tmp_path, categorical, message):
+    path = _csv(tmp_path, "age,ward,y\n50,A,0\n61,D,1\n")
+    assert message in _refused(path, target="y", categorical=categorical)
+
+
+def test_parse_categorical_reads_the_command_line_declarations():
+    assert parse_categorical(["ward = A, B ,C", "sex=f,m"]) == {
+        "ward": ("A", "B", "C"),
+        "sex": ("f", "m"),
+    }
+    assert parse_categorical("ward=A,B") == {"ward": ("A", "B")}
+    for specs, message in (
+        (["ward"], "not COLUMN=v1,v2,..."),
+        (["=A,B"], "not COLUMN=v1,v2,..."),
+        (["ward=A", "ward=B"], "declares column 'ward' twice"),
+        (["ward=A,,B"], "every value must be non-empty"),
+    ):
+        with pytest.raises(DatasetError, match=message):
+            parse_categorical(specs)
+
+
+def test_csv_options_are_refused_for_builtin_datasets_and_unknown_policies(tmp_path):
+    with pytest.raises(DatasetError, match="apply to CSV files"):
+        load_dataset("wine", categorical={"x": ["a"]})
+    with pytest.raises(DatasetError, match="apply to CSV files"):
+        load_dataset("wine", delimiter=";")
+    with pytest.raises(DatasetError, match="missing must be one of error, drop"):
+        load_dataset(str(_csv(tmp_path, "a,y\n1,0\n2,1\n")), target="y", missing="fill")
+
+
+def test_a_byte_order_mark_and_a_pandas_index_together(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf,a,y\r\n0,1.5,0\r\n1,2.5,1\r\n")
+    with pytest.warns(DatasetWarning, match="row numbers 0..1"):
+        data = load_dataset(str(path), target="y")
+    assert data.feature_names == ("a",) and data.X.tolist() == [[1.5], [2.5]]
 
 
 def test_iid_partition_covers_every_row_once():

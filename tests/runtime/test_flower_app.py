@@ -10,7 +10,7 @@ import pytest
 from flwr.app import Context, RecordDict
 
 from he_fed import ExperimentConfig
-from he_fed.data import load_dataset
+from he_fed.data import DatasetWarning, load_dataset
 from he_fed.exceptions import ConfigurationError
 from he_fed.experiment import experiment_data
 from he_fed.runtime.flower.app import RUN_CONFIG, config_from_run_config, node_data, write_app
@@ -79,3 +79,18 @@ def test_a_client_node_can_load_its_own_csv(tmp_path):
     np.testing.assert_array_equal(y, load_dataset(str(csv), target="label").y)
     with pytest.raises(ConfigurationError, match="partition-id"):
         node_data(_context({}, RUN_CONFIG))
+
+
+def test_a_client_node_reads_its_csv_with_the_runs_categorical_vocabulary(tmp_path):
+    run_config = {**RUN_CONFIG, "categorical": "ward=A,B,C;sex=f,m", "missing": "drop"}
+    config = config_from_run_config(run_config)
+    assert config.categorical == ("ward=A,B,C", "sex=f,m") and config.missing == "drop"
+    project = tomllib.loads(write_app(tmp_path / "app", **run_config).read_text())
+    assert project["tool"]["flwr"]["app"]["config"]["categorical"] == "ward=A,B,C;sex=f,m"
+    csv = tmp_path / "ward.csv"
+    csv.write_text("age;ward;sex;label\n50;B;m;0\n61;A;f;1\n70;C;;1\n")
+    node = {"data-path": str(csv), "target": "label", "delimiter": ";"}
+    with pytest.warns(DatasetWarning, match="dropped 1 of 3 rows"):
+        X, y = node_data(_context(node, run_config))
+    np.testing.assert_array_equal(X, [[50, 0, 1, 0, 0, 1], [61, 1, 0, 0, 1, 0]])
+    assert y.tolist() == ["0", "1"]

@@ -8,7 +8,8 @@ and :data:`client` and declares the run configuration::
     flwr run ./hefed-app my-superlink --stream --run-config "rounds=10 clients=3"
 
 The run configuration has one key per :class:`~he_fed.experiment.ExperimentConfig`
-field (``key-bits`` for ``key_bits``; ``0`` or ``""`` for "not set"), plus
+field (``key-bits`` for ``key_bits``; ``0`` or ``""`` for "not set";
+``categorical`` as one text, ``"ward=A,B,C;sex=f,m"``), plus
 ``out`` (a path on the ServerApp's machine for the result JSON),
 ``start-timeout`` and ``reply-timeout`` (seconds).
 
@@ -30,7 +31,7 @@ import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from he_fed.data import load_dataset
+from he_fed.data import load_dataset, parse_categorical
 from he_fed.exceptions import ConfigurationError
 from he_fed.experiment import (
     ExperimentConfig,
@@ -56,6 +57,9 @@ __all__ = [
 ]
 
 _NOT_IN_RUN_CONFIG = ("executor", "workers")
+#: A tuple field (``categorical``) is one text in the run config: its items joined by ``;``.
+_ITEMS = "tuple[str, ...]"
+_SEPARATOR = ";"
 _UNSET = {"int | None": 0, "float | None": 0.0, "str | None": ""}
 _EXTRA: dict[str, Any] = {
     "out": "",
@@ -72,6 +76,8 @@ def _default_run_config() -> dict[str, Any]:
     config: dict[str, Any] = {}
     for f in _fields():
         value = f.default
+        if isinstance(value, tuple):  # categorical
+            value = _SEPARATOR.join(value)
         config[f.name.replace("_", "-")] = _UNSET[str(f.type)] if value is None else value
     return {**config, **_EXTRA}
 
@@ -96,6 +102,9 @@ def config_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
         raw, kind = run_config[key], str(f.type).replace(" | None", "")
         if str(f.type).endswith("| None") and raw in (0, 0.0, ""):
             values[f.name] = None
+            continue
+        if kind == _ITEMS:
+            values[f.name] = tuple(item for item in str(raw).split(_SEPARATOR) if item.strip())
             continue
         try:
             values[f.name] = {"int": int, "float": float, "bool": bool, "str": str}[kind](raw)
@@ -148,7 +157,10 @@ def keyholder_policy(
 def node_data(context: Context) -> tuple[np.ndarray, np.ndarray]:
     """A client node's own data: its CSV file, or its partition of the run's dataset.
 
-    ``--node-config "data-path='file.csv' target='column'"`` loads a CSV file;
+    ``--node-config "data-path='file.csv' target='column'"`` loads a CSV file
+    (``target`` and ``delimiter`` default to the run configuration's; ``missing``
+    and the ``categorical`` vocabularies are the run's, so that every node agrees
+    on the features);
     ``--node-config "partition-id=K"`` takes the K-th client's share of the run
     configuration's dataset, dealt exactly as ``he-fed run`` deals it.
 
@@ -159,8 +171,16 @@ def node_data(context: Context) -> tuple[np.ndarray, np.ndarray]:
     """
     node = context.node_config
     if "data-path" in node:
-        target = node.get("target") or context.run_config.get("target") or None
-        data = load_dataset(str(node["data-path"]), target=None if target is None else str(target))
+        config = config_from_run_config(dict(context.run_config))
+        target = node.get("target") or config.target
+        delimiter = node.get("delimiter") or config.delimiter
+        data = load_dataset(
+            str(node["data-path"]),
+            target=None if target is None else str(target),
+            delimiter=None if delimiter is None else str(delimiter),
+            missing=config.missing,
+            categorical=parse_categorical(config.categorical),
+        )
         return data.X, data.y
     if "partition-id" in node:
         config = config_from_run_config(dict(context.run_config))
