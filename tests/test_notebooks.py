@@ -73,6 +73,7 @@ def test_every_tutorial_is_here():
         "05_hospitals_non_iid",
         "06_phe_example_done_right",
         "08_banks_credit_scoring",
+        "09_shops_conversion",
     ]
     root = NOTEBOOKS[0].parent.parent
     for readme in ("README.md", "README.zh-CN.md"):
