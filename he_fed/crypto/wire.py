@@ -69,6 +69,7 @@ class Kind(enum.IntEnum):
     ENCRYPTED_AGGREGATE = 18
     AGGREGATE = 19
     KEYHOLDER_STATE = 32
+    KEYHOLDER_STORE = 33
 
     @property
     def label(self) -> str:
