@@ -163,10 +163,8 @@ def aggregate(
         else:
             save_aggregator(state, aggregator)
     if new and pin is None:
-        click.echo(
-            f"the aggregator pinned key holder {aggregator.keyholder.hex()[:16]} on first use "
-            "(compare it with the key holder's pin)"
-        )
+        pinned = aggregator.keyholder.hex()[:16]
+        click.echo(f"the aggregator pinned key holder {pinned} (first use: check the pin)")
     for line in done:
         click.echo(line)
     if ticket_path is not None:

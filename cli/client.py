@@ -173,9 +173,6 @@ def client(
         save_client_state(state_file, answered, identity)  # before the update leaves
         write_output(out, report.update)
     if first and pin is None:
-        click.echo(
-            f"{name} pinned key holder {keyholder.hex()[:16]} on first use (compare it with "
-            "the key holder's pin)"
-        )
+        click.echo(f"{name} pinned key holder {keyholder.hex()[:16]} (first use: check the pin)")
     answer = decode(report.update, EncryptedUpdate)
     click.echo(f"{name} answered {round_label(answer.round, answer.task)} -> {out}")

@@ -168,9 +168,9 @@ def init(
             write_output(out, signed.to_bytes())
     click.echo(
         f"federation {holder.federation.hex()[:16]}: {model} regression on {features} features, "
-        f"{len(clients)} clients ({', '.join(sorted(clients))}), minimum cohort "
-        f"{holder.min_clients}"
+        f"minimum cohort {holder.min_clients}"
     )
+    click.echo(f"  clients              {', '.join(sorted(clients))}")
     note = "new, mode 0600" if new else "existing"
     click.echo(f"  key holder identity  {files.identity_path}  ({note})")
     click.echo(f"  key holder state     {files.state_path}")
