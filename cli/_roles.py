@@ -91,11 +91,17 @@ def keyholder_options(command: _F) -> _F:
             default=None,
             help=f"The key holder's state [default: {STATE_FILE} beside the key].",
         ),
-        click.option("--passphrase-env", metavar="VAR", default=None),
+        click.option(
+            "--passphrase-env",
+            metavar="VAR",
+            default=None,
+            help="The secret key's passphrase is in this environment variable.",
+        ),
         click.option(
             "--passphrase-file",
             type=click.Path(dir_okay=False, exists=True, path_type=Path),
             default=None,
+            help="The secret key's passphrase is in this file.",
         ),
         click.option("--allow-insecure", is_flag=True, help="Accept a key under the bar."),
     ]

@@ -8,7 +8,13 @@ import click
 from he_fed.cli._errors import friendly_errors
 from he_fed.cli._roles import pin_bytes, read_input, round_label, write_output
 
-from he_fed.exceptions import HEFedError, InvalidSignature, KeyMismatchError, PolicyViolation
+from he_fed.exceptions import (
+    HEFedError,
+    InvalidSignature,
+    KeyMismatchError,
+    PolicyViolation,
+    StateError,
+)
 from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.messages import RoundStart, decode
 from he_fed.runtime.files import FederationFile, Release, load_aggregator, save_aggregator
@@ -31,6 +37,11 @@ def _aggregator(
     )
     if aggregator.key.fingerprint != fed.fingerprint:
         raise KeyMismatchError("the aggregation key is not the federation's")
+    if aggregator.federation not in (b"", fed.federation):
+        raise StateError(
+            f"the aggregator state {state} belongs to federation "
+            f"{aggregator.federation.hex()[:16]}; a new federation needs a new --state"
+        )
     if aggregator.keyholder != fed.keyholder:
         raise InvalidSignature(
             "the federation file is signed by another key holder than the one this "

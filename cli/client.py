@@ -12,9 +12,14 @@ from he_fed.cli._roles import pin_bytes, read_input, round_label, write_output
 
 from he_fed.crypto import load_public
 from he_fed.data import load_dataset
-from he_fed.exceptions import ConfigurationError, InvalidSignature, KeyMismatchError
+from he_fed.exceptions import (
+    ConfigurationError,
+    InvalidSignature,
+    KeyMismatchError,
+    PolicyViolation,
+)
 from he_fed.protocol.client import Client
-from he_fed.protocol.messages import EncryptedUpdate, decode
+from he_fed.protocol.messages import EncryptedUpdate, RoundStart, decode
 from he_fed.protocol.spec import ClientPlan
 from he_fed.runtime.files import (
     ClientState,
@@ -168,7 +173,10 @@ def client(
             last_round=state.last_round,
             phase=state.phase,
         )
-        report = role.participate(read_input(ticket, "the ticket"))
+        start = read_input(ticket, "the ticket")
+        if decode(start, RoundStart).federation != fed.federation:
+            raise PolicyViolation("the ticket belongs to another federation")
+        report = role.participate(start)
         answered = dataclasses.replace(state, last_round=role.last_round, phase=role.phase)
         save_client_state(state_file, answered, identity)  # before the update leaves
         write_output(out, report.update)

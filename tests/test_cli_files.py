@@ -184,3 +184,43 @@ def test_three_clients_five_rounds_in_separate_processes(tmp_path, monkeypatch):
     (tmp_path / "hospital-b-7.update").write_bytes(bytes(flipped))
     [outcome] = flow.run(flow.aggregate_args(7), ok=False)
     _one_line_error(outcome, "refused 1 of 3", "hospital-b-7.update")
+
+
+def test_a_passphrase_protected_key_holder_runs_its_commands(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KH_PASSPHRASE", "correct horse")
+    flow = Flow(in_process)
+    locked = ("--secret-key", "keyholder/secret.key", "--passphrase-env", "KH_PASSPHRASE")
+    flow.run(
+        ["keygen", "--out", "keyholder", "--key-bits", "1024", "--allow-insecure"]
+        + ["--max-clients", "3", "--passphrase-env", "KH_PASSPHRASE"],
+        ["identity", "--id", "hospital-a", "--out", "hospital-a"],
+        ["identity", "--id", "hospital-b", "--out", "hospital-b"],
+    )
+    flow.run(
+        ["federation", "init", *locked, "--allow-insecure", "--features", "2", "--model"]
+        + ["linear", "--client", "hospital-a/hospital-a.pub", "--client"]
+        + ["hospital-b/hospital-b.pub"]
+    )
+    [outcome] = flow.run(["ticket", *locked, "--allow-insecure", "--out", "round-0.ticket"])
+    assert outcome.output == "round 0 (magnitude) ticket -> round-0.ticket\n"
+    monkeypatch.setenv("KH_PASSPHRASE", "wrong")
+    [outcome] = flow.run(["ticket", *locked, "--allow-insecure", "--out", "x"], ok=False)
+    _one_line_error(outcome, "InvalidPassphrase")
+
+
+def test_the_aggregator_state_of_another_federation_is_refused(flow, tmp_path):
+    flow.round(0)
+    flow.run(
+        ["federation", "init", *KEYHOLDER, "--features", "30", "--classes", "0,1", "--force"]
+        + [a for name in CLIENTS for a in ("--client", f"{name}/{name}.pub")]
+    )
+    flow.ticket(0)
+    [outcome] = flow.run(
+        ["aggregate", "--federation", "federation.hefed", "--key", "keyholder/aggregator.key"]
+        + ["--release", "round-0.release", "--allow-insecure"],
+        ok=False,
+    )
+    _one_line_error(outcome, "StateError", "belongs to federation")
+    [outcome] = flow.run(flow.client_args("hospital-a", 0), ok=False)
+    _one_line_error(outcome, "ConfigurationError", "a new federation needs a new --state")

@@ -110,6 +110,11 @@ class Aggregator:
         return self._plan
 
     @property
+    def federation(self) -> bytes:
+        """The federation id of the tickets opened (empty before the first)."""
+        return self._federation
+
+    @property
     def keyholder(self) -> bytes:
         """The key holder's Ed25519 public key, which must sign every ticket."""
         return self._keyholder
