@@ -42,6 +42,8 @@ def _aggregator(
             f"the aggregator state {state} belongs to federation "
             f"{aggregator.federation.hex()[:16]}; a new federation needs a new --state"
         )
+    if pin is not None and pin_bytes(pin) != aggregator.keyholder:
+        raise InvalidSignature("this aggregator pinned another key holder than --keyholder names")
     if aggregator.keyholder != fed.keyholder:
         raise InvalidSignature(
             "the federation file is signed by another key holder than the one this "
