@@ -19,6 +19,7 @@ never see a traceback from deep inside phe or TenSEAL::
     │   ├── AggregateRejected         a decryption the key holder will not release
     │   └── SecretMaterialError       secret material offered to a role that must not hold it
     ├── ExecutorError                 an executor lost its workers or its nodes
+    ├── StateError                    a role's state file that fails to verify, or was rolled back
     └── TrainingDiverged              gradient descent produced non-finite weights
 """
 
@@ -41,6 +42,7 @@ __all__ = [
     "ProtocolError",
     "SecretMaterialError",
     "ShapeMismatchError",
+    "StateError",
     "TrainingDiverged",
 ]
 
@@ -130,6 +132,15 @@ class SecretMaterialError(PolicyViolation):
 
 class ExecutorError(HEFedError):
     """An executor lost its worker processes, or its nodes did not connect or answer."""
+
+
+class StateError(HEFedError):
+    """A role's own state file that cannot be trusted, so the role refuses to act.
+
+    It does not verify (edited, torn, or sealed under other keys), it is older
+    than a message the role is shown (rolled back), it is missing, or another
+    process holds it.
+    """
 
 
 class TrainingDiverged(HEFedError, FloatingPointError):

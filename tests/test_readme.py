@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import re
+import shlex
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,3 +68,59 @@ def test_the_worked_example_shows_what_he_fed_run_prints():
         "wall clock",
     ):
         assert phase in phases and phase in result.output
+
+
+_HEX = re.compile(r"\b[0-9a-f]{16,}\b")
+
+
+def _commands(block: str) -> list[tuple[list[list[str]], list[str]]]:
+    """Each ``$`` command of a README block (a ``for`` loop expanded) and the lines shown after it.
+
+    The one shell form allowed besides plain commands is ``for v in A B; do he-fed ...; done``.
+    """
+    entries: list[tuple[str, list[str]]] = []
+    pending = ""
+    for line in block.splitlines():
+        if pending or line.startswith("$ "):
+            text = line[2:] if line.startswith("$ ") else line.strip()
+            pending += text.rstrip("\\").rstrip() + " "
+            if not line.endswith("\\"):
+                entries.append((pending.strip(), []))
+                pending = ""
+        elif line.strip():
+            entries[-1][1].append(line)
+    parsed = []
+    for command, shown in entries:
+        loop = re.fullmatch(r"for (\w+) in ([^;]+); do (.+); done", command)
+        if loop:
+            name, values, body = loop.groups()
+            texts = [body.replace(f"${name}", value) for value in values.split()]
+        else:
+            texts = [command]
+        argvs = [shlex.split(text) for text in texts]
+        assert all(argv[0] == "he-fed" for argv in argvs), command
+        parsed.append(([argv[1:] for argv in argvs], shown))
+    return parsed
+
+
+def test_the_file_workflow_shows_what_its_commands_print(tmp_path, monkeypatch):
+    """Runs the README's file-workflow commands verbatim; digests and pins differ per run."""
+    from click.testing import CliRunner
+    from he_fed.cli import main
+
+    from tests.cli_files_flow import experiment, write_partitions
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- files-workflow -->\n```\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    write_partitions(tmp_path, experiment(rounds=1))
+    commands = _commands(block)
+    assert len(commands) >= 10
+    for argvs, shown in commands:
+        printed: list[str] = []
+        for argv in argvs:
+            result = CliRunner().invoke(main, argv, catch_exceptions=False)
+            assert result.exit_code == 0, (argv, result.output)
+            printed += result.output.splitlines()
+        masked = [_HEX.sub("<hex>", line) for line in printed]
+        assert [_HEX.sub("<hex>", line) for line in shown] == masked, argvs
