@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
+from he_fed.cli._verbosity import verbose_option
 from he_fed.cli.bench import bench
 from he_fed.cli.estimate import estimate
 from he_fed.cli.flower_app import flower_app
@@ -17,11 +16,9 @@ from he_fed._version import __version__
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="he-fed")
-@click.option("-v", "--verbose", count=True, help="Log protocol events (-v warnings, -vv info).")
-def main(verbose: int) -> None:
+@verbose_option
+def main() -> None:
     """Secure aggregation for federated learning with homomorphic encryption."""
-    level = {0: logging.ERROR, 1: logging.WARNING}.get(verbose, logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
 main.add_command(run)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._verbosity import verbose_option
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -54,6 +55,7 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write PNG plots here (needs matplotlib).",
 )
+@verbose_option
 def bench(
     mode: str,
     sizes: str | None,

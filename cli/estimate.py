@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._verbosity import verbose_option
 
 from he_fed.bench.estimate import estimate as predict
 from he_fed.bench.estimate import load_calibration
@@ -51,6 +52,7 @@ _POSITIVE = click.IntRange(min=1)
     is_flag=True,
     help="Measure this machine again instead of using the cached calibration.",
 )
+@verbose_option
 def estimate(
     scheme: str,
     features: int,

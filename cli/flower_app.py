@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._verbosity import verbose_option
 
 from he_fed._files import write_atomic
 
@@ -46,6 +47,7 @@ def _settings(values: tuple[str, ...]) -> dict[str, object]:
     help="Also write the key-holder node's policy (keyholder.json) and Ed25519 identity "
     "(keyholder.id, secret), and print the node configs that pin it.",
 )
+@verbose_option
 def flower_app(directory: Path, settings: tuple[str, ...], provision: bool) -> None:
     """Write the Flower App that runs he-fed (DIRECTORY/pyproject.toml).
 

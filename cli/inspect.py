@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from he_fed.cli._verbosity import verbose_option
 
 from he_fed.crypto import wire
 from he_fed.crypto.keyfile import is_protected
@@ -64,6 +65,7 @@ def describe(data: bytes) -> dict[str, Any]:
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path)
 )
+@verbose_option
 def inspect(files: tuple[Path, ...]) -> None:
     """Describe key, vector and message files (scheme, parameters, fingerprint, secret or not)."""
     for path in files:

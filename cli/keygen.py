@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._verbosity import verbose_option
 
 from he_fed._files import write_atomic
 from he_fed.crypto import SCHEMES, scheme_from_options
@@ -85,6 +86,7 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
     help="Encrypt the secret file with the passphrase in this file.",
 )
 @click.option("--force", is_flag=True, help="Overwrite existing key files.")
+@verbose_option
 def keygen(
     scheme: str,
     out_dir: Path,

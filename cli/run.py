@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._verbosity import verbose_option
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -234,6 +235,7 @@ def render(result: ExperimentResult, console: Console) -> None:
     help="Write the full result as JSON to this file.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables; one summary line.")
+@verbose_option
 def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: Any) -> None:
     """Train a model across clients with encrypted secure aggregation.
 

@@ -1,0 +1,73 @@
+"""Issue 17, "What a newcomer hit": each command as the newcomer typed it.
+
+Every test runs the exact command (through click's CliRunner, or a real process
+where the behaviour needs one: a closed pipe, a spawned worker) and asserts the
+corrected behaviour, or a one-line error and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from click.testing import CliRunner
+from he_fed.cli import main
+
+from tests.test_cli import FAST
+
+#: The quickest real run: no encryption, one round.
+QUICK = ["--scheme", "plain", "--rounds", "1"]
+
+
+def _one_line_error(result, text: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert text in result.output, result.output
+    assert "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0, result.output
+
+
+# -v and -vv.
+
+
+def _he_fed_log(stderr: str, level: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith(f"{level} he_fed: ")]
+
+
+def test_verbose_is_accepted_after_the_command_and_counts_across_both_places():
+    runs = {
+        "-v": ["-v", "run", *QUICK],
+        "run -v": ["run", "-v", *QUICK],
+        "-vv": ["-vv", "run", *QUICK],
+        "-v run -v": ["-v", "run", "-v", *QUICK],
+        "none": ["run", *QUICK],
+    }
+    stderr = {}
+    for name, args in runs.items():
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        stderr[name] = result.stderr
+    # -v: one INFO line per released round (two statistics rounds, one training round).
+    for name in ("-v", "run -v"):
+        assert len(_he_fed_log(stderr[name], "INFO")) == 3
+        assert _he_fed_log(stderr[name], "DEBUG") == []
+    # -vv: also one DEBUG line per client update (5 clients, 3 rounds).
+    for name in ("-vv", "-v run -v"):
+        assert len(_he_fed_log(stderr[name], "INFO")) == 3
+        assert len(_he_fed_log(stderr[name], "DEBUG")) == 15
+    assert stderr["none"] == ""
+
+
+# Item 9: `he-fed -v run --dropout 0.8 --rounds 5` logged "round 6 skipped".
+
+
+def test_logged_round_numbers_are_the_json_history_s(tmp_path):
+    out = tmp_path / "run.json"
+    args = ["-v", "run", "--dropout", "0.5", "--rounds", "5", "--json", str(out), *FAST]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rounds = json.loads(out.read_text())["rounds"]
+    skipped = [int(n) for n in re.findall(r"train round (\d+) skipped", result.stderr)]
+    released = [int(n) for n in re.findall(r"train round (\d+): \d+ of 5", result.stderr)]
+    assert skipped == [r["round"] for r in rounds if r["skipped"]]
+    assert released == [r["round"] for r in rounds if not r["skipped"]]
+    assert skipped and released and sorted(skipped + released) == [1, 2, 3, 4, 5]
