@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Any
+
 import click
 from he_fed.cli._verbosity import verbose_option
 from he_fed.cli.bench import bench
@@ -14,7 +18,24 @@ from he_fed.cli.run import run
 from he_fed._version import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; a reader that stops early (``he-fed run | head -1``) is no error."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            value = super().invoke(ctx)
+            sys.stdout.flush()  # a broken pipe surfaces here, not at interpreter exit
+        except BrokenPipeError:
+            # Whoever reads our output has what they wanted. Point stdout at
+            # /dev/null so that nothing tries (and fails) to flush it again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            ctx.exit(0)
+        return value
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="he-fed")
 @verbose_option
 def main() -> None:

@@ -17,5 +17,7 @@ def friendly_errors() -> Iterator[None]:
         yield
     except HEFedError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    except BrokenPipeError:
+        raise  # the reader went away: the command group ends quietly
     except OSError as exc:
         raise click.ClickException(str(exc)) from None

@@ -35,6 +35,17 @@ _PHASE_LABELS = {
 }
 
 
+class _Console(Console):
+    """Rich's console, except that a closed pipe is left to the command group.
+
+    Rich exits with status 1 when its reader goes away; ``he-fed run | head -1``
+    is no failure, and the command group ends quietly (see :mod:`he_fed.cli`).
+    """
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def _bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -245,8 +256,9 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
     with friendly_errors():
         # Every other option is named after its ExperimentConfig field.
         config = ExperimentConfig(**options, standardize=not no_standardize)
-        console = Console()
-        if quiet:
+        console = _Console()
+        if quiet or not console.is_terminal:
+            # Piped or redirected: no progress bar (it would leave an empty line).
             result = run_experiment(config)
         else:
             with Progress(

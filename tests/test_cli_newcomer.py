@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 from click.testing import CliRunner
 from he_fed.cli import main
 
 from tests.test_cli import FAST
 
+#: ``he-fed`` as a real process (the console script calls exactly this).
+HE_FED = [sys.executable, "-c", "from he_fed.cli import main; main()"]
 #: The quickest real run: no encryption, one round.
 QUICK = ["--scheme", "plain", "--rounds", "1"]
 
@@ -24,6 +28,27 @@ def _one_line_error(result, text: str) -> None:
     assert text in result.output, result.output
     assert "Traceback" not in result.output
     assert result.output.strip().count("\n") == 0, result.output
+
+
+# Item 11: `he-fed run | head -1`.
+
+
+def test_run_into_a_pipe_prints_the_title_first_not_an_empty_line():
+    result = CliRunner().invoke(main, ["run", *QUICK])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].startswith("breast_cancer · logistic · plain")
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_run_quietly():
+    for flags in ([], ["--quiet"]):
+        process = subprocess.Popen(
+            [*HE_FED, "run", *QUICK, *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        process.stdout.close()  # the reader is gone before he-fed writes a byte
+        stderr = process.stderr.read()
+        process.stderr.close()
+        assert process.wait() == 0, stderr
+        assert stderr == b""  # no traceback, no "Exception ignored", no "Broken pipe"
 
 
 # -v and -vv.
