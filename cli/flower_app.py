@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._paths import check_output_dir
 from he_fed.cli._verbosity import verbose_option
 
 from he_fed._files import write_atomic
@@ -67,6 +68,7 @@ def flower_app(directory: Path, settings: tuple[str, ...], provision: bool) -> N
         ) from None
     run_config = _settings(settings)
     with friendly_errors():
+        check_output_dir(directory, "DIRECTORY")
         try:
             # The policy first: a run config it refuses writes nothing.
             policy = keyholder_policy(run_config, trust_on_first_use=True) if provision else None

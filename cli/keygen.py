@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._paths import check_output_dir
 from he_fed.cli._verbosity import verbose_option
 
 from he_fed._files import write_atomic
@@ -111,6 +112,13 @@ def keygen(
     """
     passphrase = read_passphrase(passphrase_env, passphrase_file)
     with friendly_errors():
+        # Where the keys go is checked before they are made (4096-bit keys take a while).
+        check_output_dir(out_dir, "--out")
+        paths = {role: out_dir / name for role, name in FILES.items()}
+        # lexists: a planted (even dangling) symlink counts as an existing file.
+        existing = [str(p) for p in paths.values() if os.path.lexists(p)]
+        if existing and not force:
+            raise click.ClickException(f"{', '.join(existing)} exist; pass --force to overwrite")
         keys = scheme_from_options(
             scheme,
             clip=clip,
@@ -121,11 +129,6 @@ def keygen(
             allow_insecure=allow_insecure,
         ).keygen()
         out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {role: out_dir / name for role, name in FILES.items()}
-        # lexists: a planted (even dangling) symlink counts as an existing file.
-        existing = [str(p) for p in paths.values() if os.path.lexists(p)]
-        if existing and not force:
-            raise click.ClickException(f"{', '.join(existing)} exist; pass --force to overwrite")
         write_atomic(paths["public"], keys.public.to_bytes(), mode=0o644)
         write_atomic(paths["aggregation"], keys.public.aggregation_key().to_bytes(), mode=0o644)
         write_atomic(paths["secret"], keys.secret.to_bytes(passphrase=passphrase), mode=0o600)

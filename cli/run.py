@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._paths import check_output_file
 from he_fed.cli._verbosity import verbose_option
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -254,6 +255,7 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
     across 5 clients, 20 rounds, packed 2048-bit Paillier.
     """
     with friendly_errors():
+        check_output_file(json_path, "--json")  # before the run, not after it
         # Every other option is named after its ExperimentConfig field.
         config = ExperimentConfig(**options, standardize=not no_standardize)
         console = _Console()

@@ -96,3 +96,61 @@ def test_logged_round_numbers_are_the_json_history_s(tmp_path):
     assert skipped == [r["round"] for r in rounds if r["skipped"]]
     assert released == [r["round"] for r in rounds if not r["skipped"]]
     assert skipped and released and sorted(skipped + released) == [1, 2, 3, 4, 5]
+
+
+# Item 6: `--json /nonexistent/dir/x.json` trained for 7 s, then failed.
+
+
+def test_a_json_path_in_a_missing_directory_is_refused_before_the_run(tmp_path):
+    missing = tmp_path / "nonexistent" / "dir" / "x.json"
+    result = CliRunner().invoke(main, ["run", "--json", str(missing), *FAST])
+    _one_line_error(
+        result,
+        f"ConfigurationError: --json {missing}: the directory {missing.parent} does not exist",
+    )
+    # Before any work: the data set, which does not exist either, is never loaded.
+    result = CliRunner().invoke(
+        main,
+        ["run", "--json", str(missing), "--dataset", str(tmp_path / "no.csv"), "--target", "y"],
+    )
+    _one_line_error(result, "--json")
+    assert "no such CSV" not in result.output
+
+
+def _a_file(tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("not a directory\n")
+    return path
+
+
+def test_every_bench_output_is_checked_before_the_benchmark(tmp_path):
+    blocked = _a_file(tmp_path) / "sub"  # cannot be made: its parent is a file
+    small = ["bench", "--sizes", "10", "--repeats", "1", "--no-macro", "--schemes", "plain"]
+    for flag, path in (
+        ("--json", blocked / "b.json"),
+        ("--csv", blocked / "b.csv"),
+        ("--markdown", blocked / "b.md"),
+        ("--plot", blocked / "plots"),
+    ):
+        result = CliRunner().invoke(main, [*small, flag, str(path)])
+        _one_line_error(result, f"ConfigurationError: {flag} {path}: {blocked.parent} is not a")
+        assert "benchmark:" not in result.output  # nothing was measured
+
+
+def test_keygen_checks_where_the_keys_go_before_making_them(tmp_path):
+    blocked = _a_file(tmp_path) / "keys"
+    result = CliRunner().invoke(main, ["keygen", "--out", str(blocked), *FAST])
+    _one_line_error(result, f"--out {blocked}: {blocked.parent} is not a directory")
+    out = tmp_path / "keys"
+    made = CliRunner().invoke(main, ["keygen", "--out", str(out), *FAST])
+    assert made.exit_code == 0, made.output
+    # Existing files are refused before anything else (here: before the scheme, whose
+    # 1024-bit key would be refused without --allow-insecure).
+    again = CliRunner().invoke(main, ["keygen", "--out", str(out), "--key-bits", "1024"])
+    assert again.exit_code == 1 and "pass --force to overwrite" in again.output
+
+
+def test_flower_app_checks_its_directory_first(tmp_path):
+    blocked = _a_file(tmp_path) / "app"
+    result = CliRunner().invoke(main, ["flower-app", str(blocked)])
+    _one_line_error(result, f"DIRECTORY {blocked}: {blocked.parent} is not a directory")
