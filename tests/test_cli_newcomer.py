@@ -154,3 +154,41 @@ def test_flower_app_checks_its_directory_first(tmp_path):
     blocked = _a_file(tmp_path) / "app"
     result = CliRunner().invoke(main, ["flower-app", str(blocked)])
     _one_line_error(result, f"DIRECTORY {blocked}: {blocked.parent} is not a directory")
+
+
+# Item 7: README's `processes` snippet, pasted into a script without the main guard.
+
+_SCRIPT = """\
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from he_fed import FederatedLogisticRegression
+
+X, y = load_breast_cancer(return_X_y=True)
+hospital = np.arange(len(y)) % 3
+{guard}clf = FederatedLogisticRegression(executor="processes", workers=1, scheme="plain", rounds=1)
+{indent}clf.fit(X, y, groups=hospital)
+{indent}print(len(clf.history_))
+"""
+
+
+def test_a_script_without_the_main_guard_gets_one_error_naming_it(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(_SCRIPT.format(guard="", indent=""))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
+    assert done.returncode == 1
+    # One traceback, the script's own; none from the workers, no BrokenProcessPool.
+    assert done.stderr.count("Traceback") == 1, done.stderr
+    assert "bootstrapping" not in done.stderr and "BrokenProcessPool" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"he_fed.exceptions.MissingMainGuard: worker processes start by importing {script}, "
+        'which trains again at import: put the training under if __name__ == "__main__": '
+        "(the processes executor spawns its workers)"
+    )
+    # As README shows it, with the guard, the same script trains.
+    script.write_text(_SCRIPT.format(guard='if __name__ == "__main__":\n    ', indent="    "))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "1\n", "")
