@@ -17,6 +17,10 @@ def friendly_errors() -> Iterator[None]:
         yield
     except HEFedError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    except MemoryError:
+        raise click.ClickException(
+            "out of memory; try fewer --samples, --features or --clients"
+        ) from None
     except BrokenPipeError:
         raise  # the reader went away: the command group ends quietly
     except OSError as exc:

@@ -192,3 +192,38 @@ def test_a_script_without_the_main_guard_gets_one_error_naming_it(tmp_path):
         [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=600
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "1\n", "")
+
+
+# Item 10: `--samples 100000000` was killed by the kernel at 23.5 GB.
+
+
+def test_a_data_set_larger_than_the_memory_is_refused_before_it_is_made(monkeypatch):
+    from he_fed.data import _memory
+
+    monkeypatch.setattr(_memory, "available_memory", lambda: 16 * 2**30)
+    args = ["run", "--dataset", "synthetic-classification", "--samples", "100000000"]
+    result = CliRunner().invoke(main, args)
+    _one_line_error(
+        result,
+        "DatasetError: --samples 100,000,000 x --features 20 needs about 59.6 GiB at the "
+        "run's peak (4 copies of 8-byte values), and 16.0 GiB are available; lower --samples "
+        "or --features",
+    )
+    # 100,000 rows (61 MiB at the peak) fit.
+    assert _memory.check_fits_in_memory(100_000, 20) is None
+
+
+def test_a_petabyte_data_set_is_refused_on_any_machine():
+    args = ["run", "--dataset", "synthetic-regression", "--samples", str(10**13)]
+    result = CliRunner().invoke(main, args)
+    _one_line_error(result, "DatasetError: --samples 10,000,000,000,000 x --features 20")
+
+
+def test_running_out_of_memory_anyway_is_one_line(monkeypatch):
+    """Where the system does not say how much memory is left, numpy's refusal is one line."""
+    from he_fed.data import _memory
+
+    monkeypatch.setattr(_memory, "available_memory", lambda: None)
+    args = ["run", "--dataset", "synthetic-regression", "--samples", str(10**13)]
+    result = CliRunner().invoke(main, args)
+    _one_line_error(result, "out of memory; try fewer --samples, --features or --clients")

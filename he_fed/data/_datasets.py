@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import datasets as skdata
 
+from he_fed.data._memory import check_fits_in_memory
 from he_fed.exceptions import DatasetError
 
 __all__ = ["BUILTIN_DATASETS", "Dataset", "load_dataset"]
@@ -64,6 +65,7 @@ def _synthetic(name: str, n_samples: int | None, n_features: int | None, seed: i
     d = 20 if n_features is None else n_features
     if n < 10 or d < 1:
         raise DatasetError("synthetic data needs --samples >= 10 and --features >= 1")
+    check_fits_in_memory(n, d)  # before anything is allocated
     if name == "synthetic-classification":
         X, y = skdata.make_classification(
             n_samples=n,
