@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._flags import check_scheme_flags
 from he_fed.cli._verbosity import verbose_option
 
 from he_fed.bench.estimate import estimate as predict
@@ -33,12 +34,19 @@ _POSITIVE = click.IntRange(min=1)
     default=RUN_DEFAULTS["local_epochs"],
     show_default=True,
 )
-@click.option("--key-bits", type=int, default=RUN_DEFAULTS["key_bits"], show_default=True)
+@click.option(
+    "--key-bits",
+    type=int,
+    default=RUN_DEFAULTS["key_bits"],
+    show_default=True,
+    help="Paillier modulus size (Paillier schemes only).",
+)
 @click.option(
     "--ckks-preset",
     type=click.Choice(sorted(PRESETS)),
     default=RUN_DEFAULTS["ckks_preset"],
     show_default=True,
+    help="CKKS parameters (--scheme ckks only).",
 )
 @click.option("--clip", type=float, default=RUN_DEFAULTS["clip"], show_default=True)
 @click.option(
@@ -73,6 +81,7 @@ def estimate(
     this machine (a few seconds) and caches the result (in $HE_FED_CACHE_DIR, else ~/.cache/he-fed).
     """
     with friendly_errors():
+        check_scheme_flags(click.get_current_context(), scheme)
         weight = 1 << max(0, samples_per_client - 1).bit_length()
         chosen = scheme_from_options(
             scheme,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._flags import check_scheme_flags
 from he_fed.cli._paths import check_output_dir
 from he_fed.cli._verbosity import verbose_option
 
@@ -56,13 +57,15 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
     type=int,
     default=RUN_DEFAULTS["key_bits"],
     show_default=True,
-    help="Paillier modulus size: even, at most 8192 (under 2048 needs --allow-insecure).",
+    help="Paillier modulus size: even, at most 8192 (under 2048 needs --allow-insecure); "
+    "Paillier schemes only.",
 )
 @click.option(
     "--ckks-preset",
     type=click.Choice(sorted(PRESETS)),
     default=RUN_DEFAULTS["ckks_preset"],
     show_default=True,
+    help="CKKS parameters (--scheme ckks only).",
 )
 @click.option("--clip", type=float, default=DEFAULT_CLIP, show_default=True)
 @click.option("--max-clients", type=int, default=DEFAULT_MAX_CLIENTS, show_default=True)
@@ -112,6 +115,7 @@ def keygen(
     """
     passphrase = read_passphrase(passphrase_env, passphrase_file)
     with friendly_errors():
+        check_scheme_flags(click.get_current_context(), scheme)
         # Where the keys go is checked before they are made (4096-bit keys take a while).
         check_output_dir(out_dir, "--out")
         paths = {role: out_dir / name for role, name in FILES.items()}

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._flags import check_run_flags
 from he_fed.cli._paths import check_output_file
 from he_fed.cli._verbosity import verbose_option
 from rich.console import Console
@@ -136,20 +137,24 @@ def render(result: ExperimentResult, console: Console) -> None:
     "--dataset",
     default=RUN_DEFAULTS["dataset"],
     show_default=True,
-    help=f"One of {', '.join(BUILTIN_DATASETS)}, or a path to a CSV file.",
+    help=f"One of {', '.join(BUILTIN_DATASETS)} (- or _ alike), or a path to a CSV file.",
 )
-@click.option("--target", default=RUN_DEFAULTS["target"], help="Target column of a CSV dataset.")
+@click.option(
+    "--target",
+    default=RUN_DEFAULTS["target"],
+    help="Target column of a CSV dataset (CSV files only).",
+)
 @click.option(
     "--samples",
     type=int,
     default=RUN_DEFAULTS["samples"],
-    help="Rows of a synthetic dataset [1000].",
+    help="Rows of a synthetic dataset [1000] (synthetic datasets only).",
 )
 @click.option(
     "--features",
     type=int,
     default=RUN_DEFAULTS["features"],
-    help="Columns of a synthetic dataset [20].",
+    help="Columns of a synthetic dataset [20] (synthetic datasets only).",
 )
 @click.option(
     "--model", type=click.Choice(MODELS), default=RUN_DEFAULTS["model"], show_default=True
@@ -189,7 +194,7 @@ def render(result: ExperimentResult, console: Console) -> None:
     type=float,
     default=RUN_DEFAULTS["dirichlet_alpha"],
     show_default=True,
-    help="Dirichlet concentration for --partition dirichlet.",
+    help="Dirichlet concentration (with --partition dirichlet only).",
 )
 @click.option(
     "--dropout",
@@ -204,13 +209,14 @@ def render(result: ExperimentResult, console: Console) -> None:
     type=int,
     default=RUN_DEFAULTS["key_bits"],
     show_default=True,
-    help="Paillier modulus size.",
+    help="Paillier modulus size (Paillier schemes only).",
 )
 @click.option(
     "--ckks-preset",
     type=click.Choice(sorted(PRESETS)),
     default=RUN_DEFAULTS["ckks_preset"],
     show_default=True,
+    help="CKKS parameters (--scheme ckks only).",
 )
 @click.option(
     "--allow-insecure",
@@ -237,7 +243,8 @@ def render(result: ExperimentResult, console: Console) -> None:
     "--workers",
     type=int,
     default=RUN_DEFAULTS["workers"],
-    help="Worker processes (processes) or simulation actors (flower) [all cores].",
+    help="Worker processes (processes) or simulation actors (flower) [all cores]; "
+    "inprocess ignores it, with a warning.",
 )
 @click.option(
     "--json",
@@ -256,6 +263,8 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
     """
     with friendly_errors():
         check_output_file(json_path, "--json")  # before the run, not after it
+        for warning in check_run_flags(click.get_current_context(), options):
+            click.echo(f"Warning: {warning}", err=True)
         # Every other option is named after its ExperimentConfig field.
         config = ExperimentConfig(**options, standardize=not no_standardize)
         console = _Console()

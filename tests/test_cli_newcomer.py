@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 from he_fed.cli import main
 
@@ -227,3 +228,105 @@ def test_running_out_of_memory_anyway_is_one_line(monkeypatch):
     args = ["run", "--dataset", "synthetic-regression", "--samples", str(10**13)]
     result = CliRunner().invoke(main, args)
     _one_line_error(result, "out of memory; try fewer --samples, --features or --clients")
+
+
+# Flags that were silently ignored: refused when the user expects an effect on the
+# result, a warning when only the speed would change.
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (
+            ["run", "--alpha", "0.1"],
+            "--alpha sets the concentration of --partition dirichlet, and the partition is "
+            "iid; add --partition dirichlet",
+        ),
+        (
+            ["run", "--samples", "500"],
+            "--samples sizes the synthetic datasets (synthetic_classification, "
+            "synthetic_regression); breast_cancer has a size of its own",
+        ),
+        (["run", "--dataset", "wine", "--features", "5"], "--features sizes the synthetic"),
+        (
+            ["run", "--target", "label"],
+            "--target names the column to predict in a CSV file; breast_cancer is built in "
+            "and has its own target",
+        ),
+        (
+            ["run", "--dataset", "synthetic-regression", "--target", "y"],
+            "synthetic_regression is built in",
+        ),
+        (
+            ["run", "--scheme", "ckks", "--key-bits", "4096"],
+            "--key-bits sets the Paillier modulus, and --scheme ckks has none; its "
+            "parameters are --ckks-preset",
+        ),
+        (["run", "--scheme", "plain", "--key-bits", "1024"], "--scheme plain has none"),
+        (
+            ["run", "--ckks-preset", "compat-nvflare"],
+            "--ckks-preset applies to --scheme ckks, not paillier-packed",
+        ),
+        (["estimate", "--scheme", "ckks", "--key-bits", "3072"], "--scheme ckks has none"),
+        (["keygen", "--scheme", "ckks", "--key-bits", "3072", "--out", "k"], "has none"),
+    ],
+)
+def test_a_flag_that_would_change_nothing_the_user_expects_is_refused(
+    command, message, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # keygen would write ./k
+    result = CliRunner().invoke(main, command)
+    _one_line_error(result, message)
+    assert result.output.startswith("Error: ConfigurationError: ")
+    assert not (tmp_path / "k").exists()
+
+
+def test_alpha_given_as_its_default_still_counts_and_works_with_dirichlet():
+    refused = CliRunner().invoke(main, ["run", "--alpha", "0.5", *QUICK])
+    _one_line_error(refused, "--alpha sets the concentration")
+    args = ["run", "--partition", "dirichlet", "--alpha", "0.5", "--quiet", *QUICK]
+    assert CliRunner().invoke(main, args).exit_code == 0
+
+
+def test_samples_and_features_size_a_synthetic_dataset(tmp_path):
+    out = tmp_path / "run.json"
+    args = ["run", "--dataset", "synthetic-classification", "--samples", "200"]
+    args += ["--features", "4", "--json", str(out), "--quiet", *QUICK]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    dataset = json.loads(out.read_text())["dataset"]
+    assert (dataset["n_features"], dataset["n_train"] + dataset["n_test"]) == (4, 200)
+
+
+def test_workers_with_the_inprocess_executor_is_a_warning_and_the_run_goes_on():
+    result = CliRunner().invoke(main, ["run", "--workers", "2", "--quiet", *QUICK])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "Warning: --workers has no effect with --executor inprocess (clients run one after "
+        "another in this process); use --executor processes to spread them\n"
+    )
+    assert result.stdout.startswith("accuracy=")
+
+
+# Dataset names: `breast-cancer` was refused while `synthetic-classification` had hyphens.
+
+
+def test_every_dataset_name_is_accepted_with_hyphens_or_underscores(tmp_path):
+    from he_fed.data import BUILTIN_DATASETS
+
+    for canonical in BUILTIN_DATASETS:
+        for spelling in {canonical, canonical.replace("_", "-"), canonical.upper()}:
+            out = tmp_path / f"{spelling}.json"
+            args = ["run", "--dataset", spelling, "--json", str(out), "--quiet", *QUICK]
+            result = CliRunner().invoke(main, args)
+            assert result.exit_code == 0, (spelling, result.output)
+            assert json.loads(out.read_text())["dataset"]["name"] == canonical
+
+
+def test_help_shows_one_spelling_of_each_dataset():
+    result = CliRunner().invoke(main, ["run", "--help"], terminal_width=200)
+    assert (
+        "One of breast_cancer, diabetes, wine, synthetic_classification, "
+        "synthetic_regression (- or _ alike), or a path to a CSV file." in result.output
+    )
+    assert "synthetic-" not in result.output

@@ -16,7 +16,7 @@ from sklearn import datasets as skdata
 from he_fed.data._memory import check_fits_in_memory
 from he_fed.exceptions import DatasetError
 
-__all__ = ["BUILTIN_DATASETS", "Dataset", "load_dataset"]
+__all__ = ["BUILTIN_DATASETS", "SYNTHETIC_DATASETS", "Dataset", "builtin_name", "load_dataset"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +66,7 @@ def _synthetic(name: str, n_samples: int | None, n_features: int | None, seed: i
     if n < 10 or d < 1:
         raise DatasetError("synthetic data needs --samples >= 10 and --features >= 1")
     check_fits_in_memory(n, d)  # before anything is allocated
-    if name == "synthetic-classification":
+    if name == "synthetic_classification":
         X, y = skdata.make_classification(
             n_samples=n,
             n_features=d,
@@ -84,14 +84,26 @@ def _synthetic(name: str, n_samples: int | None, n_features: int | None, seed: i
     return Dataset(name, X, y, task, tuple(f"x{i}" for i in range(d)))
 
 
-#: Built-in datasets by name.
+#: Built-in datasets by name (:func:`builtin_name` also reads them with ``-`` for ``_``).
 BUILTIN_DATASETS = (
     "breast_cancer",
     "diabetes",
     "wine",
-    "synthetic-classification",
-    "synthetic-regression",
+    "synthetic_classification",
+    "synthetic_regression",
 )
+#: The built-in datasets whose size ``n_samples`` and ``n_features`` set.
+SYNTHETIC_DATASETS = ("synthetic_classification", "synthetic_regression")
+
+
+def builtin_name(name: str) -> str | None:
+    """The canonical name of a built-in dataset, or None if ``name`` is none.
+
+    ``-`` and ``_`` are alike, and so are upper and lower case: ``breast-cancer``
+    is ``breast_cancer``.
+    """
+    canonical = name.lower().replace("-", "_")
+    return canonical if canonical in BUILTIN_DATASETS else None
 
 
 def _load_csv(path: Path, target: str | None) -> Dataset:
@@ -156,7 +168,8 @@ def load_dataset(
     Parameters
     ----------
     name : str
-        One of :data:`BUILTIN_DATASETS`, or the path of a CSV file with a header row.
+        One of :data:`BUILTIN_DATASETS` (with ``-`` or ``_``), or the path of a CSV
+        file with a header row.
     target : str, optional
         The CSV column to predict (required for CSV). A column with exactly two
         distinct values makes a classification problem; otherwise it must be numeric.
@@ -174,19 +187,21 @@ def load_dataset(
     DatasetError
         If the name is unknown or the file cannot be read.
     """
-    if name == "breast_cancer":
-        return _bunch(name, skdata.load_breast_cancer)
-    if name == "diabetes":
-        return _bunch(name, skdata.load_diabetes)
-    if name == "wine":
-        return _bunch(name, skdata.load_wine, binarize=True)
-    if name in ("synthetic-classification", "synthetic-regression"):
-        return _synthetic(name, n_samples, n_features, random_state)
+    builtin = builtin_name(name)
+    if builtin == "breast_cancer":
+        return _bunch(builtin, skdata.load_breast_cancer)
+    if builtin == "diabetes":
+        return _bunch(builtin, skdata.load_diabetes)
+    if builtin == "wine":
+        return _bunch(builtin, skdata.load_wine, binarize=True)
+    if builtin in SYNTHETIC_DATASETS:
+        return _synthetic(builtin, n_samples, n_features, random_state)
     path = Path(name)
     if path.suffix.lower() == ".csv":
         if not path.is_file():
             raise DatasetError(f"no such CSV file: {path}")
         return _load_csv(path, target)
     raise DatasetError(
-        f"unknown dataset {name!r}; choose one of {', '.join(BUILTIN_DATASETS)} or a .csv path"
+        f"unknown dataset {name!r}; choose one of {', '.join(BUILTIN_DATASETS)} "
+        "(- or _ alike) or a .csv path"
     )

@@ -2,7 +2,7 @@
 
 A run holds several copies of its data at its peak: the generated array, the
 train/test split, the clients' partitions and their standardised copies.
-``he-fed run --scheme plain --rounds 1`` on ``synthetic-classification`` with
+``he-fed run --scheme plain --rounds 1`` on ``synthetic_classification`` with
 20 features peaked 582 MiB higher at 1,600,000 rows than at 400,000 (maximum
 resident set size): 3.1 copies of the 8-byte values. :data:`COPIES_AT_PEAK`
 rounds that up.
