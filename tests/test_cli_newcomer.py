@@ -330,3 +330,17 @@ def test_help_shows_one_spelling_of_each_dataset():
         "synthetic_regression (- or _ alike), or a path to a CSV file." in result.output
     )
     assert "synthetic-" not in result.output
+
+
+# `--clients 1` failed without suggesting `--min-clients 1`.
+
+
+def test_one_client_is_told_to_lower_min_clients_and_then_runs():
+    result = CliRunner().invoke(main, ["run", "--clients", "1", *QUICK])
+    _one_line_error(
+        result,
+        "ConfigurationError: 1 client(s) registered, but the key holder decrypts cohorts of "
+        "at least 2; to run anyway, lower min_clients to 1 (CLI: --min-clients 1)",
+    )
+    args = ["run", "--clients", "1", "--min-clients", "1", "--quiet", *QUICK]
+    assert CliRunner().invoke(main, args).exit_code == 0
