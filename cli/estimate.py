@@ -77,8 +77,10 @@ def estimate(
 ) -> None:
     """Predict time per round, bytes per client and total time, without running.
 
-    The defaults are those of ``he-fed run``. The first call for a scheme calibrates
-    this machine (a few seconds) and caches the result (in $HE_FED_CACHE_DIR, else ~/.cache/he-fed).
+    The defaults are those of ``he-fed run``. The first call for a scheme and its key
+    parameters (--key-bits, --ckks-preset) calibrates this machine (a few seconds) and
+    caches the result (in $HE_FED_CACHE_DIR, else ~/.cache/he-fed); other --clients,
+    --samples-per-client, --features or --clip reuse it.
     """
     with friendly_errors():
         check_scheme_flags(click.get_current_context(), scheme)

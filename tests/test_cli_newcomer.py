@@ -344,3 +344,30 @@ def test_one_client_is_told_to_lower_min_clients_and_then_runs():
     )
     args = ["run", "--clients", "1", "--min-clients", "1", "--quiet", *QUICK]
     assert CliRunner().invoke(main, args).exit_code == 0
+
+
+# `he-fed estimate` recalibrated for every new --clients or --samples-per-client.
+
+
+def test_estimate_calibrates_once_per_scheme_and_key_whatever_the_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("HE_FED_CACHE_DIR", str(tmp_path))
+    cache = tmp_path / "calibration.json"
+    packed = ["--scheme", "paillier-packed", *FAST]
+    runs = [
+        packed,
+        [*packed, "--clients", "50"],
+        [*packed, "--samples-per-client", "5000"],
+        [*packed, "--clients", "7", "--samples-per-client", "3", "--clip", "1.5"],
+    ]
+    stamps = set()
+    for args in runs:
+        result = CliRunner().invoke(main, ["estimate", *args])
+        assert result.exit_code == 0, result.output
+        stamps.add(re.search(r"\(calibrated (\S+) on ", result.output).group(1))
+        assert len(json.loads(cache.read_text())) == 1  # one calibration, reused
+    assert len(stamps) == 1
+    # Another key size is another calibration.
+    args = ["estimate", "--scheme", "paillier-packed", "--key-bits", "1280", "--allow-insecure"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(cache.read_text())) == 2
