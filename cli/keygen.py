@@ -74,7 +74,10 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
     type=int,
     default=DEFAULT_MAX_WEIGHT,
     show_default=True,
-    help="Largest weight (sample count) of one contribution.",
+    help="Largest weight of one contribution; the default 1 allows unweighted sums "
+    "only. Federated averaging weights each update by its client's sample count: set "
+    "at least the largest client's (he-fed run takes the smallest power of two that "
+    "holds it). Larger bounds cost packed-Paillier slots and CKKS precision.",
 )
 @click.option("--allow-insecure", is_flag=True, help="Accept Paillier keys under 2048 bits.")
 @click.option(
@@ -137,6 +140,11 @@ def keygen(
         write_atomic(paths["aggregation"], keys.public.aggregation_key().to_bytes(), mode=0o644)
         write_atomic(paths["secret"], keys.secret.to_bytes(passphrase=passphrase), mode=0o600)
     click.echo(f"{scheme} key, fingerprint {keys.public.fingerprint.hex()[:16]}")
+    plan = keys.public.scheme
+    click.echo(
+        f"  plan: sums of up to {plan.max_clients} contributions of weight up to "
+        f"{plan.max_weight}, values clipped at {plan.clip:g} (--max-clients, --max-weight, --clip)"
+    )
     for role, path in paths.items():
         note = {
             "secret": " (mode 0600, "

@@ -371,3 +371,36 @@ def test_estimate_calibrates_once_per_scheme_and_key_whatever_the_run(tmp_path, 
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert len(json.loads(cache.read_text())) == 2
+
+
+# keygen's default --max-weight 1 refused every contribution weighted by its sample count.
+
+
+def test_keygen_says_which_weights_its_keys_allow_and_the_refusal_says_how_to_fix_it(tmp_path):
+    import numpy as np
+
+    from he_fed.crypto import load_public
+    from he_fed.exceptions import EncodingOverflowError
+
+    help_text = CliRunner().invoke(main, ["keygen", "--help"], terminal_width=400).output
+    assert "the default 1 allows unweighted sums only" in " ".join(help_text.split())
+    out = tmp_path / "keys"
+    made = CliRunner().invoke(main, ["keygen", "--out", str(out), *FAST])
+    assert made.exit_code == 0, made.output
+    assert (
+        "  plan: sums of up to 1024 contributions of weight up to 1, values clipped at 4 "
+        "(--max-clients, --max-weight, --clip)\n" in made.output
+    )
+    public = load_public((out / "public.key").read_bytes(), allow_insecure=True)
+    with pytest.raises(EncodingOverflowError) as refused:
+        public.encrypt(np.zeros(3), weight=30)  # a client of 30 rows
+    assert str(refused.value) == (
+        "weight 30 is outside [1, 1], the weights this key's plan allows; make keys whose "
+        "plan allows it (max_weight; CLI: he-fed keygen --max-weight 32)"
+    )
+    # Keys made as the message says take the weight.
+    again = tmp_path / "weighted"
+    made = CliRunner().invoke(main, ["keygen", "--out", str(again), "--max-weight", "32", *FAST])
+    assert made.exit_code == 0, made.output
+    weighted = load_public((again / "public.key").read_bytes(), allow_insecure=True)
+    assert weighted.encrypt(np.zeros(3), weight=30) is not None
