@@ -19,7 +19,12 @@ from he_fed._version import __version__
 
 
 class _Commands(click.Group):
-    """The command group; a reader that stops early (``he-fed run | head -1``) is no error."""
+    """The command group; a reader that stops early (``he-fed run | head -1``) is no error.
+
+    Only output escapes :func:`~he_fed.cli._errors.friendly_errors` (results are
+    printed after the work), so a broken pipe that reaches here is stdout's; one
+    during the work (a worker's pipe) is an error there.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

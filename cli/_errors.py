@@ -21,7 +21,5 @@ def friendly_errors() -> Iterator[None]:
         raise click.ClickException(
             "out of memory; try fewer --samples, --features or --clients"
         ) from None
-    except BrokenPipeError:
-        raise  # the reader went away: the command group ends quietly
     except OSError as exc:
         raise click.ClickException(str(exc)) from None

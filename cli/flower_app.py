@@ -73,15 +73,16 @@ def flower_app(directory: Path, settings: tuple[str, ...], provision: bool) -> N
             # The policy first: a run config it refuses writes nothing.
             policy = keyholder_policy(run_config, trust_on_first_use=True) if provision else None
             path = write_app(directory, **run_config)
-            click.echo(f"wrote {path}")
-            if policy is None:
-                return
-            policy_path = policy.write(directory / "keyholder.json")
-            identity = Identity()
-            identity_path = directory / "keyholder.id"
-            write_atomic(identity_path, identity.private_bytes().hex().encode() + b"\n")
+            if policy is not None:
+                policy_path = policy.write(directory / "keyholder.json")
+                identity = Identity()
+                identity_path = directory / "keyholder.id"
+                write_atomic(identity_path, identity.private_bytes().hex().encode() + b"\n")
         except OSError as exc:
             raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {path}")  # output after the work: a closed pipe is no error
+    if policy is None:
+        return
     pin = identity.public_bytes.hex()
     click.echo(f"wrote {policy_path} (the key holder's policy) and {identity_path} (secret)")
     click.echo("key-holder node:")

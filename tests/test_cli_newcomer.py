@@ -40,16 +40,21 @@ def test_run_into_a_pipe_prints_the_title_first_not_an_empty_line():
     assert result.stdout.splitlines()[0].startswith("breast_cancer · logistic · plain")
 
 
-def test_a_reader_that_closes_the_pipe_early_ends_the_run_quietly():
-    for flags in ([], ["--quiet"]):
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(tmp_path):
+    for command in (
+        ["run", *QUICK],
+        ["run", "--quiet", *QUICK],
+        ["keygen", "--out", str(tmp_path / "keys"), *FAST],
+    ):
         process = subprocess.Popen(
-            [*HE_FED, "run", *QUICK, *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [*HE_FED, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         process.stdout.close()  # the reader is gone before he-fed writes a byte
         stderr = process.stderr.read()
         process.stderr.close()
         assert process.wait() == 0, stderr
         assert stderr == b""  # no traceback, no "Exception ignored", no "Broken pipe"
+    assert (tmp_path / "keys" / "secret.key").exists()  # the work was done all the same
 
 
 # -v and -vv.
