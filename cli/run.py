@@ -251,7 +251,8 @@ def render(result: ExperimentResult, console: Console) -> None:
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the full result as JSON to this file.",
+    help="Write the full result as JSON to this file (in an existing directory; checked "
+    "before the run).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables; one summary line.")
 @verbose_option
