@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from he_fed.cli._verbosity import verbose_option
 
 from he_fed.crypto import wire
 from he_fed.crypto.keyfile import is_protected
@@ -68,6 +69,7 @@ def describe(data: bytes) -> dict[str, Any]:
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path)
 )
+@verbose_option
 def inspect(files: tuple[Path, ...]) -> None:
     """Describe he-fed files: keys, identities, messages, releases, federation and state files."""
     for path in files:

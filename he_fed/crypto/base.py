@@ -352,10 +352,17 @@ class PublicKey(AggregationKey):
                 f"{self._scheme.clip:g}; clip the update before encrypting"
             )
         check_int("weight", weight, types=(int, np.integer))
-        if not 1 <= int(weight) <= self._scheme.max_weight:
+        if int(weight) < 1:
             raise EncodingOverflowError(
-                f"weight {int(weight)} is outside [1, {self._scheme.max_weight}] "
-                "(raise the plan's max_weight)"
+                f"weight {int(weight)} is outside [1, {self._scheme.max_weight}]: weights are "
+                "positive"
+            )
+        if int(weight) > self._scheme.max_weight:
+            enough = 1 << (int(weight) - 1).bit_length()
+            raise EncodingOverflowError(
+                f"weight {int(weight)} is outside [1, {self._scheme.max_weight}], the weights "
+                "this key's plan allows; make keys whose plan allows it (max_weight; CLI: "
+                f"he-fed keygen --max-weight {enough})"
             )
         return values, int(weight)
 

@@ -237,9 +237,11 @@ class KeyHolder:
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
         if len(self._registry) < self.min_clients:
+            lower = max(1, len(self._registry))
             raise ConfigurationError(
                 f"{len(self._registry)} client(s) registered, but the key holder decrypts "
-                f"cohorts of at least {self.min_clients}; lower min_clients to run anyway"
+                f"cohorts of at least {self.min_clients}; to run anyway, lower min_clients "
+                f"to {lower} (CLI: --min-clients {lower})"
             )
         self._model.check_task(task)
         self._registry.freeze()

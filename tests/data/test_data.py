@@ -25,7 +25,7 @@ def test_builtin_datasets_load_with_the_right_task(name):
     if data.task == "classification":
         assert len(data.classes) == 2
     assert data.task == (
-        "regression" if name in ("diabetes", "synthetic-regression") else "classification"
+        "regression" if name in ("diabetes", "synthetic_regression") else "classification"
     )
 
 
