@@ -332,7 +332,7 @@ def test_help_shows_one_spelling_of_each_dataset():
     result = CliRunner().invoke(main, ["run", "--help"], terminal_width=200)
     assert (
         "One of breast_cancer, diabetes, wine, synthetic_classification, "
-        "synthetic_regression (- or _ alike), or a path to a CSV file." in result.output
+        "synthetic_regression (- or _ alike), or a path to a .csv or .tsv file." in result.output
     )
     assert "synthetic-" not in result.output
 
