@@ -36,11 +36,22 @@ class WeightedSum:
         ``sum_k weight_k``.
     count : int
         Number of contributions summed.
+    units : ndarray of shape (n,) or None
+        ``total`` in grid steps, exactly: the integers ``sum_k weight_k * q_k``,
+        where ``q_k`` is contribution ``k``'s values quantized onto the scheme's
+        grid (``int64``, or Python integers where they may not fit). ``total`` is
+        ``units * step`` rounded to doubles. None for :class:`~he_fed.crypto.Plain`,
+        whose values lie on no grid.
+    step : float or None
+        Real value of one unit: the grid step every client quantizes its values
+        to (weights are integers, so the weighted sums lie on the same grid).
     """
 
     total: np.ndarray
     weight: int
     count: int
+    units: np.ndarray | None = None
+    step: float | None = None
 
     @property
     def mean(self) -> np.ndarray:

@@ -246,7 +246,9 @@ class Paillier(_PaillierScheme):
                         "overflowed or holds contributions the plan did not allow"
                     )
             signed.append(m)
-        return WeightedSum(self.quantizer.dequantize(np.array(signed, dtype=object)), weight, count)
+        units = np.array(signed, dtype=object)
+        step = self.quantizer.step
+        return WeightedSum(self.quantizer.dequantize(units), weight, count, units, step)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -335,4 +337,5 @@ class PackedPaillier(_PaillierScheme):
         q_sum = slots[1:] - levels * weight
         if np.any(np.abs(q_sum) > levels * weight):
             raise EncodingOverflowError("a decrypted slot lies outside the plan's range")
-        return WeightedSum(self.quantizer.dequantize(q_sum), weight, count)
+        step = self.quantizer.step
+        return WeightedSum(self.quantizer.dequantize(q_sum), weight, count, q_sum, step)

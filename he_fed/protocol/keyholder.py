@@ -81,8 +81,9 @@ class KeyHolder:
     every value within ``± weight · clip`` (so the released mean lies within the
     clip bound); otherwise it raises
     :class:`~he_fed.exceptions.AggregateRejected`. No error message carries a
-    decrypted value. It releases only the weighted mean and the contributor count,
-    never a total weight or anything per client.
+    decrypted value. It releases only the weighted mean, rounded to the plan's grid
+    so that the total weight cannot be read off it (:mod:`he_fed.protocol.release`),
+    and the contributor count, never a total weight or anything per client.
 
     Parameters
     ----------

@@ -315,7 +315,8 @@ class Aggregate:
     task : Task
         The round's task.
     mean : ndarray
-        ``sum_k n_k v_k / sum_k n_k``.
+        ``sum_k n_k v_k / sum_k n_k``, rounded to the plan's grid, which keeps the
+        total weight from being read off it (:mod:`he_fed.protocol.release`).
     contributors : int
         Number of contributions in the sum.
     """

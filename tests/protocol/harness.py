@@ -52,9 +52,13 @@ def client(holder: KeyHolder, name: str, seed: int, n: int, **kwargs: object) ->
     return Client(name, *data(seed, n), public, **options)  # type: ignore[arg-type]
 
 
-def roles(scheme_name: str, sizes=(30, 50, 20), min_clients: int | None = 2, plan=PLAN):
-    """A key holder, an aggregator and one client per size, registered with both."""
-    keyholder = KeyHolder(keys_for(scheme_name), plan=plan, min_clients=min_clients)
+def roles(scheme_name: str, sizes=(30, 50, 20), min_clients: int | None = 2, plan=PLAN, keys=None):
+    """A key holder, an aggregator and one client per size, registered with both.
+
+    The key holder has the session's keys for ``scheme_name``, or ``keys``.
+    """
+    keys = keys_for(scheme_name) if keys is None else keys
+    keyholder = KeyHolder(keys, plan=plan, min_clients=min_clients)
     aggregator = Aggregator(
         keyholder.aggregation_key_bytes(),
         plan=plan,
