@@ -139,6 +139,23 @@ class EncryptedVector(ABC):
         its values.)
         """
 
+    def binding(self) -> bytes:
+        """A commitment that binds this contribution's plaintext, or ``b""``.
+
+        The :meth:`commitment` fixes a ciphertext's randomness, not its message: a
+        Paillier ciphertext times ``1 + x·n`` keeps it and decrypts to the message
+        plus ``x``. A Paillier vector fresh from ``encrypt`` therefore also commits
+        to its plaintext integers (:mod:`he_fed.crypto._binding`), and the key holder
+        checks the decrypted sum against the product of the contributors'. CKKS and
+        ``Plain`` have none and return ``b""``.
+
+        Raises
+        ------
+        ConfigurationError
+            If the vector is a sum or was read from bytes.
+        """
+        return b""
+
     def prove_commitment(self, context: bytes) -> bytes:
         """A proof, bound to ``context``, that its maker knows the commitment's randomness.
 

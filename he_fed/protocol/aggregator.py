@@ -232,12 +232,19 @@ class Aggregator:
             fingerprint=key.fingerprint,
             vector=update.vector,
             commitment=commitment,
+            binding=update.binding,
         )
         if not (
             self._registry.verify(update.client_id, update.signature, whole)
             and self._registry.verify(update.client_id, update.commitment_signature, alone)
         ):
             raise InvalidSignature(f"the update from {update.client_id!r} has a bad signature")
+        try:
+            key.sum_bindings([update.binding])  # well-formed (only the key holder can open it)
+        except MalformedMessage:
+            raise MalformedMessage(
+                f"the update from {update.client_id!r} has a malformed binding commitment"
+            ) from None
         if not key.verify_commitment_proof(commitment, update.proof, vector.size, alone):
             # Checked here too, so that one client's bad proof costs only its own update
             # rather than the key holder's refusal of the whole round.
@@ -247,7 +254,13 @@ class Aggregator:
         total = vector if self._sum is None else self._sum + vector
         self._sum = total
         self._receipts.append(
-            Receipt(update.client_id, commitment, update.commitment_signature, update.proof)
+            Receipt(
+                update.client_id,
+                commitment,
+                update.commitment_signature,
+                update.proof,
+                update.binding,
+            )
         )
 
     def finish_round(self) -> bytes:

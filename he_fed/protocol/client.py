@@ -310,6 +310,7 @@ class Client:
             fingerprint=key.fingerprint,
             vector=vector_bytes,
             commitment=vector.commitment(),
+            binding=vector.binding(),
         )
         signature = self._identity.sign(whole)
         commitment_signature = self._identity.sign(alone)
@@ -323,6 +324,7 @@ class Client:
             signature,
             commitment_signature,
             proof,
+            vector.binding(),
         )
         data = encode(update)
         t5 = time.perf_counter()

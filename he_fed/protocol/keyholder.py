@@ -73,7 +73,9 @@ class KeyHolder:
     * the contributors are distinct and at least the minimum cohort,
     * the ciphertext has exactly the task's length and its own contribution count
       equals the number of receipts, and
-    * the aggregate's commitment equals the sum of the receipts' commitments.
+    * the aggregate's commitment equals the sum of the receipts' commitments,
+      and, after decryption, its plaintext opens the product of the receipts'
+      binding commitments (Paillier; a sum with an offset added is refused).
 
     Once the signatures verify, the attempt uses up its round, whatever follows.
     After decryption the weighted sum must be one that honest contributions under
@@ -333,12 +335,18 @@ class KeyHolder:
             raise PolicyViolation(
                 "the aggregate is not the sum of the contributions its receipts describe"
             )
-        mean = self._decrypt(vector, key.scheme)
+        try:
+            binding = key.sum_bindings([r.binding for r in message.receipts])
+        except MalformedMessage:
+            raise PolicyViolation(
+                "a receipt's binding commitment is malformed or missing"
+            ) from None
+        mean = self._decrypt(vector, key.scheme, binding)
         self._model.apply(message.task, mean)
         self._released += 1
         return encode(Aggregate(message.round, message.task, mean, len(contributors)))
 
-    def _decrypt(self, vector: EncryptedVector, plan: Scheme) -> np.ndarray:
+    def _decrypt(self, vector: EncryptedVector, plan: Scheme, binding: bytes) -> np.ndarray:
         """Decrypt and check that honest contributions under ``plan`` can produce the sum.
 
         Every refusal from here on is counted (see ``DEFAULT_MAX_REJECTIONS``).
@@ -346,7 +354,7 @@ class KeyHolder:
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
         try:
-            mean = checked_mean(self._keys.secret, vector, plan)
+            mean = checked_mean(self._keys.secret, vector, plan, binding=binding)
         except AggregateRejected as exc:
             self._rejected += 1
             log.warning(

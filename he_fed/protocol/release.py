@@ -41,12 +41,14 @@ from __future__ import annotations
 import numpy as np
 
 from he_fed.crypto import EncryptedVector, Scheme, SecretKey
-from he_fed.exceptions import AggregateRejected, HEFedError
+from he_fed.exceptions import AggregateRejected, HEFedError, PolicyViolation
 
 __all__ = ["checked_mean", "rounded_mean"]
 
 
-def checked_mean(secret: SecretKey, vector: EncryptedVector, plan: Scheme) -> np.ndarray:
+def checked_mean(
+    secret: SecretKey, vector: EncryptedVector, plan: Scheme, *, binding: bytes = b""
+) -> np.ndarray:
     """Decrypt ``vector`` and return its weighted mean, if honest contributions can produce it.
 
     Raises
@@ -55,8 +57,8 @@ def checked_mean(secret: SecretKey, vector: EncryptedVector, plan: Scheme) -> np
         If the sum lies outside what the plan lets honest contributions reach.
     """
     try:
-        result = secret.decrypt_weighted(vector)
-    except AggregateRejected:
+        result = secret.decrypt_weighted(vector, binding=binding)
+    except PolicyViolation:  # refused, or an aggregate that does not open its binding
         raise
     except HEFedError:
         # The scheme's own range checks; their text may describe the plaintext.

@@ -214,13 +214,14 @@ class ProcessesExecutor:
             # One task per worker; the barrier in the initializer keeps the first
             # workers busy until the last has started, so every one is spawned.
             futures = [pool.submit(_ready) for _ in range(self.workers)]
+            # ProcessPoolExecutor keeps its processes to itself, and forgets them once
+            # the pool breaks: take them now, while they start. Their exit statuses
+            # say whether they left for want of the main guard.
+            processes = list((getattr(pool, "_processes", None) or {}).values())
             try:
                 for future in futures:
                     future.result(timeout=STARTUP_TIMEOUT_S)
             except (BrokenProcessPool, TimeoutError, OSError) as exc:
-                # ProcessPoolExecutor keeps its processes to itself; their exit
-                # statuses say whether they left for want of the main guard.
-                processes = list((getattr(pool, "_processes", None) or {}).values())
                 pool.shutdown(wait=False, cancel_futures=True)
                 missing_guard = _missing_guard(processes)
                 if missing_guard is not None:

@@ -70,7 +70,7 @@ def _aggregate(updates, cohort):
     vectors = [key.load_vector(u.vector) for u in parsed]
     total = sum(vectors[1:], vectors[0])
     receipts = tuple(
-        Receipt(u.client_id, v.commitment(), u.commitment_signature, u.proof)
+        Receipt(u.client_id, v.commitment(), u.commitment_signature, u.proof, u.binding)
         for u, v in zip(parsed, vectors, strict=True)
     )
     return encode(EncryptedAggregate(parsed[0].round, parsed[0].task, receipts, total.to_bytes()))
