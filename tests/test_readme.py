@@ -21,8 +21,11 @@ def _updater():
 
 
 def test_readme_tables_match_the_committed_results():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert _updater().render(readme) == readme, "run python benchmarks/update_readme.py"
+    updater = _updater()
+    assert updater.READMES == ("README.md", "README.zh-CN.md")
+    for name in updater.READMES:
+        readme = (ROOT / name).read_text(encoding="utf-8")
+        assert updater.render(readme, name) == readme, "run python benchmarks/update_readme.py"
 
 
 def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
@@ -41,6 +44,35 @@ def test_the_chinese_readme_gives_the_same_commands_and_sections():
     notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     for name in notebooks:
         assert name in english and name in chinese
+
+
+_FENCE = re.compile(r"^```[^\n]*\n.*?^```$", re.DOTALL | re.MULTILINE)
+_COMMENT = re.compile(r"(^|\s+)# .*$")
+
+
+def _outline(readme: str) -> tuple[list[str], list[list[str]], list[str]]:
+    """A README's heading levels, its code blocks with comments removed, and its markers.
+
+    Comments are prose, translated in README.zh-CN.md; everything else in a code block
+    (commands, flags, code, printed output) must be the English README's, character for
+    character.
+    """
+    blocks = _FENCE.findall(readme)
+    prose = _FENCE.sub("", readme)
+    levels = [line.split(" ", 1)[0] for line in prose.splitlines() if line.startswith("#")]
+    code = [[_COMMENT.sub("", line).rstrip() for line in b.splitlines()] for b in blocks]
+    markers = re.findall(r"<!-- /?[\w:-]+ -->", prose)
+    return levels, code, markers
+
+
+def test_the_chinese_readme_has_every_section_and_code_block_in_order():
+    english = _outline((ROOT / "README.md").read_text(encoding="utf-8"))
+    chinese = _outline((ROOT / "README.zh-CN.md").read_text(encoding="utf-8"))
+    assert len(english[0]) >= 15 and len(english[1]) >= 15
+    assert chinese[0] == english[0], "a section is missing or out of order"
+    for number, (ours, theirs) in enumerate(zip(chinese[1], english[1], strict=True)):
+        assert ours == theirs, f"code block {number} differs from README.md's"
+    assert chinese[2] == english[2]
 
 
 def test_the_worked_example_shows_what_he_fed_run_prints():
