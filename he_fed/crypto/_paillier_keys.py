@@ -28,7 +28,12 @@ from he_fed.crypto.base import (
     WeightedSum,
     key_fingerprint,
 )
-from he_fed.exceptions import ConfigurationError, MalformedMessage, PolicyViolation
+from he_fed.exceptions import (
+    AggregateRejected,
+    ConfigurationError,
+    EncodingOverflowError,
+    MalformedMessage,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from he_fed.crypto.paillier import _PaillierScheme
@@ -220,12 +225,18 @@ class PaillierSecretKey(SecretKey):
         scheme: _PaillierScheme = vector.key.scheme  # type: ignore[assignment]
         n = int(self._public.n)
         data, rho = scheme.detach(self.raw_decrypt(vector.ciphertexts), vector.size)
+        # Every range check first: the binding check must only ever see a sum that
+        # honest contributions could have, so that whether it passes never depends
+        # on where a tampered plaintext wrapped modulo n.
+        result = scheme.decode(data, vector.size, vector.count, n)
+        if rho >> (scheme.blinding_bits + vector.count.bit_length()):
+            raise EncodingOverflowError("the decrypted blinding exceeds what the plan allows")
         if binding and not _binding.check(scheme.exact(data, vector.size, n), rho, binding):
-            raise PolicyViolation(
+            raise AggregateRejected(
                 "the aggregate's plaintext does not open its contributions' binding "
                 "commitments: someone added to the sum"
             )
-        return scheme.decode(data, vector.size, vector.count, n)
+        return result
 
 
 class PaillierVector(EncryptedVector):

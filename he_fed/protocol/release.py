@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from he_fed.crypto import EncryptedVector, Scheme, SecretKey
-from he_fed.exceptions import AggregateRejected, HEFedError, PolicyViolation
+from he_fed.exceptions import AggregateRejected, HEFedError
 
 __all__ = ["checked_mean", "rounded_mean"]
 
@@ -58,10 +58,12 @@ def checked_mean(
     """
     try:
         result = secret.decrypt_weighted(vector, binding=binding)
-    except PolicyViolation:  # refused, or an aggregate that does not open its binding
+    except AggregateRejected:
         raise
-    except HEFedError:
-        # The scheme's own range checks; their text may describe the plaintext.
+    except (HEFedError, ArithmeticError, ValueError):
+        # The schemes' own range checks (or anything a tampered plaintext trips
+        # over while being decoded): one refusal, whatever failed, so that which
+        # check failed cannot serve as an oracle; its text may describe the plaintext.
         raise AggregateRejected(
             "the decrypted aggregate lies outside what the plan can represent"
         ) from None

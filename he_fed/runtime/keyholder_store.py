@@ -342,7 +342,9 @@ class KeyHolderStore:
         before = self._holder.export_state()
         try:
             release = self._holder.decrypt_aggregate(data)
-        except HEFedError:
+        except Exception:
+            # Whatever failed, a round the attempt used up is saved as used up: an
+            # attempt that escaped unsaved could be replayed against the same round.
             if self._holder.export_state() != before:
                 self._save()
             raise

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from he_fed.crypto import _binding
-from he_fed.exceptions import ConfigurationError, PolicyViolation
+from he_fed.exceptions import AggregateRejected, ConfigurationError
 from tests.conftest import keys_for
 
 
@@ -48,7 +48,7 @@ def test_a_fresh_vectors_binding_opens_with_the_key_holders_sum(name):
     total = vectors[0] + vectors[1]
     result = keys.secret.decrypt_weighted(total, binding=product)
     np.testing.assert_allclose(result.total, 3 * xs[0] + 5 * xs[1], atol=1e-3)
-    with pytest.raises(PolicyViolation, match="binding"):
+    with pytest.raises(AggregateRejected, match="binding"):
         keys.secret.decrypt_weighted(vectors[0], binding=product)
     with pytest.raises(ConfigurationError, match="fresh from encrypt"):
         total.binding()

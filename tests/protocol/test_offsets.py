@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from he_fed.exceptions import PolicyViolation
+from he_fed.exceptions import AggregateRejected
 from he_fed.protocol import EncryptedAggregate, Task, decode, encode
 from tests.protocol.harness import open_round, roles
 from tests.protocol.test_attacks import Spy
@@ -62,10 +62,12 @@ def test_an_offset_on_the_sum_is_refused_and_nothing_is_released(scheme_name, wh
     assert key.sum_commitments(commitments, size) == key.load_vector(tampered.vector).commitment()
     spy = Spy(keyholder, monkeypatch)
     released = keyholder.released
-    with pytest.raises(PolicyViolation, match="does not open its contributions' binding"):
+    with pytest.raises(AggregateRejected, match="nothing was released"):
         keyholder.decrypt_aggregate(encode(tampered))
     assert spy.calls == 1 and keyholder.released == released  # decrypted, checked, refused
-    assert keyholder.rejected == 0  # tampering tells nothing about the plaintext: not counted
+    # Counted like every refusal after decryption: which check failed (the range, or
+    # the binding) could depend on where a tampered plaintext wrapped modulo n.
+    assert keyholder.rejected == 1
 
 
 @pytest.mark.parametrize("scheme_name", SCHEMES)
@@ -101,6 +103,64 @@ def test_freezing_the_model_by_subtracting_the_last_sum_is_refused(scheme_name):
         c * (1 - m * n) % nsquare for c, m in zip(vector.ciphertexts, known, strict=True)
     ]
     frozen = EncryptedAggregate(second.round, second.task, second.receipts, vector.to_bytes())
-    with pytest.raises(PolicyViolation, match="binding"):
+    with pytest.raises(AggregateRejected, match="nothing was released"):
         keyholder.decrypt_aggregate(encode(frozen))
     assert np.array_equal(aggregator.weights, keyholder.model.weights)
+
+
+def test_where_a_tampered_plaintext_wraps_is_no_oracle():
+    """A red team's oracle: offset chunk 0 by ``n - T``.
+
+    If its plaintext ``m < T`` the sum wraps to a huge value, else to ``m - T``; the
+    two used to fail differently (a crash while unpacking, or an uncounted binding
+    refusal), so a binary search over ``T`` read one cohort's chunk exactly, then a
+    cohort without the victim's, with nothing released. Now both are the same
+    counted refusal.
+    """
+    from he_fed.models import LogisticRegressionGD
+    from he_fed.protocol import Aggregator, Client, KeyHolder, RunPlan
+    from tests.conftest import keys_for
+
+    features = 150  # several packed chunks: chunk 0 is not the last
+    plan = RunPlan(n_features=features, standardize=False)
+    keyholder = KeyHolder(keys_for("paillier-packed"), plan=plan, min_clients=2)
+    assert keyholder.public_key.scheme.data_ciphertexts(plan.vector_size(Task.TRAIN)) > 1
+    aggregator = Aggregator(
+        keyholder.aggregation_key_bytes(),
+        plan=plan,
+        keyholder=keyholder.identity_bytes,
+        allow_insecure=True,
+    )
+    rng = np.random.default_rng(3)
+    clients = []
+    for i, rows in enumerate((30, 50, 20)):
+        X = rng.normal(size=(rows, features))
+        y = (X[:, 0] > 0).astype(int)
+        c = Client(
+            f"c{i}",
+            X,
+            y,
+            keyholder.public_key_bytes(),
+            keyholder=keyholder.identity_bytes,
+            model=LogisticRegressionGD(learning_rate=0.5),
+            classes=np.array([0, 1]),
+            allow_insecure=True,
+        )
+        keyholder.register(c.client_id, c.verify_key)
+        aggregator.register(c.client_id, c.verify_key)
+        clients.append(c)
+    key, secret = keyholder.public_key, keyholder._keys.secret
+    n = int(key.n)
+    answers = []
+    for delta in (0, 1):  # T = m and T = m + 1: the two sides of the old oracle
+        start = open_round(keyholder, aggregator)
+        for c in clients:
+            aggregator.add(c.participate(start).update)
+        message = decode(aggregator.finish_round(), EncryptedAggregate)
+        m = secret.raw_decrypt([key.load_vector(message.vector).ciphertexts[0]])[0]
+        tampered = offset(keyholder, message, 0, n - (m + delta))
+        with pytest.raises(AggregateRejected) as refused:
+            keyholder.decrypt_aggregate(encode(tampered))
+        answers.append((type(refused.value), str(refused.value), refused.value.off_grid))
+    assert answers[0] == answers[1]
+    assert keyholder.rejected == 2 and keyholder.released == 0
