@@ -101,8 +101,13 @@ def _importing_main() -> bool:
 
 def _missing_guard(processes: list[Any]) -> MissingMainGuard | None:
     """The error to raise if a worker of a broken pool left for want of the main guard."""
+    deadline = time.monotonic() + 5.0
     for process in processes:
-        process.join(timeout=5.0)
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+    # The pool's own thread may reap a worker between our wait and our read, and
+    # sets its exit status a moment later: poll until every status is known.
+    while any(p.exitcode is None for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.02)
     if not any(process.exitcode == _MAIN_GUARD_EXIT for process in processes):
         return None
     script = getattr(sys.modules.get("__main__"), "__file__", None) or "the main script"
