@@ -280,6 +280,6 @@ class Aggregator:
         self._sum = None
         return aggregate
 
-    def raw_model(self) -> tuple[np.ndarray, float]:
+    def raw_model(self) -> tuple[np.ndarray, float | np.ndarray]:
         """``(coef, intercept)`` of the global model on raw (unstandardised) features."""
         return self.model.raw_model()

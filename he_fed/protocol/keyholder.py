@@ -376,7 +376,12 @@ class KeyHolder:
         plan = self._plan
         w.uint(plan.n_features)
         w.float64(plan.server_lr)
-        w.uint(int(plan.standardize) | int(plan.standardize_target) << 1, 1)
+        # Flag bit 2 says a row count follows: a one-row plan's state keeps the
+        # bytes it had before multinomial plans existed.
+        rows = plan.n_outputs > 1
+        w.uint(int(plan.standardize) | int(plan.standardize_target) << 1 | int(rows) << 2, 1)
+        if rows:
+            w.uint(plan.n_outputs, 4)
         w.uint(self._min_clients or 0)
         w.uint(self._max_rejections)
         w.uint(self._last_round + 1)
@@ -417,15 +422,20 @@ class KeyHolder:
         r = wire.Reader(envelope.body, "key holder state")
         federation = bytes(r.raw(FEDERATION_ID_BYTES))
         n_features, server_lr, flags = r.uint(), r.float64(), r.uint(1)
+        if flags > 7:
+            raise MalformedMessage(f"key holder state: unknown plan flags {flags:#x}")
+        n_outputs = r.uint(4) if flags & 4 else 1
+        if flags & 4 and n_outputs == 1:
+            raise MalformedMessage("key holder state: a one-row plan written with a row count")
         try:
-            plan = RunPlan(n_features, server_lr, bool(flags & 1), bool(flags & 2))
+            plan = RunPlan(n_features, server_lr, bool(flags & 1), bool(flags & 2), n_outputs)
         except ConfigurationError as exc:
             raise MalformedMessage(f"key holder state: {exc}") from None
         min_clients, max_rejections = r.uint() or None, r.uint()
         last_round, open_round = r.uint() - 1, r.uint() - 1
         open_task = r.text(length_bytes=1)
         released, rejected = r.uint(), r.uint()
-        weights = r.array(n_features + 1)
+        weights = r.array(plan.n_weights)
         parts = []
         for _ in range(3):
             present = r.uint(1)
