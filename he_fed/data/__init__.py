@@ -5,16 +5,28 @@ from __future__ import annotations
 from he_fed.data._csv import MISSING_POLICIES, MISSING_VALUES, DatasetWarning, parse_categorical
 from he_fed.data._datasets import BUILTIN_DATASETS, Dataset, load_dataset
 from he_fed.data._partition import PARTITIONERS, partition, train_test
+from he_fed.data._target import (
+    MAX_AUTO_CLASSES,
+    TargetKind,
+    choose_model,
+    regression_target,
+    target_kind,
+)
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "MAX_AUTO_CLASSES",
     "MISSING_POLICIES",
     "MISSING_VALUES",
     "PARTITIONERS",
     "Dataset",
     "DatasetWarning",
+    "TargetKind",
+    "choose_model",
     "load_dataset",
     "parse_categorical",
     "partition",
+    "regression_target",
+    "target_kind",
     "train_test",
 ]

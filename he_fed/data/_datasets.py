@@ -14,6 +14,7 @@ import numpy as np
 from sklearn import datasets as skdata
 
 from he_fed.data._csv import MISSING_POLICIES, read_csv
+from he_fed.data._target import target_kind
 from he_fed.exceptions import DatasetError
 
 __all__ = ["BUILTIN_DATASETS", "Dataset", "load_dataset"]
@@ -32,7 +33,8 @@ class Dataset:
     y : ndarray of shape (n_samples,)
         Targets: class labels or real values.
     task : {"classification", "regression"}
-        Binary classification or regression.
+        Classification (two classes or more) or regression, as
+        :func:`~he_fed.data.target_kind` reads the target.
     feature_names : tuple of str
         Names of the columns of ``X``.
     """
@@ -45,19 +47,16 @@ class Dataset:
 
     @property
     def classes(self) -> np.ndarray | None:
-        """The two class labels, for classification."""
+        """The class labels, sorted, for classification."""
         return np.unique(self.y) if self.task == "classification" else None
 
 
-def _bunch(name: str, loader: Callable[..., object], binarize: bool = False) -> Dataset:
+def _bunch(name: str, loader: Callable[..., object]) -> Dataset:
     bunch = loader()
     X = np.asarray(bunch.data, dtype=np.float64)  # type: ignore[attr-defined]
     y = np.asarray(bunch.target)  # type: ignore[attr-defined]
     names = tuple(str(n) for n in bunch.feature_names)  # type: ignore[attr-defined]
-    if binarize:  # wine: class 0 against the rest
-        y = (y == 0).astype(np.int64)
-    task = "regression" if np.issubdtype(y.dtype, np.floating) else "classification"
-    return Dataset(name, X, y, task, names)
+    return Dataset(name, X, y, target_kind(y).task, names)
 
 
 def _synthetic(name: str, n_samples: int | None, n_features: int | None, seed: int) -> Dataset:
@@ -83,11 +82,13 @@ def _synthetic(name: str, n_samples: int | None, n_features: int | None, seed: i
     return Dataset(name, X, y, task, tuple(f"x{i}" for i in range(d)))
 
 
-#: Built-in datasets by name.
+#: Built-in datasets by name: breast_cancer (2 classes), diabetes (regression),
+#: wine (3 classes), digits (10 classes, 8 x 8 images) and the synthetic ones.
 BUILTIN_DATASETS = (
     "breast_cancer",
     "diabetes",
     "wine",
+    "digits",
     "synthetic-classification",
     "synthetic-regression",
 )
@@ -114,9 +115,12 @@ def load_dataset(
         name in the header (the row index pandas' ``to_csv`` writes) are ignored,
         with a :class:`~he_fed.data.DatasetWarning`.
     target : str, optional
-        The CSV column to predict (required for CSV). A column with exactly two
-        distinct values (text or numbers) makes a classification problem;
-        otherwise it must be numeric.
+        The CSV column to predict (required for CSV). Two distinct values (text
+        or numbers), text labels, or whole numbers with at most
+        :data:`~he_fed.data.MAX_AUTO_CLASSES` distinct values make a
+        classification problem, with the file's text as labels; other numbers a
+        regression problem (see :func:`~he_fed.data.target_kind`). A constant
+        target is an error.
     n_samples, n_features : int, optional
         Size of the synthetic datasets (default 1000 by 20).
     random_state : int, default=0
@@ -158,7 +162,9 @@ def load_dataset(
     if name == "diabetes":
         return _bunch(name, skdata.load_diabetes)
     if name == "wine":
-        return _bunch(name, skdata.load_wine, binarize=True)
+        return _bunch(name, skdata.load_wine)
+    if name == "digits":
+        return _bunch(name, skdata.load_digits)
     if name in ("synthetic-classification", "synthetic-regression"):
         return _synthetic(name, n_samples, n_features, random_state)
     path = Path(name)
