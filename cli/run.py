@@ -63,9 +63,10 @@ def render(result: ExperimentResult, console: Console) -> None:
     )
     if config.executor != "inprocess":
         title += f" · {config.executor} executor"
-    console.print(f"[bold]{title}[/bold]")
+    # One line each, however narrow the terminal: a header is read, then grepped.
+    console.print(f"[bold]{title}[/bold]", soft_wrap=True)
     if result.model_reason:
-        console.print(result.model_reason, highlight=False, markup=False)
+        console.print(result.model_reason, highlight=False, markup=False, soft_wrap=True)
     summary = Table(show_header=False)
     summary.add_column(style="bold")
     summary.add_column(justify="right")

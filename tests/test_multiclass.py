@@ -57,3 +57,152 @@ def test_wine_three_classes_are_one_softmax_model_not_one_against_the_rest():
     np.testing.assert_allclose(clf.decision_function(X), scores, rtol=1e-12)
     np.testing.assert_array_equal(clf.predict(X), scores.argmax(axis=1))
     assert clf.__sklearn_tags__().classifier_tags.multi_class is True
+
+
+# -- he-fed run: the acceptance figures -----------------------------------------------
+
+SCHEMES = ("plain", "paillier-packed", "paillier", "ckks")
+
+
+def _iris_csv(folder) -> str:
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    lines = [",".join([*iris.feature_names, "species"])]
+    for row, target in zip(iris.data, iris.target, strict=True):
+        lines.append(",".join([*map(str, row), str(iris.target_names[target])]))
+    path = folder / "iris.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def _run(dataset: str, scheme: str, *extra: str, fast: bool = True) -> tuple[dict, str]:
+    """``he-fed run`` with its defaults (20 rounds, standardised), JSON and header."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from click.testing import CliRunner
+    from he_fed.cli import main
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "result.json"
+        args = ["run", "--dataset", dataset, "--scheme", scheme, "--json", str(out), *extra]
+        if fast:
+            args += ["--key-bits", "1024", "--allow-insecure"]
+        result = CliRunner().invoke(main, args, catch_exceptions=False, terminal_width=200)
+        assert result.exit_code == 0, result.output
+        return json.loads(out.read_text()), result.output
+
+
+def _check_accuracy(data: dict, floor: float, within: float | None = None) -> None:
+    final = data["final"]
+    assert data["config"]["rounds"] == 20 and data["config"]["standardize"] is True
+    assert final["metric_name"] == "accuracy"
+    assert final["metric"] >= floor, final
+    if within is not None:
+        assert abs(final["metric"] - final["reference_metric"]) <= within, final
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_wine_is_three_classes_at_scikit_learn_accuracy_on_every_scheme(scheme):
+    data, output = _run("wine", scheme)
+    _check_accuracy(data, 0.93, within=0.03)
+    assert data["dataset"]["model"] == "logistic" and data["dataset"]["task"] == "classification"
+    assert data["final"]["classes"] == [0, 1, 2]
+    assert np.shape(data["final"]["coef"]) == (3, 13) and np.shape(data["final"]["intercept"]) == (
+        3,
+    )
+    assert "wine · logistic, 3 classes (multinomial)" in output
+    assert (
+        "--model auto chose logistic: the target holds 3 distinct whole numbers "
+        "(type_of_target: multiclass)"
+    ) in output
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_an_iris_csv_with_species_names_learns_on_every_scheme(scheme, tmp_path):
+    data, output = _run(_iris_csv(tmp_path), scheme, "--target", "species")
+    _check_accuracy(data, 0.9)
+    assert data["final"]["classes"] == ["setosa", "versicolor", "virginica"]
+    assert "3 distinct labels (type_of_target: multiclass)" in output
+
+
+def test_digits_is_ten_classes_and_learns_in_the_clear():
+    data, output = _run("digits", "plain")
+    _check_accuracy(data, 0.9)
+    assert np.shape(data["final"]["coef"]) == (10, 64)
+    assert "digits · logistic, 10 classes (multinomial)" in output
+
+
+def test_packed_paillier_reports_the_bytes_of_the_whole_weight_matrix():
+    """wine's update is 3 x 14 weights, breast_cancer's 31: one 1024-bit ciphertext more."""
+    from he_fed.crypto import PackedPaillier
+
+    wine, output = _run("wine", "paillier-packed")
+    binary, _ = _run("breast_cancer", "paillier-packed")
+
+    def vector(data: dict, values: int):
+        scheme = PackedPaillier(**data["setup"]["params"], allow_insecure=True)
+        return scheme.keygen().public.encrypt(np.zeros(values), weight=1)
+
+    wine_vector, binary_vector = vector(wine, 3 * 14), vector(binary, 30 + 1)
+    assert (len(wine_vector.ciphertexts), len(binary_vector.ciphertexts)) == (2, 1)
+    uploads = {r["bytes_up"] for r in wine["rounds"]}
+    assert len(uploads) == 1  # every round, the same bytes
+    # Everything else in an update (signatures, proof, names) has the same size.
+    assert uploads.pop() - binary["rounds"][0]["bytes_up"] == len(wine_vector.to_bytes()) - len(
+        binary_vector.to_bytes()
+    )
+    assert "uploaded per client per round" in output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(
+    ("dataset", "floor", "within"), [("wine", 0.93, 0.03), ("digits", 0.9, None)]
+)
+def test_full_strength_keys_reach_the_acceptance_accuracy(scheme, dataset, floor, within):
+    data, _ = _run(dataset, scheme, fast=False)
+    _check_accuracy(data, floor, within)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_full_strength_iris_csv(scheme, tmp_path):
+    data, _ = _run(_iris_csv(tmp_path), scheme, "--target", "species", fast=False)
+    _check_accuracy(data, 0.9)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,y\n1,x\n2,x\n3,x\n4,x\n", "target 'y' is constant: all 4 rows hold 'x'"),
+        ("a,y\n1,a\n2,a\n3,b\n4,b\n5,c\n", "class 'c' has a single row"),
+    ],
+)
+def test_a_constant_target_or_a_class_no_client_can_hold_is_one_line(tmp_path, text, message):
+    from click.testing import CliRunner
+    from he_fed.cli import main
+
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["run", "--dataset", str(path), "--target", "y"])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert result.output.strip().count("\n") == 0 and "Traceback" not in result.output
+
+
+def test_model_linear_regresses_on_numeric_classes_and_refuses_text(tmp_path):
+    data, output = _run("wine", "plain", "--model", "linear")
+    assert data["final"]["metric_name"] == "r2" and data["final"]["metric"] > 0.8
+    assert "--model linear, as given (the target holds 3 distinct whole numbers" in output
+    from click.testing import CliRunner
+    from he_fed.cli import main
+
+    path = _iris_csv(tmp_path)
+    result = CliRunner().invoke(
+        main, ["run", "--dataset", path, "--target", "species", "--model", "linear"]
+    )
+    assert result.exit_code != 0
+    assert "3 text labels, which linear regression cannot fit" in result.output

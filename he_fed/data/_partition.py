@@ -29,7 +29,8 @@ def train_test(
     Raises
     ------
     DatasetError
-        If the target holds one class, or a class has a single row.
+        If the target holds one class, a class has a single row, or a side of the
+        split has fewer rows than there are classes.
     """
     if not 0.0 < test_size < 1.0:
         raise ConfigurationError("test_size must be in (0, 1)")
@@ -49,7 +50,10 @@ def train_test(
             "from every client's training split or from the test split; give each class at "
             "least two rows, or drop it"
         )
-    split = train_test_split(X, y, test_size=test_size, random_state=random_state, stratify=y)
+    try:
+        split = train_test_split(X, y, test_size=test_size, random_state=random_state, stratify=y)
+    except ValueError as exc:  # too few rows for one of each class on each side
+        raise DatasetError(f"cannot split the data by class: {exc}") from None
     absent = np.setdiff1d(classes, split[2])
     if absent.size:  # stratification keeps one row of each class for training
         raise DatasetError(

@@ -343,3 +343,25 @@ def test_train_test_split_is_stratified():
     data = load_dataset("breast_cancer")
     _, _, y_train, y_test = train_test(data.X, data.y, task="classification", random_state=0)
     assert abs(y_train.mean() - y_test.mean()) < 0.01
+
+
+def test_a_stratified_split_keeps_every_class_in_training_or_refuses():
+    X = np.arange(24, dtype=np.float64).reshape(12, 2)
+    y = np.array(["a"] * 5 + ["b"] * 5 + ["c"] * 2)
+    _, _, y_train, y_test = train_test(X, y, task="classification", test_size=0.25)
+    assert set(y_train) == set(y_test) == {"a", "b", "c"} and len(y_test) == 3
+    with pytest.raises(DatasetError, match="class 'c' has a single row"):
+        train_test(X[:11], y[:11], task="classification")
+    with pytest.raises(DatasetError, match=r"single class \('a'\)"):
+        train_test(X[:3], y[:3], task="classification")
+    with pytest.raises(DatasetError, match="cannot split the data by class: The test_size = 2"):
+        train_test(X[3:], y[3:], task="classification", test_size=0.2)
+
+
+def test_class_labels_become_numbers_for_a_linear_model_and_text_is_refused():
+    from he_fed.data import regression_target
+
+    assert regression_target(np.array(["no", "yes", "no"])).tolist() == [0.0, 1.0, 0.0]
+    assert regression_target(np.array([3, 1, 2])).tolist() == [3.0, 1.0, 2.0]
+    with pytest.raises(ConfigurationError, match="3 text labels"):
+        regression_target(np.array(["a", "b", "c"]))
