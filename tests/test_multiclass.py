@@ -113,6 +113,7 @@ def wine_runs() -> dict[str, tuple[dict, str]]:
 def test_wine_is_three_classes_at_scikit_learn_accuracy_on_every_scheme(scheme, wine_runs):
     data, output = wine_runs[scheme]
     _check_accuracy(data, 0.93, within=0.03)
+    assert data["final"]["metric"] == data["final"]["reference_metric"] == 1.0  # 45 of 45
     assert data["dataset"]["model"] == "logistic" and data["dataset"]["task"] == "classification"
     assert data["final"]["classes"] == [0, 1, 2]
     assert np.shape(data["final"]["coef"]) == (3, 13)
@@ -142,6 +143,7 @@ def test_encrypted_weight_matrices_reproduce_the_plain_one(wine_runs):
 def test_an_iris_csv_with_species_names_learns_on_every_scheme(scheme, tmp_path):
     data, output = _run(_iris_csv(tmp_path), scheme, "--target", "species")
     _check_accuracy(data, 0.9)
+    assert data["final"]["metric"] == data["final"]["reference_metric"] == 37 / 38
     assert data["final"]["classes"] == ["setosa", "versicolor", "virginica"]
     assert "3 distinct labels (type_of_target: multiclass)" in output
 
@@ -149,6 +151,7 @@ def test_an_iris_csv_with_species_names_learns_on_every_scheme(scheme, tmp_path)
 def test_digits_is_ten_classes_and_learns_in_the_clear():
     data, output = _run("digits", "plain")
     _check_accuracy(data, 0.9)
+    assert data["final"]["metric"] == 432 / 450 and data["final"]["reference_metric"] == 436 / 450
     assert np.shape(data["final"]["coef"]) == (10, 64)
     assert "digits · logistic, 10 classes (multinomial)" in output
 
@@ -175,6 +178,20 @@ def test_packed_paillier_reports_the_bytes_of_the_whole_weight_matrix(wine_runs)
     assert "uploaded per client per round" in output
 
 
+#: Test accuracy of every scheme and of centralised scikit-learn, with he-fed run's
+#: defaults (2048-bit keys, 20 rounds, standardised): what the README states.
+FULL_STRENGTH = {"wine": (45, 45, 45), "iris": (38, 37, 37), "digits": (450, 432, 436)}
+#: Bytes each client uploads per round on digits (650 weights and the sample count).
+DIGITS_BYTES_UP = {"plain": 5553, "paillier-packed": 5199, "ckks": 66098, "paillier": 333897}
+
+
+def _check_full_strength(data: dict, dataset: str) -> None:
+    n_test, right, reference = FULL_STRENGTH[dataset]
+    assert data["config"]["key_bits"] == 2048 and data["dataset"]["n_test"] == n_test
+    assert data["final"]["metric"] == right / n_test
+    assert data["final"]["reference_metric"] == reference / n_test
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize(
@@ -183,6 +200,9 @@ def test_packed_paillier_reports_the_bytes_of_the_whole_weight_matrix(wine_runs)
 def test_full_strength_keys_reach_the_acceptance_accuracy(scheme, dataset, floor, within):
     data, _ = _run(dataset, scheme, fast=False)
     _check_accuracy(data, floor, within)
+    _check_full_strength(data, dataset)
+    if dataset == "digits":
+        assert {r["bytes_up"] for r in data["rounds"]} == {DIGITS_BYTES_UP[scheme]}
 
 
 @pytest.mark.slow
@@ -190,6 +210,7 @@ def test_full_strength_keys_reach_the_acceptance_accuracy(scheme, dataset, floor
 def test_full_strength_iris_csv(scheme, tmp_path):
     data, _ = _run(_iris_csv(tmp_path), scheme, "--target", "species", fast=False)
     _check_accuracy(data, 0.9)
+    _check_full_strength(data, "iris")
 
 
 @pytest.mark.parametrize(
