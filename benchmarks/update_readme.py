@@ -1,11 +1,12 @@
-"""Copy the headline tables of the committed benchmark results into README.md.
+"""Copy the headline tables of the committed benchmark results into both READMEs.
 
 README's figures must come from committed results files only. Each table sits
 between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers and is
 rebuilt here from ``benchmarks/results/`` by the ``headline`` function of the
 script that wrote the file, which shares its rows with the script's own markdown
-(``bench`` by :func:`he_fed.bench.report.headline_markdown`). ``tests/test_readme.py``
-fails when README and the results disagree.
+(``bench`` by :func:`he_fed.bench.report.headline_markdown`). The Chinese README
+(``README.zh-CN.md``) carries the same blocks, rendered alike. ``tests/test_readme.py``
+fails when either README and the results disagree.
 
 Run::
 
@@ -25,6 +26,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
+#: The READMEs that carry the results blocks, English first.
+READMES = ("README.md", "README.zh-CN.md")
 
 
 def _script(name: str) -> ModuleType:
@@ -96,21 +99,27 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
 }
 
 
-def render(readme: str) -> str:
-    """README text with every results block rebuilt from the committed files."""
-    for name, (filename, renderer) in BLOCKS.items():
+def render(readme: str, name: str = "README.md") -> str:
+    """README text with every results block rebuilt from the committed files.
+
+    ``name`` is the README's file name, for the error when a block is missing.
+    """
+    for block, (filename, renderer) in BLOCKS.items():
         data = json.loads((RESULTS / filename).read_text(encoding="utf-8"))
-        pattern = re.compile(rf"(<!-- results:{name} -->).*?(<!-- /results:{name} -->)", re.DOTALL)
+        pattern = re.compile(
+            rf"(<!-- results:{block} -->).*?(<!-- /results:{block} -->)", re.DOTALL
+        )
         if not pattern.search(readme):
-            raise SystemExit(f"README.md has no results:{name} block")
+            raise SystemExit(f"{name} has no results:{block} block")
         table = renderer(data)
         readme = pattern.sub(lambda m, t=table: f"{m.group(1)}\n{t}\n{m.group(2)}", readme)
     return readme
 
 
 def main() -> None:
-    path = ROOT / "README.md"
-    path.write_text(render(path.read_text(encoding="utf-8")), encoding="utf-8")
+    for name in READMES:
+        path = ROOT / name
+        path.write_text(render(path.read_text(encoding="utf-8"), name), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -44,5 +44,9 @@ def friendly_errors() -> Iterator[None]:
             yield
         except HEFedError as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+        except MemoryError:
+            raise click.ClickException(
+                "out of memory; try fewer --samples, --features or --clients"
+            ) from None
         except OSError as exc:
             raise click.ClickException(str(exc)) from None

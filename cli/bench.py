@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._paths import check_output_dir, check_output_file
+from he_fed.cli._verbosity import verbose_option
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -54,6 +56,7 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write PNG plots here (needs matplotlib).",
 )
+@verbose_option
 def bench(
     mode: str,
     sizes: str | None,
@@ -91,6 +94,16 @@ def bench(
         budget_s=macro_grid.budget_s,
     )
     only = tuple(s.strip() for s in schemes.split(",")) if schemes else None
+    with friendly_errors():  # every output before the benchmark, not after it
+        for path, flag in (
+            (json_path, "--json"),
+            (csv_path, "--csv"),
+            (markdown_path, "--markdown"),
+        ):
+            check_output_file(path, flag, make_parents=True)
+        check_output_dir(plot_dir, "--plot")
+        if plot_dir is not None:
+            report.require_matplotlib()
     console = Console(stderr=True)
     started = time.perf_counter()
     with (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._flags import check_scheme_flags
+from he_fed.cli._verbosity import verbose_option
 
 from he_fed.bench.estimate import estimate as predict
 from he_fed.bench.estimate import load_calibration
@@ -32,12 +34,19 @@ _POSITIVE = click.IntRange(min=1)
     default=RUN_DEFAULTS["local_epochs"],
     show_default=True,
 )
-@click.option("--key-bits", type=int, default=RUN_DEFAULTS["key_bits"], show_default=True)
+@click.option(
+    "--key-bits",
+    type=int,
+    default=RUN_DEFAULTS["key_bits"],
+    show_default=True,
+    help="Paillier modulus size (Paillier schemes only).",
+)
 @click.option(
     "--ckks-preset",
     type=click.Choice(sorted(PRESETS)),
     default=RUN_DEFAULTS["ckks_preset"],
     show_default=True,
+    help="CKKS parameters (--scheme ckks only).",
 )
 @click.option("--clip", type=float, default=RUN_DEFAULTS["clip"], show_default=True)
 @click.option(
@@ -51,6 +60,7 @@ _POSITIVE = click.IntRange(min=1)
     is_flag=True,
     help="Measure this machine again instead of using the cached calibration.",
 )
+@verbose_option
 def estimate(
     scheme: str,
     features: int,
@@ -67,10 +77,13 @@ def estimate(
 ) -> None:
     """Predict time per round, bytes per client and total time, without running.
 
-    The defaults are those of ``he-fed run``. The first call for a scheme calibrates
-    this machine (a few seconds) and caches the result (in $HE_FED_CACHE_DIR, else ~/.cache/he-fed).
+    The defaults are those of ``he-fed run``. The first call for a scheme and its key
+    parameters (--key-bits, --ckks-preset) calibrates this machine (a few seconds) and
+    caches the result (in $HE_FED_CACHE_DIR, else ~/.cache/he-fed); other --clients,
+    --samples-per-client, --features or --clip reuse it.
     """
     with friendly_errors():
+        check_scheme_flags(click.get_current_context(), scheme)
         weight = 1 << max(0, samples_per_client - 1).bit_length()
         chosen = scheme_from_options(
             scheme,

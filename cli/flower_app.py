@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._paths import check_output_dir
+from he_fed.cli._verbosity import verbose_option
 
 from he_fed._files import write_atomic
 
@@ -46,6 +48,7 @@ def _settings(values: tuple[str, ...]) -> dict[str, object]:
     help="Also write the key-holder node's policy (keyholder.json) and Ed25519 identity "
     "(keyholder.id, secret), and print the node configs that pin it.",
 )
+@verbose_option
 def flower_app(directory: Path, settings: tuple[str, ...], provision: bool) -> None:
     """Write the Flower App that runs he-fed (DIRECTORY/pyproject.toml).
 
@@ -65,19 +68,21 @@ def flower_app(directory: Path, settings: tuple[str, ...], provision: bool) -> N
         ) from None
     run_config = _settings(settings)
     with friendly_errors():
+        check_output_dir(directory, "DIRECTORY")
         try:
             # The policy first: a run config it refuses writes nothing.
             policy = keyholder_policy(run_config, trust_on_first_use=True) if provision else None
             path = write_app(directory, **run_config)
-            click.echo(f"wrote {path}")
-            if policy is None:
-                return
-            policy_path = policy.write(directory / "keyholder.json")
-            identity = Identity()
-            identity_path = directory / "keyholder.id"
-            write_atomic(identity_path, identity.private_bytes().hex().encode() + b"\n")
+            if policy is not None:
+                policy_path = policy.write(directory / "keyholder.json")
+                identity = Identity()
+                identity_path = directory / "keyholder.id"
+                write_atomic(identity_path, identity.private_bytes().hex().encode() + b"\n")
         except OSError as exc:
             raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {path}")  # output after the work: a closed pipe is no error
+    if policy is None:
+        return
     pin = identity.public_bytes.hex()
     click.echo(f"wrote {policy_path} (the key holder's policy) and {identity_path} (secret)")
     click.echo("key-holder node:")

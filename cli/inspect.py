@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from he_fed.cli._verbosity import verbose_option
 
 from he_fed.crypto import wire
 from he_fed.crypto.keyfile import is_protected
 from he_fed.exceptions import HEFedError
 from he_fed.protocol import messages
+from he_fed.runtime.files.describe import describe_file
 
 _MESSAGES = {
     wire.Kind.ROUND_START: messages.RoundStart,
@@ -40,6 +42,8 @@ def describe(data: bytes) -> dict[str, Any]:
         info["secret"] = "YES" + (
             " (passphrase-protected)" if is_protected(envelope) else " (not encrypted)"
         )
+    elif envelope.kind is wire.Kind.SIGNING_KEY:
+        info["secret"] = "YES (a signing identity, not encrypted)"
     else:
         info["secret"] = "no secret"
     if envelope.kind is wire.Kind.VECTOR:
@@ -56,6 +60,7 @@ def describe(data: bytes) -> dict[str, Any]:
             info["contributors"] = ", ".join(message.contributors)
         if isinstance(message, messages.Aggregate):
             info["contributors"] = message.contributors
+    info.update(describe_file(envelope.kind, data))
     info["bytes"] = len(data)
     return info
 
@@ -64,8 +69,9 @@ def describe(data: bytes) -> dict[str, Any]:
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path)
 )
+@verbose_option
 def inspect(files: tuple[Path, ...]) -> None:
-    """Describe key, vector and message files (scheme, parameters, fingerprint, secret or not)."""
+    """Describe he-fed files: keys, identities, messages, releases, federation and state files."""
     for path in files:
         try:
             info = describe(path.read_bytes())

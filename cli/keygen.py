@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._flags import check_scheme_flags
+from he_fed.cli._paths import check_output_dir
+from he_fed.cli._verbosity import verbose_option
 
 from he_fed._files import write_atomic
 from he_fed.crypto import SCHEMES, scheme_from_options
@@ -54,13 +57,15 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
     type=int,
     default=RUN_DEFAULTS["key_bits"],
     show_default=True,
-    help="Paillier modulus size: even, at most 8192 (under 2048 needs --allow-insecure).",
+    help="Paillier modulus size: even, at most 8192 (under 2048 needs --allow-insecure); "
+    "Paillier schemes only.",
 )
 @click.option(
     "--ckks-preset",
     type=click.Choice(sorted(PRESETS)),
     default=RUN_DEFAULTS["ckks_preset"],
     show_default=True,
+    help="CKKS parameters (--scheme ckks only).",
 )
 @click.option("--clip", type=float, default=DEFAULT_CLIP, show_default=True)
 @click.option("--max-clients", type=int, default=DEFAULT_MAX_CLIENTS, show_default=True)
@@ -69,7 +74,10 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
     type=int,
     default=DEFAULT_MAX_WEIGHT,
     show_default=True,
-    help="Largest weight (sample count) of one contribution.",
+    help="Largest weight of one contribution; the default 1 allows unweighted sums "
+    "only. Federated averaging weights each update by its client's sample count: set "
+    "at least the largest client's (he-fed run takes the smallest power of two that "
+    "holds it). Larger bounds cost packed-Paillier slots and CKKS precision.",
 )
 @click.option("--allow-insecure", is_flag=True, help="Accept Paillier keys under 2048 bits.")
 @click.option(
@@ -85,6 +93,7 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
     help="Encrypt the secret file with the passphrase in this file.",
 )
 @click.option("--force", is_flag=True, help="Overwrite existing key files.")
+@verbose_option
 def keygen(
     scheme: str,
     out_dir: Path,
@@ -109,6 +118,14 @@ def keygen(
     """
     passphrase = read_passphrase(passphrase_env, passphrase_file)
     with friendly_errors():
+        check_scheme_flags(click.get_current_context(), scheme)
+        # Where the keys go is checked before they are made (4096-bit keys take a while).
+        check_output_dir(out_dir, "--out")
+        paths = {role: out_dir / name for role, name in FILES.items()}
+        # lexists: a planted (even dangling) symlink counts as an existing file.
+        existing = [str(p) for p in paths.values() if os.path.lexists(p)]
+        if existing and not force:
+            raise click.ClickException(f"{', '.join(existing)} exist; pass --force to overwrite")
         keys = scheme_from_options(
             scheme,
             clip=clip,
@@ -119,15 +136,15 @@ def keygen(
             allow_insecure=allow_insecure,
         ).keygen()
         out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {role: out_dir / name for role, name in FILES.items()}
-        # lexists: a planted (even dangling) symlink counts as an existing file.
-        existing = [str(p) for p in paths.values() if os.path.lexists(p)]
-        if existing and not force:
-            raise click.ClickException(f"{', '.join(existing)} exist; pass --force to overwrite")
         write_atomic(paths["public"], keys.public.to_bytes(), mode=0o644)
         write_atomic(paths["aggregation"], keys.public.aggregation_key().to_bytes(), mode=0o644)
         write_atomic(paths["secret"], keys.secret.to_bytes(passphrase=passphrase), mode=0o600)
     click.echo(f"{scheme} key, fingerprint {keys.public.fingerprint.hex()[:16]}")
+    plan = keys.public.scheme
+    click.echo(
+        f"  plan: sums of up to {plan.max_clients} contributions of weight up to "
+        f"{plan.max_weight}, values clipped at {plan.clip:g} (--max-clients, --max-weight, --clip)"
+    )
     for role, path in paths.items():
         note = {
             "secret": " (mode 0600, "

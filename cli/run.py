@@ -7,6 +7,9 @@ from typing import Any
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._flags import check_run_flags
+from he_fed.cli._paths import check_output_file
+from he_fed.cli._verbosity import verbose_option
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -32,6 +35,17 @@ _PHASE_LABELS = {
     "aggregate": "aggregate",
     "decrypt": "decrypt",
 }
+
+
+class _Console(Console):
+    """Rich's console, except that a closed pipe is left to the command group.
+
+    Rich exits with status 1 when its reader goes away; ``he-fed run | head -1``
+    is no failure, and the command group ends quietly (see :mod:`he_fed.cli`).
+    """
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
 
 
 def _bytes(n: float) -> str:
@@ -129,9 +143,13 @@ def render(result: ExperimentResult, console: Console) -> None:
     "--dataset",
     default=RUN_DEFAULTS["dataset"],
     show_default=True,
-    help=f"One of {', '.join(BUILTIN_DATASETS)}, or a path to a .csv or .tsv file.",
+    help=f"One of {', '.join(BUILTIN_DATASETS)} (- or _ alike), or a path to a .csv or .tsv file.",
 )
-@click.option("--target", default=RUN_DEFAULTS["target"], help="Target column of a CSV dataset.")
+@click.option(
+    "--target",
+    default=RUN_DEFAULTS["target"],
+    help="Target column of a CSV dataset (CSV files only).",
+)
 @click.option(
     "--delimiter",
     default=RUN_DEFAULTS["delimiter"],
@@ -156,13 +174,13 @@ def render(result: ExperimentResult, console: Console) -> None:
     "--samples",
     type=int,
     default=RUN_DEFAULTS["samples"],
-    help="Rows of a synthetic dataset [1000].",
+    help="Rows of a synthetic dataset [1000] (synthetic datasets only).",
 )
 @click.option(
     "--features",
     type=int,
     default=RUN_DEFAULTS["features"],
-    help="Columns of a synthetic dataset [20].",
+    help="Columns of a synthetic dataset [20] (synthetic datasets only).",
 )
 @click.option(
     "--model", type=click.Choice(MODELS), default=RUN_DEFAULTS["model"], show_default=True
@@ -202,7 +220,7 @@ def render(result: ExperimentResult, console: Console) -> None:
     type=float,
     default=RUN_DEFAULTS["dirichlet_alpha"],
     show_default=True,
-    help="Dirichlet concentration for --partition dirichlet.",
+    help="Dirichlet concentration (with --partition dirichlet only).",
 )
 @click.option(
     "--dropout",
@@ -217,13 +235,14 @@ def render(result: ExperimentResult, console: Console) -> None:
     type=int,
     default=RUN_DEFAULTS["key_bits"],
     show_default=True,
-    help="Paillier modulus size.",
+    help="Paillier modulus size (Paillier schemes only).",
 )
 @click.option(
     "--ckks-preset",
     type=click.Choice(sorted(PRESETS)),
     default=RUN_DEFAULTS["ckks_preset"],
     show_default=True,
+    help="CKKS parameters (--scheme ckks only).",
 )
 @click.option(
     "--allow-insecure",
@@ -250,16 +269,19 @@ def render(result: ExperimentResult, console: Console) -> None:
     "--workers",
     type=int,
     default=RUN_DEFAULTS["workers"],
-    help="Worker processes (processes) or simulation actors (flower) [all cores].",
+    help="Worker processes (processes) or simulation actors (flower) [all cores]; "
+    "inprocess ignores it, with a warning.",
 )
 @click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the full result as JSON to this file.",
+    help="Write the full result as JSON to this file (in an existing directory; checked "
+    "before the run).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables; one summary line.")
+@verbose_option
 def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: Any) -> None:
     """Train a model across clients with encrypted secure aggregation.
 
@@ -267,10 +289,14 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
     across 5 clients, 20 rounds, packed 2048-bit Paillier.
     """
     with friendly_errors():
+        check_output_file(json_path, "--json")  # before the run, not after it
+        for warning in check_run_flags(click.get_current_context(), options):
+            click.echo(f"Warning: {warning}", err=True)
         # Every other option is named after its ExperimentConfig field.
         config = ExperimentConfig(**options, standardize=not no_standardize)
-        console = Console()
-        if quiet:
+        console = _Console()
+        if quiet or not console.is_terminal:
+            # Piped or redirected: no progress bar (it would leave an empty line).
             result = run_experiment(config)
         else:
             with Progress(

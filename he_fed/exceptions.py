@@ -19,6 +19,8 @@ never see a traceback from deep inside phe or TenSEAL::
     │   ├── AggregateRejected         a decryption the key holder will not release
     │   └── SecretMaterialError       secret material offered to a role that must not hold it
     ├── ExecutorError                 an executor lost its workers or its nodes
+    │   └── MissingMainGuard          a script started worker processes without the main guard
+    ├── StateError                    a role's state file that fails to verify, or was rolled back
     └── TrainingDiverged              gradient descent produced non-finite weights
 """
 
@@ -37,10 +39,12 @@ __all__ = [
     "InvalidSignature",
     "KeyMismatchError",
     "MalformedMessage",
+    "MissingMainGuard",
     "PolicyViolation",
     "ProtocolError",
     "SecretMaterialError",
     "ShapeMismatchError",
+    "StateError",
     "TrainingDiverged",
 ]
 
@@ -130,6 +134,23 @@ class SecretMaterialError(PolicyViolation):
 
 class ExecutorError(HEFedError):
     """An executor lost its worker processes, or its nodes did not connect or answer."""
+
+
+class MissingMainGuard(ExecutorError):
+    """A script started worker processes outside ``if __name__ == "__main__":``.
+
+    Worker processes start with the *spawn* method and import the script that
+    started them; without the guard, each would run the script's training again.
+    """
+
+
+class StateError(HEFedError):
+    """A role's own state file that cannot be trusted, so the role refuses to act.
+
+    It does not verify (edited, torn, or sealed under other keys), it is older
+    than a message the role is shown (rolled back), it is missing, or another
+    process holds it.
+    """
 
 
 class TrainingDiverged(HEFedError, FloatingPointError):

@@ -96,6 +96,21 @@ class _FederatedBase(BaseEstimator):
     ) -> tuple[float, float]:
         raise NotImplementedError
 
+    def local_model(self) -> BaseGD:
+        """The unfitted local estimator every client clones and trains each round.
+
+        A deployment whose clients run elsewhere (``he-fed federation init``) hands
+        them this recipe, so that they train exactly as ``fit`` would.
+        """
+        return self._local_model(
+            alpha=self.alpha,
+            learning_rate=(
+                self._default_learning_rate if self.learning_rate is None else self.learning_rate
+            ),
+            batch_size=self.batch_size,
+            random_state=self.random_state,
+        )
+
     def plan_scheme(self, client_sizes: list[int]) -> Scheme:
         """The scheme and encoding plan ``fit`` uses for clients of these sizes.
 
@@ -120,14 +135,7 @@ class _FederatedBase(BaseEstimator):
         check_int("rounds", self.rounds, low=1)
         ids = np.unique(groups)
         partitions = [(X[groups == g], y[groups == g]) for g in ids]
-        model = self._local_model(
-            alpha=self.alpha,
-            learning_rate=(
-                self._default_learning_rate if self.learning_rate is None else self.learning_rate
-            ),
-            batch_size=self.batch_size,
-            random_state=self.random_state,
-        )
+        model = self.local_model()
         setup = FederationSetup.from_partitions(
             partitions,
             scheme=_scheme_for(self, [len(p[0]) for p in partitions]),

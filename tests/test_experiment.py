@@ -28,20 +28,26 @@ def breast_cancer_runs():
 def test_paillier_and_ckks_reproduce_plain_coefficients(breast_cancer_runs):
     plain = _weights(breast_cancer_runs["plain"])
     np.testing.assert_allclose(_weights(breast_cancer_runs["paillier"]), plain, rtol=1e-6)
-    # CKKS releases exact sums: the standardisation moments on a grid of 2**-59 (three
-    # digits per value), the updates on 2**-21, whose rounding is what remains (7.4e-6).
+    # CKKS sums exactly: the standardisation moments on a grid of 2**-59 (three digits
+    # per value), the updates on 2**-21. What remains is the rounding onto that grid,
+    # the clients' and the release's (the mean rounded to the grid, which hides the
+    # total weight): 7.5e-6 (7.4e-6 when the exact mean was released).
     np.testing.assert_allclose(_weights(breast_cancer_runs["ckks"]), plain, rtol=1e-4)
     accuracies = {s: r.final["metric"] for s, r in breast_cancer_runs.items()}
     assert len(set(accuracies.values())) == 1, accuracies
 
 
 def test_ckks_reproduces_plain_coefficients_without_standardisation():
-    """Training alone, on its 2**-21 grid, keeps the coefficients within 1e-4."""
+    """Training alone, on its 2**-21 grid, keeps the coefficients within 2e-4.
+
+    Measured 1.1e-4, of which the release's rounding of the mean to the grid (which
+    hides the total weight) is most: 8.9e-6 when the exact mean was released.
+    """
     runs = {
         scheme: run_experiment(ExperimentConfig(scheme=scheme, seed=3, standardize=False))
         for scheme in ("plain", "ckks")
     }
-    np.testing.assert_allclose(_weights(runs["ckks"]), _weights(runs["plain"]), rtol=1e-4)
+    np.testing.assert_allclose(_weights(runs["ckks"]), _weights(runs["plain"]), rtol=2e-4)
     assert runs["ckks"].final["metric"] == runs["plain"].final["metric"]
 
 
@@ -50,10 +56,17 @@ def test_every_ckks_preset_matches_plain_accuracy(breast_cancer_runs):
     for preset in ("aggregation-compact", "compat-nvflare"):
         result = run_experiment(ExperimentConfig(scheme="ckks", ckks_preset=preset, seed=3))
         assert result.final["metric"] == plain.final["metric"], preset
+        if preset == "compat-nvflare":
+            np.testing.assert_allclose(_weights(result), _weights(plain), rtol=1e-4)
+            continue
         # Compact's 40-bit modulus leaves training a grid of 2**-8 (its statistics take
-        # five digits and are exact): measured 3.0e-2 on the coefficients, hence 5e-2.
-        tolerance = 5e-2 if preset == "aggregation-compact" else 1e-4
-        np.testing.assert_allclose(_weights(result), _weights(plain), rtol=tolerance)
+        # five digits and are exact), and the release rounds each mean to it. Twenty
+        # rounds amplify that rounding in the small coefficients (0.53 of themselves
+        # here; 3.0e-2 when the exact mean was released, 1.4 at seed 0), so the bound is
+        # on the largest gap against the largest coefficient: 1.5e-2 here, 5.2e-3 to
+        # 3.0e-2 over seeds 0 to 7 (3.1e-3 here and 3.0e-3 to 8.7e-3 with the exact mean).
+        gap = np.max(np.abs(_weights(result) - _weights(plain)))
+        assert gap <= 3e-2 * np.max(np.abs(_weights(plain)))
 
 
 def test_the_compact_preset_holds_the_standardisation_moments_in_digits():

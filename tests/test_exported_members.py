@@ -15,6 +15,7 @@ PACKAGES = [
     "he_fed.models",
     "he_fed.protocol",
     "he_fed.runtime",
+    "he_fed.runtime.files",
     "he_fed.runtime.flower",
 ]
 

@@ -88,7 +88,7 @@ def _run(dataset: str, scheme: str, *extra: str, fast: bool = True) -> tuple[dic
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "result.json"
         args = ["run", "--dataset", dataset, "--scheme", scheme, "--json", str(out), *extra]
-        if fast:
+        if fast and scheme.startswith("paillier"):
             args += ["--key-bits", "1024", "--allow-insecure"]
         result = CliRunner().invoke(main, args, catch_exceptions=False, terminal_width=200)
         assert result.exit_code == 0, result.output
@@ -127,14 +127,15 @@ def test_wine_is_three_classes_at_scikit_learn_accuracy_on_every_scheme(scheme, 
 
 def test_encrypted_weight_matrices_reproduce_the_plain_one(wine_runs):
     """Measured against plain (largest |weight| 24.7, an intercept on raw features):
-    Paillier 2.1e-14, CKKS 1.2e-6, packed Paillier (16-bit values) 7.3e-4."""
+    Paillier 1.1e-14, CKKS 2.1e-6, packed Paillier (16-bit values, and each release
+    rounded to that grid) 5.1e-3."""
 
     def weights(scheme: str) -> np.ndarray:
         final = wine_runs[scheme][0]["final"]
         return np.column_stack([final["coef"], final["intercept"]])
 
     plain = weights("plain")
-    for scheme, tolerance in (("paillier", 1e-10), ("ckks", 1e-5), ("paillier-packed", 2e-3)):
+    for scheme, tolerance in (("paillier", 1e-10), ("ckks", 1e-5), ("paillier-packed", 1e-2)):
         np.testing.assert_allclose(weights(scheme), plain, atol=tolerance, rtol=0, err_msg=scheme)
     assert len({wine_runs[s][0]["final"]["metric"] for s in SCHEMES}) == 1
 
@@ -157,24 +158,18 @@ def test_digits_is_ten_classes_and_learns_in_the_clear():
 
 
 def test_packed_paillier_reports_the_bytes_of_the_whole_weight_matrix(wine_runs):
-    """wine's update is 3 x 14 weights, breast_cancer's 31: one 1024-bit ciphertext more."""
-    from he_fed.crypto import PackedPaillier
-
-    wine, output = wine_runs["paillier-packed"]
-    binary, _ = _run("breast_cancer", "paillier-packed")
-
-    def vector(data: dict, values: int):
-        scheme = PackedPaillier(**data["setup"]["params"], allow_insecure=True)
-        return scheme.keygen().public.encrypt(np.zeros(values), weight=1)
-
-    wine_vector, binary_vector = vector(wine, 3 * 14), vector(binary, 30 + 1)
-    assert (len(wine_vector.ciphertexts), len(binary_vector.ciphertexts)) == (2, 1)
-    uploads = {r["bytes_up"] for r in wine["rounds"]}
-    assert len(uploads) == 1  # every round, the same bytes
-    # Everything else in an update (signatures, proof, names) has the same size.
-    assert uploads.pop() - binary["rounds"][0]["bytes_up"] == len(wine_vector.to_bytes()) - len(
-        binary_vector.to_bytes()
-    )
+    """A 3 x (13 + 1) update costs what a one-row update of 42 values costs."""
+    X, y = load_wine(return_X_y=True)
+    groups = np.arange(len(y)) % 5
+    rng = np.random.default_rng(0)
+    wide = rng.normal(size=(len(y), 41))  # one row of 41 coefficients and an intercept
+    options = {"scheme": "paillier-packed", "rounds": 2, "max_weight": 64, **FAST}
+    multinomial = FederatedLogisticRegression(**options).fit(X, y, groups=groups)
+    binary = FederatedLogisticRegression(**options).fit(wide, y == 0, groups=groups)
+    assert multinomial.coef_.shape == (3, 13) and binary.coef_.shape == (1, 41)
+    assert [r.bytes_up for r in multinomial.history_] == [r.bytes_up for r in binary.history_]
+    data, output = wine_runs["paillier-packed"]
+    assert len({r["bytes_up"] for r in data["rounds"]}) == 1  # every round, the same bytes
     assert "uploaded per client per round" in output
 
 

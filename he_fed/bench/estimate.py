@@ -18,8 +18,11 @@ it grows, in ``u`` (ciphertexts per update, or values for ``plain``) and ``K``
 
 Long Paillier updates (at least 512 ciphertexts) are encrypted by worker
 processes on every core, and the prediction divides their encryption time
-accordingly. The calibration is cached in a JSON file, keyed by scheme,
-parameters, machine and he-fed version, and redone on request.
+accordingly. Every calibration runs under one encoding plan (:func:`calibration_scheme`):
+what it times depends on the scheme and its key parameters, not on the run's clip,
+client count or sample counts, so one calibration serves them all. It is cached in
+a JSON file, keyed by scheme, key parameters, machine and he-fed version, and
+redone on request.
 """
 
 from __future__ import annotations
@@ -36,11 +39,20 @@ import numpy as np
 from he_fed._version import __version__
 from he_fed.bench.measure import timed
 from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain, Scheme
+from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.crypto.paillier import PARALLEL_MIN_CIPHERTEXTS
 from he_fed.experiment import environment
 from he_fed.protocol.messages import RoundStart, Task, encode
 
-__all__ = ["Calibration", "Estimate", "calibrate", "estimate", "load_calibration", "units"]
+__all__ = [
+    "Calibration",
+    "Estimate",
+    "calibrate",
+    "calibration_scheme",
+    "estimate",
+    "load_calibration",
+    "units",
+]
 
 _ROWS = 8  # rows per calibration client: training stays a small, fitted share
 _PARALLEL_EFFICIENCY = 0.9
@@ -88,6 +100,16 @@ def _solve(rows: list[list[float]], values: list[float]) -> list[float]:
     """Least-squares coefficients, clipped at zero (costs are not negative)."""
     solution, *_ = np.linalg.lstsq(np.array(rows), np.array(values), rcond=None)
     return [max(0.0, float(v)) for v in solution]
+
+
+def calibration_scheme(scheme: Scheme) -> Scheme:
+    """``scheme`` under the one encoding plan every calibration measures.
+
+    The calibration federations re-plan for their own 2 and 5 clients of
+    ``_ROWS`` rows anyway; fixing the clip too makes the calibrated scheme, and
+    so the cache key, depend on the scheme and its key parameters alone.
+    """
+    return scheme.with_plan(clip=DEFAULT_CLIP, max_clients=5, max_weight=_ROWS)
 
 
 def _planned(scheme: Scheme, clients: int) -> Scheme:
@@ -150,8 +172,10 @@ def calibrate(scheme: Scheme) -> Calibration:
     """Time the real roles of ``scheme`` on this machine (a few seconds).
 
     Every configuration runs three times and each phase keeps its fastest time: noise on a
-    shared machine only ever adds time.
+    shared machine only ever adds time. The plan of ``scheme`` does not matter
+    (see :func:`calibration_scheme`).
     """
+    scheme = calibration_scheme(scheme)
     rng = np.random.default_rng(0)
     evaluate_fit = _evaluate_fit(rng)
     train_points = _train_points(rng)
@@ -216,8 +240,13 @@ def _read_cache() -> dict[str, Any]:
 
 
 def load_calibration(scheme: Scheme, *, refresh: bool = False) -> Calibration:
-    """The cached calibration for ``scheme`` on this machine, measuring it if needed."""
-    key = f"{scheme.name}|{scheme.params_text()}|{_machine()}|{__version__}"
+    """The cached calibration for ``scheme`` on this machine, measuring it if needed.
+
+    One per scheme and key parameters: ``scheme``'s encoding plan (clip, client
+    count, weights) is not part of the key (see :func:`calibration_scheme`).
+    """
+    calibrated = calibration_scheme(scheme)
+    key = f"{calibrated.name}|{calibrated.params_text()}|{_machine()}|{__version__}"
     cache = _read_cache()
     if not refresh and key in cache:
         try:

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from he_fed.bench.micro import contender_key, row_label
+from he_fed.exceptions import ConfigurationError
 
-__all__ = ["headline_markdown", "write_csv", "write_json", "write_outputs", "write_plots"]
+__all__ = [
+    "headline_markdown",
+    "require_matplotlib",
+    "write_csv",
+    "write_json",
+    "write_outputs",
+    "write_plots",
+]
 
 _MICRO_COLUMNS = (
     "encrypt_us_per_element",
@@ -129,6 +138,18 @@ def headline_markdown(
     return "\n".join(lines)
 
 
+def require_matplotlib() -> None:
+    """Raise now, not after a benchmark, if :func:`write_plots` could not run.
+
+    Raises
+    ------
+    ConfigurationError
+        If matplotlib is not installed (``pip install "he-fed[bench]"``).
+    """
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ConfigurationError('plots need matplotlib: pip install "he-fed[bench]"')
+
+
 def write_plots(result: dict[str, Any], directory: Path) -> list[Path]:
     """PNG plots: time and bytes against d (log-log), overhead against K, accuracy cost.
 
@@ -137,15 +158,12 @@ def write_plots(result: dict[str, Any], directory: Path) -> list[Path]:
     ConfigurationError
         If matplotlib is not installed (``pip install "he-fed[bench]"``).
     """
-    try:
-        import matplotlib
+    require_matplotlib()
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        from he_fed.exceptions import ConfigurationError
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-        raise ConfigurationError('plots need matplotlib: pip install "he-fed[bench]"') from None
     directory.mkdir(parents=True, exist_ok=True)
     rows = result["micro"] + result["baselines"]
     keys = sorted({row_label(r) for r in rows})

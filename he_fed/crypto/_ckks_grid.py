@@ -251,7 +251,8 @@ class GridQuantizer:
             totals = digits[:, 0]
             if not -weight * self.levels <= totals.min() <= totals.max() <= weight * self.levels:
                 raise beyond
-            return WeightedSum(self.dequantize(totals), int(weight), count)
+            units = totals.astype(np.int64)  # exact: integral doubles below 2**52
+            return WeightedSum(self.dequantize(totals), int(weight), count, units, self.step)
         for column, bound in zip(digits.T, self.digit_bounds, strict=True):
             if not -weight * bound <= column.min() <= column.max() <= weight * bound:
                 raise AggregateRejected(
@@ -263,7 +264,7 @@ class GridQuantizer:
         limit = int(weight) * self.levels
         if not all(-limit <= total <= limit for total in exact):
             raise beyond
-        return WeightedSum(self.dequantize(exact), int(weight), count)
+        return WeightedSum(self.dequantize(exact), int(weight), count, exact, self.step)
 
     def recombine(self, digits: np.ndarray) -> np.ndarray:
         """``sum_i digits[:, i] * B**i`` in Python integers, exactly.

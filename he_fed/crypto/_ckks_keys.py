@@ -309,7 +309,7 @@ class CKKSSecretKey(SecretKey):
             save_relin_keys=False,
         )
 
-    def _decrypt(self, vector: CKKSVector) -> WeightedSum:
+    def _decrypt(self, vector: CKKSVector, binding: bytes) -> WeightedSum:
         """Decode every value of every ciphertext, then round and check them all.
 
         How many values and ciphertexts there are comes from ``vector.size`` alone

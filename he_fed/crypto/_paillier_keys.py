@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import gmpy2
 import numpy as np
 
-from he_fed.crypto import _commitment_proof, wire
+from he_fed.crypto import _binding, _commitment_proof, wire
 from he_fed.crypto import _djn as djn
 from he_fed.crypto.base import (
     EncryptedVector,
@@ -28,7 +28,7 @@ from he_fed.crypto.base import (
     WeightedSum,
     key_fingerprint,
 )
-from he_fed.exceptions import ConfigurationError, MalformedMessage
+from he_fed.exceptions import ConfigurationError, MalformedMessage, PolicyViolation
 
 if TYPE_CHECKING:  # pragma: no cover
     from he_fed.crypto.paillier import _PaillierScheme
@@ -128,11 +128,21 @@ class PaillierPublicKey(PublicKey):
         )
 
     def _encrypt(self, values: np.ndarray, weight: int) -> PaillierVector:
-        plaintexts = self.scheme.encode(values, weight, int(self.n))
-        ciphertexts, exponents = self._raw_encrypt(plaintexts)
+        scheme, n = self.scheme, int(self.n)
+        plaintexts = scheme.encode(values, weight, n)
+        rho = secrets.randbits(scheme.blinding_bits)
+        binding = _binding.commit(scheme.exact(plaintexts, values.size, n), rho)
+        ciphertexts, exponents = self._raw_encrypt(scheme.attach(plaintexts, values.size, rho))
         vector = PaillierVector(self, ciphertexts, values.size, 1)
         vector._exponents = exponents
+        vector._binding = binding
         return vector
+
+    def _sum_bindings(self, bindings: list[bytes]) -> bytes:
+        combined = _binding.product(bindings)
+        if combined is None:
+            raise MalformedMessage("a paillier binding commitment is malformed")
+        return combined
 
     def _residues(self, commitment: bytes, size: int) -> list[Any] | None:
         width, n = len(self._n_bytes), self.n
@@ -205,10 +215,16 @@ class PaillierSecretKey(SecretKey):
         """Plaintext integers in ``[0, n)``. You probably want :meth:`decrypt`."""
         return [self._crt.decrypt(c) for c in ciphertexts]
 
-    def _decrypt(self, vector: PaillierVector) -> WeightedSum:
+    def _decrypt(self, vector: PaillierVector, binding: bytes) -> WeightedSum:
         scheme: _PaillierScheme = vector.key.scheme  # type: ignore[assignment]
-        plaintexts = self.raw_decrypt(vector.ciphertexts)
-        return scheme.decode(plaintexts, vector.size, vector.count, int(self._public.n))  # type: ignore[attr-defined]
+        n = int(self._public.n)
+        data, rho = scheme.detach(self.raw_decrypt(vector.ciphertexts), vector.size)
+        if binding and not _binding.check(scheme.exact(data, vector.size, n), rho, binding):
+            raise PolicyViolation(
+                "the aggregate's plaintext does not open its contributions' binding "
+                "commitments: someone added to the sum"
+            )
+        return scheme.decode(data, vector.size, vector.count, n)
 
 
 class PaillierVector(EncryptedVector):
@@ -221,6 +237,17 @@ class PaillierVector(EncryptedVector):
         self.ciphertexts = ciphertexts
         #: The DJN exponents, held only by a vector fresh from ``encrypt``; never written.
         self._exponents: list[int] | None = None
+        #: The binding commitment to its plaintext, known only to its maker.
+        self._binding: bytes | None = None
+
+    def binding(self) -> bytes:
+        """The commitment that binds this contribution's plaintext (see the base class)."""
+        if self._binding is None:
+            raise ConfigurationError(
+                "only a vector fresh from encrypt has a binding commitment: a sum's is the "
+                "product of its contributions'"
+            )
+        return self._binding
 
     def prove_commitment(self, context: bytes) -> bytes:
         """A proof that this vector's maker knows its DJN exponents (see the base class)."""

@@ -36,11 +36,22 @@ class WeightedSum:
         ``sum_k weight_k``.
     count : int
         Number of contributions summed.
+    units : ndarray of shape (n,) or None
+        ``total`` in grid steps, exactly: the integers ``sum_k weight_k * q_k``,
+        where ``q_k`` is contribution ``k``'s values quantized onto the scheme's
+        grid (``int64``, or Python integers where they may not fit). ``total`` is
+        ``units * step`` rounded to doubles. None for :class:`~he_fed.crypto.Plain`,
+        whose values lie on no grid.
+    step : float or None
+        Real value of one unit: the grid step every client quantizes its values
+        to (weights are integers, so the weighted sums lie on the same grid).
     """
 
     total: np.ndarray
     weight: int
     count: int
+    units: np.ndarray | None = None
+    step: float | None = None
 
     @property
     def mean(self) -> np.ndarray:
@@ -127,6 +138,23 @@ class EncryptedVector(ABC):
         ciphertext as an aggregate. (``Plain`` hides nothing, and its commitment is
         its values.)
         """
+
+    def binding(self) -> bytes:
+        """A commitment that binds this contribution's plaintext, or ``b""``.
+
+        The :meth:`commitment` fixes a ciphertext's randomness, not its message: a
+        Paillier ciphertext times ``1 + x·n`` keeps it and decrypts to the message
+        plus ``x``. A Paillier vector fresh from ``encrypt`` therefore also commits
+        to its plaintext integers (:mod:`he_fed.crypto._binding`), and the key holder
+        checks the decrypted sum against the product of the contributors'. CKKS and
+        ``Plain`` have none and return ``b""``.
+
+        Raises
+        ------
+        ConfigurationError
+            If the vector is a sum or was read from bytes.
+        """
+        return b""
 
     def prove_commitment(self, context: bytes) -> bytes:
         """A proof, bound to ``context``, that its maker knows the commitment's randomness.

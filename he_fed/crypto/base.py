@@ -237,6 +237,25 @@ class AggregationKey(ABC):
     def _sum_commitments(self, commitments: list[bytes], size: int) -> bytes:
         """Combine checked-nonempty commitments."""
 
+    def sum_bindings(self, bindings: list[bytes]) -> bytes:
+        """The binding commitment a sum of contributions with these ones must open.
+
+        See :meth:`EncryptedVector.binding`; ``b""`` for schemes without them.
+
+        Raises
+        ------
+        MalformedMessage
+            If a binding commitment is malformed (or missing where the scheme has them).
+        """
+        if not bindings:
+            raise MalformedMessage("no binding commitments to combine")
+        return self._sum_bindings(bindings)
+
+    def _sum_bindings(self, bindings: list[bytes]) -> bytes:
+        if any(bindings):
+            raise MalformedMessage(f"a {self._scheme.name} contribution has no binding commitment")
+        return b""
+
     def verify_commitment_proof(
         self, commitment: bytes, proof: bytes, size: int, context: bytes
     ) -> bool:
@@ -352,10 +371,17 @@ class PublicKey(AggregationKey):
                 f"{self._scheme.clip:g}; clip the update before encrypting"
             )
         check_int("weight", weight, types=(int, np.integer))
-        if not 1 <= int(weight) <= self._scheme.max_weight:
+        if int(weight) < 1:
             raise EncodingOverflowError(
-                f"weight {int(weight)} is outside [1, {self._scheme.max_weight}] "
-                "(raise the plan's max_weight)"
+                f"weight {int(weight)} is outside [1, {self._scheme.max_weight}]: weights are "
+                "positive"
+            )
+        if int(weight) > self._scheme.max_weight:
+            enough = 1 << (int(weight) - 1).bit_length()
+            raise EncodingOverflowError(
+                f"weight {int(weight)} is outside [1, {self._scheme.max_weight}], the weights "
+                "this key's plan allows; make keys whose plan allows it (max_weight; CLI: "
+                f"he-fed keygen --max-weight {enough})"
             )
         return values, int(weight)
 
@@ -383,8 +409,13 @@ class SecretKey(ABC):
         """Decrypt a vector and return ``sum_k weight_k * x_k``."""
         return self.decrypt_weighted(vector).total
 
-    def decrypt_weighted(self, vector: EncryptedVector) -> WeightedSum:
+    def decrypt_weighted(self, vector: EncryptedVector, *, binding: bytes = b"") -> WeightedSum:
         """Decrypt a vector into its weighted sum, total weight and contribution count.
+
+        With ``binding`` (the product of the contributions' binding commitments,
+        :meth:`AggregationKey.sum_bindings`), the plaintext must open it, so that a
+        sum someone added a known offset to is refused; schemes without binding
+        commitments ignore an empty one.
 
         Raises
         ------
@@ -404,10 +435,10 @@ class SecretKey(ABC):
             or vector.key.scheme.name != self._public.scheme.name
         ):
             raise KeyMismatchError("vector was encrypted under another key")
-        return self._decrypt(vector)
+        return self._decrypt(vector, binding)
 
     @abstractmethod
-    def _decrypt(self, vector: Any) -> WeightedSum:
+    def _decrypt(self, vector: Any, binding: bytes) -> WeightedSum:
         """Decrypt a vector known to be under this key."""
 
     def to_bytes(self, *, passphrase: str | bytes | None = None) -> bytes:

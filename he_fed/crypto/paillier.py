@@ -29,8 +29,8 @@ import gmpy2
 import numpy as np
 
 from he_fed._validation import check_int
+from he_fed.crypto import _binding, wire
 from he_fed.crypto import _djn as djn
-from he_fed.crypto import wire
 from he_fed.crypto._packing import Quantizer, SlotLayout
 from he_fed.crypto._paillier_keys import (
     PARALLEL_MIN_CIPHERTEXTS,
@@ -76,7 +76,8 @@ class _PaillierScheme(Scheme):
     ----------
     key_bits : int, default=2048
         Size of the modulus ``n``, even, at most 8192. Below 2048 raises
-        :class:`InsecureParameters` unless ``allow_insecure`` is true (256 at least).
+        :class:`InsecureParameters` unless ``allow_insecure`` is true (256 at least,
+        and room for the binding commitments' blinding).
     precision_bits : int
         Width of each quantized value, sign included.
     short_randomness : bool, default=False
@@ -165,9 +166,62 @@ class _PaillierScheme(Scheme):
             raise MalformedMessage("paillier secret key does not factor its public modulus")
         return PaillierSecretKey(public, p, q)
 
+    @property
+    def blinding_bits(self) -> int:
+        """Bits of each contribution's blinding exponent (:mod:`he_fed.crypto._binding`)."""
+        return _binding.RHO_BITS
+
+    def _check_blinding_room(self) -> None:
+        """Refuse a key that cannot hold the sum of ``max_clients`` blinding exponents."""
+        if self.blinding_bits + self.max_clients.bit_length() > self.key_bits - 1:
+            raise EncodingOverflowError(
+                f"a {self.key_bits}-bit key cannot hold the sum of {self.max_clients} "
+                "blinding exponents of the binding commitments; use a larger key"
+            )
+
     @abstractmethod
+    def data_ciphertexts(self, size: int) -> int:
+        """Ciphertexts that hold a contribution's values and weight."""
+
+    def blinding_place(self, size: int) -> tuple[int, int]:
+        """Which plaintext carries the blinding exponent, and from which bit.
+
+        By default its own plaintext, after the data; the sum of ``max_clients``
+        blinding exponents always fits below ``n``.
+        """
+        return self.data_ciphertexts(size), 0
+
     def ciphertexts_for(self, size: int) -> int:
-        """Ciphertexts needed for a contribution of ``size`` values."""
+        """Ciphertexts of a contribution of ``size`` values, the blinding included."""
+        index, _ = self.blinding_place(size)
+        return max(self.data_ciphertexts(size), index + 1)
+
+    def attach(self, plaintexts: list[int], size: int, rho: int) -> list[int]:
+        """The plaintexts with the blinding exponent ``rho`` put in its place."""
+        index, shift = self.blinding_place(size)
+        out = list(plaintexts)
+        if index == len(out):
+            out.append(rho)
+        else:
+            out[index] += rho << shift
+        return out
+
+    def detach(self, plaintexts: list[int], size: int) -> tuple[list[int], int]:
+        """Split decrypted plaintexts into the data and the (summed) blinding exponent."""
+        index, shift = self.blinding_place(size)
+        data = list(plaintexts[: self.data_ciphertexts(size)])
+        if index == len(data):
+            return data, plaintexts[index]
+        rho = data[index] >> shift
+        data[index] &= (1 << shift) - 1
+        return data, rho
+
+    @abstractmethod
+    def exact(self, plaintexts: list[int], size: int, n: int) -> list[int]:
+        """The integer of every value slot, the weight's included, of data plaintexts.
+
+        The binding commitment covers these; for a sum they are the slot sums.
+        """
 
     @abstractmethod
     def encode(self, values: np.ndarray, weight: int, n: int) -> list[int]:
@@ -215,10 +269,16 @@ class Paillier(_PaillierScheme):
                 f"key holds {self._room().bit_length()}; lower precision_bits, max_clients "
                 "or max_weight, or use a larger key"
             )
+        self._check_blinding_room()
 
-    def ciphertexts_for(self, size: int) -> int:
-        """One ciphertext per value, plus one for the weight."""
+    def data_ciphertexts(self, size: int) -> int:
+        """One ciphertext per value, plus one for the weight (the blinding adds one more)."""
         return size + 1
+
+    def exact(self, plaintexts: list[int], size: int, n: int) -> list[int]:
+        """Signed integers: a plaintext above ``n / 2`` stands for a negative value."""
+        half = n // 2
+        return [m - n if m > half else m for m in plaintexts]
 
     def encode(self, values: np.ndarray, weight: int, n: int) -> list[int]:
         """Signed fixed-point integers times the weight, modulo ``n``; then the weight."""
@@ -246,7 +306,9 @@ class Paillier(_PaillierScheme):
                         "overflowed or holds contributions the plan did not allow"
                     )
             signed.append(m)
-        return WeightedSum(self.quantizer.dequantize(np.array(signed, dtype=object)), weight, count)
+        units = np.array(signed, dtype=object)
+        step = self.quantizer.step
+        return WeightedSum(self.quantizer.dequantize(units), weight, count, units, step)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -295,6 +357,7 @@ class PackedPaillier(_PaillierScheme):
                 f"max_weight together) but a {self.key_bits}-bit key holds "
                 f"{self.key_bits - 1}; lower precision_bits, max_clients or max_weight"
             )
+        self._check_blinding_room()
 
     @cached_property
     def layout(self) -> SlotLayout:
@@ -303,9 +366,21 @@ class PackedPaillier(_PaillierScheme):
         slot_bits = top.bit_length()
         return SlotLayout(slot_bits, max(1, (self.key_bits - 1) // slot_bits))
 
-    def ciphertexts_for(self, size: int) -> int:
+    def data_ciphertexts(self, size: int) -> int:
         """Ciphertexts for ``size`` values and the weight slot."""
         return self.layout.chunks(size + 1)
+
+    def blinding_place(self, size: int) -> tuple[int, int]:
+        """Above the last chunk's slots when the sum of blindings fits there, else its own."""
+        chunks, layout = self.layout.chunks(size + 1), self.layout
+        shift = (size + 1 - (chunks - 1) * layout.slots) * layout.slot_bits
+        if shift + self.blinding_bits + self.max_clients.bit_length() <= self.key_bits - 1:
+            return chunks - 1, shift
+        return chunks, 0
+
+    def exact(self, plaintexts: list[int], size: int, n: int) -> list[int]:
+        """Each slot's integer: the weight, then the offset values times the weight."""
+        return [int(v) for v in self.layout.unpack(plaintexts, size + 1)]
 
     def encode(self, values: np.ndarray, weight: int, n: int) -> list[int]:
         """Offset-quantized values times the weight, packed after the weight slot."""
@@ -335,4 +410,5 @@ class PackedPaillier(_PaillierScheme):
         q_sum = slots[1:] - levels * weight
         if np.any(np.abs(q_sum) > levels * weight):
             raise EncodingOverflowError("a decrypted slot lies outside the plan's range")
-        return WeightedSum(self.quantizer.dequantize(q_sum), weight, count)
+        step = self.quantizer.step
+        return WeightedSum(self.quantizer.dequantize(q_sum), weight, count, q_sum, step)

@@ -250,7 +250,9 @@ def vector_to_phe(vector: PaillierVector) -> list[phe.EncryptedNumber]:
     if not isinstance(vector, PaillierVector):
         raise KeyMismatchError(f"expected a Paillier vector, got {type(vector).__name__}")
     public = public_key_to_phe(_per_value_public(vector.key))
-    return [phe.EncryptedNumber(public, int(c), 0) for c in vector.ciphertexts]
+    # The last ciphertext holds the binding commitment's blinding, not a value.
+    data = vector.ciphertexts[: public_scheme_data(vector)]
+    return [phe.EncryptedNumber(public, int(c), 0) for c in data]
 
 
 def vector_from_phe(
@@ -266,8 +268,12 @@ def vector_from_phe(
     ``ciphertext(be_secure=False)``): phe's ``encrypt`` has randomised them
     already, and randomising again would change the vector's commitment, which a
     key holder checks against the contributors' receipts. So
-    ``vector_from_phe(vector_to_phe(v), v.key, count=v.count)`` is ``v``, byte for
-    byte.
+    ``vector_from_phe(vector_to_phe(v), v.key, count=v.count)`` has ``v``'s
+    ciphertexts, byte for byte, but for the last: he-fed's vectors end with the
+    blinding of a binding commitment (:meth:`~he_fed.crypto.EncryptedVector.binding`),
+    which phe's numbers do not carry, and a fresh encryption of zero takes its place.
+    Such a vector decrypts as any other, but has no binding commitment, so a key
+    holder that requires one will not accept it as a contribution.
 
     Parameters
     ----------
@@ -303,7 +309,15 @@ def vector_from_phe(
     if len(numbers) < 2:
         raise ShapeMismatchError("a vector needs at least one value and the weight")
     ciphertexts = [_ciphertext(number, public) for number in numbers]
+    # phe's numbers carry no blinding for a binding commitment: add an encryption
+    # of zero in its place, so that the vector has he-fed's shape (and no binding).
+    ciphertexts += public.raw_encrypt([0])
     return PaillierVector(public, ciphertexts, len(numbers) - 1, count)
+
+
+def public_scheme_data(vector: PaillierVector) -> int:
+    """How many of a per-value vector's ciphertexts hold values and the weight."""
+    return vector.key.scheme.data_ciphertexts(vector.size)  # type: ignore[attr-defined]
 
 
 def _ciphertext(number: object, key: PaillierPublicKey) -> Any:

@@ -115,7 +115,7 @@ class PlainPublicKey(PublicKey):
 class PlainSecretKey(SecretKey):
     """Secret key of the :class:`Plain` baseline (it reads the values as they are)."""
 
-    def _decrypt(self, vector: PlainVector) -> WeightedSum:
+    def _decrypt(self, vector: PlainVector, binding: bytes) -> WeightedSum:
         return WeightedSum(vector.values.copy(), vector.weight, vector.count)
 
     def _secret_body(self) -> bytes:

@@ -66,11 +66,18 @@ class Kind(enum.IntEnum):
     AGGREGATION_KEY = 2
     SECRET_KEY = 3
     VECTOR = 4
+    SIGNING_KEY = 5
+    VERIFY_KEY = 6
     ROUND_START = 16
     UPDATE = 17
     ENCRYPTED_AGGREGATE = 18
     AGGREGATE = 19
+    FEDERATION = 20
+    RELEASE = 21
     KEYHOLDER_STATE = 32
+    KEYHOLDER_STORE = 33
+    CLIENT_STATE = 34
+    AGGREGATOR_STATE = 35
 
     @property
     def label(self) -> str:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from he_fed.data._csv import MISSING_POLICIES, MISSING_VALUES, DatasetWarning, parse_categorical
-from he_fed.data._datasets import BUILTIN_DATASETS, Dataset, load_dataset
+from he_fed.data._datasets import (
+    BUILTIN_DATASETS,
+    SYNTHETIC_DATASETS,
+    Dataset,
+    builtin_name,
+    load_dataset,
+)
 from he_fed.data._partition import PARTITIONERS, partition, train_test
 from he_fed.data._target import (
     MAX_AUTO_CLASSES,
@@ -19,9 +25,11 @@ __all__ = [
     "MISSING_POLICIES",
     "MISSING_VALUES",
     "PARTITIONERS",
+    "SYNTHETIC_DATASETS",
     "Dataset",
     "DatasetWarning",
     "TargetKind",
+    "builtin_name",
     "choose_model",
     "load_dataset",
     "parse_categorical",

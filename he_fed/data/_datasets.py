@@ -14,10 +14,11 @@ import numpy as np
 from sklearn import datasets as skdata
 
 from he_fed.data._csv import MISSING_POLICIES, read_csv
+from he_fed.data._memory import check_fits_in_memory
 from he_fed.data._target import target_kind
 from he_fed.exceptions import DatasetError
 
-__all__ = ["BUILTIN_DATASETS", "Dataset", "load_dataset"]
+__all__ = ["BUILTIN_DATASETS", "SYNTHETIC_DATASETS", "Dataset", "builtin_name", "load_dataset"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,7 +65,8 @@ def _synthetic(name: str, n_samples: int | None, n_features: int | None, seed: i
     d = 20 if n_features is None else n_features
     if n < 10 or d < 1:
         raise DatasetError("synthetic data needs --samples >= 10 and --features >= 1")
-    if name == "synthetic-classification":
+    check_fits_in_memory(n, d)  # before anything is allocated
+    if name == "synthetic_classification":
         X, y = skdata.make_classification(
             n_samples=n,
             n_features=d,
@@ -82,16 +84,29 @@ def _synthetic(name: str, n_samples: int | None, n_features: int | None, seed: i
     return Dataset(name, X, y, task, tuple(f"x{i}" for i in range(d)))
 
 
-#: Built-in datasets by name: breast_cancer (2 classes), diabetes (regression),
-#: wine (3 classes), digits (10 classes, 8 x 8 images) and the synthetic ones.
+#: Built-in datasets by name (:func:`builtin_name` also reads them with ``-`` for ``_``):
+#: breast_cancer (2 classes), diabetes (regression), wine (3 classes), digits
+#: (10 classes, 8 x 8 images) and the synthetic ones.
 BUILTIN_DATASETS = (
     "breast_cancer",
     "diabetes",
     "wine",
     "digits",
-    "synthetic-classification",
-    "synthetic-regression",
+    "synthetic_classification",
+    "synthetic_regression",
 )
+#: The built-in datasets whose size ``n_samples`` and ``n_features`` set.
+SYNTHETIC_DATASETS = ("synthetic_classification", "synthetic_regression")
+
+
+def builtin_name(name: str) -> str | None:
+    """The canonical name of a built-in dataset, or None if ``name`` is none.
+
+    ``-`` and ``_`` are alike, and so are upper and lower case: ``breast-cancer``
+    is ``breast_cancer``.
+    """
+    canonical = name.lower().replace("-", "_")
+    return canonical if canonical in BUILTIN_DATASETS else None
 
 
 def load_dataset(
@@ -110,10 +125,10 @@ def load_dataset(
     Parameters
     ----------
     name : str
-        One of :data:`BUILTIN_DATASETS`, or the path of a ``.csv`` (comma-separated)
-        or ``.tsv`` (tab-separated) file with a header row. Leading columns with no
-        name in the header (the row index pandas' ``to_csv`` writes) are ignored,
-        with a :class:`~he_fed.data.DatasetWarning`.
+        One of :data:`BUILTIN_DATASETS` (with ``-`` or ``_``), or the path of a
+        ``.csv`` (comma-separated) or ``.tsv`` (tab-separated) file with a header
+        row. Leading columns with no name in the header (the row index pandas'
+        ``to_csv`` writes) are ignored, with a :class:`~he_fed.data.DatasetWarning`.
     target : str, optional
         The CSV column to predict (required for CSV). Two distinct values (text
         or numbers), text labels, or whole numbers with at most
@@ -155,18 +170,19 @@ def load_dataset(
     """
     if missing not in MISSING_POLICIES:
         raise DatasetError(f"missing must be one of {', '.join(MISSING_POLICIES)}, not {missing!r}")
-    if name in BUILTIN_DATASETS and (delimiter is not None or categorical):
-        raise DatasetError(f"delimiter and categorical apply to CSV files, not to {name!r}")
-    if name == "breast_cancer":
-        return _bunch(name, skdata.load_breast_cancer)
-    if name == "diabetes":
-        return _bunch(name, skdata.load_diabetes)
-    if name == "wine":
-        return _bunch(name, skdata.load_wine)
-    if name == "digits":
-        return _bunch(name, skdata.load_digits)
-    if name in ("synthetic-classification", "synthetic-regression"):
-        return _synthetic(name, n_samples, n_features, random_state)
+    builtin = builtin_name(name)
+    if builtin in BUILTIN_DATASETS and (delimiter is not None or categorical):
+        raise DatasetError(f"delimiter and categorical apply to CSV files, not to {builtin!r}")
+    if builtin == "breast_cancer":
+        return _bunch(builtin, skdata.load_breast_cancer)
+    if builtin == "diabetes":
+        return _bunch(builtin, skdata.load_diabetes)
+    if builtin == "wine":
+        return _bunch(builtin, skdata.load_wine)
+    if builtin == "digits":
+        return _bunch(builtin, skdata.load_digits)
+    if builtin in SYNTHETIC_DATASETS:
+        return _synthetic(builtin, n_samples, n_features, random_state)
     path = Path(name)
     if path.suffix.lower() in (".csv", ".tsv"):
         if not path.is_file():
@@ -177,5 +193,5 @@ def load_dataset(
         return Dataset(str(path), X, y, task, names)
     raise DatasetError(
         f"unknown dataset {name!r}; choose one of {', '.join(BUILTIN_DATASETS)} "
-        "or a .csv or .tsv path"
+        "(- or _ alike) or a .csv or .tsv path"
     )

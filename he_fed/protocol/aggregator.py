@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from he_fed.crypto import AggregationKey, EncryptedVector, PublicKey
+from he_fed.crypto import AggregationKey, EncryptedVector, PublicKey, wire
 from he_fed.exceptions import (
     ConfigurationError,
     HEFedError,
@@ -108,6 +108,16 @@ class Aggregator:
     def plan(self) -> RunPlan:
         """The run plan."""
         return self._plan
+
+    @property
+    def federation(self) -> bytes:
+        """The federation id of the tickets opened (empty before the first)."""
+        return self._federation
+
+    @property
+    def keyholder(self) -> bytes:
+        """The key holder's Ed25519 public key, which must sign every ticket."""
+        return self._keyholder
 
     @property
     def round(self) -> int:
@@ -222,12 +232,19 @@ class Aggregator:
             fingerprint=key.fingerprint,
             vector=update.vector,
             commitment=commitment,
+            binding=update.binding,
         )
         if not (
             self._registry.verify(update.client_id, update.signature, whole)
             and self._registry.verify(update.client_id, update.commitment_signature, alone)
         ):
             raise InvalidSignature(f"the update from {update.client_id!r} has a bad signature")
+        try:
+            key.sum_bindings([update.binding])  # well-formed (only the key holder can open it)
+        except MalformedMessage:
+            raise MalformedMessage(
+                f"the update from {update.client_id!r} has a malformed binding commitment"
+            ) from None
         if not key.verify_commitment_proof(commitment, update.proof, vector.size, alone):
             # Checked here too, so that one client's bad proof costs only its own update
             # rather than the key holder's refusal of the whole round.
@@ -237,7 +254,13 @@ class Aggregator:
         total = vector if self._sum is None else self._sum + vector
         self._sum = total
         self._receipts.append(
-            Receipt(update.client_id, commitment, update.commitment_signature, update.proof)
+            Receipt(
+                update.client_id,
+                commitment,
+                update.commitment_signature,
+                update.proof,
+                update.binding,
+            )
         )
 
     def finish_round(self) -> bytes:
@@ -283,3 +306,76 @@ class Aggregator:
     def raw_model(self) -> tuple[np.ndarray, float | np.ndarray]:
         """``(coef, intercept)`` of the global model on raw (unstandardised) features."""
         return self.model.raw_model()
+
+    # -- state -----------------------------------------------------------------------
+
+    def export_state(self) -> bytes:
+        """The model chain and the round between rounds, as versioned bytes (no secret).
+
+        An aggregator that runs as separate commands (``he-fed aggregate``) saves
+        this after each round and :meth:`restore`-s itself, so it checks the next
+        ticket against the model its releases determine. The running sum is not
+        kept: a round is summed within one command.
+        """
+        w = wire.Writer()
+        w.raw(self._keyholder)
+        w.blob(self._federation)
+        plan = self._plan
+        w.uint(plan.n_features)
+        w.float64(plan.server_lr)
+        w.uint(int(plan.standardize) | int(plan.standardize_target) << 1, 1)
+        w.uint(self._round + 1)
+        w.text(self._task.value if self._task is not None else "", length_bytes=1)
+        w.array(self.model.weights)
+        for part in (self.model.center, self.model.scale, self.model.prescale):
+            w.uint(int(part is not None), 1)
+            w.array(part if part is not None else np.empty(0))
+        registry = self._registry.public_keys()
+        w.uint(len(registry), 4)
+        for client_id, key in sorted(registry.items()):
+            w.text(client_id)
+            w.raw(key)
+        return wire.seal_envelope(
+            wire.Kind.AGGREGATOR_STATE, w.getvalue(), fingerprint=self._key.fingerprint
+        )
+
+    @classmethod
+    def restore(
+        cls, key: bytes | AggregationKey, state: bytes, *, allow_insecure: bool = False
+    ) -> Aggregator:
+        """The aggregator whose :meth:`export_state` gave ``state``.
+
+        Raises
+        ------
+        MalformedMessage
+            If ``state`` is not an aggregator's state.
+        KeyMismatchError
+            If it belongs to another key.
+        """
+        envelope = wire.open_envelope(state, wire.Kind.AGGREGATOR_STATE)
+        r = wire.Reader(envelope.body, "aggregator state")
+        keyholder, federation = bytes(r.raw(32)), r.blob(max_size=16)
+        n_features, server_lr, flags = r.uint(), r.float64(), r.uint(1)
+        round_id, task = r.uint() - 1, r.text(length_bytes=1)
+        weights = r.array(n_features + 1)
+        parts = []
+        for _ in range(3):
+            present = r.uint(1)
+            values = r.array()
+            parts.append(values if present else None)
+        clients = {r.text(): bytes(r.raw(32)) for _ in range(r.uint(4))}
+        r.finish()
+        material = public_material(key, role="aggregator", allow_insecure=allow_insecure)
+        try:
+            plan = RunPlan(n_features, server_lr, bool(flags & 1), bool(flags & 2))
+            open_task = Task(task) if task else None
+            aggregator = cls(material, plan=plan, keyholder=keyholder, clients=clients)
+        except (ConfigurationError, ValueError) as exc:
+            raise MalformedMessage(f"aggregator state: {exc}") from None
+        if envelope.fingerprint != aggregator.key.fingerprint:
+            raise KeyMismatchError("this aggregator state belongs to another key")
+        aggregator._federation, aggregator._round = federation, round_id
+        aggregator._task = open_task
+        aggregator.model.weights = weights
+        aggregator.model.center, aggregator.model.scale, aggregator.model.prescale = parts
+        return aggregator

@@ -313,6 +313,7 @@ class Client:
             fingerprint=key.fingerprint,
             vector=vector_bytes,
             commitment=vector.commitment(),
+            binding=vector.binding(),
         )
         signature = self._identity.sign(whole)
         commitment_signature = self._identity.sign(alone)
@@ -326,6 +327,7 @@ class Client:
             signature,
             commitment_signature,
             proof,
+            vector.binding(),
         )
         data = encode(update)
         t5 = time.perf_counter()

@@ -73,7 +73,9 @@ class KeyHolder:
     * the contributors are distinct and at least the minimum cohort,
     * the ciphertext has exactly the task's length and its own contribution count
       equals the number of receipts, and
-    * the aggregate's commitment equals the sum of the receipts' commitments.
+    * the aggregate's commitment equals the sum of the receipts' commitments,
+      and, after decryption, its plaintext opens the product of the receipts'
+      binding commitments (Paillier; a sum with an offset added is refused).
 
     Once the signatures verify, the attempt uses up its round, whatever follows.
     After decryption the weighted sum must be one that honest contributions under
@@ -81,8 +83,9 @@ class KeyHolder:
     every value within ``± weight · clip`` (so the released mean lies within the
     clip bound); otherwise it raises
     :class:`~he_fed.exceptions.AggregateRejected`. No error message carries a
-    decrypted value. It releases only the weighted mean and the contributor count,
-    never a total weight or anything per client.
+    decrypted value. It releases only the weighted mean, rounded to the plan's grid
+    so that the total weight cannot be read off it (:mod:`he_fed.protocol.release`),
+    and the contributor count, never a total weight or anything per client.
 
     Parameters
     ----------
@@ -237,9 +240,11 @@ class KeyHolder:
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
         if len(self._registry) < self.min_clients:
+            lower = max(1, len(self._registry))
             raise ConfigurationError(
                 f"{len(self._registry)} client(s) registered, but the key holder decrypts "
-                f"cohorts of at least {self.min_clients}; lower min_clients to run anyway"
+                f"cohorts of at least {self.min_clients}; to run anyway, lower min_clients "
+                f"to {lower} (CLI: --min-clients {lower})"
             )
         self._model.check_task(task)
         self._registry.freeze()
@@ -330,12 +335,18 @@ class KeyHolder:
             raise PolicyViolation(
                 "the aggregate is not the sum of the contributions its receipts describe"
             )
-        mean = self._decrypt(vector, key.scheme)
+        try:
+            binding = key.sum_bindings([r.binding for r in message.receipts])
+        except MalformedMessage:
+            raise PolicyViolation(
+                "a receipt's binding commitment is malformed or missing"
+            ) from None
+        mean = self._decrypt(vector, key.scheme, binding)
         self._model.apply(message.task, mean)
         self._released += 1
         return encode(Aggregate(message.round, message.task, mean, len(contributors)))
 
-    def _decrypt(self, vector: EncryptedVector, plan: Scheme) -> np.ndarray:
+    def _decrypt(self, vector: EncryptedVector, plan: Scheme, binding: bytes) -> np.ndarray:
         """Decrypt and check that honest contributions under ``plan`` can produce the sum.
 
         Every refusal from here on is counted (see ``DEFAULT_MAX_REJECTIONS``).
@@ -343,7 +354,7 @@ class KeyHolder:
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
         try:
-            mean = checked_mean(self._keys.secret, vector, plan)
+            mean = checked_mean(self._keys.secret, vector, plan, binding=binding)
         except AggregateRejected as exc:
             self._rejected += 1
             log.warning(
@@ -373,15 +384,7 @@ class KeyHolder:
         """
         w = wire.Writer()
         w.raw(self._federation)
-        plan = self._plan
-        w.uint(plan.n_features)
-        w.float64(plan.server_lr)
-        # Flag bit 2 says a row count follows: a one-row plan's state keeps the
-        # bytes it had before multinomial plans existed.
-        rows = plan.n_outputs > 1
-        w.uint(int(plan.standardize) | int(plan.standardize_target) << 1 | int(rows) << 2, 1)
-        if rows:
-            w.uint(plan.n_outputs, 4)
+        self._plan.write_to(w)
         w.uint(self._min_clients or 0)
         w.uint(self._max_rejections)
         w.uint(self._last_round + 1)
@@ -421,16 +424,7 @@ class KeyHolder:
             raise KeyMismatchError("this key holder state belongs to other keys")
         r = wire.Reader(envelope.body, "key holder state")
         federation = bytes(r.raw(FEDERATION_ID_BYTES))
-        n_features, server_lr, flags = r.uint(), r.float64(), r.uint(1)
-        if flags > 7:
-            raise MalformedMessage(f"key holder state: unknown plan flags {flags:#x}")
-        n_outputs = r.uint(4) if flags & 4 else 1
-        if flags & 4 and n_outputs == 1:
-            raise MalformedMessage("key holder state: a one-row plan written with a row count")
-        try:
-            plan = RunPlan(n_features, server_lr, bool(flags & 1), bool(flags & 2), n_outputs)
-        except ConfigurationError as exc:
-            raise MalformedMessage(f"key holder state: {exc}") from None
+        plan = RunPlan.read_from(r, "key holder state")
         min_clients, max_rejections = r.uint() or None, r.uint()
         last_round, open_round = r.uint() - 1, r.uint() - 1
         open_task = r.text(length_bytes=1)

@@ -43,7 +43,7 @@ _MAX_ID = 256
 FEDERATION_ID_BYTES = 16
 _SIGNATURE_BYTES = 64
 _DIGEST_BYTES = 32
-#: Largest commitment proof: one residue and one response under an 8192-bit key.
+#: Largest commitment proof or binding commitment: a few residues under an 8192-bit key.
 _MAX_PROOF = 4096
 
 
@@ -185,6 +185,9 @@ class EncryptedUpdate:
         Proof that the sender knows its commitment's randomness, bound to the
         commitment signature's payload
         (:meth:`~he_fed.crypto.EncryptedVector.prove_commitment`); empty for CKKS.
+    binding : bytes, default=b""
+        The commitment that binds the vector's plaintext, covered by both
+        signatures (:meth:`~he_fed.crypto.EncryptedVector.binding`); empty for CKKS.
     """
 
     round: int
@@ -194,6 +197,7 @@ class EncryptedUpdate:
     signature: bytes
     commitment_signature: bytes
     proof: bytes = b""
+    binding: bytes = b""
 
     kind: ClassVar[wire.Kind] = wire.Kind.UPDATE
 
@@ -205,6 +209,7 @@ class EncryptedUpdate:
         w.blob(self.signature)
         w.blob(self.commitment_signature)
         w.blob(self.proof)
+        w.blob(self.binding)
 
     @classmethod
     def _read(cls, r: wire.Reader) -> EncryptedUpdate:
@@ -213,7 +218,10 @@ class EncryptedUpdate:
         signature = _fixed(r, _SIGNATURE_BYTES, "signature")
         commitment_signature = _fixed(r, _SIGNATURE_BYTES, "commitment signature")
         proof = r.blob(max_size=_MAX_PROOF)
-        return cls(round_id, task, client_id, vector, signature, commitment_signature, proof)
+        binding = r.blob(max_size=_MAX_PROOF)
+        return cls(
+            round_id, task, client_id, vector, signature, commitment_signature, proof, binding
+        )
 
 
 @dataclass(frozen=True)
@@ -234,25 +242,31 @@ class Receipt:
     proof : bytes, default=b""
         The contributor's proof of knowledge of the commitment's randomness
         (:attr:`EncryptedUpdate.proof`).
+    binding : bytes, default=b""
+        The contributor's signed commitment to its plaintext
+        (:attr:`EncryptedUpdate.binding`).
     """
 
     client_id: str
     commitment: bytes
     signature: bytes
     proof: bytes = b""
+    binding: bytes = b""
 
     def _write(self, w: wire.Writer) -> None:
         w.text(self.client_id, length_bytes=2)
         w.blob(self.commitment)
         w.blob(self.signature)
         w.blob(self.proof)
+        w.blob(self.binding)
 
     @classmethod
     def _read(cls, r: wire.Reader) -> Receipt:
         client_id = r.text(max_size=_MAX_ID)
         commitment = r.blob()
         signature = _fixed(r, _SIGNATURE_BYTES, "signature")
-        return cls(client_id, commitment, signature, r.blob(max_size=_MAX_PROOF))
+        proof = r.blob(max_size=_MAX_PROOF)
+        return cls(client_id, commitment, signature, proof, r.blob(max_size=_MAX_PROOF))
 
 
 @dataclass(frozen=True)
@@ -295,7 +309,7 @@ class EncryptedAggregate:
     def _read(cls, r: wire.Reader) -> EncryptedAggregate:
         round_id, task = r.uint(), _read_task(r)
         count = r.uint(4)
-        if count > r.remaining // (2 + 3 * 8 + _SIGNATURE_BYTES):
+        if count > r.remaining // (2 + 4 * 8 + _SIGNATURE_BYTES):
             raise MalformedMessage(f"aggregate claims {count} receipts")
         receipts = tuple(Receipt._read(r) for _ in range(count))
         return cls(round_id, task, receipts, r.blob())
@@ -315,7 +329,8 @@ class Aggregate:
     task : Task
         The round's task.
     mean : ndarray
-        ``sum_k n_k v_k / sum_k n_k``.
+        ``sum_k n_k v_k / sum_k n_k``, rounded to the plan's grid, which keeps the
+        total weight from being read off it (:mod:`he_fed.protocol.release`).
     contributors : int
         Number of contributions in the sum.
     """

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from he_fed._validation import check_float, check_int
+from he_fed.crypto import wire
 from he_fed.exceptions import (
     ConfigurationError,
+    MalformedMessage,
     PolicyViolation,
     ProtocolError,
     ShapeMismatchError,
@@ -121,6 +123,39 @@ class RunPlan:
     def vector_size(self, task: Task) -> int:
         """Length of the vector every client sends for ``task``."""
         return tasks.vector_size(task, self.n_features, self.n_columns, self.n_outputs)
+
+    def write_to(self, w: wire.Writer) -> None:
+        """Append the plan's bytes: features, server step, flags, and the row count.
+
+        Flag bit 2 says a u32 row count follows, so that a one-row plan keeps the
+        bytes it had before multinomial plans existed. :meth:`read_from` reads it.
+        """
+        w.uint(self.n_features)
+        w.float64(self.server_lr)
+        rows = self.n_outputs > 1
+        w.uint(int(self.standardize) | int(self.standardize_target) << 1 | int(rows) << 2, 1)
+        if rows:
+            w.uint(self.n_outputs, 4)
+
+    @classmethod
+    def read_from(cls, r: wire.Reader, what: str) -> RunPlan:
+        """Read a plan :meth:`write_to` wrote.
+
+        Raises
+        ------
+        MalformedMessage
+            If the bytes are not a valid plan (``what`` names them in the message).
+        """
+        n_features, server_lr, flags = r.uint(), r.float64(), r.uint(1)
+        if flags > 7:
+            raise MalformedMessage(f"{what}: unknown plan flags {flags:#x}")
+        n_outputs = r.uint(4) if flags & 4 else 1
+        if flags & 4 and n_outputs == 1:
+            raise MalformedMessage(f"{what}: a one-row plan written with a row count")
+        try:
+            return cls(n_features, server_lr, bool(flags & 1), bool(flags & 2), n_outputs)
+        except ConfigurationError as exc:
+            raise MalformedMessage(f"{what}: {exc}") from None
 
 
 class GlobalModel:

@@ -85,6 +85,7 @@ __all__ = [
     "Identity",
     "Registry",
     "commitment_payload",
+    "commitments_digest",
     "contribution_payloads",
     "digest",
     "ticket_payload",
@@ -92,14 +93,22 @@ __all__ = [
     "verify_signature",
 ]
 
-_UPDATE_DOMAIN = b"he-fed/update/v3"
-_COMMITMENT_DOMAIN = b"he-fed/commitment/v3"
+_UPDATE_DOMAIN = b"he-fed/update/v4"
+_COMMITMENT_DOMAIN = b"he-fed/commitment/v4"
 _TICKET_DOMAIN = b"he-fed/ticket/v3"
 
 
 def digest(data: bytes) -> bytes:
     """SHA-256 of ``data``."""
     return hashlib.sha256(data).digest()
+
+
+def commitments_digest(commitment: bytes, binding: bytes = b"") -> bytes:
+    """SHA-256 of a contribution's commitment and its binding commitment, length-prefixed."""
+    w = wire.Writer()
+    w.blob(commitment)
+    w.blob(binding)
+    return digest(w.getvalue())
 
 
 def _contribution(
@@ -176,13 +185,15 @@ def contribution_payloads(
     fingerprint: bytes,
     vector: bytes,
     commitment: bytes,
+    binding: bytes = b"",
 ) -> tuple[bytes, bytes]:
     """What a client signs for one contribution: ``(update payload, commitment payload)``.
 
     The first covers the whole ciphertext and is for the aggregator; the second
-    covers the commitment alone and travels to the key holder in a receipt.
+    covers the commitment and the binding commitment alone, and travels to the key
+    holder in a receipt.
     """
-    commitment_digest = digest(commitment)
+    commitment_digest = commitments_digest(commitment, binding)
     whole = update_payload(
         federation=federation,
         round=round,
@@ -359,7 +370,7 @@ class Registry:
             task=task,
             client_id=receipt.client_id,
             fingerprint=key.fingerprint,
-            commitment_digest=digest(receipt.commitment),
+            commitment_digest=commitments_digest(receipt.commitment, receipt.binding),
         )
         return self.verify(
             receipt.client_id, receipt.signature, payload

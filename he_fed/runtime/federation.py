@@ -142,6 +142,8 @@ class Federation:
     setup_outcomes: list[RoundOutcome] = field(default_factory=list)
     #: Why training stopped before its last round (the key holder retired its key), if it did.
     stopped: str | None = None
+    #: Training rounds run so far: the number the estimators' ``history_`` gives each.
+    training_rounds: int = field(default=0, init=False)
 
     @classmethod
     def create(
@@ -251,6 +253,13 @@ class Federation:
         asked = [c for c in self.clients if chosen is None or c.client_id in chosen]
         absent = tuple(c.client_id for c in self.clients if c not in asked)
         start = self.aggregator.open_round(self.keyholder.start_round(task))
+        if task is Task.TRAIN:
+            self.training_rounds += 1
+        # Logged as the result records it: training rounds from 1, whatever the ticket
+        # ids (which count the statistics rounds too).
+        name = (
+            f"train round {self.training_rounds}" if task is Task.TRAIN else f"{task.value} round"
+        )
         results = self.executor.collect(asked, start)
         timings = dict.fromkeys(PHASES, 0.0)
         failures: dict[str, str] = {}
@@ -269,13 +278,14 @@ class Federation:
             try:
                 self.aggregator.add(report.update)
             except HEFedError as exc:
-                log.warning("update from %s rejected: %s", result.client_id, exc)
+                log.warning("%s: update from %s rejected: %s", name, result.client_id, exc)
                 failures[result.client_id] = f"rejected: {exc}"
                 continue
             finally:
                 timings["aggregate"] += time.perf_counter() - t0
             sizes.append(len(report.update))
             clipped += report.clipped
+            log.debug("%s: update from %s added (%d bytes)", name, result.client_id, sizes[-1])
         if results and len(failures) == len(results) and not self.aggregator.contributors:
             # Every client asked failed: a setting or a message they all refuse, not
             # dropouts. Skipping such rounds silently would "train" nothing.
@@ -297,7 +307,7 @@ class Federation:
                 f"only {len(contributors)} contribution(s); the key holder requires "
                 f"{self.keyholder.min_clients}"
             )
-            log.warning("%s round %d skipped: %s", task.value, self.aggregator.round, reason)
+            log.warning("%s skipped: %s", name, reason)
             wall = time.perf_counter() - round_started
             return RoundOutcome(timings=timings, skipped=reason, wall_s=wall, **outcome)  # type: ignore[arg-type]
         t0 = time.perf_counter()
@@ -312,12 +322,20 @@ class Federation:
             # Refused (policy) or rejected (an out-of-range sum from a malicious
             # client, a tampered ciphertext): the round is lost, the run goes on.
             timings["decrypt"] += time.perf_counter() - t0
-            log.warning("%s round %d skipped: %s", task.value, self.aggregator.round, exc)
+            log.warning("%s skipped: %s", name, exc)
             wall = time.perf_counter() - round_started
             return RoundOutcome(timings=timings, skipped=str(exc), wall_s=wall, **outcome)  # type: ignore[arg-type]
         timings["decrypt"] += time.perf_counter() - t0
         self.aggregator.apply(plain)
         wall = time.perf_counter() - round_started
+        log.info(
+            "%s: %d of %d clients contributed, aggregate released (ticket %d, %.3f s)",
+            name,
+            len(contributors),
+            len(self.clients),
+            self.aggregator.round,
+            wall,
+        )
         return RoundOutcome(timings=timings, wall_s=wall, **outcome)  # type: ignore[arg-type]
 
     def standardize(self) -> list[RoundOutcome]:

@@ -20,6 +20,11 @@ How it works:
   (16 MiB for 2048-bit Paillier). At most ``workers + 1`` chunks are queued to
   the workers at a time. Workers never start encryption pools of their own
   (``HE_FED_ENCRYPT_WORKERS=1``), so the pool stays at ``workers`` processes.
+* **Scripts need the main guard.** A spawned worker imports the script that
+  started it; a script that trains outside ``if __name__ == "__main__":`` would
+  train again in every worker. Such a worker leaves quietly, and the script gets
+  one :class:`~he_fed.exceptions.MissingMainGuard` naming the guard, instead of
+  ``BrokenProcessPool`` and a bootstrapping traceback per worker.
 * **Start-up is paid once and measured.** :meth:`ProcessesExecutor.start` spawns
   every worker and waits until each has imported he-fed; :attr:`startup_s` is
   that wall time. Each worker builds its fixed-base table on its first
@@ -32,6 +37,7 @@ import logging
 import math
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -43,7 +49,7 @@ import numpy as np
 
 from he_fed._validation import check_int
 from he_fed.crypto._paillier_keys import WORKERS_ENV, usable_cores
-from he_fed.exceptions import ConfigurationError, ExecutorError, HEFedError
+from he_fed.exceptions import ConfigurationError, ExecutorError, HEFedError, MissingMainGuard
 from he_fed.protocol.client import Client, ClientReport
 from he_fed.runtime.base import ClientHandle, ClientResult
 
@@ -56,6 +62,9 @@ STARTUP_TIMEOUT_S = 300.0
 #: Chunks per worker and round: enough to even out uneven clients, few enough that
 #: the per-task overhead stays small.
 _CHUNKS_PER_WORKER = 4
+#: Exit status of a worker that found itself re-running the script that started
+#: it (no main guard): it leaves quietly and :meth:`ProcessesExecutor.start` says why.
+_MAIN_GUARD_EXIT = 86
 #: What a worker returns per client: (id, (last round answered, phase), the report's
 #: record, None) on success, or (id, (last round answered, phase), None, error) on a
 #: refused round.
@@ -77,6 +86,31 @@ def _init_worker(barrier: Any, timeout: float) -> None:
 
 def _ready() -> int:
     return os.getpid()
+
+
+def _importing_main() -> bool:
+    """Whether this is a spawned process still importing the script that started it.
+
+    multiprocessing marks the current process ``_inheriting`` while a spawned child
+    imports its parent's main module; its own check on it
+    (``multiprocessing.spawn._check_not_importing_main``) raises a RuntimeError
+    whose traceback every worker would print.
+    """
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+
+
+def _missing_guard(processes: list[Any]) -> MissingMainGuard | None:
+    """The error to raise if a worker of a broken pool left for want of the main guard."""
+    for process in processes:
+        process.join(timeout=5.0)
+    if not any(process.exitcode == _MAIN_GUARD_EXIT for process in processes):
+        return None
+    script = getattr(sys.modules.get("__main__"), "__file__", None) or "the main script"
+    return MissingMainGuard(
+        f"worker processes start by importing {script}, which trains again at import: "
+        'put the training under if __name__ == "__main__": (the processes executor '
+        "spawns its workers)"
+    )
 
 
 def _run_chunk(
@@ -157,7 +191,14 @@ class ProcessesExecutor:
         ------
         ExecutorError
             If a worker failed to start within ``STARTUP_TIMEOUT_S``.
+        MissingMainGuard
+            If the workers could not start because the script that started them
+            trains outside ``if __name__ == "__main__":``.
         """
+        if _importing_main():
+            # A worker re-running its parent's unguarded script: leave without a
+            # traceback; the parent reports the missing guard, once.
+            raise SystemExit(_MAIN_GUARD_EXIT)
         with self._lock:
             if self._pool is not None:
                 return 0.0
@@ -173,11 +214,18 @@ class ProcessesExecutor:
             # One task per worker; the barrier in the initializer keeps the first
             # workers busy until the last has started, so every one is spawned.
             futures = [pool.submit(_ready) for _ in range(self.workers)]
+            # ProcessPoolExecutor keeps its processes to itself, and forgets them once
+            # the pool breaks: take them now, while they start. Their exit statuses
+            # say whether they left for want of the main guard.
+            processes = list((getattr(pool, "_processes", None) or {}).values())
             try:
                 for future in futures:
                     future.result(timeout=STARTUP_TIMEOUT_S)
             except (BrokenProcessPool, TimeoutError, OSError) as exc:
                 pool.shutdown(wait=False, cancel_futures=True)
+                missing_guard = _missing_guard(processes)
+                if missing_guard is not None:
+                    raise missing_guard from None
                 raise ExecutorError(f"worker processes failed to start: {exc!r}") from None
             self._pool = pool
             self.startup_s = time.perf_counter() - started

@@ -33,7 +33,8 @@ def test_phe_private_key_decrypts_our_ciphertexts():
     # The encoded values of a real contribution too.
     vector = keys.public.encrypt(np.array([0.5, -0.25]), weight=3)
     scheme = keys.public.scheme
-    assert [theirs.raw_decrypt(int(c)) for c in vector.ciphertexts] == scheme.encode(
+    # All but the last ciphertext, which holds the binding commitment's blinding.
+    assert [theirs.raw_decrypt(int(c)) for c in vector.ciphertexts[:-1]] == scheme.encode(
         np.array([0.5, -0.25]), 3, n
     )
 
@@ -57,7 +58,11 @@ def test_randomness_exponent_is_half_the_key_unless_short_is_asked_for():
 def test_default_packed_plan_holds_78_values_per_2048_bit_ciphertext():
     plan = PackedPaillier(clip=1.0)  # 16-bit values, room for 1024 clients
     assert plan.layout.slot_bits == 16 + 10 and plan.layout.slots == 78
-    assert plan.ciphertexts_for(77) == 1 and plan.ciphertexts_for(78) == 2
+    assert plan.data_ciphertexts(77) == 1 and plan.data_ciphertexts(78) == 2
+    # The blinding of the binding commitment (320 bits and room for 1024 of them)
+    # rides above the last chunk's slots when 330 bits are left, else on its own.
+    assert plan.blinding_place(65) == (0, 66 * 26) and plan.ciphertexts_for(65) == 1
+    assert plan.blinding_place(66) == (1, 0) and plan.ciphertexts_for(66) == 2
 
 
 @pytest.mark.parametrize("pattern", ["max", "min", "mixed"])

@@ -58,6 +58,42 @@ def test_paillier_sum_is_exact_on_the_integer_grid(rng):
     np.testing.assert_array_equal(keys.secret.decrypt(total), q.dequantize(integer_sum))
 
 
+def test_a_decrypted_sum_carries_its_exact_grid_integers_and_step(scheme_name, keys, rng):
+    """The key holder rounds the released mean from these (he_fed/protocol/release.py):
+    they must be the exact integer sums, even beyond a double's 53 bits (64-bit Paillier
+    sums go far beyond it here), and the step the plan's grid."""
+    xs = [rng.uniform(-1, 1, size=5) for _ in range(3)]
+    weights = [7, 1, 12]
+    total = sum(keys.public.encrypt(x, weight=w) for x, w in zip(xs, weights, strict=True))
+    result = keys.secret.decrypt_weighted(total)
+    if scheme_name == "plain":
+        assert result.units is None and result.step is None
+        return
+    quantizer = keys.public.scheme.quantizer
+    expected = [
+        sum(w * int(q) for w, q in zip(weights, column, strict=True))
+        for column in zip(*(quantizer.quantize(x) for x in xs), strict=True)
+    ]
+    assert [int(u) for u in result.units] == expected
+    assert (max(map(abs, expected)) > 2**53) == (scheme_name == "paillier")
+    assert result.step == quantizer.step
+    np.testing.assert_array_equal(result.total, [float(u) * quantizer.step for u in expected])
+
+
+def test_a_digit_plan_carries_its_recombined_grid_integers(rng):
+    public = keys_for("ckks").public.with_plan(clip=4096.0, precision_bits=40)
+    assert public.scheme.digits > 1
+    xs = [rng.uniform(-4096, 4096, size=4) for _ in range(2)]
+    result = keys_for("ckks").secret.decrypt_weighted(
+        public.encrypt(xs[0], weight=3) + public.encrypt(xs[1], weight=5)
+    )
+    q = public.scheme.quantizer
+    pairs = zip(q.quantize(xs[0]), q.quantize(xs[1]), strict=True)
+    expected = [3 * int(a) + 5 * int(b) for a, b in pairs]
+    assert [int(u) for u in result.units] == expected and max(map(abs, expected)) > 2**53
+    assert result.step == 2.0**-public.scheme.grid_bits
+
+
 def test_bytes_round_trip_through_public_and_aggregation_keys(scheme_name, keys, rng):
     x = rng.uniform(-1, 1, size=5)
     public = load_public(keys.public.to_bytes(), allow_insecure=True)

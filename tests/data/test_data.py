@@ -23,11 +23,11 @@ def test_builtin_datasets_load_with_the_right_task(name):
     data = load_dataset(name, n_samples=200, n_features=6)
     assert data.X.shape[0] == data.y.shape[0] > 0
     assert len(data.feature_names) == data.X.shape[1]
-    classes = {"breast_cancer": 2, "wine": 3, "digits": 10, "synthetic-classification": 2}
+    classes = {"breast_cancer": 2, "wine": 3, "digits": 10, "synthetic_classification": 2}
     if data.task == "classification":
         assert len(data.classes) == classes[name]
     assert data.task == (
-        "regression" if name in ("diabetes", "synthetic-regression") else "classification"
+        "regression" if name in ("diabetes", "synthetic_regression") else "classification"
     )
 
 

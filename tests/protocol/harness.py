@@ -24,7 +24,13 @@ from he_fed.protocol import (
     decode,
     encode,
 )
-from he_fed.protocol.receipts import commitment_payload, digest, ticket_payload, update_payload
+from he_fed.protocol.receipts import (
+    commitment_payload,
+    commitments_digest,
+    digest,
+    ticket_payload,
+    update_payload,
+)
 from tests.conftest import keys_for
 
 N_FEATURES = 3
@@ -52,9 +58,13 @@ def client(holder: KeyHolder, name: str, seed: int, n: int, **kwargs: object) ->
     return Client(name, *data(seed, n), public, **options)  # type: ignore[arg-type]
 
 
-def roles(scheme_name: str, sizes=(30, 50, 20), min_clients: int | None = 2, plan=PLAN):
-    """A key holder, an aggregator and one client per size, registered with both."""
-    keyholder = KeyHolder(keys_for(scheme_name), plan=plan, min_clients=min_clients)
+def roles(scheme_name: str, sizes=(30, 50, 20), min_clients: int | None = 2, plan=PLAN, keys=None):
+    """A key holder, an aggregator and one client per size, registered with both.
+
+    The key holder has the session's keys for ``scheme_name``, or ``keys``.
+    """
+    keys = keys_for(scheme_name) if keys is None else keys
+    keyholder = KeyHolder(keys, plan=plan, min_clients=min_clients)
     aggregator = Aggregator(
         keyholder.aggregation_key_bytes(),
         plan=plan,
@@ -85,7 +95,11 @@ def signed_update(c: Client, start: bytes, vector, *, task: Task | None = None) 
         client_id=c.client_id,
         fingerprint=vector.key.fingerprint,
     )
-    commitment = digest(vector.commitment())
+    try:
+        binding = vector.binding()
+    except ConfigurationError:  # a sum or a vector read from bytes: its maker's is unknown
+        binding = b""
+    commitment = commitments_digest(vector.commitment(), binding)
     identity = c._identity
     signature = identity.sign(
         update_payload(**fields, vector_digest=digest(data_bytes), commitment_digest=commitment)
@@ -97,7 +111,9 @@ def signed_update(c: Client, start: bytes, vector, *, task: Task | None = None) 
     except ConfigurationError:  # a sum or a vector read from bytes: no randomness to prove
         proof = b""
     return encode(
-        EncryptedUpdate(ticket.round, task, c.client_id, data_bytes, signature, alone, proof)
+        EncryptedUpdate(
+            ticket.round, task, c.client_id, data_bytes, signature, alone, proof, binding
+        )
     )
 
 

@@ -37,9 +37,9 @@ class Spy:
         secret = keyholder._keys.secret
         original = secret.decrypt_weighted
 
-        def spy(vector):
+        def spy(vector, **options):
             self.calls += 1
-            return original(vector)
+            return original(vector, **options)
 
         monkeypatch.setattr(secret, "decrypt_weighted", spy)
 
@@ -52,7 +52,7 @@ def honest_round(scheme_name, sizes=(30, 50, 20, 40)):
     key = keyholder.public_key
     vectors = [key.load_vector(u.vector) for u in updates]
     receipts = [
-        Receipt(u.client_id, v.commitment(), u.commitment_signature, u.proof)
+        Receipt(u.client_id, v.commitment(), u.commitment_signature, u.proof, u.binding)
         for u, v in zip(updates, vectors, strict=True)
     ]
     return keyholder, aggregator, clients, start, vectors, receipts
@@ -114,7 +114,7 @@ def test_replaying_a_contribution_from_an_old_round(scheme_name, monkeypatch):
     key = keyholder.public_key
     fresh_vectors = [key.load_vector(u.vector) for u in fresh]
     fresh_receipts = [
-        Receipt(u.client_id, v.commitment(), u.commitment_signature, u.proof)
+        Receipt(u.client_id, v.commitment(), u.commitment_signature, u.proof, u.binding)
         for u, v in zip(fresh, fresh_vectors, strict=True)
     ]
     # Client c0's contribution from the old round, smuggled into the new one.

@@ -14,7 +14,8 @@ on the unrounded decryption (which the test computes with the secret context, as
 the key holder does internally), so that it can fail; then that it fails on what
 the key holder releases, for an honest sum and for a sum whose ``c0`` the
 aggregator shifted by a known plaintext (refused when the shift is off the grid,
-and otherwise released as the honest sum plus the offset, which it knew).
+and otherwise released as the mean of the honest sum plus the offset, which it knew,
+on the grid that hides the total weight).
 
 The default preset (N = 4096) and a model of 4095 features: the coefficients and
 the intercept fill the first ciphertext exactly (the weight rides alone in a
@@ -45,6 +46,7 @@ from he_fed.protocol import (
     encode,
     tasks,
 )
+from he_fed.protocol.release import rounded_mean
 from tests.conftest import keys_for
 from tests.crypto.ckks_tools import encode as encode_plaintext
 from tests.crypto.ckks_tools import shifted, unrounded
@@ -180,8 +182,11 @@ def _aggregate(keyholder, aggregator, clients) -> EncryptedAggregate:
 
 
 def _released_values(key, release: Aggregate) -> np.ndarray:
-    """The first ciphertext's values, as the aggregator reads them from a release."""
-    totals = release.mean * TOTAL_WEIGHT / key.scheme.quantizer.step
+    """The first ciphertext's values, as the aggregator reads them from a release.
+
+    Its best guess: honest totals are integers, so it rounds what the mean gives.
+    """
+    totals = np.rint(release.mean * TOTAL_WEIGHT / key.scheme.quantizer.step)
     return totals[: key.scheme.values_per_ciphertext]
 
 
@@ -214,11 +219,12 @@ def test_an_honest_release_gives_the_solver_nothing(federation):
     candidate = _solve_for_the_key(key, vector.blobs()[0], _released_values(key, release))
     assert not _is_ternary(candidate)
     assert np.mean(candidate == _secret_key(keys)) < 0.01  # no better than a random guess
-    # The release is the exact sum of the clients' grid integers: re-encoding it
-    # gives the plaintext without its noise, so the solver lands on a random polynomial.
+    # The release is a function of the exact sum of the clients' grid integers alone
+    # (its mean, rounded to the grid, which hides the total weight): it carries none
+    # of the decryption's noise, so the solver lands on a random polynomial.
     step = key.scheme.quantizer.step
     exact = keys.secret.decrypt_weighted(vector)
-    np.testing.assert_array_equal(np.rint(release.mean * TOTAL_WEIGHT / step), exact.total / step)
+    np.testing.assert_array_equal(release.mean, rounded_mean(exact.units, TOTAL_WEIGHT, step))
 
 
 def test_a_shifted_c0_is_refused_off_the_grid_and_released_exactly_on_it(federation):
@@ -240,7 +246,7 @@ def test_a_shifted_c0_is_refused_off_the_grid_and_released_exactly_on_it(federat
     assert caught.value.off_grid and re.search(r"\d", str(caught.value)) is None
 
     # On the grid (in the next round: the refused attempt used this one up), released
-    # as the honest sum plus the offset the aggregator chose.
+    # as the mean of the honest sum plus the offset the aggregator chose.
     message = _aggregate(keyholder, aggregator, clients)
     honest = key.load_vector(message.vector)
     offsets = np.zeros(2 * per)
@@ -251,10 +257,8 @@ def test_a_shifted_c0_is_refused_off_the_grid_and_released_exactly_on_it(federat
     aggregator.apply(encode(release))
     exact = keys.secret.decrypt_weighted(honest)
     step = key.scheme.quantizer.step
-    np.testing.assert_array_equal(
-        np.rint(release.mean * TOTAL_WEIGHT / step),
-        exact.total / step + offsets[:per],
-    )
+    shifted_units = exact.units + offsets[:per].astype(np.int64)
+    np.testing.assert_array_equal(release.mean, rounded_mean(shifted_units, TOTAL_WEIGHT, step))
     # The shifted ciphertext and its release give the solver nothing either.
     candidate = _solve_for_the_key(key, moved.blobs()[0], _released_values(key, release))
     assert not _is_ternary(candidate)

@@ -12,11 +12,13 @@ mean by at most ``2 · clip`` per round (here clip = 4, so 8).
 from __future__ import annotations
 
 import re
+import secrets
 
 import numpy as np
 import pytest
 import tenseal.sealapi as sealapi
 
+from he_fed.crypto import _binding
 from he_fed.crypto import _seal_format as seal_format
 from he_fed.crypto import _seal_io as seal_io
 from he_fed.crypto._ckks_keys import CKKSVector
@@ -45,9 +47,13 @@ def paillier_vector(key, values: np.ndarray, weight: int, *, levels=None) -> Pai
 
 def fresh(key, plaintexts: list[int], size: int) -> PaillierVector:
     """Ciphertexts of any plaintexts, holding their randomness as the client's own do."""
-    ciphertexts, exponents = key._raw_encrypt(plaintexts)
+    scheme, n = key.scheme, int(key.n)
+    rho = secrets.randbits(scheme.blinding_bits)
+    ciphertexts, exponents = key._raw_encrypt(scheme.attach(plaintexts, size, rho))
     vector = PaillierVector(key, ciphertexts, size, 1)
     vector._exponents = exponents  # the crafting client made them, so it can prove them
+    # and commits to what it crafted, so that its sum opens the binding commitments.
+    vector._binding = _binding.commit(scheme.exact(plaintexts, size, n), rho)
     return vector
 
 
@@ -177,7 +183,8 @@ def test_the_most_one_client_can_move_the_mean_is_twice_the_clip(beyond):
         update = c.participate(start).update
         aggregator.add(update)
         vector = key.load_vector(decode(update, EncryptedUpdate).vector)
-        *values, weight = secret.raw_decrypt(vector.ciphertexts)
+        data, _ = key.scheme.detach(secret.raw_decrypt(vector.ciphertexts), SIZE)
+        *values, weight = data
         signed = [v - n if v > n // 2 else v for v in values]
         honest_levels = [a + b for a, b in zip(honest_levels, signed, strict=True)]
         honest_weight += weight

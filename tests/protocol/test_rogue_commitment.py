@@ -29,7 +29,7 @@ from he_fed.protocol import (
     decode,
     encode,
 )
-from he_fed.protocol.receipts import commitment_payload, digest
+from he_fed.protocol.receipts import commitment_payload, commitments_digest
 from tests.protocol.harness import open_round, roles
 from tests.protocol.test_attacks import Spy
 
@@ -67,15 +67,25 @@ def attack(scheme_name: str):
         client_id="c1",
         fingerprint=key.fingerprint,
     )
-    payload = commitment_payload(**fields, commitment_digest=digest(rogue_commitment))
+    payload = commitment_payload(
+        **fields, commitment_digest=commitments_digest(rogue_commitment, known.binding())
+    )
     colluder = clients[1]
     # The colluder's best proof: the one it can make, for the known ciphertext.
     receipt = Receipt(
-        "c1", rogue_commitment, colluder._identity.sign(payload), known.prove_commitment(payload)
+        "c1",
+        rogue_commitment,
+        colluder._identity.sign(payload),
+        known.prove_commitment(payload),
+        known.binding(),
     )
     honest = [
         Receipt(
-            cid, vectors[cid].commitment(), updates[cid].commitment_signature, updates[cid].proof
+            cid,
+            vectors[cid].commitment(),
+            updates[cid].commitment_signature,
+            updates[cid].proof,
+            updates[cid].binding,
         )
         for cid in ("c0", "c2", "c3")
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -199,7 +200,8 @@ def test_a_feature_with_a_tiny_spread_is_standardised_by_ckks_from_exact_sums():
     Pre-scaled by 1024, the variance is 1e-10 of the second moment, so ``m2 - m1**2``
     cancels 33 of a double's 53 bits. CKKS's moments plan (a 2**-62 grid here, in
     three digits) holds every moment exactly and sums them exactly: the statistics
-    are those of the exact weighted sums, bit for bit. What remains is the protocol's
+    are those of the exact weighted sums, bit for bit, whose mean is rounded once to
+    the release's grid. What remains is the protocol's
     own arithmetic in doubles (the clients' sums of squares, the subtraction), which
     the plain scheme shares: an ulp of ``m2`` is 1.1e-6 of the variance here, and
     both schemes measure 0.6e-6 to 5.6e-6 on the scale over seeds 0 to 5.
@@ -212,15 +214,18 @@ def test_a_feature_with_a_tiny_spread_is_standardised_by_ckks_from_exact_sums():
     ckks = _standardised(FAST_SCHEMES["ckks"].with_plan(max_clients=3, max_weight=128), parts)
     plain = _standardised(Plain(max_clients=3, max_weight=128), parts)
 
-    # Bit for bit the statistics of the exact sums of the clients' moments.
+    # Bit for bit the statistics of the exact sums of the clients' moments, whose mean
+    # the key holder rounds onto their grid of 2**-62, as it releases every mean, so
+    # that the total weight stays hidden (release.py).
     moments = [tasks.moments(Xk, ckks.model.prescale) for Xk, _ in parts]
-    exact = [
-        sum(len(Xk) * Fraction(m[i]) for (Xk, _), m in zip(parts, moments, strict=True))
+    step = Fraction(1, 2**62)
+    units = [
+        sum(len(Xk) * Fraction(m[i]) for (Xk, _), m in zip(parts, moments, strict=True)) / step
         for i in range(4)
     ]
-    center, scale = tasks.standardization(
-        np.array([float(v) for v in exact]) / 300, ckks.model.prescale
-    )
+    assert all(u.denominator == 1 for u in units)  # every moment lies on the grid
+    released = [float(math.floor(u / 300 + Fraction(1, 2)) * step) for u in units]
+    center, scale = tasks.standardization(np.array(released), ckks.model.prescale)
     np.testing.assert_array_equal(ckks.center, center)
     np.testing.assert_array_equal(ckks.scale, scale)
 

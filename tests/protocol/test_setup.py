@@ -136,7 +136,9 @@ def test_a_restored_key_holder_keeps_its_secret_its_registry_and_its_policy():
     def aggregate(start: bytes) -> bytes:
         vector = keys.public.encrypt(np.array([0.5, -0.25]), weight=4)
         update = decode(signed_update(signer, start, vector), EncryptedUpdate)
-        receipt = Receipt("c", vector.commitment(), update.commitment_signature, update.proof)
+        receipt = Receipt(
+            "c", vector.commitment(), update.commitment_signature, update.proof, update.binding
+        )
         return encode(EncryptedAggregate(update.round, Task.TRAIN, (receipt,), update.vector))
 
     first = keyholder.start_round()

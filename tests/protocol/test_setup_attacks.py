@@ -97,8 +97,16 @@ def test_the_registry_is_fixed_at_setup_so_a_ghost_cannot_join():
     ghost_update = decode(signed_update(ghost_client, start, zero), EncryptedUpdate)
     vectors = [key.load_vector(victim.vector), zero]
     receipts = (
-        Receipt("c0", vectors[0].commitment(), victim.commitment_signature, victim.proof),
-        Receipt("ghost", zero.commitment(), ghost_update.commitment_signature, ghost_update.proof),
+        Receipt(
+            "c0", vectors[0].commitment(), victim.commitment_signature, victim.proof, victim.binding
+        ),
+        Receipt(
+            "ghost",
+            zero.commitment(),
+            ghost_update.commitment_signature,
+            ghost_update.proof,
+            ghost_update.binding,
+        ),
     )
     message = EncryptedAggregate(victim.round, victim.task, receipts, sum(vectors).to_bytes())
     with pytest.raises(PolicyViolation, match="'ghost' is not validly signed"):

@@ -1,0 +1,307 @@
+"""The federation file and the release: what the key holder signs for everyone to read.
+
+* :class:`FederationFile` (``federation.hefed``): the federation id, the key
+  holder's identity (the pin), the public key's fingerprint, the run plan, the
+  clients' training recipe (:class:`~he_fed.protocol.spec.ClientPlan`), the
+  minimum cohort and the registered clients' identities, signed by the key
+  holder. Clients and the aggregator read it; its signature ties every field to
+  the identity they pin.
+* :class:`Release` (``round-N.release``): an encoded
+  :class:`~he_fed.protocol.messages.Aggregate` and the key holder's signature
+  over it and the federation id, so that whoever applies it to a model chain (the
+  aggregator) knows the key holder released it.
+
+Both are envelopes of :mod:`he_fed.crypto.wire`; the client plan is written as
+typed fields (no JSON, no pickle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from he_fed.crypto import PublicKey, wire
+from he_fed.exceptions import ConfigurationError, InvalidSignature, MalformedMessage
+from he_fed.protocol.messages import FEDERATION_ID_BYTES, Aggregate, decode
+from he_fed.protocol.model import RunPlan
+from he_fed.protocol.receipts import Identity, verify_signature
+from he_fed.protocol.spec import ClientPlan
+
+__all__ = ["FederationFile", "Release"]
+
+_FEDERATION_DOMAIN = b"he-fed/federation/v1"
+_RELEASE_DOMAIN = b"he-fed/release/v1"
+_SIGNATURE_BYTES = 64
+_MAX_CLIENTS = 1 << 20
+
+
+def _write_value(w: wire.Writer, value: object) -> None:
+    if isinstance(value, bool):
+        w.text("b", length_bytes=1)
+        w.uint(int(value), 1)
+    elif isinstance(value, int):
+        w.text("i", length_bytes=1)
+        w.text(str(value))
+    elif isinstance(value, float):
+        w.text("f", length_bytes=1)
+        w.float64(value)
+    elif isinstance(value, str):
+        w.text("s", length_bytes=1)
+        w.text(value)
+    elif isinstance(value, list):
+        w.text("l", length_bytes=1)
+        w.uint(len(value), 2)
+        for item in value:
+            if isinstance(item, list):
+                raise ConfigurationError("a client plan holds no nested lists")
+            _write_value(w, item)
+    else:
+        raise ConfigurationError(f"a client plan cannot hold {type(value).__name__}")
+
+
+def _read_value(r: wire.Reader, *, nested: bool = False) -> Any:
+    tag = r.text(length_bytes=1, max_size=1)
+    if tag == "b":
+        return bool(r.uint(1))
+    if tag == "i":
+        text = r.text(max_size=40)
+        if not text.lstrip("-").isdigit() or not text.isascii():
+            raise MalformedMessage(f"federation file: {text!r} is not an integer")
+        return int(text)
+    if tag == "f":
+        return r.float64()
+    if tag == "s":
+        return r.text()
+    if tag == "l" and not nested:
+        return [_read_value(r, nested=True) for _ in range(r.uint(2))]
+    raise MalformedMessage(f"federation file: unknown value tag {tag!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class FederationFile:
+    """Everything clients and the aggregator need to know about a federation, signed.
+
+    Attributes
+    ----------
+    federation : bytes
+        The 16-byte federation id every ticket and signature is bound to.
+    keyholder : bytes
+        The key holder's Ed25519 public key: the identity clients pin.
+    fingerprint : bytes
+        The federation's public key fingerprint.
+    plan : RunPlan
+        The run plan.
+    client_plan : ClientPlan
+        The clients' training recipe.
+    min_clients : int or None
+        The key holder's minimum cohort (None: a majority of the clients).
+    clients : mapping of str to bytes
+        The registered clients' Ed25519 public keys.
+    scheme, params : str
+        The public key's scheme and canonical parameters (for reading; the
+        fingerprint is what binds the key).
+    signature : bytes
+        The key holder's signature over all of the above.
+    """
+
+    federation: bytes
+    keyholder: bytes
+    fingerprint: bytes
+    plan: RunPlan
+    client_plan: ClientPlan
+    min_clients: int | None
+    clients: Mapping[str, bytes] = field(default_factory=dict)
+    scheme: str = ""
+    params: str = ""
+    signature: bytes = b""
+
+    @classmethod
+    def sign(
+        cls,
+        identity: Identity,
+        *,
+        federation: bytes,
+        key: PublicKey,
+        plan: RunPlan,
+        client_plan: ClientPlan,
+        min_clients: int | None,
+        clients: Mapping[str, bytes],
+    ) -> FederationFile:
+        """The federation file, signed by the key holder's ``identity``."""
+        unsigned = cls(
+            federation,
+            identity.public_bytes,
+            key.fingerprint,
+            plan,
+            client_plan,
+            min_clients,
+            dict(clients),
+            key.scheme.name,
+            key.scheme.params_text(),
+        )
+        signature = identity.sign(_FEDERATION_DOMAIN + unsigned._signed_bytes())
+        return dataclasses.replace(unsigned, signature=signature)
+
+    def _signed_bytes(self) -> bytes:
+        w = wire.Writer()
+        w.raw(self.federation)
+        w.raw(self.keyholder)
+        w.blob(self.fingerprint)
+        w.text(self.scheme, length_bytes=1)
+        w.text(self.params)
+        self.plan.write_to(w)
+        w.uint(self.min_clients or 0)
+        config = self.client_plan.to_config()
+        w.uint(len(config), 2)
+        for name in sorted(config):
+            w.text(name, length_bytes=1)
+            _write_value(w, config[name])
+        w.uint(len(self.clients), 4)
+        for client_id, key in sorted(self.clients.items()):
+            w.text(client_id, length_bytes=1)
+            w.raw(key)
+        return w.getvalue()
+
+    def to_bytes(self) -> bytes:
+        """The file's bytes."""
+        w = wire.Writer()
+        w.blob(self._signed_bytes())
+        w.raw(self.signature)
+        return wire.seal_envelope(
+            wire.Kind.FEDERATION,
+            w.getvalue(),
+            scheme=self.scheme,
+            params=self.params,
+            fingerprint=self.fingerprint,
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FederationFile:
+        """Read a federation file and check its signature under the identity it names.
+
+        Pin that identity (compare it with the key holder's, out of band): the
+        signature only shows the file is whole and comes from that identity.
+
+        Raises
+        ------
+        MalformedMessage
+            If the bytes are not a federation file.
+        InvalidSignature
+            If its signature does not verify under the identity it names.
+        """
+        envelope = wire.open_envelope(data, wire.Kind.FEDERATION)
+        outer = wire.Reader(envelope.body, "federation file")
+        signed = outer.blob()
+        signature = bytes(outer.raw(_SIGNATURE_BYTES))
+        outer.finish()
+        r = wire.Reader(signed, "federation file")
+        federation = bytes(r.raw(FEDERATION_ID_BYTES))
+        keyholder = bytes(r.raw(32))
+        fingerprint = r.blob(max_size=64)
+        scheme, params = r.text(length_bytes=1), r.text()
+        plan = RunPlan.read_from(r, "federation file")
+        min_clients = r.uint() or None
+        config = {r.text(length_bytes=1): _read_value(r) for _ in range(r.uint(2))}
+        count = r.uint(4)
+        if count > min(_MAX_CLIENTS, r.remaining // 33):
+            raise MalformedMessage(f"federation file claims {count} clients")
+        clients = {r.text(length_bytes=1): bytes(r.raw(32)) for _ in range(count)}
+        r.finish()
+        if len(clients) != count:
+            raise MalformedMessage("federation file names a client twice")
+        if (envelope.scheme, envelope.params, envelope.fingerprint) != (
+            scheme,
+            params,
+            fingerprint,
+        ):
+            raise MalformedMessage("federation file: its header does not match its body")
+        if not verify_signature(keyholder, signature, _FEDERATION_DOMAIN + signed):
+            raise InvalidSignature("the federation file is not signed by the key holder it names")
+        client_plan = ClientPlan.from_config(config)
+        return cls(
+            federation,
+            keyholder,
+            fingerprint,
+            plan,
+            client_plan,
+            min_clients,
+            clients,
+            scheme,
+            params,
+            signature,
+        )
+
+
+def _release_payload(federation: bytes, aggregate: bytes) -> bytes:
+    return _RELEASE_DOMAIN + federation + aggregate
+
+
+@dataclass(frozen=True)
+class Release:
+    """A released :class:`~he_fed.protocol.messages.Aggregate`, signed by the key holder.
+
+    Attributes
+    ----------
+    federation : bytes
+        The federation id.
+    aggregate : bytes
+        The encoded aggregate (round, task, weighted mean, contributor count).
+    signature : bytes
+        The key holder's Ed25519 signature over both.
+    """
+
+    federation: bytes
+    aggregate: bytes
+    signature: bytes
+
+    @classmethod
+    def sign(cls, identity: Identity, federation: bytes, aggregate: bytes) -> Release:
+        """The release of ``aggregate``, signed by the key holder's ``identity``."""
+        return cls(federation, aggregate, identity.sign(_release_payload(federation, aggregate)))
+
+    def to_bytes(self) -> bytes:
+        """The file's bytes."""
+        w = wire.Writer()
+        w.raw(self.federation)
+        w.blob(self.aggregate)
+        w.raw(self.signature)
+        return wire.seal_envelope(wire.Kind.RELEASE, w.getvalue())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Release:
+        """Read a release (its signature is checked by :meth:`verified`).
+
+        Raises
+        ------
+        MalformedMessage
+            If the bytes are not a release.
+        """
+        r = wire.Reader(wire.open_envelope(data, wire.Kind.RELEASE).body, "release")
+        federation = bytes(r.raw(FEDERATION_ID_BYTES))
+        aggregate = r.blob()
+        signature = bytes(r.raw(_SIGNATURE_BYTES))
+        r.finish()
+        return cls(federation, aggregate, signature)
+
+    def message(self) -> Aggregate:
+        """The decoded aggregate (unverified; see :meth:`verified`)."""
+        return decode(self.aggregate, Aggregate)
+
+    def verified(self, keyholder: bytes, federation: bytes) -> Aggregate:
+        """The aggregate, once the signature verifies for this key holder and federation.
+
+        Raises
+        ------
+        InvalidSignature
+            If the key holder did not sign it for this federation.
+        """
+        payload = _release_payload(federation, self.aggregate)
+        if self.federation != federation or not verify_signature(
+            keyholder, self.signature, payload
+        ):
+            raise InvalidSignature(
+                "the release is not signed by the key holder for this federation"
+            )
+        return self.message()

@@ -1,0 +1,60 @@
+"""Pedersen commitments that bind a Paillier contribution's slots."""
+
+from __future__ import annotations
+
+import gmpy2
+import numpy as np
+import pytest
+
+from he_fed.crypto import _binding
+from he_fed.exceptions import ConfigurationError, PolicyViolation
+from tests.conftest import keys_for
+
+
+def test_the_group_is_rfc_7919_ffdhe2048_a_safe_prime():
+    assert _binding.P.bit_length() == 2048
+    assert gmpy2.is_prime(_binding.P) and gmpy2.is_prime(_binding.Q)
+    assert _binding.P == 2 * _binding.Q + 1
+    assert hex(_binding.P).endswith("886b423861285c97ffffffffffffffff")
+
+
+def test_commitments_multiply_as_their_integers_add():
+    a, b = [3, -7, 0, 2**40], [5, 7, 1, 1]
+    ca, cb = _binding.commit(a, 11), _binding.commit(b, 13)
+    total = _binding.product([ca, cb])
+    assert _binding.check([8, 0, 1, 2**40 + 1], 24, total)
+    assert not _binding.check([8, 0, 1, 2**40 + 2], 24, total)
+    assert not _binding.check([8, 0, 1, 2**40 + 1], 25, total)
+    # Hiding: the same integers under other blindings give other commitments.
+    assert _binding.commit(a, 12) != ca
+
+
+def test_malformed_commitments_have_no_product():
+    good = _binding.commit([1, 2], 3)
+    assert _binding.product([good, good[:-1]]) is None
+    assert _binding.product([good, (1).to_bytes(_binding.WIDTH, "big")]) is None
+    assert _binding.product([good, _binding.P.to_bytes(_binding.WIDTH, "big")]) is None
+    # A non-square, outside the order-Q subgroup (an element of order 2Q).
+    non_residue = next(a for a in range(2, 100) if gmpy2.legendre(a, _binding.P) == -1)
+    assert _binding.product([good, non_residue.to_bytes(_binding.WIDTH, "big")]) is None
+
+
+@pytest.mark.parametrize("name", ["paillier", "paillier-packed"])
+def test_a_fresh_vectors_binding_opens_with_the_key_holders_sum(name):
+    keys = keys_for(name)
+    xs = [np.linspace(-1, 1, 10), np.linspace(1, -1, 10)]
+    vectors = [keys.public.encrypt(x, weight=w) for x, w in zip(xs, (3, 5), strict=True)]
+    product = keys.public.sum_bindings([v.binding() for v in vectors])
+    total = vectors[0] + vectors[1]
+    result = keys.secret.decrypt_weighted(total, binding=product)
+    np.testing.assert_allclose(result.total, 3 * xs[0] + 5 * xs[1], atol=1e-3)
+    with pytest.raises(PolicyViolation, match="binding"):
+        keys.secret.decrypt_weighted(vectors[0], binding=product)
+    with pytest.raises(ConfigurationError, match="fresh from encrypt"):
+        total.binding()
+
+
+def test_schemes_without_bindings_take_only_empty_ones():
+    public = keys_for("ckks").public
+    assert public.encrypt(np.zeros(4)).binding() == b""
+    assert public.sum_bindings([b"", b""]) == b""
