@@ -1,14 +1,17 @@
-"""What the proofs of knowledge of Paillier commitments cost, against encryption.
+"""What the commitments of a Paillier update cost, against encryption.
 
 Every Paillier update carries a proof that its maker knows its commitment's
-randomness (``he_fed/crypto/_commitment_proof.py``, DESIGN.md "Rogue commitments").
-This measures, in one process and interleaved, for packed and per-value Paillier at
-several vector lengths:
+randomness (``he_fed/crypto/_commitment_proof.py``) and a Pedersen commitment that
+binds its plaintext slots (``he_fed/crypto/_binding.py``); see DESIGN.md "Rogue
+commitments" and "Binding the plaintext". This measures, in one process and
+interleaved, for packed and per-value Paillier at several vector lengths:
 
 * encrypting one update (``public.encrypt``, one worker process);
-* proving its commitment (the client, once per update);
+* making its binding commitment (the client, once per update, on request);
+* proving the randomness (the client, once per update);
 * verifying the proof (the aggregator on arrival, and the key holder again);
-* the proof's bytes against the update's ciphertext bytes.
+* checking a decrypted sum against the binding (the key holder, once per round);
+* the proof's and the binding's bytes against the update's ciphertext bytes.
 
 Ratios divide by the encryption time measured in the same repetition.
 
@@ -29,7 +32,7 @@ import numpy as np
 
 from he_fed.bench.measure import timed
 from he_fed.bench.report import write_outputs
-from he_fed.crypto import PackedPaillier, Paillier
+from he_fed.crypto import PackedPaillier, Paillier, _binding
 from he_fed.experiment import environment
 
 CONTEXT = b"federation|round|task|client|fingerprint"
@@ -52,7 +55,15 @@ def rows(key_bits: int, repeats: int, seed: int) -> list[dict[str, Any]]:
         for d in lengths:
             x = rng.uniform(-1, 1, d)
             public.encrypt(x, weight=7)  # warm-up: the fixed-base table
-            times: dict[str, list[float]] = {"encrypt": [], "prove": [], "verify": []}
+            times: dict[str, list[float]] = {
+                "encrypt": [],
+                "bind": [],
+                "prove": [],
+                "verify": [],
+                "check": [],
+            }
+            n = int(public.n)
+            integers = public.scheme.exact(public.scheme.encode(x, 7, n), d, n)
             for _ in range(repeats):
                 t_enc, vector = timed(lambda k=public, x=x: k.encrypt(x, weight=7))
                 t_prove, proof = timed(lambda v=vector: v.prove_commitment(CONTEXT))
@@ -63,6 +74,11 @@ def rows(key_bits: int, repeats: int, seed: int) -> list[dict[str, Any]]:
                     )
                 )
                 assert ok
+                t_bind, binding = timed(lambda i=integers: _binding.commit(i, 12345))
+                t_check, opened = timed(lambda i=integers, b=binding: _binding.check(i, 12345, b))
+                assert opened
+                times["bind"].append(t_bind)
+                times["check"].append(t_check)
                 times["encrypt"].append(t_enc)
                 times["prove"].append(t_prove)
                 times["verify"].append(t_verify)
@@ -78,6 +94,11 @@ def rows(key_bits: int, repeats: int, seed: int) -> list[dict[str, Any]]:
                     "verify_ms": med["verify"] * 1e3,
                     "prove_over_encrypt": med["prove"] / med["encrypt"],
                     "verify_over_encrypt": med["verify"] / med["encrypt"],
+                    "bind_ms": med["bind"] * 1e3,
+                    "check_ms": med["check"] * 1e3,
+                    "bind_over_encrypt": med["bind"] / med["encrypt"],
+                    "check_over_encrypt": med["check"] / med["encrypt"],
+                    "binding_bytes": len(vector.binding()),
                     "proof_bytes": len(proof),
                     "update_bytes": len(vector.to_bytes()),
                 }
@@ -89,21 +110,22 @@ def markdown(result: dict[str, Any]) -> str:
     """The committed table, from a result dict."""
     env = result["environment"]
     lines = [
-        "# Proofs of knowledge of Paillier commitments",
+        "# Commitments of a Paillier update: proof of knowledge and binding",
         "",
         f"{env['date']} · {env['cpu']} · Python {env['python']} · one core. Medians of "
         f"{result['repeats']} interleaved repetitions; ratios divide by the same "
         "repetition's encryption of the update.",
         "",
-        "| scheme | values | ciphertexts | encrypt ms | prove ms | verify ms | prove ÷ encrypt "
-        "| verify ÷ encrypt | proof bytes | update bytes |",
+        "| scheme | values | ciphertexts | encrypt ms | bind ÷ encrypt | prove ÷ encrypt "
+        "| verify ÷ encrypt | check ÷ encrypt | proof + binding bytes | update bytes |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['scheme']} | {r['d']:,} | {r['ciphertexts']:,} | {r['encrypt_ms']:.2f} | "
-            f"{r['prove_ms']:.2f} | {r['verify_ms']:.2f} | {r['prove_over_encrypt']:.2f} | "
-            f"{r['verify_over_encrypt']:.2f} | {r['proof_bytes']} | {r['update_bytes']:,} |"
+            f"{r['bind_over_encrypt']:.2f} | {r['prove_over_encrypt']:.2f} | "
+            f"{r['verify_over_encrypt']:.2f} | {r['check_over_encrypt']:.2f} | "
+            f"{r['proof_bytes'] + r['binding_bytes']} | {r['update_bytes']:,} |"
         )
     return "\n".join(lines) + "\n"
 

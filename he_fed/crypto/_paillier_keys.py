@@ -131,11 +131,12 @@ class PaillierPublicKey(PublicKey):
         scheme, n = self.scheme, int(self.n)
         plaintexts = scheme.encode(values, weight, n)
         rho = secrets.randbits(scheme.blinding_bits)
-        binding = _binding.commit(scheme.exact(plaintexts, values.size, n), rho)
         ciphertexts, exponents = self._raw_encrypt(scheme.attach(plaintexts, values.size, rho))
         vector = PaillierVector(self, ciphertexts, values.size, 1)
         vector._exponents = exponents
-        vector._binding = binding
+        # The binding commitment is made on request (a protocol client asks for it);
+        # plain encryption pays only for carrying the blinding.
+        vector._opening = (scheme.exact(plaintexts, values.size, n), rho)
         return vector
 
     def _sum_bindings(self, bindings: list[bytes]) -> bytes:
@@ -237,16 +238,20 @@ class PaillierVector(EncryptedVector):
         self.ciphertexts = ciphertexts
         #: The DJN exponents, held only by a vector fresh from ``encrypt``; never written.
         self._exponents: list[int] | None = None
-        #: The binding commitment to its plaintext, known only to its maker.
+        #: The slot integers and blinding its binding commitment opens to, held only
+        #: by a vector fresh from ``encrypt`` (they are its plaintext); never written.
+        self._opening: tuple[list[int], int] | None = None
         self._binding: bytes | None = None
 
     def binding(self) -> bytes:
         """The commitment that binds this contribution's plaintext (see the base class)."""
         if self._binding is None:
-            raise ConfigurationError(
-                "only a vector fresh from encrypt has a binding commitment: a sum's is the "
-                "product of its contributions'"
-            )
+            if self._opening is None:
+                raise ConfigurationError(
+                    "only a vector fresh from encrypt has a binding commitment: a sum's is "
+                    "the product of its contributions'"
+                )
+            self._binding = _binding.commit(*self._opening)
         return self._binding
 
     def prove_commitment(self, context: bytes) -> bytes:

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import tenseal.sealapi as sealapi
 
-from he_fed.crypto import _binding
 from he_fed.crypto import _seal_format as seal_format
 from he_fed.crypto import _seal_io as seal_io
 from he_fed.crypto._ckks_keys import CKKSVector
@@ -53,7 +52,7 @@ def fresh(key, plaintexts: list[int], size: int) -> PaillierVector:
     vector = PaillierVector(key, ciphertexts, size, 1)
     vector._exponents = exponents  # the crafting client made them, so it can prove them
     # and commits to what it crafted, so that its sum opens the binding commitments.
-    vector._binding = _binding.commit(scheme.exact(plaintexts, size, n), rho)
+    vector._opening = (scheme.exact(plaintexts, size, n), rho)
     return vector
 
 
