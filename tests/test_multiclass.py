@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris, load_wine
@@ -177,7 +179,7 @@ def test_packed_paillier_reports_the_bytes_of_the_whole_weight_matrix(wine_runs)
 #: defaults (2048-bit keys, 20 rounds, standardised): what the README states.
 FULL_STRENGTH = {"wine": (45, 45, 45), "iris": (38, 37, 37), "digits": (450, 432, 436)}
 #: Bytes each client uploads per round on digits (650 weights and the sample count).
-DIGITS_BYTES_UP = {"plain": 5553, "paillier-packed": 5199, "ckks": 66098, "paillier": 333897}
+DIGITS_BYTES_UP = {"plain": 5561, "paillier-packed": 5975, "ckks": 66106, "paillier": 334673}
 
 
 def _check_full_strength(data: dict, dataset: str) -> None:
@@ -240,3 +242,35 @@ def test_model_linear_regresses_on_numeric_classes_and_refuses_text(tmp_path):
     )
     assert result.exit_code != 0
     assert "3 text labels, which linear regression cannot fit" in result.output
+
+
+def test_the_file_commands_train_the_multinomial_model_he_fed_run_trains(tmp_path, monkeypatch):
+    """``federation init --classes 0,1,2``: the federation file's plan carries three rows."""
+    from he_fed.experiment import ExperimentConfig, run_experiment
+    from tests.cli_files_flow import CLIENTS, INSECURE, KEYHOLDER, Flow, in_process
+    from tests.cli_files_flow import write_partitions as partitions
+
+    monkeypatch.chdir(tmp_path)
+    config = ExperimentConfig(
+        dataset="wine", clients=len(CLIENTS), rounds=2, key_bits=1024, allow_insecure=True
+    )
+    max_clients, max_weight, clip = partitions(tmp_path, config)
+    flow = Flow(in_process)
+    flow.run(
+        ["keygen", "--out", "keyholder", "--key-bits", "1024", *INSECURE]
+        + ["--max-clients", max_clients, "--max-weight", max_weight, "--clip", clip]
+    )
+    flow.run(*(["identity", "--id", name, "--out", name] for name in CLIENTS))
+    registered = [a for name in CLIENTS for a in ("--client", f"{name}/{name}.pub")]
+    flow.run(
+        ["federation", "init", *KEYHOLDER, "--features", "13", "--classes", "0,1,2", *registered]
+    )
+    described = flow.run(["inspect", "federation.hefed"])[0].output
+    assert "classes" in described and "0, 1, 2" in described
+    for round_id in range(4):  # the two statistics rounds, then two training rounds
+        flow.round(round_id)
+    expected = run_experiment(config).final
+    record = json.loads((tmp_path / "round-3.json").read_text())
+    assert np.shape(record["coef"]) == (3, 13)
+    assert record["coef"] == np.asarray(expected["coef"]).tolist()
+    assert record["intercept"] == np.asarray(expected["intercept"]).tolist()

@@ -164,3 +164,16 @@ def test_policy_files_carry_the_row_count_and_version_one_files_mean_one_row():
         KeyHolderPolicy.from_json(json.dumps({**data, "he-fed-keyholder-policy": 3}))
     with pytest.raises(ConfigurationError, match="n-outputs"):
         KeyHolderPolicy.from_json(json.dumps({k: v for k, v in data.items() if k != "n-outputs"}))
+
+
+def test_the_aggregator_state_carries_the_row_count_and_the_weight_matrix():
+    keyholder, aggregator, clients = _roles("plain")
+    start = open_round(keyholder, aggregator)
+    for c in clients:
+        aggregator.add(c.participate(start).update)
+    aggregator.apply(keyholder.decrypt_aggregate(aggregator.finish_round()))
+    state = aggregator.export_state()
+    restored = Aggregator.restore(keyholder.aggregation_key_bytes(), state, allow_insecure=True)
+    assert restored.plan == PLAN3
+    np.testing.assert_array_equal(restored.weights, aggregator.weights)
+    assert restored.export_state() == state
