@@ -232,7 +232,7 @@ def test_a_constant_target_or_a_class_no_client_can_hold_is_one_line(tmp_path, t
 def test_model_linear_regresses_on_numeric_classes_and_refuses_text(tmp_path):
     data, output = _run("wine", "plain", "--model", "linear")
     assert data["final"]["metric_name"] == "r2" and data["final"]["metric"] > 0.8
-    assert "--model linear, as given (the target holds 3 distinct whole numbers" in output
+    assert "--model linear, as given; the target holds 3 distinct whole numbers" in output
     from click.testing import CliRunner
     from he_fed.cli import main
 

@@ -109,6 +109,17 @@ def target_kind(y: np.ndarray, *, name: str = "the target") -> TargetKind:
 def regression_target(y: np.ndarray, *, name: str = "the dataset") -> np.ndarray:
     """Class labels as numbers, for a linear model: 0/1 for two, their values for more.
 
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Class labels.
+    name : str, default="the dataset"
+        How error messages name the dataset.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+
     Raises
     ------
     ConfigurationError
@@ -140,6 +151,12 @@ def choose_model(model: str, task: str, kind: TargetKind, name: str) -> tuple[st
     name : str
         The dataset's name, for messages.
 
+    Returns
+    -------
+    model : {"logistic", "linear"}
+    reason : str
+        One line for the run's header.
+
     Raises
     ------
     ConfigurationError
@@ -149,7 +166,7 @@ def choose_model(model: str, task: str, kind: TargetKind, name: str) -> tuple[st
         model = "logistic" if task == "classification" else "linear"
         reason = f"--model auto chose {model}: {kind.reason}"
     else:
-        reason = f"--model {model}, as given ({kind.reason})"
+        reason = f"--model {model}, as given; {kind.reason}"
     if model == "logistic" and task != "classification":
         raise ConfigurationError(
             f"{name} is a regression dataset ({kind.reason}); use --model linear"
