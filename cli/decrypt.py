@@ -72,8 +72,8 @@ def decrypt(
                 "task": message.task.value,
                 "contributors": message.contributors,
                 "mean": message.mean.tolist(),
-                "coef": coef.tolist(),
-                "intercept": intercept,
+                "coef": coef.tolist(),  # one row per class for a multinomial model
+                "intercept": intercept if isinstance(intercept, float) else intercept.tolist(),
             }
             write_output(json_path, (json.dumps(record, indent=2) + "\n").encode())
     click.echo(

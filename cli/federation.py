@@ -44,10 +44,10 @@ def _classes(model: str, text: str | None) -> np.ndarray | None:
             raise ConfigurationError("--classes is for --model logistic")
         return None
     labels = [] if text is None else [c.strip() for c in text.split(",")]
-    if len(labels) != 2 or len(set(labels)) != 2 or not all(labels):
+    if len(labels) < 2 or len(set(labels)) != len(labels) or not all(labels):
         raise ConfigurationError(
-            "--model logistic needs --classes NEGATIVE,POSITIVE: the two labels, as the "
-            "clients' files write them"
+            "--model logistic needs --classes NEGATIVE,POSITIVE (or three labels or more, for "
+            "a multinomial model): the distinct labels, as the clients' files write them"
         )
     return np.array(labels)
 
@@ -61,7 +61,11 @@ def federation() -> None:
 @keyholder_options
 @click.option("--features", type=int, required=True, help="Number of feature columns.")
 @click.option("--model", type=click.Choice(sorted(_ESTIMATORS)), default="logistic")
-@click.option("--classes", default=None, help="logistic: NEGATIVE,POSITIVE labels.")
+@click.option(
+    "--classes",
+    default=None,
+    help="logistic: NEGATIVE,POSITIVE labels, or three or more (a multinomial model).",
+)
 @click.option(
     "--client",
     "client_files",
@@ -131,16 +135,18 @@ def init(
         local = estimator.local_model()
         local._check_params()
         check_int("local_epochs", local_epochs, low=1)
+        labels = _classes(model, classes)
         plan = RunPlan(
             n_features=features,
             server_lr=server_lr,
             standardize=standardize,
             standardize_target=standardize and model == "linear",
+            n_outputs=len(labels) if labels is not None and len(labels) > 2 else 1,
         )
         client_plan = ClientPlan(
             model=local,
             local_epochs=local_epochs,
-            classes=_classes(model, classes),
+            classes=labels,
             standardize_target=plan.standardize_target,
             allow_insecure=bool(getattr(keys.public.scheme, "allow_insecure", False)),
         )

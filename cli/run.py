@@ -68,13 +68,19 @@ def render(result: ExperimentResult, console: Console) -> None:
     """Print the result tables."""
     config, final, totals = result.config, result.final, result.totals
     rounds = result.rounds
+    model = result.dataset["model"]
+    if "classes" in final:
+        model += f", {len(final['classes'])} classes (multinomial)"
     title = (
-        f"{result.dataset['name']} · {result.dataset['model']} · {_scheme_label(config)} · "
+        f"{result.dataset['name']} · {model} · {_scheme_label(config)} · "
         f"{config.clients} clients · {config.rounds} rounds"
     )
     if config.executor != "inprocess":
         title += f" · {config.executor} executor"
-    console.print(f"[bold]{title}[/bold]")
+    # One line each, however narrow the terminal: a header is read, then grepped.
+    console.print(f"[bold]{title}[/bold]", soft_wrap=True)
+    if result.model_reason:
+        console.print(result.model_reason, highlight=False, markup=False, soft_wrap=True)
     summary = Table(show_header=False)
     summary.add_column(style="bold")
     summary.add_column(justify="right")

@@ -21,9 +21,12 @@ from he_fed.crypto import SCHEMES
 from he_fed.data import (
     MISSING_POLICIES,
     PARTITIONERS,
+    choose_model,
     load_dataset,
     parse_categorical,
     partition,
+    regression_target,
+    target_kind,
     train_test,
 )
 from he_fed.exceptions import ConfigurationError
@@ -53,7 +56,8 @@ _ESTIMATOR: dict[str, Any] = {
     for name, parameter in inspect.signature(FederatedLogisticRegression).parameters.items()
 }
 
-#: Model choices; ``auto`` follows the dataset (logistic for two classes).
+#: Model choices; ``auto`` follows the target (see :func:`he_fed.data.target_kind`):
+#: logistic for class labels (softmax for three or more), linear otherwise.
 MODELS = ("auto", "logistic", "linear")
 _PHASES = ("train", "encrypt", "sign", "serialize", "aggregate", "decrypt")
 
@@ -78,7 +82,10 @@ class ExperimentConfig:
     samples, features : int, optional
         Size of the synthetic datasets.
     model : {"auto", "logistic", "linear"}, default="auto"
-        Model; ``auto`` picks logistic for two classes and linear otherwise.
+        Model; ``auto`` follows scikit-learn's ``type_of_target``: text labels,
+        and whole numbers with few distinct values, are classes (logistic
+        regression, multinomial for three or more), other numbers a regression
+        target (linear; see :func:`he_fed.data.target_kind`).
     scheme : {"paillier-packed", "paillier", "ckks", "plain"}, default="paillier-packed"
         Encryption scheme (``plain`` is the insecure baseline).
     key_bits : int, default=2048
@@ -217,7 +224,9 @@ class ExperimentResult:
     final : dict
         ``metric_name`` (accuracy or r2), ``metric``, ``loss``, ``coef``,
         ``intercept``, and ``reference_metric``: centralised scikit-learn on the same
-        split (``LogisticRegression`` or ``LinearRegression`` after ``StandardScaler``).
+        split (``LogisticRegression``, multinomial for three or more classes, or
+        ``LinearRegression``, after ``StandardScaler``). The multinomial model's
+        ``coef`` and ``intercept`` have one row per class of ``classes``.
     rounds : list of RoundRecord
         Per round: ``metric``, ``loss``, ``timings``, ``bytes_up``, ``bytes_down``,
         ``contributors``, ``dropped``, ``clipped``, ``skipped``.
@@ -231,6 +240,8 @@ class ExperimentResult:
         rounds, standardisation included).
     environment : dict
         Versions, CPU and thread settings.
+    model_reason : str
+        Which model was trained and why, for the run's header (not in the JSON).
     """
 
     config: ExperimentConfig
@@ -240,6 +251,7 @@ class ExperimentResult:
     setup: dict[str, Any]
     totals: dict[str, Any]
     environment: dict[str, Any] = field(default_factory=dict)
+    model_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serializable dict."""
@@ -293,6 +305,8 @@ class ExperimentData:
         The split.
     groups : ndarray of shape (n_train,)
         Which client holds each training row.
+    model_reason : str
+        Which model was chosen and why, in one sentence.
     """
 
     name: str
@@ -303,6 +317,7 @@ class ExperimentData:
     y_train: np.ndarray
     y_test: np.ndarray
     groups: np.ndarray
+    model_reason: str = ""
 
     @property
     def client_ids(self) -> list[str]:
@@ -346,14 +361,10 @@ def experiment_data(config: ExperimentConfig) -> ExperimentData:
         n_features=config.features,
         random_state=config.seed,
     )
-    model = config.model
-    if model == "auto":
-        model = "logistic" if data.task == "classification" else "linear"
-    if model == "logistic" and data.task != "classification":
-        raise ConfigurationError(f"{data.name} is a regression dataset; use --model linear")
+    model, reason = choose_model(config.model, data.task, target_kind(data.y), data.name)
     y = data.y
     if model == "linear" and data.task == "classification":
-        y = (data.y == data.classes[1]).astype(np.float64)  # type: ignore[index]
+        y = regression_target(data.y, name=data.name)
     task = "classification" if model == "logistic" else "regression"
     X_train, X_test, y_train, y_test = train_test(
         data.X, y, task=task, test_size=config.test_size, random_state=config.seed
@@ -369,7 +380,7 @@ def experiment_data(config: ExperimentConfig) -> ExperimentData:
     groups = np.empty(len(y_train), dtype=np.int64)
     for k, idx in enumerate(parts):
         groups[idx] = k
-    return ExperimentData(data.name, task, model, X_train, X_test, y_train, y_test, groups)
+    return ExperimentData(data.name, task, model, X_train, X_test, y_train, y_test, groups, reason)
 
 
 def make_estimator(
@@ -467,12 +478,20 @@ def run_experiment(
             "metric": last.metric,
             "loss": last.loss,
             "loss_name": "log_loss" if model == "logistic" else "mse",
-            "coef": np.ravel(estimator.coef_),
-            "intercept": float(np.ravel(estimator.intercept_)[0]),
+            **_weights(estimator),
             "reference_metric": float(reference_metric),
         },
         rounds=rounds,
         setup=setup,
         totals=totals,
         environment=environment(),
+        model_reason=prepared.model_reason,
     )
+
+
+def _weights(estimator: FederatedLogisticRegression | FederatedLinearRegression) -> dict:
+    """``coef`` and ``intercept`` as JSON writes them: flat for one row, per class for more."""
+    coef, intercept = np.asarray(estimator.coef_), np.asarray(estimator.intercept_)
+    if coef.ndim == 1 or coef.shape[0] == 1:
+        return {"coef": np.ravel(coef), "intercept": float(np.ravel(intercept)[0])}
+    return {"coef": coef, "intercept": intercept, "classes": estimator.classes_}  # type: ignore[union-attr]

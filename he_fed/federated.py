@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, r2_score
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -92,7 +92,7 @@ class _FederatedBase(BaseEstimator):
         self.workers = workers
 
     def _metrics(
-        self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float
+        self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float | np.ndarray
     ) -> tuple[float, float]:
         raise NotImplementedError
 
@@ -191,7 +191,7 @@ class _FederatedBase(BaseEstimator):
         self.n_clients_ = len(ids)
         self._set_model(coef, intercept)
 
-    def _set_model(self, coef: np.ndarray, intercept: float) -> None:
+    def _set_model(self, coef: np.ndarray, intercept: float | np.ndarray) -> None:
         raise NotImplementedError
 
 
@@ -271,13 +271,20 @@ _PARAMS_DOC = """
 
 class FederatedLogisticRegression(LinearClassifierMixin, _FederatedBase):
     __doc__ = (
-        """Binary logistic regression trained by encrypted federated averaging.
+        """Logistic regression trained by encrypted federated averaging.
 
     ``fit(X, y, groups=client_ids)`` splits the rows by client, generates keys,
     and runs the full protocol: clients train locally and send encrypted updates,
     a blind aggregator sums them, and a key holder decrypts only the aggregate.
     Every hop goes through bytes. The clients run in this process by default, or
     in worker processes or on Flower (``executor=``), with the same result.
+
+    Two classes make the binary model: one row of weights, ``coef_`` of shape
+    ``(1, n_features)``. Three or more make the multinomial (softmax) model, as
+    in scikit-learn's ``LogisticRegression``: ``coef_`` of shape ``(n_classes,
+    n_features)``, ``intercept_`` of shape ``(n_classes,)``, and every update a
+    client encrypts is the whole ``n_classes × (n_features + 1)`` matrix of its
+    change. Labels may be numbers or strings; ``classes_`` lists them sorted.
 """
         + _PARAMS_DOC
         + """
@@ -288,11 +295,17 @@ class FederatedLogisticRegression(LinearClassifierMixin, _FederatedBase):
     >>> clf = FederatedLogisticRegression(scheme="plain", rounds=10)
     >>> clf.fit(X, y, groups=np.arange(len(y)) % 3).score(X, y) > 0.95
     True
+    >>> from sklearn.datasets import load_wine
+    >>> X, y = load_wine(return_X_y=True)
+    >>> wine = FederatedLogisticRegression(scheme="plain").fit(X, y, groups=np.arange(len(y)) % 3)
+    >>> wine.coef_.shape, wine.predict_proba(X).shape, wine.score(X, y) > 0.95
+    ((3, 13), (178, 3), True)
     """
     )
 
     _local_model = LogisticRegressionGD
     _default_learning_rate = 0.5
+    _multiclass = True
 
     def fit(
         self,
@@ -310,7 +323,7 @@ class FederatedLogisticRegression(LinearClassifierMixin, _FederatedBase):
         X : array-like of shape (n_samples, n_features)
             All clients' features (the simulation holds them in one process).
         y : array-like of shape (n_samples,)
-            Binary labels.
+            Class labels (numbers or strings), at least two distinct.
         groups : array-like of shape (n_samples,)
             Which client holds each row.
         eval_set : (X, y), optional
@@ -324,24 +337,39 @@ class FederatedLogisticRegression(LinearClassifierMixin, _FederatedBase):
         """
         X, y = validate_data(self, X, y, dtype=np.float64)
         classes = np.unique(y)
-        if classes.size != 2:
+        if classes.size < 2:
             raise ConfigurationError(
-                f"Only binary classification is supported; y holds {classes.size} classes"
+                f"y holds a single class ({classes[0].item()!r}); classification needs at least two"
             )
+        if eval_set is not None:
+            unseen = np.setdiff1d(np.unique(np.asarray(eval_set[1])), classes)
+            if unseen.size:
+                raise ConfigurationError(
+                    f"eval_set holds class{'es' * (unseen.size > 1)} "
+                    f"{', '.join(map(repr, unseen.tolist()))} absent from every client's "
+                    "training data; a model cannot learn a class no client holds"
+                )
         self.classes_ = classes
         self._federated_fit(X, y, groups, eval_set, callback, classes)
         return self
 
     def _metrics(
-        self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float
+        self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float | np.ndarray
     ) -> tuple[float, float]:
+        if coef.ndim == 2:
+            p = softmax(X @ coef.T + b, axis=1)
+            predicted = self.classes_[p.argmax(axis=1)]
+            return float(accuracy_score(y, predicted)), float(log_loss(y, p, labels=self.classes_))
         p = expit(X @ coef + b)
         predicted = self.classes_[(p > 0.5).astype(int)]
         return float(accuracy_score(y, predicted)), float(
             log_loss(y == self.classes_[1], p, labels=[False, True])
         )
 
-    def _set_model(self, coef: np.ndarray, intercept: float) -> None:
+    def _set_model(self, coef: np.ndarray, intercept: float | np.ndarray) -> None:
+        if coef.ndim == 2:
+            self.coef_, self.intercept_ = coef, np.asarray(intercept)
+            return
         self.coef_ = coef.reshape(1, -1)
         self.intercept_ = np.array([intercept])
 
@@ -401,12 +429,12 @@ class FederatedLinearRegression(RegressorMixin, _FederatedBase):
         return self
 
     def _metrics(
-        self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float
+        self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float | np.ndarray
     ) -> tuple[float, float]:
         predicted = X @ coef + b
         return float(r2_score(y, predicted)), float(mean_squared_error(y, predicted))
 
-    def _set_model(self, coef: np.ndarray, intercept: float) -> None:
+    def _set_model(self, coef: np.ndarray, intercept: float | np.ndarray) -> None:
         self.coef_ = coef
         self.intercept_ = intercept
 

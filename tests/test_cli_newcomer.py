@@ -331,7 +331,7 @@ def test_every_dataset_name_is_accepted_with_hyphens_or_underscores(tmp_path):
 def test_help_shows_one_spelling_of_each_dataset():
     result = CliRunner().invoke(main, ["run", "--help"], terminal_width=200)
     assert (
-        "One of breast_cancer, diabetes, wine, synthetic_classification, "
+        "One of breast_cancer, diabetes, wine, digits, synthetic_classification, "
         "synthetic_regression (- or _ alike), or a path to a .csv or .tsv file." in result.output
     )
     assert "synthetic-" not in result.output

@@ -11,18 +11,30 @@ from he_fed.data._datasets import (
     load_dataset,
 )
 from he_fed.data._partition import PARTITIONERS, partition, train_test
+from he_fed.data._target import (
+    MAX_AUTO_CLASSES,
+    TargetKind,
+    choose_model,
+    regression_target,
+    target_kind,
+)
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "MAX_AUTO_CLASSES",
     "MISSING_POLICIES",
     "MISSING_VALUES",
     "PARTITIONERS",
     "SYNTHETIC_DATASETS",
     "Dataset",
     "DatasetWarning",
+    "TargetKind",
     "builtin_name",
+    "choose_model",
     "load_dataset",
     "parse_categorical",
     "partition",
+    "regression_target",
+    "target_kind",
     "train_test",
 ]

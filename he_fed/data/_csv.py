@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from he_fed.data._target import target_kind
 from he_fed.exceptions import DatasetError
 
 __all__ = [
@@ -59,8 +60,6 @@ MISSING_VALUES: frozenset[str] = frozenset(
 
 #: What to do with a row holding a missing value: refuse the file, or drop the row.
 MISSING_POLICIES = ("error", "drop")
-
-_LISTED_LABELS = 5  # a target with more distinct values names only its first non-number
 
 
 class DatasetWarning(UserWarning):
@@ -224,37 +223,31 @@ def _one_hot(
 
 
 def _target(path: Path, target: str, labels: list[tuple[int, str]]) -> tuple[np.ndarray, str]:
-    """Two distinct labels make classification; otherwise every label must be a number."""
-    seen: dict[str, list[int]] = {}  # label -> [first line, rows]
-    for line, label in labels:
-        seen.setdefault(label, [line, 0])[1] += 1
+    """Text labels, or numbers: classification or regression as :func:`target_kind` says.
+
+    Two distinct labels are classification, whatever they are. A target that is
+    all numbers is classified by its numbers (whole numbers with few distinct
+    values are class labels), and class labels are kept as the file's text.
+    """
+    text = np.array([label for _, label in labels])
+    seen = {label for _, label in labels}
     if len(seen) == 2:
-        return np.array([label for _, label in labels]), "classification"
-    values = []
-    for line, label in labels:
-        try:
-            value = float(label)
-        except ValueError:
-            if len(seen) <= _LISTED_LABELS:
-                listed = ", ".join(
-                    f"{v!r} (line {first})"
-                    if n == 1
-                    else f"{v!r} ({n} rows, first on line {first})"
-                    for v, (first, n) in seen.items()
-                )
-            else:
-                listed = f"line {line} holds {label!r}"
-            raise DatasetError(
-                f"{path}: target {target!r} has {len(seen)} distinct "
-                f"value{'s' * (len(seen) > 1)}: {listed}; classification needs exactly two, "
-                "regression needs numbers"
-            ) from None
+        return text, "classification"
+    try:
+        values = [float(label) for _, label in labels]
+    except ValueError:
+        # Text: class labels (a constant target is refused here).
+        target_kind(text, name=f"{path}: target {target!r}")
+        return text, "classification"
+    for (line, label), value in zip(labels, values, strict=True):
         if not math.isfinite(value):
             raise DatasetError(
                 f"{path}, line {line}: target {target!r} holds {label!r}, not finite"
             )
-        values.append(value)
-    return np.array(values, dtype=np.float64), "regression"
+    numbers = np.array(values, dtype=np.float64)
+    if target_kind(numbers, name=f"{path}: target {target!r}").task == "classification":
+        return text, "classification"
+    return numbers, "regression"
 
 
 def read_csv(

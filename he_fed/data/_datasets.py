@@ -15,6 +15,7 @@ from sklearn import datasets as skdata
 
 from he_fed.data._csv import MISSING_POLICIES, read_csv
 from he_fed.data._memory import check_fits_in_memory
+from he_fed.data._target import target_kind
 from he_fed.exceptions import DatasetError
 
 __all__ = ["BUILTIN_DATASETS", "SYNTHETIC_DATASETS", "Dataset", "builtin_name", "load_dataset"]
@@ -33,7 +34,8 @@ class Dataset:
     y : ndarray of shape (n_samples,)
         Targets: class labels or real values.
     task : {"classification", "regression"}
-        Binary classification or regression.
+        Classification (two classes or more) or regression, as
+        :func:`~he_fed.data.target_kind` reads the target.
     feature_names : tuple of str
         Names of the columns of ``X``.
     """
@@ -46,19 +48,16 @@ class Dataset:
 
     @property
     def classes(self) -> np.ndarray | None:
-        """The two class labels, for classification."""
+        """The class labels, sorted, for classification."""
         return np.unique(self.y) if self.task == "classification" else None
 
 
-def _bunch(name: str, loader: Callable[..., object], binarize: bool = False) -> Dataset:
+def _bunch(name: str, loader: Callable[..., object]) -> Dataset:
     bunch = loader()
     X = np.asarray(bunch.data, dtype=np.float64)  # type: ignore[attr-defined]
     y = np.asarray(bunch.target)  # type: ignore[attr-defined]
     names = tuple(str(n) for n in bunch.feature_names)  # type: ignore[attr-defined]
-    if binarize:  # wine: class 0 against the rest
-        y = (y == 0).astype(np.int64)
-    task = "regression" if np.issubdtype(y.dtype, np.floating) else "classification"
-    return Dataset(name, X, y, task, names)
+    return Dataset(name, X, y, target_kind(y).task, names)
 
 
 def _synthetic(name: str, n_samples: int | None, n_features: int | None, seed: int) -> Dataset:
@@ -85,11 +84,14 @@ def _synthetic(name: str, n_samples: int | None, n_features: int | None, seed: i
     return Dataset(name, X, y, task, tuple(f"x{i}" for i in range(d)))
 
 
-#: Built-in datasets by name (:func:`builtin_name` also reads them with ``-`` for ``_``).
+#: Built-in datasets by name (:func:`builtin_name` also reads them with ``-`` for ``_``):
+#: breast_cancer (2 classes), diabetes (regression), wine (3 classes), digits
+#: (10 classes, 8 x 8 images) and the synthetic ones.
 BUILTIN_DATASETS = (
     "breast_cancer",
     "diabetes",
     "wine",
+    "digits",
     "synthetic_classification",
     "synthetic_regression",
 )
@@ -128,9 +130,12 @@ def load_dataset(
         row. Leading columns with no name in the header (the row index pandas'
         ``to_csv`` writes) are ignored, with a :class:`~he_fed.data.DatasetWarning`.
     target : str, optional
-        The CSV column to predict (required for CSV). A column with exactly two
-        distinct values (text or numbers) makes a classification problem;
-        otherwise it must be numeric.
+        The CSV column to predict (required for CSV). Two distinct values (text
+        or numbers), text labels, or whole numbers with at most
+        :data:`~he_fed.data.MAX_AUTO_CLASSES` distinct values make a
+        classification problem, with the file's text as labels; other numbers a
+        regression problem (see :func:`~he_fed.data.target_kind`). A constant
+        target is an error.
     n_samples, n_features : int, optional
         Size of the synthetic datasets (default 1000 by 20).
     random_state : int, default=0
@@ -173,7 +178,9 @@ def load_dataset(
     if builtin == "diabetes":
         return _bunch(builtin, skdata.load_diabetes)
     if builtin == "wine":
-        return _bunch(builtin, skdata.load_wine, binarize=True)
+        return _bunch(builtin, skdata.load_wine)
+    if builtin == "digits":
+        return _bunch(builtin, skdata.load_digits)
     if builtin in SYNTHETIC_DATASETS:
         return _synthetic(builtin, n_samples, n_features, random_state)
     path = Path(name)

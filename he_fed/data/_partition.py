@@ -19,16 +19,47 @@ def train_test(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Hold out a test set (stratified for classification).
 
+    For classification every class keeps a row on both sides: a class absent from
+    the training split is absent from every client's, and no model learns it.
+
     Returns
     -------
     X_train, X_test, y_train, y_test : ndarray
+
+    Raises
+    ------
+    DatasetError
+        If the target holds one class, a class has a single row, or a side of the
+        split has fewer rows than there are classes.
     """
     if not 0.0 < test_size < 1.0:
         raise ConfigurationError("test_size must be in (0, 1)")
-    stratify = y if task == "classification" else None
-    return train_test_split(  # type: ignore[no-any-return]
-        X, y, test_size=test_size, random_state=random_state, stratify=stratify
-    )
+    if task != "classification":
+        return train_test_split(  # type: ignore[no-any-return]
+            X, y, test_size=test_size, random_state=random_state
+        )
+    classes, counts = np.unique(y, return_counts=True)
+    if classes.size < 2:
+        raise DatasetError(
+            f"the target holds a single class ({classes[0].item()!r}); classification "
+            "needs at least two"
+        )
+    if np.any(counts < 2):
+        raise DatasetError(
+            f"class {classes[counts < 2][0].item()!r} has a single row, so it would be absent "
+            "from every client's training split or from the test split; give each class at "
+            "least two rows, or drop it"
+        )
+    try:
+        split = train_test_split(X, y, test_size=test_size, random_state=random_state, stratify=y)
+    except ValueError as exc:  # too few rows for one of each class on each side
+        raise DatasetError(f"cannot split the data by class: {exc}") from None
+    absent = np.setdiff1d(classes, split[2])
+    if absent.size:  # stratification keeps one row of each class for training
+        raise DatasetError(
+            f"class {absent[0].item()!r} is absent from every client's training split"
+        )
+    return split  # type: ignore[no-any-return]
 
 
 def _label_groups(y: np.ndarray, task: str, bins: int = 5) -> np.ndarray:

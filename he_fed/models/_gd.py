@@ -1,4 +1,12 @@
-"""Gradient descent shared by the linear and logistic estimators."""
+"""Gradient descent shared by the linear and logistic estimators.
+
+The weights are one row (``coef`` of shape ``(n_features,)`` and a scalar
+intercept) for linear and binary logistic regression, or one row per class
+(``coef`` of shape ``(n_classes, n_features)``, ``intercept`` of shape
+``(n_classes,)``) for the multinomial model. The single row takes exactly the
+arithmetic it took before rows existed, so binary and linear results do not
+change by a bit.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +29,8 @@ class BaseGD(BaseEstimator):
     """Base class: full-batch or mini-batch gradient descent on an L2-penalised loss.
 
     Subclasses define the loss and its gradient on the linear predictor
-    ``X @ coef + intercept`` (``_loss_and_residual``), and a ``fit`` that takes
+    ``X @ coef.T + intercept`` (``_loss_and_residual``; with one row of weights,
+    ``X @ coef + intercept``), and a ``fit`` that takes
     ``coef_init`` and ``intercept_init``: a federated client resumes from the
     global weights each round. Every model a federation trains is one. The
     parameters are documented on the subclasses, :class:`LinearRegressionGD` and
@@ -63,8 +72,11 @@ class BaseGD(BaseEstimator):
     #: Upper bound on the loss's second derivative in the predictor (1 for squared
     #: loss, 1/4 for log loss); sets the "auto" learning rate.
     _curvature: float = 1.0
+    #: The same bound for several rows of weights: the Hessian of the multinomial log
+    #: loss in the scores, ``diag(p) - p p^T``, has no eigenvalue above 1/2.
+    _multinomial_curvature: float = 0.5
 
-    def _auto_learning_rate(self, X: np.ndarray, sw: np.ndarray) -> float:
+    def _auto_learning_rate(self, X: np.ndarray, sw: np.ndarray, curvature: float) -> float:
         """``1 / L`` for the smoothness constant ``L`` of the objective on ``X``.
 
         ``L`` is the largest eigenvalue of the weighted Gram matrix of ``[X, 1]``
@@ -85,19 +97,30 @@ class BaseGD(BaseEstimator):
                 top = top_next
                 break
             top = top_next
-        smoothness = 1.1 * self._curvature * top + float(self.alpha)
+        smoothness = 1.1 * curvature * top + float(self.alpha)
         return 1.0 / smoothness if smoothness > 0 else 1.0
 
     @staticmethod
     @abstractmethod
     def _loss_and_residual(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-sample loss and its derivative with respect to the predictor ``z``."""
+        """Per-sample loss and its derivative with respect to the predictor ``z``.
+
+        ``z`` and ``y`` have shape ``(n,)`` for one row of weights, ``(n, n_rows)``
+        for several (``y`` then one-hot); the loss has shape ``(n,)`` and the
+        residual ``z``'s shape.
+        """
 
     def _objective(
-        self, X: np.ndarray, y: np.ndarray, sw: np.ndarray, coef: np.ndarray, intercept: float
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        sw: np.ndarray,
+        coef: np.ndarray,
+        intercept: float | np.ndarray,
     ) -> float:
-        loss, _ = self._loss_and_residual(X @ coef + intercept, y)
-        return float(np.average(loss, weights=sw) + 0.5 * self.alpha * coef @ coef)
+        loss, _ = self._loss_and_residual(X @ coef.T + intercept, y)
+        penalty = coef @ coef if coef.ndim == 1 else np.sum(coef * coef)
+        return float(np.average(loss, weights=sw) + 0.5 * self.alpha * penalty)
 
     def _descend(
         self,
@@ -106,27 +129,45 @@ class BaseGD(BaseEstimator):
         sample_weight: np.ndarray | None,
         coef_init: np.ndarray | None,
         intercept_init: float | np.ndarray | None,
-    ) -> tuple[np.ndarray, float]:
-        """Run ``max_iter`` epochs from the given start and set ``n_iter_``."""
+        *,
+        n_rows: int | None = None,
+    ) -> tuple[np.ndarray, float | np.ndarray]:
+        """Run ``max_iter`` epochs from the given start and set ``n_iter_``.
+
+        With ``n_rows=None`` the weights are one row: ``coef`` of shape
+        ``(n_features,)`` and a float intercept. Otherwise ``coef`` has shape
+        ``(n_rows, n_features)`` and the intercept ``(n_rows,)``, and ``y`` is
+        ``(n_samples, n_rows)``.
+        """
         self._check_params()
         n, d = X.shape
         sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         if sw.shape != (n,) or np.any(sw < 0) or not np.isfinite(sw).all() or sw.sum() <= 0:
             raise ValueError("sample_weight must be non-negative, finite and not all zero")
-        coef = np.zeros(d)
+        shape = (d,) if n_rows is None else (n_rows, d)
+        coef = np.zeros(shape)
         if coef_init is not None:
             coef = np.array(coef_init, dtype=np.float64).ravel()
-            if coef.shape != (d,):
-                raise ValueError(f"coef_init has {coef.size} values, expected {d}")
-        intercept = 0.0
+            if coef.size != d * (n_rows or 1):
+                raise ValueError(f"coef_init has {coef.size} values, expected {d * (n_rows or 1)}")
+            coef = coef.reshape(shape)
+        intercept: float | np.ndarray = 0.0 if n_rows is None else np.zeros(n_rows)
         if intercept_init is not None:
-            intercept = float(np.ravel(intercept_init)[0])
+            if n_rows is None:
+                intercept = float(np.ravel(intercept_init)[0])
+            else:
+                intercept = np.array(intercept_init, dtype=np.float64).reshape(-1)
+                if intercept.shape != (n_rows,):
+                    raise ValueError(
+                        f"intercept_init has {intercept.size} values, expected {n_rows}"
+                    )
         if not self.fit_intercept:
-            intercept = 0.0
+            intercept = 0.0 if n_rows is None else np.zeros(n_rows)
         rng = check_random_state(self.random_state)
         batch = n if self.batch_size is None else min(int(self.batch_size), n)
+        curvature = self._curvature if n_rows is None else self._multinomial_curvature
         lr = (
-            self._auto_learning_rate(X, sw)
+            self._auto_learning_rate(X, sw, curvature)
             if isinstance(self.learning_rate, str)
             else float(self.learning_rate)
         )
@@ -152,12 +193,13 @@ class BaseGD(BaseEstimator):
         y: np.ndarray,
         sw: np.ndarray,
         coef: np.ndarray,
-        intercept: float,
+        intercept: float | np.ndarray,
         rng: np.random.RandomState,
         batch: int,
         lr: float,
-    ) -> tuple[np.ndarray, float, int, bool]:
+    ) -> tuple[np.ndarray, float | np.ndarray, int, bool]:
         n = len(X)
+        rows = coef.ndim == 2
         previous = np.inf
         converged = False
         epoch = 0
@@ -174,14 +216,18 @@ class BaseGD(BaseEstimator):
                 total = w.sum()
                 if total <= 0:
                     continue
-                rows = X[idx]
-                _, residual = self._loss_and_residual(rows @ coef + intercept, y[idx])
-                residual = residual * w / total
-                grad = rows.T @ residual + self.alpha * coef
+                part = X[idx]
+                # One row: exactly the operations (and the rounding) of a vector model.
+                _, residual = self._loss_and_residual(part @ coef.T + intercept, y[idx])
+                residual = residual * (w[:, None] if rows else w) / total
+                grad = (part.T @ residual).T + self.alpha * coef
                 coef = coef - lr * grad
                 if self.fit_intercept:
-                    intercept -= lr * float(residual.sum())
-            if not (np.isfinite(coef).all() and np.isfinite(intercept)):
+                    if rows:
+                        intercept = intercept - lr * residual.sum(axis=0)
+                    else:
+                        intercept -= lr * float(residual.sum())
+            if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
                 raise TrainingDiverged(
                     f"gradient descent diverged at epoch {epoch}; lower learning_rate "
                     f"(now {self.learning_rate}) or standardise the features"

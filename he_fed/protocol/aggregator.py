@@ -303,7 +303,7 @@ class Aggregator:
         self._sum = None
         return aggregate
 
-    def raw_model(self) -> tuple[np.ndarray, float]:
+    def raw_model(self) -> tuple[np.ndarray, float | np.ndarray]:
         """``(coef, intercept)`` of the global model on raw (unstandardised) features."""
         return self.model.raw_model()
 
@@ -320,10 +320,7 @@ class Aggregator:
         w = wire.Writer()
         w.raw(self._keyholder)
         w.blob(self._federation)
-        plan = self._plan
-        w.uint(plan.n_features)
-        w.float64(plan.server_lr)
-        w.uint(int(plan.standardize) | int(plan.standardize_target) << 1, 1)
+        self._plan.write_to(w)
         w.uint(self._round + 1)
         w.text(self._task.value if self._task is not None else "", length_bytes=1)
         w.array(self.model.weights)
@@ -355,9 +352,9 @@ class Aggregator:
         envelope = wire.open_envelope(state, wire.Kind.AGGREGATOR_STATE)
         r = wire.Reader(envelope.body, "aggregator state")
         keyholder, federation = bytes(r.raw(32)), r.blob(max_size=16)
-        n_features, server_lr, flags = r.uint(), r.float64(), r.uint(1)
+        plan = RunPlan.read_from(r, "aggregator state")
         round_id, task = r.uint() - 1, r.text(length_bytes=1)
-        weights = r.array(n_features + 1)
+        weights = r.array(plan.n_weights)
         parts = []
         for _ in range(3):
             present = r.uint(1)
@@ -367,7 +364,6 @@ class Aggregator:
         r.finish()
         material = public_material(key, role="aggregator", allow_insecure=allow_insecure)
         try:
-            plan = RunPlan(n_features, server_lr, bool(flags & 1), bool(flags & 2))
             open_task = Task(task) if task else None
             aggregator = cls(material, plan=plan, keyholder=keyholder, clients=clients)
         except (ConfigurationError, ValueError) as exc:

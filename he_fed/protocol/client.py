@@ -112,8 +112,10 @@ class Client:
     neither make it train on a model of its choosing, nor replay a round to a
     smaller cohort, nor have it encrypt under a key the aggregator made.
 
-    Each round it trains ``local_epochs`` epochs from the global weights, clips the
-    change to the plan's bound, and encrypts ``[n_k * delta_k, n_k]``: the sample
+    Each round it trains ``local_epochs`` epochs from the global weights (one row
+    of coefficients and intercept, or one row per class for more than two
+    classes, flattened row by row), clips the change to the plan's bound, and
+    encrypts ``[n_k * delta_k, n_k]``: the sample
     count rides along, so the aggregate is a correctly weighted FedAvg mean while
     each client's weight stays secret.
 
@@ -135,8 +137,9 @@ class Client:
         penalty, batch size, seed). It is cloned every round.
     local_epochs : int, default=1
         Epochs per round (``1`` with full batches is FedSGD).
-    classes : array-like of shape (2,), optional
-        The federation's class labels, for classification.
+    classes : array-like of shape (n_classes,), optional
+        The federation's class labels, for classification. Three or more make
+        the multinomial model, whose weights have one row per class.
     standardize_target : bool, default=False
         Include the target in the standardisation statistics (regression).
     identity : Identity, optional
@@ -356,7 +359,9 @@ class Client:
         return values
 
     def _train(self, start: RoundStart, d: int) -> tuple[np.ndarray, int]:
-        weights = self._checked(start.weights, d + 1, "weight vector")
+        classes = 0 if self._classes is None else len(self._classes)
+        rows = classes if classes > 2 else 1
+        weights = self._checked(start.weights, rows * (d + 1), "weight vector")
         X, y = self._X, self._y
         if start.center.size:
             width = self._columns.shape[1]
@@ -366,11 +371,18 @@ class Client:
             if width > d:
                 y = (y - center[d]) / scale[d]
         model = clone(self._model).set_params(max_iter=self._epochs)
-        fit_params = {"coef_init": weights[:-1], "intercept_init": weights[-1]}
+        if rows == 1:
+            fit_params = {"coef_init": weights[:-1], "intercept_init": weights[-1]}
+        else:
+            matrix = weights.reshape(rows, d + 1)
+            fit_params = {"coef_init": matrix[:, :-1], "intercept_init": matrix[:, -1]}
         if self._classes is not None:
             fit_params["classes"] = self._classes
         model.fit(X, y, **fit_params)
-        new = np.append(np.ravel(model.coef_), np.ravel(model.intercept_)[0])
+        if rows == 1:
+            new = np.append(np.ravel(model.coef_), np.ravel(model.intercept_)[0])
+        else:
+            new = np.column_stack([model.coef_, model.intercept_]).ravel()
         delta = new - weights
         bound = self._key.scheme.clip
         clipped = int(np.count_nonzero(np.abs(delta) > bound))

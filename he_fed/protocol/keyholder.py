@@ -384,10 +384,7 @@ class KeyHolder:
         """
         w = wire.Writer()
         w.raw(self._federation)
-        plan = self._plan
-        w.uint(plan.n_features)
-        w.float64(plan.server_lr)
-        w.uint(int(plan.standardize) | int(plan.standardize_target) << 1, 1)
+        self._plan.write_to(w)
         w.uint(self._min_clients or 0)
         w.uint(self._max_rejections)
         w.uint(self._last_round + 1)
@@ -427,16 +424,12 @@ class KeyHolder:
             raise KeyMismatchError("this key holder state belongs to other keys")
         r = wire.Reader(envelope.body, "key holder state")
         federation = bytes(r.raw(FEDERATION_ID_BYTES))
-        n_features, server_lr, flags = r.uint(), r.float64(), r.uint(1)
-        try:
-            plan = RunPlan(n_features, server_lr, bool(flags & 1), bool(flags & 2))
-        except ConfigurationError as exc:
-            raise MalformedMessage(f"key holder state: {exc}") from None
+        plan = RunPlan.read_from(r, "key holder state")
         min_clients, max_rejections = r.uint() or None, r.uint()
         last_round, open_round = r.uint() - 1, r.uint() - 1
         open_task = r.text(length_bytes=1)
         released, rejected = r.uint(), r.uint()
-        weights = r.array(n_features + 1)
+        weights = r.array(plan.n_weights)
         parts = []
         for _ in range(3):
             present = r.uint(1)

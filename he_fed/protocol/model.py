@@ -3,8 +3,9 @@
 The key holder owns the rounds: before it signs a round ticket it computes the
 global model that the ticket carries, from two things only:
 
-* the public :class:`RunPlan` (the number of features, the server step, whether
-  features and target are standardised), fixed before the first round, and
+* the public :class:`RunPlan` (the number of features and of rows of weights,
+  the server step, whether features and target are standardised), fixed before
+  the first round, and
 * the aggregates it has itself released, in order.
 
 So an aggregator cannot hand clients a model of its choosing, and it cannot get two
@@ -26,8 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from he_fed._validation import check_float, check_int
+from he_fed.crypto import wire
 from he_fed.exceptions import (
     ConfigurationError,
+    MalformedMessage,
     PolicyViolation,
     ProtocolError,
     ShapeMismatchError,
@@ -44,6 +47,8 @@ _DIVERGED = 1e12
 #: the model (nearly) fixed across releases, which the differencing defence needs
 #: to move.
 MIN_SERVER_LR = 1e-3
+#: The most rows of weights (classes of a multinomial model) a plan may have.
+MAX_OUTPUTS = 4096
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ class RunPlan:
     Parameters
     ----------
     n_features : int
-        Number of model features (updates hold one more value, the intercept).
+        Number of model features (each row of weights holds one more value, the
+        intercept).
     server_lr : float, default=1.0
         Server step: ``w <- w + server_lr * mean_update``. At least
         ``MIN_SERVER_LR`` and at most 100.
@@ -61,12 +67,18 @@ class RunPlan:
         Standardise features with federated statistics before training.
     standardize_target : bool, default=False
         Standardise the target too (regression).
+    n_outputs : int, default=1
+        Rows of weights: 1 for linear and binary logistic regression, the number
+        of classes (3 to ``MAX_OUTPUTS``) for the multinomial model. The weights
+        and every training update are the ``(n_outputs, n_features + 1)`` matrix
+        flattened row by row, each row its coefficients and then its intercept.
     """
 
     n_features: int
     server_lr: float = 1.0
     standardize: bool = True
     standardize_target: bool = False
+    n_outputs: int = 1
 
     def __post_init__(self) -> None:
         n = check_int("n_features", self.n_features, low=1, types=(int, np.integer))
@@ -85,15 +97,65 @@ class RunPlan:
                 raise ConfigurationError(f"{name} must be a bool")
         if self.standardize_target and not self.standardize:
             raise ConfigurationError("standardize_target needs standardize")
+        rows = check_int(
+            "n_outputs", self.n_outputs, low=1, high=MAX_OUTPUTS, types=(int, np.integer)
+        )
+        if rows == 2:
+            raise ConfigurationError(
+                "n_outputs=2 is not a model: two classes take one row of weights (n_outputs=1)"
+            )
+        if rows > 1 and self.standardize_target:
+            raise ConfigurationError(
+                "a multinomial model (n_outputs > 1) has no target to standardise"
+            )
+        object.__setattr__(self, "n_outputs", rows)
 
     @property
     def n_columns(self) -> int:
         """Columns whose statistics are computed: the features, plus the target if standardised."""
         return self.n_features + int(self.standardize_target)
 
+    @property
+    def n_weights(self) -> int:
+        """Length of the weight vector: ``n_outputs * (n_features + 1)``."""
+        return self.n_outputs * (self.n_features + 1)
+
     def vector_size(self, task: Task) -> int:
         """Length of the vector every client sends for ``task``."""
-        return tasks.vector_size(task, self.n_features, self.n_columns)
+        return tasks.vector_size(task, self.n_features, self.n_columns, self.n_outputs)
+
+    def write_to(self, w: wire.Writer) -> None:
+        """Append the plan's bytes: features, server step, flags, and the row count.
+
+        Flag bit 2 says a u32 row count follows, so that a one-row plan keeps the
+        bytes it had before multinomial plans existed. :meth:`read_from` reads it.
+        """
+        w.uint(self.n_features)
+        w.float64(self.server_lr)
+        rows = self.n_outputs > 1
+        w.uint(int(self.standardize) | int(self.standardize_target) << 1 | int(rows) << 2, 1)
+        if rows:
+            w.uint(self.n_outputs, 4)
+
+    @classmethod
+    def read_from(cls, r: wire.Reader, what: str) -> RunPlan:
+        """Read a plan :meth:`write_to` wrote.
+
+        Raises
+        ------
+        MalformedMessage
+            If the bytes are not a valid plan (``what`` names them in the message).
+        """
+        n_features, server_lr, flags = r.uint(), r.float64(), r.uint(1)
+        if flags > 7:
+            raise MalformedMessage(f"{what}: unknown plan flags {flags:#x}")
+        n_outputs = r.uint(4) if flags & 4 else 1
+        if flags & 4 and n_outputs == 1:
+            raise MalformedMessage(f"{what}: a one-row plan written with a row count")
+        try:
+            return cls(n_features, server_lr, bool(flags & 1), bool(flags & 2), n_outputs)
+        except ConfigurationError as exc:
+            raise MalformedMessage(f"{what}: {exc}") from None
 
 
 class GlobalModel:
@@ -106,8 +168,9 @@ class GlobalModel:
 
     Attributes
     ----------
-    weights : ndarray of shape (n_features + 1,)
-        Global weights on standardised features (coefficients, then intercept).
+    weights : ndarray of shape (n_outputs * (n_features + 1),)
+        Global weights on standardised features: per row, coefficients, then
+        intercept.
     center, scale : ndarray of shape (n_columns,) or None
         Federated standardisation, once computed.
     prescale : ndarray of shape (n_columns,) or None
@@ -116,7 +179,7 @@ class GlobalModel:
 
     def __init__(self, plan: RunPlan) -> None:
         self.plan = plan
-        self.weights = np.zeros(plan.n_features + 1)
+        self.weights = np.zeros(plan.n_weights)
         self.center: np.ndarray | None = None
         self.scale: np.ndarray | None = None
         self.prescale: np.ndarray | None = None
@@ -186,6 +249,10 @@ class GlobalModel:
             assert self.prescale is not None
             self.center, self.scale = tasks.standardization(mean, self.prescale)
 
-    def raw_model(self) -> tuple[np.ndarray, float]:
-        """``(coef, intercept)`` of the global model on raw (unstandardised) features."""
-        return tasks.to_raw(self.weights, self.center, self.scale)
+    def raw_model(self) -> tuple[np.ndarray, float | np.ndarray]:
+        """``(coef, intercept)`` of the global model on raw (unstandardised) features.
+
+        One row: ``coef`` of shape ``(n_features,)`` and a float. More rows:
+        ``(n_outputs, n_features)`` and ``(n_outputs,)``.
+        """
+        return tasks.to_raw(self.weights, self.center, self.scale, self.plan.n_outputs)

@@ -82,8 +82,9 @@ class ClientPlan:
         Unfitted estimator with the local hyperparameters; clients clone it.
     local_epochs : int, default=1
         Epochs per round.
-    classes : array-like of shape (2,), optional
-        The federation's class labels (classification).
+    classes : array-like of shape (n_classes,), optional
+        The federation's class labels (classification); three or more make the
+        multinomial model.
     standardize_target : bool, default=False
         Clients include the target in the standardisation statistics.
     allow_insecure : bool, default=False
@@ -256,6 +257,12 @@ class FederationSetup:
         return bool(is_regressor(self.plan.model))
 
     @property
+    def n_outputs(self) -> int:
+        """Rows of weights: one per class of a multinomial model, else 1."""
+        classes = self.plan.classes
+        return len(classes) if classes is not None and len(classes) > 2 else 1
+
+    @property
     def run_plan(self) -> RunPlan:
         """The public plan that fixes every round's global model."""
         return RunPlan(
@@ -263,6 +270,7 @@ class FederationSetup:
             server_lr=self.server_lr,
             standardize=self.standardize,
             standardize_target=self.standardize and self.regression,
+            n_outputs=self.n_outputs,
         )
 
     @classmethod

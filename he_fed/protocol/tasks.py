@@ -67,14 +67,16 @@ def plan_for(key: AggregationKey, task: Task) -> AggregationKey:
     return key.with_plan(**changes)
 
 
-def vector_size(task: Task, n_features: int, n_columns: int) -> int:
+def vector_size(task: Task, n_features: int, n_columns: int, n_outputs: int = 1) -> int:
     """Length of the vector a client sends for ``task``.
 
     ``n_columns`` counts the columns whose statistics are computed: the features,
-    plus the target when it is standardised too (regression).
+    plus the target when it is standardised too (regression). A training update
+    holds ``n_outputs`` rows of ``n_features + 1`` weights (one row per class of a
+    multinomial model).
     """
     if task is Task.TRAIN:
-        return n_features + 1
+        return n_outputs * (n_features + 1)
     if task is Task.MAGNITUDE:
         return n_columns
     return 2 * n_columns
@@ -115,13 +117,27 @@ def standardization(moment_mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndar
 
 
 def to_raw(
-    weights: np.ndarray, center: np.ndarray | None, scale: np.ndarray | None
-) -> tuple[np.ndarray, float]:
+    weights: np.ndarray,
+    center: np.ndarray | None,
+    scale: np.ndarray | None,
+    n_outputs: int = 1,
+) -> tuple[np.ndarray, float | np.ndarray]:
     """Turn weights on standardised data into ``(coef, intercept)`` on raw data.
 
     ``center`` and ``scale`` hold one entry per feature, plus a last entry for the
-    target when it was standardised as well (regression).
+    target when it was standardised as well (regression). With ``n_outputs > 1``
+    the weights are that many rows (a multinomial model, whose target is never
+    standardised): ``coef`` has shape ``(n_outputs, n_features)`` and the
+    intercept ``(n_outputs,)``.
     """
+    if n_outputs > 1:
+        matrix = weights.reshape(n_outputs, -1)
+        coef, intercepts = matrix[:, :-1].copy(), matrix[:, -1].copy()
+        if center is None or scale is None:
+            return coef, intercepts
+        d = coef.shape[1]
+        raw = coef / scale[:d]
+        return raw, intercepts - raw @ center[:d]
     coef, intercept = weights[:-1], float(weights[-1])
     if center is None or scale is None:
         return coef.copy(), intercept

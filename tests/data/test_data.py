@@ -12,6 +12,7 @@ from he_fed.data import (
     load_dataset,
     parse_categorical,
     partition,
+    target_kind,
     train_test,
 )
 from he_fed.exceptions import ConfigurationError, DatasetError
@@ -22,17 +23,48 @@ def test_builtin_datasets_load_with_the_right_task(name):
     data = load_dataset(name, n_samples=200, n_features=6)
     assert data.X.shape[0] == data.y.shape[0] > 0
     assert len(data.feature_names) == data.X.shape[1]
+    classes = {"breast_cancer": 2, "wine": 3, "digits": 10, "synthetic_classification": 2}
     if data.task == "classification":
-        assert len(data.classes) == 2
+        assert len(data.classes) == classes[name]
     assert data.task == (
         "regression" if name in ("diabetes", "synthetic_regression") else "classification"
     )
 
 
-def test_wine_is_class_zero_against_the_rest():
-    data = load_dataset("wine")
-    assert set(np.unique(data.y)) == {0, 1}
-    assert data.y.sum() == 59  # class 0 of the 178 wines
+def test_wine_and_digits_are_their_multiclass_problems():
+    wine = load_dataset("wine")
+    assert np.bincount(wine.y).tolist() == [59, 71, 48]  # the 178 wines of three cultivars
+    digits = load_dataset("digits")
+    assert digits.X.shape == (1797, 64) and digits.classes.tolist() == list(range(10))
+
+
+@pytest.mark.parametrize(
+    ("y", "task", "reason"),
+    [
+        ([0, 1, 1, 0], "classification", "2 distinct whole numbers (type_of_target: binary)"),
+        (["a", "b", "c", "a"], "classification", "3 distinct labels (type_of_target: multiclass)"),
+        ([0.0, 1.0, 2.0, 1.0], "classification", "3 distinct whole numbers"),
+        ([0.5, 1.0, 2.0, 1.0], "regression", "not all whole (type_of_target: continuous)"),
+        (
+            list(range(21)),
+            "regression",
+            "21 distinct whole numbers (type_of_target: multiclass), more than the 20 classes",
+        ),
+        (list(range(20)), "classification", "20 distinct whole numbers"),
+    ],
+)
+def test_target_kind_follows_type_of_target_with_few_classes(y, task, reason):
+    kind = target_kind(np.array(y))
+    assert kind.task == task
+    assert reason in kind.reason
+    assert kind.n_values == len(set(y))
+
+
+def test_a_constant_target_is_refused():
+    with pytest.raises(DatasetError, match="the target is constant: all 3 rows hold 'x'"):
+        target_kind(np.array(["x", "x", "x"]))
+    with pytest.raises(DatasetError, match="all 2 rows hold 4.0"):
+        target_kind(np.array([4.0, 4.0]))
 
 
 def test_csv_loader_reads_numbers_and_a_two_label_target(tmp_path):
@@ -47,7 +79,8 @@ def test_csv_loader_reads_numbers_and_a_two_label_target(tmp_path):
 @pytest.mark.parametrize(
     ("text", "target", "message"),
     [
-        ("a,b\n1,x\n2,3\n3,4\n", "b", "3 distinct values"),
+        ("a,b\n1,x\n2,x\n3,x\n", "b", "target 'b' is constant: all 3 rows hold 'x'"),
+        ("a,b\n1,7\n2,7\n3,7\n", "b", "target 'b' is constant: all 3 rows hold 7.0"),
         ("a,b\n1,2\n3,4\n5,6\n", None, "--target"),
         ("a,b\n1,2\n3,4\n5,6\n", "c", "no column 'c'"),
         ("a,b\nfoo,2\n3,4\n5,6\n", "b", "holds 'foo', not a number"),
@@ -177,13 +210,14 @@ def test_csv_columns_and_cells_are_checked_with_their_line(tmp_path, text, messa
     assert message in _refused(_csv(tmp_path, text), target="y")
 
 
-def test_a_target_with_three_labels_names_each_with_its_first_line(tmp_path):
-    path = _csv(tmp_path, "a,y\n1,sick\n2,well\n3,well\n4,Sick\n5,sick\n")
-    assert _refused(path, target="y") == (
-        f"{path}: target 'y' has 3 distinct values: 'sick' (2 rows, first on line 2), "
-        "'well' (2 rows, first on line 3), 'Sick' (line 5); classification needs exactly "
-        "two, regression needs numbers"
-    )
+def test_a_target_of_text_or_few_whole_numbers_is_multiclass_and_keeps_its_text(tmp_path):
+    text = load_dataset(str(_csv(tmp_path, "a,y\n1,sick\n2,well\n3,well\n4,Sick\n")), target="y")
+    assert text.task == "classification" and text.classes.tolist() == ["Sick", "sick", "well"]
+    numbers = load_dataset(str(_csv(tmp_path, "a,y\n1,3\n2,1\n3,2\n4,1\n")), target="y")
+    assert numbers.task == "classification" and numbers.y.tolist() == ["3", "1", "2", "1"]
+    many = "a,y\n" + "".join(f"{i},{i}\n" for i in range(21))
+    regression = load_dataset(str(_csv(tmp_path, many)), target="y")
+    assert regression.task == "regression" and regression.y.dtype == np.float64
 
 
 def test_delimiter_option_and_tsv_extension(tmp_path):
@@ -309,3 +343,25 @@ def test_train_test_split_is_stratified():
     data = load_dataset("breast_cancer")
     _, _, y_train, y_test = train_test(data.X, data.y, task="classification", random_state=0)
     assert abs(y_train.mean() - y_test.mean()) < 0.01
+
+
+def test_a_stratified_split_keeps_every_class_in_training_or_refuses():
+    X = np.arange(24, dtype=np.float64).reshape(12, 2)
+    y = np.array(["a"] * 5 + ["b"] * 5 + ["c"] * 2)
+    _, _, y_train, y_test = train_test(X, y, task="classification", test_size=0.25)
+    assert set(y_train) == set(y_test) == {"a", "b", "c"} and len(y_test) == 3
+    with pytest.raises(DatasetError, match="class 'c' has a single row"):
+        train_test(X[:11], y[:11], task="classification")
+    with pytest.raises(DatasetError, match=r"single class \('a'\)"):
+        train_test(X[:3], y[:3], task="classification")
+    with pytest.raises(DatasetError, match="cannot split the data by class: The test_size = 2"):
+        train_test(X[3:], y[3:], task="classification", test_size=0.2)
+
+
+def test_class_labels_become_numbers_for_a_linear_model_and_text_is_refused():
+    from he_fed.data import regression_target
+
+    assert regression_target(np.array(["no", "yes", "no"])).tolist() == [0.0, 1.0, 0.0]
+    assert regression_target(np.array([3, 1, 2])).tolist() == [3.0, 1.0, 2.0]
+    with pytest.raises(ConfigurationError, match="3 text labels"):
+        regression_target(np.array(["a", "b", "c"]))

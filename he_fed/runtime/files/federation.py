@@ -79,20 +79,6 @@ def _read_value(r: wire.Reader, *, nested: bool = False) -> Any:
     raise MalformedMessage(f"federation file: unknown value tag {tag!r}")
 
 
-def _write_plan(w: wire.Writer, plan: RunPlan) -> None:
-    w.uint(plan.n_features)
-    w.float64(plan.server_lr)
-    w.uint(int(plan.standardize) | int(plan.standardize_target) << 1, 1)
-
-
-def _read_plan(r: wire.Reader) -> RunPlan:
-    n_features, server_lr, flags = r.uint(), r.float64(), r.uint(1)
-    try:
-        return RunPlan(n_features, server_lr, bool(flags & 1), bool(flags & 2))
-    except ConfigurationError as exc:
-        raise MalformedMessage(f"federation file: {exc}") from None
-
-
 @dataclass(frozen=True, eq=False)
 class FederationFile:
     """Everything clients and the aggregator need to know about a federation, signed.
@@ -165,7 +151,7 @@ class FederationFile:
         w.blob(self.fingerprint)
         w.text(self.scheme, length_bytes=1)
         w.text(self.params)
-        _write_plan(w, self.plan)
+        self.plan.write_to(w)
         w.uint(self.min_clients or 0)
         config = self.client_plan.to_config()
         w.uint(len(config), 2)
@@ -215,7 +201,7 @@ class FederationFile:
         keyholder = bytes(r.raw(32))
         fingerprint = r.blob(max_size=64)
         scheme, params = r.text(length_bytes=1), r.text()
-        plan = _read_plan(r)
+        plan = RunPlan.read_from(r, "federation file")
         min_clients = r.uint() or None
         config = {r.text(length_bytes=1): _read_value(r) for _ in range(r.uint(2))}
         count = r.uint(4)

@@ -145,11 +145,13 @@ def keyholder_policy(
     data = _shared_data(config)
     sizes = [int(np.count_nonzero(data.groups == g)) for g in np.unique(data.groups)]
     scheme = make_estimator(config, data.model).plan_scheme(sizes)
+    classes = np.unique(data.y_train).size if data.model == "logistic" else 0
     plan = RunPlan(
         n_features=int(data.X_train.shape[1]),
         server_lr=config.server_lr,
         standardize=config.standardize,
         standardize_target=config.standardize and data.model == "linear",
+        n_outputs=classes if classes > 2 else 1,
     )
     return KeyHolderPolicy(scheme, plan, config.min_clients, trusted_clients, trust_on_first_use)
 

@@ -117,6 +117,7 @@ def _plan_of(config: Mapping[str, Any]) -> RunPlan:
         float(config["server-lr"]),
         bool(config["standardize"]),
         bool(config["standardize-target"]),
+        int(config["n-outputs"]),
     )
 
 

@@ -36,7 +36,10 @@ from he_fed.protocol.spec import FederationSetup, scheme_from_config, scheme_to_
 
 __all__ = ["KeyHolderPolicy", "in_simulation", "read_identity_hex", "trusted_clients_file"]
 
-_VERSION = 1
+#: Version 2 added ``n-outputs`` (rows of weights, one per class of a multinomial
+#: model); a version-1 policy, which predates it, describes a one-row model.
+_VERSION = 2
+_READABLE = (1, 2)
 
 
 def in_simulation(node_config: Mapping[str, Any]) -> bool:
@@ -122,6 +125,7 @@ class KeyHolderPolicy:
             "server-lr": plan.server_lr,
             "standardize": plan.standardize,
             "standardize-target": plan.standardize_target,
+            "n-outputs": plan.n_outputs,
             "min-clients": self.min_clients,
             "trusted-clients": None
             if self.trusted_clients is None
@@ -147,14 +151,18 @@ class KeyHolderPolicy:
         """
         try:
             data = json.loads(text)
-            if data.get("he-fed-keyholder-policy") != _VERSION:
-                raise ConfigurationError("not a version-1 he-fed key holder policy")
+            version = data.get("he-fed-keyholder-policy")
+            if version not in _READABLE:
+                raise ConfigurationError(
+                    f"not an he-fed key holder policy of version {' or '.join(map(str, _READABLE))}"
+                )
             scheme = scheme_from_config(data["scheme"])
             plan = RunPlan(
                 int(data["n-features"]),
                 float(data["server-lr"]),
                 bool(data["standardize"]),
                 bool(data["standardize-target"]),
+                int(data["n-outputs"]) if version >= 2 else 1,
             )
             trusted = data.get("trusted-clients")
             min_clients = data.get("min-clients")

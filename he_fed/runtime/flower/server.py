@@ -271,6 +271,7 @@ class FlowerExecutor:
             "server-lr": plan.server_lr,
             "standardize": plan.standardize,
             "standardize-target": plan.standardize_target,
+            "n-outputs": plan.n_outputs,
         }
         answer, metrics = self.ask(keyholder_node, records.KEYGEN, keygen)
         public, aggregation = bytes(answer["public-key"]), bytes(answer["aggregation-key"])
