@@ -131,9 +131,9 @@ def test_corrupt_key_bytes_are_refused():
 @pytest.mark.slow
 def test_two_worker_processes_encrypt_long_vectors_correctly():
     keys = Paillier(workers=2, clip=1.0, **FAST).keygen()
-    x = np.linspace(-1, 1, 600)  # 601 ciphertexts: over the parallel threshold
+    x = np.linspace(-1, 1, 600)  # 602 ciphertexts with weight and blinding: over the threshold
     vector = keys.public.encrypt(x, weight=1)
-    assert len(vector.ciphertexts) == 601
+    assert len(vector.ciphertexts) == 602
     np.testing.assert_allclose(keys.secret.decrypt(vector), x, atol=1e-15)
 
 
