@@ -24,9 +24,22 @@ from he_fed.protocol.receipts import Identity
 from he_fed.runtime.files import read_signing_key, signing_key_bytes
 from he_fed.runtime.keyholder_store import STATE_FILE, KeyHolderStore
 
+#: A file that must exist: what every role command reads.
+EXISTING_FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
+#: ``--federation``, the key holder's federation file, as clients and the aggregator take it.
+federation_option = click.option(
+    "--federation",
+    "federation_path",
+    type=EXISTING_FILE,
+    required=True,
+    help="The federation file (from the key holder).",
+)
+
 __all__ = [
+    "EXISTING_FILE",
     "IDENTITY_FILE",
     "KeyHolderFiles",
+    "federation_option",
     "keyholder_options",
     "pin_bytes",
     "read_input",

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 from he_fed.cli._errors import friendly_errors
-from he_fed.cli._roles import pin_bytes, read_input, round_label, write_output
+from he_fed.cli._roles import (
+    EXISTING_FILE,
+    federation_option,
+    pin_bytes,
+    read_input,
+    round_label,
+    write_output,
+)
 
 from he_fed.exceptions import (
     HEFedError,
@@ -76,24 +83,18 @@ def _sum(
 
 
 @click.command()
-@click.argument("updates", nargs=-1, type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option(
-    "--federation",
-    "federation_path",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    required=True,
-    help="The federation file (from the key holder).",
-)
+@click.argument("updates", nargs=-1, type=EXISTING_FILE)
+@federation_option
 @click.option(
     "--key",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=EXISTING_FILE,
     required=True,
     help="The aggregator.key (public material only).",
 )
 @click.option(
     "--ticket",
     "ticket_path",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="The round's ticket, which the updates answer.",
 )
@@ -101,7 +102,7 @@ def _sum(
     "--release",
     "releases",
     multiple=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=EXISTING_FILE,
     help="The previous round's release, applied to the model chain first.",
 )
 @click.option(

@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 import numpy as np
 from he_fed.cli._errors import friendly_errors
-from he_fed.cli._roles import pin_bytes, read_input, round_label, write_output
+from he_fed.cli._roles import (
+    EXISTING_FILE,
+    federation_option,
+    pin_bytes,
+    read_input,
+    round_label,
+    write_output,
+)
 
 from he_fed.crypto import load_public
 from he_fed.data import load_dataset
@@ -71,30 +78,24 @@ def _pinned(fed: FederationFile, state: ClientState | None, pin: str | None) -> 
 
 
 @click.command()
-@click.argument("ticket", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option(
-    "--federation",
-    "federation_path",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    required=True,
-    help="The federation file (from the key holder).",
-)
+@click.argument("ticket", type=EXISTING_FILE)
+@federation_option
 @click.option(
     "--public-key",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=EXISTING_FILE,
     required=True,
     help="The federation's public.key.",
 )
 @click.option(
     "--identity",
     "identity_path",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=EXISTING_FILE,
     required=True,
     help="This client's NAME.id (from he-fed identity).",
 )
 @click.option(
     "--data",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=EXISTING_FILE,
     required=True,
     help="This client's CSV file.",
 )

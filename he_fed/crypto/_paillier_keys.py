@@ -128,9 +128,9 @@ class PaillierPublicKey(PublicKey):
         exponents = [secrets.randbits(bits) for _ in plaintexts]
         n, nsquare = self.n, self.nsquare
         randomisers = self._randomisers(exponents)
-        return [(1 + m * n) * r % nsquare for m, r in zip(plaintexts, randomisers, strict=True)], (
-            exponents
-        )
+        pairs = zip(plaintexts, randomisers, strict=True)
+        ciphertexts = [(1 + m * n) * r % nsquare for m, r in pairs]
+        return ciphertexts, exponents
 
     def _encrypt(self, values: np.ndarray, weight: int) -> PaillierVector:
         scheme, n = self.scheme, int(self.n)

@@ -249,9 +249,10 @@ def vector_to_phe(vector: PaillierVector) -> list[phe.EncryptedNumber]:
     """
     if not isinstance(vector, PaillierVector):
         raise KeyMismatchError(f"expected a Paillier vector, got {type(vector).__name__}")
-    public = public_key_to_phe(_per_value_public(vector.key))
+    key = _per_value_public(vector.key)
+    public = public_key_to_phe(key)
     # The last ciphertext holds the binding commitment's blinding, not a value.
-    data = vector.ciphertexts[: public_scheme_data(vector)]
+    data = vector.ciphertexts[: key.scheme.data_ciphertexts(vector.size)]
     return [phe.EncryptedNumber(public, int(c), 0) for c in data]
 
 
@@ -313,11 +314,6 @@ def vector_from_phe(
     # of zero in its place, so that the vector has he-fed's shape (and no binding).
     ciphertexts += public.raw_encrypt([0])
     return PaillierVector(public, ciphertexts, len(numbers) - 1, count)
-
-
-def public_scheme_data(vector: PaillierVector) -> int:
-    """How many of a per-value vector's ciphertexts hold values and the weight."""
-    return vector.key.scheme.data_ciphertexts(vector.size)  # type: ignore[attr-defined]
 
 
 def _ciphertext(number: object, key: PaillierPublicKey) -> Any:
