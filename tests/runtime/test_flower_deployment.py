@@ -62,6 +62,22 @@ def _wait_for_text(paths: list[Path], text: str, timeout: float) -> None:
     raise AssertionError(f"{missing} never logged {text!r} within {timeout} s")
 
 
+def _flower_env(home: Path) -> dict[str, str]:
+    """The environment of Flower's tools: this venv's ``bin`` first on ``PATH``.
+
+    Flower's tools start each other by name (the SuperLink starts
+    ``flower-superlink``'s helpers, ``flwr run`` a local SuperLink), so the tests
+    pass whether or not the venv is activated.
+    """
+    return {
+        **os.environ,
+        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
+        "FLWR_HOME": str(home),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+    }
+
+
 class _Processes:
     """Processes this test started, each the leader of its own process group."""
 
@@ -116,12 +132,7 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 def deployment(tmp_path: Path) -> Iterator[tuple[_Processes, dict[str, str]]]:
     home = tmp_path / "flwr-home"
     home.mkdir()
-    env = {
-        **os.environ,
-        "FLWR_HOME": str(home),
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-    }
+    env = _flower_env(home)
     processes = _Processes(tmp_path, env)
     try:
         yield processes, env
@@ -346,12 +357,7 @@ def _local_superlinks(flwr_home: Path) -> list[int]:
 
 def test_flwr_run_simulates_the_shipped_app(tmp_path):
     home = tmp_path / "flwr-home"
-    env = {
-        **os.environ,
-        "FLWR_HOME": str(home),
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-    }
+    env = _flower_env(home)
     result = tmp_path / "result.json"
     run = {**RUN, "rounds": 1}
     app = write_app(tmp_path / "app", **run, out=str(result)).parent
