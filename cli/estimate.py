@@ -25,6 +25,14 @@ _POSITIVE = click.IntRange(min=1)
     show_default=True,
 )
 @click.option("--features", type=_POSITIVE, default=30, show_default=True)
+@click.option(
+    "--classes",
+    type=click.IntRange(min=2),
+    default=2,
+    show_default=True,
+    help="Classes of the target. 2 (binary, or regression) trains one row of weights; "
+    "more train a multinomial model with one row per class (--dataset wine: 3, digits: 10).",
+)
 @click.option("--clients", type=_POSITIVE, default=RUN_DEFAULTS["clients"], show_default=True)
 @click.option("--rounds", type=_POSITIVE, default=RUN_DEFAULTS["rounds"], show_default=True)
 @click.option("--samples-per-client", type=_POSITIVE, default=100, show_default=True)
@@ -64,6 +72,7 @@ _POSITIVE = click.IntRange(min=1)
 def estimate(
     scheme: str,
     features: int,
+    classes: int,
     clients: int,
     rounds: int,
     samples_per_client: int,
@@ -104,9 +113,11 @@ def estimate(
             samples_per_client=samples_per_client,
             local_epochs=local_epochs,
             standardize=not no_standardize,
+            classes=classes,
         )
+    shape = f"{features} features" + (f", {classes} classes" if classes > 2 else "")
     click.echo(
-        f"{scheme}: {clients} clients, {features} features, {rounds} rounds "
+        f"{scheme}: {clients} clients, {shape}, {rounds} rounds "
         f"(calibrated {calibration.created} on {calibration.machine})"
     )
     click.echo(f"  time per round      {result.time_per_round_s:.3f} s")

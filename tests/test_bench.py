@@ -12,6 +12,7 @@ from he_fed.cli import main
 from he_fed.bench import MicroGrid, ratios, run_micro
 from he_fed.bench.estimate import estimate, load_calibration, units
 from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain
+from he_fed.exceptions import ConfigurationError
 
 
 def _row(scheme, d, enc, agg, dec, size, **extra):
@@ -103,6 +104,16 @@ def test_estimate_predicts_exact_bytes_and_caches_its_calibration(tmp_path, monk
     model.fit(X, y, np.arange(200) % 4)
     measured = model.history_[0].bytes_up
     assert abs(predicted.bytes_up_per_client - measured) <= 8  # client ids differ in length
+    # a multinomial model sends one row of weights per class
+    three = estimate(scheme, calibration, features=60, clients=4, rounds=1, classes=3)
+    assert three.units == scheme.ciphertexts_for(3 * 61)
+    y3 = np.digitize(X[:, 0], [-0.5, 0.5])
+    model = FederatedLogisticRegression(scheme=scheme, rounds=1, standardize=False)
+    model.fit(X[:, :60], y3, np.arange(200) % 4)
+    assert model.coef_.shape == (3, 60)
+    assert abs(three.bytes_up_per_client - model.history_[0].bytes_up) <= 8
+    with pytest.raises(ConfigurationError, match="at least 2 classes"):
+        estimate(scheme, calibration, features=6, clients=4, rounds=1, classes=1)
 
 
 def test_bench_cli_on_a_tiny_grid_writes_every_output(tmp_path, monkeypatch):
@@ -164,6 +175,13 @@ def test_estimate_cli_prints_a_prediction(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "time per round" in result.output and "bytes up / client" in result.output
     assert "2 ciphertext units" in result.output  # 5001 values + weight, 4096 per ciphertext
+    result = CliRunner().invoke(
+        main,
+        ["estimate", "--scheme", "ckks", "--features", "5000", "--classes", "3"],
+        catch_exceptions=False,
+    )
+    assert "5000 features, 3 classes" in result.output
+    assert "4 ciphertext units" in result.output  # 3 rows of 5001 values + weight
 
 
 def test_committed_estimates_are_within_55_percent_of_the_measured_runs():

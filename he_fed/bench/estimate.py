@@ -41,6 +41,7 @@ from he_fed.bench.measure import timed
 from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain, Scheme
 from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.crypto.paillier import PARALLEL_MIN_CIPHERTEXTS
+from he_fed.exceptions import ConfigurationError
 from he_fed.experiment import environment
 from he_fed.protocol.messages import RoundStart, Task, encode
 
@@ -299,13 +300,20 @@ def estimate(
     samples_per_client: int = 100,
     local_epochs: int = 1,
     standardize: bool = False,
+    classes: int = 2,
 ) -> Estimate:
     """Predict time per round, bytes per client and total time of a training run.
 
     ``standardize`` only changes the bytes each round start carries (the two
     statistics rounds before training are not included in the per-round figures).
+    ``classes`` above 2 trains a multinomial model: one row of ``features + 1``
+    weights per class, in the update, the ticket and the local training's work.
     """
-    u = units(scheme, features + 1)
+    if classes < 2:
+        raise ConfigurationError(f"a target has at least 2 classes, not {classes}")
+    rows = 1 if classes == 2 else classes
+    size = rows * (features + 1)
+    u = units(scheme, size)
     cal = calibration
 
     def per_client(phase: str) -> float:
@@ -320,7 +328,7 @@ def estimate(
     dec = cal.decrypt
     over = cal.overhead
     phases = {
-        "train": clients * _linear(cal.train, samples_per_client * features * local_epochs),
+        "train": clients * _linear(cal.train, samples_per_client * features * local_epochs * rows),
         "encrypt": clients * encrypt,
         "sign": clients * per_client("sign"),
         "serialize": clients * per_client("serialize"),
@@ -335,7 +343,7 @@ def estimate(
     stats = np.zeros(features if standardize else 0)
     # A signed ticket: federation id, key fingerprint and signature have fixed sizes.
     ticket = RoundStart(
-        bytes(16), 1, Task.TRAIN, bytes(32), np.zeros(features + 1), stats, stats, bytes(64)
+        bytes(16), 1, Task.TRAIN, bytes(32), np.zeros(size), stats, stats, bytes(64)
     )
     bytes_down = len(encode(ticket))
     return Estimate(per_round, phases, bytes_up, bytes_down, rounds * per_round, u)
