@@ -242,7 +242,8 @@ class Progress:
     training_rounds : int
         Training rounds completed.
     rng : str
-        The dropout generator's state (JSON), after the last completed round.
+        The dropout generator's state (JSON) after the last completed round; empty
+        before training started (the generator is then seeded afresh).
     aggregator : bytes
         The aggregator's exported state.
     clients : dict of str to (int, int)

@@ -220,14 +220,13 @@ class ResumableRun:
                 aggregator.register(client_id, identity.public_bytes)
             clients = _clients(setup, partitions, keyholder, secrets, {})
             federation = Federation(keyholder, aggregator, clients, executor, keygen_s)
-            rng = np.random.default_rng(0)  # replaced by train(); a valid state to save
             progress = files.Progress(
                 run=run,
                 generation=store.generation,
                 releases=0,
                 round_done=-1,
                 training_rounds=0,
-                rng=json.dumps(rng.bit_generator.state),
+                rng="",  # train() seeds the generator, and saves its state after each round
                 aggregator=aggregator.export_state(),
                 clients=_clients_state(clients),
             )
@@ -317,7 +316,7 @@ class ResumableRun:
             raise ConfigurationError("dropout must be in [0, 1)")
         federation = self.federation
         rng = np.random.default_rng(random_state)
-        if self.resumed_from is not None:
+        if self._progress.rng:
             rng.bit_generator.state = json.loads(self._progress.rng)
         self._rng = rng
         self._complete_journaled(on_round)

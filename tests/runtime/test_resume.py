@@ -274,3 +274,19 @@ def test_he_fed_run_says_it_resumes_and_writes_each_round_once(tmp_path):
     assert other.exit_code != 0
     assert other.output.count("\n") == 1
     assert "another run (random_state differs)" in other.output
+
+
+def test_a_run_killed_before_its_first_round_draws_the_dropouts_of_its_seed(tmp_path):
+    est = _estimator()
+
+    def dropouts(folder, *, restart):
+        run = _by_hand(folder, est)
+        if restart:  # the process died right after setting up the checkpoint
+            run.close()
+            run = _by_hand(folder, est)
+        absent = []
+        run.train(4, dropout=0.5, random_state=3, on_round=lambda o: absent.append(o.absent) or {})
+        run.close()
+        return absent
+
+    assert dropouts(tmp_path / "a", restart=True) == dropouts(tmp_path / "b", restart=False)
