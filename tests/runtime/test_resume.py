@@ -290,3 +290,13 @@ def test_a_run_killed_before_its_first_round_draws_the_dropouts_of_its_seed(tmp_
         return absent
 
     assert dropouts(tmp_path / "a", restart=True) == dropouts(tmp_path / "b", restart=False)
+
+
+@pytest.mark.slow
+def test_the_processes_executor_resumes_to_the_same_coefficients(tmp_path, reference):
+    params = dict(checkpoint=tmp_path, executor="processes", workers=1)
+    with pytest.raises(Crash):
+        _estimator(**params).fit(X, Y, groups=GROUPS, callback=_crash_after(2))
+    resumed = _estimator(**params).fit(X, Y, groups=GROUPS)
+    assert np.array_equal(resumed.coef_, reference.coef_)
+    assert _fields(resumed.history_) == _fields(reference.history_)
