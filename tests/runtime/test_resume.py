@@ -213,6 +213,14 @@ def test_the_checkpoint_keeps_secrets_private_and_nothing_pickled(tmp_path):
     assert all(i.private_bytes() not in progress for i in secrets.clients.values())
 
 
+def test_inspect_says_the_checkpoint_secrets_are_secret(tmp_path):
+    _estimator(checkpoint=tmp_path, rounds=1).fit(X, Y, groups=GROUPS)
+    shown = CliRunner().invoke(main, ["inspect", str(tmp_path / files.SECRETS_FILE)])
+    assert "YES (a checkpoint's secret key and signing identities" in shown.output
+    shown = CliRunner().invoke(main, ["inspect", str(tmp_path / files.PROGRESS_FILE)])
+    assert "no secret" in shown.output
+
+
 def test_a_folder_with_other_files_is_not_taken_for_a_checkpoint(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(StateError, match="not a checkpoint"):
