@@ -32,6 +32,7 @@ bit for bit (CKKS: within its tolerance).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -399,7 +400,7 @@ class ResumableRun:
             federation.aggregator.apply(store.decrypt_aggregate(pending.aggregate))
         else:
             reason = "the key holder refused the aggregate (recorded before a crash)"
-            outcome = _skipped(outcome, reason)
+            outcome = dataclasses.replace(outcome, skipped=reason)
         log.info("round %d: completed from the journal after a restart", outcome.round)
         assert self._rng is not None
         self._rng.bit_generator.state = json.loads(pending.rng)
@@ -414,12 +415,6 @@ class ResumableRun:
         else:
             federation.setup_outcomes.append(outcome)
         self._save(outcome.round)
-
-
-def _skipped(outcome: RoundOutcome, reason: str) -> RoundOutcome:
-    data = files.outcome_to_dict(outcome)
-    data["skipped"] = reason
-    return files.outcome_from_dict(data)
 
 
 def _clients(

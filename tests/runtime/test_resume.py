@@ -9,6 +9,7 @@ a real ``he-fed run`` with SIGKILL is in ``test_resume_kill.py`` (slow).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,8 +23,8 @@ from sklearn.datasets import load_breast_cancer
 
 from he_fed import FederatedLinearRegression, FederatedLogisticRegression
 from he_fed.crypto import wire
-from he_fed.exceptions import ConfigurationError, StateError
-from he_fed.protocol import Task
+from he_fed.exceptions import ConfigurationError, PolicyViolation, StateError
+from he_fed.protocol import EncryptedAggregate, EncryptedUpdate, Task, decode, encode
 from he_fed.runtime import InProcessExecutor, _sealed
 from he_fed.runtime import checkpoint as files
 from he_fed.runtime.resume import ResumableRun
@@ -308,3 +309,49 @@ def test_the_processes_executor_resumes_to_the_same_coefficients(tmp_path, refer
     resumed = _estimator(**params).fit(X, Y, groups=GROUPS)
     assert np.array_equal(resumed.coef_, reference.coef_)
     assert _fields(resumed.history_) == _fields(reference.history_)
+
+
+def test_a_round_the_key_holder_refused_before_a_crash_is_recorded_as_skipped(tmp_path):
+    run = _by_hand(tmp_path, _estimator())
+    record = lambda o: {"round": o.round, "skipped": o.skipped}  # noqa: E731
+    run.train(1, on_round=record)
+    federation, aggregator = run.federation, run.federation.aggregator
+    # Round 3 by hand, as run_round plays it, until the key holder refuses the
+    # aggregate: its receipts are the three clients', its ciphertext two updates' sum.
+    start = aggregator.open_round(federation.keyholder.start_round(Task.TRAIN))
+    federation.training_rounds += 1
+    updates = [c.participate(start).update for c in federation.clients[:3]]
+    for update in updates:
+        aggregator.add(update)
+    honest = decode(aggregator.finish_round(), EncryptedAggregate)
+    vectors = [aggregator.key.load_vector(decode(u, EncryptedUpdate).vector) for u in updates]
+    forged = encode(dataclasses.replace(honest, vector=(vectors[0] + vectors[1]).to_bytes()))
+    outcome = files.outcome_from_dict(
+        {
+            "round": 3,
+            "task": "train",
+            "contributors": [c.client_id for c in federation.clients[:3]],
+            "failures": {},
+            "absent": [c.client_id for c in federation.clients[3:]],
+            "timings": {},
+            "bytes_up": 0,
+            "bytes_down": 0,
+            "clipped": 0,
+            "skipped": None,
+            "wall_s": 0.0,
+        }
+    )
+    run._journal(outcome, forged)
+    with pytest.raises(PolicyViolation, match="sums 2 contributions"):
+        run._store.decrypt_aggregate(forged)  # the round is used up, and saved so
+    run.close()  # the process dies before the progress records the refusal
+
+    resumed = _by_hand(tmp_path, _estimator())
+    done = resumed.train(3, on_round=record)
+    resumed.close()
+    assert done[1] == {
+        "round": 3,
+        "skipped": "the key holder refused the aggregate (recorded before a crash)",
+    }
+    assert [entry["round"] for entry in done] == [2, 3, 4]
+    assert done[2]["skipped"] is None
