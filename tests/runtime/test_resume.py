@@ -60,6 +60,14 @@ def reference():
     return _estimator().fit(X, Y, groups=GROUPS)
 
 
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished one-round checkpoint, for tests that only read it or are refused."""
+    folder = tmp_path_factory.mktemp("finished")
+    _estimator(checkpoint=folder, rounds=1).fit(X, Y, groups=GROUPS)
+    return folder
+
+
 def _fields(records):
     """What a record holds besides its measurements (timings differ between runs)."""
     return [(r.round, r.metric, r.loss, r.contributors, r.dropped, r.skipped) for r in records]
@@ -139,8 +147,8 @@ def test_a_round_in_flight_is_redone_under_a_new_round_id_never_decrypted(tmp_pa
     assert [r.round for r in resumed._store.releases] == [0, 1, 2, 4, 5]
 
 
-def test_an_edited_progress_file_is_refused(tmp_path):
-    _estimator(checkpoint=tmp_path, rounds=1).fit(X, Y, groups=GROUPS)
+def test_an_edited_progress_file_is_refused(tmp_path, finished):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
     path = tmp_path / files.PROGRESS_FILE
     data = bytearray(path.read_bytes())
     data[-40] ^= 1  # inside the content, under the tag
@@ -149,8 +157,8 @@ def test_an_edited_progress_file_is_refused(tmp_path):
         _estimator(checkpoint=tmp_path, rounds=1).fit(X, Y, groups=GROUPS)
 
 
-def test_a_progress_file_resealed_with_a_valid_checksum_is_refused(tmp_path):
-    _estimator(checkpoint=tmp_path, rounds=1).fit(X, Y, groups=GROUPS)
+def test_a_progress_file_resealed_with_a_valid_checksum_is_refused(tmp_path, finished):
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
     path = tmp_path / files.PROGRESS_FILE
     fingerprint, content = _sealed.peek(path.read_bytes(), wire.Kind.RUN_PROGRESS, "p")
     forged = files.Progress.from_content(content)
@@ -188,22 +196,21 @@ def test_a_rolled_back_file_is_refused(tmp_path, older):
         ({"server_lr": 0.5}, "server_lr"),
     ],
 )
-def test_another_command_against_the_checkpoint_is_refused(tmp_path, change, named):
-    _estimator(checkpoint=tmp_path, rounds=1).fit(X, Y, groups=GROUPS)
+def test_another_command_against_the_checkpoint_is_refused(finished, change, named):
+    change = dict(change)
     scheme = change.pop("scheme", "paillier-packed")
-    other = _estimator(scheme, checkpoint=tmp_path, **{"rounds": 1, **change})
+    other = _estimator(scheme, checkpoint=finished, **{"rounds": 1, **change})
     with pytest.raises(StateError, match=rf"another run \({named} differs\)"):
         other.fit(X, Y, groups=GROUPS)
 
 
-def test_other_data_against_the_checkpoint_is_refused(tmp_path):
-    _estimator(checkpoint=tmp_path, rounds=1).fit(X, Y, groups=GROUPS)
+def test_other_data_against_the_checkpoint_is_refused(finished):
     with pytest.raises(StateError, match=r"\(data differs\)"):
-        _estimator(checkpoint=tmp_path, rounds=1).fit(X[:-3], Y[:-3], groups=GROUPS[:-3])
+        _estimator(checkpoint=finished, rounds=1).fit(X[:-3], Y[:-3], groups=GROUPS[:-3])
 
 
-def test_the_checkpoint_keeps_secrets_private_and_nothing_pickled(tmp_path):
-    _estimator(checkpoint=tmp_path, rounds=1).fit(X, Y, groups=GROUPS)
+def test_the_checkpoint_keeps_secrets_private_and_nothing_pickled(finished):
+    tmp_path = finished
     for name in (files.SECRETS_FILE, files.STATE_FILE, files.PROGRESS_FILE):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600
         assert b"\x80\x04" not in (tmp_path / name).read_bytes()[:2]  # no pickle header
@@ -214,11 +221,10 @@ def test_the_checkpoint_keeps_secrets_private_and_nothing_pickled(tmp_path):
     assert all(i.private_bytes() not in progress for i in secrets.clients.values())
 
 
-def test_inspect_says_the_checkpoint_secrets_are_secret(tmp_path):
-    _estimator(checkpoint=tmp_path, rounds=1).fit(X, Y, groups=GROUPS)
-    shown = CliRunner().invoke(main, ["inspect", str(tmp_path / files.SECRETS_FILE)])
+def test_inspect_says_the_checkpoint_secrets_are_secret(finished):
+    shown = CliRunner().invoke(main, ["inspect", str(finished / files.SECRETS_FILE)])
     assert "YES (a checkpoint's secret key and signing identities" in shown.output
-    shown = CliRunner().invoke(main, ["inspect", str(tmp_path / files.PROGRESS_FILE)])
+    shown = CliRunner().invoke(main, ["inspect", str(finished / files.PROGRESS_FILE)])
     assert "no secret" in shown.output
 
 
