@@ -361,3 +361,19 @@ def test_a_round_the_key_holder_refused_before_a_crash_is_recorded_as_skipped(tm
     }
     assert [entry["round"] for entry in done] == [2, 3, 4]
     assert done[2]["skipped"] is None
+
+
+def test_a_whole_directory_copied_back_restarts_from_its_round(tmp_path, reference):
+    # All three files agree, so nothing is refused: the run redoes the rounds after
+    # the copy's, and ends where the uninterrupted run ends (DESIGN, "Resumable runs").
+    folder = tmp_path / "ck"
+    with pytest.raises(Crash):
+        _estimator(checkpoint=folder).fit(X, Y, groups=GROUPS, callback=_crash_after(3))
+    shutil.copytree(folder, tmp_path / "copy")
+    _estimator(checkpoint=folder).fit(X, Y, groups=GROUPS)
+    shutil.rmtree(folder)
+    shutil.copytree(tmp_path / "copy", folder)
+    seen = []
+    again = _estimator(checkpoint=folder).fit(X, Y, groups=GROUPS, callback=seen.append)
+    assert [r.round for r in seen] == [3, 4]
+    assert np.array_equal(again.coef_, reference.coef_)
