@@ -377,3 +377,11 @@ def test_a_whole_directory_copied_back_restarts_from_its_round(tmp_path, referen
     again = _estimator(checkpoint=folder).fit(X, Y, groups=GROUPS, callback=seen.append)
     assert [r.round for r in seen] == [3, 4]
     assert np.array_equal(again.coef_, reference.coef_)
+
+
+def test_he_fed_run_refuses_a_checkpoint_on_flower_in_one_line(tmp_path):
+    args = ["run", "--scheme", "plain", "--rounds", "1", "--executor", "flower"]
+    refused = CliRunner().invoke(main, [*args, "--checkpoint", str(tmp_path / "ck")])
+    assert refused.exit_code == 1
+    assert refused.output.count("\n") == 1
+    assert "use the inprocess or processes executor" in refused.output
