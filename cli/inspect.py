@@ -44,6 +44,8 @@ def describe(data: bytes) -> dict[str, Any]:
         )
     elif envelope.kind is wire.Kind.SIGNING_KEY:
         info["secret"] = "YES (a signing identity, not encrypted)"
+    elif envelope.kind is wire.Kind.RUN_SECRETS:
+        info["secret"] = "YES (a checkpoint's secret key and signing identities, not encrypted)"
     else:
         info["secret"] = "no secret"
     if envelope.kind is wire.Kind.VECTOR:

@@ -26,6 +26,7 @@ from he_fed.experiment import (
 )
 from he_fed.federated import RoundRecord
 from he_fed.runtime import EXECUTORS
+from he_fed.runtime.checkpoint import peek_progress
 
 _PHASE_LABELS = {
     "train": "local training",
@@ -129,6 +130,13 @@ def render(result: ExperimentResult, console: Console) -> None:
     )
     phases.add_row("wall clock", f"{totals['total_s']:.3f}", "", "", style="bold")
     console.print(phases)
+
+
+def _resuming(checkpoint: Path | None) -> int | None:
+    """The training rounds a checkpoint holds, if there is one (read unverified: the
+    run verifies it, and says so on stderr only once it did)."""
+    progress = None if checkpoint is None else peek_progress(checkpoint)
+    return None if progress is None else progress.training_rounds
 
 
 @click.command()
@@ -280,9 +288,22 @@ def render(result: ExperimentResult, console: Console) -> None:
     help="Write the full result as JSON to this file (in an existing directory; checked "
     "before the run).",
 )
+@click.option(
+    "--checkpoint",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Save after every round in this directory, and resume from it: the same command "
+    "again continues from the last completed round. It holds secret keys (mode 0600).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables; one summary line.")
 @verbose_option
-def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: Any) -> None:
+def run(
+    json_path: Path | None,
+    checkpoint: Path | None,
+    quiet: bool,
+    no_standardize: bool,
+    **options: Any,
+) -> None:
     """Train a model across clients with encrypted secure aggregation.
 
     With no flags: logistic regression on scikit-learn's breast-cancer data, split
@@ -294,10 +315,11 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
             click.echo(f"Warning: {warning}", err=True)
         # Every other option is named after its ExperimentConfig field.
         config = ExperimentConfig(**options, standardize=not no_standardize)
+        done = _resuming(checkpoint)
         console = _Console()
         if quiet or not console.is_terminal:
             # Piped or redirected: no progress bar (it would leave an empty line).
-            result = run_experiment(config)
+            result = run_experiment(config, checkpoint=checkpoint)
         else:
             with Progress(
                 TextColumn("[bold]{task.description}"),
@@ -308,7 +330,8 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
                 console=console,
                 transient=True,  # on an error, only the one-line message remains
             ) as bar:
-                task = bar.add_task("keys + statistics", total=config.rounds, status="")
+                first = "keys + statistics" if done is None else f"resuming from round {done}"
+                task = bar.add_task(first, total=config.rounds, completed=done or 0, status="")
 
                 def advance(entry: RoundRecord) -> None:
                     status = f"metric {entry.metric:.4f}"
@@ -316,9 +339,11 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
                         status = "skipped"
                     bar.update(task, advance=1, description=f"round {entry.round}", status=status)
 
-                result = run_experiment(config, progress=advance)
+                result = run_experiment(config, progress=advance, checkpoint=checkpoint)
         if json_path is not None:
             json_path.write_text(result.to_json(indent=2) + "\n", encoding="utf-8")
+    if done is not None:
+        click.echo(f"resumed from round {done} of {config.rounds} ({checkpoint})", err=True)
     if quiet:
         final = result.final
         click.echo(

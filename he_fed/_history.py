@@ -78,6 +78,13 @@ class RoundRecord:
             wall_s=outcome.wall_s,
         )
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RoundRecord:
+        """The record whose :meth:`to_dict` gave ``data``."""
+        fields = dict(data)
+        fields["dropped"] = tuple(fields["dropped"])
+        return cls(**fields)
+
     def to_dict(self) -> dict[str, Any]:
         """The record as plain data, for JSON (``dropped`` as a list)."""
         data = dataclasses.asdict(self)

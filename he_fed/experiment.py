@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -415,6 +416,7 @@ def run_experiment(
     *,
     progress: Callable[[RoundRecord], None] | None = None,
     executor: Executor | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> ExperimentResult:
     """Load, split and partition the data, then train with the encrypted protocol.
 
@@ -427,6 +429,8 @@ def run_experiment(
     executor : Executor, optional
         An executor object to use instead of ``config.executor`` (the Flower App's
         ServerApp passes its grid-bound :class:`~he_fed.runtime.flower.FlowerExecutor`).
+    checkpoint : path-like, optional
+        Save after each round there, and resume from it (the estimators' ``checkpoint``).
 
     Returns
     -------
@@ -436,14 +440,10 @@ def run_experiment(
     started = time.perf_counter()
     prepared = experiment_data(config)
     model = prepared.model
-    X_train, X_test, y_train, y_test = (
-        prepared.X_train,
-        prepared.X_test,
-        prepared.y_train,
-        prepared.y_test,
-    )
+    X_train, X_test = prepared.X_train, prepared.X_test
+    y_train, y_test = prepared.y_train, prepared.y_test
     groups = prepared.groups
-    estimator = make_estimator(config, model, executor=executor)
+    estimator = make_estimator(config, model, executor=executor).set_params(checkpoint=checkpoint)
     estimator.fit(X_train, y_train, groups, eval_set=(X_test, y_test), callback=progress)
     reference = LogisticRegression(max_iter=1000) if model == "logistic" else LinearRegression()
     reference_metric = (

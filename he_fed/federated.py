@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,9 @@ from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
 from he_fed.models._linear_classifier import LinearClassifierMixin
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import Executor, run_federation
+from he_fed.runtime.checkpoint import describe_run
 from he_fed.runtime.federation import Federation, RoundOutcome
+from he_fed.runtime.resume import ResumableRun, run_resumable
 
 __all__ = ["FederatedLinearRegression", "FederatedLogisticRegression", "RoundRecord"]
 
@@ -71,6 +74,7 @@ class _FederatedBase(BaseEstimator):
         random_state: int = 0,
         executor: str | Executor = "inprocess",
         workers: int | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
     ) -> None:
         self.scheme = scheme
         self.rounds = rounds
@@ -90,6 +94,7 @@ class _FederatedBase(BaseEstimator):
         self.random_state = random_state
         self.executor = executor
         self.workers = workers
+        self.checkpoint = checkpoint
 
     def _metrics(
         self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float | np.ndarray
@@ -152,18 +157,35 @@ class _FederatedBase(BaseEstimator):
         history: list[RoundRecord] = []
         started = time.perf_counter()
 
-        def train(federation: Federation) -> dict[str, Any]:
-            def record(outcome: RoundOutcome) -> None:
-                coef, b = federation.aggregator.raw_model()
-                metric, loss = self._metrics(X_eval, np.asarray(y_eval), coef, b)
-                entry = RoundRecord.from_outcome(len(history) + 1, outcome, metric, loss)
-                history.append(entry)
-                if callback is not None:
-                    callback(entry)
+        def record(federation: Federation, outcome: RoundOutcome, index: int) -> RoundRecord:
+            coef, b = federation.aggregator.raw_model()
+            metric, loss = self._metrics(X_eval, np.asarray(y_eval), coef, b)
+            entry = RoundRecord.from_outcome(index, outcome, metric, loss)
+            if callback is not None:
+                callback(entry)
+            return entry
 
+        def train(federation: Federation) -> dict[str, Any]:
             federation.train(
-                self.rounds, dropout=self.dropout, random_state=self.random_state, on_round=record
+                self.rounds,
+                dropout=self.dropout,
+                random_state=self.random_state,
+                on_round=lambda o: history.append(record(federation, o, len(history) + 1)),
             )
+            return summarize(federation)
+
+        def resume(run: ResumableRun) -> dict[str, Any]:
+            federation = run.federation
+            done = run.train(
+                self.rounds,
+                dropout=self.dropout,
+                random_state=self.random_state,
+                on_round=lambda o: record(federation, o, len(run.history) + 1).to_dict(),
+            )
+            history.extend(RoundRecord.from_dict(entry) for entry in done)
+            return summarize(federation)
+
+        def summarize(federation: Federation) -> dict[str, Any]:
             coef, intercept = federation.aggregator.raw_model()
             return {
                 "coef": coef,
@@ -180,7 +202,17 @@ class _FederatedBase(BaseEstimator):
                 "startup_s": federation.executor.startup_s,
             }
 
-        summary = run_federation(self.executor, setup, partitions, train, workers=self.workers)
+        if self.checkpoint is None:
+            summary = run_federation(self.executor, setup, partitions, train, workers=self.workers)
+        else:
+            params = self.get_params()
+            for name in ("checkpoint", "executor", "workers"):  # the result depends on none
+                params.pop(name)
+            arrays = [X, y, groups, X_eval, np.asarray(y_eval)]
+            run = describe_run({"estimator": type(self).__name__, **params}, arrays)
+            summary = run_resumable(
+                self.checkpoint, run, self.executor, setup, partitions, resume, workers=self.workers
+            )
         coef, intercept = summary.pop("coef"), summary.pop("intercept")
         self.history_ = history
         self.setup_ = {
@@ -248,6 +280,14 @@ _PARAMS_DOC = """
     workers : int or None, default=None
         Worker processes (``processes``) or simulation actors (``flower``);
         None means all cores.
+    checkpoint : path-like or None, default=None
+        A directory where ``fit`` saves after every round what it needs to
+        continue (keys, the key holder's sealed state, the model chain, the
+        history; see :mod:`he_fed.runtime.checkpoint`). A later ``fit`` with the
+        same parameters and data resumes from the last completed round, with
+        the same coefficients; another run's checkpoint is refused. It holds
+        secret keys: keep it as private as a secret key. ``inprocess`` and
+        ``processes`` executors only.
 
     Attributes
     ----------

@@ -78,6 +78,8 @@ class Kind(enum.IntEnum):
     KEYHOLDER_STORE = 33
     CLIENT_STATE = 34
     AGGREGATOR_STATE = 35
+    RUN_PROGRESS = 36
+    RUN_SECRETS = 37
 
     @property
     def label(self) -> str:

@@ -142,6 +142,9 @@ class Federation:
     setup_outcomes: list[RoundOutcome] = field(default_factory=list)
     #: Why training stopped before its last round (the key holder retired its key), if it did.
     stopped: str | None = None
+    #: Called with the round so far and the encrypted aggregate just before the key
+    #: holder is asked to decrypt it (a checkpoint journals the round there).
+    before_decrypt: Callable[[RoundOutcome, bytes], None] | None = None
     #: Training rounds run so far: the number the estimators' ``history_`` gives each.
     training_rounds: int = field(default=0, init=False)
 
@@ -313,6 +316,10 @@ class Federation:
         t0 = time.perf_counter()
         encrypted = self.aggregator.finish_round()
         timings["aggregate"] += time.perf_counter() - t0
+        if self.before_decrypt is not None:
+            wall = time.perf_counter() - round_started
+            so_far = RoundOutcome(timings=dict(timings), wall_s=wall, **outcome)  # type: ignore[arg-type]
+            self.before_decrypt(so_far, encrypted)
         t0 = time.perf_counter()
         try:
             plain = self.keyholder.decrypt_aggregate(encrypted)

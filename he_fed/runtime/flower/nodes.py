@@ -11,7 +11,9 @@ first he-fed message it accepts, and then fixed for the run:
   answers with public material and its Ed25519 identity, keeps the secret key,
   its identity and its state in the node state (``context.state``, which Flower
   keeps in the SuperNode's memory and never sends), signs every round's ticket,
-  and refuses to train;
+  and refuses to train. Started with ``state-file`` (and its keys, identity and
+  policy in files), it also keeps its state on its own disk and survives a
+  restart (:mod:`he_fed.runtime.flower.statefile`);
 * a node that accepts ``hefed_setup`` is **a client**. It loads its own data,
   pins the key holder's identity (``--node-config
   "keyholder-identity='<hex>'"``; trust on first use only in a simulation or with
@@ -46,7 +48,7 @@ from he_fed.protocol import KeyHolder, RunPlan, Task
 from he_fed.protocol.receipts import Identity
 from he_fed.protocol.setup import build_client
 from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config
-from he_fed.runtime.flower import records
+from he_fed.runtime.flower import records, statefile
 from he_fed.runtime.flower.policy import (
     KeyHolderPolicy,
     in_simulation,
@@ -138,6 +140,7 @@ def _keygen(message: Message, context: Context) -> Message:
         raise PolicyViolation("this node is a client; a client never holds the secret key")
     if _KEYHOLDER_STATE in context.state:
         raise ProtocolError("this node already generated this run's keys")
+    statefile.check_provisioned(context)
     config = records.config_of(message)
     policy = _policy(config, context)
     asked = scheme_from_config(config)
@@ -186,6 +189,9 @@ def _keygen(message: Message, context: Context) -> Message:
 
 
 def _restore(context: Context) -> KeyHolder:
+    if _KEYHOLDER_STATE not in context.state and statefile.path_of(context) is not None:
+        # A restarted node: its memory is gone, its state file is not.
+        context.state[_KEYHOLDER_STATE] = ConfigRecord(statefile.reload(context))
     if _KEYHOLDER_STATE not in context.state:
         raise ProtocolError("this node holds no keys; it was never asked to generate them")
     state = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
@@ -231,6 +237,10 @@ def _register(message: Message, context: Context) -> Message:
     for client_id, key in zip(ids, keys, strict=True):
         keyholder.register(client_id, key)
     _save(context, keyholder)
+    path = statefile.path_of(context)
+    if path is not None:  # the state on disk starts here, before the first ticket
+        record = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
+        record["state"] = statefile.create(path, record, keyholder.registered_clients())
     return records.reply(
         message,
         {"registered": len(keyholder.registered_clients()), "min-clients": keyholder.min_clients},
@@ -241,6 +251,11 @@ def _ticket(message: Message, context: Context) -> Message:
     """Sign the next round's ticket (the key holder decides whether it may run)."""
     keyholder = _restore(context)
     task = records.config_of(message)["task"]
+    path = statefile.path_of(context)
+    if path is not None:
+        record = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
+        ticket = statefile.through_store(path, record, lambda s: s.start_round(Task(str(task))))
+        return records.reply(message, {"ticket": ticket})
     try:
         ticket = keyholder.start_round(Task(str(task)))
     finally:
@@ -251,10 +266,14 @@ def _ticket(message: Message, context: Context) -> Message:
 def _decrypt(message: Message, context: Context) -> Message:
     """Decrypt an aggregate under the key holder's policy; every attempt is remembered."""
     keyholder = _restore(context)
+    data = bytes(records.config_of(message)["encrypted-aggregate"])  # type: ignore[arg-type]
+    path = statefile.path_of(context)
+    if path is not None:  # saved before the release leaves; a released round stays so
+        record = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
+        aggregate = statefile.through_store(path, record, lambda s: s.decrypt_aggregate(data))
+        return records.reply(message, {"aggregate": aggregate})
     try:
-        aggregate = keyholder.decrypt_aggregate(
-            records.config_of(message)["encrypted-aggregate"]  # type: ignore[arg-type]
-        )
+        aggregate = keyholder.decrypt_aggregate(data)
     finally:
         _save(context, keyholder)
     return records.reply(message, {"aggregate": aggregate})
