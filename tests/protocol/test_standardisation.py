@@ -16,8 +16,9 @@ from he_fed import FederatedLinearRegression
 from he_fed.exceptions import PolicyViolation
 from he_fed.models import LinearRegressionGD
 from he_fed.protocol import tasks
+from he_fed.protocol.messages import Task
 from he_fed.runtime.federation import Federation
-from tests.conftest import FAST_SCHEMES
+from tests.conftest import FAST_SCHEMES, keys_for
 
 CLIENTS, ROWS, ROUNDS = 5, 30, 3
 COLUMNS = ("zero_at_k_clients", "spans_1e-6_to_1e6", "flag_at_one_client", "sparse_counts")
@@ -140,3 +141,15 @@ def test_a_failed_statistics_round_says_why_clients_were_left_out():
         "holder requires 3; left out: client-0, client-1, client-2 (the client answers "
         "the magnitude statistics once, and no statistics after training started)"
     )
+
+
+def test_the_statistics_plans():
+    """Magnitudes: clip 1, 92 bits. Moments: clip W**2 (W = 64 * 128 here), a step of
+    at most 2**-44: 71 bits up to the clip for Paillier, 44 grid bits for CKKS."""
+    for name in ("paillier-packed", "paillier", "ckks"):
+        public = keys_for(name).public
+        magnitude = tasks.plan_for(public, Task.MAGNITUDE).scheme
+        moments = tasks.plan_for(public, Task.MOMENTS).scheme
+        assert (magnitude.clip, magnitude.precision_bits) == (1.0, 92)
+        assert moments.clip == float(2**26) == tasks.moments_clip(public)
+        assert moments.precision_bits == (44 if name == "ckks" else 71)
