@@ -9,7 +9,7 @@ thing whatever the target's units.
 1. :attr:`~he_fed.protocol.messages.Task.MAGNITUDE`: each client sends, per
    column, its root-mean-square over ``2**48`` (:func:`magnitude`), weighted by its
    sample count ``n_k``. The release is the federation's weighted mean ``A`` of
-   the clients' RMS, on a grid of at most ``2**-90`` (96 bits of precision up to
+   the clients' RMS, on a grid of at most ``2**-90`` (92 bits of precision up to
    the clip bound of 1), and fixes a power-of-two pre-scale ``s >= 2**48 *
    (A + 2**-90)`` per column (:func:`prescale`).
 2. :attr:`~he_fed.protocol.messages.Task.MOMENTS`: each client sends
