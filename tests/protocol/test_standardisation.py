@@ -8,8 +8,10 @@ in the clear and under encryption, over ten seeds.
 
 from __future__ import annotations
 
+import click
 import numpy as np
 import pytest
+from he_fed.cli._errors import friendly_errors
 from sklearn.preprocessing import StandardScaler
 
 from he_fed import FederatedLinearRegression
@@ -134,12 +136,14 @@ def test_a_failed_statistics_round_says_why_clients_were_left_out():
     )
     for client in federation.clients[:3]:
         client.mark_answered(-1, phase=1)  # as if they had answered a magnitude round
-    with pytest.raises(PolicyViolation) as caught:
+    with pytest.raises(click.ClickException) as shown, friendly_errors():  # as the CLI shows it
         federation.standardize()
-    assert str(caught.value) == (
-        "standardisation failed in the magnitude round: only 2 contribution(s); the key "
-        "holder requires 3; left out: client-0, client-1, client-2 (the client answers "
-        "the magnitude statistics once, and no statistics after training started)"
+    assert isinstance(shown.value.__context__, PolicyViolation)
+    assert shown.value.message == (
+        "PolicyViolation: standardisation failed in the magnitude round: only 2 "
+        "contribution(s); the key holder requires 3; left out: client-0, client-1, client-2 "
+        "(the client answers the magnitude statistics once, and no statistics after "
+        "training started)"
     )
 
 
