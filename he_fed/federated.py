@@ -17,6 +17,7 @@ from he_fed._history import RoundRecord
 from he_fed._validation import check_int
 from he_fed.crypto import Scheme, scheme_from_options
 from he_fed.crypto.base import DEFAULT_CLIP
+from he_fed.data import iid_groups
 from he_fed.exceptions import ConfigurationError
 from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
 from he_fed.models._linear_classifier import LinearClassifierMixin
@@ -75,6 +76,7 @@ class _FederatedBase(BaseEstimator):
         executor: str | Executor = "inprocess",
         workers: int | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
+        n_clients: int | None = None,
     ) -> None:
         self.scheme = scheme
         self.rounds = rounds
@@ -95,6 +97,7 @@ class _FederatedBase(BaseEstimator):
         self.executor = executor
         self.workers = workers
         self.checkpoint = checkpoint
+        self.n_clients = n_clients
 
     def _metrics(
         self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float | np.ndarray
@@ -133,7 +136,15 @@ class _FederatedBase(BaseEstimator):
         classes: np.ndarray | None,
     ) -> None:
         if groups is None:
-            raise ConfigurationError("fit needs groups=: which client holds each row")
+            if self.n_clients is None:
+                raise ConfigurationError(
+                    "fit needs groups= (which client holds each row) or the estimator's "
+                    "n_clients= (rows dealt IID); inside cross_val_score or GridSearchCV, "
+                    "turn on sklearn.set_config(enable_metadata_routing=True) and call "
+                    "set_fit_request(groups=True)"
+                )
+            check_int("n_clients", self.n_clients, low=1)
+            groups = iid_groups(len(X), self.n_clients, random_state=self.random_state)
         groups = np.asarray(groups)
         if groups.shape != (len(X),):
             raise ConfigurationError(f"groups has shape {groups.shape}, expected ({len(X)},)")
@@ -288,6 +299,12 @@ _PARAMS_DOC = """
         the same coefficients; another run's checkpoint is refused. It holds
         secret keys: keep it as private as a secret key. ``inprocess`` and
         ``processes`` executors only.
+    n_clients : int or None, default=None
+        When ``fit`` gets no ``groups``: deal the rows IID (shuffled by
+        ``random_state``, equal shares) to this many clients. None makes ``groups``
+        required. A simulation convenience, and what scikit-learn's own checks
+        use; model selection with real clients routes ``groups`` to ``fit``
+        (see the README's "Searching hyperparameters").
 
     Attributes
     ----------
@@ -364,8 +381,9 @@ class FederatedLogisticRegression(LinearClassifierMixin, _FederatedBase):
             All clients' features (the simulation holds them in one process).
         y : array-like of shape (n_samples,)
             Class labels (numbers or strings), at least two distinct.
-        groups : array-like of shape (n_samples,)
-            Which client holds each row.
+        groups : array-like of shape (n_samples,), optional
+            Which client holds each row. Without it, the rows are dealt IID to
+            ``n_clients`` clients (an error if that is None too).
         eval_set : (X, y), optional
             Held-out data for the per-round metrics in ``history_``.
         callback : callable, optional
@@ -379,7 +397,8 @@ class FederatedLogisticRegression(LinearClassifierMixin, _FederatedBase):
         classes = np.unique(y)
         if classes.size < 2:
             raise ConfigurationError(
-                f"y holds a single class ({classes[0].item()!r}); classification needs at least two"
+                f"y holds a single class ({classes[0].item()!r}); classification needs more "
+                "than one class"
             )
         if eval_set is not None:
             unseen = np.setdiff1d(np.unique(np.asarray(eval_set[1])), classes)
@@ -453,8 +472,9 @@ class FederatedLinearRegression(RegressorMixin, _FederatedBase):
             All clients' features.
         y : array-like of shape (n_samples,)
             Targets.
-        groups : array-like of shape (n_samples,)
-            Which client holds each row.
+        groups : array-like of shape (n_samples,), optional
+            Which client holds each row. Without it, the rows are dealt IID to
+            ``n_clients`` clients (an error if that is None too).
         eval_set : (X, y), optional
             Held-out data for the per-round metrics in ``history_``.
         callback : callable, optional

@@ -70,12 +70,16 @@ def test_every_ckks_preset_matches_plain_accuracy(breast_cancer_runs):
 
 
 def test_the_compact_preset_holds_the_standardisation_moments_in_digits():
-    """One slot of a 40-bit modulus holds no grid for sums of 5 x 128 x 4096; five digits do."""
-    plan = {"clip": 4096.0, "max_clients": 5, "max_weight": 128}
+    """One slot of a 40-bit modulus holds no grid for the moments of five clients of
+    weight up to 128 (clip 640**2); six digits hold a step of 2**-47."""
+    plan = {"clip": 409600.0, "max_clients": 5, "max_weight": 128}
     with pytest.raises(EncodingOverflowError, match="ask for precision_bits"):
         CKKS(preset="aggregation-compact", **plan)
-    moments = CKKS(preset="aggregation-compact", **plan, precision_bits=40)  # as plan_for asks
-    assert (moments.digits, moments.digit_bits, moments.grid_bits) == (5, 11, 42)
+    moments = CKKS(preset="aggregation-compact", **plan, precision_bits=44)  # as plan_for asks
+    assert (moments.digits, moments.digit_bits, moments.grid_bits) == (6, 11, 47)
+    for preset, expected in (("aggregation-fast", (3, 24, 53)), ("compat-nvflare", (3, 23, 50))):
+        wide = CKKS(preset=preset, **plan, precision_bits=44)
+        assert (wide.digits, wide.digit_bits, wide.grid_bits) == expected
     assert CKKS(preset="aggregation-compact", **{**plan, "clip": 4.0}).digits == 1  # training
 
 

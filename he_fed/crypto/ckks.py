@@ -39,7 +39,7 @@ budget on one 40-bit data prime and the smallest special prime SEAL can find
 for additions. Its ciphertexts are smaller (fewer bytes per value, and half as many
 values each), but its 40-bit modulus leaves little room for a grid once the scale
 has room for rounding: coarse for a hundred clients, and in one slot none for the
-wide plans of standardisation statistics (``clip=4096`` with weights), which take
+wide plans of standardisation statistics (a clip of ``(max_clients * max_weight)**2``), which take
 digits (below). ``compat-nvflare`` is
 NVIDIA FLARE's parameter set, for comparison; its larger modulus buys nothing,
 since every sum times the scale stays below ``2**52`` anyway.
@@ -62,10 +62,10 @@ when it is built, with the knob to turn.
 
 Digits. A slot carries at most ``capacity = min(q/4, 2**52) // (max_clients *
 max_weight * Delta)`` per contribution, which caps the grid of wide plans: the
-standardisation moments (``clip=4096``, five clients of weight up to 128) would get
-2^-11 at aggregation-fast and no grid at aggregation-compact, and their variance
+standardisation moments (five clients of weight up to 128: ``clip=409600``) would
+get 2^-5 at aggregation-fast and no grid at aggregation-compact, and their variance
 ``m2 - m1**2`` cancels most of that away. A plan may ask for ``precision_bits``
-(the statistics rounds ask for 40, :func:`he_fed.protocol.tasks.plan_for`). When
+(the moments round asks for 44, :func:`he_fed.protocol.tasks.plan_for`). When
 one slot's finest grid is coarser, each grid integer is written as ``digits``
 balanced digits of base ``B = 2**digit_bits`` (the largest with ``B/2 <=
 capacity``), one slot each, a value's digits side by side, on the finest grid the
@@ -75,9 +75,9 @@ For those moments:
 ====================  ==========  ======  =====  ============================
 preset                digit_bits  digits  step   columns in one ciphertext
 ====================  ==========  ======  =====  ============================
-aggregation-fast      24          3       2^-59  682
-aggregation-compact   11          5       2^-42  204
-compat-nvflare        23          3       2^-56  1365
+aggregation-fast      24          3       2^-53  682
+aggregation-compact   11          6       2^-47  170
+compat-nvflare        23          3       2^-50  1365
 ====================  ==========  ======  =====  ============================
 
 Each digit slot is an integer sum like any other, at the same scale, under the
@@ -86,8 +86,7 @@ its digit's bound, recombines the totals exactly in Python integers, checks the
 value against ``weight * levels`` and releases it rounded once to a double. The
 cost is slots: a vector of ``n`` values takes ``ceil((digits * n + 1) / N)``
 ciphertexts (:meth:`CKKS.ciphertexts_for`). The moments take two values per
-column, so up to the columns above they fit one ciphertext and cost the bytes
-they did, plus ``precision_bits=40`` in the header (18 bytes); beyond, ``digits``
+column, so up to the columns above they fit one ciphertext; beyond, ``digits``
 times as many. Training plans keep one digit, and every byte.
 
 Decryption. The key holder decodes every value of every ciphertext, rounds each

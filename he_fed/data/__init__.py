@@ -10,7 +10,7 @@ from he_fed.data._datasets import (
     builtin_name,
     load_dataset,
 )
-from he_fed.data._partition import PARTITIONERS, partition, train_test
+from he_fed.data._partition import PARTITIONERS, iid_groups, partition, train_test
 from he_fed.data._target import (
     MAX_AUTO_CLASSES,
     TargetKind,
@@ -31,6 +31,7 @@ __all__ = [
     "TargetKind",
     "builtin_name",
     "choose_model",
+    "iid_groups",
     "load_dataset",
     "parse_categorical",
     "partition",

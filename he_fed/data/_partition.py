@@ -8,7 +8,7 @@ from sklearn.model_selection import train_test_split
 from he_fed._validation import check_int
 from he_fed.exceptions import ConfigurationError, DatasetError
 
-__all__ = ["PARTITIONERS", "partition", "train_test"]
+__all__ = ["PARTITIONERS", "iid_groups", "partition", "train_test"]
 
 #: Partitioning methods by name.
 PARTITIONERS = ("iid", "dirichlet")
@@ -132,3 +132,27 @@ def partition(
         f"Dirichlet(alpha={alpha}) left some client with fewer than {min_samples} samples "
         "in 1000 draws; raise alpha or use fewer clients"
     )
+
+
+def iid_groups(n_samples: int, n_clients: int, *, random_state: int = 0) -> np.ndarray:
+    """Which client holds each row, for rows dealt IID to ``n_clients`` clients.
+
+    :func:`partition`'s ``iid`` split, as the ``groups`` array that the estimators'
+    ``fit`` takes: shuffled, then equal shares (sizes differ by at most one).
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+        Client numbers from 0 to ``n_clients - 1``.
+
+    Raises
+    ------
+    DatasetError
+        If there are fewer rows than clients.
+    """
+    groups = np.empty(n_samples, dtype=np.int64)
+    for client, rows in enumerate(
+        partition(np.zeros(n_samples), n_clients, random_state=random_state, min_samples=1)
+    ):
+        groups[rows] = client
+    return groups

@@ -299,7 +299,7 @@ class Client:
         self._last_round = start.round  # an attempt counts, even if it fails below
         self._phase = max(self._phase, phase)
         t0 = time.perf_counter()
-        values, clipped = self._compute(start)
+        values, clipped = self._compute(start, key.scheme.clip)
         t1 = time.perf_counter()
         vector = key.encrypt(values, weight=self.n_samples)  # type: ignore[attr-defined]
         t2 = time.perf_counter()
@@ -335,17 +335,18 @@ class Client:
             start.round, data, t1 - t0, t2 - t1, t4 - t3, (t3 - t2) + (t5 - t4), clipped
         )
 
-    def _compute(self, start: RoundStart) -> tuple[np.ndarray, int]:
+    def _compute(self, start: RoundStart, bound: float) -> tuple[np.ndarray, int]:
         d = self._X.shape[1]
         if start.task is Task.MAGNITUDE:
-            return tasks.log_magnitude(self._columns), 0
+            return tasks.magnitude(self._columns)
         if start.task is Task.MOMENTS:
             width = self._columns.shape[1]
             values = tasks.moments(self._columns, self._checked(start.scale, width, "pre-scale"))
             # Clamped, not refused: whether a client answers must not depend on its
-            # data, or a ticket's pre-scale could probe it (one bit per round).
-            clipped = int(np.count_nonzero(np.abs(values) > tasks.MOMENTS_CLIP))
-            return np.clip(values, -tasks.MOMENTS_CLIP, tasks.MOMENTS_CLIP), clipped
+            # data, or a ticket's pre-scale could probe it (one bit per round). The
+            # key holder's pre-scale leaves honest moments within the bound.
+            clipped = int(np.count_nonzero(np.abs(values) > bound))
+            return np.clip(values, -bound, bound), clipped
         return self._train(start, d)
 
     @staticmethod

@@ -1,40 +1,67 @@
 """What each task computes: vector lengths, encoding plans and the statistics math.
 
 Feature standardisation must not leak one client's statistics to another, so the
-global mean and standard deviation come from two encrypted sums:
-
-For regression the target is standardised the same way, so that updates, the clip
-bound and the learning rate mean the same thing whatever the target's units.
+global mean and standard deviation come from two encrypted sums, each released
+once and only as a global figure. For regression the target is standardised the
+same way, so that updates, the clip bound and the learning rate mean the same
+thing whatever the target's units.
 
 1. :attr:`~he_fed.protocol.messages.Task.MAGNITUDE`: each client sends, per
-   feature, ``0.5 * log2(mean(x**2))`` (its log root-mean-square), weighted by its
-   sample count. The decrypted mean fixes a power-of-two pre-scale ``s`` per
-   feature. It is coarse on purpose: its only job is to bring every feature near 1.
+   column, its root-mean-square over ``2**48`` (:func:`magnitude`), weighted by its
+   sample count ``n_k``. The release is the federation's weighted mean ``A`` of
+   the clients' RMS, on a grid of at most ``2**-90`` (92 bits of precision up to
+   the clip bound of 1), and fixes a power-of-two pre-scale ``s >= 2**48 *
+   (A + 2**-90)`` per column (:func:`prescale`).
 2. :attr:`~he_fed.protocol.messages.Task.MOMENTS`: each client sends
    ``mean(x / s)`` and ``mean((x / s)**2)``, weighted by its sample count. The
    decrypted means give the global mean and variance exactly as a central
    ``StandardScaler`` would compute them (population variance), up to encoding
    precision.
 
+Why a mean of RMS, and not of log RMS. A maximum cannot be summed, but a mean of
+non-negative values bounds every term: ``n_k * rms_k <= N * A`` for every client,
+so ``rms_k / s <= N / n_k <= W``, where ``W = max_clients * max_weight`` is the
+plan's largest total weight, public and fixed before any data is seen. So the
+moments plan's clip bound, ``W**2`` (:func:`moments_clip`), holds every honest
+client's moments, whatever the columns: zero at some clients, spanning ``1e-6``
+to ``1e6``, a 0/1 column set at one client only. Nothing an honest client sends
+is clipped, and no client is left out. (The quantisation of ``A`` and the
+release's rounding lose at most one grid step, which the ``2**-90`` in ``s``
+covers.) The pre-scale also cannot be too large: the weighted mean of the RMS is
+at most the pooled RMS (Jensen), so the global second moment ``m2`` of ``x / s``
+is at least ``1/4``, and the moments plan's grid of ``2**-44`` leaves about 40 bits
+of relative precision on it. The mean of log RMS (a geometric mean) had neither
+property: a column that is zero at some clients pulls it towards ``2**-60``, and
+a client whose RMS exceeded 64 times it had its moments clipped, silently wrong.
+
+The window: a column whose RMS exceeds ``2**48`` at some client is clamped (and
+counted as clipped), and one whose RMS is below about ``2**-42`` at every client
+is standardised with less precision. The wider moments plan costs bytes in the
+statistics rounds only, once per federation; it also lets one malicious client
+move the released moments further (up to ``2 * W**2`` pre-scaled units), which the
+threat model's poisoning row records.
+
 Pre-scaling matters because every scheme encodes with one fixed-point scale per
 vector: without it, a feature measured in thousands and one measured in
-thousandths could not both keep their precision. The statistics rounds use wider
-plans than training (see :func:`plan_for`); the key holder decrypts only these
-aggregates, and only the global figures are released.
+thousandths could not both keep their precision. The key holder decrypts only
+these aggregates, and only the global figures are released.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from he_fed.crypto import AggregationKey
+from he_fed.crypto import CKKS, AggregationKey
 from he_fed.protocol.messages import Task
 
 __all__ = [
     "MAGNITUDE_CLIP",
-    "MOMENTS_CLIP",
-    "log_magnitude",
+    "MAGNITUDE_WINDOW",
+    "magnitude",
     "moments",
+    "moments_clip",
     "plan_for",
     "prescale",
     "standardization",
@@ -42,28 +69,55 @@ __all__ = [
     "vector_size",
 ]
 
-#: Bound on a log2 root-mean-square; values are clamped to it.
-MAGNITUDE_CLIP = 64.0
-#: Bound on pre-scaled moments: a client's RMS may be up to 64 times the global one.
-MOMENTS_CLIP = 4096.0
-#: Statistics need more precision than model updates.
-_STATS_PRECISION_BITS = 40
+#: Clients send their RMS over this power of two, so the values lie in [0, 1].
+MAGNITUDE_WINDOW = 2.0**48
+#: Bound on a magnitude value (an RMS over the window); larger ones are clamped.
+MAGNITUDE_CLIP = 1.0
+#: Precision of the magnitude round: a grid of at most 2**-91 (Paillier, up to the
+#: clip bound of 1) or 2**-92 (CKKS), below :data:`_MAGNITUDE_SLACK`.
+_MAGNITUDE_PRECISION_BITS = 92
+#: Covers what quantisation and the release's rounding can take off the mean.
+_MAGNITUDE_SLACK = 2.0**-90
+#: The moments' grid: at most 2**-44, against a global second moment of at least 1/4.
+_MOMENTS_GRID_BITS = 44
+#: Largest clip bound a plan accepts.
+_MAX_CLIP = 2.0**64
+
+
+def moments_clip(key: AggregationKey) -> float:
+    """The moments plan's clip bound: ``(max_clients * max_weight)**2``, at most ``2**64``.
+
+    After the magnitude round, no honest client's pre-scaled RMS exceeds
+    ``max_clients * max_weight`` (see the module's notes), so no honest moment
+    exceeds this.
+    """
+    largest = float(key.scheme.max_clients * key.scheme.max_weight)
+    return min(largest * largest, _MAX_CLIP)
 
 
 def plan_for(key: AggregationKey, task: Task) -> AggregationKey:
     """The key under the encoding plan a task uses.
 
-    Training uses the key's own plan; the statistics tasks widen the clip bound and,
-    where the scheme has ``precision_bits``, raise it to at least 40 bits.
+    Training uses the key's own plan. The magnitude round uses a clip bound of 1
+    and 92 bits of precision; the moments round the clip bound of
+    :func:`moments_clip` and a grid of at most ``2**-44``. Where the scheme's
+    ``precision_bits`` counts bits up to the clip bound (Paillier), that is
+    ``log2(clip) + 45`` bits; where it counts grid bits (CKKS), 44.
     """
     if task is Task.TRAIN:
         return key
-    changes: dict[str, object] = {
-        "clip": MAGNITUDE_CLIP if task is Task.MAGNITUDE else MOMENTS_CLIP
-    }
+    if task is Task.MAGNITUDE:
+        clip, absolute = MAGNITUDE_CLIP, _MAGNITUDE_PRECISION_BITS
+        relative = _MAGNITUDE_PRECISION_BITS
+    else:
+        clip = moments_clip(key)
+        absolute = _MOMENTS_GRID_BITS
+        relative = min(math.ceil(math.log2(clip)) + _MOMENTS_GRID_BITS + 1, 128)
+    changes: dict[str, object] = {"clip": clip}
     precision = getattr(key.scheme, "precision_bits", None)
-    if precision is not None and precision < _STATS_PRECISION_BITS:
-        changes["precision_bits"] = _STATS_PRECISION_BITS
+    if precision is not None:
+        wanted = absolute if isinstance(key.scheme, CKKS) else relative
+        changes["precision_bits"] = max(precision, wanted)
     return key.with_plan(**changes)
 
 
@@ -82,17 +136,32 @@ def vector_size(task: Task, n_features: int, n_columns: int, n_outputs: int = 1)
     return 2 * n_columns
 
 
-def log_magnitude(X: np.ndarray) -> np.ndarray:
-    """Per-feature ``0.5 * log2(mean(x**2))``, clamped to ``±(MAGNITUDE_CLIP - 4)``."""
-    with np.errstate(divide="ignore"):
-        out = 0.5 * np.log2(np.mean(np.square(X), axis=0))
-    limit = MAGNITUDE_CLIP - 4
-    return np.clip(np.nan_to_num(out, neginf=-limit), -limit, limit)
+def magnitude(X: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per-column root-mean-square over :data:`MAGNITUDE_WINDOW`, clamped to 1.
+
+    Returns
+    -------
+    values : ndarray of shape (n_columns,)
+        ``min(sqrt(mean(x**2)) / 2**48, 1)``.
+    clipped : int
+        Columns whose RMS exceeds ``2**48`` (clamped, not refused: whether a client
+        answers must not depend on its data).
+    """
+    rms = np.sqrt(np.mean(np.square(X), axis=0)) / MAGNITUDE_WINDOW
+    clipped = int(np.count_nonzero(rms > MAGNITUDE_CLIP))
+    return np.minimum(rms, MAGNITUDE_CLIP), clipped
 
 
-def prescale(mean_log: np.ndarray) -> np.ndarray:
-    """Power-of-two pre-scale per feature from the mean log root-mean-square."""
-    return np.exp2(np.round(np.asarray(mean_log, dtype=np.float64)))
+def prescale(mean_magnitude: np.ndarray) -> np.ndarray:
+    """Power-of-two pre-scale per column from the released mean magnitude.
+
+    The smallest power of two at least ``2**48 * (mean + 2**-90)``: no client's RMS
+    exceeds it more than ``max_clients * max_weight`` times, and it is at most
+    twice the federation's pooled RMS (up to the slack, for columns that are all
+    but zero).
+    """
+    mean = np.maximum(np.asarray(mean_magnitude, dtype=np.float64), 0.0)
+    return MAGNITUDE_WINDOW * np.exp2(np.ceil(np.log2(mean + _MAGNITUDE_SLACK)))
 
 
 def moments(X: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -87,6 +87,22 @@ class RoundOutcome:
     wall_s: float = 0.0
 
 
+def _left_out(failures: dict[str, str], absent: tuple[str, ...]) -> str:
+    """``"; left out: a, b (why); c (not asked)"``: who was left out of a round, and why.
+
+    Clients that give the same reason are listed together, so the line stays short
+    when every client failed the same way. Empty when nobody was left out.
+    """
+    by_reason: dict[str, list[str]] = {}
+    for client_id, why in failures.items():
+        why = " ".join(why.replace(f"client {client_id!r}", "the client").split())
+        by_reason.setdefault(why, []).append(client_id)
+    parts = [f"{', '.join(ids)} ({why})" for why, ids in by_reason.items()]
+    if absent:
+        parts.append(f"{', '.join(absent)} (not asked: dropped out)")
+    return f"; left out: {'; '.join(parts)}" if parts else ""
+
+
 class KeyHolderRole(Protocol):
     """What the round logic needs of the key holder: a local
     :class:`~he_fed.protocol.keyholder.KeyHolder`, or a proxy that forwards the
@@ -308,7 +324,7 @@ class Federation:
         if len(contributors) < self.keyholder.min_clients:
             reason = (
                 f"only {len(contributors)} contribution(s); the key holder requires "
-                f"{self.keyholder.min_clients}"
+                f"{self.keyholder.min_clients}{_left_out(failures, absent)}"
             )
             log.warning("%s skipped: %s", name, reason)
             wall = time.perf_counter() - round_started
@@ -357,7 +373,9 @@ class Federation:
         for task in (Task.MAGNITUDE, Task.MOMENTS):
             outcome = self.run_round(task)
             if outcome.skipped:
-                raise PolicyViolation(f"standardisation failed: {outcome.skipped}")
+                raise PolicyViolation(
+                    f"standardisation failed in the {task.value} round: {outcome.skipped}"
+                )
             outcomes.append(outcome)
         return outcomes
 

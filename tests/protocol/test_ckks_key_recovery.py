@@ -280,9 +280,9 @@ def _balanced_digits(totals, base: int, digits: int) -> list[int]:
 
 
 def test_a_multi_digit_release_gives_the_solver_nothing():
-    """The moments plan splits each value into three digits; what it releases is still exact.
+    """The moments plan splits each value into four digits; what it releases is still exact.
 
-    1365 values of three digits and the weight fill one ciphertext. The solver
+    1023 values of four digits and the weight fill one ciphertext. The solver
     recovers the key from its unrounded decryption, so it works on digit slots;
     it fails on the release (the recombined totals, split back into digits as an
     attacker would) and even on the rounded digit totals themselves, which the key
@@ -292,12 +292,12 @@ def test_a_multi_digit_release_gives_the_solver_nothing():
     key = tasks.plan_for(load_public(keys.public.aggregation_key().to_bytes()), Task.MOMENTS)
     public = tasks.plan_for(keys.public, Task.MOMENTS)
     scheme = key.scheme
-    assert (scheme.digits, scheme.digit_bits, scheme.grid_bits) == (3, 18, 41)
+    assert (scheme.digits, scheme.digit_bits, scheme.grid_bits) == (4, 18, 45)
     size = (scheme.values_per_ciphertext - 1) // scheme.digits
     rng = np.random.default_rng(1)
     vectors = [public.encrypt(rng.uniform(-2, 2, size), weight=w) for w in (40, 30, 50)]
     total = sum(key.load_vector(v.to_bytes(), size=size) for v in vectors)
-    assert size == 1365 and len(total.blobs()) == 1
+    assert size == 1023 and len(total.blobs()) == 1
     blob, secret = total.blobs()[0], _secret_key(keys)
 
     decoded = unrounded(keys.secret, total)
@@ -306,6 +306,7 @@ def test_a_multi_digit_release_gives_the_solver_nothing():
     release = keys.secret.decrypt_weighted(total)
     integers = [int(v) for v in release.total * 2.0**scheme.grid_bits]  # exact: below 2**53
     guess = _balanced_digits(integers, 2**scheme.digit_bits, scheme.digits) + [release.weight]
+    guess += [0] * (len(decoded) - len(guess))  # the unused slots, which must be empty
     for values in (np.array(guess, dtype=np.float64), np.rint(decoded)):
         candidate = _solve_for_the_key(key, blob, values)
         assert not _is_ternary(candidate)
