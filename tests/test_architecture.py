@@ -53,7 +53,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("he_fed.models", "he_fed.data"),
     ("he_fed.protocol",),
     ("he_fed.runtime",),
-    ("he_fed.federated", "he_fed._history"),
+    ("he_fed.federated", "he_fed._history", "he_fed._estimator_doc"),
     ("he_fed.experiment",),
     ("he_fed.bench",),
     ("he_fed.cli", *ENTRY_POINTS),
