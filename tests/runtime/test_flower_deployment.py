@@ -29,7 +29,8 @@ from he_fed.protocol import Identity
 from he_fed.runtime.flower.app import keyholder_policy, write_app
 from tests.runtime.tls_files import node_key, tls_files
 
-pytestmark = pytest.mark.slow
+#: Slow, and on one xdist worker: each test starts a SuperLink and SuperNodes.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("flower")]
 
 BIN = Path(sys.executable).parent
 CLIENTS = 3
