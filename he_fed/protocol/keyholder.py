@@ -33,7 +33,7 @@ from he_fed.protocol.messages import (
 )
 from he_fed.protocol.model import GlobalModel, RunPlan
 from he_fed.protocol.receipts import Identity, Registry, ticket_payload
-from he_fed.protocol.release import checked_mean
+from he_fed.protocol.release import WeightedDecryption, checked_mean
 
 __all__ = ["DEFAULT_MAX_REJECTIONS", "KeyHolder", "majority"]
 
@@ -308,15 +308,22 @@ class KeyHolder:
         self._released += 1
         return encode(Aggregate(message.round, message.task, mean, len(contributors)))
 
-    def _decrypt(self, vector: EncryptedVector, plan: Scheme, binding: bytes) -> np.ndarray:
+    def _decrypt(
+        self,
+        vector: EncryptedVector,
+        plan: Scheme,
+        binding: bytes,
+        secret: WeightedDecryption | None = None,
+    ) -> np.ndarray:
         """Decrypt and check that honest contributions under ``plan`` can produce the sum.
 
         Every refusal from here on is counted (see ``DEFAULT_MAX_REJECTIONS``).
+        ``secret`` replaces the secret key (a share holder's combined partials).
         """
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
         try:
-            mean = checked_mean(self._keys.secret, vector, plan, binding=binding)
+            mean = checked_mean(secret or self._keys.secret, vector, plan, binding=binding)
         except AggregateRejected as exc:
             self._rejected += 1
             log.warning(
