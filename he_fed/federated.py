@@ -16,6 +16,7 @@ from he_fed._history import RoundRecord
 from he_fed._validation import check_int
 from he_fed.crypto import Scheme, scheme_from_options
 from he_fed.crypto.base import DEFAULT_CLIP
+from he_fed.crypto.threshold import parse_threshold
 from he_fed.exceptions import ConfigurationError
 from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
 from he_fed.models._linear_classifier import LinearClassifierMixin
@@ -41,6 +42,19 @@ def _scheme_for(est: _FederatedBase, sizes: list[int]) -> Scheme:
         ckks_preset=est.ckks_preset,
         allow_insecure=est.allow_insecure,
     )
+
+
+def _threshold_for(text: str | None, scheme: Scheme) -> tuple[int, int] | None:
+    """``(t, n)`` of a ``"t/n"`` setting, refused for schemes without threshold decryption."""
+    if text is None:
+        return None
+    threshold = parse_threshold(str(text))
+    if scheme.name not in ("paillier", "paillier-packed"):
+        raise ConfigurationError(
+            f"threshold decryption needs a Paillier scheme; {scheme.name} has none "
+            "(multiparty CKKS is not built: see DESIGN.md, 'Threshold decryption')"
+        )
+    return threshold
 
 
 class _FederatedBase(BaseEstimator):
@@ -71,6 +85,7 @@ class _FederatedBase(BaseEstimator):
         random_state: int = 0,
         executor: str | Executor = "inprocess",
         workers: int | None = None,
+        threshold: str | None = None,
     ) -> None:
         self.scheme = scheme
         self.rounds = rounds
@@ -90,6 +105,7 @@ class _FederatedBase(BaseEstimator):
         self.random_state = random_state
         self.executor = executor
         self.workers = workers
+        self.threshold = threshold
 
     def _metrics(
         self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float | np.ndarray
@@ -136,9 +152,11 @@ class _FederatedBase(BaseEstimator):
         ids = np.unique(groups)
         partitions = [(X[groups == g], y[groups == g]) for g in ids]
         model = self.local_model()
+        scheme = _scheme_for(self, [len(p[0]) for p in partitions])
         setup = FederationSetup.from_partitions(
             partitions,
-            scheme=_scheme_for(self, [len(p[0]) for p in partitions]),
+            scheme=scheme,
+            threshold=_threshold_for(self.threshold, scheme),
             model=model,
             local_epochs=self.local_epochs,
             classes=classes,
@@ -248,6 +266,11 @@ _PARAMS_DOC = """
     workers : int or None, default=None
         Worker processes (``processes``) or simulation actors (``flower``);
         None means all cores.
+    threshold : str or None, default=None
+        ``"t/n"``, e.g. ``"3/5"``: no single key holder; a dealer shares the
+        Paillier key among ``n`` share holders, any ``t`` of which decrypt, each
+        enforcing the key holder's policy itself. Paillier schemes only, in process
+        or on ``processes``. The coefficients are those of a single key holder.
 
     Attributes
     ----------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import gmpy2
 from click.testing import CliRunner
 from he_fed.cli import main
@@ -59,6 +61,33 @@ def test_keygen_threshold_refuses_ckks_and_bad_counts_in_one_line(tmp_path):
         (["--threshold", "3"], "not t/n"),
     ):
         result = CliRunner().invoke(main, ["keygen", "--out", str(tmp_path / "k"), *extra])
+        assert result.exit_code != 0
+        assert text in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def _run(tmp_path, name, *extra):
+    out = tmp_path / f"{name}.json"
+    args = ["run", "--rounds", "2", "--key-bits", "1024", "--allow-insecure", "--quiet"]
+    result = CliRunner().invoke(main, [*args, "--json", str(out), *extra], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())["final"]
+
+
+def test_run_with_three_of_five_share_holders_trains_the_single_key_holders_model(tmp_path):
+    single = _run(tmp_path, "single")
+    shared = _run(tmp_path, "shared", "--threshold", "3/5")
+    assert shared["coef"] == single["coef"]
+    assert shared["intercept"] == single["intercept"]
+    assert shared["metric"] == single["metric"]
+
+
+def test_run_threshold_refuses_ckks_and_flower_in_one_line():
+    for extra, text in (
+        (["--scheme", "ckks"], "needs a Paillier scheme"),
+        (["--executor", "flower"], "not built yet"),
+    ):
+        result = CliRunner().invoke(main, ["run", "--threshold", "3/5", *extra])
         assert result.exit_code != 0
         assert text in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1

@@ -27,8 +27,9 @@ from he_fed.protocol.decryptor import Decryptor
 from he_fed.protocol.messages import Task
 from he_fed.protocol.model import RunPlan
 from he_fed.protocol.partial_transport import ExchangeKey
+from he_fed.protocol.spec import FederationSetup
 
-__all__ = ["LocalCouncil"]
+__all__ = ["LocalCouncil", "generate_council"]
 
 
 @dataclass
@@ -198,3 +199,23 @@ class LocalCouncil:
 
     def __repr__(self) -> str:
         return f"<LocalCouncil {self.threshold} of {self.holders}, absent {sorted(self.absent)}>"
+
+
+def generate_council(setup: FederationSetup) -> LocalCouncil:
+    """The share holders of ``setup.threshold``, each with ``setup``'s policy.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``setup`` has no threshold, or its scheme is not Paillier.
+    """
+    if setup.threshold is None:
+        raise ConfigurationError("this federation has a single key holder")
+    threshold, holders = setup.threshold
+    return LocalCouncil.generate(
+        setup.scheme,
+        threshold=threshold,
+        holders=holders,
+        plan=setup.run_plan,
+        min_clients=setup.min_clients,
+    )

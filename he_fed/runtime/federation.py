@@ -31,6 +31,7 @@ from he_fed.protocol.messages import Task
 from he_fed.protocol.setup import build_aggregator, build_client, generate_keyholder
 from he_fed.protocol.spec import ClientSpec, FederationSetup
 from he_fed.runtime.base import ClientHandle, Executor
+from he_fed.runtime.council import generate_council
 from he_fed.runtime.inprocess import InProcessExecutor
 
 __all__ = ["PHASES", "Federation", "KeyHolderRole", "RoundOutcome"]
@@ -214,7 +215,9 @@ class Federation:
                 f"{len(partitions)} partitions for {len(setup.client_ids)} client ids"
             )
         t0 = time.perf_counter()
-        keyholder = generate_keyholder(setup)
+        keyholder: KeyHolderRole = (
+            generate_keyholder(setup) if setup.threshold is None else generate_council(setup)
+        )
         keygen_s = time.perf_counter() - t0
         pinned = keyholder.identity_bytes
         aggregator = build_aggregator(keyholder.aggregation_key_bytes(), pinned, setup)
