@@ -27,6 +27,7 @@ from he_fed.crypto.threshold import (
 from he_fed.exceptions import (
     AggregateRejected,
     ConfigurationError,
+    HEFedError,
     InvalidPartialDecryption,
     InvalidPassphrase,
     KeyMismatchError,
@@ -267,3 +268,43 @@ def test_the_real_generator_makes_a_1024_bit_threshold_key():
     total = _aggregate(keys)
     got = keys.verification.combine(total, _partials(keys, total), CONTEXT)
     assert (got.used, got.result.weight) == ((1, 2), 19)
+
+
+def test_mangled_threshold_bytes_raise_only_he_fed_errors():
+    keys = _keys("paillier-packed")
+    total = _aggregate(keys)
+    vk = keys.verification
+    blobs = {
+        "verification": (vk.to_bytes(), lambda b: load_verification(b, keys.public)),
+        "share": (keys.shares[0].to_bytes(), lambda b: load_share(b, allow_insecure=True)),
+        "partial": (
+            keys.shares[0].partial_decrypt(total, CONTEXT).to_bytes(vk),
+            lambda b: load_partial(b, vk),
+        ),
+    }
+    rng = np.random.default_rng(0)
+    for data, load in blobs.values():
+        envelope = wire.open_envelope(data)
+        body = envelope.body
+        mangled = [data[:cut] for cut in (0, 10, len(data) // 2, len(data) - 1)]
+        for _ in range(40):  # bodies changed in place or cut short, re-sealed
+            edited = bytearray(body)
+            at = int(rng.integers(len(edited)))
+            edited[at] = int(rng.integers(256))
+            for candidate in (bytes(edited), body[: int(rng.integers(len(body)))]):
+                mangled.append(
+                    wire.seal_envelope(
+                        envelope.kind,
+                        candidate,
+                        scheme=envelope.scheme,
+                        params=envelope.params,
+                        fingerprint=envelope.fingerprint,
+                    )
+                )
+        refused = 0
+        for candidate in mangled:
+            try:
+                load(candidate)
+            except HEFedError:  # anything else fails the test
+                refused += 1
+        assert refused >= 4 + 40  # every truncation, and every re-sealed short body
