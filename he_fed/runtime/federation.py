@@ -73,6 +73,9 @@ class RoundOutcome:
         Wall-clock seconds of the whole round, from broadcast to applied aggregate
         (the phase timings are summed over clients, so they can exceed it when
         clients run in parallel).
+    shares : tuple of two tuples of int, optional
+        With threshold decryption: the share holders whose partial decryptions the
+        release used, and those whose partials were refused.
     """
 
     round: int
@@ -86,6 +89,7 @@ class RoundOutcome:
     clipped: int
     skipped: str | None = None
     wall_s: float = 0.0
+    shares: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
 class KeyHolderRole(Protocol):
@@ -330,6 +334,9 @@ class Federation:
             return RoundOutcome(timings=timings, skipped=str(exc), wall_s=wall, **outcome)  # type: ignore[arg-type]
         timings["decrypt"] += time.perf_counter() - t0
         self.aggregator.apply(plain)
+        shares = getattr(self.keyholder, "last_partials", None)
+        if shares is not None:
+            log.info("%s: partials of share holders %s used, %s refused", name, *shares)
         wall = time.perf_counter() - round_started
         log.info(
             "%s: %d of %d clients contributed, aggregate released (ticket %d, %.3f s)",
@@ -339,7 +346,7 @@ class Federation:
             self.aggregator.round,
             wall,
         )
-        return RoundOutcome(timings=timings, wall_s=wall, **outcome)  # type: ignore[arg-type]
+        return RoundOutcome(timings=timings, wall_s=wall, shares=shares, **outcome)  # type: ignore[arg-type]
 
     def standardize(self) -> list[RoundOutcome]:
         """Compute the global feature mean and scale from two encrypted sums.

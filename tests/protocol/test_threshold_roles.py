@@ -253,3 +253,24 @@ def test_two_absent_holders_are_tolerated_and_catch_up():
     with pytest.raises(Exception, match="2 share holder"):
         council.start_round(Task.TRAIN)
     assert np.all(np.isfinite(release.mean))
+
+
+def test_a_federation_round_reports_which_shares_took_part():
+    from he_fed.models import LogisticRegressionGD
+    from he_fed.protocol.spec import FederationSetup
+    from he_fed.runtime import Federation
+    from tests.protocol.harness import data
+
+    partitions = [data(i, n) for i, n in enumerate(SIZES)]
+    setup = FederationSetup.from_partitions(
+        partitions,
+        scheme=SCHEME,
+        model=LogisticRegressionGD(learning_rate=0.5),
+        classes=np.array([0, 1]),
+        standardize=False,
+        threshold=(3, 5),
+    )
+    federation = Federation.from_setup(setup, partitions)
+    federation.keyholder.absent = {2, 4}
+    outcome = federation.run_round()
+    assert outcome.skipped is None and outcome.shares == ((1, 3, 5), ())
