@@ -18,7 +18,6 @@ from sklearn.preprocessing import StandardScaler
 from he_fed._environment import environment
 from he_fed._validation import check_int
 from he_fed.crypto import SCHEMES
-from he_fed.crypto.threshold import parse_threshold
 from he_fed.data import (
     MISSING_POLICIES,
     PARTITIONERS,
@@ -133,10 +132,9 @@ class ExperimentConfig:
         Where clients run (see :mod:`he_fed.runtime`); the coefficients do not
         depend on it.
     workers : int, optional
-        Worker processes (``processes``) or simulation actors (``flower``);
-        default all cores.
+        Worker processes (``processes``) or simulation actors (``flower``); default all cores.
     threshold : str, optional
-        ``"t/n"``: share holders instead of one key holder (see the estimators).
+        ``"t/n"``: share holders instead of one key holder (checked by the estimators).
     """
 
     dataset: str = "breast_cancer"
@@ -201,18 +199,6 @@ class ExperimentConfig:
             )
         if self.workers is not None:
             check_int("workers", self.workers, low=1)
-        if self.threshold is not None:
-            parse_threshold(self.threshold)
-            if self.scheme not in ("paillier", "paillier-packed"):
-                raise ConfigurationError(
-                    f"--threshold needs a Paillier scheme; {self.scheme} has no threshold "
-                    "decryption (multiparty CKKS is not built: DESIGN.md, 'Threshold decryption')"
-                )
-            if self.executor == "flower":
-                raise ConfigurationError(
-                    "threshold decryption runs in process and on processes; share-holder "
-                    "nodes on Flower are not built yet"
-                )
         if self.min_clients is not None and self.min_clients > self.clients:
             raise ConfigurationError(
                 f"min_clients={self.min_clients} exceeds the {self.clients} clients"

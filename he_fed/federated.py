@@ -16,12 +16,12 @@ from he_fed._history import RoundRecord
 from he_fed._validation import check_int
 from he_fed.crypto import Scheme, scheme_from_options
 from he_fed.crypto.base import DEFAULT_CLIP
-from he_fed.crypto.threshold import parse_threshold
 from he_fed.exceptions import ConfigurationError
 from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
 from he_fed.models._linear_classifier import LinearClassifierMixin
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import Executor, run_federation
+from he_fed.runtime.council import threshold_setting
 from he_fed.runtime.federation import Federation, RoundOutcome
 
 __all__ = ["FederatedLinearRegression", "FederatedLogisticRegression", "RoundRecord"]
@@ -42,19 +42,6 @@ def _scheme_for(est: _FederatedBase, sizes: list[int]) -> Scheme:
         ckks_preset=est.ckks_preset,
         allow_insecure=est.allow_insecure,
     )
-
-
-def _threshold_for(text: str | None, scheme: Scheme) -> tuple[int, int] | None:
-    """``(t, n)`` of a ``"t/n"`` setting, refused for schemes without threshold decryption."""
-    if text is None:
-        return None
-    threshold = parse_threshold(str(text))
-    if scheme.name not in ("paillier", "paillier-packed"):
-        raise ConfigurationError(
-            f"threshold decryption needs a Paillier scheme; {scheme.name} has none "
-            "(multiparty CKKS is not built: see DESIGN.md, 'Threshold decryption')"
-        )
-    return threshold
 
 
 class _FederatedBase(BaseEstimator):
@@ -156,7 +143,7 @@ class _FederatedBase(BaseEstimator):
         setup = FederationSetup.from_partitions(
             partitions,
             scheme=scheme,
-            threshold=_threshold_for(self.threshold, scheme),
+            threshold=threshold_setting(self.threshold, scheme.name, self.executor),
             model=model,
             local_epochs=self.local_epochs,
             classes=classes,

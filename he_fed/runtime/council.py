@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from he_fed.crypto import PublicKey, Scheme
-from he_fed.crypto.threshold import ThresholdKeys, deal
+from he_fed.crypto.threshold import ThresholdKeys, deal, parse_threshold
 from he_fed.exceptions import ConfigurationError, HEFedError, ProtocolError
 from he_fed.protocol.council import council_pin, merge_tickets
 from he_fed.protocol.decryptor import Decryptor
@@ -29,7 +29,7 @@ from he_fed.protocol.model import RunPlan
 from he_fed.protocol.partial_transport import ExchangeKey
 from he_fed.protocol.spec import FederationSetup
 
-__all__ = ["LocalCouncil", "generate_council"]
+__all__ = ["LocalCouncil", "generate_council", "threshold_setting"]
 
 
 @dataclass
@@ -219,3 +219,30 @@ def generate_council(setup: FederationSetup) -> LocalCouncil:
         plan=setup.run_plan,
         min_clients=setup.min_clients,
     )
+
+
+def threshold_setting(
+    text: str | None, scheme: str, executor: object = None
+) -> tuple[int, int] | None:
+    """``(t, n)`` of a ``"t/n"`` setting, or None; the one check every entry point runs.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``text`` is not ``t/n``, the scheme has no threshold decryption, or the
+        executor is Flower (share-holder nodes are not built).
+    """
+    if text is None:
+        return None
+    threshold = parse_threshold(str(text))
+    if scheme not in ("paillier", "paillier-packed"):
+        raise ConfigurationError(
+            f"--threshold needs a Paillier scheme; {scheme} has no threshold decryption "
+            "(multiparty CKKS is not built: DESIGN.md, 'Threshold decryption')"
+        )
+    if executor == "flower":
+        raise ConfigurationError(
+            "threshold decryption runs in process and on processes; share-holder nodes "
+            "on Flower are not built yet"
+        )
+    return threshold
