@@ -10,7 +10,6 @@ no file holds them (``tests/test_cli_threshold.py`` reads every file written).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -36,16 +35,17 @@ def threshold_files(holders: int) -> dict[str, str]:
 
 
 def write_threshold_keys(
-    scheme: Scheme, threshold_text: str, out_dir: Path, passphrase: str | None, force: bool
+    scheme: Scheme, threshold_text: str, out_dir: Path, passphrase: str | None
 ) -> None:
     """Deal a ``t/n`` threshold key under ``scheme`` and write its files into ``out_dir``.
+
+    The caller has checked the destination (``he-fed keygen`` refuses existing
+    files without ``--force`` before anything is made).
 
     Raises
     ------
     ConfigurationError
         If the scheme has no threshold decryption (CKKS, plain) or ``t/n`` is invalid.
-    click.ClickException
-        If a file exists and ``force`` is not given.
     """
     threshold, holders = parse_threshold(threshold_text)
     if not isinstance(scheme, _PaillierScheme):
@@ -54,9 +54,6 @@ def write_threshold_keys(
             "(multiparty CKKS is not built: DESIGN.md, 'Threshold decryption')"
         )
     paths = {role: out_dir / name for role, name in threshold_files(holders).items()}
-    existing = [str(p) for p in paths.values() if os.path.lexists(p)]
-    if existing and not force:
-        raise click.ClickException(f"{', '.join(existing)} exist; pass --force to overwrite")
 
     def progress(prime: str, tested: int) -> None:
         click.echo(f"  safe prime {prime}: {tested} candidates tested", err=True)

@@ -9,13 +9,14 @@ import click
 from he_fed.cli._errors import friendly_errors
 from he_fed.cli._flags import check_scheme_flags
 from he_fed.cli._paths import check_output_dir
-from he_fed.cli._threshold_keygen import write_threshold_keys
+from he_fed.cli._threshold_keygen import threshold_files, write_threshold_keys
 from he_fed.cli._verbosity import verbose_option
 
 from he_fed._files import write_atomic
 from he_fed.crypto import SCHEMES, scheme_from_options
 from he_fed.crypto.base import DEFAULT_CLIP, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_WEIGHT
 from he_fed.crypto.ckks import PRESETS
+from he_fed.crypto.threshold import parse_threshold
 from he_fed.experiment import RUN_DEFAULTS
 
 FILES = {
@@ -130,6 +131,12 @@ def keygen(
         check_scheme_flags(click.get_current_context(), scheme)
         # Where the keys go is checked before they are made (4096-bit keys take a while).
         check_output_dir(out_dir, "--out")
+        names = FILES if threshold is None else threshold_files(parse_threshold(threshold)[1])
+        paths = {role: out_dir / name for role, name in names.items()}
+        # lexists: a planted (even dangling) symlink counts as an existing file.
+        existing = [str(p) for p in paths.values() if os.path.lexists(p)]
+        if existing and not force:
+            raise click.ClickException(f"{', '.join(existing)} exist; pass --force to overwrite")
         planned = scheme_from_options(
             scheme,
             clip=clip,
@@ -140,13 +147,8 @@ def keygen(
             allow_insecure=allow_insecure,
         )
         if threshold is not None:
-            write_threshold_keys(planned, threshold, out_dir, passphrase, force)
+            write_threshold_keys(planned, threshold, out_dir, passphrase)
             return
-        paths = {role: out_dir / name for role, name in FILES.items()}
-        # lexists: a planted (even dangling) symlink counts as an existing file.
-        existing = [str(p) for p in paths.values() if os.path.lexists(p)]
-        if existing and not force:
-            raise click.ClickException(f"{', '.join(existing)} exist; pass --force to overwrite")
         keys = planned.keygen()
         out_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(paths["public"], keys.public.to_bytes(), mode=0o644)
