@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import gmpy2
+import pytest
 from click.testing import CliRunner
 from he_fed.cli import main
 
@@ -91,3 +92,11 @@ def test_run_threshold_refuses_ckks_and_flower_in_one_line():
         assert result.exit_code != 0
         assert text in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_run_with_share_holders_on_processes_trains_the_same_model(tmp_path):
+    single = _run(tmp_path, "single")
+    shared = _run(tmp_path, "processes", "--threshold", "2/3", "--executor", "processes")
+    assert shared["coef"] == single["coef"]
+    assert shared["intercept"] == single["intercept"]
