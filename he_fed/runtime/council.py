@@ -78,10 +78,10 @@ class LocalCouncil:
     ) -> LocalCouncil:
         """Deal a threshold key under ``scheme`` and give each holder the same policy."""
         keys: ThresholdKeys = deal(
-            scheme,
+            scheme,  # type: ignore[arg-type]  # deal refuses a scheme that is not Paillier
             threshold=threshold,
             holders=holders,
-            primes=primes,  # type: ignore[arg-type]
+            primes=primes,
         )
         exchanges = {share.index: ExchangeKey() for share in keys.shares}
         peers = {i: key.public_bytes for i, key in exchanges.items()}

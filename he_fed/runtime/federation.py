@@ -27,11 +27,12 @@ from he_fed.exceptions import (
 )
 from he_fed.models import BaseGD
 from he_fed.protocol.aggregator import Aggregator
+from he_fed.protocol.keyholder import KeyHolder
 from he_fed.protocol.messages import Task
 from he_fed.protocol.setup import build_aggregator, build_client, generate_keyholder
 from he_fed.protocol.spec import ClientSpec, FederationSetup
 from he_fed.runtime.base import ClientHandle, Executor
-from he_fed.runtime.council import generate_council
+from he_fed.runtime.council import LocalCouncil, generate_council
 from he_fed.runtime.inprocess import InProcessExecutor
 
 __all__ = ["PHASES", "Federation", "KeyHolderRole", "RoundOutcome"]
@@ -219,7 +220,7 @@ class Federation:
                 f"{len(partitions)} partitions for {len(setup.client_ids)} client ids"
             )
         t0 = time.perf_counter()
-        keyholder: KeyHolderRole = (
+        keyholder: KeyHolder | LocalCouncil = (
             generate_keyholder(setup) if setup.threshold is None else generate_council(setup)
         )
         keygen_s = time.perf_counter() - t0
