@@ -42,6 +42,10 @@ def describe(data: bytes) -> dict[str, Any]:
         info["secret"] = "YES" + (
             " (passphrase-protected)" if is_protected(envelope) else " (not encrypted)"
         )
+    elif envelope.kind is wire.Kind.KEY_SHARE:
+        info["secret"] = "YES, a threshold key share" + (
+            " (passphrase-protected)" if is_protected(envelope) else " (not encrypted)"
+        )
     elif envelope.kind is wire.Kind.SIGNING_KEY:
         info["secret"] = "YES (a signing identity, not encrypted)"
     elif envelope.kind is wire.Kind.RUN_SECRETS:

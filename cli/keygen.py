@@ -9,12 +9,14 @@ import click
 from he_fed.cli._errors import friendly_errors
 from he_fed.cli._flags import check_scheme_flags
 from he_fed.cli._paths import check_output_dir
+from he_fed.cli._threshold_keygen import threshold_files, write_threshold_keys
 from he_fed.cli._verbosity import verbose_option
 
 from he_fed._files import write_atomic
 from he_fed.crypto import SCHEMES, scheme_from_options
 from he_fed.crypto.base import DEFAULT_CLIP, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_WEIGHT
 from he_fed.crypto.ckks import PRESETS
+from he_fed.crypto.threshold import parse_threshold
 from he_fed.experiment import RUN_DEFAULTS
 
 FILES = {
@@ -92,6 +94,13 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
     default=None,
     help="Encrypt the secret file with the passphrase in this file.",
 )
+@click.option(
+    "--threshold",
+    metavar="T/N",
+    default=None,
+    help="Deal a T-of-N threshold key instead of one secret: writes verification.key and "
+    "share-1.key .. share-N.key, no secret.key (Paillier schemes only).",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing key files.")
 @verbose_option
 def keygen(
@@ -105,6 +114,7 @@ def keygen(
     allow_insecure: bool,
     passphrase_env: str | None,
     passphrase_file: Path | None,
+    threshold: str | None,
     force: bool,
 ) -> None:
     """Generate keys: public material for clients and the aggregator, a secret for the key holder.
@@ -121,12 +131,13 @@ def keygen(
         check_scheme_flags(click.get_current_context(), scheme)
         # Where the keys go is checked before they are made (4096-bit keys take a while).
         check_output_dir(out_dir, "--out")
-        paths = {role: out_dir / name for role, name in FILES.items()}
+        names = FILES if threshold is None else threshold_files(parse_threshold(threshold)[1])
+        paths = {role: out_dir / name for role, name in names.items()}
         # lexists: a planted (even dangling) symlink counts as an existing file.
         existing = [str(p) for p in paths.values() if os.path.lexists(p)]
         if existing and not force:
             raise click.ClickException(f"{', '.join(existing)} exist; pass --force to overwrite")
-        keys = scheme_from_options(
+        planned = scheme_from_options(
             scheme,
             clip=clip,
             max_clients=max_clients,
@@ -134,7 +145,11 @@ def keygen(
             key_bits=key_bits,
             ckks_preset=ckks_preset,
             allow_insecure=allow_insecure,
-        ).keygen()
+        )
+        if threshold is not None:
+            write_threshold_keys(planned, threshold, out_dir, passphrase)
+            return
+        keys = planned.keygen()
         out_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(paths["public"], keys.public.to_bytes(), mode=0o644)
         write_atomic(paths["aggregation"], keys.public.aggregation_key().to_bytes(), mode=0o644)

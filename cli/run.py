@@ -266,6 +266,13 @@ def _resuming(checkpoint: Path | None) -> int | None:
 )
 @click.option("--no-standardize", is_flag=True, help="Skip the federated feature standardisation.")
 @click.option(
+    "--threshold",
+    metavar="T/N",
+    default=RUN_DEFAULTS["threshold"],
+    help="No single key holder: N share holders, any T of which decrypt, each enforcing "
+    "the policy (Paillier schemes; inprocess or processes).",
+)
+@click.option(
     "--executor",
     type=click.Choice(EXECUTORS),
     default=RUN_DEFAULTS["executor"],

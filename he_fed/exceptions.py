@@ -14,7 +14,8 @@ never see a traceback from deep inside phe or TenSEAL::
     ├── MalformedMessage              truncated, garbled or wrongly typed bytes
     │   └── ShapeMismatchError        a vector of the wrong length
     ├── ProtocolError                 a message out of turn: wrong round, duplicate
-    │   └── InvalidSignature          an update whose signature does not verify
+    │   ├── InvalidSignature          an update whose signature does not verify
+    │   └── InvalidPartialDecryption  too few valid threshold partial decryptions
     ├── PolicyViolation               the key holder refuses to decrypt
     │   ├── AggregateRejected         a decryption the key holder will not release
     │   └── SecretMaterialError       secret material offered to a role that must not hold it
@@ -35,6 +36,7 @@ __all__ = [
     "ExecutorError",
     "HEFedError",
     "InsecureParameters",
+    "InvalidPartialDecryption",
     "InvalidPassphrase",
     "InvalidSignature",
     "KeyMismatchError",
@@ -99,6 +101,22 @@ class ProtocolError(HEFedError):
 
 class InvalidSignature(ProtocolError):
     """An update whose signature does not verify, or whose sender is not registered."""
+
+
+class InvalidPartialDecryption(ProtocolError):
+    """Too few threshold partial decryptions whose proofs verify; names the holders refused.
+
+    Parameters
+    ----------
+    message : str
+        What was wrong.
+    holders : tuple of int, default=()
+        The share holders whose partial decryptions failed their proofs.
+    """
+
+    def __init__(self, message: str, *, holders: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.holders = holders
 
 
 class PolicyViolation(HEFedError):

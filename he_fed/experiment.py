@@ -133,8 +133,9 @@ class ExperimentConfig:
         Where clients run (see :mod:`he_fed.runtime`); the coefficients do not
         depend on it.
     workers : int, optional
-        Worker processes (``processes``) or simulation actors (``flower``);
-        default all cores.
+        Worker processes (``processes``) or simulation actors (``flower``); default all cores.
+    threshold : str, optional
+        ``"t/n"``: share holders instead of one key holder (checked by the estimators).
     """
 
     dataset: str = "breast_cancer"
@@ -167,6 +168,7 @@ class ExperimentConfig:
     seed: int = _ESTIMATOR["random_state"]
     executor: str = _ESTIMATOR["executor"]
     workers: int | None = _ESTIMATOR["workers"]
+    threshold: str | None = _ESTIMATOR["threshold"]
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -408,6 +410,7 @@ def make_estimator(
         random_state=config.seed,
         executor=config.executor if executor is None else executor,
         workers=config.workers,
+        threshold=config.threshold,
     )
 
 

@@ -25,6 +25,7 @@ from he_fed.models._linear_classifier import LinearClassifierMixin
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import Executor, run_federation
 from he_fed.runtime.checkpoint import describe_run
+from he_fed.runtime.council import threshold_setting
 from he_fed.runtime.federation import Federation, RoundOutcome
 from he_fed.runtime.resume import ResumableRun, run_resumable
 
@@ -78,6 +79,7 @@ class _FederatedBase(BaseEstimator):
         workers: int | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
         n_clients: int | None = None,
+        threshold: str | None = None,
     ) -> None:
         self.scheme = scheme
         self.rounds = rounds
@@ -99,6 +101,7 @@ class _FederatedBase(BaseEstimator):
         self.workers = workers
         self.checkpoint = checkpoint
         self.n_clients = n_clients
+        self.threshold = threshold
 
     def _metrics(
         self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float | np.ndarray
@@ -153,9 +156,11 @@ class _FederatedBase(BaseEstimator):
         ids = np.unique(groups)
         partitions = [(X[groups == g], y[groups == g]) for g in ids]
         model = self.local_model()
+        scheme = _scheme_for(self, [len(p[0]) for p in partitions])
         setup = FederationSetup.from_partitions(
             partitions,
-            scheme=_scheme_for(self, [len(p[0]) for p in partitions]),
+            scheme=scheme,
+            threshold=threshold_setting(self.threshold, scheme.name, self.executor),
             model=model,
             local_epochs=self.local_epochs,
             classes=classes,
@@ -217,6 +222,11 @@ class _FederatedBase(BaseEstimator):
         if self.checkpoint is None:
             summary = run_federation(self.executor, setup, partitions, train, workers=self.workers)
         else:
+            if self.threshold is not None:
+                raise ConfigurationError(
+                    "checkpoint= with threshold= is not supported yet: each share holder "
+                    "keeps its own state, which a checkpoint does not save"
+                )
             params = self.get_params()
             for name in ("checkpoint", "executor", "workers"):  # the result depends on none
                 params.pop(name)

@@ -45,6 +45,7 @@ __all__ = [
     "PaillierSecretKey",
     "PaillierVector",
     "default_workers",
+    "open_plaintexts",
     "usable_cores",
 ]
 
@@ -222,21 +223,38 @@ class PaillierSecretKey(SecretKey):
         return [self._crt.decrypt(c) for c in ciphertexts]
 
     def _decrypt(self, vector: PaillierVector, binding: bytes) -> WeightedSum:
-        scheme: _PaillierScheme = vector.key.scheme  # type: ignore[assignment]
-        n = int(self._public.n)
-        data, rho = scheme.detach(self.raw_decrypt(vector.ciphertexts), vector.size)
-        # Every range check first: the binding check must only ever see a sum that
-        # honest contributions could have, so that whether it passes never depends
-        # on where a tampered plaintext wrapped modulo n.
-        result = scheme.decode(data, vector.size, vector.count, n)
-        if rho >> (scheme.blinding_bits + vector.count.bit_length()):
-            raise EncodingOverflowError("the decrypted blinding exceeds what the plan allows")
-        if binding and not _binding.check(scheme.exact(data, vector.size, n), rho, binding):
-            raise AggregateRejected(
-                "the aggregate's plaintext does not open its contributions' binding "
-                "commitments: someone added to the sum"
-            )
-        return result
+        plaintexts = self.raw_decrypt(vector.ciphertexts)
+        return open_plaintexts(vector, plaintexts, binding)
+
+
+def open_plaintexts(vector: PaillierVector, plaintexts: list[int], binding: bytes) -> WeightedSum:
+    """The weighted sum that ``vector``'s decrypted ``plaintexts`` hold, checked.
+
+    Shared by the single secret key and threshold decryption
+    (:mod:`he_fed.crypto.threshold`), which obtain the same plaintexts differently.
+
+    Raises
+    ------
+    EncodingOverflowError
+        If a value, the weight or the blinding lies outside the plan's range.
+    AggregateRejected
+        If ``binding`` is given and the plaintext does not open it.
+    """
+    scheme: _PaillierScheme = vector.key.scheme  # type: ignore[assignment]
+    n = int(vector.key.n)  # type: ignore[attr-defined]
+    data, rho = scheme.detach(plaintexts, vector.size)
+    # Every range check first: the binding check must only ever see a sum that
+    # honest contributions could have, so that whether it passes never depends
+    # on where a tampered plaintext wrapped modulo n.
+    result = scheme.decode(data, vector.size, vector.count, n)
+    if rho >> (scheme.blinding_bits + vector.count.bit_length()):
+        raise EncodingOverflowError("the decrypted blinding exceeds what the plan allows")
+    if binding and not _binding.check(scheme.exact(data, vector.size, n), rho, binding):
+        raise AggregateRejected(
+            "the aggregate's plaintext does not open its contributions' binding "
+            "commitments: someone added to the sum"
+        )
+    return result
 
 
 class PaillierVector(EncryptedVector):

@@ -43,7 +43,7 @@ from he_fed.exceptions import InvalidPassphrase, MalformedMessage
 if TYPE_CHECKING:  # pragma: no cover
     from he_fed.crypto.base import SecretKey
 
-__all__ = ["export_secret", "is_protected", "open_secret"]
+__all__ = ["export_secret", "is_protected", "open_secret", "protect"]
 
 _PLAIN, _SCRYPT = 0, 1
 #: scrypt cost: n = 2**15, r = 8, p = 1 (about 32 MiB and a tenth of a second).
@@ -108,7 +108,46 @@ def export_secret(secret: SecretKey, *, passphrase: str | bytes | None = None) -
     inner = wire.Writer()
     inner.blob(secret.public.to_bytes())
     inner.blob(secret._secret_body())
-    payload = inner.getvalue()
+    return protect(
+        wire.Kind.SECRET_KEY,
+        inner.getvalue(),
+        scheme=scheme,
+        params=params,
+        fingerprint=fingerprint,
+        passphrase=passphrase,
+    )
+
+
+def protect(
+    kind: wire.Kind,
+    payload: bytes,
+    *,
+    scheme: str,
+    params: str,
+    fingerprint: bytes,
+    passphrase: str | bytes | None,
+) -> bytes:
+    """An envelope of ``kind`` around ``payload``, laid out and protected as a secret key is.
+
+    Threshold key shares (:mod:`he_fed.crypto.threshold`) use it too, so that a
+    share file is protected exactly as ``secret.key`` is; :func:`open_secret`
+    reads either.
+
+    Parameters
+    ----------
+    kind : wire.Kind
+        The envelope's kind.
+    payload : bytes
+        The secret payload (its layout is the caller's).
+    scheme, params, fingerprint
+        The header, bound to the payload as associated data when protected.
+    passphrase : str or bytes, optional
+        Encrypt under scrypt and ChaCha20-Poly1305; without one, in the clear.
+
+    Returns
+    -------
+    bytes
+    """
     body = wire.Writer()
     if passphrase is None:
         body.uint(_PLAIN, 1)
@@ -124,7 +163,7 @@ def export_secret(secret: SecretKey, *, passphrase: str | bytes | None = None) -
         body.raw(nonce)
         body.raw(ChaCha20Poly1305(key).encrypt(nonce, payload, _aad(scheme, fingerprint, params)))
     return wire.seal_envelope(
-        wire.Kind.SECRET_KEY, body.getvalue(), scheme=scheme, params=params, fingerprint=fingerprint
+        kind, body.getvalue(), scheme=scheme, params=params, fingerprint=fingerprint
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.client import Client, ClientReport
+from he_fed.protocol.decryptor import Decryptor
 from he_fed.protocol.keyholder import KeyHolder
 from he_fed.protocol.messages import (
     Aggregate,
@@ -30,6 +31,7 @@ __all__ = [
     "ClientPlan",
     "ClientReport",
     "ClientSpec",
+    "Decryptor",
     "EncryptedAggregate",
     "EncryptedUpdate",
     "FederationSetup",

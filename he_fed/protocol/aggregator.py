@@ -16,6 +16,7 @@ from he_fed.exceptions import (
 )
 from he_fed.protocol import tasks
 from he_fed.protocol._keys import public_material
+from he_fed.protocol.council import is_pin, verify_ticket
 from he_fed.protocol.messages import (
     Aggregate,
     EncryptedAggregate,
@@ -31,7 +32,6 @@ from he_fed.protocol.receipts import (
     Registry,
     contribution_payloads,
     ticket_payload,
-    verify_signature,
 )
 
 __all__ = ["Aggregator"]
@@ -82,8 +82,10 @@ class Aggregator:
             material = material.aggregation_key()
         if not isinstance(plan, RunPlan):
             raise ConfigurationError("the aggregator needs a RunPlan")
-        if not isinstance(keyholder, bytes) or len(keyholder) != 32:
-            raise ConfigurationError("the key holder's identity is a 32-byte Ed25519 public key")
+        if not is_pin(keyholder):
+            raise ConfigurationError(
+                "the key holder's identity is a 32-byte Ed25519 public key or a council pin"
+            )
         self._key = material
         self._plan = plan
         self._keyholder = keyholder
@@ -162,7 +164,7 @@ class Aggregator:
             aggregates determine (the aggregator follows the same model chain).
         """
         start = decode(ticket, RoundStart)
-        if not verify_signature(
+        if not verify_ticket(
             self._keyholder, start.signature, ticket_payload(start.signed_bytes())
         ):
             raise InvalidSignature("the round ticket is not signed by the key holder")
@@ -317,6 +319,11 @@ class Aggregator:
         ticket against the model its releases determine. The running sum is not
         kept: a round is summed within one command.
         """
+        if len(self._keyholder) != 32:
+            raise ConfigurationError(
+                "an aggregator pinned to a council of share holders keeps no state file: "
+                "threshold runs as separate commands are not built"
+            )
         w = wire.Writer()
         w.raw(self._keyholder)
         w.blob(self._federation)

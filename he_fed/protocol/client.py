@@ -23,12 +23,12 @@ from he_fed.exceptions import (
 from he_fed.models import BaseGD
 from he_fed.protocol import tasks
 from he_fed.protocol._keys import public_material
+from he_fed.protocol.council import is_pin, verify_ticket
 from he_fed.protocol.messages import EncryptedUpdate, RoundStart, Task, decode, encode
 from he_fed.protocol.receipts import (
     Identity,
     contribution_payloads,
     ticket_payload,
-    verify_signature,
 )
 from he_fed.protocol.spec import ClientPlan, ClientSpec
 
@@ -173,8 +173,10 @@ class Client:
         last_round: int = -1,
         phase: int = 0,
     ) -> None:
-        if not isinstance(keyholder, bytes) or len(keyholder) != 32:
-            raise ConfigurationError("the key holder's identity is a 32-byte Ed25519 public key")
+        if not is_pin(keyholder):
+            raise ConfigurationError(
+                "the key holder's identity is a 32-byte Ed25519 public key or a council pin"
+            )
         key = public_material(public_key, role="client", allow_insecure=allow_insecure)
         if not isinstance(key, PublicKey):
             raise ConfigurationError("a client needs a public key that can encrypt")
@@ -273,7 +275,7 @@ class Client:
         ClientReport
         """
         start = decode(message, RoundStart)
-        if not verify_signature(
+        if not verify_ticket(
             self._keyholder, start.signature, ticket_payload(start.signed_bytes())
         ):
             raise InvalidSignature(

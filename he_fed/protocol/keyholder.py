@@ -21,7 +21,7 @@ from he_fed.exceptions import (
     MalformedMessage,
     PolicyViolation,
 )
-from he_fed.protocol import tasks
+from he_fed.protocol.admission import check_receipts, check_sum
 from he_fed.protocol.messages import (
     FEDERATION_ID_BYTES,
     Aggregate,
@@ -33,7 +33,7 @@ from he_fed.protocol.messages import (
 )
 from he_fed.protocol.model import GlobalModel, RunPlan
 from he_fed.protocol.receipts import Identity, Registry, ticket_payload
-from he_fed.protocol.release import checked_mean
+from he_fed.protocol.release import WeightedDecryption, checked_mean
 
 __all__ = ["DEFAULT_MAX_REJECTIONS", "KeyHolder", "majority"]
 
@@ -292,69 +292,38 @@ class KeyHolder:
             receipts verified).
         """
         message = decode(data, EncryptedAggregate)
-        if self._open is None or (message.round, message.task) != self._open:
-            raise PolicyViolation(
-                f"round {message.round} ({message.task.value}) is not the open round: "
-                "each ticket is decrypted at most once, and only until the next is signed"
-            )
-        contributors = message.contributors
-        if len(set(contributors)) != len(contributors):
-            raise PolicyViolation("the aggregate lists a contributor more than once")
-        key = tasks.plan_for(self._keys.public, message.task)
-        size = self._plan.vector_size(message.task)
-        for receipt in message.receipts:
-            if not self._registry.verify_receipt(
-                receipt,
-                federation=self._federation,
-                round=message.round,
-                task=message.task,
-                key=key,
-                size=size,
-            ):
-                raise PolicyViolation(
-                    f"the receipt of {receipt.client_id!r} is not validly signed and proven "
-                    f"for round {message.round} by a registered client"
-                )
+        key = check_receipts(
+            message,
+            open_round=self._open,
+            registry=self._registry,
+            federation=self._federation,
+            public_key=self._keys.public,
+            plan=self._plan,
+        )
         self._open = None  # past the signatures: this attempt uses up the round
-        if len(contributors) < self.min_clients:
-            raise PolicyViolation(
-                f"the aggregate holds {len(contributors)} contribution(s); the policy "
-                f"requires at least {self.min_clients}"
-            )
-        vector = key.load_vector(message.vector, size=size)
-        if vector.count != len(contributors):
-            raise PolicyViolation(
-                f"the ciphertext sums {vector.count} contributions but carries "
-                f"{len(contributors)} receipts"
-            )
-        try:
-            expected = key.sum_commitments([r.commitment for r in message.receipts], vector.size)
-        except MalformedMessage:
-            raise PolicyViolation("a receipt's commitment is malformed") from None
-        if vector.commitment() != expected:
-            raise PolicyViolation(
-                "the aggregate is not the sum of the contributions its receipts describe"
-            )
-        try:
-            binding = key.sum_bindings([r.binding for r in message.receipts])
-        except MalformedMessage:
-            raise PolicyViolation(
-                "a receipt's binding commitment is malformed or missing"
-            ) from None
-        mean = self._decrypt(vector, key.scheme, binding)
+        admitted = check_sum(message, key=key, plan=self._plan, min_clients=self.min_clients)
+        contributors = message.contributors
+        mean = self._decrypt(admitted.vector, key.scheme, admitted.binding)
         self._model.apply(message.task, mean)
         self._released += 1
         return encode(Aggregate(message.round, message.task, mean, len(contributors)))
 
-    def _decrypt(self, vector: EncryptedVector, plan: Scheme, binding: bytes) -> np.ndarray:
+    def _decrypt(
+        self,
+        vector: EncryptedVector,
+        plan: Scheme,
+        binding: bytes,
+        secret: WeightedDecryption | None = None,
+    ) -> np.ndarray:
         """Decrypt and check that honest contributions under ``plan`` can produce the sum.
 
         Every refusal from here on is counted (see ``DEFAULT_MAX_REJECTIONS``).
+        ``secret`` replaces the secret key (a share holder's combined partials).
         """
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
         try:
-            mean = checked_mean(self._keys.secret, vector, plan, binding=binding)
+            mean = checked_mean(secret or self._keys.secret, vector, plan, binding=binding)
         except AggregateRejected as exc:
             self._rejected += 1
             log.warning(

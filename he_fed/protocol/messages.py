@@ -42,6 +42,8 @@ _MAX_ID = 256
 #: Length of a federation id.
 FEDERATION_ID_BYTES = 16
 _SIGNATURE_BYTES = 64
+#: A council of up to 64 holders co-signs a ticket (index byte and signature each).
+_MAX_TICKET_SIGNATURE = 64 * (_SIGNATURE_BYTES + 1)
 _DIGEST_BYTES = 32
 #: Largest commitment proof or binding commitment: a few residues under an 8192-bit key.
 _MAX_PROOF = 4096
@@ -141,7 +143,10 @@ class RoundStart:
         round_id, task = r.uint(), _read_task(r)
         fingerprint = _fixed(r, _DIGEST_BYTES, "key fingerprint")
         weights, center, scale = r.array(), r.array(), r.array()
-        signature = _fixed(r, _SIGNATURE_BYTES, "ticket signature")
+        # One key holder's signature, or a council's co-signature (protocol/council.py).
+        signature = r.blob(max_size=_MAX_TICKET_SIGNATURE)
+        if len(signature) != _SIGNATURE_BYTES and len(signature) % (_SIGNATURE_BYTES + 1):
+            raise MalformedMessage("ticket signature is neither one signature nor a co-signature")
         return cls(federation, round_id, task, fingerprint, weights, center, scale, signature)
 
 

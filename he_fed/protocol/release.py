@@ -38,16 +38,27 @@ weight of four clients of 3, 5, 2 and 4 samples, or ``W/10`` for clients of 30,
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
-from he_fed.crypto import EncryptedVector, Scheme, SecretKey
-from he_fed.exceptions import AggregateRejected, HEFedError
+from he_fed.crypto import EncryptedVector, Scheme, WeightedSum
+from he_fed.exceptions import AggregateRejected, HEFedError, InvalidPartialDecryption
 
-__all__ = ["checked_mean", "rounded_mean"]
+__all__ = ["WeightedDecryption", "checked_mean", "rounded_mean"]
+
+
+class WeightedDecryption(Protocol):
+    """What decrypts an aggregate: a :class:`~he_fed.crypto.SecretKey`, or a share
+    holder's verified partial decryptions (:mod:`he_fed.protocol.decryptor`)."""
+
+    def decrypt_weighted(self, vector: EncryptedVector, *, binding: bytes = b"") -> WeightedSum:
+        """The checked weighted sum (see :meth:`SecretKey.decrypt_weighted`)."""
+        ...
 
 
 def checked_mean(
-    secret: SecretKey, vector: EncryptedVector, plan: Scheme, *, binding: bytes = b""
+    secret: WeightedDecryption, vector: EncryptedVector, plan: Scheme, *, binding: bytes = b""
 ) -> np.ndarray:
     """Decrypt ``vector`` and return its weighted mean, if honest contributions can produce it.
 
@@ -55,10 +66,13 @@ def checked_mean(
     ------
     AggregateRejected
         If the sum lies outside what the plan lets honest contributions reach.
+    InvalidPartialDecryption
+        If ``secret`` combines partial decryptions and fewer than ``t`` are valid.
     """
     try:
         result = secret.decrypt_weighted(vector, binding=binding)
-    except AggregateRejected:
+    except (AggregateRejected, InvalidPartialDecryption):
+        # Too few valid partials is no refusal of the plaintext: nothing was decrypted.
         raise
     except (HEFedError, ArithmeticError, ValueError):
         # The schemes' own range checks (or anything a tampered plaintext trips

@@ -241,6 +241,9 @@ class FederationSetup:
         Server step.
     standardize : bool, default=True
         Standardise features with federated statistics.
+    threshold : tuple of int, optional
+        ``(t, n)``: no key holder, but ``n`` share holders any ``t`` of which
+        decrypt (:mod:`he_fed.protocol.decryptor`); Paillier schemes only.
     """
 
     scheme: Scheme
@@ -250,6 +253,7 @@ class FederationSetup:
     min_clients: int | None = None
     server_lr: float = 1.0
     standardize: bool = True
+    threshold: tuple[int, int] | None = None
 
     @property
     def regression(self) -> bool:
@@ -286,6 +290,7 @@ class FederationSetup:
         server_lr: float = 1.0,
         standardize: bool = True,
         client_ids: Sequence[str] | None = None,
+        threshold: tuple[int, int] | None = None,
     ) -> FederationSetup:
         """Describe a federation over ``partitions`` (see :meth:`Federation.create`).
 
@@ -325,4 +330,5 @@ class FederationSetup:
             min_clients=min_clients,
             server_lr=server_lr,
             standardize=standardize,
+            threshold=threshold,
         )

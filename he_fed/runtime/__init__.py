@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from he_fed.runtime.base import ClientHandle, ClientResult, Executor
+from he_fed.runtime.council import LocalCouncil
 from he_fed.runtime.federation import PHASES, Federation, KeyHolderRole, RoundOutcome
 from he_fed.runtime.inprocess import InProcessExecutor
 from he_fed.runtime.launch import EXECUTORS, make_executor, run_federation
@@ -30,6 +31,7 @@ __all__ = [
     "Federation",
     "InProcessExecutor",
     "KeyHolderRole",
+    "LocalCouncil",
     "ProcessesExecutor",
     "RoundOutcome",
     "make_executor",

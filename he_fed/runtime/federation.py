@@ -27,10 +27,12 @@ from he_fed.exceptions import (
 )
 from he_fed.models import BaseGD
 from he_fed.protocol.aggregator import Aggregator
+from he_fed.protocol.keyholder import KeyHolder
 from he_fed.protocol.messages import Task
 from he_fed.protocol.setup import build_aggregator, build_client, generate_keyholder
 from he_fed.protocol.spec import ClientSpec, FederationSetup
 from he_fed.runtime.base import ClientHandle, Executor
+from he_fed.runtime.council import LocalCouncil, generate_council
 from he_fed.runtime.inprocess import InProcessExecutor
 
 __all__ = ["PHASES", "Federation", "KeyHolderRole", "RoundOutcome"]
@@ -72,6 +74,9 @@ class RoundOutcome:
         Wall-clock seconds of the whole round, from broadcast to applied aggregate
         (the phase timings are summed over clients, so they can exceed it when
         clients run in parallel).
+    shares : tuple of two tuples of int, optional
+        With threshold decryption: the share holders whose partial decryptions the
+        release used, and those whose partials were refused.
     """
 
     round: int
@@ -85,6 +90,7 @@ class RoundOutcome:
     clipped: int
     skipped: str | None = None
     wall_s: float = 0.0
+    shares: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
 def _left_out(failures: dict[str, str], absent: tuple[str, ...]) -> str:
@@ -233,7 +239,9 @@ class Federation:
                 f"{len(partitions)} partitions for {len(setup.client_ids)} client ids"
             )
         t0 = time.perf_counter()
-        keyholder = generate_keyholder(setup)
+        keyholder: KeyHolder | LocalCouncil = (
+            generate_keyholder(setup) if setup.threshold is None else generate_council(setup)
+        )
         keygen_s = time.perf_counter() - t0
         pinned = keyholder.identity_bytes
         aggregator = build_aggregator(keyholder.aggregation_key_bytes(), pinned, setup)
@@ -350,6 +358,9 @@ class Federation:
             return RoundOutcome(timings=timings, skipped=str(exc), wall_s=wall, **outcome)  # type: ignore[arg-type]
         timings["decrypt"] += time.perf_counter() - t0
         self.aggregator.apply(plain)
+        shares = getattr(self.keyholder, "last_partials", None)
+        if shares is not None:
+            log.info("%s: partials of share holders %s used, %s refused", name, *shares)
         wall = time.perf_counter() - round_started
         log.info(
             "%s: %d of %d clients contributed, aggregate released (ticket %d, %.3f s)",
@@ -359,7 +370,7 @@ class Federation:
             self.aggregator.round,
             wall,
         )
-        return RoundOutcome(timings=timings, wall_s=wall, **outcome)  # type: ignore[arg-type]
+        return RoundOutcome(timings=timings, wall_s=wall, shares=shares, **outcome)  # type: ignore[arg-type]
 
     def standardize(self) -> list[RoundOutcome]:
         """Compute the global feature mean and scale from two encrypted sums.

@@ -1,0 +1,87 @@
+"""``he-fed keygen --threshold t/n``: the dealer's ceremony, written to files.
+
+It writes ``public.key`` and ``aggregator.key`` as a single-key ceremony does,
+``verification.key`` (every holder's verification key, public) and one
+``share-i.key`` per holder (mode 0600, passphrase-protected when a passphrase is
+given, each with the verification keys inside). The factorisation and the
+decryption exponent exist only in this process's memory while the dealer runs;
+no file holds them (``tests/test_cli_threshold.py`` reads every file written).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from he_fed._files import write_atomic
+from he_fed.crypto import Scheme
+from he_fed.crypto.paillier import _PaillierScheme
+from he_fed.crypto.threshold import deal, parse_threshold
+from he_fed.exceptions import ConfigurationError
+
+__all__ = ["threshold_files", "write_threshold_keys"]
+
+
+def threshold_files(holders: int) -> dict[str, str]:
+    """The file of each role, by role name."""
+    files = {
+        "public": "public.key",
+        "aggregation": "aggregator.key",
+        "verification": "verification.key",
+    }
+    files.update({f"share {i}": f"share-{i}.key" for i in range(1, holders + 1)})
+    return files
+
+
+def write_threshold_keys(
+    scheme: Scheme, threshold_text: str, out_dir: Path, passphrase: str | None
+) -> None:
+    """Deal a ``t/n`` threshold key under ``scheme`` and write its files into ``out_dir``.
+
+    The caller has checked the destination (``he-fed keygen`` refuses existing
+    files without ``--force`` before anything is made).
+
+    Raises
+    ------
+    ConfigurationError
+        If the scheme has no threshold decryption (CKKS, plain) or ``t/n`` is invalid.
+    """
+    threshold, holders = parse_threshold(threshold_text)
+    if not isinstance(scheme, _PaillierScheme):
+        raise ConfigurationError(
+            f"--threshold needs a Paillier scheme; {scheme.name} has no threshold decryption "
+            "(multiparty CKKS is not built: DESIGN.md, 'Threshold decryption')"
+        )
+    paths = {role: out_dir / name for role, name in threshold_files(holders).items()}
+
+    def progress(prime: str, tested: int) -> None:
+        click.echo(f"  safe prime {prime}: {tested} candidates tested", err=True)
+
+    click.echo(
+        f"dealing a {threshold}-of-{holders} threshold key ({scheme.key_bits} bits; safe "
+        "primes take a while)",
+        err=True,
+    )
+    keys = deal(scheme, threshold=threshold, holders=holders, progress=progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(paths["public"], keys.public.to_bytes(), mode=0o644)
+    write_atomic(paths["aggregation"], keys.public.aggregation_key().to_bytes(), mode=0o644)
+    write_atomic(paths["verification"], keys.verification.to_bytes(), mode=0o644)
+    for share in keys.shares:
+        write_atomic(
+            paths[f"share {share.index}"], share.to_bytes(passphrase=passphrase), mode=0o600
+        )
+    click.echo(
+        f"{scheme.name} {threshold}-of-{holders} threshold key, fingerprint "
+        f"{keys.public.fingerprint.hex()[:16]}"
+    )
+    click.echo(f"  verification keys, fingerprint {keys.verification.fingerprint.hex()[:16]}")
+    protection = "passphrase-protected" if passphrase else "NOT encrypted"
+    for role, path in paths.items():
+        note = f" (mode 0600, {protection})" if role.startswith("share") else ""
+        click.echo(f"  {role:<12} {path}  {path.stat().st_size} bytes{note}")
+    click.echo(
+        f"  give share-i.key to holder i only; any {threshold} holders decrypt, "
+        f"{threshold - 1} learn nothing; the factorisation was never written"
+    )
