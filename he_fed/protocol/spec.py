@@ -89,6 +89,8 @@ class ClientPlan:
         Clients include the target in the standardisation statistics.
     allow_insecure : bool, default=False
         Clients accept a public key below the security bar.
+    validation_split : float, default=0.0
+        Fraction of each client's rows held out for federated evaluation.
     """
 
     model: BaseGD
@@ -96,6 +98,7 @@ class ClientPlan:
     classes: np.ndarray | None = None
     standardize_target: bool = False
     allow_insecure: bool = False
+    validation_split: float = 0.0
 
     def to_config(self) -> dict[str, ConfigValue]:
         """The plan as a flat dict of primitives (keys like ``"local-epochs"``).
@@ -111,6 +114,8 @@ class ClientPlan:
             "standardize-target": bool(self.standardize_target),
             "allow-insecure": bool(self.allow_insecure),
         }
+        if self.validation_split:
+            config["validation-split"] = float(self.validation_split)
         unset: list[str] = []
         for name, value in sorted(self.model.get_params(deep=False).items()):
             plain = _primitive(name, value)
@@ -147,6 +152,7 @@ class ClientPlan:
                 classes=None if classes is None else np.asarray(list(classes)),
                 standardize_target=bool(config["standardize-target"]),
                 allow_insecure=bool(config["allow-insecure"]),
+                validation_split=float(config.get("validation-split", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedMessage(f"not a client plan: {exc}") from None
@@ -241,6 +247,8 @@ class FederationSetup:
         Server step.
     standardize : bool, default=True
         Standardise features with federated statistics.
+    server_optimizer : {"avg", "avgm", "adam", "yogi"}, default="avg"
+        Server optimizer (:mod:`he_fed.protocol.optimizers`).
     """
 
     scheme: Scheme
@@ -250,6 +258,7 @@ class FederationSetup:
     min_clients: int | None = None
     server_lr: float = 1.0
     standardize: bool = True
+    server_optimizer: str = "avg"
 
     @property
     def regression(self) -> bool:
@@ -271,6 +280,14 @@ class FederationSetup:
             standardize=self.standardize,
             standardize_target=self.standardize and self.regression,
             n_outputs=self.n_outputs,
+            server_optimizer=self.server_optimizer,
+            evaluation=(
+                None
+                if not self.plan.validation_split
+                else "regression"
+                if self.regression
+                else "classification"
+            ),
         )
 
     @classmethod
@@ -286,6 +303,8 @@ class FederationSetup:
         server_lr: float = 1.0,
         standardize: bool = True,
         client_ids: Sequence[str] | None = None,
+        validation_split: float = 0.0,
+        server_optimizer: str = "avg",
     ) -> FederationSetup:
         """Describe a federation over ``partitions`` (see :meth:`Federation.create`).
 
@@ -316,6 +335,7 @@ class FederationSetup:
             classes=classes,
             standardize_target=bool(is_regressor(model)) and standardize,
             allow_insecure=bool(getattr(scheme, "allow_insecure", False)),
+            validation_split=validation_split,
         )
         return cls(
             scheme=scheme,
@@ -325,4 +345,5 @@ class FederationSetup:
             min_clients=min_clients,
             server_lr=server_lr,
             standardize=standardize,
+            server_optimizer=server_optimizer,
         )

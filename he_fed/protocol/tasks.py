@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from he_fed.crypto import AggregationKey
+from he_fed.protocol.evaluation import EVALUATION_CLIP
 from he_fed.protocol.messages import Task
 
 __all__ = [
@@ -53,14 +54,14 @@ _STATS_PRECISION_BITS = 40
 def plan_for(key: AggregationKey, task: Task) -> AggregationKey:
     """The key under the encoding plan a task uses.
 
-    Training uses the key's own plan; the statistics tasks widen the clip bound and,
-    where the scheme has ``precision_bits``, raise it to at least 40 bits.
+    Training uses the key's own plan; the statistics and evaluation tasks widen
+    the clip bound and, where the scheme has ``precision_bits``, raise it to at
+    least 40 bits.
     """
     if task is Task.TRAIN:
         return key
-    changes: dict[str, object] = {
-        "clip": MAGNITUDE_CLIP if task is Task.MAGNITUDE else MOMENTS_CLIP
-    }
+    clips = {Task.MAGNITUDE: MAGNITUDE_CLIP, Task.MOMENTS: MOMENTS_CLIP}
+    changes: dict[str, object] = {"clip": clips.get(task, EVALUATION_CLIP)}
     precision = getattr(key.scheme, "precision_bits", None)
     if precision is not None and precision < _STATS_PRECISION_BITS:
         changes["precision_bits"] = _STATS_PRECISION_BITS

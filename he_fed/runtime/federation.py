@@ -9,6 +9,7 @@ decides what is released.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -72,6 +73,9 @@ class RoundOutcome:
         Wall-clock seconds of the whole round, from broadcast to applied aggregate
         (the phase timings are summed over clients, so they can exceed it when
         clients run in parallel).
+    evaluation : RoundOutcome or None
+        The evaluation round that scored this training round's model, if the plan
+        evaluates (its release is the aggregator's ``model.evaluation``).
     """
 
     round: int
@@ -85,6 +89,7 @@ class RoundOutcome:
     clipped: int
     skipped: str | None = None
     wall_s: float = 0.0
+    evaluation: RoundOutcome | None = None
 
 
 class KeyHolderRole(Protocol):
@@ -159,6 +164,8 @@ class Federation:
         standardize: bool = True,
         client_ids: Sequence[str] | None = None,
         executor: Executor | None = None,
+        validation_split: float = 0.0,
+        server_optimizer: str = "avg",
     ) -> Federation:
         """Generate keys and hand each role the bytes it may hold.
 
@@ -176,6 +183,8 @@ class Federation:
             Names of the clients (default ``client-0``, ``client-1``, ...).
         executor : Executor, optional
             How clients are run (default in process, one after another).
+        validation_split, server_optimizer
+            See :class:`FederationSetup`.
         """
         setup = FederationSetup.from_partitions(
             partitions,
@@ -187,6 +196,8 @@ class Federation:
             server_lr=server_lr,
             standardize=standardize,
             client_ids=client_ids,
+            validation_split=validation_split,
+            server_optimizer=server_optimizer,
         )
         return cls.from_setup(setup, partitions, executor=executor)
 
@@ -360,7 +371,7 @@ class Federation:
         *,
         dropout: float = 0.0,
         random_state: int | None = 0,
-        on_round: Callable[[RoundOutcome], None] | None = None,
+        on_round: Callable[[RoundOutcome], bool | None] | None = None,
     ) -> list[RoundOutcome]:
         """Run ``rounds`` training rounds (standardising first if the aggregator wants it).
 
@@ -373,7 +384,9 @@ class Federation:
         random_state : int or None
             Seed for the dropouts.
         on_round : callable, optional
-            Called with each training round's outcome.
+            Called with each training round's outcome (which carries the outcome
+            of the evaluation round that scored its model, if the plan evaluates);
+            a true return value stops training (early stopping).
 
         Returns
         -------
@@ -394,6 +407,9 @@ class Federation:
                 participants = [c.client_id for c in self.clients if rng.random() >= dropout]
             try:
                 outcome = self.run_round(Task.TRAIN, participants=participants)
+                if self.aggregator.plan.evaluation is not None and not outcome.skipped:
+                    scored = self.run_round(Task.EVALUATE, participants=participants)
+                    outcome = dataclasses.replace(outcome, evaluation=scored)
             except PolicyViolation as exc:
                 # The key holder signs no more tickets (it retired its key after
                 # refusing too many aggregates): stop with the model so far.
@@ -401,6 +417,6 @@ class Federation:
                 log.warning("training stopped: %s", exc)
                 break
             outcomes.append(outcome)
-            if on_round is not None:
-                on_round(outcome)
+            if on_round is not None and on_round(outcome):
+                break
         return outcomes
