@@ -12,6 +12,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, r2_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from he_fed._adjust import EarlyStopping, candidates
+from he_fed._estimator_doc import PARAMS_DOC as _PARAMS_DOC
 from he_fed._history import RoundRecord
 from he_fed._validation import check_int
 from he_fed.crypto import Scheme, scheme_from_options
@@ -19,11 +21,35 @@ from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.exceptions import ConfigurationError
 from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
 from he_fed.models._linear_classifier import LinearClassifierMixin
+from he_fed.protocol.evaluation import figures
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import Executor, run_federation
 from he_fed.runtime.federation import Federation, RoundOutcome
 
 __all__ = ["FederatedLinearRegression", "FederatedLogisticRegression", "RoundRecord"]
+
+
+def _best_loss(history: list[RoundRecord]) -> float:
+    """The lowest validation loss over a fit's rounds (infinite if none was released)."""
+    losses = [r.validation_loss for r in history if not np.isnan(r.validation_loss)]
+    return min(losses) if losses else float("inf")
+
+
+def _validation(
+    federation: Federation, outcome: RoundOutcome, kind: str | None
+) -> tuple[float, float]:
+    """``(metric, loss)`` of the released evaluation of this round's model, else NaN."""
+    scored = outcome.evaluation
+    release = federation.aggregator.model.evaluation
+    if kind is None or scored is None or scored.skipped or release is None:
+        return float("nan"), float("nan")
+    if kind == "classification":
+        found = figures(kind, release)
+        return float(found["accuracy"]), float(found["loss"])  # type: ignore[arg-type]
+    scale = federation.aggregator.scale
+    target_scale = float(scale[-1]) if federation.aggregator.plan.standardize_target else 1.0
+    found = figures(kind, release, target_scale)
+    return float(found["r2"]), float(found["mse"])  # type: ignore[arg-type]
 
 
 def _scheme_for(est: _FederatedBase, sizes: list[int]) -> Scheme:
@@ -71,6 +97,10 @@ class _FederatedBase(BaseEstimator):
         random_state: int = 0,
         executor: str | Executor = "inprocess",
         workers: int | None = None,
+        validation_split: float = 0.0,
+        early_stopping: int | None = None,
+        server_optimizer: str = "avg",
+        prox_mu: float = 0.0,
     ) -> None:
         self.scheme = scheme
         self.rounds = rounds
@@ -90,25 +120,32 @@ class _FederatedBase(BaseEstimator):
         self.random_state = random_state
         self.executor = executor
         self.workers = workers
+        self.validation_split = validation_split
+        self.early_stopping = early_stopping
+        self.server_optimizer = server_optimizer
+        self.prox_mu = prox_mu
 
     def _metrics(
         self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float | np.ndarray
     ) -> tuple[float, float]:
         raise NotImplementedError
 
-    def local_model(self) -> BaseGD:
+    def local_model(self, learning_rate: float | None = None, alpha: float | None = None) -> BaseGD:
         """The unfitted local estimator every client clones and trains each round.
 
         A deployment whose clients run elsewhere (``he-fed federation init``) hands
         them this recipe, so that they train exactly as ``fit`` would.
+        ``learning_rate`` and ``alpha`` override the estimator's (one candidate
+        of a list, see ``fit``).
         """
+        if learning_rate is None:
+            learning_rate = self.learning_rate
         return self._local_model(
-            alpha=self.alpha,
-            learning_rate=(
-                self._default_learning_rate if self.learning_rate is None else self.learning_rate
-            ),
+            alpha=self.alpha if alpha is None else alpha,
+            learning_rate=(self._default_learning_rate if learning_rate is None else learning_rate),
             batch_size=self.batch_size,
             random_state=self.random_state,
+            prox_mu=self.prox_mu,
         )
 
     def plan_scheme(self, client_sizes: list[int]) -> Scheme:
@@ -133,9 +170,49 @@ class _FederatedBase(BaseEstimator):
         if groups.shape != (len(X),):
             raise ConfigurationError(f"groups has shape {groups.shape}, expected ({len(X)},)")
         check_int("rounds", self.rounds, low=1)
+        if self.early_stopping is not None:
+            check_int("early_stopping", self.early_stopping, low=1, bounds=">= 1 (or None)")
+        rates = candidates("learning_rate", self.learning_rate)
+        alphas = candidates("alpha", self.alpha)
+        grid = [(rate, alpha) for rate in rates for alpha in alphas]
+        if (len(grid) > 1 or self.early_stopping is not None) and not self.validation_split:
+            raise ConfigurationError(
+                "early stopping and choosing among learning rates or L2 strengths use the "
+                "federated validation loss; set validation_split (CLI: --validation-split 0.2)"
+            )
+        fits = []
+        for rate, alpha in grid:
+            fits.append(self._fit_once(X, y, groups, eval_set, callback, classes, rate, alpha))
+        # The candidate whose best round had the lowest federated validation loss.
+        best = min(range(len(fits)), key=lambda i: _best_loss(fits[i][0]))
+        history, summary, (coef, intercept) = fits[best]
+        self.history_ = history
+        self.setup_ = summary
+        if len(grid) > 1:
+            self.setup_["selection"] = [
+                {"learning_rate": rate, "alpha": alpha, "validation_loss": _best_loss(fit[0])}
+                for (rate, alpha), fit in zip(grid, fits, strict=True)
+            ]
+        rate, self.alpha_ = grid[best]
+        self.learning_rate_ = self._default_learning_rate if rate is None else rate
+        self.n_clients_ = len(np.unique(groups))
+        self._set_model(coef, intercept)
+
+    def _fit_once(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        groups: np.ndarray,
+        eval_set: tuple[np.ndarray, np.ndarray] | None,
+        callback: Callable[[RoundRecord], None] | None,
+        classes: np.ndarray | None,
+        learning_rate: Any,
+        alpha: Any,
+    ) -> tuple[list[RoundRecord], dict[str, Any], tuple[np.ndarray, Any]]:
+        """One federated fit with these hyperparameters: history, setup, and model."""
         ids = np.unique(groups)
         partitions = [(X[groups == g], y[groups == g]) for g in ids]
-        model = self.local_model()
+        model = self.local_model(learning_rate, alpha)
         setup = FederationSetup.from_partitions(
             partitions,
             scheme=_scheme_for(self, [len(p[0]) for p in partitions]),
@@ -146,28 +223,38 @@ class _FederatedBase(BaseEstimator):
             server_lr=self.server_lr,
             standardize=self.standardize,
             client_ids=[str(g) for g in ids],
+            validation_split=self.validation_split,
+            server_optimizer=self.server_optimizer,
         )
         X_eval, y_eval = (X, y) if eval_set is None else eval_set
         X_eval = validate_data(self, X_eval, dtype=np.float64, reset=False)
         history: list[RoundRecord] = []
         started = time.perf_counter()
+        stopper = None if self.early_stopping is None else EarlyStopping(self.early_stopping)
+        kind = setup.run_plan.evaluation
 
         def train(federation: Federation) -> dict[str, Any]:
-            def record(outcome: RoundOutcome) -> None:
+            def record(outcome: RoundOutcome) -> bool:
                 coef, b = federation.aggregator.raw_model()
                 metric, loss = self._metrics(X_eval, np.asarray(y_eval), coef, b)
-                entry = RoundRecord.from_outcome(len(history) + 1, outcome, metric, loss)
+                validation = _validation(federation, outcome, kind)
+                index = len(history) + 1
+                entry = RoundRecord.from_outcome(index, outcome, metric, loss, validation)
                 history.append(entry)
                 if callback is not None:
                     callback(entry)
+                return stopper is not None and stopper.update(index, validation[1], (coef, b))
 
             federation.train(
                 self.rounds, dropout=self.dropout, random_state=self.random_state, on_round=record
             )
             coef, intercept = federation.aggregator.raw_model()
+            if stopper is not None and stopper.best_model is not None:
+                coef, intercept = stopper.best_model
             return {
                 "coef": coef,
                 "intercept": intercept,
+                "best_round": len(history) if stopper is None else stopper.best_round,
                 "scheme": federation.keyholder.public_key.scheme.name,
                 "params": federation.keyholder.public_key.scheme.params(),
                 "keygen_s": federation.keygen_s,
@@ -182,91 +269,14 @@ class _FederatedBase(BaseEstimator):
 
         summary = run_federation(self.executor, setup, partitions, train, workers=self.workers)
         coef, intercept = summary.pop("coef"), summary.pop("intercept")
-        self.history_ = history
-        self.setup_ = {
-            **summary,
-            "client_sizes": [len(p[0]) for p in partitions],
-            "fit_s": time.perf_counter() - started,
-        }
-        self.n_clients_ = len(ids)
-        self._set_model(coef, intercept)
+        summary.update(
+            client_sizes=[len(p[0]) for p in partitions],
+            fit_s=time.perf_counter() - started,
+        )
+        return history, summary, (coef, intercept)
 
     def _set_model(self, coef: np.ndarray, intercept: float | np.ndarray) -> None:
         raise NotImplementedError
-
-
-_PARAMS_DOC = """
-    Parameters
-    ----------
-    scheme : str or Scheme, default="paillier-packed"
-        Encryption scheme: ``"paillier-packed"``, ``"paillier"``, ``"ckks"``, or
-        ``"plain"``. A name builds the scheme with ``clip``, ``key_bits``
-        (Paillier) or ``ckks_preset`` (CKKS), ``max_weight``, and
-        ``max_clients`` set to the number of groups. A :class:`Scheme` instance is
-        used as given. ``"plain"`` is the insecure, unencrypted baseline.
-    rounds : int, default=20
-        Training rounds.
-    local_epochs : int, default=5
-        Epochs each client trains per round (1 with full batches is FedSGD).
-    learning_rate : float or None, default=None
-        Clients' step size on standardised data. None means 0.5 for logistic and
-        0.1 for linear regression, which converge on all the built-in datasets.
-    alpha : float, default=1e-4
-        L2 penalty.
-    batch_size : int or None, default=None
-        Clients' mini-batch size; None is full batch.
-    clip : float, default=4.0
-        Each value of an update is clipped to ``[-clip, clip]`` before encryption.
-    max_weight : int or None, default=None
-        Largest sample count a client may hold (part of the encoding plan). None
-        takes the smallest power of two that holds the largest group: fine in a
-        simulation, which knows every size; a deployment declares a public bound
-        instead, since a tight plan hints at the largest client's size.
-    server_lr : float, default=1.0
-        Server step applied to the mean update.
-    min_clients : int, optional
-        The key holder decrypts no aggregate of fewer contributions. Default: a
-        majority of the clients (at least 2), so that no aggregate is far from
-        the whole federation's.
-    standardize : bool, default=True
-        Standardise features with federated statistics computed from encrypted sums.
-    dropout : float, default=0.0
-        Probability that a client sits out a round.
-    key_bits : int, default=2048
-        Paillier modulus size.
-    ckks_preset : str, default="aggregation-fast"
-        CKKS parameters.
-    allow_insecure : bool, default=False
-        Accept Paillier keys under 2048 bits (tests and demos only).
-    random_state : int, default=0
-        Seed for local shuffling and dropouts.
-    executor : {"inprocess", "processes", "flower"} or Executor, default="inprocess"
-        Where clients run: here, one after another; in a pool of worker processes
-        (same coefficients, faster when encryption dominates); or on Flower's
-        simulation engine, one virtual SuperNode per client plus one for the key
-        holder (``pip install "he-fed[flower]"``). See :mod:`he_fed.runtime`.
-    workers : int or None, default=None
-        Worker processes (``processes``) or simulation actors (``flower``);
-        None means all cores.
-
-    Attributes
-    ----------
-    coef_, intercept_
-        The global model on raw (unstandardised) features.
-    history_ : list of RoundRecord
-        Per training round: ``metric``, ``loss`` (on ``eval_set``, else the training
-        data), ``timings`` (seconds per phase, summed over clients), ``wall_s``
-        (the round's wall-clock time), ``bytes_up`` and ``bytes_down`` per client,
-        ``contributors``, ``dropped``, ``clipped`` and ``skipped``
-        (``record.to_dict()`` for JSON).
-    setup_ : dict
-        Key generation time, key material sizes, the standardisation rounds (as
-        ``RoundRecord`` with round 0 under ``"statistics"``), the
-        executor's name and its start-up time (``startup_s``: spawning workers or
-        waiting for Flower nodes).
-    n_clients_ : int
-        Number of clients (distinct groups).
-"""
 
 
 class FederatedLogisticRegression(LinearClassifierMixin, _FederatedBase):
