@@ -210,6 +210,12 @@ class _FederatedBase(BaseEstimator):
         alpha: Any,
     ) -> tuple[list[RoundRecord], dict[str, Any], tuple[np.ndarray, Any]]:
         """One federated fit with these hyperparameters: history, setup, and model."""
+        name = self.executor if isinstance(self.executor, str) else self.executor.name
+        if name == "flower" and (self.validation_split or self.server_optimizer != "avg"):
+            raise ConfigurationError(
+                "federated evaluation and server optimizers run in process or in worker "
+                "processes; the Flower key-holder policy does not carry them yet"
+            )
         ids = np.unique(groups)
         partitions = [(X[groups == g], y[groups == g]) for g in ids]
         model = self.local_model(learning_rate, alpha)

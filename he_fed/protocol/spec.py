@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import is_regressor
 
+from he_fed._validation import check_float
 from he_fed.crypto import SCHEMES, Scheme
 from he_fed.exceptions import ConfigurationError, MalformedMessage
 from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
@@ -329,6 +330,7 @@ class FederationSetup:
         # The clients' hyperparameters are checked here, once, so that a bad value is
         # one clear error before any work, not a failure in every client's round.
         model._check_params()
+        check_float("validation_split", validation_split, low=0, high=0.9)
         plan = ClientPlan(
             model=model,
             local_epochs=local_epochs,
