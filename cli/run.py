@@ -91,12 +91,8 @@ def _validation_table(result: ExperimentResult, console: Console) -> None:
         table.add_column(header, justify="right")
     for r in result.rounds:
         kept = " (kept)" if r.round == final["best_round"] else ""
-        table.add_row(
-            f"{r.round}{kept}",
-            f"{r.metric:.4f}",
-            f"{r.validation_metric:.4f}",
-            f"{r.validation_loss:.4f}",
-        )
+        figures = [f"{v:.4f}" if v == v else "-" for v in (r.validation_metric, r.validation_loss)]
+        table.add_row(f"{r.round}{kept}", f"{r.metric:.4f}", *figures)
     console.print(table)
 
 
@@ -259,6 +255,14 @@ def render(result: ExperimentResult, console: Console) -> None:
     show_default=True,
     help="Fraction of each client's rows held out; every round's model is scored on them "
     "under encryption and only the global figures are released.",
+)
+@click.option(
+    "--validation-every",
+    type=int,
+    default=RUN_DEFAULTS["validation_every"],
+    show_default=True,
+    metavar="K",
+    help="Score every K-th round's model (and the last round's) with --validation-split.",
 )
 @click.option(
     "--early-stopping",

@@ -65,6 +65,9 @@ PARAMS_DOC = """
         model on. The figures travel encrypted as one more round
         (:mod:`he_fed.protocol.evaluation`); only the global validation metric
         and loss are released, into ``history_``. 0 turns evaluation off.
+    validation_every : int, default=1
+        Score every this many rounds' model (and the last round's); the other
+        rounds' validation figures are NaN.
     early_stopping : int or None, default=None
         Patience: stop after this many evaluated rounds without a lower global
         validation loss, and keep the best round's model (needs

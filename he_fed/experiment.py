@@ -126,7 +126,7 @@ class ExperimentConfig:
     workers : int, optional
         Worker processes (``processes``) or simulation actors (``flower``);
         default all cores.
-    validation_split, early_stopping, server_optimizer, prox_mu
+    validation_split, validation_every, early_stopping, server_optimizer, prox_mu
         Federated evaluation, early stopping, server optimizer and FedProx, as
         in :class:`~he_fed.federated.FederatedLogisticRegression`.
     """
@@ -162,6 +162,7 @@ class ExperimentConfig:
     executor: str = _ESTIMATOR["executor"]
     workers: int | None = _ESTIMATOR["workers"]
     validation_split: float = _ESTIMATOR["validation_split"]
+    validation_every: int = _ESTIMATOR["validation_every"]
     early_stopping: int | None = _ESTIMATOR["early_stopping"]
     server_optimizer: str = _ESTIMATOR["server_optimizer"]
     prox_mu: float = _ESTIMATOR["prox_mu"]
@@ -317,6 +318,7 @@ def make_estimator(
         executor=config.executor if executor is None else executor,
         workers=config.workers,
         validation_split=config.validation_split,
+        validation_every=config.validation_every,
         early_stopping=config.early_stopping,
         server_optimizer=config.server_optimizer,
         prox_mu=config.prox_mu,

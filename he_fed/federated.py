@@ -98,6 +98,7 @@ class _FederatedBase(BaseEstimator):
         executor: str | Executor = "inprocess",
         workers: int | None = None,
         validation_split: float = 0.0,
+        validation_every: int = 1,
         early_stopping: int | None = None,
         server_optimizer: str = "avg",
         prox_mu: float = 0.0,
@@ -121,6 +122,7 @@ class _FederatedBase(BaseEstimator):
         self.executor = executor
         self.workers = workers
         self.validation_split = validation_split
+        self.validation_every = validation_every
         self.early_stopping = early_stopping
         self.server_optimizer = server_optimizer
         self.prox_mu = prox_mu
@@ -170,6 +172,7 @@ class _FederatedBase(BaseEstimator):
         if groups.shape != (len(X),):
             raise ConfigurationError(f"groups has shape {groups.shape}, expected ({len(X)},)")
         check_int("rounds", self.rounds, low=1)
+        check_int("validation_every", self.validation_every, low=1)
         if self.early_stopping is not None:
             check_int("early_stopping", self.early_stopping, low=1, bounds=">= 1 (or None)")
         rates = candidates("learning_rate", self.learning_rate)
@@ -252,15 +255,20 @@ class _FederatedBase(BaseEstimator):
                 return stopper is not None and stopper.update(index, validation[1], (coef, b))
 
             federation.train(
-                self.rounds, dropout=self.dropout, random_state=self.random_state, on_round=record
+                self.rounds,
+                dropout=self.dropout,
+                random_state=self.random_state,
+                on_round=record,
+                evaluate_every=self.validation_every,
             )
             coef, intercept = federation.aggregator.raw_model()
+            kept = len(history)
             if stopper is not None and stopper.best_model is not None:
-                coef, intercept = stopper.best_model
+                (coef, intercept), kept = stopper.best_model, stopper.best_round
             return {
                 "coef": coef,
                 "intercept": intercept,
-                "best_round": len(history) if stopper is None else stopper.best_round,
+                "best_round": kept,
                 "scheme": federation.keyholder.public_key.scheme.name,
                 "params": federation.keyholder.public_key.scheme.params(),
                 "keygen_s": federation.keygen_s,

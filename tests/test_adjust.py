@@ -60,6 +60,15 @@ def test_the_learning_rate_with_the_lowest_validation_loss_is_chosen_and_reporte
     assert min(r.validation_loss for r in est.history_) == losses[1]
 
 
+def test_every_k_rounds_and_the_last_are_scored_and_the_rest_are_nan():
+    est = FederatedLogisticRegression(rounds=7, validation_every=3, **WINE)
+    est.fit(X, Y, groups=GROUPS)
+    scored = [r.round for r in est.history_ if not math.isnan(r.validation_loss)]
+    assert scored == [3, 6, 7]
+    uploads = [r.validation_bytes_up > 0 for r in est.history_]
+    assert uploads == [r in (3, 6, 7) for r in range(1, 8)]
+
+
 def test_regression_releases_r2_and_mse_in_the_target_s_units():
     X_d, y_d = load_diabetes(return_X_y=True)
     est = FederatedLinearRegression(scheme="plain", validation_split=0.2, rounds=3)
@@ -76,6 +85,7 @@ def test_regression_releases_r2_and_mse_in_the_target_s_units():
         ({"learning_rate": [0.1, 0.5]}, "set validation_split"),
         ({"early_stopping": 0, "validation_split": 0.2}, "early_stopping"),
         ({"validation_split": 0.95}, "validation_split"),
+        ({"validation_split": 0.2, "validation_every": 0}, "validation_every"),
         ({"server_optimizer": "sgd"}, "unknown server optimizer"),
     ],
 )

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from he_fed._validation import check_int
 from he_fed.crypto import PublicKey, Scheme
 from he_fed.exceptions import (
     ConfigurationError,
@@ -372,6 +373,7 @@ class Federation:
         dropout: float = 0.0,
         random_state: int | None = 0,
         on_round: Callable[[RoundOutcome], bool | None] | None = None,
+        evaluate_every: int = 1,
     ) -> list[RoundOutcome]:
         """Run ``rounds`` training rounds (standardising first if the aggregator wants it).
 
@@ -387,6 +389,9 @@ class Federation:
             Called with each training round's outcome (which carries the outcome
             of the evaluation round that scored its model, if the plan evaluates);
             a true return value stops training (early stopping).
+        evaluate_every : int, default=1
+            If the plan evaluates: score every ``evaluate_every``-th training
+            round's model, and the last round's.
 
         Returns
         -------
@@ -401,13 +406,15 @@ class Federation:
             self.setup_outcomes = self.standardize()
         rng = np.random.default_rng(random_state)
         outcomes = []
-        for _ in range(rounds):
+        check_int("evaluate_every", evaluate_every, low=1)
+        for index in range(1, rounds + 1):
             participants = None
             if dropout:
                 participants = [c.client_id for c in self.clients if rng.random() >= dropout]
             try:
                 outcome = self.run_round(Task.TRAIN, participants=participants)
-                if self.aggregator.plan.evaluation is not None and not outcome.skipped:
+                due = index % evaluate_every == 0 or index == rounds
+                if self.aggregator.plan.evaluation is not None and due and not outcome.skipped:
                     scored = self.run_round(Task.EVALUATE, participants=participants)
                     outcome = dataclasses.replace(outcome, evaluation=scored)
             except PolicyViolation as exc:
