@@ -397,7 +397,14 @@ class Client:
             kind = "regression"
         else:
             X, _ = self._standardized(start, self._X_val, self._y_val, d)
-            y = np.searchsorted(self._classes, self._y_val)
+            index = {label: i for i, label in enumerate(np.asarray(self._classes).tolist())}
+            unknown = [v for v in self._y_val.tolist() if v not in index]
+            if unknown:
+                raise ConfigurationError(
+                    f"client {self.client_id!r} holds a label outside the federation's "
+                    f"classes: {unknown[0]!r}"
+                )
+            y = np.array([index[v] for v in self._y_val.tolist()], dtype=np.int64)
             kind = "classification"
         values = evaluation.local_means(kind, X, y, weights, rows)
         return evaluation.dither(
