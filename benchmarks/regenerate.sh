@@ -14,6 +14,7 @@ python benchmarks/ckks_large.py --json "$out/ckks_large.json" --markdown "$out/c
 python benchmarks/commitment_proof.py --json "$out/commitment_proof.json" --markdown "$out/commitment_proof.md"
 python benchmarks/threshold.py --json "$out/threshold.json" --markdown "$out/threshold.md"
 python benchmarks/scale.py --json "$out/scale.json" --markdown "$out/scale.md"
+python benchmarks/optimizers.py --json "$out/optimizers.json" --markdown "$out/optimizers.md"
 HE_FED_CACHE_DIR="$(mktemp -d)" he-fed bench --full --json "$out/bench.json" --csv "$out/bench.csv" \
     --markdown "$out/bench.md" --plot "$out"
 python benchmarks/update_readme.py

@@ -95,6 +95,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "ckks_speed": ("ckks_speed.json", _ckks_speed),
     "ckks_large": ("ckks_large.json", _headline("ckks_large", brief=True)),
     "scale": ("scale.json", _headline("scale")),
+    "optimizers": ("optimizers.json", _headline("optimizers")),
     "bench": ("bench.json", _bench),
 }
 

@@ -25,6 +25,7 @@ from he_fed.experiment import (
     run_experiment,
 )
 from he_fed.federated import RoundRecord
+from he_fed.protocol.optimizers import OPTIMIZERS
 from he_fed.runtime import EXECUTORS
 from he_fed.runtime.checkpoint import peek_progress
 
@@ -65,6 +66,37 @@ def _scheme_label(config: ExperimentConfig) -> str:
     return "plain (INSECURE baseline, no encryption)"
 
 
+class _FloatList(click.ParamType):
+    """A float, or comma-separated candidates (``0.1,0.3,1.0``) as a tuple."""
+
+    name = "FLOAT[,FLOAT...]"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float | tuple[float, ...] | None:
+        if value is None or isinstance(value, (float, tuple)):
+            return value
+        try:
+            items = tuple(float(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a number or a comma-separated list of numbers")
+        return items[0] if len(items) == 1 else items
+
+
+def _validation_table(result: ExperimentResult, console: Console) -> None:
+    """Per round: test metric, and the global validation figures the key holder released."""
+    final = result.final
+    name = "accuracy" if final["metric_name"] == "accuracy" else "R²"
+    table = Table(title="federated validation, per round (released figures only)")
+    for header in ("round", f"test {name}", f"validation {name}", "validation loss"):
+        table.add_column(header, justify="right")
+    for r in result.rounds:
+        kept = " (kept)" if r.round == final["best_round"] else ""
+        figures = [f"{v:.4f}" if v == v else "-" for v in (r.validation_metric, r.validation_loss)]
+        table.add_row(f"{r.round}{kept}", f"{r.metric:.4f}", *figures)
+    console.print(table)
+
+
 def render(result: ExperimentResult, console: Console) -> None:
     """Print the result tables."""
     config, final, totals = result.config, result.final, result.totals
@@ -100,11 +132,19 @@ def render(result: ExperimentResult, console: Console) -> None:
             f"{_bytes(result.setup['aggregation_key_bytes'])}"
         ),
     )
+    if config.validation_split:
+        summary.add_row("round kept", f"{final['best_round']} of {len(rounds)}")
+    if isinstance(config.lr, tuple) or isinstance(config.l2, tuple):
+        summary.add_row(
+            "selected by validation loss", f"lr {final['learning_rate']:g}, l2 {final['l2']:g}"
+        )
     clipped = sum(r.clipped for r in rounds)
     skipped = sum(1 for r in rounds if r.skipped)
     if clipped or skipped:
         summary.add_row("values clipped / rounds skipped", f"{clipped} / {skipped}")
     console.print(summary)
+    if config.validation_split:
+        _validation_table(result, console)
 
     console.print("time per phase, summed over clients (standardisation rounds included)")
     phases = Table()
@@ -198,9 +238,10 @@ def _resuming(checkpoint: Path | None) -> int | None:
 @click.option("--local-epochs", type=int, default=RUN_DEFAULTS["local_epochs"], show_default=True)
 @click.option(
     "--lr",
-    type=float,
+    type=_FloatList(),
     default=RUN_DEFAULTS["lr"],
-    help="Client learning rate [0.5 logistic, 0.1 linear].",
+    help="Client learning rate [0.5 logistic, 0.1 linear]; several (0.1,0.3,1.0) are "
+    "candidates, chosen by federated validation loss (needs --validation-split).",
 )
 @click.option(
     "--batch-size",
@@ -208,7 +249,58 @@ def _resuming(checkpoint: Path | None) -> int | None:
     default=RUN_DEFAULTS["batch_size"],
     help="Client mini-batch size [full batch].",
 )
-@click.option("--l2", type=float, default=RUN_DEFAULTS["l2"], show_default=True, help="L2 penalty.")
+@click.option(
+    "--l2",
+    type=_FloatList(),
+    default=RUN_DEFAULTS["l2"],
+    show_default=True,
+    help="L2 penalty; several are candidates, as for --lr.",
+)
+@click.option(
+    "--validation-split",
+    type=float,
+    default=RUN_DEFAULTS["validation_split"],
+    show_default=True,
+    help="Fraction of each client's rows held out; every round's model is scored on them "
+    "under encryption and only the global figures are released.",
+)
+@click.option(
+    "--validation-every",
+    type=int,
+    default=RUN_DEFAULTS["validation_every"],
+    show_default=True,
+    metavar="K",
+    help="Score every K-th round's model (and the last round's) with --validation-split.",
+)
+@click.option(
+    "--early-stopping",
+    type=int,
+    default=RUN_DEFAULTS["early_stopping"],
+    metavar="PATIENCE",
+    help="Stop after this many rounds without a lower federated validation loss, keeping "
+    "the best round's model (needs --validation-split).",
+)
+@click.option(
+    "--server-optimizer",
+    type=click.Choice(OPTIMIZERS),
+    default=RUN_DEFAULTS["server_optimizer"],
+    show_default=True,
+    help="How the released mean update moves the model: FedAvg, FedAvgM, FedAdam, FedYogi.",
+)
+@click.option(
+    "--server-lr",
+    type=float,
+    default=RUN_DEFAULTS["server_lr"],
+    show_default=True,
+    help="Server step (try 0.1 with adam or yogi).",
+)
+@click.option(
+    "--prox-mu",
+    type=float,
+    default=RUN_DEFAULTS["prox_mu"],
+    show_default=True,
+    help="FedProx's proximal term on the clients (0: off).",
+)
 @click.option(
     "--clip",
     type=float,

@@ -1,10 +1,12 @@
-"""The estimators' shared numpydoc: their parameters and fitted attributes."""
+"""The parameters and attributes the federated estimators share, as one docstring.
+
+Private: :mod:`he_fed.federated` appends it to both estimators' docstrings.
+"""
 
 from __future__ import annotations
 
 __all__ = ["PARAMS_DOC"]
 
-#: Appended to both federated estimators' docstrings.
 PARAMS_DOC = """
     Parameters
     ----------
@@ -77,6 +79,32 @@ PARAMS_DOC = """
         required. A simulation convenience, and what scikit-learn's own checks
         use; model selection with real clients routes ``groups`` to ``fit``
         (see the README's "Searching hyperparameters").
+    validation_split : float, default=0.0
+        Fraction of each client's rows it holds out to score every round's global
+        model on. The figures travel encrypted as one more round
+        (:mod:`he_fed.protocol.evaluation`); only the global validation metric
+        and loss are released, into ``history_``. 0 turns evaluation off.
+    validation_every : int, default=1
+        Score every this many rounds' model (and the last round's); the other
+        rounds' validation figures are NaN.
+    early_stopping : int or None, default=None
+        Patience: stop after this many evaluated rounds without a lower global
+        validation loss, and keep the best round's model (needs
+        ``validation_split``).
+    server_optimizer : {"avg", "avgm", "adam", "yogi"}, default="avg"
+        How the key holder moves the global model by the released mean update:
+        FedAvg, FedAvgM (server momentum 0.9) or FedAdam/FedYogi (Reddi et al.,
+        ICLR 2021; β = (0.9, 0.99), τ = 1e-3), each with step ``server_lr``
+        (:mod:`he_fed.protocol.optimizers`). The adaptive ones take steps of about
+        ``server_lr`` per weight, so they want ``server_lr`` near 0.1.
+    prox_mu : float, default=0.0
+        FedProx's proximal term on the clients (see ``LogisticRegressionGD``).
+
+    ``learning_rate`` and ``alpha`` may also be lists of candidates: ``fit``
+    then trains one federation per combination and keeps the one whose best
+    round had the lowest federated validation loss (needs ``validation_split``);
+    ``learning_rate_`` and ``alpha_`` give the chosen values and
+    ``setup_["selection"]`` every candidate's loss.
 
     Attributes
     ----------
@@ -86,13 +114,18 @@ PARAMS_DOC = """
         Per training round: ``metric``, ``loss`` (on ``eval_set``, else the training
         data), ``timings`` (seconds per phase, summed over clients), ``wall_s``
         (the round's wall-clock time), ``bytes_up`` and ``bytes_down`` per client,
-        ``contributors``, ``dropped``, ``clipped`` and ``skipped``
-        (``record.to_dict()`` for JSON).
+        ``contributors``, ``dropped``, ``clipped``, ``skipped``, and with
+        ``validation_split`` the global ``validation_metric`` and
+        ``validation_loss`` (``record.to_dict()`` for JSON). Early stopping ends
+        it at the round that stopped training.
     setup_ : dict
         Key generation time, key material sizes, the standardisation rounds (as
-        ``RoundRecord`` with round 0 under ``"statistics"``), the
+        ``RoundRecord`` with round 0 under ``"statistics"``), ``best_round``
+        (the round whose model was kept), the
         executor's name and its start-up time (``startup_s``: spawning workers or
         waiting for Flower nodes).
     n_clients_ : int
         Number of clients (distinct groups).
+    learning_rate_, alpha_
+        The learning rate and L2 penalty trained with (the chosen candidates).
 """

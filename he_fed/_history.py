@@ -43,6 +43,13 @@ class RoundRecord:
         Why the round released no aggregate, if it did not.
     wall_s : float
         The round's wall-clock time.
+    validation_metric, validation_loss : float
+        The global validation figures of this round's model (accuracy and log
+        loss, or R² and MSE), as the key holder released them from the clients'
+        encrypted evaluation; NaN when the run does not evaluate or the
+        evaluation round was skipped.
+    validation_bytes_up : int
+        Bytes each client uploaded for the evaluation round (0 without one).
     """
 
     round: int
@@ -57,12 +64,24 @@ class RoundRecord:
     clipped: int
     skipped: str | None
     wall_s: float
+    validation_metric: float = float("nan")
+    validation_loss: float = float("nan")
+    validation_bytes_up: int = 0
 
     @classmethod
     def from_outcome(
-        cls, index: int, outcome: RoundOutcome, metric: float, loss: float
+        cls,
+        index: int,
+        outcome: RoundOutcome,
+        metric: float,
+        loss: float,
+        validation: tuple[float, float] = (float("nan"), float("nan")),
     ) -> RoundRecord:
-        """The record of a federation's round ``outcome``, numbered ``index``."""
+        """The record of a federation's round ``outcome``, numbered ``index``.
+
+        ``validation`` holds the global validation metric and loss, if released.
+        """
+        scored = outcome.evaluation
         return cls(
             round=index,
             metric=metric,
@@ -76,6 +95,9 @@ class RoundRecord:
             clipped=outcome.clipped,
             skipped=outcome.skipped,
             wall_s=outcome.wall_s,
+            validation_metric=validation[0],
+            validation_loss=validation[1],
+            validation_bytes_up=0 if scored is None else scored.bytes_up,
         )
 
     @classmethod

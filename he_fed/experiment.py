@@ -17,19 +17,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from he_fed._environment import environment
+from he_fed._experiment_data import ExperimentData, experiment_data
 from he_fed._validation import check_int
 from he_fed.crypto import SCHEMES
-from he_fed.data import (
-    MISSING_POLICIES,
-    PARTITIONERS,
-    choose_model,
-    load_dataset,
-    parse_categorical,
-    partition,
-    regression_target,
-    target_kind,
-    train_test,
-)
+from he_fed.data import MISSING_POLICIES, PARTITIONERS, parse_categorical
 from he_fed.exceptions import ConfigurationError
 from he_fed.federated import (
     FederatedLinearRegression,
@@ -101,12 +92,13 @@ class ExperimentConfig:
         Training rounds.
     local_epochs : int, default=5
         Local epochs per round.
-    lr : float, optional
-        Client learning rate (default 0.5 logistic, 0.1 linear).
+    lr : float or tuple of float, optional
+        Client learning rate (default 0.5 logistic, 0.1 linear). Several values
+        are candidates, chosen by federated validation loss.
     batch_size : int, optional
         Client mini-batch size (default full batch).
-    l2 : float, default=1e-4
-        L2 penalty.
+    l2 : float or tuple of float, default=1e-4
+        L2 penalty (several: candidates, as for ``lr``).
     clip : float, default=4.0
         Clip bound on each update value.
     max_weight : int, optional
@@ -136,6 +128,11 @@ class ExperimentConfig:
         Worker processes (``processes``) or simulation actors (``flower``); default all cores.
     threshold : str, optional
         ``"t/n"``: share holders instead of one key holder (checked by the estimators).
+        Worker processes (``processes``) or simulation actors (``flower``);
+        default all cores.
+    validation_split, validation_every, early_stopping, server_optimizer, prox_mu
+        Federated evaluation, early stopping, server optimizer and FedProx, as
+        in :class:`~he_fed.federated.FederatedLogisticRegression`.
     """
 
     dataset: str = "breast_cancer"
@@ -153,9 +150,9 @@ class ExperimentConfig:
     clients: int = 5
     rounds: int = _ESTIMATOR["rounds"]
     local_epochs: int = _ESTIMATOR["local_epochs"]
-    lr: float | None = _ESTIMATOR["learning_rate"]
+    lr: float | tuple[float, ...] | None = _ESTIMATOR["learning_rate"]
     batch_size: int | None = _ESTIMATOR["batch_size"]
-    l2: float = _ESTIMATOR["alpha"]
+    l2: float | tuple[float, ...] = _ESTIMATOR["alpha"]
     clip: float = _ESTIMATOR["clip"]
     max_weight: int | None = _ESTIMATOR["max_weight"]
     server_lr: float = _ESTIMATOR["server_lr"]
@@ -169,6 +166,11 @@ class ExperimentConfig:
     executor: str = _ESTIMATOR["executor"]
     workers: int | None = _ESTIMATOR["workers"]
     threshold: str | None = _ESTIMATOR["threshold"]
+    validation_split: float = _ESTIMATOR["validation_split"]
+    validation_every: int = _ESTIMATOR["validation_every"]
+    early_stopping: int | None = _ESTIMATOR["early_stopping"]
+    server_optimizer: str = _ESTIMATOR["server_optimizer"]
+    prox_mu: float = _ESTIMATOR["prox_mu"]
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -229,10 +231,15 @@ class ExperimentResult:
         ``intercept``, and ``reference_metric``: centralised scikit-learn on the same
         split (``LogisticRegression``, multinomial for three or more classes, or
         ``LinearRegression``, after ``StandardScaler``). The multinomial model's
-        ``coef`` and ``intercept`` have one row per class of ``classes``.
+        ``coef`` and ``intercept`` have one row per class of ``classes``. Also
+        ``best_round`` (the round whose model was kept: the last, or the best
+        under early stopping; ``metric`` and ``loss`` are that round's), its
+        ``validation_metric`` and ``validation_loss``, and the ``learning_rate``
+        and ``l2`` trained with (the chosen candidates).
     rounds : list of RoundRecord
         Per round: ``metric``, ``loss``, ``timings``, ``bytes_up``, ``bytes_down``,
-        ``contributors``, ``dropped``, ``clipped``, ``skipped``.
+        ``contributors``, ``dropped``, ``clipped``, ``skipped``,
+        ``validation_metric``, ``validation_loss``, ``validation_bytes_up``.
     setup : dict
         Key generation, key sizes and the standardisation rounds (``RoundRecord``).
     totals : dict
@@ -291,101 +298,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, eq=False)
-class ExperimentData:
-    """An experiment's data, split and dealt to clients exactly as :func:`run_experiment` does.
-
-    A Flower client node calls :meth:`client_data` to load its own share of a
-    built-in dataset, so that a deployment trains on the same partitions as the
-    in-process run with the same seed.
-
-    Attributes
-    ----------
-    name, task, model : str
-        Dataset name, ``"classification"`` or ``"regression"``, and the model
-        (``"logistic"`` or ``"linear"``) that ``model="auto"`` resolves to.
-    X_train, X_test, y_train, y_test : ndarray
-        The split.
-    groups : ndarray of shape (n_train,)
-        Which client holds each training row.
-    model_reason : str
-        Which model was chosen and why, in one sentence.
-    """
-
-    name: str
-    task: str
-    model: str
-    X_train: np.ndarray
-    X_test: np.ndarray
-    y_train: np.ndarray
-    y_test: np.ndarray
-    groups: np.ndarray
-    model_reason: str = ""
-
-    @property
-    def client_ids(self) -> list[str]:
-        """The clients' names, in order (as the estimators name them)."""
-        return [str(g) for g in np.unique(self.groups)]
-
-    def client_data(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``index``-th client's ``(X, y)``.
-
-        Raises
-        ------
-        ConfigurationError
-            If there is no such client.
-        """
-        labels = np.unique(self.groups)
-        if not 0 <= index < labels.size:
-            raise ConfigurationError(
-                f"there is no client {index}; clients are 0..{labels.size - 1}"
-            )
-        rows = self.groups == labels[index]
-        return self.X_train[rows], self.y_train[rows]
-
-
-def experiment_data(config: ExperimentConfig) -> ExperimentData:
-    """Load, split and partition the data of ``config`` (deterministic in its seed).
-
-    Raises
-    ------
-    ConfigurationError
-        If the model does not fit the dataset.
-    DatasetError
-        If the dataset cannot be loaded.
-    """
-    data = load_dataset(
-        config.dataset,
-        target=config.target,
-        delimiter=config.delimiter,
-        missing=config.missing,
-        categorical=parse_categorical(config.categorical),
-        n_samples=config.samples,
-        n_features=config.features,
-        random_state=config.seed,
-    )
-    model, reason = choose_model(config.model, data.task, target_kind(data.y), data.name)
-    y = data.y
-    if model == "linear" and data.task == "classification":
-        y = regression_target(data.y, name=data.name)
-    task = "classification" if model == "logistic" else "regression"
-    X_train, X_test, y_train, y_test = train_test(
-        data.X, y, task=task, test_size=config.test_size, random_state=config.seed
-    )
-    parts = partition(
-        y_train,
-        config.clients,
-        method=config.partition,
-        alpha=config.dirichlet_alpha,
-        task=task,
-        random_state=config.seed,
-    )
-    groups = np.empty(len(y_train), dtype=np.int64)
-    for k, idx in enumerate(parts):
-        groups[idx] = k
-    return ExperimentData(data.name, task, model, X_train, X_test, y_train, y_test, groups, reason)
-
-
 def make_estimator(
     config: ExperimentConfig, model: str, *, executor: Executor | None = None
 ) -> FederatedLogisticRegression | FederatedLinearRegression:
@@ -395,8 +307,8 @@ def make_estimator(
         scheme=config.scheme,
         rounds=config.rounds,
         local_epochs=config.local_epochs,
-        learning_rate=config.lr,
-        alpha=config.l2,
+        learning_rate=list(config.lr) if isinstance(config.lr, tuple) else config.lr,
+        alpha=list(config.l2) if isinstance(config.l2, tuple) else config.l2,
         batch_size=config.batch_size,
         clip=config.clip,
         max_weight=config.max_weight,
@@ -411,6 +323,11 @@ def make_estimator(
         executor=config.executor if executor is None else executor,
         workers=config.workers,
         threshold=config.threshold,
+        validation_split=config.validation_split,
+        validation_every=config.validation_every,
+        early_stopping=config.early_stopping,
+        server_optimizer=config.server_optimizer,
+        prox_mu=config.prox_mu,
     )
 
 
@@ -452,9 +369,9 @@ def run_experiment(
     reference_metric = (
         make_pipeline(StandardScaler(), reference).fit(X_train, y_train).score(X_test, y_test)
     )
-    last = estimator.history_[-1]
     rounds = estimator.history_
     setup = estimator.setup_
+    last = rounds[setup["best_round"] - 1]  # the round whose model was kept
     every_round = [*setup["statistics"], *rounds]
     totals: dict[str, Any] = {
         f"{phase}_s": float(sum(r.timings[phase] for r in every_round)) for phase in _PHASES
@@ -483,6 +400,11 @@ def run_experiment(
             "loss_name": "log_loss" if model == "logistic" else "mse",
             **_weights(estimator),
             "reference_metric": float(reference_metric),
+            "best_round": setup["best_round"],
+            "validation_metric": last.validation_metric,
+            "validation_loss": last.validation_loss,
+            "learning_rate": estimator.learning_rate_,
+            "l2": estimator.alpha_,
         },
         rounds=rounds,
         setup=setup,

@@ -13,12 +13,13 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, r2_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from he_fed._adjust import EarlyStopping, best_loss, candidates, released_validation
 from he_fed._estimator_doc import PARAMS_DOC as _PARAMS_DOC
 from he_fed._history import RoundRecord
 from he_fed._validation import check_int
 from he_fed.crypto import Scheme, scheme_from_options
 from he_fed.crypto.base import DEFAULT_CLIP
-from he_fed.data import iid_groups
+from he_fed.data import iid_groups, training_classes
 from he_fed.exceptions import ConfigurationError
 from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
 from he_fed.models._linear_classifier import LinearClassifierMixin
@@ -30,6 +31,20 @@ from he_fed.runtime.federation import Federation, RoundOutcome
 from he_fed.runtime.resume import ResumableRun, run_resumable
 
 __all__ = ["FederatedLinearRegression", "FederatedLogisticRegression", "RoundRecord"]
+
+
+def _check_resumable(est: _FederatedBase) -> None:
+    """Refuse a checkpoint for what it does not save yet."""
+    if est.threshold is not None:
+        raise ConfigurationError(
+            "checkpoint= with threshold= is not supported yet: each share holder "
+            "keeps its own state, which a checkpoint does not save"
+        )
+    if est.validation_split or est.server_optimizer != "avg":
+        raise ConfigurationError(
+            "checkpoint= with federated evaluation or a server optimizer other than "
+            "avg is not supported yet: a checkpoint does not save their state"
+        )
 
 
 def _scheme_for(est: _FederatedBase, sizes: list[int]) -> Scheme:
@@ -80,6 +95,11 @@ class _FederatedBase(BaseEstimator):
         checkpoint: str | os.PathLike[str] | None = None,
         n_clients: int | None = None,
         threshold: str | None = None,
+        validation_split: float = 0.0,
+        validation_every: int = 1,
+        early_stopping: int | None = None,
+        server_optimizer: str = "avg",
+        prox_mu: float = 0.0,
     ) -> None:
         self.scheme = scheme
         self.rounds = rounds
@@ -102,25 +122,33 @@ class _FederatedBase(BaseEstimator):
         self.checkpoint = checkpoint
         self.n_clients = n_clients
         self.threshold = threshold
+        self.validation_split = validation_split
+        self.validation_every = validation_every
+        self.early_stopping = early_stopping
+        self.server_optimizer = server_optimizer
+        self.prox_mu = prox_mu
 
     def _metrics(
         self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float | np.ndarray
     ) -> tuple[float, float]:
         raise NotImplementedError
 
-    def local_model(self) -> BaseGD:
+    def local_model(self, learning_rate: float | None = None, alpha: float | None = None) -> BaseGD:
         """The unfitted local estimator every client clones and trains each round.
 
         A deployment whose clients run elsewhere (``he-fed federation init``) hands
         them this recipe, so that they train exactly as ``fit`` would.
+        ``learning_rate`` and ``alpha`` override the estimator's (one candidate
+        of a list, see ``fit``).
         """
+        if learning_rate is None:
+            learning_rate = self.learning_rate
         return self._local_model(
-            alpha=self.alpha,
-            learning_rate=(
-                self._default_learning_rate if self.learning_rate is None else self.learning_rate
-            ),
+            alpha=self.alpha if alpha is None else alpha,
+            learning_rate=(self._default_learning_rate if learning_rate is None else learning_rate),
             batch_size=self.batch_size,
             random_state=self.random_state,
+            prox_mu=self.prox_mu,
         )
 
     def plan_scheme(self, client_sizes: list[int]) -> Scheme:
@@ -153,9 +181,56 @@ class _FederatedBase(BaseEstimator):
         if groups.shape != (len(X),):
             raise ConfigurationError(f"groups has shape {groups.shape}, expected ({len(X)},)")
         check_int("rounds", self.rounds, low=1)
+        check_int("validation_every", self.validation_every, low=1)
+        if self.early_stopping is not None:
+            check_int("early_stopping", self.early_stopping, low=1, bounds=">= 1 (or None)")
+        rates = candidates("learning_rate", self.learning_rate)
+        alphas = candidates("alpha", self.alpha)
+        grid = [(rate, alpha) for rate in rates for alpha in alphas]
+        if (len(grid) > 1 or self.early_stopping is not None) and not self.validation_split:
+            raise ConfigurationError(
+                "early stopping and choosing among learning rates or L2 strengths use the "
+                "federated validation loss; set validation_split (CLI: --validation-split 0.2)"
+            )
+        fits = []
+        for rate, alpha in grid:
+            fits.append(self._fit_once(X, y, groups, eval_set, callback, classes, rate, alpha))
+        # The candidate whose best round had the lowest federated validation loss.
+        best = min(range(len(fits)), key=lambda i: best_loss(fits[i][0]))
+        history, summary, (coef, intercept) = fits[best]
+        self.history_ = history
+        self.setup_ = summary
+        if len(grid) > 1:
+            self.setup_["selection"] = [
+                {"learning_rate": rate, "alpha": alpha, "validation_loss": best_loss(fit[0])}
+                for (rate, alpha), fit in zip(grid, fits, strict=True)
+            ]
+        rate, self.alpha_ = grid[best]
+        self.learning_rate_ = self._default_learning_rate if rate is None else rate
+        self.n_clients_ = len(np.unique(groups))
+        self._set_model(coef, intercept)
+
+    def _fit_once(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        groups: np.ndarray,
+        eval_set: tuple[np.ndarray, np.ndarray] | None,
+        callback: Callable[[RoundRecord], None] | None,
+        classes: np.ndarray | None,
+        learning_rate: Any,
+        alpha: Any,
+    ) -> tuple[list[RoundRecord], dict[str, Any], tuple[np.ndarray, Any]]:
+        """One federated fit with these hyperparameters: history, setup, and model."""
+        name = self.executor if isinstance(self.executor, str) else self.executor.name
+        if name == "flower" and (self.validation_split or self.server_optimizer != "avg"):
+            raise ConfigurationError(
+                "federated evaluation and server optimizers run in process or in worker "
+                "processes; the Flower key-holder policy does not carry them yet"
+            )
         ids = np.unique(groups)
         partitions = [(X[groups == g], y[groups == g]) for g in ids]
-        model = self.local_model()
+        model = self.local_model(learning_rate, alpha)
         scheme = _scheme_for(self, [len(p[0]) for p in partitions])
         setup = FederationSetup.from_partitions(
             partitions,
@@ -168,26 +243,40 @@ class _FederatedBase(BaseEstimator):
             server_lr=self.server_lr,
             standardize=self.standardize,
             client_ids=[str(g) for g in ids],
+            validation_split=self.validation_split,
+            server_optimizer=self.server_optimizer,
         )
         X_eval, y_eval = (X, y) if eval_set is None else eval_set
         X_eval = validate_data(self, X_eval, dtype=np.float64, reset=False)
         history: list[RoundRecord] = []
         started = time.perf_counter()
+        stopper = None if self.early_stopping is None else EarlyStopping(self.early_stopping)
+        kind = setup.run_plan.evaluation
 
-        def record(federation: Federation, outcome: RoundOutcome, index: int) -> RoundRecord:
+        def record(
+            federation: Federation, outcome: RoundOutcome, index: int
+        ) -> tuple[RoundRecord, bool]:
+            """The round's record, and whether early stopping ends training here."""
             coef, b = federation.aggregator.raw_model()
             metric, loss = self._metrics(X_eval, np.asarray(y_eval), coef, b)
-            entry = RoundRecord.from_outcome(index, outcome, metric, loss)
+            validation = released_validation(federation, outcome, kind)
+            entry = RoundRecord.from_outcome(index, outcome, metric, loss, validation)
             if callback is not None:
                 callback(entry)
-            return entry
+            return entry, stopper is not None and stopper.update(index, validation[1], (coef, b))
 
         def train(federation: Federation) -> dict[str, Any]:
+            def on_round(outcome: RoundOutcome) -> bool:
+                entry, stop = record(federation, outcome, len(history) + 1)
+                history.append(entry)
+                return stop
+
             federation.train(
                 self.rounds,
                 dropout=self.dropout,
                 random_state=self.random_state,
-                on_round=lambda o: history.append(record(federation, o, len(history) + 1)),
+                on_round=on_round,
+                evaluate_every=self.validation_every,
             )
             return summarize(federation)
 
@@ -197,16 +286,20 @@ class _FederatedBase(BaseEstimator):
                 self.rounds,
                 dropout=self.dropout,
                 random_state=self.random_state,
-                on_round=lambda o: record(federation, o, len(run.history) + 1).to_dict(),
+                on_round=lambda o: record(federation, o, len(run.history) + 1)[0].to_dict(),
             )
             history.extend(RoundRecord.from_dict(entry) for entry in done)
             return summarize(federation)
 
         def summarize(federation: Federation) -> dict[str, Any]:
             coef, intercept = federation.aggregator.raw_model()
+            kept = len(history)
+            if stopper is not None and stopper.best_model is not None:
+                (coef, intercept), kept = stopper.best_model, stopper.best_round
             return {
                 "coef": coef,
                 "intercept": intercept,
+                "best_round": kept,
                 "scheme": federation.keyholder.public_key.scheme.name,
                 "params": federation.keyholder.public_key.scheme.params(),
                 "keygen_s": federation.keygen_s,
@@ -222,11 +315,7 @@ class _FederatedBase(BaseEstimator):
         if self.checkpoint is None:
             summary = run_federation(self.executor, setup, partitions, train, workers=self.workers)
         else:
-            if self.threshold is not None:
-                raise ConfigurationError(
-                    "checkpoint= with threshold= is not supported yet: each share holder "
-                    "keeps its own state, which a checkpoint does not save"
-                )
+            _check_resumable(self)
             params = self.get_params()
             for name in ("checkpoint", "executor", "workers"):  # the result depends on none
                 params.pop(name)
@@ -236,14 +325,11 @@ class _FederatedBase(BaseEstimator):
                 self.checkpoint, run, self.executor, setup, partitions, resume, workers=self.workers
             )
         coef, intercept = summary.pop("coef"), summary.pop("intercept")
-        self.history_ = history
-        self.setup_ = {
-            **summary,
-            "client_sizes": [len(p[0]) for p in partitions],
-            "fit_s": time.perf_counter() - started,
-        }
-        self.n_clients_ = len(ids)
-        self._set_model(coef, intercept)
+        summary.update(
+            client_sizes=[len(p[0]) for p in partitions],
+            fit_s=time.perf_counter() - started,
+        )
+        return history, summary, (coef, intercept)
 
     def _set_model(self, coef: np.ndarray, intercept: float | np.ndarray) -> None:
         raise NotImplementedError
@@ -317,22 +403,8 @@ class FederatedLogisticRegression(LinearClassifierMixin, _FederatedBase):
         self
         """
         X, y = validate_data(self, X, y, dtype=np.float64)
-        classes = np.unique(y)
-        if classes.size < 2:
-            raise ConfigurationError(
-                f"y holds a single class ({classes[0].item()!r}); classification needs more "
-                "than one class"
-            )
-        if eval_set is not None:
-            unseen = np.setdiff1d(np.unique(np.asarray(eval_set[1])), classes)
-            if unseen.size:
-                raise ConfigurationError(
-                    f"eval_set holds class{'es' * (unseen.size > 1)} "
-                    f"{', '.join(map(repr, unseen.tolist()))} absent from every client's "
-                    "training data; a model cannot learn a class no client holds"
-                )
-        self.classes_ = classes
-        self._federated_fit(X, y, groups, eval_set, callback, classes)
+        self.classes_ = training_classes(y, None if eval_set is None else eval_set[1])
+        self._federated_fit(X, y, groups, eval_set, callback, self.classes_)
         return self
 
     def _metrics(

@@ -13,6 +13,7 @@ SCRIPTS = [
     "ckks_large",
     "ckks_speed",
     "commitment_proof",
+    "optimizers",
     "paillier_speed",
     "scale",
     "threshold",

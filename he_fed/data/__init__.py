@@ -17,6 +17,7 @@ from he_fed.data._target import (
     choose_model,
     regression_target,
     target_kind,
+    training_classes,
 )
 
 __all__ = [
@@ -37,5 +38,6 @@ __all__ = [
     "partition",
     "regression_target",
     "target_kind",
+    "training_classes",
     "train_test",
 ]

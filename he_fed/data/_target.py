@@ -23,6 +23,7 @@ __all__ = [
     "choose_model",
     "regression_target",
     "target_kind",
+    "training_classes",
 ]
 
 #: The most distinct whole numbers a numeric target may hold and still be read as
@@ -172,3 +173,29 @@ def choose_model(model: str, task: str, kind: TargetKind, name: str) -> tuple[st
             f"{name} is a regression dataset ({kind.reason}); use --model linear"
         )
     return model, reason
+
+
+def training_classes(y: np.ndarray, y_eval: np.ndarray | None = None) -> np.ndarray:
+    """The sorted classes of ``y``, checked for a classifier to learn.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``y`` holds a single class, or ``y_eval`` a class absent from ``y``
+        (no client holds it, so no model can learn it).
+    """
+    classes = np.unique(y)
+    if classes.size < 2:
+        raise ConfigurationError(
+            f"y holds a single class ({classes[0].item()!r}); classification needs more "
+            "than one class"
+        )
+    if y_eval is not None:
+        unseen = np.setdiff1d(np.unique(np.asarray(y_eval)), classes)
+        if unseen.size:
+            raise ConfigurationError(
+                f"eval_set holds class{'es' * (unseen.size > 1)} "
+                f"{', '.join(map(repr, unseen.tolist()))} absent from every client's "
+                "training data; a model cannot learn a class no client holds"
+            )
+    return classes

@@ -48,6 +48,7 @@ class BaseGD(BaseEstimator):
         shuffle: bool = True,
         tol: float | None = None,
         random_state: int | np.random.RandomState | None = None,
+        prox_mu: float = 0.0,
     ) -> None:
         self.alpha = alpha
         self.learning_rate = learning_rate
@@ -57,6 +58,7 @@ class BaseGD(BaseEstimator):
         self.shuffle = shuffle
         self.tol = tol
         self.random_state = random_state
+        self.prox_mu = prox_mu
 
     def _check_params(self) -> None:
         # ConfigurationError is a ValueError, as scikit-learn expects.
@@ -68,6 +70,7 @@ class BaseGD(BaseEstimator):
             check_int("batch_size", self.batch_size, low=1, types=numbers.Integral)
         if self.tol is not None:
             check_float("tol", self.tol, low=0)
+        check_float("prox_mu", self.prox_mu, low=0)
 
     #: Upper bound on the loss's second derivative in the predictor (1 for squared
     #: loss, 1/4 for log loss); sets the "auto" learning rate.
@@ -173,6 +176,8 @@ class BaseGD(BaseEstimator):
         )
         self.learning_rate_ = lr
         # Overflow shows up as non-finite weights, which are checked every epoch.
+        # FedProx's anchor: the weights the fit starts from (the global model).
+        self._anchor = (coef.copy(), np.copy(intercept))
         with np.errstate(over="ignore", invalid="ignore"):
             coef, intercept, epoch, converged = self._epochs(
                 X, y, sw, coef, intercept, rng, batch, lr
@@ -221,12 +226,18 @@ class BaseGD(BaseEstimator):
                 _, residual = self._loss_and_residual(part @ coef.T + intercept, y[idx])
                 residual = residual * (w[:, None] if rows else w) / total
                 grad = (part.T @ residual).T + self.alpha * coef
+                step = residual.sum(axis=0) if rows else float(residual.sum())
+                if self.prox_mu:
+                    # FedProx (Li et al., MLSys 2020): the term mu/2 ||w - w_start||^2
+                    # keeps a client near the global model it started from.
+                    grad = grad + self.prox_mu * (coef - self._anchor[0])
+                    step = step + self.prox_mu * (intercept - self._anchor[1])
                 coef = coef - lr * grad
                 if self.fit_intercept:
                     if rows:
-                        intercept = intercept - lr * residual.sum(axis=0)
+                        intercept = intercept - lr * step
                     else:
-                        intercept -= lr * float(residual.sum())
+                        intercept -= lr * float(step)
             if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
                 raise TrainingDiverged(
                     f"gradient descent diverged at epoch {epoch}; lower learning_rate "

@@ -40,6 +40,10 @@ class LinearRegressionGD(RegressorMixin, BaseGD):
         exactly ``max_iter`` epochs.
     random_state : int, RandomState or None, default=None
         Seed for shuffling.
+    prox_mu : float, default=0.0
+        FedProx's proximal term: adds ``0.5 * prox_mu * ||w - w_init||**2`` (over
+        coefficients and intercepts) to the objective, ``w_init`` the weights the
+        fit starts from (a federated client's global model). 0 turns it off.
 
     Attributes
     ----------

@@ -330,10 +330,7 @@ class Aggregator:
         self._plan.write_to(w)
         w.uint(self._round + 1)
         w.text(self._task.value if self._task is not None else "", length_bytes=1)
-        w.array(self.model.weights)
-        for part in (self.model.center, self.model.scale, self.model.prescale):
-            w.uint(int(part is not None), 1)
-            w.array(part if part is not None else np.empty(0))
+        self.model.write_to(w)
         registry = self._registry.public_keys()
         w.uint(len(registry), 4)
         for client_id, key in sorted(registry.items()):
@@ -361,12 +358,7 @@ class Aggregator:
         keyholder, federation = bytes(r.raw(32)), r.blob(max_size=16)
         plan = RunPlan.read_from(r, "aggregator state")
         round_id, task = r.uint() - 1, r.text(length_bytes=1)
-        weights = r.array(plan.n_weights)
-        parts = []
-        for _ in range(3):
-            present = r.uint(1)
-            values = r.array()
-            parts.append(values if present else None)
+        model = GlobalModel.read_from(r, plan)
         clients = {r.text(): bytes(r.raw(32)) for _ in range(r.uint(4))}
         r.finish()
         material = public_material(key, role="aggregator", allow_insecure=allow_insecure)
@@ -379,6 +371,5 @@ class Aggregator:
             raise KeyMismatchError("this aggregator state belongs to another key")
         aggregator._federation, aggregator._round = federation, round_id
         aggregator._task = open_task
-        aggregator.model.weights = weights
-        aggregator.model.center, aggregator.model.scale, aggregator.model.prescale = parts
+        aggregator.model = model
         return aggregator

@@ -21,7 +21,7 @@ from he_fed.exceptions import (
     ProtocolError,
 )
 from he_fed.models import BaseGD
-from he_fed.protocol import tasks
+from he_fed.protocol import evaluation, tasks
 from he_fed.protocol._keys import public_material
 from he_fed.protocol.council import is_pin, verify_ticket
 from he_fed.protocol.messages import EncryptedUpdate, RoundStart, Task, decode, encode
@@ -35,7 +35,7 @@ from he_fed.protocol.spec import ClientPlan, ClientSpec
 __all__ = ["Client", "ClientReport"]
 
 #: How far a task takes a client (see ``Client(phase=...)``).
-_PHASE = {Task.MAGNITUDE: 1, Task.MOMENTS: 2, Task.TRAIN: 3}
+_PHASE = {Task.MAGNITUDE: 1, Task.MOMENTS: 2, Task.TRAIN: 3, Task.EVALUATE: 3}
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,10 @@ class Client:
         magnitude round, 2 after the moments round, 3 after a training round. It
         answers each statistics round once, and none after training started, so
         no one can probe its data with statistics tickets of their choosing.
+    validation_split : float, default=0.0
+        Fraction of the rows held out to score each global model on
+        (:attr:`Task.EVALUATE`; :func:`he_fed.protocol.evaluation.validation_rows`
+        picks them); they are never trained on nor counted in the statistics.
     """
 
     def __init__(
@@ -172,6 +176,7 @@ class Client:
         allow_insecure: bool = False,
         last_round: int = -1,
         phase: int = 0,
+        validation_split: float = 0.0,
     ) -> None:
         if not is_pin(keyholder):
             raise ConfigurationError(
@@ -189,6 +194,12 @@ class Client:
             )
         if not np.isfinite(X).all():
             raise ConfigurationError(f"client {client_id!r} has NaN or infinite features")
+        self._validation_split = check_float("validation_split", validation_split, low=0, high=0.9)
+        held_out = evaluation.validation_rows(len(X), self._validation_split, client_id)
+        self._X_val, self._y_val = X[held_out], y[held_out]
+        if held_out.size:
+            kept = np.setdiff1d(np.arange(len(X)), held_out)
+            X, y = X[kept], y[kept]
         if len(X) > key.scheme.max_weight:
             raise EncodingOverflowError(
                 f"client {client_id!r} holds {len(X)} samples, more than the plan's "
@@ -249,11 +260,19 @@ class Client:
             classes=self._classes,
             standardize_target=self._standardize_target,
             allow_insecure=self._allow_insecure,
+            validation_split=self._validation_split,
         )
+        held_out = evaluation.validation_rows(
+            len(self._X) + len(self._X_val), self._validation_split, self.client_id
+        )
+        X = np.empty((len(self._X) + len(self._X_val), self._X.shape[1]))
+        y = np.empty(len(X), dtype=np.result_type(self._y, self._y_val))
+        kept = np.setdiff1d(np.arange(len(X)), held_out)
+        X[kept], X[held_out], y[kept], y[held_out] = self._X, self._X_val, self._y, self._y_val
         return ClientSpec(
             self.client_id,
-            self._X,
-            self._y,
+            X,
+            y,
             self._key_bytes,
             plan,
             keyholder=self._keyholder,
@@ -293,7 +312,7 @@ class Client:
                 f"client {self.client_id!r}: the key holder's ticket names another public key"
             )
         phase = _PHASE[start.task]
-        if start.task is not Task.TRAIN and phase <= self._phase:
+        if start.task in (Task.MAGNITUDE, Task.MOMENTS) and phase <= self._phase:
             raise ProtocolError(
                 f"client {self.client_id!r} answers the {start.task.value} statistics once, "
                 "and no statistics after training started"
@@ -303,7 +322,8 @@ class Client:
         t0 = time.perf_counter()
         values, clipped = self._compute(start, key.scheme.clip)
         t1 = time.perf_counter()
-        vector = key.encrypt(values, weight=self.n_samples)  # type: ignore[attr-defined]
+        weight = len(self._X_val) if start.task is Task.EVALUATE else self.n_samples
+        vector = key.encrypt(values, weight=weight)  # type: ignore[attr-defined]
         t2 = time.perf_counter()
         vector_bytes = vector.to_bytes()
         t3 = time.perf_counter()
@@ -349,7 +369,58 @@ class Client:
             # key holder's pre-scale leaves honest moments within the bound.
             clipped = int(np.count_nonzero(np.abs(values) > bound))
             return np.clip(values, -bound, bound), clipped
+        if start.task is Task.EVALUATE:
+            return self._evaluate(start, d), 0
         return self._train(start, d)
+
+    def _standardized(
+        self, start: RoundStart, X: np.ndarray, y: np.ndarray, d: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``X`` and ``y`` standardised as the ticket says (unchanged without statistics)."""
+        if not start.center.size:
+            return X, y
+        width = self._columns.shape[1]
+        center = self._checked(start.center, width, "center")
+        scale = self._checked(start.scale, width, "scale")
+        X = (X - center[:d]) / scale[:d]
+        if width > d:
+            y = (y - center[d]) / scale[d]
+        return X, y
+
+    def _evaluate(self, start: RoundStart, d: int) -> np.ndarray:
+        """The dithered metric means of the ticket's model on the validation rows."""
+        if not len(self._X_val):
+            raise ProtocolError(
+                f"client {self.client_id!r} holds no validation rows (validation_split=0)"
+            )
+        rows = self._rows()
+        weights = self._checked(start.weights, rows * (d + 1), "weight vector")
+        if self._classes is None:
+            X, y = self._standardized(start, self._X_val, self._y_val.astype(np.float64), d)
+            kind = "regression"
+        else:
+            X, _ = self._standardized(start, self._X_val, self._y_val, d)
+            index = {label: i for i, label in enumerate(np.asarray(self._classes).tolist())}
+            unknown = [v for v in self._y_val.tolist() if v not in index]
+            if unknown:
+                raise ConfigurationError(
+                    f"client {self.client_id!r} holds a label outside the federation's "
+                    f"classes: {unknown[0]!r}"
+                )
+            y = np.array([index[v] for v in self._y_val.tolist()], dtype=np.int64)
+            kind = "classification"
+        values = evaluation.local_means(kind, X, y, weights, rows)
+        return evaluation.dither(
+            values,
+            len(X),
+            key=self._identity.private_bytes(),
+            federation=start.federation,
+            round_id=start.round,
+        )
+
+    def _rows(self) -> int:
+        classes = 0 if self._classes is None else len(self._classes)
+        return classes if classes > 2 else 1
 
     @staticmethod
     def _checked(values: np.ndarray, size: int, what: str) -> np.ndarray:
@@ -362,17 +433,9 @@ class Client:
         return values
 
     def _train(self, start: RoundStart, d: int) -> tuple[np.ndarray, int]:
-        classes = 0 if self._classes is None else len(self._classes)
-        rows = classes if classes > 2 else 1
+        rows = self._rows()
         weights = self._checked(start.weights, rows * (d + 1), "weight vector")
-        X, y = self._X, self._y
-        if start.center.size:
-            width = self._columns.shape[1]
-            center = self._checked(start.center, width, "center")
-            scale = self._checked(start.scale, width, "scale")
-            X = (X - center[:d]) / scale[:d]
-            if width > d:
-                y = (y - center[d]) / scale[d]
+        X, y = self._standardized(start, self._X, self._y, d)
         model = clone(self._model).set_params(max_iter=self._epochs)
         if rows == 1:
             fit_params = {"coef_init": weights[:-1], "intercept_init": weights[-1]}

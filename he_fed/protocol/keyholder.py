@@ -362,11 +362,7 @@ class KeyHolder:
         w.text(open_task.value, length_bytes=1)
         w.uint(self._released)
         w.uint(self._rejected)
-        model = self._model
-        w.array(model.weights)
-        for part in (model.center, model.scale, model.prescale):
-            w.uint(int(part is not None), 1)
-            w.array(part if part is not None else np.empty(0))
+        self._model.write_to(w)
         registry = self._registry.public_keys()
         w.uint(int(self._registry.frozen), 1)
         w.uint(len(registry), 4)
@@ -398,12 +394,7 @@ class KeyHolder:
         last_round, open_round = r.uint() - 1, r.uint() - 1
         open_task = r.text(length_bytes=1)
         released, rejected = r.uint(), r.uint()
-        weights = r.array(plan.n_weights)
-        parts = []
-        for _ in range(3):
-            present = r.uint(1)
-            values = r.array()
-            parts.append(values if present else None)
+        model = GlobalModel.read_from(r, plan)
         frozen = bool(r.uint(1))
         clients = {}
         for _ in range(r.uint(4)):
@@ -426,8 +417,7 @@ class KeyHolder:
         holder._last_round = last_round
         holder._open = (open_round, task) if open_round >= 0 else None
         holder._released, holder._rejected = released, rejected
-        holder._model.weights = weights
-        holder._model.center, holder._model.scale, holder._model.prescale = parts
+        holder._model = model
         if frozen:
             holder._registry.freeze()
         return holder

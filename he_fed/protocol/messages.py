@@ -58,6 +58,8 @@ class Task(str, enum.Enum):
     MAGNITUDE = "magnitude"
     #: Standardisation, pass 2: first and second moments of pre-scaled features.
     MOMENTS = "moments"
+    #: Federated evaluation: each client's metric sums on its validation rows.
+    EVALUATE = "evaluate"
 
 
 def _frozen_array(values: object) -> np.ndarray:

@@ -36,8 +36,9 @@ from he_fed.exceptions import (
     ShapeMismatchError,
     TrainingDiverged,
 )
-from he_fed.protocol import tasks
+from he_fed.protocol import evaluation, tasks
 from he_fed.protocol.messages import Task
+from he_fed.protocol.optimizers import OPTIMIZERS, OptimizerState, server_step
 
 __all__ = ["GlobalModel", "RunPlan"]
 
@@ -72,6 +73,13 @@ class RunPlan:
         of classes (3 to ``MAX_OUTPUTS``) for the multinomial model. The weights
         and every training update are the ``(n_outputs, n_features + 1)`` matrix
         flattened row by row, each row its coefficients and then its intercept.
+    server_optimizer : {"avg", "avgm", "adam", "yogi"}, default="avg"
+        How a released mean update moves the weights
+        (:mod:`he_fed.protocol.optimizers`).
+    evaluation : {"classification", "regression"} or None, default=None
+        Whether clients score each model on their validation rows
+        (:attr:`Task.EVALUATE`, :mod:`he_fed.protocol.evaluation`), and which
+        figures they send.
     """
 
     n_features: int
@@ -79,6 +87,8 @@ class RunPlan:
     standardize: bool = True
     standardize_target: bool = False
     n_outputs: int = 1
+    server_optimizer: str = "avg"
+    evaluation: str | None = None
 
     def __post_init__(self) -> None:
         n = check_int("n_features", self.n_features, low=1, types=(int, np.integer))
@@ -109,6 +119,16 @@ class RunPlan:
                 "a multinomial model (n_outputs > 1) has no target to standardise"
             )
         object.__setattr__(self, "n_outputs", rows)
+        if self.server_optimizer not in OPTIMIZERS:
+            raise ConfigurationError(
+                f"unknown server optimizer {self.server_optimizer!r}; choose one of "
+                f"{', '.join(OPTIMIZERS)}"
+            )
+        if self.evaluation is not None and self.evaluation not in evaluation.KINDS:
+            raise ConfigurationError(
+                f"unknown evaluation {self.evaluation!r}; choose one of "
+                f"{', '.join(evaluation.KINDS)} (or None)"
+            )
 
     @property
     def n_columns(self) -> int:
@@ -122,20 +142,38 @@ class RunPlan:
 
     def vector_size(self, task: Task) -> int:
         """Length of the vector every client sends for ``task``."""
+        if task is Task.EVALUATE:
+            return evaluation.vector_size(self.evaluation or "", self.n_outputs)
         return tasks.vector_size(task, self.n_features, self.n_columns, self.n_outputs)
 
     def write_to(self, w: wire.Writer) -> None:
-        """Append the plan's bytes: features, server step, flags, and the row count.
+        """Append the plan's bytes: features, server step, flags, and what the flags announce.
 
-        Flag bit 2 says a u32 row count follows, so that a one-row plan keeps the
-        bytes it had before multinomial plans existed. :meth:`read_from` reads it.
+        Flag bit 2 says a u32 row count follows, bit 3 a one-byte server optimizer
+        (its index in ``OPTIMIZERS``), bit 4 a one-byte evaluation kind (its index in
+        ``evaluation.KINDS``): a plan without them keeps the bytes it had before
+        they existed, and a reader that predates one refuses the plan's unknown flag.
+        :meth:`read_from` reads it.
         """
         w.uint(self.n_features)
         w.float64(self.server_lr)
         rows = self.n_outputs > 1
-        w.uint(int(self.standardize) | int(self.standardize_target) << 1 | int(rows) << 2, 1)
+        optimizer = self.server_optimizer != "avg"
+        evaluates = self.evaluation is not None
+        w.uint(
+            int(self.standardize)
+            | int(self.standardize_target) << 1
+            | int(rows) << 2
+            | int(optimizer) << 3
+            | int(evaluates) << 4,
+            1,
+        )
         if rows:
             w.uint(self.n_outputs, 4)
+        if optimizer:
+            w.uint(OPTIMIZERS.index(self.server_optimizer), 1)
+        if evaluates:
+            w.uint(evaluation.KINDS.index(self.evaluation), 1)
 
     @classmethod
     def read_from(cls, r: wire.Reader, what: str) -> RunPlan:
@@ -147,19 +185,33 @@ class RunPlan:
             If the bytes are not a valid plan (``what`` names them in the message).
         """
         n_features, server_lr, flags = r.uint(), r.float64(), r.uint(1)
-        if flags > 7:
+        if flags > 31:
             raise MalformedMessage(f"{what}: unknown plan flags {flags:#x}")
         n_outputs = r.uint(4) if flags & 4 else 1
         if flags & 4 and n_outputs == 1:
             raise MalformedMessage(f"{what}: a one-row plan written with a row count")
+        optimizer = r.uint(1) if flags & 8 else 0
+        kind = r.uint(1) if flags & 16 else None
+        if (flags & 8 and not 0 < optimizer < len(OPTIMIZERS)) or (
+            kind is not None and kind >= len(evaluation.KINDS)
+        ):
+            raise MalformedMessage(f"{what}: unknown server optimizer or evaluation code")
         try:
-            return cls(n_features, server_lr, bool(flags & 1), bool(flags & 2), n_outputs)
+            return cls(
+                n_features,
+                server_lr,
+                bool(flags & 1),
+                bool(flags & 2),
+                n_outputs,
+                OPTIMIZERS[optimizer],
+                None if kind is None else evaluation.KINDS[kind],
+            )
         except ConfigurationError as exc:
             raise MalformedMessage(f"{what}: {exc}") from None
 
 
 class GlobalModel:
-    """The global state a run's releases determine: weights and standardisation.
+    """The global state a run's releases determine: weights, standardisation, optimizer.
 
     Parameters
     ----------
@@ -175,6 +227,14 @@ class GlobalModel:
         Federated standardisation, once computed.
     prescale : ndarray of shape (n_columns,) or None
         The pre-scale from the magnitude round, once released.
+    optimizer : OptimizerState
+        The server optimizer's moments (empty for ``avg``).
+    evaluation : ndarray or None
+        The last released evaluation (:mod:`he_fed.protocol.evaluation`).
+    evaluated : bool
+        Whether the current weights were evaluated: each model is evaluated at
+        most once, so two evaluation releases never share a model (the
+        differencing defence of the training rounds, kept for evaluation).
     """
 
     def __init__(self, plan: RunPlan) -> None:
@@ -183,6 +243,9 @@ class GlobalModel:
         self.center: np.ndarray | None = None
         self.scale: np.ndarray | None = None
         self.prescale: np.ndarray | None = None
+        self.optimizer = OptimizerState.initial(plan.server_optimizer, plan.n_weights)
+        self.evaluation: np.ndarray | None = None
+        self.evaluated = False
 
     def check_task(self, task: Task) -> None:
         """Raise unless ``task`` may be ticketed now.
@@ -192,14 +255,21 @@ class GlobalModel:
         PolicyViolation
             If a statistics task was already released, or the plan does not
             standardise (statistics are released once per federation, and only
-            when needed).
+            when needed); or an evaluation is asked of a plan without one, or of
+            a model already evaluated.
         ProtocolError
             If a task comes before the one it depends on.
         """
         task = Task(task)
-        if task is Task.TRAIN:
+        if task in (Task.TRAIN, Task.EVALUATE):
+            if task is Task.EVALUATE:
+                if self.plan.evaluation is None:
+                    raise PolicyViolation("this run does not evaluate; no evaluate round is run")
+                if self.evaluated:
+                    raise PolicyViolation("this model was evaluated; each model is evaluated once")
             if self.plan.standardize and self.center is None:
-                raise ProtocolError("standardisation statistics must be computed before training")
+                what = "training" if task is Task.TRAIN else "evaluation"
+                raise ProtocolError(f"standardisation statistics must be computed before {what}")
             return
         if not self.plan.standardize:
             raise PolicyViolation(f"this run does not standardise; no {task.value} round is run")
@@ -214,7 +284,7 @@ class GlobalModel:
     def ticket_fields(self, task: Task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(weights, center, scale)`` that a round of ``task`` starts from."""
         empty = np.empty(0)
-        if task is Task.TRAIN:
+        if task in (Task.TRAIN, Task.EVALUATE):
             center = self.center if self.center is not None else empty
             scale = self.scale if self.scale is not None else empty
             return self.weights, center, scale
@@ -237,12 +307,17 @@ class GlobalModel:
         if mean.size != size:
             raise ShapeMismatchError(f"aggregate has {mean.size} values, expected {size}")
         if task is Task.TRAIN:
-            weights = self.weights + self.plan.server_lr * mean
+            plan = self.plan
+            weights, state = server_step(
+                plan.server_optimizer, plan.server_lr, self.weights, mean, self.optimizer
+            )
             if not np.all(np.abs(weights) < _DIVERGED):
                 raise TrainingDiverged(
                     "the global model diverged; lower the learning rate or local epochs"
                 )
-            self.weights = weights
+            self.weights, self.optimizer, self.evaluated = weights, state, False
+        elif task is Task.EVALUATE:
+            self.evaluation, self.evaluated = np.array(mean, dtype=np.float64), True
         elif task is Task.MAGNITUDE:
             self.prescale = tasks.prescale(mean)
         else:
@@ -256,3 +331,52 @@ class GlobalModel:
         ``(n_outputs, n_features)`` and ``(n_outputs,)``.
         """
         return tasks.to_raw(self.weights, self.center, self.scale, self.plan.n_outputs)
+
+    def write_to(self, w: wire.Writer) -> None:
+        """Append the state's bytes (for the key holder's and the aggregator's saved state).
+
+        Weights, then center, scale and pre-scale (each a presence byte and an
+        array); then, only if the plan has them (so that other plans keep their
+        bytes), the optimizer's two moments and the evaluation state.
+        """
+        w.array(self.weights)
+        for part in (self.center, self.scale, self.prescale):
+            w.uint(int(part is not None), 1)
+            w.array(part if part is not None else np.empty(0))
+        if self.plan.server_optimizer != "avg":
+            w.array(self.optimizer.first)
+            w.array(self.optimizer.second)
+        if self.plan.evaluation is not None:
+            w.uint(int(self.evaluated), 1)
+            w.array(self.evaluation if self.evaluation is not None else np.empty(0))
+
+    @classmethod
+    def read_from(cls, r: wire.Reader, plan: RunPlan) -> GlobalModel:
+        """Read a state :meth:`write_to` wrote under ``plan``.
+
+        Raises
+        ------
+        MalformedMessage
+            If the bytes do not fit the plan.
+        """
+        weights = r.array(plan.n_weights)  # checked against the bytes before anything is sized
+        model = cls(plan)
+        model.weights = weights
+        parts = []
+        for _ in range(3):
+            present = r.uint(1)
+            values = r.array()
+            parts.append(values if present else None)
+        model.center, model.scale, model.prescale = parts
+        if plan.server_optimizer != "avg":
+            initial = model.optimizer
+            first = r.array(initial.first.size)
+            second = r.array(initial.second.size)
+            model.optimizer = OptimizerState(first, second)
+        if plan.evaluation is not None:
+            model.evaluated = bool(r.uint(1))
+            values = r.array()
+            if values.size not in (0, plan.vector_size(Task.EVALUATE)):
+                raise MalformedMessage("saved evaluation of the wrong length")
+            model.evaluation = values if values.size else None
+        return model

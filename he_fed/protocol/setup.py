@@ -62,4 +62,5 @@ def build_client(spec: ClientSpec) -> Client:
         allow_insecure=plan.allow_insecure,
         last_round=spec.last_round,
         phase=spec.phase,
+        validation_split=plan.validation_split,
     )

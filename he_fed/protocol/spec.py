@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import is_regressor
 
+from he_fed._validation import check_float
 from he_fed.crypto import SCHEMES, Scheme
 from he_fed.exceptions import ConfigurationError, MalformedMessage
 from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
@@ -89,6 +90,8 @@ class ClientPlan:
         Clients include the target in the standardisation statistics.
     allow_insecure : bool, default=False
         Clients accept a public key below the security bar.
+    validation_split : float, default=0.0
+        Fraction of each client's rows held out for federated evaluation.
     """
 
     model: BaseGD
@@ -96,6 +99,7 @@ class ClientPlan:
     classes: np.ndarray | None = None
     standardize_target: bool = False
     allow_insecure: bool = False
+    validation_split: float = 0.0
 
     def to_config(self) -> dict[str, ConfigValue]:
         """The plan as a flat dict of primitives (keys like ``"local-epochs"``).
@@ -111,6 +115,8 @@ class ClientPlan:
             "standardize-target": bool(self.standardize_target),
             "allow-insecure": bool(self.allow_insecure),
         }
+        if self.validation_split:
+            config["validation-split"] = float(self.validation_split)
         unset: list[str] = []
         for name, value in sorted(self.model.get_params(deep=False).items()):
             plain = _primitive(name, value)
@@ -147,6 +153,7 @@ class ClientPlan:
                 classes=None if classes is None else np.asarray(list(classes)),
                 standardize_target=bool(config["standardize-target"]),
                 allow_insecure=bool(config["allow-insecure"]),
+                validation_split=float(config.get("validation-split", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedMessage(f"not a client plan: {exc}") from None
@@ -244,6 +251,8 @@ class FederationSetup:
     threshold : tuple of int, optional
         ``(t, n)``: no key holder, but ``n`` share holders any ``t`` of which
         decrypt (:mod:`he_fed.protocol.decryptor`); Paillier schemes only.
+    server_optimizer : {"avg", "avgm", "adam", "yogi"}, default="avg"
+        Server optimizer (:mod:`he_fed.protocol.optimizers`).
     """
 
     scheme: Scheme
@@ -254,6 +263,7 @@ class FederationSetup:
     server_lr: float = 1.0
     standardize: bool = True
     threshold: tuple[int, int] | None = None
+    server_optimizer: str = "avg"
 
     @property
     def regression(self) -> bool:
@@ -275,6 +285,14 @@ class FederationSetup:
             standardize=self.standardize,
             standardize_target=self.standardize and self.regression,
             n_outputs=self.n_outputs,
+            server_optimizer=self.server_optimizer,
+            evaluation=(
+                None
+                if not self.plan.validation_split
+                else "regression"
+                if self.regression
+                else "classification"
+            ),
         )
 
     @classmethod
@@ -291,6 +309,8 @@ class FederationSetup:
         standardize: bool = True,
         client_ids: Sequence[str] | None = None,
         threshold: tuple[int, int] | None = None,
+        validation_split: float = 0.0,
+        server_optimizer: str = "avg",
     ) -> FederationSetup:
         """Describe a federation over ``partitions`` (see :meth:`Federation.create`).
 
@@ -315,12 +335,14 @@ class FederationSetup:
         # The clients' hyperparameters are checked here, once, so that a bad value is
         # one clear error before any work, not a failure in every client's round.
         model._check_params()
+        check_float("validation_split", validation_split, low=0, high=0.9)
         plan = ClientPlan(
             model=model,
             local_epochs=local_epochs,
             classes=classes,
             standardize_target=bool(is_regressor(model)) and standardize,
             allow_insecure=bool(getattr(scheme, "allow_insecure", False)),
+            validation_split=validation_split,
         )
         return cls(
             scheme=scheme,
@@ -331,4 +353,5 @@ class FederationSetup:
             server_lr=server_lr,
             standardize=standardize,
             threshold=threshold,
+            server_optimizer=server_optimizer,
         )

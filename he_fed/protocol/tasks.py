@@ -54,6 +54,7 @@ import math
 import numpy as np
 
 from he_fed.crypto import CKKS, AggregationKey
+from he_fed.protocol.evaluation import EVALUATION_CLIP
 from he_fed.protocol.messages import Task
 
 __all__ = [
@@ -80,6 +81,8 @@ _MAGNITUDE_PRECISION_BITS = 92
 _MAGNITUDE_SLACK = 2.0**-90
 #: The moments' grid: at most 2**-44, against a global second moment of at least 1/4.
 _MOMENTS_GRID_BITS = 44
+#: The evaluation round's precision (bits up to its clip bound, or grid bits on CKKS).
+_EVALUATION_PRECISION_BITS = 40
 #: Largest clip bound a plan accepts.
 _MAX_CLIP = 2.0**64
 
@@ -102,17 +105,25 @@ def plan_for(key: AggregationKey, task: Task) -> AggregationKey:
     and 92 bits of precision; the moments round the clip bound of
     :func:`moments_clip` and a grid of at most ``2**-44``. Where the scheme's
     ``precision_bits`` counts bits up to the clip bound (Paillier), that is
-    ``log2(clip) + 45`` bits; where it counts grid bits (CKKS), 44.
+    ``log2(clip) + 45`` bits; where it counts grid bits (CKKS), 44. The evaluation
+    round uses :data:`~he_fed.protocol.evaluation.EVALUATION_CLIP` and at least 40
+    bits.
     """
     if task is Task.TRAIN:
         return key
     if task is Task.MAGNITUDE:
         clip, absolute = MAGNITUDE_CLIP, _MAGNITUDE_PRECISION_BITS
         relative = _MAGNITUDE_PRECISION_BITS
-    else:
+    elif task is Task.MOMENTS:
         clip = moments_clip(key)
         absolute = _MOMENTS_GRID_BITS
         relative = min(math.ceil(math.log2(clip)) + _MOMENTS_GRID_BITS + 1, 128)
+    else:
+        clip, absolute, relative = (
+            EVALUATION_CLIP,
+            _EVALUATION_PRECISION_BITS,
+            _EVALUATION_PRECISION_BITS,
+        )
     changes: dict[str, object] = {"clip": clip}
     precision = getattr(key.scheme, "precision_bits", None)
     if precision is not None:

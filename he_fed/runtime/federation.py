@@ -9,6 +9,7 @@ decides what is released.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -17,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from he_fed._validation import check_int
 from he_fed.crypto import PublicKey, Scheme
 from he_fed.exceptions import (
     ConfigurationError,
@@ -77,6 +79,9 @@ class RoundOutcome:
     shares : tuple of two tuples of int, optional
         With threshold decryption: the share holders whose partial decryptions the
         release used, and those whose partials were refused.
+    evaluation : RoundOutcome or None
+        The evaluation round that scored this training round's model, if the plan
+        evaluates (its release is the aggregator's ``model.evaluation``).
     """
 
     round: int
@@ -91,6 +96,7 @@ class RoundOutcome:
     skipped: str | None = None
     wall_s: float = 0.0
     shares: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    evaluation: RoundOutcome | None = None
 
 
 def _left_out(failures: dict[str, str], absent: tuple[str, ...]) -> str:
@@ -184,6 +190,8 @@ class Federation:
         standardize: bool = True,
         client_ids: Sequence[str] | None = None,
         executor: Executor | None = None,
+        validation_split: float = 0.0,
+        server_optimizer: str = "avg",
     ) -> Federation:
         """Generate keys and hand each role the bytes it may hold.
 
@@ -201,6 +209,8 @@ class Federation:
             Names of the clients (default ``client-0``, ``client-1``, ...).
         executor : Executor, optional
             How clients are run (default in process, one after another).
+        validation_split, server_optimizer
+            See :class:`FederationSetup`.
         """
         setup = FederationSetup.from_partitions(
             partitions,
@@ -212,6 +222,8 @@ class Federation:
             server_lr=server_lr,
             standardize=standardize,
             client_ids=client_ids,
+            validation_split=validation_split,
+            server_optimizer=server_optimizer,
         )
         return cls.from_setup(setup, partitions, executor=executor)
 
@@ -396,7 +408,8 @@ class Federation:
         *,
         dropout: float = 0.0,
         random_state: int | None = 0,
-        on_round: Callable[[RoundOutcome], None] | None = None,
+        on_round: Callable[[RoundOutcome], bool | None] | None = None,
+        evaluate_every: int = 1,
     ) -> list[RoundOutcome]:
         """Run ``rounds`` training rounds (standardising first if the aggregator wants it).
 
@@ -409,7 +422,12 @@ class Federation:
         random_state : int or None
             Seed for the dropouts.
         on_round : callable, optional
-            Called with each training round's outcome.
+            Called with each training round's outcome (which carries the outcome
+            of the evaluation round that scored its model, if the plan evaluates);
+            a true return value stops training (early stopping).
+        evaluate_every : int, default=1
+            If the plan evaluates: score every ``evaluate_every``-th training
+            round's model, and the last round's.
 
         Returns
         -------
@@ -424,12 +442,17 @@ class Federation:
             self.setup_outcomes = self.standardize()
         rng = np.random.default_rng(random_state)
         outcomes = []
-        for _ in range(rounds):
+        check_int("evaluate_every", evaluate_every, low=1)
+        for index in range(1, rounds + 1):
             participants = None
             if dropout:
                 participants = [c.client_id for c in self.clients if rng.random() >= dropout]
             try:
                 outcome = self.run_round(Task.TRAIN, participants=participants)
+                due = index % evaluate_every == 0 or index == rounds
+                if self.aggregator.plan.evaluation is not None and due and not outcome.skipped:
+                    scored = self.run_round(Task.EVALUATE, participants=participants)
+                    outcome = dataclasses.replace(outcome, evaluation=scored)
             except PolicyViolation as exc:
                 # The key holder signs no more tickets (it retired its key after
                 # refusing too many aggregates): stop with the model so far.
@@ -437,6 +460,6 @@ class Federation:
                 log.warning("training stopped: %s", exc)
                 break
             outcomes.append(outcome)
-            if on_round is not None:
-                on_round(outcome)
+            if on_round is not None and on_round(outcome):
+                break
         return outcomes

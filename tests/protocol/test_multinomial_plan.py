@@ -133,7 +133,12 @@ def test_the_key_holder_state_carries_the_row_count_and_one_row_states_keep_thei
 
 @pytest.mark.parametrize(
     ("flags", "count", "message"),
-    [(4, 1, "one-row plan written with a row count"), (4, 2, "two classes"), (8, None, "flags")],
+    [
+        (4, 1, "one-row plan written with a row count"),
+        (4, 2, "two classes"),
+        (8, None, "server optimizer"),
+        (32, None, "flags"),
+    ],
 )
 def test_a_key_holder_state_with_a_forged_row_count_is_refused(flags, count, message):
     keys = keys_for("plain")

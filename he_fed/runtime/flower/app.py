@@ -56,7 +56,19 @@ __all__ = [
     "write_app",
 ]
 
-_NOT_IN_RUN_CONFIG = ("executor", "workers")
+#: Federated evaluation and server optimizers are not carried by the key-holder
+#: node's policy yet (the estimators refuse them on Flower), so no run config takes them.
+_NOT_IN_RUN_CONFIG = (
+    "executor",
+    "workers",
+    "validation_split",
+    "validation_every",
+    "early_stopping",
+    "server_optimizer",
+    "prox_mu",
+)
+#: ``lr`` and ``l2`` take one value here (candidates need federated evaluation).
+_CANDIDATES = " | tuple[float, ...]"
 #: A tuple field (``categorical``) is one text in the run config: its items joined by ``;``.
 _ITEMS = "tuple[str, ...]"
 _SEPARATOR = ";"
@@ -78,7 +90,8 @@ def _default_run_config() -> dict[str, Any]:
         value = f.default
         if isinstance(value, tuple):  # categorical
             value = _SEPARATOR.join(value)
-        config[f.name.replace("_", "-")] = _UNSET[str(f.type)] if value is None else value
+        kind = str(f.type).replace(_CANDIDATES, "")
+        config[f.name.replace("_", "-")] = _UNSET[kind] if value is None else value
     return {**config, **_EXTRA}
 
 
@@ -99,7 +112,7 @@ def config_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
         key = f.name.replace("_", "-")
         if key not in run_config:
             continue
-        raw, kind = run_config[key], str(f.type).replace(" | None", "")
+        raw, kind = run_config[key], str(f.type).replace(" | None", "").replace(_CANDIDATES, "")
         if str(f.type).endswith("| None") and raw in (0, 0.0, ""):
             values[f.name] = None
             continue
