@@ -38,6 +38,6 @@ __all__ = [
     "partition",
     "regression_target",
     "target_kind",
-    "training_classes",
     "train_test",
+    "training_classes",
 ]
