@@ -51,6 +51,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     ("he_fed.crypto",),
     ("he_fed.models", "he_fed.data"),
+    ("he_fed.privacy",),
     ("he_fed.protocol",),
     ("he_fed.runtime",),
     ("he_fed.federated", "he_fed._history"),

@@ -21,6 +21,7 @@ from he_fed.exceptions import (
     ProtocolError,
 )
 from he_fed.models import BaseGD
+from he_fed.privacy import DPMechanism, clip_update, clipped_gradient_sum
 from he_fed.protocol import tasks
 from he_fed.protocol._keys import public_material
 from he_fed.protocol.messages import EncryptedUpdate, RoundStart, Task, decode, encode
@@ -154,6 +155,11 @@ class Client:
         magnitude round, 2 after the moments round, 3 after a training round. It
         answers each statistics round once, and none after training started, so
         no one can probe its data with statistics tickets of their choosing.
+    privacy : DPMechanism, optional
+        Differential privacy: the client clips (each record's gradient, for one
+        gradient step per round, at ``record`` level; its whole update at
+        ``client`` level), adds its share of the noise on the grid, and encrypts
+        with weight 1 (:mod:`he_fed.privacy`).
     """
 
     def __init__(
@@ -172,6 +178,7 @@ class Client:
         allow_insecure: bool = False,
         last_round: int = -1,
         phase: int = 0,
+        privacy: DPMechanism | None = None,
     ) -> None:
         if not isinstance(keyholder, bytes) or len(keyholder) != 32:
             raise ConfigurationError("the key holder's identity is a 32-byte Ed25519 public key")
@@ -187,7 +194,7 @@ class Client:
             )
         if not np.isfinite(X).all():
             raise ConfigurationError(f"client {client_id!r} has NaN or infinite features")
-        if len(X) > key.scheme.max_weight:
+        if privacy is None and len(X) > key.scheme.max_weight:
             raise EncodingOverflowError(
                 f"client {client_id!r} holds {len(X)} samples, more than the plan's "
                 f"max_weight={key.scheme.max_weight}"
@@ -207,6 +214,7 @@ class Client:
         self._keyholder = keyholder
         self._last_round = int(last_round)
         self._phase = int(phase)
+        self._privacy = privacy
         self._columns = np.column_stack([X, y.astype(np.float64)]) if standardize_target else X
 
     @property
@@ -247,6 +255,7 @@ class Client:
             classes=self._classes,
             standardize_target=self._standardize_target,
             allow_insecure=self._allow_insecure,
+            privacy=self._privacy,
         )
         return ClientSpec(
             self.client_id,
@@ -301,7 +310,8 @@ class Client:
         t0 = time.perf_counter()
         values, clipped = self._compute(start)
         t1 = time.perf_counter()
-        vector = key.encrypt(values, weight=self.n_samples)  # type: ignore[attr-defined]
+        weight = self.n_samples if self._privacy is None else 1
+        vector = key.encrypt(values, weight=weight)  # type: ignore[attr-defined]
         t2 = time.perf_counter()
         vector_bytes = vector.to_bytes()
         t3 = time.perf_counter()
@@ -370,6 +380,12 @@ class Client:
             X = (X - center[:d]) / scale[:d]
             if width > d:
                 y = (y - center[d]) / scale[d]
+        if self._privacy is not None and self._privacy.level == "record":
+            # One DP-SGD step: the negated sum of clipped per-record gradients.
+            step, clipped = clipped_gradient_sum(
+                self._model, X, y, weights, self._privacy.clip, self._classes
+            )
+            return self._privacy.noisy(step), clipped
         model = clone(self._model).set_params(max_iter=self._epochs)
         if rows == 1:
             fit_params = {"coef_init": weights[:-1], "intercept_init": weights[-1]}
@@ -384,6 +400,9 @@ class Client:
         else:
             new = np.column_stack([model.coef_, model.intercept_]).ravel()
         delta = new - weights
+        if self._privacy is not None:
+            update, clipped = clip_update(delta, self._privacy.clip)
+            return self._privacy.noisy(update), clipped
         bound = self._key.scheme.clip
         clipped = int(np.count_nonzero(np.abs(delta) > bound))
         return np.clip(delta, -bound, bound), clipped

@@ -43,13 +43,23 @@ import numpy as np
 from he_fed.crypto import EncryptedVector, Scheme, SecretKey
 from he_fed.exceptions import AggregateRejected, HEFedError
 
-__all__ = ["checked_mean", "rounded_mean"]
+__all__ = ["checked_mean", "normalised_sum", "rounded_mean"]
 
 
 def checked_mean(
-    secret: SecretKey, vector: EncryptedVector, plan: Scheme, *, binding: bytes = b""
+    secret: SecretKey,
+    vector: EncryptedVector,
+    plan: Scheme,
+    *,
+    binding: bytes = b"",
+    normaliser: int | None = None,
 ) -> np.ndarray:
     """Decrypt ``vector`` and return its weighted mean, if honest contributions can produce it.
+
+    With ``normaliser`` (a differentially private run, whose contributions carry
+    weight 1 and noise on the grid) the release is the noisy sum divided by that
+    public count instead, exactly: it depends on no total weight
+    (:mod:`he_fed.privacy`).
 
     Raises
     ------
@@ -80,7 +90,15 @@ def checked_mean(
         )
     if result.units is None or result.step is None:
         return np.asarray(result.mean, dtype=np.float64)  # Plain: hides nothing anyway
+    if normaliser is not None:
+        return normalised_sum(result.units, int(normaliser), result.step)
     return rounded_mean(result.units, weight, result.step)
+
+
+def normalised_sum(units: np.ndarray, normaliser: int, step: float) -> np.ndarray:
+    """``step · units / normaliser``, each value one correctly rounded division of integers."""
+    p, q = step.as_integer_ratio()
+    return np.array([int(t) * p / (q * normaliser) for t in units.tolist()], dtype=np.float64)
 
 
 def rounded_mean(units: np.ndarray, weight: int, step: float) -> np.ndarray:

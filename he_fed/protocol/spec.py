@@ -26,6 +26,7 @@ from sklearn.base import is_regressor
 from he_fed.crypto import SCHEMES, Scheme
 from he_fed.exceptions import ConfigurationError, MalformedMessage
 from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
+from he_fed.privacy import DPMechanism, PrivacyBudget
 from he_fed.protocol.model import RunPlan
 
 __all__ = [
@@ -89,6 +90,8 @@ class ClientPlan:
         Clients include the target in the standardisation statistics.
     allow_insecure : bool, default=False
         Clients accept a public key below the security bar.
+    privacy : DPMechanism, optional
+        The noise every client adds (a differentially private run).
     """
 
     model: BaseGD
@@ -96,6 +99,7 @@ class ClientPlan:
     classes: np.ndarray | None = None
     standardize_target: bool = False
     allow_insecure: bool = False
+    privacy: DPMechanism | None = None
 
     def to_config(self) -> dict[str, ConfigValue]:
         """The plan as a flat dict of primitives (keys like ``"local-epochs"``).
@@ -105,6 +109,10 @@ class ClientPlan:
         ConfigurationError
             If the model or one of its parameters cannot be described as plain data.
         """
+        if self.privacy is not None:
+            raise ConfigurationError(
+                "differentially private runs use the inprocess executor for now"
+            )
         config: dict[str, ConfigValue] = {
             "model": _model_kind(self.model),
             "local-epochs": int(self.local_epochs),
@@ -241,6 +249,9 @@ class FederationSetup:
         Server step.
     standardize : bool, default=True
         Standardise features with federated statistics.
+    privacy : PrivacyBudget, optional
+        The key holder's differential-privacy budget; its mechanism is the
+        clients' (``plan.privacy``).
     """
 
     scheme: Scheme
@@ -250,6 +261,7 @@ class FederationSetup:
     min_clients: int | None = None
     server_lr: float = 1.0
     standardize: bool = True
+    privacy: PrivacyBudget | None = None
 
     @property
     def regression(self) -> bool:
@@ -286,6 +298,7 @@ class FederationSetup:
         server_lr: float = 1.0,
         standardize: bool = True,
         client_ids: Sequence[str] | None = None,
+        privacy: PrivacyBudget | None = None,
     ) -> FederationSetup:
         """Describe a federation over ``partitions`` (see :meth:`Federation.create`).
 
@@ -316,6 +329,7 @@ class FederationSetup:
             classes=classes,
             standardize_target=bool(is_regressor(model)) and standardize,
             allow_insecure=bool(getattr(scheme, "allow_insecure", False)),
+            privacy=None if privacy is None else privacy.mechanism,
         )
         return cls(
             scheme=scheme,
@@ -325,4 +339,5 @@ class FederationSetup:
             min_clients=min_clients,
             server_lr=server_lr,
             standardize=standardize,
+            privacy=privacy,
         )

@@ -26,6 +26,7 @@ from he_fed.exceptions import (
     TrainingDiverged,
 )
 from he_fed.models import BaseGD
+from he_fed.privacy import PrivacyBudget
 from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.messages import Task
 from he_fed.protocol.setup import build_aggregator, build_client, generate_keyholder
@@ -159,6 +160,7 @@ class Federation:
         standardize: bool = True,
         client_ids: Sequence[str] | None = None,
         executor: Executor | None = None,
+        privacy: PrivacyBudget | None = None,
     ) -> Federation:
         """Generate keys and hand each role the bytes it may hold.
 
@@ -176,6 +178,8 @@ class Federation:
             Names of the clients (default ``client-0``, ``client-1``, ...).
         executor : Executor, optional
             How clients are run (default in process, one after another).
+        privacy : PrivacyBudget, optional
+            The key holder's differential-privacy budget (see :mod:`he_fed.privacy`).
         """
         setup = FederationSetup.from_partitions(
             partitions,
@@ -187,6 +191,7 @@ class Federation:
             server_lr=server_lr,
             standardize=standardize,
             client_ids=client_ids,
+            privacy=privacy,
         )
         return cls.from_setup(setup, partitions, executor=executor)
 
