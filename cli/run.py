@@ -25,6 +25,7 @@ from he_fed.experiment import (
     run_experiment,
 )
 from he_fed.federated import RoundRecord
+from he_fed.privacy import LEVELS
 from he_fed.runtime import EXECUTORS
 
 _PHASE_LABELS = {
@@ -99,6 +100,16 @@ def render(result: ExperimentResult, console: Console) -> None:
             f"{_bytes(result.setup['aggregation_key_bytes'])}"
         ),
     )
+    if result.privacy is not None:
+        p = result.privacy
+        summary.add_row(
+            f"privacy ({p['level']} level)",
+            f"epsilon {p['epsilon']:.3f} of {p['target_epsilon']:g}, delta {p['delta']:g}",
+        )
+        summary.add_row(
+            "noise multiplier / clip / releases",
+            f"{p['noise_multiplier']:.3f} / {p['clip']:g} / {p['rounds_released']}",
+        )
     clipped = sum(r.clipped for r in rounds)
     skipped = sum(1 for r in rounds if r.skipped)
     if clipped or skipped:
@@ -280,6 +291,37 @@ def render(result: ExperimentResult, console: Console) -> None:
     help="Write the full result as JSON to this file (in an existing directory; checked "
     "before the run).",
 )
+@click.option(
+    "--dp-epsilon",
+    type=float,
+    default=RUN_DEFAULTS["dp_epsilon"],
+    help="Differential privacy: the target epsilon; the key holder calibrates the noise "
+    "for --rounds and releases nothing past it [no DP].",
+)
+@click.option(
+    "--dp-delta", type=float, default=RUN_DEFAULTS["dp_delta"], show_default=True, help="DP delta."
+)
+@click.option(
+    "--dp-level",
+    type=click.Choice(LEVELS),
+    default=RUN_DEFAULTS["dp_level"],
+    show_default=True,
+    help="What DP protects: one record (one gradient step per round) or one client.",
+)
+@click.option(
+    "--dp-clip",
+    type=float,
+    default=RUN_DEFAULTS["dp_clip"],
+    show_default=True,
+    help="L2 clip bound of one record's gradient (or one client's update) under DP.",
+)
+@click.option(
+    "--dp-noise-multiplier",
+    type=float,
+    default=RUN_DEFAULTS["dp_noise_multiplier"],
+    help="Fix the DP noise instead of calibrating it to --rounds; the key holder stops the "
+    "run when --dp-epsilon is spent [calibrated].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables; one summary line.")
 @verbose_option
 def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: Any) -> None:
@@ -312,6 +354,8 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
 
                 def advance(entry: RoundRecord) -> None:
                     status = f"metric {entry.metric:.4f}"
+                    if entry.epsilon is not None:
+                        status += f" epsilon {entry.epsilon:.3f}"
                     if entry.skipped:
                         status = "skipped"
                     bar.update(task, advance=1, description=f"round {entry.round}", status=status)
@@ -319,11 +363,14 @@ def run(json_path: Path | None, quiet: bool, no_standardize: bool, **options: An
                 result = run_experiment(config, progress=advance)
         if json_path is not None:
             json_path.write_text(result.to_json(indent=2) + "\n", encoding="utf-8")
+    if result.setup.get("stopped"):
+        click.echo(f"training stopped after {len(result.rounds)} rounds: {result.setup['stopped']}")
     if quiet:
         final = result.final
+        privacy = f" epsilon={result.privacy['epsilon']:.4f}" if result.privacy else ""
         click.echo(
             f"{final['metric_name']}={final['metric']:.4f} loss={final['loss']:.4f} "
-            f"total_s={result.totals['total_s']:.2f} bytes_up={result.totals['bytes_up']}"
+            f"total_s={result.totals['total_s']:.2f} bytes_up={result.totals['bytes_up']}{privacy}"
         )
     else:
         render(result, console)

@@ -43,6 +43,8 @@ class RoundRecord:
         Why the round released no aggregate, if it did not.
     wall_s : float
         The round's wall-clock time.
+    epsilon : float or None
+        A private run's ``epsilon`` spent after this round (None without DP).
     """
 
     round: int
@@ -57,6 +59,7 @@ class RoundRecord:
     clipped: int
     skipped: str | None
     wall_s: float
+    epsilon: float | None = None
 
     @classmethod
     def from_outcome(
@@ -82,4 +85,6 @@ class RoundRecord:
         """The record as plain data, for JSON (``dropped`` as a list)."""
         data = dataclasses.asdict(self)
         data["dropped"] = list(self.dropped)
+        if self.epsilon is None:
+            del data["epsilon"]  # runs without DP write the JSON they always wrote
         return data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,7 @@ from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, r2_sco
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from he_fed._history import RoundRecord
+from he_fed._private_fit import PrivateFit
 from he_fed._validation import check_int
 from he_fed.crypto import Scheme, scheme_from_options
 from he_fed.crypto.base import DEFAULT_CLIP
@@ -71,6 +73,13 @@ class _FederatedBase(BaseEstimator):
         random_state: int = 0,
         executor: str | Executor = "inprocess",
         workers: int | None = None,
+        dp_epsilon: float | None = None,
+        dp_delta: float = 1e-5,
+        dp_level: str = "record",
+        dp_clip: float = 1.0,
+        dp_noise_multiplier: float | None = None,
+        feature_bounds: tuple[Any, Any] | None = None,
+        target_bounds: tuple[float, float] | None = None,
     ) -> None:
         self.scheme = scheme
         self.rounds = rounds
@@ -90,6 +99,13 @@ class _FederatedBase(BaseEstimator):
         self.random_state = random_state
         self.executor = executor
         self.workers = workers
+        self.dp_epsilon = dp_epsilon
+        self.dp_delta = dp_delta
+        self.dp_level = dp_level
+        self.dp_clip = dp_clip
+        self.dp_noise_multiplier = dp_noise_multiplier
+        self.feature_bounds = feature_bounds
+        self.target_bounds = target_bounds
 
     def _metrics(
         self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float | np.ndarray
@@ -136,27 +152,44 @@ class _FederatedBase(BaseEstimator):
         ids = np.unique(groups)
         partitions = [(X[groups == g], y[groups == g]) for g in ids]
         model = self.local_model()
+        private = None
+        if self.dp_epsilon is not None:
+            n_outputs = len(classes) if classes is not None and len(classes) > 2 else 1
+            regression = classes is None
+            private = PrivateFit.plan(self, partitions, regression=regression, n_outputs=n_outputs)
         setup = FederationSetup.from_partitions(
-            partitions,
-            scheme=_scheme_for(self, [len(p[0]) for p in partitions]),
+            private.partitions if private else partitions,
+            scheme=private.scheme
+            if private
+            else _scheme_for(self, [len(p[0]) for p in partitions]),
             model=model,
             local_epochs=self.local_epochs,
             classes=classes,
             min_clients=self.min_clients,
-            server_lr=self.server_lr,
-            standardize=self.standardize,
+            server_lr=private.server_lr if private else self.server_lr,
+            standardize=self.standardize and private is None,
             client_ids=[str(g) for g in ids],
+            privacy=private.budget if private else None,
         )
+        if private:
+            partitions = private.partitions
         X_eval, y_eval = (X, y) if eval_set is None else eval_set
         X_eval = validate_data(self, X_eval, dtype=np.float64, reset=False)
         history: list[RoundRecord] = []
         started = time.perf_counter()
 
         def train(federation: Federation) -> dict[str, Any]:
+            def raw_model() -> tuple[np.ndarray, float | np.ndarray]:
+                if private is None:
+                    return federation.aggregator.raw_model()
+                return private.raw_model(federation.aggregator.model.weights)
+
             def record(outcome: RoundOutcome) -> None:
-                coef, b = federation.aggregator.raw_model()
+                coef, b = raw_model()
                 metric, loss = self._metrics(X_eval, np.asarray(y_eval), coef, b)
                 entry = RoundRecord.from_outcome(len(history) + 1, outcome, metric, loss)
+                if private is not None:
+                    entry = dataclasses.replace(entry, epsilon=private.budget.epsilon)
                 history.append(entry)
                 if callback is not None:
                     callback(entry)
@@ -164,8 +197,10 @@ class _FederatedBase(BaseEstimator):
             federation.train(
                 self.rounds, dropout=self.dropout, random_state=self.random_state, on_round=record
             )
-            coef, intercept = federation.aggregator.raw_model()
+            coef, intercept = raw_model()
             return {
+                "stopped": federation.stopped,
+                "privacy": private.budget.summary() if private else None,
                 "coef": coef,
                 "intercept": intercept,
                 "scheme": federation.keyholder.public_key.scheme.name,
@@ -248,6 +283,23 @@ _PARAMS_DOC = """
     workers : int or None, default=None
         Worker processes (``processes``) or simulation actors (``flower``);
         None means all cores.
+    dp_epsilon : float or None, default=None
+        Differential privacy's target epsilon (None: no DP). The key holder
+        calibrates the noise for ``rounds`` releases and refuses any past it.
+    dp_delta : float, default=1e-5
+        The run's delta.
+    dp_level : {"record", "client"}, default="record"
+        ``record``: one DP-SGD step per round (per-record gradients clipped to
+        ``dp_clip``; the step is ``learning_rate``, default 4, times ``server_lr``;
+        local epochs unused); ``client``:
+        each client's update clipped to ``dp_clip``. See :mod:`he_fed.privacy`.
+    dp_clip : float, default=1.0
+        The L2 clip bound of one record's gradient or one client's update.
+    dp_noise_multiplier : float or None, default=None
+        Fix the noise instead of calibrating it; the run stops when the target is spent.
+    feature_bounds, target_bounds : (low, high), optional
+        Public bounds of the features (numbers or one per feature) and of a
+        regression target, which a private fit needs instead of standardising.
 
     Attributes
     ----------
@@ -257,13 +309,14 @@ _PARAMS_DOC = """
         Per training round: ``metric``, ``loss`` (on ``eval_set``, else the training
         data), ``timings`` (seconds per phase, summed over clients), ``wall_s``
         (the round's wall-clock time), ``bytes_up`` and ``bytes_down`` per client,
-        ``contributors``, ``dropped``, ``clipped`` and ``skipped``
-        (``record.to_dict()`` for JSON).
+        ``contributors``, ``dropped``, ``clipped``, ``skipped`` and, with DP,
+        ``epsilon`` spent (``record.to_dict()`` for JSON).
     setup_ : dict
         Key generation time, key material sizes, the standardisation rounds (as
         ``RoundRecord`` with round 0 under ``"statistics"``), the
         executor's name and its start-up time (``startup_s``: spawning workers or
-        waiting for Flower nodes).
+        waiting for Flower nodes), why training ``stopped`` early (or None) and the
+        ``privacy`` summary (or None).
     n_clients_ : int
         Number of clients (distinct groups).
 """

@@ -83,7 +83,7 @@ def plan_mechanism(
         past the target (a grid too coarse for the noise).
     """
     mechanism = DPMechanism(level, clip, noise_multiplier, min_cohort, size, step)
-    spent = epsilon_after(mechanism.rho, rounds, delta)
+    spent = epsilon_after(mechanism.rho, rounds, delta)  # rounds=0 checks nothing
     if spent > target_epsilon * (1 + 1e-6):
         raise ConfigurationError(
             f"{rounds} rounds of this mechanism reach epsilon {spent:.4g}, past the target "
@@ -107,6 +107,7 @@ def private_setup(
     clip: float,
     min_cohort: int,
     normaliser: int,
+    noise_multiplier: float | None = None,
 ) -> tuple[Scheme, PrivacyBudget]:
     """The scheme and the key holder's budget of a private run, planned before it starts.
 
@@ -132,6 +133,9 @@ def private_setup(
         The smallest cohort the key holder decrypts.
     normaliser : int
         Public count the released sum is divided by.
+    noise_multiplier : float, optional
+        A fixed noise multiplier instead of the calibrated one: the key holder
+        then stops the run once the target is spent, whatever ``rounds`` says.
 
     Raises
     ------
@@ -143,7 +147,7 @@ def private_setup(
             f"differential privacy needs an integer-grid scheme ({', '.join(GRID_SCHEMES)}); "
             f"{scheme} is refused"
         )
-    z = calibrate(target_epsilon, delta, rounds)
+    z = calibrate(target_epsilon, delta, rounds) if noise_multiplier is None else noise_multiplier
     built = make_scheme(
         scheme,
         clip=value_range(level, clip, z, min_cohort, max_rows),
@@ -162,6 +166,6 @@ def private_setup(
         step=built.quantizer.step,  # type: ignore[attr-defined]
         target_epsilon=target_epsilon,
         delta=delta,
-        rounds=rounds,
+        rounds=rounds if noise_multiplier is None else 0,
     )
     return built, PrivacyBudget(mechanism, target_epsilon, delta, normaliser)
