@@ -17,7 +17,7 @@ from he_fed.privacy._budget import PrivacyBudget
 from he_fed.privacy._clipping import clip_update, clipped_gradient_sum, per_record_gradients
 from he_fed.privacy._discrete_gaussian import sample_discrete_gaussian
 from he_fed.privacy._mechanism import LEVELS, DPMechanism
-from he_fed.privacy._plan import GRID_SCHEMES, plan_mechanism, private_setup
+from he_fed.privacy._plan import GRID_SCHEMES, plan_mechanism, privacy_estimate, private_setup
 
 __all__ = [
     "ACCOUNTANT",
@@ -32,6 +32,7 @@ __all__ = [
     "epsilon_after",
     "per_record_gradients",
     "plan_mechanism",
+    "privacy_estimate",
     "private_setup",
     "sample_discrete_gaussian",
 ]

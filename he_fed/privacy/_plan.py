@@ -26,6 +26,7 @@ __all__ = [
     "GRID_SCHEMES",
     "calibrate",
     "plan_mechanism",
+    "privacy_estimate",
     "private_setup",
     "value_range",
 ]
@@ -169,3 +170,53 @@ def private_setup(
         rounds=rounds if noise_multiplier is None else 0,
     )
     return built, PrivacyBudget(mechanism, target_epsilon, delta, normaliser)
+
+
+def privacy_estimate(
+    *,
+    target_epsilon: float,
+    delta: float,
+    rounds: int,
+    level: str,
+    clip: float,
+    normaliser: int,
+    noise_multiplier: float | None = None,
+) -> dict[str, float | int]:
+    """What noise and what ``epsilon`` a private run would have, without running it.
+
+    Parameters
+    ----------
+    target_epsilon, delta, rounds, level, clip
+        As for a run.
+    normaliser : int
+        The public count releases are divided by (records at ``record`` level,
+        clients at ``client`` level).
+    noise_multiplier : float, optional
+        A fixed multiplier instead of the calibrated one.
+
+    Returns
+    -------
+    dict
+        ``noise_multiplier``; ``sum_std`` (noise of a released sum) and ``mean_std``
+        (of a released value, after the division); ``epsilon`` after ``rounds``
+        releases (before the grid's slack, which is 0.0 for shares of thousands of
+        grid units); ``rounds_within_target``, how many releases the key holder
+        allows.
+    """
+    if level not in LEVELS:
+        raise ConfigurationError(f"dp_level must be one of {LEVELS}, not {level!r}")
+    check_int("normaliser", normaliser, low=1)
+    z = calibrate(target_epsilon, delta, rounds) if noise_multiplier is None else noise_multiplier
+    rho = 1 / (2 * z * z)
+    affordable, step = 0, 1 << 20
+    while step:  # the largest count of releases within the target, by binary search
+        if epsilon_after(rho, affordable + step, delta) <= target_epsilon:
+            affordable += step
+        step >>= 1
+    return {
+        "noise_multiplier": z,
+        "sum_std": z * clip,
+        "mean_std": z * clip / normaliser,
+        "epsilon": epsilon_after(rho, rounds, delta),
+        "rounds_within_target": affordable,
+    }
