@@ -290,7 +290,8 @@ _PARAMS_DOC = """
         The run's delta.
     dp_level : {"record", "client"}, default="record"
         ``record``: one DP-SGD step per round (per-record gradients clipped to
-        ``dp_clip``; the step is ``learning_rate``, default 4, times ``server_lr``;
+        ``dp_clip``; the step is ``learning_rate`` (default 4 logistic, 1 linear)
+        times ``server_lr``;
         local epochs unused); ``client``:
         each client's update clipped to ``dp_clip``. See :mod:`he_fed.privacy`.
     dp_clip : float, default=1.0
