@@ -96,6 +96,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "ckks_large": ("ckks_large.json", _headline("ckks_large", brief=True)),
     "scale": ("scale.json", _headline("scale")),
     "bench": ("bench.json", _bench),
+    "dp_tradeoff": ("dp_tradeoff.json", _headline("dp_tradeoff")),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,6 +101,8 @@ def test_estimate_answers_what_noise_and_what_epsilon():
         "sum (0.0362 per released value); epsilon 1 at delta 1e-05 after 20 rounds; the key "
         "holder allows 20 rounds within epsilon 1"
     )
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert result.output.splitlines()[0] in readme  # README shows this very line
     fixed = ["estimate", "--dp-epsilon", "1", "--dp-noise-multiplier", "10", "--privacy-only"]
     assert (
         "the key holder allows 6 rounds within epsilon 1" in CliRunner().invoke(main, fixed).output
