@@ -120,7 +120,10 @@ class PrivateFit:
                 y = np.clip((y - center[d]) / scale[d], -1.0, 1.0)
             mapped.append((Z, y))
         sizes = [len(X) for X, _ in partitions]
-        min_cohort = est.min_clients or majority(len(sizes))
+        # The shares are planned for the smallest cohort the key holder decrypts, and a
+        # larger cohort adds more noise than planned: without dropouts, every client.
+        everyone = len(sizes) if not est.dropout else majority(len(sizes))
+        min_cohort = est.min_clients or everyone
         max_rows = est.max_weight or 1 << (max(sizes) - 1).bit_length()
         scheme, budget = private_setup(
             est.scheme,

@@ -165,7 +165,7 @@ class _FederatedBase(BaseEstimator):
             model=model,
             local_epochs=self.local_epochs,
             classes=classes,
-            min_clients=self.min_clients,
+            min_clients=private.budget.mechanism.min_cohort if private else self.min_clients,
             server_lr=private.server_lr if private else self.server_lr,
             standardize=self.standardize and private is None,
             client_ids=[str(g) for g in ids],
@@ -284,8 +284,8 @@ _PARAMS_DOC = """
         Worker processes (``processes``) or simulation actors (``flower``);
         None means all cores.
     dp_epsilon : float or None, default=None
-        Differential privacy's target epsilon (None: no DP). The key holder
-        calibrates the noise for ``rounds`` releases and refuses any past it.
+        Differential privacy's target epsilon (None: no DP), calibrated for ``rounds``
+        releases of cohorts of ``min_clients`` (default: all, or a majority with dropout).
     dp_delta : float, default=1e-5
         The run's delta.
     dp_level : {"record", "client"}, default="record"

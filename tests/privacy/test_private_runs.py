@@ -41,6 +41,7 @@ def test_a_private_run_reports_epsilon_every_round_and_in_its_json(tmp_path):
     privacy = data["privacy"]
     assert set(privacy) >= PRIVACY_FIELDS
     assert privacy["rounds_released"] == 5 and privacy["level"] == "record"
+    assert privacy["min_cohort"] == 5  # no dropout: every client, so no noise beyond the plan
     assert 0.999 <= privacy["epsilon"] <= 1.0 and privacy["target_epsilon"] == 1.0
     assert privacy["noise_multiplier"] == pytest.approx(9.046, abs=1e-3)  # calibrated for 5
     spent = [entry["epsilon"] for entry in data["rounds"]]

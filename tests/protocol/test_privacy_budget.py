@@ -48,6 +48,15 @@ def test_a_release_past_the_target_is_refused_before_decryption():
     assert keyholder.released == 0 and keyholder.rejected == 0
 
 
+def test_a_cohort_too_small_is_refused_before_any_charge():
+    keyholder, aggregator, clients = private_roles(min_clients=2)
+    start = open_round(keyholder, aggregator)
+    aggregator.add(clients[0].participate(start).update)
+    with pytest.raises(PolicyViolation, match="at least 2"):
+        keyholder.decrypt_aggregate(aggregator.finish_round())
+    assert budget_of(keyholder).released == 0 and budget_of(keyholder).epsilon == 0.0
+
+
 def test_statistics_rounds_are_refused_under_a_budget():
     with pytest.raises(ConfigurationError, match="standardize=False"):
         private_roles(plan=RunPlan(n_features=N_FEATURES, standardize=True))
