@@ -32,10 +32,10 @@ def dp_step(est: Any) -> float:
     """The DP-SGD step of a record-level run: ``learning_rate``, else ``1 / curvature``.
 
     The loss's curvature bound (1/4 for log loss, 1 for squared loss) makes 4 for
-    logistic and 1 for linear regression. Measured on breast_cancer at epsilon 1
-    over 20 rounds (300 runs of the same arithmetic in the clear, clip 1): accuracy
-    0.928 on average, below 0.90 in 3.7 % of runs; steps 3 to 8 do as well, 1
-    reaches 0.905. On diabetes a step of 2 diverges, 1 reaches R² 0.37.
+    logistic and 1 for linear regression. On breast_cancer at epsilon 1 over 20
+    rounds, clip 1, step 4 gives accuracy 0.926 on average and below 0.90 in 5.9 %
+    of 1,000 runs of the same arithmetic in the clear; step 1 gives 0.906
+    (``benchmarks/results/dp_repeats.md``).
     """
     if est.learning_rate is not None:
         return float(est.learning_rate)

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-SCRIPTS = ["ckks_large", "ckks_speed", "commitment_proof", "dp_tradeoff", "paillier_speed", "scale"]
+SCRIPTS = [
+    "ckks_large",
+    "ckks_speed",
+    "commitment_proof",
+    "dp_repeats",
+    "dp_tradeoff",
+    "paillier_speed",
+    "scale",
+]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
