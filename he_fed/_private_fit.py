@@ -103,9 +103,10 @@ class PrivateFit:
             If bounds are missing or bad, the scheme or executor cannot run it, or
             the target cannot be met.
         """
-        if not isinstance(est.scheme, str) or est.executor != "inprocess":
+        if not isinstance(est.scheme, str) or est.executor not in ("inprocess", "processes"):
             raise ConfigurationError(
-                "a differentially private fit takes a scheme name and the inprocess executor"
+                "a differentially private fit takes a scheme name and the inprocess or "
+                "processes executor (Flower's key-holder node has no privacy budget yet)"
             )
         d = partitions[0][0].shape[1]
         low, high = _bounds("feature_bounds", est.feature_bounds, d)

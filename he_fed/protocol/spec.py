@@ -109,10 +109,6 @@ class ClientPlan:
         ConfigurationError
             If the model or one of its parameters cannot be described as plain data.
         """
-        if self.privacy is not None:
-            raise ConfigurationError(
-                "differentially private runs use the inprocess executor for now"
-            )
         config: dict[str, ConfigValue] = {
             "model": _model_kind(self.model),
             "local-epochs": int(self.local_epochs),
@@ -130,6 +126,18 @@ class ClientPlan:
             config["unset-params"] = unset
         if self.classes is not None:
             config["classes"] = [_primitive("classes", c) for c in np.asarray(self.classes)]
+        if self.privacy is not None:
+            m = self.privacy
+            config.update(
+                {
+                    "dp-level": m.level,
+                    "dp-clip": m.clip,
+                    "dp-noise-multiplier": m.noise_multiplier,
+                    "dp-min-cohort": m.min_cohort,
+                    "dp-size": m.size,
+                    "dp-step": m.step,
+                }
+            )
         return config
 
     @classmethod
@@ -149,12 +157,23 @@ class ClientPlan:
             params.update(dict.fromkeys(config.get("unset-params", [])))
             model = model_cls(**params)
             classes = config.get("classes")
+            privacy = None
+            if "dp-level" in config:
+                privacy = DPMechanism(
+                    str(config["dp-level"]),
+                    float(config["dp-clip"]),
+                    float(config["dp-noise-multiplier"]),
+                    int(config["dp-min-cohort"]),
+                    int(config["dp-size"]),
+                    float(config["dp-step"]),
+                )
             return cls(
                 model=model,
                 local_epochs=int(config["local-epochs"]),
                 classes=None if classes is None else np.asarray(list(classes)),
                 standardize_target=bool(config["standardize-target"]),
                 allow_insecure=bool(config["allow-insecure"]),
+                privacy=privacy,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedMessage(f"not a client plan: {exc}") from None

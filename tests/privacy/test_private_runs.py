@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def test_a_target_the_rounds_cannot_meet_stops_the_run_with_the_model_so_far(tmp
         (["--dp-epsilon", "1", "--scheme", "plain"], "plain is refused"),
         (["--dp-epsilon", "1", "--scheme", "ckks"], "ckks is refused"),
         (["--dp-epsilon", "0"], "dp_epsilon must be a finite number > 0, got 0.0"),
-        (["--dp-epsilon", "1", "--dp-level", "client", "--executor", "processes"], "inprocess"),
+        (["--dp-epsilon", "1", "--executor", "flower"], "no privacy budget yet"),
     ],
 )
 def test_bad_private_runs_are_one_line_errors(flags, message):
@@ -151,3 +152,29 @@ def test_acceptance_breast_cancer_at_epsilon_1_full_strength(tmp_path):
     data = json.loads(out.read_text())
     assert data["privacy"]["epsilon"] <= 1.0 and data["config"]["clients"] == 5
     assert data["final"]["metric"] >= 0.90
+
+
+def test_the_noise_plan_travels_to_worker_processes():
+    """Clients in worker processes get the mechanism as plain data and add their shares."""
+    from he_fed.privacy import DPMechanism
+    from he_fed.protocol import ClientPlan
+
+    X, y = load_wine(return_X_y=True)
+    est = FederatedLogisticRegression(
+        scheme="paillier-packed",
+        key_bits=1024,
+        allow_insecure=True,
+        rounds=2,
+        dp_epsilon=2.0,
+        feature_bounds=(X.min(axis=0), X.max(axis=0)),
+        executor="processes",
+        workers=2,
+    ).fit(X, y, groups=np.arange(len(y)) % 3)
+    assert est.setup_["executor"] == "processes"
+    assert est.setup_["privacy"]["rounds_released"] == 2 and est.history_[-1].epsilon <= 2.0
+    mechanism = DPMechanism("client", 0.5, 3.25, 2, 42, 2.0**-20)
+    plan = ClientPlan(model=est.local_model(), classes=est.classes_, privacy=mechanism)
+    assert ClientPlan.from_config(plan.to_config()).privacy == mechanism
+    assert (
+        ClientPlan.from_config(dataclasses.replace(plan, privacy=None).to_config()).privacy is None
+    )
