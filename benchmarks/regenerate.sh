@@ -13,6 +13,8 @@ python benchmarks/ckks_speed.py --json "$out/ckks_speed.json" --markdown "$out/c
 python benchmarks/ckks_large.py --json "$out/ckks_large.json" --markdown "$out/ckks_large.md"
 python benchmarks/commitment_proof.py --json "$out/commitment_proof.json" --markdown "$out/commitment_proof.md"
 python benchmarks/threshold.py --json "$out/threshold.json" --markdown "$out/threshold.md"
+python benchmarks/dp_repeats.py --json "$out/dp_repeats.json" --markdown "$out/dp_repeats.md"
+python benchmarks/dp_tradeoff.py --json "$out/dp_tradeoff.json" --markdown "$out/dp_tradeoff.md" --plot "$out/dp_tradeoff.png"
 python benchmarks/scale.py --json "$out/scale.json" --markdown "$out/scale.md"
 python benchmarks/optimizers.py --json "$out/optimizers.json" --markdown "$out/optimizers.md"
 HE_FED_CACHE_DIR="$(mktemp -d)" he-fed bench --full --json "$out/bench.json" --csv "$out/bench.csv" \

@@ -97,6 +97,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "scale": ("scale.json", _headline("scale")),
     "optimizers": ("optimizers.json", _headline("optimizers")),
     "bench": ("bench.json", _bench),
+    "dp_tradeoff": ("dp_tradeoff.json", _headline("dp_tradeoff")),
 }
 
 

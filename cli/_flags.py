@@ -69,7 +69,8 @@ def check_run_flags(ctx: click.Context, options: dict[str, Any]) -> list[str]:
     ConfigurationError
         For ``--alpha`` without ``--partition dirichlet``, ``--samples`` or
         ``--features`` on a dataset of fixed size, ``--target`` on a built-in
-        dataset, and the scheme flags of :func:`check_scheme_flags`.
+        dataset, ``--dp-delta``, ``--dp-level`` or ``--dp-clip`` without
+        ``--dp-epsilon``, and the scheme flags of :func:`check_scheme_flags`.
     """
     dataset = str(options["dataset"])
     builtin = builtin_name(dataset)
@@ -93,6 +94,10 @@ def check_run_flags(ctx: click.Context, options: dict[str, Any]) -> list[str]:
             "and has its own target"
         )
     check_scheme_flags(ctx, str(options["scheme"]))
+    for name in ("dp_delta", "dp_level", "dp_clip", "dp_noise_multiplier"):
+        if given(ctx, name) and options["dp_epsilon"] is None:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigurationError(f"{flag} sets differential privacy; add --dp-epsilon")
     warnings = []
     if given(ctx, "workers") and options["executor"] == "inprocess":
         warnings.append(

@@ -11,7 +11,9 @@ from he_fed.bench.estimate import estimate as predict
 from he_fed.bench.estimate import load_calibration
 from he_fed.crypto import SCHEMES, scheme_from_options
 from he_fed.crypto.ckks import PRESETS
+from he_fed.exceptions import ConfigurationError
 from he_fed.experiment import RUN_DEFAULTS
+from he_fed.privacy import GRID_SCHEMES, LEVELS, privacy_estimate
 
 #: Counts that must be at least 1 (0 would estimate nothing).
 _POSITIVE = click.IntRange(min=1)
@@ -64,6 +66,21 @@ _POSITIVE = click.IntRange(min=1)
 )
 @click.option("--allow-insecure", is_flag=True)
 @click.option(
+    "--dp-epsilon",
+    type=float,
+    default=None,
+    help="Also answer: what noise and what epsilon for this run under DP (as he-fed run).",
+)
+@click.option("--dp-delta", type=float, default=RUN_DEFAULTS["dp_delta"], show_default=True)
+@click.option(
+    "--dp-level", type=click.Choice(LEVELS), default=RUN_DEFAULTS["dp_level"], show_default=True
+)
+@click.option("--dp-clip", type=float, default=RUN_DEFAULTS["dp_clip"], show_default=True)
+@click.option("--dp-noise-multiplier", type=float, default=None, help="Fixed noise [calibrated].")
+@click.option(
+    "--privacy-only", is_flag=True, help="With --dp-epsilon: the privacy line only, no timing."
+)
+@click.option(
     "--recalibrate",
     is_flag=True,
     help="Measure this machine again instead of using the cached calibration.",
@@ -83,6 +100,12 @@ def estimate(
     no_standardize: bool,
     allow_insecure: bool,
     recalibrate: bool,
+    dp_epsilon: float | None,
+    dp_delta: float,
+    dp_level: str,
+    dp_clip: float,
+    dp_noise_multiplier: float | None,
+    privacy_only: bool,
 ) -> None:
     """Predict time per round, bytes per client and total time, without running.
 
@@ -93,6 +116,32 @@ def estimate(
     """
     with friendly_errors():
         check_scheme_flags(click.get_current_context(), scheme)
+        if dp_epsilon is not None and scheme not in GRID_SCHEMES:
+            raise ConfigurationError(f"differential privacy needs {' or '.join(GRID_SCHEMES)}")
+        if dp_epsilon is not None:
+            records = clients * samples_per_client
+            dp = privacy_estimate(
+                target_epsilon=dp_epsilon,
+                delta=dp_delta,
+                rounds=rounds,
+                level=dp_level,
+                clip=dp_clip,
+                normaliser=records if dp_level == "record" else clients,
+                noise_multiplier=dp_noise_multiplier,
+            )
+            click.echo(
+                f"privacy ({dp_level} level, clip {dp_clip:g}): noise multiplier "
+                f"{dp['noise_multiplier']:.4g}, noise std {dp['sum_std']:.4g} per released sum "
+                f"({dp['mean_std']:.3g} per released value); epsilon {dp['epsilon']:.4g} at "
+                f"delta {dp_delta:g} after {rounds} rounds; the key holder allows "
+                f"{dp['rounds_within_target']} rounds within epsilon {dp_epsilon:g}"
+            )
+        if privacy_only:
+            if dp_epsilon is None:
+                raise ConfigurationError(
+                    "--privacy-only answers the privacy question of --dp-epsilon"
+                )
+            return
         weight = 1 << max(0, samples_per_client - 1).bit_length()
         chosen = scheme_from_options(
             scheme,

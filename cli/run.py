@@ -25,6 +25,7 @@ from he_fed.experiment import (
     run_experiment,
 )
 from he_fed.federated import RoundRecord
+from he_fed.privacy import LEVELS
 from he_fed.protocol.optimizers import OPTIMIZERS
 from he_fed.runtime import EXECUTORS
 from he_fed.runtime.checkpoint import peek_progress
@@ -137,6 +138,16 @@ def render(result: ExperimentResult, console: Console) -> None:
     if isinstance(config.lr, tuple) or isinstance(config.l2, tuple):
         summary.add_row(
             "selected by validation loss", f"lr {final['learning_rate']:g}, l2 {final['l2']:g}"
+        )
+    if result.privacy is not None:
+        p = result.privacy
+        summary.add_row(
+            f"privacy ({p['level']} level)",
+            f"epsilon {p['epsilon']:.3f} of {p['target_epsilon']:g}, delta {p['delta']:g}",
+        )
+        summary.add_row(
+            "noise multiplier / clip / releases",
+            f"{p['noise_multiplier']:.3f} / {p['clip']:g} / {p['rounds_released']}",
         )
     clipped = sum(r.clipped for r in rounds)
     skipped = sum(1 for r in rounds if r.skipped)
@@ -394,6 +405,37 @@ def _resuming(checkpoint: Path | None) -> int | None:
     help="Save after every round in this directory, and resume from it: the same command "
     "again continues from the last completed round. It holds secret keys (mode 0600).",
 )
+@click.option(
+    "--dp-epsilon",
+    type=float,
+    default=RUN_DEFAULTS["dp_epsilon"],
+    help="Differential privacy: the target epsilon; the key holder calibrates the noise "
+    "for --rounds and releases nothing past it [no DP].",
+)
+@click.option(
+    "--dp-delta", type=float, default=RUN_DEFAULTS["dp_delta"], show_default=True, help="DP delta."
+)
+@click.option(
+    "--dp-level",
+    type=click.Choice(LEVELS),
+    default=RUN_DEFAULTS["dp_level"],
+    show_default=True,
+    help="What DP protects: one record (one gradient step per round) or one client.",
+)
+@click.option(
+    "--dp-clip",
+    type=float,
+    default=RUN_DEFAULTS["dp_clip"],
+    show_default=True,
+    help="L2 clip bound of one record's gradient (or one client's update) under DP.",
+)
+@click.option(
+    "--dp-noise-multiplier",
+    type=float,
+    default=RUN_DEFAULTS["dp_noise_multiplier"],
+    help="Fix the DP noise instead of calibrating it to --rounds; the key holder stops the "
+    "run when --dp-epsilon is spent [calibrated].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables; one summary line.")
 @verbose_option
 def run(
@@ -434,6 +476,8 @@ def run(
 
                 def advance(entry: RoundRecord) -> None:
                     status = f"metric {entry.metric:.4f}"
+                    if entry.epsilon is not None:
+                        status += f" epsilon {entry.epsilon:.3f}"
                     if entry.skipped:
                         status = "skipped"
                     bar.update(task, advance=1, description=f"round {entry.round}", status=status)
@@ -443,11 +487,14 @@ def run(
             json_path.write_text(result.to_json(indent=2) + "\n", encoding="utf-8")
     if done is not None:
         click.echo(f"resumed from round {done} of {config.rounds} ({checkpoint})", err=True)
+    if result.setup.get("stopped"):
+        click.echo(f"training stopped after {len(result.rounds)} rounds: {result.setup['stopped']}")
     if quiet:
         final = result.final
+        privacy = f" epsilon={result.privacy['epsilon']:.4f}" if result.privacy else ""
         click.echo(
             f"{final['metric_name']}={final['metric']:.4f} loss={final['loss']:.4f} "
-            f"total_s={result.totals['total_s']:.2f} bytes_up={result.totals['bytes_up']}"
+            f"total_s={result.totals['total_s']:.2f} bytes_up={result.totals['bytes_up']}{privacy}"
         )
     else:
         render(result, console)

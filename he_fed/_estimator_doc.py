@@ -100,6 +100,25 @@ PARAMS_DOC = """
     prox_mu : float, default=0.0
         FedProx's proximal term on the clients (see ``LogisticRegressionGD``).
 
+    dp_epsilon : float or None, default=None
+        Differential privacy's target epsilon (None: no DP), calibrated for ``rounds``
+        releases of cohorts of ``min_clients`` (default: all, or a majority with dropout).
+    dp_delta : float, default=1e-5
+        The run's delta.
+    dp_level : {"record", "client"}, default="record"
+        ``record``: one DP-SGD step per round (per-record gradients clipped to
+        ``dp_clip``; the step is ``learning_rate`` (default 4 logistic, 1 linear)
+        times ``server_lr``; local epochs unused); ``client``: each client's update
+        clipped to ``dp_clip``. See :mod:`he_fed.privacy`. Not with ``threshold``,
+        ``validation_split`` or ``checkpoint`` yet.
+    dp_clip : float, default=1.0
+        The L2 clip bound of one record's gradient or one client's update.
+    dp_noise_multiplier : float or None, default=None
+        Fix the noise instead of calibrating it; the run stops when the target is spent.
+    feature_bounds, target_bounds : (low, high), optional
+        Public bounds of the features (numbers or one per feature) and of a
+        regression target, which a private fit needs instead of standardising.
+
     ``learning_rate`` and ``alpha`` may also be lists of candidates: ``fit``
     then trains one federation per combination and keeps the one whose best
     round had the lowest federated validation loss (needs ``validation_split``);
@@ -114,16 +133,18 @@ PARAMS_DOC = """
         Per training round: ``metric``, ``loss`` (on ``eval_set``, else the training
         data), ``timings`` (seconds per phase, summed over clients), ``wall_s``
         (the round's wall-clock time), ``bytes_up`` and ``bytes_down`` per client,
-        ``contributors``, ``dropped``, ``clipped``, ``skipped``, and with
+        ``contributors``, ``dropped``, ``clipped``, ``skipped``, with
         ``validation_split`` the global ``validation_metric`` and
-        ``validation_loss`` (``record.to_dict()`` for JSON). Early stopping ends
+        ``validation_loss``, and with DP the ``epsilon`` spent
+        (``record.to_dict()`` for JSON). Early stopping ends
         it at the round that stopped training.
     setup_ : dict
         Key generation time, key material sizes, the standardisation rounds (as
         ``RoundRecord`` with round 0 under ``"statistics"``), ``best_round``
         (the round whose model was kept), the
         executor's name and its start-up time (``startup_s``: spawning workers or
-        waiting for Flower nodes).
+        waiting for Flower nodes), why training ``stopped`` early (or None) and the
+        ``privacy`` summary (or None).
     n_clients_ : int
         Number of clients (distinct groups).
     learning_rate_, alpha_

@@ -50,6 +50,8 @@ class RoundRecord:
         evaluation round was skipped.
     validation_bytes_up : int
         Bytes each client uploaded for the evaluation round (0 without one).
+    epsilon : float or None
+        A private run's ``epsilon`` spent after this round (None without DP).
     """
 
     round: int
@@ -67,6 +69,7 @@ class RoundRecord:
     validation_metric: float = float("nan")
     validation_loss: float = float("nan")
     validation_bytes_up: int = 0
+    epsilon: float | None = None
 
     @classmethod
     def from_outcome(
@@ -111,4 +114,6 @@ class RoundRecord:
         """The record as plain data, for JSON (``dropped`` as a list)."""
         data = dataclasses.asdict(self)
         data["dropped"] = list(self.dropped)
+        if self.epsilon is None:
+            del data["epsilon"]  # runs without DP write the JSON they always wrote
         return data

@@ -11,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from he_fed._environment import environment
 from he_fed._experiment_data import ExperimentData, experiment_data
+from he_fed._private_fit import public_bounds
+from he_fed._result_json import jsonable, weights_of
 from he_fed._validation import check_int
 from he_fed.crypto import SCHEMES
 from he_fed.data import MISSING_POLICIES, PARTITIONERS, parse_categorical
@@ -133,6 +134,9 @@ class ExperimentConfig:
     validation_split, validation_every, early_stopping, server_optimizer, prox_mu
         Federated evaluation, early stopping, server optimizer and FedProx, as
         in :class:`~he_fed.federated.FederatedLogisticRegression`.
+    dp_epsilon, dp_delta, dp_level, dp_clip, dp_noise_multiplier
+        Differential privacy (see the estimators); ``dp_epsilon=None`` runs without.
+        A built-in dataset's published value ranges serve as the public bounds.
     """
 
     dataset: str = "breast_cancer"
@@ -171,6 +175,11 @@ class ExperimentConfig:
     early_stopping: int | None = _ESTIMATOR["early_stopping"]
     server_optimizer: str = _ESTIMATOR["server_optimizer"]
     prox_mu: float = _ESTIMATOR["prox_mu"]
+    dp_epsilon: float | None = _ESTIMATOR["dp_epsilon"]
+    dp_delta: float = _ESTIMATOR["dp_delta"]
+    dp_level: str = _ESTIMATOR["dp_level"]
+    dp_clip: float = _ESTIMATOR["dp_clip"]
+    dp_noise_multiplier: float | None = _ESTIMATOR["dp_noise_multiplier"]
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -262,10 +271,11 @@ class ExperimentResult:
     totals: dict[str, Any]
     environment: dict[str, Any] = field(default_factory=dict)
     model_reason: str = ""
+    privacy: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serializable dict."""
-        return _jsonable(
+        return jsonable(
             {
                 "config": self.config.to_dict(),
                 "dataset": self.dataset,
@@ -274,6 +284,7 @@ class ExperimentResult:
                 "setup": self.setup,
                 "totals": self.totals,
                 "environment": self.environment,
+                **({"privacy": self.privacy} if self.privacy is not None else {}),
             }
         )
 
@@ -282,26 +293,17 @@ class ExperimentResult:
         return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, RoundRecord):
-        return _jsonable(value.to_dict())
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value
-
-
 def make_estimator(
-    config: ExperimentConfig, model: str, *, executor: Executor | None = None
+    config: ExperimentConfig,
+    model: str,
+    *,
+    executor: Executor | None = None,
+    bounds: dict[str, Any] | None = None,
 ) -> FederatedLogisticRegression | FederatedLinearRegression:
-    """The federated estimator ``he-fed run`` trains for ``config`` (``model``: its kind)."""
+    """The federated estimator ``he-fed run`` trains for ``config`` (``model``: its kind).
+
+    ``bounds`` holds a private run's public ``feature_bounds`` (and ``target_bounds``).
+    """
     cls = FederatedLogisticRegression if model == "logistic" else FederatedLinearRegression
     return cls(
         scheme=config.scheme,
@@ -328,6 +330,12 @@ def make_estimator(
         early_stopping=config.early_stopping,
         server_optimizer=config.server_optimizer,
         prox_mu=config.prox_mu,
+        dp_epsilon=config.dp_epsilon,
+        dp_delta=config.dp_delta,
+        dp_level=config.dp_level,
+        dp_clip=config.dp_clip,
+        dp_noise_multiplier=config.dp_noise_multiplier,
+        **(bounds or {}),
     )
 
 
@@ -363,7 +371,9 @@ def run_experiment(
     X_train, X_test = prepared.X_train, prepared.X_test
     y_train, y_test = prepared.y_train, prepared.y_test
     groups = prepared.groups
-    estimator = make_estimator(config, model, executor=executor).set_params(checkpoint=checkpoint)
+    bounds = public_bounds(config.dataset, prepared) if config.dp_epsilon is not None else None
+    estimator = make_estimator(config, model, executor=executor, bounds=bounds)
+    estimator.set_params(checkpoint=checkpoint)
     estimator.fit(X_train, y_train, groups, eval_set=(X_test, y_test), callback=progress)
     reference = LogisticRegression(max_iter=1000) if model == "logistic" else LinearRegression()
     reference_metric = (
@@ -398,7 +408,7 @@ def run_experiment(
             "metric": last.metric,
             "loss": last.loss,
             "loss_name": "log_loss" if model == "logistic" else "mse",
-            **_weights(estimator),
+            **weights_of(estimator),
             "reference_metric": float(reference_metric),
             "best_round": setup["best_round"],
             "validation_metric": last.validation_metric,
@@ -411,12 +421,5 @@ def run_experiment(
         totals=totals,
         environment=environment(),
         model_reason=prepared.model_reason,
+        privacy=setup["privacy"],
     )
-
-
-def _weights(estimator: FederatedLogisticRegression | FederatedLinearRegression) -> dict:
-    """``coef`` and ``intercept`` as JSON writes them: flat for one row, per class for more."""
-    coef, intercept = np.asarray(estimator.coef_), np.asarray(estimator.intercept_)
-    if coef.ndim == 1 or coef.shape[0] == 1:
-        return {"coef": np.ravel(coef), "intercept": float(np.ravel(intercept)[0])}
-    return {"coef": coef, "intercept": intercept, "classes": estimator.classes_}  # type: ignore[union-attr]

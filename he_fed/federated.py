@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from he_fed._adjust import EarlyStopping, best_loss, candidates, released_validation
 from he_fed._estimator_doc import PARAMS_DOC as _PARAMS_DOC
 from he_fed._history import RoundRecord
+from he_fed._private_fit import PrivateFit
 from he_fed._validation import check_int
 from he_fed.crypto import Scheme, scheme_from_options
 from he_fed.crypto.base import DEFAULT_CLIP
@@ -33,6 +35,15 @@ from he_fed.runtime.resume import ResumableRun, run_resumable
 __all__ = ["FederatedLinearRegression", "FederatedLogisticRegression", "RoundRecord"]
 
 
+def _check_private(est: _FederatedBase) -> None:
+    """Refuse what a private fit does not account for yet."""
+    if est.threshold is not None or est.validation_split:
+        raise ConfigurationError(
+            "dp_epsilon with threshold= or validation_split is not supported yet: share "
+            "holders keep no budget, and evaluation releases are not charged to it"
+        )
+
+
 def _check_resumable(est: _FederatedBase) -> None:
     """Refuse a checkpoint for what it does not save yet."""
     if est.threshold is not None:
@@ -40,10 +51,11 @@ def _check_resumable(est: _FederatedBase) -> None:
             "checkpoint= with threshold= is not supported yet: each share holder "
             "keeps its own state, which a checkpoint does not save"
         )
-    if est.validation_split or est.server_optimizer != "avg":
+    if est.validation_split or est.server_optimizer != "avg" or est.dp_epsilon is not None:
         raise ConfigurationError(
-            "checkpoint= with federated evaluation or a server optimizer other than "
-            "avg is not supported yet: a checkpoint does not save their state"
+            "checkpoint= with federated evaluation, differential privacy or a server "
+            "optimizer other than avg is not supported yet: a checkpoint does not save "
+            "their state"
         )
 
 
@@ -100,6 +112,13 @@ class _FederatedBase(BaseEstimator):
         early_stopping: int | None = None,
         server_optimizer: str = "avg",
         prox_mu: float = 0.0,
+        dp_epsilon: float | None = None,
+        dp_delta: float = 1e-5,
+        dp_level: str = "record",
+        dp_clip: float = 1.0,
+        dp_noise_multiplier: float | None = None,
+        feature_bounds: tuple[Any, Any] | None = None,
+        target_bounds: tuple[float, float] | None = None,
     ) -> None:
         self.scheme = scheme
         self.rounds = rounds
@@ -127,6 +146,13 @@ class _FederatedBase(BaseEstimator):
         self.early_stopping = early_stopping
         self.server_optimizer = server_optimizer
         self.prox_mu = prox_mu
+        self.dp_epsilon = dp_epsilon
+        self.dp_delta = dp_delta
+        self.dp_level = dp_level
+        self.dp_clip = dp_clip
+        self.dp_noise_multiplier = dp_noise_multiplier
+        self.feature_bounds = feature_bounds
+        self.target_bounds = target_bounds
 
     def _metrics(
         self, X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float | np.ndarray
@@ -231,21 +257,30 @@ class _FederatedBase(BaseEstimator):
         ids = np.unique(groups)
         partitions = [(X[groups == g], y[groups == g]) for g in ids]
         model = self.local_model(learning_rate, alpha)
-        scheme = _scheme_for(self, [len(p[0]) for p in partitions])
+        private = None
+        if self.dp_epsilon is not None:
+            _check_private(self)
+            n_outputs = len(classes) if classes is not None and len(classes) > 2 else 1
+            regression = classes is None
+            private = PrivateFit.plan(self, partitions, regression=regression, n_outputs=n_outputs)
+        scheme = private.scheme if private else _scheme_for(self, [len(p[0]) for p in partitions])
         setup = FederationSetup.from_partitions(
-            partitions,
+            private.partitions if private else partitions,
             scheme=scheme,
             threshold=threshold_setting(self.threshold, scheme.name, self.executor),
             model=model,
             local_epochs=self.local_epochs,
             classes=classes,
-            min_clients=self.min_clients,
-            server_lr=self.server_lr,
-            standardize=self.standardize,
+            min_clients=private.budget.mechanism.min_cohort if private else self.min_clients,
+            server_lr=private.server_lr if private else self.server_lr,
+            standardize=self.standardize and private is None,
             client_ids=[str(g) for g in ids],
             validation_split=self.validation_split,
             server_optimizer=self.server_optimizer,
+            privacy=private.budget if private else None,
         )
+        if private:
+            partitions = private.partitions
         X_eval, y_eval = (X, y) if eval_set is None else eval_set
         X_eval = validate_data(self, X_eval, dtype=np.float64, reset=False)
         history: list[RoundRecord] = []
@@ -253,14 +288,21 @@ class _FederatedBase(BaseEstimator):
         stopper = None if self.early_stopping is None else EarlyStopping(self.early_stopping)
         kind = setup.run_plan.evaluation
 
+        def raw_model(federation: Federation) -> tuple[np.ndarray, float | np.ndarray]:
+            if private is None:
+                return federation.aggregator.raw_model()
+            return private.raw_model(federation.aggregator.model.weights)
+
         def record(
             federation: Federation, outcome: RoundOutcome, index: int
         ) -> tuple[RoundRecord, bool]:
             """The round's record, and whether early stopping ends training here."""
-            coef, b = federation.aggregator.raw_model()
+            coef, b = raw_model(federation)
             metric, loss = self._metrics(X_eval, np.asarray(y_eval), coef, b)
             validation = released_validation(federation, outcome, kind)
             entry = RoundRecord.from_outcome(index, outcome, metric, loss, validation)
+            if private is not None:
+                entry = dataclasses.replace(entry, epsilon=private.budget.epsilon)
             if callback is not None:
                 callback(entry)
             return entry, stopper is not None and stopper.update(index, validation[1], (coef, b))
@@ -292,11 +334,13 @@ class _FederatedBase(BaseEstimator):
             return summarize(federation)
 
         def summarize(federation: Federation) -> dict[str, Any]:
-            coef, intercept = federation.aggregator.raw_model()
+            coef, intercept = raw_model(federation)
             kept = len(history)
             if stopper is not None and stopper.best_model is not None:
                 (coef, intercept), kept = stopper.best_model, stopper.best_round
             return {
+                "stopped": federation.stopped,
+                "privacy": private.budget.summary() if private else None,
                 "coef": coef,
                 "intercept": intercept,
                 "best_round": kept,

@@ -13,6 +13,8 @@ SCRIPTS = [
     "ckks_large",
     "ckks_speed",
     "commitment_proof",
+    "dp_repeats",
+    "dp_tradeoff",
     "optimizers",
     "paillier_speed",
     "scale",

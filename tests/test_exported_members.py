@@ -13,6 +13,7 @@ PACKAGES = [
     "he_fed.data",
     "he_fed.exceptions",
     "he_fed.models",
+    "he_fed.privacy",
     "he_fed.protocol",
     "he_fed.runtime",
     "he_fed.runtime.files",

@@ -69,6 +69,7 @@ def test_every_tutorial_is_here():
         "04_encryption_overhead",
         "05_hospitals_non_iid",
         "06_phe_example_done_right",
+        "07_differential_privacy",
         "08_banks_credit_scoring",
         "09_shops_conversion",
     ]

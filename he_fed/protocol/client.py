@@ -21,6 +21,7 @@ from he_fed.exceptions import (
     ProtocolError,
 )
 from he_fed.models import BaseGD
+from he_fed.privacy import DPMechanism, clip_update, clipped_gradient_sum
 from he_fed.protocol import evaluation, tasks
 from he_fed.protocol._keys import public_material
 from he_fed.protocol.council import is_pin, verify_ticket
@@ -158,6 +159,11 @@ class Client:
         Fraction of the rows held out to score each global model on
         (:attr:`Task.EVALUATE`; :func:`he_fed.protocol.evaluation.validation_rows`
         picks them); they are never trained on nor counted in the statistics.
+    privacy : DPMechanism, optional
+        Differential privacy: the client clips (each record's gradient, for one
+        gradient step per round, at ``record`` level; its whole update at
+        ``client`` level), adds its share of the noise on the grid, and encrypts
+        with weight 1 (:mod:`he_fed.privacy`).
     """
 
     def __init__(
@@ -177,6 +183,7 @@ class Client:
         last_round: int = -1,
         phase: int = 0,
         validation_split: float = 0.0,
+        privacy: DPMechanism | None = None,
     ) -> None:
         if not is_pin(keyholder):
             raise ConfigurationError(
@@ -200,7 +207,7 @@ class Client:
         if held_out.size:
             kept = np.setdiff1d(np.arange(len(X)), held_out)
             X, y = X[kept], y[kept]
-        if len(X) > key.scheme.max_weight:
+        if privacy is None and len(X) > key.scheme.max_weight:
             raise EncodingOverflowError(
                 f"client {client_id!r} holds {len(X)} samples, more than the plan's "
                 f"max_weight={key.scheme.max_weight}"
@@ -220,6 +227,7 @@ class Client:
         self._keyholder = keyholder
         self._last_round = int(last_round)
         self._phase = int(phase)
+        self._privacy = privacy
         self._columns = np.column_stack([X, y.astype(np.float64)]) if standardize_target else X
 
     @property
@@ -261,6 +269,7 @@ class Client:
             standardize_target=self._standardize_target,
             allow_insecure=self._allow_insecure,
             validation_split=self._validation_split,
+            privacy=self._privacy,
         )
         held_out = evaluation.validation_rows(
             len(self._X) + len(self._X_val), self._validation_split, self.client_id
@@ -322,7 +331,10 @@ class Client:
         t0 = time.perf_counter()
         values, clipped = self._compute(start, key.scheme.clip)
         t1 = time.perf_counter()
-        weight = len(self._X_val) if start.task is Task.EVALUATE else self.n_samples
+        if start.task is Task.EVALUATE:
+            weight = len(self._X_val)
+        else:
+            weight = self.n_samples if self._privacy is None else 1
         vector = key.encrypt(values, weight=weight)  # type: ignore[attr-defined]
         t2 = time.perf_counter()
         vector_bytes = vector.to_bytes()
@@ -436,6 +448,12 @@ class Client:
         rows = self._rows()
         weights = self._checked(start.weights, rows * (d + 1), "weight vector")
         X, y = self._standardized(start, self._X, self._y, d)
+        if self._privacy is not None and self._privacy.level == "record":
+            # One DP-SGD step: the negated sum of clipped per-record gradients.
+            step, clipped = clipped_gradient_sum(
+                self._model, X, y, weights, self._privacy.clip, self._classes
+            )
+            return self._privacy.noisy(step), clipped
         model = clone(self._model).set_params(max_iter=self._epochs)
         if rows == 1:
             fit_params = {"coef_init": weights[:-1], "intercept_init": weights[-1]}
@@ -450,6 +468,9 @@ class Client:
         else:
             new = np.column_stack([model.coef_, model.intercept_]).ravel()
         delta = new - weights
+        if self._privacy is not None:
+            update, clipped = clip_update(delta, self._privacy.clip)
+            return self._privacy.noisy(update), clipped
         bound = self._key.scheme.clip
         clipped = int(np.count_nonzero(np.abs(delta) > bound))
         return np.clip(delta, -bound, bound), clipped

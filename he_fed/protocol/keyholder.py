@@ -21,6 +21,8 @@ from he_fed.exceptions import (
     MalformedMessage,
     PolicyViolation,
 )
+from he_fed.privacy import PrivacyBudget
+from he_fed.protocol import privacy_policy
 from he_fed.protocol.admission import check_receipts, check_sum
 from he_fed.protocol.messages import (
     FEDERATION_ID_BYTES,
@@ -106,6 +108,8 @@ class KeyHolder:
         16-byte federation id (drawn at random when omitted).
     max_rejections : int, default=DEFAULT_MAX_REJECTIONS
         Refused decryptions (``AggregateRejected``) after which the key is retired.
+    privacy : PrivacyBudget, optional
+        A differential-privacy budget that charges every release (``privacy_policy``).
     """
 
     def __init__(
@@ -118,6 +122,7 @@ class KeyHolder:
         identity: Identity | None = None,
         federation: bytes | None = None,
         max_rejections: int = DEFAULT_MAX_REJECTIONS,
+        privacy: PrivacyBudget | None = None,
     ) -> None:
         if min_clients is not None:
             check_int("min_clients", min_clients, low=1, bounds=">= 1 (or None: majority)")
@@ -134,6 +139,8 @@ class KeyHolder:
         self._identity = identity or Identity()
         self._federation = federation
         self._max_rejections = max_rejections
+        privacy_policy.check_budget(privacy, plan, plan.vector_size(Task.TRAIN))
+        self._privacy = privacy
         self._model = GlobalModel(plan)
         self._last_round = -1
         self._open: tuple[int, Task] | None = None
@@ -194,6 +201,11 @@ class KeyHolder:
         return self._last_round
 
     @property
+    def privacy(self) -> PrivacyBudget | None:
+        """The differential-privacy budget, if the run has one (do not modify)."""
+        return self._privacy
+
+    @property
     def released(self) -> int:
         """How many aggregates were released."""
         return self._released
@@ -250,6 +262,7 @@ class KeyHolder:
         self._registry.freeze()
         if self._min_clients is None:
             self._min_clients = majority(len(self._registry))
+        privacy_policy.ticket_allowed(self._privacy, task, self.min_clients)
         round_id = self._last_round + 1
         weights, center, scale = self._model.ticket_fields(task)
         unsigned = RoundStart(
@@ -303,6 +316,8 @@ class KeyHolder:
         self._open = None  # past the signatures: this attempt uses up the round
         admitted = check_sum(message, key=key, plan=self._plan, min_clients=self.min_clients)
         contributors = message.contributors
+        if self._privacy is not None:
+            self._privacy.charge()  # before decrypting: refuses a release past the target
         mean = self._decrypt(admitted.vector, key.scheme, admitted.binding)
         self._model.apply(message.task, mean)
         self._released += 1
@@ -323,7 +338,10 @@ class KeyHolder:
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
         try:
-            mean = checked_mean(secret or self._keys.secret, vector, plan, binding=binding)
+            scale = None if self._privacy is None else self._privacy.normaliser
+            mean = checked_mean(
+                secret or self._keys.secret, vector, plan, binding=binding, normaliser=scale
+            )
         except AggregateRejected as exc:
             self._rejected += 1
             log.warning(
@@ -369,8 +387,10 @@ class KeyHolder:
         for client_id, key in sorted(registry.items()):
             w.text(client_id)
             w.raw(key)
+        privacy_policy.write_budget(w, self._privacy)
+        fingerprint, params = self._keys.public.fingerprint, privacy_policy.STATE_PARAMS
         return wire.seal_envelope(
-            wire.Kind.KEYHOLDER_STATE, w.getvalue(), fingerprint=self._keys.public.fingerprint
+            wire.Kind.KEYHOLDER_STATE, w.getvalue(), params=params, fingerprint=fingerprint
         )
 
     @classmethod
@@ -400,6 +420,7 @@ class KeyHolder:
         for _ in range(r.uint(4)):
             client_id = r.text()
             clients[client_id] = bytes(r.raw(32))
+        privacy = privacy_policy.read_budget(r, envelope.params)
         r.finish()
         try:
             holder = cls(
@@ -410,6 +431,7 @@ class KeyHolder:
                 identity=identity,
                 federation=federation,
                 max_rejections=max_rejections,
+                privacy=privacy,
             )
             task = Task(open_task)
         except (ConfigurationError, ValueError) as exc:

@@ -45,7 +45,7 @@ import numpy as np
 from he_fed.crypto import EncryptedVector, Scheme, WeightedSum
 from he_fed.exceptions import AggregateRejected, HEFedError, InvalidPartialDecryption
 
-__all__ = ["WeightedDecryption", "checked_mean", "rounded_mean"]
+__all__ = ["WeightedDecryption", "checked_mean", "normalised_sum", "rounded_mean"]
 
 
 class WeightedDecryption(Protocol):
@@ -58,9 +58,19 @@ class WeightedDecryption(Protocol):
 
 
 def checked_mean(
-    secret: WeightedDecryption, vector: EncryptedVector, plan: Scheme, *, binding: bytes = b""
+    secret: WeightedDecryption,
+    vector: EncryptedVector,
+    plan: Scheme,
+    *,
+    binding: bytes = b"",
+    normaliser: int | None = None,
 ) -> np.ndarray:
     """Decrypt ``vector`` and return its weighted mean, if honest contributions can produce it.
+
+    With ``normaliser`` (a differentially private run, whose contributions carry
+    weight 1 and noise on the grid) the release is the noisy sum divided by that
+    public count instead, exactly: it depends on no total weight
+    (:mod:`he_fed.privacy`).
 
     Raises
     ------
@@ -94,7 +104,15 @@ def checked_mean(
         )
     if result.units is None or result.step is None:
         return np.asarray(result.mean, dtype=np.float64)  # Plain: hides nothing anyway
+    if normaliser is not None:
+        return normalised_sum(result.units, int(normaliser), result.step)
     return rounded_mean(result.units, weight, result.step)
+
+
+def normalised_sum(units: np.ndarray, normaliser: int, step: float) -> np.ndarray:
+    """``step · units / normaliser``, each value one correctly rounded division of integers."""
+    p, q = step.as_integer_ratio()
+    return np.array([int(t) * p / (q * normaliser) for t in units.tolist()], dtype=np.float64)
 
 
 def rounded_mean(units: np.ndarray, weight: int, step: float) -> np.ndarray:

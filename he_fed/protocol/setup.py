@@ -28,7 +28,9 @@ def generate_keyholder(setup: FederationSetup) -> KeyHolder:
     ``setup`` is the key holder's own configuration (in process, or on the key
     holder's node), never with a description received from the aggregator.
     """
-    return KeyHolder.generate(setup.scheme, plan=setup.run_plan, min_clients=setup.min_clients)
+    return KeyHolder.generate(
+        setup.scheme, plan=setup.run_plan, min_clients=setup.min_clients, privacy=setup.privacy
+    )
 
 
 def build_aggregator(
@@ -63,4 +65,5 @@ def build_client(spec: ClientSpec) -> Client:
         last_round=spec.last_round,
         phase=spec.phase,
         validation_split=plan.validation_split,
+        privacy=plan.privacy,
     )

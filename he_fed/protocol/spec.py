@@ -27,6 +27,7 @@ from he_fed._validation import check_float
 from he_fed.crypto import SCHEMES, Scheme
 from he_fed.exceptions import ConfigurationError, MalformedMessage
 from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
+from he_fed.privacy import DPMechanism, PrivacyBudget
 from he_fed.protocol.model import RunPlan
 
 __all__ = [
@@ -92,6 +93,8 @@ class ClientPlan:
         Clients accept a public key below the security bar.
     validation_split : float, default=0.0
         Fraction of each client's rows held out for federated evaluation.
+    privacy : DPMechanism, optional
+        The noise every client adds (a differentially private run).
     """
 
     model: BaseGD
@@ -100,6 +103,7 @@ class ClientPlan:
     standardize_target: bool = False
     allow_insecure: bool = False
     validation_split: float = 0.0
+    privacy: DPMechanism | None = None
 
     def to_config(self) -> dict[str, ConfigValue]:
         """The plan as a flat dict of primitives (keys like ``"local-epochs"``).
@@ -128,6 +132,18 @@ class ClientPlan:
             config["unset-params"] = unset
         if self.classes is not None:
             config["classes"] = [_primitive("classes", c) for c in np.asarray(self.classes)]
+        if self.privacy is not None:
+            m = self.privacy
+            config.update(
+                {
+                    "dp-level": m.level,
+                    "dp-clip": m.clip,
+                    "dp-noise-multiplier": m.noise_multiplier,
+                    "dp-min-cohort": m.min_cohort,
+                    "dp-size": m.size,
+                    "dp-step": m.step,
+                }
+            )
         return config
 
     @classmethod
@@ -147,6 +163,16 @@ class ClientPlan:
             params.update(dict.fromkeys(config.get("unset-params", [])))
             model = model_cls(**params)
             classes = config.get("classes")
+            privacy = None
+            if "dp-level" in config:
+                privacy = DPMechanism(
+                    str(config["dp-level"]),
+                    float(config["dp-clip"]),
+                    float(config["dp-noise-multiplier"]),
+                    int(config["dp-min-cohort"]),
+                    int(config["dp-size"]),
+                    float(config["dp-step"]),
+                )
             return cls(
                 model=model,
                 local_epochs=int(config["local-epochs"]),
@@ -154,6 +180,7 @@ class ClientPlan:
                 standardize_target=bool(config["standardize-target"]),
                 allow_insecure=bool(config["allow-insecure"]),
                 validation_split=float(config.get("validation-split", 0.0)),
+                privacy=privacy,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedMessage(f"not a client plan: {exc}") from None
@@ -253,6 +280,9 @@ class FederationSetup:
         decrypt (:mod:`he_fed.protocol.decryptor`); Paillier schemes only.
     server_optimizer : {"avg", "avgm", "adam", "yogi"}, default="avg"
         Server optimizer (:mod:`he_fed.protocol.optimizers`).
+    privacy : PrivacyBudget, optional
+        The key holder's differential-privacy budget; its mechanism is the
+        clients' (``plan.privacy``).
     """
 
     scheme: Scheme
@@ -264,6 +294,7 @@ class FederationSetup:
     standardize: bool = True
     threshold: tuple[int, int] | None = None
     server_optimizer: str = "avg"
+    privacy: PrivacyBudget | None = None
 
     @property
     def regression(self) -> bool:
@@ -311,6 +342,7 @@ class FederationSetup:
         threshold: tuple[int, int] | None = None,
         validation_split: float = 0.0,
         server_optimizer: str = "avg",
+        privacy: PrivacyBudget | None = None,
     ) -> FederationSetup:
         """Describe a federation over ``partitions`` (see :meth:`Federation.create`).
 
@@ -343,6 +375,7 @@ class FederationSetup:
             standardize_target=bool(is_regressor(model)) and standardize,
             allow_insecure=bool(getattr(scheme, "allow_insecure", False)),
             validation_split=validation_split,
+            privacy=None if privacy is None else privacy.mechanism,
         )
         return cls(
             scheme=scheme,
@@ -354,4 +387,5 @@ class FederationSetup:
             standardize=standardize,
             threshold=threshold,
             server_optimizer=server_optimizer,
+            privacy=privacy,
         )

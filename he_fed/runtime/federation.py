@@ -28,6 +28,7 @@ from he_fed.exceptions import (
     TrainingDiverged,
 )
 from he_fed.models import BaseGD
+from he_fed.privacy import PrivacyBudget
 from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.keyholder import KeyHolder
 from he_fed.protocol.messages import Task
@@ -192,6 +193,7 @@ class Federation:
         executor: Executor | None = None,
         validation_split: float = 0.0,
         server_optimizer: str = "avg",
+        privacy: PrivacyBudget | None = None,
     ) -> Federation:
         """Generate keys and hand each role the bytes it may hold.
 
@@ -211,6 +213,8 @@ class Federation:
             How clients are run (default in process, one after another).
         validation_split, server_optimizer
             See :class:`FederationSetup`.
+        privacy : PrivacyBudget, optional
+            The key holder's differential-privacy budget (see :mod:`he_fed.privacy`).
         """
         setup = FederationSetup.from_partitions(
             partitions,
@@ -224,6 +228,7 @@ class Federation:
             client_ids=client_ids,
             validation_split=validation_split,
             server_optimizer=server_optimizer,
+            privacy=privacy,
         )
         return cls.from_setup(setup, partitions, executor=executor)
 

@@ -1,0 +1,222 @@
+"""Planning a private run before it starts: the noise multiplier and the scheme's range.
+
+Given a target ``(epsilon, delta)`` and the number of rounds, the noise multiplier
+is calibrated with the accountant, for ``rho = 1 / (2 z^2)`` per round; the
+mechanism's slack (``tau`` in :mod:`he_fed.privacy._mechanism`) is then checked
+to keep the planned rounds within the target. Contributions carry weight 1 and
+must fit the scheme's clip bound together with their noise share, so the plan's
+value range is the largest clipped contribution (``max_rows · clip`` at record
+level, a sum of that many clipped gradients; ``clip`` at client level) plus
+twelve share standard deviations: a share beyond it has a chance below 1e-32.
+"""
+
+from __future__ import annotations
+
+import math
+
+from he_fed._validation import check_int
+from he_fed.crypto import Scheme, make_scheme
+from he_fed.exceptions import ConfigurationError
+from he_fed.privacy._accountant import calibrate_noise_multiplier, epsilon_after
+from he_fed.privacy._budget import PrivacyBudget
+from he_fed.privacy._mechanism import LEVELS, DPMechanism
+
+__all__ = [
+    "DP_PRECISION_BITS",
+    "GRID_SCHEMES",
+    "calibrate",
+    "plan_mechanism",
+    "privacy_estimate",
+    "private_setup",
+    "value_range",
+]
+
+#: Schemes whose sums are exact integers on a grid, where the discrete noise is
+#: analysed exactly. Plain has no grid and no secure aggregation (any noise would
+#: be added in the clear), and CKKS's approximate arithmetic is not analysed yet:
+#: a private run refuses both.
+GRID_SCHEMES = ("paillier-packed", "paillier")
+
+#: Precision of a private run's grid: fine enough that rounding adds under a
+#: thousandth to the sensitivity, coarse enough that every noisy integer is exact
+#: in a float (``DPMechanism`` checks both).
+DP_PRECISION_BITS = 32
+
+#: Share standard deviations the value range leaves room for.
+_TAIL = 12
+
+
+def calibrate(target_epsilon: float, delta: float, rounds: int) -> float:
+    """The noise multiplier ``z`` for ``rounds`` releases within ``(epsilon, delta)``."""
+    return calibrate_noise_multiplier(target_epsilon, delta, rounds, lambda z: 1 / (2 * z * z))
+
+
+def value_range(
+    level: str, clip: float, noise_multiplier: float, min_cohort: int, max_rows: int
+) -> float:
+    """The scheme's clip bound for a private run: a power of two (see the module docstring)."""
+    if level not in LEVELS:
+        raise ConfigurationError(f"dp_level must be one of {LEVELS}, not {level!r}")
+    check_int("max_rows", max_rows, low=1)
+    signal = clip * (max_rows if level == "record" else 1)
+    share = 1.01 * noise_multiplier * clip / math.sqrt(min_cohort)
+    return float(2.0 ** math.ceil(math.log2(signal + _TAIL * share)))
+
+
+def plan_mechanism(
+    *,
+    level: str,
+    clip: float,
+    noise_multiplier: float,
+    min_cohort: int,
+    size: int,
+    step: float,
+    target_epsilon: float,
+    delta: float,
+    rounds: int,
+) -> DPMechanism:
+    """The mechanism on the scheme's grid, checked to fit ``rounds`` within the target.
+
+    Raises
+    ------
+    ConfigurationError
+        If the slack of the distributed discrete Gaussian takes the planned rounds
+        past the target (a grid too coarse for the noise).
+    """
+    mechanism = DPMechanism(level, clip, noise_multiplier, min_cohort, size, step)
+    spent = epsilon_after(mechanism.rho, rounds, delta)  # rounds=0 checks nothing
+    if spent > target_epsilon * (1 + 1e-6):
+        raise ConfigurationError(
+            f"{rounds} rounds of this mechanism reach epsilon {spent:.4g}, past the target "
+            f"{target_epsilon:g}: its grid is too coarse for the noise"
+        )
+    return mechanism
+
+
+def private_setup(
+    scheme: str,
+    *,
+    key_bits: int,
+    allow_insecure: bool,
+    n_clients: int,
+    max_rows: int,
+    size: int,
+    target_epsilon: float,
+    delta: float,
+    rounds: int,
+    level: str,
+    clip: float,
+    min_cohort: int,
+    normaliser: int,
+    noise_multiplier: float | None = None,
+) -> tuple[Scheme, PrivacyBudget]:
+    """The scheme and the key holder's budget of a private run, planned before it starts.
+
+    Parameters
+    ----------
+    scheme : {"paillier-packed", "paillier"}
+        The scheme's name.
+    key_bits, allow_insecure
+        Paillier key options.
+    n_clients : int
+        Clients (the plan's ``max_clients``).
+    max_rows : int
+        Largest client's record count (a public bound in a deployment).
+    size : int
+        Values per update.
+    target_epsilon, delta, rounds
+        The target and the rounds it must last.
+    level : {"record", "client"}
+        What one unit of privacy protects.
+    clip : float
+        The L2 clip bound ``C``.
+    min_cohort : int
+        The smallest cohort the key holder decrypts.
+    normaliser : int
+        Public count the released sum is divided by.
+    noise_multiplier : float, optional
+        A fixed noise multiplier instead of the calibrated one: the key holder
+        then stops the run once the target is spent, whatever ``rounds`` says.
+
+    Raises
+    ------
+    ConfigurationError
+        If the scheme has no integer grid, or the target cannot be met.
+    """
+    if scheme not in GRID_SCHEMES:
+        raise ConfigurationError(
+            f"differential privacy needs an integer-grid scheme ({', '.join(GRID_SCHEMES)}); "
+            f"{scheme} is refused"
+        )
+    z = calibrate(target_epsilon, delta, rounds) if noise_multiplier is None else noise_multiplier
+    built = make_scheme(
+        scheme,
+        clip=value_range(level, clip, z, min_cohort, max_rows),
+        max_clients=n_clients,
+        max_weight=1,
+        key_bits=key_bits,
+        allow_insecure=allow_insecure,
+        precision_bits=DP_PRECISION_BITS,
+    )
+    mechanism = plan_mechanism(
+        level=level,
+        clip=clip,
+        noise_multiplier=z,
+        min_cohort=min_cohort,
+        size=size,
+        step=built.quantizer.step,  # type: ignore[attr-defined]
+        target_epsilon=target_epsilon,
+        delta=delta,
+        rounds=rounds if noise_multiplier is None else 0,
+    )
+    return built, PrivacyBudget(mechanism, target_epsilon, delta, normaliser)
+
+
+def privacy_estimate(
+    *,
+    target_epsilon: float,
+    delta: float,
+    rounds: int,
+    level: str,
+    clip: float,
+    normaliser: int,
+    noise_multiplier: float | None = None,
+) -> dict[str, float | int]:
+    """What noise and what ``epsilon`` a private run would have, without running it.
+
+    Parameters
+    ----------
+    target_epsilon, delta, rounds, level, clip
+        As for a run.
+    normaliser : int
+        The public count releases are divided by (records at ``record`` level,
+        clients at ``client`` level).
+    noise_multiplier : float, optional
+        A fixed multiplier instead of the calibrated one.
+
+    Returns
+    -------
+    dict
+        ``noise_multiplier``; ``sum_std`` (noise of a released sum) and ``mean_std``
+        (of a released value, after the division); ``epsilon`` after ``rounds``
+        releases (before the grid's slack, which is 0.0 for shares of thousands of
+        grid units); ``rounds_within_target``, how many releases the key holder
+        allows.
+    """
+    if level not in LEVELS:
+        raise ConfigurationError(f"dp_level must be one of {LEVELS}, not {level!r}")
+    check_int("normaliser", normaliser, low=1)
+    z = calibrate(target_epsilon, delta, rounds) if noise_multiplier is None else noise_multiplier
+    rho = 1 / (2 * z * z)
+    affordable, step = 0, 1 << 20
+    while step:  # the largest count of releases within the target, by binary search
+        if epsilon_after(rho, affordable + step, delta) <= target_epsilon:
+            affordable += step
+        step >>= 1
+    return {
+        "noise_multiplier": z,
+        "sum_std": z * clip,
+        "mean_std": z * clip / normaliser,
+        "epsilon": epsilon_after(rho, rounds, delta),
+        "rounds_within_target": affordable,
+    }
