@@ -16,10 +16,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from he_fed._adjust import EarlyStopping, best_loss, candidates, released_validation
 from he_fed._estimator_doc import PARAMS_DOC as _PARAMS_DOC
+from he_fed._fit_settings import check_executor, check_private, check_resumable, scheme_for
 from he_fed._history import RoundRecord
 from he_fed._private_fit import PrivateFit
 from he_fed._validation import check_int
-from he_fed.crypto import Scheme, scheme_from_options
+from he_fed.crypto import Scheme
 from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.data import iid_groups, training_classes
 from he_fed.exceptions import ConfigurationError
@@ -33,47 +34,6 @@ from he_fed.runtime.federation import Federation, RoundOutcome
 from he_fed.runtime.resume import ResumableRun, run_resumable
 
 __all__ = ["FederatedLinearRegression", "FederatedLogisticRegression", "RoundRecord"]
-
-
-def _check_private(est: _FederatedBase) -> None:
-    """Refuse what a private fit does not account for yet."""
-    if est.threshold is not None or est.validation_split:
-        raise ConfigurationError(
-            "dp_epsilon with threshold= or validation_split is not supported yet: share "
-            "holders keep no budget, and evaluation releases are not charged to it"
-        )
-
-
-def _check_resumable(est: _FederatedBase) -> None:
-    """Refuse a checkpoint for what it does not save yet."""
-    if est.threshold is not None:
-        raise ConfigurationError(
-            "checkpoint= with threshold= is not supported yet: each share holder "
-            "keeps its own state, which a checkpoint does not save"
-        )
-    if est.validation_split or est.server_optimizer != "avg" or est.dp_epsilon is not None:
-        raise ConfigurationError(
-            "checkpoint= with federated evaluation, differential privacy or a server "
-            "optimizer other than avg is not supported yet: a checkpoint does not save "
-            "their state"
-        )
-
-
-def _scheme_for(est: _FederatedBase, sizes: list[int]) -> Scheme:
-    if isinstance(est.scheme, Scheme):
-        return est.scheme
-    max_weight = est.max_weight
-    if max_weight is None:
-        max_weight = 1 << (max(sizes) - 1).bit_length()
-    return scheme_from_options(
-        str(est.scheme),
-        clip=est.clip,
-        max_clients=len(sizes),
-        max_weight=max_weight,
-        key_bits=est.key_bits,
-        ckks_preset=est.ckks_preset,
-        allow_insecure=est.allow_insecure,
-    )
 
 
 class _FederatedBase(BaseEstimator):
@@ -182,7 +142,7 @@ class _FederatedBase(BaseEstimator):
 
         A deployment's key holder needs it before training, in its own policy.
         """
-        return _scheme_for(self, client_sizes)
+        return scheme_for(self, client_sizes)
 
     def _federated_fit(
         self,
@@ -248,22 +208,17 @@ class _FederatedBase(BaseEstimator):
         alpha: Any,
     ) -> tuple[list[RoundRecord], dict[str, Any], tuple[np.ndarray, Any]]:
         """One federated fit with these hyperparameters: history, setup, and model."""
-        name = self.executor if isinstance(self.executor, str) else self.executor.name
-        if name == "flower" and (self.validation_split or self.server_optimizer != "avg"):
-            raise ConfigurationError(
-                "federated evaluation and server optimizers run in process or in worker "
-                "processes; the Flower key-holder policy does not carry them yet"
-            )
+        check_executor(self)
         ids = np.unique(groups)
         partitions = [(X[groups == g], y[groups == g]) for g in ids]
         model = self.local_model(learning_rate, alpha)
         private = None
         if self.dp_epsilon is not None:
-            _check_private(self)
+            check_private(self)
             n_outputs = len(classes) if classes is not None and len(classes) > 2 else 1
             regression = classes is None
             private = PrivateFit.plan(self, partitions, regression=regression, n_outputs=n_outputs)
-        scheme = private.scheme if private else _scheme_for(self, [len(p[0]) for p in partitions])
+        scheme = private.scheme if private else scheme_for(self, [len(p[0]) for p in partitions])
         setup = FederationSetup.from_partitions(
             private.partitions if private else partitions,
             scheme=scheme,
@@ -359,7 +314,7 @@ class _FederatedBase(BaseEstimator):
         if self.checkpoint is None:
             summary = run_federation(self.executor, setup, partitions, train, workers=self.workers)
         else:
-            _check_resumable(self)
+            check_resumable(self)
             params = self.get_params()
             for name in ("checkpoint", "executor", "workers"):  # the result depends on none
                 params.pop(name)

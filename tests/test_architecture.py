@@ -59,6 +59,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "he_fed._history",
         "he_fed._adjust",
         "he_fed._estimator_doc",
+        "he_fed._fit_settings",
         "he_fed._private_fit",
     ),
     ("he_fed.experiment", "he_fed._experiment_data", "he_fed._result_json"),
