@@ -92,7 +92,10 @@ def product(commitments: Sequence[bytes]) -> bytes | None:
         if len(blob) != WIDTH:
             return None
         value = gmpy2.mpz(int.from_bytes(blob, "big"))
-        if not 1 < value < _MOD - 1 or gmpy2.powmod(value, Q, _MOD) != 1:
+        # In a safe-prime group the order-Q subgroup is the quadratic residues, so
+        # Legendre's symbol decides membership (Euler's criterion: value^Q = (value | P))
+        # at a tiny fraction of an exponentiation's cost.
+        if not 1 < value < _MOD - 1 or gmpy2.legendre(value, _MOD) != 1:
             return None
         acc = acc * value % _MOD
     return int(acc).to_bytes(WIDTH, "big")
