@@ -47,7 +47,7 @@ import gmpy2
 
 from he_fed.crypto._djn import fixed_base
 
-__all__ = ["proof_size", "prove", "verify"]
+__all__ = ["nonce_bits", "proof_size", "prove", "verify"]
 
 _DOMAIN = b"he-fed/paillier-commitment-pok/v1"
 _COEFF_BITS = 128
@@ -77,13 +77,14 @@ def _challenge(n: int, context: bytes, residues: Sequence[int], t: int, width: i
     return int.from_bytes(h.digest()[: _CHALLENGE_BITS // 8], "big")
 
 
-def _nonce_bits(exponent_bits: int, count: int) -> int:
+def nonce_bits(exponent_bits: int, count: int) -> int:
+    """Bits of the prover's nonce ``k`` for ``count`` exponents of ``exponent_bits`` bits."""
     return exponent_bits + _COEFF_BITS + max(count, 1).bit_length() + _HIDING_BITS
 
 
 def proof_size(n: int, exponent_bits: int, count: int) -> int:
     """Bytes of a proof for ``count`` ciphertexts: the challenge ``e``, then ``z``."""
-    z_bits = _nonce_bits(exponent_bits, count) + 1
+    z_bits = nonce_bits(exponent_bits, count) + 1
     return _CHALLENGE_BITS // 8 + (z_bits + 7) // 8
 
 
@@ -102,7 +103,7 @@ def prove(
     width = (n.bit_length() + 7) // 8
     coeffs = _coefficients(n, context, residues, width)
     b = sum(c * a for c, a in zip(coeffs, exponents, strict=True))
-    bits = _nonce_bits(exponent_bits, len(exponents))
+    bits = nonce_bits(exponent_bits, len(exponents))
     k = secrets.randbits(bits)
     e = _challenge(n, context, residues, fixed_base(g, n, bits + 1).pow(k), width)
     z = k + e * b
@@ -129,7 +130,7 @@ def verify(
         a = a * gmpy2.powmod(r, c, mod) % mod
     if gmpy2.gcd(a, mod) != 1:
         return False
-    z_bits = _nonce_bits(exponent_bits, len(residues)) + 1
+    z_bits = nonce_bits(exponent_bits, len(residues)) + 1
     if z.bit_length() > z_bits:
         return False
     # Verifiers check a proof per contribution per round under one key: a fixed-base
