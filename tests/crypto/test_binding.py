@@ -29,6 +29,25 @@ def test_commitments_multiply_as_their_integers_add():
     assert _binding.commit(a, 12) != ca
 
 
+def _commit_by_powmod(integers, rho):
+    acc = gmpy2.powmod(_binding._h(), rho, _binding.P)
+    for g, v in zip(_binding._generators(len(integers)), integers, strict=True):
+        acc = acc * gmpy2.powmod(g, v, _binding.P) % _binding.P
+    return int(acc).to_bytes(_binding.WIDTH, "big")
+
+
+@pytest.mark.parametrize("size", [1, 2, 12, 300])
+@pytest.mark.parametrize("bits", [1, 25, 130])
+def test_bucketed_commitments_are_the_products_of_powers(size, bits):
+    rng = np.random.default_rng(size * 1000 + bits)
+    integers = [int.from_bytes(rng.bytes(17), "big") % (1 << bits) for _ in range(size)]
+    signs = rng.integers(0, 3, size) - 1  # negative, zero and positive slots
+    integers = [int(s) * v for s, v in zip(signs, integers, strict=True)]
+    integers[0] = (1 << bits) - 1
+    rho = int.from_bytes(rng.bytes(40), "big")
+    assert _binding.commit(integers, rho) == _commit_by_powmod(integers, rho)
+
+
 def test_malformed_commitments_have_no_product():
     good = _binding.commit([1, 2], 3)
     assert _binding.product([good, good[:-1]]) is None
