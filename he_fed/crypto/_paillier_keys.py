@@ -128,7 +128,7 @@ class PaillierPublicKey(PublicKey):
         djn.plan_uses(int(self.hs), int(self.nsquare), bits, int(count) * number)
         if proofs:
             g, n = int(self.hs % self.n), int(self.n)
-            djn.plan_uses(g, n, _commitment_proof.nonce_bits(bits, number) + 1, int(proofs))
+            djn.plan_uses(g, n, _commitment_proof.table_bits(bits, number), int(proofs))
 
     def raw_encrypt(self, plaintexts: list[int]) -> list[Any]:
         """Encrypt integers in ``[0, n)`` as standard Paillier ciphertexts.

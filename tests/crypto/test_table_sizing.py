@@ -47,6 +47,26 @@ def test_a_paillier_key_plans_its_randomisers_and_its_proofs():
     randomisers = djn.fixed_base(int(public.hs), int(public.nsquare), bits)
     assert number == 1
     assert randomisers.window == djn.window_for_uses(2048, bits, 40) == 4
-    proof_bits = _commitment_proof.nonce_bits(bits, number) + 1
+    proof_bits = _commitment_proof.table_bits(bits, number)
     proofs = djn.fixed_base(int(public.hs % public.n), int(public.n), proof_bits)
     assert proofs.window == djn.window_for_uses(1024, proof_bits, 120) == 5
+
+
+def test_proofs_of_every_length_share_one_table_per_key(monkeypatch):
+    scheme = PackedPaillier(key_bits=1024, allow_insecure=True, max_clients=4, max_weight=64)
+    public = scheme.keygen().public
+    built: list[djn.FixedBase] = []
+    original = djn.FixedBase.__init__
+
+    def spy(self: djn.FixedBase, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        built.append(self)
+
+    monkeypatch.setattr(djn.FixedBase, "__init__", spy)
+    for size in (3, 500, 5000):  # 1, 13 and 120 ciphertexts
+        vector = public.encrypt(np.zeros(size), weight=1)
+        proof = vector.prove_commitment(b"context")
+        assert public.verify_commitment_proof(vector.commitment(), proof, size, b"context")
+    modulus_bits = [int(t.modulus).bit_length() for t in built]
+    assert modulus_bits == [2048, 1024]  # the randomisers' table, and one for every proof
+    assert built[1].exponent_bits == _commitment_proof.table_bits(scheme.randomness_bits, 1)

@@ -23,6 +23,6 @@ def test_training_in_process_announces_every_encryption_and_proof():
     # 3 clients x 4 rounds: 12 encryptions, each proved once and checked twice.
     randomisers = djn.fixed_base(int(public.hs), int(public.nsquare), bits)
     assert randomisers.window == djn.window_for_uses(2048, bits, 12 * number) == 3
-    proof_bits = _commitment_proof.nonce_bits(bits, number) + 1
+    proof_bits = _commitment_proof.table_bits(bits, number)
     proofs = djn.fixed_base(int(public.hs % public.n), int(public.n), proof_bits)
     assert proofs.window == djn.window_for_uses(1024, proof_bits, 36) == 4
