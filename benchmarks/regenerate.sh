@@ -13,6 +13,7 @@ python benchmarks/ckks_speed.py --json "$out/ckks_speed.json" --markdown "$out/c
 python benchmarks/ckks_large.py --json "$out/ckks_large.json" --markdown "$out/ckks_large.md"
 python benchmarks/commitment_proof.py --json "$out/commitment_proof.json" --markdown "$out/commitment_proof.md"
 python benchmarks/scale.py --json "$out/scale.json" --markdown "$out/scale.md"
+python benchmarks/phe_example.py --json "$out/phe_example.json" --markdown "$out/phe_example.md"
 HE_FED_CACHE_DIR="$(mktemp -d)" he-fed bench --full --json "$out/bench.json" --csv "$out/bench.csv" \
     --markdown "$out/bench.md" --plot "$out"
 python benchmarks/update_readme.py
