@@ -33,6 +33,8 @@ from typing import Any
 
 import gmpy2
 
+from he_fed.crypto._multiexp import product_of_powers
+
 __all__ = ["P", "Q", "RHO_BITS", "WIDTH", "check", "commit", "product"]
 
 #: RFC 7919 ffdhe2048: a safe prime, ``P = 2Q + 1``.
@@ -76,59 +78,14 @@ def _generators(count: int) -> tuple[Any, ...]:
     return tuple(_hashed(b"g" + i.to_bytes(8, "big")) for i in range(count))
 
 
-def _bucket_window(count: int, bits: int) -> int:
-    """The digit width that makes :func:`_product_of_powers` cheapest.
-
-    Each ``c``-bit digit position costs ``count`` multiplications into buckets and
-    about ``2^(c+1)`` to combine them, so ``ceil(bits / c) · (count + 2^(c+1))``.
-    """
-    return min(range(1, 17), key=lambda c: (-(-bits // c) * (count + (2 << c)), c))
-
-
-def _product_of_powers(pairs: Sequence[tuple[Any, int]]) -> Any:
-    """``prod g^e mod P`` for non-negative exponents, by Pippenger's bucket method.
-
-    One squaring per exponent bit is shared by every base, and each base costs one
-    multiplication per ``c``-bit digit instead of an exponentiation: for 2,001
-    slots of 25 bits, 7-bit digits and about 9,000 multiplications, where 2,001
-    ``powmod`` calls take about 75,000 (25 squarings and some 12 multiplications
-    each). The result is the same residue.
-    """
-    if not pairs:
-        return gmpy2.mpz(1)
-    bits = max(int(e).bit_length() for _, e in pairs)
-    window = _bucket_window(len(pairs), bits)
-    mask = (1 << window) - 1
-    acc = gmpy2.mpz(1)
-    for shift in range(-(-bits // window) * window - window, -1, -window):
-        if acc != 1:
-            for _ in range(window):
-                acc = acc * acc % _MOD
-        buckets: list[Any] = [None] * (mask + 1)
-        for g, e in pairs:
-            digit = (e >> shift) & mask
-            if digit:
-                held = buckets[digit]
-                buckets[digit] = g if held is None else held * g % _MOD
-        # prod_d bucket[d]^d as running products, from the highest digit down.
-        running = total = gmpy2.mpz(1)
-        for digit in range(mask, 0, -1):
-            if buckets[digit] is not None:
-                running = running * buckets[digit] % _MOD
-            if running != 1:
-                total = total * running % _MOD
-        acc = acc * total % _MOD
-    return acc
-
-
 def commit(integers: Sequence[int], rho: int) -> bytes:
     """The commitment to ``integers`` (signed allowed) with blinding ``rho``."""
     generators = _generators(len(integers))
     positive = [(g, int(v)) for g, v in zip(generators, integers, strict=True) if v > 0]
     negative = [(g, -int(v)) for g, v in zip(generators, integers, strict=True) if v < 0]
-    acc = gmpy2.powmod(_h(), rho, _MOD) * _product_of_powers(positive) % _MOD
+    acc = gmpy2.powmod(_h(), rho, _MOD) * product_of_powers(positive, _MOD) % _MOD
     if negative:
-        acc = acc * gmpy2.invert(_product_of_powers(negative), _MOD) % _MOD
+        acc = acc * gmpy2.invert(product_of_powers(negative, _MOD), _MOD) % _MOD
     return int(acc).to_bytes(WIDTH, "big")
 
 

@@ -46,6 +46,7 @@ from typing import Any
 import gmpy2
 
 from he_fed.crypto._djn import fixed_base
+from he_fed.crypto._multiexp import product_of_powers
 
 __all__ = ["nonce_bits", "proof_size", "prove", "table_bits", "verify"]
 
@@ -141,9 +142,7 @@ def verify(
     e = int.from_bytes(proof[: _CHALLENGE_BITS // 8], "big")
     z = gmpy2.mpz(int.from_bytes(proof[_CHALLENGE_BITS // 8 :], "big"))
     coeffs = _coefficients(n, context, residues, width)
-    a = gmpy2.mpz(1)
-    for r, c in zip(residues, coeffs, strict=True):
-        a = a * gmpy2.powmod(r, c, mod) % mod
+    a = product_of_powers(list(zip(residues, coeffs, strict=True)), mod)
     if gmpy2.gcd(a, mod) != 1:
         return False
     z_bits = nonce_bits(exponent_bits, len(residues)) + 1
