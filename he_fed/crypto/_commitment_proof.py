@@ -31,9 +31,11 @@ would need ``log_g`` of a random-coefficient product of the honest commitments.
 
 The prover pays one exponentiation with a ``|B| + 256``-bit exponent per
 contribution and the verifier one such exponentiation, both through a fixed-base
-table for ``g`` built once per key (about 13 MiB at 2048 bits, shared in a
-process), and the verifier one 128-bit exponentiation per ciphertext
-(``benchmarks/commitment_proof.py`` measures both against encryption).
+table for ``g`` built once per key (about 11 MiB at 2048 bits, shared in a
+process, whatever the proof's length: :func:`table_bits`), and the verifier the
+product of one 128-bit power per ciphertext, by buckets
+(:mod:`he_fed.crypto._multiexp`; ``benchmarks/commitment_proof.py`` measures both
+against encryption).
 """
 
 from __future__ import annotations
