@@ -16,8 +16,9 @@ import gmpy2
 
 __all__ = ["bucket_window", "product_of_powers"]
 
-#: Bases from which buckets beat one ``powmod`` per base (measured at 2048 bits:
-#: 0.5x as fast for one base, even at four, 1.3x to 1.6x at eight to twelve).
+#: Bases from which buckets beat one ``powmod`` per base: combining the buckets
+#: costs about ``2^(c+1)`` multiplications in Python whatever the count, which a
+#: few bases do not win back.
 BUCKETS_FROM = 5
 
 
