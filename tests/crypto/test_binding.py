@@ -61,14 +61,14 @@ def test_malformed_commitments_have_no_product():
 def test_subgroup_membership_is_eulers_criterion():
     # product() decides membership by Legendre's symbol; it must be value^Q == 1.
     rng = np.random.default_rng(19)
-    values = [int.from_bytes(rng.bytes(_binding.WIDTH), "big") % _binding.P for _ in range(200)]
+    values = [int.from_bytes(rng.bytes(_binding.WIDTH), "big") % _binding.P for _ in range(60)]
     values += [2, 3, _binding.P - 2, 4, _binding.P - 4]
     accepted = [_binding.product([v.to_bytes(_binding.WIDTH, "big")]) is not None for v in values]
     members = [
         1 < v < _binding.P - 1 and gmpy2.powmod(v, _binding.Q, _binding.P) == 1 for v in values
     ]
     assert accepted == members
-    assert 80 < sum(accepted) < 120  # both kinds are exercised
+    assert sum(accepted) == 33  # of 65: both kinds are exercised
 
 
 @pytest.mark.parametrize("name", ["paillier", "paillier-packed"])
