@@ -24,8 +24,9 @@ How it works:
   and state, their updates of the round, and one fixed-base encryption table per
   key (see :func:`he_fed.crypto._djn.fixed_base`). Workers never start encryption
   pools of their own (``HE_FED_ENCRYPT_WORKERS=1``), so the pool stays at
-  ``workers`` processes. A client object that is garbage-collected here is
-  dropped by its worker with the next task.
+  ``workers`` processes, and run BLAS and OpenMP on one thread each. A client
+  object that is garbage-collected here is dropped by its worker with the next
+  task.
 * **Scripts need the main guard.** A spawned worker imports the script that
   started it; a script that trains outside ``if __name__ == "__main__":`` would
   train again in every worker. Such a worker leaves quietly, and the script gets
@@ -74,11 +75,23 @@ def default_workers() -> int:
     return usable_cores()
 
 
+#: The worker's limit on its numerical libraries' threads, kept for its lifetime.
+_THREAD_LIMITS: list[Any] = []
+
+
 def _init_worker(barrier: Any, timeout: float) -> None:
     """Worker start-up: import everything a round needs, then wait for the others."""
     os.environ[WORKERS_ENV] = "1"  # no encryption pools inside a pool worker
+    # threadpoolctl comes with scikit-learn.
+    from threadpoolctl import threadpool_limits
+
     import he_fed.protocol.setup  # noqa: F401  (numpy, scikit-learn, gmpy2, TenSEAL)
 
+    # One BLAS/OpenMP thread per worker, set once every library is loaded: the
+    # workers already fill the cores, and OpenBLAS threads that spin between calls
+    # took CPU from the other workers' encryptions (clients' work per round was 2-4
+    # times their in-process time).
+    _THREAD_LIMITS.append(threadpool_limits(limits=1))
     barrier.wait(timeout)
 
 

@@ -9,6 +9,7 @@ import signal
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
+from threadpoolctl import threadpool_info
 
 from he_fed import FederatedLogisticRegression
 from he_fed.crypto import PackedPaillier
@@ -59,6 +60,11 @@ def test_workers_are_spawned_not_forked_and_all_stop_on_close():
         assert pool.startup_s > 0
         assert len(children) == 2
         assert all(type(c).__name__ == "SpawnProcess" for c in children)
+        # Workers keep their numerical libraries to one thread each: spinning BLAS
+        # threads took the other workers' CPU.
+        for worker in pool._pools:
+            libraries = worker.submit(threadpool_info).result()
+            assert libraries and {lib["num_threads"] for lib in libraries} == {1}
         # Workers never start encryption pools of their own.
         assert [p.submit(os.getenv, "HE_FED_ENCRYPT_WORKERS").result() for p in pool._pools] == [
             "1",
