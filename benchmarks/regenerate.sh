@@ -17,6 +17,7 @@ python benchmarks/dp_repeats.py --json "$out/dp_repeats.json" --markdown "$out/d
 python benchmarks/dp_tradeoff.py --json "$out/dp_tradeoff.json" --markdown "$out/dp_tradeoff.md" --plot "$out/dp_tradeoff.png"
 python benchmarks/scale.py --json "$out/scale.json" --markdown "$out/scale.md"
 python benchmarks/optimizers.py --json "$out/optimizers.json" --markdown "$out/optimizers.md"
+python benchmarks/phe_example.py --json "$out/phe_example.json" --markdown "$out/phe_example.md"
 HE_FED_CACHE_DIR="$(mktemp -d)" he-fed bench --full --json "$out/bench.json" --csv "$out/bench.csv" \
     --markdown "$out/bench.md" --plot "$out"
 python benchmarks/update_readme.py

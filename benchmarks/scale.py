@@ -1,12 +1,19 @@
 """Scale: the processes executor's speed-up, and 10 to 1,000 clients on every executor.
 
-Two measurements, each of them the real ``run_experiment`` path:
+Three measurements, each of them the real ``run_experiment`` path:
 
 * **Speed-up.** An encryption-dominated run (per-value 2048-bit Paillier, 50
   features, 40 clients) with the ``inprocess`` and ``processes`` executors,
   interleaved repetition by repetition in one process. Reported: the median
   training-round wall time of each, their ratio, the whole run with and
   without the worker start-up, and whether the coefficients are identical.
+* **Grid.** The same comparison over rows per client × features × scheme, 10
+  clients (training rows per client; a quarter more are held out for the test
+  set), one local epoch per round, 2048-bit keys. Reported per cell: the median
+  training-round wall time of each executor, their ratio (inprocess over
+  processes, so above 1 means the pool is faster), and whether the coefficients
+  are identical. Clients stay resident in the workers, so a data-heavy cell
+  (500 rows × 2,000 features) ships each client's data once, not every round.
 * **Macro rows.** K in {10, 100, 1000} clients, packed 2048-bit Paillier (the
   default scheme), logistic regression on 20 synthetic features, each executor
   (``inprocess``, ``processes``, ``flower`` on Flower's simulation engine). Each
@@ -20,6 +27,11 @@ Run::
 
     python benchmarks/scale.py --json benchmarks/results/scale.json \\
         --markdown benchmarks/results/scale.md
+
+or one part only, e.g. the data-heavy cell of the grid::
+
+    python benchmarks/scale.py --only grid --grid-rows 500 --grid-features 2000 \\
+        --grid-schemes paillier-packed --repeats 3
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -59,6 +72,19 @@ MACRO = dict(
     key_bits=2048,
     seed=0,
 )
+GRID = dict(
+    dataset="synthetic-classification",
+    clients=10,
+    rounds=3,
+    local_epochs=1,
+    key_bits=2048,
+    seed=0,
+)
+GRID_ROWS = (50, 500)
+GRID_FEATURES = (20, 2000)
+GRID_SCHEMES = ("paillier-packed", "ckks")
+#: Share of the samples held out for the test set (run_experiment's split).
+_TEST_SHARE = 0.25
 SAMPLES_PER_CLIENT = 40
 CLIENT_COUNTS = (10, 100, 1000)
 EXECUTORS = ("inprocess", "processes", "flower")
@@ -111,6 +137,54 @@ def speedup(repeats: int) -> dict[str, Any]:
         inp["coef_digests"] == proc["coef_digests"] and len(inp["coef_digests"]) == 1
     )
     return out
+
+
+def grid_cell(rows: int, features: int, scheme: str, repeats: int) -> dict[str, Any]:
+    """Inprocess against processes for one (rows per client, features, scheme), interleaved."""
+    samples = math.ceil(rows * GRID["clients"] / (1 - _TEST_SHARE))
+    base = {**GRID, "samples": samples, "features": features, "scheme": scheme}
+    runs: dict[str, list[dict[str, Any]]] = {"inprocess": [], "processes": []}
+    for _ in range(repeats):
+        for executor in runs:
+            config = ExperimentConfig(**base, executor=executor)  # type: ignore[arg-type]
+            runs[executor].append(_summary(run_experiment(config).to_dict()))
+    cell: dict[str, Any] = {"rows": rows, "features": features, "scheme": scheme}
+    for executor, got in runs.items():
+        cell[executor] = {
+            "round_s": statistics.median(r for s in got for r in s["rounds_s"]),
+            "all_rounds_s": [r for s in got for r in s["rounds_s"]],
+            "startup_s": statistics.median(s["startup_s"] for s in got),
+            "coef_digests": sorted({s["coef_digest"] for s in got}),
+        }
+    inp, proc = cell["inprocess"], cell["processes"]
+    cell["ratio_round"] = inp["round_s"] / proc["round_s"]
+    cell["identical_coefficients"] = (
+        inp["coef_digests"] == proc["coef_digests"] and len(inp["coef_digests"]) == 1
+    )
+    print(json.dumps(cell), flush=True)
+    return cell
+
+
+def grid(
+    rows: tuple[int, ...], features: tuple[int, ...], schemes: tuple[str, ...], repeats: int
+) -> list[dict[str, Any]]:
+    """Every grid cell: scheme outer, then rows, then features."""
+    return [grid_cell(r, f, scheme, repeats) for scheme in schemes for r in rows for f in features]
+
+
+def _grid_table(cells: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| scheme | rows per client | features | inprocess s per round | "
+        "processes s per round | speed-up | same coefficients |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for c in cells:
+        lines.append(
+            f"| {c['scheme']} | {c['rows']} | {c['features']} | "
+            f"{c['inprocess']['round_s']:.2f} | {c['processes']['round_s']:.2f} | "
+            f"{c['ratio_round']:.2f}× | {'yes' if c['identical_coefficients'] else 'NO'} |"
+        )
+    return lines
 
 
 def _tree(root: int) -> list[int]:
@@ -260,6 +334,25 @@ def headline(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _grid_section(result: dict[str, Any]) -> list[str]:
+    """The grid's table, for results that have one."""
+    if not result.get("grid"):
+        return []
+    g = result["grid_config"]
+    return [
+        "## The processes executor over a grid",
+        "",
+        f"{g['clients']} clients with resident data, {g['rounds']} training rounds of "
+        f"{g['local_epochs']} local epoch after the two standardisation rounds, "
+        f"{g['key_bits']}-bit keys, {result['speedup']['workers']} workers; medians of "
+        f"the training rounds of {result['grid_repeats']} interleaved repetitions. "
+        "Speed-up is inprocess over processes per round; start-up is excluded.",
+        "",
+        *_grid_table(result["grid"]),
+        "",
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The committed tables, from a result dict."""
     env = result["environment"]
@@ -282,6 +375,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Identical coefficients: {'yes' if s['identical_coefficients'] else 'NO'}.",
         "",
+        *_grid_section(result),
         "## Time per round and peak memory",
         "",
         f"Packed {MACRO['key_bits']}-bit Paillier, logistic regression on "
@@ -299,6 +393,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENT_COUNTS))
+    parser.add_argument(
+        "--only", choices=("speedup", "grid", "macro"), help="run one measurement only"
+    )
+    parser.add_argument("--grid-rows", type=int, nargs="+", default=list(GRID_ROWS))
+    parser.add_argument("--grid-features", type=int, nargs="+", default=list(GRID_FEATURES))
+    parser.add_argument("--grid-schemes", nargs="+", default=list(GRID_SCHEMES))
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/he-fed-scale"))
@@ -310,13 +410,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         _child(int(args.child[0]), args.child[1], Path(args.child[2]))
         return None
     args.workdir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "benchmark": "scale",
-        "environment": environment(),
-        "speedup": speedup(args.repeats),
-        "macro_config": {**MACRO, "samples_per_client": SAMPLES_PER_CLIENT},
-        "macro": macro(args.workdir, tuple(args.clients)),
-    }
+    wanted = {args.only} if args.only else {"speedup", "grid", "macro"}
+    result: dict[str, Any] = {"benchmark": "scale", "environment": environment()}
+    if "speedup" in wanted:
+        result["speedup"] = speedup(args.repeats)
+    if "grid" in wanted:
+        result["grid_config"] = GRID
+        result["grid_repeats"] = args.repeats
+        result["grid"] = grid(
+            tuple(args.grid_rows),
+            tuple(args.grid_features),
+            tuple(args.grid_schemes),
+            args.repeats,
+        )
+    if "macro" in wanted:
+        result["macro_config"] = {**MACRO, "samples_per_client": SAMPLES_PER_CLIENT}
+        result["macro"] = macro(args.workdir, tuple(args.clients))
+    if wanted != {"speedup", "grid", "macro"}:
+        # A partial run prints its tables and writes its JSON, never the committed file's
+        # markdown (which needs every part).
+        text = "\n".join(_grid_table(result["grid"])) if "grid" in result else ""
+        print(text or json.dumps(result, indent=1))
+        write_outputs(result, text, args.json, None)
+        return result
     text = markdown(result)
     print(text)
     write_outputs(result, text, args.json, args.markdown)

@@ -33,6 +33,8 @@ from typing import Any
 
 import gmpy2
 
+from he_fed.crypto._multiexp import product_of_powers
+
 __all__ = ["P", "Q", "RHO_BITS", "WIDTH", "check", "commit", "product"]
 
 #: RFC 7919 ffdhe2048: a safe prime, ``P = 2Q + 1``.
@@ -78,10 +80,12 @@ def _generators(count: int) -> tuple[Any, ...]:
 
 def commit(integers: Sequence[int], rho: int) -> bytes:
     """The commitment to ``integers`` (signed allowed) with blinding ``rho``."""
-    acc = gmpy2.powmod(_h(), rho, _MOD)
-    for g, v in zip(_generators(len(integers)), integers, strict=True):
-        if v:
-            acc = acc * gmpy2.powmod(g, v, _MOD) % _MOD
+    generators = _generators(len(integers))
+    positive = [(g, int(v)) for g, v in zip(generators, integers, strict=True) if v > 0]
+    negative = [(g, -int(v)) for g, v in zip(generators, integers, strict=True) if v < 0]
+    acc = gmpy2.powmod(_h(), rho, _MOD) * product_of_powers(positive, _MOD) % _MOD
+    if negative:
+        acc = acc * gmpy2.invert(product_of_powers(negative, _MOD), _MOD) % _MOD
     return int(acc).to_bytes(WIDTH, "big")
 
 
@@ -92,7 +96,10 @@ def product(commitments: Sequence[bytes]) -> bytes | None:
         if len(blob) != WIDTH:
             return None
         value = gmpy2.mpz(int.from_bytes(blob, "big"))
-        if not 1 < value < _MOD - 1 or gmpy2.powmod(value, Q, _MOD) != 1:
+        # In a safe-prime group the order-Q subgroup is the quadratic residues, so
+        # Legendre's symbol decides membership (Euler's criterion: value^Q = (value | P))
+        # at a tiny fraction of an exponentiation's cost.
+        if not 1 < value < _MOD - 1 or gmpy2.legendre(value, _MOD) != 1:
             return None
         acc = acc * value % _MOD
     return int(acc).to_bytes(WIDTH, "big")

@@ -31,9 +31,11 @@ would need ``log_g`` of a random-coefficient product of the honest commitments.
 
 The prover pays one exponentiation with a ``|B| + 256``-bit exponent per
 contribution and the verifier one such exponentiation, both through a fixed-base
-table for ``g`` built once per key (about 13 MiB at 2048 bits, shared in a
-process), and the verifier one 128-bit exponentiation per ciphertext
-(``benchmarks/commitment_proof.py`` measures both against encryption).
+table for ``g`` built once per key (about 11 MiB at 2048 bits, shared in a
+process, whatever the proof's length: :func:`table_bits`), and the verifier the
+product of one 128-bit power per ciphertext, by buckets
+(:mod:`he_fed.crypto._multiexp`; ``benchmarks/commitment_proof.py`` measures both
+against encryption).
 """
 
 from __future__ import annotations
@@ -46,13 +48,16 @@ from typing import Any
 import gmpy2
 
 from he_fed.crypto._djn import fixed_base
+from he_fed.crypto._multiexp import product_of_powers
 
-__all__ = ["proof_size", "prove", "verify"]
+__all__ = ["nonce_bits", "proof_size", "prove", "table_bits", "verify"]
 
 _DOMAIN = b"he-fed/paillier-commitment-pok/v1"
 _COEFF_BITS = 128
 _CHALLENGE_BITS = 128
 _HIDING_BITS = 256
+#: Ciphertexts per proof that one fixed-base table serves (see :func:`table_bits`).
+_TABLE_COUNT = 1 << 20
 
 
 def _coefficients(n: int, context: bytes, residues: Sequence[int], width: int) -> list[int]:
@@ -77,13 +82,27 @@ def _challenge(n: int, context: bytes, residues: Sequence[int], t: int, width: i
     return int.from_bytes(h.digest()[: _CHALLENGE_BITS // 8], "big")
 
 
-def _nonce_bits(exponent_bits: int, count: int) -> int:
+def nonce_bits(exponent_bits: int, count: int) -> int:
+    """Bits of the prover's nonce ``k`` for ``count`` exponents of ``exponent_bits`` bits."""
     return exponent_bits + _COEFF_BITS + max(count, 1).bit_length() + _HIDING_BITS
+
+
+def table_bits(exponent_bits: int, count: int) -> int:
+    """Exponent size of the fixed-base table for ``g`` that serves a proof of ``count``.
+
+    Sized for :data:`_TABLE_COUNT` ciphertexts (or ``count`` if more), so that the
+    proofs of every round under a key share one table, whatever their length: the
+    statistics rounds' contributions are longer or shorter than the training
+    rounds', and each built a table of its own (about 11 MiB at 2048 bits). It
+    costs 20 exponent bits more than the smallest table: two rows, 0.13 MiB at
+    2048 bits.
+    """
+    return nonce_bits(exponent_bits, max(count, _TABLE_COUNT)) + 1
 
 
 def proof_size(n: int, exponent_bits: int, count: int) -> int:
     """Bytes of a proof for ``count`` ciphertexts: the challenge ``e``, then ``z``."""
-    z_bits = _nonce_bits(exponent_bits, count) + 1
+    z_bits = nonce_bits(exponent_bits, count) + 1
     return _CHALLENGE_BITS // 8 + (z_bits + 7) // 8
 
 
@@ -102,9 +121,10 @@ def prove(
     width = (n.bit_length() + 7) // 8
     coeffs = _coefficients(n, context, residues, width)
     b = sum(c * a for c, a in zip(coeffs, exponents, strict=True))
-    bits = _nonce_bits(exponent_bits, len(exponents))
+    bits = nonce_bits(exponent_bits, len(exponents))
     k = secrets.randbits(bits)
-    e = _challenge(n, context, residues, fixed_base(g, n, bits + 1).pow(k), width)
+    table = fixed_base(g, n, table_bits(exponent_bits, len(exponents)))
+    e = _challenge(n, context, residues, table.pow(k), width)
     z = k + e * b
     z_size = proof_size(n, exponent_bits, len(exponents)) - _CHALLENGE_BITS // 8
     return e.to_bytes(_CHALLENGE_BITS // 8, "big") + z.to_bytes(z_size, "big")
@@ -124,17 +144,15 @@ def verify(
     e = int.from_bytes(proof[: _CHALLENGE_BITS // 8], "big")
     z = gmpy2.mpz(int.from_bytes(proof[_CHALLENGE_BITS // 8 :], "big"))
     coeffs = _coefficients(n, context, residues, width)
-    a = gmpy2.mpz(1)
-    for r, c in zip(residues, coeffs, strict=True):
-        a = a * gmpy2.powmod(r, c, mod) % mod
+    a = product_of_powers(list(zip(residues, coeffs, strict=True)), mod)
     if gmpy2.gcd(a, mod) != 1:
         return False
-    z_bits = _nonce_bits(exponent_bits, len(residues)) + 1
+    z_bits = nonce_bits(exponent_bits, len(residues)) + 1
     if z.bit_length() > z_bits:
         return False
     # Verifiers check a proof per contribution per round under one key: a fixed-base
     # table for g (shared per key and size, see djn.fixed_base) makes g^z about 8x
     # cheaper than powmod.
-    g_z = fixed_base(g, n, z_bits).pow(int(z))
+    g_z = fixed_base(g, n, table_bits(exponent_bits, len(residues))).pow(int(z))
     t = g_z * gmpy2.powmod(gmpy2.invert(a, mod), e, mod) % mod
     return _challenge(n, context, residues, t, width) == e

@@ -45,9 +45,11 @@ __all__ = [
     "djn_generator",
     "fixed_base",
     "generate_primes",
+    "plan_uses",
     "security_bits",
     "table_bytes",
     "table_window",
+    "window_for_uses",
 ]
 
 #: Largest window of the fixed-base table: 8 bits gives ``|a| / 8`` multiplications
@@ -247,16 +249,61 @@ class FixedBase:
         return acc
 
 
-@lru_cache(maxsize=4)
+def window_for_uses(modulus_bits: int, exponent_bits: int, uses: int | None) -> int:
+    """The window that makes ``uses`` exponentiations cheapest, table included.
+
+    A table of window ``w`` costs ``ceil(b / w) · 2^w`` multiplications to build and
+    ``ceil(b / w)`` per exponentiation (``b = exponent_bits``), so ``uses`` of them
+    cost ``ceil(b / w) · (2^w + uses)``. For a 1024-bit exponent modulo a 4096-bit
+    ``n²`` the 8-bit window (16 MiB) pays from 735 uses; 150 are cheapest with a
+    6-bit one (5.3 MiB). ``None`` (nothing planned) gives :func:`table_window`, the
+    widest within :data:`TABLE_BUDGET_BYTES`.
+    """
+    widest = table_window(modulus_bits, exponent_bits)
+    if uses is None:
+        return widest
+    return min(
+        range(1, widest + 1),
+        key=lambda w: (-(-exponent_bits // w) * ((1 << w) + max(uses, 0)), -w),
+    )
+
+
+#: Exponentiations announced with :func:`plan_uses` for tables not built yet.
+_PLANNED: dict[tuple[int, int, int], int] = {}
+_PLANNED_KEYS = 16
+
+
+def plan_uses(base: int, modulus: int, exponent_bits: int, uses: int) -> None:
+    """Announce ``uses`` more exponentiations through the table of ``fixed_base``.
+
+    Announcements add up (each client of a simulation announces its own) until the
+    table is built, on its first use, with :func:`window_for_uses` for their total.
+    A table already built is kept. Without an announcement a table gets the widest
+    window, which pays for long runs.
+    """
+    key = (int(base), int(modulus), int(exponent_bits))
+    if len(_PLANNED) >= _PLANNED_KEYS and key not in _PLANNED:
+        _PLANNED.pop(next(iter(_PLANNED)))
+    _PLANNED[key] = _PLANNED.get(key, 0) + max(int(uses), 0)
+
+
 def fixed_base(base: int, modulus: int, exponent_bits: int) -> FixedBase:
     """A shared table per (base, modulus, exponent size).
 
     Every key object loaded from the same bytes shares one table, so a simulation
     of many clients in one process builds it once (16 MiB at 2048 bits, never more
     than :data:`TABLE_BUDGET_BYTES`), as each real client would once on its own
-    machine.
+    machine. Its window fits the uses announced with :func:`plan_uses` before it
+    is built, if any.
     """
-    return FixedBase(base, modulus, exponent_bits)
+    return _fixed_base(int(base), int(modulus), int(exponent_bits))
+
+
+@lru_cache(maxsize=4)
+def _fixed_base(base: int, modulus: int, exponent_bits: int) -> FixedBase:
+    uses = _PLANNED.pop((base, modulus, exponent_bits), None)
+    window = window_for_uses(modulus.bit_length(), exponent_bits, uses)
+    return FixedBase(base, modulus, exponent_bits, window)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,20 @@ class PaillierPublicKey(PublicKey):
         table = djn.fixed_base(int(self.hs), int(self.nsquare), bits)
         return [table.pow(a) for a in exponents]
 
+    def expect_contributions(self, count: int, size: int, *, proofs: int = 0) -> None:
+        """Size the fixed-base tables for ``count`` encryptions of ``size`` values.
+
+        The randomisers' table (``hs`` modulo ``n²``) is planned for ``count`` times
+        the ciphertexts of one contribution, the proofs' table (``g`` modulo ``n``)
+        for ``proofs`` exponentiations; see the base class.
+        """
+        number = self.scheme.ciphertexts_for(max(int(size), 1))
+        bits = self.scheme.randomness_bits
+        djn.plan_uses(int(self.hs), int(self.nsquare), bits, int(count) * number)
+        if proofs:
+            g, n = int(self.hs % self.n), int(self.n)
+            djn.plan_uses(g, n, _commitment_proof.table_bits(bits, number), int(proofs))
+
     def raw_encrypt(self, plaintexts: list[int]) -> list[Any]:
         """Encrypt integers in ``[0, n)`` as standard Paillier ciphertexts.
 

@@ -385,6 +385,15 @@ class PublicKey(AggregationKey):
             )
         return values, int(weight)
 
+    def expect_contributions(self, count: int, size: int, *, proofs: int = 0) -> None:
+        """Announce work to come in this process, so that one-time tables fit it.
+
+        A hint, never required: ``count`` encryptions of ``size`` values, and
+        ``proofs`` commitment proofs made or checked. Paillier sizes its fixed-base
+        tables from it when it builds them (:func:`he_fed.crypto._djn.plan_uses`);
+        other schemes have no such tables and ignore it.
+        """
+
     def _encrypt_frames(self, values: np.ndarray, weight: int) -> Iterator[bytes]:
         """Payload frames of a fresh encryption; by default those of :meth:`_encrypt`."""
         return self._encrypt(values, weight)._frames()

@@ -407,6 +407,22 @@ class Federation:
             outcomes.append(outcome)
         return outcomes
 
+    def _plan_tables(self, rounds: int) -> None:
+        """Size the key's one-time tables for the rounds ahead, if every role runs here.
+
+        Each contribution is encrypted by its client, and its commitment proof made
+        by the client and checked by the aggregator and by the key holder: in
+        process, all through one table per key (see
+        :meth:`~he_fed.crypto.PublicKey.expect_contributions`).
+        """
+        if not isinstance(self.executor, InProcessExecutor):
+            return
+        contributions = len(self.clients) * rounds
+        key = self.keyholder.public_key
+        key.expect_contributions(
+            contributions, self.aggregator.plan.n_weights, proofs=3 * contributions
+        )
+
     def train(
         self,
         rounds: int,
@@ -443,7 +459,9 @@ class Federation:
         """
         if not 0.0 <= dropout < 1.0:
             raise ConfigurationError("dropout must be in [0, 1)")
-        if self.aggregator.plan.standardize and self.aggregator.center is None:
+        statistics = self.aggregator.plan.standardize and self.aggregator.center is None
+        self._plan_tables(rounds + (2 if statistics else 0))
+        if statistics:
             self.setup_outcomes = self.standardize()
         rng = np.random.default_rng(random_state)
         outcomes = []

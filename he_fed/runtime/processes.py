@@ -10,16 +10,23 @@ How it works:
 
 * **Spawn, not fork.** Workers start with the *spawn* method: forking a process
   that has started TenSEAL's or a pool's threads can deadlock.
-* **Plain data only.** A task carries the encoded round start (bytes), the public
-  key (bytes), the client plan (a dict of primitives) and a chunk of clients as
-  ``(client_id, X, y)``. The worker builds its clients with
-  :func:`he_fed.protocol.setup.build_client` and answers with bytes, floats and
-  ints. No object of ours crosses the boundary.
-* **Bounded memory.** ``workers`` processes, each holding only the chunk it is
-  working on, its clients' updates, and one fixed-base encryption table per key
-  (16 MiB for 2048-bit Paillier). At most ``workers + 1`` chunks are queued to
-  the workers at a time. Workers never start encryption pools of their own
-  (``HE_FED_ENCRYPT_WORKERS=1``), so the pool stays at ``workers`` processes.
+* **Clients stay resident.** Each worker owns a fixed set of clients for the
+  executor's life (the whole fit). A client goes to the worker with the least
+  data so far the first time it is asked; that first task carries its data, its
+  plan, the public key and its signing key, and the worker builds the client
+  once (:mod:`he_fed.runtime._resident`). Every later round sends each worker one
+  task: the encoded round start and, per client, a token and the rounds it
+  answered. Data-heavy federations no longer ship ``X`` and ``y`` every round.
+* **Plain data only.** Tasks carry bytes, arrays, ints and dicts of primitives;
+  workers answer with bytes, floats and ints. No object of ours crosses the
+  boundary.
+* **Bounded memory.** ``workers`` processes, each holding its own clients' data
+  and state, their updates of the round, and one fixed-base encryption table per
+  key (see :func:`he_fed.crypto._djn.fixed_base`). Workers never start encryption
+  pools of their own (``HE_FED_ENCRYPT_WORKERS=1``), so the pool stays at
+  ``workers`` processes, and run BLAS and OpenMP on one thread each. A client
+  object that is garbage-collected here is dropped by its worker with the next
+  task.
 * **Scripts need the main guard.** A spawned worker imports the script that
   started it; a script that trains outside ``if __name__ == "__main__":`` would
   train again in every worker. Such a worker leaves quietly, and the script gets
@@ -34,23 +41,22 @@ How it works:
 from __future__ import annotations
 
 import logging
-import math
 import multiprocessing
 import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-import numpy as np
-
 from he_fed._validation import check_int
 from he_fed.crypto._paillier_keys import WORKERS_ENV, usable_cores
-from he_fed.exceptions import ConfigurationError, ExecutorError, HEFedError, MissingMainGuard
+from he_fed.exceptions import ConfigurationError, ExecutorError, MissingMainGuard
 from he_fed.protocol.client import Client, ClientReport
+from he_fed.runtime import _resident
 from he_fed.runtime.base import ClientHandle, ClientResult
 
 __all__ = ["ProcessesExecutor", "default_workers"]
@@ -59,16 +65,9 @@ log = logging.getLogger("he_fed")
 
 #: Seconds a worker may take to start and import he-fed before the pool is abandoned.
 STARTUP_TIMEOUT_S = 300.0
-#: Chunks per worker and round: enough to even out uneven clients, few enough that
-#: the per-task overhead stays small.
-_CHUNKS_PER_WORKER = 4
 #: Exit status of a worker that found itself re-running the script that started
 #: it (no main guard): it leaves quietly and :meth:`ProcessesExecutor.start` says why.
 _MAIN_GUARD_EXIT = 86
-#: What a worker returns per client: (id, (last round answered, phase), the report's
-#: record, None) on success, or (id, (last round answered, phase), None, error) on a
-#: refused round.
-_Row = tuple[str, tuple[int, int], "dict[str, Any] | None", "str | None"]
 
 
 def default_workers() -> int:
@@ -76,11 +75,23 @@ def default_workers() -> int:
     return usable_cores()
 
 
+#: The worker's limit on its numerical libraries' threads, kept for its lifetime.
+_THREAD_LIMITS: list[Any] = []
+
+
 def _init_worker(barrier: Any, timeout: float) -> None:
     """Worker start-up: import everything a round needs, then wait for the others."""
     os.environ[WORKERS_ENV] = "1"  # no encryption pools inside a pool worker
+    # threadpoolctl comes with scikit-learn.
+    from threadpoolctl import threadpool_limits
+
     import he_fed.protocol.setup  # noqa: F401  (numpy, scikit-learn, gmpy2, TenSEAL)
 
+    # One BLAS/OpenMP thread per worker, set once every library is loaded: the
+    # workers already fill the cores, and OpenBLAS threads that spin between calls
+    # took CPU from the other workers' encryptions (clients' work per round was 2-4
+    # times their in-process time).
+    _THREAD_LIMITS.append(threadpool_limits(limits=1))
     barrier.wait(timeout)
 
 
@@ -118,44 +129,11 @@ def _missing_guard(processes: list[Any]) -> MissingMainGuard | None:
     )
 
 
-def _run_chunk(
-    message: bytes,
-    public_key: bytes,
-    plan: dict[str, Any],
-    chunk: list[tuple[str, np.ndarray, np.ndarray, bytes, bytes | None, tuple[int, int]]],
-) -> list[_Row]:
-    """Build each client of ``chunk`` from plain data and answer ``message``."""
-    from he_fed.protocol.setup import build_client
-    from he_fed.protocol.spec import ClientPlan, ClientSpec
-
-    client_plan = ClientPlan.from_config(plan)
-    rows: list[_Row] = []
-    for client_id, X, y, keyholder, signing_key, (last_round, phase) in chunk:
-        client = None
-        try:
-            spec = ClientSpec(
-                client_id,
-                X,
-                y,
-                public_key,
-                client_plan,
-                keyholder=keyholder,
-                signing_key=signing_key,
-                last_round=last_round,
-                phase=phase,
-            )
-            client = build_client(spec)
-            report = client.participate(message)
-        except HEFedError as exc:
-            answered = (last_round, phase) if client is None else (client.last_round, client.phase)
-            rows.append((client_id, answered, None, str(exc)))
-            continue
-        rows.append((client_id, (client.last_round, client.phase), report.to_record(), None))
-    return rows
-
-
 class ProcessesExecutor:
     """Run clients' local training and encryption in a pool of worker processes.
+
+    Each worker keeps the clients it was first given for the executor's life and
+    receives their data once (see the module notes).
 
     Parameters
     ----------
@@ -181,8 +159,25 @@ class ProcessesExecutor:
             check_int("workers", workers, low=1)
         self.workers = workers or default_workers()
         self.startup_s: float | None = None
-        self._pool: ProcessPoolExecutor | None = None
+        # One single-process pool per worker, so that a task reaches the worker
+        # that holds its clients.
+        self._pools: list[ProcessPoolExecutor] | None = None
         self._lock = threading.Lock()
+        self._reset_homes()
+
+    def _reset_homes(self) -> None:
+        """Forget where clients live (the workers that held them are gone)."""
+        #: Client object -> (worker index, token); weak, so a dropped client is forgotten.
+        self._homes: weakref.WeakKeyDictionary[Client, tuple[int, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: Tokens whose worker confirmed it holds the client.
+        self._resident: set[int] = set()
+        #: Per worker, tokens of clients garbage-collected here, to drop there.
+        self._forgotten: list[list[int]] = [[] for _ in range(self.workers)]
+        #: Per worker, the data (``X.size``) of the clients it owns.
+        self._load = [0] * self.workers
+        self._next_token = 0
 
     def start(self) -> float:
         """Spawn the workers and wait until every one has imported he-fed.
@@ -205,39 +200,79 @@ class ProcessesExecutor:
             # traceback; the parent reports the missing guard, once.
             raise SystemExit(_MAIN_GUARD_EXIT)
         with self._lock:
-            if self._pool is not None:
+            if self._pools is not None:
                 return 0.0
             started = time.perf_counter()
             context = multiprocessing.get_context("spawn")
             barrier = context.Barrier(self.workers)
-            pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=context,
-                initializer=_init_worker,
-                initargs=(barrier, STARTUP_TIMEOUT_S),
-            )
+            pools = [
+                ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=context,
+                    initializer=_init_worker,
+                    initargs=(barrier, STARTUP_TIMEOUT_S),
+                )
+                for _ in range(self.workers)
+            ]
             # One task per worker; the barrier in the initializer keeps the first
             # workers busy until the last has started, so every one is spawned.
-            futures = [pool.submit(_ready) for _ in range(self.workers)]
+            futures = [pool.submit(_ready) for pool in pools]
             # ProcessPoolExecutor keeps its processes to itself, and forgets them once
             # the pool breaks: take them now, while they start. Their exit statuses
             # say whether they left for want of the main guard.
-            processes = list((getattr(pool, "_processes", None) or {}).values())
+            processes = [
+                process
+                for pool in pools
+                for process in (getattr(pool, "_processes", None) or {}).values()
+            ]
             try:
                 for future in futures:
                     future.result(timeout=STARTUP_TIMEOUT_S)
             except (BrokenProcessPool, TimeoutError, OSError) as exc:
-                pool.shutdown(wait=False, cancel_futures=True)
+                for pool in pools:
+                    pool.shutdown(wait=False, cancel_futures=True)
                 missing_guard = _missing_guard(processes)
                 if missing_guard is not None:
                     raise missing_guard from None
                 raise ExecutorError(f"worker processes failed to start: {exc!r}") from None
-            self._pool = pool
+            self._pools = pools
+            self._reset_homes()
             self.startup_s = time.perf_counter() - started
             return self.startup_s
 
+    def _home(self, client: Client) -> tuple[int, int, _resident.Arrival | None]:
+        """The worker and token of ``client``, and its data if that worker lacks it.
+
+        Raises
+        ------
+        ConfigurationError
+            If the client's model cannot be described as plain data.
+        """
+        home = self._homes.get(client)
+        if home is not None and home[1] in self._resident:
+            return home[0], home[1], None
+        spec = client.spec()
+        arrival = (
+            spec.client_id,
+            spec.X,
+            spec.y,
+            spec.public_key,
+            spec.plan.to_config(),
+            spec.keyholder,
+            spec.signing_key,
+        )
+        if home is None:
+            # The worker with the least data so far; ties go to the lowest index.
+            worker = min(range(self.workers), key=lambda w: (self._load[w], w))
+            self._load[worker] += int(spec.X.size)
+            home = (worker, self._next_token)
+            self._next_token += 1
+            self._homes[client] = home
+            weakref.finalize(client, self._forgotten[worker].append, home[1])
+        return home[0], home[1], arrival
+
     def collect(self, clients: Sequence[ClientHandle], message: bytes) -> list[ClientResult]:
-        """Hand ``message`` to every client, in worker processes, and gather the results.
+        """Hand ``message`` to every client, in its worker process, and gather the results.
 
         Results come back in the order of ``clients``. A client that fails with an
         :class:`~he_fed.exceptions.HEFedError` is reported with its error.
@@ -252,55 +287,66 @@ class ProcessesExecutor:
         """
         if not clients:
             return []
-        specs = []
         for client in clients:
             if not isinstance(client, Client):
                 raise ConfigurationError(
                     f"the processes executor runs Client objects, not {type(client).__name__}"
                 )
-            specs.append(client.spec())
-        # Clients sharing a key and a plan (all of them, in a federation) share tasks.
-        groups: dict[tuple[bytes, str], tuple[bytes, dict[str, Any], list[int]]] = {}
-        for index, spec in enumerate(specs):
-            plan = spec.plan.to_config()
-            key = (spec.public_key, repr(sorted(plan.items())))
-            groups.setdefault(key, (spec.public_key, plan, []))[2].append(index)
         self.start()
-        assert self._pool is not None
-        size = max(1, math.ceil(len(specs) / (self.workers * _CHUNKS_PER_WORKER)))
-        tasks: list[tuple[list[int], Future[list[_Row]]]] = []
+        assert self._pools is not None
+        members: list[list[_resident.Member]] = [[] for _ in range(self.workers)]
+        order: list[list[int]] = [[] for _ in range(self.workers)]
+        tokens: dict[int, int] = {}
+        for index, client in enumerate(clients):
+            assert isinstance(client, Client)
+            worker, token, arrival = self._home(client)
+            state = (client.last_round, client.phase)
+            members[worker].append((token, client.client_id, state, arrival))
+            order[worker].append(index)
+            tokens[index] = token
+        tasks: list[tuple[list[int], Future[list[_resident.Row]]]] = []
+        rows: dict[int, _resident.Row] = {}
         try:
-            for public_key, plan, indices in groups.values():
-                for i in range(0, len(indices), size):
-                    part = indices[i : i + size]
-                    chunk = [
-                        (
-                            specs[j].client_id,
-                            specs[j].X,
-                            specs[j].y,
-                            specs[j].keyholder,
-                            specs[j].signing_key,
-                            (specs[j].last_round, specs[j].phase),
-                        )
-                        for j in part
-                    ]
-                    future = self._pool.submit(_run_chunk, message, public_key, plan, chunk)
-                    tasks.append((part, future))
-            rows: dict[int, _Row] = {}
+            for worker, pool in enumerate(self._pools):
+                forgotten = self._forgotten[worker]
+                if not members[worker] and not forgotten:
+                    continue
+                dropped, forgotten[:] = list(forgotten), []
+                future = pool.submit(_resident.answer_round, message, members[worker], dropped)
+                tasks.append((order[worker], future))
             for part, future in tasks:
                 rows.update(zip(part, future.result(), strict=True))
         except BrokenProcessPool as exc:
             self.close()
             raise ExecutorError(f"a worker process died: {exc}") from None
-        # A client's memory of the rounds it answered (an attempt counts) lives with
-        # its object here; the worker that answered for it is stateless.
         for index, client in enumerate(clients):
-            client.mark_answered(*rows[index][1])  # type: ignore[attr-defined]
-        return [self._result(rows[i]) for i in range(len(specs))]
+            client_id, answered, _, _, resident = rows[index]
+            if resident:
+                self._resident.add(tokens[index])
+            else:
+                self._resident.discard(tokens[index])
+            # The executor's record follows the worker's (an attempt counts), so a
+            # client answered here or in process later keeps its memory of rounds.
+            client.mark_answered(*answered)  # type: ignore[attr-defined]
+        return [self._result(rows[i]) for i in range(len(clients))]
+
+    def residents(self) -> list[dict[str, int]]:
+        """What each worker holds, asked of the workers themselves.
+
+        Returns
+        -------
+        list of dict of str to int
+            Per worker, the ids of the clients it holds, each with how many times
+            its data reached that worker (1 when it was sent once). Empty if the
+            pool is not running.
+        """
+        if self._pools is None:
+            return []
+        return [pool.submit(_resident.held).result() for pool in self._pools]
 
     @staticmethod
-    def _result(row: _Row) -> ClientResult:
-        client_id, _, record, error = row
+    def _result(row: _resident.Row) -> ClientResult:
+        client_id, _, record, error, _ = row
         if record is None:
             log.warning("client %s failed this round: %s", client_id, error)
             return ClientResult(client_id, None, error)
@@ -309,8 +355,8 @@ class ProcessesExecutor:
     def close(self) -> None:
         """Stop the workers. The executor starts a new pool if used again."""
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
+            pools, self._pools = self._pools, None
+        for pool in pools or []:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> ProcessesExecutor:
@@ -320,5 +366,5 @@ class ProcessesExecutor:
         self.close()
 
     def __repr__(self) -> str:
-        state = "running" if self._pool is not None else "stopped"
+        state = "running" if self._pools is not None else "stopped"
         return f"<ProcessesExecutor workers={self.workers} {state}>"

@@ -29,6 +29,25 @@ def test_commitments_multiply_as_their_integers_add():
     assert _binding.commit(a, 12) != ca
 
 
+def _commit_by_powmod(integers, rho):
+    acc = gmpy2.powmod(_binding._h(), rho, _binding.P)
+    for g, v in zip(_binding._generators(len(integers)), integers, strict=True):
+        acc = acc * gmpy2.powmod(g, v, _binding.P) % _binding.P
+    return int(acc).to_bytes(_binding.WIDTH, "big")
+
+
+@pytest.mark.parametrize("size", [1, 2, 12, 300])
+@pytest.mark.parametrize("bits", [1, 25, 130])
+def test_bucketed_commitments_are_the_products_of_powers(size, bits):
+    rng = np.random.default_rng(size * 1000 + bits)
+    integers = [int.from_bytes(rng.bytes(17), "big") % (1 << bits) for _ in range(size)]
+    signs = rng.integers(0, 3, size) - 1  # negative, zero and positive slots
+    integers = [int(s) * v for s, v in zip(signs, integers, strict=True)]
+    integers[0] = (1 << bits) - 1
+    rho = int.from_bytes(rng.bytes(40), "big")
+    assert _binding.commit(integers, rho) == _commit_by_powmod(integers, rho)
+
+
 def test_malformed_commitments_have_no_product():
     good = _binding.commit([1, 2], 3)
     assert _binding.product([good, good[:-1]]) is None
@@ -37,6 +56,19 @@ def test_malformed_commitments_have_no_product():
     # A non-square, outside the order-Q subgroup (an element of order 2Q).
     non_residue = next(a for a in range(2, 100) if gmpy2.legendre(a, _binding.P) == -1)
     assert _binding.product([good, non_residue.to_bytes(_binding.WIDTH, "big")]) is None
+
+
+def test_subgroup_membership_is_eulers_criterion():
+    # product() decides membership by Legendre's symbol; it must be value^Q == 1.
+    rng = np.random.default_rng(19)
+    values = [int.from_bytes(rng.bytes(_binding.WIDTH), "big") % _binding.P for _ in range(60)]
+    values += [2, 3, _binding.P - 2, 4, _binding.P - 4]
+    accepted = [_binding.product([v.to_bytes(_binding.WIDTH, "big")]) is not None for v in values]
+    members = [
+        1 < v < _binding.P - 1 and gmpy2.powmod(v, _binding.Q, _binding.P) == 1 for v in values
+    ]
+    assert accepted == members
+    assert sum(accepted) == 33  # of 65: both kinds are exercised
 
 
 @pytest.mark.parametrize("name", ["paillier", "paillier-packed"])

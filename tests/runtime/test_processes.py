@@ -9,12 +9,15 @@ import signal
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
+from threadpoolctl import threadpool_info
 
 from he_fed import FederatedLogisticRegression
+from he_fed.crypto import PackedPaillier
 from he_fed.exceptions import ConfigurationError, ExecutorError
 from he_fed.models import LogisticRegressionGD
 from he_fed.protocol import Client, Identity
-from he_fed.runtime import InProcessExecutor, ProcessesExecutor
+from he_fed.protocol.spec import FederationSetup
+from he_fed.runtime import Federation, InProcessExecutor, ProcessesExecutor, run_federation
 from tests.conftest import keys_for
 from tests.protocol.harness import ticket
 
@@ -57,8 +60,16 @@ def test_workers_are_spawned_not_forked_and_all_stop_on_close():
         assert pool.startup_s > 0
         assert len(children) == 2
         assert all(type(c).__name__ == "SpawnProcess" for c in children)
+        # Workers keep their numerical libraries to one thread each: spinning BLAS
+        # threads took the other workers' CPU.
+        for worker in pool._pools:
+            libraries = worker.submit(threadpool_info).result()
+            assert libraries and {lib["num_threads"] for lib in libraries} == {1}
         # Workers never start encryption pools of their own.
-        assert pool._pool.submit(os.getenv, "HE_FED_ENCRYPT_WORKERS").result() == "1"
+        assert [p.submit(os.getenv, "HE_FED_ENCRYPT_WORKERS").result() for p in pool._pools] == [
+            "1",
+            "1",
+        ]
     finally:
         pool.close()
     assert not any(c.is_alive() for c in children)
@@ -135,3 +146,38 @@ def test_a_dead_worker_is_an_executor_error_not_a_hang():
 def test_worker_counts_are_checked():
     with pytest.raises(ConfigurationError, match="workers"):
         ProcessesExecutor(workers=0)
+
+
+def test_clients_stay_resident_and_receive_their_data_once():
+    rng = np.random.default_rng(4)
+    parts = []
+    for n in (30, 20, 25, 15, 10):
+        X = rng.normal(size=(n, 3))
+        parts.append((X, (X @ [1.0, -1.0, 0.5] > 0).astype(int)))
+    scheme = PackedPaillier(key_bits=1024, allow_insecure=True, max_clients=8, max_weight=32)
+    setup = FederationSetup.from_partitions(
+        parts, scheme=scheme, model=LogisticRegressionGD(learning_rate=0.5, random_state=0)
+    )
+
+    def train(federation):
+        federation.train(3, dropout=0.3, random_state=1)  # two statistics rounds first
+        return federation.aggregator.raw_model()
+
+    expected = run_federation("inprocess", setup, parts, train)
+    pool = ProcessesExecutor(workers=2)
+    try:
+        pool.start()
+        federation = Federation.from_setup(setup, parts, executor=pool)
+        coef, intercept = train(federation)
+        held = pool.residents()
+    finally:
+        pool.close()
+    np.testing.assert_array_equal(coef, expected[0])
+    np.testing.assert_array_equal(intercept, expected[1])
+    # Five rounds, yet each client's data reached exactly one worker exactly once,
+    # and the owners split the rows evenly: 30 + 15 + 10 against 20 + 25.
+    assert held == [
+        {"client-0": 1, "client-3": 1, "client-4": 1},
+        {"client-1": 1, "client-2": 1},
+    ]
+    assert pool.residents() == []
