@@ -67,6 +67,7 @@ def test_proofs_of_every_length_share_one_table_per_key(monkeypatch):
         vector = public.encrypt(np.zeros(size), weight=1)
         proof = vector.prove_commitment(b"context")
         assert public.verify_commitment_proof(vector.commitment(), proof, size, b"context")
-    modulus_bits = [int(t.modulus).bit_length() for t in built]
-    assert modulus_bits == [2048, 1024]  # the randomisers' table, and one for every proof
+    n = int(public.n)
+    # the randomisers' table (mod n^2, 2047 or 2048 bits), and one for every proof (mod n)
+    assert [int(t.modulus) for t in built] == [n * n, n]
     assert built[1].exponent_bits == _commitment_proof.table_bits(scheme.randomness_bits, 1)
