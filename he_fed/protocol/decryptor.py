@@ -13,7 +13,10 @@ per ticket (``DESIGN.md``, "One aggregate per round, one model per ticket"):
   ticket counts with a quorum ``q = ceil((n + t) / 2)`` of them
   (:func:`~he_fed.protocol.council.merge_tickets`). A holder that vouched for
   the current round's aggregate signs no ticket until it holds that round's
-  release: its next ticket always carries its own, up-to-date model.
+  release: its next ticket always carries its own, up-to-date model. Nor does
+  it sign a ticket whose task and model (weights, center, scale) it already
+  combined an aggregate under, released or refused: each model is answered by
+  one decrypted cohort, so two cohorts cannot be differenced.
 * :meth:`endorse` runs every check, closes the round and signs the aggregate's
   digest: at most one digest per round.
 * :meth:`partial_decrypt` answers only an aggregate certified by ``q`` holders
@@ -34,7 +37,10 @@ holder colluding with the aggregator does (README, "Threat model").
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable, Mapping
+
+import numpy as np
 
 from he_fed.crypto import EncryptedVector, KeyPair, WeightedSum
 from he_fed.crypto.threshold import KeyShare, PartialDecryption, load_partial
@@ -75,6 +81,15 @@ def partial_context(federation: bytes, round_id: int, task: Task, digest: bytes)
     )
 
 
+def _model_digest(task: Task, fields: tuple[np.ndarray, ...]) -> bytes:
+    """SHA-256 of a ticket's task and model fields: what its clients answer."""
+    h = hashlib.sha256(Task(task).value.encode())
+    for field in fields:
+        data = np.ascontiguousarray(field, dtype=np.float64).tobytes()
+        h.update(len(data).to_bytes(8, "big") + data)
+    return h.digest()
+
+
 @dataclasses.dataclass
 class _Pending:
     """The aggregate this holder vouched for in the open round, until it releases it."""
@@ -82,6 +97,7 @@ class _Pending:
     message: EncryptedAggregate
     admitted: Admitted
     digest: bytes
+    model: bytes
     own: PartialDecryption | None = None
 
 
@@ -165,6 +181,8 @@ class Decryptor(KeyHolder):
         self._council = council
         self._peers = {i: bytes(k) for i, k in peers.items() if i != share.index}
         self._pending: _Pending | None = None
+        self._ticket_model = b""  # the model digest of the open round's ticket
+        self._answered: set[bytes] = set()  # model digests an aggregate was combined under
         #: Holders whose partials the last release used, and those it refused.
         self.last_partials: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
 
@@ -194,7 +212,8 @@ class Decryptor(KeyHolder):
         ------
         PolicyViolation
             If this holder vouched for the open round's aggregate but holds no
-            release of it: its model would be stale (liveness waits, safety holds).
+            release of it (its model would be stale: liveness waits, safety holds),
+            or it already combined an aggregate under this task and model.
             Otherwise as :meth:`KeyHolder.start_round`.
         """
         if self._pending is not None:
@@ -203,7 +222,15 @@ class Decryptor(KeyHolder):
                 "aggregate but holds no release of it: it signs no later ticket until it "
                 "releases that round"
             )
+        self._model.check_task(Task(task))
+        model = _model_digest(task, self._model.ticket_fields(Task(task)))
+        if model in self._answered:
+            raise PolicyViolation(
+                f"share holder {self.index} already combined a {Task(task).value} aggregate "
+                "under this model: each model is answered by one decrypted cohort"
+            )
         ticket = decode(super().start_round(task), RoundStart)
+        self._ticket_model = model
         signed = cosignature({self.index: ticket.signature})
         return encode(dataclasses.replace(ticket, signature=signed))
 
@@ -226,7 +253,7 @@ class Decryptor(KeyHolder):
         admitted = check_sum(message, key=key, plan=self._plan, min_clients=self.min_clients)
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
-        self._pending = _Pending(message, admitted, aggregate_digest(data))
+        self._pending = _Pending(message, admitted, aggregate_digest(data), self._ticket_model)
         return self._pending
 
     def _payload(self, pending: _Pending) -> bytes:
@@ -348,8 +375,10 @@ class Decryptor(KeyHolder):
             raise  # nothing decrypted: more partials may still come
         except HEFedError:
             self._pending = None  # a refusal after combining uses up the round
+            self._answered.add(pending.model)  # ... and its model: the sum was combined
             raise
         self._pending = None
+        self._answered.add(pending.model)
         self.last_partials = (
             combination.used,
             tuple(sorted(set(combination.refused) | set(unreadable))),

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from he_fed.crypto import PackedPaillier
 from he_fed.crypto.threshold import load_partial
-from he_fed.exceptions import InvalidPartialDecryption, InvalidSignature, PolicyViolation
+from he_fed.exceptions import (
+    AggregateRejected,
+    InvalidPartialDecryption,
+    InvalidSignature,
+    PolicyViolation,
+)
+from he_fed.models import LogisticRegressionGD
 from he_fed.protocol import (
     Aggregate,
     Aggregator,
@@ -36,7 +43,8 @@ from he_fed.protocol.partial_transport import Sealed, open_sealed, seal
 from he_fed.protocol.receipts import ticket_payload
 from he_fed.runtime.council import LocalCouncil
 from tests.crypto.threshold_fixtures import TEST_ONLY_PRIMES_1024
-from tests.protocol.harness import PLAN, client
+from tests.protocol.harness import PLAN, client, data
+from tests.protocol.test_malicious_clients import Crafting
 
 SCHEME = PackedPaillier(key_bits=1024, allow_insecure=True, max_clients=64, max_weight=128)
 SIZES = (30, 50, 20, 40, 25)
@@ -295,3 +303,34 @@ def test_a2_the_aggregator_with_one_holder_learns_the_exact_total_weight_not_one
     assert (exact.weight, exact.count) == (sum(SIZES), 5)
     # ... hence c0's sample count from a later round without it (a dropout): the
     # statement in README and DESIGN, not a break. No single update: the A1 tests.
+
+
+def test_a3_a_model_whose_aggregate_was_combined_and_refused_is_not_answered_again():
+    """A colluding client makes the sum out of range: the colluders saw it combined.
+
+    With the model unchanged, a second round under it, without the victim, would
+    difference out the victim's update; no honest holder signs that ticket.
+    """
+    attack = _Attack()
+    bad = Crafting(
+        "bad",
+        *data(9, 20),
+        attack.council.public_key_bytes(),
+        keyholder=attack.council.identity_bytes,
+        model=LogisticRegressionGD(learning_rate=0.5),
+        local_epochs=2,
+        classes=np.array([0, 1]),
+        allow_insecure=True,
+    )
+    attack.council.register(bad.client_id, bad.verify_key)
+    attack.clients.append(bad)
+    start = attack.ticket((1, 2, 3, 4, 5))
+    ups = attack.updates(start, [*IDS, "bad"])
+    data_ = attack.aggregate(ups, [*IDS, "bad"], 0)
+    certificate = merge_signatures([attack.h[h].endorse(data_) for h in range(1, 6)])
+    sealed = {h: attack.h[h].partial_decrypt(data_, certificate) for h in range(1, 6)}
+    for h in (3, 4, 5):
+        with pytest.raises(AggregateRejected):
+            attack.h[h].release(attack.feed(h, data_, sealed))
+        with pytest.raises(PolicyViolation, match="already combined a train aggregate"):
+            attack.h[h].start_round(Task.TRAIN)
