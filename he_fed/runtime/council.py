@@ -34,7 +34,7 @@ from he_fed.protocol.partial_transport import ExchangeKey
 from he_fed.protocol.receipts import Identity
 from he_fed.protocol.spec import FederationSetup
 
-__all__ = ["LocalCouncil", "generate_council", "threshold_setting"]
+__all__ = ["LocalCouncil", "council_summary", "generate_council", "threshold_setting"]
 
 
 @dataclass
@@ -242,6 +242,21 @@ def generate_council(setup: FederationSetup) -> LocalCouncil:
         plan=setup.run_plan,
         min_clients=setup.min_clients,
     )
+
+
+def council_summary(keyholder: object) -> dict[str, int] | None:
+    """``t``, ``n``, the quorum ``q`` and the absences tolerated, for a run's report.
+
+    None when ``keyholder`` is a single key holder.
+    """
+    if not isinstance(keyholder, LocalCouncil):
+        return None
+    return {
+        "threshold": keyholder.threshold,
+        "holders": keyholder.holders,
+        "quorum": keyholder.quorum,
+        "tolerated_absences": keyholder.tolerated_absences,
+    }
 
 
 def threshold_setting(
