@@ -309,7 +309,8 @@ def test_a3_a_model_whose_aggregate_was_combined_and_refused_is_not_answered_aga
     """A colluding client makes the sum out of range: the colluders saw it combined.
 
     With the model unchanged, a second round under it, without the victim, would
-    difference out the victim's update; no honest holder signs that ticket.
+    difference out the victim's update; no honest holder signs that ticket, and the
+    round driver stops (``Federation`` stops training on this ``PolicyViolation``).
     """
     attack = _Attack()
     bad = Crafting(
@@ -323,14 +324,14 @@ def test_a3_a_model_whose_aggregate_was_combined_and_refused_is_not_answered_aga
         allow_insecure=True,
     )
     attack.council.register(bad.client_id, bad.verify_key)
-    attack.clients.append(bad)
-    start = attack.ticket((1, 2, 3, 4, 5))
-    ups = attack.updates(start, [*IDS, "bad"])
-    data_ = attack.aggregate(ups, [*IDS, "bad"], 0)
-    certificate = merge_signatures([attack.h[h].endorse(data_) for h in range(1, 6)])
-    sealed = {h: attack.h[h].partial_decrypt(data_, certificate) for h in range(1, 6)}
+    attack.aggregator.register(bad.client_id, bad.verify_key)
+    start = attack.aggregator.open_round(attack.council.start_round(Task.TRAIN))
+    for c in [*attack.clients, bad]:
+        attack.aggregator.add(c.participate(start).update)
+    with pytest.raises(AggregateRejected):
+        attack.council.decrypt_aggregate(attack.aggregator.finish_round())
+    with pytest.raises(PolicyViolation, match="already combined a train aggregate"):
+        attack.council.start_round(Task.TRAIN)
     for h in (3, 4, 5):
-        with pytest.raises(AggregateRejected):
-            attack.h[h].release(attack.feed(h, data_, sealed))
-        with pytest.raises(PolicyViolation, match="already combined a train aggregate"):
+        with pytest.raises(PolicyViolation, match="each model is answered by one"):
             attack.h[h].start_round(Task.TRAIN)
