@@ -159,7 +159,7 @@ class Decryptor(KeyHolder):
         parsed = parse_council(council)
         if (
             parsed is None
-            or parsed != (share.verification.threshold, parsed[1])
+            or parsed[0] != share.verification.threshold
             or len(parsed[1]) != holders
             or parsed[1][share.index - 1] != identity.public_bytes
         ):
