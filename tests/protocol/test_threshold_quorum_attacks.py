@@ -18,6 +18,7 @@ from he_fed.crypto import PackedPaillier
 from he_fed.crypto.threshold import load_partial
 from he_fed.exceptions import (
     AggregateRejected,
+    ConfigurationError,
     InvalidPartialDecryption,
     InvalidSignature,
     PolicyViolation,
@@ -335,3 +336,23 @@ def test_a3_a_model_whose_aggregate_was_combined_and_refused_is_not_answered_aga
     for h in (3, 4, 5):
         with pytest.raises(PolicyViolation, match="each model is answered by one"):
             attack.h[h].start_round(Task.TRAIN)
+
+
+def test_a_share_holder_refuses_a_council_pin_that_does_not_name_it():
+    from he_fed.protocol import Decryptor, Identity
+    from he_fed.protocol.council import council_pin
+    from he_fed.protocol.partial_transport import ExchangeKey
+
+    attack = _Attack()
+    holder = attack.h[3]
+    others = [Identity().public_bytes for _ in range(5)]
+    for pin in (council_pin(3, others), council_pin(2, [*others[:4], b"\0" * 32])):
+        with pytest.raises(ConfigurationError, match="council pin must name 5 holders, t=3"):
+            Decryptor(
+                holder._share,
+                exchange=ExchangeKey(),
+                peers={},
+                council=pin,
+                identity=holder._identity,
+                plan=PLAN,
+            )
