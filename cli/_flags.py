@@ -18,8 +18,10 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from he_fed.crypto.threshold import parse_threshold
 from he_fed.data import SYNTHETIC_DATASETS, builtin_name
 from he_fed.exceptions import ConfigurationError
+from he_fed.protocol.council import quorum_size
 
 __all__ = ["check_run_flags", "check_scheme_flags", "given"]
 
@@ -62,7 +64,8 @@ def check_run_flags(ctx: click.Context, options: dict[str, Any]) -> list[str]:
     Returns
     -------
     list of str
-        Warnings about flags that change nothing but speed.
+        Warnings about flags that change nothing but speed, and about a
+        ``--threshold`` whose quorum leaves no share holder free to be absent.
 
     Raises
     ------
@@ -104,4 +107,13 @@ def check_run_flags(ctx: click.Context, options: dict[str, Any]) -> list[str]:
             "--workers has no effect with --executor inprocess (clients run one after "
             "another in this process); use --executor processes to spread them"
         )
+    if options.get("threshold") is not None:
+        threshold, holders = parse_threshold(str(options["threshold"]))
+        quorum = quorum_size(threshold, holders)
+        if quorum == holders:
+            warnings.append(
+                f"--threshold {threshold}/{holders}: every round needs a quorum of {quorum} of "
+                f"{holders} share holders, so none may be absent (ceil((n + t) / 2); e.g. 3/5 "
+                "tolerates one)"
+            )
     return warnings

@@ -96,6 +96,12 @@ def render(result: ExperimentResult, console: Console) -> None:
             f"{_bytes(result.setup['aggregation_key_bytes'])}"
         ),
     )
+    council = result.setup.get("council")
+    if council:
+        summary.add_row(
+            f"share holders (t={council['threshold']} of {council['holders']})",
+            f"quorum {council['quorum']}: at most {council['tolerated_absences']} absent",
+        )
     if config.validation_split:
         summary.add_row("round kept", f"{final['best_round']} of {len(rounds)}")
     if isinstance(config.lr, tuple) or isinstance(config.l2, tuple):

@@ -236,7 +236,8 @@ def _resuming(checkpoint: Path | None) -> int | None:
     metavar="T/N",
     default=RUN_DEFAULTS["threshold"],
     help="No single key holder: N share holders, any T of which decrypt, each enforcing "
-    "the policy (Paillier schemes; inprocess or processes).",
+    "the policy; a quorum of ceil((N+T)/2) takes part in every round, so 3/5 tolerates "
+    "one absent holder (Paillier schemes; inprocess or processes).",
 )
 @click.option(
     "--executor",

@@ -29,7 +29,7 @@ from he_fed.models._linear_classifier import LinearClassifierMixin
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import Executor, run_federation
 from he_fed.runtime.checkpoint import describe_run
-from he_fed.runtime.council import threshold_setting
+from he_fed.runtime.council import council_summary, threshold_setting
 from he_fed.runtime.federation import Federation, RoundOutcome
 from he_fed.runtime.resume import ResumableRun, run_resumable
 
@@ -308,6 +308,7 @@ class _FederatedBase(BaseEstimator):
                     for o in federation.setup_outcomes
                 ],
                 "executor": federation.executor.name,
+                "council": council_summary(federation.keyholder),
                 "startup_s": federation.executor.startup_s,
             }
 

@@ -67,17 +67,25 @@ def test_keygen_threshold_refuses_ckks_and_bad_counts_in_one_line(tmp_path):
         assert len(result.output.strip().splitlines()) == 1
 
 
-def _run(tmp_path, name, *extra):
+def _run(tmp_path, name, *extra, whole=False):
     out = tmp_path / f"{name}.json"
     args = ["run", "--rounds", "2", "--key-bits", "1024", "--allow-insecure", "--quiet"]
     result = CliRunner().invoke(main, [*args, "--json", str(out), *extra], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return json.loads(out.read_text())["final"]
+    data = json.loads(out.read_text())
+    return data if whole else data["final"]
 
 
 def test_run_with_three_of_five_share_holders_trains_the_single_key_holders_model(tmp_path):
     single = _run(tmp_path, "single")
-    shared = _run(tmp_path, "shared", "--threshold", "3/5")
+    data = _run(tmp_path, "shared", "--threshold", "3/5", whole=True)
+    assert data["setup"]["council"] == {
+        "threshold": 3,
+        "holders": 5,
+        "quorum": 4,
+        "tolerated_absences": 1,
+    }
+    shared = data["final"]
     assert shared["coef"] == single["coef"]
     assert shared["intercept"] == single["intercept"]
     assert shared["metric"] == single["metric"]
@@ -92,6 +100,17 @@ def test_run_threshold_refuses_ckks_and_flower_in_one_line():
         assert result.exit_code != 0
         assert text in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+def test_run_threshold_warns_when_its_quorum_leaves_no_holder_free_to_be_absent():
+    result = CliRunner().invoke(main, ["run", "--threshold", "3/4", "--executor", "flower"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert (
+        "Warning: --threshold 3/4: every round needs a quorum of 4 of 4 share holders, so "
+        "none may be absent" in result.output
+    )
+    tolerant = CliRunner().invoke(main, ["run", "--threshold", "3/5", "--executor", "flower"])
+    assert "Warning" not in tolerant.output
 
 
 @pytest.mark.slow

@@ -1,9 +1,13 @@
-"""Round tickets signed by ``t`` of ``n`` share holders instead of one key holder.
+"""Round tickets signed by a quorum of the ``n`` share holders instead of one key holder.
 
 With threshold decryption no single party owns the rounds: each share holder
 (:class:`~he_fed.protocol.decryptor.Decryptor`) computes the next ticket itself,
 from the public run plan and the aggregates it released, and signs it; a ticket
-counts only with valid Ed25519 signatures from at least ``t`` distinct holders.
+counts only with valid Ed25519 signatures from at least :func:`quorum_size`
+``q = ceil((n + t) / 2)`` distinct holders, not ``t``: any two quorums share at
+least ``t`` holders, so an honest one when at most ``t - 1`` collude, and an
+honest holder signs one ticket per round (``DESIGN.md``, "One aggregate per
+round, one model per ticket"). Only ``n - q`` holders may be absent.
 
 Clients and the aggregator pin the *council* where they pinned the key holder's
 32-byte identity: the pin is :func:`council_pin` (a magic, ``t``, ``n``, and the
@@ -31,8 +35,11 @@ __all__ = [
     "cosignature",
     "council_pin",
     "is_pin",
+    "merge_signatures",
     "merge_tickets",
     "parse_council",
+    "quorum_size",
+    "signers",
     "verify_ticket",
 ]
 
@@ -40,6 +47,11 @@ COUNCIL_MAGIC = b"HFC1"
 _KEY, _SIG = 32, 64
 #: Most bytes of a co-signature (every holder signs).
 MAX_COSIGNATURE_BYTES = MAX_HOLDERS * (1 + _SIG)
+
+
+def quorum_size(threshold: int, holders: int) -> int:
+    """``ceil((holders + threshold) / 2)``: any two sets this large share ``threshold`` holders."""
+    return (holders + threshold + 1) // 2
 
 
 def council_pin(threshold: int, holders: Sequence[bytes]) -> bytes:
@@ -79,23 +91,35 @@ def cosignature(signatures: Mapping[int, bytes]) -> bytes:
     return b"".join(bytes([i]) + signatures[i] for i in sorted(signatures))
 
 
-def verify_ticket(pin: bytes, signature: bytes, payload: bytes) -> bool:
-    """Whether ``signature`` signs ``payload`` for ``pin``: one key, or ``t`` of a council."""
+def signers(pin: bytes, signature: bytes, payload: bytes) -> frozenset[int]:
+    """The council members whose valid signatures on ``payload`` ``signature`` holds.
+
+    Empty if ``pin`` is not a council pin or any entry is malformed, repeated or invalid.
+    """
     council = parse_council(pin)
     if council is None:
-        return verify_signature(pin, signature, payload)
-    threshold, keys = council
+        return frozenset()
+    _, keys = council
     if len(signature) % (1 + _SIG) or len(signature) > MAX_COSIGNATURE_BYTES:
-        return False
+        return frozenset()
     seen: set[int] = set()
     for at in range(0, len(signature), 1 + _SIG):
         index = signature[at]
         if not 1 <= index <= len(keys) or index in seen:
-            return False
+            return frozenset()
         if not verify_signature(keys[index - 1], signature[at + 1 : at + 1 + _SIG], payload):
-            return False
+            return frozenset()
         seen.add(index)
-    return len(seen) >= threshold
+    return frozenset(seen)
+
+
+def verify_ticket(pin: bytes, signature: bytes, payload: bytes) -> bool:
+    """Whether ``signature`` signs ``payload`` for ``pin``: one key, or a council's quorum."""
+    council = parse_council(pin)
+    if council is None:
+        return verify_signature(pin, signature, payload)
+    threshold, keys = council
+    return len(signers(pin, signature, payload)) >= quorum_size(threshold, len(keys))
 
 
 def _entries(signature: bytes) -> dict[int, bytes]:
@@ -105,6 +129,20 @@ def _entries(signature: bytes) -> dict[int, bytes]:
         signature[at]: signature[at + 1 : at + 1 + _SIG]
         for at in range(0, len(signature), 1 + _SIG)
     }
+
+
+def merge_signatures(cosignatures: Iterable[bytes]) -> bytes:
+    """One co-signature holding every entry of ``cosignatures`` (each holder once).
+
+    Raises
+    ------
+    ProtocolError
+        If one is not a co-signature.
+    """
+    merged: dict[int, bytes] = {}
+    for signature in cosignatures:
+        merged.update(_entries(signature))
+    return cosignature(merged)
 
 
 def merge_tickets(tickets: Iterable[bytes]) -> bytes:

@@ -4,29 +4,43 @@ A :class:`Decryptor` is a :class:`~he_fed.protocol.keyholder.KeyHolder` in every
 but the secret: its own policy (plan, minimum cohort, registry frozen at the first
 ticket, one release per round, retiring after refusals), its own model chain, and
 the same checks before anything touches the aggregate
-(:mod:`he_fed.protocol.admission`). What differs:
+(:mod:`he_fed.protocol.admission`). What differs, so that with up to ``t - 1``
+colluding holders the honest ones agree on one aggregate per round and one model
+per ticket (``DESIGN.md``, "One aggregate per round, one model per ticket"):
 
 * :meth:`start_round` signs the next ticket as one member of the council: the
   signature is a one-entry co-signature (:mod:`he_fed.protocol.council`), and a
-  ticket counts for clients and the aggregator with ``t`` of them
-  (:func:`~he_fed.protocol.council.merge_tickets`).
-* :meth:`partial_decrypt` runs every check, closes the round, computes this
-  holder's partial decryption with its proofs, and returns it *sealed* to each
-  other holder (:mod:`he_fed.protocol.partial_transport`): the aggregator, which
-  relays them, cannot combine them.
+  ticket counts with a quorum ``q = ceil((n + t) / 2)`` of them
+  (:func:`~he_fed.protocol.council.merge_tickets`). A holder that vouched for
+  the current round's aggregate signs no ticket until it holds that round's
+  release: its next ticket always carries its own, up-to-date model. Nor does
+  it sign a ticket whose task and model (weights, center, scale) it already
+  combined an aggregate under, released or refused: each model is answered by
+  one decrypted cohort, so two cohorts cannot be differenced.
+* :meth:`endorse` runs every check, closes the round and signs the aggregate's
+  digest: at most one digest per round.
+* :meth:`partial_decrypt` answers only an aggregate certified by ``q`` holders
+  (:mod:`he_fed.protocol.certificate`), the one it vouched for if it did, and
+  returns its partial decryption sealed to each other holder
+  (:mod:`he_fed.protocol.partial_transport`): the aggregator, which relays them,
+  cannot combine them.
 * :meth:`release` opens the partials sealed to it, verifies every proof (a bad
   partial is left out and its holder named in :attr:`last_partials`), combines
   ``t`` valid ones, runs the key holder's range and binding checks and releases
-  the mean rounded to the plan's grid, exactly as a key holder would.
+  the mean rounded to the plan's grid, exactly as a key holder would; it is
+  refused once the holder has moved on.
 
-Each holder that takes part combines and releases for itself, so every holder's
-model chain, and so every holder's next ticket, stays the same.
+Whoever combines ``t`` partials learns the exact sum and total weight: any one
+holder colluding with the aggregator does (README, "Threat model").
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable, Mapping
+
+import numpy as np
 
 from he_fed.crypto import EncryptedVector, KeyPair, WeightedSum
 from he_fed.crypto.threshold import KeyShare, PartialDecryption, load_partial
@@ -38,7 +52,8 @@ from he_fed.exceptions import (
     SecretMaterialError,
 )
 from he_fed.protocol.admission import Admitted, check_receipts, check_sum
-from he_fed.protocol.council import cosignature
+from he_fed.protocol.certificate import aggregate_digest, certificate_payload, check_certificate
+from he_fed.protocol.council import cosignature, parse_council
 from he_fed.protocol.keyholder import DEFAULT_MAX_REJECTIONS, KeyHolder
 from he_fed.protocol.messages import (
     Aggregate,
@@ -55,14 +70,35 @@ from he_fed.protocol.receipts import Identity
 __all__ = ["Decryptor", "partial_context"]
 
 
-def partial_context(federation: bytes, round_id: int, task: Task) -> bytes:
-    """What a round's partial decryptions and their seals are bound to."""
+def partial_context(federation: bytes, round_id: int, task: Task, digest: bytes) -> bytes:
+    """What a round's partial decryptions and their seals are bound to: its certified digest."""
     return (
-        b"he-fed/threshold/round/v1"
+        b"he-fed/threshold/round/v2"
         + federation
         + round_id.to_bytes(8, "big")
         + task.value.encode()
+        + digest
     )
+
+
+def _model_digest(task: Task, fields: tuple[np.ndarray, ...]) -> bytes:
+    """SHA-256 of a ticket's task and model fields: what its clients answer."""
+    h = hashlib.sha256(Task(task).value.encode())
+    for field in fields:
+        data = np.ascontiguousarray(field, dtype=np.float64).tobytes()
+        h.update(len(data).to_bytes(8, "big") + data)
+    return h.digest()
+
+
+@dataclasses.dataclass
+class _Pending:
+    """The aggregate this holder vouched for in the open round, until it releases it."""
+
+    message: EncryptedAggregate
+    admitted: Admitted
+    digest: bytes
+    model: bytes
+    own: PartialDecryption | None = None
 
 
 class _Combination:
@@ -92,7 +128,12 @@ class Decryptor(KeyHolder):
         This holder's X25519 key, to which the others seal their partials.
     peers : mapping of int to bytes
         Every holder's X25519 public key by index (this one's may be included).
-    plan, min_clients, clients, identity, federation, max_rejections
+    council : bytes
+        The council pin (:func:`~he_fed.protocol.council.council_pin`): every
+        holder's Ed25519 identity, this one's at its index, to check certificates.
+    identity : Identity
+        This holder's signing identity, the one the pin names.
+    plan, min_clients, clients, federation, max_rejections
         As :class:`~he_fed.protocol.keyholder.KeyHolder`: this holder's own policy.
     """
 
@@ -102,10 +143,11 @@ class Decryptor(KeyHolder):
         *,
         exchange: ExchangeKey,
         peers: Mapping[int, bytes],
+        council: bytes,
+        identity: Identity,
         plan: RunPlan,
         min_clients: int | None = None,
         clients: dict[str, bytes] | None = None,
-        identity: Identity | None = None,
         federation: bytes | None = None,
         max_rejections: int = DEFAULT_MAX_REJECTIONS,
     ) -> None:
@@ -114,6 +156,17 @@ class Decryptor(KeyHolder):
         holders = share.verification.holders
         if set(peers) - set(range(1, holders + 1)):
             raise ConfigurationError(f"peers are numbered 1 to {holders}")
+        parsed = parse_council(council)
+        if (
+            parsed is None
+            or parsed[0] != share.verification.threshold
+            or len(parsed[1]) != holders
+            or parsed[1][share.index - 1] != identity.public_bytes
+        ):
+            raise ConfigurationError(
+                f"the council pin must name {holders} holders, t={share.verification.threshold}, "
+                f"and this holder's identity at index {share.index}"
+            )
         super().__init__(
             KeyPair(share.public, None),  # type: ignore[arg-type]  # no secret key exists
             plan=plan,
@@ -125,8 +178,11 @@ class Decryptor(KeyHolder):
         )
         self._share = share
         self._exchange = exchange
+        self._council = council
         self._peers = {i: bytes(k) for i, k in peers.items() if i != share.index}
-        self._pending: tuple[EncryptedAggregate, Admitted, PartialDecryption] | None = None
+        self._pending: _Pending | None = None
+        self._ticket_model = b""  # the model digest of the open round's ticket
+        self._answered: set[bytes] = set()  # model digests an aggregate was combined under
         #: Holders whose partials the last release used, and those it refused.
         self.last_partials: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
 
@@ -134,6 +190,11 @@ class Decryptor(KeyHolder):
     def index(self) -> int:
         """This holder's number, 1 to ``holders``."""
         return self._share.index
+
+    @property
+    def council(self) -> bytes:
+        """The council pin this holder checks tickets and certificates against."""
+        return self._council
 
     @property
     def exchange_bytes(self) -> bytes:
@@ -145,28 +206,40 @@ class Decryptor(KeyHolder):
         raise SecretMaterialError("a share holder holds a share, not a secret key")
 
     def start_round(self, task: Task = Task.TRAIN) -> bytes:
-        """Sign the next round's ticket as one member of the council (see the module)."""
+        """Sign the next round's ticket as one member of the council (see the module).
+
+        Raises
+        ------
+        PolicyViolation
+            If this holder vouched for the open round's aggregate but holds no
+            release of it (its model would be stale: liveness waits, safety holds),
+            or it already combined an aggregate under this task and model.
+            Otherwise as :meth:`KeyHolder.start_round`.
+        """
+        if self._pending is not None:
+            raise PolicyViolation(
+                f"share holder {self.index} vouched for round {self._pending.message.round}'s "
+                "aggregate but holds no release of it: it signs no later ticket until it "
+                "releases that round"
+            )
+        self._model.check_task(Task(task))
+        model = _model_digest(task, self._model.ticket_fields(Task(task)))
+        if model in self._answered:
+            raise PolicyViolation(
+                f"share holder {self.index} already combined a {Task(task).value} aggregate "
+                "under this model: each model is answered by one decrypted cohort"
+            )
         ticket = decode(super().start_round(task), RoundStart)
+        self._ticket_model = model
         signed = cosignature({self.index: ticket.signature})
         return encode(dataclasses.replace(ticket, signature=signed))
 
     def decrypt_aggregate(self, data: bytes) -> bytes:
-        """Refused: a share holder answers :meth:`partial_decrypt`, then :meth:`release`."""
+        """Refused: a share holder answers :meth:`endorse`, then :meth:`partial_decrypt`."""
         raise PolicyViolation("a share holder decrypts only with other holders' partials")
 
-    def partial_decrypt(self, data: bytes) -> dict[int, bytes]:
-        """Check an encoded :class:`EncryptedAggregate` as a key holder would, then answer.
-
-        Returns
-        -------
-        dict of int to bytes
-            This holder's partial decryption sealed to each other holder, by index.
-
-        Raises
-        ------
-        PolicyViolation, MalformedMessage, KeyMismatchError
-            As :meth:`KeyHolder.decrypt_aggregate`, before any partial is computed.
-        """
+    def _admit(self, data: bytes) -> _Pending:
+        """Every key-holder check on an encoded aggregate; closes the open round."""
         message = decode(data, EncryptedAggregate)
         key = check_receipts(
             message,
@@ -180,12 +253,68 @@ class Decryptor(KeyHolder):
         admitted = check_sum(message, key=key, plan=self._plan, min_clients=self.min_clients)
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
-        context = partial_context(self._federation, message.round, message.task)
-        own = self._share.partial_decrypt(admitted.vector, context)
-        self._pending = (message, admitted, own)
-        payload = own.to_bytes(self._share.verification)
+        self._pending = _Pending(message, admitted, aggregate_digest(data), self._ticket_model)
+        return self._pending
+
+    def _payload(self, pending: _Pending) -> bytes:
+        message = pending.message
+        return certificate_payload(self._federation, message.round, message.task, pending.digest)
+
+    def endorse(self, data: bytes) -> bytes:
+        """Check an encoded :class:`EncryptedAggregate` and vouch for it: once per round.
+
+        Returns
+        -------
+        bytes
+            This holder's signature on the aggregate's certificate payload, as a
+            one-entry co-signature (merge ``q`` of them into a certificate with
+            :func:`~he_fed.protocol.council.merge_signatures`).
+
+        Raises
+        ------
+        PolicyViolation, MalformedMessage, KeyMismatchError
+            As :meth:`KeyHolder.decrypt_aggregate`; a second aggregate of the same
+            round is refused because the round is closed.
+        """
+        pending = self._admit(data)
+        return cosignature({self.index: self._identity.sign(self._payload(pending))})
+
+    def partial_decrypt(self, data: bytes, certificate: bytes) -> dict[int, bytes]:
+        """This holder's partial decryption of a certified aggregate, sealed to each other holder.
+
+        A holder that vouched for an aggregate this round answers only that one;
+        one that did not (it was absent) runs every check on it first.
+
+        Returns
+        -------
+        dict of int to bytes
+            The partial sealed to each other holder, by index.
+
+        Raises
+        ------
+        PolicyViolation
+            If ``certificate`` lacks a quorum's signatures on exactly these bytes,
+            the holder vouched for another aggregate, or it already answered.
+        MalformedMessage, KeyMismatchError
+            As :meth:`KeyHolder.decrypt_aggregate`, before any partial is computed.
+        """
+        message = decode(data, EncryptedAggregate)
+        digest = aggregate_digest(data)
+        payload = certificate_payload(self._federation, message.round, message.task, digest)
+        check_certificate(self._council, certificate, payload)
+        pending = self._pending
+        if pending is None:
+            pending = self._admit(data)
+        elif pending.digest != digest or pending.own is not None:
+            raise PolicyViolation(
+                f"share holder {self.index} answers one aggregate of round "
+                f"{pending.message.round}, once: the one it vouched for"
+            )
+        context = partial_context(self._federation, message.round, message.task, digest)
+        pending.own = self._share.partial_decrypt(pending.admitted.vector, context)
+        body = pending.own.to_bytes(self._share.verification)
         return {
-            j: seal(payload, sender=self.index, recipient=j, recipient_key=k, context=context)
+            j: seal(body, sender=self.index, recipient=j, recipient_key=k, context=context)
             for j, k in sorted(self._peers.items())
         }
 
@@ -210,13 +339,15 @@ class Decryptor(KeyHolder):
         AggregateRejected
             If the combined sum is not one honest contributions can produce (counted).
         PolicyViolation
-            If no aggregate of this holder's awaits release.
+            If no partial of this holder's awaits release (none computed, already
+            released, or the holder has signed a later ticket).
         """
-        if self._pending is None:
-            raise PolicyViolation("no aggregate this holder checked awaits release")
-        message, admitted, own = self._pending
-        context = partial_context(self._federation, message.round, message.task)
-        partials, unreadable = [own], []
+        if self._pending is None or self._pending.own is None:
+            raise PolicyViolation("no aggregate this holder partially decrypted awaits release")
+        pending = self._pending
+        message, admitted = pending.message, pending.admitted
+        context = partial_context(self._federation, message.round, message.task, pending.digest)
+        partials, unreadable = [pending.own], []
         for blob in sealed:
             try:
                 envelope = Sealed.from_bytes(blob)
@@ -244,8 +375,10 @@ class Decryptor(KeyHolder):
             raise  # nothing decrypted: more partials may still come
         except HEFedError:
             self._pending = None  # a refusal after combining uses up the round
+            self._answered.add(pending.model)  # ... and its model: the sum was combined
             raise
         self._pending = None
+        self._answered.add(pending.model)
         self.last_partials = (
             combination.used,
             tuple(sorted(set(combination.refused) | set(unreadable))),

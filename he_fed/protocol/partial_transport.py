@@ -1,9 +1,11 @@
 """Partial decryptions travel sealed to a share holder, so that the aggregator cannot combine.
 
 Whoever combines ``t`` partial decryptions learns the aggregate's exact plaintext,
-the total weight ``W`` included, which the aggregator must never learn (``DESIGN.md``,
-"Releases hide the total weight"). The aggregator relays every message between
-share holders, so each holder seals its partial to each other holder separately:
+the total weight ``W`` included, which the aggregator alone must never learn
+(``DESIGN.md``, "Releases hide the total weight"; every holder combines, so one
+holder colluding with the aggregator does learn it: README, "Threat model"). The
+aggregator relays every message between share holders, so each holder seals its
+partial to each other holder separately:
 
 * a fresh X25519 key pair per message; the shared secret with the recipient's
   long-term X25519 key goes through HKDF-SHA256, whose info binds the domain, the

@@ -2,14 +2,18 @@
 
 :class:`LocalCouncil` moves bytes between :class:`~he_fed.protocol.decryptor.Decryptor`
 objects and nothing else, as the aggregator would relay them: it collects the
-present holders' ticket signatures (``t`` make a ticket), hands each present holder
-the aggregate, delivers each sealed partial to its recipient, and returns the
-release (every present holder releases the same bytes, which it checks).
+present holders' ticket signatures (a quorum ``q = ceil((n + t) / 2)`` makes a
+ticket), hands each present holder the aggregate to vouch for, hands them the
+certificate (``q`` of those signatures) to partially decrypt it against,
+delivers each sealed partial to its recipient, and returns the release (every
+present holder releases the same bytes, which it checks).
 
 Dropouts: a holder marked absent (:attr:`LocalCouncil.absent`) gets nothing that
-round. Up to ``n − t`` may be absent; when one returns it first catches up by
-replaying the rounds it missed, as a real node would from the relay's log: it
-signs each missed ticket itself, checks each aggregate itself, and combines its
+round. Only ``n − q`` may be absent (:attr:`LocalCouncil.tolerated_absences`;
+3 of 5: one, not two), the price of the quorum (``DESIGN.md``, "One aggregate per
+round, one model per ticket"); when one returns it first catches up by replaying
+the rounds it missed, as a real node would from the relay's log: it signs each
+missed ticket itself, checks each certified aggregate itself, and combines its
 own partial with the partials the others sealed to it then, so its model chain,
 and its next ticket, match the others'.
 """
@@ -22,14 +26,15 @@ from dataclasses import dataclass, field
 from he_fed.crypto import PublicKey, Scheme
 from he_fed.crypto.threshold import ThresholdKeys, deal, parse_threshold
 from he_fed.exceptions import ConfigurationError, HEFedError, ProtocolError
-from he_fed.protocol.council import council_pin, merge_tickets
+from he_fed.protocol.council import council_pin, merge_signatures, merge_tickets, quorum_size
 from he_fed.protocol.decryptor import Decryptor
 from he_fed.protocol.messages import Task
 from he_fed.protocol.model import RunPlan
 from he_fed.protocol.partial_transport import ExchangeKey
+from he_fed.protocol.receipts import Identity
 from he_fed.protocol.spec import FederationSetup
 
-__all__ = ["LocalCouncil", "generate_council", "threshold_setting"]
+__all__ = ["LocalCouncil", "council_summary", "generate_council", "threshold_setting"]
 
 
 @dataclass
@@ -39,11 +44,12 @@ class _Missed:
     task: Task
     present: tuple[int, ...] = ()
     aggregate: bytes | None = None
+    certificate: bytes = b""
     sealed: dict[int, list[bytes]] = field(default_factory=dict)
 
 
 class LocalCouncil:
-    """``n`` share holders in one process, any ``t`` of which run a round.
+    """``n`` share holders in one process; a quorum ``q = ceil((n + t) / 2)`` runs a round.
 
     Parameters
     ----------
@@ -58,7 +64,9 @@ class LocalCouncil:
         if sorted(self._holders) != list(range(1, vk.holders + 1)):
             raise ConfigurationError(f"a council needs holders 1 to {vk.holders}")
         self.threshold, self.holders = vk.threshold, vk.holders
-        #: Holders that take no part in the next rounds (at most ``n − t``).
+        #: Holders needed to sign a ticket or certify an aggregate.
+        self.quorum = quorum_size(vk.threshold, vk.holders)
+        #: Holders that take no part in the next rounds (at most ``n − q``).
         self.absent: set[int] = set()
         #: Holders whose partials the last release used, and those it refused.
         self.last_partials: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
@@ -85,6 +93,8 @@ class LocalCouncil:
         )
         exchanges = {share.index: ExchangeKey() for share in keys.shares}
         peers = {i: key.public_bytes for i, key in exchanges.items()}
+        identities = {share.index: Identity() for share in keys.shares}
+        pin = council_pin(threshold, [identities[i].public_bytes for i in sorted(identities)])
         first = None
         decryptors = []
         for share in keys.shares:
@@ -92,6 +102,8 @@ class LocalCouncil:
                 share,
                 exchange=exchanges[share.index],
                 peers=peers,
+                council=pin,
+                identity=identities[share.index],
                 plan=plan,
                 min_clients=min_clients,
                 federation=None if first is None else first.federation,
@@ -100,11 +112,18 @@ class LocalCouncil:
             decryptors.append(holder)
         return cls(decryptors)
 
+    @property
+    def tolerated_absences(self) -> int:
+        """How many holders may be absent from a round: ``n − q``."""
+        return self.holders - self.quorum
+
     def _present(self) -> list[Decryptor]:
         present = [d for i, d in sorted(self._holders.items()) if i not in self.absent]
-        if len(present) < self.threshold:
+        if len(present) < self.quorum:
             raise ProtocolError(
-                f"{len(present)} share holder(s) present, {self.threshold} needed to run a round"
+                f"{len(present)} share holder(s) present, a quorum of {self.quorum} of "
+                f"{self.holders} is needed to run a round (at most {self.tolerated_absences} "
+                "absent)"
             )
         for holder in present:
             self._catch_up(holder)
@@ -119,7 +138,7 @@ class LocalCouncil:
             if missed.aggregate is None:
                 continue
             try:
-                holder.partial_decrypt(missed.aggregate)
+                holder.partial_decrypt(missed.aggregate, missed.certificate)
                 holder.release(missed.sealed.get(holder.index, []))
             except HEFedError:
                 pass  # the others refused or skipped it too; the round is used up
@@ -156,7 +175,7 @@ class LocalCouncil:
             holder.register(client_id, verify_key)
 
     def start_round(self, task: Task = Task.TRAIN) -> bytes:
-        """A ticket co-signed by every present holder (at least ``t``)."""
+        """A ticket co-signed by every present holder (at least a quorum ``q``)."""
         present = self._present()
         tickets = [holder.start_round(task) for holder in present]
         self._log.append(_Missed(Task(task), tuple(h.index for h in present)))
@@ -165,7 +184,7 @@ class LocalCouncil:
         return merge_tickets(tickets)
 
     def decrypt_aggregate(self, data: bytes) -> bytes:
-        """Every present holder checks, seals its partial to the others, and releases.
+        """Every present holder vouches, partially decrypts against the certificate, releases.
 
         Raises
         ------
@@ -176,14 +195,18 @@ class LocalCouncil:
         present = [self._holders[i] for i in entry.present]
         entry.aggregate = data
         errors: list[HEFedError] = []
+        endorsements = []
         for holder in present:
             try:
-                for recipient, blob in holder.partial_decrypt(data).items():
-                    entry.sealed.setdefault(recipient, []).append(blob)
+                endorsements.append(holder.endorse(data))
             except HEFedError as exc:
                 errors.append(exc)  # each honest holder refuses on its own
         if errors:
             raise errors[0]
+        entry.certificate = merge_signatures(endorsements)
+        for holder in present:
+            for recipient, blob in holder.partial_decrypt(data, entry.certificate).items():
+                entry.sealed.setdefault(recipient, []).append(blob)
         releases = []
         for holder in present:
             try:
@@ -219,6 +242,21 @@ def generate_council(setup: FederationSetup) -> LocalCouncil:
         plan=setup.run_plan,
         min_clients=setup.min_clients,
     )
+
+
+def council_summary(keyholder: object) -> dict[str, int] | None:
+    """``t``, ``n``, the quorum ``q`` and the absences tolerated, for a run's report.
+
+    None when ``keyholder`` is a single key holder.
+    """
+    if not isinstance(keyholder, LocalCouncil):
+        return None
+    return {
+        "threshold": keyholder.threshold,
+        "holders": keyholder.holders,
+        "quorum": keyholder.quorum,
+        "tolerated_absences": keyholder.tolerated_absences,
+    }
 
 
 def threshold_setting(

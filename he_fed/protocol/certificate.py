@@ -1,0 +1,71 @@
+"""Aggregate certificates: a quorum of share holders vouches for ONE aggregate per round.
+
+The aggregator relays every message between share holders, so it can show
+different holders different valid aggregates of one round (different cohorts of
+the same clients' updates). If each holder then answered its own with a partial
+decryption, ``t - 1`` colluding holders plus one honest partial would decrypt
+each of them, and the difference of two cohorts is one client's exact update.
+
+So a holder computes its partial only against a *certificate*: the signatures of
+:func:`~he_fed.protocol.council.quorum_size` ``q = ceil((n + t) / 2)`` holders on
+:func:`certificate_payload` (federation, round, task, SHA-256 of the exact
+aggregate bytes). Each honest holder signs at most one digest per round, after
+all its policy checks; any two quorums share at least ``t`` holders, hence an
+honest one when at most ``t - 1`` collude, so at most one aggregate per round is
+ever certified, and the digest is bound into every partial's proof context
+(:func:`~he_fed.protocol.decryptor.partial_context`). Bytes::
+
+    payload      b"he-fed/threshold/aggregate/v1", federation (blob), round u64,
+                 task (blob), SHA-256 of the encoded EncryptedAggregate (32)
+    certificate  a co-signature (:mod:`he_fed.protocol.council`)
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from he_fed.crypto import wire
+from he_fed.exceptions import PolicyViolation
+from he_fed.protocol.council import parse_council, quorum_size, signers
+from he_fed.protocol.messages import Task
+
+__all__ = ["aggregate_digest", "certificate_payload", "check_certificate"]
+
+_DOMAIN = b"he-fed/threshold/aggregate/v1"
+
+
+def aggregate_digest(data: bytes) -> bytes:
+    """SHA-256 of an encoded :class:`~he_fed.protocol.messages.EncryptedAggregate`."""
+    return hashlib.sha256(data).digest()
+
+
+def certificate_payload(federation: bytes, round_id: int, task: Task, digest: bytes) -> bytes:
+    """The bytes each holder signs to vouch for the aggregate of ``digest``."""
+    w = wire.Writer()
+    w.raw(_DOMAIN)
+    w.blob(federation)
+    w.uint(round_id, 8)
+    w.blob(Task(task).value.encode())
+    w.raw(digest)
+    return w.getvalue()
+
+
+def check_certificate(pin: bytes, certificate: bytes, payload: bytes) -> None:
+    """Refuse unless ``certificate`` holds a quorum of the council's signatures on ``payload``.
+
+    Raises
+    ------
+    PolicyViolation
+        If fewer than ``q`` distinct holders validly signed (or it is malformed).
+    """
+    council = parse_council(pin)
+    if council is None:
+        raise PolicyViolation("a share holder needs its council's pin to check certificates")
+    threshold, keys = council
+    quorum = quorum_size(threshold, len(keys))
+    count = len(signers(pin, certificate, payload))
+    if count < quorum:
+        raise PolicyViolation(
+            f"the aggregate is certified by {count} share holder(s); {quorum} of "
+            f"{len(keys)} must vouch for it before any partial decryption"
+        )
