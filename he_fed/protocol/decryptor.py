@@ -37,10 +37,7 @@ holder colluding with the aggregator does (README, "Threat model").
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Iterable, Mapping
-
-import numpy as np
 
 from he_fed.crypto import EncryptedVector, KeyPair, WeightedSum
 from he_fed.crypto.threshold import KeyShare, PartialDecryption, load_partial
@@ -52,7 +49,12 @@ from he_fed.exceptions import (
     SecretMaterialError,
 )
 from he_fed.protocol.admission import Admitted, check_receipts, check_sum
-from he_fed.protocol.certificate import aggregate_digest, certificate_payload, check_certificate
+from he_fed.protocol.certificate import (
+    aggregate_digest,
+    certificate_payload,
+    check_certificate,
+    model_digest,
+)
 from he_fed.protocol.council import cosignature, parse_council
 from he_fed.protocol.keyholder import DEFAULT_MAX_REJECTIONS, KeyHolder
 from he_fed.protocol.messages import (
@@ -79,15 +81,6 @@ def partial_context(federation: bytes, round_id: int, task: Task, digest: bytes)
         + task.value.encode()
         + digest
     )
-
-
-def _model_digest(task: Task, fields: tuple[np.ndarray, ...]) -> bytes:
-    """SHA-256 of a ticket's task and model fields: what its clients answer."""
-    h = hashlib.sha256(Task(task).value.encode())
-    for field in fields:
-        data = np.ascontiguousarray(field, dtype=np.float64).tobytes()
-        h.update(len(data).to_bytes(8, "big") + data)
-    return h.digest()
 
 
 @dataclasses.dataclass
@@ -223,7 +216,7 @@ class Decryptor(KeyHolder):
                 "releases that round"
             )
         self._model.check_task(Task(task))
-        model = _model_digest(task, self._model.ticket_fields(Task(task)))
+        model = model_digest(task, self._model.ticket_fields(Task(task)))
         if model in self._answered:
             raise PolicyViolation(
                 f"share holder {self.index} already combined a {Task(task).value} aggregate "
@@ -258,7 +251,9 @@ class Decryptor(KeyHolder):
 
     def _payload(self, pending: _Pending) -> bytes:
         message = pending.message
-        return certificate_payload(self._federation, message.round, message.task, pending.digest)
+        return certificate_payload(
+            self._federation, message.round, message.task, pending.digest, pending.model
+        )
 
     def endorse(self, data: bytes) -> bytes:
         """Check an encoded :class:`EncryptedAggregate` and vouch for it: once per round.
@@ -300,9 +295,12 @@ class Decryptor(KeyHolder):
         """
         message = decode(data, EncryptedAggregate)
         digest = aggregate_digest(data)
-        payload = certificate_payload(self._federation, message.round, message.task, digest)
-        check_certificate(self._council, certificate, payload)
         pending = self._pending
+        # The model of this holder's own ticket: a quorum that answered another model
+        # (this holder's chain fell behind) certified a payload this one cannot match.
+        model = self._ticket_model if pending is None else pending.model
+        payload = certificate_payload(self._federation, message.round, message.task, digest, model)
+        check_certificate(self._council, certificate, payload)
         if pending is None:
             pending = self._admit(data)
         elif pending.digest != digest or pending.own is not None:

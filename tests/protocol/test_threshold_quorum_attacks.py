@@ -37,7 +37,7 @@ from he_fed.protocol import (
     encode,
     tasks,
 )
-from he_fed.protocol.certificate import aggregate_digest, certificate_payload
+from he_fed.protocol.certificate import aggregate_digest, certificate_payload, model_digest
 from he_fed.protocol.council import cosignature, merge_signatures, merge_tickets
 from he_fed.protocol.decryptor import partial_context
 from he_fed.protocol.partial_transport import Sealed, open_sealed, seal
@@ -106,11 +106,13 @@ class _Attack:
         receipts = tuple(updates[i][1] for i in cohort)
         return encode(EncryptedAggregate(round_id, task, receipts, total.to_bytes()))
 
-    def colluders_vouch(self, data: bytes) -> bytes:
-        """Holders 1 and 2 sign any aggregate's certificate payload."""
+    def colluders_vouch(self, data: bytes, like: int = 3) -> bytes:
+        """Holders 1 and 2 sign any aggregate's certificate payload, under the model
+        of holder ``like``'s ticket (which they co-signed, so they know it)."""
         message = decode(data, EncryptedAggregate)
+        model = model_digest(message.task, self.h[like].model.ticket_fields(message.task))
         payload = certificate_payload(
-            self.h[1].federation, message.round, message.task, aggregate_digest(data)
+            self.h[1].federation, message.round, message.task, aggregate_digest(data), model
         )
         return cosignature({j: self.h[j]._identity.sign(payload) for j in COLLUDERS})
 
@@ -356,3 +358,38 @@ def test_a_share_holder_refuses_a_council_pin_that_does_not_name_it():
                 identity=holder._identity,
                 plan=PLAN,
             )
+
+
+def test_a_holder_left_behind_cannot_answer_a_round_computed_under_another_model():
+    """Second red team: the aggregator keeps holder 5 out of round 0, so holder 5's
+    own round-1 ticket carries the old model; it was then made to decrypt and release
+    the round-1 aggregate that clients computed under the quorum's newer model, and
+    its chain forked from the council's. The certificate now names the model."""
+    attack = _Attack()
+    h = attack.h
+    start0 = attack.ticket((1, 2, 3, 4, 5))
+    round0 = attack.aggregate(attack.updates(start0), IDS, 0)
+    certificate0 = merge_signatures(
+        [h[3].endorse(round0), h[4].endorse(round0), attack.colluders_vouch(round0)]
+    )
+    sealed0 = {i: h[i].partial_decrypt(round0, certificate0) for i in (3, 4)}
+    for i in (3, 4):
+        h[i].release(attack.feed(i, round0, sealed0))
+    stale = h[5].model.weights.copy()
+    assert not np.array_equal(stale, h[3].model.weights)  # holder 5 missed the release
+    # The quorum {1, 2, 3, 4} tickets round 1 with the new model; holder 5 signs its own.
+    start1 = merge_tickets(
+        [attack.colluders_sign_ticket(h[3].start_round(Task.TRAIN)), h[4].start_round(Task.TRAIN)]
+    )
+    assert np.array_equal(decode(h[5].start_round(Task.TRAIN), RoundStart).weights, stale)
+    round1 = attack.aggregate(attack.updates(start1), IDS, 1)
+    certificate1 = merge_signatures(
+        [h[3].endorse(round1), h[4].endorse(round1), attack.colluders_vouch(round1)]
+    )
+    with pytest.raises(PolicyViolation, match="certified by 0 share holder"):
+        h[5].partial_decrypt(round1, certificate1)
+    # Under its stale model only it and the colluders vouch: three, not a quorum.
+    stale_view = merge_signatures([h[5].endorse(round1), attack.colluders_vouch(round1, like=5)])
+    with pytest.raises(PolicyViolation, match="certified by 3 share holder"):
+        h[5].partial_decrypt(round1, stale_view)
+    assert np.array_equal(h[5].model.weights, stale)  # nothing was applied to its chain
