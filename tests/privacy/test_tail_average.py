@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
+from he_fed.cli import main
 
 from he_fed._private_fit import PrivateFit, tail_average
 from he_fed.exceptions import ConfigurationError
+from he_fed.experiment import ExperimentConfig, experiment_data
 from he_fed.federated import FederatedLogisticRegression
 
 
@@ -37,3 +42,15 @@ def test_a_private_fit_reports_the_average_and_keeps_each_round_model():
     plan.observe(np.array([8.0, 4.0, 7.0]))  # the last 2 of 4: (7, 2, 6)
     coef, intercept = plan.final_model()
     assert coef.tolist() == [3.5, 1.0] and intercept == 6.0 - 3.5 * 2.0 - 1.0 * 4.0
+
+
+def test_he_fed_run_reports_the_accuracy_of_the_model_it_writes(tmp_path):
+    out = tmp_path / "dp.json"
+    flags = ["--dp-epsilon", "1", "--rounds", "4", "--key-bits", "1024", "--allow-insecure"]
+    result = CliRunner().invoke(main, ["run", *flags, "--quiet", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    split = experiment_data(ExperimentConfig())
+    coef, intercept = np.asarray(data["final"]["coef"]), data["final"]["intercept"]
+    predicted = (split.X_test @ coef + intercept > 0).astype(int)
+    assert data["final"]["metric"] == float(np.mean(predicted == split.y_test))
