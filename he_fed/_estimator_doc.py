@@ -103,6 +103,8 @@ PARAMS_DOC = """
     dp_epsilon : float or None, default=None
         Differential privacy's target epsilon (None: no DP), calibrated for ``rounds``
         releases of cohorts of ``min_clients`` (default: all, or a majority with dropout).
+        The fitted ``coef_``/``intercept_`` are then the mean of the last half of the
+        round models (post-processing, no privacy cost); ``history_`` records each round's.
     dp_delta : float, default=1e-5
         The run's delta.
     dp_level : {"record", "client"}, default="record"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -382,6 +383,12 @@ def run_experiment(
     rounds = estimator.history_
     setup = estimator.setup_
     last = rounds[setup["best_round"] - 1]  # the round whose model was kept
+    metric, loss = last.metric, last.loss
+    if setup["privacy"] is not None:  # the reported model: the mean of the last half of rounds
+        coef, b = np.asarray(estimator.coef_), np.asarray(estimator.intercept_)
+        if coef.ndim == 2 and len(coef) == 1:  # binary: sklearn's (1, d) shape
+            coef, b = coef[0], b[0]
+        metric, loss = estimator._metrics(X_test, y_test, coef, b)
     every_round = [*setup["statistics"], *rounds]
     totals: dict[str, Any] = {
         f"{phase}_s": float(sum(r.timings[phase] for r in every_round)) for phase in _PHASES
@@ -405,8 +412,8 @@ def run_experiment(
         },
         final={
             "metric_name": "accuracy" if model == "logistic" else "r2",
-            "metric": last.metric,
-            "loss": last.loss,
+            "metric": metric,
+            "loss": loss,
             "loss_name": "log_loss" if model == "logistic" else "mse",
             **weights_of(estimator),
             "reference_metric": float(reference_metric),

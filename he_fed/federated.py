@@ -246,7 +246,7 @@ class _FederatedBase(BaseEstimator):
         def raw_model(federation: Federation) -> tuple[np.ndarray, float | np.ndarray]:
             if private is None:
                 return federation.aggregator.raw_model()
-            return private.raw_model(federation.aggregator.model.weights)
+            return private.observe(federation.aggregator.model.weights)
 
         def record(
             federation: Federation, outcome: RoundOutcome, index: int
@@ -289,7 +289,7 @@ class _FederatedBase(BaseEstimator):
             return summarize(federation)
 
         def summarize(federation: Federation) -> dict[str, Any]:
-            coef, intercept = raw_model(federation)
+            coef, intercept = private.final_model() if private else raw_model(federation)
             kept = len(history)
             if stopper is not None and stopper.best_model is not None:
                 (coef, intercept), kept = stopper.best_model, stopper.best_round
