@@ -218,9 +218,10 @@ class _FederatedBase(BaseEstimator):
             n_outputs = len(classes) if classes is not None and len(classes) > 2 else 1
             regression = classes is None
             private = PrivateFit.plan(self, partitions, regression=regression, n_outputs=n_outputs)
+            partitions = private.partitions  # features mapped by the public bounds
         scheme = private.scheme if private else scheme_for(self, [len(p[0]) for p in partitions])
         setup = FederationSetup.from_partitions(
-            private.partitions if private else partitions,
+            partitions,
             scheme=scheme,
             threshold=threshold_setting(self.threshold, scheme.name, self.executor),
             model=model,
@@ -234,8 +235,6 @@ class _FederatedBase(BaseEstimator):
             server_optimizer=self.server_optimizer,
             privacy=private.budget if private else None,
         )
-        if private:
-            partitions = private.partitions
         X_eval, y_eval = (X, y) if eval_set is None else eval_set
         X_eval = validate_data(self, X_eval, dtype=np.float64, reset=False)
         history: list[RoundRecord] = []
@@ -243,16 +242,16 @@ class _FederatedBase(BaseEstimator):
         stopper = None if self.early_stopping is None else EarlyStopping(self.early_stopping)
         kind = setup.run_plan.evaluation
 
-        def raw_model(federation: Federation) -> tuple[np.ndarray, float | np.ndarray]:
+        def round_model(federation: Federation) -> tuple[np.ndarray, float | np.ndarray]:
             if private is None:
                 return federation.aggregator.raw_model()
-            return private.observe(federation.aggregator.model.weights)
+            return private.observe(federation.aggregator.model.weights)  # kept to average
 
         def record(
             federation: Federation, outcome: RoundOutcome, index: int
         ) -> tuple[RoundRecord, bool]:
             """The round's record, and whether early stopping ends training here."""
-            coef, b = raw_model(federation)
+            coef, b = round_model(federation)
             metric, loss = self._metrics(X_eval, np.asarray(y_eval), coef, b)
             validation = released_validation(federation, outcome, kind)
             entry = RoundRecord.from_outcome(index, outcome, metric, loss, validation)
@@ -289,7 +288,8 @@ class _FederatedBase(BaseEstimator):
             return summarize(federation)
 
         def summarize(federation: Federation) -> dict[str, Any]:
-            coef, intercept = private.final_model() if private else raw_model(federation)
+            final = private.final_model if private else federation.aggregator.raw_model
+            coef, intercept = final()
             kept = len(history)
             if stopper is not None and stopper.best_model is not None:
                 (coef, intercept), kept = stopper.best_model, stopper.best_round
