@@ -117,7 +117,10 @@ def estimate(
     with friendly_errors():
         check_scheme_flags(click.get_current_context(), scheme)
         if dp_epsilon is not None and scheme not in GRID_SCHEMES:
-            raise ConfigurationError(f"differential privacy needs {' or '.join(GRID_SCHEMES)}")
+            raise ConfigurationError(
+                f"differential privacy needs an integer-grid scheme ({', '.join(GRID_SCHEMES)}); "
+                f"{scheme} is refused"
+            )
         if dp_epsilon is not None:
             records = clients * samples_per_client
             dp = privacy_estimate(

@@ -164,6 +164,7 @@ class PrivateFit:
             min_cohort=min_cohort,
             normaliser=sum(sizes) if est.dp_level == "record" else len(sizes),
             noise_multiplier=est.dp_noise_multiplier,
+            ckks_preset=est.ckks_preset,
         )
         step = est.server_lr
         if est.dp_level == "record":

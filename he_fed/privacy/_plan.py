@@ -8,6 +8,12 @@ must fit the scheme's clip bound together with their noise share, so the plan's
 value range is the largest clipped contribution (``max_rows · clip`` at record
 level, a sum of that many clipped gradients; ``clip`` at client level) plus
 twelve share standard deviations: a share beyond it has a chance below 1e-32.
+
+On CKKS the grid is a power of two, ``2**-grid_bits``, fixed here rather than the
+finest the plan fits: the largest power of two at most Paillier's step on the same
+range, ``range / (2**31 - 1)``, so both schemes round alike and every noisy grid
+integer stays far below ``2**52``. Values above a slot's capacity take digits
+(:mod:`he_fed.crypto._ckks_grid`); every digit total is an exact integer sum.
 """
 
 from __future__ import annotations
@@ -25,17 +31,19 @@ __all__ = [
     "DP_PRECISION_BITS",
     "GRID_SCHEMES",
     "calibrate",
+    "ckks_grid_bits",
     "plan_mechanism",
     "privacy_estimate",
     "private_setup",
     "value_range",
 ]
 
-#: Schemes whose sums are exact integers on a grid, where the discrete noise is
-#: analysed exactly. Plain has no grid and no secure aggregation (any noise would
-#: be added in the clear), and CKKS's approximate arithmetic is not analysed yet:
-#: a private run refuses both.
-GRID_SCHEMES = ("paillier-packed", "paillier")
+#: Schemes whose released sums are exact integers on a grid, where the discrete noise
+#: is analysed exactly. CKKS qualifies since the key holder rounds every decrypted
+#: value onto its grid (exact except with probability ``2**-40`` per release, when
+#: it refuses or errs: ``DESIGN.md``, "Differential privacy"). Plain has no grid and
+#: no secure aggregation (any noise would be added in the clear): it is refused.
+GRID_SCHEMES = ("paillier-packed", "paillier", "ckks")
 
 #: Precision of a private run's grid: fine enough that rounding adds under a
 #: thousandth to the sensitivity, coarse enough that every noisy integer is exact
@@ -49,6 +57,26 @@ _TAIL = 12
 def calibrate(target_epsilon: float, delta: float, rounds: int) -> float:
     """The noise multiplier ``z`` for ``rounds`` releases within ``(epsilon, delta)``."""
     return calibrate_noise_multiplier(target_epsilon, delta, rounds, lambda z: 1 / (2 * z * z))
+
+
+def ckks_grid_bits(span: float) -> int:
+    """A private CKKS plan's grid bits for a value range ``span`` (a power of two).
+
+    ``2**-bits = span / 2**(DP_PRECISION_BITS - 1)``: the largest power of two at
+    most Paillier's step on that range, ``span / (2**(DP_PRECISION_BITS - 1) - 1)``.
+
+    Raises
+    ------
+    ConfigurationError
+        If the range is too wide for a grid of at least one bit.
+    """
+    bits = DP_PRECISION_BITS - 1 - round(math.log2(span))
+    if bits < 1:
+        raise ConfigurationError(
+            f"a value range of {span:g} is too wide for a private CKKS grid; lower dp_clip "
+            "or the records per client"
+        )
+    return bits
 
 
 def value_range(
@@ -109,12 +137,13 @@ def private_setup(
     min_cohort: int,
     normaliser: int,
     noise_multiplier: float | None = None,
+    ckks_preset: str = "aggregation-fast",
 ) -> tuple[Scheme, PrivacyBudget]:
     """The scheme and the key holder's budget of a private run, planned before it starts.
 
     Parameters
     ----------
-    scheme : {"paillier-packed", "paillier"}
+    scheme : {"paillier-packed", "paillier", "ckks"}
         The scheme's name.
     key_bits, allow_insecure
         Paillier key options.
@@ -137,6 +166,8 @@ def private_setup(
     noise_multiplier : float, optional
         A fixed noise multiplier instead of the calibrated one: the key holder
         then stops the run once the target is spent, whatever ``rounds`` says.
+    ckks_preset : str, default="aggregation-fast"
+        CKKS parameters (``scheme="ckks"`` only).
 
     Raises
     ------
@@ -149,15 +180,16 @@ def private_setup(
             f"{scheme} is refused"
         )
     z = calibrate(target_epsilon, delta, rounds) if noise_multiplier is None else noise_multiplier
-    built = make_scheme(
-        scheme,
-        clip=value_range(level, clip, z, min_cohort, max_rows),
-        max_clients=n_clients,
-        max_weight=1,
-        key_bits=key_bits,
-        allow_insecure=allow_insecure,
-        precision_bits=DP_PRECISION_BITS,
-    )
+    span = value_range(level, clip, z, min_cohort, max_rows)
+    options: dict[str, object] = {"clip": span, "max_clients": n_clients, "max_weight": 1}
+    if scheme == "ckks":
+        bits = ckks_grid_bits(span)
+        options.update(preset=ckks_preset, precision_bits=bits, grid_bits=bits)
+    else:
+        options.update(
+            key_bits=key_bits, allow_insecure=allow_insecure, precision_bits=DP_PRECISION_BITS
+        )
+    built = make_scheme(scheme, **options)
     mechanism = plan_mechanism(
         level=level,
         clip=clip,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from he_fed.crypto import PackedPaillier, wire
+from he_fed.crypto import CKKS, PackedPaillier, Scheme, wire
 from he_fed.exceptions import ConfigurationError, MalformedMessage
 from he_fed.privacy import DPMechanism, PrivacyBudget, sample_discrete_gaussian
-from he_fed.privacy._plan import DP_PRECISION_BITS
+from he_fed.privacy._plan import DP_PRECISION_BITS, ckks_grid_bits
 from he_fed.protocol.release import checked_mean
 
 
@@ -91,16 +91,46 @@ def test_a_bad_mechanism_is_refused_and_malformed_bytes_too():
         PrivacyBudget.read_from(wire.Reader(broken, "budget"), "budget")
 
 
-def test_released_sums_have_the_planned_variance():
+def _grid_scheme(name: str, max_clients: int = 3) -> Scheme:
+    """A private plan's scheme on the range 64, as :func:`private_setup` builds it."""
+    if name == "ckks":
+        bits = ckks_grid_bits(64.0)
+        return CKKS(
+            clip=64.0, max_clients=max_clients, max_weight=1, precision_bits=bits, grid_bits=bits
+        )
+    return PackedPaillier(
+        key_bits=1024, allow_insecure=True, clip=64.0, max_weight=1, precision_bits=32
+    )
+
+
+@pytest.mark.parametrize(("max_clients", "digits"), [(3, 1), (8, 2)])
+def test_a_ckks_sum_of_noisy_values_is_the_exact_integer_sum(max_clients, digits):
+    """CKKS on a private plan's grid: each noisy value is a grid point (in one slot, or
+    in two digits when the plan's sums leave a slot too little room), and the key
+    holder's rounding releases exactly the sum of the clients' grid integers, noise
+    included, as Python integers."""
+    scheme = _grid_scheme("ckks", max_clients)
+    assert (scheme.grid_bits, scheme.digits) == (25, digits)
+    assert scheme.quantizer.step == 2.0**-25  # Paillier's on 64: 64 / (2**31 - 1)
+    mechanism = _mechanism(size=32, step=scheme.quantizer.step)
+    keys = scheme.keygen()
+    noisy = [mechanism.noisy(np.linspace(-k, 2 * k, 32)) for k in (1, 2, 3)]
+    units = [[int(v) for v in np.rint(x * 2.0**25)] for x in noisy]
+    assert all(np.array_equal(np.array(u) * 2.0**-25, x) for u, x in zip(units, noisy, strict=True))
+    result = keys.secret.decrypt_weighted(sum(keys.public.encrypt(x) for x in noisy))
+    assert (result.count, result.weight) == (3, 3)
+    assert [int(t) for t in result.units] == [sum(column) for column in zip(*units, strict=True)]
+
+
+@pytest.mark.parametrize("name", ["paillier-packed", "ckks"])
+def test_released_sums_have_the_planned_variance(name):
     """Three clients encrypt fixed updates plus their shares, many rounds over; the key
     holder's release path (``checked_mean`` with a public normaliser of 1) gives
     sums whose deviations from the exact sum have variance ``(z · Delta · step)^2``,
     within the chi-square bounds of 1e-6 and 1 - 1e-6."""
-    scheme = PackedPaillier(
-        key_bits=1024, allow_insecure=True, clip=64.0, max_weight=1, precision_bits=32
-    )
+    scheme = _grid_scheme(name)
     keys = scheme.keygen()
-    mechanism = _mechanism(size=32)
+    mechanism = _mechanism(size=32, step=scheme.quantizer.step)
     updates = [np.linspace(-k, 2 * k, 32) for k in (1, 2, 3)]
     exact = sum(np.rint(u / mechanism.step) for u in updates) * mechanism.step
     misses = []
