@@ -71,3 +71,15 @@ def test_an_unreachable_target_and_bad_parameters_are_refused():
         calibrate(1.0, 1.0, 10)
     with pytest.raises(ConfigurationError, match="raise dp_epsilon"):
         calibrate_noise_multiplier(1.0, 1e-5, 10, lambda z: 1.0)
+
+
+def test_the_library_has_no_poisson_subsampling_of_a_zcdp_release():
+    """Why Poisson sampling of records is not built (``DESIGN.md``, "Differential
+    privacy"): dp-accounting 0.6.0 amplifies only Gaussian (RDP, PLD) and Laplace
+    (PLD) releases by Poisson sampling, and a run's release is a zCDP event. When
+    this fails, the library has gained the analysis: revisit the decision."""
+    sampled = dp_accounting.PoissonSampledDpEvent(0.01, dp_accounting.ZCDpEvent(0.01))
+    assert not dp_accounting.rdp.RdpAccountant().supports(sampled)
+    assert not dp_accounting.pld.PLDAccountant().supports(sampled)
+    gaussian = dp_accounting.PoissonSampledDpEvent(0.01, dp_accounting.GaussianDpEvent(5.0))
+    assert dp_accounting.rdp.RdpAccountant().supports(gaussian)
