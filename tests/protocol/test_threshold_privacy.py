@@ -324,3 +324,22 @@ def test_the_council_releases_the_noisy_mean_and_reports_its_spend():
     with pytest.raises(PolicyViolation, match=r"privacy budget spent: 2 release\(s\)"):
         council.start_round(Task.TRAIN)
     assert isinstance(attack.budget, PrivacyBudget) and attack.budget.released == 2
+
+
+def test_an_absent_holder_counts_the_releases_it_missed_when_it_returns():
+    """Holder 5 misses two releases; on return it replays them (counting each
+    from its certificate), joins the third, and refuses the fourth with the others."""
+    attack = _Private(rounds=3)
+    council = attack.council
+    council.absent = {5}
+    for _ in range(2):
+        council.decrypt_aggregate(attack.aggregate(council.start_round(Task.TRAIN)))
+    assert attack.h[5].privacy.released == 0 and attack.h[4].privacy.released == 2
+    council.absent = {1}
+    council.decrypt_aggregate(attack.aggregate(council.start_round(Task.TRAIN)))
+    assert council.last_partials[0] == (2, 3, 4)
+    assert {i: d.privacy.released for i, d in attack.h.items()} == {1: 2, 2: 3, 3: 3, 4: 3, 5: 3}
+    assert attack.budget.released == 3
+    council.absent = set()
+    with pytest.raises(PolicyViolation, match=r"privacy budget spent: 3 release\(s\)"):
+        council.start_round(Task.TRAIN)
