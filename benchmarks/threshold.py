@@ -10,8 +10,10 @@ per gradient value, dividing by the values a ciphertext holds):
 * verifying one partial's proof (each releasing holder checks ``t − 1`` others');
 * combining ``t`` partials (Lagrange exponentiations).
 
-Whole rounds at 1,000 and 100,000 features are *extrapolated* from these
-per-ciphertext costs (the ciphertext count times the per-ciphertext cost), not
+The measurement is ``he_fed.bench.threshold.council_times``, which ``he-fed bench``
+also runs (3-of-5 in ``--quick``, these three councils in ``--full``). Whole
+rounds at 1,000 and 100,000 features are *extrapolated* from these per-ciphertext
+costs (the ciphertext count times the per-ciphertext cost), not
 measured: per releasing holder, ``partial + (t − 1)·verify + combine``, holders
 working in parallel; bytes a holder sends are ``n − 1`` sealed copies of its
 partial. The safe primes of the per-ciphertext rows are drawn once and reused
@@ -34,13 +36,12 @@ import numpy as np
 
 from he_fed.bench.measure import timed
 from he_fed.bench.report import write_outputs
+from he_fed.bench.threshold import council_times
 from he_fed.crypto import PackedPaillier
 from he_fed.crypto._safe_primes import safe_prime
-from he_fed.crypto._threshold_keys import _combine
 from he_fed.crypto.threshold import deal
 from he_fed.experiment import environment
 
-CONTEXT = b"federation|round|task"
 GRID = ((2, 3), (3, 5), (5, 9))
 FEATURES = (1_000, 100_000)
 #: Values per measured update: enough ciphertexts for a stable median.
@@ -67,28 +68,6 @@ def keygen_rows(key_bits: int, repeats: int) -> dict[str, Any]:
     return {"dealer_s": dealer, "single_s": single}
 
 
-def _measure(
-    keys: Any, single: Any, vector: Any, x: np.ndarray, repeats: int
-) -> tuple[dict[str, list[float]], int]:
-    """Seconds per repetition of each step on ``vector``, and one partial's bytes."""
-    t = keys.verification.threshold
-    baseline = single.public.encrypt(x, weight=7)
-    times: dict[str, list[float]] = {"decrypt": [], "partial": [], "verify": [], "combine": []}
-    partials: list[Any] = []
-    for _ in range(repeats):
-        times["decrypt"].append(timed(lambda: single.secret.raw_decrypt(baseline.ciphertexts))[0])
-        partials = []
-        for share in keys.shares[:t]:
-            elapsed, partial = timed(lambda s=share: s.partial_decrypt(vector, CONTEXT))
-            partials.append(partial)
-        times["partial"].append(elapsed)
-        elapsed, ok = timed(lambda p=partials: keys.verification.verify(vector, p[0], CONTEXT))
-        assert ok
-        times["verify"].append(elapsed)
-        times["combine"].append(timed(lambda p=partials: _combine(keys.verification, vector, p))[0])
-    return times, len(partials[0].to_bytes(keys.verification))
-
-
 def rows(key_bits: int, repeats: int, seed: int) -> list[dict[str, Any]]:
     """One row per ``(t, n)``: medians of ``repeats`` interleaved repetitions."""
     rng = np.random.default_rng(seed)
@@ -100,9 +79,7 @@ def rows(key_bits: int, repeats: int, seed: int) -> list[dict[str, Any]]:
     out = []
     for t, n in GRID:
         keys = deal(scheme, threshold=t, holders=n, primes=primes)
-        vector = keys.public.encrypt(x, weight=7)
-        k = len(vector.ciphertexts)
-        times, partial_bytes = _measure(keys, single, vector, x, repeats)
+        times, partial_bytes, k = council_times(keys, single, x, repeats)
         per_ct = {name: statistics.median(v) / k for name, v in times.items()}
         slots = scheme.layout.slots
         row: dict[str, Any] = {

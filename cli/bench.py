@@ -13,7 +13,7 @@ from he_fed.cli._verbosity import verbose_option
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from he_fed.bench import macro, micro, report
+from he_fed.bench import macro, micro, report, threshold
 from he_fed.experiment import environment
 
 
@@ -47,6 +47,11 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 @click.option("--key-bits", type=int, default=2048, show_default=True)
 @click.option("--allow-insecure", is_flag=True, help="Accept Paillier keys under 2048 bits.")
 @click.option("--no-macro", is_flag=True, help="Skip the whole-run benchmark.")
+@click.option(
+    "--no-threshold",
+    is_flag=True,
+    help="Skip threshold decryption (t-of-n share holders against one key holder).",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path))
@@ -67,6 +72,7 @@ def bench(
     key_bits: int,
     allow_insecure: bool,
     no_macro: bool,
+    no_threshold: bool,
     json_path: Path | None,
     csv_path: Path | None,
     markdown_path: Path | None,
@@ -77,8 +83,12 @@ def bench(
     Micro: per-value cost of encrypting, serializing, aggregating and decrypting, for
     every scheme and vector size, with ratios against baselines measured in the same
     run (medians of interleaved repetitions). Macro: whole federated runs against
-    plain, with the estimator's prediction and its error.
+    plain, with the estimator's prediction and its error. Threshold: a share
+    holder's partial decryption, proof verification and combination, and the
+    dealer's ceremony, against one key holder's decryption and keygen in the same
+    run, per ciphertext and per value (3-of-5 in --quick; 2/3, 3/5 and 5/9 in --full).
     """
+    threshold_grid = threshold.QUICK if mode == "quick" else threshold.FULL
     micro_grid = micro.QUICK if mode == "quick" else micro.FULL
     macro_grid = macro.QUICK if mode == "quick" else macro.FULL
     micro_grid = micro.MicroGrid(
@@ -145,6 +155,10 @@ def bench(
                 "rounds": macro_grid.rounds,
                 "budget_s": macro_grid.budget_s,
             }
+        if not no_threshold and (only is None or {"paillier", "paillier-packed"} & set(only)):
+            result["threshold"] = threshold.run_threshold(
+                threshold_grid, key_bits=key_bits, allow_insecure=allow_insecure, progress=say
+            )
         result["elapsed_s"] = time.perf_counter() - started
         if json_path:
             report.write_json(result, json_path)

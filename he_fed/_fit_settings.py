@@ -26,10 +26,10 @@ def check_executor(est: Any) -> None:
 
 def check_private(est: Any) -> None:
     """Refuse what a private fit does not account for yet."""
-    if est.threshold is not None or est.validation_split:
+    if est.validation_split:
         raise ConfigurationError(
-            "dp_epsilon with threshold= or validation_split is not supported yet: share "
-            "holders keep no budget, and evaluation releases are not charged to it"
+            "dp_epsilon with validation_split is not supported yet: evaluation releases "
+            "are not charged to the budget"
         )
 
 

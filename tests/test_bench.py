@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 from he_fed.cli import main
 
-from he_fed.bench import MicroGrid, ratios, run_micro
+from he_fed.bench import MicroGrid, ThresholdGrid, ratios, run_micro, run_threshold
 from he_fed.bench.estimate import estimate, load_calibration, units
+from he_fed.bench.threshold import bench_scheme
 from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain
 from he_fed.exceptions import ConfigurationError
 
@@ -155,7 +156,14 @@ def test_bench_cli_on_a_tiny_grid_writes_every_output(tmp_path, monkeypatch):
     assert macro["paillier-packed"]["overhead_vs_plain"] > 0
     with (out / "b.csv").open() as handle:
         kinds = {row["kind"] for row in csv.DictReader(handle)}
-    assert kinds == {"micro", "baseline", "macro"}
+    assert kinds == {"micro", "baseline", "macro", "threshold"}
+    # Threshold decryption: 3-of-5 in --quick, against one key holder in the same run.
+    (council,) = data["threshold"]["rows"]
+    assert (council["t"], council["n"], council["quorum"], council["ciphertexts"]) == (3, 5, 4, 2)
+    markdown = (out / "b.md").read_text()
+    assert "| 3 of 5 | 4 | one key holder decrypts (baseline) |" in markdown
+    assert "| 3 of 5 | 4 | a releasing holder, in all |" in markdown
+    assert "Key ceremony (3-of-5, two safe primes)" in markdown
     assert sorted(p.name for p in (out / "plots").iterdir()) == [
         "accuracy_difference.png",
         "bytes_per_element.png",
@@ -163,6 +171,39 @@ def test_bench_cli_on_a_tiny_grid_writes_every_output(tmp_path, monkeypatch):
         "time_vs_d.png",
     ]
     assert "phe-naive (baseline)" in (out / "b.md").read_text()
+
+
+def test_threshold_rows_divide_each_step_by_the_key_holders_decryption():
+    grid = ThresholdGrid(councils=((2, 3),), ciphertexts=1, repeats=1, keygen_repeats=1)
+    result = run_threshold(grid, key_bits=1024, allow_insecure=True)
+    slots = bench_scheme(1024, True).layout.slots
+    assert result["values_per_ciphertext"] == slots == 31
+    (row,) = result["rows"]
+    assert (row["t"], row["n"], row["quorum"], row["ciphertexts"]) == (2, 3, 3, 1)
+    ms = {s: row[f"{s}_ms_per_ciphertext"] for s in ("decrypt", "partial", "verify", "combine")}
+    assert row["holder_ms_per_ciphertext"] == pytest.approx(
+        ms["partial"] + ms["verify"] + ms["combine"]  # t - 1 = 1 verification
+    )
+    for step in ("partial", "verify", "combine", "holder"):
+        per_ct = row[f"{step}_ms_per_ciphertext"]
+        assert row["over_decrypt"][step] == pytest.approx(per_ct / ms["decrypt"])
+        assert row[f"{step}_us_per_value"] == pytest.approx(1e3 * per_ct / slots)
+    # A partial is a value mod n^2 (256 bytes at 1024 bits) and its proof, per ciphertext.
+    assert row["partial_bytes_per_ciphertext"] > 256
+    kg = result["keygen"]
+    assert (kg["t"], kg["n"]) == (2, 3)
+    assert kg["dealer_over_single"] == pytest.approx(kg["dealer_s"] / kg["single_s"])
+
+
+def test_bench_skips_threshold_rows_when_asked_or_without_paillier(tmp_path):
+    for flags in (["--no-threshold", "--schemes", "paillier-packed"], ["--schemes", "plain"]):
+        out = tmp_path / f"{len(flags)}.json"
+        args = ["bench", "--sizes", "4", "--repeats", "1", "--no-macro", *flags]
+        args += ["--key-bits", "1024", "--allow-insecure", "--json", str(out)]
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert "threshold" not in json.loads(out.read_text())
+        assert "Threshold decryption" not in result.output
 
 
 def test_estimate_cli_prints_a_prediction(tmp_path, monkeypatch):

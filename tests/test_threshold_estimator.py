@@ -39,3 +39,25 @@ def test_a_checkpoint_with_a_threshold_is_refused_in_one_line(tmp_path):
     with pytest.raises(ConfigurationError, match="checkpoint= with threshold= is not supported"):
         model.fit(X, y, groups=groups)
     assert not (tmp_path / "run").exists()  # refused before anything was saved
+
+
+def test_a_private_fit_with_a_council_charges_every_holder():
+    """dp_epsilon with threshold=: each share holder keeps and enforces its own budget."""
+    X, y, groups = _data()
+    est = FederatedLogisticRegression(
+        threshold="2/3",
+        dp_epsilon=4.0,
+        feature_bounds=(-4.0, 4.0),
+        key_bits=1024,
+        allow_insecure=True,
+        rounds=3,
+    ).fit(X, y, groups=groups)
+    assert est.setup_["council"] == {
+        "threshold": 2,
+        "holders": 3,
+        "quorum": 3,
+        "tolerated_absences": 0,
+    }
+    assert est.setup_["privacy"]["rounds_released"] == 3
+    assert [r.epsilon for r in est.history_] == sorted(r.epsilon for r in est.history_)
+    assert 0 < est.history_[-1].epsilon <= 4.0

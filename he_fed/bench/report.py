@@ -15,6 +15,7 @@ from he_fed.exceptions import ConfigurationError
 __all__ = [
     "headline_markdown",
     "require_matplotlib",
+    "threshold_markdown",
     "write_csv",
     "write_json",
     "write_outputs",
@@ -64,6 +65,7 @@ def write_csv(result: dict[str, Any], path: Path) -> None:
     rows = [_flat(r, "micro") for r in result.get("micro", [])]
     rows += [_flat(r, "baseline") for r in result.get("baselines", [])]
     rows += [_flat(r, "macro") for r in result.get("macro", [])]
+    rows += [_flat(r, "threshold") for r in result.get("threshold", {}).get("rows", [])]
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
@@ -135,7 +137,44 @@ def headline_markdown(
                 f"{r['time_per_round_s']:.3g} | {overhead:.3g} | {r['bytes_up']:,} | "
                 f"{100 * r['estimate_error']:+.0f}% |"
             )
+    if "threshold" in result:
+        lines += ["", *threshold_markdown(result["threshold"])]
     return "\n".join(lines)
+
+
+def threshold_markdown(section: dict[str, Any]) -> list[str]:
+    """The threshold rows: each step per ciphertext and per value, ÷ one key holder's."""
+    kg = section["keygen"]
+    lines = [
+        f"Threshold decryption, {section['key_bits']}-bit packed Paillier "
+        f"({section['values_per_ciphertext']} values per ciphertext), against one key "
+        "holder's CRT decryption in the same run (× = step ÷ that decryption). A releasing "
+        "share holder computes its partial, verifies t − 1 others' and combines:",
+        "",
+        "| t of n | quorum | step | ms / ciphertext | µs / value | × one key holder |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    names = (
+        ("decrypt", "one key holder decrypts (baseline)"),
+        ("partial", "partial decryption + proof"),
+        ("verify", "verify one partial"),
+        ("combine", "combine t partials"),
+        ("holder", "a releasing holder, in all"),
+    )
+    for r in section["rows"]:
+        for step, name in names:
+            ratio = "1" if step == "decrypt" else f"{r['over_decrypt'][step]:.3g}"
+            lines.append(
+                f"| {r['t']} of {r['n']} | {r['quorum']} | {name} | "
+                f"{r[f'{step}_ms_per_ciphertext']:.3g} | {r[f'{step}_us_per_value']:.3g} | "
+                f"{ratio} |"
+            )
+    lines += [
+        "",
+        f"Key ceremony ({kg['t']}-of-{kg['n']}, two safe primes): {kg['dealer_s']:.3g} s, "
+        f"{kg['dealer_over_single']:.3g} × one key's generation ({kg['single_s']:.3g} s).",
+    ]
+    return lines
 
 
 def require_matplotlib() -> None:

@@ -19,11 +19,14 @@ holder whose chain fell behind (it missed a release, and its own ticket for the
 round carried an older model) unable to vouch for, or decrypt, an aggregate that
 clients computed under another model: its payload differs from the quorum's
 (a second red team had such a holder release under a model its chain did not
-produce, forking it from the council). Bytes::
+produce, forking it from the council). Under a privacy budget the payload also
+carries the release's number, so that a quorum certifies each number once
+(:mod:`he_fed.protocol.council_budget`). Bytes::
 
-    payload      b"he-fed/threshold/aggregate/v2", federation (blob), round u64,
+    payload      b"he-fed/threshold/aggregate/v3", federation (blob), round u64,
                  task (blob), SHA-256 of the encoded EncryptedAggregate (32),
-                 model digest (blob; :func:`model_digest` of the holder's ticket)
+                 model digest (blob; :func:`model_digest` of the holder's ticket),
+                 release number u64 (0 without a privacy budget)
     certificate  a co-signature (:mod:`he_fed.protocol.council`)
 """
 
@@ -40,7 +43,7 @@ from he_fed.protocol.messages import Task
 
 __all__ = ["aggregate_digest", "certificate_payload", "check_certificate", "model_digest"]
 
-_DOMAIN = b"he-fed/threshold/aggregate/v2"
+_DOMAIN = b"he-fed/threshold/aggregate/v3"
 
 
 def aggregate_digest(data: bytes) -> bytes:
@@ -59,10 +62,11 @@ def model_digest(task: Task, fields: tuple[np.ndarray, ...]) -> bytes:
 
 
 def certificate_payload(
-    federation: bytes, round_id: int, task: Task, digest: bytes, model: bytes
+    federation: bytes, round_id: int, task: Task, digest: bytes, model: bytes, release: int = 0
 ) -> bytes:
     """The bytes each holder signs to vouch for the aggregate of ``digest``, answering
-    a ticket that carried the model of digest ``model``."""
+    a ticket that carried the model of digest ``model``, as privacy release number
+    ``release`` (0 without a budget)."""
     w = wire.Writer()
     w.raw(_DOMAIN)
     w.blob(federation)
@@ -70,6 +74,7 @@ def certificate_payload(
     w.blob(Task(task).value.encode())
     w.raw(digest)
     w.blob(model)
+    w.uint(release, 8)
     return w.getvalue()
 
 

@@ -30,6 +30,11 @@ per ticket (``DESIGN.md``, "One aggregate per round, one model per ticket"):
   the mean rounded to the plan's grid, exactly as a key holder would; it is
   refused once the holder has moved on.
 
+Under a privacy budget each holder keeps its own, numbers the releases it vouches
+for and counts every certified one, so the aggregator and ``t - 1`` colluding
+holders get no more releases than one honest holder's budget allows
+(:mod:`he_fed.protocol.council_budget`).
+
 Whoever combines ``t`` partials learns the exact sum and total weight: any one
 holder colluding with the aggregator does (README, "Threat model").
 """
@@ -48,6 +53,7 @@ from he_fed.exceptions import (
     PolicyViolation,
     SecretMaterialError,
 )
+from he_fed.privacy import PrivacyBudget
 from he_fed.protocol.admission import Admitted, check_receipts, check_sum
 from he_fed.protocol.certificate import (
     aggregate_digest,
@@ -56,6 +62,7 @@ from he_fed.protocol.certificate import (
     model_digest,
 )
 from he_fed.protocol.council import cosignature, parse_council
+from he_fed.protocol.council_budget import count_certified, next_release, vouch
 from he_fed.protocol.keyholder import DEFAULT_MAX_REJECTIONS, KeyHolder
 from he_fed.protocol.messages import (
     Aggregate,
@@ -91,6 +98,7 @@ class _Pending:
     admitted: Admitted
     digest: bytes
     model: bytes
+    release: int  # its privacy release number (0 without a budget)
     own: PartialDecryption | None = None
 
 
@@ -126,8 +134,10 @@ class Decryptor(KeyHolder):
         holder's Ed25519 identity, this one's at its index, to check certificates.
     identity : Identity
         This holder's signing identity, the one the pin names.
-    plan, min_clients, clients, federation, max_rejections
+    plan, min_clients, clients, federation, max_rejections, privacy
         As :class:`~he_fed.protocol.keyholder.KeyHolder`: this holder's own policy.
+        Its budget is its own: it numbers the releases it vouches for and counts
+        every certified one (:mod:`he_fed.protocol.council_budget`).
     """
 
     def __init__(
@@ -143,6 +153,7 @@ class Decryptor(KeyHolder):
         clients: dict[str, bytes] | None = None,
         federation: bytes | None = None,
         max_rejections: int = DEFAULT_MAX_REJECTIONS,
+        privacy: PrivacyBudget | None = None,
     ) -> None:
         if not isinstance(share, KeyShare):
             raise ConfigurationError("a share holder needs its KeyShare")
@@ -168,6 +179,7 @@ class Decryptor(KeyHolder):
             identity=identity,
             federation=federation,
             max_rejections=max_rejections,
+            privacy=privacy,
         )
         self._share = share
         self._exchange = exchange
@@ -231,8 +243,12 @@ class Decryptor(KeyHolder):
         """Refused: a share holder answers :meth:`endorse`, then :meth:`partial_decrypt`."""
         raise PolicyViolation("a share holder decrypts only with other holders' partials")
 
-    def _admit(self, data: bytes) -> _Pending:
-        """Every key-holder check on an encoded aggregate; closes the open round."""
+    def _admit(self, data: bytes, release: int | None = None) -> _Pending:
+        """Every key-holder check on an encoded aggregate; closes the open round.
+
+        ``release`` is the number of a certified release already counted; without
+        it, the aggregate is vouched for as the next one, and charged.
+        """
         message = decode(data, EncryptedAggregate)
         key = check_receipts(
             message,
@@ -246,13 +262,21 @@ class Decryptor(KeyHolder):
         admitted = check_sum(message, key=key, plan=self._plan, min_clients=self.min_clients)
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
-        self._pending = _Pending(message, admitted, aggregate_digest(data), self._ticket_model)
+        if release is None:
+            release = vouch(self._privacy)  # refuses past the target, before signing
+        digest = aggregate_digest(data)
+        self._pending = _Pending(message, admitted, digest, self._ticket_model, release)
         return self._pending
 
     def _payload(self, pending: _Pending) -> bytes:
         message = pending.message
         return certificate_payload(
-            self._federation, message.round, message.task, pending.digest, pending.model
+            self._federation,
+            message.round,
+            message.task,
+            pending.digest,
+            pending.model,
+            pending.release,
         )
 
     def endorse(self, data: bytes) -> bytes:
@@ -269,7 +293,8 @@ class Decryptor(KeyHolder):
         ------
         PolicyViolation, MalformedMessage, KeyMismatchError
             As :meth:`KeyHolder.decrypt_aggregate`; a second aggregate of the same
-            round is refused because the round is closed.
+            round is refused because the round is closed, and one more release past
+            this holder's privacy budget before it signs.
         """
         pending = self._admit(data)
         return cosignature({self.index: self._identity.sign(self._payload(pending))})
@@ -288,8 +313,10 @@ class Decryptor(KeyHolder):
         Raises
         ------
         PolicyViolation
-            If ``certificate`` lacks a quorum's signatures on exactly these bytes,
-            the holder vouched for another aggregate, or it already answered.
+            If ``certificate`` lacks a quorum's signatures on exactly these bytes
+            (and this holder's model and release number), the holder vouched for
+            another aggregate, or it already answered; or, for a certified release
+            it did not vouch for, the release is past its privacy budget (counted).
         MalformedMessage, KeyMismatchError
             As :meth:`KeyHolder.decrypt_aggregate`, before any partial is computed.
         """
@@ -299,10 +326,16 @@ class Decryptor(KeyHolder):
         # The model of this holder's own ticket: a quorum that answered another model
         # (this holder's chain fell behind) certified a payload this one cannot match.
         model = self._ticket_model if pending is None else pending.model
-        payload = certificate_payload(self._federation, message.round, message.task, digest, model)
+        # Likewise the release number: a holder that missed a certified release must
+        # have counted it (shown its certificate) before it can match the next one.
+        release = next_release(self._privacy) if pending is None else pending.release
+        payload = certificate_payload(
+            self._federation, message.round, message.task, digest, model, release
+        )
         check_certificate(self._council, certificate, payload)
         if pending is None:
-            pending = self._admit(data)
+            count_certified(self._privacy, release, self.index)  # counted even if refused
+            pending = self._admit(data, release)
         elif pending.digest != digest or pending.own is not None:
             raise PolicyViolation(
                 f"share holder {self.index} answers one aggregate of round "

@@ -20,12 +20,14 @@ and its next ticket, match the others'.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from he_fed.crypto import PublicKey, Scheme
 from he_fed.crypto.threshold import ThresholdKeys, deal, parse_threshold
 from he_fed.exceptions import ConfigurationError, HEFedError, ProtocolError
+from he_fed.privacy import PrivacyBudget
 from he_fed.protocol.council import council_pin, merge_signatures, merge_tickets, quorum_size
 from he_fed.protocol.decryptor import Decryptor
 from he_fed.protocol.messages import Task
@@ -55,10 +57,17 @@ class LocalCouncil:
     ----------
     decryptors : iterable of Decryptor
         One per share, numbered 1 to ``n``.
+    report : PrivacyBudget, optional
+        The run's view of the privacy budget (what ``privacy`` reports): after
+        every round it shows the most releases any holder has counted. No holder
+        reads it; each enforces its own.
     """
 
-    def __init__(self, decryptors: Iterable[Decryptor]) -> None:
+    def __init__(
+        self, decryptors: Iterable[Decryptor], *, report: PrivacyBudget | None = None
+    ) -> None:
         self._holders = {d.index: d for d in decryptors}
+        self._report = report
         first = next(iter(self._holders.values()))
         vk = first._share.verification
         if sorted(self._holders) != list(range(1, vk.holders + 1)):
@@ -83,8 +92,13 @@ class LocalCouncil:
         plan: RunPlan,
         min_clients: int | None = None,
         primes: tuple[int, int] | None = None,
+        privacy: PrivacyBudget | None = None,
     ) -> LocalCouncil:
-        """Deal a threshold key under ``scheme`` and give each holder the same policy."""
+        """Deal a threshold key under ``scheme`` and give each holder the same policy.
+
+        Each holder gets its own copy of ``privacy``; ``privacy`` itself becomes the
+        council's report (see the class).
+        """
         keys: ThresholdKeys = deal(
             scheme,  # type: ignore[arg-type]  # deal refuses a scheme that is not Paillier
             threshold=threshold,
@@ -107,10 +121,11 @@ class LocalCouncil:
                 plan=plan,
                 min_clients=min_clients,
                 federation=None if first is None else first.federation,
+                privacy=None if privacy is None else dataclasses.replace(privacy),
             )
             first = first or holder
             decryptors.append(holder)
-        return cls(decryptors)
+        return cls(decryptors, report=privacy)
 
     @property
     def tolerated_absences(self) -> int:
@@ -177,11 +192,19 @@ class LocalCouncil:
     def start_round(self, task: Task = Task.TRAIN) -> bytes:
         """A ticket co-signed by every present holder (at least a quorum ``q``)."""
         present = self._present()
-        tickets = [holder.start_round(task) for holder in present]
+        try:
+            tickets = [holder.start_round(task) for holder in present]
+        finally:
+            self._update_report()
         self._log.append(_Missed(Task(task), tuple(h.index for h in present)))
         for holder in present:
             self._seen[holder.index] = len(self._log)
         return merge_tickets(tickets)
+
+    def _update_report(self) -> None:
+        if self._report is not None:
+            spent = (d.privacy.released for d in self._holders.values() if d.privacy)
+            self._report.released = max([self._report.released, *spent])
 
     def decrypt_aggregate(self, data: bytes) -> bytes:
         """Every present holder vouches, partially decrypts against the certificate, releases.
@@ -191,6 +214,12 @@ class LocalCouncil:
         HEFedError
             What the holders raise: they run the same checks on the same bytes.
         """
+        try:
+            return self._decrypt_aggregate(data)
+        finally:
+            self._update_report()
+
+    def _decrypt_aggregate(self, data: bytes) -> bytes:
         entry = self._log[-1]
         present = [self._holders[i] for i in entry.present]
         entry.aggregate = data
@@ -241,6 +270,7 @@ def generate_council(setup: FederationSetup) -> LocalCouncil:
         holders=holders,
         plan=setup.run_plan,
         min_clients=setup.min_clients,
+        privacy=setup.privacy,
     )
 
 

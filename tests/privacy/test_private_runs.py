@@ -73,9 +73,11 @@ def test_a_private_ckks_run_releases_exact_noisy_sums_within_the_target(tmp_path
     assert 0.999 <= privacy["epsilon"] <= 1.0
 
 
-def test_a_target_the_rounds_cannot_meet_stops_the_run_with_the_model_so_far(tmp_path):
+@pytest.mark.parametrize("council", [(), ("--threshold", "3/5")], ids=["key-holder", "3-of-5"])
+def test_a_target_the_rounds_cannot_meet_stops_the_run_with_the_model_so_far(tmp_path, council):
+    """With a council, every share holder refuses the seventh ticket on its own budget."""
     flags = ("--dp-epsilon", "1", "--dp-noise-multiplier", "10", "--rounds", "20", "--quiet")
-    result, data = _run(tmp_path, "stop", *flags)
+    result, data = _run(tmp_path, "stop", *flags, *council)
     assert result.exit_code == 0, result.output
     first = result.output.splitlines()[0]
     assert first == (
