@@ -15,9 +15,10 @@ from uuid import uuid4
 
 import numpy as np
 import pytest
-from flwr.app import Context, Message, RecordDict
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.common.constant import ErrorCode
 
-from he_fed.exceptions import ExecutorError
+from he_fed.exceptions import ExecutorError, PolicyViolation
 from he_fed.runtime import run_federation
 from he_fed.runtime.flower import FlowerExecutor, records
 from he_fed.runtime.keyholder_store import KeyHolderStore
@@ -37,9 +38,12 @@ class _DyingKeyHolder(LoopbackGrid):
     empty node state joins under the next free id.
     """
 
-    def __init__(self, grid: LoopbackGrid, deaths: Iterable[tuple[str, int]]) -> None:
+    def __init__(
+        self, grid: LoopbackGrid, deaths: Iterable[tuple[str, int]], *, same_id: bool = False
+    ) -> None:
         self.__dict__.update(grid.__dict__)
         self.deaths = set(deaths)
+        self.same_id = same_id
         self.keyholder = KEYHOLDER
         self.seen: dict[str, int] = {}
         self.restarts: list[int] = []
@@ -61,13 +65,17 @@ class _DyingKeyHolder(LoopbackGrid):
             self.sent.append(message)
             ids.append(message.metadata.message_id)
             self.lost_replies.append(self.app(message=message, context=self.contexts[node]))
+            if self.same_id:  # what the SuperLink answers once it stops hearing the node
+                gone = Error(ErrorCode.NODE_UNAVAILABLE, "node unavailable")
+                self._waiting[message.metadata.message_id] = Message(gone, reply_to=message)
             self._restart()
         return ids
 
     def _restart(self) -> None:
         old = self.contexts[self.keyholder]
-        self.silent.add(self.keyholder)
-        self.keyholder = max(self.contexts) + 1
+        if not self.same_id:  # a SuperNode without an authentication key
+            self.silent.add(self.keyholder)
+            self.keyholder = max(self.contexts) + 1
         self.restarts.append(self.keyholder)
         self.contexts[self.keyholder] = Context(
             run_id=old.run_id,
@@ -146,3 +154,45 @@ def test_a_key_holder_that_never_comes_back_is_an_executor_error(tmp_path):
     executor = FlowerExecutor(grid, nodes=4, reply_timeout=0.05, start_timeout=1)
     with pytest.raises(ExecutorError, match="no key-holder node came back within 1 s"):
         run_federation(executor, setup, parts, lose_the_key_holder)
+
+
+def test_an_authenticated_node_that_keeps_its_id_is_asked_again_after_node_unavailable(tmp_path):
+    parts = _partitions()
+    setup = _setup(parts)
+    keys, identity, node = _provisioned(tmp_path, setup)
+    expected = run_federation("inprocess", setup, parts, _train)
+    # The SuperLink answers NODE_UNAVAILABLE; the node comes back under the same id.
+    grid = _DyingKeyHolder(
+        _grid(parts, node), [(records.TICKET, 2), (records.DECRYPT, 3)], same_id=True
+    )
+    coef, intercept = run_federation(_executor(grid), setup, parts, _train)
+    np.testing.assert_array_equal(coef, expected[0])
+    assert intercept == expected[1]
+    assert grid.restarts == [KEYHOLDER, KEYHOLDER]
+    assert _released(tmp_path, keys, identity) == [0, 1, 3, 4, 5]
+
+
+def test_a_refusal_is_raised_at_once_never_asked_again(tmp_path):
+    parts = _partitions()
+    setup = _setup(parts)
+    _, _, node = _provisioned(tmp_path, setup)
+    grid = _grid(parts, node)
+    seen = {}
+
+    def replay(federation):
+        federation.standardize()
+        # The magnitude round's aggregate, shown again after the moments round.
+        seen["aggregate"] = [m for m in grid.sent if m.metadata.message_type == records.DECRYPT][0]
+        sent = len(grid.sent)
+        with pytest.raises(PolicyViolation, match="round 0 .* is not the open round"):
+            federation.keyholder.decrypt_aggregate(
+                records.config_of(seen["aggregate"])["encrypted-aggregate"]
+            )
+        seen["after"] = grid.sent[sent:]
+        return True
+
+    assert run_federation(_executor(grid), setup, parts, replay)
+    # One request, to the key holder's node, and no search for another key holder.
+    assert [(m.metadata.dst_node_id, m.metadata.message_type) for m in seen["after"]] == [
+        (KEYHOLDER, records.DECRYPT)
+    ]
