@@ -1,7 +1,9 @@
 """A key-holder node with a ``state-file`` survives a restart, on the real node handlers.
 
 A restart is what Flower does to a SuperNode that crashes or is redeployed: the
-node keeps its id and its disk, and its node state (``context.state``) is empty.
+node keeps its disk, and its node state (``context.state``) is empty. Here it also
+keeps its id, as an authenticated SuperNode does; one that comes back under a new
+id is in ``test_flower_rejoin.py``.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from he_fed.protocol.setup import build_aggregator
 from he_fed.protocol.spec import FederationSetup, scheme_to_config
 from he_fed.runtime.base import ClientHandle, ClientResult
 from he_fed.runtime.federation import Federation
-from he_fed.runtime.flower import records
+from he_fed.runtime.flower import records, rejoin
 
 __all__ = ["FlowerExecutor", "RemoteClient", "RemoteKeyHolder"]
 
@@ -127,7 +127,9 @@ class RemoteKeyHolder:
         PolicyViolation, ProtocolError
             If the node's policy refuses the task (as a local key holder would).
         """
-        answer, _ = self._executor.ask(self.node_id, records.TICKET, {"task": Task(task).value})
+        self.node_id, answer = rejoin.ask_keyholder(
+            self._executor, self.node_id, records.TICKET, {"task": Task(task).value}
+        )
         return bytes(answer["ticket"])
 
     def decrypt_aggregate(self, data: bytes) -> bytes:
@@ -138,9 +140,13 @@ class RemoteKeyHolder:
         PolicyViolation
             If the node's policy refuses (as a local key holder would).
         ExecutorError
-            If the node does not answer.
+            If the node does not answer, and no key-holder node comes back within
+            ``start_timeout`` (a restarted node is asked again:
+            :mod:`he_fed.runtime.flower.rejoin`).
         """
-        answer, _ = self._executor.ask(self.node_id, records.DECRYPT, {"encrypted-aggregate": data})
+        self.node_id, answer = rejoin.ask_keyholder(
+            self._executor, self.node_id, records.DECRYPT, {"encrypted-aggregate": data}
+        )
         return bytes(answer["aggregate"])
 
     def __repr__(self) -> str:

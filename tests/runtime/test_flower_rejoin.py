@@ -1,0 +1,198 @@
+"""The ServerApp carries on when the key-holder node dies and comes back as a new node.
+
+On the real node handlers and the real FlowerExecutor (a loopback grid): the
+key-holder node handles a ticket or a decryption, saves its state file, and dies
+before its reply leaves (the worst moment: the decision made and saved, the
+answer lost). It comes back under a new node id with the same node config and an
+empty node state, as a SuperNode restarted without an authentication key does.
+The real processes are in ``test_flower_kill.py`` (slow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import uuid4
+
+import numpy as np
+import pytest
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.common.constant import ErrorCode
+
+from he_fed.exceptions import ExecutorError, PolicyViolation
+from he_fed.runtime import run_federation
+from he_fed.runtime.flower import FlowerExecutor, records
+from he_fed.runtime.keyholder_store import KeyHolderStore
+from tests.runtime.flower_fakes import LoopbackGrid
+from tests.runtime.test_flower_nodes import KEYHOLDER, _partitions, _setup
+from tests.runtime.test_flower_statefile import _grid, _provisioned
+
+ROUNDS = 3
+
+
+class _DyingKeyHolder(LoopbackGrid):
+    """A grid whose key-holder node dies after handling the chosen messages.
+
+    ``deaths`` lists ``(message type, how many of that type came before)``. The
+    node handles that message (its state file is saved), its reply is lost, and
+    the node is silent from then on; a new node with the same node config and an
+    empty node state joins under the next free id.
+    """
+
+    def __init__(
+        self, grid: LoopbackGrid, deaths: Iterable[tuple[str, int]], *, same_id: bool = False
+    ) -> None:
+        self.__dict__.update(grid.__dict__)
+        self.deaths = set(deaths)
+        self.same_id = same_id
+        self.keyholder = KEYHOLDER
+        self.seen: dict[str, int] = {}
+        self.restarts: list[int] = []
+        self.lost_replies: list[Message] = []
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        ids = []
+        for message in messages:
+            node, kind = message.metadata.dst_node_id, message.metadata.message_type
+            if node != self.keyholder or kind not in (records.TICKET, records.DECRYPT):
+                ids.extend(super().push_messages([message]))
+                continue
+            count = self.seen.get(kind, 0)
+            self.seen[kind] = count + 1
+            if (kind, count) not in self.deaths:
+                ids.extend(super().push_messages([message]))
+                continue
+            message.metadata.__dict__["_message_id"] = str(uuid4())
+            self.sent.append(message)
+            ids.append(message.metadata.message_id)
+            self.lost_replies.append(self.app(message=message, context=self.contexts[node]))
+            if self.same_id:  # what the SuperLink answers once it stops hearing the node
+                gone = Error(ErrorCode.NODE_UNAVAILABLE, "node unavailable")
+                self._waiting[message.metadata.message_id] = Message(gone, reply_to=message)
+            self._restart()
+        return ids
+
+    def _restart(self) -> None:
+        old = self.contexts[self.keyholder]
+        if not self.same_id:  # a SuperNode without an authentication key
+            self.silent.add(self.keyholder)
+            self.keyholder = max(self.contexts) + 1
+        self.restarts.append(self.keyholder)
+        self.contexts[self.keyholder] = Context(
+            run_id=old.run_id,
+            node_id=self.keyholder,
+            node_config=dict(old.node_config),
+            state=RecordDict(),
+            run_config=dict(old.run_config),
+        )
+
+
+def _train(federation):
+    federation.train(ROUNDS)
+    return federation.aggregator.raw_model()
+
+
+def _released(tmp_path, keys, identity) -> list[int]:
+    with KeyHolderStore.open(tmp_path / "keyholder.state", keys, identity) as store:
+        return [r.round for r in store.releases]
+
+
+def _executor(grid) -> FlowerExecutor:
+    return FlowerExecutor(grid, nodes=4, reply_timeout=0.05, start_timeout=5)
+
+
+def test_a_key_holder_lost_after_saving_a_release_is_asked_again_on_its_new_node(tmp_path):
+    parts = _partitions()
+    setup = _setup(parts)
+    keys, identity, node = _provisioned(tmp_path, setup)
+    expected = run_federation("inprocess", setup, parts, _train)
+    # Dies after saving the releases of the moments round and of train rounds 1 and 3.
+    grid = _DyingKeyHolder(
+        _grid(parts, node), [(records.DECRYPT, 1), (records.DECRYPT, 2), (records.DECRYPT, 4)]
+    )
+    coef, intercept = run_federation(_executor(grid), setup, parts, _train)
+    np.testing.assert_array_equal(coef, expected[0])
+    assert intercept == expected[1]
+    assert grid.restarts == [KEYHOLDER + 1, KEYHOLDER + 2, KEYHOLDER + 3]
+    # Each lost release was answered again with the same bytes, not decrypted twice:
+    # the store holds one release per round, and the rounds are the uninterrupted ones.
+    assert _released(tmp_path, keys, identity) == [0, 1, 2, 3, 4]
+    answered = [
+        records.config_of(r)["aggregate"]
+        for r in grid.replies
+        if r.metadata.message_type == records.DECRYPT
+    ]
+    assert len(answered) == 5
+    assert all(records.config_of(lost)["aggregate"] in answered for lost in grid.lost_replies)
+
+
+def test_a_ticket_lost_with_its_node_is_redone_under_the_next_round_id(tmp_path):
+    parts = _partitions()
+    setup = _setup(parts)
+    keys, identity, node = _provisioned(tmp_path, setup)
+    expected = run_federation("inprocess", setup, parts, _train)
+    # Dies after signing and saving the magnitude round's ticket and the fourth ticket
+    # it is asked for (train round 1, after the repeat of the first).
+    grid = _DyingKeyHolder(_grid(parts, node), [(records.TICKET, 0), (records.TICKET, 3)])
+    coef, intercept = run_federation(_executor(grid), setup, parts, _train)
+    np.testing.assert_array_equal(coef, expected[0])
+    assert intercept == expected[1]
+    # Rounds 0 and 3 were ticketed and lost: never released, redone as 1 and 4.
+    assert _released(tmp_path, keys, identity) == [1, 2, 4, 5, 6]
+
+
+def test_a_key_holder_that_never_comes_back_is_an_executor_error(tmp_path):
+    parts = _partitions()
+    setup = _setup(parts)
+    _, _, node = _provisioned(tmp_path, setup)
+    grid = _grid(parts, node)
+
+    def lose_the_key_holder(federation):
+        federation.standardize()
+        grid.silent.add(KEYHOLDER)
+        federation.train(1)
+
+    executor = FlowerExecutor(grid, nodes=4, reply_timeout=0.05, start_timeout=1)
+    with pytest.raises(ExecutorError, match="no key-holder node came back within 1 s"):
+        run_federation(executor, setup, parts, lose_the_key_holder)
+
+
+def test_an_authenticated_node_that_keeps_its_id_is_asked_again_after_node_unavailable(tmp_path):
+    parts = _partitions()
+    setup = _setup(parts)
+    keys, identity, node = _provisioned(tmp_path, setup)
+    expected = run_federation("inprocess", setup, parts, _train)
+    # The SuperLink answers NODE_UNAVAILABLE; the node comes back under the same id.
+    grid = _DyingKeyHolder(
+        _grid(parts, node), [(records.TICKET, 2), (records.DECRYPT, 3)], same_id=True
+    )
+    coef, intercept = run_federation(_executor(grid), setup, parts, _train)
+    np.testing.assert_array_equal(coef, expected[0])
+    assert intercept == expected[1]
+    assert grid.restarts == [KEYHOLDER, KEYHOLDER]
+    assert _released(tmp_path, keys, identity) == [0, 1, 3, 4, 5]
+
+
+def test_a_refusal_is_raised_at_once_never_asked_again(tmp_path):
+    parts = _partitions()
+    setup = _setup(parts)
+    _, _, node = _provisioned(tmp_path, setup)
+    grid = _grid(parts, node)
+    seen = {}
+
+    def replay(federation):
+        federation.standardize()
+        # The magnitude round's aggregate, shown again after the moments round.
+        seen["aggregate"] = [m for m in grid.sent if m.metadata.message_type == records.DECRYPT][0]
+        sent = len(grid.sent)
+        with pytest.raises(PolicyViolation, match="round 0 .* is not the open round"):
+            federation.keyholder.decrypt_aggregate(
+                records.config_of(seen["aggregate"])["encrypted-aggregate"]
+            )
+        seen["after"] = grid.sent[sent:]
+        return True
+
+    assert run_federation(_executor(grid), setup, parts, replay)
+    # One request, to the key holder's node, and no search for another key holder.
+    assert [(m.metadata.dst_node_id, m.metadata.message_type) for m in seen["after"]] == [
+        (KEYHOLDER, records.DECRYPT)
+    ]
