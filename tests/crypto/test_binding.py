@@ -105,3 +105,11 @@ def test_schemes_without_bindings_take_only_empty_ones():
 )
 def test_tabled_commitments_are_the_products_of_powers(integers, rho):
     assert _binding.commit(integers, rho) == _commit_by_powmod(integers, rho)
+
+
+def test_dropped_tables_are_rebuilt_to_the_same_commitment():
+    before = _binding.commit([3, -4, 5], 6)
+    _binding.drop_tables()
+    assert _binding._h_table.cache_info().currsize == 0
+    assert _binding._generator_table.cache_info().currsize == 0
+    assert _binding.commit([3, -4, 5], 6) == before == _commit_by_powmod([3, -4, 5], 6)
