@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import signal
 import statistics
 import time
@@ -134,6 +135,7 @@ def run_he_fed(d: dict[str, Any], key_bits: int) -> tuple[float, float, float]:
 def measure(repeats: int, key_bits: int) -> dict[str, Any]:
     """Both runs, interleaved ``repeats`` times."""
     d = example_data()
+    load_before = os.getloadavg()[0]
     runs: dict[str, list[tuple[float, float, float]]] = {"he-fed": [], "phe": []}
     for _ in range(repeats):
         runs["he-fed"].append(run_he_fed(d, key_bits))
@@ -147,6 +149,7 @@ def measure(repeats: int, key_bits: int) -> dict[str, Any]:
             "all_seconds": [s for s, _, _ in got],
             "mse": sorted({round(m, 2) for _, _, m in got}),
         }
+    out["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     out["ratio"] = out["phe"]["seconds"] / out["he-fed"]["seconds"]
     out["ratio_cpu"] = out["phe"]["cpu_seconds"] / out["he-fed"]["cpu_seconds"]
     return out
@@ -178,6 +181,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"he-fed is {m['ratio']:.1f}× faster than raw phe in wall time, "
         f"{m['ratio_cpu']:.1f}× in CPU time.",
     ]
+    if "load_average" in m:  # other work on the machine slows the wall time
+        before, after = m["load_average"]
+        lines += ["", f"Load average (1 min) {before:.2f} before the runs, {after:.2f} after."]
     return "\n".join(lines) + "\n"
 
 
