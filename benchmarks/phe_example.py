@@ -14,7 +14,9 @@ is fair on a shared machine:
 * ``he-fed``: ``FederatedLinearRegression`` with packed Paillier (32-bit values,
   room for 3 contributions of weight 256), FedSGD at the equivalent learning
   rate, no standardisation, in process: key generation, signed tickets, proofs,
-  binding commitments and rounded releases included.
+  binding commitments and rounded releases included. The binding commitments'
+  fixed-base tables (public constants, built once per process) are dropped before
+  every repetition, so that each pays for building them too.
 
 Reported: the median wall and CPU time of each, their ratios, and each run's
 test MSE.
@@ -23,11 +25,19 @@ Run::
 
     python benchmarks/phe_example.py --repeats 3 --json /tmp/phe_example.json \\
         --markdown /tmp/phe_example.md
+
+``--profile N`` instead samples this process's CPU time every 0.5 ms over ``N``
+he-fed runs and prints the share of each stage (a stage's share includes what it
+calls), so that what remains of a run can be read item by item without cProfile's
+per-call overhead, which inflates Python-heavy stages.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import os
+import signal
 import statistics
 import time
 from pathlib import Path
@@ -39,7 +49,7 @@ from sklearn.datasets import load_diabetes
 
 from he_fed import FederatedLinearRegression
 from he_fed.bench.report import write_outputs
-from he_fed.crypto import PackedPaillier
+from he_fed.crypto import PackedPaillier, _binding
 from he_fed.experiment import environment
 
 KEY_BITS = 2048
@@ -100,6 +110,7 @@ def run_he_fed(d: dict[str, Any], key_bits: int) -> tuple[float, float, float]:
         groups[rows] = k
     used = groups >= 0
     Xf, yf, gf = X[used], d["y_train"][used], groups[used]
+    _binding.drop_tables()  # a cold process: built once per process, paid here
     started, cpu = time.perf_counter(), time.process_time()
     model = FederatedLinearRegression(
         scheme=PackedPaillier(
@@ -124,6 +135,7 @@ def run_he_fed(d: dict[str, Any], key_bits: int) -> tuple[float, float, float]:
 def measure(repeats: int, key_bits: int) -> dict[str, Any]:
     """Both runs, interleaved ``repeats`` times."""
     d = example_data()
+    load_before = os.getloadavg()[0]
     runs: dict[str, list[tuple[float, float, float]]] = {"he-fed": [], "phe": []}
     for _ in range(repeats):
         runs["he-fed"].append(run_he_fed(d, key_bits))
@@ -137,6 +149,7 @@ def measure(repeats: int, key_bits: int) -> dict[str, Any]:
             "all_seconds": [s for s, _, _ in got],
             "mse": sorted({round(m, 2) for _, _, m in got}),
         }
+    out["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     out["ratio"] = out["phe"]["seconds"] / out["he-fed"]["seconds"]
     out["ratio_cpu"] = out["phe"]["cpu_seconds"] / out["he-fed"]["cpu_seconds"]
     return out
@@ -168,7 +181,66 @@ def markdown(result: dict[str, Any]) -> str:
         f"he-fed is {m['ratio']:.1f}× faster than raw phe in wall time, "
         f"{m['ratio_cpu']:.1f}× in CPU time.",
     ]
+    if "load_average" in m:  # other work on the machine slows the wall time
+        before, after = m["load_average"]
+        lines += ["", f"Load average (1 min) {before:.2f} before the runs, {after:.2f} after."]
     return "\n".join(lines) + "\n"
+
+
+#: Stages of a he-fed run: (label, functions that must all be on the stack), each
+#: function as ``file:name``.
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("key generation", ("paillier.py:keygen",)),
+    ("fixed-base tables built (randomisers, proofs)", ("_djn.py:_fixed_base",)),
+    ("encryption randomisers", ("_paillier_keys.py:_randomisers",)),
+    ("proofs made (clients)", ("_commitment_proof.py:prove",)),
+    ("proofs checked by the aggregator", ("aggregator.py:add", "_commitment_proof.py:verify")),
+    (
+        "proofs checked by the key holder",
+        ("admission.py:check_receipts", "_commitment_proof.py:verify"),
+    ),
+    ("binding commitments made (clients)", ("client.py:participate", "_binding.py:commit")),
+    ("binding checks (key holder)", ("_binding.py:check",)),
+    ("decryption (CRT)", ("_djn.py:decrypt",)),
+    ("Ed25519 signatures (receipts)", ("receipts.py:sign",)),
+    ("", ("receipts.py:verify",)),
+    ("local training (clone, fit)", ("client.py:_train",)),
+    ("per-round metrics (r2, MSE)", ("federated.py:_metrics",)),
+    ("message encoding and decoding", ("messages.py:encode",)),
+    ("", ("messages.py:decode",)),
+)
+
+
+def profile(d: dict[str, Any], key_bits: int, runs: int) -> list[tuple[str, float]]:
+    """Each stage's share of the CPU time of ``runs`` he-fed runs, by sampling."""
+    stacks: collections.Counter[frozenset[str]] = collections.Counter()
+
+    def sample(_signum: int, frame: Any) -> None:
+        names = set()
+        while frame is not None:
+            code = frame.f_code
+            names.add(f"{Path(code.co_filename).name}:{code.co_name}")
+            frame = frame.f_back
+        stacks[frozenset(names)] += 1
+
+    run_he_fed(d, key_bits)  # imports and first-call costs out of the way
+    previous = signal.signal(signal.SIGPROF, sample)
+    signal.setitimer(signal.ITIMER_PROF, 0.0005, 0.0005)
+    try:
+        for _ in range(runs):
+            run_he_fed(d, key_bits)
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, previous)
+    total = sum(stacks.values())
+    shares: dict[str, float] = {}
+    label = ""
+    for name, needed in STAGES:
+        label = name or label  # an empty label adds to the stage above
+        hits = sum(n for stack, n in stacks.items() if all(f in stack for f in needed))
+        shares[label] = shares.get(label, 0.0) + hits / total
+    shares["everything else"] = 1.0 - sum(shares.values())
+    return list(shares.items())
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -177,7 +249,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--key-bits", type=int, default=KEY_BITS)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--profile", type=int, metavar="N", help="sample N he-fed runs")
     args = parser.parse_args(argv)
+    if args.profile:
+        shares = profile(example_data(), args.key_bits, args.profile)
+        for label, share in shares:
+            print(f"{share * 100:5.1f} %  {label}")
+        return {"profile": shares}
     result = {
         "benchmark": "phe_example",
         "environment": environment(),

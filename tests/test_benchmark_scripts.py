@@ -60,3 +60,18 @@ def test_the_phe_example_uses_the_examples_split():
     data = _script("phe_example").example_data()
     assert data["X_train"].shape == (392, 11) and data["X_test"].shape == (50, 11)
     assert [b.stop - b.start for b in data["blocks"]] == [130, 130, 130]
+
+
+def test_every_stage_the_phe_example_profiles_names_a_function_of_he_fed():
+    # A renamed function would leave its stage at 0 % and the rest in "everything else".
+    package = Path(__file__).parents[1] / "he_fed"
+    defined = {
+        f"{path.name}:{line.split('def ', 1)[1].split('(', 1)[0]}"
+        for path in package.rglob("*.py")
+        for line in path.read_text().splitlines()
+        if line.lstrip().startswith("def ")
+    }
+    stages = _script("phe_example").STAGES
+    needed = {name for _, names in stages for name in names}
+    assert len(stages) == 15
+    assert needed <= defined, needed - defined

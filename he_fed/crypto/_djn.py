@@ -35,6 +35,7 @@ from typing import Any
 
 import gmpy2
 
+from he_fed.crypto._comb import CombTable, comb_shape
 from he_fed.exceptions import ConfigurationError, MalformedMessage
 
 __all__ = [
@@ -287,23 +288,33 @@ def plan_uses(base: int, modulus: int, exponent_bits: int, uses: int) -> None:
     _PLANNED[key] = _PLANNED.get(key, 0) + max(int(uses), 0)
 
 
-def fixed_base(base: int, modulus: int, exponent_bits: int) -> FixedBase:
+def fixed_base(base: int, modulus: int, exponent_bits: int) -> FixedBase | CombTable:
     """A shared table per (base, modulus, exponent size).
 
     Every key object loaded from the same bytes shares one table, so a simulation
     of many clients in one process builds it once (16 MiB at 2048 bits, never more
     than :data:`TABLE_BUDGET_BYTES`), as each real client would once on its own
-    machine. Its window fits the uses announced with :func:`plan_uses` before it
-    is built, if any.
+    machine. If uses were announced with :func:`plan_uses` before it is built, it
+    is a Lim-Lee comb (:class:`~he_fed.crypto._comb.CombTable`) shaped for their
+    total, in no more memory than the unannounced table; otherwise rows of ``2^w``
+    powers (:class:`FixedBase`), whose window pays for long runs.
     """
     return _fixed_base(int(base), int(modulus), int(exponent_bits))
 
 
 @lru_cache(maxsize=4)
-def _fixed_base(base: int, modulus: int, exponent_bits: int) -> FixedBase:
+def _fixed_base(base: int, modulus: int, exponent_bits: int) -> FixedBase | CombTable:
     uses = _PLANNED.pop((base, modulus, exponent_bits), None)
     window = window_for_uses(modulus.bit_length(), exponent_bits, uses)
-    return FixedBase(base, modulus, exponent_bits, window)
+    if uses is None:
+        return FixedBase(base, modulus, exponent_bits, window)
+    # A known workload: Lim-Lee's comb, which costs far less to build than rows of
+    # 2^w powers, in no more memory than the unplanned table would take.
+    widest = table_bytes(
+        modulus.bit_length(), exponent_bits, table_window(modulus.bit_length(), exponent_bits)
+    )
+    teeth, blocks = comb_shape(modulus.bit_length(), exponent_bits, uses, widest)
+    return CombTable(base, modulus, exponent_bits, teeth, blocks)
 
 
 @dataclass(frozen=True)

@@ -90,3 +90,26 @@ def test_schemes_without_bindings_take_only_empty_ones():
     public = keys_for("ckks").public
     assert public.encrypt(np.zeros(4)).binding() == b""
     assert public.sum_bindings([b"", b""]) == b""
+
+
+@pytest.mark.parametrize(
+    "integers",
+    [
+        [5, -7, 0, (1 << 64) - 1],  # every slot tabled
+        [1 << 64, -(1 << 64), 3],  # slots one bit past the tables take the buckets
+        list(range(-20, 20)),  # more generators than are tabled
+    ],
+)
+@pytest.mark.parametrize(
+    "rho", [0, (1 << _binding.TABLE_RHO_BITS) - 1, 1 << _binding.TABLE_RHO_BITS]
+)
+def test_tabled_commitments_are_the_products_of_powers(integers, rho):
+    assert _binding.commit(integers, rho) == _commit_by_powmod(integers, rho)
+
+
+def test_dropped_tables_are_rebuilt_to_the_same_commitment():
+    before = _binding.commit([3, -4, 5], 6)
+    _binding.drop_tables()
+    assert _binding._h_table.cache_info().currsize == 0
+    assert _binding._generator_table.cache_info().currsize == 0
+    assert _binding.commit([3, -4, 5], 6) == before == _commit_by_powmod([3, -4, 5], 6)

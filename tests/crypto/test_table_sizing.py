@@ -5,7 +5,7 @@ from __future__ import annotations
 import gmpy2
 import numpy as np
 
-from he_fed.crypto import PackedPaillier, _commitment_proof
+from he_fed.crypto import PackedPaillier, _comb, _commitment_proof
 from he_fed.crypto import _djn as djn
 
 
@@ -29,7 +29,8 @@ def test_announcements_add_up_until_the_table_is_built_then_it_is_kept():
     djn.plan_uses(base, modulus, 256, 20)
     djn.plan_uses(base, modulus, 256, 30)
     table = djn.fixed_base(base, modulus, 256)
-    assert table.window == djn.window_for_uses(modulus.bit_length(), 256, 50) == 4
+    # A comb shaped for the 50 announced uses (h = 8 teeth, v = 2 blocks).
+    assert (table.teeth, table.blocks) == _comb.comb_shape(1041, 256, 50, 1 << 26) == (8, 2)
     djn.plan_uses(base, modulus, 256, 10**6)
     assert djn.fixed_base(base, modulus, 256) is table
     exponent = 2**255 + 12345
@@ -46,10 +47,10 @@ def test_a_paillier_key_plans_its_randomisers_and_its_proofs():
     number = scheme.ciphertexts_for(11)
     randomisers = djn.fixed_base(int(public.hs), int(public.nsquare), bits)
     assert number == 1
-    assert randomisers.window == djn.window_for_uses(2048, bits, 40) == 4
+    assert (randomisers.teeth, randomisers.blocks) == (8, 4)  # for 40 uses
     proof_bits = _commitment_proof.table_bits(bits, number)
     proofs = djn.fixed_base(int(public.hs % public.n), int(public.n), proof_bits)
-    assert proofs.window == djn.window_for_uses(1024, proof_bits, 120) == 5
+    assert (proofs.teeth, proofs.blocks) == (9, 6)  # for 120 uses
 
 
 def test_proofs_of_every_length_share_one_table_per_key(monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from he_fed.crypto import PackedPaillier, _commitment_proof
+from he_fed.crypto import PackedPaillier, _comb, _commitment_proof
 from he_fed.crypto import _djn as djn
 from he_fed.models import LinearRegressionGD
 from he_fed.runtime import Federation
@@ -22,7 +22,10 @@ def test_training_in_process_announces_every_encryption_and_proof():
     bits, number = scheme.randomness_bits, scheme.ciphertexts_for(5)
     # 3 clients x 4 rounds: 12 encryptions, each proved once and checked twice.
     randomisers = djn.fixed_base(int(public.hs), int(public.nsquare), bits)
-    assert randomisers.window == djn.window_for_uses(2048, bits, 12 * number) == 3
+    widest = djn.table_bytes(2048, bits, djn.table_window(2048, bits))
+    shape = _comb.comb_shape(2048, bits, 12 * number, widest)
+    assert (randomisers.teeth, randomisers.blocks) == shape == (6, 4)
     proof_bits = _commitment_proof.table_bits(bits, number)
     proofs = djn.fixed_base(int(public.hs % public.n), int(public.n), proof_bits)
-    assert proofs.window == djn.window_for_uses(1024, proof_bits, 36) == 4
+    widest = djn.table_bytes(1024, proof_bits, djn.table_window(1024, proof_bits))
+    assert (proofs.teeth, proofs.blocks) == _comb.comb_shape(1024, proof_bits, 36, widest) == (8, 5)
