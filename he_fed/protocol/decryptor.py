@@ -25,7 +25,9 @@ per ticket (``DESIGN.md``, "One aggregate per round, one model per ticket"):
   (:mod:`he_fed.protocol.partial_transport`): the aggregator, which relays them,
   cannot combine them.
 * :meth:`release` opens the partials sealed to it, verifies every proof (a bad
-  partial is left out and its holder named in :attr:`last_partials`), combines
+  partial is left out, and its holder named in :attr:`last_partials` when the
+  seal shows that holder made it; a seal that does not open names nobody, since
+  the relay could have made it), combines
   ``t`` valid ones, runs the key holder's range and binding checks and releases
   the mean rounded to the plan's grid, exactly as a key holder would; it is
   refused once the holder has moved on.
@@ -345,7 +347,14 @@ class Decryptor(KeyHolder):
         pending.own = self._share.partial_decrypt(pending.admitted.vector, context)
         body = pending.own.to_bytes(self._share.verification)
         return {
-            j: seal(body, sender=self.index, recipient=j, recipient_key=k, context=context)
+            j: seal(
+                body,
+                sender=self.index,
+                sender_key=self._exchange,
+                recipient=j,
+                recipient_key=k,
+                context=context,
+            )
             for j, k in sorted(self._peers.items())
         }
 
@@ -384,14 +393,16 @@ class Decryptor(KeyHolder):
                 envelope = Sealed.from_bytes(blob)
             except HEFedError:
                 continue
-            if envelope.recipient != self.index or envelope.sender == self.index:
+            if envelope.recipient != self.index or envelope.sender not in self._peers:
                 continue
             try:
-                partial = load_partial(
-                    open_sealed(envelope, self._exchange, context), self._share.verification
-                )
+                body = open_sealed(envelope, self._exchange, self._peers[envelope.sender], context)
             except HEFedError:
-                unreadable.append(envelope.sender)
+                continue  # anyone could have made it: the relay too, so it names nobody
+            try:
+                partial = load_partial(body, self._share.verification)
+            except HEFedError:
+                unreadable.append(envelope.sender)  # sealed by its sender: its fault
                 continue
             if partial.index != envelope.sender:
                 unreadable.append(envelope.sender)

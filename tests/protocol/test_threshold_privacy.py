@@ -157,7 +157,12 @@ class _Private:
         context, vector = self.context(agg), self.vector(agg)
         vk = self.h[1]._share.verification
         honest = load_partial(
-            open_sealed(Sealed.from_bytes(sealed[holders[0]][1]), self.h[1]._exchange, context),
+            open_sealed(
+                Sealed.from_bytes(sealed[holders[0]][1]),
+                self.h[1]._exchange,
+                self.h[holders[0]].exchange_bytes,
+                context,
+            ),
             vk,
         )
         own = [self.h[j]._share.partial_decrypt(vector, context) for j in COLLUDERS]
@@ -175,6 +180,7 @@ class _Private:
                 seal(
                     partial.to_bytes(self.h[j]._share.verification),
                     sender=j,
+                    sender_key=self.h[j]._exchange,
                     recipient=holder,
                     recipient_key=self.h[holder].exchange_bytes,
                     context=context,

@@ -139,6 +139,7 @@ class _Attack:
                 seal(
                     partial.to_bytes(self.h[j]._share.verification),
                     sender=j,
+                    sender_key=self.h[j]._exchange,
                     recipient=holder,
                     recipient_key=self.h[holder].exchange_bytes,
                     context=context,
@@ -296,7 +297,13 @@ def test_a2_the_aggregator_with_one_holder_learns_the_exact_total_weight_not_one
     vk = attack.h[1]._share.verification
     partials = [
         load_partial(
-            open_sealed(Sealed.from_bytes(sealed[h][1]), attack.h[1]._exchange, context), vk
+            open_sealed(
+                Sealed.from_bytes(sealed[h][1]),
+                attack.h[1]._exchange,
+                attack.h[h].exchange_bytes,
+                context,
+            ),
+            vk,
         )
         for h in (3, 4)
     ]

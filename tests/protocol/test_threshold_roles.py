@@ -35,7 +35,7 @@ from he_fed.protocol import (
 )
 from he_fed.protocol.certificate import aggregate_digest
 from he_fed.protocol.council import merge_signatures, merge_tickets
-from he_fed.protocol.decryptor import partial_context
+from he_fed.protocol.decryptor import Decryptor, partial_context
 from he_fed.protocol.partial_transport import ExchangeKey, Sealed, open_sealed, seal
 from he_fed.protocol.receipts import commitment_payload
 from he_fed.runtime.council import LocalCouncil
@@ -199,7 +199,7 @@ def test_the_aggregator_with_two_colluding_holders_gets_no_single_update():
         vk.combine(victim, theirs, context)
 
 
-def test_the_relay_cannot_open_or_forge_partials_and_a_forged_one_is_named():
+def test_a_bad_partial_is_named_only_when_its_holder_sealed_it():
     council = _council()
     aggregator, clients = _wire(council)
     start, vectors, receipts = _updates(council, aggregator, clients)
@@ -222,32 +222,40 @@ def test_the_relay_cannot_open_or_forge_partials_and_a_forged_one_is_named():
     for blobs in sealed.values():
         for blob in blobs:
             with pytest.raises(Exception, match="does not open"):
-                open_sealed(Sealed.from_bytes(blob), relay, context)
-    # It replaces holder 2's partials with forgeries sealed to each recipient.
+                envelope = Sealed.from_bytes(blob)
+                open_sealed(envelope, relay, holders[envelope.sender - 1].exchange_bytes, context)
     vk = holders[0]._share.verification
     proof_bytes = len(holders[0]._share.partial_decrypt(total, context).proofs[0])
     fake = PartialDecryption(
         2,
         tuple(int(c) for c in total.ciphertexts),
         tuple(b"\1" * proof_bytes for _ in total.ciphertexts),
-    )
-    releases = []
-    for holder in holders:
-        blobs = [b for b in sealed.get(holder.index, []) if Sealed.from_bytes(b).sender != 2]
-        if holder.index != 2:
-            blobs.append(
-                seal(
-                    fake.to_bytes(vk),
-                    sender=2,
-                    recipient=holder.index,
-                    recipient_key=holder.exchange_bytes,
-                    context=context,
-                )
-            )
-        releases.append(holder.release(blobs))
-        if holder.index != 2:
-            assert holder.last_partials[1] == (2,)
-            assert 2 not in holder.last_partials[0]
+    ).to_bytes(vk)
+
+    def forged(holder: Decryptor, key: ExchangeKey) -> list[bytes]:
+        """What holder 2 and the relay sent ``holder``: the others' partials, and junk "from 2"."""
+        blobs = [b for b in sealed[holder.index] if Sealed.from_bytes(b).sender != 2]
+        junk = seal(
+            fake,
+            sender=2,
+            sender_key=key,
+            recipient=holder.index,
+            recipient_key=holder.exchange_bytes,
+            context=context,
+        )
+        return [*blobs, junk]
+
+    # The red team's framing: the relay seals junk to holders 3 and 4 under holder
+    # 2's index, with a key of its own. It does not open, so it names nobody.
+    releases = [holder.release(forged(holder, relay)) for holder in holders[2:4]]
+    for holder in holders[2:4]:
+        assert holder.last_partials[1] == ()
+        assert 2 not in holder.last_partials[0]
+    # Holder 2 itself seals the same junk to holder 5 with its own key: only it can
+    # have made that, so it is named, and the round still completes from the others.
+    releases.append(holders[4].release(forged(holders[4], holders[1]._exchange)))
+    assert holders[4].last_partials[1] == (2,)
+    assert 2 not in holders[4].last_partials[0]
     assert len(set(releases)) == 1
     assert decode(releases[0], Aggregate).contributors == 4
 
