@@ -92,6 +92,7 @@ class _Pending:
     digest: bytes
     model: bytes
     own: PartialDecryption | None = None
+    raw: bytes = b""  # the encoded aggregate, for a holder's saved state
 
 
 class _Combination:
@@ -246,7 +247,9 @@ class Decryptor(KeyHolder):
         admitted = check_sum(message, key=key, plan=self._plan, min_clients=self.min_clients)
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
-        self._pending = _Pending(message, admitted, aggregate_digest(data), self._ticket_model)
+        self._pending = _Pending(
+            message, admitted, aggregate_digest(data), self._ticket_model, raw=bytes(data)
+        )
         return self._pending
 
     def _payload(self, pending: _Pending) -> bytes:
