@@ -8,9 +8,13 @@ on real SuperLink and SuperNode processes and kills a share-holder node.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from flwr.app import Message
+from he_fed.cli import main
 
 from he_fed.crypto import Paillier
 from he_fed.crypto.threshold import deal
@@ -266,3 +270,25 @@ def test_a_deployed_holder_takes_no_share_policy_or_council_from_the_serverapp(t
     grid.push_messages([message])
     with pytest.raises(PolicyViolation, match="holds a threshold share"):
         records.raise_remote(grid.replies[-1].error.reason, "holder")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("flower")
+def test_he_fed_run_threshold_on_the_flower_simulation_trains_the_single_key_holders_model(
+    tmp_path,
+):
+    """``he-fed run --threshold 3/5 --executor flower``: Ray, eight virtual nodes."""
+    args = ["run", "--rounds", "2", "--key-bits", "1024", "--allow-insecure", "--quiet"]
+    results = {}
+    for name, extra in (("single", []), ("flower", ["--threshold", "3/5", "--executor", "flower"])):
+        out = tmp_path / f"{name}.json"
+        result = CliRunner().invoke(main, [*args, "--json", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        results[name] = json.loads(out.read_text())
+    flower, single = results["flower"], results["single"]
+    assert flower["final"]["coef"] == single["final"]["coef"]
+    assert flower["final"]["intercept"] == single["final"]["intercept"]
+    assert flower["setup"]["executor"] == "flower"
+    assert flower["setup"]["council"]["absent"] == []
+    assert [r["shares"] for r in flower["rounds"]] == [{"used": [1, 2, 3], "refused": []}] * 2
+    assert "shares" not in single["rounds"][0]
