@@ -100,7 +100,8 @@ def render(result: ExperimentResult, console: Console) -> None:
     if council:
         summary.add_row(
             f"share holders (t={council['threshold']} of {council['holders']})",
-            f"quorum {council['quorum']}: at most {council['tolerated_absences']} absent",
+            f"quorum {council['quorum']}: at most {council['tolerated_absences']} absent"
+            + (f"; absent at the end: {council['absent']}" if council.get("absent") else ""),
         )
     if config.validation_split:
         summary.add_row("round kept", f"{final['best_round']} of {len(rounds)}")

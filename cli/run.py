@@ -237,7 +237,7 @@ def _resuming(checkpoint: Path | None) -> int | None:
     default=RUN_DEFAULTS["threshold"],
     help="No single key holder: N share holders, any T of which decrypt, each enforcing "
     "the policy; a quorum of ceil((N+T)/2) takes part in every round, so 3/5 tolerates "
-    "one absent holder (Paillier schemes; inprocess or processes).",
+    "one absent holder (Paillier schemes; every executor).",
 )
 @click.option(
     "--executor",

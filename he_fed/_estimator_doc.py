@@ -63,8 +63,9 @@ PARAMS_DOC = """
     threshold : str or None, default=None
         ``"t/n"``, e.g. ``"3/5"``: no single key holder; a dealer shares the
         Paillier key among ``n`` share holders, any ``t`` of which decrypt, each
-        enforcing the key holder's policy itself. Paillier schemes only, in process
-        or on ``processes``. The coefficients are those of a single key holder.
+        enforcing the key holder's policy itself. Paillier schemes only, in process,
+        on ``processes`` or on ``flower`` (share-holder nodes). The coefficients
+        are those of a single key holder.
     checkpoint : path-like or None, default=None
         A directory where ``fit`` saves after every round what it needs to
         continue (keys, the key holder's sealed state, the model chain, the

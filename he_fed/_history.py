@@ -52,6 +52,10 @@ class RoundRecord:
         Bytes each client uploaded for the evaluation round (0 without one).
     epsilon : float or None
         A private run's ``epsilon`` spent after this round (None without DP).
+    shares : tuple of two tuples of int, or None
+        With threshold decryption: the share holders whose partial decryptions
+        the release combined, and those whose partials were refused (None with a
+        single key holder).
     """
 
     round: int
@@ -70,6 +74,7 @@ class RoundRecord:
     validation_loss: float = float("nan")
     validation_bytes_up: int = 0
     epsilon: float | None = None
+    shares: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
     @classmethod
     def from_outcome(
@@ -101,6 +106,7 @@ class RoundRecord:
             validation_metric=validation[0],
             validation_loss=validation[1],
             validation_bytes_up=0 if scored is None else scored.bytes_up,
+            shares=outcome.shares,
         )
 
     @classmethod
@@ -108,6 +114,8 @@ class RoundRecord:
         """The record whose :meth:`to_dict` gave ``data``."""
         fields = dict(data)
         fields["dropped"] = tuple(fields["dropped"])
+        if fields.get("shares") is not None:
+            fields["shares"] = (tuple(fields["shares"]["used"]), tuple(fields["shares"]["refused"]))
         return cls(**fields)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,4 +124,8 @@ class RoundRecord:
         data["dropped"] = list(self.dropped)
         if self.epsilon is None:
             del data["epsilon"]  # runs without DP write the JSON they always wrote
+        if self.shares is None:
+            del data["shares"]  # nor do runs with a single key holder
+        else:
+            data["shares"] = {"used": list(self.shares[0]), "refused": list(self.shares[1])}
         return data

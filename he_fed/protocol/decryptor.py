@@ -102,6 +102,7 @@ class _Pending:
     model: bytes
     release: int  # its privacy release number (0 without a budget)
     own: PartialDecryption | None = None
+    raw: bytes = b""  # the encoded aggregate, for a holder's saved state
 
 
 class _Combination:
@@ -267,7 +268,9 @@ class Decryptor(KeyHolder):
         if release is None:
             release = vouch(self._privacy)  # refuses past the target, before signing
         digest = aggregate_digest(data)
-        self._pending = _Pending(message, admitted, digest, self._ticket_model, release)
+        self._pending = _Pending(
+            message, admitted, digest, self._ticket_model, release, raw=bytes(data)
+        )
         return self._pending
 
     def _payload(self, pending: _Pending) -> bytes:

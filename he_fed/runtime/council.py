@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from he_fed.crypto import PublicKey, Scheme
 from he_fed.crypto.threshold import ThresholdKeys, deal, parse_threshold
@@ -274,18 +275,23 @@ def generate_council(setup: FederationSetup) -> LocalCouncil:
     )
 
 
-def council_summary(keyholder: object) -> dict[str, int] | None:
-    """``t``, ``n``, the quorum ``q`` and the absences tolerated, for a run's report.
+def council_summary(keyholder: object) -> dict[str, Any] | None:
+    """``t``, ``n``, the quorum ``q``, the absences tolerated and the holders absent.
 
-    None when ``keyholder`` is a single key holder.
+    For a run's report, at its end: ``absent`` lists the holders absent then.
+
+    None when ``keyholder`` is a single key holder; a council in process
+    (:class:`LocalCouncil`) or on Flower nodes answers the same.
     """
-    if not isinstance(keyholder, LocalCouncil):
+    if not hasattr(keyholder, "tolerated_absences"):
         return None
+    council: Any = keyholder
     return {
-        "threshold": keyholder.threshold,
-        "holders": keyholder.holders,
-        "quorum": keyholder.quorum,
-        "tolerated_absences": keyholder.tolerated_absences,
+        "threshold": council.threshold,
+        "holders": council.holders,
+        "quorum": council.quorum,
+        "tolerated_absences": council.tolerated_absences,
+        "absent": sorted(council.absent),
     }
 
 
@@ -294,11 +300,12 @@ def threshold_setting(
 ) -> tuple[int, int] | None:
     """``(t, n)`` of a ``"t/n"`` setting, or None; the one check every entry point runs.
 
+    Every executor runs it (``executor`` is kept for callers that pass it).
+
     Raises
     ------
     ConfigurationError
-        If ``text`` is not ``t/n``, the scheme has no threshold decryption, or the
-        executor is Flower (share-holder nodes are not built).
+        If ``text`` is not ``t/n``, or the scheme has no threshold decryption.
     """
     if text is None:
         return None
@@ -307,10 +314,5 @@ def threshold_setting(
         raise ConfigurationError(
             f"--threshold needs a Paillier scheme; {scheme} has no threshold decryption "
             "(multiparty CKKS is not built: DESIGN.md, 'Threshold decryption')"
-        )
-    if executor == "flower":
-        raise ConfigurationError(
-            "threshold decryption runs in process and on processes; share-holder nodes "
-            "on Flower are not built yet"
         )
     return threshold

@@ -108,11 +108,6 @@ def run_federation(
     """
     if isinstance(executor, str):
         if executor == "flower":
-            if setup.threshold is not None:
-                raise ConfigurationError(
-                    "threshold decryption runs in process and on processes; share-holder "
-                    "nodes on Flower are not built yet"
-                )
             return _simulate(setup, partitions, body, workers)
         executor = make_executor(executor, workers=workers)
     try:

@@ -35,6 +35,7 @@ from he_fed.protocol.certificate import aggregate_digest, certificate_payload, m
 from he_fed.protocol.council import cosignature, merge_signatures, merge_tickets
 from he_fed.protocol.council_budget import count_certified
 from he_fed.protocol.decryptor import partial_context
+from he_fed.protocol.decryptor_state import export_decryptor_state, restore_decryptor
 from he_fed.protocol.partial_transport import Sealed, open_sealed, seal
 from he_fed.protocol.receipts import ticket_payload
 from he_fed.runtime.council import LocalCouncil
@@ -349,3 +350,41 @@ def test_an_absent_holder_counts_the_releases_it_missed_when_it_returns():
     council.absent = set()
     with pytest.raises(PolicyViolation, match=r"privacy budget spent: 3 release\(s\)"):
         council.start_round(Task.TRAIN)
+
+
+def test_a_holder_rebuilt_from_its_saved_state_keeps_its_budget_and_release_number():
+    """A Flower share-holder node rebuilds its Decryptor from bytes for every message:
+    the budget spent and a vouched release's number must survive that."""
+    attack = _Private(rounds=2)
+    h = attack.h
+    agg0 = attack.aggregate(attack.ticket(HONEST))
+    cert0 = attack.certify(agg0, (3, 4, 5), release=1)
+    sealed0 = attack.partials(agg0, cert0, (3, 4, 5))
+    for i in HONEST:
+        h[i].release(attack.feed(i, agg0, sealed0))
+    agg1 = attack.aggregate(attack.ticket(HONEST))
+    vouched = h[3].endorse(agg1)  # release 2, charged before signing
+
+    def rebuilt(holder):
+        return restore_decryptor(
+            holder._share,
+            exchange=holder._exchange,
+            peers=holder._peers,
+            council=holder.council,
+            identity=holder._identity,
+            state=export_decryptor_state(holder),
+        )
+
+    again = rebuilt(h[3])
+    assert again.privacy.released == h[3].privacy.released == 2
+    assert again._pending is not None and again._pending.release == 2
+    assert rebuilt(h[4]).privacy.released == 1
+    # The rebuilt holder answers the round it vouched for, then refuses as the
+    # original would: its budget is spent.
+    others = [h[i].endorse(agg1) for i in (4, 5)]
+    cert1 = merge_signatures([vouched, *others, attack.colluders_vouch(agg1, 2, like=3)])
+    sealed1 = attack.partials(agg1, cert1, (4, 5))
+    again.partial_decrypt(agg1, cert1)
+    again.release(attack.feed(3, agg1, sealed1))
+    with pytest.raises(PolicyViolation, match="privacy budget spent"):
+        rebuilt(again).start_round(Task.TRAIN)

@@ -11,12 +11,16 @@ The run configuration has one key per :class:`~he_fed.experiment.ExperimentConfi
 field (``key-bits`` for ``key_bits``; ``0`` or ``""`` for "not set";
 ``categorical`` as one text, ``"ward=A,B,C;sex=f,m"``), plus
 ``out`` (a path on the ServerApp's machine for the result JSON),
-``start-timeout`` and ``reply-timeout`` (seconds).
+``start-timeout`` and ``reply-timeout`` (seconds), and ``nodes`` (SuperNodes to
+wait for; ``0``: the clients plus the key holder, or plus the ``n`` share holders).
 
 Nodes: one SuperNode with ``--node-config "role='keyholder'"``, and one per
 client with ``--node-config "partition-id=K"`` (its share of the run's built-in
 dataset, dealt exactly as ``he-fed run`` deals it) or ``"data-path='own.csv'
-target='label'"`` (its own CSV file).
+target='label'"`` (its own CSV file). With ``threshold="t/n"``, no key holder:
+``n`` share-holder nodes, each with ``--node-config "share-file='share-K.key'
+policy-file='holder.json' identity-file='holderK.id' council-file='council.pin'"``
+(:mod:`he_fed.runtime.flower.sharenode`); a client node may carry those too.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from he_fed.crypto.threshold import parse_threshold
 from he_fed.data import load_dataset, parse_categorical
 from he_fed.exceptions import ConfigurationError
 from he_fed.experiment import (
@@ -77,6 +82,7 @@ _EXTRA: dict[str, Any] = {
     "out": "",
     "start-timeout": START_TIMEOUT_S,
     "reply-timeout": REPLY_TIMEOUT_S,
+    "nodes": 0,
 }
 
 
@@ -217,9 +223,10 @@ def _main(grid: Grid, context: Context) -> None:
     """Run the experiment of the run configuration over the connected nodes."""
     run_config = dict(context.run_config)
     config = config_from_run_config(run_config)
+    holders = 1 if config.threshold is None else parse_threshold(config.threshold)[1]
     executor = FlowerExecutor(
         grid,
-        nodes=config.clients + 1,
+        nodes=int(run_config.get("nodes", 0)) or config.clients + holders,
         start_timeout=float(run_config.get("start-timeout", START_TIMEOUT_S)),
         reply_timeout=float(run_config.get("reply-timeout", REPLY_TIMEOUT_S)),
     )

@@ -55,6 +55,12 @@ from he_fed.runtime.flower.policy import (
     read_identity_hex,
     trusted_clients_file,
 )
+from he_fed.runtime.flower.sharenode import (
+    SHARE_STATE,
+    add_share_handlers,
+    holds_share,
+    read_pin_hex,
+)
 
 __all__ = ["DataSource", "make_client_app", "node_role"]
 
@@ -87,9 +93,14 @@ def _refusing(handler: _Handler) -> _Handler:
 
 
 def _hello(message: Message, context: Context) -> Message:
-    """Report the role this node was started with, and its partition id."""
+    """Report the role this node was started with, and its partition id.
+
+    A node with a ``share-file`` (and no other role) is a share holder
+    (:mod:`he_fed.runtime.flower.sharenode`); with ``partition-id`` it also trains.
+    """
     partition = context.node_config.get("partition-id", -1)
-    return records.reply(message, {"role": node_role(context), "partition-id": int(partition)})  # type: ignore[arg-type]
+    role = node_role(context) or ("shareholder" if holds_share(context) else "")
+    return records.reply(message, {"role": role, "partition-id": int(partition)})  # type: ignore[arg-type]
 
 
 def _policy(message_config: ConfigRecord, context: Context) -> KeyHolderPolicy:
@@ -138,6 +149,8 @@ def _keygen(message: Message, context: Context) -> Message:
     """Become the key holder: keys and policy of its own; answer with public material only."""
     if node_role(context) == "client" or _CLIENT_STATE in context.state:
         raise PolicyViolation("this node is a client; a client never holds the secret key")
+    if holds_share(context) or SHARE_STATE in context.state:
+        raise PolicyViolation("this node holds a threshold share; it is not the single key holder")
     if _KEYHOLDER_STATE in context.state:
         raise ProtocolError("this node already generated this run's keys")
     statefile.check_provisioned(context)
@@ -303,7 +316,12 @@ def _pinned_keyholder(context: Context, offered: bytes) -> bytes:
     node = context.node_config
     pinned = node.get("keyholder-identity")
     if pinned:
-        identity = read_identity_hex(str(pinned), "keyholder-identity")
+        text = str(pinned).strip()  # one key holder's identity, or a council's pin
+        identity = (
+            read_identity_hex(text, "keyholder-identity")
+            if len(text) <= 64
+            else read_pin_hex(text, "keyholder-identity")
+        )
         if offered != identity:
             raise PolicyViolation(
                 "the setup names a key holder other than the one this node pinned"
@@ -384,4 +402,5 @@ def make_client_app(data: DataSource) -> ClientApp:
     app.train(records.REGISTER.split(".")[1])(_refusing(_register))
     app.train(records.TICKET.split(".")[1])(_refusing(_ticket))
     app.train(records.DECRYPT.split(".")[1])(_refusing(_decrypt))
+    add_share_handlers(app)
     return app

@@ -39,6 +39,7 @@ from he_fed.protocol.spec import FederationSetup, scheme_to_config
 from he_fed.runtime.base import ClientHandle, ClientResult
 from he_fed.runtime.federation import Federation
 from he_fed.runtime.flower import records, rejoin
+from he_fed.runtime.flower.council import connect_council
 
 __all__ = ["FlowerExecutor", "RemoteClient", "RemoteKeyHolder"]
 
@@ -265,6 +266,8 @@ class FlowerExecutor:
             If a client node's data does not have ``setup.n_features`` features.
         """
         self.start()
+        if setup.threshold is not None:
+            return connect_council(self, setup)
         keyholder_node, client_nodes = self._assign(len(setup.client_ids))
         plan = setup.run_plan
         # What the ServerApp expects. A deployed key-holder node takes its policy from
@@ -283,30 +286,7 @@ class FlowerExecutor:
         public, aggregation = bytes(answer["public-key"]), bytes(answer["aggregation-key"])
         identity = bytes(answer["identity"])
         aggregator = build_aggregator(aggregation, identity, setup)
-        client_plan = {f"plan.{key}": value for key, value in setup.plan.to_config().items()}
-        clients = [
-            RemoteClient(client_id, client_nodes[index])
-            for index, client_id in enumerate(setup.client_ids)
-        ]
-        requests = {
-            c.node_id: {
-                "client-id": c.client_id,
-                "public-key": public,
-                "keyholder-identity": identity,
-                **client_plan,
-            }
-            for c in clients
-        }
-        replies = self.exchange(records.SETUP, requests, group="setup")
-        identities: dict[str, bytes] = {}
-        for client in clients:
-            config = self._answer(replies.get(client.node_id), f"client {client.client_id!r}")
-            if int(config["n-features"]) != setup.n_features:  # type: ignore[arg-type]
-                raise ConfigurationError(
-                    f"client {client.client_id!r} has {config['n-features']} features, "
-                    f"the federation {setup.n_features}"
-                )
-            identities[client.client_id] = bytes(config["verify-key"])  # type: ignore[arg-type]
+        clients, identities = self.connect_clients(setup, client_nodes, public, identity)
         # Setup: every identity is registered with both parties (the key-holder node
         # checks them against its provisioned list, if it was given one).
         for client_id, verify_key in identities.items():
@@ -326,6 +306,49 @@ class FlowerExecutor:
             allow_insecure=setup.plan.allow_insecure,
         )
         return Federation(remote, aggregator, clients, self, float(metrics.get("keygen-s", 0.0)))
+
+    def connect_clients(
+        self, setup: FederationSetup, client_nodes: Mapping[int, int], public: bytes, pin: bytes
+    ) -> tuple[list[RemoteClient], dict[str, bytes]]:
+        """Have each client node take the public key, the plan and the key holder's pin.
+
+        Returns
+        -------
+        clients : list of RemoteClient
+            One per client id, on the node of its partition index.
+        identities : dict of str to bytes
+            Each client's Ed25519 identity, to register with the key holder(s).
+
+        Raises
+        ------
+        ConfigurationError
+            If a client node's data does not have ``setup.n_features`` features.
+        """
+        client_plan = {f"plan.{key}": value for key, value in setup.plan.to_config().items()}
+        clients = [
+            RemoteClient(client_id, client_nodes[index])
+            for index, client_id in enumerate(setup.client_ids)
+        ]
+        requests = {
+            c.node_id: {
+                "client-id": c.client_id,
+                "public-key": public,
+                "keyholder-identity": pin,
+                **client_plan,
+            }
+            for c in clients
+        }
+        replies = self.exchange(records.SETUP, requests, group="setup")
+        identities: dict[str, bytes] = {}
+        for client in clients:
+            config = self._answer(replies.get(client.node_id), f"client {client.client_id!r}")
+            if int(config["n-features"]) != setup.n_features:  # type: ignore[arg-type]
+                raise ConfigurationError(
+                    f"client {client.client_id!r} has {config['n-features']} features, "
+                    f"the federation {setup.n_features}"
+                )
+            identities[client.client_id] = bytes(config["verify-key"])  # type: ignore[arg-type]
+        return clients, identities
 
     def exchange(
         self, message_type: str, requests: Mapping[int, Mapping[str, Any]], *, group: str

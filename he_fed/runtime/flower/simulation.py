@@ -3,7 +3,9 @@
 :func:`simulate` starts ``K + 1`` virtual SuperNodes with
 ``flwr.simulation.run_simulation`` (Ray backend): nodes ``0 .. K-1`` are the
 clients, each reading only its own partition (from ``.npy`` files in a temporary
-folder), and node ``K`` is the key holder. The
+folder), and node ``K`` is the key holder; with threshold decryption (``t/n``)
+nodes ``K .. K+n-1`` are the ``n`` share holders instead
+(:mod:`he_fed.runtime.flower.council`). The
 function given runs inside the ServerApp, against a federation whose key holder
 and clients are reached through Flower messages only, exactly as in a deployment.
 """
@@ -140,6 +142,8 @@ def simulate(
         If the simulation ended without a result.
     """
     n_clients = len(partitions)
+    # One key-holder node, or (threshold decryption) one node per share holder.
+    n_nodes = n_clients + (1 if setup.threshold is None else setup.threshold[1])
     cores = workers or default_workers()
     outcome: list[_T] = []
     server = ServerApp()
@@ -148,7 +152,7 @@ def simulate(
 
     @server.main()
     def _main(grid: Grid, context: Context) -> None:
-        executor = FlowerExecutor(grid, nodes=n_clients + 1)
+        executor = FlowerExecutor(grid, nodes=n_nodes)
         executor.start()
         # Start-up as the caller sees it: Ray, the virtual nodes, and their roles.
         executor.startup_s = time.perf_counter() - started
@@ -168,7 +172,7 @@ def simulate(
         run_simulation(
             server_app=server,
             client_app=make_client_app(data),
-            num_supernodes=n_clients + 1,
+            num_supernodes=n_nodes,
             backend_config=backend,  # type: ignore[arg-type]
             verbose_logging=verbose,
         )

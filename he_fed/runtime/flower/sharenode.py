@@ -1,0 +1,381 @@
+"""The share-holder side of a Flower node: one threshold share, a full policy enforcer.
+
+A node started with ``--node-config "share-file='share-2.key' policy-file='holder.json'
+identity-file='holder2.id' council-file='council.pin'"`` is a share holder: a
+:class:`~he_fed.protocol.decryptor.Decryptor`, the same code as in process, rebuilt
+from its node state for every message (:mod:`he_fed.protocol.decryptor_state`).
+It may also carry ``partition-id`` (or ``data-path``) and train as a client: a
+hospital that trains and holds a share.
+
+Everything that decides what it releases is its own, never the ServerApp's:
+
+* its **share** comes from its ``share-file`` (``passphrase-file`` if protected);
+* its **policy** (scheme, plan, minimum cohort, trusted clients) from its
+  ``policy-file`` (:class:`~he_fed.runtime.flower.policy.KeyHolderPolicy`);
+* the **council** it checks tickets and certificates against is the pin in its
+  ``council-file`` (hex of :func:`~he_fed.protocol.council.council_pin`), and its
+  own Ed25519 identity (``identity-file``, 64 hex digits) must be in it at its index.
+  Each holder's X25519 key, to which partials are sealed, is fresh per run and
+  signed by its identity; a holder seals only to keys the pinned identities signed.
+
+Only in a simulation (one person owns every node) do the share, the policy and
+the pin come from the ServerApp's messages.
+
+Messages (``train.hefed_share_*``): ``setup`` (load share and policy; answer with
+public material, identity and signed exchange key), ``join`` (the council and the
+holders' exchange keys), ``register`` (client identities, once), ``ticket``,
+``endorse``, ``partial`` and ``release``: one per step of
+:class:`~he_fed.protocol.decryptor.Decryptor`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from flwr.app import ConfigRecord, Context, Message
+from flwr.clientapp import ClientApp
+
+from he_fed.crypto.threshold import KeyShare, load_share
+from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation, ProtocolError
+from he_fed.protocol import RunPlan, Task
+from he_fed.protocol.council import parse_council
+from he_fed.protocol.decryptor import Decryptor
+from he_fed.protocol.decryptor_state import export_decryptor_state, restore_decryptor
+from he_fed.protocol.messages import FEDERATION_ID_BYTES
+from he_fed.protocol.partial_transport import ExchangeKey
+from he_fed.protocol.receipts import Identity, verify_signature
+from he_fed.protocol.spec import scheme_from_config
+from he_fed.runtime.flower import records
+from he_fed.runtime.flower.policy import KeyHolderPolicy, in_simulation
+
+__all__ = [
+    "SHARE_STATE",
+    "add_share_handlers",
+    "exchange_payload",
+    "holds_share",
+    "read_pin_hex",
+]
+
+SHARE_STATE = "hefed.shareholder"
+_KEYHOLDER_STATE = "hefed.keyholder"
+_Handler = Callable[[Message, Context], Message]
+_PREFIX = "train.hefed_share_"
+
+
+def holds_share(context: Context) -> bool:
+    """Whether this node was started as a share holder (``share-file`` or the role)."""
+    node = context.node_config
+    return "share-file" in node or str(node.get("role", "")).strip().lower() == "shareholder"
+
+
+def exchange_payload(index: int, exchange: bytes) -> bytes:
+    """What a holder's identity signs to vouch for its X25519 exchange key."""
+    return b"he-fed/threshold/exchange-key/v1" + index.to_bytes(2, "big") + exchange
+
+
+def read_pin_hex(text: str, what: str) -> bytes:
+    """A council pin from its hex text.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``text`` is not the hex of a council pin.
+    """
+    try:
+        pin = bytes.fromhex(str(text).strip())
+    except ValueError:
+        pin = b""
+    if parse_council(pin) is None:
+        raise ConfigurationError(f"{what} is not the hex of a council pin")
+    return pin
+
+
+def _plan_of(config: Any) -> RunPlan:
+    return RunPlan(
+        int(config["n-features"]),
+        float(config["server-lr"]),
+        bool(config["standardize"]),
+        bool(config["standardize-target"]),
+        int(config["n-outputs"]),
+    )
+
+
+def _read_file(path: object, what: str) -> bytes:
+    try:
+        return Path(str(path)).read_bytes()
+    except OSError:
+        raise ConfigurationError(f"cannot read the {what} {str(path)!r}") from None
+
+
+def _policy(config: Any, context: Context) -> KeyHolderPolicy:
+    node = context.node_config
+    if node.get("policy-file"):
+        return KeyHolderPolicy.read(str(node["policy-file"]))
+    if not in_simulation(node):
+        raise ConfigurationError(
+            "a share-holder node takes its policy from its own configuration: start it "
+            "with --node-config \"share-file='share-1.key' policy-file='holder.json'\""
+        )
+    min_clients = int(config["min-clients"])
+    return KeyHolderPolicy(
+        scheme_from_config(config), _plan_of(config), min_clients or None, trust_on_first_use=True
+    )
+
+
+def _share(config: Any, context: Context, allow_insecure: bool) -> bytes:
+    node = context.node_config
+    if node.get("share-file"):
+        data = _read_file(node["share-file"], "share-file")
+        passphrase = None
+        if node.get("passphrase-file"):
+            passphrase = _read_file(node["passphrase-file"], "passphrase-file").strip()
+        share = load_share(data, passphrase=passphrase, allow_insecure=allow_insecure)
+        return share.to_bytes()  # kept in the node's memory only, as a key holder's key
+    if in_simulation(node) and "share" in config:
+        return bytes(config["share"])
+    raise ConfigurationError(
+        "a share-holder node reads its share from its own share-file: start it with "
+        "--node-config \"share-file='share-1.key'\""
+    )
+
+
+def _identity(context: Context) -> Identity:
+    path = context.node_config.get("identity-file")
+    if not path:
+        return Identity()
+    try:
+        return Identity.from_private_bytes(bytes.fromhex(Path(str(path)).read_text().strip()))
+    except (OSError, ValueError):
+        raise ConfigurationError(f"cannot read the share holder's identity-file {path!r}") from None
+
+
+def _record(context: Context) -> ConfigRecord:
+    if SHARE_STATE not in context.state:
+        raise ProtocolError("this node holds no share in this run; it was never set up")
+    return cast(ConfigRecord, context.state[SHARE_STATE])
+
+
+def _load(context: Context) -> tuple[ConfigRecord, KeyShare, KeyHolderPolicy]:
+    record = _record(context)
+    policy = KeyHolderPolicy.from_json(str(record["policy"]))
+    allow_insecure = bool(getattr(policy.scheme, "allow_insecure", False))
+    share = load_share(bytes(record["share"]), allow_insecure=allow_insecure)  # type: ignore[arg-type]
+    return record, share, policy
+
+
+def _restore(context: Context) -> Decryptor:
+    record, share, _ = _load(context)
+    if "state" not in record:
+        raise ProtocolError("this share holder has not joined its council yet")
+    peers = [bytes(k) for k in record["peers"]]  # type: ignore[union-attr, arg-type]
+    return restore_decryptor(
+        share,
+        exchange=ExchangeKey(X25519PrivateKey.from_private_bytes(bytes(record["exchange"]))),  # type: ignore[arg-type]
+        peers={i + 1: k for i, k in enumerate(peers)},
+        council=bytes(record["council"]),  # type: ignore[arg-type]
+        identity=Identity.from_private_bytes(bytes(record["identity"])),  # type: ignore[arg-type]
+        state=bytes(record["state"]),  # type: ignore[arg-type]
+    )
+
+
+def _save(context: Context, holder: Decryptor) -> None:
+    _record(context)["state"] = export_decryptor_state(holder)
+
+
+def _setup(message: Message, context: Context) -> Message:
+    """Load this node's share and policy; answer with public material and a signed exchange key."""
+    if str(context.node_config.get("role", "")).strip().lower() == "keyholder" or (
+        _KEYHOLDER_STATE in context.state
+    ):
+        raise PolicyViolation("this node is the single key holder; it holds no share")
+    if SHARE_STATE in context.state:
+        raise ProtocolError("this node already set up its share in this run")
+    started = time.perf_counter()
+    config = records.config_of(message)
+    policy = _policy(config, context)
+    asked = scheme_from_config(config)
+    if asked != policy.scheme or _plan_of(config) != policy.plan:
+        raise PolicyViolation(
+            "the share holder's scheme, plan and policy are its own; the ServerApp asked for "
+            f"{asked!r} and {_plan_of(config)!r}, the node's policy says {policy.scheme!r} "
+            f"and {policy.plan!r}"
+        )
+    allow_insecure = bool(getattr(policy.scheme, "allow_insecure", False))
+    raw = _share(config, context, allow_insecure)
+    share = load_share(raw, allow_insecure=allow_insecure)
+    if share.public.scheme != policy.scheme:
+        raise ConfigurationError("the share-file's scheme differs from the policy's")
+    identity = _identity(context)
+    exchange = X25519PrivateKey.generate()
+    exchange_public = ExchangeKey(exchange).public_bytes
+    context.state[SHARE_STATE] = ConfigRecord(
+        {
+            "share": raw,
+            "identity": identity.private_bytes(),
+            "exchange": exchange.private_bytes_raw(),
+            "policy": policy.to_json(),
+        }
+    )
+    vk = share.verification
+    return records.reply(
+        message,
+        {
+            "index": share.index,
+            "threshold": vk.threshold,
+            "holders": vk.holders,
+            "public-key": share.public.to_bytes(),
+            "aggregation-key": share.public.aggregation_key().to_bytes(),
+            "identity": identity.public_bytes,
+            "exchange": exchange_public,
+            "exchange-signature": identity.sign(exchange_payload(share.index, exchange_public)),
+        },
+        {"setup-s": time.perf_counter() - started},
+    )
+
+
+def _join(message: Message, context: Context) -> Message:
+    """Take the council's exchange keys, checked against the pinned council."""
+    record, share, policy = _load(context)
+    if "state" in record:
+        raise ProtocolError("this share holder already joined its council")
+    config = records.config_of(message)
+    node = context.node_config
+    offered = bytes(config["council"])  # type: ignore[arg-type]
+    if node.get("council-file"):
+        text = _read_file(node["council-file"], "council-file").decode(errors="replace")
+        council = read_pin_hex(text, "the council-file")
+        if offered != council:
+            raise PolicyViolation("the ServerApp names a council other than this node's pin")
+    elif in_simulation(node):
+        council = offered
+    else:
+        raise ConfigurationError(
+            "a share-holder node checks tickets against the council it was provisioned "
+            "with: start it with --node-config \"council-file='council.pin'\""
+        )
+    parsed = parse_council(council)
+    exchanges = [bytes(k) for k in config["exchanges"]]  # type: ignore[union-attr, arg-type]
+    signatures = [bytes(s) for s in config["exchange-signatures"]]  # type: ignore[union-attr, arg-type]
+    if parsed is None or len(exchanges) != len(parsed[1]) or len(signatures) != len(exchanges):
+        raise ProtocolError("a council join needs one exchange key per pinned holder")
+    for index, (key, signature, ident) in enumerate(
+        zip(exchanges, signatures, parsed[1], strict=True), start=1
+    ):
+        if not verify_signature(ident, signature, exchange_payload(index, key)):
+            raise PolicyViolation(f"holder {index}'s exchange key is not signed by its identity")
+    federation = hashlib.sha256(
+        b"he-fed/threshold/federation/v1" + council + b"".join(exchanges)
+    ).digest()[:FEDERATION_ID_BYTES]
+    identity = Identity.from_private_bytes(bytes(record["identity"]))  # type: ignore[arg-type]
+    holder = Decryptor(
+        share,
+        exchange=ExchangeKey(X25519PrivateKey.from_private_bytes(bytes(record["exchange"]))),  # type: ignore[arg-type]
+        peers={i: k for i, k in enumerate(exchanges, start=1)},
+        council=council,
+        identity=identity,
+        plan=policy.plan,
+        min_clients=policy.min_clients,
+        federation=federation,
+    )
+    record["council"] = council
+    record["peers"] = exchanges
+    _save(context, holder)
+    return records.reply(message, {"joined": share.index})
+
+
+def _register(message: Message, context: Context) -> Message:
+    """Record the clients' identities, once, before the first ticket (as the key holder)."""
+    holder = _restore(context)
+    _, _, policy = _load(context)
+    if holder.registered_clients() or holder.last_round >= 0:
+        raise ProtocolError("clients register once, at setup, before the first round")
+    config = records.config_of(message)
+    ids = [str(c) for c in config["client-ids"]]  # type: ignore[union-attr]
+    keys = [bytes(k) for k in config["verify-keys"]]  # type: ignore[union-attr, arg-type]
+    if len(ids) != len(keys) or len(set(ids)) != len(ids):
+        raise ProtocolError("a registration needs one public key per distinct client")
+    trusted = policy.trusted_clients
+    if trusted is not None:
+        for client_id, key in zip(ids, keys, strict=True):
+            if trusted.get(client_id) != key:
+                raise PolicyViolation(
+                    f"client {client_id!r} is not registered with the identity this node "
+                    "was provisioned with"
+                )
+    elif not policy.trust_on_first_use:
+        raise PolicyViolation(
+            "this share holder has no provisioned client identities (trusted-clients) and "
+            "does not trust on first use; it will not take identities from the aggregator"
+        )
+    for client_id, key in zip(ids, keys, strict=True):
+        holder.register(client_id, key)
+    _save(context, holder)
+    return records.reply(message, {"min-clients": holder.min_clients})
+
+
+def _step(act: Callable[[Decryptor, Any], dict[str, object]]) -> _Handler:
+    """A handler that restores the holder, acts, and saves it whatever happened."""
+
+    def handler(message: Message, context: Context) -> Message:
+        holder = _restore(context)
+        try:
+            answer = act(holder, records.config_of(message))
+        finally:
+            _save(context, holder)  # an attempt counts, as for the key holder
+        return records.reply(message, answer)
+
+    return handler
+
+
+def _ticket(holder: Decryptor, config: Any) -> dict[str, object]:
+    return {"ticket": holder.start_round(Task(str(config["task"])))}
+
+
+def _endorse(holder: Decryptor, config: Any) -> dict[str, object]:
+    return {"endorsement": holder.endorse(bytes(config["encrypted-aggregate"]))}
+
+
+def _partial(holder: Decryptor, config: Any) -> dict[str, object]:
+    sealed = holder.partial_decrypt(
+        bytes(config["encrypted-aggregate"]), bytes(config["certificate"])
+    )
+    return {"recipients": list(sealed), "sealed": list(sealed.values())}
+
+
+def _release(holder: Decryptor, config: Any) -> dict[str, object]:
+    aggregate = holder.release([bytes(b) for b in config.get("sealed", [])])
+    used, refused = holder.last_partials
+    return {"aggregate": aggregate, "used": list(used), "refused": list(refused)}
+
+
+def _refusing(handler: _Handler) -> _Handler:
+    def wrapped(message: Message, context: Context) -> Message:
+        try:
+            return handler(message, context)
+        except HEFedError as exc:
+            return records.error_reply(message, exc)
+
+    return wrapped
+
+
+#: Message type (``train.hefed_share_<step>``) of each step.
+STEPS: dict[str, _Handler] = {
+    "setup": _setup,
+    "join": _join,
+    "register": _register,
+    "ticket": _step(_ticket),
+    "endorse": _step(_endorse),
+    "partial": _step(_partial),
+    "release": _step(_release),
+}
+
+
+def add_share_handlers(app: ClientApp) -> None:
+    """Register the share-holder messages on ``app`` (every node runs the same ClientApp)."""
+    for step, handler in STEPS.items():
+        app.train(f"hefed_share_{step}")(_refusing(handler))

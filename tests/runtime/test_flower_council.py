@@ -1,0 +1,294 @@
+"""Threshold share holders as Flower nodes, on real ClientApp handlers and Flower messages.
+
+The grid delivers messages in process (tests/runtime/flower_fakes.py), each to a
+node with its own node state, so every step rebuilds the holder's Decryptor from
+its saved state, as a SuperNode does. test_flower_deployment.py runs the same app
+on real SuperLink and SuperNode processes and kills a share-holder node.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from flwr.app import Message
+from he_fed.cli import main
+
+from he_fed.crypto import Paillier
+from he_fed.crypto.threshold import deal
+from he_fed.exceptions import ConfigurationError, PolicyViolation, ProtocolError
+from he_fed.models import LogisticRegressionGD
+from he_fed.protocol import Identity
+from he_fed.protocol.council import council_pin
+from he_fed.protocol.spec import FederationSetup, scheme_to_config
+from he_fed.runtime import run_federation
+from he_fed.runtime.flower import FlowerExecutor, KeyHolderPolicy, make_client_app, records
+from he_fed.runtime.flower.sharenode import exchange_payload
+from tests.crypto.threshold_fixtures import TEST_ONLY_PRIMES_1024
+from tests.runtime.flower_fakes import LoopbackGrid
+
+SCHEME = Paillier(key_bits=1024, allow_insecure=True, max_clients=8, max_weight=64)
+HOLDER = 50  # node id of share holder i is HOLDER + i
+
+
+def _partitions() -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(5)
+    parts = []
+    for n in (30, 45, 25):
+        X = rng.normal(size=(n, 3))
+        parts.append((X, (X @ np.arange(1, 4) + rng.normal(size=n) > 0).astype(int)))
+    return parts
+
+
+def _setup(parts, scheme, threshold=None) -> FederationSetup:
+    return FederationSetup.from_partitions(
+        parts,
+        scheme=scheme,
+        model=LogisticRegressionGD(learning_rate=0.5, random_state=0),
+        local_epochs=2,
+        classes=np.array([0, 1]),
+        threshold=threshold,
+    )
+
+
+def _app(parts):
+    return make_client_app(lambda context: parts[int(context.node_config["partition-id"])])
+
+
+def _simulated_grid(parts, holders=5, **kwargs) -> LoopbackGrid:
+    """Nodes as Flower's simulation engine makes them: clients, then the share holders."""
+    total = len(parts) + holders
+    nodes = {10 + p: {"partition-id": p, "num-partitions": total} for p in range(total)}
+    return LoopbackGrid(_app(parts), nodes, **kwargs)
+
+
+def _model_after_three_rounds(federation):
+    federation.train(3)
+    return federation.aggregator.raw_model()
+
+
+def _train(federation):
+    outcomes = federation.train(3)
+    coef, intercept = federation.aggregator.raw_model()
+    return coef, intercept, outcomes, federation.keyholder
+
+
+def test_simulated_share_holder_nodes_train_the_single_key_holders_model():
+    parts = _partitions()
+    coef, intercept = run_federation(
+        "inprocess", _setup(parts, SCHEME), parts, _model_after_three_rounds
+    )
+    grid = _simulated_grid(parts)
+    shared = _setup(parts, SCHEME, (3, 5))
+    got, got_intercept, outcomes, council = run_federation(
+        FlowerExecutor(grid, nodes=8), shared, parts, _train
+    )
+    np.testing.assert_array_equal(got, coef)
+    assert got_intercept == intercept
+    assert [o.shares for o in outcomes if o.shares is not None] == [((1, 2, 3), ())] * 3
+    assert council.absent == set() and council.quorum == 4
+    # Each holder's step crossed as a Flower message to its own node.
+    steps = [m.metadata.message_type for m in grid.sent if "share" in m.metadata.message_type]
+    for step in ("setup", "join", "register", "ticket", "endorse", "partial", "release"):
+        assert f"train.hefed_share_{step}" in steps
+
+
+def test_a_silent_share_holder_node_is_absent_and_the_rounds_complete():
+    parts = _partitions()
+    reference = run_federation("inprocess", _setup(parts, SCHEME), parts, _model_after_three_rounds)
+    grid = _simulated_grid(parts)
+    executor = FlowerExecutor(grid, nodes=8, reply_timeout=0.5)  # a silent node: absent at once
+    setup = _setup(parts, SCHEME, (3, 5))
+
+    def kill_holder_two_after_round_one(federation):
+        first = federation.train(1)
+        grid.silent.add(10 + len(parts) + 1)  # share holder 2's node stops answering
+        return first + federation.train(2), federation.keyholder, federation.aggregator
+
+    outcomes, council, aggregator = run_federation(
+        executor, setup, parts, kill_holder_two_after_round_one
+    )
+    assert council.absent == {2}
+    assert [o.skipped for o in outcomes] == [None, None, None]
+    assert [o.shares for o in outcomes] == [((1, 2, 3), ()), ((1, 3, 4), ()), ((1, 3, 4), ())]
+    # Exact Paillier: the same model whichever three shares combined it.
+    coef, intercept = aggregator.raw_model()
+    np.testing.assert_array_equal(coef, reference[0])
+    assert intercept == reference[1]
+
+
+def test_two_silent_holders_of_five_leave_no_quorum_and_the_round_says_so():
+    parts = _partitions()
+    grid = _simulated_grid(parts)
+
+    def kill_two(federation):
+        grid.silent.update({10 + len(parts) + 3, 10 + len(parts) + 4})
+        return federation.train(1)
+
+    with pytest.raises(ProtocolError, match="a quorum of 4 of 5; at most 1 absent"):
+        run_federation(
+            FlowerExecutor(grid, nodes=8, reply_timeout=0.5),
+            _setup(parts, SCHEME, (3, 5)),
+            parts,
+            kill_two,
+        )
+
+
+def deployed_grid(parts, setup, tmp_path, *, dual=False, **kwargs):
+    """Share holders started with their own share file, policy, identity and council pin.
+
+    With ``dual``, client ``p`` also holds share ``p + 1`` (a hospital that trains
+    and holds a share); the other holders are nodes of their own.
+    """
+    keys = deal(SCHEME, threshold=3, holders=5, primes=TEST_ONLY_PRIMES_1024)
+    identities = {i: Identity() for i in range(1, 6)}
+    pin = council_pin(3, [identities[i].public_bytes for i in range(1, 6)])
+    (tmp_path / "council.pin").write_text(pin.hex())
+    KeyHolderPolicy(setup.scheme, setup.run_plan, setup.min_clients, trust_on_first_use=True).write(
+        tmp_path / "holder.json"
+    )
+    holders = {}
+    for share in keys.shares:
+        i = share.index
+        (tmp_path / f"share-{i}.key").write_bytes(share.to_bytes())
+        (tmp_path / f"holder{i}.id").write_text(identities[i].private_bytes().hex())
+        holders[i] = {
+            "share-file": str(tmp_path / f"share-{i}.key"),
+            "policy-file": str(tmp_path / "holder.json"),
+            "identity-file": str(tmp_path / f"holder{i}.id"),
+            "council-file": str(tmp_path / "council.pin"),
+        }
+    nodes = {
+        10 + p: {"partition-id": p, "keyholder-identity": pin.hex()} for p in range(len(parts))
+    }
+    for i, config in holders.items():
+        if dual and i <= len(parts):
+            nodes[10 + i - 1].update(config)
+        else:
+            nodes[HOLDER + i] = config
+    return LoopbackGrid(_app(parts), nodes, **kwargs), keys
+
+
+@pytest.mark.parametrize("dual", [False, True], ids=["own-nodes", "clients-hold-shares"])
+def test_deployed_share_holders_use_their_own_files_and_train_the_same_model(dual, tmp_path):
+    parts = _partitions()
+    coef, intercept = run_federation(
+        "inprocess", _setup(parts, SCHEME), parts, _model_after_three_rounds
+    )
+    setup = _setup(parts, SCHEME, (3, 5))
+    grid, _ = deployed_grid(parts, setup, tmp_path, dual=dual)
+    got, got_intercept, outcomes, _ = run_federation(
+        FlowerExecutor(grid, nodes=len(grid.contexts)), setup, parts, _train
+    )
+    np.testing.assert_array_equal(got, coef)
+    assert got_intercept == intercept
+    # No share travelled: the ServerApp sent none of the share files' bytes.
+    shares = [(tmp_path / f"share-{i}.key").read_bytes() for i in range(1, 6)]
+    for message in grid.sent:
+        values = (
+            message.content[records.CONFIG].values() if records.CONFIG in message.content else []
+        )
+        assert not any(isinstance(v, bytes) and v in shares for v in values)
+        assert "share" not in (message.content.get(records.CONFIG, {}))
+
+
+def _reply(grid, node, step, config) -> Message:
+    message = Message(records.content(config), node, f"train.hefed_share_{step}")
+    grid.push_messages([message])
+    return grid.replies[-1]
+
+
+def _set_up(grid, setup):
+    request = {
+        **scheme_to_config(setup.scheme),
+        "min-clients": 0,
+        "n-features": setup.run_plan.n_features,
+        "server-lr": setup.run_plan.server_lr,
+        "standardize": setup.run_plan.standardize,
+        "standardize-target": setup.run_plan.standardize_target,
+        "n-outputs": setup.run_plan.n_outputs,
+    }
+    return {i: records.config_of(_reply(grid, HOLDER + i, "setup", request)) for i in range(1, 6)}
+
+
+def test_a_holder_refuses_an_exchange_key_its_pinned_holder_did_not_sign(tmp_path):
+    """The aggregator swaps holder 2's exchange key for its own, to read what is sealed to it."""
+    parts = _partitions()
+    setup = _setup(parts, SCHEME, (3, 5))
+    grid, _ = deployed_grid(parts, setup, tmp_path)
+    answers = _set_up(grid, setup)
+    pin = bytes.fromhex((tmp_path / "council.pin").read_text())
+    exchanges = [bytes(answers[i]["exchange"]) for i in range(1, 6)]
+    signatures = [bytes(answers[i]["exchange-signature"]) for i in range(1, 6)]
+    mine = Identity()
+    exchanges[1] = bytes(32 * [7])
+    signatures[1] = mine.sign(exchange_payload(2, exchanges[1]))
+    join = {"council": pin, "exchanges": exchanges, "exchange-signatures": signatures}
+    reply = _reply(grid, HOLDER + 1, "join", join)
+    assert reply.has_error()
+    with pytest.raises(PolicyViolation, match="holder 2's exchange key is not signed"):
+        records.raise_remote(reply.error.reason, "holder 1")
+    # Nor may it name a council of its own: the node checks its pinned one.
+    other = council_pin(3, [Identity().public_bytes for _ in range(5)])
+    reply = _reply(grid, HOLDER + 3, "join", {**join, "council": other})
+    with pytest.raises(PolicyViolation, match="council other than this node's pin"):
+        records.raise_remote(reply.error.reason, "holder 3")
+
+
+def test_a_deployed_holder_takes_no_share_policy_or_council_from_the_serverapp(tmp_path):
+    parts = _partitions()
+    setup = _setup(parts, SCHEME, (3, 5))
+    keys = deal(SCHEME, threshold=3, holders=5, primes=TEST_ONLY_PRIMES_1024)
+    KeyHolderPolicy(setup.scheme, setup.run_plan, None, trust_on_first_use=True).write(
+        tmp_path / "p.json"
+    )
+    grid = LoopbackGrid(
+        _app(parts),
+        {
+            HOLDER + 1: {"role": "shareholder"},
+            HOLDER + 2: {"role": "shareholder", "policy-file": str(tmp_path / "p.json")},
+        },
+    )
+    request = {
+        **scheme_to_config(setup.scheme),
+        "min-clients": 0,
+        "n-features": 3,
+        "server-lr": 1.0,
+        "standardize": True,
+        "standardize-target": False,
+        "n-outputs": 1,
+        "share": keys.shares[0].to_bytes(),
+    }
+    for node, text in ((HOLDER + 1, "policy-file"), (HOLDER + 2, "share-file")):
+        reply = _reply(grid, node, "setup", request)
+        with pytest.raises(ConfigurationError, match=text):
+            records.raise_remote(reply.error.reason, "holder")
+    # The single key holder's keygen is refused on a node that holds a share.
+    message = Message(records.content({}), HOLDER + 2, records.KEYGEN)
+    grid.push_messages([message])
+    with pytest.raises(PolicyViolation, match="holds a threshold share"):
+        records.raise_remote(grid.replies[-1].error.reason, "holder")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("flower")
+def test_he_fed_run_threshold_on_the_flower_simulation_trains_the_single_key_holders_model(
+    tmp_path,
+):
+    """``he-fed run --threshold 3/5 --executor flower``: Ray, eight virtual nodes."""
+    args = ["run", "--rounds", "2", "--key-bits", "1024", "--allow-insecure", "--quiet"]
+    results = {}
+    for name, extra in (("single", []), ("flower", ["--threshold", "3/5", "--executor", "flower"])):
+        out = tmp_path / f"{name}.json"
+        result = CliRunner().invoke(main, [*args, "--json", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        results[name] = json.loads(out.read_text())
+    flower, single = results["flower"], results["single"]
+    assert flower["final"]["coef"] == single["final"]["coef"]
+    assert flower["final"]["intercept"] == single["final"]["intercept"]
+    assert flower["setup"]["executor"] == "flower"
+    assert flower["setup"]["council"]["absent"] == []
+    assert [r["shares"] for r in flower["rounds"]] == [{"used": [1, 2, 3], "refused": []}] * 2
+    assert "shares" not in single["rounds"][0]
