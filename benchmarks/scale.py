@@ -101,7 +101,7 @@ CLIENT_COUNTS = (10, 100, 1000)
 EXECUTORS = ("inprocess", "processes", "flower")
 #: The large rows: clients, and training rounds (after the two standardisation rounds).
 LARGE_CLIENTS = (10000,)
-LARGE_ROUNDS = 2
+LARGE_ROUNDS = 1
 _SAMPLE_S = 0.25
 
 
@@ -273,6 +273,7 @@ def macro_row(
         "peak_rss_mib": peak_rss / 1024,
         "peak_processes": peak_procs,
         "training_rounds": rounds,
+        "ended_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_mean": statistics.fmean(loads) if loads else os.getloadavg()[0],
         "load_max": max(loads, default=os.getloadavg()[0]),
     }
@@ -306,6 +307,26 @@ def macro(
             if row["clients"] == clients:
                 row["same_coefficients_as_every_executor"] = len(digests) == 1
     return rows
+
+
+def _merge_large(
+    kept: dict[str, Any] | None, head: dict[str, Any], rounds: int, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The large part: ``rows``, plus the rows of ``kept`` (same rounds) they do not replace.
+
+    Executors run one invocation at a time when their rows are measured apart
+    (``--large-executors flower`` after the others); each row keeps its own load
+    average, and the coefficients are compared across every row of a client count.
+    """
+    if kept is None or kept.get("rounds") != rounds:
+        kept = {"rows": []}
+    new = {(r["clients"], r["executor"]) for r in rows}
+    merged = [r for r in kept["rows"] if (r["clients"], r["executor"]) not in new] + rows
+    for r in merged:
+        digests = {o["coef_digest"] for o in merged if o["clients"] == r["clients"]}
+        r["same_coefficients_as_every_executor"] = len(digests) == 1
+    clients = sorted({r["clients"] for r in merged})
+    return {**head, "clients": clients, "rounds": rounds, "rows": merged}
 
 
 def _speedup_table(s: dict[str, Any], startup: str) -> list[str]:
@@ -520,17 +541,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         result["macro_config"] = {**MACRO, "samples_per_client": SAMPLES_PER_CLIENT}
         result["macro"] = macro(args.workdir, tuple(args.clients))
     if "large" in wanted:
-        result["large"] = {
-            "environment": environment(),
-            "clients": args.large_clients,
-            "rounds": args.large_rounds,
-            "rows": macro(
-                args.workdir,
-                tuple(args.large_clients),
-                args.large_rounds,
-                tuple(args.large_executors),
-            ),
-        }
+        rows = macro(
+            args.workdir, tuple(args.large_clients), args.large_rounds, tuple(args.large_executors)
+        )
+        result["large"] = _merge_large(
+            result.get("large") if args.merge else None,
+            {"environment": environment(), "clients": args.large_clients},
+            args.large_rounds,
+            rows,
+        )
     if args.merge or wanted == every:
         text = markdown(result)
         print(text)
