@@ -15,6 +15,7 @@ SCRIPTS = [
     "commitment_proof",
     "dp_repeats",
     "dp_tradeoff",
+    "flower_profile",
     "optimizers",
     "paillier_speed",
     "scale",
