@@ -165,8 +165,7 @@ def split_by_group(
 
     The same partitions as ``[(X[groups == g], y[groups == g]) for g in ids]``, rows
     in their original order, but in one stable sort rather than one pass over every
-    row per group, which is quadratic in the number of clients (about ten seconds
-    at 10,000 clients of 40 rows).
+    row per group, which is quadratic in the number of clients.
 
     Returns
     -------
