@@ -54,6 +54,7 @@ def test_the_scale_grid_renders_one_row_per_cell_with_its_ratio():
         "## The processes executor against inprocess",
         "## The processes executor over a grid",
         "## Time per round and peak memory",
+        "## 10,000 clients",
     ]
 
 
