@@ -24,8 +24,11 @@ Three measurements, each of them the real ``run_experiment`` path:
   whether every executor ended with the same coefficients.
 * **Large rows.** The macro rows' federation at K = 10,000 (``--large-clients``),
   interleaved executor by executor, with fewer training rounds
-  (:data:`LARGE_ROUNDS`, after the same two standardisation rounds) so that the
-  Flower row ends within minutes. Each row also records the machine's load
+  (:data:`LARGE_ROUNDS`, after the same two standardisation rounds), on
+  ``inprocess`` and ``processes``: Flower's simulation engine is quadratic in the
+  clients (``flower_profile.py``), so its rows are asked for apart, at fewer
+  clients (``--large-clients 1000 3000 --large-executors inprocess flower``).
+  Each row also records the machine's load
   average while it ran (the mean of the 1-minute figure, sampled with the memory),
   since the figures come from a shared machine.
 
@@ -102,6 +105,9 @@ EXECUTORS = ("inprocess", "processes", "flower")
 #: The large rows: clients, and training rounds (after the two standardisation rounds).
 LARGE_CLIENTS = (10000,)
 LARGE_ROUNDS = 1
+#: Flower's simulation engine sweeps its queue in time quadratic in the clients
+#: (``flower_profile.py``), so the large rows leave it out unless asked.
+LARGE_EXECUTORS = ("inprocess", "processes")
 _SAMPLE_S = 0.25
 
 
@@ -322,6 +328,7 @@ def _merge_large(
         kept = {"rows": []}
     new = {(r["clients"], r["executor"]) for r in rows}
     merged = [r for r in kept["rows"] if (r["clients"], r["executor"]) not in new] + rows
+    merged.sort(key=lambda r: (r["clients"], EXECUTORS.index(r["executor"])))
     for r in merged:
         digests = {o["coef_digest"] for o in merged if o["clients"] == r["clients"]}
         r["same_coefficients_as_every_executor"] = len(digests) == 1
@@ -393,10 +400,11 @@ def _large_intro(result: dict[str, Any]) -> str:
     return (
         f"{env['date']}: the federation above at {', '.join(f'{k:,}' for k in large['clients'])} "
         f"clients, {large['rounds']} training round(s) after the two standardisation rounds "
-        "(s per round is their median), executors interleaved, one run each. The load "
-        "average is the machine's mean 1-minute figure while the row ran, on 2 cores: "
-        "other work shared the machine, so the seconds are high and a re-run on a quiet "
-        "machine will lower them."
+        "(s per round is their median), one run each, executors interleaved within each "
+        "invocation of the script (each row's end time is in the JSON). The load average "
+        "is the machine's mean 1-minute figure while the row ran, on 2 cores: other work "
+        "shared the machine, so the seconds are high and a re-run on a quiet machine will "
+        "lower them."
     )
 
 
@@ -500,7 +508,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     )
     parser.add_argument("--large-clients", type=int, nargs="+", default=list(LARGE_CLIENTS))
     parser.add_argument("--large-rounds", type=int, default=LARGE_ROUNDS)
-    parser.add_argument("--large-executors", nargs="+", default=list(EXECUTORS))
+    parser.add_argument("--large-executors", nargs="+", default=list(LARGE_EXECUTORS))
     parser.add_argument(
         "--merge",
         type=Path,

@@ -62,3 +62,25 @@ def test_the_phe_example_uses_the_examples_split():
     data = _script("phe_example").example_data()
     assert data["X_train"].shape == (392, 11) and data["X_test"].shape == (50, 11)
     assert [b.stop - b.start for b in data["blocks"]] == [130, 130, 130]
+
+
+def test_large_rows_measured_apart_merge_by_client_count_and_executor():
+    scale = _script("scale")
+
+    def row(clients, executor, digest):
+        return {"clients": clients, "executor": executor, "coef_digest": digest}
+
+    kept = {"rounds": 1, "rows": [row(10000, "processes", "a"), row(10000, "inprocess", "a")]}
+    new = [row(10000, "inprocess", "b"), row(3000, "flower", "c")]
+    merged = scale._merge_large(kept, {"clients": [3000]}, 1, new)
+    assert [(r["clients"], r["executor"]) for r in merged["rows"]] == [
+        (3000, "flower"),
+        (10000, "inprocess"),
+        (10000, "processes"),
+    ]
+    assert merged["clients"] == [3000, 10000]
+    same = [r["same_coefficients_as_every_executor"] for r in merged["rows"]]
+    assert same == [True, False, False]  # the new inprocess row disagrees with processes
+    # Rows of another round count are not kept beside the new ones.
+    assert scale._merge_large({**kept, "rounds": 2}, {}, 1, new)["clients"] == [3000, 10000]
+    assert len(scale._merge_large({**kept, "rounds": 2}, {}, 1, new)["rows"]) == 2
