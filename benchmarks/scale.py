@@ -22,11 +22,25 @@ Three measurements, each of them the real ``run_experiment`` path:
   training-round wall time, executor start-up, peak memory (the sum of the
   processes' proportional set sizes, PSS, so shared pages count once), and
   whether every executor ended with the same coefficients.
+* **Large rows.** The macro rows' federation at K = 10,000 (``--large-clients``),
+  interleaved executor by executor, with fewer training rounds
+  (:data:`LARGE_ROUNDS`, after the same two standardisation rounds), on
+  ``inprocess`` and ``processes``: Flower's simulation engine is quadratic in the
+  clients (``flower_profile.py``), so its rows are asked for apart, at fewer
+  clients (``--large-clients 1000 3000 --large-executors inprocess flower``).
+  Each row also records the machine's load
+  average while it ran (the mean of the 1-minute figure, sampled with the memory),
+  since the figures come from a shared machine.
 
 Run::
 
     python benchmarks/scale.py --json benchmarks/results/scale.json \\
         --markdown benchmarks/results/scale.md
+
+or the 10,000-client rows alone, kept beside the other parts of the committed file::
+
+    python benchmarks/scale.py --only large --merge benchmarks/results/scale.json \\
+        --json benchmarks/results/scale.json --markdown benchmarks/results/scale.md
 
 or one part only, e.g. the data-heavy cell of the grid::
 
@@ -88,6 +102,12 @@ _TEST_SHARE = 0.25
 SAMPLES_PER_CLIENT = 40
 CLIENT_COUNTS = (10, 100, 1000)
 EXECUTORS = ("inprocess", "processes", "flower")
+#: The large rows: clients, and training rounds (after the two standardisation rounds).
+LARGE_CLIENTS = (10000,)
+LARGE_ROUNDS = 1
+#: Flower's simulation engine sweeps its queue in time quadratic in the clients
+#: (``flower_profile.py``), so the large rows leave it out unless asked.
+LARGE_EXECUTORS = ("inprocess", "processes")
 _SAMPLE_S = 0.25
 
 
@@ -224,20 +244,28 @@ def _memory_kib(pids: list[int]) -> tuple[int, int]:
     return pss, rss
 
 
-def macro_row(clients: int, executor: str, workdir: Path) -> dict[str, Any]:
-    """One (K, executor) run in a fresh process, with its tree's peak memory."""
+def macro_row(
+    clients: int, executor: str, workdir: Path, rounds: int = MACRO["rounds"]
+) -> dict[str, Any]:
+    """One (K, executor) run in a fresh process, with its tree's peak memory.
+
+    ``rounds`` training rounds follow the two standardisation rounds. The row also
+    keeps the machine's 1-minute load average, sampled with the memory: its mean
+    and its highest value while the run lasted.
+    """
     out = workdir / f"{clients}-{executor}.json"
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
     started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--child", str(clients), executor, str(out)], env=env
-    )
+    command = [sys.executable, __file__, "--child", str(clients), executor, str(out)]
+    child = subprocess.Popen([*command, "--child-rounds", str(rounds)], env=env)
     peak_pss = peak_rss = peak_procs = 0
+    loads: list[float] = []
     while child.poll() is None:
         pids = _tree(child.pid)
         pss, rss = _memory_kib(pids)
         peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
         peak_procs = max(peak_procs, len(pids))
+        loads.append(os.getloadavg()[0])
         time.sleep(_SAMPLE_S)
     if child.returncode != 0:
         raise SystemExit(f"{clients} clients on {executor} failed with {child.returncode}")
@@ -250,12 +278,16 @@ def macro_row(clients: int, executor: str, workdir: Path) -> dict[str, Any]:
         "peak_pss_mib": peak_pss / 1024,
         "peak_rss_mib": peak_rss / 1024,
         "peak_processes": peak_procs,
+        "training_rounds": rounds,
+        "ended_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_mean": statistics.fmean(loads) if loads else os.getloadavg()[0],
+        "load_max": max(loads, default=os.getloadavg()[0]),
     }
 
 
-def _child(clients: int, executor: str, out: Path) -> None:
+def _child(clients: int, executor: str, out: Path, rounds: int) -> None:
     config = ExperimentConfig(
-        **MACRO,  # type: ignore[arg-type]
+        **{**MACRO, "rounds": rounds},  # type: ignore[arg-type]
         samples=SAMPLES_PER_CLIENT * clients,
         clients=clients,
         executor=executor,
@@ -263,12 +295,17 @@ def _child(clients: int, executor: str, out: Path) -> None:
     out.write_text(run_experiment(config).to_json())
 
 
-def macro(workdir: Path, counts: tuple[int, ...]) -> list[dict[str, Any]]:
+def macro(
+    workdir: Path,
+    counts: tuple[int, ...],
+    rounds: int = MACRO["rounds"],
+    executors: tuple[str, ...] = EXECUTORS,
+) -> list[dict[str, Any]]:
     """Every (K, executor) row; K outer, so a row's neighbours share the machine's state."""
     rows = []
     for clients in counts:
-        for executor in EXECUTORS:
-            rows.append(macro_row(clients, executor, workdir))
+        for executor in executors:
+            rows.append(macro_row(clients, executor, workdir, rounds))
             print(json.dumps(rows[-1]), flush=True)
     for clients in counts:
         digests = {r["coef_digest"] for r in rows if r["clients"] == clients}
@@ -276,6 +313,27 @@ def macro(workdir: Path, counts: tuple[int, ...]) -> list[dict[str, Any]]:
             if row["clients"] == clients:
                 row["same_coefficients_as_every_executor"] = len(digests) == 1
     return rows
+
+
+def _merge_large(
+    kept: dict[str, Any] | None, head: dict[str, Any], rounds: int, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The large part: ``rows``, plus the rows of ``kept`` (same rounds) they do not replace.
+
+    Executors run one invocation at a time when their rows are measured apart
+    (``--large-executors flower`` after the others); each row keeps its own load
+    average, and the coefficients are compared across every row of a client count.
+    """
+    if kept is None or kept.get("rounds") != rounds:
+        kept = {"rows": []}
+    new = {(r["clients"], r["executor"]) for r in rows}
+    merged = [r for r in kept["rows"] if (r["clients"], r["executor"]) not in new] + rows
+    merged.sort(key=lambda r: (r["clients"], EXECUTORS.index(r["executor"])))
+    for r in merged:
+        digests = {o["coef_digest"] for o in merged if o["clients"] == r["clients"]}
+        r["same_coefficients_as_every_executor"] = len(digests) == 1
+    clients = sorted({r["clients"] for r in merged})
+    return {**head, "clients": clients, "rounds": rounds, "rows": merged}
 
 
 def _speedup_table(s: dict[str, Any], startup: str) -> list[str]:
@@ -314,6 +372,56 @@ def _macro_table(result: dict[str, Any], *, processes: bool) -> list[str]:
     return lines
 
 
+def _large_table(result: dict[str, Any]) -> list[str]:
+    """The large rows: time per round, memory, and the load the machine carried."""
+    rows = result["large"]["rows"]
+    base = {r["clients"]: r["round_s"] for r in rows if r["executor"] == "inprocess"}
+    lines = [
+        "| clients | executor | s per round | vs inprocess | standardisation rounds s | "
+        "start-up s | peak memory MiB | processes | load average | same coefficients |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ratio = f"{base[r['clients']] / r['round_s']:.2f}×" if r["clients"] in base else "–"
+        stats = " + ".join(f"{s:.1f}" for s in r["setup_rounds_s"])
+        lines.append(
+            f"| {r['clients']:,} | {r['executor']} | {r['round_s']:.1f} | {ratio} | {stats} | "
+            f"{r['startup_s']:.1f} | {r['peak_pss_mib']:.0f} | {r['peak_processes']} | "
+            f"{r['load_mean']:.1f} | "
+            f"{'yes' if r['same_coefficients_as_every_executor'] else 'NO'} |"
+        )
+    return lines
+
+
+def _large_intro(result: dict[str, Any]) -> str:
+    """What the large rows measured, and on what machine state."""
+    large = result["large"]
+    env = large["environment"]
+    return (
+        f"{env['date']}: the federation above at {', '.join(f'{k:,}' for k in large['clients'])} "
+        f"clients, {large['rounds']} training round(s) after the two standardisation rounds "
+        "(s per round is their median), one run each, executors interleaved within each "
+        "invocation of the script (each row's end time is in the JSON). The load average "
+        "is the machine's mean 1-minute figure while the row ran, on 2 cores: other work "
+        "shared the machine, so the seconds are high and a re-run on a quiet machine will "
+        "lower them."
+    )
+
+
+def _counts(result: dict[str, Any]) -> list[int]:
+    """Every client count measured, the large rows' included."""
+    rows = result.get("macro", []) + result.get("large", {}).get("rows", [])
+    return [r["clients"] for r in rows] or [0]
+
+
+def _large_section(result: dict[str, Any]) -> list[str]:
+    """The large rows' section, for results that have them."""
+    if not result.get("large"):
+        return []
+    heading = f"## {max(result['large']['clients']):,} clients"
+    return ["", heading, "", _large_intro(result), "", *_large_table(result)]
+
+
 def headline(result: dict[str, Any]) -> list[str]:
     """Both tables, briefly (what README shows)."""
     s, m = result["speedup"], result["macro_config"]
@@ -331,6 +439,7 @@ def headline(result: dict[str, Any]) -> list[str]:
         "features:",
         "",
         *_macro_table(result, processes=False),
+        *(["", _large_intro(result), "", *_large_table(result)] if result.get("large") else []),
     ]
 
 
@@ -359,7 +468,7 @@ def markdown(result: dict[str, Any]) -> str:
     s = result["speedup"]
     c = s["config"]
     lines = [
-        "# Scale: executors from 10 to 1,000 clients",
+        f"# Scale: executors from 10 to {max(_counts(result)):,} clients",
         "",
         f"{env['date']} · {env['cpu']} · {env['cpu_count']} cores · Python {env['python']} · "
         f"flwr {env['packages'].get('flwr')} · ray {env['packages'].get('ray')}. One run of "
@@ -385,6 +494,7 @@ def markdown(result: dict[str, Any]) -> str:
         "tree (workers, Ray's processes).",
         "",
         *_macro_table(result, processes=True),
+        *_large_section(result),
     ]
     return "\n".join(lines) + "\n"
 
@@ -394,7 +504,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENT_COUNTS))
     parser.add_argument(
-        "--only", choices=("speedup", "grid", "macro"), help="run one measurement only"
+        "--only", choices=("speedup", "grid", "macro", "large"), help="run one measurement only"
+    )
+    parser.add_argument("--large-clients", type=int, nargs="+", default=list(LARGE_CLIENTS))
+    parser.add_argument("--large-rounds", type=int, default=LARGE_ROUNDS)
+    parser.add_argument("--large-executors", nargs="+", default=list(LARGE_EXECUTORS))
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        help="with --only, keep the other parts of this results file and rewrite its markdown",
     )
     parser.add_argument("--grid-rows", type=int, nargs="+", default=list(GRID_ROWS))
     parser.add_argument("--grid-features", type=int, nargs="+", default=list(GRID_FEATURES))
@@ -405,13 +523,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument(
         "--child", nargs=3, metavar=("CLIENTS", "EXECUTOR", "OUT"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--child-rounds", type=int, default=MACRO["rounds"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        _child(int(args.child[0]), args.child[1], Path(args.child[2]))
+        _child(int(args.child[0]), args.child[1], Path(args.child[2]), args.child_rounds)
         return None
     args.workdir.mkdir(parents=True, exist_ok=True)
-    wanted = {args.only} if args.only else {"speedup", "grid", "macro"}
+    every = {"speedup", "grid", "macro", "large"}
+    wanted = {args.only} if args.only else every
     result: dict[str, Any] = {"benchmark": "scale", "environment": environment()}
+    if args.merge:
+        result = json.loads(args.merge.read_text(encoding="utf-8"))
     if "speedup" in wanted:
         result["speedup"] = speedup(args.repeats)
     if "grid" in wanted:
@@ -426,16 +548,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if "macro" in wanted:
         result["macro_config"] = {**MACRO, "samples_per_client": SAMPLES_PER_CLIENT}
         result["macro"] = macro(args.workdir, tuple(args.clients))
-    if wanted != {"speedup", "grid", "macro"}:
-        # A partial run prints its tables and writes its JSON, never the committed file's
-        # markdown (which needs every part).
-        text = "\n".join(_grid_table(result["grid"])) if "grid" in result else ""
-        print(text or json.dumps(result, indent=1))
-        write_outputs(result, text, args.json, None)
+    if "large" in wanted:
+        rows = macro(
+            args.workdir, tuple(args.large_clients), args.large_rounds, tuple(args.large_executors)
+        )
+        result["large"] = _merge_large(
+            result.get("large") if args.merge else None,
+            {"environment": environment(), "clients": args.large_clients},
+            args.large_rounds,
+            rows,
+        )
+    if args.merge or wanted == every:
+        text = markdown(result)
+        print(text)
+        write_outputs(result, text, args.json, args.markdown)
         return result
-    text = markdown(result)
-    print(text)
-    write_outputs(result, text, args.json, args.markdown)
+    # A partial run prints its tables and writes its JSON, never the committed file's
+    # markdown (which needs every part).
+    text = "\n".join(_grid_table(result["grid"])) if "grid" in result else ""
+    print(text or json.dumps(result, indent=1))
+    write_outputs(result, text, args.json, None)
     return result
 
 

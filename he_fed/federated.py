@@ -22,7 +22,7 @@ from he_fed._private_fit import PrivateFit
 from he_fed._validation import check_int
 from he_fed.crypto import Scheme
 from he_fed.crypto.base import DEFAULT_CLIP
-from he_fed.data import iid_groups, training_classes
+from he_fed.data import iid_groups, split_by_group, training_classes
 from he_fed.exceptions import ConfigurationError
 from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
 from he_fed.models._linear_classifier import LinearClassifierMixin
@@ -209,8 +209,7 @@ class _FederatedBase(BaseEstimator):
     ) -> tuple[list[RoundRecord], dict[str, Any], tuple[np.ndarray, Any]]:
         """One federated fit with these hyperparameters: history, setup, and model."""
         check_executor(self)
-        ids = np.unique(groups)
-        partitions = [(X[groups == g], y[groups == g]) for g in ids]
+        ids, partitions = split_by_group(X, y, groups)
         model = self.local_model(learning_rate, alpha)
         private = None
         if self.dp_epsilon is not None:

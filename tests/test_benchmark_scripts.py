@@ -15,6 +15,7 @@ SCRIPTS = [
     "commitment_proof",
     "dp_repeats",
     "dp_tradeoff",
+    "flower_profile",
     "optimizers",
     "paillier_speed",
     "scale",
@@ -53,6 +54,7 @@ def test_the_scale_grid_renders_one_row_per_cell_with_its_ratio():
         "## The processes executor against inprocess",
         "## The processes executor over a grid",
         "## Time per round and peak memory",
+        "## 10,000 clients",
     ]
 
 
@@ -75,3 +77,25 @@ def test_every_stage_the_phe_example_profiles_names_a_function_of_he_fed():
     needed = {name for _, names in stages for name in names}
     assert len(stages) == 15
     assert needed <= defined, needed - defined
+
+
+def test_large_rows_measured_apart_merge_by_client_count_and_executor():
+    scale = _script("scale")
+
+    def row(clients, executor, digest):
+        return {"clients": clients, "executor": executor, "coef_digest": digest}
+
+    kept = {"rounds": 1, "rows": [row(10000, "processes", "a"), row(10000, "inprocess", "a")]}
+    new = [row(10000, "inprocess", "b"), row(3000, "flower", "c")]
+    merged = scale._merge_large(kept, {"clients": [3000]}, 1, new)
+    assert [(r["clients"], r["executor"]) for r in merged["rows"]] == [
+        (3000, "flower"),
+        (10000, "inprocess"),
+        (10000, "processes"),
+    ]
+    assert merged["clients"] == [3000, 10000]
+    same = [r["same_coefficients_as_every_executor"] for r in merged["rows"]]
+    assert same == [True, False, False]  # the new inprocess row disagrees with processes
+    # Rows of another round count are not kept beside the new ones.
+    assert scale._merge_large({**kept, "rounds": 2}, {}, 1, new)["clients"] == [3000, 10000]
+    assert len(scale._merge_large({**kept, "rounds": 2}, {}, 1, new)["rows"]) == 2

@@ -131,11 +131,27 @@ def check_public_key(n: int, hs: int) -> None:
     power modulo ``n²`` is the decisional composite residuosity problem, so it is
     not checked. The caller checks the bit length of ``n`` against the scheme.
 
+    A key that passed is remembered by value (the last :data:`_CHECKED_KEYS`), since
+    the verdict depends on ``(n, hs)`` alone: the clients simulated in one process
+    read the same key, and a Flower node rebuilds its client from the key's bytes
+    every round, so without it each paid the checks, mostly the primality test,
+    once per client and round. A key that fails is checked again each time.
+
     Raises
     ------
     MalformedMessage
         Naming the first check that fails.
     """
+    _passed(int(n), int(hs))
+
+
+#: Public keys whose passing checks :func:`check_public_key` remembers.
+_CHECKED_KEYS = 8
+
+
+@lru_cache(maxsize=_CHECKED_KEYS)
+def _passed(n: int, hs: int) -> bool:
+    """:func:`check_public_key`'s checks; True, or the exception (never cached)."""
     n_ = gmpy2.mpz(n)
     if gmpy2.gcd(n_, _small_primes_product()) != 1:
         raise MalformedMessage(
@@ -160,6 +176,7 @@ def check_public_key(n: int, hs: int) -> None:
             "paillier key's DJN generator has a small order modulo a factor of n: "
             "its randomisers would take few values"
         )
+    return True
 
 
 def table_window(modulus_bits: int, exponent_bits: int) -> int:

@@ -10,7 +10,13 @@ from he_fed.data._datasets import (
     builtin_name,
     load_dataset,
 )
-from he_fed.data._partition import PARTITIONERS, iid_groups, partition, train_test
+from he_fed.data._partition import (
+    PARTITIONERS,
+    iid_groups,
+    partition,
+    split_by_group,
+    train_test,
+)
 from he_fed.data._target import (
     MAX_AUTO_CLASSES,
     TargetKind,
@@ -37,6 +43,7 @@ __all__ = [
     "parse_categorical",
     "partition",
     "regression_target",
+    "split_by_group",
     "target_kind",
     "train_test",
     "training_classes",

@@ -8,7 +8,7 @@ from sklearn.model_selection import train_test_split
 from he_fed._validation import check_int
 from he_fed.exceptions import ConfigurationError, DatasetError
 
-__all__ = ["PARTITIONERS", "iid_groups", "partition", "train_test"]
+__all__ = ["PARTITIONERS", "iid_groups", "partition", "split_by_group", "train_test"]
 
 #: Partitioning methods by name.
 PARTITIONERS = ("iid", "dirichlet")
@@ -156,3 +156,26 @@ def iid_groups(n_samples: int, n_clients: int, *, random_state: int = 0) -> np.n
     ):
         groups[rows] = client
     return groups
+
+
+def split_by_group(
+    X: np.ndarray, y: np.ndarray, groups: np.ndarray
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Each group's rows of ``X`` and ``y``, in the order of ``np.unique(groups)``.
+
+    The same partitions as ``[(X[groups == g], y[groups == g]) for g in ids]``, rows
+    in their original order, but in one stable sort rather than one pass over every
+    row per group, which is quadratic in the number of clients.
+
+    Returns
+    -------
+    ids : ndarray
+        The distinct groups, sorted.
+    partitions : list of (X_k, y_k)
+        One per group, in the order of ``ids``.
+    """
+    ids, inverse = np.unique(groups, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse, minlength=len(ids)))[:-1]
+    return ids, [(X[rows], y[rows]) for rows in np.split(order, bounds)]

@@ -94,7 +94,9 @@ class Aggregator:
         self._federation = b""
         self._task: Task | None = None
         self._sum: EncryptedVector | None = None
-        self._receipts: list[Receipt] = []
+        # By client id, in arrival order: the duplicate check is one lookup, not a
+        # scan of the cohort (which made a round quadratic in the number of clients).
+        self._receipts: dict[str, Receipt] = {}
         self._registry = Registry(clients)
 
     def register(self, client_id: str, verify_key: bytes) -> None:
@@ -144,7 +146,7 @@ class Aggregator:
     @property
     def contributors(self) -> tuple[str, ...]:
         """Clients whose updates the current sum holds."""
-        return tuple(r.client_id for r in self._receipts)
+        return tuple(self._receipts)
 
     def open_round(self, ticket: bytes) -> bytes:
         """Open the round a key holder's ticket describes; return the bytes to broadcast.
@@ -189,7 +191,7 @@ class Aggregator:
         self._round = start.round
         self._task = start.task
         self._sum = None
-        self._receipts = []
+        self._receipts = {}
         return ticket
 
     def add(self, data: bytes) -> None:
@@ -217,7 +219,7 @@ class Aggregator:
                 f"update for round {update.round} ({update.task.value}) arrived during "
                 f"round {self._round} ({self._task.value})"
             )
-        if update.client_id in self.contributors:
+        if update.client_id in self._receipts:
             raise ProtocolError(f"client {update.client_id!r} already contributed this round")
         if update.client_id not in self._registry:
             raise InvalidSignature(f"client {update.client_id!r} is not registered")
@@ -255,14 +257,12 @@ class Aggregator:
             )
         total = vector if self._sum is None else self._sum + vector
         self._sum = total
-        self._receipts.append(
-            Receipt(
-                update.client_id,
-                commitment,
-                update.commitment_signature,
-                update.proof,
-                update.binding,
-            )
+        self._receipts[update.client_id] = Receipt(
+            update.client_id,
+            commitment,
+            update.commitment_signature,
+            update.proof,
+            update.binding,
         )
 
     def finish_round(self) -> bytes:
@@ -276,7 +276,7 @@ class Aggregator:
         if self._task is None or self._sum is None:
             raise ProtocolError("no update was aggregated this round")
         message = EncryptedAggregate(
-            self._round, self._task, tuple(self._receipts), self._sum.to_bytes()
+            self._round, self._task, tuple(self._receipts.values()), self._sum.to_bytes()
         )
         return encode(message)
 

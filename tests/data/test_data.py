@@ -12,6 +12,7 @@ from he_fed.data import (
     load_dataset,
     parse_categorical,
     partition,
+    split_by_group,
     target_kind,
     train_test,
 )
@@ -316,6 +317,19 @@ def test_iid_partition_covers_every_row_once():
     parts = partition(np.zeros(103), 5)
     assert sorted(np.concatenate(parts).tolist()) == list(range(103))
     assert {len(p) for p in parts} == {20, 21}
+
+
+@pytest.mark.parametrize("groups", [np.array([3, 1, 3, 2, 1, 3]), np.array(list("cacbac"))])
+def test_split_by_group_gives_each_group_its_rows_in_their_order(groups):
+    X = np.arange(12, dtype=float).reshape(6, 2)
+    y = np.arange(6) * 10
+    ids, parts = split_by_group(X, y, groups)
+    assert ids.tolist() == np.unique(groups).tolist()
+    assert [p[1].tolist() for p in parts] == [[10, 40], [30], [0, 20, 50]]
+    assert [p[0].tolist() for p in parts][0] == [[2.0, 3.0], [8.0, 9.0]]
+    for g, (X_g, y_g) in zip(ids, parts, strict=True):  # what the mask per group gives
+        assert np.array_equal(X_g, X[groups == g]) and X_g.dtype == X.dtype
+        assert np.array_equal(y_g, y[groups == g])
 
 
 def test_dirichlet_partition_skews_labels_more_as_alpha_falls():

@@ -401,3 +401,18 @@ def test_each_structural_check_refuses_the_generator_it_targets():
             with pytest.raises(MalformedMessage, match=reason):
                 load_public(_crafted(n, value), allow_insecure=True)
     load_public(_crafted(n, hs), allow_insecure=True)
+
+
+def test_a_key_that_passed_is_checked_once_and_a_forged_one_every_time():
+    p, n, hs = _honest_key()
+    load_public(_crafted(n, hs), allow_insecure=True)
+    hits = djn._passed.cache_info().hits
+    load_public(_crafted(n, hs), allow_insecure=True)  # a second client of the process
+    assert djn._passed.cache_info().hits == hits + 1
+    # Remembering the honest (n, hs) lets no other pair through, however often it comes.
+    for _ in range(2):
+        with pytest.raises(MalformedMessage, match="small order modulo a factor"):
+            load_public(_crafted(n, 1 + n), allow_insecure=True)
+        with pytest.raises(MalformedMessage, match="prime: anyone"):
+            load_public(_crafted(_prime(512, 1), 2), allow_insecure=True)
+    assert djn._passed.cache_info().hits == hits + 1

@@ -21,7 +21,16 @@ from he_fed.exceptions import (
     ShapeMismatchError,
 )
 from he_fed.models import LogisticRegressionGD
-from he_fed.protocol import Aggregate, Aggregator, Client, KeyHolder, decode, encode, tasks
+from he_fed.protocol import (
+    Aggregate,
+    Aggregator,
+    Client,
+    EncryptedAggregate,
+    KeyHolder,
+    decode,
+    encode,
+    tasks,
+)
 from he_fed.runtime import Federation
 from tests.conftest import FAST_SCHEMES, keys_for
 from tests.protocol.harness import (
@@ -94,6 +103,23 @@ def test_a_garbage_update_is_refused_and_loses_nothing(scheme_name):
     aggregator.add(good)
     result = decode(keyholder.decrypt_aggregate(aggregator.finish_round()), Aggregate)
     assert result.contributors == 2
+
+
+def test_contributors_keep_arrival_order_and_a_refused_duplicate_changes_nothing():
+    keyholder, aggregator, clients = roles("plain")
+    start = open_round(keyholder, aggregator)
+    updates = [c.participate(start).update for c in clients]
+    for update in reversed(updates):
+        aggregator.add(update)
+    with pytest.raises(ProtocolError, match="already contributed"):
+        aggregator.add(updates[1])
+    assert aggregator.contributors == ("c2", "c1", "c0")
+    message = decode(aggregator.finish_round(), EncryptedAggregate)
+    assert message.contributors == ("c2", "c1", "c0")
+    released = keyholder.decrypt_aggregate(encode(message))
+    assert aggregator.apply(released).contributors == 3
+    open_round(keyholder, aggregator)
+    assert aggregator.contributors == ()
 
 
 def test_wrong_round_duplicate_wrong_key_and_wrong_shape_are_refused(scheme_name):
