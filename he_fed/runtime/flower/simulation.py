@@ -28,11 +28,11 @@ from flwr.simulation import run_simulation
 from he_fed.exceptions import ConfigurationError, ExecutorError
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime.federation import Federation
-from he_fed.runtime.flower.nodes import make_client_app
+from he_fed.runtime.flower.nodes import NodeFiles, make_client_app
 from he_fed.runtime.flower.server import FlowerExecutor
 from he_fed.runtime.processes import default_workers
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "simulate_with"]
 
 _T = TypeVar("_T")
 
@@ -139,6 +139,25 @@ def simulate(
     ExecutorError
         If the simulation ended without a result.
     """
+    return simulate_with(
+        partitions, lambda executor: body(executor.connect(setup)), workers=workers, verbose=verbose
+    )
+
+
+def simulate_with(
+    partitions: Sequence[tuple[np.ndarray, np.ndarray]],
+    drive: Callable[[FlowerExecutor], _T],
+    *,
+    workers: int | None = None,
+    verbose: bool = False,
+    node_files: NodeFiles | None = None,
+) -> _T:
+    """Run ``drive(executor)`` in a simulated ServerApp, over ``len(partitions) + 1`` nodes.
+
+    :func:`simulate` with the federation left to ``drive`` to build (connect, or
+    reopen a checkpointed one: :mod:`he_fed.runtime.flower.resume`), and
+    ``node_files`` added to the virtual nodes' node config.
+    """
     n_clients = len(partitions)
     cores = workers or default_workers()
     outcome: list[_T] = []
@@ -155,7 +174,7 @@ def simulate(
         # What run_federation does with an executor object, without importing it:
         # launch imports this module to run the "flower" executor name.
         try:
-            outcome.append(body(executor.connect(setup)))
+            outcome.append(drive(executor))
         finally:
             executor.close()
 
@@ -167,7 +186,7 @@ def simulate(
         data = _Partitions.write(Path(folder), partitions)
         run_simulation(
             server_app=server,
-            client_app=make_client_app(data),
+            client_app=make_client_app(data, node_files),
             num_supernodes=n_clients + 1,
             backend_config=backend,  # type: ignore[arg-type]
             verbose_logging=verbose,
