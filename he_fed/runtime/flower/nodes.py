@@ -21,6 +21,11 @@ first he-fed message it accepts, and then fixed for the run:
   Ed25519 signing identity, and from then on answers only tickets signed by the
   pinned key holder, each round once. It refuses to generate or hold keys.
 
+In a later run (a resumed ServerApp), a key-holder node started with
+``state-file`` accepts ``hefed_reopen`` instead of ``hefed_keygen``: it rebuilds
+itself from its own files and answers with public material only
+(:mod:`he_fed.runtime.flower.reopen`).
+
 The key holder learns the clients' identities through ``hefed_register``, once,
 before its first ticket: with ``trusted-clients`` (in its policy or node config)
 every registration must match them; without, only under trust on first use.
