@@ -27,6 +27,7 @@ from he_fed.privacy import LEVELS
 from he_fed.protocol.optimizers import OPTIMIZERS
 from he_fed.runtime import EXECUTORS
 from he_fed.runtime.checkpoint import peek_progress
+from he_fed.runtime.server_checkpoint import peek
 
 
 class _FloatList(click.ParamType):
@@ -49,7 +50,7 @@ class _FloatList(click.ParamType):
 def _resuming(checkpoint: Path | None) -> int | None:
     """The training rounds a checkpoint holds, if there is one (read unverified: the
     run verifies it, and says so on stderr only once it did)."""
-    progress = None if checkpoint is None else peek_progress(checkpoint)
+    progress = None if checkpoint is None else peek_progress(checkpoint) or peek(checkpoint)
     return None if progress is None else progress.training_rounds
 
 

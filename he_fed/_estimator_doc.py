@@ -72,8 +72,9 @@ PARAMS_DOC = """
         history; see :mod:`he_fed.runtime.checkpoint`). A later ``fit`` with the
         same parameters and data resumes from the last completed round, with
         the same coefficients; another run's checkpoint is refused. It holds
-        secret keys: keep it as private as a secret key. ``inprocess`` and
-        ``processes`` executors only.
+        secret keys: keep it as private as a secret key. On Flower, the
+        ServerApp keeps its own checkpoint there (no secret) and the nodes their
+        own state; see :mod:`he_fed.runtime.flower.resume`.
     n_clients : int or None, default=None
         When ``fit`` gets no ``groups``: deal the rows IID (shuffled by
         ``random_state``, equal shares) to this many clients. None makes ``groups``

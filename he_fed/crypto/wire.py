@@ -83,6 +83,7 @@ class Kind(enum.IntEnum):
     AGGREGATOR_STATE = 35
     RUN_PROGRESS = 36
     RUN_SECRETS = 37
+    SERVER_PROGRESS = 38
 
     @property
     def label(self) -> str:

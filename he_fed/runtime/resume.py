@@ -463,19 +463,22 @@ def run_resumable(
 ) -> _T:
     """:func:`~he_fed.runtime.run_federation` for a checkpointed run: ``body(run)``.
 
+    On Flower (``"flower"`` or a ServerApp's executor) the ServerApp keeps its own
+    checkpoint and the nodes theirs: :mod:`he_fed.runtime.flower.checkpointed`.
+
     Raises
     ------
-    ConfigurationError
-        If the executor runs clients elsewhere (``flower``, or an executor with
-        ``connect``): their state is not on this machine to checkpoint.
     StateError
         See :meth:`ResumableRun.open`.
     """
     if executor == "flower" or getattr(executor, "connect", None) is not None:
-        raise ConfigurationError(
-            "a checkpoint keeps every role's state on this machine: use the inprocess or "
-            "processes executor (a Flower key-holder node keeps its own state-file)"
-        )
+        try:
+            from he_fed.runtime.flower.checkpointed import run_checkpointed
+        except ImportError as exc:
+            raise ConfigurationError(
+                f'the flower executor needs Flower: pip install "he-fed[flower]" ({exc})'
+            ) from None
+        return run_checkpointed(directory, run, executor, setup, partitions, body, workers=workers)  # type: ignore[arg-type]
     if isinstance(executor, str):
         executor = make_executor(executor, workers=workers)
     try:

@@ -56,3 +56,46 @@ def test_targets_that_npy_cannot_hold_without_pickle_are_refused_before_flower_s
     )
     with pytest.raises(ConfigurationError, match="not Python objects"):
         simulate(setup, parts, lambda federation: None)
+
+
+class _Crash(Exception):
+    """Stands for the ServerApp's process dying."""
+
+
+@pytest.mark.slow  # two Ray simulations; the logic is tested fast in test_flower_resume.py
+def test_a_checkpointed_flower_simulation_stopped_mid_run_resumes_to_the_same_coefficients(
+    tmp_path,
+):
+    config = ExperimentConfig(
+        clients=3, rounds=3, key_bits=1024, allow_insecure=True, executor="flower", workers=2
+    )
+    checkpoint = tmp_path / "ck"
+
+    def crash(entry):
+        if entry.round == 2:  # round 2 released; the ServerApp dies before recording it
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        run_experiment(config, progress=crash, checkpoint=checkpoint)
+    # The virtual nodes' files, as a deployment's operators would provision them.
+    assert sorted(p.name for p in (checkpoint / "keyholder").iterdir()) == [
+        "identity",
+        "keyholder.state",
+        "keyholder.state.lock",
+        "policy.json",
+        "secret.key",
+    ]
+    assert len(list((checkpoint / "clients").iterdir())) == 3
+    out = tmp_path / "resumed.json"
+    args = ["run", "--executor", "flower", "--workers", "2", "--clients", "3", "--rounds", "3"]
+    args += ["--key-bits", "1024", "--allow-insecure", "--checkpoint", str(checkpoint)]
+    result = CliRunner().invoke(main, [*args, "--json", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "resumed from round 1 of 3" in result.output
+    resumed = json.loads(out.read_text())
+    inprocess = run_experiment(
+        ExperimentConfig(clients=3, rounds=3, key_bits=1024, allow_insecure=True)
+    ).to_dict()
+    assert resumed["final"]["coef"] == inprocess["final"]["coef"]  # bit for bit
+    assert resumed["final"]["intercept"] == inprocess["final"]["intercept"]
+    assert [r["round"] for r in resumed["rounds"]] == [1, 2, 3]

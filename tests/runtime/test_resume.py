@@ -23,7 +23,7 @@ from sklearn.datasets import load_breast_cancer
 
 from he_fed import FederatedLinearRegression, FederatedLogisticRegression
 from he_fed.crypto import wire
-from he_fed.exceptions import ConfigurationError, PolicyViolation, StateError
+from he_fed.exceptions import PolicyViolation, StateError
 from he_fed.protocol import EncryptedAggregate, EncryptedUpdate, Task, decode, encode
 from he_fed.runtime import InProcessExecutor, _sealed
 from he_fed.runtime import checkpoint as files
@@ -235,11 +235,6 @@ def test_a_folder_with_other_files_is_not_taken_for_a_checkpoint(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
-def test_flower_runs_are_refused_a_checkpoint(tmp_path):
-    with pytest.raises(ConfigurationError, match="inprocess or processes"):
-        _estimator(checkpoint=tmp_path, executor="flower").fit(X, Y, groups=GROUPS)
-
-
 def test_ckks_resumes_within_its_tolerance(tmp_path):
     from sklearn.datasets import load_diabetes
 
@@ -377,11 +372,3 @@ def test_a_whole_directory_copied_back_restarts_from_its_round(tmp_path, referen
     again = _estimator(checkpoint=folder).fit(X, Y, groups=GROUPS, callback=seen.append)
     assert [r.round for r in seen] == [3, 4]
     assert np.array_equal(again.coef_, reference.coef_)
-
-
-def test_he_fed_run_refuses_a_checkpoint_on_flower_in_one_line(tmp_path):
-    args = ["run", "--scheme", "plain", "--rounds", "1", "--executor", "flower"]
-    refused = CliRunner().invoke(main, [*args, "--checkpoint", str(tmp_path / "ck")])
-    assert refused.exit_code == 1
-    assert refused.output.count("\n") == 1
-    assert "use the inprocess or processes executor" in refused.output

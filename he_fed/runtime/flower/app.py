@@ -11,8 +11,11 @@ The run configuration has one key per :class:`~he_fed.experiment.ExperimentConfi
 field (``key-bits`` for ``key_bits``; ``0`` or ``""`` for "not set";
 ``categorical`` as one text, ``"ward=A,B,C;sex=f,m"``), plus
 ``out`` (a path on the ServerApp's machine for the result JSON),
-``start-timeout`` and ``reply-timeout`` (seconds), and ``nodes`` (SuperNodes to
-wait for; ``0``: the clients plus the key holder, or plus the ``n`` share holders).
+``checkpoint`` (a directory on the ServerApp's machine: a later ``flwr run`` with
+the same run configuration resumes from its last completed round; see
+:mod:`he_fed.runtime.flower.resume`), ``start-timeout`` and ``reply-timeout``
+(seconds), and ``nodes`` (SuperNodes to wait for; ``0``: the clients plus the key
+holder, or plus the ``n`` share holders).
 
 Nodes: one SuperNode with ``--node-config "role='keyholder'"``, and one per
 client with ``--node-config "partition-id=K"`` (its share of the run's built-in
@@ -80,6 +83,7 @@ _SEPARATOR = ";"
 _UNSET = {"int | None": 0, "float | None": 0.0, "str | None": ""}
 _EXTRA: dict[str, Any] = {
     "out": "",
+    "checkpoint": "",
     "start-timeout": START_TIMEOUT_S,
     "reply-timeout": REPLY_TIMEOUT_S,
     "nodes": 0,
@@ -238,7 +242,8 @@ def _main(grid: Grid, context: Context) -> None:
             flush=True,
         )
 
-    result = run_experiment(config, progress=progress, executor=executor)
+    checkpoint = str(run_config.get("checkpoint", "")) or None
+    result = run_experiment(config, progress=progress, executor=executor, checkpoint=checkpoint)
     final = result.final
     print(
         f"he-fed done: {final['metric_name']}={final['metric']:.4f} "

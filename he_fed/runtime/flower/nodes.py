@@ -21,6 +21,11 @@ first he-fed message it accepts, and then fixed for the run:
   Ed25519 signing identity, and from then on answers only tickets signed by the
   pinned key holder, each round once. It refuses to generate or hold keys.
 
+In a later run (a resumed ServerApp), a key-holder node started with
+``state-file`` accepts ``hefed_reopen`` instead of ``hefed_keygen``: it rebuilds
+itself from its own files and answers with public material only
+(:mod:`he_fed.runtime.flower.reopen`).
+
 The key holder learns the clients' identities through ``hefed_register``, once,
 before its first ticket: with ``trusted-clients`` (in its policy or node config)
 every registration must match them; without, only under trust on first use.
@@ -48,7 +53,7 @@ from he_fed.protocol import KeyHolder, RunPlan, Task
 from he_fed.protocol.receipts import Identity
 from he_fed.protocol.setup import build_client
 from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config
-from he_fed.runtime.flower import records, statefile
+from he_fed.runtime.flower import records, reopen, statefile
 from he_fed.runtime.flower.policy import (
     KeyHolderPolicy,
     in_simulation,
@@ -62,10 +67,12 @@ from he_fed.runtime.flower.sharenode import (
     read_pin_hex,
 )
 
-__all__ = ["DataSource", "make_client_app", "node_role"]
+__all__ = ["DataSource", "NodeFiles", "make_client_app", "node_role"]
 
 #: How a client node finds its own data: ``(X, y)`` from its Flower context.
 DataSource = Callable[[Context], tuple[np.ndarray, np.ndarray]]
+#: Node-config entries a simulation adds to a virtual node (its files on disk).
+NodeFiles = Callable[[Context], Mapping[str, Any]]
 
 _CLIENT_STATE = "hefed.client"
 _KEYHOLDER_STATE = "hefed.keyholder"
@@ -78,10 +85,12 @@ def node_role(context: Context) -> str:
     return str(context.node_config.get("role", "")).strip().lower()
 
 
-def _refusing(handler: _Handler) -> _Handler:
+def _refusing(handler: _Handler, node_files: NodeFiles | None = None) -> _Handler:
     """Answer a refused message with a Flower error naming the he-fed exception."""
 
     def wrapped(message: Message, context: Context) -> Message:
+        if node_files is not None:  # a simulated node's files (a checkpointed simulation)
+            context.node_config = {**context.node_config, **node_files(context)}
         try:
             return handler(message, context)
         except HEFedError as exc:
@@ -292,6 +301,16 @@ def _decrypt(message: Message, context: Context) -> Message:
     return records.reply(message, {"aggregate": aggregate})
 
 
+def _reopen(message: Message, context: Context) -> Message:
+    """Reopen the federation in the node's state-file, in a new run (a resumed ServerApp)."""
+    if node_role(context) == "client" or _CLIENT_STATE in context.state:
+        raise PolicyViolation("this node is a client; a client never holds the secret key")
+    config = records.config_of(message)
+    return reopen.answer(
+        message, context, _KEYHOLDER_STATE, (scheme_from_config(config), _plan_of(config))
+    )
+
+
 def _client_spec(state: Mapping[str, Any], data: tuple[np.ndarray, np.ndarray]) -> ClientSpec:
     plan = ClientPlan.from_config(
         {key[len(_PLAN) :]: value for key, value in state.items() if key.startswith(_PLAN)}
@@ -381,7 +400,7 @@ def _make_round(data: DataSource) -> _Handler:
     return _round
 
 
-def make_client_app(data: DataSource) -> ClientApp:
+def make_client_app(data: DataSource, node_files: NodeFiles | None = None) -> ClientApp:
     """The ClientApp every node runs; ``data`` finds a client node's own data.
 
     Parameters
@@ -389,18 +408,24 @@ def make_client_app(data: DataSource) -> ClientApp:
     data : callable
         ``data(context) -> (X, y)``: the node's features and targets, for example
         read from a path in ``context.node_config``. Called on client nodes only.
+    node_files : callable, optional
+        ``node_files(context) -> dict``: node-config entries to add to every
+        message's context (a checkpointed simulation gives its virtual nodes their
+        ``state-file`` and ``identity-file`` this way, as a deployment's node
+        config would).
 
     Returns
     -------
     flwr.clientapp.ClientApp
     """
     app = ClientApp()
-    app.query(records.HELLO.split(".")[1])(_refusing(_hello))
-    app.train(records.KEYGEN.split(".")[1])(_refusing(_keygen))
-    app.train(records.SETUP.split(".")[1])(_refusing(_make_setup(data)))
-    app.train(records.ROUND.split(".")[1])(_refusing(_make_round(data)))
-    app.train(records.REGISTER.split(".")[1])(_refusing(_register))
-    app.train(records.TICKET.split(".")[1])(_refusing(_ticket))
-    app.train(records.DECRYPT.split(".")[1])(_refusing(_decrypt))
+    app.query(records.HELLO.split(".")[1])(_refusing(_hello, node_files))
+    app.train(records.KEYGEN.split(".")[1])(_refusing(_keygen, node_files))
+    app.train(records.SETUP.split(".")[1])(_refusing(_make_setup(data), node_files))
+    app.train(records.ROUND.split(".")[1])(_refusing(_make_round(data), node_files))
+    app.train(records.REGISTER.split(".")[1])(_refusing(_register, node_files))
+    app.train(records.TICKET.split(".")[1])(_refusing(_ticket, node_files))
+    app.train(records.DECRYPT.split(".")[1])(_refusing(_decrypt, node_files))
+    app.train(records.REOPEN.split(".")[1])(_refusing(_reopen, node_files))
     add_share_handlers(app)
     return app

@@ -13,6 +13,9 @@ message type           to               carries (reply carries)
 ``train.hefed_setup``  each client      client id, public key, client plan
 ``train.hefed_round``  each client      encoded ``RoundStart`` (``EncryptedUpdate``)
 ``train.hefed_decrypt`` the key holder  encoded ``EncryptedAggregate`` (``Aggregate``)
+``train.hefed_reopen`` the key holder   scheme and plan, as for keygen (public
+                                        material, registry and release record of
+                                        the federation in its ``state-file``)
 =====================  ===============  ==========================================
 
 A node that refuses answers with a Flower ``Error`` whose reason is
@@ -32,6 +35,7 @@ __all__ = [
     "HELLO",
     "KEYGEN",
     "REGISTER",
+    "REOPEN",
     "ROUND",
     "SETUP",
     "TICKET",
@@ -49,6 +53,7 @@ ROUND = "train.hefed_round"
 DECRYPT = "train.hefed_decrypt"
 REGISTER = "train.hefed_register"
 TICKET = "train.hefed_ticket"
+REOPEN = "train.hefed_reopen"
 
 #: Record names inside a message's RecordDict.
 CONFIG = "hefed"

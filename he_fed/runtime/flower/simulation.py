@@ -30,11 +30,11 @@ from flwr.simulation import run_simulation
 from he_fed.exceptions import ConfigurationError, ExecutorError
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime.federation import Federation
-from he_fed.runtime.flower.nodes import make_client_app
+from he_fed.runtime.flower.nodes import NodeFiles, make_client_app
 from he_fed.runtime.flower.server import FlowerExecutor
 from he_fed.runtime.processes import default_workers
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "simulate_with"]
 
 _T = TypeVar("_T")
 
@@ -141,9 +141,32 @@ def simulate(
     ExecutorError
         If the simulation ended without a result.
     """
+    return simulate_with(
+        partitions,
+        lambda executor: body(executor.connect(setup)),
+        workers=workers,
+        verbose=verbose,
+        holders=1 if setup.threshold is None else setup.threshold[1],
+    )
+
+
+def simulate_with(
+    partitions: Sequence[tuple[np.ndarray, np.ndarray]],
+    drive: Callable[[FlowerExecutor], _T],
+    *,
+    workers: int | None = None,
+    verbose: bool = False,
+    node_files: NodeFiles | None = None,
+    holders: int = 1,
+) -> _T:
+    """Run ``drive(executor)`` in a simulated ServerApp, over ``len(partitions) + holders`` nodes.
+
+    :func:`simulate` with the federation left to ``drive`` to build (connect, or
+    reopen a checkpointed one: :mod:`he_fed.runtime.flower.resume`), and
+    ``node_files`` added to the virtual nodes' node config. ``holders`` is 1 (the
+    key holder) or, with threshold decryption, the number of share holders.
+    """
     n_clients = len(partitions)
-    # One key-holder node, or (threshold decryption) one node per share holder.
-    n_nodes = n_clients + (1 if setup.threshold is None else setup.threshold[1])
     cores = workers or default_workers()
     outcome: list[_T] = []
     server = ServerApp()
@@ -152,14 +175,14 @@ def simulate(
 
     @server.main()
     def _main(grid: Grid, context: Context) -> None:
-        executor = FlowerExecutor(grid, nodes=n_nodes)
+        executor = FlowerExecutor(grid, nodes=n_clients + holders)
         executor.start()
         # Start-up as the caller sees it: Ray, the virtual nodes, and their roles.
         executor.startup_s = time.perf_counter() - started
         # What run_federation does with an executor object, without importing it:
         # launch imports this module to run the "flower" executor name.
         try:
-            outcome.append(body(executor.connect(setup)))
+            outcome.append(drive(executor))
         finally:
             executor.close()
 
@@ -171,8 +194,8 @@ def simulate(
         data = _Partitions.write(Path(folder), partitions)
         run_simulation(
             server_app=server,
-            client_app=make_client_app(data),
-            num_supernodes=n_nodes,
+            client_app=make_client_app(data, node_files),
+            num_supernodes=n_clients + holders,
             backend_config=backend,  # type: ignore[arg-type]
             verbose_logging=verbose,
         )
