@@ -14,6 +14,7 @@ SCRIPTS = [
     "ckks_speed",
     "commitment_proof",
     "dp_repeats",
+    "dp_sampled",
     "dp_tradeoff",
     "optimizers",
     "paillier_speed",
