@@ -14,6 +14,7 @@ python benchmarks/ckks_large.py --json "$out/ckks_large.json" --markdown "$out/c
 python benchmarks/commitment_proof.py --json "$out/commitment_proof.json" --markdown "$out/commitment_proof.md"
 python benchmarks/threshold.py --json "$out/threshold.json" --markdown "$out/threshold.md"
 python benchmarks/dp_repeats.py --json "$out/dp_repeats.json" --markdown "$out/dp_repeats.md"
+python benchmarks/dp_sampled.py --json "$out/dp_sampled.json" --markdown "$out/dp_sampled.md"
 python benchmarks/dp_tradeoff.py --json "$out/dp_tradeoff.json" --markdown "$out/dp_tradeoff.md" --plot "$out/dp_tradeoff.png"
 python benchmarks/scale.py --json "$out/scale.json" --markdown "$out/scale.md"
 python benchmarks/optimizers.py --json "$out/optimizers.json" --markdown "$out/optimizers.md"

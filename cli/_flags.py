@@ -97,7 +97,7 @@ def check_run_flags(ctx: click.Context, options: dict[str, Any]) -> list[str]:
             "and has its own target"
         )
     check_scheme_flags(ctx, str(options["scheme"]))
-    for name in ("dp_delta", "dp_level", "dp_clip", "dp_noise_multiplier"):
+    for name in ("dp_delta", "dp_level", "dp_clip", "dp_noise_multiplier", "dp_sampling_rate"):
         if given(ctx, name) and options["dp_epsilon"] is None:
             flag = "--" + name.replace("_", "-")
             raise ConfigurationError(f"{flag} sets differential privacy; add --dp-epsilon")

@@ -119,6 +119,11 @@ def render(result: ExperimentResult, console: Console) -> None:
             "noise multiplier / clip / releases",
             f"{p['noise_multiplier']:.3f} / {p['clip']:g} / {p['rounds_released']}",
         )
+        if p.get("sampling_rate", 1.0) < 1:
+            summary.add_row(
+                "Poisson sampling rate / round delta",
+                f"{p['sampling_rate']:g} / {p['round_delta']:.3g}",
+            )
     clipped = sum(r.clipped for r in rounds)
     skipped = sum(1 for r in rounds if r.skipped)
     if clipped or skipped:

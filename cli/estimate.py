@@ -78,6 +78,12 @@ _POSITIVE = click.IntRange(min=1)
 @click.option("--dp-clip", type=float, default=RUN_DEFAULTS["dp_clip"], show_default=True)
 @click.option("--dp-noise-multiplier", type=float, default=None, help="Fixed noise [calibrated].")
 @click.option(
+    "--dp-sampling-rate",
+    type=float,
+    default=None,
+    help="Poisson sampling of records per round (as he-fed run) [every record].",
+)
+@click.option(
     "--privacy-only", is_flag=True, help="With --dp-epsilon: the privacy line only, no timing."
 )
 @click.option(
@@ -105,6 +111,7 @@ def estimate(
     dp_level: str,
     dp_clip: float,
     dp_noise_multiplier: float | None,
+    dp_sampling_rate: float | None,
     privacy_only: bool,
 ) -> None:
     """Predict time per round, bytes per client and total time, without running.
@@ -131,9 +138,16 @@ def estimate(
                 clip=dp_clip,
                 normaliser=records if dp_level == "record" else clients,
                 noise_multiplier=dp_noise_multiplier,
+                sampling_rate=dp_sampling_rate,
+            )
+            sampled = (
+                f", Poisson sampling rate {dp['sampling_rate']:g} (round delta "
+                f"{dp['round_delta']:.3g})"
+                if "round_delta" in dp
+                else ""
             )
             click.echo(
-                f"privacy ({dp_level} level, clip {dp_clip:g}): noise multiplier "
+                f"privacy ({dp_level} level, clip {dp_clip:g}{sampled}): noise multiplier "
                 f"{dp['noise_multiplier']:.4g}, noise std {dp['sum_std']:.4g} per released sum "
                 f"({dp['mean_std']:.3g} per released value); epsilon {dp['epsilon']:.4g} at "
                 f"delta {dp_delta:g} after {rounds} rounds; the key holder allows "

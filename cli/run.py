@@ -301,6 +301,13 @@ def _resuming(checkpoint: Path | None) -> int | None:
     help="Fix the DP noise instead of calibrating it to --rounds; the key holder stops the "
     "run when --dp-epsilon is spent [calibrated].",
 )
+@click.option(
+    "--dp-sampling-rate",
+    type=float,
+    default=RUN_DEFAULTS["dp_sampling_rate"],
+    help="Poisson sampling under --dp-level record: each record takes part in a round with "
+    "this probability, and the accountant amplifies it [every record].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables; one summary line.")
 @verbose_option
 def run(

@@ -119,6 +119,12 @@ PARAMS_DOC = """
         The L2 clip bound of one record's gradient or one client's update.
     dp_noise_multiplier : float or None, default=None
         Fix the noise instead of calibrating it; the run stops when the target is spent.
+    dp_sampling_rate : float or None, default=None
+        Poisson sampling at ``record`` level: each client includes each record
+        with this probability per round (coins from ``secrets``), the release is
+        divided by the expected batch ``q · N``, and the accountant amplifies
+        each round (Balle, Barthe and Gaboardi 2018) before composing them in
+        ``dp-accounting``'s PLD. None or 1.0: every record, every round.
     feature_bounds, target_bounds : (low, high), optional
         Public bounds of the features (numbers or one per feature) and of a
         regression target, which a private fit needs instead of standardising.

@@ -8,10 +8,38 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from he_fed._validation import check_int
 from he_fed.crypto import Scheme, scheme_from_options
+from he_fed.data import iid_groups
 from he_fed.exceptions import ConfigurationError
 
-__all__ = ["check_executor", "check_private", "check_resumable", "scheme_for"]
+__all__ = ["check_executor", "check_private", "check_resumable", "client_groups", "scheme_for"]
+
+
+def client_groups(est: Any, n_rows: int, groups: Any) -> np.ndarray:
+    """Which client holds each row: ``groups``, or rows dealt IID to ``n_clients``.
+
+    Raises
+    ------
+    ConfigurationError
+        If neither is given, or ``groups`` has the wrong shape.
+    """
+    if groups is None:
+        if est.n_clients is None:
+            raise ConfigurationError(
+                "fit needs groups= (which client holds each row) or the estimator's "
+                "n_clients= (rows dealt IID); inside cross_val_score or GridSearchCV, "
+                "turn on sklearn.set_config(enable_metadata_routing=True) and call "
+                "set_fit_request(groups=True)"
+            )
+        check_int("n_clients", est.n_clients, low=1)
+        groups = iid_groups(n_rows, est.n_clients, random_state=est.random_state)
+    groups = np.asarray(groups)
+    if groups.shape != (n_rows,):
+        raise ConfigurationError(f"groups has shape {groups.shape}, expected ({n_rows},)")
+    return groups
 
 
 def check_executor(est: Any) -> None:

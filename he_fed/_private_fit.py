@@ -165,6 +165,7 @@ class PrivateFit:
             normaliser=sum(sizes) if est.dp_level == "record" else len(sizes),
             noise_multiplier=est.dp_noise_multiplier,
             ckks_preset=est.ckks_preset,
+            sampling_rate=est.dp_sampling_rate,
         )
         step = est.server_lr
         if est.dp_level == "record":

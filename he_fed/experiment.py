@@ -135,7 +135,7 @@ class ExperimentConfig:
     validation_split, validation_every, early_stopping, server_optimizer, prox_mu
         Federated evaluation, early stopping, server optimizer and FedProx, as
         in :class:`~he_fed.federated.FederatedLogisticRegression`.
-    dp_epsilon, dp_delta, dp_level, dp_clip, dp_noise_multiplier
+    dp_epsilon, dp_delta, dp_level, dp_clip, dp_noise_multiplier, dp_sampling_rate
         Differential privacy (see the estimators); ``dp_epsilon=None`` runs without.
         A built-in dataset's published value ranges serve as the public bounds.
     """
@@ -181,6 +181,7 @@ class ExperimentConfig:
     dp_level: str = _ESTIMATOR["dp_level"]
     dp_clip: float = _ESTIMATOR["dp_clip"]
     dp_noise_multiplier: float | None = _ESTIMATOR["dp_noise_multiplier"]
+    dp_sampling_rate: float | None = _ESTIMATOR["dp_sampling_rate"]
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -336,6 +337,7 @@ def make_estimator(
         dp_level=config.dp_level,
         dp_clip=config.dp_clip,
         dp_noise_multiplier=config.dp_noise_multiplier,
+        dp_sampling_rate=config.dp_sampling_rate,
         **(bounds or {}),
     )
 

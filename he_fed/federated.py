@@ -16,13 +16,19 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from he_fed._adjust import EarlyStopping, best_loss, candidates, released_validation
 from he_fed._estimator_doc import PARAMS_DOC as _PARAMS_DOC
-from he_fed._fit_settings import check_executor, check_private, check_resumable, scheme_for
+from he_fed._fit_settings import (
+    check_executor,
+    check_private,
+    check_resumable,
+    client_groups,
+    scheme_for,
+)
 from he_fed._history import RoundRecord
 from he_fed._private_fit import PrivateFit
 from he_fed._validation import check_int
 from he_fed.crypto import Scheme
 from he_fed.crypto.base import DEFAULT_CLIP
-from he_fed.data import iid_groups, split_by_group, training_classes
+from he_fed.data import split_by_group, training_classes
 from he_fed.exceptions import ConfigurationError
 from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
 from he_fed.models._linear_classifier import LinearClassifierMixin
@@ -77,6 +83,7 @@ class _FederatedBase(BaseEstimator):
         dp_level: str = "record",
         dp_clip: float = 1.0,
         dp_noise_multiplier: float | None = None,
+        dp_sampling_rate: float | None = None,
         feature_bounds: tuple[Any, Any] | None = None,
         target_bounds: tuple[float, float] | None = None,
     ) -> None:
@@ -111,6 +118,7 @@ class _FederatedBase(BaseEstimator):
         self.dp_level = dp_level
         self.dp_clip = dp_clip
         self.dp_noise_multiplier = dp_noise_multiplier
+        self.dp_sampling_rate = dp_sampling_rate
         self.feature_bounds = feature_bounds
         self.target_bounds = target_bounds
 
@@ -153,19 +161,7 @@ class _FederatedBase(BaseEstimator):
         callback: Callable[[RoundRecord], None] | None,
         classes: np.ndarray | None,
     ) -> None:
-        if groups is None:
-            if self.n_clients is None:
-                raise ConfigurationError(
-                    "fit needs groups= (which client holds each row) or the estimator's "
-                    "n_clients= (rows dealt IID); inside cross_val_score or GridSearchCV, "
-                    "turn on sklearn.set_config(enable_metadata_routing=True) and call "
-                    "set_fit_request(groups=True)"
-                )
-            check_int("n_clients", self.n_clients, low=1)
-            groups = iid_groups(len(X), self.n_clients, random_state=self.random_state)
-        groups = np.asarray(groups)
-        if groups.shape != (len(X),):
-            raise ConfigurationError(f"groups has shape {groups.shape}, expected ({len(X)},)")
+        groups = client_groups(self, len(X), groups)
         check_int("rounds", self.rounds, low=1)
         check_int("validation_every", self.validation_every, low=1)
         if self.early_stopping is not None:

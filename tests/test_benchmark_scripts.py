@@ -14,6 +14,7 @@ SCRIPTS = [
     "ckks_speed",
     "commitment_proof",
     "dp_repeats",
+    "dp_sampled",
     "dp_tradeoff",
     "flower_profile",
     "optimizers",

@@ -43,6 +43,7 @@ from he_fed._validation import check_float, check_int
 from he_fed.crypto import wire
 from he_fed.exceptions import ConfigurationError, EncodingOverflowError, MalformedMessage
 from he_fed.privacy._discrete_gaussian import sample_discrete_gaussian
+from he_fed.privacy._sampled import check_sampling_rate, poisson_coin
 
 __all__ = ["LEVELS", "DPMechanism"]
 
@@ -73,6 +74,9 @@ class DPMechanism:
         Values per update ``d``.
     step : float
         The scheme's grid step.
+    sampling_rate : float, default=1.0
+        ``q``: at ``record`` level, each client includes each record independently
+        with this probability per round (:meth:`sample`); 1.0 includes every record.
     """
 
     level: str
@@ -81,6 +85,7 @@ class DPMechanism:
     min_cohort: int
     size: int
     step: float
+    sampling_rate: float = 1.0
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -90,6 +95,11 @@ class DPMechanism:
         check_int("min_cohort", self.min_cohort, low=1)
         check_int("size", self.size, low=1)
         check_float("step", self.step, low=0, strict_low=True)
+        check_sampling_rate(self.sampling_rate)
+        if self.sampling_rate < 1 and self.level != "record":
+            raise ConfigurationError(
+                "dp_sampling_rate samples records: it needs dp_level='record', not 'client'"
+            )
         if self.share_sigma_units < 0.5:
             raise ConfigurationError(
                 "the noise share is below half a grid step; use a finer grid (more precision bits)"
@@ -158,6 +168,18 @@ class DPMechanism:
             raise EncodingOverflowError("a noisy value lies beyond the grid's exact range")
         return np.array([int(u) * self.step for u in units], dtype=np.float64)
 
+    def sample(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """This round's Poisson sample of ``(X, y)``: each row kept with probability ``q``.
+
+        The coins come from :mod:`secrets` (the OS CSPRNG), never from the run's
+        seed: the aggregator and other clients cannot predict who takes part. The
+        sample may be empty (the client then contributes its noise share alone).
+        """
+        if self.sampling_rate >= 1:
+            return X, y
+        keep = np.array([poisson_coin(self.sampling_rate) for _ in range(len(X))], dtype=bool)
+        return X[keep], y[keep]
+
     def write_to(self, w: wire.Writer) -> None:
         """Append the mechanism's bytes; :meth:`read_from` reads them."""
         w.text(self.level, length_bytes=1)
@@ -165,10 +187,11 @@ class DPMechanism:
             w.float64(value)
         w.uint(self.min_cohort)
         w.uint(self.size)
+        w.float64(self.sampling_rate)
 
     @classmethod
-    def read_from(cls, r: wire.Reader, what: str) -> DPMechanism:
-        """Read what :meth:`write_to` wrote.
+    def read_from(cls, r: wire.Reader, what: str, *, sampled: bool = True) -> DPMechanism:
+        """Read what :meth:`write_to` wrote (``sampled=False``: bytes from before ``q``).
 
         Raises
         ------
@@ -178,7 +201,8 @@ class DPMechanism:
         level = r.text(length_bytes=1)
         clip, z, step = r.float64(), r.float64(), r.float64()
         min_cohort, size = r.uint(), r.uint()
+        q = r.float64() if sampled else 1.0
         try:
-            return cls(level, clip, z, min_cohort, size, step)
+            return cls(level, clip, z, min_cohort, size, step, q)
         except ConfigurationError as exc:
             raise MalformedMessage(f"{what}: {exc}") from None

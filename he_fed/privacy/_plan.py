@@ -23,9 +23,15 @@ import math
 from he_fed._validation import check_int
 from he_fed.crypto import Scheme, make_scheme
 from he_fed.exceptions import ConfigurationError
-from he_fed.privacy._accountant import calibrate_noise_multiplier, epsilon_after
+from he_fed.privacy._accountant import calibrate_noise_multiplier, check_target, epsilon_after
 from he_fed.privacy._budget import PrivacyBudget
 from he_fed.privacy._mechanism import LEVELS, DPMechanism
+from he_fed.privacy._sampled import (
+    best_round_delta,
+    calibrate_sampled,
+    check_sampling_rate,
+    sampled_epsilon_after,
+)
 
 __all__ = [
     "DP_PRECISION_BITS",
@@ -54,9 +60,29 @@ DP_PRECISION_BITS = 32
 _TAIL = 12
 
 
-def calibrate(target_epsilon: float, delta: float, rounds: int) -> float:
-    """The noise multiplier ``z`` for ``rounds`` releases within ``(epsilon, delta)``."""
+def calibrate(
+    target_epsilon: float, delta: float, rounds: int, sampling_rate: float = 1.0
+) -> float:
+    """The noise multiplier ``z`` for ``rounds`` releases within ``(epsilon, delta)``.
+
+    With ``sampling_rate < 1``, the sampled accountant's (:mod:`he_fed.privacy._sampled`).
+    """
+    if sampling_rate < 1:
+        target_epsilon, delta = check_target(target_epsilon, delta)
+        rounds = check_int("rounds", rounds, low=1)
+        return calibrate_sampled(
+            target_epsilon, delta, rounds, sampling_rate, lambda z: 1 / (2 * z * z)
+        )
     return calibrate_noise_multiplier(target_epsilon, delta, rounds, lambda z: 1 / (2 * z * z))
+
+
+def _check_sampling(level: str, sampling_rate: float | None) -> float:
+    q = check_sampling_rate(sampling_rate)
+    if q < 1 and level != "record":
+        raise ConfigurationError(
+            "dp_sampling_rate samples records: it needs dp_level='record', not 'client'"
+        )
+    return q
 
 
 def ckks_grid_bits(span: float) -> int:
@@ -102,8 +128,12 @@ def plan_mechanism(
     target_epsilon: float,
     delta: float,
     rounds: int,
+    sampling_rate: float = 1.0,
+    round_delta: float = 0.0,
 ) -> DPMechanism:
     """The mechanism on the scheme's grid, checked to fit ``rounds`` within the target.
+
+    A sampled mechanism (``sampling_rate < 1``) is checked at ``round_delta``.
 
     Raises
     ------
@@ -111,8 +141,11 @@ def plan_mechanism(
         If the slack of the distributed discrete Gaussian takes the planned rounds
         past the target (a grid too coarse for the noise).
     """
-    mechanism = DPMechanism(level, clip, noise_multiplier, min_cohort, size, step)
-    spent = epsilon_after(mechanism.rho, rounds, delta)  # rounds=0 checks nothing
+    mechanism = DPMechanism(level, clip, noise_multiplier, min_cohort, size, step, sampling_rate)
+    if sampling_rate < 1:
+        spent = sampled_epsilon_after(mechanism.rho, sampling_rate, rounds, delta, round_delta)
+    else:
+        spent = epsilon_after(mechanism.rho, rounds, delta)  # rounds=0 checks nothing
     if spent > target_epsilon * (1 + 1e-6):
         raise ConfigurationError(
             f"{rounds} rounds of this mechanism reach epsilon {spent:.4g}, past the target "
@@ -138,6 +171,7 @@ def private_setup(
     normaliser: int,
     noise_multiplier: float | None = None,
     ckks_preset: str = "aggregation-fast",
+    sampling_rate: float | None = None,
 ) -> tuple[Scheme, PrivacyBudget]:
     """The scheme and the key holder's budget of a private run, planned before it starts.
 
@@ -168,18 +202,26 @@ def private_setup(
         then stops the run once the target is spent, whatever ``rounds`` says.
     ckks_preset : str, default="aggregation-fast"
         CKKS parameters (``scheme="ckks"`` only).
+    sampling_rate : float, optional
+        ``q``: Poisson sampling of records per round (``record`` level only);
+        ``None`` or 1.0 samples nothing. The budget records the ``delta0`` that
+        minimises ``epsilon`` after ``rounds`` (:func:`~he_fed.privacy._sampled.best_round_delta`).
 
     Raises
     ------
     ConfigurationError
-        If the scheme has no integer grid, or the target cannot be met.
+        If the scheme has no integer grid, the target cannot be met, or the
+        sampling rate is bad or at ``client`` level.
     """
+    q = _check_sampling(level, sampling_rate)
     if scheme not in GRID_SCHEMES:
         raise ConfigurationError(
             f"differential privacy needs an integer-grid scheme ({', '.join(GRID_SCHEMES)}); "
             f"{scheme} is refused"
         )
-    z = calibrate(target_epsilon, delta, rounds) if noise_multiplier is None else noise_multiplier
+    z = noise_multiplier
+    if z is None:
+        z = calibrate(target_epsilon, delta, rounds, q)
     span = value_range(level, clip, z, min_cohort, max_rows)
     options: dict[str, object] = {"clip": span, "max_clients": n_clients, "max_weight": 1}
     if scheme == "ckks":
@@ -190,18 +232,25 @@ def private_setup(
             key_bits=key_bits, allow_insecure=allow_insecure, precision_bits=DP_PRECISION_BITS
         )
     built = make_scheme(scheme, **options)
+    step = built.quantizer.step  # type: ignore[attr-defined]
+    round_delta = 0.0
+    if q < 1:
+        rho = DPMechanism(level, clip, z, min_cohort, size, step, q).rho
+        round_delta = best_round_delta(rho, q, check_int("rounds", rounds, low=1), delta)
     mechanism = plan_mechanism(
         level=level,
         clip=clip,
         noise_multiplier=z,
         min_cohort=min_cohort,
         size=size,
-        step=built.quantizer.step,  # type: ignore[attr-defined]
+        step=step,
         target_epsilon=target_epsilon,
         delta=delta,
         rounds=rounds if noise_multiplier is None else 0,
+        sampling_rate=q,
+        round_delta=round_delta,
     )
-    return built, PrivacyBudget(mechanism, target_epsilon, delta, normaliser)
+    return built, PrivacyBudget(mechanism, target_epsilon, delta, normaliser, 0, round_delta)
 
 
 def privacy_estimate(
@@ -213,6 +262,7 @@ def privacy_estimate(
     clip: float,
     normaliser: int,
     noise_multiplier: float | None = None,
+    sampling_rate: float | None = None,
 ) -> dict[str, float | int]:
     """What noise and what ``epsilon`` a private run would have, without running it.
 
@@ -225,30 +275,47 @@ def privacy_estimate(
         clients at ``client`` level).
     noise_multiplier : float, optional
         A fixed multiplier instead of the calibrated one.
+    sampling_rate : float, optional
+        ``q``, Poisson sampling of records (``record`` level only).
 
     Returns
     -------
     dict
         ``noise_multiplier``; ``sum_std`` (noise of a released sum) and ``mean_std``
-        (of a released value, after the division); ``epsilon`` after ``rounds``
-        releases (before the grid's slack, which is 0.0 for shares of thousands of
-        grid units); ``rounds_within_target``, how many releases the key holder
-        allows.
+        (of a released value, after the division by the expected batch
+        ``q · normaliser``); ``epsilon`` after ``rounds`` releases (before the
+        grid's slack, which is 0.0 for shares of thousands of grid units);
+        ``rounds_within_target``, how many releases the key holder allows;
+        ``sampling_rate`` and, if sampled, ``round_delta``.
     """
     if level not in LEVELS:
         raise ConfigurationError(f"dp_level must be one of {LEVELS}, not {level!r}")
+    q = _check_sampling(level, sampling_rate)
     check_int("normaliser", normaliser, low=1)
-    z = calibrate(target_epsilon, delta, rounds) if noise_multiplier is None else noise_multiplier
+    z = noise_multiplier
+    if z is None:
+        z = calibrate(target_epsilon, delta, rounds, q)
     rho = 1 / (2 * z * z)
+    round_delta = best_round_delta(rho, q, rounds, delta) if q < 1 else 0.0
+
+    def spent(releases: int) -> float:
+        if q < 1:
+            return sampled_epsilon_after(rho, q, releases, delta, round_delta)
+        return epsilon_after(rho, releases, delta)
+
     affordable, step = 0, 1 << 20
     while step:  # the largest count of releases within the target, by binary search
-        if epsilon_after(rho, affordable + step, delta) <= target_epsilon:
+        if spent(affordable + step) <= target_epsilon:
             affordable += step
         step >>= 1
-    return {
+    estimate: dict[str, float | int] = {
         "noise_multiplier": z,
         "sum_std": z * clip,
-        "mean_std": z * clip / normaliser,
-        "epsilon": epsilon_after(rho, rounds, delta),
+        "mean_std": z * clip / (q * normaliser),
+        "epsilon": spent(rounds),
         "rounds_within_target": affordable,
+        "sampling_rate": q,
     }
+    if q < 1:
+        estimate["round_delta"] = round_delta
+    return estimate

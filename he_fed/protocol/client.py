@@ -449,7 +449,9 @@ class Client:
         weights = self._checked(start.weights, rows * (d + 1), "weight vector")
         X, y = self._standardized(start, self._X, self._y, d)
         if self._privacy is not None and self._privacy.level == "record":
-            # One DP-SGD step: the negated sum of clipped per-record gradients.
+            # One DP-SGD step: the negated sum of clipped gradients of this round's
+            # Poisson sample (every record unless q < 1; an empty sample adds zero).
+            X, y = self._privacy.sample(X, y)
             step, clipped = clipped_gradient_sum(
                 self._model, X, y, weights, self._privacy.clip, self._classes
             )

@@ -338,7 +338,7 @@ class KeyHolder:
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
         try:
-            scale = None if self._privacy is None else self._privacy.normaliser
+            scale = None if self._privacy is None else self._privacy.divisor
             mean = checked_mean(
                 secret or self._keys.secret, vector, plan, binding=binding, normaliser=scale
             )

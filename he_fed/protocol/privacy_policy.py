@@ -11,9 +11,10 @@ Kept apart from :mod:`he_fed.protocol.keyholder`, which calls it. Under a
 * a ticket is signed, and an aggregate decrypted, only while one more release
   stays within the target (:meth:`PrivacyBudget.charge` before decryption).
 
-The key holder's state carries the budget (format 2, written in the envelope's
-parameters); a format-1 state, from before differential privacy, is read as a
-run without a budget, which is what it was.
+The key holder's state carries the budget (format 3, written in the envelope's
+parameters, with the sampling rate and ``round_delta``); a format-2 state, from
+before Poisson sampling, is read as an unsampled budget, and a format-1 state,
+from before differential privacy, as a run without a budget: what each was.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ __all__ = [
     "write_budget",
 ]
 
-#: The key holder state's format, written as ``state=2`` in its envelope's parameters.
-STATE_FORMAT = 2
+#: The key holder state's format, written as ``state=3`` in its envelope's parameters.
+STATE_FORMAT = 3
 #: What the envelope's parameters say for this format.
 STATE_PARAMS = f"state={STATE_FORMAT}"
+#: Format 2: a budget without a sampling rate or ``round_delta`` (every record, every round).
+_UNSAMPLED_PARAMS = "state=2"
 
 
 def check_budget(budget: PrivacyBudget | None, plan: RunPlan, size: int) -> None:
@@ -103,8 +106,8 @@ def read_budget(r: wire.Reader, params: str) -> PrivacyBudget | None:
     """
     if params == "":
         return None  # format 1: written before differential privacy, so no budget
-    if params != STATE_PARAMS:
+    if params not in (STATE_PARAMS, _UNSAMPLED_PARAMS):
         raise MalformedMessage(f"key holder state of unknown format {params[:20]!r}")
     if not r.uint(1):
         return None
-    return PrivacyBudget.read_from(r, "key holder state")
+    return PrivacyBudget.read_from(r, "key holder state", sampled=params == STATE_PARAMS)

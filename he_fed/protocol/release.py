@@ -38,6 +38,7 @@ weight of four clients of 3, 5, 2 and 4 samples, or ``W/10`` for clients of 30,
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Protocol
 
 import numpy as np
@@ -63,7 +64,7 @@ def checked_mean(
     plan: Scheme,
     *,
     binding: bytes = b"",
-    normaliser: int | None = None,
+    normaliser: int | Fraction | None = None,
 ) -> np.ndarray:
     """Decrypt ``vector`` and return its weighted mean, if honest contributions can produce it.
 
@@ -105,14 +106,18 @@ def checked_mean(
     if result.units is None or result.step is None:
         return np.asarray(result.mean, dtype=np.float64)  # Plain: hides nothing anyway
     if normaliser is not None:
-        return normalised_sum(result.units, int(normaliser), result.step)
+        return normalised_sum(result.units, normaliser, result.step)
     return rounded_mean(result.units, weight, result.step)
 
 
-def normalised_sum(units: np.ndarray, normaliser: int, step: float) -> np.ndarray:
-    """``step · units / normaliser``, each value one correctly rounded division of integers."""
+def normalised_sum(units: np.ndarray, normaliser: int | Fraction, step: float) -> np.ndarray:
+    """``step · units / normaliser``, each value one correctly rounded division of integers.
+
+    ``normaliser`` may be a fraction (a sampled run's expected batch ``q · N``).
+    """
     p, q = step.as_integer_ratio()
-    return np.array([int(t) * p / (q * normaliser) for t in units.tolist()], dtype=np.float64)
+    a, b = Fraction(normaliser).as_integer_ratio()
+    return np.array([int(t) * p * b / (q * a) for t in units.tolist()], dtype=np.float64)
 
 
 def rounded_mean(units: np.ndarray, weight: int, step: float) -> np.ndarray:

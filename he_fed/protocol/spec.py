@@ -142,6 +142,7 @@ class ClientPlan:
                     "dp-min-cohort": m.min_cohort,
                     "dp-size": m.size,
                     "dp-step": m.step,
+                    "dp-sampling-rate": m.sampling_rate,
                 }
             )
         return config
@@ -172,6 +173,7 @@ class ClientPlan:
                     int(config["dp-min-cohort"]),
                     int(config["dp-size"]),
                     float(config["dp-step"]),
+                    float(config.get("dp-sampling-rate", 1.0)),
                 )
             return cls(
                 model=model,

@@ -74,10 +74,11 @@ def test_an_unreachable_target_and_bad_parameters_are_refused():
 
 
 def test_the_library_has_no_poisson_subsampling_of_a_zcdp_release():
-    """Why Poisson sampling of records is not built (``DESIGN.md``, "Differential
-    privacy"): dp-accounting 0.6.0 amplifies only Gaussian (RDP, PLD) and Laplace
-    (PLD) releases by Poisson sampling, and a run's release is a zCDP event. When
-    this fails, the library has gained the analysis: revisit the decision."""
+    """Why sampled runs use the hand-composed route of ``he_fed.privacy._sampled``
+    (``DESIGN.md``, "Poisson sampling"): dp-accounting 0.6.0 amplifies only Gaussian
+    (RDP, PLD) and Laplace (PLD) releases by Poisson sampling, and a run's release
+    is a zCDP event. When this fails, the library has gained the analysis: use it
+    instead of the hand-written amplification step."""
     sampled = dp_accounting.PoissonSampledDpEvent(0.01, dp_accounting.ZCDpEvent(0.01))
     assert not dp_accounting.rdp.RdpAccountant().supports(sampled)
     assert not dp_accounting.pld.PLDAccountant().supports(sampled)

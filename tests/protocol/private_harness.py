@@ -30,6 +30,7 @@ def private_roles(
     rounds: int = 3,
     clip: float = 1.0,
     plan: RunPlan = PLAN,
+    sampling_rate: float | None = None,
 ):
     """A key holder with a budget for ``rounds`` releases, an aggregator, and clients."""
     scheme, budget = private_setup(
@@ -46,6 +47,7 @@ def private_roles(
         clip=clip,
         min_cohort=min_clients,
         normaliser=sum(sizes) if level == "record" else len(sizes),
+        sampling_rate=sampling_rate,
     )
     if scheme not in _KEYS:  # key generation is the slow part: once per plan
         _KEYS[scheme] = scheme.keygen()

@@ -89,13 +89,13 @@ def test_a_format_1_state_is_read_as_a_run_without_budget_and_an_unknown_one_ref
     identity = Identity()
     plain._identity = identity
     envelope = wire.open_envelope(plain.export_state(), wire.Kind.KEYHOLDER_STATE)
-    assert envelope.params == "state=2" and envelope.body[-1:] == b"\x00"
+    assert envelope.params == "state=3" and envelope.body[-1:] == b"\x00"
     old = wire.seal_envelope(
         wire.Kind.KEYHOLDER_STATE, envelope.body[:-1], fingerprint=envelope.fingerprint
     )
     assert KeyHolder.restore(plain._keys, identity, old).privacy is None
     newer = wire.seal_envelope(
-        wire.Kind.KEYHOLDER_STATE, envelope.body, params="state=3", fingerprint=envelope.fingerprint
+        wire.Kind.KEYHOLDER_STATE, envelope.body, params="state=4", fingerprint=envelope.fingerprint
     )
     with pytest.raises(MalformedMessage, match="unknown format"):
         KeyHolder.restore(plain._keys, identity, newer)
