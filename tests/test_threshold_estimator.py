@@ -57,6 +57,7 @@ def test_a_private_fit_with_a_council_charges_every_holder():
         "holders": 3,
         "quorum": 3,
         "tolerated_absences": 0,
+        "absent": [],
     }
     assert est.setup_["privacy"]["rounds_released"] == 3
     assert [r.epsilon for r in est.history_] == sorted(r.epsilon for r in est.history_)
