@@ -3,7 +3,14 @@
 It writes ``public.key`` and ``aggregator.key`` as a single-key ceremony does,
 ``verification.key`` (every holder's verification key, public) and one
 ``share-i.key`` per holder (mode 0600, passphrase-protected when a passphrase is
-given, each with the verification keys inside). The factorisation and the
+given, each with the verification keys inside), and what a Flower deployment's
+share-holder nodes and client nodes need to know each other: one
+``holder-i.identity`` per holder (its Ed25519 signing key as 64 hex digits, mode
+0600, the ``identity-file`` of its node) and ``council.pin`` (hex of the council
+pin, :func:`~he_fed.protocol.council.council_pin`: the ``council-file`` of every
+holder node and the ``keyholder-identity`` of every client node). The dealer,
+trusted during the ceremony anyway since it deals every share, makes the
+identities too, so that the pin is ready when the ceremony ends. The factorisation and the
 decryption exponent exist only in this process's memory while the dealer runs;
 no file holds them (``tests/test_cli_threshold.py`` reads every file written).
 """
@@ -19,6 +26,8 @@ from he_fed.crypto import Scheme
 from he_fed.crypto.paillier import _PaillierScheme
 from he_fed.crypto.threshold import deal, parse_threshold
 from he_fed.exceptions import ConfigurationError
+from he_fed.protocol.council import council_pin
+from he_fed.protocol.receipts import Identity
 
 __all__ = ["threshold_files", "write_threshold_keys"]
 
@@ -31,6 +40,8 @@ def threshold_files(holders: int) -> dict[str, str]:
         "verification": "verification.key",
     }
     files.update({f"share {i}": f"share-{i}.key" for i in range(1, holders + 1)})
+    files.update({f"identity {i}": f"holder-{i}.identity" for i in range(1, holders + 1)})
+    files["council"] = "council.pin"
     return files
 
 
@@ -72,6 +83,11 @@ def write_threshold_keys(
         write_atomic(
             paths[f"share {share.index}"], share.to_bytes(passphrase=passphrase), mode=0o600
         )
+    identities = [Identity() for _ in range(holders)]
+    for i, identity in enumerate(identities, start=1):
+        write_atomic(paths[f"identity {i}"], identity.private_bytes().hex().encode(), mode=0o600)
+    pin = council_pin(threshold, [identity.public_bytes for identity in identities])
+    write_atomic(paths["council"], pin.hex().encode(), mode=0o644)
     click.echo(
         f"{scheme.name} {threshold}-of-{holders} threshold key, fingerprint "
         f"{keys.public.fingerprint.hex()[:16]}"
@@ -80,8 +96,14 @@ def write_threshold_keys(
     protection = "passphrase-protected" if passphrase else "NOT encrypted"
     for role, path in paths.items():
         note = f" (mode 0600, {protection})" if role.startswith("share") else ""
+        note = " (mode 0600, NOT encrypted)" if role.startswith("identity") else note
         click.echo(f"  {role:<12} {path}  {path.stat().st_size} bytes{note}")
     click.echo(
         f"  give share-i.key to holder i only; any {threshold} holders decrypt, "
         f"{threshold - 1} learn nothing; the factorisation was never written"
+    )
+    click.echo(
+        "  on Flower: holder i's node takes share-i.key, holder-i.identity and council.pin "
+        "(share-file, identity-file, council-file); client nodes pin the council with "
+        "keyholder-identity='<the hex in council.pin>'"
     )

@@ -99,7 +99,8 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
     metavar="T/N",
     default=None,
     help="Deal a T-of-N threshold key instead of one secret: writes verification.key and "
-    "share-1.key .. share-N.key, no secret.key (Paillier schemes only).",
+    "share-1.key .. share-N.key, holder-1.identity .. holder-N.identity and council.pin "
+    "(for share-holder nodes on Flower), no secret.key (Paillier schemes only).",
 )
 @click.option("--force", is_flag=True, help="Overwrite existing key files.")
 @verbose_option

@@ -11,6 +11,8 @@ from he_fed.cli import main
 
 from he_fed.crypto import load_public
 from he_fed.crypto.threshold import load_share, load_verification
+from he_fed.protocol.council import parse_council
+from he_fed.protocol.receipts import Identity
 
 FAST = ["--key-bits", "512", "--allow-insecure", "--max-clients", "8"]
 
@@ -24,6 +26,12 @@ def test_keygen_threshold_writes_shares_and_never_the_factorisation(tmp_path):
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         "aggregator.key",
+        "council.pin",
+        "holder-1.identity",
+        "holder-2.identity",
+        "holder-3.identity",
+        "holder-4.identity",
+        "holder-5.identity",
         "public.key",
         "share-1.key",
         "share-2.key",
@@ -42,6 +50,16 @@ def test_keygen_threshold_writes_shares_and_never_the_factorisation(tmp_path):
         assert path.stat().st_mode & 0o777 == 0o600
         share = load_share(path.read_bytes(), allow_insecure=True)
         assert share.index == i and share.verification.fingerprint == vk.fingerprint
+    # The files a Flower deployment's nodes take: each holder's identity (secret, hex
+    # as its node's identity-file reads it) and the pin naming all five, in order.
+    identities = []
+    for i in range(1, 6):
+        path = out / f"holder-{i}.identity"
+        assert path.stat().st_mode & 0o777 == 0o600
+        identities.append(Identity.from_private_bytes(bytes.fromhex(path.read_text())))
+    pin = bytes.fromhex((out / "council.pin").read_text())
+    assert parse_council(pin) == (3, tuple(identity.public_bytes for identity in identities))
+    assert "keyholder-identity" in result.output
     # No file holds a factor of n (256-bit primes: 32 bytes) at any offset, either byte order.
     n = int(public.n)
     blob = b"".join(p.read_bytes() for p in out.iterdir())
