@@ -159,6 +159,7 @@ def deployed_grid(parts, setup, tmp_path, *, dual=False, **kwargs):
             "policy-file": str(tmp_path / "holder.json"),
             "identity-file": str(tmp_path / f"holder{i}.id"),
             "council-file": str(tmp_path / "council.pin"),
+            "federation-file": str(tmp_path / f"holder-{i}.federation"),
         }
     nodes = {
         10 + p: {"partition-id": p, "keyholder-identity": pin.hex()} for p in range(len(parts))
@@ -192,6 +193,45 @@ def test_deployed_share_holders_use_their_own_files_and_train_the_same_model(dua
         )
         assert not any(isinstance(v, bytes) and v in shares for v in values)
         assert "share" not in (message.content.get(records.CONFIG, {}))
+
+
+def test_a_second_run_against_the_same_holders_is_refused_at_setup(tmp_path):
+    """The fourth red team's break: a new ``flwr run`` met holders that had forgotten
+    the last one, answered round 0 again from the same start without client 3, and
+    the two releases differenced client 3's exact update. Now each holder claims its
+    federation-file at its first setup and refuses another federation."""
+    parts = _partitions()
+    setup = _setup(parts, SCHEME, (3, 5))
+    grid, _ = deployed_grid(parts, setup, tmp_path)
+    run_federation(FlowerExecutor(grid, nodes=len(grid.contexts)), setup, parts, _train)
+    for i in range(1, 6):
+        marker = (tmp_path / f"holder-{i}.federation").read_text()
+        assert marker.startswith("he-fed share-holder federation v1\n")
+        assert f"share {i} of key " in marker
+    # Run 2: the same nodes' files, fresh node state (a new run), client 3 left out.
+    nodes = {
+        node: dict(context.node_config)
+        for node, context in grid.contexts.items()
+        if context.node_config.get("partition-id") != len(parts) - 1
+    }
+    fewer = parts[:-1]
+    second = LoopbackGrid(_app(parts), nodes)
+    with pytest.raises(PolicyViolation, match="already served a federation"):
+        run_federation(
+            FlowerExecutor(second, nodes=len(nodes)), _setup(fewer, SCHEME, (3, 5)), fewer, _train
+        )
+    # No holder of the second run got as far as a ticket.
+    assert not any("hefed_share_ticket" in m.metadata.message_type for m in second.sent)
+
+
+def test_a_deployed_holder_without_a_federation_file_is_refused(tmp_path):
+    parts = _partitions()
+    setup = _setup(parts, SCHEME, (3, 5))
+    grid, _ = deployed_grid(parts, setup, tmp_path)
+    for context in grid.contexts.values():
+        context.node_config.pop("federation-file", None)
+    with pytest.raises(ConfigurationError, match="federation-file"):
+        run_federation(FlowerExecutor(grid, nodes=len(grid.contexts)), setup, parts, _train)
 
 
 def _reply(grid, node, step, config) -> Message:

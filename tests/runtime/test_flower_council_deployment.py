@@ -35,7 +35,7 @@ from tests.runtime.test_flower_deployment import (  # noqa: F401  (deployment is
     deployment,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("flower")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("flower-kill")]
 
 CLIENTS = 3
 RUN = {"clients": CLIENTS, "rounds": 3, "key_bits": 1024, "allow_insecure": True, "seed": 3}
@@ -59,7 +59,8 @@ def share_holder_configs(folder: Path, run: dict) -> tuple[list[str], list[str]]
         (folder / f"holder{i}.id").write_text(identities[i].private_bytes().hex())
         holders[i] = (
             f"share-file='{folder / f'share-{i}.key'}' policy-file='{folder / 'holder.json'}' "
-            f"identity-file='{folder / f'holder{i}.id'}' council-file='{folder / 'council.pin'}'"
+            f"identity-file='{folder / f'holder{i}.id'}' council-file='{folder / 'council.pin'}' "
+            f"federation-file='{folder / f'holder-{i}.federation'}'"
         )
     clients = [f"partition-id={k} keyholder-identity='{pin.hex()}'" for k in range(CLIENTS)]
     clients[0] += " " + holders.pop(1)

@@ -22,7 +22,8 @@ client with ``--node-config "partition-id=K"`` (its share of the run's built-in
 dataset, dealt exactly as ``he-fed run`` deals it) or ``"data-path='own.csv'
 target='label'"`` (its own CSV file). With ``threshold="t/n"``, no key holder:
 ``n`` share-holder nodes, each with ``--node-config "share-file='share-K.key'
-policy-file='holder.json' identity-file='holderK.id' council-file='council.pin'"``
+policy-file='holder.json' identity-file='holder-K.identity' council-file='council.pin'
+federation-file='holder-K.federation'"``
 (:mod:`he_fed.runtime.flower.sharenode`); a client node may carry those too.
 """
 

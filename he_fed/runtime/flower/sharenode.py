@@ -1,7 +1,8 @@
 """The share-holder side of a Flower node: one threshold share, a full policy enforcer.
 
 A node started with ``--node-config "share-file='share-2.key' policy-file='holder.json'
-identity-file='holder2.id' council-file='council.pin'"`` is a share holder: a
+identity-file='holder-2.identity' council-file='council.pin'
+federation-file='holder-2.federation'"`` is a share holder: a
 :class:`~he_fed.protocol.decryptor.Decryptor`, the same code as in process, rebuilt
 from its node state for every message (:mod:`he_fed.protocol.decryptor_state`).
 It may also carry ``partition-id`` (or ``data-path``) and train as a client: a
@@ -12,6 +13,9 @@ Everything that decides what it releases is its own, never the ServerApp's:
 * its **share** comes from its ``share-file`` (``passphrase-file`` if protected);
 * its **policy** (scheme, plan, minimum cohort, trusted clients) from its
   ``policy-file`` (:class:`~he_fed.runtime.flower.policy.KeyHolderPolicy`);
+* it serves **one federation**: its ``federation-file`` is claimed at its first
+  setup, and a node whose file exists refuses another (a new run would otherwise
+  meet a holder that forgot the rounds it answered: :func:`_mark_federation`);
 * the **council** it checks tickets and certificates against is the pin in its
   ``council-file`` (hex of :func:`~he_fed.protocol.council.council_pin`), and its
   own Ed25519 identity (``identity-file``, 64 hex digits) must be in it at its index.
@@ -31,6 +35,7 @@ holders' exchange keys), ``register`` (client identities, once), ``ticket``,
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -154,6 +159,59 @@ def _identity(context: Context) -> Identity:
         raise ConfigurationError(f"cannot read the share holder's identity-file {path!r}") from None
 
 
+def _mark_federation(context: Context, share: KeyShare, exchange: bytes) -> None:
+    """Claim this node's ``federation-file`` for the federation being set up, once.
+
+    A node keeps its policy state (rounds answered, models combined under, the
+    budget) in its Flower node state, which every new run starts empty. Without
+    this file a new ``flwr run`` against the same holders would meet holders that
+    forgot the last one, and could have them answer a second cohort from the same
+    starting model, which differences one client's update (a red team did). So a
+    deployed holder claims the file before it answers its first setup, and refuses
+    to set up again while the file exists. A holder resumed across runs is not
+    built; its operator starts a new federation by moving the file away.
+
+    Raises
+    ------
+    ConfigurationError
+        If a deployed node has no ``federation-file``.
+    PolicyViolation
+        If the file exists: this holder already served a federation.
+    """
+    node = context.node_config
+    path = node.get("federation-file")
+    if not path:
+        if in_simulation(node):
+            return  # one ServerApp owns every node and its whole lifetime
+        raise ConfigurationError(
+            "a share-holder node records the federation it serves: start it with "
+            "--node-config \"federation-file='holder-1.federation'\" (a path on its own disk)"
+        )
+    text = (
+        "he-fed share-holder federation v1\n"
+        f"share {share.index} of key {share.public.fingerprint.hex()}\n"
+        f"exchange key {exchange.hex()}\n"
+    )
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(str(path), flags, 0o600)
+    except FileExistsError:
+        raise PolicyViolation(
+            f"share holder {share.index} already served a federation (its federation-file "
+            f"{str(path)!r} exists): a holder that forgot which rounds it answered could be "
+            "made to answer a second cohort from the same start; move the file away only to "
+            "start a new federation"
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the federation-file {str(path)!r}: {exc}"
+        ) from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def _record(context: Context) -> ConfigRecord:
     if SHARE_STATE not in context.state:
         raise ProtocolError("this node holds no share in this run; it was never set up")
@@ -213,6 +271,7 @@ def _setup(message: Message, context: Context) -> Message:
     identity = _identity(context)
     exchange = X25519PrivateKey.generate()
     exchange_public = ExchangeKey(exchange).public_bytes
+    _mark_federation(context, share, exchange_public)
     context.state[SHARE_STATE] = ConfigRecord(
         {
             "share": raw,
