@@ -56,6 +56,7 @@ from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config
 from he_fed.runtime.flower import records, reopen, statefile
 from he_fed.runtime.flower.policy import (
     KeyHolderPolicy,
+    admitted_registration,
     in_simulation,
     read_identity_hex,
     trusted_clients_file,
@@ -238,25 +239,7 @@ def _register(message: Message, context: Context) -> Message:
     policy = _stored_policy(context)
     if keyholder.registered_clients() or keyholder.last_round >= 0:
         raise ProtocolError("clients register once, at setup, before the first round")
-    config = records.config_of(message)
-    ids = [str(c) for c in config["client-ids"]]  # type: ignore[union-attr]
-    keys = [bytes(k) for k in config["verify-keys"]]  # type: ignore[union-attr, arg-type]
-    if len(ids) != len(keys) or len(set(ids)) != len(ids):
-        raise ProtocolError("a registration needs one public key per distinct client")
-    trusted = policy.trusted_clients
-    if trusted is not None:
-        for client_id, key in zip(ids, keys, strict=True):
-            if trusted.get(client_id) != key:
-                raise PolicyViolation(
-                    f"client {client_id!r} is not registered with the identity this node "
-                    "was provisioned with"
-                )
-    elif not policy.trust_on_first_use:
-        raise PolicyViolation(
-            "this key holder has no provisioned client identities (trusted-clients) and "
-            "does not trust on first use; it will not take identities from the aggregator"
-        )
-    for client_id, key in zip(ids, keys, strict=True):
+    for client_id, key in admitted_registration(records.config_of(message), policy, "key holder"):
         keyholder.register(client_id, key)
     _save(context, keyholder)
     path = statefile.path_of(context)

@@ -30,11 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from he_fed.crypto import Scheme
-from he_fed.exceptions import ConfigurationError, HEFedError
+from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation, ProtocolError
 from he_fed.protocol.model import RunPlan
 from he_fed.protocol.spec import FederationSetup, scheme_from_config, scheme_to_config
 
-__all__ = ["KeyHolderPolicy", "in_simulation", "read_identity_hex", "trusted_clients_file"]
+__all__ = [
+    "KeyHolderPolicy",
+    "admitted_registration",
+    "in_simulation",
+    "read_identity_hex",
+    "trusted_clients_file",
+]
 
 #: Version 2 added ``n-outputs`` (rows of weights, one per class of a multinomial
 #: model); a version-1 policy, which predates it, describes a one-row model.
@@ -197,3 +203,41 @@ class KeyHolderPolicy:
         except OSError:
             raise ConfigurationError(f"cannot read policy-file {str(path)!r}") from None
         return cls.from_json(text)
+
+
+def admitted_registration(
+    config: Mapping[str, Any], policy: KeyHolderPolicy, role: str
+) -> list[tuple[str, bytes]]:
+    """The ``(client id, public key)`` pairs of a registration message its policy admits.
+
+    The key-holder node and every share-holder node check a registration the same
+    way: one key per distinct client, each the provisioned one when the policy
+    names ``trusted-clients``, and none at all unless it trusts on first use.
+
+    Raises
+    ------
+    ProtocolError
+        If the ids and keys do not pair up, or an id repeats.
+    PolicyViolation
+        If a key is not the provisioned one, or the policy takes no identities
+        from the aggregator.
+    """
+    ids = [str(c) for c in config["client-ids"]]
+    keys = [bytes(k) for k in config["verify-keys"]]
+    if len(ids) != len(keys) or len(set(ids)) != len(ids):
+        raise ProtocolError("a registration needs one public key per distinct client")
+    pairs = list(zip(ids, keys, strict=True))
+    trusted = policy.trusted_clients
+    if trusted is not None:
+        for client_id, key in pairs:
+            if trusted.get(client_id) != key:
+                raise PolicyViolation(
+                    f"client {client_id!r} is not registered with the identity this node "
+                    "was provisioned with"
+                )
+    elif not policy.trust_on_first_use:
+        raise PolicyViolation(
+            f"this {role} has no provisioned client identities (trusted-clients) and "
+            "does not trust on first use; it will not take identities from the aggregator"
+        )
+    return pairs
