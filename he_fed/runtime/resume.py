@@ -53,6 +53,7 @@ from he_fed.protocol.receipts import Identity
 from he_fed.protocol.setup import build_aggregator, build_client
 from he_fed.protocol.spec import ClientSpec, FederationSetup
 from he_fed.runtime import checkpoint as files
+from he_fed.runtime._journaled import JournaledRun
 from he_fed.runtime.base import Executor
 from he_fed.runtime.federation import Federation, RoundOutcome
 from he_fed.runtime.keyholder_store import KeyHolderStore
@@ -62,7 +63,6 @@ __all__ = ["ResumableRun", "run_resumable"]
 
 log = logging.getLogger("he_fed")
 
-_STATISTICS = (Task.MAGNITUDE, Task.MOMENTS)
 _T = TypeVar("_T")
 
 
@@ -101,7 +101,7 @@ def _clients_state(clients: Sequence[Any]) -> dict[str, tuple[int, int]]:
     return {c.client_id: (c.last_round, c.phase) for c in clients}
 
 
-class ResumableRun:
+class ResumableRun(JournaledRun):
     """A federation kept in a checkpoint directory: started there, or resumed from it.
 
     Use :meth:`open`, then :meth:`train`, then :meth:`close` (or a ``with`` block).
@@ -285,70 +285,6 @@ class ResumableRun:
         self.close()
 
     # -- training ------------------------------------------------------------------
-
-    def train(
-        self,
-        rounds: int,
-        *,
-        dropout: float = 0.0,
-        random_state: int | None = 0,
-        on_round: Callable[[RoundOutcome], dict[str, Any]],
-    ) -> list[dict[str, Any]]:
-        """Run the rounds not yet done, saving after each; return the whole history.
-
-        Parameters
-        ----------
-        rounds : int
-            Training rounds of the whole run (those already done count).
-        dropout : float, default=0.0
-            Probability that a client sits out a round.
-        random_state : int or None
-            Seed for the dropouts (its generator's state is saved each round).
-        on_round : callable
-            Called with each training round's outcome once it is applied; returns
-            the JSON-ready record the checkpoint keeps for it.
-
-        Returns
-        -------
-        list of dict
-            ``on_round``'s records of every training round, resumed ones included.
-        """
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigurationError("dropout must be in [0, 1)")
-        federation = self.federation
-        rng = np.random.default_rng(random_state)
-        if self._progress.rng:
-            rng.bit_generator.state = json.loads(self._progress.rng)
-        self._rng = rng
-        self._complete_journaled(on_round)
-        federation.before_decrypt = self._journal
-        try:
-            for task in _STATISTICS[len(federation.setup_outcomes) :]:
-                if not federation.aggregator.plan.standardize:
-                    break
-                outcome = federation.run_round(task)
-                if outcome.skipped:
-                    raise PolicyViolation(f"standardisation failed: {outcome.skipped}")
-                federation.setup_outcomes.append(outcome)
-                self._save(outcome.round)
-            while federation.training_rounds < rounds and federation.stopped is None:
-                participants = None
-                if dropout:
-                    participants = [
-                        c.client_id for c in federation.clients if rng.random() >= dropout
-                    ]
-                try:
-                    outcome = federation.run_round(Task.TRAIN, participants=participants)
-                except PolicyViolation as exc:
-                    federation.stopped = str(exc)
-                    log.warning("training stopped: %s", exc)
-                    self._save(self._progress.round_done)
-                    break
-                self.history.append(on_round(outcome))
-                self._save(outcome.round)
-        finally:
-            federation.before_decrypt = None
-        return self.history
 
     # -- saving --------------------------------------------------------------------
 

@@ -33,12 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from he_fed.exceptions import ConfigurationError, PolicyViolation, StateError
+from he_fed.exceptions import StateError
 from he_fed.protocol import Task
 from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.spec import FederationSetup, scheme_to_config
 from he_fed.runtime import checkpoint as files
 from he_fed.runtime import server_checkpoint as serverstate
+from he_fed.runtime._journaled import JournaledRun
 from he_fed.runtime.federation import Federation, RoundOutcome
 from he_fed.runtime.flower import records
 from he_fed.runtime.flower.server import FlowerExecutor, RemoteKeyHolder
@@ -46,8 +47,6 @@ from he_fed.runtime.flower.server import FlowerExecutor, RemoteKeyHolder
 __all__ = ["FlowerResumableRun", "reconnect"]
 
 log = logging.getLogger("he_fed")
-
-_STATISTICS = (Task.MAGNITUDE, Task.MOMENTS)
 
 
 def _keyholder_request(setup: FederationSetup) -> dict[str, Any]:
@@ -130,7 +129,7 @@ def reconnect(
     return Federation(remote, aggregator, clients, executor), reopened
 
 
-class FlowerResumableRun:
+class FlowerResumableRun(JournaledRun):
     """A ServerApp's federation kept in a checkpoint directory: started there, or resumed.
 
     The interface is :class:`~he_fed.runtime.resume.ResumableRun`'s.
@@ -218,56 +217,6 @@ class FlowerResumableRun:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def train(
-        self,
-        rounds: int,
-        *,
-        dropout: float = 0.0,
-        random_state: int | None = 0,
-        on_round: Callable[[RoundOutcome], dict[str, Any]],
-    ) -> list[dict[str, Any]]:
-        """Run the rounds not yet done, saving after each; return the whole history.
-
-        See :meth:`ResumableRun.train <he_fed.runtime.resume.ResumableRun.train>`.
-        """
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigurationError("dropout must be in [0, 1)")
-        federation = self.federation
-        rng = np.random.default_rng(random_state)
-        if self._progress.rng:
-            rng.bit_generator.state = json.loads(self._progress.rng)
-        self._rng = rng
-        if self._journaled_released:
-            self._complete_journaled(on_round)
-        federation.before_decrypt = self._journal
-        try:
-            for task in _STATISTICS[len(federation.setup_outcomes) :]:
-                if not federation.aggregator.plan.standardize:
-                    break
-                outcome = federation.run_round(task)
-                if outcome.skipped:
-                    raise PolicyViolation(f"standardisation failed: {outcome.skipped}")
-                federation.setup_outcomes.append(outcome)
-                self._save(outcome.round)
-            while federation.training_rounds < rounds and federation.stopped is None:
-                participants = None
-                if dropout:
-                    participants = [
-                        c.client_id for c in federation.clients if rng.random() >= dropout
-                    ]
-                try:
-                    outcome = federation.run_round(Task.TRAIN, participants=participants)
-                except PolicyViolation as exc:
-                    federation.stopped = str(exc)
-                    log.warning("training stopped: %s", exc)
-                    self._save(self._progress.round_done)
-                    break
-                self.history.append(on_round(outcome))
-                self._save(outcome.round)
-        finally:
-            federation.before_decrypt = None
-        return self.history
-
     def _save(self, round_done: int) -> None:
         federation = self.federation
         assert self._rng is not None
@@ -305,6 +254,8 @@ class FlowerResumableRun:
 
     def _complete_journaled(self, on_round: Callable[[RoundOutcome], dict[str, Any]]) -> None:
         """Finish the round the key holder released before the ServerApp stopped."""
+        if not self._journaled_released:
+            return
         pending = self._progress.pending
         assert pending is not None and self._rng is not None
         federation = self.federation
