@@ -45,8 +45,9 @@ def _settings(values: tuple[str, ...]) -> dict[str, object]:
 @click.option(
     "--provision",
     is_flag=True,
-    help="Also write the key-holder node's policy (keyholder.json) and Ed25519 identity "
-    "(keyholder.id, secret), and print the node configs that pin it.",
+    help="Also write the key-holder node's policy (keyholder.json), Ed25519 identity "
+    "(keyholder.id, secret) and secret key (secret.key), and print the node configs "
+    "that pin it (the key holder's with a state-file, which a deployed node needs).",
 )
 @verbose_option
 def flower_app(directory: Path, settings: tuple[str, ...], provision: bool) -> None:
@@ -54,8 +55,9 @@ def flower_app(directory: Path, settings: tuple[str, ...], provision: bool) -> N
 
     Its ServerApp is the blind aggregator, its ClientApps are the clients, and one
     SuperNode is the key holder. In a deployment the key-holder node takes its
-    policy and identity from its own files (--provision writes them), and each
-    client node pins the key holder's identity. Run it with:
+    policy, identity and secret key from its own files (--provision writes them)
+    and records its federation in a state-file, and each client node pins the key
+    holder's identity. Run it with:
     flwr run DIRECTORY <superlink> --stream. Needs pip install "he-fed[flower]"
     on every machine.
     """
@@ -78,17 +80,22 @@ def flower_app(directory: Path, settings: tuple[str, ...], provision: bool) -> N
                 identity = Identity()
                 identity_path = directory / "keyholder.id"
                 write_atomic(identity_path, identity.private_bytes().hex().encode() + b"\n")
+                key_path = directory / "secret.key"
+                write_atomic(key_path, policy.scheme.keygen().secret.to_bytes(), mode=0o600)
         except OSError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {path}")  # output after the work: a closed pipe is no error
     if policy is None:
         return
     pin = identity.public_bytes.hex()
-    click.echo(f"wrote {policy_path} (the key holder's policy) and {identity_path} (secret)")
-    click.echo("key-holder node:")
+    click.echo(
+        f"wrote {policy_path} (the key holder's policy), {identity_path} and {key_path} (secret)"
+    )
+    click.echo("key-holder node (its state-file is created at the first run's setup):")
     click.echo(
         f"  --node-config \"role='keyholder' policy-file='{policy_path}' "
-        f"identity-file='{identity_path}'\""
+        f"identity-file='{identity_path}' secret-key-file='{key_path}' "
+        f"state-file='{directory / 'keyholder.state'}'\""
     )
     click.echo("client node K:")
     click.echo(f"  --node-config \"partition-id=K keyholder-identity='{pin}'\"")

@@ -172,6 +172,7 @@ def test_flower_app_writes_the_app(tmp_path):
 
 
 def test_flower_app_provisions_the_key_holder_and_prints_the_pin(tmp_path):
+    from he_fed.crypto import load_secret
     from he_fed.protocol import Identity
     from he_fed.runtime.flower import KeyHolderPolicy
 
@@ -184,6 +185,13 @@ def test_flower_app_provisions_the_key_holder_and_prints_the_pin(tmp_path):
     identity = Identity.from_private_bytes(bytes.fromhex((app / "keyholder.id").read_text()))
     assert (app / "keyholder.id").stat().st_mode & 0o777 == 0o600
     assert f"keyholder-identity='{identity.public_bytes.hex()}'" in result.output
+    # A deployed key-holder node needs a state-file, and with it a secret-key-file.
+    keys = load_secret((app / "secret.key").read_bytes(), allow_insecure=True)
+    assert keys.public.scheme == policy.scheme
+    assert (app / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert f"secret-key-file='{app / 'secret.key'}'" in result.output
+    assert f"state-file='{app / 'keyholder.state'}'" in result.output
+    assert not (app / "keyholder.state").exists()
     # A run config the policy refuses writes nothing and says why in one line.
     refused = CliRunner().invoke(
         main, ["flower-app", str(tmp_path / "other"), "--set", "key_bits=1024", "--provision"]

@@ -8,6 +8,7 @@ playing the ServerApp, which is the aggregator.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 
 import numpy as np
 import pytest
@@ -151,11 +152,19 @@ def _setup(parts, **kwargs) -> FederationSetup:
 
 
 def _deployed(parts, tmp_path, *, policy: KeyHolderPolicy | None, pin: bool = True):
-    """A key-holder node with its own identity (and policy file, if given); client
-    nodes that pinned that identity (if ``pin``)."""
+    """A key-holder node with its own identity, secret key and state file (and policy
+    file, if given); client nodes that pinned that identity (if ``pin``)."""
     identity = Identity()
     (tmp_path / "kh.id").write_text(identity.private_bytes().hex())
-    keyholder_config = {"role": "keyholder", "identity-file": str(tmp_path / "kh.id")}
+    scheme = _setup(parts).scheme if policy is None else policy.scheme
+    (tmp_path / "kh.key").write_bytes(scheme.keygen().secret.to_bytes())
+    keyholder_config = {
+        "role": "keyholder",
+        "identity-file": str(tmp_path / "kh.id"),
+        "secret-key-file": str(tmp_path / "kh.key"),
+        # each call a new node's disk: the state of an earlier call is not this one's
+        "state-file": tempfile.mkdtemp(dir=tmp_path) + "/kh.state",
+    }
     if policy is not None:
         keyholder_config["policy-file"] = str(policy.write(tmp_path / "kh.json"))
     nodes: dict[int, dict] = {
@@ -173,7 +182,7 @@ def _deployed(parts, tmp_path, *, policy: KeyHolderPolicy | None, pin: bool = Tr
 def test_a_deployed_key_holder_node_takes_no_policy_from_the_server_app(tmp_path):
     parts = _parts()
     grid, _ = _deployed(parts, tmp_path, policy=None)
-    with pytest.raises(ConfigurationError, match="policy from its own configuration"):
+    with pytest.raises(ConfigurationError, match="needs policy-file"):
         FlowerExecutor(grid, nodes=4).connect(_setup(parts))
     assert "hefed.keyholder" not in grid.contexts[KEYHOLDER].state
 

@@ -183,17 +183,21 @@ def _flwr_run(env: dict[str, str], app: Path, connection: str, result: Path) -> 
 
 def node_configs(folder: Path, run: dict) -> list[str]:
     """Client nodes that pinned the key holder's identity, and a key-holder node with
-    its own policy file and identity, as a deployment provisions them."""
+    its own policy file, identity, secret key and state file, as a deployment
+    provisions them (a deployed key-holder node refuses keygen without state-file)."""
     folder.mkdir(parents=True, exist_ok=True)
     identity = Identity()
     (folder / "keyholder.id").write_text(identity.private_bytes().hex())
-    keyholder_policy(run, trust_on_first_use=True).write(folder / "keyholder.json")
+    policy = keyholder_policy(run, trust_on_first_use=True)
+    policy.write(folder / "keyholder.json")
+    (folder / "secret.key").write_bytes(policy.scheme.keygen().secret.to_bytes())
     pin = identity.public_bytes.hex()
     clients = [f"partition-id={k} keyholder-identity='{pin}'" for k in range(CLIENTS)]
     return [
         *clients,
         f"role='keyholder' policy-file='{folder / 'keyholder.json'}' "
-        f"identity-file='{folder / 'keyholder.id'}'",
+        f"identity-file='{folder / 'keyholder.id'}' secret-key-file='{folder / 'secret.key'}' "
+        f"state-file='{folder / 'keyholder.state'}'",
     ]
 
 
@@ -240,6 +244,7 @@ def test_a_loopback_deployment_trains_the_inprocess_model(deployment, tmp_path):
     assert deployed["setup"]["executor"] == "flower"
     assert [r["contributors"] for r in deployed["rounds"]] == [CLIENTS] * 2
     _check_roles(logs)
+    assert (tmp_path / "provisioned" / "keyholder.state").exists()  # the federation, on disk
 
 
 def test_tls_and_supernode_authentication_as_the_readme_describes(deployment, tmp_path):

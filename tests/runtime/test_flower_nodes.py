@@ -54,10 +54,11 @@ def _grid(parts, **kwargs) -> LoopbackGrid:
 
 
 def deployed_grid(parts, setup, tmp_path, **kwargs) -> LoopbackGrid:
-    """Nodes as a deployment starts them: a key holder with its own policy file and
-    identity, clients that pinned that identity."""
+    """Nodes as a deployment starts them: a key holder with its own policy file,
+    identity, secret key and state file, clients that pinned that identity."""
     identity = Identity()
     (tmp_path / "keyholder.id").write_text(identity.private_bytes().hex())
+    (tmp_path / "secret.key").write_bytes(setup.scheme.keygen().secret.to_bytes())
     KeyHolderPolicy(setup.scheme, setup.run_plan, setup.min_clients, trust_on_first_use=True).write(
         tmp_path / "keyholder.json"
     )
@@ -70,6 +71,8 @@ def deployed_grid(parts, setup, tmp_path, **kwargs) -> LoopbackGrid:
         "role": "keyholder",
         "policy-file": str(tmp_path / "keyholder.json"),
         "identity-file": str(tmp_path / "keyholder.id"),
+        "secret-key-file": str(tmp_path / "secret.key"),
+        "state-file": str(tmp_path / "keyholder.state"),
     }
     return LoopbackGrid(app, nodes, **kwargs)
 

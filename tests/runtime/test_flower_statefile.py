@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from flwr.app import RecordDict
 
-from he_fed.exceptions import HEFedError
+from he_fed.exceptions import ConfigurationError, HEFedError, StateError
 from he_fed.protocol import Aggregator, Identity
 from he_fed.runtime import run_federation
 from he_fed.runtime.flower import FlowerExecutor, KeyHolderPolicy, make_client_app, records
@@ -173,3 +173,68 @@ def test_a_node_never_starts_a_second_federation_over_its_state_file(tmp_path):
     assert run_federation(FlowerExecutor(_grid(parts, node), nodes=4), setup, parts, bool)
     with pytest.raises(HEFedError, match="holds a federation this node ran"):
         run_federation(FlowerExecutor(_grid(parts, node), nodes=4), setup, parts, bool)
+
+
+def test_a_second_run_against_the_same_key_holder_is_refused_at_keygen(tmp_path):
+    """The red team's break on share holders, against the single key holder: the
+    ServerApp runs a second ``flwr run`` (fresh node state, the same node config)
+    from the same start with client 2 left out, to difference client 2's update out
+    of two releases of round 0. The node's state-file remembers the first run."""
+    parts = _partitions()
+    setup = _setup(parts)
+    keys, identity, node = _provisioned(tmp_path, setup)
+    grid = _grid(parts, node)
+    kept = {}
+
+    def released(federation):
+        kept["key"] = federation.keyholder.aggregation_key_bytes()
+        kept["before"] = federation.aggregator.export_state()  # the same start, for run 2
+        federation.standardize()  # rounds 0 and 1, decrypted and released
+        return True
+
+    assert run_federation(FlowerExecutor(grid, nodes=4), setup, parts, released)
+    first = [m for m in grid.sent if m.metadata.message_type == records.ROUND][0]
+    ticket = records.config_of(first)["round-start"]
+    updates = {  # round 0's update of each client but the victim (node 12)
+        r.metadata.src_node_id: records.config_of(r)["update"]
+        for r in reversed(grid.replies)
+        if r.metadata.message_type == records.ROUND and r.metadata.src_node_id != 12
+    }
+    # Run 2: the same node configs, fresh node states, client 2 left out.
+    fewer = parts[:-1]
+    configs = {n: dict(c.node_config) for n, c in grid.contexts.items() if n != 12}
+    second = LoopbackGrid(
+        make_client_app(lambda c: fewer[int(c.node_config["partition-id"])]), configs
+    )
+    with pytest.raises(StateError, match="holds a federation this node ran"):
+        run_federation(FlowerExecutor(second, nodes=3), _setup(fewer), fewer, released)
+    sent = [m.metadata.message_type for m in second.sent]
+    assert sent.count(records.KEYGEN) == 1
+    assert records.TICKET not in sent and records.DECRYPT not in sent  # no ticket, no release
+    assert "hefed.keyholder" not in second.contexts[KEYHOLDER].state
+    # Bypassing keygen, the ServerApp sums round 0 again without client 2: the node
+    # rebuilds itself from its state-file and refuses to decrypt a released round.
+    other = Aggregator.restore(kept["key"], kept["before"], allow_insecure=True)
+    other.open_round(ticket)
+    for update in updates.values():
+        other.add(update)
+    forged = {"encrypted-aggregate": other.finish_round()}
+    refused = _ask(second, KEYHOLDER, records.DECRYPT, forged)
+    assert refused.error.reason.startswith("PolicyViolation: round 0 (")
+    assert "is not the open round" in refused.error.reason
+    with KeyHolderStore.open(tmp_path / "keyholder.state", keys, identity) as store:
+        assert [r.round for r in store.releases] == [0, 1]  # each released once, by run 1
+
+
+def test_a_deployed_key_holder_node_without_a_state_file_is_refused_at_keygen(tmp_path):
+    parts = _partitions()
+    setup = _setup(parts)
+    _, _, node = _provisioned(tmp_path, setup)
+    del node["state-file"]
+    grid = _grid(parts, node)
+    with pytest.raises(ConfigurationError, match='start it with --node-config "state-file='):
+        run_federation(FlowerExecutor(grid, nodes=4), setup, parts, lambda f: f.train(1))
+    assert "hefed.keyholder" not in grid.contexts[KEYHOLDER].state
+    sent = [m.metadata.message_type for m in grid.sent]
+    assert records.TICKET not in sent and records.DECRYPT not in sent
+    assert not (tmp_path / "keyholder.state").exists()

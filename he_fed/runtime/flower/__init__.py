@@ -10,8 +10,10 @@ aggregator     the ServerApp (:class:`FlowerExecutor` drives the rounds from it)
                it holds the aggregation key only
 client         a SuperNode's ClientApp, holding its own data and the public key
 key holder     one designated SuperNode (``--node-config "role='keyholder'
-               policy-file='keyholder.json'"``); its keys and policy are its own,
-               it signs every round's ticket and never lets the secret key leave
+               policy-file='keyholder.json' state-file='keyholder.state' ..."``:
+               :mod:`~he_fed.runtime.flower.statefile`); its keys and policy are
+               its own, it signs every round's ticket and never lets the secret
+               key leave
 =============  ===============================================================
 
 * :func:`simulate` runs a federation on Flower's simulation engine in process

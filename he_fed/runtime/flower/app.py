@@ -17,7 +17,9 @@ the same run configuration resumes from its last completed round; see
 (seconds), and ``nodes`` (SuperNodes to wait for; ``0``: the clients plus the key
 holder, or plus the ``n`` share holders).
 
-Nodes: one SuperNode with ``--node-config "role='keyholder'"``, and one per
+Nodes: one SuperNode with ``--node-config "role='keyholder' policy-file=...
+identity-file=... secret-key-file=... state-file=..."`` (a deployed key holder
+refuses key generation without ``state-file``), and one per
 client with ``--node-config "partition-id=K"`` (its share of the run's built-in
 dataset, dealt exactly as ``he-fed run`` deals it) or ``"data-path='own.csv'
 target='label'"`` (its own CSV file). With ``threshold="t/n"``, no key holder:
@@ -151,8 +153,9 @@ def keyholder_policy(
     """The policy the key-holder node of a deployment of this run configuration needs.
 
     Its operator writes it with :meth:`KeyHolderPolicy.write` and starts the node
-    with ``--node-config "role='keyholder' policy-file='keyholder.json'"``. The
-    node refuses a run whose ServerApp asks for another scheme or plan.
+    with ``--node-config "role='keyholder' policy-file='keyholder.json' ..."`` (with
+    its identity, secret key and state file). The node refuses a run whose
+    ServerApp asks for another scheme or plan.
 
     Parameters
     ----------

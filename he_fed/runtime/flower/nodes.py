@@ -6,14 +6,15 @@ first he-fed message it accepts, and then fixed for the run:
 * a node that accepts ``hefed_keygen`` is **the key holder**. It builds its keys
   and its policy from its *own* configuration (see
   :mod:`he_fed.runtime.flower.policy`): in a deployment, the ``policy-file`` of
-  its node config, optionally with ``secret-key-file`` and ``identity-file``;
+  its node config, with ``secret-key-file``, ``identity-file`` and
+  ``state-file``, without which a deployed node refuses ``hefed_keygen``;
   only in a simulation, where one person owns every node, from the message. It
   answers with public material and its Ed25519 identity, keeps the secret key,
   its identity and its state in the node state (``context.state``, which Flower
   keeps in the SuperNode's memory and never sends), signs every round's ticket,
-  and refuses to train. Started with ``state-file`` (and its keys, identity and
-  policy in files), it also keeps its state on its own disk and survives a
-  restart (:mod:`he_fed.runtime.flower.statefile`);
+  and refuses to train. With ``state-file`` it also keeps its state on its own
+  disk, survives a restart and never starts a second federation
+  (:mod:`he_fed.runtime.flower.statefile`);
 * a node that accepts ``hefed_setup`` is **a client**. It loads its own data,
   pins the key holder's identity (``--node-config
   "keyholder-identity='<hex>'"``; trust on first use only in a simulation or with

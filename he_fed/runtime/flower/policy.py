@@ -7,7 +7,7 @@ holder releases, or whom the clients trust, may come from its messages:
   minimum cohort, the run plan that fixes every round's global model, the
   registered clients) is a :class:`KeyHolderPolicy`. In a deployment the
   key-holder node reads it from a JSON file named in its own node config
-  (``--node-config "role='keyholder' policy-file='keyholder.json'"``), written
+  (``--node-config "role='keyholder' policy-file='keyholder.json' ..."``), written
   with :meth:`KeyHolderPolicy.write`. In a simulation, the person running it
   owns every node, and the policy comes from the simulation's own description.
 * a **client node** encrypts only under keys named in tickets signed by the key
@@ -18,7 +18,9 @@ holder releases, or whom the clients trust, may come from its messages:
 
 A node is in a simulation when Flower's simulation engine made it: its node
 config then holds ``num-partitions``, which a deployed SuperNode's does not
-unless its operator says so.
+unless its operator says so. A deployed node that enforces a policy across
+rounds (the key holder, each share holder) must also record its federation on its
+own disk (:func:`federation_record`): its node state does not outlive the run.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from he_fed.protocol.spec import FederationSetup, scheme_from_config, scheme_to_
 __all__ = [
     "KeyHolderPolicy",
     "admitted_registration",
+    "federation_record",
     "in_simulation",
     "read_identity_hex",
     "trusted_clients_file",
@@ -51,6 +54,51 @@ _READABLE = (1, 2)
 def in_simulation(node_config: Mapping[str, Any]) -> bool:
     """Whether Flower's simulation engine made this node (it sets ``num-partitions``)."""
     return "num-partitions" in node_config
+
+
+def federation_record(
+    node_config: Mapping[str, Any], name: str, role: str, example: str
+) -> Path | None:
+    """Where a policy-enforcing node records its federation: ``name`` in its node config.
+
+    Such a node keeps what it answered (rounds, tickets, statistics, budget) in its
+    Flower node state, which every new ``flwr run`` starts empty. A deployed node
+    without a record on its own disk would meet a second run from the same start as
+    a new federation, and an aggregator that runs twice with one client left out
+    differences that client's update out of the two releases (a red team did, on
+    share holders). So a deployed node must name one; only in a simulation, where
+    one person owns every node and the whole run, may it go without.
+
+    Parameters
+    ----------
+    node_config : mapping
+        The node's own configuration.
+    name : str
+        The node-config key of the record (``"state-file"``, ``"federation-file"``).
+    role : str
+        The node's role, for the message (``"key-holder"``, ``"share-holder"``).
+    example : str
+        The node config to show the operator.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The record's path; None for a simulated node without one.
+
+    Raises
+    ------
+    ConfigurationError
+        If a deployed node has none.
+    """
+    path = node_config.get(name)
+    if path:
+        return Path(str(path))
+    if in_simulation(node_config):
+        return None
+    raise ConfigurationError(
+        f"a {role} node records the federation it serves, since every flwr run starts "
+        f'its node state empty: start it with --node-config "{example}" (on its own disk)'
+    )
 
 
 def read_identity_hex(text: str, what: str) -> bytes:

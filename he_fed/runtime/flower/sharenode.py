@@ -56,7 +56,12 @@ from he_fed.protocol.partial_transport import ExchangeKey
 from he_fed.protocol.receipts import Identity, verify_signature
 from he_fed.protocol.spec import scheme_from_config
 from he_fed.runtime.flower import records
-from he_fed.runtime.flower.policy import KeyHolderPolicy, admitted_registration, in_simulation
+from he_fed.runtime.flower.policy import (
+    KeyHolderPolicy,
+    admitted_registration,
+    federation_record,
+    in_simulation,
+)
 
 __all__ = [
     "SHARE_STATE",
@@ -178,15 +183,14 @@ def _mark_federation(context: Context, share: KeyShare, exchange: bytes) -> None
     PolicyViolation
         If the file exists: this holder already served a federation.
     """
-    node = context.node_config
-    path = node.get("federation-file")
-    if not path:
-        if in_simulation(node):
-            return  # one ServerApp owns every node and its whole lifetime
-        raise ConfigurationError(
-            "a share-holder node records the federation it serves: start it with "
-            "--node-config \"federation-file='holder-1.federation'\" (a path on its own disk)"
-        )
+    path = federation_record(
+        context.node_config,
+        "federation-file",
+        "share-holder",
+        "federation-file='holder-1.federation'",
+    )
+    if path is None:
+        return  # a simulation: one ServerApp owns every node and its whole lifetime
     text = (
         "he-fed share-holder federation v1\n"
         f"share {share.index} of key {share.public.fingerprint.hex()}\n"

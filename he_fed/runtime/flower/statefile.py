@@ -7,6 +7,10 @@ its state in a :class:`~he_fed.runtime.keyholder_store.KeyHolderStore` at that
 path as well, with the store's rules (saved before a ticket or release leaves,
 sealed under its secrets, generation counter, lock):
 
+* a deployed node needs it: ``hefed_keygen`` without ``state-file`` is refused
+  (only a simulated node, whose owner owns the whole run, keeps its state in
+  memory alone), since a node that forgets its federation between runs could be
+  made to answer a second cohort from the same start;
 * the state is made when the clients register (before the first ticket), and a
   node never makes a second one over it: ``hefed_keygen`` with an existing
   ``state-file`` is refused;
@@ -32,13 +36,17 @@ from flwr.app import ConfigRecord, Context
 from he_fed.crypto import KeyPair, load_secret
 from he_fed.exceptions import ConfigurationError, StateError
 from he_fed.protocol.receipts import Identity
-from he_fed.runtime.flower.policy import KeyHolderPolicy
+from he_fed.runtime.flower.policy import KeyHolderPolicy, federation_record
 from he_fed.runtime.keyholder_store import KeyHolderStore
 
 __all__ = ["check_provisioned", "create", "path_of", "reload", "through_store"]
 
 _T = TypeVar("_T")
 _NEEDS = ("secret-key-file", "identity-file", "policy-file")
+_EXAMPLE = (
+    "state-file='keyholder.state' secret-key-file='secret.key' "
+    "identity-file='keyholder.id' policy-file='keyholder.json'"
+)
 
 
 def path_of(context: Context) -> Path | None:
@@ -48,16 +56,22 @@ def path_of(context: Context) -> Path | None:
 
 
 def check_provisioned(context: Context) -> None:
-    """Refuse a ``state-file`` without the files a restarted node needs, or over a state.
+    """Refuse key generation without a ``state-file`` (when deployed) or over a state.
+
+    A deployed key-holder node needs a ``state-file`` (see
+    :func:`~he_fed.runtime.flower.policy.federation_record`): without it each
+    ``flwr run`` would be a new federation to the node, answered from the same start
+    with another cohort. Only a simulated node may keep its state in memory alone.
 
     Raises
     ------
     ConfigurationError
-        If ``secret-key-file``, ``identity-file`` or ``policy-file`` is missing.
+        If a deployed node has no ``state-file``, or ``secret-key-file``,
+        ``identity-file`` or ``policy-file`` is missing beside one.
     StateError
         If the state file exists: it holds a federation this node ran.
     """
-    path = path_of(context)
+    path = federation_record(context.node_config, "state-file", "key-holder", _EXAMPLE)
     if path is None:
         return
     missing = [name for name in _NEEDS if not context.node_config.get(name)]
