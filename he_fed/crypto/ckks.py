@@ -121,7 +121,7 @@ import tenseal as ts
 import tenseal.sealapi as sealapi
 
 from he_fed._validation import check_int
-from he_fed.crypto import wire
+from he_fed.crypto import _ckks_binding, wire
 from he_fed.crypto._ckks_grid import (
     MAX_DIGITS,
     MAX_GRID_BITS,
@@ -399,11 +399,11 @@ class CKKS(Scheme):
         return self.poly_modulus_degree
 
     def encoded_length(self, size: int) -> int:
-        """Integers a vector of ``size`` values encrypts: ``digits * size + 1`` (the weight)."""
-        return self.digits * size + 1
+        """Integers a vector of ``size`` values encrypts: its digits, weight and blinding."""
+        return self.digits * size + 1 + _ckks_binding.blinding_slots(self)
 
     def ciphertexts_for(self, size: int) -> int:
-        """Ciphertexts a vector of ``size`` values takes: ``ceil((digits * size + 1) / N)``."""
+        """Ciphertexts a vector of ``size`` values takes: ``ceil(encoded_length / N)``."""
         return -(-self.encoded_length(size) // self.values_per_ciphertext)
 
     @property

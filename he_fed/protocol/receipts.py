@@ -374,4 +374,6 @@ class Registry:
         )
         return self.verify(
             receipt.client_id, receipt.signature, payload
-        ) and key.verify_commitment_proof(receipt.commitment, receipt.proof, size, payload)
+        ) and key.verify_commitment_proof(
+            receipt.commitment, receipt.proof, size, payload, binding=receipt.binding
+        )
