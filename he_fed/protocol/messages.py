@@ -53,14 +53,14 @@ _MAX_PROOF = 4096
 def _proof_bound(carrier: bytes) -> int:
     """Largest proof that may come with ``carrier`` (the vector, or its commitment).
 
-    A CKKS proof (:mod:`he_fed.crypto._opening_proof`) takes under 8 bytes per
-    committed slot (at most 56-bit slots, 36 to an exponent with 258 bits of
-    response overhead: 285 bytes per 36 slots) plus a few hundred, and each slot
-    takes 8 bytes of ``c1`` per data prime in the commitment, more in the
-    ciphertext; a Paillier proof is one residue. So a proof never exceeds
-    :data:`_MAX_PROOF` plus its carrier's length (tests/protocol/test_messages_proof_bound.py).
+    A CKKS proof (:mod:`he_fed.crypto._opening_proof`) takes under 16 bytes per
+    committed slot (at worst 56-bit slots, 9 to an exponent, each response 96
+    bytes) plus a few hundred, and each slot takes 8 bytes of ``c1`` per data
+    prime in the commitment, more in the ciphertext; a Paillier proof is one
+    residue. So a proof never exceeds :data:`_MAX_PROOF` plus twice its carrier's
+    length (``tests/crypto/test_opening_proof.py``).
     """
-    return _MAX_PROOF + len(carrier)
+    return _MAX_PROOF + 2 * len(carrier)
 
 
 class Task(str, enum.Enum):
