@@ -40,7 +40,11 @@ from he_fed.protocol import (
     decode,
     encode,
 )
-from he_fed.protocol.receipts import commitment_payload, commitments_digest
+from he_fed.protocol.receipts import (
+    commitment_payload,
+    commitments_digest,
+    contribution_payloads,
+)
 from tests.protocol.harness import open_round, roles
 from tests.protocol.test_attacks import Spy
 
@@ -320,3 +324,50 @@ def test_malformed_ckks_proofs_and_bindings_are_typed_refusals_at_the_aggregator
     assert "\n" not in str(refused.value)
     aggregator.add(encode(good))  # the genuine update still counts
     assert aggregator.contributors == ("c0",)
+
+
+def test_the_aggregator_drops_a_ckks_update_with_a_rogue_binding_on_arrival():
+    """The colluder sends its known ciphertext with the rogue ``B_c`` as an update.
+
+    Both signatures are valid (it signs what it likes); the proof it can make is for
+    ``B_x``, which the aggregator checks against the signed ``B_c`` and refuses,
+    before the update reaches any sum.
+    """
+    keyholder, aggregator, clients = roles("ckks", sizes=(30, 50, 20, 40), min_clients=None)
+    start = open_round(keyholder, aggregator)
+    ticket = decode(start, RoundStart)
+    honest = [decode(c.participate(start).update, EncryptedUpdate) for c in clients[2:]]
+    for update in honest:
+        aggregator.add(encode(update))
+    key = keyholder.public_key
+    known = key.encrypt(np.zeros(keyholder.plan.vector_size(Task.TRAIN)), weight=3)
+    others = _binding.product([u.binding for u in honest])
+    inverse = gmpy2.invert(int.from_bytes(others, "big"), _binding.P)
+    rogue = (int.from_bytes(known.binding(), "big") * int(inverse) % _binding.P).to_bytes(
+        _binding.WIDTH, "big"
+    )
+    vector = known.to_bytes()
+    whole, alone = contribution_payloads(
+        federation=ticket.federation,
+        round=ticket.round,
+        task=Task.TRAIN,
+        client_id="c1",
+        fingerprint=key.fingerprint,
+        vector=vector,
+        commitment=known.commitment(),
+        binding=rogue,
+    )
+    identity = clients[1]._identity
+    update = EncryptedUpdate(
+        ticket.round,
+        Task.TRAIN,
+        "c1",
+        vector,
+        identity.sign(whole),
+        identity.sign(alone),
+        known.prove_commitment(alone),  # the proof it can make: for B_x
+        rogue,
+    )
+    with pytest.raises(InvalidSignature, match="'c1' does not prove its commitment"):
+        aggregator.add(encode(update))
+    assert aggregator.contributors == ("c2", "c3")
