@@ -15,7 +15,8 @@ that the ratios are fair on a shared, noisy machine:
 * ``tenseal-4096``: raw TenSEAL at aggregation-fast's parameters (N=4096,
   [60, 49]), to separate what the parameters buy from what he-fed's layer costs.
 * ``aggregation-fast``, ``aggregation-compact``, ``compat-nvflare``: he-fed's
-  presets through its public interface (envelope bytes, the weight slot, checks).
+  presets through its public interface (envelope bytes, the weight slot, the
+  binding commitment's blinding slots, checks).
 
 Raw TenSEAL vectors are encrypted ``N / 2`` values per ``ckks_vector`` (its real
 slots), so that it does not use TenSEAL's multi-threaded multi-ciphertext path;
@@ -49,7 +50,7 @@ import tenseal as ts
 
 from he_fed.bench.measure import median_spread, timed
 from he_fed.bench.report import write_outputs
-from he_fed.crypto import CKKS
+from he_fed.crypto import CKKS, _ckks_binding
 from he_fed.experiment import environment
 
 CLIENTS = 10  # vectors encrypted and summed per repetition
@@ -154,7 +155,8 @@ class _Ours:
             "scale_bits": self.scheme.scale_bits,
         }
         self.slots = self.scheme.values_per_ciphertext
-        self.d = (VALUES // self.slots) * self.slots - 1  # whole ciphertexts with the weight
+        # Whole ciphertexts with the weight and the binding commitment's blinding.
+        self.d = (VALUES // self.slots) * self.slots - 1 - _ckks_binding.blinding_slots(self.scheme)
         self.client_bytes = len(self.keys.public.to_bytes())
         self.aggregator_bytes = len(self.keys.public.aggregation_key().to_bytes())
 
@@ -179,7 +181,7 @@ class _Ours:
     def error_run(self, count: int, rng: np.random.Generator) -> dict[str, float]:
         scheme = CKKS(preset=self.preset, clip=1.0, max_clients=count)
         keys = scheme.keygen()
-        xs = rng.uniform(-1, 1, (count, self.slots - 1))
+        xs = rng.uniform(-1, 1, (count, self.slots - 1 - _ckks_binding.blinding_slots(scheme)))
         total = keys.public.encrypt(xs[0])
         for x in xs[1:]:
             total = total + keys.public.encrypt(x)

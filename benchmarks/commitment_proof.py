@@ -1,14 +1,18 @@
-"""What the commitments of a Paillier update cost, against encryption.
+"""What the commitments of a Paillier or CKKS update cost, against encryption.
 
 Every Paillier update carries a proof that its maker knows its commitment's
 randomness (``he_fed/crypto/_commitment_proof.py``) and a Pedersen commitment that
 binds its plaintext slots (``he_fed/crypto/_binding.py``); see DESIGN.md "Rogue
-commitments" and "Binding the plaintext". This measures, in one process and
-interleaved, for packed and per-value Paillier at several vector lengths:
+commitments" and "Binding the plaintext". Every CKKS update carries the same kind
+of commitment to its packed grid integers and a proof of knowledge of its opening
+(``he_fed/crypto/_ckks_binding.py``, ``he_fed/crypto/_opening_proof.py``; DESIGN.md
+"Binding the plaintext (CKKS)"). This measures, in one process and interleaved,
+for packed and per-value Paillier and for CKKS (``aggregation-fast``) at several
+vector lengths:
 
 * encrypting one update (``public.encrypt``, one worker process);
 * making its binding commitment (the client, once per update, on request);
-* proving the randomness (the client, once per update);
+* proving the randomness, or for CKKS the opening (the client, once per update);
 * verifying the proof (the aggregator on arrival, and the key holder again);
 * checking a decrypted sum against the binding (the key holder, once per round);
 * the proof's and the binding's bytes against the update's ciphertext bytes.
@@ -32,18 +36,32 @@ import numpy as np
 
 from he_fed.bench.measure import timed
 from he_fed.bench.report import write_outputs
-from he_fed.crypto import PackedPaillier, Paillier, _binding
+from he_fed.crypto import CKKS, PackedPaillier, Paillier, _binding, _ckks_binding
 from he_fed.experiment import environment
 
 CONTEXT = b"federation|round|task|client|fingerprint"
 #: (scheme, vector lengths): per-value Paillier is one ciphertext per value, so its
 #: long vectors are left to ``paillier_speed.py``.
-GRID = (("paillier-packed", (31, 1001, 10001)), ("paillier", (31, 301)))
+GRID = (
+    ("paillier-packed", (31, 1001, 10001)),
+    ("paillier", (31, 301)),
+    ("ckks", (31, 1001, 10001)),
+)
 
 
 def _scheme(name: str, key_bits: int) -> Any:
+    if name == "ckks":
+        return CKKS(clip=1.0, max_clients=100, max_weight=1000)
     plan = dict(key_bits=key_bits, max_clients=100, max_weight=1000, workers=1)
     return PackedPaillier(**plan) if name == "paillier-packed" else Paillier(**plan)
+
+
+def _opening(public: Any, vector: Any, x: np.ndarray) -> tuple[list[int], int]:
+    """The integers and blinding a fresh vector's binding commits to (what the key holder sums)."""
+    if public.scheme.name == "ckks":
+        return vector._packed()
+    n = int(public.n)
+    return public.scheme.exact(public.scheme.encode(x, 7, n), len(x), n), 12345
 
 
 def rows(key_bits: int, repeats: int, seed: int) -> list[dict[str, Any]]:
@@ -62,20 +80,22 @@ def rows(key_bits: int, repeats: int, seed: int) -> list[dict[str, Any]]:
                 "verify": [],
                 "check": [],
             }
-            n = int(public.n)
-            integers = public.scheme.exact(public.scheme.encode(x, 7, n), d, n)
             for _ in range(repeats):
                 t_enc, vector = timed(lambda k=public, x=x: k.encrypt(x, weight=7))
+                integers, rho = _opening(public, vector, x)
+                t_bind, binding = timed(lambda i=integers, r=rho: _binding.commit(i, r))
+                vector._binding = binding  # the CKKS proof hashes it; made once per update
                 t_prove, proof = timed(lambda v=vector: v.prove_commitment(CONTEXT))
                 commitment = vector.commitment()
                 t_verify, ok = timed(
-                    lambda k=public, c=commitment, p=proof, d=d: k.verify_commitment_proof(
-                        c, p, d, CONTEXT
+                    lambda k=public, c=commitment, p=proof, d=d, b=binding: (
+                        k.verify_commitment_proof(c, p, d, CONTEXT, binding=b)
                     )
                 )
                 assert ok
-                t_bind, binding = timed(lambda i=integers: _binding.commit(i, 12345))
-                t_check, opened = timed(lambda i=integers, b=binding: _binding.check(i, 12345, b))
+                t_check, opened = timed(
+                    lambda i=integers, r=rho, b=binding: _binding.check(i, r, b)
+                )
                 assert opened
                 times["bind"].append(t_bind)
                 times["check"].append(t_check)
@@ -88,7 +108,7 @@ def rows(key_bits: int, repeats: int, seed: int) -> list[dict[str, Any]]:
                     "scheme": name,
                     "key_bits": key_bits,
                     "d": d,
-                    "ciphertexts": len(vector.ciphertexts),
+                    "ciphertexts": _ciphertexts(vector),
                     "encrypt_ms": med["encrypt"] * 1e3,
                     "prove_ms": med["prove"] * 1e3,
                     "verify_ms": med["verify"] * 1e3,
@@ -101,20 +121,28 @@ def rows(key_bits: int, repeats: int, seed: int) -> list[dict[str, Any]]:
                     "binding_bytes": len(vector.binding()),
                     "proof_bytes": len(proof),
                     "update_bytes": len(vector.to_bytes()),
+                    "blinding_slots": (
+                        _ckks_binding.blinding_slots(public.scheme) if name == "ckks" else 0
+                    ),
                 }
             )
     return out
+
+
+def _ciphertexts(vector: Any) -> int:
+    return len(vector.parts) if hasattr(vector, "parts") else len(vector.ciphertexts)
 
 
 def markdown(result: dict[str, Any]) -> str:
     """The committed table, from a result dict."""
     env = result["environment"]
     lines = [
-        "# Commitments of a Paillier update: proof of knowledge and binding",
+        "# Commitments of a Paillier or CKKS update: proof of knowledge and binding",
         "",
         f"{env['date']} · {env['cpu']} · Python {env['python']} · one core. Medians of "
         f"{result['repeats']} interleaved repetitions; ratios divide by the same "
-        "repetition's encryption of the update.",
+        "repetition's encryption of the update. CKKS: aggregation-fast; the proof is of "
+        "the binding's opening, and its blinding rides in extra slots of the update.",
         "",
         "| scheme | values | ciphertexts | encrypt ms | bind ÷ encrypt | prove ÷ encrypt "
         "| verify ÷ encrypt | check ÷ encrypt | proof + binding bytes | update bytes |",

@@ -78,7 +78,9 @@ def test_units_count_ciphertexts_the_way_the_schemes_do():
     packed = PackedPaillier(key_bits=1024, allow_insecure=True, clip=1.0)
     assert units(packed, 39 * 3) == packed.ciphertexts_for(39 * 3) == 4
     assert units(Paillier(key_bits=1024, allow_insecure=True), 10) == 12  # and the blinding
-    assert units(CKKS(), 4095) == 1 and units(CKKS(), 4096) == 2  # 4096 per ciphertext
+    tail = CKKS().encoded_length(0)  # the weight and the binding commitment's blinding
+    assert tail == 19  # 4096 per ciphertext; 18 blinding slots for 1,024 clients
+    assert units(CKKS(), 4096 - tail) == 1 and units(CKKS(), 4097 - tail) == 2
     assert units(Plain(), 10) == 11
 
 

@@ -74,8 +74,9 @@ def _features_for(scheme: Scheme) -> tuple[int, int]:
         slots = scheme.layout.slots
         return max(1, slots - 2), 16 * slots - 2
     if isinstance(scheme, CKKS):
-        per = scheme.values_per_ciphertext
-        return per - 2, 4 * per - 2
+        # The intercept, the weight and the binding's blinding fill each size out.
+        per, tail = scheme.values_per_ciphertext, 1 + scheme.encoded_length(0)
+        return per - tail, 4 * per - tail
     return 100, 20_000
 
 

@@ -63,6 +63,7 @@ __all__ = [
     "GridQuantizer",
     "digits_for",
     "finest_grid",
+    "on_grid",
 ]
 
 #: A grid resolves at least ``2**MIN_GRID_BITS`` levels up to the clip bound, and a
@@ -224,11 +225,7 @@ class GridQuantizer:
         nearest = np.rint(decoded)
         residuals = np.abs(np.subtract(decoded, nearest, out=decoded), out=decoded)
         if not (in_range and residuals.max() <= RESIDUAL_THRESHOLD):
-            raise AggregateRejected(
-                "the decrypted aggregate is off the encoding grid: a contribution was not "
-                "encoded on this plan's grid, or the ciphertext was altered after encryption",
-                off_grid=True,
-            )
+            raise _off_grid()
         used = self.digits * size
         if np.any(nearest[used + 1 :]):
             raise AggregateRejected(
@@ -285,6 +282,34 @@ class GridQuantizer:
         for i in range(self.digits - 2, -1, -1):
             totals = totals * base + columns[:, i]
         return totals
+
+
+def _off_grid() -> AggregateRejected:
+    return AggregateRejected(
+        "the decrypted aggregate is off the encoding grid: a contribution was not "
+        "encoded on this plan's grid, or the ciphertext was altered after encryption",
+        off_grid=True,
+    )
+
+
+def on_grid(decoded: np.ndarray, largest: float) -> np.ndarray:
+    """The rounded values, after the first check of :meth:`GridQuantizer.release`.
+
+    For slots that :meth:`GridQuantizer.release` does not see (the binding
+    commitments' blinding, :mod:`he_fed.crypto._ckks_binding`), with the same
+    refusal; ``decoded`` is left as it is.
+
+    Raises
+    ------
+    AggregateRejected
+        With ``off_grid=True``, if a value is not below ``largest`` in magnitude
+        and within ``tau`` of an integer.
+    """
+    nearest = np.rint(decoded)
+    in_range = decoded.size == 0 or (-largest < decoded.min() and decoded.max() < largest)
+    if not (in_range and np.all(np.abs(decoded - nearest) <= RESIDUAL_THRESHOLD)):
+        raise _off_grid()
+    return nearest
 
 
 def finest_grid(clip: float, capacity: int, digits: int = 1, digit_bits: int = 0) -> int:

@@ -14,6 +14,7 @@ The scheme itself, its parameters and its plan live in :mod:`he_fed.crypto.ckks`
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -22,9 +23,9 @@ import numpy as np
 import tenseal as ts
 import tenseal.sealapi as sealapi
 
+from he_fed.crypto import _binding, _ckks_binding, _opening_proof, wire
 from he_fed.crypto import _seal_format as seal_format
 from he_fed.crypto import _seal_io as seal_io
-from he_fed.crypto import wire
 from he_fed.crypto.base import (
     AggregationKey,
     EncryptedVector,
@@ -36,6 +37,7 @@ from he_fed.crypto.base import (
 from he_fed.crypto.ckks_budget import EXACT_FLOAT, MAX_VALUES
 from he_fed.crypto.stream import FrameReader
 from he_fed.exceptions import (
+    ConfigurationError,
     KeyMismatchError,
     MalformedMessage,
     SecretMaterialError,
@@ -165,6 +167,26 @@ class CKKSAggregationKey(AggregationKey):
             total = (total + part) % moduli  # primes < 2**61: no uint64 overflow
         return total.astype("<u8").tobytes()
 
+    def _sum_bindings(self, bindings: list[bytes]) -> bytes:
+        combined = _binding.product(bindings)
+        if combined is None:
+            raise MalformedMessage("a ckks binding commitment is malformed")
+        return combined
+
+    def _verify_commitment_proof(
+        self, commitment: bytes, proof: bytes, size: int, context: bytes, binding: bytes
+    ) -> bool:
+        """Whether ``proof`` shows knowledge of an opening of ``binding`` (not of ``c1``).
+
+        With the binding checked at decryption, ``c1`` needs no proof: any aggregate
+        that opens the receipts' bindings decrypts to their openings' sum
+        (:mod:`he_fed.crypto._opening_proof`).
+        """
+        scheme = self.scheme
+        count = _ckks_binding.packed_count(scheme, size)
+        bits = _ckks_binding.slot_bits(scheme) * _ckks_binding.pack_bits(scheme)
+        return _opening_proof.verify(binding, proof, count, bits, context)
+
     @property
     def _chunk_bound(self) -> int:
         # Two polynomials of N coefficients per data prime, 8 bytes each, plus what
@@ -238,10 +260,16 @@ class CKKSPublicKey(CKKSAggregationKey, PublicKey):
         return CKKSAggregationKey(self.scheme, _seal_params_only(self.context), self.fingerprint)
 
     def _encrypt(self, values: np.ndarray, weight: int) -> CKKSVector:
-        return CKKSVector(self, values.size, 1, blobs=list(self._chunks(values, weight)))
+        rho = secrets.randbits(_binding.RHO_BITS)
+        vector = CKKSVector(self, values.size, 1, blobs=list(self._chunks(values, weight, rho)))
+        # The binding commitment is made on request (a protocol client asks for it);
+        # plain encryption pays only for carrying the blinding.
+        vector._opening = (values, weight, rho)
+        return vector
 
     def _encrypt_frames(self, values: np.ndarray, weight: int) -> Iterator[bytes]:
-        yield from self._chunks(values, weight)  # one ciphertext in memory at a time
+        rho = secrets.randbits(_binding.RHO_BITS)
+        yield from self._chunks(values, weight, rho)  # one ciphertext in memory at a time
 
     @cached_property
     def _sealapi(self) -> tuple[Any, Any]:
@@ -252,11 +280,13 @@ class CKKSPublicKey(CKKSAggregationKey, PublicKey):
             sealapi.Encryptor(context, self.context.public_key().data),
         )
 
-    def _chunks(self, values: np.ndarray, weight: int) -> Iterator[bytes]:
-        """Encrypt ``[weight * digits(round(values * 2**grid_bits)), weight]``, ``N`` a chunk.
+    def _chunks(self, values: np.ndarray, weight: int, rho: int) -> Iterator[bytes]:
+        """Encrypt ``[weight * digits(round(values * 2**grid_bits)), weight, rho's digits]``.
 
-        The digits of every value follow one another (one digit, the grid integer
-        itself, unless the plan has more). Every integer is below ``2**52`` (the plan
+        ``N`` integers a chunk. The digits of every value follow one another (one
+        digit, the grid integer itself, unless the plan has more); the blinding of
+        the binding commitment follows the weight in digits
+        (:mod:`he_fed.crypto._ckks_binding`). Every integer is below ``2**52`` (the plan
         sees to it), so the doubles handed to the encoder hold it exactly.
         Consecutive integers ``(a, b)`` are packed as one complex slot ``a + bi``:
         additions act on real and imaginary parts alike, so a ciphertext holds twice
@@ -265,16 +295,18 @@ class CKKSPublicKey(CKKSAggregationKey, PublicKey):
         not the vector's.
         """
         per, digits = self.scheme.values_per_ciphertext, self.scheme.digits
-        weight_at = self.scheme.encoded_length(values.size) - 1  # the weight follows
+        tail = np.append(float(weight), _ckks_binding.blinding_digits(rho, self.scheme))
+        total = self.scheme.encoded_length(values.size)
+        tail_at = total - tail.size  # the weight and the blinding follow the values
         scale = 2.0**self.scheme.encode_scale_bits
         quantizer = self.scheme.quantizer
         encoder, encryptor = self._sealapi
-        for start in range(0, weight_at + 1, per):
+        for start in range(0, total, per):
             first, stop = start // digits, min(values.size, -(-(start + per) // digits))
             skip = start - first * digits  # digits of values[first] in the previous chunk
             chunk = quantizer.encode(values[first:stop], weight)[skip : skip + per]
-            if start + per > weight_at:
-                chunk = np.append(chunk, float(weight))
+            if start + per > tail_at:
+                chunk = np.append(chunk, tail[max(start - tail_at, 0) : start + per - tail_at])
             used = chunk.size
             if used % 2:
                 chunk = np.append(chunk, 0.0)
@@ -342,7 +374,7 @@ class CKKSSecretKey(SecretKey):
             pairs = np.fromiter(slots, np.complex128, len(slots)).view(np.float64)
             decoded[index * per : (index + 1) * per] = pairs
         largest = min(scheme.data_modulus / 4, EXACT_FLOAT) / scale
-        return scheme.quantizer.release(decoded, size, vector.count, scheme.max_weight, largest)
+        return _ckks_binding.release(scheme, decoded, size, vector.count, largest, binding)
 
 
 def _slots_for(values: int) -> int:
@@ -371,6 +403,35 @@ class CKKSVector(EncryptedVector):
         self._parts = parts
         self._blobs = blobs
         self._c1 = c1
+        #: The values, weight and blinding its binding commitment opens to, held only
+        #: by a vector fresh from ``encrypt`` (they are its plaintext); never written.
+        self._opening: tuple[np.ndarray, int, int] | None = None
+        self._binding: bytes | None = None
+
+    def _packed(self) -> tuple[list[int], int]:
+        """The packed slot integers and the blinding (:mod:`he_fed.crypto._ckks_binding`)."""
+        if self._opening is None:
+            raise ConfigurationError(
+                "only a vector fresh from encrypt has a binding commitment and can prove "
+                "it: a sum's is the product of its contributions'"
+            )
+        values, weight, rho = self._opening
+        scheme = self.key.scheme
+        integers = np.append(scheme.quantizer.encode(values, weight), float(weight))
+        return _ckks_binding.pack(integers, scheme), rho  # type: ignore[arg-type]
+
+    def binding(self) -> bytes:
+        """The commitment that binds this contribution's plaintext (see the base class)."""
+        if self._binding is None:
+            self._binding = _binding.commit(*self._packed())
+        return self._binding
+
+    def prove_commitment(self, context: bytes) -> bytes:
+        """A proof that its maker knows an opening of :meth:`binding`, bound to ``context``."""
+        packed, rho = self._packed()
+        scheme = self.key.scheme
+        bits = _ckks_binding.slot_bits(scheme) * _ckks_binding.pack_bits(scheme)  # type: ignore[arg-type]
+        return _opening_proof.prove(packed, rho, self.binding(), bits, context)
 
     @property
     def parts(self) -> list[Any]:

@@ -176,7 +176,7 @@ class PaillierPublicKey(PublicKey):
         return residues if all(0 < r < n for r in residues) else None
 
     def _verify_commitment_proof(
-        self, commitment: bytes, proof: bytes, size: int, context: bytes
+        self, commitment: bytes, proof: bytes, size: int, context: bytes, binding: bytes
     ) -> bool:
         residues = self._residues(commitment, size)
         if residues is None:

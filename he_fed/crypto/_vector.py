@@ -144,10 +144,12 @@ class EncryptedVector(ABC):
 
         The :meth:`commitment` fixes a ciphertext's randomness, not its message: a
         Paillier ciphertext times ``1 + x·n`` keeps it and decrypts to the message
-        plus ``x``. A Paillier vector fresh from ``encrypt`` therefore also commits
-        to its plaintext integers (:mod:`he_fed.crypto._binding`), and the key holder
-        checks the decrypted sum against the product of the contributors'. CKKS and
-        ``Plain`` have none and return ``b""``.
+        plus ``x``, and a CKKS ciphertext's ``c0`` takes any known plaintext. A
+        Paillier or CKKS vector fresh from ``encrypt`` therefore also commits to its
+        plaintext integers (:mod:`he_fed.crypto._binding`,
+        :mod:`he_fed.crypto._ckks_binding`), and the key holder checks the decrypted
+        sum against the product of the contributors'. ``Plain`` has none and returns
+        ``b""``.
 
         Raises
         ------
@@ -162,9 +164,11 @@ class EncryptedVector(ABC):
         Without it, a client colluding with the aggregator could sign a *rogue*
         commitment (one that cancels the other receipts') and the key holder's sum
         check would pass for an aggregate holding a single victim's ciphertext.
-        Paillier vectors fresh from ``encrypt`` make one
-        (:mod:`he_fed.crypto._commitment_proof`); CKKS and ``Plain`` make none and
-        return ``b""`` (``DESIGN.md`` says what that leaves open for CKKS).
+        Paillier vectors fresh from ``encrypt`` prove their DJN exponents
+        (:mod:`he_fed.crypto._commitment_proof`); CKKS vectors prove an opening of
+        their :meth:`binding` instead (:mod:`he_fed.crypto._opening_proof`), which,
+        with the binding check, makes ``c1`` irrelevant to privacy. ``Plain`` makes
+        none and returns ``b""``.
 
         Raises
         ------

@@ -257,12 +257,13 @@ class AggregationKey(ABC):
         return b""
 
     def verify_commitment_proof(
-        self, commitment: bytes, proof: bytes, size: int, context: bytes
+        self, commitment: bytes, proof: bytes, size: int, context: bytes, *, binding: bytes = b""
     ) -> bool:
-        """Whether ``proof`` shows that its maker knows the randomness behind ``commitment``.
+        """Whether ``proof`` shows that its maker knows what ``commitment`` or ``binding`` hides.
 
-        See :meth:`EncryptedVector.prove_commitment`. Schemes without such proofs
-        (CKKS, ``Plain``) accept only the empty proof.
+        See :meth:`EncryptedVector.prove_commitment`: Paillier proves the
+        randomness behind ``commitment``, CKKS an opening of ``binding``. Schemes
+        without such proofs (``Plain``) accept only the empty proof.
 
         Parameters
         ----------
@@ -274,11 +275,13 @@ class AggregationKey(ABC):
             Number of values of the vector.
         context : bytes
             What the proof was bound to when it was made.
+        binding : bytes, default=b""
+            The contribution's binding commitment (:meth:`EncryptedVector.binding`).
         """
-        return self._verify_commitment_proof(commitment, proof, size, context)
+        return self._verify_commitment_proof(commitment, proof, size, context, binding)
 
     def _verify_commitment_proof(
-        self, commitment: bytes, proof: bytes, size: int, context: bytes
+        self, commitment: bytes, proof: bytes, size: int, context: bytes, binding: bytes
     ) -> bool:
         return proof == b""
 

@@ -75,19 +75,19 @@ For those moments:
 ====================  ==========  ======  =====  ============================
 preset                digit_bits  digits  step   columns in one ciphertext
 ====================  ==========  ======  =====  ============================
-aggregation-fast      24          3       2^-53  682
-aggregation-compact   11          6       2^-47  170
-compat-nvflare        23          3       2^-50  1365
+aggregation-fast      24          3       2^-53  680
+aggregation-compact   11          6       2^-47  169
+compat-nvflare        23          3       2^-50  1363
 ====================  ==========  ======  =====  ============================
 
 Each digit slot is an integer sum like any other, at the same scale, under the
 same checks; the key holder also checks each digit total against the weight times
 its digit's bound, recombines the totals exactly in Python integers, checks the
 value against ``weight * levels`` and releases it rounded once to a double. The
-cost is slots: a vector of ``n`` values takes ``ceil((digits * n + 1) / N)``
-ciphertexts (:meth:`CKKS.ciphertexts_for`). The moments take two values per
-column, so up to the columns above they fit one ciphertext; beyond, ``digits``
-times as many. Training plans keep one digit, and every byte.
+cost is slots: ``n`` values take ``ceil((digits * n + 1 + r) / N)`` ciphertexts,
+``r`` the blinding's slots (:meth:`CKKS.ciphertexts_for`). The moments take two
+values per column, so up to the columns above they fit one ciphertext; beyond,
+``digits`` times as many. Training plans keep one digit, and every byte.
 
 Decryption. The key holder decodes every value of every ciphertext, rounds each
 to the nearest integer, refuses the aggregate if any lies off the grid, fills an
@@ -121,7 +121,7 @@ import tenseal as ts
 import tenseal.sealapi as sealapi
 
 from he_fed._validation import check_int
-from he_fed.crypto import wire
+from he_fed.crypto import _ckks_binding, wire
 from he_fed.crypto._ckks_grid import (
     MAX_DIGITS,
     MAX_GRID_BITS,
@@ -399,11 +399,11 @@ class CKKS(Scheme):
         return self.poly_modulus_degree
 
     def encoded_length(self, size: int) -> int:
-        """Integers a vector of ``size`` values encrypts: ``digits * size + 1`` (the weight)."""
-        return self.digits * size + 1
+        """Integers a vector of ``size`` values encrypts: its digits, weight and blinding."""
+        return self.digits * size + 1 + _ckks_binding.blinding_slots(self)
 
     def ciphertexts_for(self, size: int) -> int:
-        """Ciphertexts a vector of ``size`` values takes: ``ceil((digits * size + 1) / N)``."""
+        """Ciphertexts a vector of ``size`` values takes: ``ceil(encoded_length / N)``."""
         return -(-self.encoded_length(size) // self.values_per_ciphertext)
 
     @property

@@ -249,7 +249,9 @@ class Aggregator:
             raise MalformedMessage(
                 f"the update from {update.client_id!r} has a malformed binding commitment"
             ) from None
-        if not key.verify_commitment_proof(commitment, update.proof, vector.size, alone):
+        if not key.verify_commitment_proof(
+            commitment, update.proof, vector.size, alone, binding=update.binding
+        ):
             # Checked here too, so that one client's bad proof costs only its own update
             # rather than the key holder's refusal of the whole round.
             raise InvalidSignature(

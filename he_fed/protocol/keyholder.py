@@ -77,7 +77,7 @@ class KeyHolder:
       equals the number of receipts, and
     * the aggregate's commitment equals the sum of the receipts' commitments,
       and, after decryption, its plaintext opens the product of the receipts'
-      binding commitments (Paillier; a sum with an offset added is refused).
+      binding commitments (Paillier and CKKS; a sum with an offset added is refused).
 
     Once the signatures verify, the attempt uses up its round, whatever follows.
     After decryption the weighted sum must be one that honest contributions under

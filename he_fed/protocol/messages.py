@@ -45,8 +45,22 @@ _SIGNATURE_BYTES = 64
 #: A council of up to 64 holders co-signs a ticket (index byte and signature each).
 _MAX_TICKET_SIGNATURE = 64 * (_SIGNATURE_BYTES + 1)
 _DIGEST_BYTES = 32
-#: Largest commitment proof or binding commitment: a few residues under an 8192-bit key.
+#: Largest binding commitment, and a proof's allowance beyond :func:`_proof_bound`'s
+#: share: a few residues under an 8192-bit key.
 _MAX_PROOF = 4096
+
+
+def _proof_bound(carrier: bytes) -> int:
+    """Largest proof that may come with ``carrier`` (the vector, or its commitment).
+
+    A CKKS proof (:mod:`he_fed.crypto._opening_proof`) takes under 16 bytes per
+    committed slot (at worst 56-bit slots, 9 to an exponent, each response 96
+    bytes) plus a few hundred, and each slot takes 8 bytes of ``c1`` per data
+    prime in the commitment, more in the ciphertext; a Paillier proof is one
+    residue. So a proof never exceeds :data:`_MAX_PROOF` plus twice its carrier's
+    length (``tests/crypto/test_opening_proof.py``).
+    """
+    return _MAX_PROOF + 2 * len(carrier)
 
 
 class Task(str, enum.Enum):
@@ -191,10 +205,11 @@ class EncryptedUpdate:
     proof : bytes, default=b""
         Proof that the sender knows its commitment's randomness, bound to the
         commitment signature's payload
-        (:meth:`~he_fed.crypto.EncryptedVector.prove_commitment`); empty for CKKS.
+        (:meth:`~he_fed.crypto.EncryptedVector.prove_commitment`): of its DJN
+        exponents for Paillier, of its binding commitment's opening for CKKS.
     binding : bytes, default=b""
         The commitment that binds the vector's plaintext, covered by both
-        signatures (:meth:`~he_fed.crypto.EncryptedVector.binding`); empty for CKKS.
+        signatures (:meth:`~he_fed.crypto.EncryptedVector.binding`).
     """
 
     round: int
@@ -224,7 +239,7 @@ class EncryptedUpdate:
         vector = r.blob()
         signature = _fixed(r, _SIGNATURE_BYTES, "signature")
         commitment_signature = _fixed(r, _SIGNATURE_BYTES, "commitment signature")
-        proof = r.blob(max_size=_MAX_PROOF)
+        proof = r.blob(max_size=_proof_bound(vector))
         binding = r.blob(max_size=_MAX_PROOF)
         return cls(
             round_id, task, client_id, vector, signature, commitment_signature, proof, binding
@@ -272,7 +287,7 @@ class Receipt:
         client_id = r.text(max_size=_MAX_ID)
         commitment = r.blob()
         signature = _fixed(r, _SIGNATURE_BYTES, "signature")
-        proof = r.blob(max_size=_MAX_PROOF)
+        proof = r.blob(max_size=_proof_bound(commitment))
         return cls(client_id, commitment, signature, proof, r.blob(max_size=_MAX_PROOF))
 
 

@@ -57,7 +57,9 @@ bijection on ``Z*_n``), and the only such ciphertexts the aggregator can build
 without the factorisation are ``∏ c_k · (1 + x·n)``, which decrypt to the honest
 sum plus an offset it chose. For CKKS, with ``C1 = Σ c1_k`` fixed, the decryption
 ``C0 + C1·s`` equals ``C0 − Σ c0_k + Σ (m_k + e_k)``: again the honest sum plus an
-offset the aggregator chose. Neither lets it isolate one client.
+offset the aggregator chose. Neither lets it isolate one client, and the binding
+commitments refuse the offset itself after decryption (:mod:`he_fed.crypto._binding`,
+:mod:`he_fed.crypto._ckks_binding`).
 """
 
 from __future__ import annotations
@@ -374,4 +376,6 @@ class Registry:
         )
         return self.verify(
             receipt.client_id, receipt.signature, payload
-        ) and key.verify_commitment_proof(receipt.commitment, receipt.proof, size, payload)
+        ) and key.verify_commitment_proof(
+            receipt.commitment, receipt.proof, size, payload, binding=receipt.binding
+        )

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tenseal as ts
 
-from he_fed.crypto import CKKS, KeyPair, PublicKey, load_public, wire
+from he_fed.crypto import CKKS, KeyPair, PublicKey, _ckks_binding, load_public, wire
 from he_fed.crypto.ckks import PRESETS, CKKSAggregationKey, CKKSVector
 from he_fed.crypto.ckks_budget import MAX_VALUES, RESIDUAL_THRESHOLD
 from he_fed.crypto.stream import FrameWriter
@@ -65,13 +65,18 @@ def test_sums_decrypt_to_exactly_the_sum_of_the_quantized_values(preset, rng):
 def test_the_decryption_error_matches_the_budget_and_is_rounded_away(preset, rng):
     keys = _keys(preset)
     scheme, budget = keys.public.scheme, keys.public.scheme.error_budget
-    size, count = 4 * scheme.slots - 1, 12
+    blinding = _ckks_binding.blinding_slots(scheme)
+    size, count = 4 * scheme.slots - 1 - blinding, 12
     weights = rng.integers(1, PLAN["max_weight"] + 1, size=count)
     xs = rng.uniform(-1, 1, size=(count, size))
-    total = sum(keys.public.encrypt(x, weight=int(w)) for x, w in zip(xs, weights, strict=True))
+    vectors = [keys.public.encrypt(x, weight=int(w)) for x, w in zip(xs, weights, strict=True)]
+    total = sum(vectors)
     integers = np.zeros(2 * scheme.values_per_ciphertext)  # two ciphertexts, empty slots = 0
     integers[:size] = _exact(scheme, xs, weights) / scheme.quantizer.step
     integers[size] = weights.sum()
+    integers[size + 1 :] = sum(  # the binding commitments' blinding follows the weight
+        _ckks_binding.blinding_digits(v._opening[2], scheme) for v in vectors
+    )
     error = unrounded(keys.secret, total) - integers  # what the key holder rounds away
     # The model predicts the root-mean-square error, in grid units (weights do not scale it).
     assert 0.85 < math.sqrt(np.mean(error**2)) / budget.decryption_rms(count) < 1.15
@@ -307,7 +312,8 @@ def test_odd_lengths_round_trip_through_envelopes_and_streams(preset, rng):
     for n in (1, 2, slots - 1, slots, slots + 1, per - 2, per - 1, per, per + 1):
         x = rng.uniform(-1, 1, size=n)
         vector = keys.public.encrypt(x, weight=5)
-        assert len(vector.parts) == math.ceil((n + 1) / per)
+        blinding = _ckks_binding.blinding_slots(keys.public.scheme)
+        assert len(vector.parts) == math.ceil((n + 1 + blinding) / per)
         buffer = io.BytesIO()
         vector.write_to(buffer)
         buffer.seek(0)
@@ -444,10 +450,12 @@ def test_a_shift_that_could_wrap_around_the_modulus_is_refused_as_depending_on_t
     assert refusal.off_grid and _PUBLIC.findall(str(refusal)) == []
 
 
-@pytest.mark.parametrize("slot", [6, 7, 100, 4095])
+@pytest.mark.parametrize("slot", [0, 1, 100, 4095])
 def test_a_value_in_the_unused_slots_is_refused(slot):
     keys = _keys("aggregation-fast")
-    total, _ = _honest(keys)  # 5 values and the weight; slot 6 is the padding half of slot 3
+    total, _ = _honest(keys)  # 5 values, the weight, then the blinding's digits
+    if slot < 2:  # the first two slots after the blinding
+        slot += 6 + _ckks_binding.blinding_slots(keys.public.scheme)
     offsets = np.zeros(keys.public.scheme.values_per_ciphertext)
     offsets[slot] = 3.0
     refusal = _refusal(keys, shifted(keys.public.aggregation_key(), total, offsets))

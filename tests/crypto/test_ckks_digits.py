@@ -10,7 +10,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from he_fed.crypto import CKKS, KeyPair, load_public, wire
+from he_fed.crypto import CKKS, KeyPair, _ckks_binding, load_public, wire
 from he_fed.crypto._ckks_grid import GridQuantizer
 from he_fed.crypto.ckks import CKKSVector
 from he_fed.crypto.ckks_budget import MAX_VALUES
@@ -46,7 +46,9 @@ def _exact(xs, weights) -> list[Fraction]:
 
 def test_training_plans_keep_one_slot_and_todays_header():
     scheme = CKKS(clip=1.0, max_clients=100)
-    assert scheme.digits == 1 and scheme.ciphertexts_for(4095) == 1
+    blinding = _ckks_binding.blinding_slots(scheme)  # the binding commitment's, 14 slots
+    assert scheme.digits == 1 and blinding == 14
+    assert scheme.ciphertexts_for(4095 - blinding) == 1 < scheme.ciphertexts_for(4096 - blinding)
     assert scheme.params_text() == (
         "clip=1.0;coeff_mod_bit_sizes=60,49;grid_bits=24;max_clients=100;max_weight=1;"
         "poly_modulus_degree=4096;scale_bits=40"
@@ -158,7 +160,8 @@ def test_vectors_straddling_ciphertexts_round_trip_through_envelopes_and_streams
     for n in (1, per // digits - 1, per // digits, per // digits + 1, 2 * per // digits + 1):
         xs = [rng.uniform(-4096, 4096, size=n) for _ in range(2)]
         vectors = [keys.public.encrypt(x, weight=w) for x, w in zip(xs, (7, 9), strict=True)]
-        assert len(vectors[0].parts) == scheme.ciphertexts_for(n) == -(-(digits * n + 1) // per)
+        used = digits * n + 1 + _ckks_binding.blinding_slots(scheme)
+        assert len(vectors[0].parts) == scheme.ciphertexts_for(n) == -(-used // per)
         loaded = [aggregation.load_vector(v.to_bytes(), size=n) for v in vectors]
         expected = aggregation.sum_commitments([v.commitment() for v in vectors], n)
         assert (loaded[0] + loaded[1]).commitment() == expected
@@ -245,7 +248,7 @@ def test_a_digit_shifted_on_the_grid_is_released_as_the_honest_sum_plus_its_know
 @pytest.mark.parametrize(
     ("slot", "offset", "check"),
     [
-        (16, 1.0, "beyond the vector"),  # an unused slot, just after the weight
+        (16, 1.0, "beyond the vector"),  # an unused slot, just after the weight's blinding
         (15, 250.0, "total weight"),  # the total weight beyond 2 * 128
         (0, 7 * 2**23 + 1.0, "digit total"),  # a lower digit beyond the weight times B/2
         (2, -(7 * 2**23 + 1.0), "digit total"),  # the top digit beyond the weight times its bound
@@ -255,6 +258,8 @@ def test_digit_totals_out_of_range_are_refused_without_depending_on_the_key(slot
     keys = _keys()
     total, _ = _honest(keys)
     offsets = np.zeros(keys.public.scheme.values_per_ciphertext)
+    if check == "beyond the vector":
+        slot += _ckks_binding.blinding_slots(keys.public.scheme)
     offsets[slot] = offset
     refusal = _refusal(keys, shifted(keys.public, total, offsets))
     assert not refusal.off_grid and check in str(refusal)

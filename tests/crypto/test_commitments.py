@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from he_fed.crypto import _ckks_binding
 from he_fed.exceptions import KeyMismatchError, MalformedMessage
 from tests.conftest import FAST_SCHEMES, keys_for
 
@@ -73,14 +74,15 @@ def test_ckks_chunks_are_validated_before_tenseal_sees_them():
     keys = keys_for("ckks")
     key = keys.public
     blob = key.encrypt(np.ones(3)).blobs()[0]
-    key._parse(blob, 2)  # 3 values and the weight, two to a slot
-    with pytest.raises(MalformedMessage, match="fills 2 slots"):
-        key._parse(blob, 3)
+    slots = (3 + 1 + _ckks_binding.blinding_slots(key.scheme) + 1) // 2
+    key._parse(blob, slots)  # 3 values, the weight and the blinding, two to a slot
+    with pytest.raises(MalformedMessage, match=f"fills {slots} slots"):
+        key._parse(blob, slots + 1)
     for bad in (b"", blob[:50], blob[:-1], b"\x0a\x01\x04" + b"\x00" * 40):
         with pytest.raises(MalformedMessage):
-            key._parse(bad, 2)
+            key._parse(bad, slots)
     scheme = FAST_SCHEMES["ckks"]
     other = scheme.with_plan(max_clients=2**10).keygen().public  # a larger scale
     assert other.scheme.encode_scale_bits != key.scheme.encode_scale_bits
     with pytest.raises(KeyMismatchError, match="scale"):
-        key._parse(other.encrypt(np.ones(3)).blobs()[0], 2)
+        key._parse(other.encrypt(np.ones(3)).blobs()[0], slots)

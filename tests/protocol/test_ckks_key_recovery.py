@@ -14,8 +14,9 @@ on the unrounded decryption (which the test computes with the secret context, as
 the key holder does internally), so that it can fail; then that it fails on what
 the key holder releases, for an honest sum and for a sum whose ``c0`` the
 aggregator shifted by a known plaintext (refused when the shift is off the grid,
-and otherwise released as the mean of the honest sum plus the offset, which it knew,
-on the grid that hides the total weight).
+and on the grid by the binding check, since the receipts' binding commitments fix
+the plaintext; even the exact shifted sum, which the grid alone would have let
+out, gives the solver nothing).
 
 The default preset (N = 4096) and a model of 4095 features: the coefficients and
 the intercept fill the first ciphertext exactly (the weight rides alone in a
@@ -30,8 +31,8 @@ import re
 import numpy as np
 import pytest
 
+from he_fed.crypto import _ckks_binding, load_public
 from he_fed.crypto import _seal_format as seal_format
-from he_fed.crypto import load_public
 from he_fed.exceptions import AggregateRejected
 from he_fed.models import LogisticRegressionGD
 from he_fed.protocol import (
@@ -227,7 +228,7 @@ def test_an_honest_release_gives_the_solver_nothing(federation):
     np.testing.assert_array_equal(release.mean, rounded_mean(exact.units, TOTAL_WEIGHT, step))
 
 
-def test_a_shifted_c0_is_refused_off_the_grid_and_released_exactly_on_it(federation):
+def test_a_shifted_c0_is_refused_off_the_grid_and_by_the_binding_on_it(federation):
     keys, keyholder, aggregator, clients = federation
     key = load_public(keys.public.aggregation_key().to_bytes())
     message = _aggregate(keyholder, aggregator, clients)
@@ -245,22 +246,29 @@ def test_a_shifted_c0_is_refused_off_the_grid_and_released_exactly_on_it(federat
         keyholder.decrypt_aggregate(encode(off))
     assert caught.value.off_grid and re.search(r"\d", str(caught.value)) is None
 
-    # On the grid (in the next round: the refused attempt used this one up), released
-    # as the mean of the honest sum plus the offset the aggregator chose.
+    # On the grid (in the next round: the refused attempt used this one up): the
+    # plaintext no longer opens the receipts' binding commitments, so nothing is
+    # released either, and the refusal says no more than the off-grid one.
     message = _aggregate(keyholder, aggregator, clients)
     honest = key.load_vector(message.vector)
     offsets = np.zeros(2 * per)
     offsets[:per] = np.arange(per) % 7 - 3
     moved = shifted(key, honest, offsets)
     on = EncryptedAggregate(message.round, message.task, message.receipts, moved.to_bytes())
-    release = decode(keyholder.decrypt_aggregate(encode(on)), Aggregate)
-    aggregator.apply(encode(release))
+    released = keyholder.released
+    with pytest.raises(AggregateRejected) as caught:
+        keyholder.decrypt_aggregate(encode(on))
+    assert not caught.value.off_grid and re.search(r"\d", str(caught.value)) is None
+    assert keyholder.released == released
+    # What the grid alone would have released (the exact shifted sum) gives the
+    # solver nothing either.
     exact = keys.secret.decrypt_weighted(honest)
+    moved_sum = keys.secret.decrypt_weighted(moved)  # no binding: the grid's checks only
     step = key.scheme.quantizer.step
-    shifted_units = exact.units + offsets[:per].astype(np.int64)
-    np.testing.assert_array_equal(release.mean, rounded_mean(shifted_units, TOTAL_WEIGHT, step))
-    # The shifted ciphertext and its release give the solver nothing either.
-    candidate = _solve_for_the_key(key, moved.blobs()[0], _released_values(key, release))
+    np.testing.assert_array_equal(moved_sum.units, exact.units + offsets[:per].astype(np.int64))
+    mean = rounded_mean(moved_sum.units, TOTAL_WEIGHT, step)
+    totals = np.rint(mean * TOTAL_WEIGHT / step)[:per]
+    candidate = _solve_for_the_key(key, moved.blobs()[0], totals)
     assert not _is_ternary(candidate)
 
 
@@ -282,7 +290,7 @@ def _balanced_digits(totals, base: int, digits: int) -> list[int]:
 def test_a_multi_digit_release_gives_the_solver_nothing():
     """The moments plan splits each value into four digits; what it releases is still exact.
 
-    1023 values of four digits and the weight fill one ciphertext. The solver
+    1020 values of four digits, the weight and the blinding fill one ciphertext. The solver
     recovers the key from its unrounded decryption, so it works on digit slots;
     it fails on the release (the recombined totals, split back into digits as an
     attacker would) and even on the rounded digit totals themselves, which the key
@@ -293,11 +301,12 @@ def test_a_multi_digit_release_gives_the_solver_nothing():
     public = tasks.plan_for(keys.public, Task.MOMENTS)
     scheme = key.scheme
     assert (scheme.digits, scheme.digit_bits, scheme.grid_bits) == (4, 18, 45)
-    size = (scheme.values_per_ciphertext - 1) // scheme.digits
+    blinding = _ckks_binding.blinding_slots(scheme)
+    size = (scheme.values_per_ciphertext - 1 - blinding) // scheme.digits
     rng = np.random.default_rng(1)
     vectors = [public.encrypt(rng.uniform(-2, 2, size), weight=w) for w in (40, 30, 50)]
     total = sum(key.load_vector(v.to_bytes(), size=size) for v in vectors)
-    assert size == 1023 and len(total.blobs()) == 1
+    assert (size, blinding) == (1020, 14) and len(total.blobs()) == 1
     blob, secret = total.blobs()[0], _secret_key(keys)
 
     decoded = unrounded(keys.secret, total)
@@ -306,6 +315,8 @@ def test_a_multi_digit_release_gives_the_solver_nothing():
     release = keys.secret.decrypt_weighted(total)
     integers = [int(v) for v in release.total * 2.0**scheme.grid_bits]  # exact: below 2**53
     guess = _balanced_digits(integers, 2**scheme.digit_bits, scheme.digits) + [release.weight]
+    # An attacker that even knew the blinding's digit totals (the release does not say them).
+    guess += list(sum(_ckks_binding.blinding_digits(v._opening[2], scheme) for v in vectors))
     guess += [0] * (len(decoded) - len(guess))  # the unused slots, which must be empty
     for values in (np.array(guess, dtype=np.float64), np.rint(decoded)):
         candidate = _solve_for_the_key(key, blob, values)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tenseal.sealapi as sealapi
 
+from he_fed.crypto import _binding, _ckks_binding
 from he_fed.crypto import _seal_format as seal_format
 from he_fed.crypto import _seal_io as seal_io
 from he_fed.crypto._ckks_keys import CKKSVector
@@ -56,11 +57,25 @@ def fresh(key, plaintexts: list[int], size: int) -> PaillierVector:
     return vector
 
 
+class _CraftedCKKS(CKKSVector):
+    """A crafted CKKS vector that commits to its integers honestly, as its maker can."""
+
+    def _packed(self) -> tuple[list[int], int]:
+        return self._crafted
+
+
 def ckks_vector(key, values: np.ndarray, weight: int) -> CKKSVector:
-    """A CKKS contribution of any values and weight: the client's encoding, unclipped."""
+    """A CKKS contribution of any values and weight: the client's encoding, unclipped.
+
+    Its binding commitment opens to what it encrypts, and its maker can prove that,
+    so the aggregator takes it; only the key holder's range checks can refuse it.
+    """
     scheme = key.scheme
     integers = np.rint(weight * values / scheme.quantizer.step)
+    rho = secrets.randbits(_binding.RHO_BITS)
     flat = np.append(integers, float(weight))
+    packed = _ckks_binding.pack(flat, scheme)
+    flat = np.append(flat, _ckks_binding.blinding_digits(rho, scheme))
     per, scale = scheme.values_per_ciphertext, 2.0**scheme.encode_scale_bits
     encoder, encryptor = key._sealapi
     blobs = []
@@ -75,7 +90,9 @@ def ckks_vector(key, values: np.ndarray, weight: int) -> CKKSVector:
         blobs.append(
             seal_format.write_ckks_vector(seal_io.save(ciphertext), (used + 1) // 2, scale)
         )
-    return CKKSVector(key, values.size, 1, blobs=blobs)
+    vector = _CraftedCKKS(key, values.size, 1, blobs=blobs)
+    vector._crafted = (packed, rho)
+    return vector
 
 
 def crafted(key, scheme_name: str, how: str):

@@ -7,6 +7,11 @@ to difference two cohorts at the frozen model: one client's exact update in 11
 releases. Every contribution now also commits to its plaintext slots
 (``he_fed.crypto._binding``), and the key holder checks the decrypted sum against
 the product of the receipts' commitments before it releases anything.
+
+CKKS had the same hole on ``c0`` (its receipts fix ``c1`` only), with offsets on the
+grid that pass every grid and range check; its contributions now commit to their
+slot integers too (``he_fed.crypto._ckks_binding``), and the tests at the end
+replay the attacks on it.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from he_fed.crypto import _ckks_binding, load_public
 from he_fed.exceptions import AggregateRejected
 from he_fed.protocol import EncryptedAggregate, Task, decode, encode
+from tests.crypto.ckks_tools import shifted
 from tests.protocol.harness import open_round, roles
 from tests.protocol.test_attacks import Spy
 
@@ -164,3 +171,120 @@ def test_where_a_tampered_plaintext_wraps_is_no_oracle():
         answers.append((type(refused.value), str(refused.value), refused.value.off_grid))
     assert answers[0] == answers[1]
     assert keyholder.rejected == 2 and keyholder.released == 0
+
+
+# --- CKKS: the aggregator adds a grid plaintext to c0 -----------------------------------
+#
+# A CKKS receipt fixes c1, not c0: adding any plaintext the aggregator knows keeps
+# every commitment, and an offset on the grid passes every grid and range check.
+# The receipts' binding commitments (he_fed.crypto._ckks_binding) fix the plaintext.
+
+
+def ckks_offset(keyholder, message: EncryptedAggregate, slots: dict[int, float]):
+    """The aggregate with ``slots`` (slot index: grid integer) added to its ``c0``.
+
+    Made with the parameters-only key, as the aggregator holds.
+    """
+    key = load_public(keyholder.aggregation_key_bytes())
+    vector = key.load_vector(message.vector, size=keyholder.plan.vector_size(message.task))
+    offsets = np.zeros(len(vector.parts) * key.scheme.values_per_ciphertext)
+    for slot, x in slots.items():
+        offsets[slot] = x
+    moved = shifted(key, vector, offsets)
+    return EncryptedAggregate(message.round, message.task, message.receipts, moved.to_bytes())
+
+
+def ckks_offsets_for(keyholder, size: int) -> dict[str, dict[int, float]]:
+    """Grid offsets on a value, the weight, and the lowest and highest blinding digits."""
+    scheme = keyholder.public_key.scheme
+    weight_at = scheme.digits * size
+    top = weight_at + _ckks_binding.blinding_slots(scheme)
+    return {
+        "value": {0: 1.0},
+        "values": {i: float(i % 3 - 1) for i in range(weight_at)},
+        "weight": {weight_at: 1.0},
+        "blinding": {weight_at + 1: 1.0},
+        "blinding-top": {top: 1.0},
+    }
+
+
+@pytest.mark.parametrize("where", ["value", "values", "weight", "blinding", "blinding-top"])
+def test_a_grid_offset_on_a_ckks_sum_is_refused_and_nothing_is_released(where, monkeypatch):
+    keyholder, message = honest_aggregate("ckks")
+    size = keyholder.plan.vector_size(Task.TRAIN)
+    tampered = ckks_offset(keyholder, message, ckks_offsets_for(keyholder, size)[where])
+    key = keyholder.public_key
+    vector = key.load_vector(tampered.vector, size=size)
+    # The receipts' c1 still add up to the tampered aggregate's, and the grid's own
+    # checks would release it: only the binding stands in the way.
+    assert key.sum_commitments([r.commitment for r in message.receipts], size) == (
+        vector.commitment()
+    )
+    keyholder._keys.secret.decrypt_weighted(vector)  # no binding: released
+    spy = Spy(keyholder, monkeypatch)
+    released = keyholder.released
+    with pytest.raises(AggregateRejected, match="nothing was released") as refused:
+        keyholder.decrypt_aggregate(encode(tampered))
+    assert not refused.value.off_grid
+    assert spy.calls == 1 and keyholder.released == released  # decrypted, checked, refused
+    assert keyholder.rejected == 1  # counted like every refusal after decryption
+
+
+def test_the_untampered_ckks_aggregate_is_released():
+    keyholder, message = honest_aggregate("ckks")
+    keyholder.decrypt_aggregate(encode(message))
+    assert keyholder.released == 1 and keyholder.rejected == 0
+
+
+def test_freezing_a_ckks_model_by_subtracting_the_last_sum_is_refused():
+    """The stall attack's step on CKKS: subtract round r's exact value sums from round r+1's.
+
+    The aggregator even knows round r's exact slot sums (read here with the key
+    holder's key) and keeps the weight, so that every grid and range check passes.
+    """
+    keyholder, aggregator, clients = roles("ckks", sizes=(30, 50, 20, 40))
+    secret = keyholder._keys.secret
+    size = keyholder.plan.vector_size(Task.TRAIN)
+    start = open_round(keyholder, aggregator)
+    for c in clients:
+        aggregator.add(c.participate(start).update)
+    first = decode(aggregator.finish_round(), EncryptedAggregate)
+    known = secret.decrypt_weighted(keyholder.public_key.load_vector(first.vector, size=size))
+    aggregator.apply(keyholder.decrypt_aggregate(encode(first)))
+    start = open_round(keyholder, aggregator)
+    for c in clients:
+        aggregator.add(c.participate(start).update)
+    second = decode(aggregator.finish_round(), EncryptedAggregate)
+    frozen = ckks_offset(keyholder, second, {i: -float(u) for i, u in enumerate(known.units)})
+    vector = keyholder.public_key.load_vector(frozen.vector, size=size)
+    secret.decrypt_weighted(vector)  # without the binding, the grid's checks would release it
+    weights = aggregator.weights.copy()
+    with pytest.raises(AggregateRejected, match="nothing was released"):
+        keyholder.decrypt_aggregate(encode(frozen))
+    assert np.array_equal(aggregator.weights, weights)
+    assert np.array_equal(aggregator.weights, keyholder.model.weights)
+
+
+def test_a_ckks_weight_offset_is_no_comparison_oracle():
+    """An offset the range check refuses and one it lets through are refused alike.
+
+    Before the binding, whether ``weight + x`` stayed within ``[count, count *
+    max_weight]`` decided release or refusal: a comparison on the cohort's total
+    weight. Now the offset that passes the range check fails the binding check,
+    with the same text and flag.
+    """
+    answers = []
+    for below in (True, False):
+        keyholder, message = honest_aggregate("ckks")
+        size = keyholder.plan.vector_size(Task.TRAIN)
+        weight_at = keyholder.public_key.scheme.digits * size
+        exact = keyholder._keys.secret.decrypt_weighted(
+            keyholder.public_key.load_vector(message.vector, size=size)
+        )
+        x = -float(exact.weight) if below else 1.0  # a total weight of 0, or one more
+        tampered = ckks_offset(keyholder, message, {weight_at: x})
+        with pytest.raises(AggregateRejected) as refused:
+            keyholder.decrypt_aggregate(encode(tampered))
+        answers.append((type(refused.value), str(refused.value), refused.value.off_grid))
+        assert keyholder.released == 0 and keyholder.rejected == 1
+    assert answers[0] == answers[1]

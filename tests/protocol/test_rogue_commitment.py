@@ -9,6 +9,10 @@ that holds only the victim's update, listed with a full cohort of receipts.
 What stops it: every receipt carries a proof of knowledge of its commitment's
 randomness (``he_fed.crypto._commitment_proof``), and the colluder cannot know the
 discrete logarithm of a commitment that divides by the others'.
+
+On CKKS (the tests at the end) the colluder can sign a rogue ``c1`` with no proof
+to stop it; the binding commitments and the proof of knowledge of their openings
+(``he_fed.crypto._opening_proof``) are what refuse it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,14 @@ import gmpy2
 import numpy as np
 import pytest
 
-from he_fed.exceptions import InvalidSignature, PolicyViolation
+from he_fed.crypto import _binding, load_public
+from he_fed.exceptions import (
+    AggregateRejected,
+    HEFedError,
+    InvalidSignature,
+    MalformedMessage,
+    PolicyViolation,
+)
 from he_fed.protocol import (
     EncryptedAggregate,
     EncryptedUpdate,
@@ -29,7 +40,11 @@ from he_fed.protocol import (
     decode,
     encode,
 )
-from he_fed.protocol.receipts import commitment_payload, commitments_digest
+from he_fed.protocol.receipts import (
+    commitment_payload,
+    commitments_digest,
+    contribution_payloads,
+)
 from tests.protocol.harness import open_round, roles
 from tests.protocol.test_attacks import Spy
 
@@ -138,3 +153,221 @@ def test_the_aggregator_refuses_an_update_whose_proof_fails(scheme_name):
         aggregator.add(encode(bad))
     aggregator.add(encode(good))  # the genuine update still counts
     assert aggregator.contributors == ("c0",)
+
+
+# --- CKKS: a rogue c1 and a rogue binding commitment ------------------------------------
+#
+# CKKS has no proof that a c1 is well formed, so the colluder can sign
+# c1_c = c1_x - c1_2 - c1_3 and the receipts' c1 add up to the aggregate "victim +
+# known ciphertext". What stops it is the binding: either the colluder signs the
+# binding it can prove (B_x), and the plaintext v + x does not open the receipts'
+# product, or it signs B_c = B_x / (B_2 · B_3), which it cannot prove an opening of.
+
+
+def _ckks_rogue_c1(key, known, vectors) -> bytes:
+    primes = np.array(key.scheme.primes[:-1], dtype=np.uint64).reshape(1, -1, 1)
+    shape = (len(known.parts), primes.size, key.scheme.poly_modulus_degree)
+
+    def c1(vector) -> np.ndarray:
+        return np.frombuffer(vector.commitment(), dtype="<u8").reshape(shape).astype(object)
+
+    rogue = (c1(known) - c1(vectors["c2"]) - c1(vectors["c3"])) % primes.astype(object)
+    return rogue.astype("<u8").tobytes()
+
+
+def ckks_attack(*, prove_rogue_binding: bool):
+    """Victim c0, colluder c1, honest c2 and c3; the colluder's receipt has a rogue c1.
+
+    With ``prove_rogue_binding`` it signs ``B_c = B_x / (B_2 · B_3)`` with the proof
+    it can make (for ``B_x``); otherwise it signs ``B_x`` itself, with its valid proof.
+    """
+    keyholder, aggregator, clients = roles("ckks", sizes=(30, 50, 20, 40), min_clients=None)
+    start = open_round(keyholder, aggregator)
+    ticket = decode(start, RoundStart)
+    updates = {c.client_id: decode(c.participate(start).update, EncryptedUpdate) for c in clients}
+    key = keyholder.public_key
+    size = keyholder.plan.vector_size(Task.TRAIN)
+    vectors = {cid: key.load_vector(u.vector, size=size) for cid, u in updates.items()}
+    known = key.encrypt(np.zeros(size), weight=3)  # the total weight passes for four
+    rogue_c1 = _ckks_rogue_c1(key, known, vectors)
+    binding = known.binding()
+    if prove_rogue_binding:
+        others = _binding.product([updates["c2"].binding, updates["c3"].binding])
+        inverse = gmpy2.invert(int.from_bytes(others, "big"), _binding.P)
+        value = int.from_bytes(binding, "big") * int(inverse) % _binding.P
+        binding = value.to_bytes(_binding.WIDTH, "big")
+    payload = commitment_payload(
+        federation=ticket.federation,
+        round=ticket.round,
+        task=Task.TRAIN,
+        client_id="c1",
+        fingerprint=key.fingerprint,
+        commitment_digest=commitments_digest(rogue_c1, binding),
+    )
+    receipt = Receipt(
+        "c1", rogue_c1, clients[1]._identity.sign(payload), known.prove_commitment(payload), binding
+    )
+    honest = [
+        Receipt(cid, vectors[cid].commitment(), u.commitment_signature, u.proof, u.binding)
+        for cid, u in updates.items()
+        if cid != "c1"
+    ]
+    isolated = vectors["c0"] + known
+    isolated.count = 4  # the aggregator writes any count; the key holder checks it
+    message = EncryptedAggregate(
+        ticket.round, Task.TRAIN, (honest[0], receipt, *honest[1:]), isolated.to_bytes()
+    )
+    return keyholder, key, message, isolated, known, updates
+
+
+def test_a_rogue_c1_with_a_rogue_binding_passes_both_sums_but_not_the_proof(monkeypatch):
+    keyholder, key, message, isolated, _, updates = ckks_attack(prove_rogue_binding=True)
+    size = isolated.size
+    # Without the proof the attack would work: c1 and the bindings both add up, and
+    # the victim's update alone (plus a known zero) opens the receipts' bindings.
+    assert key.sum_commitments([r.commitment for r in message.receipts], size) == (
+        isolated.commitment()
+    )
+    combined = key.sum_bindings([r.binding for r in message.receipts])
+    secret = keyholder._keys.secret
+    alone = secret.decrypt_weighted(isolated, binding=combined)
+    victim = secret.decrypt_weighted(key.load_vector(updates["c0"].vector, size=size))
+    np.testing.assert_array_equal(alone.units, victim.units)  # the victim's update, exactly
+    spy = Spy(keyholder, monkeypatch)
+    with pytest.raises(PolicyViolation, match="'c1' is not validly signed and proven"):
+        keyholder.decrypt_aggregate(encode(message))
+    assert spy.calls == 0, "the key holder decrypted the isolated update"
+    assert keyholder.released == 0
+
+
+def test_a_rogue_c1_with_the_colluders_own_binding_is_refused_after_decryption(monkeypatch):
+    keyholder, key, message, isolated, _, _ = ckks_attack(prove_rogue_binding=False)
+    # Every receipt verifies and c1 adds up: only the binding check is left.
+    assert key.sum_commitments([r.commitment for r in message.receipts], isolated.size) == (
+        isolated.commitment()
+    )
+    spy = Spy(keyholder, monkeypatch)
+    with pytest.raises(AggregateRejected, match="nothing was released"):
+        keyholder.decrypt_aggregate(encode(message))
+    assert spy.calls == 1 and keyholder.released == 0 and keyholder.rejected == 1
+
+
+def test_the_ckks_colluder_fails_with_any_proof_it_can_borrow(monkeypatch):
+    keyholder, _, message, _, _, updates = ckks_attack(prove_rogue_binding=True)
+    for proof in (updates["c2"].proof, updates["c1"].proof, b"", b"\x00" * 64):
+        receipts = list(message.receipts)
+        receipts[1] = dataclasses.replace(receipts[1], proof=proof)
+        forged = dataclasses.replace(message, receipts=tuple(receipts))
+        spy = Spy(keyholder, monkeypatch)
+        with pytest.raises(PolicyViolation, match="'c1' is not validly signed and proven"):
+            keyholder.decrypt_aggregate(encode(forged))
+        assert spy.calls == 0
+        keyholder, _, message, _, _, updates = ckks_attack(prove_rogue_binding=True)
+
+
+def test_a_ckks_proof_from_another_context_fails():
+    keyholder, aggregator, clients = roles("ckks")
+    start = open_round(keyholder, aggregator)
+    update = decode(clients[0].participate(start).update, EncryptedUpdate)
+    key = load_public(keyholder.aggregation_key_bytes())
+    size = keyholder.plan.vector_size(Task.TRAIN)
+    commitment = key.load_vector(update.vector, size=size).commitment()
+    ticket = decode(start, RoundStart)
+    fields = dict(
+        federation=ticket.federation,
+        round=ticket.round,
+        task=Task.TRAIN,
+        client_id="c0",
+        fingerprint=key.fingerprint,
+        commitment_digest=commitments_digest(commitment, update.binding),
+    )
+    payload = commitment_payload(**fields)
+    verify = key.verify_commitment_proof
+    assert verify(commitment, update.proof, size, payload, binding=update.binding)
+    for changed in (
+        dict(client_id="c1"),
+        dict(round=ticket.round + 1),
+        dict(task=Task.EVALUATE),
+        dict(federation=bytes(16)),
+    ):
+        other = commitment_payload(**{**fields, **changed})
+        assert not verify(commitment, update.proof, size, other, binding=update.binding)
+    another = decode(clients[1].participate(start).update, EncryptedUpdate)
+    assert not verify(commitment, update.proof, size, payload, binding=another.binding)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["proof-truncated", "proof-flipped", "proof-empty", "proof-long", "binding", "binding-size"],
+)
+def test_malformed_ckks_proofs_and_bindings_are_typed_refusals_at_the_aggregator(change):
+    keyholder, aggregator, clients = roles("ckks")
+    start = open_round(keyholder, aggregator)
+    good = decode(clients[0].participate(start).update, EncryptedUpdate)
+    proof, binding = bytearray(good.proof), bytearray(good.binding)
+    if change == "proof-truncated":
+        proof = proof[:-1]
+    elif change == "proof-flipped":
+        proof[-1] ^= 1
+    elif change == "proof-empty":
+        proof = bytearray()
+    elif change == "proof-long":
+        proof += bytes(len(good.vector) + 8192)
+    elif change == "binding":
+        binding[-1] ^= 1
+    else:
+        binding = binding[:-1]
+    bad = dataclasses.replace(good, proof=bytes(proof), binding=bytes(binding))
+    with pytest.raises(HEFedError) as refused:
+        aggregator.add(encode(bad))
+    assert isinstance(refused.value, (InvalidSignature, MalformedMessage))
+    assert "\n" not in str(refused.value)
+    aggregator.add(encode(good))  # the genuine update still counts
+    assert aggregator.contributors == ("c0",)
+
+
+def test_the_aggregator_drops_a_ckks_update_with_a_rogue_binding_on_arrival():
+    """The colluder sends its known ciphertext with the rogue ``B_c`` as an update.
+
+    Both signatures are valid (it signs what it likes); the proof it can make is for
+    ``B_x``, which the aggregator checks against the signed ``B_c`` and refuses,
+    before the update reaches any sum.
+    """
+    keyholder, aggregator, clients = roles("ckks", sizes=(30, 50, 20, 40), min_clients=None)
+    start = open_round(keyholder, aggregator)
+    ticket = decode(start, RoundStart)
+    honest = [decode(c.participate(start).update, EncryptedUpdate) for c in clients[2:]]
+    for update in honest:
+        aggregator.add(encode(update))
+    key = keyholder.public_key
+    known = key.encrypt(np.zeros(keyholder.plan.vector_size(Task.TRAIN)), weight=3)
+    others = _binding.product([u.binding for u in honest])
+    inverse = gmpy2.invert(int.from_bytes(others, "big"), _binding.P)
+    rogue = (int.from_bytes(known.binding(), "big") * int(inverse) % _binding.P).to_bytes(
+        _binding.WIDTH, "big"
+    )
+    vector = known.to_bytes()
+    whole, alone = contribution_payloads(
+        federation=ticket.federation,
+        round=ticket.round,
+        task=Task.TRAIN,
+        client_id="c1",
+        fingerprint=key.fingerprint,
+        vector=vector,
+        commitment=known.commitment(),
+        binding=rogue,
+    )
+    identity = clients[1]._identity
+    update = EncryptedUpdate(
+        ticket.round,
+        Task.TRAIN,
+        "c1",
+        vector,
+        identity.sign(whole),
+        identity.sign(alone),
+        known.prove_commitment(alone),  # the proof it can make: for B_x
+        rogue,
+    )
+    with pytest.raises(InvalidSignature, match="'c1' does not prove its commitment"):
+        aggregator.add(encode(update))
+    assert aggregator.contributors == ("c2", "c3")
