@@ -352,9 +352,10 @@ class CKKSSecretKey(SecretKey):
         scheme: CKKS = vector.key.scheme  # type: ignore[assignment]
         per, size = scheme.values_per_ciphertext, vector.size
         if scheme.encoded_length(size) > MAX_VALUES:
+            most = (MAX_VALUES - 1 - _ckks_binding.blinding_slots(scheme)) // scheme.digits
             raise ShapeMismatchError(
-                f"a ckks vector holds at most {(MAX_VALUES - 1) // scheme.digits} values "
-                f"under this plan ({scheme.digits} slot(s) each)"
+                f"a ckks vector holds at most {most} values under this plan "
+                f"({scheme.digits} slot(s) each, beside the weight and the blinding)"
             )
         chunks = scheme.ciphertexts_for(size)
         if len(vector.parts) != chunks:

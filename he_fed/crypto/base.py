@@ -356,6 +356,11 @@ class PublicKey(AggregationKey):
         Writes what ``encrypt(x, weight=weight).write_to(stream)`` writes, but a
         scheme that encrypts chunk by chunk (CKKS) holds one ciphertext at a time.
         Raises what :meth:`encrypt` raises, before writing anything.
+
+        A streamed contribution has no :meth:`EncryptedVector.binding` and no proof
+        of it: their openings never leave this call, and a vector read back from
+        bytes has none. The protocol's clients, whose updates carry both, therefore
+        use :meth:`encrypt`; this serves storage and transport outside a round.
         """
         values, checked = self._contribution(x, weight)
         frames = self._encrypt_frames(values, checked)

@@ -25,6 +25,7 @@ from he_fed.exceptions import (
     KeyMismatchError,
     MalformedMessage,
     SecretMaterialError,
+    ShapeMismatchError,
 )
 from tests.crypto.ckks_tools import shifted, unrounded
 
@@ -384,6 +385,16 @@ def test_a_forged_length_of_2_to_the_60_values_is_refused_without_allocating():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 1 << 20
+
+
+def test_the_largest_vector_is_counted_beside_the_weight_and_the_blinding():
+    keys = _keys("aggregation-fast")
+    scheme = keys.public.scheme
+    most = (MAX_VALUES - 1 - _ckks_binding.blinding_slots(scheme)) // scheme.digits
+    assert scheme.encoded_length(most) <= MAX_VALUES < scheme.encoded_length(most + 1)
+    vector = CKKSVector(keys.public, most + 1, 1, blobs=[])
+    with pytest.raises(ShapeMismatchError, match=f"at most {most} values"):
+        keys.secret.decrypt_weighted(vector)
 
 
 def test_garbage_inside_a_valid_envelope_is_malformed_not_a_tenseal_error():

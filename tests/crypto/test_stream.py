@@ -12,6 +12,7 @@ import pytest
 from he_fed.crypto import wire
 from he_fed.crypto.stream import STREAM_MAGIC, FrameReader, FrameWriter
 from he_fed.exceptions import (
+    ConfigurationError,
     EncodingOverflowError,
     KeyMismatchError,
     MalformedMessage,
@@ -64,6 +65,20 @@ def test_encrypt_to_streams_a_fresh_contribution_and_refuses_before_writing(keys
     with pytest.raises(EncodingOverflowError):
         keys.public.encrypt_to(refused, np.full(3, 2 * keys.public.scheme.clip))
     assert refused.getvalue() == b""
+
+
+def test_a_streamed_contribution_has_no_binding_to_offer_a_round(scheme_name, keys, rng):
+    buffer = io.BytesIO()
+    keys.public.encrypt_to(buffer, rng.uniform(-1, 1, size=5), weight=2)
+    buffer.seek(0)
+    vector = keys.public.read_vector_from(buffer, size=5)
+    if scheme_name == "plain":  # binds nothing: its commitment is its values
+        assert (vector.binding(), vector.prove_commitment(b"round")) == (b"", b"")
+        return
+    with pytest.raises(ConfigurationError, match="fresh from encrypt"):
+        vector.binding()
+    with pytest.raises(ConfigurationError):
+        vector.prove_commitment(b"round")
 
 
 def test_a_ckks_stream_has_one_frame_per_ciphertext_and_the_envelopes_payload(rng):
