@@ -154,20 +154,26 @@ def commit(integers: Sequence[int], rho: int) -> bytes:
     return int(acc).to_bytes(WIDTH, "big")
 
 
-def product(commitments: Sequence[bytes]) -> bytes | None:
-    """The product of commitments, or None if one is malformed (size, range, subgroup)."""
-    acc = gmpy2.mpz(1)
+def product(commitments: Sequence[bytes], parts: int = 1) -> bytes | None:
+    """The product of commitments, or None if one is malformed (size, range, subgroup).
+
+    With ``parts``, each commitment is that many group elements side by side (a
+    binding commitment and its weight commitment, :mod:`he_fed.crypto._weight_range`),
+    multiplied part by part.
+    """
+    accs = [gmpy2.mpz(1)] * parts
     for blob in commitments:
-        if len(blob) != WIDTH:
+        if len(blob) != parts * WIDTH:
             return None
-        value = gmpy2.mpz(int.from_bytes(blob, "big"))
-        # In a safe-prime group the order-Q subgroup is the quadratic residues, so
-        # Legendre's symbol decides membership (Euler's criterion: value^Q = (value | P))
-        # at a tiny fraction of an exponentiation's cost.
-        if not 1 < value < _MOD - 1 or gmpy2.legendre(value, _MOD) != 1:
-            return None
-        acc = acc * value % _MOD
-    return int(acc).to_bytes(WIDTH, "big")
+        for i in range(parts):
+            value = gmpy2.mpz(int.from_bytes(blob[i * WIDTH : (i + 1) * WIDTH], "big"))
+            # In a safe-prime group the order-Q subgroup is the quadratic residues, so
+            # Legendre's symbol decides membership (Euler's criterion: value^Q =
+            # (value | P)) at a tiny fraction of an exponentiation's cost.
+            if not 1 < value < _MOD - 1 or gmpy2.legendre(value, _MOD) != 1:
+                return None
+            accs[i] = accs[i] * value % _MOD
+    return b"".join(int(acc).to_bytes(WIDTH, "big") for acc in accs)
 
 
 def check(integers: Sequence[int], rho: int, expected: bytes) -> bool:

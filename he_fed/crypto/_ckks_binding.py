@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from he_fed.crypto import _binding
+from he_fed.crypto import _binding, _weight_range
 from he_fed.crypto._ckks_grid import on_grid
 from he_fed.crypto.base import WeightedSum
 from he_fed.crypto.ckks_budget import EXACT_FLOAT
@@ -167,7 +167,10 @@ def release(
             "sum to: the ciphertext was altered"
         )
     rho = sum(int(digit) << (bits * i) for i, digit in enumerate(blind))
-    if slots is not None and not _binding.check(pack(slots, scheme), rho, binding):
+    if slots is not None and not (
+        _binding.check(pack(slots, scheme), rho, binding[: _binding.WIDTH])
+        and _weight_range.opens(binding, result.weight, rho)
+    ):
         raise AggregateRejected(
             "the aggregate's plaintext does not open its contributions' binding "
             "commitments: someone added to the sum"

@@ -23,7 +23,7 @@ import numpy as np
 import tenseal as ts
 import tenseal.sealapi as sealapi
 
-from he_fed.crypto import _binding, _ckks_binding, _opening_proof, wire
+from he_fed.crypto import _binding, _ckks_binding, _opening_proof, _weight_range, wire
 from he_fed.crypto import _seal_format as seal_format
 from he_fed.crypto import _seal_io as seal_io
 from he_fed.crypto.base import (
@@ -168,7 +168,7 @@ class CKKSAggregationKey(AggregationKey):
         return total.astype("<u8").tobytes()
 
     def _sum_bindings(self, bindings: list[bytes]) -> bytes:
-        combined = _binding.product(bindings)
+        combined = _binding.product(bindings, parts=2)
         if combined is None:
             raise MalformedMessage("a ckks binding commitment is malformed")
         return combined
@@ -185,7 +185,12 @@ class CKKSAggregationKey(AggregationKey):
         scheme = self.scheme
         count = _ckks_binding.packed_count(scheme, size)
         bits = _ckks_binding.slot_bits(scheme) * _ckks_binding.pack_bits(scheme)
-        return _opening_proof.verify(binding, proof, count, bits, context)
+        rest = _weight_range.verified_rest(
+            binding, proof, scheme.max_weight, self.fingerprint, context
+        )
+        return rest is not None and _opening_proof.verify(
+            binding[: _binding.WIDTH], rest, count, bits, context
+        )
 
     @property
     def _chunk_bound(self) -> int:
@@ -424,15 +429,23 @@ class CKKSVector(EncryptedVector):
     def binding(self) -> bytes:
         """The commitment that binds this contribution's plaintext (see the base class)."""
         if self._binding is None:
-            self._binding = _binding.commit(*self._packed())
+            packed, rho = self._packed()
+            weight = self._opening[1] if self._opening else 0  # _packed saw to it
+            self._binding = _weight_range.bind(_binding.commit(packed, rho), weight, rho)
         return self._binding
 
-    def prove_commitment(self, context: bytes) -> bytes:
-        """A proof that its maker knows an opening of :meth:`binding`, bound to ``context``."""
+    def prove_commitment(self, context: bytes, pins: dict[Any, Any] | None = None) -> bytes:
+        """Proofs that its weight is in range and its maker knows an opening of :meth:`binding`."""
         packed, rho = self._packed()
         scheme = self.key.scheme
         bits = _ckks_binding.slot_bits(scheme) * _ckks_binding.pack_bits(scheme)  # type: ignore[arg-type]
-        return _opening_proof.prove(packed, rho, self.binding(), bits, context)
+        weight = self._opening[1] if self._opening else 0  # _packed saw to it
+        fingerprint = self.key.fingerprint
+        ranged = _weight_range.prove_linked(
+            pins, weight, rho, scheme.max_weight, fingerprint, context
+        )
+        opening = self.binding()[: _binding.WIDTH]
+        return ranged + _opening_proof.prove(packed, rho, opening, bits, context)
 
     @property
     def parts(self) -> list[Any]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import gmpy2
 import numpy as np
 
-from he_fed.crypto import _binding, _commitment_proof, wire
+from he_fed.crypto import _binding, _commitment_proof, _weight_range, wire
 from he_fed.crypto import _djn as djn
 from he_fed.crypto.base import (
     EncryptedVector,
@@ -157,10 +157,11 @@ class PaillierPublicKey(PublicKey):
         # The binding commitment is made on request (a protocol client asks for it);
         # plain encryption pays only for carrying the blinding.
         vector._opening = (scheme.exact(plaintexts, values.size, n), rho)
+        vector._weight = weight
         return vector
 
     def _sum_bindings(self, bindings: list[bytes]) -> bytes:
-        combined = _binding.product(bindings)
+        combined = _binding.product(bindings, parts=2)
         if combined is None:
             raise MalformedMessage("a paillier binding commitment is malformed")
         return combined
@@ -179,10 +180,13 @@ class PaillierPublicKey(PublicKey):
         self, commitment: bytes, proof: bytes, size: int, context: bytes, binding: bytes
     ) -> bool:
         residues = self._residues(commitment, size)
-        if residues is None:
+        rest = _weight_range.verified_rest(
+            binding, proof, self.scheme.max_weight, self.fingerprint, context
+        )
+        if residues is None or rest is None:
             return False
         g, bits = int(self.hs % self.n), self.scheme.randomness_bits
-        return _commitment_proof.verify(int(self.n), g, residues, proof, bits, context)
+        return _commitment_proof.verify(int(self.n), g, residues, rest, bits, context)
 
     def _sum_commitments(self, commitments: list[bytes], size: int) -> bytes:
         width = len(self._n_bytes)
@@ -263,7 +267,10 @@ def open_plaintexts(vector: PaillierVector, plaintexts: list[int], binding: byte
     result = scheme.decode(data, vector.size, vector.count, n)
     if rho >> (scheme.blinding_bits + vector.count.bit_length()):
         raise EncodingOverflowError("the decrypted blinding exceeds what the plan allows")
-    if binding and not _binding.check(scheme.exact(data, vector.size, n), rho, binding):
+    if binding and not (
+        _binding.check(scheme.exact(data, vector.size, n), rho, binding[: _binding.WIDTH])
+        and _weight_range.opens(binding, result.weight, rho)
+    ):
         raise AggregateRejected(
             "the aggregate's plaintext does not open its contributions' binding "
             "commitments: someone added to the sum"
@@ -284,6 +291,7 @@ class PaillierVector(EncryptedVector):
         #: The slot integers and blinding its binding commitment opens to, held only
         #: by a vector fresh from ``encrypt`` (they are its plaintext); never written.
         self._opening: tuple[list[int], int] | None = None
+        self._weight: int | None = None
         self._binding: bytes | None = None
 
     def binding(self) -> bytes:
@@ -294,12 +302,17 @@ class PaillierVector(EncryptedVector):
                     "only a vector fresh from encrypt has a binding commitment: a sum's is "
                     "the product of its contributions'"
                 )
-            self._binding = _binding.commit(*self._opening)
+            integers, rho = self._opening
+            weight = int(self._weight or 0)  # set with the opening
+            self._binding = _weight_range.bind(_binding.commit(integers, rho), weight, rho)
         return self._binding
 
-    def prove_commitment(self, context: bytes) -> bytes:
-        """A proof that this vector's maker knows its DJN exponents (see the base class)."""
-        if self._exponents is None:
+    def prove_commitment(self, context: bytes, pins: dict[Any, Any] | None = None) -> bytes:
+        """A proof that its weight is in range and its maker knows its DJN exponents.
+
+        The weight's proof (:mod:`he_fed.crypto._weight_range`) comes first.
+        """
+        if self._exponents is None or self._opening is None or self._weight is None:
             raise ConfigurationError(
                 "only a vector fresh from encrypt can prove its commitment: sums and "
                 "vectors read from bytes do not hold their randomness"
@@ -308,7 +321,10 @@ class PaillierVector(EncryptedVector):
         n = key.n
         residues = [c % n for c in self.ciphertexts]
         bits = key.scheme.randomness_bits
-        return _commitment_proof.prove(
+        ranged = _weight_range.prove_linked(
+            pins, self._weight, self._opening[1], key.scheme.max_weight, key.fingerprint, context
+        )
+        return ranged + _commitment_proof.prove(
             int(n), int(key.hs % n), residues, self._exponents, bits, context
         )
 

@@ -158,7 +158,7 @@ class EncryptedVector(ABC):
         """
         return b""
 
-    def prove_commitment(self, context: bytes) -> bytes:
+    def prove_commitment(self, context: bytes, pins: dict[Any, Any] | None = None) -> bytes:
         """A proof, bound to ``context``, that its maker knows the commitment's randomness.
 
         Without it, a client colluding with the aggregator could sign a *rogue*
@@ -169,6 +169,19 @@ class EncryptedVector(ABC):
         their :meth:`binding` instead (:mod:`he_fed.crypto._opening_proof`), which,
         with the binding check, makes ``c1`` irrelevant to privacy. ``Plain`` makes
         none and returns ``b""``.
+
+        Both start with a proof that the weight lies in ``[1, max_weight]``
+        (:mod:`he_fed.crypto._weight_range`): a range proof of a commitment to the
+        weight made once, its *pin*, and a proof linking this contribution to it.
+
+        Parameters
+        ----------
+        context : bytes
+            What the proof is bound to (the protocol's commitment payload).
+        pins : dict, optional
+            Where the caller keeps its pins across contributions, so that each weight
+            is range-proven once (a client's own dict: pins hold its secrets). None
+            makes a fresh pin.
 
         Raises
         ------

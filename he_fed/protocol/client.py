@@ -228,6 +228,9 @@ class Client:
         self._last_round = int(last_round)
         self._phase = int(phase)
         self._privacy = privacy
+        #: This client's weight pins (:meth:`EncryptedVector.prove_commitment`): each
+        #: weight it sends is range-proven once, in the first round that needs it.
+        self._weight_pins: dict[object, object] = {}
         self._columns = np.column_stack([X, y.astype(np.float64)]) if standardize_target else X
 
     @property
@@ -351,7 +354,7 @@ class Client:
         )
         signature = self._identity.sign(whole)
         commitment_signature = self._identity.sign(alone)
-        proof = vector.prove_commitment(alone)
+        proof = vector.prove_commitment(alone, self._weight_pins)
         t4 = time.perf_counter()
         update = EncryptedUpdate(
             start.round,

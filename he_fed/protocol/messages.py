@@ -48,6 +48,10 @@ _DIGEST_BYTES = 32
 #: Largest binding commitment, and a proof's allowance beyond :func:`_proof_bound`'s
 #: share: a few residues under an 8192-bit key.
 _MAX_PROOF = 4096
+#: A weight's proof under the widest plan (``max_weight = 2**64 - 1``), which every
+#: Paillier and CKKS proof starts with (``_weight_range.linked_size``, checked in
+#: ``tests/crypto/test_weight_range.py``).
+MAX_RANGE_PROOF = 28_218
 
 
 def _proof_bound(carrier: bytes) -> int:
@@ -58,9 +62,9 @@ def _proof_bound(carrier: bytes) -> int:
     bytes) plus a few hundred, and each slot takes 8 bytes of ``c1`` per data
     prime in the commitment, more in the ciphertext; a Paillier proof is one
     residue. So a proof never exceeds :data:`_MAX_PROOF` plus twice its carrier's
-    length (``tests/crypto/test_opening_proof.py``).
+    length (``tests/crypto/test_opening_proof.py``), after the weight's range proof.
     """
-    return _MAX_PROOF + 2 * len(carrier)
+    return MAX_RANGE_PROOF + _MAX_PROOF + 2 * len(carrier)
 
 
 class Task(str, enum.Enum):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from he_fed.crypto import _commitment_proof as pok
+from he_fed.crypto import _weight_range
 from he_fed.exceptions import ConfigurationError
 from tests.conftest import keys_for
 
@@ -20,29 +21,40 @@ def key(request):
 
 def test_a_fresh_vector_proves_its_commitment(key):
     vector = key.encrypt(np.linspace(-1, 1, 40), weight=7)
+    binding = vector.binding()
     proof = vector.prove_commitment(CONTEXT)
     n = int(key.n)
-    assert len(proof) == pok.proof_size(n, key.scheme.randomness_bits, len(vector.ciphertexts))
-    assert key.verify_commitment_proof(vector.commitment(), proof, vector.size, CONTEXT)
+    weight_proof = _weight_range.linked_size(key.scheme.max_weight)
+    randomness = pok.proof_size(n, key.scheme.randomness_bits, len(vector.ciphertexts))
+    assert len(proof) == weight_proof + randomness
+    commitment = vector.commitment()
+    assert key.verify_commitment_proof(commitment, proof, vector.size, CONTEXT, binding=binding)
+    # The weight's proof is checked too: without the binding it holds for, none verifies.
+    assert not key.verify_commitment_proof(commitment, proof, vector.size, CONTEXT)
     # A second proof of the same vector is fresh randomness, and verifies too.
     again = vector.prove_commitment(CONTEXT)
     assert again != proof
-    assert key.verify_commitment_proof(vector.commitment(), again, vector.size, CONTEXT)
+    assert key.verify_commitment_proof(commitment, again, vector.size, CONTEXT, binding=binding)
 
 
 def test_a_proof_is_bound_to_its_context_and_commitment(key):
     a = key.encrypt(np.zeros(40), weight=1)
     b = key.encrypt(np.zeros(40), weight=1)
-    proof = a.prove_commitment(CONTEXT)
-    assert not key.verify_commitment_proof(a.commitment(), proof, a.size, CONTEXT + b"!")
-    assert not key.verify_commitment_proof(b.commitment(), proof, b.size, CONTEXT)
+    proof, bound = a.prove_commitment(CONTEXT), a.binding()
+
+    def verify(commitment: bytes, candidate: bytes, context: bytes = CONTEXT) -> bool:
+        return key.verify_commitment_proof(commitment, candidate, a.size, context, binding=bound)
+
+    assert verify(a.commitment(), proof)
+    assert not verify(a.commitment(), proof, CONTEXT + b"!")
+    assert not verify(b.commitment(), proof)
     # Nor does it survive a flipped bit, truncation, or the wrong vector length.
     flipped = bytearray(proof)
     flipped[-1] ^= 1
-    assert not key.verify_commitment_proof(a.commitment(), bytes(flipped), a.size, CONTEXT)
-    assert not key.verify_commitment_proof(a.commitment(), proof[:-1], a.size, CONTEXT)
-    assert not key.verify_commitment_proof(a.commitment(), b"", a.size, CONTEXT)
-    assert not key.verify_commitment_proof(a.commitment()[:-1], proof, a.size, CONTEXT)
+    assert not verify(a.commitment(), bytes(flipped))
+    assert not verify(a.commitment(), proof[:-1])
+    assert not verify(a.commitment(), b"")
+    assert not verify(a.commitment()[:-1], proof)
 
 
 def test_a_commitment_times_another_clients_fails_with_the_makers_proof(key):
@@ -54,8 +66,9 @@ def test_a_commitment_times_another_clients_fails_with_the_makers_proof(key):
         (int(a) % n * int(gmpy2.invert(int(b) % n, n)) % n).to_bytes(width, "big")
         for a, b in zip(mine.ciphertexts, theirs.ciphertexts, strict=True)
     )
-    proof = mine.prove_commitment(CONTEXT)
-    assert not key.verify_commitment_proof(rogue, proof, mine.size, CONTEXT)
+    proof, bound = mine.prove_commitment(CONTEXT), mine.binding()
+    assert key.verify_commitment_proof(mine.commitment(), proof, 40, CONTEXT, binding=bound)
+    assert not key.verify_commitment_proof(rogue, proof, 40, CONTEXT, binding=bound)
 
 
 def test_only_a_fresh_vector_can_prove(key):

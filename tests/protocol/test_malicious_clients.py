@@ -7,6 +7,11 @@ that is the released mean within the clip bound. A crafted sum outside that is
 refused (``AggregateRejected``), the round is skipped and the federation goes on.
 What remains is the bound README states: one client moves a coordinate of the
 mean by at most ``2 · clip`` per round (here clip = 4, so 8).
+
+Weights carry a range proof (``he_fed.crypto._weight_range``): a crafted weight
+cannot prove its own range, so these crafting clients prove the weight 1, which
+every plan allows, and encrypt another; the key holder's weight check refuses
+that (``tests/protocol/test_weight_oracle.py`` performs the other choice).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ def fresh(key, plaintexts: list[int], size: int) -> PaillierVector:
     vector._exponents = exponents  # the crafting client made them, so it can prove them
     # and commits to what it crafted, so that its sum opens the binding commitments.
     vector._opening = (scheme.exact(plaintexts, size, n), rho)
+    vector._weight = 1  # the weight it proves (see the module docstring)
     return vector
 
 
@@ -92,6 +98,7 @@ def ckks_vector(key, values: np.ndarray, weight: int) -> CKKSVector:
         )
     vector = _CraftedCKKS(key, values.size, 1, blobs=blobs)
     vector._crafted = (packed, rho)
+    vector._opening = (values, 1, rho)  # the weight it proves (see the module docstring)
     return vector
 
 

@@ -51,6 +51,20 @@ from tests.protocol.test_attacks import Spy
 SCHEMES = ["paillier", "paillier-packed"]
 
 
+def divided(binding: bytes, others: list[bytes]) -> bytes:
+    """``binding`` over the product of ``others``, part by part: a rogue binding commitment
+    (the plaintext's commitment and the weight's) that cancels theirs."""
+    product = _binding.product(others, parts=2)
+    assert product is not None
+    out = b""
+    for at in (0, _binding.WIDTH):
+        part = slice(at, at + _binding.WIDTH)
+        inverse = gmpy2.invert(int.from_bytes(product[part], "big"), _binding.P)
+        value = int.from_bytes(binding[part], "big") * int(inverse) % _binding.P
+        out += value.to_bytes(_binding.WIDTH, "big")
+    return out
+
+
 def residues(vector) -> list[int]:
     n = int(vector.key.n)
     return [int(c) % n for c in vector.ciphertexts]
@@ -192,10 +206,7 @@ def ckks_attack(*, prove_rogue_binding: bool):
     rogue_c1 = _ckks_rogue_c1(key, known, vectors)
     binding = known.binding()
     if prove_rogue_binding:
-        others = _binding.product([updates["c2"].binding, updates["c3"].binding])
-        inverse = gmpy2.invert(int.from_bytes(others, "big"), _binding.P)
-        value = int.from_bytes(binding, "big") * int(inverse) % _binding.P
-        binding = value.to_bytes(_binding.WIDTH, "big")
+        binding = divided(binding, [updates["c2"].binding, updates["c3"].binding])
     payload = commitment_payload(
         federation=ticket.federation,
         round=ticket.round,
@@ -341,11 +352,7 @@ def test_the_aggregator_drops_a_ckks_update_with_a_rogue_binding_on_arrival():
         aggregator.add(encode(update))
     key = keyholder.public_key
     known = key.encrypt(np.zeros(keyholder.plan.vector_size(Task.TRAIN)), weight=3)
-    others = _binding.product([u.binding for u in honest])
-    inverse = gmpy2.invert(int.from_bytes(others, "big"), _binding.P)
-    rogue = (int.from_bytes(known.binding(), "big") * int(inverse) % _binding.P).to_bytes(
-        _binding.WIDTH, "big"
-    )
+    rogue = divided(known.binding(), [u.binding for u in honest])
     vector = known.to_bytes()
     whole, alone = contribution_payloads(
         federation=ticket.federation,
