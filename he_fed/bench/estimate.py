@@ -38,7 +38,7 @@ import numpy as np
 
 from he_fed._version import __version__
 from he_fed.bench.measure import timed
-from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain, Scheme
+from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain, Scheme, _weight_range
 from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.crypto.paillier import PARALLEL_MIN_CIPHERTEXTS
 from he_fed.exceptions import ConfigurationError
@@ -112,6 +112,11 @@ def calibration_scheme(scheme: Scheme) -> Scheme:
     so the cache key, depend on the scheme and its key parameters alone.
     """
     return scheme.with_plan(clip=DEFAULT_CLIP, max_clients=5, max_weight=_ROWS)
+
+
+def _weight_proof_bytes(scheme: Scheme) -> int:
+    """Bytes of an update's weight proof: set by ``max_weight``, not by the update's size."""
+    return 0 if isinstance(scheme, Plain) else _weight_range.linked_size(scheme.max_weight)
 
 
 def _planned(scheme: Scheme, clients: int) -> Scheme:
@@ -193,7 +198,7 @@ def calibrate(scheme: Scheme) -> Calibration:
             runs = [_mini_round(planned, clients, features, rng) for _ in range(3)]
             t = {p: min(run[0][p] for run in runs) for p in runs[0][0]}
             rest = min(run[2] - sum(run[0].values()) for run in runs)
-            bytes_up = runs[0][1]
+            bytes_up = runs[0][1] - _weight_proof_bytes(planned)
             for phase in client_points:
                 client_points[phase].append((u, t[phase] / clients))
             aggregate_points.append(([clients, clients * u, 1.0, u], t["aggregate"]))
@@ -340,7 +345,7 @@ def estimate(
         + _linear(cal.evaluate, clients * samples_per_client * features),
     }
     per_round = sum(phases.values())
-    bytes_up = round(cal.bytes_up[0] + cal.bytes_up[1] * u)
+    bytes_up = round(cal.bytes_up[0] + cal.bytes_up[1] * u) + _weight_proof_bytes(scheme)
     stats = np.zeros(features if standardize else 0)
     # A signed ticket: federation id, key fingerprint and signature have fixed sizes.
     ticket = RoundStart(
