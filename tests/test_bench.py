@@ -209,6 +209,35 @@ def test_bench_skips_threshold_rows_when_asked_or_without_paillier(tmp_path):
 
 
 def test_estimate_cli_prints_a_prediction(tmp_path, monkeypatch):
+    """What the command prints and the units it counts; calibrating is tested above.
+
+    A calibration of CKKS at these sizes takes minutes of binding commitments and
+    proofs, so the command gets a fixed one (1 ms per unit and phase, 70 KB a unit).
+    """
+    import importlib
+
+    from he_fed.bench.estimate import Calibration
+
+    command = importlib.import_module("he_fed.cli.estimate")  # the module, not the command
+
+    def fixed(scheme, *, refresh=False):
+        line = [1e-3, 1e-3]
+        return Calibration(
+            scheme.name,
+            scheme.params_text(),
+            "test machine",
+            "test",
+            dict.fromkeys(("encrypt", "sign", "serialize"), line),
+            line,
+            [1e-3] * 4,
+            [1e-3] * 4,
+            line,
+            line,
+            [4_000.0, 70_000.0],
+            "now",
+        )
+
+    monkeypatch.setattr(command, "load_calibration", fixed)
     monkeypatch.setenv("HE_FED_CACHE_DIR", str(tmp_path))
     result = CliRunner().invoke(
         main,
@@ -218,6 +247,7 @@ def test_estimate_cli_prints_a_prediction(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "time per round" in result.output and "bytes up / client" in result.output
     assert "2 ciphertext units" in result.output  # 5001 values + weight, 4096 per ciphertext
+    assert "calibrated now on test machine" in result.output
     result = CliRunner().invoke(
         main,
         ["estimate", "--scheme", "ckks", "--features", "5000", "--classes", "3"],
