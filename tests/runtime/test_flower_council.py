@@ -313,7 +313,6 @@ def test_a_deployed_holder_takes_no_share_policy_or_council_from_the_serverapp(t
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("flower")
 def test_he_fed_run_threshold_on_the_flower_simulation_trains_the_single_key_holders_model(
     tmp_path,
 ):

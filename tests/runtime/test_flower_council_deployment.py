@@ -35,7 +35,7 @@ from tests.runtime.test_flower_deployment import (  # noqa: F401  (deployment is
     deployment,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("flower-kill")]
+pytestmark = pytest.mark.slow
 
 CLIENTS = 3
 RUN = {"clients": CLIENTS, "rounds": 3, "key_bits": 1024, "allow_insecure": True, "seed": 3}

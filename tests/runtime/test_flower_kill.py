@@ -42,7 +42,7 @@ from tests.runtime.test_flower_deployment import (
     deployment,  # noqa: F401 - the fixture
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("flower-kill")]
+pytestmark = pytest.mark.slow
 
 RUN = {"clients": CLIENTS, "rounds": 2, "key_bits": 1024, "allow_insecure": True, "seed": 3}
 

@@ -39,7 +39,7 @@ from tests.runtime.test_flower_deployment import (
 )
 from tests.runtime.test_flower_kill import _wait_for_count
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("flower-kill")]
+pytestmark = pytest.mark.slow
 
 RUN = {"clients": CLIENTS, "rounds": 3, "key_bits": 1024, "allow_insecure": True, "seed": 3}
 
