@@ -18,11 +18,11 @@ def test_notebook_executes_without_error(path, tmp_path):
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook,
-        timeout=120,
+        timeout=300,  # a hang guard: notebook 04's benchmark cell took 77-88 s on a loaded machine
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     )
-    client.execute()  # raises CellExecutionError on any error (or a cell past 120 s)
+    client.execute()  # raises CellExecutionError on any error (or a cell past 300 s)
     errors = [
         o
         for c in notebook.cells

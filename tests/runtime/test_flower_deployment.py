@@ -29,7 +29,7 @@ from he_fed.protocol import Identity
 from he_fed.runtime.flower.app import keyholder_policy, write_app
 from tests.runtime.tls_files import node_key, tls_files
 
-#: Slow, and on one xdist worker: each test starts a SuperLink and SuperNodes.
+#: Slow: each test starts a SuperLink and SuperNodes.
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
