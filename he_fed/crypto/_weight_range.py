@@ -28,8 +28,10 @@ contribution's context:
 The key holder checks ``prod_k C_k = G^W · H^R`` for the decrypted total weight
 ``W`` and blinding sum ``R``, beside the binding check. A contribution whose
 ciphertext carries another weight than its ``C`` fails it whatever the others
-hold, so a refusal no longer depends on the honest clients' weights; and every
-admitted weight is in range, so the total-weight check cannot fail either.
+hold, and every admitted weight is in range, so the total-weight check cannot
+fail: neither refusal depends on the honest clients' weights. The values' range
+check still can, since values carry no range proof and its bound grows with the
+total weight (red team 8; ``test_weight_oracle.py``, an expected failure).
 
 ``C`` shares ``rho`` with the binding commitment ``B = prod_i g_i^(m_i) · h^rho``
 on the independent generator ``H``: relating the two (``h^rho`` and ``H^rho``
