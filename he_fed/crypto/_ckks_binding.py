@@ -37,9 +37,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+import gmpy2
 import numpy as np
 
-from he_fed.crypto import _binding, _weight_range
+from he_fed.crypto import _binding, _value_range, _weight_range
 from he_fed.crypto._ckks_grid import on_grid
 from he_fed.crypto.base import WeightedSum
 from he_fed.crypto.ckks_budget import EXACT_FLOAT
@@ -58,6 +59,8 @@ __all__ = [
     "packed_count",
     "release",
     "slot_bits",
+    "value_digits",
+    "value_layout",
 ]
 
 #: Bits of one packed exponent at most (well below ``Q``'s 2047). Pippenger's cost
@@ -133,6 +136,41 @@ def pack(integers: np.ndarray, scheme: CKKS) -> list[int]:
         offset = int.from_bytes(half * group.shape[0], "little")
         out.append(int.from_bytes(group.tobytes(), "little") - offset)
     return out
+
+
+def value_layout(scheme: CKKS, size: int) -> _value_range.Layout:
+    """Where a contribution's digits sit in its binding commitment (:mod:`_value_range`).
+
+    Slot ``t`` of packed exponent ``j`` has the base ``g_j^(2^(K·t))``; a digit ``d`` of
+    bound ``b`` is proven as ``d + b`` in ``[0, 2b]``, and the weight's slot follows the
+    digits.
+    """
+    quantizer = scheme.quantizer
+    return _layout(slot_bits(scheme), pack_bits(scheme), quantizer.digit_bounds, size)
+
+
+@lru_cache(maxsize=64)
+def _layout(k: int, per: int, bounds: tuple[int, ...], size: int) -> _value_range.Layout:
+    slots = len(bounds) * size + 1
+    modulus = gmpy2.mpz(_binding.P)
+    bases = []
+    for g in _binding._generators(-(-slots // per)):
+        for _ in range(per):
+            bases.append(g)
+            g = gmpy2.powmod(g, 1 << k, modulus)
+    bases = bases[:slots]
+    spans = tuple(2 * b for b in bounds) * size
+    offsets = [(base, b) for base, b in zip(bases, spans, strict=False)]
+    shift = _value_range._signed_product([(base, span // 2) for base, span in offsets])
+    anchor = bases[-1] * gmpy2.invert(shift, modulus) % modulus
+    return _value_range.Layout(tuple(bases[:-1]), spans, anchor)
+
+
+def value_digits(scheme: CKKS, values: np.ndarray, weight: int) -> list[int]:
+    """Each digit plus its bound, as :func:`value_layout` proves them."""
+    digits = np.rint(scheme.quantizer.encode(values, 1)).astype(np.int64)
+    bounds = np.tile(np.array(scheme.quantizer.digit_bounds, dtype=np.int64), len(values))
+    return [int(v) for v in digits + bounds]
 
 
 def release(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import gmpy2
 import numpy as np
 
-from he_fed.crypto import _binding, _commitment_proof, _weight_range, wire
+from he_fed.crypto import _binding, _commitment_proof, _value_range, _weight_range, wire
 from he_fed.crypto import _djn as djn
 from he_fed.crypto.base import (
     EncryptedVector,
@@ -185,6 +185,14 @@ class PaillierPublicKey(PublicKey):
         )
         if residues is None or rest is None:
             return False
+        layout = self.scheme.value_layout(size)
+        values, rest = (
+            rest[: _value_range.proof_size(layout)],
+            rest[_value_range.proof_size(layout) :],
+        )
+        half = _binding.WIDTH
+        if not _value_range.verify(layout, binding[:half], binding[half:], values, context):
+            return False
         g, bits = int(self.hs % self.n), self.scheme.randomness_bits
         return _commitment_proof.verify(int(self.n), g, residues, rest, bits, context)
 
@@ -321,11 +329,26 @@ class PaillierVector(EncryptedVector):
         n = key.n
         residues = [c % n for c in self.ciphertexts]
         bits = key.scheme.randomness_bits
+        integers, rho = self._opening
         ranged = _weight_range.prove_linked(
-            pins, self._weight, self._opening[1], key.scheme.max_weight, key.fingerprint, context
+            pins, self._weight, rho, key.scheme.max_weight, key.fingerprint, context
         )
-        return ranged + _commitment_proof.prove(
-            int(n), int(key.hs % n), residues, self._exponents, bits, context
+        binding, half = self.binding(), _binding.WIDTH
+        values = _value_range.prove(
+            key.scheme.value_layout(self.size),
+            key.scheme.value_digits(integers, self._weight),
+            self._weight,
+            rho,
+            binding[:half],
+            binding[half:],
+            context,
+        )
+        return (
+            ranged
+            + values
+            + _commitment_proof.prove(
+                int(n), int(key.hs % n), residues, self._exponents, bits, context
+            )
         )
 
     def _add(self, other: PaillierVector, count: int) -> PaillierVector:

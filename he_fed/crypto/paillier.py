@@ -22,14 +22,14 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 
 import gmpy2
 import numpy as np
 
 from he_fed._validation import check_int
-from he_fed.crypto import _binding, wire
+from he_fed.crypto import _binding, _value_range, wire
 from he_fed.crypto import _djn as djn
 from he_fed.crypto._packing import Quantizer, SlotLayout
 from he_fed.crypto._paillier_keys import (
@@ -231,6 +231,24 @@ class _PaillierScheme(Scheme):
     def decode(self, plaintexts: list[int], size: int, count: int, n: int) -> WeightedSum:
         """The weighted sum a list of decrypted plaintexts holds."""
 
+    def value_layout(self, size: int) -> _value_range.Layout:
+        """Where a contribution's values sit in its binding commitment.
+
+        Each value's ``q + levels`` lies in ``[0, 2 · levels]`` (:mod:`_value_range`).
+        """
+        return _layout(self._weight_first, size, self.quantizer.levels)
+
+    def value_digits(self, integers: list[int], weight: int) -> list[int]:
+        """Each value's ``q + levels`` from a contribution's slot integers (:meth:`exact`)."""
+        if self._weight_first:
+            return [int(v) // weight for v in integers[1:]]
+        return [int(v) // weight + self.quantizer.levels for v in integers[:-1]]
+
+    @property
+    def _weight_first(self) -> bool:
+        """Whether the weight's slot comes first and values are offset by ``levels``."""
+        return False
+
     def _check_weight(self, weight: int, count: int) -> None:
         if not count <= weight <= count * self.max_weight:
             raise EncodingOverflowError(
@@ -359,6 +377,10 @@ class PackedPaillier(_PaillierScheme):
             )
         self._check_blinding_room()
 
+    @property
+    def _weight_first(self) -> bool:
+        return True
+
     @cached_property
     def layout(self) -> SlotLayout:
         """Slot width and slots per ciphertext (packed below ``2**(key_bits - 1) <= n``)."""
@@ -412,3 +434,17 @@ class PackedPaillier(_PaillierScheme):
             raise EncodingOverflowError("a decrypted slot lies outside the plan's range")
         step = self.quantizer.step
         return WeightedSum(self.quantizer.dequantize(q_sum), weight, count, q_sum, step)
+
+
+@lru_cache(maxsize=64)
+def _layout(weight_first: bool, size: int, levels: int) -> _value_range.Layout:
+    """Packed slots hold the weight, then ``w · (q + levels)``; per-value plaintexts hold
+    ``w · q`` for each value, then the weight."""
+    generators = _binding._generators(size + 1)
+    spans = (2 * levels,) * size
+    if weight_first:
+        return _value_range.Layout(generators[1:], spans, generators[0])
+    bases = generators[:size]
+    offset = gmpy2.powmod(_value_range._signed_product([(g, 1) for g in bases]), levels, _binding.P)
+    anchor = generators[size] * gmpy2.invert(offset, _binding.P) % _binding.P
+    return _value_range.Layout(bases, spans, anchor)

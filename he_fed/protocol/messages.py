@@ -54,6 +54,13 @@ _MAX_PROOF = 4096
 MAX_RANGE_PROOF = 28_218
 
 
+#: Bytes of a values' range proof (:mod:`he_fed.crypto._value_range`) per byte of its
+#: carrier, at most: 33 bytes per bit of each value, and a packed Paillier slot has at
+#: least as many bits as its value's range, so a ciphertext of ``key_bits / 8`` bytes
+#: (its commitment: the carrier of a receipt) carries at most ``key_bits`` such bits.
+VALUE_PROOF_PER_BYTE = 33 * 8
+
+
 def _proof_bound(carrier: bytes) -> int:
     """Largest proof that may come with ``carrier`` (the vector, or its commitment).
 
@@ -62,9 +69,11 @@ def _proof_bound(carrier: bytes) -> int:
     bytes) plus a few hundred, and each slot takes 8 bytes of ``c1`` per data
     prime in the commitment, more in the ciphertext; a Paillier proof is one
     residue. So a proof never exceeds :data:`_MAX_PROOF` plus twice its carrier's
-    length (``tests/crypto/test_opening_proof.py``), after the weight's range proof.
+    length (``tests/crypto/test_opening_proof.py``), after the weight's range proof
+    and the values' range proof (its elements and scalars take under
+    :data:`_MAX_PROOF`, its bits :data:`VALUE_PROOF_PER_BYTE` per carrier byte).
     """
-    return MAX_RANGE_PROOF + _MAX_PROOF + 2 * len(carrier)
+    return MAX_RANGE_PROOF + 2 * _MAX_PROOF + (VALUE_PROOF_PER_BYTE + 2) * len(carrier)
 
 
 class Task(str, enum.Enum):

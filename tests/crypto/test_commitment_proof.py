@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from he_fed.crypto import _commitment_proof as pok
-from he_fed.crypto import _weight_range
+from he_fed.crypto import _value_range, _weight_range
 from he_fed.exceptions import ConfigurationError
 from tests.conftest import keys_for
 
@@ -26,7 +26,8 @@ def test_a_fresh_vector_proves_its_commitment(key):
     n = int(key.n)
     weight_proof = _weight_range.linked_size(key.scheme.max_weight)
     randomness = pok.proof_size(n, key.scheme.randomness_bits, len(vector.ciphertexts))
-    assert len(proof) == weight_proof + randomness
+    values = _value_range.proof_size(key.scheme.value_layout(vector.size))
+    assert len(proof) == weight_proof + values + randomness
     commitment = vector.commitment()
     assert key.verify_commitment_proof(commitment, proof, vector.size, CONTEXT, binding=binding)
     # The weight's proof is checked too: without the binding it holds for, none verifies.

@@ -32,9 +32,10 @@ import secrets
 import numpy as np
 import pytest
 
-from he_fed.crypto import _binding, _ckks_binding, _opening_proof, _weight_range
+from he_fed.crypto import _binding, _ckks_binding, _opening_proof, _value_range, _weight_range
+from he_fed.crypto._ckks_grid import GridQuantizer
 from he_fed.crypto.paillier import PaillierVector
-from he_fed.exceptions import AggregateRejected, InvalidSignature
+from he_fed.exceptions import AggregateRejected, ConfigurationError, InvalidSignature
 from he_fed.protocol import RunPlan, Task, tasks
 from tests.protocol.harness import N_FEATURES, open_round, roles, signed_update
 
@@ -104,8 +105,10 @@ def test_an_in_range_weight_proof_over_an_out_of_range_weight_is_refused_for_eve
     # Before the weight commitments, the first answer was "released" and the second
     # "refused": the comparison W_honest <= T the search is built on.
     answers = [_query(keyholder, aggregator, clients, t, claimed=1) for t in (honest, honest - 1)]
-    assert answers == ["added, refused", "added, refused"]
-    assert (keyholder.released, keyholder.rejected) == (0, 2)
+    # The values' range proof ties the binding's weight slot to C's weight: the
+    # contribution cannot prove it and never reaches a sum.
+    assert answers == ["dropped, released", "dropped, released"]
+    assert (keyholder.released, keyholder.rejected) == (2, 0)
 
 
 @pytest.mark.parametrize("scheme_name", SCHEMES)
@@ -128,7 +131,7 @@ def test_one_query_no_longer_tells_two_victims_apart(scheme_name):
         sizes = (victim_size, *SIZES[1:])
         keyholder, aggregator, clients = roles(scheme_name, sizes=sizes, min_clients=3)
         answers.append(_query(keyholder, aggregator, clients, 90, claimed=1))
-    assert answers == ["added, refused", "added, refused"]
+    assert answers == ["dropped, released", "dropped, released"]
 
 
 def _packed(key, slots: list[int], weight: int):
@@ -146,38 +149,120 @@ def _packed(key, slots: list[int], weight: int):
     return vector
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (red team 8): values carry no range proof, so the values' range check, "
-    "whose bound grows with the total weight, still answers 'W_honest <= T'",
-)
-def test_the_values_range_check_tells_two_victims_apart_in_an_evaluation_round():
-    """Red team 8's question, asked once in two federations whose victims hold 10 and 11
-    validation rows: the colluder proves weight 1 and puts ``levels · (T + 2) + levels/2``
-    into the accuracy slot. Evaluation values are fractions under a clip of 4096, so the
-    key holder refuses exactly when the honest total weight is at most ``T``; the red
-    team's search (3 refusals, 55 rounds) read a victim's exact validation count."""
+def _forged_digits(layout, values, weight, rho, binding, weight_commitment, context):
+    """The colluder's own prover: the crafted value's digits over the plan's
+    coefficients, all 0 or 1 but the top one, which takes whatever is left (here 2 or
+    more). Every other part of the proof is honest about the crafted binding."""
+    digits = []
+    for y, span in zip(values, layout.spans, strict=True):
+        coefs = _weight_range.coefficients(span + 1)
+        top, rest = divmod(y, coefs[-1])  # rest < coefs[-1]: the lower bits reach it
+        low = [(rest >> j) & 1 for j in range(len(coefs) - 1)] + [top]
+        digits.append(low)
+        assert sum(c * b for c, b in zip(coefs, low, strict=True)) == y
+    return _value_range._prove(
+        layout, list(values), digits, weight, rho, binding, weight_commitment, context
+    )
+
+
+def _with_forged_digits(prove_commitment, monkeypatch):
+    def prove(context: bytes) -> bytes:
+        with monkeypatch.context() as patch:
+            patch.setattr(_value_range, "prove", _forged_digits)
+            return prove_commitment(context)
+
+    return prove
+
+
+def _crafted(key, size: int, threshold: int, monkeypatch):
+    """The colluder's contribution of weight 1 with ``levels · (T + 2) + levels/2`` in the
+    accuracy slot (``q = levels · (T + 3/2)``, every other ``q`` zero), and an honest one
+    (every ``q`` zero)."""
+    if key.scheme.name == "paillier-packed":
+        levels = key.scheme.quantizer.levels
+        honest = [1] + [levels] * size
+        crafted = list(honest)
+        crafted[2] = levels * (threshold + 2) + levels // 2
+        return _packed(key, crafted, 1), _packed(key, honest, 1)
+    honest = np.zeros(size)  # the same q as Paillier's slots, whose zero point is levels
+    crafted = honest.copy()
+    crafted[1] = key.scheme.clip * (threshold + 1.5)
+    vector = _unclipped(key._encrypt, monkeypatch)(crafted, 1)
+    # Its binding and proofs are honest about what it encrypts, past the clip too.
+    vector.binding = _unclipped(vector.binding, monkeypatch)
+    vector.prove_commitment = _unclipped(vector.prove_commitment, monkeypatch)
+    return vector, key._encrypt(honest, 1)
+
+
+def _unclipped(method, monkeypatch):
+    """``method`` with CKKS grid integers past the clip, as encrypt would not make them."""
+
+    def call(*args):
+        with monkeypatch.context() as patch:
+            patch.setattr(GridQuantizer, "_scaled", lambda self, x: np.rint(x * 2.0**self.bits))
+            return method(*args)
+
+    return call
+
+
+def _evaluation_query(scheme_name: str, victim_rows: int, forge: str, monkeypatch) -> str:
+    """Red team 8's question, asked once: the colluder proves weight 1 and puts
+    ``levels · (T + 2) + levels/2`` into the accuracy slot, with ``T`` the honest total
+    weight when the victim holds 10 validation rows.
+
+    ``forge`` is how it gets past the values' range proof, which it cannot make:
+    ``"digits"`` proves the crafted slot with digits that are not all bits (every
+    other proof honest about the crafted binding); ``"binding"`` commits to an
+    honest opening (every proof verifies) and encrypts the crafted slots.
+    """
     plan = RunPlan(n_features=N_FEATURES, standardize=False, evaluation="classification")
-    answers = []
-    for victim_rows in (40, 44):  # a quarter held out: 10 and 11 validation rows
-        keyholder, aggregator, clients = roles(
-            "paillier-packed", sizes=(victim_rows, 20, 28, 48), min_clients=3, plan=plan
-        )
-        for c in clients:
-            c._X_val, c._y_val = c._X[: len(c._X) // 4], c._y[: len(c._y) // 4]
-        victim, colluder, *others = clients
-        key = tasks.plan_for(colluder._key, Task.EVALUATE)
-        levels, size = key.scheme.quantizer.levels, plan.vector_size(Task.EVALUATE)
-        threshold = 7 + 12 + 10  # the others' 7 and 12 validation rows, and 10 of the victim's
-        slots = [1] + [levels] * size
-        slots[2] = levels * (threshold + 2) + levels // 2
-        start = open_round(keyholder, aggregator, Task.EVALUATE)
-        for c in (victim, *others):
-            aggregator.add(c.participate(start).update)
-        aggregator.add(signed_update(colluder, start, _packed(key, slots, 1)))
-        try:
-            aggregator.apply(keyholder.decrypt_aggregate(aggregator.finish_round()))
-            answers.append("released")
-        except AggregateRejected:
-            answers.append("refused")
-    assert answers[0] == answers[1]  # fails today: ["refused", "released"]
+    keyholder, aggregator, clients = roles(
+        scheme_name, sizes=(victim_rows, 20, 28, 48), min_clients=3, plan=plan
+    )
+    for c in clients:
+        c._X_val, c._y_val = c._X[: len(c._X) // 4], c._y[: len(c._y) // 4]
+    victim, colluder, *others = clients
+    key = tasks.plan_for(colluder._key, Task.EVALUATE)
+    threshold = 7 + 12 + 10  # the others' 7 and 12 validation rows, and 10 of the victim's
+    vector, decoy = _crafted(key, plan.vector_size(Task.EVALUATE), threshold, monkeypatch)
+    with pytest.raises(ConfigurationError, match="no range proof"):
+        vector.prove_commitment(b"any context")
+    vector._binding = None
+    if forge == "digits":
+        vector.prove_commitment = _with_forged_digits(vector.prove_commitment, monkeypatch)
+    elif isinstance(vector, PaillierVector):
+        vector._opening = (decoy._opening[0], vector._opening[1])  # B and proofs: honest slots
+    else:
+        vector._opening = (decoy._opening[0], 1, vector._opening[2])
+    start = open_round(keyholder, aggregator, Task.EVALUATE)
+    for c in (victim, *others):
+        aggregator.add(c.participate(start).update)
+    try:
+        aggregator.add(signed_update(colluder, start, vector))
+        outcome = "added"
+    except InvalidSignature:
+        outcome = "dropped"
+    try:
+        aggregator.apply(keyholder.decrypt_aggregate(aggregator.finish_round()))
+    except AggregateRejected:
+        return f"{outcome}, refused"
+    return f"{outcome}, released"
+
+
+@pytest.mark.parametrize("scheme_name", SCHEMES)
+@pytest.mark.parametrize(
+    ("forge", "expected"),
+    [("digits", "dropped, released"), ("binding", "added, refused")],
+)
+def test_the_values_range_check_no_longer_tells_two_victims_apart(
+    scheme_name, forge, expected, monkeypatch
+):
+    """Red team 8's question in two federations whose victims hold 10 and 11 validation
+    rows. Before the values' range proof the answers were ``["refused", "released"]``:
+    the key holder refused exactly when the honest total weight was at most ``T``, and
+    the red team's search (3 refusals, 55 rounds) read a victim's exact validation
+    count. Now the crafted slot cannot be proven, so the colluder's contribution is
+    dropped on arrival, or, committed as an honest one, fails the binding check
+    whatever the honest clients hold."""
+    answers = [_evaluation_query(scheme_name, rows, forge, monkeypatch) for rows in (40, 44)]
+    assert answers == [expected, expected]

@@ -1,0 +1,116 @@
+"""The values' range proof: each value of a contribution within its own weight times the clip."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from he_fed.crypto import _binding, _value_range, _weight_range
+from he_fed.crypto.paillier import PackedPaillier, Paillier
+from he_fed.exceptions import ConfigurationError
+
+LEVELS = 2**15 - 1
+
+
+def _layout(size: int, span: int = 2 * LEVELS) -> _value_range.Layout:
+    generators = _binding._generators(size + 1)
+    return _value_range.Layout(generators[1:], (span,) * size, generators[0])
+
+
+def _committed(layout, ys, weight):
+    rho = secrets.randbits(_binding.RHO_BITS)
+    binding = _binding.commit([weight] + [weight * y for y in ys], rho)
+    return rho, binding, _weight_range.commit(weight, rho)
+
+
+@pytest.mark.parametrize("weight", [1, 7, 128])
+def test_an_honest_proof_verifies_at_both_ends_of_the_range(weight):
+    layout = _layout(4)
+    ys = [0, 2 * LEVELS, LEVELS, 12345]
+    rho, binding, c = _committed(layout, ys, weight)
+    proof = _value_range.prove(layout, ys, weight, rho, binding, c, b"ctx")
+    assert len(proof) == _value_range.proof_size(layout)
+    assert _value_range.verify(layout, binding, c, proof, b"ctx")
+    assert not _value_range.verify(layout, binding, c, proof, b"another context")
+
+
+def test_sizes_are_two_elements_a_plane_six_more_and_18_bytes_a_bit():
+    # 16 bits a value at levels 2^15 - 1 (2 · levels + 1 = 65,535 values): 16 planes.
+    assert _value_range.bit_count(_layout(11)) == 176
+    assert _value_range.proof_size(_layout(11)) == 14_429
+    # Two elements a plane and six more, the challenge, a scalar a plane and five more.
+    assert (2 * 16 + 6) * 256 + 16 + 16 * 73 + 73 + 73 + 41 + 77 + 85 == 14_429 - 176 * 18
+    assert _value_range.proof_size(_layout(12)) - _value_range.proof_size(_layout(11)) == 16 * 18
+    # Per-value Paillier's 64-bit plan: 64 bits a value.
+    assert (
+        _value_range.bit_count(Paillier(key_bits=1024, allow_insecure=True).value_layout(3)) == 192
+    )
+
+
+def test_a_value_out_of_range_has_no_proof():
+    layout = _layout(2)
+    ys = [2 * LEVELS + 1, 0]
+    rho, binding, c = _committed(layout, ys, 1)
+    with pytest.raises(ConfigurationError, match="no range proof"):
+        _value_range.prove(layout, ys, 1, rho, binding, c, b"ctx")
+
+
+@pytest.mark.parametrize("top", [2, 3, -1])
+def test_digits_that_are_not_bits_fail(top):
+    """The only way to reach a value beyond the range: a digit other than 0 or 1."""
+    layout = _layout(2)
+    coefs = _weight_range.coefficients(2 * LEVELS + 1)
+    digits = [1] * (len(coefs) - 1) + [top]
+    y = sum(c * b for c, b in zip(coefs, digits, strict=True))
+    ys = [y, 5]
+    rho, binding, c = _committed(layout, ys, 1)
+    all_digits = [digits, _weight_range._bits(5, coefs)]
+    proof = _value_range._prove(layout, ys, all_digits, 1, rho, binding, c, b"ctx")
+    assert not _value_range.verify(layout, binding, c, proof, b"ctx")
+
+
+def test_a_binding_with_another_weight_than_its_weight_commitment_fails():
+    layout = _layout(3)
+    ys = [1, 2, 3]
+    rho = secrets.randbits(_binding.RHO_BITS)
+    binding = _binding.commit([5] + [5 * y for y in ys], rho)
+    claimed = _weight_range.commit(1, rho)  # the weight proven in range
+    proof = _value_range.prove(layout, ys, 1, rho, binding, claimed, b"ctx")
+    assert not _value_range.verify(layout, binding, claimed, proof, b"ctx")
+
+
+def test_values_other_than_the_bindings_fail():
+    layout = _layout(3)
+    rho, binding, c = _committed(layout, [1, 2, 3], 2)
+    proof = _value_range.prove(layout, [1, 2, 4], 2, rho, binding, c, b"ctx")
+    assert not _value_range.verify(layout, binding, c, proof, b"ctx")
+
+
+def test_every_byte_of_a_proof_matters():
+    layout = _layout(2)
+    rho, binding, c = _committed(layout, [3, 4], 1)
+    proof = _value_range.prove(layout, [3, 4], 1, rho, binding, c, b"ctx")
+    for at in range(0, len(proof), 97):
+        bad = bytearray(proof)
+        bad[at] ^= 0x01
+        assert not _value_range.verify(layout, binding, c, bytes(bad), b"ctx"), at
+    assert not _value_range.verify(layout, binding, c, proof[:-1], b"ctx")
+
+
+@pytest.mark.parametrize("scheme_cls", [PackedPaillier, Paillier])
+def test_a_paillier_contribution_proves_its_values(scheme_cls):
+    import numpy as np
+
+    scheme = scheme_cls(key_bits=1024, allow_insecure=True, clip=1.0, max_weight=50)
+    keys = scheme.keygen()
+    vector = keys.public.encrypt(np.array([1.0, -1.0, 0.0, 0.3]), weight=17)
+    integers, rho = vector._opening
+    layout = scheme.value_layout(4)
+    ys = scheme.value_digits(integers, 17)
+    assert all(0 <= y <= 2 * scheme.quantizer.levels for y in ys)
+    assert ys[0] == 2 * scheme.quantizer.levels and ys[1] == 0  # +clip and -clip
+    binding = vector.binding()
+    half = _binding.WIDTH
+    proof = _value_range.prove(layout, ys, 17, rho, binding[:half], binding[half:], b"c")
+    assert _value_range.verify(layout, binding[:half], binding[half:], proof, b"c")
