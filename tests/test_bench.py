@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 
 import pytest
@@ -121,6 +122,13 @@ def test_estimate_predicts_exact_bytes_and_caches_its_calibration(tmp_path, monk
 
 def test_bench_cli_on_a_tiny_grid_writes_every_output(tmp_path, monkeypatch):
     monkeypatch.setenv("HE_FED_CACHE_DIR", str(tmp_path / "cache"))
+    # The estimate column's calibration proves every value of every update for minutes;
+    # what this test checks is the outputs, so it gets one made in no time.
+    from tests.test_cli_newcomer import _quick_calibration
+
+    monkeypatch.setattr(
+        importlib.import_module("he_fed.bench.estimate"), "calibrate", _quick_calibration
+    )
     out = tmp_path / "out"
     result = CliRunner().invoke(
         main,

@@ -38,7 +38,16 @@ import numpy as np
 
 from he_fed._version import __version__
 from he_fed.bench.measure import timed
-from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain, Scheme, _weight_range
+from he_fed.crypto import (
+    CKKS,
+    PackedPaillier,
+    Paillier,
+    Plain,
+    Scheme,
+    _ckks_binding,
+    _value_range,
+    _weight_range,
+)
 from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.crypto.paillier import PARALLEL_MIN_CIPHERTEXTS
 from he_fed.exceptions import ConfigurationError
@@ -71,8 +80,8 @@ def _features_for(scheme: Scheme) -> tuple[int, int]:
     if isinstance(scheme, Paillier):
         return 8, 48
     if isinstance(scheme, PackedPaillier):
-        slots = scheme.layout.slots
-        return max(1, slots - 2), 16 * slots - 2
+        slots = scheme.layout.slots  # every bit of every value is range-proven: 4 chunks
+        return max(1, slots - 2), 4 * slots - 2
     if isinstance(scheme, CKKS):
         # The intercept, the weight and the binding's blinding fill each size out.
         per, tail = scheme.values_per_ciphertext, 1 + scheme.encoded_length(0)
@@ -114,9 +123,16 @@ def calibration_scheme(scheme: Scheme) -> Scheme:
     return scheme.with_plan(clip=DEFAULT_CLIP, max_clients=5, max_weight=_ROWS)
 
 
-def _weight_proof_bytes(scheme: Scheme) -> int:
-    """Bytes of an update's weight proof: set by ``max_weight``, not by the update's size."""
-    return 0 if isinstance(scheme, Plain) else _weight_range.linked_size(scheme.max_weight)
+def _proof_bytes(scheme: Scheme, size: int) -> int:
+    """Bytes of an update's weight and values' range proofs, exactly: the weight's is set
+    by ``max_weight``, the values' by their count and the plan's precision."""
+    if isinstance(scheme, Plain):
+        return 0
+    if isinstance(scheme, CKKS):
+        layout = _ckks_binding.value_layout(scheme, size)
+    else:
+        layout = scheme.value_layout(size)  # type: ignore[attr-defined]
+    return _weight_range.linked_size(scheme.max_weight) + _value_range.proof_size(layout)
 
 
 def _planned(scheme: Scheme, clients: int) -> Scheme:
@@ -198,7 +214,7 @@ def calibrate(scheme: Scheme) -> Calibration:
             runs = [_mini_round(planned, clients, features, rng) for _ in range(3)]
             t = {p: min(run[0][p] for run in runs) for p in runs[0][0]}
             rest = min(run[2] - sum(run[0].values()) for run in runs)
-            bytes_up = runs[0][1] - _weight_proof_bytes(planned)
+            bytes_up = runs[0][1] - _proof_bytes(planned, features + 1)
             for phase in client_points:
                 client_points[phase].append((u, t[phase] / clients))
             aggregate_points.append(([clients, clients * u, 1.0, u], t["aggregate"]))
@@ -345,7 +361,7 @@ def estimate(
         + _linear(cal.evaluate, clients * samples_per_client * features),
     }
     per_round = sum(phases.values())
-    bytes_up = round(cal.bytes_up[0] + cal.bytes_up[1] * u) + _weight_proof_bytes(scheme)
+    bytes_up = round(cal.bytes_up[0] + cal.bytes_up[1] * u) + _proof_bytes(scheme, size)
     stats = np.zeros(features if standardize else 0)
     # A signed ticket: federation id, key fingerprint and signature have fixed sizes.
     ticket = RoundStart(

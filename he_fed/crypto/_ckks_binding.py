@@ -57,10 +57,12 @@ __all__ = [
     "pack",
     "pack_bits",
     "packed_count",
+    "prove_values",
     "release",
     "slot_bits",
     "value_digits",
     "value_layout",
+    "verified_values",
 ]
 
 #: Bits of one packed exponent at most (well below ``Q``'s 2047). Pippenger's cost
@@ -171,6 +173,26 @@ def value_digits(scheme: CKKS, values: np.ndarray, weight: int) -> list[int]:
     digits = np.rint(scheme.quantizer.encode(values, 1)).astype(np.int64)
     bounds = np.tile(np.array(scheme.quantizer.digit_bounds, dtype=np.int64), len(values))
     return [int(v) for v in digits + bounds]
+
+
+def prove_values(
+    scheme: CKKS, values: np.ndarray, weight: int, rho: int, binding: bytes, context: bytes
+) -> bytes:
+    """The values' range proof of a contribution with this whole ``binding``."""
+    layout, half = value_layout(scheme, values.size), _binding.WIDTH
+    digits = value_digits(scheme, values, weight)
+    return _value_range.prove(layout, digits, weight, rho, binding[:half], binding[half:], context)
+
+
+def verified_values(
+    scheme: CKKS, size: int, binding: bytes, proof: bytes, context: bytes
+) -> bytes | None:
+    """What follows a valid values' range proof at the start of ``proof``, or None."""
+    layout, half = value_layout(scheme, size), _binding.WIDTH
+    cut = _value_range.proof_size(layout)
+    if not _value_range.verify(layout, binding[:half], binding[half:], proof[:cut], context):
+        return None
+    return proof[cut:]
 
 
 def release(

@@ -133,6 +133,22 @@ class GridQuantizer:
         top = self.levels // base ** (self.digits - 1) + 1
         return (base // 2,) * (self.digits - 1) + (top,)
 
+    @cached_property
+    def reach(self) -> int:
+        """Largest magnitude the digit bounds let one value's digits recombine to.
+
+        ``levels`` for one digit; with more, a little above it (the top digit's bound
+        rounds up, and the lower digits reach ``B/2`` each). Every digit of every
+        contribution is range-proven against its bound (:mod:`_value_range`), so the
+        key holder checks recombined totals against ``weight · reach``: a check at
+        ``weight · levels`` could fail for proven contributions, depending on what the
+        honest ones hold (red team 9), and so answer a question about them.
+        """
+        if self.digits == 1:
+            return self.levels
+        base = 1 << self.digit_bits
+        return sum(b * base**i for i, b in enumerate(self.digit_bounds))
+
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Round values already known to lie in ``[-clip, clip]`` to grid integers.
 
@@ -258,7 +274,7 @@ class GridQuantizer:
                     "ciphertext was altered"
                 )
         exact = self.recombine(digits)
-        limit = int(weight) * self.levels
+        limit = int(weight) * self.reach
         if not all(-limit <= total <= limit for total in exact):
             raise beyond
         return WeightedSum(self.dequantize(exact), int(weight), count, exact, self.step)

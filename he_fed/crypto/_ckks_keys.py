@@ -23,14 +23,7 @@ import numpy as np
 import tenseal as ts
 import tenseal.sealapi as sealapi
 
-from he_fed.crypto import (
-    _binding,
-    _ckks_binding,
-    _opening_proof,
-    _value_range,
-    _weight_range,
-    wire,
-)
+from he_fed.crypto import _binding, _ckks_binding, _opening_proof, _weight_range, wire
 from he_fed.crypto import _seal_format as seal_format
 from he_fed.crypto import _seal_io as seal_io
 from he_fed.crypto.base import (
@@ -195,13 +188,11 @@ class CKKSAggregationKey(AggregationKey):
         rest = _weight_range.verified_rest(
             binding, proof, scheme.max_weight, self.fingerprint, context
         )
-        if rest is None:
-            return False
-        layout = _ckks_binding.value_layout(scheme, size)
-        cut, half = _value_range.proof_size(layout), _binding.WIDTH
-        if not _value_range.verify(layout, binding[:half], binding[half:], rest[:cut], context):
-            return False
-        return _opening_proof.verify(binding[:half], rest[cut:], count, bits, context)
+        if rest is not None:
+            rest = _ckks_binding.verified_values(scheme, size, binding, rest, context)
+        return rest is not None and _opening_proof.verify(
+            binding[: _binding.WIDTH], rest, count, bits, context
+        )
 
     @property
     def _chunk_bound(self) -> int:
@@ -455,18 +446,9 @@ class CKKSVector(EncryptedVector):
         ranged = _weight_range.prove_linked(
             pins, weight, rho, scheme.max_weight, fingerprint, context
         )
-        binding, half = self.binding(), _binding.WIDTH
-        values = self._opening[0] if self._opening else np.zeros(0)
-        ranged += _value_range.prove(
-            _ckks_binding.value_layout(scheme, self.size),  # type: ignore[arg-type]
-            _ckks_binding.value_digits(scheme, values, weight),  # type: ignore[arg-type]
-            weight,
-            rho,
-            binding[:half],
-            binding[half:],
-            context,
-        )
-        return ranged + _opening_proof.prove(packed, rho, binding[:half], bits, context)
+        binding, values = self.binding(), self._opening[0] if self._opening else np.zeros(0)
+        ranged += _ckks_binding.prove_values(scheme, values, weight, rho, binding, context)  # type: ignore[arg-type]
+        return ranged + _opening_proof.prove(packed, rho, binding[: _binding.WIDTH], bits, context)
 
     @property
     def parts(self) -> list[Any]:

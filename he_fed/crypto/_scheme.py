@@ -155,6 +155,13 @@ class Scheme(ABC):
         """Largest magnitude a decrypted sum may reach: ``clip * max_clients * max_weight``."""
         return self.clip * self.max_clients * self.max_weight
 
+    @property
+    def reach(self) -> float:
+        """Largest magnitude one value of a contribution whose range proofs verify can
+        have, per unit of weight: the clip (a little above it for CKKS plans of several
+        digits, whose digits are proven one by one)."""
+        return self.clip
+
     def params(self) -> dict[str, object]:
         """The public parameters written in every header (not opt-in flags).
 

@@ -30,8 +30,8 @@ The key holder checks ``prod_k C_k = G^W · H^R`` for the decrypted total weight
 ciphertext carries another weight than its ``C`` fails it whatever the others
 hold, and every admitted weight is in range, so the total-weight check cannot
 fail: neither refusal depends on the honest clients' weights. The values' range
-check still can, since values carry no range proof and its bound grows with the
-total weight (red team 8; ``test_weight_oracle.py``, an expected failure).
+check, whose bound grows with the total weight, was still such an oracle (red
+team 8) until every value was proven in range too (:mod:`he_fed.crypto._value_range`).
 
 ``C`` shares ``rho`` with the binding commitment ``B = prod_i g_i^(m_i) · h^rho``
 on the independent generator ``H``: relating the two (``h^rho`` and ``H^rho``

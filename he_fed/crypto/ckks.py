@@ -432,6 +432,11 @@ class CKKS(Scheme):
         """
         return scale_bits_for(self.poly_modulus_degree, self.primes[-1], self.max_clients)
 
+    @property
+    def reach(self) -> float:
+        """The digits' reach (:attr:`GridQuantizer.reach`) in real units."""
+        return self.quantizer.reach * self.quantizer.step
+
     @cached_property
     def quantizer(self) -> GridQuantizer:
         """How values become integers: ``round(x * 2**grid_bits)``, within the clip bound.

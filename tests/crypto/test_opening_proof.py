@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from he_fed.crypto import CKKS, _binding, _ckks_binding, _opening_proof, _weight_range
+from he_fed.crypto import CKKS, _binding, _ckks_binding, _opening_proof, _value_range, _weight_range
 from he_fed.crypto.ckks import PRESETS
 from he_fed.exceptions import AggregateRejected
 from he_fed.protocol.messages import _proof_bound
@@ -22,7 +22,8 @@ def test_an_honest_proof_verifies_and_has_its_announced_size():
     count = _ckks_binding.packed_count(key.scheme, 40)
     bits = _ckks_binding.slot_bits(key.scheme) * _ckks_binding.pack_bits(key.scheme)
     weight_proof = _weight_range.linked_size(key.scheme.max_weight)
-    assert len(proof) == weight_proof + _opening_proof.proof_size(count, bits)
+    values = _value_range.proof_size(_ckks_binding.value_layout(key.scheme, 40))
+    assert len(proof) == weight_proof + values + _opening_proof.proof_size(count, bits)
     assert key.verify_commitment_proof(vector.commitment(), proof, 40, CONTEXT, binding=binding)
     # Fresh nonces: another proof of the same opening, equally valid.
     again = vector.prove_commitment(CONTEXT)

@@ -1,17 +1,14 @@
 """One registered, validly signing client crafts its plaintext.
 
-Without zero-knowledge range proofs nobody can check a single encrypted update,
-so the key holder checks the sum instead: the total weight must lie in
-``[count, count · max_weight]`` and every weighted sum within ``± weight · clip``,
-that is the released mean within the clip bound. A crafted sum outside that is
-refused (``AggregateRejected``), the round is skipped and the federation goes on.
-What remains is the bound README states: one client moves a coordinate of the
-mean by at most ``2 · clip`` per round (here clip = 4, so 8).
-
-Weights carry a range proof (``he_fed.crypto._weight_range``): a crafted weight
-cannot prove its own range, so these crafting clients prove the weight 1, which
-every plan allows, and encrypt another; the key holder's weight check refuses
-that (``tests/protocol/test_weight_oracle.py`` performs the other choice).
+Every contribution proves its weight in ``[1, max_weight]``
+(``he_fed.crypto._weight_range``) and each of its values within its own weight times
+the clip (``he_fed.crypto._value_range``). A crafted update cannot prove that: the
+aggregator drops it on arrival and the round goes on without it. One that commits
+to honest values and encrypts crafted ones proves everything, but its sum does not
+open the binding commitments: the key holder refuses it (``AggregateRejected``),
+the round is skipped, and three such refusals retire the key. What is left is an
+honest client's reach with the largest weight the plan allows: a coordinate of the
+mean moves by at most ``2 · clip`` times the client's share of the total weight.
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ from he_fed.crypto import _seal_format as seal_format
 from he_fed.crypto import _seal_io as seal_io
 from he_fed.crypto._ckks_keys import CKKSVector
 from he_fed.crypto.paillier import PaillierVector
-from he_fed.exceptions import AggregateRejected
+from he_fed.exceptions import InvalidSignature
 from he_fed.protocol import Aggregate, Client, EncryptedUpdate, decode
 from he_fed.protocol.client import ClientReport
 from he_fed.runtime import Federation
@@ -59,7 +56,17 @@ def fresh(key, plaintexts: list[int], size: int) -> PaillierVector:
     vector._exponents = exponents  # the crafting client made them, so it can prove them
     # and commits to what it crafted, so that its sum opens the binding commitments.
     vector._opening = (scheme.exact(plaintexts, size, n), rho)
-    vector._weight = 1  # the weight it proves (see the module docstring)
+    vector._weight = 1  # the weight it proves, which every plan allows
+    return vector
+
+
+def paillier_committed_to_zeros(vector: PaillierVector) -> PaillierVector:
+    """``vector`` with its binding and proofs for zeros of weight 1: all of them verify,
+    and only the key holder's binding check can tell the ciphertext holds another sum."""
+    key, size = vector.key, vector.size
+    scheme, n = key.scheme, int(key.n)
+    honest = scheme.encode(np.zeros(size), 1, n)
+    vector._opening = (scheme.exact(honest, size, n), vector._opening[1])
     return vector
 
 
@@ -98,27 +105,44 @@ def ckks_vector(key, values: np.ndarray, weight: int) -> CKKSVector:
         )
     vector = _CraftedCKKS(key, values.size, 1, blobs=blobs)
     vector._crafted = (packed, rho)
-    vector._opening = (values, 1, rho)  # the weight it proves (see the module docstring)
+    vector._opening = (values, 1, rho)  # the weight it proves, which every plan allows
     return vector
 
 
-def crafted(key, scheme_name: str, how: str):
-    """A contribution no honest client can encrypt, built below the public API's checks."""
+def ckks_committed_to_zeros(vector: CKKSVector) -> CKKSVector:
+    """A crafted CKKS ``vector`` whose binding and proofs are for zeros of weight 1."""
+    scheme, rho = vector.key.scheme, vector._opening[2]
+    zeros = np.zeros(vector.size)
+    flat = np.append(scheme.quantizer.encode(zeros, 1), 1.0)
+    vector._crafted = (_ckks_binding.pack(flat, scheme), rho)
+    vector._opening = (zeros, 1, rho)
+    return vector
+
+
+def crafted(key, scheme_name: str, how: str, *, committed_to_zeros: bool = False):
+    """A contribution no honest client can encrypt, built below the public API's checks.
+
+    Its binding and proofs are honest about what it encrypts (which the values' range
+    proof cannot be) or, with ``committed_to_zeros``, about zeros of weight 1.
+    """
     values = np.zeros(SIZE)
     weight = {"inflate": 1, "negative-weight": -300, "huge-weight": 10_000}[how]
     if how == "inflate":
         values[0] = 2000.0
     if scheme_name == "paillier":
-        return paillier_vector(key, values, weight)
-    if scheme_name == "paillier-packed":
+        vector = paillier_vector(key, values, weight)
+    elif scheme_name == "paillier-packed":
         scheme = key.scheme
         levels, bits = scheme.quantizer.levels, scheme.layout.slot_bits
         slots = np.array([weight % (1 << bits)] + [levels * max(weight, 1)] * SIZE, dtype=object)
         if how == "inflate":  # 2000 (500 times the clip) in a slot sized for honest sums
             slots[1] = levels + round(2000.0 / scheme.quantizer.step)
         plaintexts = scheme.layout.pack(slots)
-        return fresh(key, plaintexts, SIZE)
-    return ckks_vector(key, values, weight)
+        vector = fresh(key, plaintexts, SIZE)
+    else:
+        vector = ckks_vector(key, values, weight)
+        return ckks_committed_to_zeros(vector) if committed_to_zeros else vector
+    return paillier_committed_to_zeros(vector) if committed_to_zeros else vector
 
 
 class Crafting(Client):
@@ -126,10 +150,13 @@ class Crafting(Client):
 
     how = "inflate"
     scheme_name = "paillier-packed"
+    committed_to_zeros = False
 
     def participate(self, message: bytes) -> ClientReport:
         honest = super().participate(message)
-        vector = crafted(self._key, self.scheme_name, self.how)
+        vector = crafted(
+            self._key, self.scheme_name, self.how, committed_to_zeros=self.committed_to_zeros
+        )
         return ClientReport(honest.round, signed_update(self, message, vector), 0, 0, 0, 0, 0)
 
 
@@ -145,7 +172,7 @@ ATTACKS = [
 ]
 
 
-def _federation(scheme_name: str, how: str):
+def _federation(scheme_name: str, how: str, *, committed_to_zeros: bool = False):
     keyholder, aggregator, honest = roles(scheme_name, sizes=(30, 50, 20, 40), min_clients=2)
     bad = Crafting(
         "mallory",
@@ -157,19 +184,33 @@ def _federation(scheme_name: str, how: str):
         classes=np.array([0, 1]),
         allow_insecure=True,
     )
-    bad.how, bad.scheme_name = how, scheme_name
+    bad.how, bad.scheme_name, bad.committed_to_zeros = how, scheme_name, committed_to_zeros
     keyholder.register("mallory", bad.verify_key)
     aggregator.register("mallory", bad.verify_key)
     return keyholder, aggregator, honest, bad
 
 
 @pytest.mark.parametrize("scheme_name, how", ATTACKS)
-def test_a_crafted_update_is_refused_and_the_federation_goes_on(scheme_name, how, caplog):
+def test_a_crafted_update_cannot_prove_its_values_and_is_dropped_on_arrival(scheme_name, how):
     keyholder, aggregator, honest, bad = _federation(scheme_name, how)
     federation = Federation(keyholder, aggregator, [*honest, bad])
     first = federation.run_round()
-    # The aggregator accepted the signed update (it cannot read it); the key holder
-    # refused the sum, and said nothing about the values it decrypted.
+    # Its maker could prove neither the values nor the weight it encrypted: the
+    # aggregator dropped the update alone, and the others' round was released.
+    assert "mallory" in first.failures and "rejected" in first.failures["mallory"]
+    assert first.contributors == ("c0", "c1", "c2", "c3")
+    assert first.skipped is None and keyholder.released == 1
+
+
+@pytest.mark.parametrize("scheme_name, how", ATTACKS)
+def test_a_crafted_update_committed_as_an_honest_one_is_refused_and_the_federation_goes_on(
+    scheme_name, how, caplog
+):
+    keyholder, aggregator, honest, bad = _federation(scheme_name, how, committed_to_zeros=True)
+    federation = Federation(keyholder, aggregator, [*honest, bad])
+    first = federation.run_round()
+    # Every proof verified, so the aggregator took the update (it cannot read it); the
+    # key holder refused the sum, and said nothing about the values it decrypted.
     assert "mallory" in first.contributors
     assert first.skipped is not None
     assert "mallory" not in first.skipped
@@ -186,7 +227,7 @@ def test_a_crafted_update_is_refused_and_the_federation_goes_on(scheme_name, how
 def test_a_client_that_always_crafts_stops_the_run_after_three_refusals():
     """Each refusal may tell the round's observers one bit, so the key holder retires
     its key after three: the run stops cleanly with the model so far, and says why."""
-    keyholder, aggregator, honest, bad = _federation("paillier", "inflate")
+    keyholder, aggregator, honest, bad = _federation("paillier", "inflate", committed_to_zeros=True)
     federation = Federation(keyholder, aggregator, [*honest, bad])
     outcomes = federation.train(5)  # no exception escapes
     assert [o.skipped is not None for o in outcomes] == [True, True, True]
@@ -195,8 +236,9 @@ def test_a_client_that_always_crafts_stops_the_run_after_three_refusals():
 
 
 @pytest.mark.parametrize("beyond", [False, True])
-def test_the_most_one_client_can_move_the_mean_is_twice_the_clip(beyond):
-    """The worst a client can do within the checks: push the mean to the clip bound."""
+def test_the_most_one_client_can_move_the_mean_is_twice_the_clip_times_its_share(beyond):
+    """The worst a client can do within its proofs: the largest weight the plan allows,
+    every value at the clip bound. One level beyond cannot be proven."""
     keyholder, aggregator, honest, bad = _federation("paillier", "inflate")
     start = aggregator.open_round(keyholder.start_round())
     key = keyholder.public_key
@@ -211,19 +253,21 @@ def test_the_most_one_client_can_move_the_mean_is_twice_the_clip(beyond):
         signed = [v - n if v > n // 2 else v for v in values]
         honest_levels = [a + b for a, b in zip(honest_levels, signed, strict=True)]
         honest_weight += weight
-    # A weight-1 client that knew the honest sum, pushing every coordinate to +clip
-    # (or one quantization level beyond it), in exact integer levels.
     quantizer = key.scheme.quantizer
-    top = quantizer.levels
-    target = [top * (honest_weight + 1) - h + int(beyond) for h in honest_levels]
-    aggregator.add(signed_update(bad, start, paillier_vector(key, None, 1, levels=target)))
-    encrypted = aggregator.finish_round()
+    top, most = quantizer.levels, key.scheme.max_weight
+    target = [most * (top + int(beyond))] * SIZE
+    vector = paillier_vector(key, None, most, levels=target)
+    vector._weight = most
+    update = signed_update(bad, start, vector)
     if beyond:
-        with pytest.raises(AggregateRejected):
-            keyholder.decrypt_aggregate(encrypted)
+        with pytest.raises(InvalidSignature):
+            aggregator.add(update)
         return
-    result = decode(keyholder.decrypt_aggregate(encrypted), Aggregate)
+    aggregator.add(update)
+    result = decode(keyholder.decrypt_aggregate(aggregator.finish_round()), Aggregate)
     honest_mean = quantizer.dequantize(np.array(honest_levels, dtype=object)) / honest_weight
-    np.testing.assert_allclose(result.mean, CLIP, rtol=1e-12)
     shift = np.abs(result.mean - honest_mean)
-    assert np.all(shift <= 2 * CLIP) and np.all(shift > CLIP - 1)
+    share = most / (honest_weight + most)
+    # Exact to half a grid step: the mean of (honest sum + most · top) over the total.
+    bound = 2 * CLIP * share + quantizer.step
+    assert np.all(shift <= bound) and np.any(shift > CLIP * share)

@@ -333,6 +333,7 @@ def test_a3_a_model_whose_aggregate_was_combined_and_refused_is_not_answered_aga
         classes=np.array([0, 1]),
         allow_insecure=True,
     )
+    bad.committed_to_zeros = True  # every proof verifies; only the sum can be refused
     attack.council.register(bad.client_id, bad.verify_key)
     attack.aggregator.register(bad.client_id, bad.verify_key)
     start = attack.aggregator.open_round(attack.council.start_round(Task.TRAIN))

@@ -239,3 +239,47 @@ def test_a_likelihood_over_many_values_reads_the_weight_off_a_finer_grid(weights
     assert count + int(np.argmax(scores)) == found
     released = rounded_mean(t, total, 1.0).astype(np.int64)
     assert np.ptp(likelihood_attack(released, 1, count, max_weight)) == 0.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (red team 9): a colluder's in-range contribution at the clip, far above "
+    "the honest values, makes the rounded mean give the honest total weight exactly",
+)
+def test_a_colluders_value_at_the_clip_does_not_give_the_total_weight():
+    """Red team 9, with the aggregator and one colluding client. The release is ``R = (t_h
+    + w_c·x_c) / (W_h + w_c)``; the colluder proves weight 1 and sends the clip, in range,
+    so every proof verifies. The statistics rounds' clips are far above what honest
+    clients send (magnitude: about 1e-14 against 1; moments: about 1 against
+    ``(max_clients · max_weight)^2``), so ``W_h = (x_c − R) / R`` to well under half a
+    sample: the magnitude round with the victim, the moments round without it, give the
+    victim's sample count with no refusal (22 of 22 in the red team's run; evaluation
+    rounds give validation counts the same way). Hiding the total weight against this
+    needs a release that does not divide by it (a public normaliser, as private runs
+    use), or clips close to what honest clients send."""
+    from tests.protocol.harness import client, signed_update
+
+    plan = RunPlan(n_features=3, standardize=True)
+    keyholder, aggregator, _ = roles("paillier-packed", sizes=(), min_clients=3, plan=plan)
+    clients = [client(keyholder, f"c{i}", i, n) for i, n in enumerate((30, 50, 20, 40))]
+    for c in clients:
+        keyholder.register(c.client_id, c.verify_key)
+        aggregator.register(c.client_id, c.verify_key)
+    victim, colluder, *others = clients
+
+    def honest_total(task: Task, cohort) -> int:
+        start = open_round(keyholder, aggregator, task)
+        for c in cohort:
+            aggregator.add(c.participate(start).update)
+        key = tasks.plan_for(colluder._key, task)
+        at_clip = np.zeros(plan.vector_size(task))
+        at_clip[0] = key.scheme.clip
+        aggregator.add(signed_update(colluder, start, key.encrypt(at_clip, weight=1)))
+        released = aggregator.apply(keyholder.decrypt_aggregate(aggregator.finish_round()))
+        return round((key.scheme.clip - released.mean[0]) / released.mean[0])
+
+    with_victim = honest_total(Task.MAGNITUDE, [victim, *others])
+    colluder._phase = 1  # it answered the magnitude round with its crafted update
+    without = honest_total(Task.MOMENTS, others)
+    assert keyholder.rejected == 0
+    assert with_victim - without != victim.n_samples  # fails today: 30 of 30

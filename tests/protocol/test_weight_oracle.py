@@ -15,14 +15,14 @@ the weights' commitments against the decrypted total weight. A colluder that
 proves an honest weight but encrypts another is refused whatever the honest
 clients hold, so the answer the search needs never varies with ``T``.
 
-Still open (the last test, an expected failure that turns into a failure the day
-it is fixed): red team 8 asked the same question through the *values'* range
-check, whose bound is the total weight times the clip. A colluder that proves
-weight 1 and puts ``levels · (T + 2) + levels/2`` into one evaluation value is
-refused exactly when the honest total weight is at most ``T``, and its search read
-a victim's exact validation count in 55 rounds with 3 refusals (and, near
-convergence, a training sample count in about 4,700 rounds). Closing it needs a
-range proof of every value against its own weight.
+Red team 8 then asked the same question through the *values'* range check, whose
+bound is the total weight times the clip: a colluder that proved weight 1 and put
+``levels · (T + 2) + levels/2`` into one evaluation value was refused exactly when
+the honest total weight was at most ``T``, and its search read a victim's exact
+validation count in 55 rounds with 3 refusals (and, near convergence, a training
+sample count in about 4,700 rounds). Every value is now proven within its own
+weight times the clip (``he_fed.crypto._value_range``); the last test asks the
+question with the colluder's best forgeries.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from he_fed.crypto._ckks_grid import GridQuantizer
 from he_fed.crypto.paillier import PaillierVector
 from he_fed.exceptions import AggregateRejected, ConfigurationError, InvalidSignature
 from he_fed.protocol import RunPlan, Task, tasks
-from tests.protocol.harness import N_FEATURES, open_round, roles, signed_update
+from tests.protocol.harness import N_FEATURES, client, open_round, roles, signed_update
 
 SCHEMES = ["paillier-packed", "ckks"]
 SIZES = (30, 50, 20, 40)  # victim c0, colluder c1, honest c2 and c3: 90 honest samples
@@ -266,3 +266,48 @@ def test_the_values_range_check_no_longer_tells_two_victims_apart(
     whatever the honest clients hold."""
     answers = [_evaluation_query(scheme_name, rows, forge, monkeypatch) for rows in (40, 44)]
     assert answers == [expected, expected]
+
+
+def _digits_at_their_bounds(honest_sizes: tuple[int, ...], monkeypatch) -> str:
+    """A magnitude round (a two-digit CKKS plan) with a colluder of weight 128 whose every
+    digit sits at its bound: each digit is in range, so every proof verifies, but the
+    digits recombine to a value beyond ``levels`` (about 1.023 times the clip)."""
+    plan = RunPlan(n_features=3, standardize=True)
+    keyholder, aggregator, _ = roles("ckks", sizes=(), min_clients=3, plan=plan)
+    honest = [client(keyholder, f"h{i}", 10 + i, n) for i, n in enumerate(honest_sizes)]
+    colluder = client(keyholder, "colluder", 99, 60)
+    for c in (*honest, colluder):
+        keyholder.register(c.client_id, c.verify_key)
+        aggregator.register(c.client_id, c.verify_key)
+    start = open_round(keyholder, aggregator, Task.MAGNITUDE)
+    for c in honest:
+        aggregator.add(c.participate(start).update)
+    key = tasks.plan_for(colluder._key, Task.MAGNITUDE)
+    quantizer = key.scheme.quantizer
+    assert quantizer.digits > 1 and quantizer.reach > quantizer.levels
+    encode = GridQuantizer.encode
+
+    def at_bounds(self, x, weight):
+        out = encode(self, x, weight)
+        if self == quantizer:
+            out[: self.digits] = weight * np.array(self.digit_bounds, dtype=float)
+        return out
+
+    with monkeypatch.context() as patch:
+        patch.setattr(GridQuantizer, "encode", at_bounds)
+        vector = key._encrypt(np.zeros(plan.vector_size(Task.MAGNITUDE)), 128)
+        update = signed_update(colluder, start, vector)
+    aggregator.add(update)  # every proof verifies
+    try:
+        aggregator.apply(keyholder.decrypt_aggregate(aggregator.finish_round()))
+    except AggregateRejected:
+        return "refused"
+    return "released"
+
+
+def test_digits_at_their_bounds_no_longer_tell_small_honest_totals_apart(monkeypatch):
+    """Red team 9: checked against ``weight · levels``, such a sum was refused when the
+    honest total weight was 2 or 3 and released at 4. The key holder now checks
+    recombined totals against what proven digits can reach."""
+    answers = [_digits_at_their_bounds(s, monkeypatch) for s in ((1, 1), (1, 2), (2, 2))]
+    assert answers == ["released"] * 3
