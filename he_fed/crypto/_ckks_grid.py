@@ -36,8 +36,10 @@ The checks run in a fixed order, and only the first can depend on the secret key
    the padding half of its last slot) rounds to exactly 0;
 3. the total weight is an integer in ``[count, count * max_weight]``;
 4. every digit total lies within ``weight`` times its digit's bound, and every
-   (recombined) total within ``weight * levels`` of zero, so the released weighted
-   mean lies in ``[-clip, clip]``.
+   (recombined) total within ``weight * reach`` of zero (:attr:`GridQuantizer.reach`:
+   ``levels`` for one digit, at most a few percent more for several, which is what
+   digits proven one by one can reach), so the released weighted mean lies within
+   the clip, or just beyond it for plans of several digits.
 
 Once the first check passes, every rounded integer is determined by the plaintext
 and by any offset an attacker added, so the others depend on no secret. No
