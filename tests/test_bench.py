@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -120,14 +121,42 @@ def test_estimate_predicts_exact_bytes_and_caches_its_calibration(tmp_path, monk
         estimate(scheme, calibration, features=6, clients=4, rounds=1, classes=1)
 
 
+def flat_calibration(scheme, machine: str, created: str, bytes_per_unit: float):
+    """A calibration of 1 ms per unit and phase, made in no time."""
+    from he_fed.bench.estimate import Calibration
+
+    line = [1e-3, 1e-3]
+    return Calibration(
+        scheme.name,
+        scheme.params_text(),
+        machine,
+        "test",
+        dict.fromkeys(("encrypt", "sign", "serialize"), line),
+        line,
+        [1e-3] * 4,
+        [1e-3] * 4,
+        line,
+        line,
+        [4_000.0, bytes_per_unit],
+        created,
+    )
+
+
+def quick_calibration(scheme):
+    """What ``calibrate`` would cache for ``scheme`` on this machine, made in no time: for
+    tests of what is cached and when, not of the figures (a real calibration proves every
+    value of every update, for minutes)."""
+    module = importlib.import_module("he_fed.bench.estimate")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.") + str(time.perf_counter_ns())
+    return flat_calibration(module.calibration_scheme(scheme), module._machine(), stamp, 300.0)
+
+
 def test_bench_cli_on_a_tiny_grid_writes_every_output(tmp_path, monkeypatch):
     monkeypatch.setenv("HE_FED_CACHE_DIR", str(tmp_path / "cache"))
     # The estimate column's calibration proves every value of every update for minutes;
     # what this test checks is the outputs, so it gets one made in no time.
-    from tests.test_cli_newcomer import _quick_calibration
-
     monkeypatch.setattr(
-        importlib.import_module("he_fed.bench.estimate"), "calibrate", _quick_calibration
+        importlib.import_module("he_fed.bench.estimate"), "calibrate", quick_calibration
     )
     out = tmp_path / "out"
     result = CliRunner().invoke(
@@ -224,26 +253,10 @@ def test_estimate_cli_prints_a_prediction(tmp_path, monkeypatch):
     """
     import importlib
 
-    from he_fed.bench.estimate import Calibration
-
     command = importlib.import_module("he_fed.cli.estimate")  # the module, not the command
 
     def fixed(scheme, *, refresh=False):
-        line = [1e-3, 1e-3]
-        return Calibration(
-            scheme.name,
-            scheme.params_text(),
-            "test machine",
-            "test",
-            dict.fromkeys(("encrypt", "sign", "serialize"), line),
-            line,
-            [1e-3] * 4,
-            [1e-3] * 4,
-            line,
-            line,
-            [4_000.0, 70_000.0],
-            "now",
-        )
+        return flat_calibration(scheme, "test machine", "now", 70_000.0)
 
     monkeypatch.setattr(command, "load_calibration", fixed)
     monkeypatch.setenv("HE_FED_CACHE_DIR", str(tmp_path))

@@ -12,7 +12,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -356,29 +355,9 @@ def test_one_client_is_told_to_lower_min_clients_and_then_runs():
 # `he-fed estimate` recalibrated for every new --clients or --samples-per-client.
 
 
-def _quick_calibration(scheme):
-    """A calibration made in no time: what is cached and when matters here, not the
-    figures (a real one proves every value of every update, for minutes)."""
-    bench_estimate = importlib.import_module("he_fed.bench.estimate")
-    scheme = bench_estimate.calibration_scheme(scheme)
-    line = [1e-3, 1e-3]
-    return bench_estimate.Calibration(
-        scheme.name,
-        scheme.params_text(),
-        bench_estimate._machine(),
-        "test",
-        dict.fromkeys(("encrypt", "sign", "serialize"), line),
-        line,
-        [1e-3] * 4,
-        [1e-3] * 4,
-        line,
-        line,
-        [4_000.0, 300.0],
-        time.strftime("%Y-%m-%dT%H:%M:%S.") + str(time.perf_counter_ns()),
-    )
-
-
 def test_estimate_calibrates_once_per_scheme_and_key_whatever_the_run(tmp_path, monkeypatch):
+    from tests.test_bench import quick_calibration as _quick_calibration
+
     monkeypatch.setenv("HE_FED_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(
         importlib.import_module("he_fed.bench.estimate"), "calibrate", _quick_calibration

@@ -320,24 +320,11 @@ def _prove(
     weight_commitment: bytes,
     context: bytes,
 ) -> bytes:
-    """:func:`prove` for given digits, unchecked (tests hand it digits that are not bits)."""
-    while True:
-        proof = _attempt(layout, ys, digits, weight, rho, binding, weight_commitment, context)
-        if proof is not None:
-            return proof
+    """:func:`prove` for given digits, unchecked (tests hand it digits that are not bits).
 
-
-def _attempt(
-    layout: Layout,
-    ys: list[int],
-    digits: list[list[int]],
-    weight: int,
-    rho: int,
-    binding: bytes,
-    weight_commitment: bytes,
-    context: bytes,
-) -> bytes | None:
-    """One try at :func:`_prove`: None when a response falls outside its window."""
+    Made again when a response falls outside its window (rejection sampling, with
+    probability under 1/64).
+    """
     count = sum(len(d) for d in digits)
     planes = max((len(d) for d in digits), default=0)
     gens = _bit_generators(len(ys))
@@ -397,7 +384,7 @@ def _attempt(
     flat = [z for row in zs for z in row]
     if all(b in (0, 1) for d in digits for b in d):
         if any(not 1 << _CHALLENGE_BITS <= z < 1 << mask_bits for z in flat):
-            return None
+            return _prove(layout, ys, digits, weight, rho, binding, weight_commitment, context)
     else:  # only ever in tests, whose digits are not bits: the bytes such a z can have
         flat = [z % (1 << (8 * width)) for z in flat]
     out = [_element(x) for x in (*d_planes, *a_planes, y, a_y, t_1, t_2, c_0, c_1)]
