@@ -263,6 +263,7 @@ class Decryptor(KeyHolder):
         )
         self._open = None  # past the signatures: this attempt uses up the round
         admitted = check_sum(message, key=key, plan=self._plan, min_clients=self.min_clients)
+        self._check_cohort(message)  # before any partial: nothing of another cohort decrypts
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
         if release is None:
@@ -414,7 +415,7 @@ class Decryptor(KeyHolder):
         combination = _Combination(self._share, partials, context)
         try:
             mean = self._decrypt(
-                admitted.vector, admitted.key.scheme, admitted.binding, secret=combination
+                message, admitted.vector, admitted.key.scheme, admitted.binding, secret=combination
             )
         except InvalidPartialDecryption:
             raise  # nothing decrypted: more partials may still come

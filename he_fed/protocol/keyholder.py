@@ -34,6 +34,7 @@ from he_fed.protocol.messages import (
     encode,
 )
 from he_fed.protocol.model import GlobalModel, RunPlan
+from he_fed.protocol.normalisers import Normalisers
 from he_fed.protocol.receipts import Identity, Registry, ticket_payload
 from he_fed.protocol.release import WeightedDecryption, checked_mean
 
@@ -146,6 +147,7 @@ class KeyHolder:
         self._open: tuple[int, Task] | None = None
         self._released = 0
         self._rejected = 0
+        self._divisors = Normalisers()
 
     @classmethod
     def generate(cls, scheme: Scheme, *, plan: RunPlan, **policy: object) -> KeyHolder:
@@ -316,15 +318,22 @@ class KeyHolder:
         self._open = None  # past the signatures: this attempt uses up the round
         admitted = check_sum(message, key=key, plan=self._plan, min_clients=self.min_clients)
         contributors = message.contributors
+        self._check_cohort(message)
         if self._privacy is not None:
             self._privacy.charge()  # before decrypting: refuses a release past the target
-        mean = self._decrypt(admitted.vector, key.scheme, admitted.binding)
+        mean = self._decrypt(message, admitted.vector, key.scheme, admitted.binding)
         self._model.apply(message.task, mean)
         self._released += 1
         return encode(Aggregate(message.round, message.task, mean, len(contributors)))
 
+    def _check_cohort(self, message: EncryptedAggregate) -> None:
+        """Refuse, before decrypting, a cohort that cannot use its task's pinned divisor."""
+        if self._privacy is None:
+            self._divisors.check(message.task, message.contributors)
+
     def _decrypt(
         self,
+        message: EncryptedAggregate,
         vector: EncryptedVector,
         plan: Scheme,
         binding: bytes,
@@ -333,14 +342,22 @@ class KeyHolder:
         """Decrypt and check that honest contributions under ``plan`` can produce the sum.
 
         Every refusal from here on is counted (see ``DEFAULT_MAX_REJECTIONS``).
-        ``secret`` replaces the secret key (a share holder's combined partials).
+        ``secret`` replaces the secret key (a share holder's combined partials). The
+        mean is divided by the task's pinned total weight (the first release of its
+        kind pins its own; :mod:`he_fed.protocol.normalisers`), or in a private run
+        by the budget's public normaliser.
         """
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
+        private = self._privacy is not None
         try:
-            scale = None if self._privacy is None else self._privacy.divisor
-            mean = checked_mean(
-                secret or self._keys.secret, vector, plan, binding=binding, normaliser=scale
+            mean, weight = checked_mean(
+                secret or self._keys.secret,
+                vector,
+                plan,
+                binding=binding,
+                normaliser=self._privacy.divisor if self._privacy is not None else None,
+                divisor=None if private else self._divisors.divisor(message.task),
             )
         except AggregateRejected as exc:
             self._rejected += 1
@@ -356,6 +373,8 @@ class KeyHolder:
                 "sum to; nothing was released",
                 off_grid=exc.off_grid,
             ) from None
+        if not private:
+            self._divisors.pin(message.task, weight, message.contributors)
         return mean
 
     # -- state -----------------------------------------------------------------------
@@ -388,6 +407,7 @@ class KeyHolder:
             w.text(client_id)
             w.raw(key)
         privacy_policy.write_budget(w, self._privacy)
+        self._divisors.write_to(w)
         fingerprint, params = self._keys.public.fingerprint, privacy_policy.STATE_PARAMS
         return wire.seal_envelope(
             wire.Kind.KEYHOLDER_STATE, w.getvalue(), params=params, fingerprint=fingerprint
@@ -421,6 +441,9 @@ class KeyHolder:
             client_id = r.text()
             clients[client_id] = bytes(r.raw(32))
         privacy = privacy_policy.read_budget(r, envelope.params)
+        divisors = privacy_policy.read_divisors(
+            r, envelope.params, released=released, budget=privacy
+        )
         r.finish()
         try:
             holder = cls(
@@ -440,6 +463,7 @@ class KeyHolder:
         holder._open = (open_round, task) if open_round >= 0 else None
         holder._released, holder._rejected = released, rejected
         holder._model = model
+        holder._divisors = divisors
         if frozen:
             holder._registry.freeze()
         return holder

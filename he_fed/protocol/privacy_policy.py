@@ -11,8 +11,10 @@ Kept apart from :mod:`he_fed.protocol.keyholder`, which calls it. Under a
 * a ticket is signed, and an aggregate decrypted, only while one more release
   stays within the target (:meth:`PrivacyBudget.charge` before decryption).
 
-The key holder's state carries the budget (format 3, written in the envelope's
-parameters, with the sampling rate and ``round_delta``); a format-2 state, from
+The key holder's state carries the budget (format 4, written in the envelope's
+parameters, with the sampling rate and ``round_delta``) and then the pinned
+divisors (:mod:`he_fed.protocol.normalisers`); a format-3 state, from before
+divisors were pinned, is read only if it released nothing; a format-2 state, from
 before Poisson sampling, is read as an unsampled budget, and a format-1 state,
 from before differential privacy, as a run without a budget: what each was.
 """
@@ -24,20 +26,24 @@ from he_fed.exceptions import ConfigurationError, MalformedMessage, PolicyViolat
 from he_fed.privacy import PrivacyBudget
 from he_fed.protocol.messages import Task
 from he_fed.protocol.model import RunPlan
+from he_fed.protocol.normalisers import Normalisers
 
 __all__ = [
     "STATE_FORMAT",
     "STATE_PARAMS",
     "check_budget",
     "read_budget",
+    "read_divisors",
     "ticket_allowed",
     "write_budget",
 ]
 
-#: The key holder state's format, written as ``state=3`` in its envelope's parameters.
-STATE_FORMAT = 3
+#: The key holder state's format, written as ``state=4`` in its envelope's parameters.
+STATE_FORMAT = 4
 #: What the envelope's parameters say for this format.
 STATE_PARAMS = f"state={STATE_FORMAT}"
+#: Format 3: no pinned divisors (:mod:`he_fed.protocol.normalisers`).
+_UNPINNED_PARAMS = "state=3"
 #: Format 2: a budget without a sampling rate or ``round_delta`` (every record, every round).
 _UNSAMPLED_PARAMS = "state=2"
 
@@ -106,8 +112,31 @@ def read_budget(r: wire.Reader, params: str) -> PrivacyBudget | None:
     """
     if params == "":
         return None  # format 1: written before differential privacy, so no budget
-    if params not in (STATE_PARAMS, _UNSAMPLED_PARAMS):
+    if params not in (STATE_PARAMS, _UNPINNED_PARAMS, _UNSAMPLED_PARAMS):
         raise MalformedMessage(f"key holder state of unknown format {params[:20]!r}")
     if not r.uint(1):
         return None
-    return PrivacyBudget.read_from(r, "key holder state", sampled=params == STATE_PARAMS)
+    sampled = params in (STATE_PARAMS, _UNPINNED_PARAMS)
+    return PrivacyBudget.read_from(r, "key holder state", sampled=sampled)
+
+
+def read_divisors(
+    r: wire.Reader, params: str, *, released: int, budget: PrivacyBudget | None
+) -> Normalisers:
+    """The pinned divisors of a state whose envelope carries ``params``.
+
+    Raises
+    ------
+    MalformedMessage
+        If an older state of a run without a budget released aggregates before
+        divisors were pinned: it would pin new ones, and two total weights give a
+        sample count. (A private run divides by its budget's normaliser.)
+    """
+    if params == STATE_PARAMS:
+        return Normalisers.read_from(r)
+    if released and budget is None:
+        raise MalformedMessage(
+            "this key holder state comes from a version that divided each release by its "
+            "own total weight; restoring it would pin a second one, so start a new federation"
+        )
+    return Normalisers()

@@ -18,6 +18,11 @@ the mean rounded to the clients' own grid, exactly, in integers:
 
     mean = step · round(t / W)        (halves up)
 
+where ``W`` is the total weight of the first release of its kind, which every later
+release divides by too (:mod:`he_fed.protocol.normalisers`): a client colluding with
+the aggregator can read ``W`` through a known addend that dwarfs the honest values,
+so only one total weight may ever enter the releases.
+
 For any total weight ``W'`` the rounding cell of a released integer ``k``,
 ``[W'(k - 1/2), W'(k + 1/2))``, holds exactly ``W'`` integer totals (and exactly
 ``W'/g`` multiples of ``g`` for any ``g`` that divides ``W'``, should every weight
@@ -65,13 +70,17 @@ def checked_mean(
     *,
     binding: bytes = b"",
     normaliser: int | Fraction | None = None,
-) -> np.ndarray:
-    """Decrypt ``vector`` and return its weighted mean, if honest contributions can produce it.
+    divisor: int | None = None,
+) -> tuple[np.ndarray, int]:
+    """Decrypt ``vector``; return its mean and total weight, if honest contributions can sum to it.
 
     With ``normaliser`` (a differentially private run, whose contributions carry
     weight 1 and noise on the grid) the release is the noisy sum divided by that
     public count instead, exactly: it depends on no total weight
-    (:mod:`he_fed.privacy`).
+    (:mod:`he_fed.privacy`). With ``divisor`` (the total weight a federation's
+    first release pinned, :mod:`he_fed.protocol.normalisers`) it is the sum
+    divided by that and rounded to the grid; without either, by its own total weight.
+    The total weight returned is for the key holder to pin, never to release.
 
     Raises
     ------
@@ -106,10 +115,11 @@ def checked_mean(
             "a weighted sum exceeds what contributions within the clip bound can reach"
         )
     if result.units is None or result.step is None:
-        return np.asarray(result.mean, dtype=np.float64)  # Plain: hides nothing anyway
+        # Plain hides nothing anyway, but divides by the same divisor as the schemes.
+        return np.asarray(result.total / (divisor or weight), dtype=np.float64), weight
     if normaliser is not None:
-        return normalised_sum(result.units, normaliser, result.step)
-    return rounded_mean(result.units, weight, result.step)
+        return normalised_sum(result.units, normaliser, result.step), weight
+    return rounded_mean(result.units, divisor or weight, result.step), weight
 
 
 def normalised_sum(units: np.ndarray, normaliser: int | Fraction, step: float) -> np.ndarray:

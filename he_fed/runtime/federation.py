@@ -441,7 +441,8 @@ class Federation:
         rounds : int
             Number of training rounds.
         dropout : float, default=0.0
-            Probability that a client sits out a round (independently per round).
+            Probability that a client sits out a training round (independently per
+            round); every client scores the evaluation rounds.
         random_state : int or None
             Seed for the dropouts.
         on_round : callable, optional
@@ -476,7 +477,9 @@ class Federation:
                 outcome = self.run_round(Task.TRAIN, participants=participants)
                 due = index % evaluate_every == 0 or index == rounds
                 if self.aggregator.plan.evaluation is not None and due and not outcome.skipped:
-                    scored = self.run_round(Task.EVALUATE, participants=participants)
+                    # Every client scores: an evaluation is released only from the
+                    # cohort that pinned its divisor (he_fed.protocol.normalisers).
+                    scored = self.run_round(Task.EVALUATE)
                     outcome = dataclasses.replace(outcome, evaluation=scored)
             except PolicyViolation as exc:
                 # The key holder signs no more tickets (it retired its key after

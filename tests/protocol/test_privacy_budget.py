@@ -11,6 +11,7 @@ from he_fed.crypto import wire
 from he_fed.exceptions import ConfigurationError, MalformedMessage, PolicyViolation
 from he_fed.privacy import clip_update
 from he_fed.protocol import Aggregate, KeyHolder, RunPlan, Task, decode
+from he_fed.protocol.normalisers import Normalisers
 from he_fed.protocol.receipts import Identity
 from tests.protocol.harness import open_round
 from tests.protocol.private_harness import N_FEATURES, budget_of, private_roles
@@ -89,13 +90,16 @@ def test_a_format_1_state_is_read_as_a_run_without_budget_and_an_unknown_one_ref
     identity = Identity()
     plain._identity = identity
     envelope = wire.open_envelope(plain.export_state(), wire.Kind.KEYHOLDER_STATE)
-    assert envelope.params == "state=3" and envelope.body[-1:] == b"\x00"
+    unpinned = wire.Writer()
+    Normalisers().write_to(unpinned)
+    suffix = b"\x00" + unpinned.getvalue()  # no budget, no pinned divisor
+    assert envelope.params == "state=4" and envelope.body.endswith(suffix)
     old = wire.seal_envelope(
-        wire.Kind.KEYHOLDER_STATE, envelope.body[:-1], fingerprint=envelope.fingerprint
+        wire.Kind.KEYHOLDER_STATE, envelope.body[: -len(suffix)], fingerprint=envelope.fingerprint
     )
     assert KeyHolder.restore(plain._keys, identity, old).privacy is None
     newer = wire.seal_envelope(
-        wire.Kind.KEYHOLDER_STATE, envelope.body, params="state=4", fingerprint=envelope.fingerprint
+        wire.Kind.KEYHOLDER_STATE, envelope.body, params="state=5", fingerprint=envelope.fingerprint
     )
     with pytest.raises(MalformedMessage, match="unknown format"):
         KeyHolder.restore(plain._keys, identity, newer)

@@ -17,6 +17,7 @@ from he_fed.privacy import DPMechanism, PrivacyBudget
 from he_fed.privacy._sampled import best_round_delta
 from he_fed.protocol import KeyHolder
 from he_fed.protocol.council_budget import count_certified, vouch
+from he_fed.protocol.normalisers import Normalisers
 from he_fed.protocol.release import normalised_sum
 from tests.protocol.harness import open_round
 from tests.protocol.private_harness import budget_of, private_roles
@@ -83,8 +84,11 @@ def test_a_format_2_state_reads_as_an_unsampled_budget():
     keyholder, aggregator, clients = private_roles(rounds=3)
     _release(keyholder, aggregator, clients)
     envelope = wire.open_envelope(keyholder.export_state(), wire.Kind.KEYHOLDER_STATE)
-    body = envelope.body
-    # The budget ends the body: ...size, q, target, delta, normaliser, released, round_delta.
+    unpinned = wire.Writer()
+    Normalisers().write_to(unpinned)  # a private run pins no divisor
+    assert envelope.body.endswith(unpinned.getvalue())
+    body = envelope.body[: -len(unpinned.getvalue())]
+    # The budget ends the rest: ...size, q, target, delta, normaliser, released, round_delta.
     assert body[-48:-40] == wire_float(1.0) and body[-8:] == wire_float(0.0)
     old = wire.seal_envelope(
         wire.Kind.KEYHOLDER_STATE,

@@ -25,8 +25,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from he_fed.crypto import Paillier
-from he_fed.protocol import EncryptedAggregate, RunPlan, Task, decode, tasks
+from he_fed.crypto import Paillier, wire
+from he_fed.exceptions import MalformedMessage, PolicyViolation
+from he_fed.protocol import EncryptedAggregate, KeyHolder, RunPlan, Task, decode, tasks
+from he_fed.protocol.normalisers import Normalisers
 from he_fed.protocol.release import rounded_mean
 from tests.conftest import keys_for
 from tests.protocol.harness import N_FEATURES, open_round, roles
@@ -141,6 +143,7 @@ def test_two_cohorts_no_longer_give_the_victims_sample_count(name):
     assert weights == [sum(SIZES), sum(SIZES[1:])]
     assert weights[0] - weights[1] == SIZES[0] == 30
 
+    pinned = rounds[0][0].weight  # the first release's total weight divides every later one
     for exact, released in rounds:
         count = released.contributors
         assert count == exact.count
@@ -155,8 +158,8 @@ def test_two_cohorts_no_longer_give_the_victims_sample_count(name):
         scores = likelihood_attack(ks, 1, count, plan.max_weight)
         assert np.ptp(scores) == 0.0
         # The price: at most half a step per value.
-        assert np.max(np.abs(released.mean - exact.total / exact.weight)) <= step / 2 * (1 + 1e-9)
-        np.testing.assert_array_equal(released.mean, rounded_mean(exact.units, exact.weight, step))
+        assert np.max(np.abs(released.mean - exact.total / pinned)) <= step / 2 * (1 + 1e-9)
+        np.testing.assert_array_equal(released.mean, rounded_mean(exact.units, pinned, step))
 
 
 def test_at_64_bits_the_doubles_blurred_per_value_paillier_by_accident_not_by_design():
@@ -241,33 +244,20 @@ def test_a_likelihood_over_many_values_reads_the_weight_off_a_finer_grid(weights
     assert np.ptp(likelihood_attack(released, 1, count, max_weight)) == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (red team 9): a colluder's in-range contribution at the clip, far above "
-    "the honest values, makes the rounded mean give the honest total weight exactly",
-)
-def test_a_colluders_value_at_the_clip_does_not_give_the_total_weight():
-    """Red team 9, with the aggregator and one colluding client. The release is ``R = (t_h
-    + w_c·x_c) / (W_h + w_c)``; the colluder proves weight 1 and sends the clip, in range,
-    so every proof verifies. The statistics rounds' clips are far above what honest
-    clients send (magnitude: about 1e-14 against 1; moments: about 1 against
-    ``(max_clients · max_weight)^2``), so ``W_h = (x_c − R) / R`` to well under half a
-    sample: the magnitude round with the victim, the moments round without it, give the
-    victim's sample count with no refusal (22 of 22 in the red team's run; evaluation
-    rounds give validation counts the same way). Hiding the total weight against this
-    needs a release that does not divide by it (a public normaliser, as private runs
-    use), or clips close to what honest clients send."""
+def _colluding(plan: RunPlan, **options: object):
+    """Red team 9's federation: the victim c0 (30 rows), a colluder c1 and two others."""
     from tests.protocol.harness import client, signed_update
 
-    plan = RunPlan(n_features=3, standardize=True)
     keyholder, aggregator, _ = roles("paillier-packed", sizes=(), min_clients=3, plan=plan)
-    clients = [client(keyholder, f"c{i}", i, n) for i, n in enumerate((30, 50, 20, 40))]
+    sizes = (30, 50, 20, 40)
+    clients = [client(keyholder, f"c{i}", i, n, **options) for i, n in enumerate(sizes)]
     for c in clients:
         keyholder.register(c.client_id, c.verify_key)
         aggregator.register(c.client_id, c.verify_key)
     victim, colluder, *others = clients
 
-    def honest_total(task: Task, cohort) -> int:
+    def attack(task: Task, cohort) -> int:
+        """The colluder's formula: its one value at the clip dwarfs the honest ones."""
         start = open_round(keyholder, aggregator, task)
         for c in cohort:
             aggregator.add(c.participate(start).update)
@@ -278,8 +268,77 @@ def test_a_colluders_value_at_the_clip_does_not_give_the_total_weight():
         released = aggregator.apply(keyholder.decrypt_aggregate(aggregator.finish_round()))
         return round((key.scheme.clip - released.mean[0]) / released.mean[0])
 
-    with_victim = honest_total(Task.MAGNITUDE, [victim, *others])
+    return keyholder, victim, others, colluder, attack
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["pinned", "own-total"])
+def test_a_colluders_value_at_the_clip_reads_one_pinned_total_and_no_sample_count(
+    pinned, monkeypatch
+):
+    """Red team 9, with the aggregator and one colluding client. The release used to be
+    ``R = (t_h + w_c·x_c) / (W_h + w_c)``: the colluder proves weight 1 and sends the
+    clip, in range, so every proof verifies, and the statistics rounds' clips are far
+    above what honest clients send (magnitude: about 1e-14 against 1), so ``W_h = (x_c
+    − R) / R`` to well under half a sample. The magnitude round with the victim and the
+    moments round without it gave the victim's 30 samples with no refusal (``own-total``:
+    the key holder patched to divide each release by its own total again). Now the
+    first release pins its total weight as every later release's divisor
+    (``he_fed/protocol/normalisers.py``): the colluder reads that one total, of the
+    three honest clients together, and the moments round from another cohort is
+    refused before anything is decrypted."""
+    if not pinned:
+        monkeypatch.setattr(Normalisers, "divisor", lambda self, task: None)
+        monkeypatch.setattr(Normalisers, "check", lambda self, task, contributors: None)
+    keyholder, victim, others, colluder, attack = _colluding(
+        RunPlan(n_features=3, standardize=True)
+    )
+    assert attack(Task.MAGNITUDE, [victim, *others]) == 90
     colluder._phase = 1  # it answered the magnitude round with its crafted update
-    without = honest_total(Task.MOMENTS, others)
-    assert keyholder.rejected == 0
-    assert with_victim - without != victim.n_samples  # fails today: 30 of 30
+    if not pinned:
+        assert 90 - attack(Task.MOMENTS, others) == victim.n_samples == 30
+        return
+    with pytest.raises(PolicyViolation, match="must come from the 4 clients"):
+        attack(Task.MOMENTS, others)
+    assert (keyholder.released, keyholder.rejected) == (1, 0)  # nothing more decrypted
+
+
+def test_an_evaluation_from_another_cohort_is_refused_before_decryption():
+    """Evaluation figures are ratios over the validation rows of one cohort (the
+    confusion matrix sums to the cohort's validation count over the divisor), so they
+    come only from the cohort whose first evaluation pinned the divisor."""
+    plan = RunPlan(n_features=3, standardize=False, evaluation="classification")
+    keyholder, victim, others, _, attack = _colluding(plan, validation_split=0.25)
+    attack(Task.TRAIN, [victim, *others])
+    attack(Task.EVALUATE, [victim, *others])
+    attack(Task.TRAIN, [victim, *others])
+    with pytest.raises(PolicyViolation, match="must come from the 4 clients"):
+        attack(Task.EVALUATE, others)
+    assert (keyholder.released, keyholder.rejected) == (3, 0)
+
+
+def test_a_restored_key_holder_keeps_its_pinned_divisor_and_an_older_state_is_refused():
+    """A key holder that forgot its pinned total would pin a second one: two totals
+    give a sample count. So the divisor is in its state (format 4), and a format-3
+    state that released anything cannot be restored."""
+    keyholder, aggregator, clients = roles("plain", sizes=SIZES)
+    start = open_round(keyholder, aggregator)
+    for c in clients:
+        aggregator.add(c.participate(start).update)
+    keyholder.decrypt_aggregate(aggregator.finish_round())
+    state = keyholder.export_state()
+    restored = KeyHolder.restore(keyholder._keys, keyholder._identity, state)
+    assert restored._divisors.divisor(Task.TRAIN) == sum(SIZES)
+    assert restored._divisors.divisor(Task.EVALUATE) is None
+    assert restored.export_state() == state
+    envelope = wire.open_envelope(state, wire.Kind.KEYHOLDER_STATE)
+    pins = wire.Writer()
+    keyholder._divisors.write_to(pins)
+    assert envelope.body.endswith(pins.getvalue())
+    older = wire.seal_envelope(
+        wire.Kind.KEYHOLDER_STATE,
+        envelope.body[: -len(pins.getvalue())],
+        params="state=3",
+        fingerprint=envelope.fingerprint,
+    )
+    with pytest.raises(MalformedMessage, match="start a new federation"):
+        KeyHolder.restore(keyholder._keys, keyholder._identity, older)
