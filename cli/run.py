@@ -202,7 +202,10 @@ def _resuming(checkpoint: Path | None) -> int | None:
     type=float,
     default=RUN_DEFAULTS["dropout"],
     show_default=True,
-    help="Probability that a client sits out a round.",
+    help=(
+        "Probability that a client sits out a training round (every client scores "
+        "evaluations; a round's step shrinks by its share of the first round's samples)."
+    ),
 )
 @click.option("--seed", type=int, default=RUN_DEFAULTS["seed"], show_default=True)
 @click.option(

@@ -1,38 +1,37 @@
-"""One public divisor per federation and kind of weight: no release divides by its cohort's.
+"""One cohort and one divisor per federation and kind of weight.
 
-A released mean ``(t_h + w_c·x_c) / (W_h + w_c)`` tells a client colluding with the
-aggregator the honest cohort's total weight ``W_h`` whenever its own value ``x_c``
-(in range, proven) dwarfs the honest ones: the clip of a statistics round is far
-above what honest clients send, and so is a colluder of the largest weight. Two
-cohorts chosen by the aggregator, one with a victim and one without, then give the
-victim's sample count (red team 9: 22 of 22 training rows, 8 of 8 validation rows,
-no refusal). Rounding the mean to the grid hides ``W`` from the data; it cannot
-hide it from a known addend.
+Without differential privacy, releases are exact functions of their cohort's data,
+and the aggregator chooses cohorts. Two releases from two cohorts, one with a
+victim and one without, differ by the victim's contribution plus whatever the
+model's move between them changed; a client colluding with the aggregator removes
+that remainder by steering the model with ordinary, proven contributions (red team
+10): it froze the model, or drove the intercept to saturation where honest updates
+no longer depend on it, and the difference gave a victim's update to 0.3 %, or its
+exact sample count, class counts and feature means, with no refusal. And a
+colluder's value at the clip, far above the honest ones, reads a release's honest
+total weight off ``R = (t_h + w_c·x_c) / (W_h + w_c)`` (red team 9: 22 of 22
+training rows, 8 of 8 validation rows).
 
-So a key holder divides every release of a federation by one fixed total weight
-per kind of weight, the *fixed-denominator estimator* of McMahan, Ramage, Talwar
-and Zhang (ICLR 2018):
+So a key holder without a privacy budget pins, at the first release of each kind of
+weight, its cohort and total weight ``W_0``:
 
 * the sample counts of :attr:`Task.MAGNITUDE`, :attr:`Task.MOMENTS` and
-  :attr:`Task.TRAIN`, fixed by the first of them released;
-* the validation row counts of :attr:`Task.EVALUATE`, fixed by the first
-  evaluation released.
+  :attr:`Task.TRAIN`;
+* the validation row counts of :attr:`Task.EVALUATE`.
 
-The first release of a kind divides by its own total weight ``W_0`` (rounded to the
-grid, as before), which pins ``W_0`` and its cohort. A later release is
-``step · round(t / W_0)``: a function of its weighted sum ``t`` alone, so whatever
-the cohort, a colluder reads ``W_0`` again and never another total weight, and
-differences of total weights, which are sample counts, cannot be formed.
-Releases whose figures are ratios of sums over one cohort must come from the
-pinned cohort, or they would be wrong (and, for evaluation, whose confusion
-matrix sums to ``W / W_0``, leak ``W``): a :attr:`Task.MOMENTS` or
-:attr:`Task.EVALUATE` aggregate from another cohort is refused before anything is
-decrypted, from the receipts' client ids, which the aggregator knows anyway.
-A training round may come from any cohort (dropouts); its step then shrinks by
-``W / W_0``, the price of the fixed denominator.
+Every later aggregate of that kind must come from the same cohort, checked from the
+receipts' client ids (which the aggregator knows anyway) before anything is
+decrypted or partially decrypted; any other is refused. Then every release of a
+kind sums the same honest clients, and no difference of two cohorts exists to
+form. A release is ``step · round(t / W_0)``, a function of its weighted sum ``t``
+alone (the fixed-denominator estimator of McMahan, Ramage, Talwar and Zhang, ICLR
+2018): a colluder reads ``W_0``, the first cohort's honest clients' total, and
+nothing that changes with its own weight.
 
-A differentially private run divides by its budget's public normaliser instead
-(:mod:`he_fed.privacy`) and pins nothing.
+The price: a client absent from a round (a dropout) makes that round's aggregate
+refused, so a federation whose clients come and go needs a private run
+(``--dp-epsilon``), whose budget's public normaliser and noise bound what cohort
+differences reveal, and which pins nothing (:mod:`he_fed.privacy`).
 """
 
 from __future__ import annotations
@@ -54,8 +53,6 @@ _KIND = {
     Task.EVALUATE: "validation",
 }
 _KINDS = ("samples", "validation")
-#: Tasks whose releases must come from the cohort that pinned their divisor.
-_SAME_COHORT = (Task.MOMENTS, Task.EVALUATE)
 
 
 def kind_of(task: Task) -> str:
@@ -65,34 +62,33 @@ def kind_of(task: Task) -> str:
 
 @dataclass(frozen=True)
 class Pin:
-    """A pinned divisor: the first release's total weight and its cohort."""
+    """A kind's first release: its total weight (the divisor) and its cohort."""
 
     weight: int
     cohort: tuple[str, ...]
 
 
 class Normalisers:
-    """The key holder's pinned divisors, one per kind of weight."""
+    """The key holder's pinned cohorts and divisors, one per kind of weight."""
 
     def __init__(self) -> None:
         self._pins: dict[str, Pin] = {}
 
     def check(self, task: Task, contributors: Sequence[str]) -> None:
-        """Refuse, before decryption, a cohort that cannot use the pinned divisor.
+        """Refuse, before decryption, a cohort other than its kind's pinned one.
 
         Raises
         ------
         PolicyViolation
-            If ``task`` must come from the pinned cohort and does not.
+            If ``task``'s kind has a pinned cohort and ``contributors`` is another.
         """
         pin = self._pins.get(kind_of(task))
-        if pin is None or task not in _SAME_COHORT:
-            return
-        if tuple(sorted(contributors)) != pin.cohort:
+        if pin is not None and tuple(sorted(contributors)) != pin.cohort:
             raise PolicyViolation(
-                f"a {task.value} aggregate must come from the {len(pin.cohort)} clients "
-                f"whose first release fixed its divisor; this one has {len(contributors)} "
-                "others or another set, so nothing was decrypted"
+                f"a {task.value} aggregate must come from the federation's cohort, the "
+                f"{len(pin.cohort)} clients of its first release; this one has "
+                f"{len(contributors)} of another set, so nothing was decrypted (clients "
+                "that come and go need a private run)"
             )
 
     def divisor(self, task: Task) -> int | None:

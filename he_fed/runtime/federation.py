@@ -442,7 +442,9 @@ class Federation:
             Number of training rounds.
         dropout : float, default=0.0
             Probability that a client sits out a training round (independently per
-            round); every client scores the evaluation rounds.
+            round); every client scores the evaluation rounds. Without a privacy
+            budget the key holder refuses a round from any cohort but its first
+            release's, so such rounds are skipped.
         random_state : int or None
             Seed for the dropouts.
         on_round : callable, optional
@@ -462,6 +464,11 @@ class Federation:
         """
         if not 0.0 <= dropout < 1.0:
             raise ConfigurationError("dropout must be in [0, 1)")
+        if dropout and getattr(self.keyholder, "privacy", None) is None:
+            log.warning(
+                "without a privacy budget the key holder releases only its first cohort's "
+                "rounds (he_fed.protocol.normalisers): rounds a client sits out are refused"
+            )
         statistics = self.aggregator.plan.standardize and self.aggregator.center is None
         self._plan_tables(rounds + (2 if statistics else 0))
         if statistics:

@@ -20,6 +20,7 @@ import pytest
 from he_fed.crypto.paillier import PaillierVector
 from he_fed.exceptions import PolicyViolation, ProtocolError
 from he_fed.protocol import Aggregate, EncryptedAggregate, RoundStart, RunPlan, Task, decode, encode
+from he_fed.protocol.normalisers import Normalisers
 from he_fed.protocol.receipts import ticket_payload
 from tests.protocol.harness import N_FEATURES, local_delta, open_round, roles
 
@@ -46,29 +47,39 @@ def test_a_replayed_round_start_is_answered_once_and_decrypted_once():
     assert not np.array_equal(following.weights, decode(start, RoundStart).weights)
 
 
-def test_differencing_consecutive_rounds_no_longer_gives_the_victim_exactly():
+def test_differencing_consecutive_rounds_no_longer_gives_the_victim_exactly(monkeypatch):
     """The attacker's best: all clients in round r, all but the victim in round r+1.
 
-    The difference of the two releases, even given every sample count (which is no
-    longer released), misses the victim's update by far more than before, because
-    round r+1 starts from the model round r moved. What remains is inference across
-    rounds from models that differ, which differential privacy addresses.
+    A key holder without a privacy budget refuses the second cohort before decrypting:
+    every release of a federation comes from the cohort of its first
+    (``he_fed/protocol/normalisers.py``; a colluding client that steers the model
+    makes such differences exact, ``test_weight_leak.py``). Tickets alone, with that
+    check patched out, leave the difference of the two releases missing the
+    victim's update by far more than before, because round r+1 starts from the
+    model round r moved; what remains then is inference across rounds from models
+    that differ, which differential privacy bounds (a private run pins no cohort).
     """
     keyholder, aggregator, clients = roles("paillier", sizes=SIZES)
     victim, others = clients[0], clients[1:]
     weights = np.zeros(N_FEATURES + 1)
     truth = local_delta(victim, weights)
-    means = []
-    for cohort in (clients, others):
+
+    def release(cohort) -> np.ndarray:
         start = open_round(keyholder, aggregator)
         for c in cohort:
             aggregator.add(c.participate(start).update)
         plain = keyholder.decrypt_aggregate(aggregator.finish_round())
-        means.append(aggregator.apply(plain).mean)
-    # Every release divides by the first one's total weight (he_fed.protocol.normalisers).
-    estimate = sum(SIZES) * (means[0] - means[1]) / SIZES[0]
+        return aggregator.apply(plain).mean
+
+    first = release(clients)
+    with pytest.raises(PolicyViolation, match="federation's cohort"):
+        release(others)
+    monkeypatch.setattr(Normalisers, "check", lambda self, task, contributors: None)
+    second = release(others)
+    # Every release divides by the first one's total weight.
+    estimate = sum(SIZES) * (first - second) / SIZES[0]
     error = np.max(np.abs(estimate - truth)) / np.max(np.abs(truth))
-    assert round(error, 2) == 1.05  # README quotes it; before tickets: 2.8e-17
+    assert round(error, 2) == 1.05  # tickets alone; before tickets: 2.8e-17
 
 
 def test_released_aggregates_carry_no_total_weight():

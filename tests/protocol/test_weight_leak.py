@@ -27,7 +27,7 @@ import pytest
 
 from he_fed.crypto import Paillier, wire
 from he_fed.exceptions import MalformedMessage, PolicyViolation
-from he_fed.protocol import EncryptedAggregate, KeyHolder, RunPlan, Task, decode, tasks
+from he_fed.protocol import EncryptedAggregate, KeyHolder, RoundStart, RunPlan, Task, decode, tasks
 from he_fed.protocol.normalisers import Normalisers
 from he_fed.protocol.release import rounded_mean
 from tests.conftest import keys_for
@@ -117,11 +117,15 @@ def likelihood_attack(ks: np.ndarray, cells: int, count: int, max_weight: int) -
 
 
 def _two_cohorts(name: str):
-    """Round 1: every client. Round 2: all but the victim. Releases and exact sums."""
+    """Every client, then all but the victim, each the first release of its own
+    federation (one federation refuses a second cohort: ``normalisers.py``, tested
+    below), so that each release divides by its own total weight, which is what the
+    grid must hide from the data. Releases and exact sums."""
     keys = _keys(name)
-    keyholder, aggregator, clients = roles(name, sizes=SIZES, keys=keys)
     rounds = []
-    for cohort in (clients, clients[1:]):
+    for everyone in (True, False):
+        keyholder, aggregator, clients = roles(name, sizes=SIZES, keys=keys)
+        cohort = clients if everyone else clients[1:]
         start = open_round(keyholder, aggregator)
         for c in cohort:
             aggregator.add(c.participate(start).update)
@@ -143,7 +147,6 @@ def test_two_cohorts_no_longer_give_the_victims_sample_count(name):
     assert weights == [sum(SIZES), sum(SIZES[1:])]
     assert weights[0] - weights[1] == SIZES[0] == 30
 
-    pinned = rounds[0][0].weight  # the first release's total weight divides every later one
     for exact, released in rounds:
         count = released.contributors
         assert count == exact.count
@@ -158,8 +161,8 @@ def test_two_cohorts_no_longer_give_the_victims_sample_count(name):
         scores = likelihood_attack(ks, 1, count, plan.max_weight)
         assert np.ptp(scores) == 0.0
         # The price: at most half a step per value.
-        assert np.max(np.abs(released.mean - exact.total / pinned)) <= step / 2 * (1 + 1e-9)
-        np.testing.assert_array_equal(released.mean, rounded_mean(exact.units, pinned, step))
+        assert np.max(np.abs(released.mean - exact.total / exact.weight)) <= step / 2 * (1 + 1e-9)
+        np.testing.assert_array_equal(released.mean, rounded_mean(exact.units, exact.weight, step))
 
 
 def test_at_64_bits_the_doubles_blurred_per_value_paillier_by_accident_not_by_design():
@@ -297,7 +300,7 @@ def test_a_colluders_value_at_the_clip_reads_one_pinned_total_and_no_sample_coun
     if not pinned:
         assert 90 - attack(Task.MOMENTS, others) == victim.n_samples == 30
         return
-    with pytest.raises(PolicyViolation, match="must come from the 4 clients"):
+    with pytest.raises(PolicyViolation, match="cohort, the 4 clients of its first"):
         attack(Task.MOMENTS, others)
     assert (keyholder.released, keyholder.rejected) == (1, 0)  # nothing more decrypted
 
@@ -311,7 +314,7 @@ def test_an_evaluation_from_another_cohort_is_refused_before_decryption():
     attack(Task.TRAIN, [victim, *others])
     attack(Task.EVALUATE, [victim, *others])
     attack(Task.TRAIN, [victim, *others])
-    with pytest.raises(PolicyViolation, match="must come from the 4 clients"):
+    with pytest.raises(PolicyViolation, match="cohort, the 4 clients of its first"):
         attack(Task.EVALUATE, others)
     assert (keyholder.released, keyholder.rejected) == (3, 0)
 
@@ -342,3 +345,56 @@ def test_a_restored_key_holder_keeps_its_pinned_divisor_and_an_older_state_is_re
     )
     with pytest.raises(MalformedMessage, match="start a new federation"):
         KeyHolder.restore(keyholder._keys, keyholder._identity, older)
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["pinned", "any-cohort"])
+def test_a_colluder_that_saturates_the_model_cannot_difference_two_cohorts(pinned, monkeypatch):
+    """Red team 10, with the aggregator and one colluding client of the largest weight.
+    Its proven contributions at the clip drive the intercept to saturation (every
+    sigmoid 0 or 1), where an honest update no longer depends on the model: at
+    ``b = -30`` a client's ``n·Δb`` is its count of positives. Two values of its own
+    read the pinned divisor ``W_0``, each release then gives its cohort's honest sum
+    exactly, and a cohort without the victim gives the victim's by difference: its 12
+    positives exactly, with no refusal (``any-cohort``: the key holder patched to
+    accept any cohort again). Now every training aggregate must come from the
+    federation's cohort, and the one without the victim is refused undecrypted."""
+    if not pinned:
+        monkeypatch.setattr(Normalisers, "check", lambda self, task, contributors: None)
+    from tests.protocol.harness import client, signed_update
+
+    plan = RunPlan(n_features=3, standardize=False)
+    keyholder, aggregator, _ = roles("paillier-packed", sizes=(), min_clients=None, plan=plan)
+    sizes = (30, 50, 20, 40, 35)
+    clients = [client(keyholder, f"c{i}", i, n) for i, n in enumerate(sizes)]
+    for c in clients:
+        keyholder.register(c.client_id, c.verify_key)
+        aggregator.register(c.client_id, c.verify_key)
+    victim, colluder, *others = clients
+    cohort = [victim, *others[:2]]  # three of five: the default minimum
+    weight, clip = colluder._key.scheme.max_weight, colluder._key.scheme.clip
+
+    def release(members, value: float) -> np.ndarray:
+        start = open_round(keyholder, aggregator, Task.TRAIN)
+        for c in members:
+            aggregator.add(c.participate(start).update)
+        colluder._last_round = decode(start, RoundStart).round
+        x = np.zeros(plan.vector_size(Task.TRAIN))
+        x[-1] = value
+        aggregator.add(signed_update(colluder, start, colluder._key.encrypt(x, weight=weight)))
+        return aggregator.apply(keyholder.decrypt_aggregate(aggregator.finish_round())).mean
+
+    while aggregator.model.weights[-1] > -30:
+        release(cohort, -clip)
+    a, b = release(cohort, -clip), release(cohort, -clip / 2)
+    pinned_total = round(weight * (clip / 2) / (b[-1] - a[-1]))
+    assert pinned_total == sum(sizes[:1] + sizes[2:4]) + weight  # W_0, as designed
+    with_victim = pinned_total * b - weight * np.append(np.zeros(3), -clip / 2)
+    if not pinned:
+        without = pinned_total * release(others[:2], -clip / 2)
+        without -= weight * np.append(np.zeros(3), -clip / 2)
+        positives = round(with_victim[-1] - without[-1])
+        assert positives == int(victim._y.sum()) == 12
+        return
+    with pytest.raises(PolicyViolation, match="must come from the federation.s cohort"):
+        release(others[:2], -clip / 2)
+    assert keyholder.rejected == 0
