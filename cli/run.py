@@ -204,7 +204,7 @@ def _resuming(checkpoint: Path | None) -> int | None:
     show_default=True,
     help=(
         "Probability that a client sits out a training round (every client scores "
-        "evaluations; a round's step shrinks by its share of the first round's samples)."
+        "evaluations; without --dp-epsilon a round someone sits out is refused)."
     ),
 )
 @click.option("--seed", type=int, default=RUN_DEFAULTS["seed"], show_default=True)

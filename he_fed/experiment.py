@@ -113,10 +113,10 @@ class ExperimentConfig:
     dirichlet_alpha : float, default=0.5
         Dirichlet concentration (``--alpha`` on the command line).
     dropout : float, default=0.0
-        Probability a client sits out a training round. Every release divides by
-        the first release's total weight (:mod:`he_fed.protocol.normalisers`), so a
-        round's step shrinks by its cohort's share of it; every client scores the
-        evaluation rounds.
+        Probability a client sits out a training round; every client scores the
+        evaluation rounds. Without a privacy budget the key holder releases only
+        its first release's cohort (:mod:`he_fed.protocol.normalisers`), so a round
+        someone sits out is refused and skipped.
     min_clients : int, optional
         Smallest cohort the key holder decrypts (default: a majority of the
         clients, at least 2).

@@ -349,15 +349,15 @@ class KeyHolder:
         """
         if self._rejected >= self._max_rejections:
             raise PolicyViolation(self._retired())
-        private = self._privacy is not None
+        budget = self._privacy
         try:
             mean, weight = checked_mean(
                 secret or self._keys.secret,
                 vector,
                 plan,
                 binding=binding,
-                normaliser=self._privacy.divisor if self._privacy is not None else None,
-                divisor=None if private else self._divisors.divisor(message.task),
+                normaliser=None if budget is None else budget.divisor,
+                divisor=self._divisors.divisor(message.task) if budget is None else None,
             )
         except AggregateRejected as exc:
             self._rejected += 1
@@ -373,7 +373,7 @@ class KeyHolder:
                 "sum to; nothing was released",
                 off_grid=exc.off_grid,
             ) from None
-        if not private:
+        if budget is None:
             self._divisors.pin(message.task, weight, message.contributors)
         return mean
 

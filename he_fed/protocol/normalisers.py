@@ -43,7 +43,7 @@ from he_fed.crypto import wire
 from he_fed.exceptions import PolicyViolation
 from he_fed.protocol.messages import Task
 
-__all__ = ["Normalisers", "Pin", "kind_of"]
+__all__ = ["Normalisers"]
 
 #: What the weights of each task count.
 _KIND = {
@@ -120,6 +120,3 @@ class Normalisers:
             if weight:
                 pins._pins[kind] = Pin(weight, cohort)
         return pins
-
-    def __len__(self) -> int:
-        return len(self._pins)
