@@ -298,3 +298,16 @@ def test_a_federation_round_reports_which_shares_took_part():
     federation.keyholder.absent = {2}
     outcome = federation.run_round()
     assert outcome.skipped is None and outcome.shares == ((1, 3, 4), ())
+
+
+def test_no_holder_partially_decrypts_an_aggregate_of_another_cohort():
+    """One cohort per federation holds on a council too (he_fed.protocol.normalisers):
+    every holder refuses a second cohort before it computes a partial, so no
+    coalition of the aggregator and fewer than t holders gets its sum either."""
+    council = _council()
+    aggregator, clients = _wire(council)
+    _round(council, aggregator, clients)
+    with pytest.raises(PolicyViolation, match="federation's cohort"):
+        _round(council, aggregator, clients[1:])
+    assert all(d._pending is None for d in council._holders.values())
+    decode(_round(council, aggregator, clients), Aggregate)  # the full cohort goes on
