@@ -123,7 +123,9 @@ class PlainSecretKey(SecretKey):
 
 
 def _plain_commitment(values: np.ndarray, weight: int) -> bytes:
-    return np.append(values, float(weight)).astype(">f8").tobytes()
+    # ``+ 0.0`` turns -0.0 into 0.0: a sum of -0.0s is -0.0, but the commitments'
+    # sum starts from 0.0, and the two must agree byte for byte.
+    return (np.append(values, float(weight)) + 0.0).astype(">f8").tobytes()
 
 
 class PlainVector(EncryptedVector):

@@ -18,6 +18,15 @@ def test_commitment_of_a_sum_is_the_sum_of_commitments(scheme_name, keys, rng):
     assert loaded.commitment() == total.commitment() == expected
 
 
+def test_a_sum_of_negative_zeros_matches_its_commitments(scheme_name, keys):
+    # A FedSGD step of -step * 0.0 is -0.0; the plain baseline once committed to its
+    # sign bit, so a column of -0.0 at every client made an honest round look forged.
+    vectors = [keys.public.encrypt(np.array([-0.0, 0.5, -0.0]), weight=w) for w in (1, 3, 2)]
+    total = sum(vectors)
+    expected = keys.public.sum_commitments([v.commitment() for v in vectors], 3)
+    assert total.commitment() == expected
+
+
 def test_a_single_ciphertext_does_not_match_the_commitment_of_a_sum(scheme_name, keys, rng):
     vectors = [keys.public.encrypt(rng.uniform(-1, 1, 4)) for _ in range(3)]
     expected = keys.public.sum_commitments([v.commitment() for v in vectors], 4)
