@@ -110,7 +110,14 @@ def _resuming(checkpoint: Path | None) -> int | None:
 )
 @click.option("--clients", type=int, default=RUN_DEFAULTS["clients"], show_default=True)
 @click.option("--rounds", type=int, default=RUN_DEFAULTS["rounds"], show_default=True)
-@click.option("--local-epochs", type=int, default=RUN_DEFAULTS["local_epochs"], show_default=True)
+@click.option(
+    "--local-epochs",
+    type=int,
+    default=RUN_DEFAULTS["local_epochs"],
+    show_default=True,
+    help="Epochs each client trains per round. 1 is FedSGD: each record's gradient is "
+    "clipped, so aggregates are functions of the cohort's pooled rows up to rounding.",
+)
 @click.option(
     "--lr",
     type=_FloatList(),

@@ -19,7 +19,10 @@ PARAMS_DOC = """
     rounds : int, default=20
         Training rounds.
     local_epochs : int, default=5
-        Epochs each client trains per round (1 with full batches is FedSGD).
+        Epochs each client trains per round. 1 with full batches is FedSGD: each
+        client then clips each record's gradient rather than its update, so the
+        aggregates are functions of the cohort's pooled rows up to each client's
+        rounding (``he_fed.privacy.clipped_gradient_mean``).
     learning_rate : float or None, default=None
         Clients' step size on standardised data. None means 0.5 for logistic and
         0.1 for linear regression, which converge on all the built-in datasets.

@@ -14,7 +14,13 @@ from he_fed.privacy._accountant import (
     epsilon_after,
 )
 from he_fed.privacy._budget import PrivacyBudget
-from he_fed.privacy._clipping import clip_update, clipped_gradient_sum, per_record_gradients
+from he_fed.privacy._clipping import (
+    clip_update,
+    clipped_gradient_mean,
+    clipped_gradient_sum,
+    fedsgd_step,
+    per_record_gradients,
+)
 from he_fed.privacy._discrete_gaussian import sample_discrete_gaussian
 from he_fed.privacy._mechanism import LEVELS, DPMechanism
 from he_fed.privacy._plan import GRID_SCHEMES, plan_mechanism, privacy_estimate, private_setup
@@ -28,8 +34,10 @@ __all__ = [
     "calibrate_noise_multiplier",
     "check_target",
     "clip_update",
+    "clipped_gradient_mean",
     "clipped_gradient_sum",
     "epsilon_after",
+    "fedsgd_step",
     "per_record_gradients",
     "plan_mechanism",
     "privacy_estimate",

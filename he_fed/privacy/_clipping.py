@@ -21,7 +21,13 @@ import numpy as np
 
 from he_fed.models import BaseGD, LogisticRegressionGD
 
-__all__ = ["clip_update", "clipped_gradient_sum", "per_record_gradients"]
+__all__ = [
+    "clip_update",
+    "clipped_gradient_mean",
+    "clipped_gradient_sum",
+    "fedsgd_step",
+    "per_record_gradients",
+]
 
 
 def _targets(model: BaseGD, y: np.ndarray, classes: np.ndarray | None, rows: int) -> np.ndarray:
@@ -91,6 +97,61 @@ def clipped_gradient_sum(
     norms = np.linalg.norm(grads, axis=1)
     factor = np.minimum(1.0, clip / np.maximum(norms, np.finfo(np.float64).tiny))
     return -(grads * factor[:, None]).sum(axis=0), int(np.count_nonzero(norms > clip))
+
+
+def fedsgd_step(model: BaseGD, epochs: int) -> float | None:
+    """The public step of one pooled full-batch epoch, or None for local training.
+
+    One epoch (``epochs == 1``) of full-batch descent at a learning rate fixed
+    before any data is seen (not ``"auto"``, which reads the client's Gram
+    matrix), with an intercept and without a proximal term: FedSGD, whose step
+    :func:`clipped_gradient_mean` computes.
+    """
+    params = model.get_params()
+    rate = params.get("learning_rate")
+    pooled = (
+        epochs == 1
+        and not isinstance(rate, str)
+        and params.get("batch_size") is None
+        and not params.get("prox_mu")
+        and params.get("fit_intercept", True)
+    )
+    return float(rate) if pooled else None
+
+
+def clipped_gradient_mean(
+    model: BaseGD,
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    step: float,
+    bound: float,
+    classes: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
+    """``-step * mean_i clip(g_i)``: one full-batch step whose weighted sum is pooled.
+
+    Each coordinate of each record's gradient is clipped to ``bound / step``, so
+    every value of the step lies in ``[-bound, bound]`` without clipping the step
+    itself. Weighted by ``n_k`` and summed over clients, it is ``-step`` times the
+    sum of the clipped gradients of all their records: in exact arithmetic, the
+    same for any split of the same rows among the clients. Each client's float
+    rounding of its mean, and its rounding to the encoding grid, are not pooled,
+    and a colluder can read them (red team 12, ``DESIGN.md``). Where no gradient
+    reaches the limit, it is one epoch of full-batch descent at ``step``.
+
+    Returns
+    -------
+    step : ndarray of shape (n_rows * (n_features + 1),)
+    clipped : int
+        Record gradient coordinates that were clipped.
+    """
+    grads = per_record_gradients(model, X, y, weights, classes)
+    limit = bound / step
+    clipped = int(np.count_nonzero(np.abs(grads) > limit))
+    # The mean of values at the limit can round one ulp past it: the final clip only
+    # undoes that rounding.
+    mean = -step * np.clip(grads, -limit, limit).mean(axis=0)
+    return np.clip(mean, -bound, bound), clipped
 
 
 def clip_update(delta: np.ndarray, clip: float) -> tuple[np.ndarray, int]:

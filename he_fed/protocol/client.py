@@ -21,7 +21,13 @@ from he_fed.exceptions import (
     ProtocolError,
 )
 from he_fed.models import BaseGD
-from he_fed.privacy import DPMechanism, clip_update, clipped_gradient_sum
+from he_fed.privacy import (
+    DPMechanism,
+    clip_update,
+    clipped_gradient_mean,
+    clipped_gradient_sum,
+    fedsgd_step,
+)
 from he_fed.protocol import evaluation, tasks
 from he_fed.protocol._keys import public_material
 from he_fed.protocol.council import is_pin, verify_ticket
@@ -118,7 +124,10 @@ class Client:
     classes, flattened row by row), clips the change to the plan's bound, and
     encrypts ``[n_k * delta_k, n_k]``: the sample
     count rides along, so the aggregate is a correctly weighted FedAvg mean while
-    each client's weight stays secret.
+    each client's weight stays secret. With one epoch of full-batch descent at a
+    fixed learning rate (FedSGD), it clips each record's gradient instead
+    (:func:`~he_fed.privacy.clipped_gradient_mean`), so that the aggregate is a
+    function of the cohort's pooled rows up to each client's rounding.
 
     Parameters
     ----------
@@ -137,7 +146,8 @@ class Client:
         Unfitted estimator carrying the local hyperparameters (learning rate,
         penalty, batch size, seed). It is cloned every round.
     local_epochs : int, default=1
-        Epochs per round (``1`` with full batches is FedSGD).
+        Epochs per round (``1`` with full batches and a numeric learning rate is
+        FedSGD, whose aggregates are pooled figures up to rounding).
     classes : array-like of shape (n_classes,), optional
         The federation's class labels, for classification. Three or more make
         the multinomial model, whose weights have one row per class.
@@ -459,6 +469,11 @@ class Client:
                 self._model, X, y, weights, self._privacy.clip, self._classes
             )
             return self._privacy.noisy(step), clipped
+        step = fedsgd_step(self._model, self._epochs) if self._privacy is None else None
+        if step is not None:
+            return clipped_gradient_mean(
+                self._model, X, y, weights, step, self._key.scheme.clip, self._classes
+            )
         model = clone(self._model).set_params(max_iter=self._epochs)
         if rows == 1:
             fit_params = {"coef_init": weights[:-1], "intercept_init": weights[-1]}

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from he_fed.models import LinearRegressionGD, LogisticRegressionGD
-from he_fed.privacy import clip_update, clipped_gradient_sum, per_record_gradients
+from he_fed.privacy import (
+    clip_update,
+    clipped_gradient_mean,
+    clipped_gradient_sum,
+    fedsgd_step,
+    per_record_gradients,
+)
 
 
 def _data(kind: str):
@@ -57,3 +63,54 @@ def test_a_whole_update_is_scaled_to_the_clip_bound():
     assert clipped == 1
     small, none = clip_update(np.array([0.3, 0.4]), 1.0)
     assert none == 0 and small.tolist() == [0.3, 0.4]
+
+
+@pytest.mark.parametrize("kind", ["linear", "binary", "multinomial"])
+def test_a_fedsgd_step_weighted_by_row_count_is_the_same_for_any_split_of_the_rows(kind):
+    """``n_k`` times each client's step sums to the pooled rows' step, clipping included."""
+    model, X, y, classes, rows = _data(kind)
+    weights = np.random.default_rng(5).normal(scale=3, size=rows * 4)
+    step, bound = 0.5, 0.1  # a limit of 0.2 per record coordinate: most records reach it
+    pooled, clipped = clipped_gradient_mean(model, X, y, weights, step, bound, classes)
+    assert clipped > 40
+    assert np.abs(pooled).max() <= bound
+    for cuts in ([7], [1, 20, 33], [39]):
+        parts = np.split(np.arange(40), cuts)
+        total = sum(
+            len(p) * clipped_gradient_mean(model, X[p], y[p], weights, step, bound, classes)[0]
+            for p in parts
+        )
+        np.testing.assert_allclose(total, 40 * pooled, rtol=0, atol=1e-12)
+    # Clipping each client's step instead depends on the split.
+    whole = sum(
+        len(p)
+        * np.clip(
+            -step * per_record_gradients(model, X[p], y[p], weights, classes).mean(0), -bound, bound
+        )
+        for p in np.split(np.arange(40), [7])
+    )
+    assert np.abs(whole - 40 * pooled).max() > 1e-3
+
+
+def test_below_the_limit_a_fedsgd_step_is_one_epoch_of_descent():
+    model, X, y, classes, _ = _data("binary")
+    weights = np.array([0.3, -0.2, 0.1, 0.05])
+    step, clipped = clipped_gradient_mean(model, X, y, weights, 0.5, 100.0, classes)
+    assert clipped == 0
+    grads = per_record_gradients(model, X, y, weights, classes)
+    np.testing.assert_array_equal(step, -0.5 * grads.mean(axis=0))
+
+
+@pytest.mark.parametrize(
+    ("params", "epochs", "expected"),
+    [
+        ({"learning_rate": 0.5}, 1, 0.5),
+        ({"learning_rate": 0.5}, 2, None),
+        ({"learning_rate": "auto"}, 1, None),  # read off the client's Gram matrix
+        ({"learning_rate": 0.5, "batch_size": 8}, 1, None),
+        ({"learning_rate": 0.5, "prox_mu": 0.1}, 1, None),
+        ({"learning_rate": 0.5, "fit_intercept": False}, 1, None),
+    ],
+)
+def test_only_one_full_batch_epoch_at_a_fixed_step_is_fedsgd(params, epochs, expected):
+    assert fedsgd_step(LogisticRegressionGD(**params), epochs) == expected

@@ -20,9 +20,10 @@ holder requires, and use the statistics rounds and the model instead:
 
 The two honest clients' row and positive counts come out exactly, as an unordered
 pair, with no refusal (Paillier, packed Paillier and CKKS in the red team's runs).
-Nothing here needs a second cohort. What would stop it: a private run (noise on
-every release), or bounds on one client's influence on the statistics rounds and on
-the model (its weight against the cohort's, robust statistics); neither is built.
+Nothing here needs a second cohort. A private run bounds it. FedSGD (one epoch at a
+fixed step, each record's gradient clipped) removes its channel, as the last test
+here shows; the rounding residues FedSGD leaves are red team 12's
+(``test_rounding_inference.py``).
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from he_fed.protocol import Aggregator, KeyHolder, RunPlan, Task, tasks
+from he_fed.models import LogisticRegressionGD
+from he_fed.protocol import Aggregator, Client, KeyHolder, RunPlan, Task, tasks
+from he_fed.protocol import client as client_module
 from tests.conftest import keys_for
-from tests.protocol.harness import client, open_round, signed_update
+from tests.protocol.harness import client, data, open_round, signed_update
 
 ETA, EPOCHS, ALPHA, CLIP, Z, WEIGHT = 0.5, 2, 1e-4, 4.0, 3.0, 128
-SIZES = {"victim": 30, "alice": 50, "bob": 20, "colluder": 10}
 
 
 def _delta(w0, b, n, positives):
@@ -48,12 +50,14 @@ def _delta(w0, b, n, positives):
     return np.clip(w - w0, -CLIP, CLIP), np.clip(bias - b, -CLIP, CLIP)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (red team 11): a colluder that dictates the statistics and steers the "
-    "model inverts a fixed cohort's sums into each honest client's counts",
-)
-def test_a_colluder_steering_a_fixed_cohort_does_not_get_each_clients_counts():
+def _attack(split: int, epochs: int = EPOCHS, z: float = Z, rounds: int = 12):
+    """Red team 11's sequence against a cohort whose 80 honest rows are split at ``split``.
+
+    The rows are the same whatever the split: the victim holds the first ``split``
+    of them, alice the rest. Returns the key holder, the releases (moments, then
+    every training round) and what the colluder reads off them: per round, the
+    model and the honest sums of ``w_0`` and ``b``.
+    """
     plan = RunPlan(n_features=3, standardize=True)
     keyholder = KeyHolder(keys_for("paillier"), plan=plan)  # default policy: 3 of 4
     aggregator = Aggregator(
@@ -62,10 +66,24 @@ def test_a_colluder_steering_a_fixed_cohort_does_not_get_each_clients_counts():
         keyholder=keyholder.identity_bytes,
         allow_insecure=True,
     )
+    X, y = (np.concatenate(parts) for parts in zip(data(11, 30), data(12, 50), strict=True))
+    rows = {"victim": slice(0, split), "alice": slice(split, 80)}
     clients = {
-        name: client(keyholder, name, 11 + i, n, local_epochs=EPOCHS)
-        for i, (name, n) in enumerate(SIZES.items())
+        name: Client(
+            name,
+            X[part],
+            y[part],
+            keyholder.public_key_bytes(),
+            keyholder=keyholder.identity_bytes,
+            model=LogisticRegressionGD(learning_rate=ETA, alpha=ALPHA),
+            local_epochs=epochs,
+            classes=np.array([0, 1]),
+            allow_insecure=True,
+        )
+        for name, part in rows.items()
     }
+    clients["bob"] = client(keyholder, "bob", 13, 20)
+    clients["colluder"] = client(keyholder, "colluder", 14, 10)
     for c in clients.values():
         keyholder.register(c.client_id, c.verify_key)
         aggregator.register(c.client_id, c.verify_key)
@@ -83,11 +101,16 @@ def test_a_colluder_steering_a_fixed_cohort_does_not_get_each_clients_counts():
     total = round(WEIGHT / release(Task.MAGNITUDE, np.ones(3))[0])  # the pinned W_0
     honest_total = total - WEIGHT
     variance, k = 1e-6, total / WEIGHT
-    m1 = Z * np.sqrt(variance)
-    release(Task.MOMENTS, np.array([m1 * k, 0, 0, (m1 * m1 + variance) * k, 1e-12 * k, 1e-12 * k]))
+    m1 = z * np.sqrt(variance)
+    releases = [
+        release(
+            Task.MOMENTS,
+            np.array([m1 * k, 0, 0, (m1 * m1 + variance) * k, 1e-12 * k, 1e-12 * k]),
+        )
+    ]
     rng = np.random.default_rng(0)
     observed = []
-    for _ in range(12):
+    for _ in range(rounds):
         w0, b = aggregator.weights[0], aggregator.weights[-1]
         hw, hb = _delta(w0, b, honest_total, honest_total / 2)
         values = np.zeros(4)
@@ -97,9 +120,20 @@ def test_a_colluder_steering_a_fixed_cohort_does_not_get_each_clients_counts():
         values[-1] = np.clip(
             ((target - b) * total / step - honest_total * hb) / WEIGHT, -3.99, 3.99
         )
-        sums = release(Task.TRAIN, values) * total - WEIGHT * values  # the honest sums
+        releases.append(release(Task.TRAIN, values))
+        sums = releases[-1] * total - WEIGHT * values  # the honest sums
         observed.append((w0, b, sums[0], sums[-1]))
-    observed = np.array(observed)
+    truth = {(c.n_samples, int(c._y.sum())) for c in honest}
+    return keyholder, releases, np.array(observed), honest_total, truth
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (red team 11): a colluder that dictates the statistics and steers the "
+    "model inverts a fixed cohort's FedAvg sums into each honest client's counts",
+)
+def test_a_colluder_steering_a_fixed_cohort_does_not_get_each_clients_counts():
+    keyholder, _, observed, honest_total, truth = _attack(split=30)
     sums = np.concatenate([observed[:, 2], observed[:, 3]])
     table = {
         n: n
@@ -114,6 +148,35 @@ def test_a_colluder_steering_a_fixed_cohort_does_not_get_each_clients_counts():
         for i in range(n + 1)
         for j in range(honest_total - n + 1)
     )
-    truth = {(c.n_samples, int(c._y.sum())) for c in honest}
     assert keyholder.rejected == 0
     assert {(best[1], best[2]), (honest_total - best[1], best[3])} != truth
+
+
+@pytest.mark.parametrize("clip", ["each-record", "whole-update"])
+def test_fedsgd_releases_are_the_same_whoever_holds_which_rows(clip, monkeypatch):
+    """Red team 11 against FedSGD: the same 80 rows split 30/50 or 40/40 release the same.
+
+    One epoch of full-batch descent at a fixed step, each record's gradient
+    clipped, makes ``n_k * delta_k`` a sum over the client's rows, so the cohort's
+    sum is one over their pooled rows. The colluder's ``Z = 20`` puts honest
+    records' gradients on ``w_0`` (``Z·(sigmoid(b) - y)``) past the clip
+    (``clip / step = 8``).
+    Every moments and training release, and so every model and every steering
+    choice, agrees between the two splits to float precision, so red team 11's
+    inversion has nothing to work on. (The residues below that precision are not
+    pooled: red team 12, ``test_rounding_inference.py``.) The control clips each client's whole
+    update instead (the client's FedAvg path at one epoch), which makes the sum a
+    function of each client's row count: the splits then release different sums.
+    """
+    if clip == "whole-update":
+        monkeypatch.setattr(client_module, "fedsgd_step", lambda model, epochs: None)
+    runs = [_attack(split, epochs=1, z=20.0) for split in (30, 40)]
+    (holder_a, released_a, _, _, truth_a), (holder_b, released_b, _, _, truth_b) = runs
+    assert truth_a != truth_b
+    assert holder_a.rejected == holder_b.rejected == 0
+    assert holder_a.released == holder_b.released == 1 + len(released_a)
+    gap = max(float(np.abs(a - b).max()) for a, b in zip(released_a, released_b, strict=True))
+    if clip == "each-record":
+        assert gap <= 1e-12
+    else:
+        assert gap > 1e-3

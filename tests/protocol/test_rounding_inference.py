@@ -1,0 +1,162 @@
+"""Red team 12: a colluder reads a fixed FedSGD cohort's rounding residues.
+
+Open, performed as a strict expected failure. FedSGD's per-record clipping makes a
+cohort's sum a function of its pooled rows in exact arithmetic, but each honest
+client encodes ``n_k · rint(S · fl(mean_k))``: the float rounding of its own mean
+(the Paillier plan's 64-bit grid keeps it) and its rounding to the grid, times its
+row count, neither of which is pooled. The aggregator and one colluding client:
+
+1. send the clip in the magnitude round at an odd weight (127): the release gives
+   the pinned total ``W`` (207), so 80 honest rows;
+2. set every column's mean to 0 and variance to ``1e6`` in the moments round, which
+   is theirs alone (the pre-scale is ``2^48``): every standardised feature is about
+   ``1e-18``, so every row's logit is the intercept ``b``;
+3. keep the first training release (``b = 0``, sigmoid exactly 0.5), then steer
+   ``b`` to +45 (sigmoid exactly 1) and later to -45 (about 0), where every honest
+   intercept value is constant from round to round;
+4. in each regime, binary-search the honest integer total through the release's
+   rounding window: the colluder's own offset, at a weight coprime to ``W``, puts a
+   window boundary on each tested threshold (10 rounds each);
+5. keep the splits ``{(n_1, p_1), (n_2, p_2)}`` of the pooled counts whose
+   encodings reproduce all three totals.
+
+81 releases, no refusal: the split 30/50 leaves one candidate, the truth. (40/40
+leaves nine, 50/30 twelve, the truth among them, in the red team's runs.) What
+would stop it: clients that send an exact integer sum of per-record grid values
+(weight 1, the plan's clip scaled by the largest weight), so that the cohort's
+total is pooled to the last unit; or a private run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from he_fed.models import LogisticRegressionGD
+from he_fed.protocol import Aggregator, Client, KeyHolder, RunPlan, Task, tasks
+from he_fed.protocol.release import rounded_mean
+from tests.conftest import keys_for
+from tests.protocol.harness import client, data, open_round, signed_update
+
+MAGNITUDE_WEIGHT = 127  # odd, so that the pinned total is odd too
+
+
+class _Colluder:
+    """The aggregator and the colluding client of a cohort {victim, alice, colluder}."""
+
+    def __init__(self, split: int) -> None:
+        plan = RunPlan(n_features=3, standardize=True)
+        self.keyholder = KeyHolder(keys_for("paillier"), plan=plan)  # default: 3 of 4
+        self.aggregator = Aggregator(
+            self.keyholder.aggregation_key_bytes(),
+            plan=plan,
+            keyholder=self.keyholder.identity_bytes,
+            allow_insecure=True,
+        )
+        X, y = (np.concatenate(p) for p in zip(data(11, 30), data(12, 50), strict=True))
+        clients = {
+            name: Client(
+                name,
+                X[part],
+                y[part],
+                self.keyholder.public_key_bytes(),
+                keyholder=self.keyholder.identity_bytes,
+                model=LogisticRegressionGD(learning_rate=0.5),
+                local_epochs=1,
+                classes=np.array([0, 1]),
+                allow_insecure=True,
+            )
+            for name, part in {"victim": slice(0, split), "alice": slice(split, 80)}.items()
+        }
+        clients["bob"] = client(self.keyholder, "bob", 13, 20, local_epochs=1)
+        clients["colluder"] = client(self.keyholder, "colluder", 14, 10)
+        for c in clients.values():
+            self.keyholder.register(c.client_id, c.verify_key)
+            self.aggregator.register(c.client_id, c.verify_key)
+        self.honest, self.colluder = [clients["victim"], clients["alice"]], clients["colluder"]
+        quantizer = tasks.plan_for(self.colluder._key, Task.TRAIN).scheme.quantizer
+        self.quantizer, self.scale = quantizer, quantizer.levels / quantizer.clip
+
+    def release(self, task: Task, values, weight: int) -> np.ndarray:
+        start = open_round(self.keyholder, self.aggregator, task)
+        for c in self.honest:
+            self.aggregator.add(c.participate(start).update)
+        key = tasks.plan_for(self.colluder._key, task)
+        vector = key.encrypt(np.asarray(values, dtype=np.float64), weight=weight)
+        self.aggregator.add(signed_update(self.colluder, start, vector))
+        finished = self.aggregator.finish_round()
+        return self.aggregator.apply(self.keyholder.decrypt_aggregate(finished)).mean
+
+    def steer(self, sign: int) -> None:
+        while sign * self.aggregator.weights[-1] < 45:
+            self.release(Task.TRAIN, [0, 0, 0, 3.99 * sign], MAGNITUDE_WEIGHT)
+
+    def search(self, total: int) -> int:
+        """The honest intercept total, in grid units, by binary search over windows."""
+        w = next(x for x in range(7, 128) if math.gcd(x, total) == 1)
+        g = w * 2**10  # keeps the colluder's value q = c / w a float-exact integer
+        inverse = pow(g, -1, total)
+        estimate = self.release(Task.TRAIN, np.zeros(4), w)[-1] / self.quantizer.step * total
+        lo, hi = math.floor(estimate - total * 2**7), math.ceil(estimate + total * 2**7)
+        while hi > lo:
+            mid = (lo + hi + 1) // 2  # is T >= mid? Put a window boundary there.
+            residue = (((total + 1) // 2 - mid) * inverse) % total
+            u0 = round(-mid / g)
+            c = g * (u0 - ((u0 - residue) % total))
+            value = (c // w) / self.scale
+            k = round(self.release(Task.TRAIN, [0, 0, 0, value], w)[-1] / self.quantizer.step)
+            lo = max(lo, -((2 * k - 1) * total // -2) - c)
+            hi = min(hi, -((2 * k + 1) * total // -2) - 1 - c)
+        return lo
+
+    def units(self, n: int, count: int, regime: float) -> int:
+        """What an honest client of ``n`` rows encodes on the intercept, in grid units."""
+        if regime == 0.5:  # sigmoid 0.5: residuals of -0.5 (positives) and 0.5
+            mean = np.array([-0.5] * count + [0.5] * (n - count)).mean()
+        else:  # sigmoid 1 (``count`` negatives) or 0 (``count`` positives)
+            mean = regime * np.array([1.0] * count + [0.0] * (n - count)).mean()
+        return n * int(np.rint(-0.5 * mean * self.scale))
+
+
+def _attack(split: int):
+    attack = _Colluder(split)
+    total = round(MAGNITUDE_WEIGHT / attack.release(Task.MAGNITUDE, np.ones(3), 127)[0])
+    honest, k = total - MAGNITUDE_WEIGHT, total / MAGNITUDE_WEIGHT
+    attack.release(Task.MOMENTS, [0, 0, 0, 1e6 * k, 1e6 * k, 1e6 * k], MAGNITUDE_WEIGHT)
+    first = attack.release(Task.TRAIN, np.zeros(4), 7)[-1]
+    attack.steer(+1)
+    t1 = attack.search(total)
+    attack.steer(-1)
+    t0 = attack.search(total)
+    step = attack.quantizer.step
+    negatives, positives = round(-t1 * step / 0.5), round(t0 * step / 0.5)
+    candidates = set()
+    for n in range(1, honest):
+        for m in range(max(0, negatives - (honest - n)), min(n, negatives) + 1):
+            p, q = n - m, positives - (n - m)
+            if not 0 <= q <= honest - n:
+                continue
+            both = [(n, m, p), (honest - n, negatives - m, q)]
+            if sum(attack.units(a, b, 1) for a, b, _ in both) != t1:
+                continue
+            if sum(attack.units(a, c, -1) for a, _, c in both) != t0:
+                continue
+            middle = sum(attack.units(a, c, 0.5) for a, _, c in both)
+            if rounded_mean(np.array([middle], dtype=object), total, step)[0] != first:
+                continue
+            candidates.add(frozenset({(n, p), (honest - n, q)}))
+    truth = frozenset((c.n_samples, int(c._y.sum())) for c in attack.honest)
+    return attack.keyholder, candidates, truth
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (red team 12): FedSGD clients' rounding residues are not pooled; a "
+    "colluder reads them through the release's window",
+)
+def test_a_colluder_cannot_read_a_fedsgd_cohorts_split_from_its_rounding():
+    keyholder, candidates, truth = _attack(split=30)
+    assert keyholder.rejected == 0
+    assert candidates != {truth}
