@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from he_fed.crypto import wire
-from he_fed.exceptions import PolicyViolation
+from he_fed.exceptions import MalformedMessage, PolicyViolation
 from he_fed.protocol.messages import Task
 
 __all__ = ["Normalisers"]
@@ -112,11 +112,25 @@ class Normalisers:
 
     @classmethod
     def read_from(cls, r: wire.Reader) -> Normalisers:
-        """The pins :meth:`write_to` wrote."""
+        """The pins :meth:`write_to` wrote.
+
+        Raises
+        ------
+        MalformedMessage
+            If a pin is not one :meth:`pin` makes: a weight without a cohort or a
+            cohort without a weight, a weight below the cohort's size (each
+            contribution weighs at least 1), or a cohort not sorted and distinct.
+        """
         pins = cls()
         for kind in _KINDS:
             weight = r.uint()
             cohort = tuple(r.text() for _ in range(r.uint(4)))
-            if weight:
-                pins._pins[kind] = Pin(weight, cohort)
+            if not weight and not cohort:
+                continue
+            if weight < len(cohort) or not cohort or list(cohort) != sorted(set(cohort)):
+                raise MalformedMessage(
+                    f"the key holder's state pins an impossible {kind} cohort: "
+                    f"{len(cohort)} client(s) of total weight {weight}"
+                )
+            pins._pins[kind] = Pin(weight, cohort)
         return pins
