@@ -38,7 +38,8 @@ class RoundRecord:
     failures : dict of str to str
         Why each failed client failed.
     clipped : int
-        Values clipped before encryption, over all clients.
+        Values clipped before encryption, over all clients (for FedSGD, record
+        gradient coordinates).
     skipped : str or None
         Why the round released no aggregate, if it did not.
     wall_s : float

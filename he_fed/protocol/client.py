@@ -62,7 +62,8 @@ class ClientReport:
         Seconds spent training (or computing statistics), encoding and
         encrypting, committing, signing and proving, and serializing.
     clipped : int
-        Values clipped to the plan's bound before encryption.
+        Values clipped to the plan's bound before encryption (for FedSGD, record
+        gradient coordinates clipped; for a private run, what its clipping counts).
     """
 
     round: int
