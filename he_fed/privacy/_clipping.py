@@ -7,6 +7,12 @@ negated sum. One record then moves the sum by at most ``clip``, whatever the
 others hold. Local epochs, batches and the client's learning rate play no part:
 exactly one gradient step per round, by construction.
 
+Without noise, the same per-record clipping is FedSGD's step in a run without a
+privacy budget (:func:`clipped_gradient_mean`, when :func:`fedsgd_step` says the
+client's training is one full-batch epoch at a fixed step): weighted by the
+client's row count, it is a sum over its rows, which clipping the whole update is
+not.
+
 The gradient of one record, for the linear predictor ``z = W [x; 1]`` with rows
 ``W`` laid out as the protocol's weights (per row, coefficients then intercept),
 is ``r ⊗ [x; 1] + alpha · [W_coef; 0]``, where ``r = dloss/dz`` is the models'
