@@ -21,7 +21,10 @@ row count, neither of which is pooled. The aggregator and one colluding client:
    encodings reproduce all three totals.
 
 81 releases, no refusal: the split 30/50 leaves one candidate, the truth. (40/40
-leaves nine, 50/30 twelve, the truth among them, in the red team's runs.) What
+leaves nine, 50/30 twelve, the truth among them, in the red team's runs. On packed
+Paillier and CKKS the float error is gone but the grid rounding times ``n_k`` is
+not: nine more rounds at intercepts from -12 to -4 gave the unique truth on both
+for 30/50, in 160-166 releases.) What
 would stop it: clients that send an exact integer sum of per-record grid values
 (weight 1, the plan's clip scaled by the largest weight), so that the cohort's
 total is pooled to the last unit; or a private run.
