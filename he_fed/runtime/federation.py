@@ -70,8 +70,7 @@ class RoundOutcome:
     bytes_down : int
         Bytes of the round start each client downloads.
     clipped : int
-        Values clipped to the plan's bound, over all clients (for FedSGD, record
-        gradient coordinates).
+        Values clipped to the plan's bound over all clients (FedSGD: record gradient coordinates).
     skipped : str or None
         Why the round changed nothing, if it did not.
     wall_s : float
