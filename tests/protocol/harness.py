@@ -23,6 +23,7 @@ from he_fed.protocol import (
     Task,
     decode,
     encode,
+    tasks,
 )
 from he_fed.protocol.receipts import (
     commitment_payload,
@@ -44,8 +45,7 @@ def data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def client(holder: KeyHolder, name: str, seed: int, n: int, **kwargs: object) -> Client:
-    """A client trusting ``holder``, with ``n`` rows of synthetic data."""
+def _options(holder: KeyHolder, **kwargs: object) -> dict[str, object]:
     options: dict[str, object] = dict(
         keyholder=holder.identity_bytes,
         model=LogisticRegressionGD(learning_rate=0.5),
@@ -54,6 +54,12 @@ def client(holder: KeyHolder, name: str, seed: int, n: int, **kwargs: object) ->
         allow_insecure=True,
     )
     options.update(kwargs)
+    return options
+
+
+def client(holder: KeyHolder, name: str, seed: int, n: int, **kwargs: object) -> Client:
+    """A client trusting ``holder``, with ``n`` rows of synthetic data."""
+    options = _options(holder, **kwargs)
     public = options.pop("public_key", holder.public_key_bytes())
     return Client(name, *data(seed, n), public, **options)  # type: ignore[arg-type]
 
@@ -139,3 +145,51 @@ def local_delta(c: Client, weights: np.ndarray) -> np.ndarray:
         c._X, c._y, coef_init=weights[:-1], intercept_init=weights[-1], classes=[0, 1]
     )
     return np.append(model.coef_.ravel(), model.intercept_) - weights
+
+
+class SplitCohort:
+    """Four registered clients, standardised Paillier, and an aggregator with a colluder.
+
+    The victim holds the first ``split`` of 80 honest rows, alice the rest (the same
+    rows whatever the split); bob never answers; the colluder answers as it likes.
+    The key holder's default policy (3 of 4) makes {victim, alice, colluder} the
+    smallest cohort it decrypts, and the first release pins it.
+    """
+
+    def __init__(self, split: int, local_epochs: int) -> None:
+        plan = RunPlan(n_features=N_FEATURES, standardize=True)
+        self.keyholder = KeyHolder(keys_for("paillier"), plan=plan)
+        self.aggregator = Aggregator(
+            self.keyholder.aggregation_key_bytes(),
+            plan=plan,
+            keyholder=self.keyholder.identity_bytes,
+            allow_insecure=True,
+        )
+        X, y = (np.concatenate(p) for p in zip(data(11, 30), data(12, 50), strict=True))
+        rows = {"victim": slice(0, split), "alice": slice(split, 80)}
+        clients = [
+            Client(
+                name,
+                X[part],
+                y[part],
+                self.keyholder.public_key_bytes(),
+                **_options(self.keyholder, local_epochs=local_epochs),
+            )
+            for name, part in rows.items()
+        ]
+        self.honest = clients
+        self.colluder = client(self.keyholder, "colluder", 14, 10)
+        for c in [*clients, client(self.keyholder, "bob", 13, 20), self.colluder]:
+            self.keyholder.register(c.client_id, c.verify_key)
+            self.aggregator.register(c.client_id, c.verify_key)
+
+    def release(self, task: Task, values, weight: int) -> np.ndarray:
+        """One round: the honest clients' updates and the colluder's ``values`` at ``weight``."""
+        start = open_round(self.keyholder, self.aggregator, task)
+        for c in self.honest:
+            self.aggregator.add(c.participate(start).update)
+        key = tasks.plan_for(self.colluder._key, task)
+        vector = key.encrypt(np.asarray(values, dtype=np.float64), weight=weight)
+        self.aggregator.add(signed_update(self.colluder, start, vector))
+        finished = self.aggregator.finish_round()
+        return self.aggregator.apply(self.keyholder.decrypt_aggregate(finished)).mean

@@ -32,11 +32,9 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from he_fed.models import LogisticRegressionGD
-from he_fed.protocol import Aggregator, Client, KeyHolder, RunPlan, Task, tasks
+from he_fed.protocol import Task
 from he_fed.protocol import client as client_module
-from tests.conftest import keys_for
-from tests.protocol.harness import client, data, open_round, signed_update
+from tests.protocol.harness import SplitCohort
 
 ETA, EPOCHS, ALPHA, CLIP, Z, WEIGHT = 0.5, 2, 1e-4, 4.0, 3.0, 128
 
@@ -58,45 +56,11 @@ def _attack(split: int, epochs: int = EPOCHS, z: float = Z, rounds: int = 12):
     every training round) and what the colluder reads off them: per round, the
     model and the honest sums of ``w_0`` and ``b``.
     """
-    plan = RunPlan(n_features=3, standardize=True)
-    keyholder = KeyHolder(keys_for("paillier"), plan=plan)  # default policy: 3 of 4
-    aggregator = Aggregator(
-        keyholder.aggregation_key_bytes(),
-        plan=plan,
-        keyholder=keyholder.identity_bytes,
-        allow_insecure=True,
-    )
-    X, y = (np.concatenate(parts) for parts in zip(data(11, 30), data(12, 50), strict=True))
-    rows = {"victim": slice(0, split), "alice": slice(split, 80)}
-    clients = {
-        name: Client(
-            name,
-            X[part],
-            y[part],
-            keyholder.public_key_bytes(),
-            keyholder=keyholder.identity_bytes,
-            model=LogisticRegressionGD(learning_rate=ETA, alpha=ALPHA),
-            local_epochs=epochs,
-            classes=np.array([0, 1]),
-            allow_insecure=True,
-        )
-        for name, part in rows.items()
-    }
-    clients["bob"] = client(keyholder, "bob", 13, 20)
-    clients["colluder"] = client(keyholder, "colluder", 14, 10)
-    for c in clients.values():
-        keyholder.register(c.client_id, c.verify_key)
-        aggregator.register(c.client_id, c.verify_key)
-    honest, colluder = [clients["victim"], clients["alice"]], clients["colluder"]
+    cohort = SplitCohort(split, epochs)
+    keyholder, aggregator, honest = cohort.keyholder, cohort.aggregator, cohort.honest
 
     def release(task: Task, values: np.ndarray) -> np.ndarray:
-        start = open_round(keyholder, aggregator, task)
-        for c in honest:
-            aggregator.add(c.participate(start).update)
-        key = tasks.plan_for(colluder._key, task)
-        vector = key.encrypt(np.asarray(values, dtype=np.float64), weight=WEIGHT)
-        aggregator.add(signed_update(colluder, start, vector))
-        return aggregator.apply(keyholder.decrypt_aggregate(aggregator.finish_round())).mean
+        return cohort.release(task, values, WEIGHT)
 
     total = round(WEIGHT / release(Task.MAGNITUDE, np.ones(3))[0])  # the pinned W_0
     honest_total = total - WEIGHT
@@ -114,7 +78,7 @@ def _attack(split: int, epochs: int = EPOCHS, z: float = Z, rounds: int = 12):
         w0, b = aggregator.weights[0], aggregator.weights[-1]
         hw, hb = _delta(w0, b, honest_total, honest_total / 2)
         values = np.zeros(4)
-        step = plan.server_lr
+        step = aggregator.plan.server_lr
         values[0] = np.clip(((0 - w0) * total / step - honest_total * hw) / WEIGHT, -3.99, 3.99)
         target = rng.uniform(-2.5, 2.5)  # aim the logit b - Z·w_0 there, w_0 at 0
         values[-1] = np.clip(

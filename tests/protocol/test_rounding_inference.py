@@ -37,60 +37,20 @@ import math
 import numpy as np
 import pytest
 
-from he_fed.models import LogisticRegressionGD
-from he_fed.protocol import Aggregator, Client, KeyHolder, RunPlan, Task, tasks
+from he_fed.protocol import Task, tasks
 from he_fed.protocol.release import rounded_mean
-from tests.conftest import keys_for
-from tests.protocol.harness import client, data, open_round, signed_update
+from tests.protocol.harness import SplitCohort
 
 MAGNITUDE_WEIGHT = 127  # odd, so that the pinned total is odd too
 
 
-class _Colluder:
-    """The aggregator and the colluding client of a cohort {victim, alice, colluder}."""
+class _Colluder(SplitCohort):
+    """The aggregator and the colluding client, against FedSGD clients."""
 
     def __init__(self, split: int) -> None:
-        plan = RunPlan(n_features=3, standardize=True)
-        self.keyholder = KeyHolder(keys_for("paillier"), plan=plan)  # default: 3 of 4
-        self.aggregator = Aggregator(
-            self.keyholder.aggregation_key_bytes(),
-            plan=plan,
-            keyholder=self.keyholder.identity_bytes,
-            allow_insecure=True,
-        )
-        X, y = (np.concatenate(p) for p in zip(data(11, 30), data(12, 50), strict=True))
-        clients = {
-            name: Client(
-                name,
-                X[part],
-                y[part],
-                self.keyholder.public_key_bytes(),
-                keyholder=self.keyholder.identity_bytes,
-                model=LogisticRegressionGD(learning_rate=0.5),
-                local_epochs=1,
-                classes=np.array([0, 1]),
-                allow_insecure=True,
-            )
-            for name, part in {"victim": slice(0, split), "alice": slice(split, 80)}.items()
-        }
-        clients["bob"] = client(self.keyholder, "bob", 13, 20, local_epochs=1)
-        clients["colluder"] = client(self.keyholder, "colluder", 14, 10)
-        for c in clients.values():
-            self.keyholder.register(c.client_id, c.verify_key)
-            self.aggregator.register(c.client_id, c.verify_key)
-        self.honest, self.colluder = [clients["victim"], clients["alice"]], clients["colluder"]
+        super().__init__(split, local_epochs=1)
         quantizer = tasks.plan_for(self.colluder._key, Task.TRAIN).scheme.quantizer
         self.quantizer, self.scale = quantizer, quantizer.levels / quantizer.clip
-
-    def release(self, task: Task, values, weight: int) -> np.ndarray:
-        start = open_round(self.keyholder, self.aggregator, task)
-        for c in self.honest:
-            self.aggregator.add(c.participate(start).update)
-        key = tasks.plan_for(self.colluder._key, task)
-        vector = key.encrypt(np.asarray(values, dtype=np.float64), weight=weight)
-        self.aggregator.add(signed_update(self.colluder, start, vector))
-        finished = self.aggregator.finish_round()
-        return self.aggregator.apply(self.keyholder.decrypt_aggregate(finished)).mean
 
     def steer(self, sign: int) -> None:
         while sign * self.aggregator.weights[-1] < 45:
