@@ -1,7 +1,9 @@
 """Red team 12: a colluder reads a fixed FedSGD cohort's rounding residues.
 
-Open, performed as a strict expected failure. FedSGD's per-record clipping makes a
-cohort's sum a function of its pooled rows in exact arithmetic, but each honest
+Out of scope, performed as a strict expected failure: what a sum of honest updates
+reveals to a colluder that steers the model (README, threat model).
+FedSGD's per-record clipping makes a cohort's sum a function of its pooled rows in
+exact arithmetic, but each honest
 client encodes ``n_k · rint(S · fl(mean_k))``: the float rounding of its own mean
 (the Paillier plan's 64-bit grid keeps it) and its rounding to the grid, times its
 row count, neither of which is pooled. The aggregator and one colluding client:
@@ -116,7 +118,7 @@ def _attack(split: int):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="open (red team 12): FedSGD clients' rounding residues are not pooled; a "
+    reason="out of scope (red team 12): FedSGD clients' rounding residues are not pooled; a "
     "colluder reads them through the release's window",
 )
 def test_a_colluder_cannot_read_a_fedsgd_cohorts_split_from_its_rounding():
