@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, ClassVar, TypeVar
 import numpy as np
 
 from he_fed._validation import check_int
-from he_fed.crypto import _verified, wire
+from he_fed.crypto import wire
 from he_fed.crypto._scheme import (
     DEFAULT_CLIP,
     DEFAULT_MAX_CLIENTS,
@@ -277,21 +277,8 @@ class AggregationKey(ABC):
             What the proof was bound to when it was made.
         binding : bytes, default=b""
             The contribution's binding commitment (:meth:`EncryptedVector.binding`).
-            A verdict on the same bytes under the same key and plan is given once
-            per process (:mod:`he_fed.crypto._verified`).
         """
-        parts = (
-            self.fingerprint,
-            f"{self._scheme.name} {self._scheme.params_text()}".encode(),
-            commitment,
-            proof,
-            size.to_bytes(8, "big"),
-            context,
-            binding,
-        )
-        return _verified.remembered(
-            parts, lambda: self._verify_commitment_proof(commitment, proof, size, context, binding)
-        )
+        return self._verify_commitment_proof(commitment, proof, size, context, binding)
 
     def _verify_commitment_proof(
         self, commitment: bytes, proof: bytes, size: int, context: bytes, binding: bytes

@@ -169,6 +169,101 @@ def test_the_aggregator_refuses_an_update_whose_proof_fails(scheme_name):
     assert aggregator.contributors == ("c0",)
 
 
+class _TwoFaced(bytes):
+    """Bytes whose buffer is ``shown`` while every slice comes from ``real`` (red team 13)."""
+
+    _real: bytes
+
+    def __new__(cls, shown: bytes, real: bytes) -> _TwoFaced:
+        assert len(shown) == len(real)
+        made = super().__new__(cls, shown)
+        made._real = bytes(real)
+        return made
+
+    def __getitem__(self, item):  # type: ignore[override]
+        return self._real[item]
+
+
+@pytest.mark.parametrize("scheme_name", SCHEMES)
+def test_a_verdict_planted_through_the_public_verifier_admits_no_rogue_receipt(
+    scheme_name, monkeypatch
+):
+    """Red team 13 against a per-process memo of proof verdicts (since removed).
+
+    The aggregator calls the public verifier of its own key on two-faced bytes: a
+    rogue receipt (a ciphertext, commitment and binding that cancel c2 and c3) in the
+    buffer, the colluder's genuine contribution in the slices. With verdicts shared
+    between roles, the True it got was remembered for the rogue receipt, and the key
+    holder released the victim's update alone. The key holder checks every receipt
+    itself: refused before decryption.
+    """
+    keyholder, _, clients = roles(scheme_name, sizes=(30, 50, 20, 40), min_clients=None)
+    start = open_round(keyholder, _)
+    ticket = decode(start, RoundStart)
+    updates = {
+        c.client_id: decode(c.participate(start).update, EncryptedUpdate)
+        for c in clients
+        if c.client_id != "c1"
+    }
+    key = load_public(keyholder.aggregation_key_bytes(), allow_insecure=True)  # the aggregator's
+    vectors = {cid: key.load_vector(u.vector) for cid, u in updates.items()}
+    size, n2 = vectors["c0"].size, int(key.n) ** 2
+    pairs = zip(vectors["c2"].ciphertexts, vectors["c3"].ciphertexts, strict=True)
+    cancel = [gmpy2.invert(int(a) * int(b) % n2, n2) for a, b in pairs]  # Enc(-(x2 + x3))
+    rogue = vectors["c0"].__class__(key, cancel, size, 1)
+    rogue_binding = divided(
+        (1).to_bytes(_binding.WIDTH, "big") * 2, [updates["c2"].binding, updates["c3"].binding]
+    )
+    fields = dict(
+        federation=ticket.federation,
+        round=ticket.round,
+        task=Task.TRAIN,
+        client_id="c1",
+        fingerprint=key.fingerprint,
+    )
+    _, alone = contribution_payloads(
+        **fields, vector=rogue.to_bytes(), commitment=rogue.commitment(), binding=rogue_binding
+    )
+    colluder = clients[1]
+    genuine = colluder._key.encrypt(np.zeros(size), weight=1)
+    proof = genuine.prove_commitment(alone)
+    planted = key.verify_commitment_proof(
+        _TwoFaced(rogue.commitment(), genuine.commitment()),
+        proof,
+        size,
+        alone,
+        binding=_TwoFaced(rogue_binding, genuine.binding()),
+    )
+    assert planted, "the checker read the genuine contribution"
+    assert not key.verify_commitment_proof(
+        rogue.commitment(), proof, size, alone, binding=rogue_binding
+    )
+    receipt = Receipt(
+        "c1", rogue.commitment(), colluder._identity.sign(alone), proof, rogue_binding
+    )
+    honest = [
+        Receipt(
+            cid,
+            vectors[cid].commitment(),
+            updates[cid].commitment_signature,
+            updates[cid].proof,
+            updates[cid].binding,
+        )
+        for cid in ("c0", "c2", "c3")
+    ]
+    isolated = vectors["c0"] + vectors["c2"] + vectors["c3"] + rogue  # Enc(x0), weight 30
+    isolated.count = 4
+    commitments = [r.commitment for r in (honest[0], receipt, *honest[1:])]
+    assert key.sum_commitments(commitments, size) == isolated.commitment()  # the sums match
+    message = EncryptedAggregate(
+        ticket.round, Task.TRAIN, (honest[0], receipt, *honest[1:]), isolated.to_bytes()
+    )
+    spy = Spy(keyholder, monkeypatch)
+    with pytest.raises(PolicyViolation, match="'c1' is not validly signed and proven"):
+        keyholder.decrypt_aggregate(encode(message))
+    assert spy.calls == 0, "the key holder decrypted the isolated update"
+
+
 # --- CKKS: a rogue c1 and a rogue binding commitment ------------------------------------
 #
 # CKKS has no proof that a c1 is well formed, so the colluder can sign
