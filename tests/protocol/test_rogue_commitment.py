@@ -70,6 +70,33 @@ def residues(vector) -> list[int]:
     return [int(c) % n for c in vector.ciphertexts]
 
 
+def colluder_fields(ticket: RoundStart, key) -> dict:
+    """What the colluder c1's payloads name: this round of training, under ``key``."""
+    return dict(
+        federation=ticket.federation,
+        round=ticket.round,
+        task=Task.TRAIN,
+        client_id="c1",
+        fingerprint=key.fingerprint,
+    )
+
+
+def aggregate_with(ticket: RoundStart, vectors, updates, rogue: Receipt, ciphertext: bytes):
+    """The aggregate message of a full cohort: c0, the colluder's ``rogue`` receipt, c2, c3."""
+    honest = [
+        Receipt(
+            cid,
+            vectors[cid].commitment(),
+            updates[cid].commitment_signature,
+            updates[cid].proof,
+            updates[cid].binding,
+        )
+        for cid in ("c0", "c2", "c3")
+    ]
+    receipts = (honest[0], rogue, *honest[1:])
+    return EncryptedAggregate(ticket.round, Task.TRAIN, receipts, ciphertext)
+
+
 def attack(scheme_name: str):
     """Victim c0, colluder c1, honest c2 and c3; a majority (3 of 4) is required."""
     keyholder, aggregator, clients = roles(scheme_name, sizes=(30, 50, 20, 40), min_clients=None)
@@ -89,15 +116,9 @@ def attack(scheme_name: str):
         rogue.append(r * int(gmpy2.invert(others, n)) % n)
     width = (n.bit_length() + 7) // 8
     rogue_commitment = b"".join(r.to_bytes(width, "big") for r in rogue)
-    fields = dict(
-        federation=ticket.federation,
-        round=ticket.round,
-        task=Task.TRAIN,
-        client_id="c1",
-        fingerprint=key.fingerprint,
-    )
     payload = commitment_payload(
-        **fields, commitment_digest=commitments_digest(rogue_commitment, known.binding())
+        **colluder_fields(ticket, key),
+        commitment_digest=commitments_digest(rogue_commitment, known.binding()),
     )
     colluder = clients[1]
     # The colluder's best proof: the one it can make, for the known ciphertext.
@@ -108,21 +129,9 @@ def attack(scheme_name: str):
         known.prove_commitment(payload),
         known.binding(),
     )
-    honest = [
-        Receipt(
-            cid,
-            vectors[cid].commitment(),
-            updates[cid].commitment_signature,
-            updates[cid].proof,
-            updates[cid].binding,
-        )
-        for cid in ("c0", "c2", "c3")
-    ]
     isolated = vectors["c0"] + known
     isolated.count = 4  # the aggregator writes any count; the key holder checks it
-    message = EncryptedAggregate(
-        ticket.round, Task.TRAIN, (honest[0], receipt, *honest[1:]), isolated.to_bytes()
-    )
+    message = aggregate_with(ticket, vectors, updates, receipt, isolated.to_bytes())
     return keyholder, aggregator, key, message, isolated, known, updates
 
 
@@ -197,8 +206,8 @@ def test_a_verdict_planted_through_the_public_verifier_admits_no_rogue_receipt(
     holder released the victim's update alone. The key holder checks every receipt
     itself: refused before decryption.
     """
-    keyholder, _, clients = roles(scheme_name, sizes=(30, 50, 20, 40), min_clients=None)
-    start = open_round(keyholder, _)
+    keyholder, aggregator, clients = roles(scheme_name, sizes=(30, 50, 20, 40), min_clients=None)
+    start = open_round(keyholder, aggregator)
     ticket = decode(start, RoundStart)
     updates = {
         c.client_id: decode(c.participate(start).update, EncryptedUpdate)
@@ -214,15 +223,11 @@ def test_a_verdict_planted_through_the_public_verifier_admits_no_rogue_receipt(
     rogue_binding = divided(
         (1).to_bytes(_binding.WIDTH, "big") * 2, [updates["c2"].binding, updates["c3"].binding]
     )
-    fields = dict(
-        federation=ticket.federation,
-        round=ticket.round,
-        task=Task.TRAIN,
-        client_id="c1",
-        fingerprint=key.fingerprint,
-    )
     _, alone = contribution_payloads(
-        **fields, vector=rogue.to_bytes(), commitment=rogue.commitment(), binding=rogue_binding
+        **colluder_fields(ticket, key),
+        vector=rogue.to_bytes(),
+        commitment=rogue.commitment(),
+        binding=rogue_binding,
     )
     colluder = clients[1]
     genuine = colluder._key.encrypt(np.zeros(size), weight=1)
@@ -241,23 +246,11 @@ def test_a_verdict_planted_through_the_public_verifier_admits_no_rogue_receipt(
     receipt = Receipt(
         "c1", rogue.commitment(), colluder._identity.sign(alone), proof, rogue_binding
     )
-    honest = [
-        Receipt(
-            cid,
-            vectors[cid].commitment(),
-            updates[cid].commitment_signature,
-            updates[cid].proof,
-            updates[cid].binding,
-        )
-        for cid in ("c0", "c2", "c3")
-    ]
     isolated = vectors["c0"] + vectors["c2"] + vectors["c3"] + rogue  # Enc(x0), weight 30
     isolated.count = 4
-    commitments = [r.commitment for r in (honest[0], receipt, *honest[1:])]
+    message = aggregate_with(ticket, vectors, updates, receipt, isolated.to_bytes())
+    commitments = [r.commitment for r in message.receipts]
     assert key.sum_commitments(commitments, size) == isolated.commitment()  # the sums match
-    message = EncryptedAggregate(
-        ticket.round, Task.TRAIN, (honest[0], receipt, *honest[1:]), isolated.to_bytes()
-    )
     spy = Spy(keyholder, monkeypatch)
     with pytest.raises(PolicyViolation, match="'c1' is not validly signed and proven"):
         keyholder.decrypt_aggregate(encode(message))
@@ -303,26 +296,14 @@ def ckks_attack(*, prove_rogue_binding: bool):
     if prove_rogue_binding:
         binding = divided(binding, [updates["c2"].binding, updates["c3"].binding])
     payload = commitment_payload(
-        federation=ticket.federation,
-        round=ticket.round,
-        task=Task.TRAIN,
-        client_id="c1",
-        fingerprint=key.fingerprint,
-        commitment_digest=commitments_digest(rogue_c1, binding),
+        **colluder_fields(ticket, key), commitment_digest=commitments_digest(rogue_c1, binding)
     )
     receipt = Receipt(
         "c1", rogue_c1, clients[1]._identity.sign(payload), known.prove_commitment(payload), binding
     )
-    honest = [
-        Receipt(cid, vectors[cid].commitment(), u.commitment_signature, u.proof, u.binding)
-        for cid, u in updates.items()
-        if cid != "c1"
-    ]
     isolated = vectors["c0"] + known
     isolated.count = 4  # the aggregator writes any count; the key holder checks it
-    message = EncryptedAggregate(
-        ticket.round, Task.TRAIN, (honest[0], receipt, *honest[1:]), isolated.to_bytes()
-    )
+    message = aggregate_with(ticket, vectors, updates, receipt, isolated.to_bytes())
     return keyholder, key, message, isolated, known, updates
 
 
