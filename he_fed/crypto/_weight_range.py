@@ -311,10 +311,20 @@ def _pinned(pins: dict[Any, Any] | None, weight: int, max_weight: int, fingerpri
     return pin
 
 
-@lru_cache(maxsize=4096)
 def _pin_holds(commitment: bytes, proof: bytes, max_weight: int, fingerprint: bytes) -> bool:
-    # Deterministic, so remembering it changes nothing but the cost: a client's pin
-    # comes with every contribution and is checked in full once per process.
+    """Whether a pin holds, checked in full once per process for each exact pin.
+
+    A client's pin comes with every contribution, and the check is deterministic. It
+    is remembered under exactly the bytes and integer it read: each part copied to
+    a plain ``bytes`` or ``int`` first, so that no object can pose as another pin
+    (hash and compare as one, hold another) and have its verdict remembered for it
+    (``test_weight_range.py::test_a_pin_verdict_cannot_be_planted_through_the_public_verifier``).
+    """
+    return _exact_pin_holds(bytes(commitment), bytes(proof), int(max_weight), bytes(fingerprint))
+
+
+@lru_cache(maxsize=4096)
+def _exact_pin_holds(commitment: bytes, proof: bytes, max_weight: int, fingerprint: bytes) -> bool:
     return verify(commitment, proof, max_weight, _pin_context(fingerprint))
 
 

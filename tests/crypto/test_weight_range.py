@@ -147,3 +147,81 @@ def test_a_pinned_weight_cannot_link_a_contribution_of_another_weight():
         _weight_range.commit(1, rho), proof, 128, FINGERPRINT, CONTEXT
     )
     assert pin.sigma != rho
+
+
+class _Posing(bytes):
+    """Bytes that hash and compare as ``pose`` while their buffer holds other bytes."""
+
+    _pose: bytes
+
+    def __new__(cls, buffer: bytes, pose: bytes) -> _Posing:
+        made = super().__new__(cls, buffer)
+        made._pose = pose
+        return made
+
+    def __hash__(self) -> int:
+        return hash(self._pose)
+
+    def __eq__(self, other: object) -> bool:
+        return other == self._pose
+
+
+class _Sliced(bytes):
+    """Bytes whose chosen slices, by (start, stop), are given objects."""
+
+    _parts: dict[tuple[int | None, int | None], bytes]
+
+    def __new__(cls, buffer: bytes, parts: dict) -> _Sliced:
+        made = super().__new__(cls, buffer)
+        made._parts = parts
+        return made
+
+    def __getitem__(self, item):  # type: ignore[override]
+        if isinstance(item, slice) and (item.start, item.stop) in self._parts:
+            return self._parts[item.start, item.stop]
+        return bytes(self)[item]
+
+
+def test_a_pin_verdict_cannot_be_planted_through_the_public_verifier(monkeypatch):
+    """Red team 13's planting, against the pins' remembered verdicts.
+
+    A verifier remembers which pins held, since every contribution carries its
+    client's pin. Anyone in the process can call the public verifier: here with a
+    proof whose pin is genuine in its buffer but hashes and compares as a *rogue* pin,
+    a commitment to weight 0 with another proof's bytes. Were the verdict
+    remembered under what the pin poses as, a contribution of weight 0 linked to
+    that rogue pin would then pass; the verifier remembers only the exact bytes it
+    checked.
+    """
+    from he_fed.crypto import PackedPaillier
+
+    keys = PackedPaillier(key_bits=1024, allow_insecure=True, max_weight=128).keygen()
+    public, size, WIDTH = keys.public, 3, _weight_range.WIDTH
+    vector = public.encrypt([0.1, 0.2, 0.3], weight=3)
+    pins: dict = {}
+    proof = vector.prove_commitment(CONTEXT, pins)
+    linked = _weight_range.linked_size(128)
+    pin_size = _weight_range.proof_size(128)
+    genuine_pin, genuine_proof = proof[:WIDTH], proof[WIDTH : WIDTH + pin_size]
+    sigma = secrets.randbits(_binding.RHO_BITS)
+    rogue_pin = _weight_range.commit(0, sigma)  # weight 0: outside [1, 128]
+    rogue_proof = bytes(reversed(genuine_proof))  # any bytes: no proof exists
+    inner = _Sliced(
+        proof[:linked],
+        {
+            (None, WIDTH): _Posing(genuine_pin, rogue_pin),
+            (WIDTH, WIDTH + pin_size): _Posing(genuine_proof, rogue_proof),
+        },
+    )
+    outer = _Sliced(proof, {(None, linked): inner})
+    public.verify_commitment_proof(
+        vector.commitment(), outer, size, CONTEXT, binding=vector.binding()
+    )
+    rho = secrets.randbits(_binding.RHO_BITS)
+    forged = {(0, 128, public.fingerprint): _weight_range._Pin(sigma, rogue_pin, rogue_proof)}
+    rogue = _weight_range.prove_linked(forged, 0, rho, 128, public.fingerprint, CONTEXT)
+    current = _weight_range.commit(0, rho)
+    assert not _weight_range.verify_linked(current, rogue, 128, public.fingerprint, CONTEXT)
+    # What only the pin's verdict stops: with the pin taken on trust, the link holds.
+    monkeypatch.setattr(_weight_range, "_pin_holds", lambda *_: True)
+    assert _weight_range.verify_linked(current, rogue, 128, public.fingerprint, CONTEXT)
