@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import gmpy2
 import numpy as np
 
-from he_fed.crypto import _binding, _value_range, _weight_range
+from he_fed.crypto import _binding, _opening_proof, _value_check, _value_range, _weight_range
 from he_fed.crypto._ckks_grid import on_grid
 from he_fed.crypto.base import WeightedSum
 from he_fed.crypto.ckks_budget import EXACT_FLOAT
@@ -62,7 +62,7 @@ __all__ = [
     "slot_bits",
     "value_digits",
     "value_layout",
-    "verified_values",
+    "proofs_hold",
 ]
 
 #: Bits of one packed exponent at most (well below ``Q``'s 2047). Pippenger's cost
@@ -184,15 +184,24 @@ def prove_values(
     return _value_range.prove(layout, digits, weight, rho, binding[:half], binding[half:], context)
 
 
-def verified_values(
-    scheme: CKKS, size: int, binding: bytes, proof: bytes, context: bytes
-) -> bytes | None:
-    """What follows a valid values' range proof at the start of ``proof``, or None."""
+def proofs_hold(
+    scheme: CKKS, size: int, fingerprint: bytes, claims: list[tuple[bytes, bytes, bytes, bytes]]
+) -> bool:
+    """Whether every ``(commitment, proof, context, binding)`` proves its weight, its
+    values' range and its binding's opening (the values' proofs in one batch)."""
+    count = packed_count(scheme, size)
+    bits = slot_bits(scheme) * pack_bits(scheme)
     layout, half = value_layout(scheme, size), _binding.WIDTH
     cut = _value_range.proof_size(layout)
-    if not _value_range.verify(layout, binding[:half], binding[half:], proof[:cut], context):
-        return None
-    return proof[cut:]
+    ranges: list[_value_range.Claim] = []
+    for _, proof, context, binding in claims:
+        rest = _weight_range.verified_rest(binding, proof, scheme.max_weight, fingerprint, context)
+        if rest is None or len(rest) < cut:
+            return False
+        if not _opening_proof.verify(binding[:half], rest[cut:], count, bits, context):
+            return False
+        ranges.append((layout, binding[:half], binding[half:], rest[:cut], context))
+    return _value_check.verify_all(ranges)
 
 
 def release(

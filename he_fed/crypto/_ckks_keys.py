@@ -173,26 +173,16 @@ class CKKSAggregationKey(AggregationKey):
             raise MalformedMessage("a ckks binding commitment is malformed")
         return combined
 
-    def _verify_commitment_proof(
-        self, commitment: bytes, proof: bytes, size: int, context: bytes, binding: bytes
+    def _verify_commitment_proofs(
+        self, claims: list[tuple[bytes, bytes, bytes, bytes]], size: int
     ) -> bool:
-        """Whether ``proof`` shows knowledge of an opening of ``binding`` (not of ``c1``).
+        """Whether each proof shows knowledge of an opening of its binding (not of ``c1``).
 
         With the binding checked at decryption, ``c1`` needs no proof: any aggregate
         that opens the receipts' bindings decrypts to their openings' sum
         (:mod:`he_fed.crypto._opening_proof`).
         """
-        scheme = self.scheme
-        count = _ckks_binding.packed_count(scheme, size)
-        bits = _ckks_binding.slot_bits(scheme) * _ckks_binding.pack_bits(scheme)
-        rest = _weight_range.verified_rest(
-            binding, proof, scheme.max_weight, self.fingerprint, context
-        )
-        if rest is not None:
-            rest = _ckks_binding.verified_values(scheme, size, binding, rest, context)
-        return rest is not None and _opening_proof.verify(
-            binding[: _binding.WIDTH], rest, count, bits, context
-        )
+        return _ckks_binding.proofs_hold(self.scheme, size, self.fingerprint, claims)
 
     @property
     def _chunk_bound(self) -> int:

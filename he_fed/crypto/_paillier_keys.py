@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 import gmpy2
 import numpy as np
 
-from he_fed.crypto import _binding, _commitment_proof, _value_range, _weight_range, wire
+from he_fed.crypto import (
+    _binding,
+    _commitment_proof,
+    _value_check,
+    _value_range,
+    _weight_range,
+    wire,
+)
 from he_fed.crypto import _djn as djn
 from he_fed.crypto.base import (
     EncryptedVector,
@@ -176,25 +183,24 @@ class PaillierPublicKey(PublicKey):
         ]
         return residues if all(0 < r < n for r in residues) else None
 
-    def _verify_commitment_proof(
-        self, commitment: bytes, proof: bytes, size: int, context: bytes, binding: bytes
+    def _verify_commitment_proofs(
+        self, claims: list[tuple[bytes, bytes, bytes, bytes]], size: int
     ) -> bool:
-        residues = self._residues(commitment, size)
-        rest = _weight_range.verified_rest(
-            binding, proof, self.scheme.max_weight, self.fingerprint, context
-        )
-        if residues is None or rest is None:
-            return False
-        layout = self.scheme.value_layout(size)
-        values, rest = (
-            rest[: _value_range.proof_size(layout)],
-            rest[_value_range.proof_size(layout) :],
-        )
-        half = _binding.WIDTH
-        if not _value_range.verify(layout, binding[:half], binding[half:], values, context):
-            return False
+        layout, half = self.scheme.value_layout(size), _binding.WIDTH
+        cut = _value_range.proof_size(layout)
         g, bits = int(self.hs % self.n), self.scheme.randomness_bits
-        return _commitment_proof.verify(int(self.n), g, residues, rest, bits, context)
+        ranges: list[_value_check.Claim] = []
+        for commitment, proof, context, binding in claims:
+            residues = self._residues(commitment, size)
+            rest = _weight_range.verified_rest(
+                binding, proof, self.scheme.max_weight, self.fingerprint, context
+            )
+            if residues is None or rest is None:
+                return False
+            if not _commitment_proof.verify(int(self.n), g, residues, rest[cut:], bits, context):
+                return False
+            ranges.append((layout, binding[:half], binding[half:], rest[:cut], context))
+        return _value_check.verify_all(ranges)
 
     def _sum_commitments(self, commitments: list[bytes], size: int) -> bytes:
         width = len(self._n_bytes)

@@ -74,7 +74,7 @@ from he_fed.crypto._djn import FixedBase
 from he_fed.crypto._multiexp import product_of_powers
 from he_fed.exceptions import ConfigurationError
 
-__all__ = ["Layout", "bit_count", "proof_size", "prove", "verify"]
+__all__ = ["Layout", "bit_count", "proof_size", "prove"]
 
 _DOMAIN = b"he-fed/value-range/v1"
 _MOD = gmpy2.mpz(_binding.P)
@@ -401,77 +401,3 @@ def _prove(
     out.extend(s.to_bytes(w, "big", signed=True) for s, w in zip(scalars, _SCALARS, strict=True))
     out.extend(z.to_bytes(width, "big") for z in flat)
     return b"".join(out)
-
-
-def verify(
-    layout: Layout, binding: bytes, weight_commitment: bytes, proof: bytes, context: bytes
-) -> bool:
-    """Whether ``proof`` shows ``binding`` holds its weight (``weight_commitment``'s) times
-    values in ``layout``'s ranges."""
-    if len(proof) != proof_size(layout) or len(binding) != _WIDTH:
-        return False
-    widths = _widths(layout)
-    planes, count = max(widths, default=0), sum(widths)
-    statement = [_weight_range._element(x) for x in (binding, weight_commitment)]
-    number = 2 * planes + _ELEMENTS
-    elements = [_weight_range._element(proof[i * _WIDTH : (i + 1) * _WIDTH]) for i in range(number)]
-    if any(x is None for x in (*statement, *elements)):
-        return False
-    d_planes, a_planes = elements[:planes], elements[planes : 2 * planes]
-    y, a_y, t_1, t_2, c_0, c_1 = elements[2 * planes :]
-    at = number * _WIDTH
-    e = int.from_bytes(proof[at : at + _CHALLENGE_BITS // 8], "big")
-    at += _CHALLENGE_BITS // 8
-    plane_scalars = []
-    for _ in range(planes):
-        plane_scalars.append(int.from_bytes(proof[at : at + _PLANE_SCALAR], "big", signed=True))
-        at += _PLANE_SCALAR
-    scalars = []
-    for width in _SCALARS:
-        scalars.append(int.from_bytes(proof[at : at + width], "big", signed=True))
-        at += width
-    s_2, s_y, s_w, s_rho, s_nu = scalars
-    first = [*statement, *d_planes, *a_planes, y, a_y, t_1, t_2]
-    if _challenge(context, layout, [*first, c_0, c_1]) != e:
-        return False
-    gammas = _folding(context, layout, first, planes)
-    width = _z_width(count)
-    flat = [int.from_bytes(proof[i : i + width], "big") for i in range(at, len(proof), width)]
-    zs, start = [], 0
-    for k in widths:
-        zs.append(flat[start : start + k])
-        start += k
-    # Every plane's linear check and the folded quadratic one in one product, weighted
-    # by fresh 128-bit mu_j and delta: if any fails, the product fails but with
-    # probability about 2^-128.
-    mus = [secrets.randbits(_CHALLENGE_BITS) | 1 for _ in range(planes)]
-    delta = secrets.randbits(_CHALLENGE_BITS) | 1
-    exponents = [
-        sum(mu * z + delta * gm * z * (z - e) for mu, gm, z in zip(mus, gammas, row, strict=False))
-        for row in zs
-    ]
-    left = _signed_product(list(zip(_bit_generators(len(zs)), exponents, strict=True)))
-    h_exponent = sum(mu * s for mu, s in zip(mus, plane_scalars, strict=True)) + delta * s_2
-    left = left * _h_pow(h_exponent) % _MOD
-    right = product_of_powers(
-        [(a, mu) for a, mu in zip(a_planes, mus, strict=True)]
-        + [(d, mu * e) for d, mu in zip(d_planes, mus, strict=True)]
-        + [(c_0, delta), (c_1, delta * e)],
-        _MOD,
-    )
-    if left != right:
-        return False
-    folded = [
-        sum(c * z for c, z in zip(_coefficients(span), row, strict=True))
-        for span, row in zip(layout.spans, zs, strict=True)
-    ]
-    lhs = _signed_product(list(zip(layout.bases, folded, strict=True))) * _h_pow(s_y) % _MOD
-    if lhs != a_y * _pow(y, e) % _MOD:
-        return False
-    if (
-        _pow(_weight_range._g(), s_w) * _weight_range._h_pow(s_rho) % _MOD
-        != t_1 * _pow(statement[1], e) % _MOD
-    ):
-        return False
-    b = statement[0]
-    return _pow(layout.anchor * y % _MOD, s_w) * _h_pow(s_nu) % _MOD == t_2 * _pow(b, e) % _MOD

@@ -65,19 +65,19 @@ def check_receipts(
         raise PolicyViolation("the aggregate lists a contributor more than once")
     key = tasks.plan_for(public_key, message.task)
     size = plan.vector_size(message.task)
-    for receipt in message.receipts:
-        if not registry.verify_receipt(
-            receipt,
-            federation=federation,
-            round=message.round,
-            task=message.task,
-            key=key,
-            size=size,
-        ):
-            raise PolicyViolation(
-                f"the receipt of {receipt.client_id!r} is not validly signed and proven "
-                f"for round {message.round} by a registered client"
-            )
+    refused = registry.first_unproven(
+        message.receipts,
+        federation=federation,
+        round=message.round,
+        task=message.task,
+        key=key,
+        size=size,
+    )
+    if refused is not None:
+        raise PolicyViolation(
+            f"the receipt of {refused.client_id!r} is not validly signed and proven "
+            f"for round {message.round} by a registered client"
+        )
     return key
 
 

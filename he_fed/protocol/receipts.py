@@ -65,7 +65,7 @@ commitments refuse the offset itself after decryption (:mod:`he_fed.crypto._bind
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -350,32 +350,41 @@ class Registry:
             return False
         return True
 
-    def verify_receipt(
+    def first_unproven(
         self,
-        receipt: Receipt,
+        receipts: Sequence[Receipt],
         *,
         federation: bytes,
         round: int,
         task: Task,
         key: AggregationKey,
         size: int,
-    ) -> bool:
-        """Whether ``receipt`` is validly signed by its registered client, and proven.
+    ) -> Receipt | None:
+        """The first of ``receipts`` not validly signed by its registered client and proven.
 
-        The commitment signature must verify under the client's key, and the
-        commitment's proof of knowledge (bound to the same payload) under ``key``
-        (:meth:`~he_fed.crypto.AggregationKey.verify_commitment_proof`).
+        A receipt's commitment signature must verify under its client's key, and its
+        proof (bound to the same payload) under ``key``. Every signature is checked,
+        then every proof in one batch
+        (:meth:`~he_fed.crypto.AggregationKey.verify_commitment_proofs`); only a
+        batch that fails is checked receipt by receipt, to name the first culprit.
         """
-        payload = commitment_payload(
-            federation=federation,
-            round=round,
-            task=task,
-            client_id=receipt.client_id,
-            fingerprint=key.fingerprint,
-            commitment_digest=commitments_digest(receipt.commitment, receipt.binding),
-        )
-        return self.verify(
-            receipt.client_id, receipt.signature, payload
-        ) and key.verify_commitment_proof(
-            receipt.commitment, receipt.proof, size, payload, binding=receipt.binding
-        )
+        claims = []
+        for receipt in receipts:
+            payload = commitment_payload(
+                federation=federation,
+                round=round,
+                task=task,
+                client_id=receipt.client_id,
+                fingerprint=key.fingerprint,
+                commitment_digest=commitments_digest(receipt.commitment, receipt.binding),
+            )
+            if not self.verify(receipt.client_id, receipt.signature, payload):
+                return receipt
+            claims.append((receipt.commitment, receipt.proof, payload, receipt.binding))
+        if key.verify_commitment_proofs(claims, size):
+            return None
+        for receipt, claim in zip(receipts, claims, strict=True):
+            if not key.verify_commitment_proofs([claim], size):
+                return receipt
+        # Unreachable for sound checks (a batch of valid proofs holds); fail closed.
+        raise PolicyViolation("the receipts' proofs fail together but hold one by one")

@@ -95,3 +95,29 @@ def test_ckks_chunks_are_validated_before_tenseal_sees_them():
     assert other.scheme.encode_scale_bits != key.scheme.encode_scale_bits
     with pytest.raises(KeyMismatchError, match="scale"):
         key._parse(other.encrypt(np.ones(3)).blobs()[0], slots)
+
+
+def test_a_batch_of_proofs_holds_only_if_each_does(scheme_name, keys, rng):
+    """The key holder checks a round's receipts in one batch (``verify_commitment_proofs``):
+    honest ones hold together; one borrowed proof, wherever it sits, fails the batch."""
+    public = keys.public
+    claims = []
+    for k, weight in enumerate((1, 4, 2)):
+        vector = public.encrypt(rng.uniform(-1, 1, 5), weight=weight)
+        context = b"round|client-%d" % k
+        proof = vector.prove_commitment(context)
+        claims.append((vector.commitment(), proof, context, vector.binding()))
+    assert public.verify_commitment_proofs(claims, 5)
+    assert public.verify_commitment_proofs([], 5)
+    if scheme_name == "plain":  # no proofs: only the empty one holds
+        assert {proof for _, proof, _, _ in claims} == {b""}
+        assert not public.verify_commitment_proofs([(b"", b"x", b"", b"")], 5)
+        return
+    for at in range(3):
+        borrowed = list(claims)
+        other = claims[(at + 1) % 3]
+        borrowed[at] = (claims[at][0], other[1], claims[at][2], claims[at][3])
+        assert not public.verify_commitment_proofs(borrowed, 5)
+        assert [
+            public.verify_commitment_proof(c, p, 5, x, binding=b) for c, p, x, b in borrowed
+        ] == [i != at for i in range(3)]

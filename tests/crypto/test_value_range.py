@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-from he_fed.crypto import _binding, _value_range, _weight_range
+from he_fed.crypto import _binding, _value_check, _value_range, _weight_range
 from he_fed.crypto.paillier import PackedPaillier, Paillier
 from he_fed.exceptions import ConfigurationError
 
@@ -31,8 +31,8 @@ def test_an_honest_proof_verifies_at_both_ends_of_the_range(weight):
     rho, binding, c = _committed(layout, ys, weight)
     proof = _value_range.prove(layout, ys, weight, rho, binding, c, b"ctx")
     assert len(proof) == _value_range.proof_size(layout)
-    assert _value_range.verify(layout, binding, c, proof, b"ctx")
-    assert not _value_range.verify(layout, binding, c, proof, b"another context")
+    assert _value_check.verify(layout, binding, c, proof, b"ctx")
+    assert not _value_check.verify(layout, binding, c, proof, b"another context")
 
 
 def test_sizes_are_two_elements_a_plane_six_more_and_18_bytes_a_bit():
@@ -67,7 +67,7 @@ def test_digits_that_are_not_bits_fail(top):
     rho, binding, c = _committed(layout, ys, 1)
     all_digits = [digits, _weight_range._bits(5, coefs)]
     proof = _value_range._prove(layout, ys, all_digits, 1, rho, binding, c, b"ctx")
-    assert not _value_range.verify(layout, binding, c, proof, b"ctx")
+    assert not _value_check.verify(layout, binding, c, proof, b"ctx")
 
 
 def test_a_binding_with_another_weight_than_its_weight_commitment_fails():
@@ -77,14 +77,14 @@ def test_a_binding_with_another_weight_than_its_weight_commitment_fails():
     binding = _binding.commit([5] + [5 * y for y in ys], rho)
     claimed = _weight_range.commit(1, rho)  # the weight proven in range
     proof = _value_range.prove(layout, ys, 1, rho, binding, claimed, b"ctx")
-    assert not _value_range.verify(layout, binding, claimed, proof, b"ctx")
+    assert not _value_check.verify(layout, binding, claimed, proof, b"ctx")
 
 
 def test_values_other_than_the_bindings_fail():
     layout = _layout(3)
     rho, binding, c = _committed(layout, [1, 2, 3], 2)
     proof = _value_range.prove(layout, [1, 2, 4], 2, rho, binding, c, b"ctx")
-    assert not _value_range.verify(layout, binding, c, proof, b"ctx")
+    assert not _value_check.verify(layout, binding, c, proof, b"ctx")
 
 
 def test_every_byte_of_a_proof_matters():
@@ -94,8 +94,8 @@ def test_every_byte_of_a_proof_matters():
     for at in range(0, len(proof), 97):
         bad = bytearray(proof)
         bad[at] ^= 0x01
-        assert not _value_range.verify(layout, binding, c, bytes(bad), b"ctx"), at
-    assert not _value_range.verify(layout, binding, c, proof[:-1], b"ctx")
+        assert not _value_check.verify(layout, binding, c, bytes(bad), b"ctx"), at
+    assert not _value_check.verify(layout, binding, c, proof[:-1], b"ctx")
 
 
 @pytest.mark.parametrize("scheme_cls", [PackedPaillier, Paillier])
@@ -113,4 +113,62 @@ def test_a_paillier_contribution_proves_its_values(scheme_cls):
     binding = vector.binding()
     half = _binding.WIDTH
     proof = _value_range.prove(layout, ys, 17, rho, binding[:half], binding[half:], b"c")
-    assert _value_range.verify(layout, binding[:half], binding[half:], proof, b"c")
+    assert _value_check.verify(layout, binding[:half], binding[half:], proof, b"c")
+
+
+def _batch(count: int, context: bytes = b"ctx") -> list[_value_check.Claim]:
+    layout = _layout(3)
+    claims = []
+    for k in range(count):
+        ys, weight = [k, 2 * LEVELS - k, LEVELS], k + 1
+        rho, binding, c = _committed(layout, ys, weight)
+        proof = _value_range.prove(layout, ys, weight, rho, binding, c, context + bytes([k]))
+        claims.append((layout, binding, c, proof, context + bytes([k])))
+    return claims
+
+
+def test_a_batch_of_honest_proofs_verifies_and_an_empty_one_holds():
+    assert _value_check.verify_all(_batch(3))
+    assert _value_check.verify_all([])
+
+
+@pytest.mark.parametrize("at", [0, 1, 2])
+def test_one_bad_proof_fails_its_batch_wherever_it_sits(at):
+    """A proof whose digits are not bits (the check batching weakens, if any) at each place."""
+    claims = _batch(3)
+    layout = claims[0][0]
+    coefs = _weight_range.coefficients(2 * LEVELS + 1)
+    digits = [1] * (len(coefs) - 1) + [2]
+    y = sum(c * b for c, b in zip(coefs, digits, strict=True))
+    ys = [y, 5, 6]
+    rho, binding, c = _committed(layout, ys, 1)
+    all_digits = [digits, *(_weight_range._bits(v, coefs) for v in ys[1:])]
+    proof = _value_range._prove(layout, ys, all_digits, 1, rho, binding, c, b"bad")
+    claims[at] = (layout, binding, c, proof, b"bad")
+    assert not _value_check.verify_all(claims)
+    assert [_value_check.verify(*claim) for claim in claims].count(False) == 1
+
+
+def _scalar_at(layout, index: int) -> int:
+    """Where scalar ``index`` (0 is s_2, 1 is s_Y) of a proof over ``layout`` starts."""
+    widths = _value_range._widths(layout)
+    planes = max(widths)
+    at = (2 * planes + _value_range._ELEMENTS) * _value_range._WIDTH
+    at += _value_range._CHALLENGE_BITS // 8 + planes * _value_range._PLANE_SCALAR
+    return at + sum(_value_range._SCALARS[:index])
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_errors_that_cancel_across_proofs_still_fail(index):
+    """Two proofs, each off by ``h`` and ``1/h`` in one equation: were the batch's
+    equations multiplied without fresh weights, the errors would cancel."""
+    claims = _batch(2)
+    layout = claims[0][0]
+    at, width = _scalar_at(layout, index), _value_range._SCALARS[index]
+    for k, step in ((0, 1), (1, -1)):
+        proof = bytearray(claims[k][3])
+        s = int.from_bytes(proof[at : at + width], "big", signed=True) + step
+        proof[at : at + width] = s.to_bytes(width, "big", signed=True)
+        claims[k] = (*claims[k][:3], bytes(proof), claims[k][4])
+        assert not _value_check.verify(*claims[k])
+    assert not _value_check.verify_all(claims)
