@@ -17,13 +17,13 @@ executor        where clients run
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from he_fed.protocol.client import ClientReport
 
-__all__ = ["ClientHandle", "ClientResult", "Executor"]
+__all__ = ["ClientHandle", "ClientResult", "Executor", "gather"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,16 @@ class Executor(Protocol):
     def close(self) -> None:
         """Release workers, pools or connections. Safe to call twice."""
         ...
+
+
+def gather(
+    executor: Executor, clients: Sequence[ClientHandle], message: bytes
+) -> Iterable[ClientResult]:
+    """:meth:`Executor.collect`'s results, streamed where the executor can.
+
+    An executor with a ``stream`` method of the same signature (the ``processes``
+    one) yields each result, in order, as soon as it is in, so the caller checks
+    the first while the rest are still being made.
+    """
+    stream = getattr(executor, "stream", None)
+    return stream(clients, message) if callable(stream) else executor.collect(clients, message)

@@ -34,7 +34,7 @@ from he_fed.protocol.keyholder import KeyHolder
 from he_fed.protocol.messages import Task
 from he_fed.protocol.setup import build_aggregator, build_client, generate_keyholder
 from he_fed.protocol.spec import ClientSpec, FederationSetup
-from he_fed.runtime.base import ClientHandle, Executor
+from he_fed.runtime.base import ClientHandle, Executor, gather
 from he_fed.runtime.council import LocalCouncil, generate_council
 from he_fed.runtime.inprocess import InProcessExecutor
 
@@ -306,12 +306,12 @@ class Federation:
         name = (
             f"train round {self.training_rounds}" if task is Task.TRAIN else f"{task.value} round"
         )
-        results = self.executor.collect(asked, start)
         timings = dict.fromkeys(PHASES, 0.0)
         failures: dict[str, str] = {}
         sizes: list[int] = []
-        clipped = 0
-        for result in results:
+        clipped = answered = 0
+        for result in gather(self.executor, asked, start):
+            answered += 1
             if result.report is None:
                 failures[result.client_id] = result.error or "failed"
                 continue
@@ -332,7 +332,7 @@ class Federation:
             sizes.append(len(report.update))
             clipped += report.clipped
             log.debug("%s: update from %s added (%d bytes)", name, result.client_id, sizes[-1])
-        if results and len(failures) == len(results) and not self.aggregator.contributors:
+        if answered and len(failures) == answered and not self.aggregator.contributors:
             # Every client asked failed: a setting or a message they all refuse, not
             # dropouts. Skipping such rounds silently would "train" nothing.
             first = next(iter(failures.items()))

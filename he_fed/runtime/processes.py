@@ -14,9 +14,12 @@ How it works:
   executor's life (the whole fit). A client goes to the worker with the least
   data so far the first time it is asked; that first task carries its data, its
   plan, the public key and its signing key, and the worker builds the client
-  once (:mod:`he_fed.runtime._resident`). Every later round sends each worker one
-  task: the encoded round start and, per client, a token and the rounds it
-  answered. Data-heavy federations no longer ship ``X`` and ``y`` every round.
+  once (:mod:`he_fed.runtime._resident`). Every later round sends each client one
+  task on its worker: the encoded round start, a token and the rounds it answered.
+  Data-heavy federations no longer ship ``X`` and ``y`` every round.
+* **Results stream.** :meth:`ProcessesExecutor.stream` yields each client's result
+  as soon as it is in, so the aggregator checks the first updates' proofs while
+  the workers still prove the others.
 * **Plain data only.** Tasks carry bytes, arrays, ints and dicts of primitives;
   workers answer with bytes, floats and ints. No object of ours crosses the
   boundary.
@@ -47,7 +50,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -285,8 +288,17 @@ class ProcessesExecutor:
         ExecutorError
             If a worker process died.
         """
+        return list(self.stream(clients, message))
+
+    def stream(self, clients: Sequence[ClientHandle], message: bytes) -> Iterator[ClientResult]:
+        """As :meth:`collect`, yielding each result, in order, as soon as it is in.
+
+        Every client is one task on its worker, so the caller checks the first
+        updates while the workers still make the others. Raises as :meth:`collect`
+        (``ConfigurationError`` before any task starts).
+        """
         if not clients:
-            return []
+            return iter(())
         for client in clients:
             if not isinstance(client, Client):
                 raise ConfigurationError(
@@ -294,41 +306,43 @@ class ProcessesExecutor:
                 )
         self.start()
         assert self._pools is not None
-        members: list[list[_resident.Member]] = [[] for _ in range(self.workers)]
-        order: list[list[int]] = [[] for _ in range(self.workers)]
-        tokens: dict[int, int] = {}
-        for index, client in enumerate(clients):
+        members = []
+        for client in clients:
             assert isinstance(client, Client)
             worker, token, arrival = self._home(client)
             state = (client.last_round, client.phase)
-            members[worker].append((token, client.client_id, state, arrival))
-            order[worker].append(index)
-            tokens[index] = token
-        tasks: list[tuple[list[int], Future[list[_resident.Row]]]] = []
-        rows: dict[int, _resident.Row] = {}
+            members.append((client, worker, (token, client.client_id, state, arrival)))
+        tasks: list[tuple[Client, int, Future[list[_resident.Row]]]] = []
         try:
-            for worker, pool in enumerate(self._pools):
-                forgotten = self._forgotten[worker]
-                if not members[worker] and not forgotten:
-                    continue
-                dropped, forgotten[:] = list(forgotten), []
-                future = pool.submit(_resident.answer_round, message, members[worker], dropped)
-                tasks.append((order[worker], future))
-            for part, future in tasks:
-                rows.update(zip(part, future.result(), strict=True))
+            for client, worker, member in members:
+                dropped, self._forgotten[worker][:] = list(self._forgotten[worker]), []
+                task = self._pools[worker].submit(
+                    _resident.answer_round, message, [member], dropped
+                )
+                tasks.append((client, member[0], task))
         except BrokenProcessPool as exc:
             self.close()
             raise ExecutorError(f"a worker process died: {exc}") from None
-        for index, client in enumerate(clients):
-            client_id, answered, _, _, resident = rows[index]
+        return self._gathered(tasks)
+
+    def _gathered(
+        self, tasks: list[tuple[Client, int, Future[list[_resident.Row]]]]
+    ) -> Iterator[ClientResult]:
+        for client, token, future in tasks:
+            try:
+                (row,) = future.result()
+            except BrokenProcessPool as exc:
+                self.close()
+                raise ExecutorError(f"a worker process died: {exc}") from None
+            _, answered, _, _, resident = row
             if resident:
-                self._resident.add(tokens[index])
+                self._resident.add(token)
             else:
-                self._resident.discard(tokens[index])
+                self._resident.discard(token)
             # The executor's record follows the worker's (an attempt counts), so a
             # client answered here or in process later keeps its memory of rounds.
             client.mark_answered(*answered)  # type: ignore[attr-defined]
-        return [self._result(rows[i]) for i in range(len(clients))]
+            yield self._result(row)
 
     def residents(self) -> list[dict[str, int]]:
         """What each worker holds, asked of the workers themselves.
