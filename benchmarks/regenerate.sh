@@ -12,6 +12,7 @@ python benchmarks/paillier_speed.py --json "$out/paillier_speed.json" --markdown
 python benchmarks/ckks_speed.py --json "$out/ckks_speed.json" --markdown "$out/ckks_speed.md"
 python benchmarks/ckks_large.py --json "$out/ckks_large.json" --markdown "$out/ckks_large.md"
 python benchmarks/commitment_proof.py --json "$out/commitment_proof.json" --markdown "$out/commitment_proof.md"
+python benchmarks/batch_verify.py --json "$out/batch_verify.json" --markdown "$out/batch_verify.md"
 python benchmarks/threshold.py --json "$out/threshold.json" --markdown "$out/threshold.md"
 python benchmarks/dp_repeats.py --json "$out/dp_repeats.json" --markdown "$out/dp_repeats.md"
 python benchmarks/dp_sampled.py --json "$out/dp_sampled.json" --markdown "$out/dp_sampled.md"

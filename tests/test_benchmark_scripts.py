@@ -10,6 +10,7 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 SCRIPTS = [
+    "batch_verify",
     "ckks_large",
     "ckks_speed",
     "commitment_proof",
