@@ -43,6 +43,7 @@ from typing import Any
 import gmpy2
 
 from he_fed.crypto._djn import FixedBase
+from he_fed.crypto._exact_cache import exact_cache
 from he_fed.crypto._multiexp import product_of_powers
 
 __all__ = ["P", "Q", "RHO_BITS", "WIDTH", "check", "commit", "drop_tables", "product"]
@@ -95,7 +96,7 @@ def _hashed(label: bytes) -> Any:
     return value * value % _MOD  # a square: in the order-Q subgroup
 
 
-@lru_cache(maxsize=4)
+@exact_cache(maxsize=4)
 def _generators(count: int) -> tuple[Any, ...]:
     return tuple(_hashed(b"g" + i.to_bytes(8, "big")) for i in range(count))
 
@@ -105,7 +106,7 @@ def _h_table() -> FixedBase:
     return FixedBase(int(_h()), P, TABLE_RHO_BITS, TABLE_WINDOW)
 
 
-@lru_cache(maxsize=TABLED_GENERATORS)
+@exact_cache(maxsize=TABLED_GENERATORS)
 def _generator_table(index: int) -> FixedBase:
     return FixedBase(int(_generators(index + 1)[index]), P, TABLE_SLOT_BITS, TABLE_WINDOW)
 

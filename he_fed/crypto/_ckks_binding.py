@@ -34,7 +34,6 @@ integers it encrypts, in ``ffdhe2048`` with the same generators::
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import gmpy2
@@ -42,6 +41,7 @@ import numpy as np
 
 from he_fed.crypto import _binding, _opening_proof, _value_check, _value_range, _weight_range
 from he_fed.crypto._ckks_grid import on_grid
+from he_fed.crypto._exact_cache import exact_cache
 from he_fed.crypto.base import WeightedSum
 from he_fed.crypto.ckks_budget import EXACT_FLOAT
 from he_fed.exceptions import AggregateRejected
@@ -100,7 +100,7 @@ def committed_slots(scheme: CKKS, size: int) -> int:
     return scheme.digits * size + 1
 
 
-@lru_cache(maxsize=64)
+@exact_cache(maxsize=64)
 def _slot_bits(room: int) -> int:
     return -(-(room.bit_length() + 3) // 8) * 8
 
@@ -151,7 +151,7 @@ def value_layout(scheme: CKKS, size: int) -> _value_range.Layout:
     return _layout(slot_bits(scheme), pack_bits(scheme), quantizer.digit_bounds, size)
 
 
-@lru_cache(maxsize=64)
+@exact_cache(maxsize=64)
 def _layout(k: int, per: int, bounds: tuple[int, ...], size: int) -> _value_range.Layout:
     slots = len(bounds) * size + 1
     modulus = gmpy2.mpz(_binding.P)

@@ -36,6 +36,7 @@ from typing import Any
 import gmpy2
 
 from he_fed.crypto._comb import CombTable, comb_shape
+from he_fed.crypto._exact_cache import exact_cache
 from he_fed.exceptions import ConfigurationError, MalformedMessage
 
 __all__ = [
@@ -149,7 +150,7 @@ def check_public_key(n: int, hs: int) -> None:
 _CHECKED_KEYS = 8
 
 
-@lru_cache(maxsize=_CHECKED_KEYS)
+@exact_cache(maxsize=_CHECKED_KEYS)
 def _passed(n: int, hs: int) -> bool:
     """:func:`check_public_key`'s checks; True, or the exception (never cached)."""
     n_ = gmpy2.mpz(n)
@@ -319,7 +320,7 @@ def fixed_base(base: int, modulus: int, exponent_bits: int) -> FixedBase | CombT
     return _fixed_base(int(base), int(modulus), int(exponent_bits))
 
 
-@lru_cache(maxsize=4)
+@exact_cache(maxsize=4)
 def _fixed_base(base: int, modulus: int, exponent_bits: int) -> FixedBase | CombTable:
     uses = _PLANNED.pop((base, modulus, exponent_bits), None)
     window = window_for_uses(modulus.bit_length(), exponent_bits, uses)

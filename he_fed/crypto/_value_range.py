@@ -71,6 +71,7 @@ import gmpy2
 
 from he_fed.crypto import _binding, _weight_range
 from he_fed.crypto._djn import FixedBase
+from he_fed.crypto._exact_cache import exact_cache
 from he_fed.crypto._multiexp import product_of_powers
 from he_fed.exceptions import ConfigurationError
 
@@ -128,7 +129,7 @@ class Layout:
     anchor: Any
 
 
-@lru_cache(maxsize=64)
+@exact_cache(maxsize=64)
 def _coefficients(span: int) -> tuple[int, ...]:
     return tuple(_weight_range.coefficients(span + 1))
 
@@ -251,7 +252,7 @@ _TABLED = 32
 _TABLE_BITS = 160
 
 
-@lru_cache(maxsize=_TABLED)
+@exact_cache(maxsize=_TABLED)
 def _table(index: int) -> FixedBase:
     return FixedBase(int(_bit_generators(index + 1)[index]), _binding.P, _TABLE_BITS, 6)
 

@@ -58,6 +58,7 @@ import gmpy2
 
 from he_fed.crypto import _binding
 from he_fed.crypto._djn import FixedBase
+from he_fed.crypto._exact_cache import exact_cache
 from he_fed.exceptions import ConfigurationError
 
 __all__ = [
@@ -144,7 +145,7 @@ def _response_width(max_weight: int) -> int:
     return (_nonce_bits(max_weight) + 2 + 7) // 8
 
 
-@lru_cache(maxsize=64)
+@exact_cache(maxsize=64)
 def proof_size(max_weight: int) -> int:
     """Bytes of a proof under ``max_weight``: the challenge, ``z_t``, then each bit's
     ``D_j``, ``e_0`` and two responses."""
@@ -311,20 +312,16 @@ def _pinned(pins: dict[Any, Any] | None, weight: int, max_weight: int, fingerpri
     return pin
 
 
+@exact_cache(maxsize=4096)
 def _pin_holds(commitment: bytes, proof: bytes, max_weight: int, fingerprint: bytes) -> bool:
     """Whether a pin holds, checked in full once per process for each exact pin.
 
     A client's pin comes with every contribution, and the check is deterministic. It
-    is remembered under exactly the bytes and integer it read: each part copied to
-    a plain ``bytes`` or ``int`` first, so that no object can pose as another pin
-    (hash and compare as one, hold another) and have its verdict remembered for it
-    (``test_weight_range.py::test_a_pin_verdict_cannot_be_planted_through_the_public_verifier``).
+    is remembered only when called with exact ``bytes`` and ``int``, under what the
+    check read (:mod:`he_fed.crypto._exact_cache`): an object that hashes and compares
+    as one pin while holding another is checked and forgotten
+    (``test_exact_cache.py``, ``test_weight_range.py``).
     """
-    return _exact_pin_holds(bytes(commitment), bytes(proof), int(max_weight), bytes(fingerprint))
-
-
-@lru_cache(maxsize=4096)
-def _exact_pin_holds(commitment: bytes, proof: bytes, max_weight: int, fingerprint: bytes) -> bool:
     return verify(commitment, proof, max_weight, _pin_context(fingerprint))
 
 

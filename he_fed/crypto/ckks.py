@@ -111,7 +111,6 @@ scale raises ``KeyMismatchError``.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -138,6 +137,7 @@ from he_fed.crypto._ckks_keys import (
     _load_secret_context,
     _seal_public,
 )
+from he_fed.crypto._exact_cache import exact_cache
 from he_fed.crypto.base import (
     AggregationKey,
     KeyPair,
@@ -181,7 +181,7 @@ PRESETS: dict[str, _Preset] = {
 }
 
 
-@functools.lru_cache(maxsize=64)
+@exact_cache(maxsize=64)
 def _primes(poly_modulus_degree: int, bit_sizes: tuple[int, ...]) -> tuple[int, ...]:
     """The primes SEAL picks for these bit sizes (TenSEAL calls the same function)."""
     try:

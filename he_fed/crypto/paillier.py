@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any, ClassVar
 
 import gmpy2
@@ -31,6 +31,7 @@ import numpy as np
 from he_fed._validation import check_int
 from he_fed.crypto import _binding, _value_range, wire
 from he_fed.crypto import _djn as djn
+from he_fed.crypto._exact_cache import exact_cache
 from he_fed.crypto._packing import Quantizer, SlotLayout
 from he_fed.crypto._paillier_keys import (
     PARALLEL_MIN_CIPHERTEXTS,
@@ -436,7 +437,7 @@ class PackedPaillier(_PaillierScheme):
         return WeightedSum(self.quantizer.dequantize(q_sum), weight, count, q_sum, step)
 
 
-@lru_cache(maxsize=64)
+@exact_cache(maxsize=64)
 def _layout(weight_first: bool, size: int, levels: int) -> _value_range.Layout:
     """Packed slots hold the weight, then ``w · (q + levels)``; per-value plaintexts hold
     ``w · q`` for each value, then the weight."""

@@ -166,6 +166,13 @@ class _Posing(bytes):
         return other == self._pose
 
 
+class _PosingItself(_Posing):
+    """As :class:`_Posing`, and ``bytes()`` of it is itself (red team 14)."""
+
+    def __bytes__(self) -> bytes:
+        return self
+
+
 class _Sliced(bytes):
     """Bytes whose chosen slices, by (start, stop), are given objects."""
 
@@ -182,7 +189,8 @@ class _Sliced(bytes):
         return bytes(self)[item]
 
 
-def test_a_pin_verdict_cannot_be_planted_through_the_public_verifier(monkeypatch):
+@pytest.mark.parametrize("posing", [_Posing, _PosingItself])
+def test_a_pin_verdict_cannot_be_planted_through_the_public_verifier(posing, monkeypatch):
     """Red team 13's planting, against the pins' remembered verdicts.
 
     A verifier remembers which pins held, since every contribution carries its
@@ -209,8 +217,8 @@ def test_a_pin_verdict_cannot_be_planted_through_the_public_verifier(monkeypatch
     inner = _Sliced(
         proof[:linked],
         {
-            (None, WIDTH): _Posing(genuine_pin, rogue_pin),
-            (WIDTH, WIDTH + pin_size): _Posing(genuine_proof, rogue_proof),
+            (None, WIDTH): posing(genuine_pin, rogue_pin),
+            (WIDTH, WIDTH + pin_size): posing(genuine_proof, rogue_proof),
         },
     )
     outer = _Sliced(proof, {(None, linked): inner})
