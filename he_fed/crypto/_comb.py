@@ -24,6 +24,8 @@ from typing import Any
 import gmpy2
 import numpy as np
 
+from he_fed.crypto._exact_cache import Sealed
+
 __all__ = ["CombTable", "comb_cost", "comb_shape"]
 
 #: Widest comb (``2^h`` entries per block) considered.
@@ -74,7 +76,7 @@ def comb_shape(
     return best[2], best[3]
 
 
-class CombTable:
+class CombTable(Sealed):
     """``base^e mod modulus`` through a Lim–Lee comb, for ``0 <= e < 2**exponent_bits``.
 
     Parameters
@@ -117,9 +119,12 @@ class CombTable:
                 rest = index ^ low
                 power = powers[low.bit_length() - 1]
                 entries[index] = power if not rest else entries[rest] * power % mod
-            tables.append(entries)
-        self._tables = tables
-        self._weights = np.left_shift(1, np.arange(teeth, dtype=np.int64))[:, None]
+            tables.append(tuple(entries))
+        self._tables = tuple(tables)
+        weights = np.left_shift(1, np.arange(teeth, dtype=np.int64))[:, None]
+        weights.flags.writeable = False
+        self._weights = weights
+        self._seal()  # shared by every key object of a process (red team 15)
 
     def _columns(self, exponent: int) -> list[int]:
         """Column ``p``'s index: bit ``p`` of every ``a``-bit row, row ``k`` as bit ``k``."""

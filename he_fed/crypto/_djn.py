@@ -36,7 +36,7 @@ from typing import Any
 import gmpy2
 
 from he_fed.crypto._comb import CombTable, comb_shape
-from he_fed.crypto._exact_cache import exact_cache
+from he_fed.crypto._exact_cache import Sealed, exact_cache, exact_int
 from he_fed.exceptions import ConfigurationError, MalformedMessage
 
 __all__ = [
@@ -143,7 +143,7 @@ def check_public_key(n: int, hs: int) -> None:
     MalformedMessage
         Naming the first check that fails.
     """
-    _passed(int(n), int(hs))
+    _passed(exact_int(n), exact_int(hs))
 
 
 #: Public keys whose passing checks :func:`check_public_key` remembers.
@@ -206,7 +206,7 @@ def table_bytes(modulus_bits: int, exponent_bits: int, window: int) -> int:
     return rows * (1 << window) * ((modulus_bits + 7) // 8)
 
 
-class FixedBase:
+class FixedBase(Sealed):
     """``base^e mod modulus`` by table lookup, for exponents of up to ``exponent_bits`` bits.
 
     Row ``i`` holds ``base^(j · 2^(wi))`` for ``j < 2^w``, so ``base^e`` is the product
@@ -246,9 +246,10 @@ class FixedBase:
             row = [gmpy2.mpz(1), g]
             for _ in range(size - 2):
                 row.append(row[-1] * g % self.modulus)
-            table.append(row)
+            table.append(tuple(row))
             g = row[-1] * g % self.modulus  # base^(2^(w(i+1)))
-        self._table = table
+        self._table = tuple(table)
+        self._seal()  # shared by every key object of a process (red team 15)
 
     def pow(self, exponent: int) -> Any:
         """``base^exponent mod modulus`` (``0 <= exponent < 2**exponent_bits``)."""
@@ -300,10 +301,10 @@ def plan_uses(base: int, modulus: int, exponent_bits: int, uses: int) -> None:
     A table already built is kept. Without an announcement a table gets the widest
     window, which pays for long runs.
     """
-    key = (int(base), int(modulus), int(exponent_bits))
+    key = (exact_int(base), exact_int(modulus), exact_int(exponent_bits))
     if len(_PLANNED) >= _PLANNED_KEYS and key not in _PLANNED:
         _PLANNED.pop(next(iter(_PLANNED)))
-    _PLANNED[key] = _PLANNED.get(key, 0) + max(int(uses), 0)
+    _PLANNED[key] = _PLANNED.get(key, 0) + max(exact_int(uses), 0)
 
 
 def fixed_base(base: int, modulus: int, exponent_bits: int) -> FixedBase | CombTable:
@@ -317,7 +318,7 @@ def fixed_base(base: int, modulus: int, exponent_bits: int) -> FixedBase | CombT
     total, in no more memory than the unannounced table; otherwise rows of ``2^w``
     powers (:class:`FixedBase`), whose window pays for long runs.
     """
-    return _fixed_base(int(base), int(modulus), int(exponent_bits))
+    return _fixed_base(exact_int(base), exact_int(modulus), exact_int(exponent_bits))
 
 
 @exact_cache(maxsize=4)

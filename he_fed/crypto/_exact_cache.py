@@ -22,7 +22,9 @@ from typing import Any, TypeVar
 
 import gmpy2
 
-__all__ = ["exact_cache", "is_exact"]
+from he_fed.exceptions import ConfigurationError
+
+__all__ = ["Sealed", "exact_cache", "exact_int", "is_exact"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _EXACT = frozenset({bool, int, float, str, bytes, type(None), type(gmpy2.mpz(0))})
@@ -54,3 +56,43 @@ def exact_cache(maxsize: int) -> Callable[[_F], _F]:
         return call  # type: ignore[return-value]
 
     return decorate
+
+
+def exact_int(value: object, name: str = "value") -> int:
+    """The exact ``int`` that ``value`` is worth: its own methods are not consulted.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``value`` is neither an ``int`` (of any subclass) nor an ``mpz``.
+    """
+    if type(value) is int:
+        return value
+    if isinstance(value, int):
+        return int.__int__(value)  # int's own conversion: the value, not an override
+    if type(value) is type(gmpy2.mpz(0)):
+        return int(value)  # type: ignore[call-overload]
+    raise ConfigurationError(f"{name} must be an integer, not {type(value).__name__}")
+
+
+class Sealed:
+    """An object whose attributes cannot be set or deleted once :meth:`_seal` ran.
+
+    For tables and other objects one process shares: any code could otherwise
+    change what every later caller computes with.
+    """
+
+    _sealed = False
+
+    def _seal(self) -> None:
+        object.__setattr__(self, "_sealed", True)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if self._sealed:
+            raise AttributeError(f"{type(self).__name__} is shared and cannot be changed")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if self._sealed:
+            raise AttributeError(f"{type(self).__name__} is shared and cannot be changed")
+        object.__delattr__(self, name)

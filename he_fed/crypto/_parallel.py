@@ -19,6 +19,7 @@ from typing import Any
 import gmpy2
 
 from he_fed.crypto._djn import FixedBase
+from he_fed.crypto._exact_cache import exact_int
 
 __all__ = ["available", "randomisers"]
 
@@ -56,6 +57,10 @@ def _worker_randomisers(exponents: list[bytes]) -> list[bytes]:
 
 
 def _pool(hs: int, nsquare: int, exponent_bits: int, workers: int) -> ProcessPoolExecutor:
+    # Keyed and built from the exact integers (red team 15 keyed a pool under an
+    # honest key with an int whose bytes were 1: every randomiser it made was 1).
+    hs, nsquare = exact_int(hs), exact_int(nsquare)
+    exponent_bits, workers = exact_int(exponent_bits), exact_int(workers)
     key = (hs, nsquare, exponent_bits, workers)
     pool = _POOLS.get(key)
     if pool is None:

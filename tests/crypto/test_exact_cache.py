@@ -17,10 +17,12 @@ import pkgutil
 from types import SimpleNamespace
 
 import gmpy2
+import pytest
 
 import he_fed.crypto
 from he_fed.crypto import PackedPaillier, _exact_cache
 from he_fed.crypto.paillier import _layout
+from he_fed.exceptions import ConfigurationError
 
 
 class _PosingInt(int):
@@ -107,3 +109,57 @@ def test_an_uncached_call_is_computed_from_what_it_reads():
     assert read(Posing(real)) == real
     assert read(pose) == pose  # computed, not the posing call's result
     assert read(pose) == pose and len(calls) == 2  # the exact call is remembered
+
+
+class _OneInBytes(int):
+    """An int worth the key's ``hs`` whose bytes are those of 1 (red team 15)."""
+
+    def to_bytes(self, length=1, byteorder="big", *, signed=False):  # type: ignore[override]
+        return (1).to_bytes(length, byteorder, signed=signed)
+
+
+def test_exact_int_reads_the_value_not_its_methods():
+    assert _exact_cache.exact_int(_OneInBytes(77)).to_bytes(1, "big") == bytes([77])
+    assert type(_exact_cache.exact_int(_PosingInt(9, 4))) is int
+    assert _exact_cache.exact_int(_PosingInt(9, 4)) == 9
+    assert _exact_cache.exact_int(gmpy2.mpz(5)) == 5
+    with pytest.raises(ConfigurationError, match="must be an integer"):
+        _exact_cache.exact_int(5.0)
+
+
+def test_a_pool_of_encryption_workers_cannot_be_planted_under_an_honest_key():
+    """Red team 15's attack A: a pool keyed by the key's ``hs`` but built from 1.
+
+    The victim's randomisers came from the planted pool: every one was 1, and each
+    ciphertext read as ``1 + m·n``. The pool is keyed and built from exact integers.
+    """
+    from he_fed.crypto import Paillier, _parallel
+
+    key = Paillier(key_bits=1024, allow_insecure=True).keygen().public
+    hs, nsquare, bits = int(key.hs), int(key.nsquare), key.scheme.randomness_bits
+    planted = _parallel.randomisers(_OneInBytes(hs), nsquare, bits, [12345], 2)
+    assert planted is not None, "worker processes could not start here"
+    honest = _parallel.randomisers(hs, nsquare, bits, [12345, 6789], 2)
+    assert honest == [gmpy2.powmod(hs, 12345, nsquare), gmpy2.powmod(hs, 6789, nsquare)]
+    assert planted == honest[:1]
+
+
+def test_shared_tables_cannot_be_changed():
+    """Red team 15's attack B: a shared table's ``window`` set to 0 made every power 1."""
+    from he_fed.crypto import Paillier, _djn
+
+    key = Paillier(key_bits=1024, allow_insecure=True).keygen().public
+    hs, nsquare = int(key.hs), int(key.nsquare)
+    _djn.plan_uses(hs, nsquare, 64, 10)
+    comb = _djn.fixed_base(hs, nsquare, 64)
+    rows = _djn.fixed_base(hs, nsquare, 80)
+    assert type(comb).__name__ == "CombTable" and type(rows).__name__ == "FixedBase"
+    for table in (comb, rows):
+        for name in ("window", "modulus", "exponent_bits", "teeth", "_table", "_tables"):
+            with pytest.raises(AttributeError, match="shared and cannot be changed"):
+                setattr(table, name, 0)
+        with pytest.raises(AttributeError, match="shared and cannot be changed"):
+            del table.modulus
+        assert table.pow(12345) == gmpy2.powmod(hs, 12345, nsquare)
+    assert isinstance(rows._table, tuple) and isinstance(rows._table[0], tuple)
+    assert isinstance(comb._tables, tuple) and not comb._weights.flags.writeable
