@@ -9,9 +9,19 @@ plant a verdict, a layout or a table under the key holder's own key; red teams 1
 and 14 did both (``tests/crypto/test_exact_cache.py``).
 
 :func:`exact_cache` caches only calls whose arguments are all of exact built-in
-types (``bool``, ``int``, ``float``, ``str``, ``bytes``, ``None``, gmpy2's ``mpz``,
-which cannot be subclassed, and tuples of these), whose hash and equality are the
-values' own. Any other call is computed afresh and remembered nowhere.
+types (``bool``, ``int``, ``str``, ``bytes``, ``None``, gmpy2's ``mpz``, which
+cannot be subclassed, and tuples of these but bools), whose hash and equality are
+the values' own, and keeps arguments of different types apart. Any other call is
+computed afresh and remembered nowhere.
+
+The same goes for other state a process shares: :func:`exact_int` turns what a
+caller passes into the exact integer it is worth before it keys or builds a shared
+pool or table (red team 15 keyed a pool of encryption workers under an honest
+key's modulus with an ``int`` subclass whose bytes were 1, and every randomiser the
+victim drew from it was 1), and :class:`Sealed` objects refuse attribute writes
+once built (the same red team set a shared fixed-base table's ``window`` to 0).
+Code that goes around them (``object.__setattr__``, private attributes) is patching
+the package, which no in-process guard stops (DESIGN.md, red team 16).
 """
 
 from __future__ import annotations
@@ -27,22 +37,28 @@ from he_fed.exceptions import ConfigurationError
 __all__ = ["Sealed", "exact_cache", "exact_int", "is_exact"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-_EXACT = frozenset({bool, int, float, str, bytes, type(None), type(gmpy2.mpz(0))})
+#: Exact types of a tuple's items: no two of them hold equal values of another type.
+_ITEMS = frozenset({int, str, bytes, type(None), type(gmpy2.mpz(0))})
 
 
 def is_exact(value: object) -> bool:
-    """Whether ``value`` is of an exact built-in type (a tuple: each of its items)."""
+    """Whether ``value`` is of an exact built-in type (a tuple: each of its items).
+
+    Floats are not (``65534.0 == 65534`` would share an entry with the integer, red
+    team 16), nor are bools inside tuples (``(True,) == (1,)``); a bool argument is,
+    since the cache keeps arguments of different types apart (``typed=True``).
+    """
     kind = type(value)
     if kind is tuple:
-        return all(is_exact(item) for item in value)  # type: ignore[attr-defined]
-    return kind in _EXACT
+        return all(type(item) in _ITEMS or type(item) is tuple and is_exact(item) for item in value)  # type: ignore[attr-defined]
+    return kind in _ITEMS or kind is bool
 
 
 def exact_cache(maxsize: int) -> Callable[[_F], _F]:
     """``lru_cache(maxsize)`` for calls whose arguments are all exact (:func:`is_exact`)."""
 
     def decorate(function: _F) -> _F:
-        cached = lru_cache(maxsize=maxsize)(function)
+        cached = lru_cache(maxsize=maxsize, typed=True)(function)
 
         @wraps(function)
         def call(*args: Any, **kwargs: Any) -> Any:

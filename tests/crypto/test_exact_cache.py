@@ -52,13 +52,30 @@ class _PosingBytes(bytes):
 
 def test_only_exact_builtin_values_count_as_exact():
     assert all(
-        _exact_cache.is_exact(v)
-        for v in (1, True, 1.5, "s", b"b", None, gmpy2.mpz(3), (1, (b"x", "y")))
+        _exact_cache.is_exact(v) for v in (1, True, "s", b"b", None, gmpy2.mpz(3), (1, (b"x", "y")))
     )
     assert not any(
         _exact_cache.is_exact(v)
-        for v in (_PosingInt(5, 4), _PosingBytes(b"x"), (1, _PosingInt(2, 3)), [1], bytearray(b"x"))
+        for v in (
+            _PosingInt(5, 4),
+            _PosingBytes(b"x"),
+            (1, _PosingInt(2, 3)),
+            [1],
+            bytearray(b"x"),
+            1.5,  # 65534.0 == 65534: a float would share the integer's entry (red team 16)
+            (True, 2),  # (True,) == (1,)
+        )
     )
+
+
+def test_a_float_equal_to_the_plans_levels_plants_no_layout():
+    """Red team 16: ``float(levels)`` hashed and compared as the key holder's ``levels``."""
+    scheme = PackedPaillier(key_bits=1024, allow_insecure=True, max_clients=8, max_weight=128)
+    levels = scheme.quantizer.levels
+    _layout.cache_clear()
+    assert _layout(True, 4, float(levels)).spans == (2.0 * levels,) * 4
+    assert _layout(1, 4, levels).spans == (2 * levels,) * 4  # int 1, not True: apart
+    assert all(type(s) is int for s in scheme.value_layout(4).spans)
 
 
 def test_every_cache_with_arguments_in_the_crypto_layer_is_exact():
