@@ -18,6 +18,7 @@ python benchmarks/dp_repeats.py --json "$out/dp_repeats.json" --markdown "$out/d
 python benchmarks/dp_sampled.py --json "$out/dp_sampled.json" --markdown "$out/dp_sampled.md"
 python benchmarks/dp_tradeoff.py --json "$out/dp_tradeoff.json" --markdown "$out/dp_tradeoff.md" --plot "$out/dp_tradeoff.png"
 python benchmarks/scale.py --json "$out/scale.json" --markdown "$out/scale.md"
+python benchmarks/estimate_accuracy.py --json "$out/estimate_accuracy.json" --markdown "$out/estimate_accuracy.md"
 python benchmarks/optimizers.py --json "$out/optimizers.json" --markdown "$out/optimizers.md"
 python benchmarks/phe_example.py --json "$out/phe_example.json" --markdown "$out/phe_example.md"
 HE_FED_CACHE_DIR="$(mktemp -d)" he-fed bench --full --json "$out/bench.json" --csv "$out/bench.csv" \

@@ -138,6 +138,9 @@ def flat_calibration(scheme, machine: str, created: str, bytes_per_unit: float):
         line,
         line,
         [4_000.0, bytes_per_unit],
+        line,
+        line,
+        [1e-3] * 4,
         created,
     )
 

@@ -17,6 +17,7 @@ SCRIPTS = [
     "dp_repeats",
     "dp_sampled",
     "dp_tradeoff",
+    "estimate_accuracy",
     "flower_profile",
     "optimizers",
     "paillier_speed",

@@ -16,6 +16,15 @@ it grows, in ``u`` (ciphertexts per update, or values for ``plain``) and ``K``
 * per round, ``a + b·K``: what is left of the wall clock (round starts, applying
   the mean).
 
+Every update proves its weight and each value's range, and those proofs grow with
+the values' bits, not with the ciphertexts (a CKKS ciphertext holds thousands of
+values). They are timed apart, on the scheme's own keys at two small layouts
+(:func:`_proof_fit`), in the work ``w`` of :func:`_proof_work` (the bits over
+``log2`` of the values): a client's proof ``a + b·w``, the aggregator's check of one
+``a + b·w``, and the key holder's check of a round's receipts in one batch
+``a + b·w + K·(c + d·w)``. The federations' phases are fitted with those
+subtracted, and a prediction adds them back at the run's own ``w``.
+
 Long Paillier updates (at least 512 ciphertexts) are encrypted by worker
 processes on every core, and the prediction divides their encryption time
 accordingly. Every calibration runs under one encoding plan (:func:`calibration_scheme`):
@@ -28,11 +37,14 @@ redone on request.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -64,6 +76,7 @@ __all__ = [
     "units",
 ]
 
+_T = TypeVar("_T")
 _ROWS = 8  # rows per calibration client: training stays a small, fitted share
 _PARALLEL_EFFICIENCY = 0.9
 
@@ -83,9 +96,11 @@ def _features_for(scheme: Scheme) -> tuple[int, int]:
         slots = scheme.layout.slots  # every bit of every value is range-proven: 4 chunks
         return max(1, slots - 2), 4 * slots - 2
     if isinstance(scheme, CKKS):
-        # The intercept, the weight and the binding's blinding fill each size out.
+        # One ciphertext, then two: the intercept, the weight and the binding's blinding
+        # fill the first out. Every value is range-proven, so the second size is kept
+        # as small as two ciphertexts allow (four ciphertexts took half an hour).
         per, tail = scheme.values_per_ciphertext, 1 + scheme.encoded_length(0)
-        return per - tail, 4 * per - tail
+        return 1, per - tail + 1
     return 100, 20_000
 
 
@@ -104,6 +119,9 @@ class Calibration:
     evaluate: list[float]  # per round, a + b·(K·samples·features)
     overhead: list[float]  # per round, a + b·K
     bytes_up: list[float]  # per update, a + b·u
+    prove: list[float]  # per update (in sign), a + b·w (w: _proof_work)
+    verify: list[float]  # per update (in aggregate), a + b·w
+    check: list[float]  # per round (in decrypt), a + b·w + K·(c + d·w)
     created: str
 
 
@@ -123,16 +141,95 @@ def calibration_scheme(scheme: Scheme) -> Scheme:
     return scheme.with_plan(clip=DEFAULT_CLIP, max_clients=5, max_weight=_ROWS)
 
 
+def _layout(scheme: Scheme, size: int) -> _value_range.Layout | None:
+    """The values' range proof's layout of an update of ``size`` values (None for plain)."""
+    if isinstance(scheme, Plain):
+        return None
+    if isinstance(scheme, CKKS):
+        return _ckks_binding.value_layout(scheme, size)
+    return scheme.value_layout(size)  # type: ignore[attr-defined,no-any-return]
+
+
 def _proof_bytes(scheme: Scheme, size: int) -> int:
     """Bytes of an update's weight and values' range proofs, exactly: the weight's is set
     by ``max_weight``, the values' by their count and the plan's precision."""
-    if isinstance(scheme, Plain):
+    layout = _layout(scheme, size)
+    if layout is None:
         return 0
-    if isinstance(scheme, CKKS):
-        layout = _ckks_binding.value_layout(scheme, size)
-    else:
-        layout = scheme.value_layout(size)  # type: ignore[attr-defined]
     return _weight_range.linked_size(scheme.max_weight) + _value_range.proof_size(layout)
+
+
+def _proof_work(scheme: Scheme, size: int) -> float:
+    """The work of an update's proofs: the bits its values' range proof commits to, over
+    ``log2`` of its values.
+
+    Proving and checking are products of powers over the values' bases, whose cost
+    by buckets grows as ``n·b / log2(n)`` for ``n`` bases of ``b``-bit exponents
+    (:func:`~he_fed.crypto._multiexp.bucket_window`): a line in the bits alone,
+    fitted at small updates, overestimated an update of 3,000 values by half.
+    """
+    layout = _layout(scheme, size)
+    if layout is None:
+        return 0.0
+    return _value_range.bit_count(layout) / math.log2(len(layout.spans) + 1)
+
+
+def _proof_sizes(scheme: Scheme) -> tuple[int, int]:
+    """Two update sizes (values) whose proofs fix the lines in ``w``.
+
+    The larger reaches the largest calibration federation's update where that is
+    wider (CKKS: two ciphertexts), so that its proofs are interpolated, not
+    extrapolated, when the federations' phases are fitted.
+    """
+    if isinstance(scheme, Paillier):
+        return 8, 48
+    return 40, max(1000, _features_for(scheme)[1] + 1)
+
+
+def _proof_fit(scheme: Scheme, rng: np.random.Generator) -> tuple[list[float], ...]:
+    """The proofs' costs in :func:`_proof_work`, timed on ``scheme``'s own keys (fastest of 3).
+
+    Returns ``prove`` and ``verify`` as ``[a, b]`` (one update) and ``check`` as
+    ``[a, b, c, d]`` (a round's receipts in one batch, ``a + b·w + K·(c + d·w)``).
+    Zeros for ``plain``, which proves nothing.
+    """
+    if isinstance(scheme, Plain):
+        return [0.0, 0.0], [0.0, 0.0], [0.0] * 4
+    public = _planned(scheme, 3).keygen().public
+    prove_points, verify_points, check_points = [], [], []
+    for size in _proof_sizes(scheme):
+        work = _proof_work(public.scheme, size)
+        pins: dict[Any, Any] = {}
+        claims, proving = [], []
+        for k in range(3):
+            vector = public.encrypt(rng.uniform(-1, 1, size), weight=_ROWS)
+            context = b"calibration|%d|%d" % (size, k)
+            if not pins:
+                vector.prove_commitment(context, pins)  # the client's pin, made once
+            seconds, proof = timed(partial(vector.prove_commitment, context, pins))
+            proving.append(seconds)
+            claims.append((vector.commitment(), proof, context, vector.binding()))
+        commitment, proof, context, binding = claims[0]
+        one = partial(public.verify_commitment_proof, commitment, proof, size, context)
+        prove_points.append((work, min(proving)))
+        verify_points.append((work, _fastest(partial(one, binding=binding))[0]))
+        for count in (1, 3):
+            batch = partial(public.verify_commitment_proofs, claims[:count], size)
+            check_points.append(([1.0, work, count, count * work], _fastest(batch)[0]))
+    return (
+        _solve([[1.0, b] for b, _ in prove_points], [t for _, t in prove_points]),
+        _solve([[1.0, b] for b, _ in verify_points], [t for _, t in verify_points]),
+        _solve([r for r, _ in check_points], [t for _, t in check_points]),
+    )
+
+
+def _fastest(fn: Callable[[], _T]) -> tuple[float, _T]:
+    """The fastest of three timed calls of ``fn``, and its result."""
+    return min((timed(fn) for _ in range(3)), key=lambda pair: pair[0])
+
+
+def _check_cost(fit: list[float], work: float, clients: int) -> float:
+    return fit[0] + fit[1] * work + clients * (fit[2] + fit[3] * work)
 
 
 def _planned(scheme: Scheme, clients: int) -> Scheme:
@@ -192,7 +289,7 @@ def _linear(fit: list[float], work: float) -> float:
 
 
 def calibrate(scheme: Scheme) -> Calibration:
-    """Time the real roles of ``scheme`` on this machine (a few seconds).
+    """Time the real roles of ``scheme`` on this machine (a minute, several for CKKS).
 
     Every configuration runs three times and each phase keeps its fastest time: noise on a
     shared machine only ever adds time. The plan of ``scheme`` does not matter
@@ -202,6 +299,7 @@ def calibrate(scheme: Scheme) -> Calibration:
     rng = np.random.default_rng(0)
     evaluate_fit = _evaluate_fit(rng)
     train_points = _train_points(rng)
+    prove_fit, verify_fit, check_fit = _proof_fit(scheme, rng)
     client_points: dict[str, list[tuple[float, float]]] = {
         p: [] for p in ("encrypt", "sign", "serialize")
     }
@@ -214,6 +312,11 @@ def calibrate(scheme: Scheme) -> Calibration:
             runs = [_mini_round(planned, clients, features, rng) for _ in range(3)]
             t = {p: min(run[0][p] for run in runs) for p in runs[0][0]}
             rest = min(run[2] - sum(run[0].values()) for run in runs)
+            # The proofs are fitted apart, in their work: what is left grows with u.
+            work = _proof_work(planned, features + 1)
+            t["sign"] -= clients * _linear(prove_fit, work)
+            t["aggregate"] -= clients * _linear(verify_fit, work)
+            t["decrypt"] -= _check_cost(check_fit, work, clients)
             bytes_up = runs[0][1] - _proof_bytes(planned, features + 1)
             for phase in client_points:
                 client_points[phase].append((u, t[phase] / clients))
@@ -239,6 +342,9 @@ def calibrate(scheme: Scheme) -> Calibration:
         evaluate=evaluate_fit,
         overhead=_solve([r for r, _ in overhead_points], [s for _, s in overhead_points]),
         bytes_up=_solve([[1.0, u] for u, _ in size_points], [s for _, s in size_points]),
+        prove=prove_fit,
+        verify=verify_fit,
+        check=check_fit,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
 
@@ -349,13 +455,19 @@ def estimate(
     agg = cal.aggregate
     dec = cal.decrypt
     over = cal.overhead
+    work = _proof_work(scheme, size)
     phases = {
         "train": clients * _linear(cal.train, samples_per_client * features * local_epochs * rows),
         "encrypt": clients * encrypt,
-        "sign": clients * per_client("sign"),
+        "sign": clients * (per_client("sign") + _linear(cal.prove, work)),
         "serialize": clients * per_client("serialize"),
-        "aggregate": clients * (agg[0] + agg[1] * u) + agg[2] + agg[3] * u,
-        "decrypt": dec[0] + dec[1] * u + clients * (dec[2] + dec[3] * u),
+        "aggregate": clients * (agg[0] + agg[1] * u + _linear(cal.verify, work))
+        + agg[2]
+        + agg[3] * u,
+        "decrypt": dec[0]
+        + dec[1] * u
+        + clients * (dec[2] + dec[3] * u)
+        + _check_cost(cal.check, work, clients),
         "overhead": over[0]
         + over[1] * clients
         + _linear(cal.evaluate, clients * samples_per_client * features),
