@@ -30,6 +30,7 @@ from he_fed.crypto._value_range import (
     _challenge,
     _coefficients,
     _folding,
+    _generator_product,
     _h_pow,
     _pow,
     _signed_product,
@@ -153,7 +154,7 @@ def _equations_hold(proofs: Sequence[_Parsed]) -> bool:
         right += [(d, mu * e) for d, mu in zip(p.d_planes, mus, strict=True)]
         right += [(p.c_0, delta), (p.c_1, delta * e), (p.a_y, eta), (p.y, eta * e)]
     gens = _bit_generators(max(e_powers, default=-1) + 1)
-    left = _signed_product([(gens[v], x) for v, x in e_powers.items()])
+    left = _generator_product(list(e_powers.items()), gens)
     left = left * _signed_product(list(g_powers.items())) % _MOD
     left = left * _h_pow(h_power) % _MOD
     return bool(left == product_of_powers(right, _MOD))

@@ -110,6 +110,11 @@ def _h_table() -> FixedBase:
     return FixedBase(int(_hashed(b"H")), _binding.P, _TABLE_BITS, 6)
 
 
+def drop_tables() -> None:
+    """Forget ``H``'s table (see :func:`he_fed.crypto._value_range.drop_tables`)."""
+    _h_table.cache_clear()
+
+
 def _h_pow(exponent: int) -> Any:
     if exponent < 0:
         return gmpy2.invert(_h_table().pow(-exponent), _MOD)

@@ -172,3 +172,31 @@ def test_errors_that_cancel_across_proofs_still_fail(index):
         claims[k] = (*claims[k][:3], bytes(proof), claims[k][4])
         assert not _value_check.verify(*claims[k])
     assert not _value_check.verify_all(claims)
+
+
+def test_products_over_the_bit_generators_equal_their_powmods():
+    """Tables serve the first generators' exponents of either sign up to their width;
+    later generators and wider exponents take the buckets; all give the same residue."""
+    mod = _binding.P
+    count = _value_range._TABLED + 3
+    gens = _value_range._bit_generators(count)
+    widest = _value_range._TABLE_BITS
+    pairs = [
+        (v, sign * secrets.randbits(bits))
+        for v, sign, bits in [
+            (0, 1, 150),
+            (1, -1, 430),
+            (2, 1, widest),
+            (3, -1, widest + 40),
+            (4, 1, 0),
+            (count - 3, 1, 150),
+            (count - 2, -1, 560),
+            (count - 1, 1, widest + 1),
+        ]
+    ]
+    expected = 1
+    for v, x in pairs:
+        power = pow(int(gens[v]), abs(x), mod)
+        expected = expected * (power if x >= 0 else pow(power, -1, mod)) % mod
+    assert int(_value_range._generator_product(pairs, gens)) == expected
+    assert int(_value_range._generator_product([], gens)) == 1
