@@ -132,10 +132,15 @@ def test_a_batch_of_honest_proofs_verifies_and_an_empty_one_holds():
     assert _value_check.verify_all([])
 
 
+@pytest.mark.parametrize("batch", [None, 2])
 @pytest.mark.parametrize("at", [0, 1, 2])
-def test_one_bad_proof_fails_its_batch_wherever_it_sits(at):
-    """A proof whose digits are not bits (the check batching weakens, if any) at each place."""
+def test_one_bad_proof_fails_its_batch_wherever_it_sits(at, batch, monkeypatch):
+    """A proof whose digits are not bits (the check batching weakens, if any) at each
+    place, in one product or in products of 2 (the first or the last of them)."""
+    if batch is not None:
+        monkeypatch.setattr(_value_check, "BATCH", batch)
     claims = _batch(3)
+    assert _value_check.verify_all(claims)
     layout = claims[0][0]
     coefs = _weight_range.coefficients(2 * LEVELS + 1)
     digits = [1] * (len(coefs) - 1) + [2]
