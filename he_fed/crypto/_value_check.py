@@ -163,9 +163,9 @@ def _equations_hold(proofs: Sequence[_Parsed]) -> bool:
 Claim = tuple[Layout, bytes, bytes, bytes, bytes]
 
 
-#: Proofs checked in one product. A proof read for its equations takes about 0.1 MB
-#: (20 values of 93 bits); a 10,000-client round in one product held some 2 GB at
-#: once. Each batch pays the shared bases once, a few milliseconds.
+#: Proofs checked in one product. A proof read for its equations takes more than
+#: 0.1 MB (20 values of 93 bits), so a 10,000-client round in one product would hold
+#: over 1 GB at once. Each batch pays the shared bases once, a few milliseconds.
 BATCH = 256
 
 
