@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -169,15 +170,20 @@ def proof_size(layout: Layout) -> int:
 
 
 _BIT_GENERATORS: list[Any] = []
+#: Threads that extend the list at once appended the same index twice and shifted
+#: every later generator (a red team, with a short switch interval).
+_GROWING = threading.Lock()
 
 
 def _bit_generators(count: int) -> list[Any]:
     """The first ``count`` bit generators ``E_v``, hashed into the subgroup (kept)."""
-    while len(_BIT_GENERATORS) < count:
-        label = _DOMAIN + b"E" + len(_BIT_GENERATORS).to_bytes(8, "big")
-        value = gmpy2.mpz(int.from_bytes(hashlib.shake_256(label).digest(_WIDTH + 16), "big"))
-        value %= _MOD
-        _BIT_GENERATORS.append(value * value % _MOD)
+    if len(_BIT_GENERATORS) < count:
+        with _GROWING:
+            while len(_BIT_GENERATORS) < count:
+                label = _DOMAIN + b"E" + len(_BIT_GENERATORS).to_bytes(8, "big")
+                digest = hashlib.shake_256(label).digest(_WIDTH + 16)
+                value = gmpy2.mpz(int.from_bytes(digest, "big")) % _MOD
+                _BIT_GENERATORS.append(value * value % _MOD)
     return _BIT_GENERATORS[:count]
 
 

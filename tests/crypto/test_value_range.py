@@ -205,3 +205,26 @@ def test_products_over_the_bit_generators_equal_their_powmods():
         expected = expected * (power if x >= 0 else pow(power, -1, mod)) % mod
     assert int(_value_range._generator_product(pairs, gens)) == expected
     assert int(_value_range._generator_product([], gens)) == 1
+
+
+def test_threads_that_extend_the_bit_generators_at_once_leave_each_in_its_place(monkeypatch):
+    """Three threads growing the list with a short switch interval appended the same
+    index twice and shifted the generators after it (a red team: 25 of 6,000 wrong)."""
+    import sys
+    import threading
+
+    fresh = list(_value_range._bit_generators(6000))
+    monkeypatch.setattr(_value_range, "_BIT_GENERATORS", [])
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [
+            threading.Thread(target=_value_range._bit_generators, args=(6000,)) for _ in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert fresh == _value_range._BIT_GENERATORS
