@@ -44,6 +44,7 @@ __all__ = [
     "Kind",
     "Reader",
     "Writer",
+    "open_body",
     "open_envelope",
     "params_from_text",
     "params_to_text",
@@ -107,7 +108,12 @@ def _checksum(data: bytes | memoryview) -> bytes:
 
 
 def seal_envelope(
-    kind: Kind, body: bytes, *, scheme: str = "", params: str = "", fingerprint: bytes = b""
+    kind: Kind,
+    body: bytes | Writer,
+    *,
+    scheme: str = "",
+    params: str = "",
+    fingerprint: bytes = b"",
 ) -> bytes:
     """Wrap ``body`` in a versioned, checksummed envelope.
 
@@ -115,8 +121,9 @@ def seal_envelope(
     ----------
     kind : Kind
         What the body holds.
-    body : bytes
-        The kind-specific payload, usually from :meth:`Writer.getvalue`.
+    body : bytes or Writer
+        The kind-specific payload. A :class:`Writer` is sealed without first being
+        joined, so a large body (a round's receipts) is copied once, not three times.
     scheme, params : str
         Scheme name and canonical parameters (see :func:`params_to_text`).
     fingerprint : bytes
@@ -137,8 +144,7 @@ def seal_envelope(
     w.uint(len(fingerprint), 1)
     w.raw(fingerprint)
     w.blob(body)
-    head = w.getvalue()
-    return head + _checksum(head)
+    return w.sealed()
 
 
 def open_envelope(data: bytes | bytearray | memoryview, kind: Kind | None = None) -> Envelope:
@@ -161,6 +167,28 @@ def open_envelope(data: bytes | bytearray | memoryview, kind: Kind | None = None
         If ``data`` is not bytes, is truncated, fails its checksum, has another
         format version or holds another kind.
     """
+    found, scheme, params, fingerprint, body = _parse(data, kind)
+    return Envelope(found, scheme, params, fingerprint, bytes(body))
+
+
+def open_body(data: bytes | bytearray | memoryview, kind: Kind) -> memoryview:
+    """The body of a checked ``kind`` envelope, as a view into ``data`` (no copy).
+
+    For a large message that is read once into objects of its own (a round's
+    aggregate, with every contribution's proof): :func:`open_envelope` would
+    first copy the whole body. The view keeps ``data`` alive while it lives.
+
+    Raises
+    ------
+    MalformedMessage
+        As :func:`open_envelope`.
+    """
+    return _parse(data, kind)[4]
+
+
+def _parse(
+    data: bytes | bytearray | memoryview, kind: Kind | None
+) -> tuple[Kind, str, str, bytes, memoryview]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MalformedMessage(f"expected bytes, got {type(data).__name__}")
     view = memoryview(data).cast("B")
@@ -186,9 +214,9 @@ def open_envelope(data: bytes | bytearray | memoryview, kind: Kind | None = None
     scheme = r.text(length_bytes=1)
     params = r.text(length_bytes=2)
     fingerprint = bytes(r.raw(r.uint(1)))
-    body = r.blob()
+    body = r.raw(r.uint(8))
     r.finish()
-    return Envelope(found, scheme, params, fingerprint, body)
+    return found, scheme, params, fingerprint, body
 
 
 class Writer:
@@ -209,8 +237,12 @@ class Writer:
         """Append an IEEE-754 double."""
         self._parts.append(struct.pack(">d", value))
 
-    def blob(self, data: bytes) -> None:
-        """Append bytes with a u64 length prefix."""
+    def blob(self, data: bytes | Writer) -> None:
+        """Append bytes, or what another writer holds, with a u64 length prefix."""
+        if isinstance(data, Writer):
+            self.uint(sum(len(part) for part in data._parts), 8)
+            self._parts.extend(data._parts)
+            return
         self.uint(len(data), 8)
         self._parts.append(bytes(data))
 
@@ -231,6 +263,13 @@ class Writer:
     def getvalue(self) -> bytes:
         """Return everything written so far."""
         return b"".join(self._parts)
+
+    def sealed(self) -> bytes:
+        """Everything written so far, then its checksum, joined once."""
+        digest = hashlib.blake2b(digest_size=_CHECKSUM_BYTES)
+        for part in self._parts:
+            digest.update(part)
+        return b"".join([*self._parts, digest.digest()])
 
 
 class Reader:

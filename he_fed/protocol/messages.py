@@ -399,7 +399,7 @@ def encode(message: Message) -> bytes:
     """Turn a message into versioned bytes."""
     w = wire.Writer()
     message._write(w)
-    return wire.seal_envelope(message.kind, w.getvalue())
+    return wire.seal_envelope(message.kind, w)
 
 
 def decode(data: bytes, cls: type[_M]) -> _M:
@@ -410,8 +410,8 @@ def decode(data: bytes, cls: type[_M]) -> _M:
     MalformedMessage
         If the bytes are not a well-formed ``cls`` message.
     """
-    envelope = wire.open_envelope(data, cls.kind)
-    r = wire.Reader(envelope.body, cls.__name__)
+    # A view, not a copy: a round's aggregate carries every contribution's proof.
+    r = wire.Reader(wire.open_body(data, cls.kind), cls.__name__)
     message = cls._read(r)
     r.finish()
     return message
