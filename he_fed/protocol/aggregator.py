@@ -97,6 +97,7 @@ class Aggregator:
         # By client id, in arrival order: the duplicate check is one lookup, not a
         # scan of the cohort (which made a round quadratic in the number of clients).
         self._receipts: dict[str, Receipt] = {}
+        self._sent: tuple[str, ...] | None = None  # the contributors, once the sum is sent
         self._registry = Registry(clients)
 
     def register(self, client_id: str, verify_key: bytes) -> None:
@@ -146,7 +147,7 @@ class Aggregator:
     @property
     def contributors(self) -> tuple[str, ...]:
         """Clients whose updates the current sum holds."""
-        return tuple(self._receipts)
+        return self._sent if self._sent is not None else tuple(self._receipts)
 
     def open_round(self, ticket: bytes) -> bytes:
         """Open the round a key holder's ticket describes; return the bytes to broadcast.
@@ -192,6 +193,7 @@ class Aggregator:
         self._task = start.task
         self._sum = None
         self._receipts = {}
+        self._sent = None
         return ticket
 
     def add(self, data: bytes) -> None:
@@ -213,6 +215,8 @@ class Aggregator:
         """
         if self._task is None:
             raise ProtocolError("no round is open")
+        if self._sent is not None:
+            raise ProtocolError(f"round {self._round}'s sum was already sent to the key holder")
         update = decode(data, EncryptedUpdate)
         if update.round != self._round or update.task is not self._task:
             raise ProtocolError(
@@ -270,17 +274,25 @@ class Aggregator:
     def finish_round(self) -> bytes:
         """Close the round and return the :class:`EncryptedAggregate` for the key holder.
 
+        The receipts, with every contribution's proof, then live only in the bytes
+        returned: the aggregator keeps the contributors' ids, and adds nothing more
+        to this round. (At 10,000 clients a statistics round's proofs take 1.1 GB.)
+
         Raises
         ------
         ProtocolError
-            If no update was added.
+            If no update was added, or the round's sum was already sent.
         """
         if self._task is None or self._sum is None:
             raise ProtocolError("no update was aggregated this round")
+        if self._sent is not None:
+            raise ProtocolError(f"round {self._round}'s sum was already sent to the key holder")
         message = EncryptedAggregate(
             self._round, self._task, tuple(self._receipts.values()), self._sum.to_bytes()
         )
-        return encode(message)
+        data = encode(message)
+        self._sent, self._receipts = tuple(self._receipts), {}
+        return data
 
     def apply(self, data: bytes) -> Aggregate:
         """Apply the key holder's decrypted :class:`Aggregate` to the global model.

@@ -160,13 +160,23 @@ def test_unregistered_or_impersonating_senders_are_refused():
 def test_keyholder_enforces_min_clients_and_once_per_round(scheme_name):
     keyholder, aggregator, clients = roles(scheme_name, min_clients=2)
     start = open_round(keyholder, aggregator)
-    aggregator.add(clients[0].participate(start).update)
+    opened = aggregator.export_state()
+    lone_update = clients[0].participate(start).update
+    aggregator.add(lone_update)
     lone = aggregator.finish_round()
     with pytest.raises(PolicyViolation, match="at least 2"):
         keyholder.decrypt_aggregate(lone)
-    # The refused attempt used up the round: a bigger cohort for it is refused too.
-    aggregator.add(clients[1].participate(start).update)
-    pair = aggregator.finish_round()
+    # The aggregator sent its sum: it keeps the contributors' ids, not their proofs.
+    assert aggregator.contributors == ("c0",)
+    for closed in (lambda: aggregator.add(lone_update), aggregator.finish_round):
+        with pytest.raises(ProtocolError, match="already sent to the key holder"):
+            closed()
+    # The refused attempt used up the round: a bigger cohort for it is refused too,
+    # even from an aggregator that sums the round afresh.
+    again = Aggregator.restore(aggregator.key, opened, allow_insecure=True)
+    again.add(lone_update)
+    again.add(clients[1].participate(start).update)
+    pair = again.finish_round()
     with pytest.raises(PolicyViolation, match="not the open round"):
         keyholder.decrypt_aggregate(pair)
     start = open_round(keyholder, aggregator)
