@@ -17,7 +17,13 @@ from he_fed.exceptions import ConfigurationError, ExecutorError
 from he_fed.models import LogisticRegressionGD
 from he_fed.protocol import Client, Identity
 from he_fed.protocol.spec import FederationSetup
-from he_fed.runtime import Federation, InProcessExecutor, ProcessesExecutor, run_federation
+from he_fed.runtime import (
+    Federation,
+    InProcessExecutor,
+    ProcessesExecutor,
+    processes,
+    run_federation,
+)
 from tests.conftest import keys_for
 from tests.protocol.harness import ticket
 
@@ -181,3 +187,27 @@ def test_clients_stay_resident_and_receive_their_data_once():
         {"client-1": 1, "client-2": 1},
     ]
     assert pool.residents() == []
+
+
+def test_a_round_hands_out_at_most_in_flight_clients_ahead_of_the_reader(monkeypatch):
+    """Answers wait in the main process until checked: a bounded queue bounds them."""
+    monkeypatch.setattr(processes, "IN_FLIGHT", 2)
+    start = _start()
+    pool = ProcessesExecutor(workers=2)
+    submitted = []
+    try:
+        pool.start()
+        for worker in pool._pools:
+            submit = worker.submit
+            worker.submit = lambda *a, submit=submit: submitted.append(1) or submit(*a)
+        ahead, got = [], []
+        for result in pool.stream(_clients([3] * 5), start):
+            got.append(result)
+            ahead.append(len(submitted) - len(got))
+    finally:
+        pool.close()
+    assert ahead == [2, 2, 2, 1, 0]
+    expected = InProcessExecutor().collect(_clients([3] * 5), start)
+    assert [r.client_id for r in got] == [f"c{i}" for i in range(5)]
+    assert all(r.report is not None for r in got)  # every client answered
+    assert [r.error for r in got] == [r.error for r in expected] == [None] * 5
