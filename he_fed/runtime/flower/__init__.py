@@ -24,10 +24,11 @@ key holder     one designated SuperNode (``--node-config "role='keyholder'
 
 from __future__ import annotations
 
+from typing import Any
+
 from he_fed.runtime.flower.nodes import make_client_app, node_role
 from he_fed.runtime.flower.policy import KeyHolderPolicy
 from he_fed.runtime.flower.server import FlowerExecutor, RemoteClient, RemoteKeyHolder
-from he_fed.runtime.flower.simulation import simulate
 
 __all__ = [
     "FlowerExecutor",
@@ -38,3 +39,14 @@ __all__ = [
     "node_role",
     "simulate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Flower's simulation engine (Ray, its SQL state, its web API) takes a third of
+    # this package's import time, and every ClientApp and ServerApp of a deployment
+    # is a fresh process that imports this package and never simulates.
+    if name == "simulate":
+        from he_fed.runtime.flower.simulation import simulate
+
+        return simulate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
