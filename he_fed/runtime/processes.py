@@ -52,7 +52,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -76,6 +76,7 @@ _MAIN_GUARD_EXIT = 86
 #: every worker busy, few enough that answers waiting to be checked stay small (a
 #: 10,000-client statistics round's answers, all waiting, took over 1 GB).
 IN_FLIGHT = 256
+_CLOSED = "the processes executor was closed during the round"
 
 _Member = tuple[Client, int, tuple[int, str, Any, Any]]
 _Task = tuple[Client, int, "Future[list[_resident.Row]]"]
@@ -314,7 +315,8 @@ class ProcessesExecutor:
                     f"the processes executor runs Client objects, not {type(client).__name__}"
                 )
         self.start()
-        assert self._pools is not None
+        pools = self._pools
+        assert pools is not None
         members: deque[_Member] = deque()
         for client in clients:
             assert isinstance(client, Client)
@@ -322,16 +324,26 @@ class ProcessesExecutor:
             state = (client.last_round, client.phase)
             members.append((client, worker, (token, client.client_id, state, arrival)))
         tasks: deque[_Task] = deque()
-        self._hand_out(message, members, tasks)
-        return self._gathered(message, members, tasks)
+        self._hand_out(pools, message, members, tasks)
+        return self._gathered(pools, message, members, tasks)
 
-    def _hand_out(self, message: bytes, members: deque[_Member], tasks: deque[_Task]) -> None:
-        """Submit clients from ``members`` until :data:`IN_FLIGHT` are in ``tasks``."""
+    def _hand_out(
+        self,
+        pools: list[ProcessPoolExecutor],
+        message: bytes,
+        members: deque[_Member],
+        tasks: deque[_Task],
+    ) -> None:
+        """Submit clients from ``members`` until :data:`IN_FLIGHT` are in ``tasks``.
+
+        Only to ``pools``, the workers the round started on: tokens and homes belong
+        to them, so a round that outlives them (closed, or closed and restarted)
+        ends there.
+        """
         try:
-            while members and len(tasks) < IN_FLIGHT:
-                pools = self._pools
-                if pools is None:
-                    raise ExecutorError("the processes executor was closed during the round")
+            while members and len(tasks) < max(IN_FLIGHT, 1):
+                if self._pools is not pools:
+                    raise ExecutorError(_CLOSED)
                 client, worker, member = members.popleft()
                 dropped, self._forgotten[worker][:] = list(self._forgotten[worker]), []
                 task = pools[worker].submit(_resident.answer_round, message, [member], dropped)
@@ -341,19 +353,28 @@ class ProcessesExecutor:
             raise ExecutorError(f"a worker process died: {exc}") from None
 
     def _gathered(
-        self, message: bytes, members: deque[_Member], tasks: deque[_Task]
+        self,
+        pools: list[ProcessPoolExecutor],
+        message: bytes,
+        members: deque[_Member],
+        tasks: deque[_Task],
     ) -> Iterator[ClientResult]:
         # Each answer leaves the queue as it is read, so only the answers not yet
-        # checked are held, never the round's.
+        # checked are held, never the round's. The next client is handed out before
+        # an answer is read, so a failure to hand it out loses no answer already in.
         while tasks:
+            self._hand_out(pools, message, members, tasks)
             client, token, future = tasks.popleft()
             try:
                 (row,) = future.result()
             except BrokenProcessPool as exc:
                 self.close()
                 raise ExecutorError(f"a worker process died: {exc}") from None
+            except CancelledError:
+                raise ExecutorError(_CLOSED) from None
             del future
-            self._hand_out(message, members, tasks)
+            if self._pools is not pools:
+                raise ExecutorError(_CLOSED)
             _, answered, _, _, resident = row
             if resident:
                 self._resident.add(token)

@@ -15,7 +15,7 @@ from he_fed import FederatedLogisticRegression
 from he_fed.crypto import PackedPaillier
 from he_fed.exceptions import ConfigurationError, ExecutorError
 from he_fed.models import LogisticRegressionGD
-from he_fed.protocol import Client, Identity
+from he_fed.protocol import Client, EncryptedUpdate, Identity, decode
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import (
     Federation,
@@ -206,8 +206,38 @@ def test_a_round_hands_out_at_most_in_flight_clients_ahead_of_the_reader(monkeyp
             ahead.append(len(submitted) - len(got))
     finally:
         pool.close()
-    assert ahead == [2, 2, 2, 1, 0]
+    assert ahead == [1, 1, 1, 1, 0]  # [4, 3, 2, 1, 0] when the round was handed out at once
     expected = InProcessExecutor().collect(_clients([3] * 5), start)
     assert [r.client_id for r in got] == [f"c{i}" for i in range(5)]
     assert all(r.report is not None for r in got)  # every client answered
     assert [r.error for r in got] == [r.error for r in expected] == [None] * 5
+
+
+def test_a_round_that_outlives_its_workers_ends_with_an_executor_error(monkeypatch):
+    """Closed mid-round, or closed and restarted: no answer is read from, or handed
+    to, workers the round did not start on (red team 32: a restarted pool took the
+    old round's clients under its own tokens, and later clients answered as them)."""
+    monkeypatch.setattr(processes, "IN_FLIGHT", 2)
+    start = _start()
+    pool = ProcessesExecutor(workers=2)
+    try:
+        old = pool.stream(_clients([3] * 6), start)
+        next(old)
+        pool.close()
+        restarted = pool.collect(_clients([3]), start)  # the same executor starts again
+        assert [r.client_id for r in restarted] == ["c0"] and restarted[0].error is None
+        with pytest.raises(ExecutorError, match="closed during the round"):
+            list(old)
+        later = _clients([3] * 5)
+        for result in pool.stream(later[1:], start):
+            assert result.error is None
+            assert decode(result.report.update, EncryptedUpdate).client_id == result.client_id
+        # Closed with every client handed out: an executor error, not CancelledError.
+        monkeypatch.setattr(processes, "IN_FLIGHT", 256)
+        partly = pool.stream(_clients([3] * 4), start)
+        next(partly)
+        pool.close()
+        with pytest.raises(ExecutorError, match="closed during the round"):
+            list(partly)
+    finally:
+        pool.close()
