@@ -410,6 +410,17 @@ def decode(data: bytes, cls: type[_M]) -> _M:
     MalformedMessage
         If the bytes are not a well-formed ``cls`` message.
     """
+    try:
+        return _read(data, cls)
+    except MalformedMessage as exc:
+        error: type[MalformedMessage] = type(exc)
+        args = exc.args
+    # Raised afresh, out of the handler: the first error's frames hold views into
+    # ``data``, and a caller's bytearray could not be resized while they lived.
+    raise error(*args)
+
+
+def _read(data: bytes, cls: type[_M]) -> _M:
     # A view, not a copy: a round's aggregate carries every contribution's proof.
     r = wire.Reader(wire.open_body(data, cls.kind), cls.__name__)
     message = cls._read(r)

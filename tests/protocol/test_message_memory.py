@@ -13,7 +13,10 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from he_fed.crypto import wire
+from he_fed.exceptions import MalformedMessage
 from he_fed.protocol import EncryptedAggregate, decode, encode
 from he_fed.protocol.messages import Receipt, Task
 
@@ -62,3 +65,17 @@ def test_a_writer_is_sealed_as_its_joined_bytes_and_read_back_as_a_view():
     body = wire.open_body(sealed, wire.Kind.ENCRYPTED_AGGREGATE)
     assert body.obj is sealed and body == w.getvalue()
     assert wire.open_envelope(sealed).body == w.getvalue()
+
+
+def test_a_refused_message_leaves_the_callers_buffer_free():
+    """Red team 32: the refusal's frames held views into the bytes, so a caller's
+    bytearray could not be resized while it handled the error."""
+    w = wire.Writer()
+    w.uint(1)
+    w.text("nope", length_bytes=1)
+    data = bytearray(wire.seal_envelope(wire.Kind.ENCRYPTED_AGGREGATE, w))
+    with pytest.raises(MalformedMessage, match="unknown task 'nope'") as refused:
+        decode(data, EncryptedAggregate)
+    assert type(refused.value) is MalformedMessage
+    data.clear()  # BufferError while the error's frames held a view
+    assert data == bytearray()
