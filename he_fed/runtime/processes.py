@@ -72,7 +72,7 @@ STARTUP_TIMEOUT_S = 300.0
 #: Exit status of a worker that found itself re-running the script that started
 #: it (no main guard): it leaves quietly and :meth:`ProcessesExecutor.start` says why.
 _MAIN_GUARD_EXIT = 86
-#: Clients a round hands out ahead of the one the caller is checking: enough to keep
+#: Clients a round has out at once, the one being read included: enough to keep
 #: every worker busy, few enough that answers waiting to be checked stay small (a
 #: 10,000-client statistics round's answers, all waiting, took over 1 GB).
 IN_FLIGHT = 256
@@ -304,7 +304,7 @@ class ProcessesExecutor:
 
         Every client is one task on its worker, so the caller checks the first
         updates while the workers still make the others; at most
-        :data:`IN_FLIGHT` are handed out ahead of the one being read. Raises as
+        :data:`IN_FLIGHT` are out at once, the one being read included. Raises as
         :meth:`collect` (``ConfigurationError`` before any task starts).
         """
         if not clients:
@@ -349,7 +349,8 @@ class ProcessesExecutor:
                 task = pools[worker].submit(_resident.answer_round, message, [member], dropped)
                 tasks.append((client, member[0], task))
         except BrokenProcessPool as exc:
-            self.close()
+            if self._pools is pools:
+                self.close()
             raise ExecutorError(f"a worker process died: {exc}") from None
 
     def _gathered(
@@ -362,12 +363,16 @@ class ProcessesExecutor:
         # Each answer leaves the queue as it is read, so only the answers not yet
         # checked are held, never the round's. The next client is handed out before
         # an answer is read, so a failure to hand it out loses no answer already in.
-        while tasks:
+        while True:
             self._hand_out(pools, message, members, tasks)
+            if not tasks:
+                return
             client, token, future = tasks.popleft()
             try:
                 (row,) = future.result()
             except BrokenProcessPool as exc:
+                if self._pools is not pools:  # not the workers running now
+                    raise ExecutorError(_CLOSED) from None
                 self.close()
                 raise ExecutorError(f"a worker process died: {exc}") from None
             except CancelledError:

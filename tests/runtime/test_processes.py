@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -189,9 +190,12 @@ def test_clients_stay_resident_and_receive_their_data_once():
     assert pool.residents() == []
 
 
-def test_a_round_hands_out_at_most_in_flight_clients_ahead_of_the_reader(monkeypatch):
+@pytest.mark.parametrize(("in_flight", "ahead"), [(1, [0] * 5), (2, [1, 1, 1, 1, 0])])
+def test_a_round_hands_out_at_most_in_flight_clients_ahead_of_the_reader(
+    monkeypatch, in_flight, ahead
+):
     """Answers wait in the main process until checked: a bounded queue bounds them."""
-    monkeypatch.setattr(processes, "IN_FLIGHT", 2)
+    monkeypatch.setattr(processes, "IN_FLIGHT", in_flight)
     start = _start()
     pool = ProcessesExecutor(workers=2)
     submitted = []
@@ -200,13 +204,13 @@ def test_a_round_hands_out_at_most_in_flight_clients_ahead_of_the_reader(monkeyp
         for worker in pool._pools:
             submit = worker.submit
             worker.submit = lambda *a, submit=submit: submitted.append(1) or submit(*a)
-        ahead, got = [], []
+        waiting, got = [], []
         for result in pool.stream(_clients([3] * 5), start):
             got.append(result)
-            ahead.append(len(submitted) - len(got))
+            waiting.append(len(submitted) - len(got))
     finally:
         pool.close()
-    assert ahead == [1, 1, 1, 1, 0]  # [4, 3, 2, 1, 0] when the round was handed out at once
+    assert waiting == ahead  # [4, 3, 2, 1, 0] when the round was handed out at once
     expected = InProcessExecutor().collect(_clients([3] * 5), start)
     assert [r.client_id for r in got] == [f"c{i}" for i in range(5)]
     assert all(r.report is not None for r in got)  # every client answered
@@ -239,5 +243,19 @@ def test_a_round_that_outlives_its_workers_ends_with_an_executor_error(monkeypat
         pool.close()
         with pytest.raises(ExecutorError, match="closed during the round"):
             list(partly)
+        # An old round whose worker died does not close the workers running now.
+        stale = pool.stream(_clients([3] * 4), start)
+        dying = pool._pools[0]
+        os.kill(next(iter(dying._processes.values())).pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while not dying._broken and time.monotonic() < deadline:  # its futures fail
+            time.sleep(0.05)
+        pool.close()
+        running = pool.stream(_clients([3] * 4), start)
+        assert next(running).client_id == "c0"
+        with pytest.raises(ExecutorError, match="closed during the round"):
+            list(stale)
+        assert pool.residents() != []  # still running: [] once closed
+        assert [r.client_id for r in running] == ["c1", "c2", "c3"]
     finally:
         pool.close()
