@@ -349,9 +349,14 @@ class ProcessesExecutor:
                 task = pools[worker].submit(_resident.answer_round, message, [member], dropped)
                 tasks.append((client, member[0], task))
         except BrokenProcessPool as exc:
-            if self._pools is pools:
-                self.close()
-            raise ExecutorError(f"a worker process died: {exc}") from None
+            raise self._died(pools, exc) from None
+
+    def _died(self, pools: list[ProcessPoolExecutor], exc: BrokenProcessPool) -> ExecutorError:
+        """The error for a dead worker of ``pools``, closing them if they are running now."""
+        if self._pools is not pools:
+            return ExecutorError(_CLOSED)
+        self.close()
+        return ExecutorError(f"a worker process died: {exc}")
 
     def _gathered(
         self,
@@ -371,10 +376,7 @@ class ProcessesExecutor:
             try:
                 (row,) = future.result()
             except BrokenProcessPool as exc:
-                if self._pools is not pools:  # not the workers running now
-                    raise ExecutorError(_CLOSED) from None
-                self.close()
-                raise ExecutorError(f"a worker process died: {exc}") from None
+                raise self._died(pools, exc) from None
             except CancelledError:
                 raise ExecutorError(_CLOSED) from None
             del future
