@@ -79,3 +79,13 @@ def test_a_refused_message_leaves_the_callers_buffer_free():
     assert type(refused.value) is MalformedMessage
     data.clear()  # BufferError while the error's frames held a view
     assert data == bytearray()
+
+
+def test_a_decoded_message_shares_no_memory_with_the_bytes_it_came_from():
+    """Decode reads through a view now: a sender that keeps its buffer and rewrites
+    it once the message is checked (a round's receipts, say) changes nothing read."""
+    data = bytearray(encode(_aggregate()))
+    decoded = decode(data, EncryptedAggregate)
+    data[:] = bytes(len(data))
+    assert decoded == _aggregate()
+    assert all(type(r.proof) is bytes and type(r.commitment) is bytes for r in decoded.receipts)
