@@ -30,12 +30,15 @@ import enum
 import hashlib
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
 from he_fed.exceptions import MalformedMessage
+
+_T = TypeVar("_T")
 
 __all__ = [
     "FORMAT_VERSION",
@@ -49,6 +52,7 @@ __all__ = [
     "params_from_text",
     "params_to_text",
     "seal_envelope",
+    "unpinned",
 ]
 
 MAGIC = b"HEFD"
@@ -167,7 +171,7 @@ def open_envelope(data: bytes | bytearray | memoryview, kind: Kind | None = None
         If ``data`` is not bytes, is truncated, fails its checksum, has another
         format version or holds another kind.
     """
-    found, scheme, params, fingerprint, body = _parse(data, kind)
+    found, scheme, params, fingerprint, body = unpinned(_parse, data, kind)
     return Envelope(found, scheme, params, fingerprint, bytes(body))
 
 
@@ -183,7 +187,22 @@ def open_body(data: bytes | bytearray | memoryview, kind: Kind) -> memoryview:
     MalformedMessage
         As :func:`open_envelope`.
     """
-    return _parse(data, kind)[4]
+    return unpinned(_parse, data, kind)[4]
+
+
+def unpinned(read: Callable[..., _T], *args: Any) -> _T:
+    """``read(*args)``, whose refusal holds no view into the bytes it read.
+
+    A :class:`MalformedMessage` raised while reading is raised again, afresh, out of
+    the handler: the first one's frames hold memoryviews of the caller's bytes, and
+    a caller's ``bytearray`` could not be resized while it handled the error.
+    """
+    try:
+        return read(*args)
+    except MalformedMessage as exc:
+        error: type[MalformedMessage] = type(exc)
+        message = exc.args
+    raise error(*message)
 
 
 def _parse(
@@ -191,7 +210,10 @@ def _parse(
 ) -> tuple[Kind, str, str, bytes, memoryview]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MalformedMessage(f"expected bytes, got {type(data).__name__}")
-    view = memoryview(data).cast("B")
+    try:
+        view = memoryview(data).cast("B")
+    except (TypeError, ValueError) as exc:  # not C-contiguous, or released
+        raise MalformedMessage(f"unreadable buffer: {exc}") from None
     if len(view) < len(MAGIC) + _CHECKSUM_BYTES or bytes(view[: len(MAGIC)]) != MAGIC:
         raise MalformedMessage("not he-fed bytes (bad magic)")
     content, tag = view[:-_CHECKSUM_BYTES], view[-_CHECKSUM_BYTES:]

@@ -410,14 +410,7 @@ def decode(data: bytes, cls: type[_M]) -> _M:
     MalformedMessage
         If the bytes are not a well-formed ``cls`` message.
     """
-    try:
-        return _read(data, cls)
-    except MalformedMessage as exc:
-        error: type[MalformedMessage] = type(exc)
-        args = exc.args
-    # Raised afresh, out of the handler: the first error's frames hold views into
-    # ``data``, and a caller's bytearray could not be resized while they lived.
-    raise error(*args)
+    return wire.unpinned(_read, data, cls)
 
 
 def _read(data: bytes, cls: type[_M]) -> _M:

@@ -44,6 +44,41 @@ def test_wrong_kind_version_magic_and_type_are_refused():
         wire.open_envelope(future)
 
 
+@pytest.mark.parametrize("open_", [wire.open_envelope, wire.open_body])
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda b: b.__setitem__(0, 0x58), "bad magic"),
+        (lambda b: b.__setitem__(-1, b[-1] ^ 1), "checksum mismatch"),
+        (lambda b: b.__setitem__(5, b[5] + 1), "format version"),
+    ],
+    ids=["magic", "checksum", "version"],
+)
+def test_a_refused_envelope_leaves_the_callers_buffer_free(open_, spoil, message):
+    """Red team 32: the refusal's frames held a view of the bytes, so the caller's
+    bytearray could not be resized (BufferError) while it handled the error."""
+    data = bytearray(_envelope())
+    spoil(data)
+    if message == "format version":  # a valid checksum, so the version is what fails
+        data[-16:] = wire._checksum(bytes(data[:-16]))
+    with pytest.raises(MalformedMessage, match=message) as refused:
+        open_(data, wire.Kind.PUBLIC_KEY)
+    assert type(refused.value) is MalformedMessage  # its traceback lives on here
+    data.clear()
+    assert data == bytearray()
+
+
+def test_a_buffer_that_cannot_be_read_as_bytes_is_a_malformed_message():
+    data = _envelope()
+    strided = memoryview(bytearray(data * 2))[::2]  # not contiguous
+    with pytest.raises(MalformedMessage, match="unreadable buffer"):
+        wire.open_envelope(strided)
+    released = memoryview(data)
+    released.release()
+    with pytest.raises(MalformedMessage, match="unreadable buffer"):
+        wire.open_envelope(released)
+
+
 def test_a_header_claiming_ten_gigabytes_is_refused_without_allocating():
     w = wire.Writer()
     w.raw(wire.MAGIC)
