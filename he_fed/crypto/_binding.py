@@ -25,11 +25,12 @@ last ciphertext or in one of its own. The key holder decrypts the slot sums
 
 The generators are public constants, so the powers of ``h`` and of the first
 :data:`TABLED_GENERATORS` generators go through fixed-base tables
-(:class:`~he_fed.crypto._djn.FixedBase`, built once per process on first use,
-about 0.2 MiB each): a small update's commitment is then a few dozen
-multiplications instead of a multi-exponentiation. Longer vectors, and slots
-wider than :data:`TABLE_SLOT_BITS`, take Pippenger's buckets
-(:mod:`he_fed.crypto._multiexp`), which pay per base about as little. Either way
+(:class:`~he_fed.crypto._djn.PayingTable`, each built once per process when its
+powers have paid for it, about 0.2 MiB each): in a long run a small update's
+commitment is then a few dozen multiplications instead of a multi-exponentiation.
+Longer vectors, slots wider than :data:`TABLE_SLOT_BITS`, and powers asked for
+before a table paid, take Pippenger's buckets (:mod:`he_fed.crypto._multiexp`),
+which pay per base about as little. Either way
 the commitment is the same residue.
 """
 
@@ -42,7 +43,7 @@ from typing import Any
 
 import gmpy2
 
-from he_fed.crypto._djn import FixedBase
+from he_fed.crypto._djn import PayingTable
 from he_fed.crypto._exact_cache import exact_cache
 from he_fed.crypto._multiexp import product_of_powers
 
@@ -102,13 +103,13 @@ def _generators(count: int) -> tuple[Any, ...]:
 
 
 @lru_cache(maxsize=1)
-def _h_table() -> FixedBase:
-    return FixedBase(int(_h()), P, TABLE_RHO_BITS, TABLE_WINDOW)
+def _h_table() -> PayingTable:
+    return PayingTable(int(_h()), P, TABLE_RHO_BITS, TABLE_WINDOW)
 
 
 @exact_cache(maxsize=TABLED_GENERATORS)
-def _generator_table(index: int) -> FixedBase:
-    return FixedBase(int(_generators(index + 1)[index]), P, TABLE_SLOT_BITS, TABLE_WINDOW)
+def _generator_table(index: int) -> PayingTable:
+    return PayingTable(int(_generators(index + 1)[index]), P, TABLE_SLOT_BITS, TABLE_WINDOW)
 
 
 def drop_tables() -> None:
@@ -125,10 +126,15 @@ def _product(pairs: list[tuple[int, int]], generators: Sequence[Any]) -> Any:
     acc = gmpy2.mpz(1)
     rest = []
     for i, e in pairs:
-        if i < TABLED_GENERATORS and e.bit_length() <= TABLE_SLOT_BITS:
-            acc = acc * _generator_table(i).pow(e) % _MOD
-        else:
+        table = (
+            _generator_table(i).table_for(e.bit_length())
+            if i < TABLED_GENERATORS and e.bit_length() <= TABLE_SLOT_BITS
+            else None
+        )
+        if table is None:
             rest.append((generators[i], e))
+        else:
+            acc = acc * table.pow(e) % _MOD
     return acc * product_of_powers(rest, _MOD) % _MOD if rest else acc
 
 

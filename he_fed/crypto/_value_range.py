@@ -71,7 +71,7 @@ from typing import Any
 import gmpy2
 
 from he_fed.crypto import _binding, _weight_range
-from he_fed.crypto._djn import FixedBase
+from he_fed.crypto._djn import PayingTable
 from he_fed.crypto._exact_cache import exact_cache
 from he_fed.crypto._multiexp import product_of_powers
 from he_fed.exceptions import ConfigurationError
@@ -211,8 +211,8 @@ _H_WINDOW = 8
 
 
 @lru_cache(maxsize=1)
-def _h_table() -> FixedBase:
-    return FixedBase(int(_binding._h()), _binding.P, _H_TABLE_BITS, _H_WINDOW)
+def _h_table() -> PayingTable:
+    return PayingTable(int(_binding._h()), _binding.P, _H_TABLE_BITS, _H_WINDOW)
 
 
 def _h_pow(exponent: int) -> Any:
@@ -263,8 +263,8 @@ _TABLE_BITS = 640
 
 
 @exact_cache(maxsize=_TABLED)
-def _table(index: int) -> FixedBase:
-    return FixedBase(int(_bit_generators(index + 1)[index]), _binding.P, _TABLE_BITS, 6)
+def _table(index: int) -> PayingTable:
+    return PayingTable(int(_bit_generators(index + 1)[index]), _binding.P, _TABLE_BITS, 6)
 
 
 def drop_tables() -> None:
@@ -284,13 +284,15 @@ def _generator_product(pairs: Sequence[tuple[int, int]], gens: Sequence[Any]) ->
     above = below = gmpy2.mpz(1)
     rest = []
     for v, x in pairs:
-        if v < _TABLED and abs(x).bit_length() <= _TABLE_BITS:
-            if x > 0:
-                above = above * _table(v).pow(x) % _MOD
-            elif x < 0:
-                below = below * _table(v).pow(-x) % _MOD
+        size = abs(x).bit_length()
+        table = _table(v).table_for(size) if v < _TABLED and 0 < size <= _TABLE_BITS else None
+        if table is None:
+            if x:
+                rest.append((gens[v], x))
+        elif x > 0:
+            above = above * table.pow(x) % _MOD
         else:
-            rest.append((gens[v], x))
+            below = below * table.pow(-x) % _MOD
     acc = above * _signed_product(rest) % _MOD if rest else above
     return acc * gmpy2.invert(below, _MOD) % _MOD if below != 1 else acc
 

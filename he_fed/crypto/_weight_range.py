@@ -57,7 +57,7 @@ from typing import Any
 import gmpy2
 
 from he_fed.crypto import _binding
-from he_fed.crypto._djn import FixedBase
+from he_fed.crypto._djn import PayingTable
 from he_fed.crypto._exact_cache import exact_cache
 from he_fed.exceptions import ConfigurationError
 
@@ -106,8 +106,8 @@ def _g_inverse() -> Any:
 
 
 @lru_cache(maxsize=1)
-def _h_table() -> FixedBase:
-    return FixedBase(int(_hashed(b"H")), _binding.P, _TABLE_BITS, 6)
+def _h_table() -> PayingTable:
+    return PayingTable(int(_hashed(b"H")), _binding.P, _TABLE_BITS, 6)
 
 
 def drop_tables() -> None:

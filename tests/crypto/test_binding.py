@@ -103,7 +103,14 @@ def test_schemes_without_bindings_take_only_empty_ones():
 @pytest.mark.parametrize(
     "rho", [0, (1 << _binding.TABLE_RHO_BITS) - 1, 1 << _binding.TABLE_RHO_BITS]
 )
-def test_tabled_commitments_are_the_products_of_powers(integers, rho):
+@pytest.mark.parametrize("paid", [False, True], ids=["buckets", "tables"])
+def test_tabled_commitments_are_the_products_of_powers(integers, rho, paid):
+    _binding.drop_tables()
+    if paid:  # every table bought, as a long run's are
+        for table in [_binding._h_table()] + [
+            _binding._generator_table(i) for i in range(_binding.TABLED_GENERATORS)
+        ]:
+            assert table.table_for(table.price) is not None
     assert _binding.commit(integers, rho) == _commit_by_powmod(integers, rho)
 
 

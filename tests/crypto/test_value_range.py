@@ -179,9 +179,16 @@ def test_errors_that_cancel_across_proofs_still_fail(index):
     assert not _value_check.verify_all(claims)
 
 
-def test_products_over_the_bit_generators_equal_their_powmods():
-    """Tables serve the first generators' exponents of either sign up to their width;
-    later generators and wider exponents take the buckets; all give the same residue."""
+@pytest.mark.parametrize("paid", [False, True], ids=["buckets", "tables"])
+def test_products_over_the_bit_generators_equal_their_powmods(paid):
+    """Tables, once paid for, serve the first generators' exponents of either sign up
+    to their width; later generators, wider exponents and powers asked for before a
+    table paid take the buckets; all give the same residue."""
+    _value_range.drop_tables()
+    if paid:
+        for v in range(5):
+            table = _value_range._table(v)
+            assert table.table_for(table.price) is not None
     mod = _binding.P
     count = _value_range._TABLED + 3
     gens = _value_range._bit_generators(count)
