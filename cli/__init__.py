@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any
 
 import click
 from he_fed.cli._verbosity import verbose_option
-from he_fed.cli.aggregate import aggregate
-from he_fed.cli.bench import bench
-from he_fed.cli.client import client
-from he_fed.cli.decrypt import decrypt
-from he_fed.cli.estimate import estimate
-from he_fed.cli.federation import federation
-from he_fed.cli.flower_app import flower_app
-from he_fed.cli.identity import identity
-from he_fed.cli.inspect import inspect
-from he_fed.cli.keygen import keygen
-from he_fed.cli.run import run
-from he_fed.cli.ticket import ticket
 
 from he_fed._version import __version__
+
+#: Each command and the module that defines it (``--help`` lists them sorted).
+#: A command's module is imported only when the command runs (or help lists it): a
+#: key holder's ``he-fed ticket`` need not import what ``he-fed run`` trains with.
+_COMMANDS = {
+    "run": "run",
+    "keygen": "keygen",
+    "inspect": "inspect",
+    "bench": "bench",
+    "estimate": "estimate",
+    "flower-app": "flower_app",
+    # The file-based workflow: each role is a command, and every arrow is a file.
+    "identity": "identity",
+    "federation": "federation",
+    "ticket": "ticket",
+    "client": "client",
+    "aggregate": "aggregate",
+    "decrypt": "decrypt",
+}
 
 
 class _Commands(click.Group):
@@ -31,6 +39,16 @@ class _Commands(click.Group):
     printed after the work), so a broken pipe that reaches here is stdout's; one
     during the work (a worker's pipe) is an error there.
     """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = _COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        command: click.Command = getattr(importlib.import_module(f"he_fed.cli.{module}"), module)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -52,19 +70,5 @@ class _Commands(click.Group):
 def main() -> None:
     """Secure aggregation for federated learning with homomorphic encryption."""
 
-
-main.add_command(run)
-main.add_command(keygen)
-main.add_command(inspect)
-main.add_command(bench)
-main.add_command(estimate)
-main.add_command(flower_app)
-# The file-based workflow: each role is a command, and every arrow is a file.
-main.add_command(identity)
-main.add_command(federation)
-main.add_command(ticket)
-main.add_command(client)
-main.add_command(aggregate)
-main.add_command(decrypt)
 
 __all__ = ["main"]

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from he_fed.cli.keygen import read_passphrase
 
 from he_fed._files import write_atomic
 from he_fed.crypto import KeyPair, load_secret
@@ -50,6 +49,20 @@ __all__ = [
 #: The key holder's signing identity, beside its secret key.
 IDENTITY_FILE = "keyholder.id"
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) -> str | None:
+    """The passphrase from an environment variable or a file, if either is given."""
+    if passphrase_env and passphrase_file:
+        raise click.UsageError("give --passphrase-env or --passphrase-file, not both")
+    if passphrase_env:
+        value = os.environ.get(passphrase_env)
+        if not value:
+            raise click.UsageError(f"environment variable {passphrase_env} is empty or unset")
+        return value
+    if passphrase_file:
+        return passphrase_file.read_text(encoding="utf-8").rstrip("\n")
+    return None
 
 
 def round_label(round_id: int, task: Task) -> str:

@@ -9,6 +9,7 @@ import click
 from he_fed.cli._errors import friendly_errors
 from he_fed.cli._flags import check_scheme_flags
 from he_fed.cli._paths import check_output_dir
+from he_fed.cli._roles import read_passphrase
 from he_fed.cli._threshold_keygen import threshold_files, write_threshold_keys
 from he_fed.cli._verbosity import verbose_option
 
@@ -24,20 +25,6 @@ FILES = {
     "aggregation": "aggregator.key",
     "secret": "secret.key",
 }
-
-
-def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) -> str | None:
-    """The passphrase from an environment variable or a file, if either is given."""
-    if passphrase_env and passphrase_file:
-        raise click.UsageError("give --passphrase-env or --passphrase-file, not both")
-    if passphrase_env:
-        value = os.environ.get(passphrase_env)
-        if not value:
-            raise click.UsageError(f"environment variable {passphrase_env} is empty or unset")
-        return value
-    if passphrase_file:
-        return passphrase_file.read_text(encoding="utf-8").rstrip("\n")
-    return None
 
 
 @click.command()

@@ -17,14 +17,18 @@ The public API, from the top down:
 
 from __future__ import annotations
 
-from he_fed import exceptions
+from typing import TYPE_CHECKING
+
+from he_fed import _lazy, exceptions
 from he_fed._version import __version__
-from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain
 from he_fed.exceptions import HEFedError
-from he_fed.experiment import ExperimentConfig, ExperimentResult, run_experiment
-from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
-from he_fed.protocol import Aggregator, Client, KeyHolder
-from he_fed.runtime import Federation
+
+if TYPE_CHECKING:
+    from he_fed.crypto import CKKS, PackedPaillier, Paillier, Plain
+    from he_fed.experiment import ExperimentConfig, ExperimentResult, run_experiment
+    from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
+    from he_fed.protocol import Aggregator, Client, KeyHolder
+    from he_fed.runtime import Federation
 
 __all__ = [
     "CKKS",
@@ -44,3 +48,15 @@ __all__ = [
     "exceptions",
     "run_experiment",
 ]
+
+# Imported on first use (he_fed/_lazy.py): the key holder's processes never train.
+__getattr__, __dir__ = _lazy.exports(
+    __name__,
+    {
+        "he_fed.crypto": ("CKKS", "PackedPaillier", "Paillier", "Plain"),
+        "he_fed.experiment": ("ExperimentConfig", "ExperimentResult", "run_experiment"),
+        "he_fed.federated": ("FederatedLinearRegression", "FederatedLogisticRegression"),
+        "he_fed.protocol": ("Aggregator", "Client", "KeyHolder"),
+        "he_fed.runtime": ("Federation",),
+    },
+)

@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
-from he_fed.data._csv import MISSING_POLICIES, MISSING_VALUES, DatasetWarning, parse_categorical
-from he_fed.data._datasets import (
-    BUILTIN_DATASETS,
-    SYNTHETIC_DATASETS,
-    Dataset,
-    builtin_name,
-    load_dataset,
-)
-from he_fed.data._partition import (
-    PARTITIONERS,
-    iid_groups,
-    partition,
-    split_by_group,
-    train_test,
-)
-from he_fed.data._target import (
-    MAX_AUTO_CLASSES,
-    TargetKind,
-    choose_model,
-    regression_target,
-    target_kind,
-    training_classes,
-)
+from typing import TYPE_CHECKING
+
+from he_fed import _lazy
+
+if TYPE_CHECKING:
+    from he_fed.data._csv import MISSING_POLICIES, MISSING_VALUES, parse_categorical
+    from he_fed.data._datasets import (
+        BUILTIN_DATASETS,
+        SYNTHETIC_DATASETS,
+        Dataset,
+        builtin_name,
+        load_dataset,
+    )
+    from he_fed.data._partition import (
+        PARTITIONERS,
+        iid_groups,
+        partition,
+        split_by_group,
+        train_test,
+    )
+    from he_fed.data._target import (
+        MAX_AUTO_CLASSES,
+        TargetKind,
+        choose_model,
+        regression_target,
+        target_kind,
+        training_classes,
+    )
+    from he_fed.data._warnings import DatasetWarning
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -48,3 +54,33 @@ __all__ = [
     "train_test",
     "training_classes",
 ]
+
+__getattr__, __dir__ = _lazy.exports(
+    __name__,
+    {
+        "he_fed.data._csv": ("MISSING_POLICIES", "MISSING_VALUES", "parse_categorical"),
+        "he_fed.data._datasets": (
+            "BUILTIN_DATASETS",
+            "SYNTHETIC_DATASETS",
+            "Dataset",
+            "builtin_name",
+            "load_dataset",
+        ),
+        "he_fed.data._partition": (
+            "PARTITIONERS",
+            "iid_groups",
+            "partition",
+            "split_by_group",
+            "train_test",
+        ),
+        "he_fed.data._warnings": ("DatasetWarning",),
+        "he_fed.data._target": (
+            "MAX_AUTO_CLASSES",
+            "TargetKind",
+            "choose_model",
+            "regression_target",
+            "target_kind",
+            "training_classes",
+        ),
+    },
+)

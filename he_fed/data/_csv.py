@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from he_fed.data._target import target_kind
+from he_fed.data._warnings import DatasetWarning
 from he_fed.exceptions import DatasetError
 
 __all__ = [
@@ -60,10 +61,6 @@ MISSING_VALUES: frozenset[str] = frozenset(
 
 #: What to do with a row holding a missing value: refuse the file, or drop the row.
 MISSING_POLICIES = ("error", "drop")
-
-
-class DatasetWarning(UserWarning):
-    """The loader changed the data: it ignored an index column or dropped incomplete rows."""
 
 
 def parse_categorical(specs: Iterable[str]) -> dict[str, tuple[str, ...]]:

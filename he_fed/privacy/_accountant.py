@@ -11,11 +11,13 @@ noise multiplier with the library's own :func:`dp_accounting.calibrate_dp_mechan
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import dp_accounting
+from typing import TYPE_CHECKING
 
 from he_fed._validation import check_float, check_int
 from he_fed.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    import dp_accounting
 
 __all__ = ["ACCOUNTANT", "calibrate_noise_multiplier", "check_target", "epsilon_after"]
 
@@ -36,6 +38,10 @@ def check_target(epsilon: float, delta: float) -> tuple[float, float]:
 
 
 def _accountant(rho: float, releases: int) -> dp_accounting.rdp.RdpAccountant:
+    # Imported where used: dp-accounting imports scipy.signal and scipy.stats, most
+    # of a second, which a key holder's process without a budget never needs.
+    import dp_accounting
+
     accountant = dp_accounting.rdp.RdpAccountant()
     if releases:
         accountant.compose(dp_accounting.ZCDpEvent(rho), releases)
@@ -87,6 +93,8 @@ def calibrate_noise_multiplier(
     ConfigurationError
         If no noise multiplier up to 1e6 meets the target.
     """
+    import dp_accounting  # see _accountant
+
     target_epsilon, delta = check_target(target_epsilon, delta)
     rounds = check_int("rounds", rounds, low=1)
 

@@ -29,9 +29,6 @@ import secrets
 from collections.abc import Callable
 from fractions import Fraction
 
-import dp_accounting
-from dp_accounting.pld import common, privacy_loss_distribution
-
 from he_fed._validation import check_float, check_int
 from he_fed.exceptions import ConfigurationError
 
@@ -78,6 +75,8 @@ def poisson_coin(q: float) -> bool:
 
 def round_epsilon(rho: float, round_delta: float) -> float:
     """``eps0``: one ``rho``-zCDP release as ``(eps0, round_delta)``-DP (the library's RDP)."""
+    import dp_accounting  # where used, as in _accountant: most of a second to import
+
     accountant = dp_accounting.rdp.RdpAccountant()
     accountant.compose(dp_accounting.ZCDpEvent(rho))
     return float(accountant.get_epsilon(round_delta))
@@ -118,6 +117,8 @@ def sampled_epsilon_after(
         return 0.0
     if -math.expm1(releases * math.log1p(-q * round_delta)) > delta:
         return math.inf  # the releases' deltas alone, 1 - (1 - q delta0)^k, spend delta
+    from dp_accounting.pld import common, privacy_loss_distribution
+
     eps, d = amplified(round_epsilon(rho, round_delta), round_delta, q)
     event = privacy_loss_distribution.from_privacy_parameters(
         common.DifferentialPrivacyParameters(eps, d)

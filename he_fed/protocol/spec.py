@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import is_regressor
 
 from he_fed._validation import check_float
 from he_fed.crypto import SCHEMES, Scheme
@@ -301,7 +300,7 @@ class FederationSetup:
     @property
     def regression(self) -> bool:
         """Whether the model is a regressor (its target is standardised too)."""
-        return bool(is_regressor(self.plan.model))
+        return _is_regressor(self.plan.model)
 
     @property
     def n_outputs(self) -> int:
@@ -374,7 +373,7 @@ class FederationSetup:
             model=model,
             local_epochs=local_epochs,
             classes=classes,
-            standardize_target=bool(is_regressor(model)) and standardize,
+            standardize_target=_is_regressor(model) and standardize,
             allow_insecure=bool(getattr(scheme, "allow_insecure", False)),
             validation_split=validation_split,
             privacy=None if privacy is None else privacy.mechanism,
@@ -391,3 +390,11 @@ class FederationSetup:
             server_optimizer=server_optimizer,
             privacy=privacy,
         )
+
+
+def _is_regressor(model: Any) -> bool:
+    # Imported here: a model exists only where scikit-learn is loaded already, and
+    # the key holder's processes read this module without ever training.
+    from sklearn.base import is_regressor
+
+    return bool(is_regressor(model))

@@ -15,12 +15,17 @@
 
 from __future__ import annotations
 
-from he_fed.runtime.base import ClientHandle, ClientResult, Executor
-from he_fed.runtime.council import LocalCouncil
-from he_fed.runtime.federation import PHASES, Federation, KeyHolderRole, RoundOutcome
-from he_fed.runtime.inprocess import InProcessExecutor
-from he_fed.runtime.launch import EXECUTORS, make_executor, run_federation
-from he_fed.runtime.processes import ProcessesExecutor
+from typing import TYPE_CHECKING
+
+from he_fed import _lazy
+
+if TYPE_CHECKING:
+    from he_fed.runtime.base import ClientHandle, ClientResult, Executor
+    from he_fed.runtime.council import LocalCouncil
+    from he_fed.runtime.federation import PHASES, Federation, KeyHolderRole, RoundOutcome
+    from he_fed.runtime.inprocess import InProcessExecutor
+    from he_fed.runtime.launch import EXECUTORS, make_executor, run_federation
+    from he_fed.runtime.processes import ProcessesExecutor
 
 __all__ = [
     "EXECUTORS",
@@ -37,3 +42,28 @@ __all__ = [
     "make_executor",
     "run_federation",
 ]
+
+__getattr__, __dir__ = _lazy.exports(
+    __name__,
+    {
+        "he_fed.runtime.base": (
+            "ClientHandle",
+            "ClientResult",
+            "Executor",
+        ),
+        "he_fed.runtime.council": ("LocalCouncil",),
+        "he_fed.runtime.federation": (
+            "PHASES",
+            "Federation",
+            "KeyHolderRole",
+            "RoundOutcome",
+        ),
+        "he_fed.runtime.inprocess": ("InProcessExecutor",),
+        "he_fed.runtime.launch": (
+            "EXECUTORS",
+            "make_executor",
+            "run_federation",
+        ),
+        "he_fed.runtime.processes": ("ProcessesExecutor",),
+    },
+)

@@ -8,7 +8,9 @@ files in he-fed's versioned envelopes:
 * :mod:`~he_fed.runtime.files.identities`: signing identities (private ``.id``,
   public ``.pub``);
 * :mod:`~he_fed.runtime.files.federation`: the federation file the key holder
-  signs for clients and the aggregator, and signed releases;
+  signs for clients and the aggregator;
+* :mod:`~he_fed.runtime.files.release`: each round's release, signed by the key
+  holder for the aggregator;
 * :mod:`~he_fed.runtime.files.stores`: each client's and the aggregator's own
   state between commands (the key holder's is
   :mod:`he_fed.runtime.keyholder_store`);
@@ -20,22 +22,28 @@ Tickets, updates and aggregates are the protocol's own messages
 
 from __future__ import annotations
 
-from he_fed.runtime.files.federation import FederationFile, Release
-from he_fed.runtime.files.identities import (
-    check_name,
-    read_signing_key,
-    read_verify_key,
-    signing_key_bytes,
-    verify_key_bytes,
-)
-from he_fed.runtime.files.stores import (
-    ClientState,
-    load_aggregator,
-    load_client_state,
-    read_client_state,
-    save_aggregator,
-    save_client_state,
-)
+from typing import TYPE_CHECKING
+
+from he_fed import _lazy
+
+if TYPE_CHECKING:
+    from he_fed.runtime.files.federation import FederationFile
+    from he_fed.runtime.files.identities import (
+        check_name,
+        read_signing_key,
+        read_verify_key,
+        signing_key_bytes,
+        verify_key_bytes,
+    )
+    from he_fed.runtime.files.release import Release
+    from he_fed.runtime.files.stores import (
+        ClientState,
+        load_aggregator,
+        load_client_state,
+        read_client_state,
+        save_aggregator,
+        save_client_state,
+    )
 
 __all__ = [
     "ClientState",
@@ -52,3 +60,26 @@ __all__ = [
     "signing_key_bytes",
     "verify_key_bytes",
 ]
+
+__getattr__, __dir__ = _lazy.exports(
+    __name__,
+    {
+        "he_fed.runtime.files.federation": ("FederationFile",),
+        "he_fed.runtime.files.release": ("Release",),
+        "he_fed.runtime.files.identities": (
+            "check_name",
+            "read_signing_key",
+            "read_verify_key",
+            "signing_key_bytes",
+            "verify_key_bytes",
+        ),
+        "he_fed.runtime.files.stores": (
+            "ClientState",
+            "load_aggregator",
+            "load_client_state",
+            "read_client_state",
+            "save_aggregator",
+            "save_client_state",
+        ),
+    },
+)

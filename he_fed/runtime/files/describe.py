@@ -12,8 +12,9 @@ from he_fed.crypto import wire
 from he_fed.protocol.messages import RoundStart, decode
 from he_fed.protocol.spec import MODEL_KINDS
 from he_fed.runtime import _sealed
-from he_fed.runtime.files.federation import FederationFile, Release
+from he_fed.runtime.files.federation import FederationFile
 from he_fed.runtime.files.identities import read_signing_key, read_verify_key
+from he_fed.runtime.files.release import Release
 from he_fed.runtime.files.stores import ClientState
 from he_fed.runtime.keyholder_store import parse_content
 

@@ -1,0 +1,52 @@
+"""Package attributes imported on first use (PEP 562).
+
+Every command of the file workflow, and every Flower message, is a fresh process.
+One that plays the key holder, the aggregator or a share holder never trains, yet
+importing scikit-learn (which imports scipy.stats and pandas) was most of a second
+of its start. The packages whose modules it needs (:mod:`he_fed`,
+:mod:`he_fed.protocol`, :mod:`he_fed.runtime`, :mod:`he_fed.data`) therefore
+import each public name's module only when the name is first asked for;
+``tests/test_lazy_imports.py`` checks that those processes never import it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["exports"]
+
+
+def exports(
+    package: str, modules: Mapping[str, Sequence[str]]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` for names imported on first use.
+
+    Parameters
+    ----------
+    package : str
+        The package's ``__name__``.
+    modules : mapping of str to sequence of str
+        Each module, with the names the package exports from it.
+
+    Returns
+    -------
+    tuple of callables
+        ``(__getattr__, __dir__)``, to assign at the package's top level.
+    """
+    where = {name: module for module, names in modules.items() for name in names}
+
+    def __getattr__(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        setattr(sys.modules[package], name, value)  # found without this hook from now on
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(where))
+
+    return __getattr__, __dir__

@@ -1,0 +1,10 @@
+"""The data loaders' warning, in a module of its own: the CLI catches it in every
+command, and the loaders themselves import scikit-learn."""
+
+from __future__ import annotations
+
+__all__ = ["DatasetWarning"]
+
+
+class DatasetWarning(UserWarning):
+    """The loader changed the data: it ignored an index column or dropped incomplete rows."""

@@ -1,0 +1,89 @@
+"""The key holder's processes start without what only training needs (he_fed/_lazy.py).
+
+Every command of the file workflow is a fresh process. ``he-fed ticket`` and
+``he-fed decrypt`` play the key holder, which never trains: importing scikit-learn
+(with the scipy.stats and pandas it imports) and dp-accounting was most of the
+1.2 s each spent importing before it read a file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from tests.cli_files_flow import KEYHOLDER, Flow, experiment, in_process, write_partitions
+
+#: Modules only training, the data loaders or a privacy budget need.
+HEAVY = ("sklearn", "scipy.stats", "pandas", "dp_accounting")
+
+LAZY_PACKAGES = [
+    "he_fed",
+    "he_fed.protocol",
+    "he_fed.runtime",
+    "he_fed.runtime.files",
+    "he_fed.data",
+    "he_fed.privacy",
+]
+
+
+def _loaded_after(code: str) -> list[str]:
+    """The heavy modules a fresh interpreter holds after running ``code``."""
+    probe = (
+        code + "\nimport json, sys\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({HEAVY!r}))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_key_holders_modules_import_nothing_only_training_needs():
+    assert (
+        _loaded_after(
+            "import he_fed, he_fed.crypto, he_fed.protocol.keyholder, he_fed.protocol.aggregator\n"
+            "import he_fed.runtime.keyholder_store, he_fed.runtime.files.release\n"
+            "import he_fed.cli.ticket, he_fed.cli.decrypt"
+        )
+        == []
+    )
+    # The check can fail: the training side does load them.
+    assert "sklearn" in _loaded_after("import he_fed.protocol.client")
+
+
+def test_he_fed_ticket_and_decrypt_run_without_scikit_learn(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    flow = Flow(in_process)
+    flow.setup(write_partitions(tmp_path, experiment(rounds=1)))
+    flow.ticket(0)
+    flow.answer(0)
+    flow.run(flow.aggregate_args(0))
+    for args in (flow.decrypt_args(0), ["ticket", *KEYHOLDER, "--out", "round-1.ticket"]):
+        code = f"from he_fed.cli import main\nmain({args!r}, standalone_mode=False)\n"
+        assert _loaded_after(code) == [], args
+    assert (tmp_path / "round-0.release").exists() and (tmp_path / "round-1.ticket").exists()
+
+
+@pytest.mark.parametrize("package", LAZY_PACKAGES)
+def test_every_exported_name_resolves_and_is_listed(package):
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is getattr(module, name)  # imported once, then kept
+        assert name in dir(module)
+    with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
+        module.nothing_here  # noqa: B018
+
+
+def test_every_command_resolves_to_its_click_command():
+    from he_fed.cli import _COMMANDS, main
+
+    context = click.Context(main)
+    assert main.list_commands(context) == sorted(_COMMANDS)
+    for name in _COMMANDS:
+        command = main.get_command(context, name)
+        assert isinstance(command, click.Command) and command.name == name
+    assert main.get_command(context, "nothing") is None
