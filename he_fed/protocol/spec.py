@@ -18,31 +18,39 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from he_fed._validation import check_float
 from he_fed.crypto import SCHEMES, Scheme
 from he_fed.exceptions import ConfigurationError, MalformedMessage
-from he_fed.models import BaseGD, LinearRegressionGD, LogisticRegressionGD
 from he_fed.privacy import DPMechanism, PrivacyBudget
 from he_fed.protocol.model import RunPlan
 
+if TYPE_CHECKING:
+    from he_fed.models import BaseGD
+
 __all__ = [
-    "MODEL_KINDS",
     "ClientPlan",
     "ClientSpec",
     "FederationSetup",
+    "model_kinds",
     "scheme_from_config",
     "scheme_to_config",
 ]
 
-#: Local models by the name plans use for them.
-MODEL_KINDS: dict[str, type[BaseGD]] = {
-    "logistic": LogisticRegressionGD,
-    "linear": LinearRegressionGD,
-}
+
+def model_kinds() -> dict[str, type[BaseGD]]:
+    """Local models by the name plans use for them.
+
+    A function, not a constant: the models are scikit-learn estimators, and the key
+    holder's processes read plans (their scheme, their run plan) without training.
+    """
+    from he_fed.models import LinearRegressionGD, LogisticRegressionGD
+
+    return {"logistic": LogisticRegressionGD, "linear": LinearRegressionGD}
+
 
 #: A value a flat config may hold (what a Flower ConfigRecord holds).
 ConfigValue = bool | int | float | str | bytes | list[Any]
@@ -51,12 +59,12 @@ _PARAM = "param."
 
 
 def _model_kind(model: BaseGD) -> str:
-    for kind, cls in MODEL_KINDS.items():
+    kinds = model_kinds()
+    for kind, cls in kinds.items():
         if type(model) is cls:
             return kind
     raise ConfigurationError(
-        f"only {sorted(MODEL_KINDS)} models can be described as plain data, "
-        f"not {type(model).__name__}"
+        f"only {sorted(kinds)} models can be described as plain data, not {type(model).__name__}"
     )
 
 
@@ -156,7 +164,7 @@ class ClientPlan:
             If the dict does not describe a plan.
         """
         try:
-            model_cls = MODEL_KINDS[str(config["model"])]
+            model_cls = model_kinds()[str(config["model"])]
             params: dict[str, Any] = {
                 key[len(_PARAM) :]: value for key, value in config.items() if key.startswith(_PARAM)
             }

@@ -10,7 +10,7 @@ from typing import Any
 
 from he_fed.crypto import wire
 from he_fed.protocol.messages import RoundStart, decode
-from he_fed.protocol.spec import MODEL_KINDS
+from he_fed.protocol.spec import model_kinds
 from he_fed.runtime import _sealed
 from he_fed.runtime.files.federation import FederationFile
 from he_fed.runtime.files.identities import read_signing_key, read_verify_key
@@ -36,7 +36,7 @@ def _verify_key(data: bytes) -> dict[str, Any]:
 
 def _federation(data: bytes) -> dict[str, Any]:
     fed = FederationFile.from_bytes(data)
-    model = next(k for k, cls in MODEL_KINDS.items() if type(fed.client_plan.model) is cls)
+    model = next(k for k, cls in model_kinds().items() if type(fed.client_plan.model) is cls)
     info: dict[str, Any] = {
         "federation": fed.federation.hex(),
         "key holder": f"{fed.keyholder.hex()} (signature verifies)",

@@ -24,11 +24,15 @@ key holder     one designated SuperNode (``--node-config "role='keyholder'
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from he_fed.runtime.flower.nodes import make_client_app, node_role
-from he_fed.runtime.flower.policy import KeyHolderPolicy
-from he_fed.runtime.flower.server import FlowerExecutor, RemoteClient, RemoteKeyHolder
+from he_fed import _lazy
+
+if TYPE_CHECKING:
+    from he_fed.runtime.flower.nodes import make_client_app, node_role
+    from he_fed.runtime.flower.policy import KeyHolderPolicy
+    from he_fed.runtime.flower.server import FlowerExecutor, RemoteClient, RemoteKeyHolder
+    from he_fed.runtime.flower.simulation import simulate
 
 __all__ = [
     "FlowerExecutor",
@@ -40,13 +44,16 @@ __all__ = [
     "simulate",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    # Flower's simulation engine (Ray, its SQL state, its web API) takes a third of
-    # this package's import time, and every ClientApp and ServerApp of a deployment
-    # is a fresh process that imports this package and never simulates.
-    if name == "simulate":
-        from he_fed.runtime.flower.simulation import simulate
-
-        return simulate
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Imported on first use (he_fed/_lazy.py): every ClientApp and ServerApp message of
+# a deployment is a fresh process that imports this package. Flower's simulation
+# engine (Ray, its SQL state, its web API) is a third of Flower's import time and
+# no deployment needs it; the aggregator's driver imports what only training needs.
+__getattr__, __dir__ = _lazy.exports(
+    __name__,
+    {
+        "he_fed.runtime.flower.nodes": ("make_client_app", "node_role"),
+        "he_fed.runtime.flower.policy": ("KeyHolderPolicy",),
+        "he_fed.runtime.flower.server": ("FlowerExecutor", "RemoteClient", "RemoteKeyHolder"),
+        "he_fed.runtime.flower.simulation": ("simulate",),
+    },
+)

@@ -35,27 +35,26 @@ import dataclasses
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from he_fed.crypto.threshold import parse_threshold
-from he_fed.data import load_dataset, parse_categorical
 from he_fed.exceptions import ConfigurationError
-from he_fed.experiment import (
-    ExperimentConfig,
-    ExperimentData,
-    experiment_data,
-    make_estimator,
-    run_experiment,
-)
-from he_fed.federated import RoundRecord
 from he_fed.protocol import RunPlan
 from he_fed.runtime.flower.nodes import make_client_app
 from he_fed.runtime.flower.policy import KeyHolderPolicy
-from he_fed.runtime.flower.server import REPLY_TIMEOUT_S, START_TIMEOUT_S, FlowerExecutor
+
+if TYPE_CHECKING:
+    from he_fed.experiment import ExperimentConfig, ExperimentData
+    from he_fed.federated import RoundRecord
+
+# Every message to a node is a fresh process that imports this module, most of them
+# to nodes that never train (the key holder, the share holders): what only the
+# ServerApp, the run configuration or a client's data need (the experiment, the
+# data loaders, scikit-learn) is imported inside the functions that need it.
 
 __all__ = [
     "RUN_CONFIG",
@@ -84,20 +83,25 @@ _CANDIDATES = " | tuple[float, ...]"
 _ITEMS = "tuple[str, ...]"
 _SEPARATOR = ";"
 _UNSET = {"int | None": 0, "float | None": 0.0, "str | None": ""}
-_EXTRA: dict[str, Any] = {
-    "out": "",
-    "checkpoint": "",
-    "start-timeout": START_TIMEOUT_S,
-    "reply-timeout": REPLY_TIMEOUT_S,
-    "nodes": 0,
-}
 
 
 def _fields() -> list[dataclasses.Field[Any]]:
+    from he_fed.experiment import ExperimentConfig
+
     return [f for f in dataclasses.fields(ExperimentConfig) if f.name not in _NOT_IN_RUN_CONFIG]
 
 
+@lru_cache(maxsize=1)
 def _default_run_config() -> dict[str, Any]:
+    from he_fed.runtime.flower.server import REPLY_TIMEOUT_S, START_TIMEOUT_S
+
+    extra = {
+        "out": "",
+        "checkpoint": "",
+        "start-timeout": START_TIMEOUT_S,
+        "reply-timeout": REPLY_TIMEOUT_S,
+        "nodes": 0,
+    }
     config: dict[str, Any] = {}
     for f in _fields():
         value = f.default
@@ -105,11 +109,18 @@ def _default_run_config() -> dict[str, Any]:
             value = _SEPARATOR.join(value)
         kind = str(f.type).replace(_CANDIDATES, "")
         config[f.name.replace("_", "-")] = _UNSET[kind] if value is None else value
-    return {**config, **_EXTRA}
+    return {**config, **extra}
 
 
-#: The run configuration the app declares, with its defaults.
-RUN_CONFIG: dict[str, Any] = _default_run_config()
+#: The run configuration the app declares, with its defaults: built from
+#: ExperimentConfig on first use, by the module's ``__getattr__`` (see the imports).
+RUN_CONFIG: dict[str, Any]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RUN_CONFIG":
+        return _default_run_config()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def config_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
@@ -136,11 +147,15 @@ def config_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
             values[f.name] = {"int": int, "float": float, "bool": bool, "str": str}[kind](raw)
         except (TypeError, ValueError):
             raise ConfigurationError(f"run config {key}={raw!r} is not a valid {kind}") from None
+    from he_fed.experiment import ExperimentConfig
+
     return ExperimentConfig(**values, executor="flower")
 
 
 @lru_cache(maxsize=2)
 def _shared_data(config: ExperimentConfig) -> ExperimentData:
+    from he_fed.experiment import experiment_data
+
     return experiment_data(config)
 
 
@@ -167,8 +182,10 @@ def keyholder_policy(
     trust_on_first_use : bool, default=False
         Without ``trusted_clients``, accept the identities the aggregator forwards.
     """
+    from he_fed.experiment import make_estimator
+
     given = {key.replace("_", "-"): value for key, value in run_config.items()}
-    config = config_from_run_config({**RUN_CONFIG, **given})
+    config = config_from_run_config({**_default_run_config(), **given})
     data = _shared_data(config)
     sizes = [int(np.count_nonzero(data.groups == g)) for g in np.unique(data.groups)]
     scheme = make_estimator(config, data.model).plan_scheme(sizes)
@@ -198,6 +215,8 @@ def node_data(context: Context) -> tuple[np.ndarray, np.ndarray]:
     ConfigurationError
         If the node was started with neither.
     """
+    from he_fed.data import load_dataset, parse_categorical
+
     node = context.node_config
     if "data-path" in node:
         config = config_from_run_config(dict(context.run_config))
@@ -229,6 +248,9 @@ server = ServerApp()
 @server.main()
 def _main(grid: Grid, context: Context) -> None:
     """Run the experiment of the run configuration over the connected nodes."""
+    from he_fed.experiment import run_experiment
+    from he_fed.runtime.flower.server import REPLY_TIMEOUT_S, START_TIMEOUT_S, FlowerExecutor
+
     run_config = dict(context.run_config)
     config = config_from_run_config(run_config)
     holders = 1 if config.threshold is None else parse_threshold(config.threshold)[1]
@@ -289,7 +311,7 @@ def write_app(directory: str | Path, **run_config: Any) -> Path:
     ConfigurationError
         If a key is not part of the run configuration.
     """
-    values = dict(RUN_CONFIG)
+    values = dict(_default_run_config())
     for name, value in run_config.items():
         key = name.replace("_", "-")
         if key not in values:

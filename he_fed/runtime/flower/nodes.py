@@ -52,7 +52,6 @@ from he_fed.crypto import load_secret
 from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation, ProtocolError
 from he_fed.protocol import KeyHolder, RunPlan, Task
 from he_fed.protocol.receipts import Identity
-from he_fed.protocol.setup import build_client
 from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config
 from he_fed.runtime.flower import records, reopen, statefile
 from he_fed.runtime.flower.policy import (
@@ -355,7 +354,7 @@ def _make_setup(data: DataSource) -> _Handler:
         }
         state.update({key: value for key, value in config.items() if key.startswith(_PLAN)})
         spec = _client_spec(state, data(context))
-        build_client(spec)  # refuses bad data, a bad plan or a secret key, before storing
+        _build_client(spec)  # refuses bad data, a bad plan or a secret key, before storing
         context.state[_CLIENT_STATE] = ConfigRecord(state)
         return records.reply(
             message, {"n-features": int(spec.X.shape[1]), "verify-key": identity.public_bytes}
@@ -364,13 +363,22 @@ def _make_setup(data: DataSource) -> _Handler:
     return _setup
 
 
+def _build_client(spec: ClientSpec) -> Any:
+    # Imported here: a client trains with scikit-learn, and every message to this
+    # app is a fresh process, most of them to nodes that never train (the key
+    # holder, the share holders).
+    from he_fed.protocol.setup import build_client
+
+    return build_client(spec)
+
+
 def _make_round(data: DataSource) -> _Handler:
     def _round(message: Message, context: Context) -> Message:
         """Answer a round start with an encrypted update."""
         if _CLIENT_STATE not in context.state:
             raise ProtocolError("this node was not set up as a client in this run")
         state = cast(ConfigRecord, context.state[_CLIENT_STATE])
-        client = build_client(_client_spec(state, data(context)))
+        client = _build_client(_client_spec(state, data(context)))
         try:
             report = client.participate(records.config_of(message)["round-start"])  # type: ignore[arg-type]
         finally:
