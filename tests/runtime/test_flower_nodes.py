@@ -8,10 +8,11 @@ Flower's simulation engine and on real SuperLink and SuperNode processes.
 from __future__ import annotations
 
 import contextlib
+import tracemalloc
 
 import numpy as np
 import pytest
-from flwr.app import Message
+from flwr.app import ConfigRecord, Message
 
 from he_fed.crypto import PackedPaillier, Paillier, load_secret, wire
 from he_fed.exceptions import ConfigurationError, ExecutorError, MalformedMessage, PolicyViolation
@@ -147,6 +148,36 @@ def test_a_node_plays_one_role_only():
     assert refused.error.reason.startswith("PolicyViolation: this node is the key holder")
     again = _ask(grid, KEYHOLDER, records.KEYGEN, keygen)
     assert again.error.reason.startswith("ProtocolError: this node already generated")
+
+
+@pytest.mark.parametrize("sent", [2**27, "aggregate", None], ids=["int", "str", "missing"])
+def test_the_key_holder_node_takes_only_bytes_as_an_aggregate(sent):
+    """Red team 34: ``bytes(n)`` of an integer is n zero bytes, so a ServerApp that
+    sent 2**35 as the aggregate had the key holder's node fill 32 GiB."""
+    parts = _partitions()
+    grid = _grid(parts)
+    run_federation(FlowerExecutor(grid, nodes=4), _setup(parts), parts, lambda f: f.train(1))
+    config = {} if sent is None else {"encrypted-aggregate": sent}
+    tracemalloc.start()
+    try:
+        refused = _ask(grid, KEYHOLDER, records.DECRYPT, config)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert refused.error.reason.startswith("MalformedMessage: the message's 'encrypted-aggregate'")
+    assert peak < 2**24  # 128 MiB of zeros before
+
+
+def test_blobs_take_bytes_and_lists_of_bytes_only():
+    config = ConfigRecord({"one": b"x", "n": 5, "many": [b"a", b"b"], "mixed": [b"a"], "ints": [1]})
+    assert records.blob(config, "one") == b"x" and records.blobs(config, "many") == [b"a", b"b"]
+    assert records.blobs(config, "absent") == []
+    for key in ("n", "many", "absent"):
+        with pytest.raises(MalformedMessage, match=f"'{key}' must be bytes"):
+            records.blob(config, key)
+    for key in ("one", "ints", "n"):
+        with pytest.raises(MalformedMessage, match=f"'{key}' must be a list of bytes"):
+            records.blobs(config, key)
 
 
 def test_a_node_started_as_a_client_refuses_to_hold_keys():

@@ -271,7 +271,7 @@ def _ticket(message: Message, context: Context) -> Message:
 def _decrypt(message: Message, context: Context) -> Message:
     """Decrypt an aggregate under the key holder's policy; every attempt is remembered."""
     keyholder = _restore(context)
-    data = bytes(records.config_of(message)["encrypted-aggregate"])  # type: ignore[arg-type]
+    data = records.blob(records.config_of(message), "encrypted-aggregate")
     path = statefile.path_of(context)
     if path is not None:  # saved before the release leaves; a released round stays so
         record = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
@@ -346,9 +346,9 @@ def _make_setup(data: DataSource) -> _Handler:
         identity = _node_identity(context, "client's")
         state: dict[str, Any] = {
             "client-id": str(config["client-id"]),
-            "public-key": config["public-key"],
+            "public-key": records.blob(config, "public-key"),
             "signing-key": identity.private_bytes(),  # stays in this node's state
-            "keyholder": _pinned_keyholder(context, bytes(config["keyholder-identity"])),  # type: ignore[arg-type]
+            "keyholder": _pinned_keyholder(context, records.blob(config, "keyholder-identity")),
             "last-round": -1,
             "phase": 0,
         }

@@ -39,6 +39,8 @@ __all__ = [
     "ROUND",
     "SETUP",
     "TICKET",
+    "blob",
+    "blobs",
     "config_of",
     "error_reply",
     "metrics_of",
@@ -94,6 +96,34 @@ def config_of(message: Message) -> ConfigRecord:
     if CONFIG not in records:
         raise exceptions.MalformedMessage("the Flower message carries no he-fed record")
     return records[CONFIG]  # type: ignore[return-value]
+
+
+def blob(config: ConfigRecord, key: str) -> bytes:
+    """The bytes another party sent under ``key``.
+
+    A ConfigRecord also holds integers and text, and ``bytes(n)`` of an integer is
+    ``n`` zero bytes: a ServerApp that sent ``2**35`` would have a node fill 32 GiB
+    (red team 34). Only bytes are taken.
+
+    Raises
+    ------
+    MalformedMessage
+        If ``key`` is missing or does not hold bytes.
+    """
+    value = config.get(key)
+    if not isinstance(value, bytes):
+        raise exceptions.MalformedMessage(
+            f"the message's {key!r} must be bytes, not {type(value).__name__}"
+        )
+    return value
+
+
+def blobs(config: ConfigRecord, key: str) -> list[bytes]:
+    """The list of bytes another party sent under ``key`` (empty if absent), as :func:`blob`."""
+    values = config.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, bytes) for v in values):
+        raise exceptions.MalformedMessage(f"the message's {key!r} must be a list of bytes")
+    return list(values)
 
 
 def metrics_of(message: Message) -> MetricRecord:

@@ -347,7 +347,7 @@ class FlowerExecutor:
                     f"client {client.client_id!r} has {config['n-features']} features, "
                     f"the federation {setup.n_features}"
                 )
-            identities[client.client_id] = bytes(config["verify-key"])  # type: ignore[arg-type]
+            identities[client.client_id] = records.blob(config, "verify-key")
         return clients, identities
 
     def exchange(

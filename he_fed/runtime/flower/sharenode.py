@@ -147,7 +147,7 @@ def _share(config: Any, context: Context, allow_insecure: bool) -> bytes:
         share = load_share(data, passphrase=passphrase, allow_insecure=allow_insecure)
         return share.to_bytes()  # kept in the node's memory only, as a key holder's key
     if in_simulation(node) and "share" in config:
-        return bytes(config["share"])
+        return records.blob(config, "share")
     raise ConfigurationError(
         "a share-holder node reads its share from its own share-file: start it with "
         "--node-config \"share-file='share-1.key'\""
@@ -308,7 +308,7 @@ def _join(message: Message, context: Context) -> Message:
         raise ProtocolError("this share holder already joined its council")
     config = records.config_of(message)
     node = context.node_config
-    offered = bytes(config["council"])  # type: ignore[arg-type]
+    offered = records.blob(config, "council")
     if node.get("council-file"):
         text = _read_file(node["council-file"], "council-file").decode(errors="replace")
         council = read_pin_hex(text, "the council-file")
@@ -322,8 +322,8 @@ def _join(message: Message, context: Context) -> Message:
             "with: start it with --node-config \"council-file='council.pin'\""
         )
     parsed = parse_council(council)
-    exchanges = [bytes(k) for k in config["exchanges"]]  # type: ignore[union-attr, arg-type]
-    signatures = [bytes(s) for s in config["exchange-signatures"]]  # type: ignore[union-attr, arg-type]
+    exchanges = records.blobs(config, "exchanges")
+    signatures = records.blobs(config, "exchange-signatures")
     if parsed is None or len(exchanges) != len(parsed[1]) or len(signatures) != len(exchanges):
         raise ProtocolError("a council join needs one exchange key per pinned holder")
     for index, (key, signature, ident) in enumerate(
@@ -382,18 +382,18 @@ def _ticket(holder: Decryptor, config: Any) -> dict[str, object]:
 
 
 def _endorse(holder: Decryptor, config: Any) -> dict[str, object]:
-    return {"endorsement": holder.endorse(bytes(config["encrypted-aggregate"]))}
+    return {"endorsement": holder.endorse(records.blob(config, "encrypted-aggregate"))}
 
 
 def _partial(holder: Decryptor, config: Any) -> dict[str, object]:
     sealed = holder.partial_decrypt(
-        bytes(config["encrypted-aggregate"]), bytes(config["certificate"])
+        records.blob(config, "encrypted-aggregate"), records.blob(config, "certificate")
     )
     return {"recipients": list(sealed), "sealed": list(sealed.values())}
 
 
 def _release(holder: Decryptor, config: Any) -> dict[str, object]:
-    aggregate = holder.release([bytes(b) for b in config.get("sealed", [])])
+    aggregate = holder.release(records.blobs(config, "sealed"))
     used, refused = holder.last_partials
     return {"aggregate": aggregate, "used": list(used), "refused": list(refused)}
 
