@@ -12,17 +12,28 @@ import each public name's module only when the name is first asked for;
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = ["exports"]
+
+# One first use at a time, process-wide: two threads that each resolved a name first
+# imported scikit-learn's modules at once, and one of them could find
+# ``sklearn.base`` partially initialised (red team 34). ``import he_fed`` imported
+# everything in one thread before.
+_LOCK = threading.RLock()
 
 
 def exports(
     package: str, modules: Mapping[str, Sequence[str]]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A package's ``__getattr__`` and ``__dir__`` for names imported on first use.
+
+    A name the package does not export but that is one of its modules is that module,
+    imported, as when the package imported it eagerly.
 
     Parameters
     ----------
@@ -39,12 +50,21 @@ def exports(
     where = {name: module for module, names in modules.items() for name in names}
 
     def __getattr__(name: str) -> Any:
-        module = where.get(name)
-        if module is None:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        setattr(sys.modules[package], name, value)  # found without this hook from now on
-        return value
+        with _LOCK:
+            module = where.get(name)
+            if module is not None:
+                value = getattr(importlib.import_module(module), name)
+            elif (
+                name.isidentifier()
+                and not name.startswith("__")
+                and importlib.util.find_spec(f"{package}.{name}")
+            ):
+                # A subpackage, as ``import he_fed; he_fed.crypto`` found it before.
+                value = importlib.import_module(f"{package}.{name}")
+            else:
+                raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            setattr(sys.modules[package], name, value)  # found without this hook from now on
+            return value
 
     def __dir__() -> list[str]:
         return sorted(set(vars(sys.modules[package])) | set(where))

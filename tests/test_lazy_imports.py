@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
+import threading
+import time
+import types
 
 import click
 import pytest
@@ -90,3 +94,52 @@ def test_every_command_resolves_to_its_click_command():
         command = main.get_command(context, name)
         assert isinstance(command, click.Command) and command.name == name
     assert main.get_command(context, "nothing") is None
+
+
+def test_subpackages_are_attributes_of_their_package_as_before():
+    """Red team 34: ``import he_fed; he_fed.crypto`` raised AttributeError once the
+    package stopped importing its subpackages."""
+    code = (
+        "import he_fed\n"
+        "assert he_fed.crypto.Paillier is he_fed.Paillier\n"
+        "assert he_fed.protocol.client.Client is he_fed.Client\n"
+        "assert not hasattr(he_fed, 'no_such_module')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_names_used_first_by_two_threads_are_imported_one_at_a_time(monkeypatch):
+    """Red team 34: two threads resolving names at once imported scikit-learn's
+    modules at once, and one found ``sklearn.base`` partially initialised."""
+    from he_fed import _lazy
+
+    running, most = [0], [0]
+    barrier = threading.Barrier(2)
+    real_import = importlib.import_module
+
+    def slow_import(name):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        running[0] -= 1
+        return real_import(name)
+
+    package = types.ModuleType("lazy_probe")
+    package.__getattr__, _ = _lazy.exports(  # type: ignore[attr-defined]
+        "lazy_probe", {"json": ("dumps",), "os": ("getcwd",)}
+    )
+    monkeypatch.setitem(sys.modules, "lazy_probe", package)
+    monkeypatch.setattr(_lazy.importlib, "import_module", slow_import)
+
+    def use(name):
+        barrier.wait()
+        getattr(package, name)
+
+    threads = [threading.Thread(target=use, args=(n,)) for n in ("dumps", "getcwd")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert package.dumps is json.dumps and package.getcwd is os.getcwd
+    assert most[0] == 1

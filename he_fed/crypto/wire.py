@@ -171,7 +171,10 @@ def open_envelope(data: bytes | bytearray | memoryview, kind: Kind | None = None
         If ``data`` is not bytes, is truncated, fails its checksum, has another
         format version or holds another kind.
     """
-    found, scheme, params, fingerprint, body = unpinned(_parse, data, kind)
+    try:
+        found, scheme, params, fingerprint, body = unpinned(_parse, data, kind)
+    finally:
+        del data  # a refusal's traceback keeps this frame: no view of the caller's bytes
     return Envelope(found, scheme, params, fingerprint, bytes(body))
 
 
@@ -187,7 +190,10 @@ def open_body(data: bytes | bytearray | memoryview, kind: Kind) -> memoryview:
     MalformedMessage
         As :func:`open_envelope`.
     """
-    return unpinned(_parse, data, kind)[4]
+    try:
+        return unpinned(_parse, data, kind)[4]
+    finally:
+        del data  # as in open_envelope
 
 
 def unpinned(read: Callable[..., _T], *args: Any) -> _T:
@@ -195,13 +201,18 @@ def unpinned(read: Callable[..., _T], *args: Any) -> _T:
 
     A :class:`MalformedMessage` raised while reading is raised again, afresh, out of
     the handler: the first one's frames hold memoryviews of the caller's bytes, and
-    a caller's ``bytearray`` could not be resized while it handled the error.
+    a caller's ``bytearray`` could not be resized while it handled the error
+    (red team 32; red team 34 passed a memoryview of it made for the call).
     """
     try:
         return read(*args)
     except MalformedMessage as exc:
         error: type[MalformedMessage] = type(exc)
         message = exc.args
+    # Nor may this frame keep them: the caller may have passed a memoryview of its
+    # own, made for the call, that the new error's traceback would keep alive. The
+    # caller's frame must drop it too (``del`` in a ``finally``, as open_envelope).
+    del args
     raise error(*message)
 
 

@@ -410,7 +410,10 @@ def decode(data: bytes, cls: type[_M]) -> _M:
     MalformedMessage
         If the bytes are not a well-formed ``cls`` message.
     """
-    return wire.unpinned(_read, data, cls)
+    try:
+        return wire.unpinned(_read, data, cls)
+    finally:
+        del data  # a refusal's traceback keeps this frame (wire.unpinned)
 
 
 def _read(data: bytes, cls: type[_M]) -> _M:

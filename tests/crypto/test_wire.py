@@ -54,15 +54,17 @@ def test_wrong_kind_version_magic_and_type_are_refused():
     ],
     ids=["magic", "checksum", "version"],
 )
-def test_a_refused_envelope_leaves_the_callers_buffer_free(open_, spoil, message):
+@pytest.mark.parametrize("as_view", [False, True], ids=["bytearray", "view-for-the-call"])
+def test_a_refused_envelope_leaves_the_callers_buffer_free(open_, spoil, message, as_view):
     """Red team 32: the refusal's frames held a view of the bytes, so the caller's
-    bytearray could not be resized (BufferError) while it handled the error."""
+    bytearray could not be resized (BufferError) while it handled the error; red
+    team 34: nor when the caller passed a memoryview of it made for the call."""
     data = bytearray(_envelope())
     spoil(data)
     if message == "format version":  # a valid checksum, so the version is what fails
         data[-16:] = wire._checksum(bytes(data[:-16]))
     with pytest.raises(MalformedMessage, match=message) as refused:
-        open_(data, wire.Kind.PUBLIC_KEY)
+        open_(memoryview(data) if as_view else data, wire.Kind.PUBLIC_KEY)
     assert type(refused.value) is MalformedMessage  # its traceback lives on here
     data.clear()
     assert data == bytearray()

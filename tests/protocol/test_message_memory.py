@@ -67,15 +67,17 @@ def test_a_writer_is_sealed_as_its_joined_bytes_and_read_back_as_a_view():
     assert wire.open_envelope(sealed).body == w.getvalue()
 
 
-def test_a_refused_message_leaves_the_callers_buffer_free():
+@pytest.mark.parametrize("as_view", [False, True], ids=["bytearray", "view-for-the-call"])
+def test_a_refused_message_leaves_the_callers_buffer_free(as_view):
     """Red team 32: the refusal's frames held views into the bytes, so a caller's
-    bytearray could not be resized while it handled the error."""
+    bytearray could not be resized while it handled the error; red team 34: nor
+    when the caller passed a memoryview of it made for the call."""
     w = wire.Writer()
     w.uint(1)
     w.text("nope", length_bytes=1)
     data = bytearray(wire.seal_envelope(wire.Kind.ENCRYPTED_AGGREGATE, w))
     with pytest.raises(MalformedMessage, match="unknown task 'nope'") as refused:
-        decode(data, EncryptedAggregate)
+        decode(memoryview(data) if as_view else data, EncryptedAggregate)
     assert type(refused.value) is MalformedMessage
     data.clear()  # BufferError while the error's frames held a view
     assert data == bytearray()
