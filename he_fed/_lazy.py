@@ -23,8 +23,12 @@ __all__ = ["exports"]
 # One first use at a time, process-wide: two threads that each resolved a name first
 # imported scikit-learn's modules at once, and one of them could find
 # ``sklearn.base`` partially initialised (red team 34). ``import he_fed`` imported
-# everything in one thread before.
+# everything in one thread before. The wait is bounded: a thread that imports a
+# module whose own import resolves a lazy name holds that module's import lock
+# while it waits here, and the thread holding this lock may be waiting for that
+# module; past the bound it goes on unserialised, as without the lock.
 _LOCK = threading.RLock()
+_WAIT_S = 5.0
 
 
 def exports(
@@ -50,7 +54,8 @@ def exports(
     where = {name: module for module, names in modules.items() for name in names}
 
     def __getattr__(name: str) -> Any:
-        with _LOCK:
+        locked = _LOCK.acquire(timeout=_WAIT_S)
+        try:
             module = where.get(name)
             if module is not None:
                 value = getattr(importlib.import_module(module), name)
@@ -65,6 +70,9 @@ def exports(
                 raise AttributeError(f"module {package!r} has no attribute {name!r}")
             setattr(sys.modules[package], name, value)  # found without this hook from now on
             return value
+        finally:
+            if locked:
+                _LOCK.release()
 
     def __dir__() -> list[str]:
         return sorted(set(vars(sys.modules[package])) | set(where))

@@ -143,3 +143,41 @@ def test_names_used_first_by_two_threads_are_imported_one_at_a_time(monkeypatch)
         thread.join()
     assert package.dumps is json.dumps and package.getcwd is os.getcwd
     assert most[0] == 1
+
+
+def test_a_module_whose_import_resolves_a_lazy_name_does_not_deadlock(tmp_path, monkeypatch):
+    """The lock's wait is bounded. Thread B imports ``probe_mod``, holding its import
+    lock, and its import resolves a lazy name; thread A, resolving a name of
+    ``probe_mod``, holds the lazy lock and waits for ``probe_mod``. Unbounded, each
+    would wait for the other for ever."""
+    from he_fed import _lazy
+
+    (tmp_path / "probe_mod.py").write_text(
+        "import time\ntime.sleep(0.5)\nfrom lazy_probe_b import dumps\nvalue = 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name, exported in (
+        ("lazy_probe_a", {"probe_mod": ("value",)}),
+        ("lazy_probe_b", {"json": ("dumps",)}),
+    ):
+        package = types.ModuleType(name)
+        package.__getattr__, _ = _lazy.exports(name, exported)  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, name, package)
+    monkeypatch.setattr(_lazy, "_WAIT_S", 1.0)
+    monkeypatch.delitem(sys.modules, "probe_mod", raising=False)
+    results: dict[str, object] = {}
+
+    def b():
+        results["b"] = importlib.import_module("probe_mod").value
+
+    def a():
+        time.sleep(0.2)  # B holds probe_mod's import lock and sleeps in it
+        results["a"] = sys.modules["lazy_probe_a"].value
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (b, a)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert not any(thread.is_alive() for thread in threads), "deadlocked"
+    assert results == {"a": 1, "b": 1}
