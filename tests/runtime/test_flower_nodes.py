@@ -21,6 +21,7 @@ from he_fed.protocol import Identity, KeyHolder
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import run_federation
 from he_fed.runtime.flower import FlowerExecutor, KeyHolderPolicy, make_client_app, records
+from he_fed.runtime.flower.policy import admitted_registration
 from tests.runtime.flower_fakes import LoopbackGrid
 
 KEYHOLDER = 99
@@ -226,6 +227,63 @@ def test_a_silent_client_is_left_out_and_its_round_refused_undecrypted():
     assert "must come from the federation's cohort" in outcome.skipped
     grid.silent.discard(11)
     assert federation.run_round().skipped is None
+
+
+class _GarblingGrid(LoopbackGrid):
+    """Node 11 answers its round starts with a report that is not one."""
+
+    garble: dict | None = None
+
+    def push_messages(self, messages):
+        messages = list(messages)
+        ids = super().push_messages(messages)
+        for message, message_id in zip(messages, ids, strict=True):
+            meant = message.metadata.dst_node_id == 11 and self.garble is not None
+            if meant and message.metadata.message_type == records.ROUND:
+                self._waiting[message_id] = Message(records.content(self.garble), reply_to=message)
+        return ids
+
+
+@pytest.mark.parametrize("garble", [{"update": 5}, {}], ids=["update-not-bytes", "no-report"])
+def test_a_client_that_answers_garbage_is_left_out_and_the_run_goes_on(garble):
+    """Red team 35: a malformed round reply raised MalformedMessage out of collect,
+    and one client's garbage aborted the whole run."""
+    parts = _partitions()
+    honest = _grid(parts)
+    grid = _GarblingGrid(honest.app, {n: c.node_config for n, c in honest.contexts.items()})
+    federation = FlowerExecutor(grid, nodes=4).connect(_setup(parts))
+    federation.standardize()
+    grid.garble = garble
+    outcome = federation.run_round()
+    assert outcome.contributors == ("client-0", "client-2")
+    assert outcome.failures["client-1"].startswith("MalformedMessage: a client report")
+    grid.garble = None
+    assert federation.run_round().contributors == ("client-0", "client-1", "client-2")
+
+
+def test_a_registration_takes_text_ids_and_bytes_keys_only():
+    """Red team 35: the key holder's and the share holders' registration
+    (admitted_registration) turned integer keys into that many zero bytes before
+    checking the policy."""
+    setup = _setup(_partitions())
+    policy = KeyHolderPolicy(setup.scheme, setup.run_plan, None, trust_on_first_use=True)
+    tracemalloc.start()
+    try:
+        with pytest.raises(MalformedMessage, match="'verify-keys' must be a list of bytes"):
+            admitted_registration(
+                ConfigRecord({"client-ids": ["a"], "verify-keys": [2**27]}), policy, "key holder"
+            )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**24  # 128 MiB of zeros before
+    for ids in (5, [5], None):
+        config = ConfigRecord({} if ids is None else {"client-ids": ids})
+        with pytest.raises(MalformedMessage, match="'client-ids' must be a list of text"):
+            admitted_registration(config, policy, "key holder")
+    key = Identity().public_bytes
+    config = ConfigRecord({"client-ids": ["a"], "verify-keys": [key]})
+    assert admitted_registration(config, policy, "key holder") == [("a", key)]
 
 
 @pytest.mark.parametrize(

@@ -32,9 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from he_fed.crypto import Scheme
-from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation, ProtocolError
+from he_fed.exceptions import (
+    ConfigurationError,
+    HEFedError,
+    MalformedMessage,
+    PolicyViolation,
+    ProtocolError,
+)
 from he_fed.protocol.model import RunPlan
 from he_fed.protocol.spec import FederationSetup, scheme_from_config, scheme_to_config
+from he_fed.runtime.flower import records
 
 __all__ = [
     "KeyHolderPolicy",
@@ -264,14 +271,18 @@ def admitted_registration(
 
     Raises
     ------
+    MalformedMessage
+        If the ids are not text or the keys not bytes (red team 35).
     ProtocolError
         If the ids and keys do not pair up, or an id repeats.
     PolicyViolation
         If a key is not the provisioned one, or the policy takes no identities
         from the aggregator.
     """
-    ids = [str(c) for c in config["client-ids"]]
-    keys = [bytes(k) for k in config["verify-keys"]]
+    ids = config.get("client-ids")
+    if not isinstance(ids, list) or not all(isinstance(c, str) for c in ids):
+        raise MalformedMessage("a registration's 'client-ids' must be a list of text")
+    keys = records.blobs(config, "verify-keys")  # bytes(n) of an int: n zero bytes
     if len(ids) != len(keys) or len(set(ids)) != len(ids):
         raise ProtocolError("a registration needs one public key per distinct client")
     pairs = list(zip(ids, keys, strict=True))

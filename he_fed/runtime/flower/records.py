@@ -25,6 +25,8 @@ same :mod:`he_fed.exceptions` class on the server.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
 
 from he_fed import exceptions
@@ -98,7 +100,7 @@ def config_of(message: Message) -> ConfigRecord:
     return records[CONFIG]  # type: ignore[return-value]
 
 
-def blob(config: ConfigRecord, key: str) -> bytes:
+def blob(config: Mapping[str, object], key: str) -> bytes:
     """The bytes another party sent under ``key``.
 
     A ConfigRecord also holds integers and text, and ``bytes(n)`` of an integer is
@@ -118,7 +120,7 @@ def blob(config: ConfigRecord, key: str) -> bytes:
     return value
 
 
-def blobs(config: ConfigRecord, key: str) -> list[bytes]:
+def blobs(config: Mapping[str, object], key: str) -> list[bytes]:
     """The list of bytes another party sent under ``key`` (empty if absent), as :func:`blob`."""
     values = config.get(key, [])
     if not isinstance(values, list) or not all(isinstance(v, bytes) for v in values):

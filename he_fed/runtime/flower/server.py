@@ -31,7 +31,7 @@ from flwr.serverapp import Grid
 
 from he_fed._validation import check_int
 from he_fed.crypto import PublicKey, load_public
-from he_fed.exceptions import ConfigurationError, ExecutorError, ProtocolError
+from he_fed.exceptions import ConfigurationError, ExecutorError, HEFedError, ProtocolError
 from he_fed.protocol import Task
 from he_fed.protocol.client import ClientReport
 from he_fed.protocol.setup import build_aggregator
@@ -398,8 +398,9 @@ class FlowerExecutor:
     def collect(self, clients: Sequence[ClientHandle], message: bytes) -> list[ClientResult]:
         """Send the round start to each client's node and gather the encrypted updates.
 
-        A client whose node refuses, fails or does not answer within
-        ``reply_timeout`` is reported with the reason and left out of the round.
+        A client whose node refuses, fails, answers with a malformed report or does
+        not answer within ``reply_timeout`` is reported with the reason and left out
+        of the round.
 
         Raises
         ------
@@ -423,10 +424,14 @@ class FlowerExecutor:
             elif reply.has_error():
                 error = reply.error.reason or "the node failed"
             else:
-                config, metrics = records.config_of(reply), records.metrics_of(reply)
-                report = ClientReport.from_record({**metrics, **config})
-                results.append(ClientResult(client.client_id, report))
-                continue
+                try:
+                    config, metrics = records.config_of(reply), records.metrics_of(reply)
+                    report = ClientReport.from_record({**metrics, **config})
+                except HEFedError as exc:  # garbage from one client costs only its update
+                    error = f"{type(exc).__name__}: {exc}"
+                else:
+                    results.append(ClientResult(client.client_id, report))
+                    continue
             log.warning("client %s failed this round: %s", client.client_id, error)
             results.append(ClientResult(client.client_id, None, error))
         return results
