@@ -23,12 +23,24 @@ __all__ = ["exports"]
 # One first use at a time, process-wide: two threads that each resolved a name first
 # imported scikit-learn's modules at once, and one of them could find
 # ``sklearn.base`` partially initialised (red team 34). ``import he_fed`` imported
-# everything in one thread before. The wait is bounded: a thread that imports a
-# module whose own import resolves a lazy name holds that module's import lock
-# while it waits here, and the thread holding this lock may be waiting for that
-# module; past the bound it goes on unserialised, as without the lock.
+# everything in one thread before. A first use made while its thread is importing a
+# module does not wait for the lock: that thread holds the module's import lock,
+# which the lock's holder may be waiting for (red team 35: with a 5 s bound on the
+# wait instead, a thread importing the Flower nodes waited 5 s on each of 12 names).
+# So only threads that hold no import lock ever wait here, and the holder can
+# always finish.
 _LOCK = threading.RLock()
-_WAIT_S = 5.0
+_BOOTSTRAP = "<frozen importlib._bootstrap"
+
+
+def _importing() -> bool:
+    """Whether this thread is executing a module's import (its stack says so)."""
+    frame = sys._getframe(1).f_back  # the frame that used the name
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_BOOTSTRAP):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def exports(
@@ -54,7 +66,7 @@ def exports(
     where = {name: module for module, names in modules.items() for name in names}
 
     def __getattr__(name: str) -> Any:
-        locked = _LOCK.acquire(timeout=_WAIT_S)
+        locked = not _importing() and _LOCK.acquire()
         try:
             module = where.get(name)
             if module is not None:

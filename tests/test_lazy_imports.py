@@ -145,25 +145,30 @@ def test_names_used_first_by_two_threads_are_imported_one_at_a_time(monkeypatch)
     assert most[0] == 1
 
 
-def test_a_module_whose_import_resolves_a_lazy_name_does_not_deadlock(tmp_path, monkeypatch):
-    """The lock's wait is bounded. Thread B imports ``probe_mod``, holding its import
-    lock, and its import resolves a lazy name; thread A, resolving a name of
-    ``probe_mod``, holds the lazy lock and waits for ``probe_mod``. Unbounded, each
-    would wait for the other for ever."""
+def test_a_module_whose_import_resolves_lazy_names_neither_deadlocks_nor_waits(
+    tmp_path, monkeypatch
+):
+    """Thread B imports ``probe_mod``, holding its import lock, and its import
+    resolves five lazy names; thread A, resolving a name of ``probe_mod``, holds the
+    lazy lock and waits for ``probe_mod``. Had B waited for the lock, each would
+    have waited for the other for ever; with a 5 s bound on the wait (red team 35),
+    B waited 5 s a name."""
     from he_fed import _lazy
 
     (tmp_path / "probe_mod.py").write_text(
-        "import time\ntime.sleep(0.5)\nfrom lazy_probe_b import dumps\nvalue = 1\n"
+        "import time\ntime.sleep(0.5)\n"
+        "from lazy_probe_b import dumps, loads, JSONDecoder, JSONEncoder, JSONDecodeError\n"
+        "value = 1\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    json_names = ("dumps", "loads", "JSONDecoder", "JSONEncoder", "JSONDecodeError")
     for name, exported in (
         ("lazy_probe_a", {"probe_mod": ("value",)}),
-        ("lazy_probe_b", {"json": ("dumps",)}),
+        ("lazy_probe_b", {"json": json_names}),
     ):
         package = types.ModuleType(name)
         package.__getattr__, _ = _lazy.exports(name, exported)  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, name, package)
-    monkeypatch.setattr(_lazy, "_WAIT_S", 1.0)
     monkeypatch.delitem(sys.modules, "probe_mod", raising=False)
     results: dict[str, object] = {}
 
@@ -175,9 +180,11 @@ def test_a_module_whose_import_resolves_a_lazy_name_does_not_deadlock(tmp_path, 
         results["a"] = sys.modules["lazy_probe_a"].value
 
     threads = [threading.Thread(target=f, daemon=True) for f in (b, a)]
+    started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=20)
     assert not any(thread.is_alive() for thread in threads), "deadlocked"
     assert results == {"a": 1, "b": 1}
+    assert time.monotonic() - started < 3.0  # B's 0.5 s, not a wait per name
