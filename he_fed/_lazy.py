@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -23,21 +24,33 @@ __all__ = ["exports"]
 # One first use at a time, process-wide: two threads that each resolved a name first
 # imported scikit-learn's modules at once, and one of them could find
 # ``sklearn.base`` partially initialised (red team 34). ``import he_fed`` imported
-# everything in one thread before. A first use made while its thread is importing a
+# everything in one thread before. A first use made while its thread is loading a
 # module does not wait for the lock: that thread holds the module's import lock,
 # which the lock's holder may be waiting for (red team 35: with a 5 s bound on the
 # wait instead, a thread importing the Flower nodes waited 5 s on each of 12 names).
 # So only threads that hold no import lock ever wait here, and the holder can
-# always finish.
+# always finish. ``from package import name`` reaches ``__getattr__`` through
+# importlib's ``_handle_fromlist``, which holds no lock: it waits like any use
+# (red team 36). A forked child gets a fresh lock: the thread that held the
+# parent's does not exist in the child (red team 36).
 _LOCK = threading.RLock()
 _BOOTSTRAP = "<frozen importlib._bootstrap"
 
 
+def _fresh_lock() -> None:
+    global _LOCK
+    _LOCK = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock)
+
+
 def _importing() -> bool:
-    """Whether this thread is executing a module's import (its stack says so)."""
+    """Whether this thread is loading a module (holding its import lock)."""
     frame = sys._getframe(1).f_back  # the frame that used the name
     while frame is not None:
-        if frame.f_code.co_filename.startswith(_BOOTSTRAP):
+        code = frame.f_code
+        if code.co_name == "_find_and_load" and code.co_filename.startswith(_BOOTSTRAP):
             return True
         frame = frame.f_back
     return False

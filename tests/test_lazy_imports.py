@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -109,9 +110,12 @@ def test_subpackages_are_attributes_of_their_package_as_before():
     assert done.returncode == 0, done.stderr
 
 
-def test_names_used_first_by_two_threads_are_imported_one_at_a_time(monkeypatch):
+@pytest.mark.parametrize("form", ["attribute", "from-import"])
+def test_names_used_first_by_two_threads_are_imported_one_at_a_time(monkeypatch, form):
     """Red team 34: two threads resolving names at once imported scikit-learn's
-    modules at once, and one found ``sklearn.base`` partially initialised."""
+    modules at once, and one found ``sklearn.base`` partially initialised. Red team
+    36: ``from package import name`` goes through importlib's frames, and the first
+    test of whether a thread was importing let it past the lock."""
     from he_fed import _lazy
 
     running, most = [0], [0]
@@ -126,6 +130,7 @@ def test_names_used_first_by_two_threads_are_imported_one_at_a_time(monkeypatch)
         return real_import(name)
 
     package = types.ModuleType("lazy_probe")
+    package.__path__ = []  # a package: ``from`` goes through _handle_fromlist
     package.__getattr__, _ = _lazy.exports(  # type: ignore[attr-defined]
         "lazy_probe", {"json": ("dumps",), "os": ("getcwd",)}
     )
@@ -134,7 +139,10 @@ def test_names_used_first_by_two_threads_are_imported_one_at_a_time(monkeypatch)
 
     def use(name):
         barrier.wait()
-        getattr(package, name)
+        if form == "attribute":
+            getattr(package, name)
+        else:
+            exec(f"from lazy_probe import {name}", {})
 
     threads = [threading.Thread(target=use, args=(n,)) for n in ("dumps", "getcwd")]
     for thread in threads:
@@ -188,3 +196,40 @@ def test_a_module_whose_import_resolves_lazy_names_neither_deadlocks_nor_waits(
     assert not any(thread.is_alive() for thread in threads), "deadlocked"
     assert results == {"a": 1, "b": 1}
     assert time.monotonic() - started < 3.0  # B's 0.5 s, not a wait per name
+
+
+def test_a_forked_child_does_not_inherit_a_held_lazy_lock(monkeypatch):
+    """Red team 36: a child forked while a thread of the parent held the lock waited
+    for it for ever, since that thread does not exist in the child."""
+    from he_fed import _lazy
+
+    package = types.ModuleType("lazy_probe_fork")
+    package.__getattr__, _ = _lazy.exports(  # type: ignore[attr-defined]
+        "lazy_probe_fork", {"json": ("dumps",)}
+    )
+    monkeypatch.setitem(sys.modules, "lazy_probe_fork", package)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with _lazy._LOCK:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        pid = os.fork()
+        if pid == 0:  # the child: resolve a name, then leave without pytest's teardown
+            os._exit(0 if package.dumps is json.dumps else 1)
+        deadline = time.monotonic() + 20
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the child waited for the parent's lazy lock")
+            time.sleep(0.05)
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+    finally:
+        release.set()
+        holder.join()
