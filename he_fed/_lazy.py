@@ -33,6 +33,15 @@ __all__ = ["exports"]
 # importlib's ``_handle_fromlist``, which holds no lock: it waits like any use
 # (red team 36). A forked child gets a fresh lock: the thread that held the
 # parent's does not exist in the child (red team 36).
+#
+# What this does not make safe (red team 37): first uses made while loading modules
+# in two threads at once are not serialised (a thread loading a module must not
+# wait), so scikit-learn's modules can still be imported from two threads at once
+# there; and a child forked while another thread was loading a module waits for
+# that module's import lock for ever, a limit of CPython's import locks that a plain
+# ``import sklearn.base`` shares. A program that uses he-fed from several threads,
+# or forks, imports what it uses first (``import he_fed.experiment`` loads nearly
+# everything), as ``import he_fed`` used to do for it.
 _LOCK = threading.RLock()
 _BOOTSTRAP = "<frozen importlib._bootstrap"
 
@@ -79,7 +88,8 @@ def exports(
     where = {name: module for module, names in modules.items() for name in names}
 
     def __getattr__(name: str) -> Any:
-        locked = not _importing() and _LOCK.acquire()
+        lock = _LOCK  # this one: a thread that forks while holding it releases it after
+        locked = not _importing() and lock.acquire()
         try:
             module = where.get(name)
             if module is not None:
@@ -97,7 +107,7 @@ def exports(
             return value
         finally:
             if locked:
-                _LOCK.release()
+                lock.release()
 
     def __dir__() -> list[str]:
         return sorted(set(vars(sys.modules[package])) | set(where))

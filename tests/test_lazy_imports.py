@@ -233,3 +233,44 @@ def test_a_forked_child_does_not_inherit_a_held_lazy_lock(monkeypatch):
     finally:
         release.set()
         holder.join()
+
+
+def test_a_thread_that_forks_while_it_holds_the_lazy_lock_releases_it_in_the_child(
+    monkeypatch,
+):
+    """Red team 37: the child got a fresh lock, then released that one, which it had
+    never taken (RuntimeError), instead of the one its thread took."""
+    from he_fed import _lazy
+
+    package = types.ModuleType("lazy_probe_forking")
+    package.__getattr__, _ = _lazy.exports(  # type: ignore[attr-defined]
+        "lazy_probe_forking", {"json": ("dumps",)}
+    )
+    monkeypatch.setitem(sys.modules, "lazy_probe_forking", package)
+    real_import = importlib.import_module
+    children: list[int] = []
+
+    def forking_import(name):
+        children.append(os.fork())  # 0 in the child
+        return real_import(name)
+
+    monkeypatch.setattr(_lazy.importlib, "import_module", forking_import)
+    try:
+        value = package.dumps
+    except BaseException:
+        if children == [0]:
+            os._exit(1)
+        raise
+    if children == [0]:
+        os._exit(0 if value is json.dumps else 2)
+    monkeypatch.undo()
+    (pid,) = children
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the child hung")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert value is json.dumps
