@@ -12,24 +12,24 @@ from he_fed.cli._verbosity import verbose_option
 
 from he_fed._version import __version__
 
-#: Each command and the module that defines it (``--help`` lists them sorted).
-#: A command's module is imported only when the command runs (or help lists it): a
-#: key holder's ``he-fed ticket`` need not import what ``he-fed run`` trains with.
-_COMMANDS = {
-    "run": "run",
-    "keygen": "keygen",
-    "inspect": "inspect",
-    "bench": "bench",
-    "estimate": "estimate",
-    "flower-app": "flower_app",
+#: The commands, each defined by the module of its name (``-`` as ``_``). A command's
+#: module is imported only when the command runs (or help lists it): a key holder's
+#: ``he-fed ticket`` need not import what ``he-fed run`` trains with.
+_COMMANDS = (
+    "run",
+    "keygen",
+    "inspect",
+    "bench",
+    "estimate",
+    "flower-app",
     # The file-based workflow: each role is a command, and every arrow is a file.
-    "identity": "identity",
-    "federation": "federation",
-    "ticket": "ticket",
-    "client": "client",
-    "aggregate": "aggregate",
-    "decrypt": "decrypt",
-}
+    "identity",
+    "federation",
+    "ticket",
+    "client",
+    "aggregate",
+    "decrypt",
+)
 
 
 class _Commands(click.Group):
@@ -44,9 +44,9 @@ class _Commands(click.Group):
         return sorted(_COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module = _COMMANDS.get(cmd_name)
-        if module is None:
+        if cmd_name not in _COMMANDS:
             return None
+        module = cmd_name.replace("-", "_")
         command: click.Command = getattr(importlib.import_module(f"he_fed.cli.{module}"), module)
         return command
 

@@ -198,6 +198,18 @@ def test_a_module_whose_import_resolves_lazy_names_neither_deadlocks_nor_waits(
     assert time.monotonic() - started < 3.0  # B's 0.5 s, not a wait per name
 
 
+def _exit_code(pid: int, hung: str) -> int:
+    """A forked child's exit code; the test fails with ``hung`` after 20 s."""
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(hung)
+        time.sleep(0.05)
+    return os.waitstatus_to_exitcode(done[1])
+
+
 def test_a_forked_child_does_not_inherit_a_held_lazy_lock(monkeypatch):
     """Red team 36: a child forked while a thread of the parent held the lock waited
     for it for ever, since that thread does not exist in the child."""
@@ -222,14 +234,7 @@ def test_a_forked_child_does_not_inherit_a_held_lazy_lock(monkeypatch):
         pid = os.fork()
         if pid == 0:  # the child: resolve a name, then leave without pytest's teardown
             os._exit(0 if package.dumps is json.dumps else 1)
-        deadline = time.monotonic() + 20
-        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                pytest.fail("the child waited for the parent's lazy lock")
-            time.sleep(0.05)
-        assert os.waitstatus_to_exitcode(done[1]) == 0
+        assert _exit_code(pid, "the child waited for the parent's lazy lock") == 0
     finally:
         release.set()
         holder.join()
@@ -265,12 +270,5 @@ def test_a_thread_that_forks_while_it_holds_the_lazy_lock_releases_it_in_the_chi
         os._exit(0 if value is json.dumps else 2)
     monkeypatch.undo()
     (pid,) = children
-    deadline = time.monotonic() + 20
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("the child hung")
-        time.sleep(0.05)
-    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert _exit_code(pid, "the child hung") == 0
     assert value is json.dumps

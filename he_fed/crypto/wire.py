@@ -32,13 +32,15 @@ import math
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import wraps
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
 from he_fed.exceptions import MalformedMessage
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 __all__ = [
     "FORMAT_VERSION",
@@ -151,6 +153,30 @@ def seal_envelope(
     return w.sealed()
 
 
+def unpinned(read: Callable[_P, _T]) -> Callable[_P, _T]:
+    """``read``, whose refusal holds no view into the bytes it was given.
+
+    A :class:`MalformedMessage` raised while reading is raised again, afresh, by
+    the wrapper, after it has dropped its arguments: the first error's frames hold
+    memoryviews of the caller's bytes (and the arguments may be a memoryview the
+    caller made for the call), and a caller's ``bytearray`` could not be resized
+    while it handled the error (red teams 32 and 34).
+    """
+
+    @wraps(read)
+    def reading(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return read(*args, **kwargs)
+        except MalformedMessage as exc:
+            error: type[MalformedMessage] = type(exc)
+            message = exc.args
+        del args, kwargs
+        raise error(*message)
+
+    return reading
+
+
+@unpinned
 def open_envelope(data: bytes | bytearray | memoryview, kind: Kind | None = None) -> Envelope:
     """Parse and check an envelope.
 
@@ -171,13 +197,11 @@ def open_envelope(data: bytes | bytearray | memoryview, kind: Kind | None = None
         If ``data`` is not bytes, is truncated, fails its checksum, has another
         format version or holds another kind.
     """
-    try:
-        found, scheme, params, fingerprint, body = unpinned(_parse, data, kind)
-    finally:
-        del data  # a refusal's traceback keeps this frame: no view of the caller's bytes
+    found, scheme, params, fingerprint, body = _parse(data, kind)
     return Envelope(found, scheme, params, fingerprint, bytes(body))
 
 
+@unpinned
 def open_body(data: bytes | bytearray | memoryview, kind: Kind) -> memoryview:
     """The body of a checked ``kind`` envelope, as a view into ``data`` (no copy).
 
@@ -190,30 +214,7 @@ def open_body(data: bytes | bytearray | memoryview, kind: Kind) -> memoryview:
     MalformedMessage
         As :func:`open_envelope`.
     """
-    try:
-        return unpinned(_parse, data, kind)[4]
-    finally:
-        del data  # as in open_envelope
-
-
-def unpinned(read: Callable[..., _T], *args: Any) -> _T:
-    """``read(*args)``, whose refusal holds no view into the bytes it read.
-
-    A :class:`MalformedMessage` raised while reading is raised again, afresh, out of
-    the handler: the first one's frames hold memoryviews of the caller's bytes, and
-    a caller's ``bytearray`` could not be resized while it handled the error
-    (red team 32; red team 34 passed a memoryview of it made for the call).
-    """
-    try:
-        return read(*args)
-    except MalformedMessage as exc:
-        error: type[MalformedMessage] = type(exc)
-        message = exc.args
-    # Nor may this frame keep them: the caller may have passed a memoryview of its
-    # own, made for the call, that the new error's traceback would keep alive. The
-    # caller's frame must drop it too (``del`` in a ``finally``, as open_envelope).
-    del args
-    raise error(*message)
+    return _parse(data, kind)[4]
 
 
 def _parse(

@@ -402,6 +402,7 @@ def encode(message: Message) -> bytes:
     return wire.seal_envelope(message.kind, w)
 
 
+@wire.unpinned
 def decode(data: bytes, cls: type[_M]) -> _M:
     """Read a message of type ``cls`` from bytes.
 
@@ -410,13 +411,6 @@ def decode(data: bytes, cls: type[_M]) -> _M:
     MalformedMessage
         If the bytes are not a well-formed ``cls`` message.
     """
-    try:
-        return wire.unpinned(_read, data, cls)
-    finally:
-        del data  # a refusal's traceback keeps this frame (wire.unpinned)
-
-
-def _read(data: bytes, cls: type[_M]) -> _M:
     # A view, not a copy: a round's aggregate carries every contribution's proof.
     r = wire.Reader(wire.open_body(data, cls.kind), cls.__name__)
     message = cls._read(r)
