@@ -53,7 +53,7 @@ def test_the_key_holders_modules_import_nothing_only_training_needs():
     assert (
         _loaded_after(
             "import he_fed, he_fed.crypto, he_fed.protocol.keyholder, he_fed.protocol.aggregator\n"
-            "import he_fed.runtime.keyholder_store, he_fed.runtime.files.release\n"
+            "import he_fed.runtime.keyholder_store, he_fed.protocol.signed_release\n"
             "import he_fed.cli.ticket, he_fed.cli.decrypt\n"
             "import he_fed.runtime.flower.app  # what each Flower message's process loads"
         )

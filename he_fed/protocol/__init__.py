@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     )
     from he_fed.protocol.model import GlobalModel, RunPlan
     from he_fed.protocol.receipts import Identity, Registry
+    from he_fed.protocol.signed_release import Release
     from he_fed.protocol.spec import ClientPlan, ClientSpec, FederationSetup
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "KeyHolder",
     "Receipt",
     "Registry",
+    "Release",
     "RoundStart",
     "RunPlan",
     "Task",
@@ -80,6 +82,7 @@ __getattr__, __dir__ = _lazy.exports(
             "Identity",
             "Registry",
         ),
+        "he_fed.protocol.signed_release": ("Release",),
         "he_fed.protocol.spec": (
             "ClientPlan",
             "ClientSpec",

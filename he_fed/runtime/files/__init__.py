@@ -9,8 +9,8 @@ files in he-fed's versioned envelopes:
   public ``.pub``);
 * :mod:`~he_fed.runtime.files.federation`: the federation file the key holder
   signs for clients and the aggregator;
-* :mod:`~he_fed.runtime.files.release`: each round's release, signed by the key
-  holder for the aggregator;
+* :class:`~he_fed.protocol.signed_release.Release`: each round's release, signed
+  by the key holder for the aggregator (the Flower nodes send the same);
 * :mod:`~he_fed.runtime.files.stores`: each client's and the aggregator's own
   state between commands (the key holder's is
   :mod:`he_fed.runtime.keyholder_store`);
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from he_fed import _lazy
 
 if TYPE_CHECKING:
+    from he_fed.protocol.signed_release import Release
     from he_fed.runtime.files.federation import FederationFile
     from he_fed.runtime.files.identities import (
         check_name,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
         signing_key_bytes,
         verify_key_bytes,
     )
-    from he_fed.runtime.files.release import Release
     from he_fed.runtime.files.stores import (
         ClientState,
         load_aggregator,
@@ -65,7 +65,7 @@ __getattr__, __dir__ = _lazy.exports(
     __name__,
     {
         "he_fed.runtime.files.federation": ("FederationFile",),
-        "he_fed.runtime.files.release": ("Release",),
+        "he_fed.protocol.signed_release": ("Release",),
         "he_fed.runtime.files.identities": (
             "check_name",
             "read_signing_key",

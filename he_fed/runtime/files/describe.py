@@ -10,11 +10,11 @@ from typing import Any
 
 from he_fed.crypto import wire
 from he_fed.protocol.messages import RoundStart, decode
+from he_fed.protocol.signed_release import Release
 from he_fed.protocol.spec import model_kinds
 from he_fed.runtime import _sealed
 from he_fed.runtime.files.federation import FederationFile
 from he_fed.runtime.files.identities import read_signing_key, read_verify_key
-from he_fed.runtime.files.release import Release
 from he_fed.runtime.files.stores import ClientState
 from he_fed.runtime.keyholder_store import parse_content
 

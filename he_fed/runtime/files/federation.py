@@ -7,7 +7,7 @@ the registered clients' identities, signed by the key holder. Clients and the
 aggregator read it; its signature ties every field to the identity they pin. It
 is an envelope of :mod:`he_fed.crypto.wire`; the client plan is written as typed
 fields (no JSON, no pickle). Each round's signed release is
-:mod:`~he_fed.runtime.files.release`.
+:mod:`~he_fed.protocol.signed_release`.
 """
 
 from __future__ import annotations

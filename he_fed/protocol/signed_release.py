@@ -1,9 +1,12 @@
 """The release: a round's aggregate as the key holder signed it for the aggregator.
 
-:class:`Release` (``round-N.release``): an encoded
-:class:`~he_fed.protocol.messages.Aggregate` and the key holder's signature over it
-and the federation id, so that whoever applies it to a model chain (the aggregator)
-knows the key holder released it. An envelope of :mod:`he_fed.crypto.wire`.
+:class:`Release`: an encoded :class:`~he_fed.protocol.messages.Aggregate` and the
+key holder's signature over it and the federation id, so that whoever applies it
+to a model chain (the aggregator) knows the key holder released it, whoever
+carried it. An envelope of :mod:`he_fed.crypto.wire`. The file workflow writes it
+as ``round-N.release`` (``he-fed decrypt``); a Flower key-holder node answers a
+decryption with it (:mod:`he_fed.runtime.flower.nodes`), and the ServerApp checks
+it against the identity it pinned at setup before it applies the aggregate.
 """
 
 from __future__ import annotations
