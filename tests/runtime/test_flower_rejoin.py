@@ -19,6 +19,15 @@ from flwr.app import Context, Error, Message, RecordDict
 from flwr.common.constant import ErrorCode
 
 from he_fed.exceptions import ExecutorError, PolicyViolation
+from he_fed.protocol import (
+    Aggregate,
+    EncryptedAggregate,
+    Identity,
+    Release,
+    RoundStart,
+    decode,
+    encode,
+)
 from he_fed.runtime import run_federation
 from he_fed.runtime.flower import FlowerExecutor, records
 from he_fed.runtime.keyholder_store import KeyHolderStore
@@ -117,12 +126,12 @@ def test_a_key_holder_lost_after_saving_a_release_is_asked_again_on_its_new_node
     # the store holds one release per round, and the rounds are the uninterrupted ones.
     assert _released(tmp_path, keys, identity) == [0, 1, 2, 3, 4]
     answered = [
-        records.config_of(r)["aggregate"]
+        records.config_of(r)["release"]
         for r in grid.replies
         if r.metadata.message_type == records.DECRYPT
     ]
     assert len(answered) == 5
-    assert all(records.config_of(lost)["aggregate"] in answered for lost in grid.lost_replies)
+    assert all(records.config_of(lost)["release"] in answered for lost in grid.lost_replies)
 
 
 def test_a_ticket_lost_with_its_node_is_redone_under_the_next_round_id(tmp_path):
@@ -196,3 +205,98 @@ def test_a_refusal_is_raised_at_once_never_asked_again(tmp_path):
     assert [(m.metadata.dst_node_id, m.metadata.message_type) for m in seen["after"]] == [
         (KEYHOLDER, records.DECRYPT)
     ]
+
+
+class _Impostor(LoopbackGrid):
+    """The key-holder node goes silent at the last decryption, and another node joins
+    saying ``role='keyholder'``: it answers the decryption with ``forge(request)``.
+
+    The impostor holds what any node can see: the federation id of the tickets the
+    clients were sent, and the releases the real key holder sent before.
+    """
+
+    def __init__(self, grid: LoopbackGrid, silent_at: int, forge) -> None:
+        self.__dict__.update(grid.__dict__)
+        self.silent_at, self.forge = silent_at, forge
+        self.decryptions = 0
+        self.impostor: int | None = None
+        self.forged: list[bytes] = []
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        ids = []
+        for message in messages:
+            node, kind = message.metadata.dst_node_id, message.metadata.message_type
+            if node == KEYHOLDER and kind == records.DECRYPT:
+                self.decryptions += 1
+                if self.decryptions > self.silent_at and self.impostor is None:
+                    self.silent.add(KEYHOLDER)
+                    self.impostor = max(self.contexts) + 1
+                    self.contexts[self.impostor] = Context(
+                        run_id=1,
+                        node_id=self.impostor,
+                        node_config={"role": "keyholder"},
+                        state=RecordDict(),
+                        run_config={},
+                    )
+            if node == self.impostor and kind == records.DECRYPT:
+                message.metadata.__dict__["_message_id"] = str(uuid4())
+                self.sent.append(message)
+                ids.append(message.metadata.message_id)
+                forged = self.forge(self, records.config_of(message)["encrypted-aggregate"])
+                self.forged.append(forged)
+                self._waiting[message.metadata.message_id] = records.reply(
+                    message, {"release": forged, "aggregate": Release.from_bytes(forged).aggregate}
+                )
+                continue
+            ids.extend(super().push_messages([message]))
+        return ids
+
+    def federation(self) -> bytes:
+        ticket = next(m for m in self.sent if m.metadata.message_type == records.ROUND)
+        return decode(records.config_of(ticket)["round-start"], RoundStart).federation
+
+    def genuine_releases(self) -> list[bytes]:
+        return [
+            records.config_of(r)["release"]
+            for r in self.replies
+            if r.metadata.message_type == records.DECRYPT
+        ]
+
+
+def _forged_mean(grid: _Impostor, request: bytes) -> bytes:
+    """A mean of the impostor's choosing for the round asked, signed by its own identity."""
+    asked = decode(request, EncryptedAggregate)
+    width = _partitions()[0][0].shape[1] + 1  # the coefficients and the intercept
+    forged = encode(Aggregate(asked.round, asked.task, np.full(width, 100.0), 3))
+    return Release.sign(Identity(), grid.federation(), forged).to_bytes()
+
+
+def _replayed_release(grid: _Impostor, request: bytes) -> bytes:
+    """The real key holder's release of the round before, with its genuine signature."""
+    return grid.genuine_releases()[-1]
+
+
+@pytest.mark.parametrize("forge", [_forged_mean, _replayed_release], ids=["forged", "replayed"])
+def test_a_node_that_only_says_it_is_the_key_holder_cannot_release_the_last_round(tmp_path, forge):
+    """Red team 35's impostor: after the last round there is no next ticket to catch it."""
+    parts = _partitions()
+    setup = _setup(parts)
+    _, _, node = _provisioned(tmp_path, setup)
+    fewer = run_federation("inprocess", setup, parts, lambda f: _train_rounds(f, ROUNDS - 1))
+    # Two statistics rounds and three training rounds: silent at the fifth decryption.
+    grid = _Impostor(_grid(parts, node), silent_at=4, forge=forge)
+    coef, intercept, skipped = run_federation(
+        _executor(grid), setup, parts, lambda f: _train_rounds(f, ROUNDS)
+    )
+    assert grid.impostor is not None and len(grid.forged) == 1
+    # The impostor's release was refused: the last round is skipped, and the model is
+    # the one of the rounds before, to the bit.
+    assert skipped == [False] * (ROUNDS - 1) + [True]
+    np.testing.assert_array_equal(coef, fewer[0])
+    assert intercept == fewer[1]
+
+
+def _train_rounds(federation, rounds):
+    outcomes = federation.train(rounds)
+    coef, intercept = federation.aggregator.raw_model()
+    return coef, intercept, [o.skipped is not None for o in outcomes]

@@ -11,8 +11,9 @@ first he-fed message it accepts, and then fixed for the run:
   only in a simulation, where one person owns every node, from the message. It
   answers with public material and its Ed25519 identity, keeps the secret key,
   its identity and its state in the node state (``context.state``, which Flower
-  keeps in the SuperNode's memory and never sends), signs every round's ticket,
-  and refuses to train. With ``state-file`` it also keeps its state on its own
+  keeps in the SuperNode's memory and never sends), signs every round's ticket
+  and every release (:class:`~he_fed.protocol.signed_release.Release`), and
+  refuses to train. With ``state-file`` it also keeps its state on its own
   disk, survives a restart and never starts a second federation
   (:mod:`he_fed.runtime.flower.statefile`);
 * a node that accepts ``hefed_setup`` is **a client**. It loads its own data,
@@ -52,6 +53,7 @@ from he_fed.crypto import load_secret
 from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation, ProtocolError
 from he_fed.protocol import KeyHolder, RunPlan, Task
 from he_fed.protocol.receipts import Identity
+from he_fed.protocol.signed_release import Release
 from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config
 from he_fed.runtime.flower import records, reopen, statefile
 from he_fed.runtime.flower.policy import (
@@ -269,19 +271,27 @@ def _ticket(message: Message, context: Context) -> Message:
 
 
 def _decrypt(message: Message, context: Context) -> Message:
-    """Decrypt an aggregate under the key holder's policy; every attempt is remembered."""
+    """Decrypt an aggregate under the key holder's policy; every attempt is remembered.
+
+    The answer is the release signed with the key holder's identity, which the
+    ServerApp checks against the identity it pinned (a node that only says it is
+    the key holder cannot sign one). Ed25519 signs deterministically, so a release
+    fetched again after a lost reply has the same bytes.
+    """
     keyholder = _restore(context)
     data = records.blob(records.config_of(message), "encrypted-aggregate")
     path = statefile.path_of(context)
+    state = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
     if path is not None:  # saved before the release leaves; a released round stays so
-        record = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
-        aggregate = statefile.through_store(path, record, lambda s: s.decrypt_aggregate(data))
-        return records.reply(message, {"aggregate": aggregate})
-    try:
-        aggregate = keyholder.decrypt_aggregate(data)
-    finally:
-        _save(context, keyholder)
-    return records.reply(message, {"aggregate": aggregate})
+        aggregate = statefile.through_store(path, state, lambda s: s.decrypt_aggregate(data))
+    else:
+        try:
+            aggregate = keyholder.decrypt_aggregate(data)
+        finally:
+            _save(context, keyholder)
+    identity = Identity.from_private_bytes(bytes(state["identity"]))  # type: ignore[arg-type]
+    release = Release.sign(identity, keyholder.federation, aggregate)
+    return records.reply(message, {"release": release.to_bytes()})
 
 
 def _reopen(message: Message, context: Context) -> Message:

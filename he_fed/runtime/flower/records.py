@@ -120,6 +120,23 @@ def blob(config: Mapping[str, object], key: str) -> bytes:
     return value
 
 
+def role_of(message: Message) -> tuple[str, int]:
+    """The role and partition id a node's answer to ``hefed_hello`` declares.
+
+    Raises
+    ------
+    MalformedMessage
+        If the answer does not carry a text role and an integer partition id.
+    """
+    config = config_of(message)
+    role, partition = config.get("role"), config.get("partition-id")
+    if not isinstance(role, str) or type(partition) is not int:
+        raise exceptions.MalformedMessage(
+            "a node's hello must carry a text role and a partition id"
+        )
+    return role, partition
+
+
 def blobs(config: Mapping[str, object], key: str) -> list[bytes]:
     """The list of bytes another party sent under ``key`` (empty if absent), as :func:`blob`."""
     values = config.get(key, [])

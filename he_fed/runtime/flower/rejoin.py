@@ -20,9 +20,12 @@ there. Repeating a request is safe because of the key holder's state file:
   undecrypted (:meth:`~he_fed.runtime.keyholder_store.KeyHolderStore.decrypt_aggregate`).
 
 A refusal (any he-fed error the node reports) is never repeated. The node found
-is trusted as far as the first one was, by its declared role; what it signs is
-checked as before: its tickets against the key holder's identity and the model
-chain, so a release forged by another node is caught at the next ticket.
+is asked because of its declared role, which any node can declare; nothing it
+says is taken on that role. Its tickets must verify against the key holder's
+identity pinned at setup (the aggregator and every client check them), and so
+must its releases (:meth:`~he_fed.runtime.flower.server.RemoteKeyHolder.decrypt_aggregate`),
+so a node that is not the key holder can refuse or stay silent, but neither open
+a round nor change the model.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from flwr.app import Message
 from flwr.common.constant import ErrorCode
 
-from he_fed.exceptions import ExecutorError
+from he_fed.exceptions import ExecutorError, MalformedMessage
 from he_fed.runtime.flower import records
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,8 +86,10 @@ def find_keyholder(executor: FlowerExecutor, lost: int, deadline: float) -> int:
                 reply = answers.get(node_id)
                 if reply is None or reply.has_error():
                     continue
-                config = records.config_of(reply)
-                role, partition = str(config["role"]), int(config["partition-id"])  # type: ignore[arg-type]
+                try:
+                    role, partition = records.role_of(reply)
+                except MalformedMessage:
+                    continue
                 roles[node_id] = (role, partition)
                 asked.add(node_id)
                 if role == "keyholder":

@@ -123,6 +123,7 @@ def reconnect(
         public,
         aggregation,
         identity=identity,
+        aggregator=aggregator,
         min_clients=int(reopened["min-clients"]),
         allow_insecure=setup.plan.allow_insecure,
     )

@@ -32,9 +32,10 @@ from flwr.serverapp import Grid
 from he_fed._validation import check_int
 from he_fed.crypto import PublicKey, load_public
 from he_fed.exceptions import ConfigurationError, ExecutorError, HEFedError, ProtocolError
-from he_fed.protocol import Task
+from he_fed.protocol import Aggregator, EncryptedAggregate, Task, decode
 from he_fed.protocol.client import ClientReport
 from he_fed.protocol.setup import build_aggregator
+from he_fed.protocol.signed_release import Release
 from he_fed.protocol.spec import FederationSetup, scheme_to_config
 from he_fed.runtime.base import ClientHandle, ClientResult
 from he_fed.runtime.federation import Federation
@@ -77,7 +78,10 @@ class RemoteKeyHolder:
     public_key, aggregation_key : bytes
         The public material the node sent.
     identity : bytes
-        The node's Ed25519 identity, which signs the round tickets.
+        The node's Ed25519 identity, which signs the round tickets and the releases.
+    aggregator : Aggregator
+        The ServerApp's aggregator: a release must name the federation of the
+        tickets it verified.
     min_clients : int
         The node's cohort policy, as it reported it (the round logic skips smaller
         rounds itself; the node enforces its own policy regardless).
@@ -93,6 +97,7 @@ class RemoteKeyHolder:
         aggregation_key: bytes,
         *,
         identity: bytes,
+        aggregator: Aggregator,
         min_clients: int,
         allow_insecure: bool = False,
     ) -> None:
@@ -105,6 +110,7 @@ class RemoteKeyHolder:
         self._public_bytes = public_key
         self._aggregation_bytes = aggregation_key
         self.identity_bytes = identity
+        self._aggregator = aggregator
         self.min_clients = min_clients
 
     @property
@@ -131,24 +137,45 @@ class RemoteKeyHolder:
         self.node_id, answer = rejoin.ask_keyholder(
             self._executor, self.node_id, records.TICKET, {"task": Task(task).value}
         )
-        return bytes(answer["ticket"])
+        return records.blob(answer, "ticket")
 
     def decrypt_aggregate(self, data: bytes) -> bytes:
-        """Send an encoded encrypted aggregate to the key-holder node; return its answer.
+        """Send an encoded encrypted aggregate to the key-holder node; return its release.
+
+        The node answers with a :class:`~he_fed.protocol.signed_release.Release`.
+        Its aggregate is returned only if the key holder pinned at setup signed it
+        for this federation, and it answers ``data``'s round and task: a node that
+        merely says it is the key holder (one that joined while the key holder was
+        away, :mod:`he_fed.runtime.flower.rejoin`) cannot release anything.
 
         Raises
         ------
         PolicyViolation
             If the node's policy refuses (as a local key holder would).
+        InvalidSignature
+            If the pinned key holder did not sign the release for this federation.
+        ProtocolError
+            If the release answers another round or task.
+        MalformedMessage
+            If the answer is not a release.
         ExecutorError
             If the node does not answer, and no key-holder node comes back within
             ``start_timeout`` (a restarted node is asked again:
             :mod:`he_fed.runtime.flower.rejoin`).
         """
-        self.node_id, answer = rejoin.ask_keyholder(
+        asked = decode(data, EncryptedAggregate)
+        node_id, answer = rejoin.ask_keyholder(
             self._executor, self.node_id, records.DECRYPT, {"encrypted-aggregate": data}
         )
-        return bytes(answer["aggregate"])
+        release = Release.from_bytes(records.blob(answer, "release"))
+        aggregate = release.verified(self.identity_bytes, self._aggregator.federation)
+        if (aggregate.round, aggregate.task) != (asked.round, asked.task):
+            raise ProtocolError(
+                f"the key holder's release answers round {aggregate.round} "
+                f"({aggregate.task.value}), not round {asked.round} ({asked.task.value})"
+            )
+        self.node_id = node_id
+        return release.aggregate
 
     def __repr__(self) -> str:
         return f"<RemoteKeyHolder node={self.node_id} {self._public!r}>"
@@ -216,10 +243,12 @@ class FlowerExecutor:
         answers = self.exchange(records.HELLO, dict.fromkeys(node_ids, {}), group="setup")
         for node_id in node_ids:
             reply = answers.get(node_id)
-            if reply is None or reply.has_error():
-                raise ExecutorError(f"Flower node {node_id} did not say who it is")
-            config = records.config_of(reply)
-            self._roles[node_id] = (str(config["role"]), int(config["partition-id"]))  # type: ignore[arg-type]
+            try:
+                if reply is None or reply.has_error():
+                    raise ExecutorError("no answer")
+                self._roles[node_id] = records.role_of(reply)
+            except HEFedError as exc:
+                raise ExecutorError(f"Flower node {node_id} did not say who it is: {exc}") from None
         self.startup_s = time.perf_counter() - started
         return self.startup_s
 
@@ -302,6 +331,7 @@ class FlowerExecutor:
             public,
             aggregation,
             identity=identity,
+            aggregator=aggregator,
             min_clients=int(registered["min-clients"]),  # type: ignore[arg-type]
             allow_insecure=setup.plan.allow_insecure,
         )
