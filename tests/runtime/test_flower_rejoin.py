@@ -207,90 +207,171 @@ def test_a_refusal_is_raised_at_once_never_asked_again(tmp_path):
     ]
 
 
-class _Impostor(LoopbackGrid):
-    """The key-holder node goes silent at the last decryption, and another node joins
-    saying ``role='keyholder'``: it answers the decryption with ``forge(request)``.
+def _federation_of(grid: LoopbackGrid) -> bytes:
+    """The federation id, which every ticket sent to a client carries."""
+    ticket = next(m for m in grid.sent if m.metadata.message_type == records.ROUND)
+    return decode(records.config_of(ticket)["round-start"], RoundStart).federation
 
-    The impostor holds what any node can see: the federation id of the tickets the
-    clients were sent, and the releases the real key holder sent before.
+
+def _genuine_releases(grid: LoopbackGrid) -> list[bytes]:
+    return [
+        records.config_of(r)["release"]
+        for r in grid.replies
+        if r.metadata.message_type == records.DECRYPT and records.CONFIG in r.content
+    ]
+
+
+def _forged_mean(grid: LoopbackGrid, request: bytes) -> bytes:
+    """A mean of the forger's choosing for the round asked, signed by its own identity."""
+    asked = decode(request, EncryptedAggregate)
+    width = _partitions()[0][0].shape[1] + 1  # the coefficients and the intercept
+    forged = encode(Aggregate(asked.round, asked.task, np.full(width, 100.0), 3))
+    return Release.sign(Identity(), _federation_of(grid), forged).to_bytes()
+
+
+def _replayed_release(grid: LoopbackGrid, request: bytes) -> bytes:
+    """The real key holder's release of the round before, with its genuine signature."""
+    asked = decode(request, EncryptedAggregate).round
+    return [r for r in _genuine_releases(grid) if Release.from_bytes(r).message().round < asked][-1]
+
+
+def _forged_reply(message: Message, release: bytes) -> Message:
+    # "aggregate" too, which the node answered with before releases were signed.
+    aggregate = Release.from_bytes(release).aggregate
+    return records.reply(message, {"release": release, "aggregate": aggregate})
+
+
+class _Impostor(_DyingKeyHolder):
+    """The key-holder node dies at a decryption, and a node that says
+    ``role='keyholder'`` joins first; the key holder comes back after it, or not.
+
+    The impostor holds what any node can see (the federation id of the tickets the
+    clients were sent, the releases the key holder sent before): it answers a
+    proof with its own signature, a decryption with ``forge`` and a ticket with a
+    refusal that would stop training.
     """
 
-    def __init__(self, grid: LoopbackGrid, silent_at: int, forge) -> None:
-        self.__dict__.update(grid.__dict__)
-        self.silent_at, self.forge = silent_at, forge
-        self.decryptions = 0
+    def __init__(self, grid: LoopbackGrid, death: int, forge, *, comes_back: bool) -> None:
+        super().__init__(grid, [(records.DECRYPT, death)])
+        self.forge, self.comes_back = forge, comes_back
         self.impostor: int | None = None
-        self.forged: list[bytes] = []
+        self.impostor_saw: list[str] = []
+
+    def _restart(self) -> None:
+        self.impostor = max(self.contexts) + 1
+        self.contexts[self.impostor] = Context(
+            run_id=1,
+            node_id=self.impostor,
+            node_config={"role": "keyholder"},
+            state=RecordDict(),
+            run_config={},
+        )
+        if self.comes_back:
+            super()._restart()
+        else:
+            self.silent.add(self.keyholder)
 
     def push_messages(self, messages: Iterable[Message]) -> list[str]:
         ids = []
         for message in messages:
-            node, kind = message.metadata.dst_node_id, message.metadata.message_type
-            if node == KEYHOLDER and kind == records.DECRYPT:
-                self.decryptions += 1
-                if self.decryptions > self.silent_at and self.impostor is None:
-                    self.silent.add(KEYHOLDER)
-                    self.impostor = max(self.contexts) + 1
-                    self.contexts[self.impostor] = Context(
-                        run_id=1,
-                        node_id=self.impostor,
-                        node_config={"role": "keyholder"},
-                        state=RecordDict(),
-                        run_config={},
-                    )
-            if node == self.impostor and kind == records.DECRYPT:
-                message.metadata.__dict__["_message_id"] = str(uuid4())
-                self.sent.append(message)
-                ids.append(message.metadata.message_id)
-                forged = self.forge(self, records.config_of(message)["encrypted-aggregate"])
-                self.forged.append(forged)
-                self._waiting[message.metadata.message_id] = records.reply(
-                    message, {"release": forged, "aggregate": Release.from_bytes(forged).aggregate}
-                )
+            kind = message.metadata.message_type
+            if message.metadata.dst_node_id != self.impostor or kind == records.HELLO:
+                ids.extend(super().push_messages([message]))
                 continue
-            ids.extend(super().push_messages([message]))
+            self.impostor_saw.append(kind)
+            message.metadata.__dict__["_message_id"] = str(uuid4())
+            config = records.config_of(message)
+            if kind == records.PROVE:
+                challenge = records.identity_challenge(config["nonce"])
+                reply = records.reply(message, {"signature": Identity().sign(challenge)})
+            elif kind == records.DECRYPT:
+                reply = _forged_reply(message, self.forge(self, config["encrypted-aggregate"]))
+            else:
+                reply = Message(Error(0, "PolicyViolation: the key is retired"), reply_to=message)
+            self.sent.append(message)
+            ids.append(message.metadata.message_id)
+            self._waiting[message.metadata.message_id] = reply
         return ids
-
-    def federation(self) -> bytes:
-        ticket = next(m for m in self.sent if m.metadata.message_type == records.ROUND)
-        return decode(records.config_of(ticket)["round-start"], RoundStart).federation
-
-    def genuine_releases(self) -> list[bytes]:
-        return [
-            records.config_of(r)["release"]
-            for r in self.replies
-            if r.metadata.message_type == records.DECRYPT
-        ]
-
-
-def _forged_mean(grid: _Impostor, request: bytes) -> bytes:
-    """A mean of the impostor's choosing for the round asked, signed by its own identity."""
-    asked = decode(request, EncryptedAggregate)
-    width = _partitions()[0][0].shape[1] + 1  # the coefficients and the intercept
-    forged = encode(Aggregate(asked.round, asked.task, np.full(width, 100.0), 3))
-    return Release.sign(Identity(), grid.federation(), forged).to_bytes()
-
-
-def _replayed_release(grid: _Impostor, request: bytes) -> bytes:
-    """The real key holder's release of the round before, with its genuine signature."""
-    return grid.genuine_releases()[-1]
 
 
 @pytest.mark.parametrize("forge", [_forged_mean, _replayed_release], ids=["forged", "replayed"])
-def test_a_node_that_only_says_it_is_the_key_holder_cannot_release_the_last_round(tmp_path, forge):
-    """Red team 35's impostor: after the last round there is no next ticket to catch it."""
+def test_a_node_that_only_says_it_is_the_key_holder_is_never_asked(tmp_path, forge):
+    """Red team 35's impostor joins when the key holder is silent at the last
+    decryption, after which no ticket would catch a forged release."""
     parts = _partitions()
     setup = _setup(parts)
     _, _, node = _provisioned(tmp_path, setup)
     fewer = run_federation("inprocess", setup, parts, lambda f: _train_rounds(f, ROUNDS - 1))
-    # Two statistics rounds and three training rounds: silent at the fifth decryption.
-    grid = _Impostor(_grid(parts, node), silent_at=4, forge=forge)
+    # Two statistics rounds and three training rounds: dies at the fifth decryption.
+    grid = _Impostor(_grid(parts, node), 4, forge, comes_back=False)
     coef, intercept, skipped = run_federation(
         _executor(grid), setup, parts, lambda f: _train_rounds(f, ROUNDS)
     )
-    assert grid.impostor is not None and len(grid.forged) == 1
-    # The impostor's release was refused: the last round is skipped, and the model is
-    # the one of the rounds before, to the bit.
+    # It was asked to prove it is the key holder, once, and then nothing: the last
+    # round is skipped (no key holder came back) and the model is the one of the
+    # rounds before, bit for bit.
+    assert grid.impostor is not None and grid.impostor_saw == [records.PROVE]
+    assert skipped == [False] * (ROUNDS - 1) + [True]
+    np.testing.assert_array_equal(coef, fewer[0])
+    assert intercept == fewer[1]
+
+
+@pytest.mark.parametrize(
+    ("death", "released"),
+    [((records.DECRYPT, 4), [0, 1, 2, 3, 4]), ((records.TICKET, 2), [0, 1, 3, 4, 5])],
+    ids=["decryption", "ticket"],
+)
+def test_the_key_holder_is_found_again_past_an_impostor_that_joined_first(
+    tmp_path, death, released
+):
+    parts = _partitions()
+    setup = _setup(parts)
+    keys, identity, node = _provisioned(tmp_path, setup)
+    expected = run_federation("inprocess", setup, parts, _train)
+    grid = _Impostor(_grid(parts, node), 4, _forged_mean, comes_back=True)
+    grid.deaths = {death}
+    coef, intercept = run_federation(_executor(grid), setup, parts, _train)
+    np.testing.assert_array_equal(coef, expected[0])
+    assert intercept == expected[1]
+    # The impostor, the lower node id, was asked first, and only to prove itself.
+    assert grid.impostor_saw == [records.PROVE]
+    assert grid.restarts == [grid.impostor + 1]
+    assert _released(tmp_path, keys, identity) == released
+
+
+class _TamperingRelay(LoopbackGrid):
+    """A relay (a SuperLink) that rewrites the key holder's last release on its way."""
+
+    def __init__(self, grid: LoopbackGrid, last: int, forge) -> None:
+        self.__dict__.update(grid.__dict__)
+        self.last, self.forge, self.decryptions = last, forge, 0
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        ids = super().push_messages(messages)
+        for message in messages:
+            if message.metadata.message_type == records.DECRYPT:
+                self.decryptions += 1
+                if self.decryptions == self.last:
+                    request = records.config_of(message)["encrypted-aggregate"]
+                    forged = self.forge(self, request)
+                    self._waiting[message.metadata.message_id] = _forged_reply(message, forged)
+        return ids
+
+
+@pytest.mark.parametrize("forge", [_forged_mean, _replayed_release], ids=["forged", "replayed"])
+def test_a_release_changed_on_its_way_is_not_applied(tmp_path, forge):
+    """The signature, not the node that answered, vouches for a release."""
+    parts = _partitions()
+    setup = _setup(parts)
+    _, _, node = _provisioned(tmp_path, setup)
+    fewer = run_federation("inprocess", setup, parts, lambda f: _train_rounds(f, ROUNDS - 1))
+    grid = _TamperingRelay(_grid(parts, node), 5, forge)
+    coef, intercept, skipped = run_federation(
+        _executor(grid), setup, parts, lambda f: _train_rounds(f, ROUNDS)
+    )
+    # The last round is skipped, and the model is the one of the rounds before, bit
+    # for bit.
+    assert grid.decryptions == 5
     assert skipped == [False] * (ROUNDS - 1) + [True]
     np.testing.assert_array_equal(coef, fewer[0])
     assert intercept == fewer[1]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from he_fed.exceptions import PolicyViolation, StateError
+from he_fed.exceptions import MalformedMessage, PolicyViolation, StateError
 from he_fed.protocol import Identity
 from he_fed.runtime import run_federation
 from he_fed.runtime import server_checkpoint as serverstate
@@ -52,6 +52,30 @@ class CrashingGrid(LoopbackGrid):
             if self.crash_at == (kind, self.count[kind]):
                 raise Crash
         return super().push_messages(messages)
+
+
+class RewritingGrid(CrashingGrid):
+    """A grid whose key-holder node's replies of one type carry other values.
+
+    ``rewrites`` maps a message type to the values its replies carry instead (a
+    value of ``None`` removes the key): what a node that says it is the key
+    holder, or a relay, can answer.
+    """
+
+    def __init__(self, *args, rewrites=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rewrites = rewrites or {}
+
+    def pull_messages(self, message_ids):
+        replies = super().pull_messages(message_ids)
+        for reply in replies:
+            for key, value in self.rewrites.get(reply.metadata.message_type, {}).items():
+                config = records.config_of(reply)
+                if value is None:
+                    del config[key]
+                else:
+                    config[key] = value
+        return replies
 
 
 def _node_disks(tmp_path, setup, n_clients):
@@ -92,13 +116,13 @@ class Deployment:
         self.runs = 0
         self.history: list[dict] = []
 
-    def run(self, crash_at=None, crash_in_round=None):
+    def run(self, crash_at=None, crash_in_round=None, rewrites=None):
         """One ServerApp run; its history, or None if it crashed."""
         self.runs += 1
         app = make_client_app(lambda context: self.parts[int(context.node_config["partition-id"])])
         # A new run: fresh node states; node ids as a restarted SuperNode gets them.
         configs = {100 * self.runs + k: dict(c) for k, c in self.nodes.items()}
-        grid = CrashingGrid(app, configs, crash_at=crash_at)
+        grid = RewritingGrid(app, configs, crash_at=crash_at, rewrites=rewrites)
         executor = FlowerExecutor(grid, nodes=len(self.parts) + 1)
 
         def on_round(outcome):
@@ -236,3 +260,62 @@ def test_the_key_holder_reopens_only_its_own_policy(tmp_path, parts, setup):
     deployment.setup = other
     with pytest.raises(PolicyViolation, match="asked to reopen"):
         deployment.run()
+
+
+def test_a_key_holder_that_reopens_with_another_identity_is_refused(tmp_path, parts, setup):
+    """Red team 38: a node that said it was the key holder while the real one was away
+    at the restart answered the reopen with its own identity, then signed a release."""
+    deployment = Deployment(tmp_path, parts, setup)
+    assert deployment.run(crash_in_round=2) is None
+    other = Identity().public_bytes
+    with pytest.raises(StateError, match="is not the key holder the ServerApp's checkpoint pinned"):
+        deployment.run(rewrites={records.REOPEN: {"identity": other}})
+    # The key holder itself, back, resumes as before.
+    assert len(deployment.run()[0]) == ROUNDS
+
+
+@pytest.mark.parametrize(
+    ("kind", "values"),
+    [
+        (records.REOPEN, {"public-key": 2**40}),  # bytes(2**40) would be 1 TiB
+        (records.REOPEN, {"identity": None}),
+        (records.REOPEN, {"client-ids": ["client-0"]}),  # one id, three keys
+        (records.REOPEN, {"verify-keys": [1, 2, 3]}),
+        (records.REOPEN, {"released": ["2"]}),
+        (records.REOPEN, {"last-round": "3"}),
+        (records.REOPEN, {"min-clients": 2.5}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={v[k]!r}" for k in v),
+)
+def test_a_reopen_answer_of_the_wrong_types_is_a_malformed_message(
+    tmp_path, parts, setup, kind, values
+):
+    """Red team 38: these raised MemoryError, KeyError, ValueError or TypeError."""
+    deployment = Deployment(tmp_path, parts, setup)
+    assert deployment.run(crash_in_round=2) is None
+    with pytest.raises(MalformedMessage):
+        deployment.run(rewrites={kind: values})
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"public-key": 2**40},
+        {"aggregation-key": "key"},
+        {"identity": None},
+    ],
+    ids=lambda v: ",".join(f"{k}={v[k]!r}" for k in v),
+)
+def test_a_keygen_answer_of_the_wrong_types_is_a_malformed_message(tmp_path, parts, setup, values):
+    deployment = Deployment(tmp_path, parts, setup)
+    with pytest.raises(MalformedMessage):
+        deployment.run(rewrites={records.KEYGEN: values})
+
+
+@pytest.mark.parametrize("n_features", ["three", None, [3]], ids=repr)
+def test_a_client_setup_answer_of_the_wrong_types_is_a_malformed_message(
+    tmp_path, parts, setup, n_features
+):
+    deployment = Deployment(tmp_path, parts, setup)
+    with pytest.raises(MalformedMessage, match="'n-features' must be an integer"):
+        deployment.run(rewrites={records.SETUP: {"n-features": n_features}})

@@ -213,17 +213,41 @@ def _keygen(message: Message, context: Context) -> Message:
     )
 
 
-def _restore(context: Context) -> KeyHolder:
+def _load_keyholder_state(context: Context) -> None:
+    """Have the key holder's state in the node state (a restarted node reloads its file).
+
+    Raises
+    ------
+    ProtocolError
+        If this node holds no keys.
+    """
     if _KEYHOLDER_STATE not in context.state and statefile.path_of(context) is not None:
         # A restarted node: its memory is gone, its state file is not.
         context.state[_KEYHOLDER_STATE] = ConfigRecord(statefile.reload(context))
     if _KEYHOLDER_STATE not in context.state:
         raise ProtocolError("this node holds no keys; it was never asked to generate them")
+
+
+def _restore(context: Context) -> KeyHolder:
+    _load_keyholder_state(context)
     state = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
     allow_insecure = bool(getattr(_stored_policy(context).scheme, "allow_insecure", False))
     keys = load_secret(bytes(state["secret-key"]), allow_insecure=allow_insecure)  # type: ignore[arg-type]
     identity = Identity.from_private_bytes(bytes(state["identity"]))  # type: ignore[arg-type]
     return KeyHolder.restore(keys, identity, bytes(state["state"]))  # type: ignore[arg-type]
+
+
+def _prove(message: Message, context: Context) -> Message:
+    """Sign the ServerApp's nonce with the key holder's identity (a node found again).
+
+    Only the key holder's node can: the identity comes from its node state, or
+    from its state file after a restart.
+    """
+    nonce = records.blob(records.config_of(message), "nonce")
+    _load_keyholder_state(context)
+    state = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
+    identity = Identity.from_private_bytes(bytes(state["identity"]))  # type: ignore[arg-type]
+    return records.reply(message, {"signature": identity.sign(records.identity_challenge(nonce))})
 
 
 def _stored_policy(context: Context) -> KeyHolderPolicy:
@@ -422,6 +446,7 @@ def make_client_app(data: DataSource, node_files: NodeFiles | None = None) -> Cl
     """
     app = ClientApp()
     app.query(records.HELLO.split(".")[1])(_refusing(_hello, node_files))
+    app.query(records.PROVE.split(".")[1])(_refusing(_prove, node_files))
     app.train(records.KEYGEN.split(".")[1])(_refusing(_keygen, node_files))
     app.train(records.SETUP.split(".")[1])(_refusing(_make_setup(data), node_files))
     app.train(records.ROUND.split(".")[1])(_refusing(_make_round(data), node_files))

@@ -12,10 +12,12 @@ message type           to               carries (reply carries)
                                         key bytes; the secret key stays there)
 ``train.hefed_setup``  each client      client id, public key, client plan
 ``train.hefed_round``  each client      encoded ``RoundStart`` (``EncryptedUpdate``)
-``train.hefed_decrypt`` the key holder  encoded ``EncryptedAggregate`` (``Aggregate``)
+``train.hefed_decrypt`` the key holder  encoded ``EncryptedAggregate`` (``Release``)
 ``train.hefed_reopen`` the key holder   scheme and plan, as for keygen (public
                                         material, registry and release record of
                                         the federation in its ``state-file``)
+``query.hefed_prove``  a node found     a fresh nonce (the key holder's signature
+                       again            over it, :func:`identity_challenge`)
 =====================  ===============  ==========================================
 
 A node that refuses answers with a Flower ``Error`` whose reason is
@@ -35,6 +37,8 @@ from he_fed.exceptions import ExecutorError, HEFedError
 __all__ = [
     "DECRYPT",
     "HELLO",
+    "NONCE_BYTES",
+    "PROVE",
     "KEYGEN",
     "REGISTER",
     "REOPEN",
@@ -44,10 +48,15 @@ __all__ = [
     "blob",
     "blobs",
     "config_of",
+    "identity_challenge",
+    "integer",
+    "integers",
     "error_reply",
     "metrics_of",
     "raise_remote",
     "reply",
+    "role_of",
+    "texts",
 ]
 
 HELLO = "query.hefed_hello"
@@ -58,6 +67,11 @@ DECRYPT = "train.hefed_decrypt"
 REGISTER = "train.hefed_register"
 TICKET = "train.hefed_ticket"
 REOPEN = "train.hefed_reopen"
+PROVE = "query.hefed_prove"
+
+#: Bytes of the nonce a node that says it is the key holder signs to prove it.
+NONCE_BYTES = 32
+_CHALLENGE_DOMAIN = b"he-fed/flower/keyholder-node/v1"
 
 #: Record names inside a message's RecordDict.
 CONFIG = "hefed"
@@ -118,6 +132,61 @@ def blob(config: Mapping[str, object], key: str) -> bytes:
             f"the message's {key!r} must be bytes, not {type(value).__name__}"
         )
     return value
+
+
+def integer(config: Mapping[str, object], key: str) -> int:
+    """The integer another party sent under ``key``.
+
+    Raises
+    ------
+    MalformedMessage
+        If ``key`` is missing or does not hold an integer.
+    """
+    value = config.get(key)
+    if type(value) is not int:
+        raise exceptions.MalformedMessage(
+            f"the message's {key!r} must be an integer, not {type(value).__name__}"
+        )
+    return value
+
+
+def integers(config: Mapping[str, object], key: str) -> list[int]:
+    """The list of integers another party sent under ``key`` (empty if absent).
+
+    Raises
+    ------
+    MalformedMessage
+        If ``key`` holds anything but a list of integers.
+    """
+    values = config.get(key, [])
+    if not isinstance(values, list) or not all(type(v) is int for v in values):
+        raise exceptions.MalformedMessage(f"the message's {key!r} must be a list of integers")
+    return list(values)
+
+
+def texts(config: Mapping[str, object], key: str) -> list[str]:
+    """The list of text another party sent under ``key`` (empty if absent).
+
+    Raises
+    ------
+    MalformedMessage
+        If ``key`` holds anything but a list of text.
+    """
+    values = config.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise exceptions.MalformedMessage(f"the message's {key!r} must be a list of text")
+    return list(values)
+
+
+def identity_challenge(nonce: bytes) -> bytes:
+    """What a key-holder node signs to prove it holds the pinned identity.
+
+    Domain-separated from tickets and releases, and of one length, so the
+    signature serves for nothing else.
+    """
+    if len(nonce) != NONCE_BYTES:
+        raise exceptions.MalformedMessage(f"a challenge nonce is {NONCE_BYTES} bytes")
+    return _CHALLENGE_DOMAIN + nonce
 
 
 def role_of(message: Message) -> tuple[str, int]:

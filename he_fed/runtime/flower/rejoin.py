@@ -19,18 +19,20 @@ there. Repeating a request is safe because of the key holder's state file:
   released (saved) before it died is answered with the very release it saved,
   undecrypted (:meth:`~he_fed.runtime.keyholder_store.KeyHolderStore.decrypt_aggregate`).
 
-A refusal (any he-fed error the node reports) is never repeated. The node found
-is asked because of its declared role, which any node can declare; nothing it
-says is taken on that role. Its tickets must verify against the key holder's
-identity pinned at setup (the aggregator and every client check them), and so
-must its releases (:meth:`~he_fed.runtime.flower.server.RemoteKeyHolder.decrypt_aggregate`),
-so a node that is not the key holder can refuse or stay silent, but neither open
-a round nor change the model.
+A refusal (any he-fed error the node reports) is never repeated. Any node can
+declare ``role='keyholder'``, so the role is not enough: a node found is asked
+only once it has signed a fresh nonce with the key holder's identity pinned at
+setup (``hefed_prove``). Its tickets must verify against that identity too (the
+aggregator and every client check them), and so must its releases
+(:meth:`~he_fed.runtime.flower.server.RemoteKeyHolder.decrypt_aggregate`): a node
+that is not the key holder is never asked, so it can neither refuse, open a round
+nor change the model in the key holder's name.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,7 @@ from flwr.app import Message
 from flwr.common.constant import ErrorCode
 
 from he_fed.exceptions import ExecutorError, MalformedMessage
+from he_fed.protocol.receipts import verify_signature
 from he_fed.runtime.flower import records
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,8 +59,13 @@ def node_lost(reply: Message | None) -> bool:
     return reply is None or (reply.has_error() and reply.error.code == ErrorCode.NODE_UNAVAILABLE)
 
 
-def find_keyholder(executor: FlowerExecutor, lost: int, deadline: float) -> int:
-    """Wait for a node that says it is the key holder, other than the client nodes.
+def find_keyholder(executor: FlowerExecutor, lost: int, deadline: float, identity: bytes) -> int:
+    """Wait for a node that proves it is the key holder, other than the client nodes.
+
+    A node that says ``role='keyholder'`` is sent a fresh nonce, and is taken only
+    if it signs it with the pinned ``identity``; one that cannot is passed over for
+    the rest of the search, so an impostor can neither answer nor refuse in the
+    key holder's name.
 
     Parameters
     ----------
@@ -68,11 +76,13 @@ def find_keyholder(executor: FlowerExecutor, lost: int, deadline: float) -> int:
         (a SuperNode with an authentication key keeps its node id).
     deadline : float
         ``time.monotonic()`` after which to give up.
+    identity : bytes
+        The key holder's Ed25519 identity, pinned at setup.
 
     Raises
     ------
     ExecutorError
-        If no key-holder node connects before ``deadline``.
+        If no node that proves it is the key holder connects before ``deadline``.
     """
     roles = executor._roles  # noqa: SLF001 - same package: the roles start() learned
     asked: set[int] = set()
@@ -92,8 +102,10 @@ def find_keyholder(executor: FlowerExecutor, lost: int, deadline: float) -> int:
                     continue
                 roles[node_id] = (role, partition)
                 asked.add(node_id)
-                if role == "keyholder":
+                if role == "keyholder" and _proves(executor, node_id, identity):
                     return node_id
+                if role == "keyholder":
+                    log.warning("node %d says it is the key holder and cannot prove it", node_id)
         time.sleep(_POLL_S)
     raise ExecutorError(
         f"the key-holder node {lost} went away and no key-holder node came back within "
@@ -101,10 +113,32 @@ def find_keyholder(executor: FlowerExecutor, lost: int, deadline: float) -> int:
     )
 
 
+def _proves(executor: FlowerExecutor, node_id: int, identity: bytes) -> bool:
+    """Whether ``node_id`` signs a fresh nonce with the key holder's ``identity``."""
+    nonce = secrets.token_bytes(records.NONCE_BYTES)
+    reply = executor.exchange(records.PROVE, {node_id: {"nonce": nonce}}, group="rejoin")
+    answer = reply.get(node_id)
+    if answer is None or answer.has_error():
+        return False
+    try:
+        signature = records.blob(records.config_of(answer), "signature")
+    except MalformedMessage:
+        return False
+    return verify_signature(identity, signature, records.identity_challenge(nonce))
+
+
 def ask_keyholder(
-    executor: FlowerExecutor, node_id: int, message_type: str, config: Mapping[str, Any]
+    executor: FlowerExecutor,
+    node_id: int,
+    message_type: str,
+    config: Mapping[str, Any],
+    *,
+    identity: bytes,
 ) -> tuple[int, Any]:
     """One request to the key holder, repeated on its new node if its node went away.
+
+    Only a node that proves it holds the key holder's ``identity`` is asked again
+    (:func:`find_keyholder`).
 
     Returns
     -------
@@ -131,5 +165,5 @@ def ask_keyholder(
         if deadline is None:
             deadline = time.monotonic() + executor.start_timeout
         log.warning("the key-holder node %d went away; waiting for it to come back", node_id)
-        node_id = find_keyholder(executor, node_id, deadline)
+        node_id = find_keyholder(executor, node_id, deadline, identity)
         log.warning("the key holder is back as node %d; asking it again", node_id)

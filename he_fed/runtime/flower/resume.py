@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from he_fed.exceptions import StateError
+from he_fed.exceptions import MalformedMessage, StateError
 from he_fed.protocol import Task
 from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.spec import FederationSetup, scheme_to_config
@@ -95,21 +95,27 @@ def reconnect(
     executor.start()
     keyholder_node, client_nodes = executor._assign(len(setup.client_ids))
     reopened, _ = executor.ask(keyholder_node, records.REOPEN, _keyholder_request(setup))
-    public, aggregation = bytes(reopened["public-key"]), bytes(reopened["aggregation-key"])
-    identity = bytes(reopened["identity"])
-    registered = dict(
-        zip(
-            [str(c) for c in reopened["client-ids"]],
-            [bytes(k) for k in reopened["verify-keys"]],
-            strict=True,
-        )
+    public, aggregation = (
+        records.blob(reopened, "public-key"),
+        records.blob(reopened, "aggregation-key"),
     )
+    ids, keys = records.texts(reopened, "client-ids"), records.blobs(reopened, "verify-keys")
+    if len(ids) != len(keys):
+        raise MalformedMessage("the key holder's registry needs one public key per client")
+    registered = dict(zip(ids, keys, strict=True))
     try:
         aggregator = Aggregator.restore(
             aggregation, aggregator_state, allow_insecure=setup.plan.allow_insecure
         )
     except Exception as exc:  # KeyMismatchError, MalformedMessage
         raise StateError(f"the ServerApp's checkpoint does not fit the key holder: {exc}") from None
+    if records.blob(reopened, "identity") != aggregator.keyholder:
+        # Any node can say it is the key holder; the checkpoint pinned which one is.
+        raise StateError(
+            f"Flower node {keyholder_node} is not the key holder the ServerApp's checkpoint "
+            "pinned: it answered with another identity"
+        )
+    identity = aggregator.keyholder
     clients, identities = executor.connect_clients(setup, client_nodes, public, identity)
     for client_id, verify_key in identities.items():
         if registered.get(client_id) != verify_key:
@@ -122,9 +128,8 @@ def reconnect(
         keyholder_node,
         public,
         aggregation,
-        identity=identity,
         aggregator=aggregator,
-        min_clients=int(reopened["min-clients"]),
+        min_clients=records.integer(reopened, "min-clients"),
         allow_insecure=setup.plan.allow_insecure,
     )
     return Federation(remote, aggregator, clients, executor), reopened
@@ -200,8 +205,10 @@ class FlowerResumableRun(JournaledRun):
         progress = serverstate.read(folder)
         files.check_same_run(folder, progress.run, run)
         federation, reopened = reconnect(executor, setup, progress.aggregator)
-        released = [int(r) for r in reopened["released"]]
-        journaled = serverstate.reconcile(progress, int(reopened["last-round"]), released)
+        released = records.integers(reopened, "released")
+        journaled = serverstate.reconcile(
+            progress, records.integer(reopened, "last-round"), released
+        )
         federation.training_rounds = progress.training_rounds
         federation.setup_outcomes = [files.outcome_from_dict(o) for o in progress.statistics]
         federation.stopped = progress.stopped or None

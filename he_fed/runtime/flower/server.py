@@ -77,11 +77,11 @@ class RemoteKeyHolder:
         The key-holder node.
     public_key, aggregation_key : bytes
         The public material the node sent.
-    identity : bytes
-        The node's Ed25519 identity, which signs the round tickets and the releases.
     aggregator : Aggregator
-        The ServerApp's aggregator: a release must name the federation of the
-        tickets it verified.
+        The ServerApp's aggregator. Its pinned key-holder identity
+        (:attr:`~he_fed.protocol.Aggregator.keyholder`) must sign the tickets, the
+        releases (for the federation of the tickets it verified) and a node's
+        proof that it is the key holder after a restart.
     min_clients : int
         The node's cohort policy, as it reported it (the round logic skips smaller
         rounds itself; the node enforces its own policy regardless).
@@ -96,7 +96,6 @@ class RemoteKeyHolder:
         public_key: bytes,
         aggregation_key: bytes,
         *,
-        identity: bytes,
         aggregator: Aggregator,
         min_clients: int,
         allow_insecure: bool = False,
@@ -109,7 +108,7 @@ class RemoteKeyHolder:
         self._public = key
         self._public_bytes = public_key
         self._aggregation_bytes = aggregation_key
-        self.identity_bytes = identity
+        self.identity_bytes = aggregator.keyholder
         self._aggregator = aggregator
         self.min_clients = min_clients
 
@@ -135,7 +134,11 @@ class RemoteKeyHolder:
             If the node's policy refuses the task (as a local key holder would).
         """
         self.node_id, answer = rejoin.ask_keyholder(
-            self._executor, self.node_id, records.TICKET, {"task": Task(task).value}
+            self._executor,
+            self.node_id,
+            records.TICKET,
+            {"task": Task(task).value},
+            identity=self.identity_bytes,
         )
         return records.blob(answer, "ticket")
 
@@ -165,7 +168,11 @@ class RemoteKeyHolder:
         """
         asked = decode(data, EncryptedAggregate)
         node_id, answer = rejoin.ask_keyholder(
-            self._executor, self.node_id, records.DECRYPT, {"encrypted-aggregate": data}
+            self._executor,
+            self.node_id,
+            records.DECRYPT,
+            {"encrypted-aggregate": data},
+            identity=self.identity_bytes,
         )
         release = Release.from_bytes(records.blob(answer, "release"))
         aggregate = release.verified(self.identity_bytes, self._aggregator.federation)
@@ -312,8 +319,11 @@ class FlowerExecutor:
             "n-outputs": plan.n_outputs,
         }
         answer, metrics = self.ask(keyholder_node, records.KEYGEN, keygen)
-        public, aggregation = bytes(answer["public-key"]), bytes(answer["aggregation-key"])
-        identity = bytes(answer["identity"])
+        public, aggregation = (
+            records.blob(answer, "public-key"),
+            records.blob(answer, "aggregation-key"),
+        )
+        identity = records.blob(answer, "identity")
         aggregator = build_aggregator(aggregation, identity, setup)
         clients, identities = self.connect_clients(setup, client_nodes, public, identity)
         # Setup: every identity is registered with both parties (the key-holder node
@@ -330,9 +340,8 @@ class FlowerExecutor:
             keyholder_node,
             public,
             aggregation,
-            identity=identity,
             aggregator=aggregator,
-            min_clients=int(registered["min-clients"]),  # type: ignore[arg-type]
+            min_clients=records.integer(registered, "min-clients"),  # type: ignore[arg-type]
             allow_insecure=setup.plan.allow_insecure,
         )
         return Federation(remote, aggregator, clients, self, float(metrics.get("keygen-s", 0.0)))
@@ -372,7 +381,7 @@ class FlowerExecutor:
         identities: dict[str, bytes] = {}
         for client in clients:
             config = self._answer(replies.get(client.node_id), f"client {client.client_id!r}")
-            if int(config["n-features"]) != setup.n_features:  # type: ignore[arg-type]
+            if records.integer(config, "n-features") != setup.n_features:
                 raise ConfigurationError(
                     f"client {client.client_id!r} has {config['n-features']} features, "
                     f"the federation {setup.n_features}"
