@@ -20,7 +20,7 @@ from he_fed.crypto import Paillier
 from he_fed.crypto.threshold import deal
 from he_fed.exceptions import ConfigurationError, PolicyViolation, ProtocolError
 from he_fed.models import LogisticRegressionGD
-from he_fed.protocol import Identity
+from he_fed.protocol import Aggregate, Identity, decode, encode
 from he_fed.protocol.council import council_pin
 from he_fed.protocol.spec import FederationSetup, scheme_to_config
 from he_fed.runtime import run_federation
@@ -134,6 +134,60 @@ def test_two_silent_holders_of_five_leave_no_quorum_and_the_round_says_so():
             parts,
             kill_two,
         )
+
+
+class _LoneReleaser(LoopbackGrid):
+    """At the last round's release, holder 1 answers with an aggregate of its own
+    choosing and, with ``others_silent``, the other holders' releases are lost."""
+
+    def __init__(self, grid, holder_nodes, *, at, others_silent):
+        self.__dict__.update(grid.__dict__)
+        self.holder_nodes, self.at, self.others_silent = holder_nodes, at, others_silent
+        self.releases = 0
+        self.forged = None
+
+    def push_messages(self, messages):
+        messages = list(messages)
+        ids = super().push_messages(messages)
+        releases = [m for m in messages if m.metadata.message_type.endswith("share_release")]
+        if releases:
+            self.releases += 1
+        if not releases or self.releases != self.at:
+            return ids
+        for message in releases:
+            node = message.metadata.dst_node_id
+            if node == self.holder_nodes[0]:
+                answer = records.config_of(self._waiting[message.metadata.message_id])
+                honest = decode(answer["aggregate"], Aggregate)
+                self.forged = honest.mean + 100.0
+                forged = Aggregate(honest.round, honest.task, self.forged, honest.contributors)
+                answer["aggregate"] = encode(forged)
+            elif self.others_silent:
+                del self._waiting[message.metadata.message_id]
+        return ids
+
+
+@pytest.mark.parametrize("others_silent", [True, False], ids=["alone", "disagreeing"])
+def test_one_share_holder_cannot_set_the_model_by_its_release(others_silent):
+    parts = _partitions()
+    setup = _setup(parts, SCHEME, (3, 5))
+    fewer = run_federation(
+        "inprocess", _setup(parts, SCHEME), parts, lambda f: (f.train(2), f.aggregator.raw_model())
+    )[1]
+    # How many releases the run has: the last one is forged.
+    holder_nodes = [10 + len(parts) + i for i in range(5)]
+    # Two statistics rounds and three training rounds: the fifth release is the last
+    # round's (the outcomes below check that it was).
+    grid = _LoneReleaser(_simulated_grid(parts), holder_nodes, at=5, others_silent=others_silent)
+    coef, intercept, outcomes, _ = run_federation(
+        FlowerExecutor(grid, nodes=8, reply_timeout=0.5), setup, parts, _train
+    )
+    assert grid.forged is not None
+    assert [o.skipped is not None for o in outcomes] == [False, False, True]
+    expected = "1 share holder(s) answered release, 3 are needed" if others_silent else "different"
+    assert expected in outcomes[-1].skipped
+    np.testing.assert_array_equal(coef, fewer[0])
+    assert intercept == fewer[1]
 
 
 def deployed_grid(parts, setup, tmp_path, *, dual=False, **kwargs):

@@ -167,7 +167,8 @@ class RemoteCouncil:
         HEFedError
             What a holder refuses with (each runs every check itself).
         ProtocolError
-            If too few holders answer a step, or the releases differ.
+            If too few holders answer a step (fewer than the threshold ``t`` release
+            the aggregate), or the releases differ.
         """
         request = {"encrypted-aggregate": data}
         signed = [i for i in self._signed if i not in self.absent]
@@ -180,7 +181,10 @@ class RemoteCouncil:
             for recipient, blob in zip(answer["recipients"], answer["sealed"], strict=True):
                 sealed.setdefault(int(recipient), []).append(bytes(blob))
         requests = {i: {"sealed": sealed.get(i, [])} for i in partials}
-        released = self._ask("release", requests, 1)
+        # As many releases as a decryption needs shares, all alike: one holder alone
+        # (whose peers were silent at this step) cannot set the model, as it cannot
+        # decrypt alone (red team 38).
+        released = self._ask("release", requests, self.threshold)
         first = next(iter(released.values()))
         if any(bytes(a["aggregate"]) != bytes(first["aggregate"]) for a in released.values()):
             raise ProtocolError("share holders released different aggregates")
