@@ -18,7 +18,7 @@ from he_fed.cli import main
 
 from he_fed.crypto import Paillier
 from he_fed.crypto.threshold import deal
-from he_fed.exceptions import ConfigurationError, PolicyViolation, ProtocolError
+from he_fed.exceptions import ConfigurationError, MalformedMessage, PolicyViolation, ProtocolError
 from he_fed.models import LogisticRegressionGD
 from he_fed.protocol import Aggregate, Identity, decode, encode
 from he_fed.protocol.council import council_pin
@@ -188,6 +188,54 @@ def test_one_share_holder_cannot_set_the_model_by_its_release(others_silent):
     assert expected in outcomes[-1].skipped
     np.testing.assert_array_equal(coef, fewer[0])
     assert intercept == fewer[1]
+
+
+class _GarblingHolder(LoopbackGrid):
+    """Share holder 1's first answer to one step carries other values."""
+
+    def __init__(self, grid, node, step, values):
+        self.__dict__.update(grid.__dict__)
+        self.node, self.step, self.values = node, step, values
+        self.garbled = False
+
+    def push_messages(self, messages):
+        messages = list(messages)
+        ids = super().push_messages(messages)
+        for message, message_id in zip(messages, ids, strict=True):
+            kind = message.metadata.message_type
+            if self.garbled or message.metadata.dst_node_id != self.node:
+                continue
+            if kind == f"train.hefed_share_{self.step}" and message_id in self._waiting:
+                records.config_of(self._waiting[message_id]).update(self.values)
+                self.garbled = True
+        return ids
+
+
+@pytest.mark.parametrize(
+    ("step", "values"),
+    [
+        ("setup", {"index": "x"}),
+        ("register", {"min-clients": "2"}),
+        ("ticket", {"ticket": 2**40}),  # bytes(2**40) would be 1 TiB
+        ("endorse", {"endorsement": "abc"}),
+        ("partial", {"recipients": [1]}),  # one recipient, several sealed partials
+        ("release", {"used": "x"}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else ",".join(v),
+)
+def test_a_share_holders_answer_of_the_wrong_types_is_a_malformed_message(step, values):
+    """Red team 39: these raised MemoryError, TypeError, KeyError or ValueError. Each
+    is now a MalformedMessage: at setup and at a ticket it ends the run; later it
+    skips the round, which in the statistics rounds ends the run too."""
+    parts = _partitions()
+    holder_one = 10 + len(parts)
+    grid = _GarblingHolder(_simulated_grid(parts), holder_one, step, values)
+    executor = FlowerExecutor(grid, nodes=8, reply_timeout=0.5)
+    setup = _setup(parts, SCHEME, (3, 5))
+    expected = MalformedMessage if step in ("setup", "register", "ticket") else PolicyViolation
+    with pytest.raises(expected, match="the message's '[a-z-]+' must be|need one recipient each"):
+        run_federation(executor, setup, parts, _train)
+    assert grid.garbled
 
 
 def deployed_grid(parts, setup, tmp_path, *, dual=False, **kwargs):

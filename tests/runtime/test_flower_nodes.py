@@ -392,3 +392,15 @@ def test_a_key_holder_node_accepts_the_identities_it_was_provisioned_with(tmp_pa
     grid.contexts[KEYHOLDER].node_config["trusted-clients"] = str(tmp_path / "clients.txt")
     coef, _ = run_federation(FlowerExecutor(grid, nodes=4), _setup(parts), parts, _train)
     assert np.isfinite(coef).all()
+
+
+def test_a_node_that_says_the_model_diverged_is_not_believed():
+    """Red team 39: a share holder refusing with TrainingDiverged ended the whole run in
+    the model's name; only the aggregator can find its own model diverged."""
+    from he_fed.exceptions import ProtocolError, TrainingDiverged
+
+    with pytest.raises(ProtocolError, match="share holder 1 claims the model diverged") as info:
+        records.raise_remote("TrainingDiverged: weights are NaN", "share holder 1")
+    assert not isinstance(info.value, TrainingDiverged)
+    with pytest.raises(PolicyViolation, match="share holder 1: no"):
+        records.raise_remote("PolicyViolation: no", "share holder 1")

@@ -10,6 +10,8 @@ The real processes are in ``test_flower_kill.py`` (slow).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable
 from uuid import uuid4
 
@@ -29,7 +31,7 @@ from he_fed.protocol import (
     encode,
 )
 from he_fed.runtime import run_federation
-from he_fed.runtime.flower import FlowerExecutor, records
+from he_fed.runtime.flower import FlowerExecutor, records, rejoin
 from he_fed.runtime.keyholder_store import KeyHolderStore
 from tests.runtime.flower_fakes import LoopbackGrid
 from tests.runtime.test_flower_nodes import KEYHOLDER, _partitions, _setup
@@ -381,3 +383,69 @@ def _train_rounds(federation, rounds):
     outcomes = federation.train(rounds)
     coef, intercept = federation.aggregator.raw_model()
     return coef, intercept, [o.skipped is not None for o in outcomes]
+
+
+class _Claimants(LoopbackGrid):
+    """Nodes that say ``role='keyholder'`` and never answer a proof."""
+
+    def __init__(self, grid: LoopbackGrid) -> None:
+        self.__dict__.update(grid.__dict__)
+        self.claimants: set[int] = set()
+        self.prove_exchanges = 0
+
+    def join(self, claimants: int) -> None:
+        first = max(self.contexts) + 1
+        self.claimants = set(range(first, first + claimants))
+        for node in self.claimants:
+            self.contexts[node] = Context(
+                run_id=1,
+                node_id=node,
+                node_config={"role": "keyholder"},
+                state=RecordDict(),
+                run_config={},
+            )
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        messages = list(messages)
+        if any(m.metadata.message_type == records.PROVE for m in messages):
+            self.prove_exchanges += 1
+        ids = []
+        for message in messages:
+            if message.metadata.dst_node_id in self.claimants and (
+                message.metadata.message_type == records.PROVE
+            ):
+                message.metadata.__dict__["_message_id"] = str(uuid4())
+                self.sent.append(message)
+                ids.append(message.metadata.message_id)  # and no reply, ever
+                continue
+            ids.extend(super().push_messages([message]))
+        return ids
+
+
+def test_nodes_that_never_answer_a_proof_cannot_stretch_the_search(tmp_path):
+    """Red team 39: each claimant's proof was awaited reply_timeout in turn, past the
+    deadline; with the default of 900 s, three claimants held the search 45 minutes."""
+    parts = _partitions()
+    setup = _setup(parts)
+    _, _, node = _provisioned(tmp_path, setup)
+    grid = _Claimants(_grid(parts, node))
+    executor = FlowerExecutor(grid, nodes=4, reply_timeout=900, start_timeout=1)
+    executor.start()
+    grid.silent.add(KEYHOLDER)
+    grid.join(claimants=3)
+    outcome: dict[str, BaseException] = {}
+
+    def search() -> None:
+        identity = Identity().public_bytes
+        try:
+            rejoin.find_keyholder(executor, KEYHOLDER, time.monotonic() + 1, identity)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=search, daemon=True)
+    thread.start()
+    thread.join(timeout=120)  # a hang guard for a 1 s search, not a speed check
+    assert not thread.is_alive(), "the search outlived its deadline"
+    assert isinstance(outcome.get("error"), ExecutorError)
+    # The three claimants were asked to prove themselves together, once each.
+    assert grid.prove_exchanges == 1

@@ -319,3 +319,16 @@ def test_a_client_setup_answer_of_the_wrong_types_is_a_malformed_message(
     deployment = Deployment(tmp_path, parts, setup)
     with pytest.raises(MalformedMessage, match="'n-features' must be an integer"):
         deployment.run(rewrites={records.SETUP: {"n-features": n_features}})
+
+
+def test_a_node_that_reopens_with_the_key_holders_public_identity_must_sign_with_it(
+    tmp_path, parts, setup
+):
+    """Red team 39: the identity is public, so an impostor at a restart answered the
+    reopen with it, and stopped training for good with a refusal in its name."""
+    deployment = Deployment(tmp_path, parts, setup)
+    assert deployment.run(crash_in_round=2) is None
+    forged = Identity().sign(records.identity_challenge(bytes(records.NONCE_BYTES)))
+    with pytest.raises(StateError, match="cannot sign with it; it is not the key holder"):
+        deployment.run(rewrites={records.PROVE: {"signature": forged}})
+    assert len(deployment.run()[0]) == ROUNDS

@@ -32,7 +32,7 @@ from flwr.app import Message
 
 from he_fed.crypto import PublicKey, load_public
 from he_fed.crypto.threshold import deal
-from he_fed.exceptions import ConfigurationError, ExecutorError, ProtocolError
+from he_fed.exceptions import ConfigurationError, ExecutorError, MalformedMessage, ProtocolError
 from he_fed.protocol import Task
 from he_fed.protocol.council import council_pin, merge_signatures, merge_tickets, quorum_size
 from he_fed.protocol.setup import build_aggregator
@@ -157,7 +157,7 @@ class RemoteCouncil:
             "ticket", dict.fromkeys(present, {"task": Task(task).value}), self.quorum
         )
         self._signed = sorted(answers)
-        return merge_tickets(bytes(a["ticket"]) for a in answers.values())
+        return merge_tickets(records.blob(a, "ticket") for a in answers.values())
 
     def decrypt_aggregate(self, data: bytes) -> bytes:
         """Endorse, certify, partially decrypt and release through the holders' nodes.
@@ -173,26 +173,33 @@ class RemoteCouncil:
         request = {"encrypted-aggregate": data}
         signed = [i for i in self._signed if i not in self.absent]
         endorsed = self._ask("endorse", dict.fromkeys(signed, request), self.quorum)
-        certificate = merge_signatures(bytes(a["endorsement"]) for a in endorsed.values())
+        certificate = merge_signatures(records.blob(a, "endorsement") for a in endorsed.values())
         asked = {**request, "certificate": certificate}
         partials = self._ask("partial", dict.fromkeys(endorsed, asked), self.threshold)
         sealed: dict[int, list[bytes]] = {}
         for answer in partials.values():
-            for recipient, blob in zip(answer["recipients"], answer["sealed"], strict=True):
-                sealed.setdefault(int(recipient), []).append(bytes(blob))
+            recipients, blobs = (
+                records.integers(answer, "recipients"),
+                records.blobs(answer, "sealed"),
+            )
+            if len(recipients) != len(blobs):
+                raise MalformedMessage("a holder's sealed partials need one recipient each")
+            for recipient, blob in zip(recipients, blobs, strict=True):
+                sealed.setdefault(recipient, []).append(blob)
         requests = {i: {"sealed": sealed.get(i, [])} for i in partials}
         # As many releases as a decryption needs shares, all alike: one holder alone
         # (whose peers were silent at this step) cannot set the model, as it cannot
         # decrypt alone (red team 38).
         released = self._ask("release", requests, self.threshold)
         first = next(iter(released.values()))
-        if any(bytes(a["aggregate"]) != bytes(first["aggregate"]) for a in released.values()):
+        aggregate = records.blob(first, "aggregate")
+        if any(records.blob(a, "aggregate") != aggregate for a in released.values()):
             raise ProtocolError("share holders released different aggregates")
         self.last_partials = (
-            tuple(int(i) for i in first["used"]),
-            tuple(int(i) for i in first["refused"]),
+            tuple(records.integers(first, "used")),
+            tuple(records.integers(first, "refused")),
         )
-        return bytes(first["aggregate"])
+        return aggregate
 
     def __repr__(self) -> str:
         return f"<RemoteCouncil {self.threshold} of {self.holders}, absent {sorted(self.absent)}>"
@@ -275,8 +282,9 @@ def _set_up_holders(
     answers: dict[int, Any] = {}
     for node_id in requests:
         answer = executor._answer(replies.get(node_id), f"share-holder node {node_id}")
-        index = int(answer["index"])
-        if index in nodes or (int(answer["threshold"]), int(answer["holders"])) != (
+        index = records.integer(answer, "index")
+        shape = (records.integer(answer, "threshold"), records.integer(answer, "holders"))
+        if index in nodes or shape != (
             threshold,
             holders,
         ):
@@ -286,7 +294,7 @@ def _set_up_holders(
                 f"1 to {holders} of one {threshold}-of-{holders} key"
             )
         nodes[index], answers[index] = node_id, answer
-    if len({bytes(a["public-key"]) for a in answers.values()}) != 1:
+    if len({records.blob(a, "public-key") for a in answers.values()}) != 1:
         raise ConfigurationError("the share-holder nodes hold shares of different keys")
     return nodes, answers, clients
 
@@ -312,17 +320,18 @@ def connect_council(executor: FlowerExecutor, setup: FederationSetup) -> Federat
     started = time.perf_counter()
     nodes, answers, client_nodes = _set_up_holders(executor, setup, len(setup.client_ids))
     keygen_s = time.perf_counter() - started  # the dealing, in a simulation
-    pin = council_pin(threshold, [bytes(answers[i]["identity"]) for i in sorted(answers)])
+    order = sorted(answers)
+    pin = council_pin(threshold, [records.blob(answers[i], "identity") for i in order])
     join = {
         "council": pin,
-        "exchanges": [bytes(answers[i]["exchange"]) for i in sorted(answers)],
-        "exchange-signatures": [bytes(answers[i]["exchange-signature"]) for i in sorted(answers)],
+        "exchanges": [records.blob(answers[i], "exchange") for i in order],
+        "exchange-signatures": [records.blob(answers[i], "exchange-signature") for i in order],
     }
     replies = executor.exchange(_SHARE + "join", dict.fromkeys(nodes.values(), join), group="setup")
     for index, node_id in nodes.items():
         executor._answer(replies.get(node_id), f"share holder {index}")
     first = answers[min(answers)]
-    public, aggregation = bytes(first["public-key"]), bytes(first["aggregation-key"])
+    public, aggregation = records.blob(first, "public-key"), records.blob(first, "aggregation-key")
     aggregator = build_aggregator(aggregation, pin, setup)
     clients, identities = executor.connect_clients(setup, client_nodes, public, pin)
     for client_id, verify_key in identities.items():
@@ -332,7 +341,7 @@ def connect_council(executor: FlowerExecutor, setup: FederationSetup) -> Federat
         _SHARE + "register", dict.fromkeys(nodes.values(), register), group="setup"
     )
     minimum = [
-        int(executor._answer(replies.get(n), f"share holder {i}")["min-clients"])
+        records.integer(executor._answer(replies.get(n), f"share holder {i}"), "min-clients")
         for i, n in nodes.items()
     ]
     council = RemoteCouncil(

@@ -233,6 +233,10 @@ def raise_remote(reason: str | None, where: str) -> None:
     text = reason or "no reason given"
     name, _, detail = text.partition(": ")
     cls = getattr(exceptions, name, None)
+    if cls is exceptions.TrainingDiverged:
+        # Only the aggregator finds that its own model diverged; a node that says
+        # so would end the run in the model's name (red team 39).
+        raise exceptions.ProtocolError(f"{where} claims the model diverged: {detail}")
     if isinstance(cls, type) and issubclass(cls, HEFedError):
         raise cls(f"{where}: {detail}")
     raise ExecutorError(f"{where} failed: {text}")

@@ -47,7 +47,7 @@ from he_fed.runtime.flower import records
 if TYPE_CHECKING:  # pragma: no cover
     from he_fed.runtime.flower.server import FlowerExecutor
 
-__all__ = ["ask_keyholder", "find_keyholder", "node_lost"]
+__all__ = ["ask_keyholder", "find_keyholder", "node_lost", "proving"]
 
 log = logging.getLogger("he_fed")
 
@@ -86,12 +86,15 @@ def find_keyholder(executor: FlowerExecutor, lost: int, deadline: float, identit
     """
     roles = executor._roles  # noqa: SLF001 - same package: the roles start() learned
     asked: set[int] = set()
-    while time.monotonic() < deadline:
+    while (left := deadline - time.monotonic()) > 0:
         online = set(executor._grid.get_node_ids())  # noqa: SLF001
         candidates = sorted(n for n in online if (n not in roles or n == lost) and n not in asked)
         if candidates:
+            # Every exchange ends by the deadline: nodes that never answer cannot
+            # stretch the search (red team 39).
             hello = dict.fromkeys(candidates, {})
-            answers = executor.exchange(records.HELLO, hello, group="rejoin")
+            answers = executor.exchange(records.HELLO, hello, group="rejoin", timeout=left)
+            claimants = []
             for node_id in candidates:
                 reply = answers.get(node_id)
                 if reply is None or reply.has_error():
@@ -102,29 +105,42 @@ def find_keyholder(executor: FlowerExecutor, lost: int, deadline: float, identit
                     continue
                 roles[node_id] = (role, partition)
                 asked.add(node_id)
-                if role == "keyholder" and _proves(executor, node_id, identity):
-                    return node_id
                 if role == "keyholder":
-                    log.warning("node %d says it is the key holder and cannot prove it", node_id)
-        time.sleep(_POLL_S)
+                    claimants.append(node_id)
+            left = deadline - time.monotonic()
+            proven = proving(executor, claimants, identity, timeout=left) if claimants else []
+            for node_id in claimants:
+                if node_id in proven:
+                    return node_id
+                log.warning("node %d says it is the key holder and cannot prove it", node_id)
+        time.sleep(min(_POLL_S, max(deadline - time.monotonic(), 0.0)))
     raise ExecutorError(
         f"the key-holder node {lost} went away and no key-holder node came back within "
         f"{executor.start_timeout:.0f} s"
     )
 
 
-def _proves(executor: FlowerExecutor, node_id: int, identity: bytes) -> bool:
-    """Whether ``node_id`` signs a fresh nonce with the key holder's ``identity``."""
-    nonce = secrets.token_bytes(records.NONCE_BYTES)
-    reply = executor.exchange(records.PROVE, {node_id: {"nonce": nonce}}, group="rejoin")
-    answer = reply.get(node_id)
-    if answer is None or answer.has_error():
-        return False
-    try:
-        signature = records.blob(records.config_of(answer), "signature")
-    except MalformedMessage:
-        return False
-    return verify_signature(identity, signature, records.identity_challenge(nonce))
+def proving(
+    executor: FlowerExecutor, nodes: list[int], identity: bytes, *, timeout: float | None = None
+) -> set[int]:
+    """Which of ``nodes`` sign a fresh nonce each with the key holder's ``identity``.
+
+    One exchange for all of them, awaited at most ``timeout`` seconds.
+    """
+    nonces = {n: secrets.token_bytes(records.NONCE_BYTES) for n in nodes}
+    requests = {n: {"nonce": nonce} for n, nonce in nonces.items()}
+    replies = executor.exchange(records.PROVE, requests, group="rejoin", timeout=timeout)
+    proven = set()
+    for node_id, reply in replies.items():
+        if node_id not in nonces or reply.has_error():
+            continue
+        try:
+            signature = records.blob(records.config_of(reply), "signature")
+        except MalformedMessage:
+            continue
+        if verify_signature(identity, signature, records.identity_challenge(nonces[node_id])):
+            proven.add(node_id)
+    return proven
 
 
 def ask_keyholder(

@@ -41,7 +41,7 @@ from he_fed.runtime import checkpoint as files
 from he_fed.runtime import server_checkpoint as serverstate
 from he_fed.runtime._journaled import JournaledRun
 from he_fed.runtime.federation import Federation, RoundOutcome
-from he_fed.runtime.flower import records
+from he_fed.runtime.flower import records, rejoin
 from he_fed.runtime.flower.server import FlowerExecutor, RemoteKeyHolder
 
 __all__ = ["FlowerResumableRun", "reconnect"]
@@ -116,6 +116,12 @@ def reconnect(
             "pinned: it answered with another identity"
         )
     identity = aggregator.keyholder
+    if keyholder_node not in rejoin.proving(executor, [keyholder_node], identity):
+        # Its identity is public; only the key holder can sign with it (red team 39).
+        raise StateError(
+            f"Flower node {keyholder_node} answered the reopen with the key holder's identity "
+            "but cannot sign with it; it is not the key holder"
+        )
     clients, identities = executor.connect_clients(setup, client_nodes, public, identity)
     for client_id, verify_key in identities.items():
         if registered.get(client_id) != verify_key:

@@ -390,9 +390,17 @@ class FlowerExecutor:
         return clients, identities
 
     def exchange(
-        self, message_type: str, requests: Mapping[int, Mapping[str, Any]], *, group: str
+        self,
+        message_type: str,
+        requests: Mapping[int, Mapping[str, Any]],
+        *,
+        group: str,
+        timeout: float | None = None,
     ) -> dict[int, Message]:
-        """Send one message per node and return the replies that came back, by node."""
+        """Send one message per node and return the replies that came back, by node.
+
+        Replies are awaited ``reply_timeout`` seconds, or ``timeout`` if shorter.
+        """
         messages = [
             Message(records.content(dict(config)), node_id, message_type, group_id=group)
             for node_id, config in requests.items()
@@ -400,7 +408,8 @@ class FlowerExecutor:
         # Grid.send_and_receive polls every 3 s in a deployment. Poll soon after
         # sending (a simulated node answers in milliseconds), then back off.
         pending = set(self._grid.push_messages(messages))
-        deadline = time.monotonic() + self.reply_timeout
+        wait = self.reply_timeout if timeout is None else min(timeout, self.reply_timeout)
+        deadline = time.monotonic() + max(wait, 0.0)
         replies: dict[int, Message] = {}
         pause = _FIRST_POLL_S
         while pending:
