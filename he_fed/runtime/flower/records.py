@@ -28,6 +28,7 @@ same :mod:`he_fed.exceptions` class on the server.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
 
@@ -150,6 +151,17 @@ def integer(config: Mapping[str, object], key: str) -> int:
     return value
 
 
+def _listed(config: Mapping[str, object], key: str, kind: type, what: str) -> list[Any]:
+    """The list under ``key`` (empty if absent) whose items are exactly of ``kind``.
+
+    Exactly: ``bool`` is an ``int`` to ``isinstance``, not to a message's reader.
+    """
+    values = config.get(key, [])
+    if not isinstance(values, list) or not all(type(v) is kind for v in values):
+        raise exceptions.MalformedMessage(f"the message's {key!r} must be a list of {what}")
+    return list(values)
+
+
 def integers(config: Mapping[str, object], key: str) -> list[int]:
     """The list of integers another party sent under ``key`` (empty if absent).
 
@@ -158,10 +170,7 @@ def integers(config: Mapping[str, object], key: str) -> list[int]:
     MalformedMessage
         If ``key`` holds anything but a list of integers.
     """
-    values = config.get(key, [])
-    if not isinstance(values, list) or not all(type(v) is int for v in values):
-        raise exceptions.MalformedMessage(f"the message's {key!r} must be a list of integers")
-    return list(values)
+    return _listed(config, key, int, "integers")
 
 
 def texts(config: Mapping[str, object], key: str) -> list[str]:
@@ -172,10 +181,7 @@ def texts(config: Mapping[str, object], key: str) -> list[str]:
     MalformedMessage
         If ``key`` holds anything but a list of text.
     """
-    values = config.get(key, [])
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise exceptions.MalformedMessage(f"the message's {key!r} must be a list of text")
-    return list(values)
+    return _listed(config, key, str, "text")
 
 
 def identity_challenge(nonce: bytes) -> bytes:
@@ -208,10 +214,7 @@ def role_of(message: Message) -> tuple[str, int]:
 
 def blobs(config: Mapping[str, object], key: str) -> list[bytes]:
     """The list of bytes another party sent under ``key`` (empty if absent), as :func:`blob`."""
-    values = config.get(key, [])
-    if not isinstance(values, list) or not all(isinstance(v, bytes) for v in values):
-        raise exceptions.MalformedMessage(f"the message's {key!r} must be a list of bytes")
-    return list(values)
+    return _listed(config, key, bytes, "bytes")
 
 
 def metrics_of(message: Message) -> MetricRecord:
