@@ -117,9 +117,10 @@ def estimate(
     """Predict time per round, bytes per client and total time, without running.
 
     The defaults are those of ``he-fed run``. The first call for a scheme and its key
-    parameters (--key-bits, --ckks-preset) calibrates this machine (a few seconds) and
-    caches the result (in $HE_FED_CACHE_DIR, else ~/.cache/he-fed); other --clients,
-    --samples-per-client, --features or --clip reuse it.
+    parameters (--key-bits, --ckks-preset) calibrates this machine (minutes; it says so
+    on standard error) and caches the result (in $HE_FED_CACHE_DIR, else
+    ~/.cache/he-fed); other --clients, --samples-per-client, --features or --clip
+    reuse it.
     """
     with friendly_errors():
         check_scheme_flags(click.get_current_context(), scheme)
@@ -169,7 +170,9 @@ def estimate(
             ckks_preset=ckks_preset,
             allow_insecure=allow_insecure,
         )
-        calibration = load_calibration(chosen, refresh=recalibrate)
+        calibration = load_calibration(
+            chosen, refresh=recalibrate, announce=lambda text: click.echo(text, err=True)
+        )
         result = predict(
             chosen,
             calibration,

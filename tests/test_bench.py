@@ -258,7 +258,7 @@ def test_estimate_cli_prints_a_prediction(tmp_path, monkeypatch):
 
     command = importlib.import_module("he_fed.cli.estimate")  # the module, not the command
 
-    def fixed(scheme, *, refresh=False):
+    def fixed(scheme, *, refresh=False, announce=None):
         return flat_calibration(scheme, "test machine", "now", 70_000.0)
 
     monkeypatch.setattr(command, "load_calibration", fixed)
@@ -309,15 +309,26 @@ def test_committed_estimates_are_within_55_percent_of_the_measured_runs():
 
 @pytest.mark.slow
 def test_estimate_with_run_defaults_predicts_the_bytes_of_he_fed_run(tmp_path, monkeypatch):
-    """Full strength: `he-fed estimate` and `he-fed run`, both with their defaults."""
+    """Full strength: `he-fed estimate` and `he-fed run`, both with their defaults.
+
+    The run is also the test that `he-fed run` alone is 2048-bit packed Paillier on
+    breast_cancer across 5 clients, near scikit-learn's accuracy.
+    """
     import json
     import re
 
     monkeypatch.setenv("HE_FED_CACHE_DIR", str(tmp_path))
     out = tmp_path / "run.json"
     CliRunner().invoke(main, ["run", "--quiet", "--json", str(out)], catch_exceptions=False)
-    last = json.loads(out.read_text())["rounds"][-1]
-    predicted = CliRunner().invoke(main, ["estimate"], catch_exceptions=False).output
+    data = json.loads(out.read_text())
+    assert data["config"]["scheme"] == "paillier-packed"
+    assert data["config"]["key_bits"] == data["setup"]["params"]["key_bits"] == 2048
+    assert data["config"]["clients"] == 5 and data["dataset"]["name"] == "breast_cancer"
+    assert data["final"]["metric"] >= data["final"]["reference_metric"] - 0.015
+    last = data["rounds"][-1]
+    estimated = CliRunner().invoke(main, ["estimate"], catch_exceptions=False)
+    assert estimated.stderr.startswith("calibrating paillier-packed for these keys")
+    predicted = estimated.stdout
     up = int(re.search(r"bytes up / client\s+([\d,]+)", predicted)[1].replace(",", ""))
     down = int(re.search(r"bytes down / client\s+([\d,]+)", predicted)[1].replace(",", ""))
     assert abs(up - last["bytes_up"]) <= 8  # a linear fit through exact sizes

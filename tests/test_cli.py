@@ -64,19 +64,6 @@ def test_non_numeric_csv_is_a_clear_error(tmp_path):
     assert "not a number" in result.output
 
 
-@pytest.mark.slow
-def test_default_run_uses_2048_bit_packed_paillier(tmp_path):
-    out = tmp_path / "default.json"
-    result = CliRunner().invoke(main, ["run", "--json", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    data = json.loads(out.read_text())
-    assert data["config"]["scheme"] == "paillier-packed"
-    assert data["config"]["key_bits"] == 2048
-    assert data["setup"]["params"]["key_bits"] == 2048
-    assert data["config"]["clients"] == 5 and data["dataset"]["name"] == "breast_cancer"
-    assert data["final"]["metric"] >= data["final"]["reference_metric"] - 0.015
-
-
 def test_keygen_writes_separate_files_and_inspect_tells_them_apart(tmp_path, monkeypatch):
     monkeypatch.setenv("HE_FED_TEST_PASSPHRASE", "s3cret")
     out = tmp_path / "keys"

@@ -370,13 +370,20 @@ def test_estimate_calibrates_once_per_scheme_and_key_whatever_the_run(tmp_path, 
         [*packed, "--samples-per-client", "5000"],
         [*packed, "--clients", "7", "--samples-per-client", "3", "--clip", "1.5"],
     ]
-    stamps = set()
+    stamps, announced = set(), []
     for args in runs:
         result = CliRunner().invoke(main, ["estimate", *args])
         assert result.exit_code == 0, result.output
-        stamps.add(re.search(r"\(calibrated (\S+) on ", result.output).group(1))
+        stamps.add(re.search(r"\(calibrated (\S+) on ", result.stdout).group(1))
+        announced.append(result.stderr)
         assert len(json.loads(cache.read_text())) == 1  # one calibration, reused
     assert len(stamps) == 1
+    # Calibrating takes minutes, so it says so, on standard error, and only then.
+    assert announced[0] == (
+        "calibrating paillier-packed for these keys on this machine: "
+        f"minutes, once; cached in {cache}\n"
+    )
+    assert announced[1:] == ["", "", ""]
     # Another key size is another calibration.
     args = ["estimate", "--scheme", "paillier-packed", "--key-bits", "1280", "--allow-insecure"]
     result = CliRunner().invoke(main, args)

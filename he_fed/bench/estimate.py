@@ -368,11 +368,18 @@ def _read_cache() -> dict[str, Any]:
         return {}
 
 
-def load_calibration(scheme: Scheme, *, refresh: bool = False) -> Calibration:
+def load_calibration(
+    scheme: Scheme,
+    *,
+    refresh: bool = False,
+    announce: Callable[[str], None] | None = None,
+) -> Calibration:
     """The cached calibration for ``scheme`` on this machine, measuring it if needed.
 
     One per scheme and key parameters: ``scheme``'s encoding plan (clip, client
     count, weights) is not part of the key (see :func:`calibration_scheme`).
+    ``announce`` is told, before a calibration is measured, what is being measured:
+    it takes minutes (README, "Benchmarks", gives the figures).
     """
     calibrated = calibration_scheme(scheme)
     key = f"{calibrated.name}|{calibrated.params_text()}|{_machine()}|{__version__}"
@@ -382,6 +389,11 @@ def load_calibration(scheme: Scheme, *, refresh: bool = False) -> Calibration:
             return Calibration(**cache[key])
         except TypeError:  # written by another layout: measure again
             pass
+    if announce is not None:
+        announce(
+            f"calibrating {calibrated.name} for these keys on this machine: "
+            "minutes, once; cached in " + str(_cache_file())
+        )
     calibration = calibrate(scheme)
     cache = _read_cache()
     cache[key] = asdict(calibration)
