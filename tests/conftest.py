@@ -56,23 +56,3 @@ def keys(scheme_name: str) -> KeyPair:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Long tests first, dealt alternately into the two halves of the run.
-
-    ``--dist worksteal`` hands each worker a contiguous share of the run and lets an
-    idle one take the back of another's queue. The tests marked ``slow`` or
-    ``notebooks`` (a few minutes each, where most take a second) go to the front of
-    the two halves in turn, so each worker starts on its share of them and the run
-    ends on short tests that an idle worker can take: CI's run ended on a notebook
-    that alone took 261 s. Within each part, the collection's order (and so its
-    module fixtures) is kept.
-    """
-    long = [i for i in items if i.get_closest_marker("slow") or i.get_closest_marker("notebooks")]
-    if not long or len(long) == len(items):
-        return
-    chosen = {id(i) for i in long}
-    short = [i for i in items if id(i) not in chosen]
-    middle = len(short) // 2
-    items[:] = [*long[0::2], *short[:middle], *long[1::2], *short[middle:]]
