@@ -392,7 +392,7 @@ def load_calibration(
     if announce is not None:
         announce(
             f"calibrating {calibrated.name} for these keys on this machine: "
-            "minutes, once; cached in " + str(_cache_file())
+            f"minutes, once; cached in {_cache_file()}"
         )
     calibration = calibrate(scheme)
     cache = _read_cache()
