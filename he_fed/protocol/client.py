@@ -37,7 +37,7 @@ from he_fed.protocol.receipts import (
     contribution_payloads,
     ticket_payload,
 )
-from he_fed.protocol.spec import ClientPlan, ClientSpec
+from he_fed.protocol.spec import MAX_LOCAL_EPOCHS, ClientPlan, ClientSpec
 
 __all__ = ["Client", "ClientReport"]
 
@@ -223,7 +223,7 @@ class Client:
                 f"client {client_id!r} holds {len(X)} samples, more than the plan's "
                 f"max_weight={key.scheme.max_weight}"
             )
-        check_int("local_epochs", local_epochs, low=1)
+        check_int("local_epochs", local_epochs, low=1, high=MAX_LOCAL_EPOCHS)
         self.client_id = client_id
         self._X = X
         self._y = y

@@ -98,7 +98,8 @@ class KeyHolder:
         The public run plan the global model follows.
     min_clients : int, optional
         Smallest cohort whose aggregate may be decrypted. Default: a majority of
-        the clients registered when the first ticket is signed (at least 2).
+        the clients registered when the first ticket is signed (at least 2); at
+        most the scheme's ``max_clients``.
     clients : mapping of str to bytes, optional
         Registered clients' Ed25519 public keys (more with :meth:`register`, until
         the first ticket fixes the registry).
@@ -126,7 +127,14 @@ class KeyHolder:
         privacy: PrivacyBudget | None = None,
     ) -> None:
         if min_clients is not None:
-            check_int("min_clients", min_clients, low=1, bounds=">= 1 (or None: majority)")
+            most = keys.public.scheme.max_clients  # a larger cohort could never be summed
+            check_int(
+                "min_clients",
+                min_clients,
+                low=1,
+                high=most,
+                bounds=f"in [1, max_clients={most}] (or None: majority)",
+            )
         check_int("max_rejections", max_rejections, low=1)
         if not isinstance(plan, RunPlan):
             raise ConfigurationError("the key holder needs a RunPlan")

@@ -22,16 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from he_fed._validation import check_float
+from he_fed._validation import check_float, check_int
 from he_fed.crypto import SCHEMES, Scheme
 from he_fed.exceptions import ConfigurationError, MalformedMessage
 from he_fed.privacy import DPMechanism, PrivacyBudget
-from he_fed.protocol.model import RunPlan
+from he_fed.protocol.model import MAX_OUTPUTS, RunPlan
 
 if TYPE_CHECKING:
     from he_fed.models import BaseGD
 
 __all__ = [
+    "MAX_LOCAL_EPOCHS",
     "ClientPlan",
     "ClientSpec",
     "FederationSetup",
@@ -79,6 +80,32 @@ def _primitive(name: str, value: object) -> bool | int | float | str | None:
         f"model parameter {name}={value!r} cannot travel as plain data; use an int, a "
         "float, a string or None (for random_state: an integer seed)"
     )
+
+
+#: Most local epochs a client plan may ask of a client each round.
+MAX_LOCAL_EPOCHS = 10_000
+
+
+def _exactly(config: Mapping[str, Any], key: str, kind: type) -> Any:
+    """``config[key]``, which must be exactly of ``kind`` (``bool("no")`` is True, and a
+    ``bool`` is an ``int`` to ``isinstance``)."""
+    value = config[key]
+    if type(value) is not kind:
+        raise TypeError(f"{key!r} must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _classes(values: object) -> np.ndarray | None:
+    """A plan's class labels: distinct plain values, at most ``MAX_OUTPUTS`` of them."""
+    if values is None:
+        return None
+    if not isinstance(values, (list, tuple)) or not 2 <= len(values) <= MAX_OUTPUTS:
+        raise ValueError(f"classes must be a list of 2 to {MAX_OUTPUTS} labels")
+    if any(type(v) not in (int, float, str, bool) for v in values) or len(set(values)) < len(
+        values
+    ):
+        raise ValueError("classes must be distinct numbers or text")
+    return np.asarray(list(values))
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,13 +191,15 @@ class ClientPlan:
             If the dict does not describe a plan.
         """
         try:
-            model_cls = model_kinds()[str(config["model"])]
+            model_cls = model_kinds()[_exactly(config, "model", str)]
             params: dict[str, Any] = {
                 key[len(_PARAM) :]: value for key, value in config.items() if key.startswith(_PARAM)
             }
             params.update(dict.fromkeys(config.get("unset-params", [])))
             model = model_cls(**params)
-            classes = config.get("classes")
+            model._check_params()  # a bad hyperparameter is refused here, not at the first fit
+            if not (model.random_state is None or type(model.random_state) is int):
+                raise ValueError("random_state must be an integer seed or None")
             privacy = None
             if "dp-level" in config:
                 privacy = DPMechanism(
@@ -184,10 +213,16 @@ class ClientPlan:
                 )
             return cls(
                 model=model,
-                local_epochs=int(config["local-epochs"]),
-                classes=None if classes is None else np.asarray(list(classes)),
-                standardize_target=bool(config["standardize-target"]),
-                allow_insecure=bool(config["allow-insecure"]),
+                local_epochs=check_int(
+                    "local-epochs",
+                    _exactly(config, "local-epochs", int),
+                    low=1,
+                    high=MAX_LOCAL_EPOCHS,
+                    error=MalformedMessage,
+                ),
+                classes=_classes(config.get("classes")),
+                standardize_target=_exactly(config, "standardize-target", bool),
+                allow_insecure=_exactly(config, "allow-insecure", bool),
                 validation_split=float(config.get("validation-split", 0.0)),
                 privacy=privacy,
             )
@@ -257,9 +292,11 @@ def scheme_from_config(config: Mapping[str, Any]) -> Scheme:
     cls = SCHEMES.get(str(config.get("scheme")))
     if cls is None:
         raise MalformedMessage(f"unknown scheme {config.get('scheme')!r}")
-    return cls.from_params(
-        str(config.get("params", "")), allow_insecure=bool(config.get("allow-insecure", False))
-    )
+    allow_insecure, params = config.get("allow-insecure", False), config.get("params", "")
+    if type(allow_insecure) is not bool or type(params) is not str:
+        # bool("no") is True: a flag that is not a boolean would opt in to weak keys
+        raise MalformedMessage("a scheme's params must be text and its allow-insecure a boolean")
+    return cls.from_params(params, allow_insecure=allow_insecure)
 
 
 @dataclass(frozen=True, eq=False)

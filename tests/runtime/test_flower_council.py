@@ -438,3 +438,24 @@ def test_he_fed_run_threshold_on_the_flower_simulation_trains_the_single_key_hol
     assert flower["setup"]["council"]["absent"] == []
     assert [r["shares"] for r in flower["rounds"]] == [{"used": [1, 2, 3], "refused": []}] * 2
     assert "shares" not in single["rounds"][0]
+
+
+@pytest.mark.parametrize(
+    "config, reason",
+    [
+        ({"task": "bogus"}, "MalformedMessage: no task is called 'bogus'"),
+        ({}, "MalformedMessage: the message's 'task' must be text"),
+    ],
+    ids=["bogus", "missing"],
+)
+def test_a_share_holder_node_refuses_a_ticket_request_of_the_wrong_types(config, reason):
+    """A task the ServerApp named wrongly raised ValueError or KeyError in the node."""
+    parts = _partitions()
+    grid = _simulated_grid(parts)
+    run_federation(
+        FlowerExecutor(grid, nodes=8), _setup(parts, SCHEME, (3, 5)), parts, lambda f: f.train(1)
+    )
+    holder = 10 + len(parts)
+    executor = FlowerExecutor(grid, nodes=len(grid.contexts))
+    answer = executor.exchange("train.hefed_share_ticket", {holder: config}, group="test")[holder]
+    assert answer.error.reason.startswith(reason)

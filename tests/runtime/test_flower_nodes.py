@@ -404,3 +404,107 @@ def test_a_node_that_says_the_model_diverged_is_not_believed():
     assert not isinstance(info.value, TrainingDiverged)
     with pytest.raises(PolicyViolation, match="share holder 1: no"):
         records.raise_remote("PolicyViolation: no", "share holder 1")
+
+
+def _keygen_request(parts, **changes) -> dict:
+    request = records.keyholder_request(_setup(parts))
+    for key, value in changes.items():
+        request.pop(key) if value is _MISSING else request.__setitem__(key, value)
+    return request
+
+
+class _Missing:
+    def __repr__(self) -> str:  # a test id must not vary between processes (xdist)
+        return "missing"
+
+
+_MISSING = _Missing()
+#: What a ServerApp sent that a node read with int(), float(), bool() or a subscript:
+#: each raised KeyError, ValueError or OverflowError in the node's process, or was
+#: taken silently ("no" as a boolean is True). Now each is a typed refusal.
+_BAD_KEYGEN = [
+    ({"n-features": "abc"}, "MalformedMessage: the message's 'n-features' must be an integer"),
+    ({"server-lr": "x"}, "MalformedMessage: the message's 'server-lr' must be a finite number"),
+    ({"server-lr": float("nan")}, "MalformedMessage: the message's 'server-lr' must be a finite"),
+    ({"standardize": "no"}, "MalformedMessage: the message's 'standardize' must be a boolean"),
+    ({"n-outputs": _MISSING}, "MalformedMessage: the message's 'n-outputs' must be an integer"),
+    ({"min-clients": _MISSING}, "MalformedMessage: the message's 'min-clients' must be an integer"),
+    (
+        {"min-clients": 2**70},
+        "ConfigurationError: min_clients must be an integer in [1, max_clients",
+    ),
+    (
+        {"allow-insecure": "no"},  # bool("no") is True: an opt-in to weak keys
+        "MalformedMessage: a scheme's params must be text and its allow-insecure a boolean",
+    ),
+]
+
+
+@pytest.mark.parametrize("changes, reason", _BAD_KEYGEN, ids=[str(c) for c, _ in _BAD_KEYGEN])
+def test_a_key_holder_node_refuses_a_keygen_of_the_wrong_types(changes, reason):
+    parts = _partitions()
+    grid = _grid(parts)
+    refused = _ask(grid, KEYHOLDER, records.KEYGEN, _keygen_request(parts, **changes))
+    assert refused.error.reason.startswith(reason)
+    assert "hefed.keyholder" not in grid.contexts[KEYHOLDER].state
+    answer = _ask(grid, KEYHOLDER, records.KEYGEN, _keygen_request(parts))
+    assert not answer.has_error()  # the refusal left the node as it was
+
+
+#: A client plan that was taken at setup and failed only at a training round, in
+#: scikit-learn or NumPy, or that asked a client for unbounded work.
+_BAD_PLANS = [
+    ({"client-id": 5}, "MalformedMessage: the message's 'client-id' must be text, not int"),
+    ({"client-id": _MISSING}, "MalformedMessage: the message's 'client-id' must be text"),
+    (
+        {"plan.local-epochs": 10**9},
+        "MalformedMessage: local-epochs must be an integer in [1, 10000]",
+    ),
+    ({"plan.local-epochs": "2"}, "MalformedMessage: not a client plan: 'local-epochs' must be int"),
+    (
+        {"plan.allow-insecure": "no"},
+        "MalformedMessage: not a client plan: 'allow-insecure' must be",
+    ),
+    ({"plan.classes": list(range(5000))}, "MalformedMessage: not a client plan: classes must be"),
+    ({"plan.classes": [0, 0]}, "MalformedMessage: not a client plan: classes must be distinct"),
+    ({"plan.param.learning_rate": "abc"}, "MalformedMessage: not a client plan: learning_rate"),
+    ({"plan.param.random_state": "seed"}, "MalformedMessage: not a client plan: random_state"),
+]
+
+
+@pytest.mark.parametrize("changes, reason", _BAD_PLANS, ids=[str(c)[:40] for c, _ in _BAD_PLANS])
+def test_a_client_node_refuses_a_setup_of_the_wrong_types_or_an_unbounded_plan(changes, reason):
+    parts = _partitions()
+    grid = _grid(parts)
+    run_federation(FlowerExecutor(grid, nodes=4), _setup(parts), parts, lambda f: f.train(1))
+    request = dict(
+        records.config_of(next(m for m in grid.sent if m.metadata.message_type == records.SETUP))
+    )
+    fresh = _grid(parts)
+    for key, value in changes.items():
+        request.pop(key) if value is _MISSING else request.__setitem__(key, value)
+    refused = _ask(fresh, 10, records.SETUP, request)
+    assert refused.error.reason.startswith(reason)
+    assert "hefed.client" not in fresh.contexts[10].state
+
+
+@pytest.mark.parametrize(
+    "message_type, config, reason",
+    [
+        (records.TICKET, {}, "MalformedMessage: the message's 'task' must be text"),
+        (records.TICKET, {"task": "bogus"}, "MalformedMessage: no task is called 'bogus'"),
+        (
+            records.TICKET,
+            {"task": 3},
+            "MalformedMessage: the message's 'task' must be text, not int",
+        ),
+        (records.ROUND, {}, "MalformedMessage: the message's 'round-start' must be bytes"),
+    ],
+    ids=["ticket-missing", "ticket-bogus", "ticket-int", "round-start-missing"],
+)
+def test_a_set_up_node_refuses_a_request_of_the_wrong_types(message_type, config, reason):
+    parts = _partitions()
+    grid = _grid(parts)
+    run_federation(FlowerExecutor(grid, nodes=4), _setup(parts), parts, lambda f: f.train(1))
+    node = KEYHOLDER if message_type == records.TICKET else 10
+    assert _ask(grid, node, message_type, config).error.reason.startswith(reason)

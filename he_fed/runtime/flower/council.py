@@ -36,7 +36,7 @@ from he_fed.exceptions import ConfigurationError, ExecutorError, MalformedMessag
 from he_fed.protocol import Task
 from he_fed.protocol.council import council_pin, merge_signatures, merge_tickets, quorum_size
 from he_fed.protocol.setup import build_aggregator
-from he_fed.protocol.spec import FederationSetup, scheme_to_config
+from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime.federation import Federation
 from he_fed.runtime.flower import records
 
@@ -252,26 +252,13 @@ def holder_nodes(
     return dealt, declared, {p: nodes[0] for p, nodes in by_partition.items()}
 
 
-def _keygen_request(setup: FederationSetup) -> dict[str, Any]:
-    plan = setup.run_plan
-    return {
-        **scheme_to_config(setup.scheme),
-        "min-clients": setup.min_clients or 0,
-        "n-features": plan.n_features,
-        "server-lr": plan.server_lr,
-        "standardize": plan.standardize,
-        "standardize-target": plan.standardize_target,
-        "n-outputs": plan.n_outputs,
-    }
-
-
 def _set_up_holders(
     executor: FlowerExecutor, setup: FederationSetup, n_clients: int
 ) -> tuple[dict[int, int], dict[int, Any], dict[int, int]]:
     """Each holder loads its share and policy; its node and answer by share index."""
     threshold, holders = setup.threshold or (0, 0)
     dealt, declared, clients = holder_nodes(executor._roles, n_clients, holders)
-    request = _keygen_request(setup)
+    request = records.keyholder_request(setup)
     if dealt is not None:  # a simulation: the person running it deals, as `he-fed keygen`
         keys = deal(setup.scheme, threshold=threshold, holders=holders)  # type: ignore[arg-type]
         requests = {dealt[s.index]: {**request, "share": s.to_bytes()} for s in keys.shares}

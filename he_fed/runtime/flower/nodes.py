@@ -51,7 +51,7 @@ from flwr.clientapp import ClientApp
 
 from he_fed.crypto import load_secret
 from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation, ProtocolError
-from he_fed.protocol import KeyHolder, RunPlan, Task
+from he_fed.protocol import KeyHolder
 from he_fed.protocol.receipts import Identity
 from he_fed.protocol.signed_release import Release
 from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config
@@ -127,22 +127,12 @@ def _policy(message_config: ConfigRecord, context: Context) -> KeyHolderPolicy:
             "--node-config \"role='keyholder' policy-file='keyholder.json'\" "
             "(see he_fed.runtime.flower.KeyHolderPolicy)"
         )
-    min_clients = int(message_config["min-clients"])  # type: ignore[arg-type]
+    min_clients = records.integer(message_config, "min-clients")
     return KeyHolderPolicy(
         scheme_from_config(message_config),
-        _plan_of(message_config),
+        records.run_plan(message_config),
         min_clients or None,
         trust_on_first_use=True,
-    )
-
-
-def _plan_of(config: Mapping[str, Any]) -> RunPlan:
-    return RunPlan(
-        int(config["n-features"]),
-        float(config["server-lr"]),
-        bool(config["standardize"]),
-        bool(config["standardize-target"]),
-        int(config["n-outputs"]),
     )
 
 
@@ -168,13 +158,7 @@ def _keygen(message: Message, context: Context) -> Message:
     statefile.check_provisioned(context)
     config = records.config_of(message)
     policy = _policy(config, context)
-    asked = scheme_from_config(config)
-    if asked != policy.scheme or _plan_of(config) != policy.plan:
-        raise PolicyViolation(
-            "the key holder's scheme, plan and policy are its own; the ServerApp asked for "
-            f"{asked!r} and {_plan_of(config)!r}, the node's policy says {policy.scheme!r} "
-            f"and {policy.plan!r}"
-        )
+    policy.refuse_other(config, "key holder")
     started = time.perf_counter()
     key_file = context.node_config.get("secret-key-file")
     allow_insecure = bool(getattr(policy.scheme, "allow_insecure", False))
@@ -281,14 +265,14 @@ def _register(message: Message, context: Context) -> Message:
 def _ticket(message: Message, context: Context) -> Message:
     """Sign the next round's ticket (the key holder decides whether it may run)."""
     keyholder = _restore(context)
-    task = records.config_of(message)["task"]
+    task = records.task(records.config_of(message))
     path = statefile.path_of(context)
     if path is not None:
         record = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
-        ticket = statefile.through_store(path, record, lambda s: s.start_round(Task(str(task))))
+        ticket = statefile.through_store(path, record, lambda s: s.start_round(task))
         return records.reply(message, {"ticket": ticket})
     try:
-        ticket = keyholder.start_round(Task(str(task)))
+        ticket = keyholder.start_round(task)
     finally:
         _save(context, keyholder)
     return records.reply(message, {"ticket": ticket})
@@ -324,7 +308,7 @@ def _reopen(message: Message, context: Context) -> Message:
         raise PolicyViolation("this node is a client; a client never holds the secret key")
     config = records.config_of(message)
     return reopen.answer(
-        message, context, _KEYHOLDER_STATE, (scheme_from_config(config), _plan_of(config))
+        message, context, _KEYHOLDER_STATE, (scheme_from_config(config), records.run_plan(config))
     )
 
 
@@ -379,7 +363,7 @@ def _make_setup(data: DataSource) -> _Handler:
         config = records.config_of(message)
         identity = _node_identity(context, "client's")
         state: dict[str, Any] = {
-            "client-id": str(config["client-id"]),
+            "client-id": records.text(config, "client-id"),
             "public-key": records.blob(config, "public-key"),
             "signing-key": identity.private_bytes(),  # stays in this node's state
             "keyholder": _pinned_keyholder(context, records.blob(config, "keyholder-identity")),
@@ -414,7 +398,7 @@ def _make_round(data: DataSource) -> _Handler:
         state = cast(ConfigRecord, context.state[_CLIENT_STATE])
         client = _build_client(_client_spec(state, data(context)))
         try:
-            report = client.participate(records.config_of(message)["round-start"])  # type: ignore[arg-type]
+            report = client.participate(records.blob(records.config_of(message), "round-start"))
         finally:
             state["last-round"] = client.last_round  # an attempt counts
             state["phase"] = client.phase

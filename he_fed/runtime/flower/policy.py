@@ -259,6 +259,25 @@ class KeyHolderPolicy:
             raise ConfigurationError(f"cannot read policy-file {str(path)!r}") from None
         return cls.from_json(text)
 
+    def refuse_other(self, request: Mapping[str, object], who: str) -> None:
+        """Refuse a ServerApp request (``hefed_keygen``, a share holder's setup) whose
+        scheme or plan is not this policy's.
+
+        Raises
+        ------
+        PolicyViolation
+            If they differ.
+        MalformedMessage
+            If the request does not state a scheme and a plan.
+        """
+        asked, plan = scheme_from_config(request), records.run_plan(request)
+        if asked != self.scheme or plan != self.plan:
+            raise PolicyViolation(
+                f"the {who}'s scheme, plan and policy are its own; the ServerApp asked for "
+                f"{asked!r} and {plan!r}, the node's policy says {self.scheme!r} and "
+                f"{self.plan!r}"
+            )
+
 
 def admitted_registration(
     config: Mapping[str, Any], policy: KeyHolderPolicy, role: str

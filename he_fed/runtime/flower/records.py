@@ -27,13 +27,20 @@ same :mod:`he_fed.exceptions` class on the server.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
 
 from he_fed import exceptions
 from he_fed.exceptions import ExecutorError, HEFedError
+from he_fed.protocol.messages import Task
+from he_fed.protocol.model import RunPlan
+from he_fed.protocol.spec import scheme_to_config
+
+if TYPE_CHECKING:
+    from he_fed.protocol.spec import FederationSetup
 
 __all__ = [
     "DECRYPT",
@@ -53,6 +60,12 @@ __all__ = [
     "integer",
     "integers",
     "error_reply",
+    "flag",
+    "keyholder_request",
+    "number",
+    "run_plan",
+    "task",
+    "text",
     "metrics_of",
     "raise_remote",
     "reply",
@@ -149,6 +162,106 @@ def integer(config: Mapping[str, object], key: str) -> int:
             f"the message's {key!r} must be an integer, not {type(value).__name__}"
         )
     return value
+
+
+def text(config: Mapping[str, object], key: str) -> str:
+    """The text another party sent under ``key``.
+
+    Raises
+    ------
+    MalformedMessage
+        If ``key`` is missing or does not hold text.
+    """
+    value = config.get(key)
+    if type(value) is not str:
+        raise exceptions.MalformedMessage(
+            f"the message's {key!r} must be text, not {type(value).__name__}"
+        )
+    return value
+
+
+def task(config: Mapping[str, object]) -> Task:
+    """The task a ``hefed_ticket`` request names.
+
+    Raises
+    ------
+    MalformedMessage
+        If it names none of :class:`~he_fed.protocol.messages.Task`'s.
+    """
+    name = text(config, "task")
+    try:
+        return Task(name)
+    except ValueError:
+        raise exceptions.MalformedMessage(f"no task is called {name[:40]!r}") from None
+
+
+def flag(config: Mapping[str, object], key: str) -> bool:
+    """The boolean another party sent under ``key``: ``bool("no")`` is True, so only a
+    boolean is taken.
+
+    Raises
+    ------
+    MalformedMessage
+        If ``key`` is missing or does not hold a boolean.
+    """
+    value = config.get(key)
+    if type(value) is not bool:
+        raise exceptions.MalformedMessage(
+            f"the message's {key!r} must be a boolean, not {type(value).__name__}"
+        )
+    return value
+
+
+def number(config: Mapping[str, object], key: str) -> float:
+    """The finite number (an integer or a float, not a boolean) sent under ``key``.
+
+    Raises
+    ------
+    MalformedMessage
+        If ``key`` is missing or does not hold a finite number.
+    """
+    value = config.get(key)
+    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
+        raise exceptions.MalformedMessage(f"the message's {key!r} must be a finite number")
+    return float(value)  # type: ignore[arg-type]
+
+
+def run_plan(config: Mapping[str, object]) -> RunPlan:
+    """The run plan a ``hefed_keygen`` or ``hefed_reopen`` request states.
+
+    Raises
+    ------
+    MalformedMessage
+        If a field is missing or of the wrong type.
+    ConfigurationError
+        If the fields do not make a plan.
+    """
+    return RunPlan(
+        integer(config, "n-features"),
+        number(config, "server-lr"),
+        flag(config, "standardize"),
+        flag(config, "standardize-target"),
+        integer(config, "n-outputs"),
+    )
+
+
+def keyholder_request(setup: FederationSetup) -> dict[str, object]:
+    """What the ServerApp expects of a key holder or share holder: scheme, plan, cohort.
+
+    A deployed node takes its policy from its own file and refuses a request that
+    differs; only a simulated one, whose nodes all belong to the person running
+    it, takes it from here.
+    """
+    plan = setup.run_plan
+    return {
+        **scheme_to_config(setup.scheme),
+        "min-clients": setup.min_clients or 0,
+        "n-features": plan.n_features,
+        "server-lr": plan.server_lr,
+        "standardize": plan.standardize,
+        "standardize-target": plan.standardize_target,
+        "n-outputs": plan.n_outputs,
+    }
 
 
 def _listed(config: Mapping[str, object], key: str, kind: type, what: str) -> list[Any]:

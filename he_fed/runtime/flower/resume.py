@@ -36,7 +36,7 @@ import numpy as np
 from he_fed.exceptions import MalformedMessage, StateError
 from he_fed.protocol import Task
 from he_fed.protocol.aggregator import Aggregator
-from he_fed.protocol.spec import FederationSetup, scheme_to_config
+from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import checkpoint as files
 from he_fed.runtime import server_checkpoint as serverstate
 from he_fed.runtime._journaled import JournaledRun
@@ -47,20 +47,6 @@ from he_fed.runtime.flower.server import FlowerExecutor, RemoteKeyHolder
 __all__ = ["FlowerResumableRun", "reconnect"]
 
 log = logging.getLogger("he_fed")
-
-
-def _keyholder_request(setup: FederationSetup) -> dict[str, Any]:
-    """The scheme and plan the ServerApp expects of the key holder (as ``hefed_keygen``)."""
-    plan = setup.run_plan
-    return {
-        **scheme_to_config(setup.scheme),
-        "min-clients": setup.min_clients or 0,
-        "n-features": plan.n_features,
-        "server-lr": plan.server_lr,
-        "standardize": plan.standardize,
-        "standardize-target": plan.standardize_target,
-        "n-outputs": plan.n_outputs,
-    }
 
 
 def reconnect(
@@ -94,7 +80,7 @@ def reconnect(
     """
     executor.start()
     keyholder_node, client_nodes = executor._assign(len(setup.client_ids))
-    reopened, _ = executor.ask(keyholder_node, records.REOPEN, _keyholder_request(setup))
+    reopened, _ = executor.ask(keyholder_node, records.REOPEN, records.keyholder_request(setup))
     public, aggregation = (
         records.blob(reopened, "public-key"),
         records.blob(reopened, "aggregation-key"),

@@ -36,7 +36,7 @@ from he_fed.protocol import Aggregator, EncryptedAggregate, Task, decode
 from he_fed.protocol.client import ClientReport
 from he_fed.protocol.setup import build_aggregator
 from he_fed.protocol.signed_release import Release
-from he_fed.protocol.spec import FederationSetup, scheme_to_config
+from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime.base import ClientHandle, ClientResult
 from he_fed.runtime.federation import Federation
 from he_fed.runtime.flower import records, rejoin
@@ -305,19 +305,7 @@ class FlowerExecutor:
         if setup.threshold is not None:
             return connect_council(self, setup)
         keyholder_node, client_nodes = self._assign(len(setup.client_ids))
-        plan = setup.run_plan
-        # What the ServerApp expects. A deployed key-holder node takes its policy from
-        # its own file and refuses a request that differs; only a simulated one,
-        # whose nodes all belong to the person running it, takes it from here.
-        keygen = {
-            **scheme_to_config(setup.scheme),
-            "min-clients": setup.min_clients or 0,
-            "n-features": plan.n_features,
-            "server-lr": plan.server_lr,
-            "standardize": plan.standardize,
-            "standardize-target": plan.standardize_target,
-            "n-outputs": plan.n_outputs,
-        }
+        keygen = records.keyholder_request(setup)
         answer, metrics = self.ask(keyholder_node, records.KEYGEN, keygen)
         public, aggregation = (
             records.blob(answer, "public-key"),

@@ -47,7 +47,6 @@ from flwr.clientapp import ClientApp
 
 from he_fed.crypto.threshold import KeyShare, load_share
 from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation, ProtocolError
-from he_fed.protocol import RunPlan, Task
 from he_fed.protocol.council import parse_council
 from he_fed.protocol.decryptor import Decryptor
 from he_fed.protocol.decryptor_state import export_decryptor_state, restore_decryptor
@@ -105,16 +104,6 @@ def read_pin_hex(text: str, what: str) -> bytes:
     return pin
 
 
-def _plan_of(config: Any) -> RunPlan:
-    return RunPlan(
-        int(config["n-features"]),
-        float(config["server-lr"]),
-        bool(config["standardize"]),
-        bool(config["standardize-target"]),
-        int(config["n-outputs"]),
-    )
-
-
 def _read_file(path: object, what: str) -> bytes:
     try:
         return Path(str(path)).read_bytes()
@@ -131,9 +120,12 @@ def _policy(config: Any, context: Context) -> KeyHolderPolicy:
             "a share-holder node takes its policy from its own configuration: start it "
             "with --node-config \"share-file='share-1.key' policy-file='holder.json'\""
         )
-    min_clients = int(config["min-clients"])
+    min_clients = records.integer(config, "min-clients")
     return KeyHolderPolicy(
-        scheme_from_config(config), _plan_of(config), min_clients or None, trust_on_first_use=True
+        scheme_from_config(config),
+        records.run_plan(config),
+        min_clients or None,
+        trust_on_first_use=True,
     )
 
 
@@ -260,13 +252,7 @@ def _setup(message: Message, context: Context) -> Message:
     started = time.perf_counter()
     config = records.config_of(message)
     policy = _policy(config, context)
-    asked = scheme_from_config(config)
-    if asked != policy.scheme or _plan_of(config) != policy.plan:
-        raise PolicyViolation(
-            "the share holder's scheme, plan and policy are its own; the ServerApp asked for "
-            f"{asked!r} and {_plan_of(config)!r}, the node's policy says {policy.scheme!r} "
-            f"and {policy.plan!r}"
-        )
+    policy.refuse_other(config, "share holder")
     allow_insecure = bool(getattr(policy.scheme, "allow_insecure", False))
     raw = _share(config, context, allow_insecure)
     share = load_share(raw, allow_insecure=allow_insecure)
@@ -378,7 +364,7 @@ def _step(act: Callable[[Decryptor, Any], dict[str, object]]) -> _Handler:
 
 
 def _ticket(holder: Decryptor, config: Any) -> dict[str, object]:
-    return {"ticket": holder.start_round(Task(str(config["task"])))}
+    return {"ticket": holder.start_round(records.task(config))}
 
 
 def _endorse(holder: Decryptor, config: Any) -> dict[str, object]:
