@@ -78,6 +78,7 @@ def scheme_from_options(
     return make_scheme(name, **params)
 
 
+@wire.unpinned
 def load_public(data: bytes, *, allow_insecure: bool = False) -> AggregationKey:
     """Read public material written by ``PublicKey.to_bytes`` or ``AggregationKey.to_bytes``.
 
@@ -115,6 +116,7 @@ def load_public(data: bytes, *, allow_insecure: bool = False) -> AggregationKey:
     return cls._load_key(envelope, scheme)
 
 
+@wire.unpinned
 def load_secret(
     data: bytes, *, passphrase: str | bytes | None = None, allow_insecure: bool = False
 ) -> KeyPair:

@@ -26,6 +26,7 @@ header with what they expect).
 
 from __future__ import annotations
 
+import copy
 import enum
 import hashlib
 import math
@@ -37,7 +38,7 @@ from typing import ParamSpec, TypeVar
 
 import numpy as np
 
-from he_fed.exceptions import MalformedMessage
+from he_fed.exceptions import HEFedError, MalformedMessage
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -156,22 +157,25 @@ def seal_envelope(
 def unpinned(read: Callable[_P, _T]) -> Callable[_P, _T]:
     """``read``, whose refusal holds no view into the bytes it was given.
 
-    A :class:`MalformedMessage` raised while reading is raised again, afresh, by
-    the wrapper, after it has dropped its arguments: the first error's frames hold
-    memoryviews of the caller's bytes (and the arguments may be a memoryview the
-    caller made for the call), and a caller's ``bytearray`` could not be resized
-    while it handled the error (red teams 32 and 34).
+    A :class:`~he_fed.exceptions.HEFedError` raised while reading is raised again,
+    afresh (a copy: same type, message and attributes), by the wrapper, after it
+    has dropped its arguments: the first error's frames hold memoryviews of the
+    caller's bytes (and the arguments may be a memoryview the caller made for the
+    call), and a caller's ``bytearray`` could not be resized while it handled the
+    error (red teams 32 and 34).
     """
 
     @wraps(read)
     def reading(*args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
             return read(*args, **kwargs)
-        except MalformedMessage as exc:
-            error: type[MalformedMessage] = type(exc)
-            message = exc.args
+        except HEFedError as exc:
+            error = copy.copy(exc)  # args and attributes; not the frames
         del args, kwargs
-        raise error(*message)
+        try:
+            raise error
+        finally:  # this frame must not hold its own refusal: a cycle only gc frees
+            del error
 
     return reading
 

@@ -196,6 +196,7 @@ class Aggregator:
         self._sent = None
         return ticket
 
+    @wire.unpinned
     def add(self, data: bytes) -> None:
         """Fold one encrypted update into the round's sum.
 

@@ -289,6 +289,7 @@ class KeyHolder:
         self._open = (round_id, task)
         return encode(dataclasses.replace(unsigned, signature=signature))
 
+    @wire.unpinned
     def decrypt_aggregate(self, data: bytes) -> bytes:
         """Check the policy, decrypt the aggregate, and return the encoded mean.
 

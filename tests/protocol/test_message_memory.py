@@ -9,16 +9,21 @@ receipts read.
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 
-from he_fed.crypto import wire
-from he_fed.exceptions import MalformedMessage
+from he_fed.crypto import load_public, load_secret, wire
+from he_fed.exceptions import AggregateRejected, HEFedError, MalformedMessage
+from he_fed.models import LinearRegressionGD
 from he_fed.protocol import EncryptedAggregate, decode, encode
 from he_fed.protocol.messages import Receipt, Task
+from he_fed.runtime import Federation
+from tests.conftest import FAST_SCHEMES, keys_for
 
 RECEIPTS, PROOF_BYTES = 200, 50_000  # 10 MB of proofs
 
@@ -91,3 +96,45 @@ def test_a_decoded_message_shares_no_memory_with_the_bytes_it_came_from():
     data[:] = bytes(len(data))
     assert decoded == _aggregate()
     assert all(type(r.proof) is bytes and type(r.commitment) is bytes for r in decoded.receipts)
+
+
+def _refusals() -> dict[str, tuple[Callable[[Any], Any], bytes]]:
+    """Each public reader of bytes, and bytes it refuses (some not MalformedMessage)."""
+    parts = [(np.arange(8.0).reshape(4, 2) + i, np.arange(4.0)) for i in range(3)]
+    federation = Federation.create(parts, scheme=FAST_SCHEMES["plain"], model=LinearRegressionGD())
+    keys = keys_for("paillier")
+    garbage = b"HEFD" + bytes(60)
+    return {
+        "load_public": (load_public, keys.secret.to_bytes()),  # SecretMaterialError
+        "load_secret": (load_secret, keys.public.to_bytes()),
+        "Aggregator.add": (federation.aggregator.add, garbage),
+        "KeyHolder.decrypt_aggregate": (federation.keyholder.decrypt_aggregate, garbage),
+    }
+
+
+@pytest.mark.parametrize(
+    "reader", ["load_public", "load_secret", "Aggregator.add", "KeyHolder.decrypt_aggregate"]
+)
+def test_every_reader_of_bytes_leaves_a_view_made_for_the_call_free(reader):
+    """Red team 35: these four kept the caller's memoryview alive in their refusal's
+    frames, so the caller's bytearray could not be resized while it handled it."""
+    read, refused = _refusals()[reader]
+    data = bytearray(refused)
+    gc.disable()  # a reference cycle would hold the view until a collection
+    try:
+        with pytest.raises(HEFedError) as shown:
+            read(memoryview(data))
+        data.clear()  # BufferError while the refusal's frames held the view
+    finally:
+        gc.enable()
+    assert data == bytearray() and str(shown.value)
+
+
+def test_a_refusal_raised_afresh_keeps_its_type_message_and_attributes():
+    @wire.unpinned
+    def refuse(data: memoryview) -> None:
+        raise AggregateRejected("off the grid", off_grid=True)
+
+    with pytest.raises(AggregateRejected, match="^off the grid$") as shown:
+        refuse(memoryview(b"x"))
+    assert shown.value.off_grid is True
