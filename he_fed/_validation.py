@@ -13,7 +13,7 @@ import numbers
 
 from he_fed.exceptions import ConfigurationError
 
-__all__ = ["check_float", "check_int"]
+__all__ = ["MAX_CLIENT_ID_BYTES", "check_client_id", "check_float", "check_int"]
 
 _Types = type | tuple[type, ...]
 
@@ -143,3 +143,27 @@ def check_float(
         wanted = f"{'a finite' if finite else 'a'} number {text}".rstrip()
         raise error(f"{name} must be {wanted}, got {value!r}")
     return number
+
+
+#: Longest client id, in UTF-8 bytes, that an update or receipt can carry.
+MAX_CLIENT_ID_BYTES = 256
+
+
+def check_client_id(client_id: object) -> str:
+    """``client_id`` if it is a non-empty string of at most :data:`MAX_CLIENT_ID_BYTES`
+    UTF-8 bytes: no update or receipt could carry a longer one.
+
+    Raises
+    ------
+    ConfigurationError
+        Otherwise.
+    """
+    try:
+        size = len(client_id.encode("utf-8")) if type(client_id) is str else 0
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 text
+        size = 0
+    if not 0 < size <= MAX_CLIENT_ID_BYTES:
+        raise ConfigurationError(
+            f"a client id is a non-empty string of at most {MAX_CLIENT_ID_BYTES} UTF-8 bytes"
+        )
+    return client_id

@@ -20,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from he_fed._validation import check_float, check_int
-from he_fed.exceptions import TrainingDiverged
+from he_fed.exceptions import ConfigurationError, TrainingDiverged
 
 __all__ = ["BaseGD"]
 
@@ -71,6 +71,9 @@ class BaseGD(BaseEstimator):
         if self.tol is not None:
             check_float("tol", self.tol, low=0)
         check_float("prox_mu", self.prox_mu, low=0)
+        for name in ("fit_intercept", "shuffle"):  # "no" would be True
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ConfigurationError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
     #: Upper bound on the loss's second derivative in the predictor (1 for squared
     #: loss, 1/4 for log loss); sets the "auto" learning rate.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import clone
 
-from he_fed._validation import check_float, check_int
+from he_fed._validation import check_client_id, check_float, check_int
 from he_fed.crypto import PublicKey
 from he_fed.exceptions import (
     ConfigurationError,
@@ -117,8 +117,9 @@ class Client:
     (``keyholder``), and answers only that key holder's signed round tickets
     (:class:`~he_fed.protocol.messages.RoundStart`), each round id once and in
     increasing order, under the public key the ticket names. So an aggregator can
-    neither make it train on a model of its choosing, nor replay a round to a
-    smaller cohort, nor have it encrypt under a key the aggregator made.
+    neither make it train from weights of its choosing, nor replay a round to a
+    smaller cohort, nor have it encrypt under a key the aggregator made. Its local
+    recipe is not signed on Flower (open, red team 40; the README's threat model).
 
     Each round it trains ``local_epochs`` epochs from the global weights (one row
     of coefficients and intercept, or one row per class for more than two
@@ -196,6 +197,7 @@ class Client:
         validation_split: float = 0.0,
         privacy: DPMechanism | None = None,
     ) -> None:
+        check_client_id(client_id)
         if not is_pin(keyholder):
             raise ConfigurationError(
                 "the key holder's identity is a 32-byte Ed25519 public key or a council pin"

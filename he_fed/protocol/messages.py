@@ -22,6 +22,7 @@ from typing import ClassVar, TypeVar, Union
 
 import numpy as np
 
+from he_fed._validation import MAX_CLIENT_ID_BYTES
 from he_fed.crypto import wire
 from he_fed.exceptions import MalformedMessage
 
@@ -38,7 +39,9 @@ __all__ = [
     "encode",
 ]
 
-_MAX_ID = 256
+_MAX_ID = MAX_CLIENT_ID_BYTES
+
+
 #: Length of a federation id.
 FEDERATION_ID_BYTES = 16
 _SIGNATURE_BYTES = 64

@@ -8,7 +8,7 @@ global model that the ticket carries, from two things only:
   the first round, and
 * the aggregates it has itself released, in order.
 
-So an aggregator cannot hand clients a model of its choosing, and it cannot get two
+So an aggregator cannot hand clients global weights of its choosing, nor get two
 releases under the same model: every release moves the model (a statistics round
 fixes the standardisation, a training round moves the weights by
 ``server_lr · mean``), and each ticket is decrypted at most once. That is what
@@ -50,6 +50,9 @@ _DIVERGED = 1e12
 MIN_SERVER_LR = 1e-3
 #: The most rows of weights (classes of a multinomial model) a plan may have.
 MAX_OUTPUTS = 4096
+#: The most weights (rows times ``n_features + 1``) a plan may have: 128 MiB of
+#: float64 for each copy of the model a role keeps.
+MAX_WEIGHTS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,10 @@ class RunPlan:
         rows = check_int(
             "n_outputs", self.n_outputs, low=1, high=MAX_OUTPUTS, types=(int, np.integer)
         )
+        if rows * (n + 1) > MAX_WEIGHTS:
+            raise ConfigurationError(
+                f"a plan of {rows} x {n + 1} weights is over the {MAX_WEIGHTS:,} a model may have"
+            )
         if rows == 2:
             raise ConfigurationError(
                 "n_outputs=2 is not a model: two classes take one row of weights (n_outputs=1)"

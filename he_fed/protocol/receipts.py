@@ -79,6 +79,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from he_fed._validation import check_client_id
 from he_fed.crypto import AggregationKey, wire
 from he_fed.exceptions import ConfigurationError, PolicyViolation
 from he_fed.protocol.messages import Receipt, Task
@@ -304,8 +305,7 @@ class Registry:
         PolicyViolation
             If the registry is frozen and the client is new.
         """
-        if not isinstance(client_id, str) or not client_id:
-            raise ConfigurationError("a client id is a non-empty string")
+        check_client_id(client_id)
         if not isinstance(public_key, bytes) or len(public_key) != 32:
             raise ConfigurationError("a client identity is a 32-byte Ed25519 public key")
         key = Ed25519PublicKey.from_public_bytes(public_key)

@@ -198,8 +198,9 @@ class ClientPlan:
             params.update(dict.fromkeys(config.get("unset-params", [])))
             model = model_cls(**params)
             model._check_params()  # a bad hyperparameter is refused here, not at the first fit
-            if not (model.random_state is None or type(model.random_state) is int):
-                raise ValueError("random_state must be an integer seed or None")
+            seed = model.random_state
+            if not (seed is None or (type(seed) is int and 0 <= seed < 1 << 32)):
+                raise ValueError("random_state must be an integer seed in [0, 2**32) or None")
             privacy = None
             if "dp-level" in config:
                 privacy = DPMechanism(
@@ -223,10 +224,12 @@ class ClientPlan:
                 classes=_classes(config.get("classes")),
                 standardize_target=_exactly(config, "standardize-target", bool),
                 allow_insecure=_exactly(config, "allow-insecure", bool),
-                validation_split=float(config.get("validation-split", 0.0)),
+                validation_split=float(_exactly(config, "validation-split", float))
+                if "validation-split" in config
+                else 0.0,
                 privacy=privacy,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise MalformedMessage(f"not a client plan: {exc}") from None
 
 

@@ -17,7 +17,7 @@ from flwr.app import ConfigRecord, Message
 from he_fed.crypto import PackedPaillier, Paillier, load_secret, wire
 from he_fed.exceptions import ConfigurationError, ExecutorError, MalformedMessage, PolicyViolation
 from he_fed.models import LogisticRegressionGD
-from he_fed.protocol import Identity, KeyHolder
+from he_fed.protocol import Identity, KeyHolder, Task
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import run_federation
 from he_fed.runtime.flower import FlowerExecutor, KeyHolderPolicy, make_client_app, records
@@ -437,6 +437,10 @@ _BAD_KEYGEN = [
         {"allow-insecure": "no"},  # bool("no") is True: an opt-in to weak keys
         "MalformedMessage: a scheme's params must be text and its allow-insecure a boolean",
     ),
+    (  # a simulated key holder built a model of n-features weights (red team 40)
+        {"n-features": 2**62},
+        "ConfigurationError: a plan of 1 x 4611686018427387905 weights is over the 16,777,216",
+    ),
 ]
 
 
@@ -469,6 +473,23 @@ _BAD_PLANS = [
     ({"plan.classes": [0, 0]}, "MalformedMessage: not a client plan: classes must be distinct"),
     ({"plan.param.learning_rate": "abc"}, "MalformedMessage: not a client plan: learning_rate"),
     ({"plan.param.random_state": "seed"}, "MalformedMessage: not a client plan: random_state"),
+    # Red team 40: taken at setup, then a ValueError at the round, or read as True.
+    ({"plan.param.random_state": -1}, "MalformedMessage: not a client plan: random_state"),
+    ({"client-id": "a" * 70_000}, "ConfigurationError: a client id is a non-empty string of"),
+    ({"plan.param.fit_intercept": "no"}, "MalformedMessage: not a client plan: fit_intercept"),
+    ({"plan.param.shuffle": "no"}, "MalformedMessage: not a client plan: shuffle must be a bool"),
+    ({"plan.validation-split": "0.5"}, "MalformedMessage: not a client plan: 'validation-split'"),
+    (
+        {
+            "plan.dp-level": "record",
+            "plan.dp-clip": 1.0,
+            "plan.dp-noise-multiplier": 1.0,
+            "plan.dp-min-cohort": 1,
+            "plan.dp-size": float("inf"),
+            "plan.dp-step": 0.1,
+        },
+        "MalformedMessage: not a client plan: cannot convert float infinity to integer",
+    ),
 ]
 
 
@@ -508,3 +529,100 @@ def test_a_set_up_node_refuses_a_request_of_the_wrong_types(message_type, config
     run_federation(FlowerExecutor(grid, nodes=4), _setup(parts), parts, lambda f: f.train(1))
     node = KEYHOLDER if message_type == records.TICKET else 10
     assert _ask(grid, node, message_type, config).error.reason.startswith(reason)
+
+
+def test_a_client_node_set_up_once_refuses_a_second_setup_and_answers_each_round_once():
+    """Red team 40: a second ``hefed_setup`` reset the node's rounds and phase, so the
+    ServerApp had it answer a round again with a validly signed update (and could
+    change its plan mid-run)."""
+    parts = _partitions()
+    grid = _grid(parts)
+
+    def again(federation):
+        start = federation.aggregator.open_round(federation.keyholder.start_round(Task.TRAIN))
+        first = _ask(grid, 10, records.ROUND, {"round-start": start})
+        assert not first.has_error()
+        request = dict(
+            records.config_of(
+                next(
+                    m
+                    for m in grid.sent
+                    if m.metadata.message_type == records.SETUP and m.metadata.dst_node_id == 10
+                )
+            )
+        )
+        refused = _ask(grid, 10, records.SETUP, request)
+        assert refused.error.reason.startswith("ProtocolError: this node is already set up")
+        replay = _ask(grid, 10, records.ROUND, {"round-start": start})
+        return replay.error.reason
+
+    setup = FederationSetup.from_partitions(
+        parts,
+        scheme=_setup(parts).scheme,
+        model=LogisticRegressionGD(),
+        standardize=False,
+        classes=np.array([0, 1]),
+    )
+    reason = run_federation(FlowerExecutor(grid, nodes=4), setup, parts, again)
+    assert reason.startswith("ProtocolError: client 'client-0' already answered round")
+
+
+def test_a_registration_refuses_an_id_no_update_could_carry():
+    """Red team 40: a 70,000-character id was registered, and the key holder's node
+    then failed to write its own state (a ValueError from the wire)."""
+    parts = _partitions()
+    grid = _grid(parts)
+    assert not _ask(grid, KEYHOLDER, records.KEYGEN, _keygen_request(parts)).has_error()
+    config = {"client-ids": ["a" * 70_000], "verify-keys": [Identity().public_bytes]}
+    refused = _ask(grid, KEYHOLDER, records.REGISTER, config)
+    assert refused.error.reason.startswith("ConfigurationError: a client id is a non-empty")
+    fits = {"client-ids": ["é" * 128], "verify-keys": [Identity().public_bytes]}  # 256 bytes
+    assert not _ask(grid, KEYHOLDER, records.REGISTER, fits).has_error()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (red team 40): a deployed ServerApp gives each client node its own "
+    "plan, which neither the key holder nor its tickets bind, so it can make every "
+    "other client's update zero and release the victim's alone",
+)
+def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path):
+    """Red team 40, goal 1: the other clients train at a learning rate of 1e-300, so
+    their updates encode to zero while they still count towards ``min_clients``, and
+    the release is the victim's update times ``n_A / N``. Asserted: it is not."""
+    parts = _partitions()
+    setup = FederationSetup.from_partitions(
+        parts,
+        scheme=_setup(parts).scheme,
+        model=LogisticRegressionGD(learning_rate=0.5, random_state=0),
+        local_epochs=2,
+        classes=np.array([0, 1]),
+        standardize=False,
+        min_clients=3,
+    )
+    grid = deployed_grid(parts, setup, tmp_path)
+    honest_push = grid.push_messages
+
+    def push(messages):
+        messages = list(messages)
+        for m in messages:
+            if m.metadata.message_type == records.SETUP and m.metadata.dst_node_id != 10:
+                records.config_of(m)["plan.param.learning_rate"] = 1e-300
+        return honest_push(messages)
+
+    grid.push_messages = push
+
+    def one_round(federation):
+        (outcome,) = federation.train(1)
+        return outcome.contributors, federation.aggregator.raw_model()
+
+    contributors, (coef, intercept) = run_federation(
+        FlowerExecutor(grid, nodes=4), setup, parts, one_round
+    )
+    assert len(contributors) == 3  # the key holder's policy was met
+    X, y = parts[0]
+    alone = LogisticRegressionGD(learning_rate=0.5, random_state=0, max_iter=2)
+    alone.fit(X, y, coef_init=np.zeros(3), intercept_init=0.0, classes=np.array([0, 1]))
+    victim = np.append(np.ravel(alone.coef_), alone.intercept_)
+    released = np.append(np.ravel(coef), intercept) * sum(len(p[0]) for p in parts) / len(X)
+    assert not np.allclose(released, victim, atol=1e-9)

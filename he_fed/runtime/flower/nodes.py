@@ -360,6 +360,10 @@ def _make_setup(data: DataSource) -> _Handler:
         """Become a client: take the public key and plan, check the local data fits."""
         if node_role(context) == "keyholder" or _KEYHOLDER_STATE in context.state:
             raise PolicyViolation("this node is the key holder; it does not train as a client")
+        if _CLIENT_STATE in context.state:
+            # A second setup would reset the rounds it answered (and its plan): it
+            # would answer a round again (red team 40).
+            raise ProtocolError("this node is already set up as a client in this run")
         config = records.config_of(message)
         identity = _node_identity(context, "client's")
         state: dict[str, Any] = {
