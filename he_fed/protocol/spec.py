@@ -101,9 +101,7 @@ def _classes(values: object) -> np.ndarray | None:
         return None
     if not isinstance(values, (list, tuple)) or not 2 <= len(values) <= MAX_OUTPUTS:
         raise ValueError(f"classes must be a list of 2 to {MAX_OUTPUTS} labels")
-    if any(not isinstance(v, (int, float, str)) for v in values) or len(set(values)) < len(
-        values
-    ):
+    if any(not isinstance(v, (int, float, str)) for v in values) or len(set(values)) < len(values):
         raise ValueError("classes must be distinct numbers or text")
     return np.asarray(list(values))
 

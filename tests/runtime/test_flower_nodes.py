@@ -46,6 +46,16 @@ def _setup(parts, scheme=None) -> FederationSetup:
     )
 
 
+def _unstandardised(parts) -> FederationSetup:
+    return FederationSetup.from_partitions(
+        parts,
+        scheme=_setup(parts).scheme,
+        model=LogisticRegressionGD(),
+        standardize=False,
+        classes=np.array([0, 1]),
+    )
+
+
 def _grid(parts, **kwargs) -> LoopbackGrid:
     """Nodes as Flower's simulation engine makes them (``num-partitions`` set)."""
     app = make_client_app(lambda context: parts[int(context.node_config["partition-id"])])
@@ -201,14 +211,7 @@ def test_the_key_holder_node_refuses_a_replayed_round_like_a_local_one():
             federation.keyholder.decrypt_aggregate(aggregate)
         return True
 
-    setup = FederationSetup.from_partitions(
-        parts,
-        scheme=_setup(parts).scheme,
-        model=LogisticRegressionGD(),
-        standardize=False,
-        classes=np.array([0, 1]),
-    )
-    assert run_federation(FlowerExecutor(grid, nodes=4), setup, parts, replay)
+    assert run_federation(FlowerExecutor(grid, nodes=4), _unstandardised(parts), parts, replay)
 
 
 def test_a_silent_client_is_left_out_and_its_round_refused_undecrypted():
@@ -407,7 +410,11 @@ def test_a_node_that_says_the_model_diverged_is_not_believed():
 
 
 def _keygen_request(parts, **changes) -> dict:
-    request = records.keyholder_request(_setup(parts))
+    return _changed(records.keyholder_request(_setup(parts)), changes)
+
+
+def _changed(request: dict, changes: dict) -> dict:
+    """``request`` with each of ``changes`` set, or removed where it is ``_MISSING``."""
     for key, value in changes.items():
         request.pop(key) if value is _MISSING else request.__setitem__(key, value)
     return request
@@ -502,9 +509,7 @@ def test_a_client_node_refuses_a_setup_of_the_wrong_types_or_an_unbounded_plan(c
         records.config_of(next(m for m in grid.sent if m.metadata.message_type == records.SETUP))
     )
     fresh = _grid(parts)
-    for key, value in changes.items():
-        request.pop(key) if value is _MISSING else request.__setitem__(key, value)
-    refused = _ask(fresh, 10, records.SETUP, request)
+    refused = _ask(fresh, 10, records.SETUP, _changed(request, changes))
     assert refused.error.reason.startswith(reason)
     assert "hefed.client" not in fresh.contexts[10].state
 
@@ -556,14 +561,7 @@ def test_a_client_node_set_up_once_refuses_a_second_setup_and_answers_each_round
         replay = _ask(grid, 10, records.ROUND, {"round-start": start})
         return replay.error.reason
 
-    setup = FederationSetup.from_partitions(
-        parts,
-        scheme=_setup(parts).scheme,
-        model=LogisticRegressionGD(),
-        standardize=False,
-        classes=np.array([0, 1]),
-    )
-    reason = run_federation(FlowerExecutor(grid, nodes=4), setup, parts, again)
+    reason = run_federation(FlowerExecutor(grid, nodes=4), _unstandardised(parts), parts, again)
     assert reason.startswith("ProtocolError: client 'client-0' already answered round")
 
 

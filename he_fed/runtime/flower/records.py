@@ -148,6 +148,17 @@ def blob(config: Mapping[str, object], key: str) -> bytes:
     return value
 
 
+def _exactly(config: Mapping[str, object], key: str, kind: type, what: str) -> object:
+    """``config[key]`` if it is exactly of ``kind`` (a ``bool`` is an ``int`` to
+    ``isinstance``, not to a message's reader)."""
+    value = config.get(key)
+    if type(value) is not kind:
+        raise exceptions.MalformedMessage(
+            f"the message's {key!r} must be {what}, not {type(value).__name__}"
+        )
+    return value
+
+
 def integer(config: Mapping[str, object], key: str) -> int:
     """The integer another party sent under ``key``.
 
@@ -156,12 +167,7 @@ def integer(config: Mapping[str, object], key: str) -> int:
     MalformedMessage
         If ``key`` is missing or does not hold an integer.
     """
-    value = config.get(key)
-    if type(value) is not int:
-        raise exceptions.MalformedMessage(
-            f"the message's {key!r} must be an integer, not {type(value).__name__}"
-        )
-    return value
+    return _exactly(config, key, int, "an integer")  # type: ignore[no-any-return]
 
 
 def text(config: Mapping[str, object], key: str) -> str:
@@ -172,12 +178,7 @@ def text(config: Mapping[str, object], key: str) -> str:
     MalformedMessage
         If ``key`` is missing or does not hold text.
     """
-    value = config.get(key)
-    if type(value) is not str:
-        raise exceptions.MalformedMessage(
-            f"the message's {key!r} must be text, not {type(value).__name__}"
-        )
-    return value
+    return _exactly(config, key, str, "text")  # type: ignore[no-any-return]
 
 
 def task(config: Mapping[str, object]) -> Task:
@@ -204,12 +205,7 @@ def flag(config: Mapping[str, object], key: str) -> bool:
     MalformedMessage
         If ``key`` is missing or does not hold a boolean.
     """
-    value = config.get(key)
-    if type(value) is not bool:
-        raise exceptions.MalformedMessage(
-            f"the message's {key!r} must be a boolean, not {type(value).__name__}"
-        )
-    return value
+    return _exactly(config, key, bool, "a boolean")  # type: ignore[no-any-return]
 
 
 def number(config: Mapping[str, object], key: str) -> float:
