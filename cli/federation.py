@@ -136,21 +136,22 @@ def init(
         local._check_params()
         check_int("local_epochs", local_epochs, low=1)
         labels = _classes(model, classes)
-        plan = RunPlan(
-            n_features=features,
-            server_lr=server_lr,
-            standardize=standardize,
-            standardize_target=standardize and model == "linear",
-            n_outputs=len(labels) if labels is not None and len(labels) > 2 else 1,
-        )
+        standardize_target = standardize and model == "linear"
         client_plan = ClientPlan(
             model=local,
             local_epochs=local_epochs,
             classes=labels,
-            standardize_target=plan.standardize_target,
+            standardize_target=standardize_target,
             allow_insecure=bool(getattr(keys.public.scheme, "allow_insecure", False)),
         )
-        client_plan.to_config()  # refuses a recipe that cannot travel, before any file
+        plan = RunPlan(  # refuses a recipe that cannot travel, before any file
+            n_features=features,
+            server_lr=server_lr,
+            standardize=standardize,
+            standardize_target=standardize_target,
+            n_outputs=len(labels) if labels is not None and len(labels) > 2 else 1,
+            client_plan=client_plan.digest(),
+        )
         identity, new = files.identity_or_new()
         with KeyHolderStore.create(
             files.state_path,

@@ -487,9 +487,10 @@ def estimate(
     per_round = sum(phases.values())
     bytes_up = round(cal.bytes_up[0] + cal.bytes_up[1] * u) + _proof_bytes(scheme, size)
     stats = np.zeros(features if standardize else 0)
-    # A signed ticket: federation id, key fingerprint and signature have fixed sizes.
+    # A signed ticket: federation id, key fingerprint, plan digest and signature
+    # have fixed sizes.
     ticket = RoundStart(
-        bytes(16), 1, Task.TRAIN, bytes(32), np.zeros(size), stats, stats, bytes(64)
+        bytes(16), 1, Task.TRAIN, bytes(32), np.zeros(size), stats, stats, bytes(32), bytes(64)
     )
     bytes_down = len(encode(ticket))
     return Estimate(per_round, phases, bytes_up, bytes_down, rounds * per_round, u)

@@ -18,6 +18,7 @@ from he_fed.exceptions import (
     InvalidSignature,
     KeyMismatchError,
     MalformedMessage,
+    PolicyViolation,
     ProtocolError,
 )
 from he_fed.models import BaseGD
@@ -116,10 +117,10 @@ class Client:
     It trusts one key holder, whose Ed25519 public key it was provisioned with
     (``keyholder``), and answers only that key holder's signed round tickets
     (:class:`~he_fed.protocol.messages.RoundStart`), each round id once and in
-    increasing order, under the public key the ticket names. So an aggregator can
-    neither make it train from weights of its choosing, nor replay a round to a
-    smaller cohort, nor have it encrypt under a key the aggregator made. Its local
-    recipe is not signed on Flower (open, red team 40; the README's threat model).
+    increasing order, under the public key and for the training plan the ticket
+    names (:meth:`ClientPlan.digest`). So an aggregator can neither make it train
+    from weights or a recipe of its choosing, nor replay a round to a smaller
+    cohort, nor have it encrypt under a key the aggregator made.
 
     Each round it trains ``local_epochs`` epochs from the global weights (one row
     of coefficients and intercept, or one row per class for more than two
@@ -235,12 +236,15 @@ class Client:
         self._epochs = local_epochs
         self._classes = classes
         self._identity = identity or Identity()
-        self._standardize_target = standardize_target
-        self._allow_insecure = allow_insecure
         self._keyholder = keyholder
         self._last_round = int(last_round)
         self._phase = int(phase)
         self._privacy = privacy
+        self._plan = ClientPlan(
+            model, local_epochs, classes, standardize_target, allow_insecure,
+            self._validation_split, privacy,
+        )  # fmt: skip
+        self._plan_digest = self._plan.digest()  # every ticket must name it
         #: This client's weight pins (:meth:`EncryptedVector.prove_commitment`): each
         #: weight it sends is range-proven once, in the first round that needs it.
         self._weight_pins: dict[object, object] = {}
@@ -278,15 +282,6 @@ class Client:
         """
         if self._key_bytes is None:
             self._key_bytes = self._key.to_bytes()
-        plan = ClientPlan(
-            model=self._model,
-            local_epochs=self._epochs,
-            classes=self._classes,
-            standardize_target=self._standardize_target,
-            allow_insecure=self._allow_insecure,
-            validation_split=self._validation_split,
-            privacy=self._privacy,
-        )
         held_out = evaluation.validation_rows(
             len(self._X) + len(self._X_val), self._validation_split, self.client_id
         )
@@ -299,7 +294,7 @@ class Client:
             X,
             y,
             self._key_bytes,
-            plan,
+            self._plan,
             keyholder=self._keyholder,
             signing_key=self._identity.private_bytes(),
             last_round=self._last_round,
@@ -330,6 +325,11 @@ class Client:
             raise ProtocolError(
                 f"client {self.client_id!r} already answered round {self._last_round}; "
                 f"it answers each round once, in order (got round {start.round})"
+            )
+        if start.plan != self._plan_digest:
+            raise PolicyViolation(
+                f"client {self.client_id!r}: the key holder's ticket names another training "
+                "plan than this client's; it trains only under the plan the key holder names"
             )
         key = tasks.plan_for(self._key, start.task)
         if start.fingerprint != key.fingerprint:

@@ -283,6 +283,7 @@ class KeyHolder:
             weights,
             center,
             scale,
+            self._plan.client_plan,
         )
         signature = self._identity.sign(ticket_payload(unsigned.signed_bytes()))
         self._last_round = round_id

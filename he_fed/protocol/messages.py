@@ -131,6 +131,11 @@ class RoundStart:
     center, scale : ndarray of shape (n_features,)
         Standardisation ``(x - center) / scale`` for training, or the pre-scale of
         :attr:`Task.MOMENTS` in ``scale``. Empty when unused.
+    plan : bytes
+        The digest of the clients' training plan the key holder's run plan names
+        (:attr:`~he_fed.protocol.model.RunPlan.client_plan`): a client answers only
+        a ticket naming its own plan's, so one ticket's contributors all trained
+        under one plan.
     signature : bytes
         The key holder's Ed25519 signature over all of the above.
     """
@@ -142,6 +147,7 @@ class RoundStart:
     weights: np.ndarray
     center: np.ndarray
     scale: np.ndarray
+    plan: bytes = b""
     signature: bytes = b""
 
     kind: ClassVar[wire.Kind] = wire.Kind.ROUND_START
@@ -164,6 +170,7 @@ class RoundStart:
         w.array(self.weights)
         w.array(self.center)
         w.array(self.scale)
+        w.blob(self.plan)
 
     def _write(self, w: wire.Writer) -> None:
         self._write_body(w)
@@ -175,11 +182,14 @@ class RoundStart:
         round_id, task = r.uint(), _read_task(r)
         fingerprint = _fixed(r, _DIGEST_BYTES, "key fingerprint")
         weights, center, scale = r.array(), r.array(), r.array()
+        plan = r.blob(max_size=_DIGEST_BYTES)
+        if len(plan) not in (0, _DIGEST_BYTES):
+            raise MalformedMessage(f"a ticket's plan digest is {_DIGEST_BYTES} bytes or none")
         # One key holder's signature, or a council's co-signature (protocol/council.py).
         signature = r.blob(max_size=_MAX_TICKET_SIGNATURE)
         if len(signature) != _SIGNATURE_BYTES and len(signature) % (_SIGNATURE_BYTES + 1):
             raise MalformedMessage("ticket signature is neither one signature nor a co-signature")
-        return cls(federation, round_id, task, fingerprint, weights, center, scale, signature)
+        return cls(federation, round_id, task, fingerprint, weights, center, scale, plan, signature)
 
 
 def _fixed(r: wire.Reader, size: int, what: str) -> bytes:

@@ -83,6 +83,13 @@ class RunPlan:
         Whether clients score each model on their validation rows
         (:attr:`Task.EVALUATE`, :mod:`he_fed.protocol.evaluation`), and which
         figures they send.
+    client_plan : bytes, default=b""
+        The SHA-256 digest of the clients' training plan
+        (:meth:`~he_fed.protocol.spec.ClientPlan.digest`). Every ticket carries
+        it, and a client trains only on a ticket that names its own plan's digest:
+        whoever relays the plan to the clients (a ServerApp) cannot give one client
+        another recipe than the rest. Empty: the plan names no client plan, and no
+        client answers its tickets.
     """
 
     n_features: int
@@ -92,6 +99,7 @@ class RunPlan:
     n_outputs: int = 1
     server_optimizer: str = "avg"
     evaluation: str | None = None
+    client_plan: bytes = b""
 
     def __post_init__(self) -> None:
         n = check_int("n_features", self.n_features, low=1, types=(int, np.integer))
@@ -136,6 +144,8 @@ class RunPlan:
                 f"unknown evaluation {self.evaluation!r}; choose one of "
                 f"{', '.join(evaluation.KINDS)} (or None)"
             )
+        if not isinstance(self.client_plan, bytes) or len(self.client_plan) not in (0, 32):
+            raise ConfigurationError("client_plan is a 32-byte SHA-256 digest (or empty)")
 
     @property
     def n_columns(self) -> int:
@@ -158,9 +168,9 @@ class RunPlan:
 
         Flag bit 2 says a u32 row count follows, bit 3 a one-byte server optimizer
         (its index in ``OPTIMIZERS``), bit 4 a one-byte evaluation kind (its index in
-        ``evaluation.KINDS``): a plan without them keeps the bytes it had before
-        they existed, and a reader that predates one refuses the plan's unknown flag.
-        :meth:`read_from` reads it.
+        ``evaluation.KINDS``), bit 5 the clients' 32-byte plan digest: a plan
+        without them keeps the bytes it had before they existed, and a reader that
+        predates one refuses the plan's unknown flag. :meth:`read_from` reads it.
         """
         w.uint(self.n_features)
         w.float64(self.server_lr)
@@ -172,7 +182,8 @@ class RunPlan:
             | int(self.standardize_target) << 1
             | int(rows) << 2
             | int(optimizer) << 3
-            | int(evaluates) << 4,
+            | int(evaluates) << 4
+            | int(bool(self.client_plan)) << 5,
             1,
         )
         if rows:
@@ -181,6 +192,8 @@ class RunPlan:
             w.uint(OPTIMIZERS.index(self.server_optimizer), 1)
         if evaluates:
             w.uint(evaluation.KINDS.index(self.evaluation), 1)
+        if self.client_plan:
+            w.raw(self.client_plan)
 
     @classmethod
     def read_from(cls, r: wire.Reader, what: str) -> RunPlan:
@@ -192,13 +205,14 @@ class RunPlan:
             If the bytes are not a valid plan (``what`` names them in the message).
         """
         n_features, server_lr, flags = r.uint(), r.float64(), r.uint(1)
-        if flags > 31:
+        if flags > 63:
             raise MalformedMessage(f"{what}: unknown plan flags {flags:#x}")
         n_outputs = r.uint(4) if flags & 4 else 1
         if flags & 4 and n_outputs == 1:
             raise MalformedMessage(f"{what}: a one-row plan written with a row count")
         optimizer = r.uint(1) if flags & 8 else 0
         kind = r.uint(1) if flags & 16 else None
+        client_plan = bytes(r.raw(32)) if flags & 32 else b""
         if (flags & 8 and not 0 < optimizer < len(OPTIMIZERS)) or (
             kind is not None and kind >= len(evaluation.KINDS)
         ):
@@ -212,6 +226,7 @@ class RunPlan:
                 n_outputs,
                 OPTIMIZERS[optimizer],
                 None if kind is None else evaluation.KINDS[kind],
+                client_plan,
             )
         except ConfigurationError as exc:
             raise MalformedMessage(f"{what}: {exc}") from None

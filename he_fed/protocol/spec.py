@@ -16,6 +16,7 @@ secret material.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from he_fed._validation import check_float, check_int
-from he_fed.crypto import SCHEMES, Scheme
+from he_fed.crypto import SCHEMES, Scheme, wire
 from he_fed.exceptions import ConfigurationError, MalformedMessage
 from he_fed.privacy import DPMechanism, PrivacyBudget
+from he_fed.protocol._plan_bytes import write_config
 from he_fed.protocol.model import MAX_OUTPUTS, RunPlan
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ def model_kinds() -> dict[str, type[BaseGD]]:
 ConfigValue = bool | int | float | str | bytes | list[Any]
 
 _PARAM = "param."
+_DIGEST_DOMAIN = b"he-fed/client-plan/v1"
 
 
 def _model_kind(model: BaseGD) -> str:
@@ -72,6 +75,8 @@ def _model_kind(model: BaseGD) -> str:
 def _primitive(name: str, value: object) -> bool | int | float | str | None:
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
@@ -104,6 +109,14 @@ def _classes(values: object) -> np.ndarray | None:
     if any(not isinstance(v, (int, float, str)) for v in values) or len(set(values)) < len(values):
         raise ValueError("classes must be distinct numbers or text")
     return np.asarray(list(values))
+
+
+def _label(value: object) -> object:
+    """A class label as a plan's digest hashes it: a float if it reads as a number."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return value
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,6 +191,25 @@ class ClientPlan:
                 }
             )
         return config
+
+    def digest(self) -> bytes:
+        """SHA-256 of the plan's canonical bytes: what a key holder's run plan names.
+
+        Every ticket carries it (:attr:`RunPlan.client_plan`), and a client trains
+        only on tickets that name the digest of its own plan, so all of a round's
+        contributors trained under one plan, the one the key holder's plan names.
+        ``allow_insecure`` is left out: it is each client's own opt-in to a weak
+        key, and the ticket names the key itself (its fingerprint). Class labels
+        that read as numbers are hashed as floats: ``1``, ``1.0`` and ``"1"`` are one
+        label, as a client reading its labels from a file compares them.
+        """
+        config = self.to_config()
+        del config["allow-insecure"]
+        if "classes" in config:
+            config["classes"] = [_label(c) for c in config["classes"]]  # type: ignore[union-attr]
+        w = wire.Writer()
+        write_config(w, config)
+        return hashlib.sha256(_DIGEST_DOMAIN + w.getvalue()).digest()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ClientPlan:
@@ -356,7 +388,7 @@ class FederationSetup:
 
     @property
     def run_plan(self) -> RunPlan:
-        """The public plan that fixes every round's global model."""
+        """The public plan that fixes every round's global model, naming the clients' plan."""
         return RunPlan(
             n_features=self.n_features,
             server_lr=self.server_lr,
@@ -371,6 +403,7 @@ class FederationSetup:
                 if self.regression
                 else "classification"
             ),
+            client_plan=self.plan.digest(),
         )
 
     @classmethod

@@ -32,10 +32,32 @@ from he_fed.protocol.receipts import (
     ticket_payload,
     update_payload,
 )
+from he_fed.protocol.spec import ClientPlan
 from tests.conftest import keys_for
 
 N_FEATURES = 3
-PLAN = RunPlan(n_features=N_FEATURES, standardize=False)
+#: The client options :func:`client` uses unless told otherwise.
+DEFAULTS: dict[str, object] = dict(
+    model=LogisticRegressionGD(learning_rate=0.5),
+    local_epochs=2,
+    classes=np.array([0, 1]),
+    allow_insecure=True,
+)
+_PLAN_FIELDS = {f.name for f in dataclasses.fields(ClientPlan)}
+
+
+def plan_digest(**client_options: object) -> bytes:
+    """The digest of the training plan of a :func:`client` built with these options."""
+    options = {**DEFAULTS, **client_options}
+    return ClientPlan(**{k: v for k, v in options.items() if k in _PLAN_FIELDS}).digest()  # type: ignore[arg-type]
+
+
+def bound(plan: RunPlan, **client_options: object) -> RunPlan:
+    """``plan`` naming the training plan of clients built with ``client_options``."""
+    return dataclasses.replace(plan, client_plan=plan_digest(**client_options))
+
+
+PLAN = bound(RunPlan(n_features=N_FEATURES, standardize=False))
 
 
 def data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,13 +68,7 @@ def data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _options(holder: KeyHolder, **kwargs: object) -> dict[str, object]:
-    options: dict[str, object] = dict(
-        keyholder=holder.identity_bytes,
-        model=LogisticRegressionGD(learning_rate=0.5),
-        local_epochs=2,
-        classes=np.array([0, 1]),
-        allow_insecure=True,
-    )
+    options: dict[str, object] = dict(keyholder=holder.identity_bytes, **DEFAULTS)
     options.update(kwargs)
     return options
 
@@ -67,9 +83,11 @@ def client(holder: KeyHolder, name: str, seed: int, n: int, **kwargs: object) ->
 def roles(scheme_name: str, sizes=(30, 50, 20), min_clients: int | None = 2, plan=PLAN, keys=None):
     """A key holder, an aggregator and one client per size, registered with both.
 
-    The key holder has the session's keys for ``scheme_name``, or ``keys``.
+    The key holder has the session's keys for ``scheme_name``, or ``keys``; a
+    ``plan`` that names no client plan is made to name :func:`client`'s default.
     """
     keys = keys_for(scheme_name) if keys is None else keys
+    plan = plan if plan.client_plan else bound(plan)
     keyholder = KeyHolder(keys, plan=plan, min_clients=min_clients)
     aggregator = Aggregator(
         keyholder.aggregation_key_bytes(),
@@ -132,9 +150,10 @@ def ticket(
     task: Task = Task.TRAIN,
     center=(),
     scale=(),
+    plan: bytes = PLAN.client_plan,
 ) -> bytes:
     """A round start signed by ``signer``, as a key holder with that identity signs one."""
-    unsigned = RoundStart(bytes(16), round_id, task, fingerprint, weights, center, scale)
+    unsigned = RoundStart(bytes(16), round_id, task, fingerprint, weights, center, scale, plan)
     signature = signer.sign(ticket_payload(unsigned.signed_bytes()))
     return encode(dataclasses.replace(unsigned, signature=signature))
 
@@ -157,7 +176,7 @@ class SplitCohort:
     """
 
     def __init__(self, split: int, local_epochs: int) -> None:
-        plan = RunPlan(n_features=N_FEATURES, standardize=True)
+        plan = bound(RunPlan(n_features=N_FEATURES, standardize=True), local_epochs=local_epochs)
         self.keyholder = KeyHolder(keys_for("paillier"), plan=plan)
         self.aggregator = Aggregator(
             self.keyholder.aggregation_key_bytes(),

@@ -8,6 +8,7 @@ from he_fed.crypto import KeyPair, Scheme
 from he_fed.models import LogisticRegressionGD
 from he_fed.privacy import PrivacyBudget, private_setup
 from he_fed.protocol import Aggregator, Client, KeyHolder, RunPlan
+from tests.protocol.harness import bound
 
 N_FEATURES = 9
 PLAN = RunPlan(n_features=N_FEATURES, standardize=False)
@@ -52,6 +53,7 @@ def private_roles(
     if scheme not in _KEYS:  # key generation is the slow part: once per plan
         _KEYS[scheme] = scheme.keygen()
     keys = _KEYS[scheme]
+    plan = plan if plan.client_plan else bound(plan, privacy=budget.mechanism)
     keyholder = KeyHolder(keys, plan=plan, min_clients=min_clients, privacy=budget)
     aggregator = Aggregator(
         keyholder.aggregation_key_bytes(),

@@ -51,6 +51,7 @@ from he_fed.protocol.release import rounded_mean
 from tests.conftest import keys_for
 from tests.crypto.ckks_tools import encode as encode_plaintext
 from tests.crypto.ckks_tools import shifted, unrounded
+from tests.protocol.harness import bound
 
 N_FEATURES = 4095
 
@@ -147,7 +148,9 @@ TOTAL_WEIGHT = sum(ROWS)
 
 def _federation():
     keys = keys_for("ckks")
-    plan = RunPlan(n_features=N_FEATURES, standardize=False)
+    plan = bound(
+        RunPlan(n_features=N_FEATURES, standardize=False), local_epochs=1, allow_insecure=False
+    )
     keyholder = KeyHolder(keys, plan=plan, min_clients=2)
     aggregator = Aggregator(
         keyholder.aggregation_key_bytes(), plan=plan, keyholder=keyholder.identity_bytes

@@ -22,10 +22,13 @@ from he_fed.protocol import (
     decode,
     evaluation,
 )
-from tests.protocol.harness import N_FEATURES, client, open_round, roles
+from tests.protocol.harness import N_FEATURES, bound, client, open_round, roles
 
 SIZES = (30, 47, 20, 41)
-EVAL_PLAN = RunPlan(n_features=N_FEATURES, standardize=False, evaluation="classification")
+EVAL_PLAN = bound(
+    RunPlan(n_features=N_FEATURES, standardize=False, evaluation="classification"),
+    validation_split=0.25,
+)
 
 
 def _federation(scheme_name: str, sizes=SIZES):
@@ -110,7 +113,9 @@ def test_each_model_is_evaluated_once_and_only_in_a_plan_that_evaluates():
         keyholder.start_round(Task.EVALUATE)
     _round(keyholder, aggregator, clients, Task.TRAIN)
     _round(keyholder, aggregator, clients, Task.EVALUATE)  # a new model: allowed again
-    plain_keyholder, _, _ = roles("plain", plan=RunPlan(n_features=N_FEATURES, standardize=False))
+    plain_keyholder, _, _ = roles(
+        "plain", plan=bound(RunPlan(n_features=N_FEATURES, standardize=False))
+    )
     with pytest.raises(PolicyViolation, match="does not evaluate"):
         plain_keyholder.start_round(Task.EVALUATE)
 

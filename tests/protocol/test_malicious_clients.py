@@ -181,6 +181,7 @@ def _federation(scheme_name: str, how: str, *, committed_to_zeros: bool = False)
         keyholder.public_key_bytes(),
         keyholder=keyholder.identity_bytes,
         model=honest[0]._model,
+        local_epochs=2,
         classes=np.array([0, 1]),
         allow_insecure=True,
     )

@@ -14,10 +14,10 @@ from he_fed.protocol import Aggregator, KeyHolder, RunPlan, Task, decode
 from he_fed.protocol.messages import FEDERATION_ID_BYTES, RoundStart
 from he_fed.protocol.tasks import to_raw
 from tests.conftest import keys_for
-from tests.protocol.harness import N_FEATURES, client, open_round
+from tests.protocol.harness import N_FEATURES, bound, client, open_round
 
 CLASSES = np.array([0, 1, 2])
-PLAN3 = RunPlan(n_features=N_FEATURES, standardize=False, n_outputs=3)
+PLAN3 = bound(RunPlan(n_features=N_FEATURES, standardize=False, n_outputs=3), classes=CLASSES)
 
 
 def _three_class_data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +102,7 @@ def test_raw_weights_undo_the_standardisation_row_by_row():
 
 
 def test_a_client_with_three_classes_refuses_a_one_row_ticket():
-    plan = RunPlan(n_features=N_FEATURES, standardize=False)
+    plan = bound(RunPlan(n_features=N_FEATURES, standardize=False), classes=CLASSES)
     keyholder = KeyHolder(keys_for("plain"), plan=plan, min_clients=1)
     aggregator = Aggregator(
         keyholder.aggregation_key_bytes(), plan=plan, keyholder=keyholder.identity_bytes
@@ -125,7 +125,8 @@ def test_the_key_holder_state_carries_the_row_count_and_one_row_states_keep_thei
     # n_features (u64), server_lr (f64), flags; bit 2 of the flags: a u32 row count follows.
     assert _plan_bytes(one.export_state())[16] == 0
     assert _plan_bytes(one.export_state())[17:] == (0).to_bytes(8, "big")[:4]  # min_clients
-    assert _plan_bytes(three.export_state())[16:] == bytes([4, 0, 0, 0, 3])
+    # Bit 5: the clients' plan digest follows the row count.
+    assert _plan_bytes(three.export_state())[16:] == bytes([4 | 32, 0, 0, 0, 3])
     restored = KeyHolder.restore(keys, three._identity, three.export_state())
     assert restored.plan == PLAN3 and restored.model.weights.shape == (12,)
     assert restored.export_state() == three.export_state()
@@ -137,7 +138,7 @@ def test_the_key_holder_state_carries_the_row_count_and_one_row_states_keep_thei
         (4, 1, "one-row plan written with a row count"),
         (4, 2, "two classes"),
         (8, None, "server optimizer"),
-        (32, None, "flags"),
+        (64, None, "flags"),
     ],
 )
 def test_a_key_holder_state_with_a_forged_row_count_is_refused(flags, count, message):
@@ -160,13 +161,18 @@ def test_policy_files_carry_the_row_count_and_version_one_files_mean_one_row():
 
     policy = KeyHolderPolicy(keys_for("plain").public.scheme, PLAN3, 2)
     data = json.loads(policy.to_json())
-    assert data["he-fed-keyholder-policy"] == 2 and data["n-outputs"] == 3
+    assert data["he-fed-keyholder-policy"] == 3 and data["n-outputs"] == 3
+    assert data["client-plan"] == PLAN3.client_plan.hex()
     assert KeyHolderPolicy.from_json(policy.to_json()) == policy
-    old = {k: v for k, v in data.items() if k != "n-outputs"}
+    old = {k: v for k, v in data.items() if k not in ("n-outputs", "client-plan")}
     old["he-fed-keyholder-policy"] = 1
-    assert KeyHolderPolicy.from_json(json.dumps(old)).plan.n_outputs == 1
-    with pytest.raises(ConfigurationError, match="version 1 or 2"):
-        KeyHolderPolicy.from_json(json.dumps({**data, "he-fed-keyholder-policy": 3}))
+    one = KeyHolderPolicy.from_json(json.dumps(old))
+    assert one.plan.n_outputs == 1 and one.plan.client_plan == b""
+    # A policy that names no clients' plan starts no federation.
+    with pytest.raises(ConfigurationError, match="names no clients' training plan"):
+        one.refuse_other({}, "key holder")
+    with pytest.raises(ConfigurationError, match="version 1 or 2 or 3"):
+        KeyHolderPolicy.from_json(json.dumps({**data, "he-fed-keyholder-policy": 4}))
     with pytest.raises(ConfigurationError, match="n-outputs"):
         KeyHolderPolicy.from_json(json.dumps({k: v for k, v in data.items() if k != "n-outputs"}))
 

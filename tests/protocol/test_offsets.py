@@ -127,9 +127,10 @@ def test_where_a_tampered_plaintext_wraps_is_no_oracle():
     from he_fed.models import LogisticRegressionGD
     from he_fed.protocol import Aggregator, Client, KeyHolder, RunPlan
     from tests.conftest import keys_for
+    from tests.protocol.harness import bound
 
     features = 150  # several packed chunks: chunk 0 is not the last
-    plan = RunPlan(n_features=features, standardize=False)
+    plan = bound(RunPlan(n_features=features, standardize=False), local_epochs=1)
     keyholder = KeyHolder(keys_for("paillier-packed"), plan=plan, min_clients=2)
     assert keyholder.public_key.scheme.data_ciphertexts(plan.vector_size(Task.TRAIN)) > 1
     aggregator = Aggregator(

@@ -39,9 +39,11 @@ from tests.protocol.harness import signed_update
 _KEYHOLDER = Identity()
 
 
-def _ticket(round_id: int, task: Task, weights, center, scale, fingerprint: bytes) -> bytes:
-    """A round start signed by the test's key holder identity."""
-    unsigned = RoundStart(bytes(16), round_id, task, fingerprint, weights, center, scale)
+def _ticket(
+    round_id: int, task: Task, weights, center, scale, fingerprint: bytes, plan: bytes = b""
+) -> bytes:
+    """A round start signed by the test's key holder identity, naming ``plan``."""
+    unsigned = RoundStart(bytes(16), round_id, task, fingerprint, weights, center, scale, plan)
     signature = _KEYHOLDER.sign(ticket_payload(unsigned.signed_bytes()))
     return encode(dataclasses.replace(unsigned, signature=signature))
 
@@ -69,8 +71,10 @@ def test_a_client_rebuilt_from_its_spec_sends_the_same_update():
     keys = keys_for("paillier")
     original = _client(keys.public.to_bytes())
     rebuilt = build_client(original.spec())
+    plan = original.spec().plan.digest()
+    assert build_client(rebuilt.spec()).spec().plan.digest() == plan
     start = _ticket(
-        0, Task.TRAIN, np.full(5, 0.1), np.zeros(4), np.ones(4), keys.public.fingerprint
+        0, Task.TRAIN, np.full(5, 0.1), np.zeros(4), np.ones(4), keys.public.fingerprint, plan
     )
     sums = []
     for client in (original, rebuilt):
@@ -78,6 +82,32 @@ def test_a_client_rebuilt_from_its_spec_sends_the_same_update():
         sums.append(keys.secret.decrypt_weighted(keys.public.load_vector(update.vector)))
     np.testing.assert_array_equal(sums[0].total, sums[1].total)
     assert sums[0].weight == sums[1].weight == 25
+
+
+def test_a_client_trains_only_under_the_plan_its_key_holder_s_ticket_names():
+    """Red team 40: a relay that gives one client another recipe than the rest (the
+    others at a learning rate of 1e-300) would release that client's update alone.
+    A client answers only a ticket naming its own plan's digest, which the key
+    holder's run plan fixes for the whole federation."""
+    keys = keys_for("paillier")
+    client = _client(keys.public.to_bytes())
+    mine = client.spec().plan.digest()
+    starved = ClientPlan(
+        LogisticRegressionGD(learning_rate=1e-300, batch_size=5, random_state=7),
+        local_epochs=3,
+        classes=np.array([0, 1]),
+        allow_insecure=True,
+    ).digest()
+    fields = (Task.TRAIN, np.full(5, 0.1), np.zeros(4), np.ones(4), keys.public.fingerprint)
+    for round_id, other in enumerate((b"", starved)):
+        with pytest.raises(PolicyViolation, match="another training plan"):
+            client.participate(_ticket(round_id, *fields, other))
+    assert client.last_round == -1  # refused before it counted as an attempt
+    assert client.participate(_ticket(0, *fields, mine)).round == 0
+    # Any change of the recipe is another digest.
+    assert (
+        len({mine, starved, dataclasses.replace(client.spec().plan, local_epochs=4).digest()}) == 3
+    )
 
 
 def test_a_client_plan_travels_as_primitives_and_comes_back_equal():

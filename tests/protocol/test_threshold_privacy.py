@@ -40,6 +40,7 @@ from he_fed.protocol.partial_transport import Sealed, open_sealed, seal
 from he_fed.protocol.receipts import ticket_payload
 from he_fed.runtime.council import LocalCouncil
 from tests.crypto.threshold_fixtures import TEST_ONLY_PRIMES_1024
+from tests.protocol.harness import bound
 from tests.protocol.private_harness import N_FEATURES, PLAN, data
 
 SIZES = (30, 50, 20, 40, 25)
@@ -75,7 +76,7 @@ class _Private:
             scheme,
             threshold=3,
             holders=5,
-            plan=PLAN,
+            plan=bound(PLAN, local_epochs=1, privacy=self.budget.mechanism),
             min_clients=min_clients,
             primes=TEST_ONLY_PRIMES_1024,
             privacy=self.budget,

@@ -44,7 +44,7 @@ from he_fed.protocol.partial_transport import Sealed, open_sealed, seal
 from he_fed.protocol.receipts import ticket_payload
 from he_fed.runtime.council import LocalCouncil
 from tests.crypto.threshold_fixtures import TEST_ONLY_PRIMES_1024
-from tests.protocol.harness import PLAN, client, data
+from tests.protocol.harness import PLAN, bound, client, data
 from tests.protocol.test_malicious_clients import Crafting
 
 SCHEME = PackedPaillier(key_bits=1024, allow_insecure=True, max_clients=64, max_weight=128)
@@ -150,7 +150,7 @@ class _Attack:
 
 @pytest.mark.parametrize(
     ("plan", "task"),
-    [(PLAN, Task.TRAIN), (RunPlan(n_features=3, standardize=True), Task.MAGNITUDE)],
+    [(PLAN, Task.TRAIN), (bound(RunPlan(n_features=3, standardize=True)), Task.MAGNITUDE)],
     ids=["A1-updates", "A6-statistics"],
 )
 def test_a1_a6_split_view_gets_only_one_aggregate_decrypted_per_round(plan, task):

@@ -249,8 +249,9 @@ def test_a_likelihood_over_many_values_reads_the_weight_off_a_finer_grid(weights
 
 def _colluding(plan: RunPlan, **options: object):
     """Red team 9's federation: the victim c0 (30 rows), a colluder c1 and two others."""
-    from tests.protocol.harness import client, signed_update
+    from tests.protocol.harness import bound, client, signed_update
 
+    plan = bound(plan, **options)
     keyholder, aggregator, _ = roles("paillier-packed", sizes=(), min_clients=3, plan=plan)
     sizes = (30, 50, 20, 40)
     clients = [client(keyholder, f"c{i}", i, n, **options) for i, n in enumerate(sizes)]

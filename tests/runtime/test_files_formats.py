@@ -37,8 +37,13 @@ from he_fed.runtime.files import (
 from he_fed.runtime.files.describe import KINDS, describe_file
 from tests.conftest import keys_for
 
-PLAN = RunPlan(n_features=2, server_lr=0.5)
 FEDERATION = bytes(range(16))
+CLIENT_PLAN = ClientPlan(
+    model=LogisticRegressionGD(learning_rate=0.25, batch_size=8, random_state=3),
+    local_epochs=2,
+    classes=np.array(["no", "yes"]),
+)
+PLAN = RunPlan(n_features=2, server_lr=0.5, client_plan=CLIENT_PLAN.digest())
 
 
 def _federation(identity: Identity, **changes: object) -> FederationFile:
@@ -47,11 +52,7 @@ def _federation(identity: Identity, **changes: object) -> FederationFile:
         federation=FEDERATION,
         key=keys.public,
         plan=PLAN,
-        client_plan=ClientPlan(
-            model=LogisticRegressionGD(learning_rate=0.25, batch_size=8, random_state=3),
-            local_epochs=2,
-            classes=np.array(["no", "yes"]),
-        ),
+        client_plan=CLIENT_PLAN,
         min_clients=2,
         clients={"a": Identity().public_bytes, "b": Identity().public_bytes},
     )
@@ -109,6 +110,17 @@ def test_the_federation_file_carries_the_plan_and_its_signature_binds_every_fiel
     shuffled = dataclasses.replace(signed, keyholder=Identity().public_bytes)
     with pytest.raises(InvalidSignature):
         FederationFile.from_bytes(shuffled.to_bytes())
+    # The run plan names the clients' plan: a key holder cannot sign one plan into
+    # its tickets and another into the file, and a file that does is refused.
+    faster = dataclasses.replace(CLIENT_PLAN, local_epochs=3)
+    with pytest.raises(ConfigurationError, match="another clients' plan"):
+        _federation(keyholder, client_plan=faster)
+    split = dataclasses.replace(signed, client_plan=faster)
+    resigned = dataclasses.replace(
+        split, signature=keyholder.sign(b"he-fed/federation/v1" + split._signed_bytes())
+    )
+    with pytest.raises(MalformedMessage, match="names another clients' plan"):
+        FederationFile.from_bytes(resigned.to_bytes())
 
 
 def test_a_release_verifies_only_for_its_key_holder_and_federation():

@@ -22,7 +22,7 @@ from he_fed.exceptions import ConfigurationError, MalformedMessage, PolicyViolat
 from he_fed.models import LogisticRegressionGD
 from he_fed.protocol import Aggregate, Identity, decode, encode
 from he_fed.protocol.council import council_pin
-from he_fed.protocol.spec import FederationSetup, scheme_to_config
+from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import run_federation
 from he_fed.runtime.flower import FlowerExecutor, KeyHolderPolicy, make_client_app, records
 from he_fed.runtime.flower.sharenode import exchange_payload
@@ -343,15 +343,7 @@ def _reply(grid, node, step, config) -> Message:
 
 
 def _set_up(grid, setup):
-    request = {
-        **scheme_to_config(setup.scheme),
-        "min-clients": 0,
-        "n-features": setup.run_plan.n_features,
-        "server-lr": setup.run_plan.server_lr,
-        "standardize": setup.run_plan.standardize,
-        "standardize-target": setup.run_plan.standardize_target,
-        "n-outputs": setup.run_plan.n_outputs,
-    }
+    request = {**records.keyholder_request(setup), "min-clients": 0}
     return {i: records.config_of(_reply(grid, HOLDER + i, "setup", request)) for i in range(1, 6)}
 
 
@@ -394,13 +386,8 @@ def test_a_deployed_holder_takes_no_share_policy_or_council_from_the_serverapp(t
         },
     )
     request = {
-        **scheme_to_config(setup.scheme),
+        **records.keyholder_request(setup),
         "min-clients": 0,
-        "n-features": 3,
-        "server-lr": 1.0,
-        "standardize": True,
-        "standardize-target": False,
-        "n-outputs": 1,
         "share": keys.shares[0].to_bytes(),
     }
     for node, text in ((HOLDER + 1, "policy-file"), (HOLDER + 2, "share-file")):

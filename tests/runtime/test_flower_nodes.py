@@ -444,6 +444,8 @@ _BAD_KEYGEN = [
         {"allow-insecure": "no"},  # bool("no") is True: an opt-in to weak keys
         "MalformedMessage: a scheme's params must be text and its allow-insecure a boolean",
     ),
+    ({"client-plan": _MISSING}, "MalformedMessage: the message's 'client-plan' must be bytes"),
+    ({"client-plan": b"short"}, "ConfigurationError: client_plan is a 32-byte SHA-256 digest"),
     (  # a simulated key holder built a model of n-features weights (red team 40)
         {"n-features": 2**62},
         "ConfigurationError: a plan of 1 x 4611686018427387905 weights is over the 16,777,216",
@@ -578,16 +580,12 @@ def test_a_registration_refuses_an_id_no_update_could_carry():
     assert not _ask(grid, KEYHOLDER, records.REGISTER, fits).has_error()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (red team 40): a deployed ServerApp gives each client node its own "
-    "plan, which neither the key holder nor its tickets bind, so it can make every "
-    "other client's update zero and release the victim's alone",
-)
 def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path):
     """Red team 40, goal 1: the other clients train at a learning rate of 1e-300, so
-    their updates encode to zero while they still count towards ``min_clients``, and
-    the release is the victim's update times ``n_A / N``. Asserted: it is not."""
+    their updates would encode to zero while still counting towards ``min_clients``,
+    and the release would be the victim's update times ``n_A / N``. Now every ticket
+    names the digest of the key holder's clients' plan: the starved clients refuse
+    it, the cohort is below the key holder's minimum, and nothing is released."""
     parts = _partitions()
     setup = FederationSetup.from_partitions(
         parts,
@@ -612,12 +610,15 @@ def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path):
 
     def one_round(federation):
         (outcome,) = federation.train(1)
-        return outcome.contributors, federation.aggregator.raw_model()
+        return outcome, federation.aggregator.raw_model()
 
-    contributors, (coef, intercept) = run_federation(
+    outcome, (coef, intercept) = run_federation(
         FlowerExecutor(grid, nodes=4), setup, parts, one_round
     )
-    assert len(contributors) == 3  # the key holder's policy was met
+    assert len(outcome.failures) == 2
+    assert all("another training plan" in reason for reason in outcome.failures.values())
+    assert outcome.skipped is not None and len(outcome.contributors) < 3
+    assert not np.any(coef) and not intercept  # the model never moved: nothing released
     X, y = parts[0]
     alone = LogisticRegressionGD(learning_rate=0.5, random_state=0, max_iter=2)
     alone.fit(X, y, coef_init=np.zeros(3), intercept_init=0.0, classes=np.array([0, 1]))

@@ -126,7 +126,8 @@ def test_a_field_changed_and_resealed_without_the_key_refuses_to_start(tmp_path)
     content = envelope.body[: -_sealed.TAG_BYTES]
     generation, (state, ticket, releases, last) = parse_content(content)
     inner = wire.open_envelope(state, wire.Kind.KEYHOLDER_STATE)
-    offset = 16 + 8 + 8 + 1  # federation, n_features, server_lr, flags: then min_clients
+    # federation, n_features, server_lr, flags, the clients' plan digest: then min_clients
+    offset = 16 + 8 + 8 + 1 + 32
     body = bytearray(inner.body)
     assert int.from_bytes(body[offset : offset + 8], "big") == 2
     body[offset : offset + 8] = (1).to_bytes(8, "big")

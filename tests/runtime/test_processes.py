@@ -26,7 +26,7 @@ from he_fed.runtime import (
     run_federation,
 )
 from tests.conftest import keys_for
-from tests.protocol.harness import ticket
+from tests.protocol.harness import plan_digest, ticket
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,8 @@ FINGERPRINT = keys_for("paillier").public.fingerprint
 
 
 def _start() -> bytes:
-    return ticket(KEYHOLDER, 0, np.zeros(4), fingerprint=FINGERPRINT)
+    plan = plan_digest(model=LogisticRegressionGD(random_state=0), local_epochs=1)
+    return ticket(KEYHOLDER, 0, np.zeros(4), fingerprint=FINGERPRINT, plan=plan)
 
 
 def _clients(widths: list[int]) -> list[Client]:
@@ -127,14 +128,22 @@ def test_a_refusing_client_is_reported_in_order_and_the_others_go_on(executor):
     assert executor.collect(clients[:1], start)[0].error.startswith("client 'c0' already")
 
 
-def test_only_clients_with_a_portable_model_can_be_sent_to_a_worker(executor):
-    client = _clients([3])[0]
-    client._model = LogisticRegressionGD(random_state=np.random.RandomState(1))
-    start = _start()
+def test_only_clients_with_a_portable_model_exist_to_be_sent_to_a_worker(executor):
+    # A client's plan must have a digest for tickets to name, so a model that cannot
+    # travel as plain data is refused when the client is made, not in a worker.
+    (client,) = _clients([3])
     with pytest.raises(ConfigurationError, match="random_state"):
-        executor.collect([client], start)
+        Client(
+            "c",
+            client._X,
+            client._y,
+            keys_for("paillier").public.to_bytes(),
+            keyholder=KEYHOLDER.public_bytes,
+            model=LogisticRegressionGD(random_state=np.random.RandomState(1)),
+            allow_insecure=True,
+        )
     with pytest.raises(ConfigurationError, match="Client objects"):
-        executor.collect(["c0"], start)  # type: ignore[list-item]
+        executor.collect(["c0"], _start())  # type: ignore[list-item]
 
 
 def test_a_dead_worker_is_an_executor_error_not_a_hang():

@@ -10,6 +10,7 @@ from typing import Any
 
 from he_fed.crypto import wire
 from he_fed.protocol.messages import RoundStart, decode
+from he_fed.protocol.model import RunPlan
 from he_fed.protocol.signed_release import Release
 from he_fed.protocol.spec import model_kinds
 from he_fed.runtime import _sealed
@@ -92,7 +93,7 @@ def _client_state(data: bytes) -> dict[str, Any]:
 def _aggregator_state(data: bytes) -> dict[str, Any]:
     r = wire.Reader(wire.open_envelope(data, wire.Kind.AGGREGATOR_STATE).body, "aggregator state")
     keyholder, federation = bytes(r.raw(32)), r.blob(max_size=16)
-    r.uint(), r.float64(), r.uint(1)  # the run plan
+    RunPlan.read_from(r, "aggregator state")
     round_id, task = r.uint() - 1, r.text(length_bytes=1)
     return {
         "federation": federation.hex() or "no round yet",

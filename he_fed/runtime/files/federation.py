@@ -15,10 +15,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from he_fed.crypto import PublicKey, wire
 from he_fed.exceptions import ConfigurationError, InvalidSignature, MalformedMessage
+from he_fed.protocol._plan_bytes import read_config, write_config
 from he_fed.protocol.messages import FEDERATION_ID_BYTES
 from he_fed.protocol.model import RunPlan
 from he_fed.protocol.receipts import Identity, verify_signature
@@ -29,48 +29,6 @@ __all__ = ["FederationFile"]
 _FEDERATION_DOMAIN = b"he-fed/federation/v1"
 _SIGNATURE_BYTES = 64
 _MAX_CLIENTS = 1 << 20
-
-
-def _write_value(w: wire.Writer, value: object) -> None:
-    if isinstance(value, bool):
-        w.text("b", length_bytes=1)
-        w.uint(int(value), 1)
-    elif isinstance(value, int):
-        w.text("i", length_bytes=1)
-        w.text(str(value))
-    elif isinstance(value, float):
-        w.text("f", length_bytes=1)
-        w.float64(value)
-    elif isinstance(value, str):
-        w.text("s", length_bytes=1)
-        w.text(value)
-    elif isinstance(value, list):
-        w.text("l", length_bytes=1)
-        w.uint(len(value), 2)
-        for item in value:
-            if isinstance(item, list):
-                raise ConfigurationError("a client plan holds no nested lists")
-            _write_value(w, item)
-    else:
-        raise ConfigurationError(f"a client plan cannot hold {type(value).__name__}")
-
-
-def _read_value(r: wire.Reader, *, nested: bool = False) -> Any:
-    tag = r.text(length_bytes=1, max_size=1)
-    if tag == "b":
-        return bool(r.uint(1))
-    if tag == "i":
-        text = r.text(max_size=40)
-        if not text.lstrip("-").isdigit() or not text.isascii():
-            raise MalformedMessage(f"federation file: {text!r} is not an integer")
-        return int(text)
-    if tag == "f":
-        return r.float64()
-    if tag == "s":
-        return r.text()
-    if tag == "l" and not nested:
-        return [_read_value(r, nested=True) for _ in range(r.uint(2))]
-    raise MalformedMessage(f"federation file: unknown value tag {tag!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,7 +81,15 @@ class FederationFile:
         min_clients: int | None,
         clients: Mapping[str, bytes],
     ) -> FederationFile:
-        """The federation file, signed by the key holder's ``identity``."""
+        """The federation file, signed by the key holder's ``identity``.
+
+        Raises
+        ------
+        ConfigurationError
+            If the run plan does not name ``client_plan``'s digest.
+        """
+        if plan.client_plan != client_plan.digest():
+            raise ConfigurationError("the run plan names another clients' plan than this one")
         unsigned = cls(
             federation,
             identity.public_bytes,
@@ -147,11 +113,7 @@ class FederationFile:
         w.text(self.params)
         self.plan.write_to(w)
         w.uint(self.min_clients or 0)
-        config = self.client_plan.to_config()
-        w.uint(len(config), 2)
-        for name in sorted(config):
-            w.text(name, length_bytes=1)
-            _write_value(w, config[name])
+        write_config(w, self.client_plan.to_config())
         w.uint(len(self.clients), 4)
         for client_id, key in sorted(self.clients.items()):
             w.text(client_id, length_bytes=1)
@@ -197,7 +159,7 @@ class FederationFile:
         scheme, params = r.text(length_bytes=1), r.text()
         plan = RunPlan.read_from(r, "federation file")
         min_clients = r.uint() or None
-        config = {r.text(length_bytes=1): _read_value(r) for _ in range(r.uint(2))}
+        config = read_config(r, "federation file")
         count = r.uint(4)
         if count > min(_MAX_CLIENTS, r.remaining // 33):
             raise MalformedMessage(f"federation file claims {count} clients")
@@ -214,6 +176,8 @@ class FederationFile:
         if not verify_signature(keyholder, signature, _FEDERATION_DOMAIN + signed):
             raise InvalidSignature("the federation file is not signed by the key holder it names")
         client_plan = ClientPlan.from_config(config)
+        if plan.client_plan != client_plan.digest():
+            raise MalformedMessage("federation file: its run plan names another clients' plan")
         return cls(
             federation,
             keyholder,

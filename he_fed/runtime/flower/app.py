@@ -43,13 +43,13 @@ from flwr.serverapp import Grid, ServerApp
 
 from he_fed.crypto.threshold import parse_threshold
 from he_fed.exceptions import ConfigurationError
-from he_fed.protocol import RunPlan
 from he_fed.runtime.flower.nodes import make_client_app
 from he_fed.runtime.flower.policy import KeyHolderPolicy
 
 if TYPE_CHECKING:
     from he_fed.experiment import ExperimentConfig, ExperimentData
     from he_fed.federated import RoundRecord
+    from he_fed.protocol.spec import FederationSetup
 
 # Every message to a node is a fresh process that imports this module, most of them
 # to nodes that never train (the key holder, the share holders): what only the
@@ -182,22 +182,47 @@ def keyholder_policy(
     trust_on_first_use : bool, default=False
         Without ``trusted_clients``, accept the identities the aggregator forwards.
     """
-    from he_fed.experiment import make_estimator
+    from he_fed.experiment import run_experiment
 
     given = {key.replace("_", "-"): value for key, value in run_config.items()}
     config = config_from_run_config({**_default_run_config(), **given})
-    data = _shared_data(config)
-    sizes = [int(np.count_nonzero(data.groups == g)) for g in np.unique(data.groups)]
-    scheme = make_estimator(config, data.model).plan_scheme(sizes)
-    classes = np.unique(data.y_train).size if data.model == "logistic" else 0
-    plan = RunPlan(
-        n_features=int(data.X_train.shape[1]),
-        server_lr=config.server_lr,
-        standardize=config.standardize,
-        standardize_target=config.standardize and data.model == "linear",
-        n_outputs=classes if classes > 2 else 1,
+    try:  # the ServerApp's own path, up to the federation it asks the nodes for
+        run_experiment(config, executor=_SetupProbe())  # type: ignore[arg-type]
+    except _SetupFound as found:
+        setup = found.setup
+    else:  # pragma: no cover - a run always connects before its first round
+        raise ConfigurationError("this run configuration sets no federation up")
+    return KeyHolderPolicy(
+        setup.scheme, setup.run_plan, setup.min_clients, trusted_clients, trust_on_first_use
     )
-    return KeyHolderPolicy(scheme, plan, config.min_clients, trusted_clients, trust_on_first_use)
+
+
+class _SetupFound(Exception):  # noqa: N818 - not an error: the probe's answer
+    def __init__(self, setup: FederationSetup) -> None:
+        super().__init__("found the federation setup")
+        self.setup = setup
+
+
+class _SetupProbe:
+    """An executor that stops a run where the ServerApp would ask the nodes for keys.
+
+    So the policy names exactly the scheme, run plan and clients' plan that this run
+    configuration's ServerApp asks for: the same code chooses them.
+    """
+
+    name = "flower"
+
+    def start(self) -> float:
+        return 0.0
+
+    def connect(self, setup: FederationSetup) -> None:
+        raise _SetupFound(setup)
+
+    def collect(self, clients: object, message: bytes) -> list[object]:  # pragma: no cover
+        raise ConfigurationError("the setup probe runs no round")
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 def node_data(context: Context) -> tuple[np.ndarray, np.ndarray]:

@@ -54,8 +54,10 @@ __all__ = [
 
 #: Version 2 added ``n-outputs`` (rows of weights, one per class of a multinomial
 #: model); a version-1 policy, which predates it, describes a one-row model.
-_VERSION = 2
-_READABLE = (1, 2)
+#: Version 3 added ``client-plan`` (the digest of the clients' training plan); an
+#: older policy names none, and a node refuses to start a federation under it.
+_VERSION = 3
+_READABLE = (1, 2, 3)
 
 
 def in_simulation(node_config: Mapping[str, Any]) -> bool:
@@ -187,6 +189,7 @@ class KeyHolderPolicy:
             "standardize": plan.standardize,
             "standardize-target": plan.standardize_target,
             "n-outputs": plan.n_outputs,
+            "client-plan": plan.client_plan.hex(),
             "min-clients": self.min_clients,
             "trusted-clients": None
             if self.trusted_clients is None
@@ -224,6 +227,7 @@ class KeyHolderPolicy:
                 bool(data["standardize"]),
                 bool(data["standardize-target"]),
                 int(data["n-outputs"]) if version >= 2 else 1,
+                client_plan=bytes.fromhex(data["client-plan"]) if version >= 3 else b"",
             )
             trusted = data.get("trusted-clients")
             min_clients = data.get("min-clients")
@@ -269,7 +273,15 @@ class KeyHolderPolicy:
             If they differ.
         MalformedMessage
             If the request does not state a scheme and a plan.
+        ConfigurationError
+            If the policy names no clients' plan (a policy of version 1 or 2).
         """
+        if not self.plan.client_plan:
+            raise ConfigurationError(
+                f"the {who}'s policy names no clients' training plan (a policy older than "
+                f"version {_VERSION}); write it again with "
+                "he_fed.runtime.flower.app.keyholder_policy"
+            )
         asked, plan = scheme_from_config(request), records.run_plan(request)
         if asked != self.scheme or plan != self.plan:
             raise PolicyViolation(

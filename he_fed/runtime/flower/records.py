@@ -238,6 +238,7 @@ def run_plan(config: Mapping[str, object]) -> RunPlan:
         flag(config, "standardize"),
         flag(config, "standardize-target"),
         integer(config, "n-outputs"),
+        client_plan=blob(config, "client-plan"),
     )
 
 
@@ -257,6 +258,7 @@ def keyholder_request(setup: FederationSetup) -> dict[str, object]:
         "standardize": plan.standardize,
         "standardize-target": plan.standardize_target,
         "n-outputs": plan.n_outputs,
+        "client-plan": plan.client_plan,
     }
 
 
