@@ -8,6 +8,7 @@ init``) and ``keyholder.state`` (its policy state). ``--identity`` and
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "EXISTING_FILE",
     "IDENTITY_FILE",
     "KeyHolderFiles",
+    "class_key",
     "federation_option",
     "keyholder_options",
     "pin_bytes",
@@ -63,6 +65,15 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
     if passphrase_file:
         return passphrase_file.read_text(encoding="utf-8").rstrip("\n")
     return None
+
+
+def class_key(label: object) -> object:
+    """How a class label written as text is compared: as a number if it reads as one."""
+    try:
+        number = float(label)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(label)
+    return number if math.isfinite(number) else str(label)
 
 
 def round_label(round_id: int, task: Task) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 from he_fed.cli._errors import friendly_errors
 from he_fed.cli._roles import (
     EXISTING_FILE,
+    class_key,
     federation_option,
     pin_bytes,
     read_input,
@@ -38,25 +39,30 @@ from he_fed.runtime.files import (
 
 
 def _labels(plan: ClientPlan, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """The client's labels and the federation's classes, compared as the plan writes them.
+    """The file's labels as the plan's own class labels, and the plan's classes.
 
-    Labels read from a file are text; numeric classes (``0,1``) are compared as
-    numbers, so ``1`` and ``1.0`` are one label.
+    A file's labels are text. One that reads as a number names the class with that
+    number (``1.0`` in a file is the class ``1``), any other the class with that
+    text. The client then holds the plan's very labels, so its plan, and the digest
+    the key holder's tickets must name, is the federation's.
     """
     if plan.classes is None:
         return y.astype(np.float64), None
     classes = np.asarray(plan.classes)
-    try:
-        classes, y = classes.astype(np.float64), np.asarray(y).astype(np.float64)
-    except ValueError:
-        classes, y = classes.astype(str), np.asarray(y).astype(str)
-    stray = sorted(set(np.unique(y).tolist()) - set(classes.tolist()))
+    index: dict[object, int] = {}
+    for i, label in enumerate(classes.tolist()):
+        if index.setdefault(class_key(label), i) != i:
+            raise ConfigurationError(
+                f"the federation's classes {classes.tolist()} name one label twice"
+            )
+    keys = [class_key(label) for label in np.asarray(y).tolist()]
+    stray = sorted({str(label) for label in y.tolist() if class_key(label) not in index})
     if stray:
         raise ConfigurationError(
             f"the data holds labels {stray} that are not the federation's classes "
             f"{classes.tolist()}"
         )
-    return y, classes
+    return classes[[index[key] for key in keys]], classes
 
 
 def _pinned(fed: FederationFile, state: ClientState | None, pin: str | None) -> bytes:

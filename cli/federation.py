@@ -9,6 +9,7 @@ import numpy as np
 from he_fed.cli._errors import friendly_errors
 from he_fed.cli._roles import (
     KeyHolderFiles,
+    class_key,
     keyholder_options,
     read_input,
     write_output,
@@ -44,7 +45,7 @@ def _classes(model: str, text: str | None) -> np.ndarray | None:
             raise ConfigurationError("--classes is for --model logistic")
         return None
     labels = [] if text is None else [c.strip() for c in text.split(",")]
-    if len(labels) < 2 or len(set(labels)) != len(labels) or not all(labels):
+    if len(labels) < 2 or len({class_key(c) for c in labels}) != len(labels) or not all(labels):
         raise ConfigurationError(
             "--model logistic needs --classes NEGATIVE,POSITIVE (or three labels or more, for "
             "a multinomial model): the distinct labels, as the clients' files write them"

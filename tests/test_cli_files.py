@@ -44,7 +44,15 @@ def _one_line_error(outcome, *fragments):
         assert fragment in outcome.output, outcome.output
 
 
-def test_the_commands_train_exactly_the_model_he_fed_run_trains(flow, tmp_path):
+@pytest.mark.parametrize("spelling", [None, {"0": "0.0", "1": "1.00"}])
+def test_the_commands_train_exactly_the_model_he_fed_run_trains(flow, tmp_path, spelling):
+    """However a client's file spells the classes ``0,1`` (``1.00`` is the class ``1``),
+    it holds the plan's own labels, so its plan's digest is the one its tickets name."""
+    if spelling is not None:
+        path = tmp_path / "hospital-a.csv"
+        head, *rows = path.read_text(encoding="utf-8").splitlines()
+        rows = [row.rpartition(",")[0] + "," + spelling[row.rpartition(",")[2]] for row in rows]
+        path.write_text("\n".join([head, *rows]) + "\n", encoding="utf-8")
     for round_id in range(4):  # the two statistics rounds, then two training rounds
         flow.round(round_id)
     expected = run_experiment(experiment(rounds=2)).final
@@ -52,6 +60,24 @@ def test_the_commands_train_exactly_the_model_he_fed_run_trains(flow, tmp_path):
     assert coef == np.asarray(expected["coef"]).tolist()
     assert intercept == expected["intercept"]
     assert json.loads((tmp_path / "round-3.json").read_text())["contributors"] == 3
+
+
+def test_classes_that_name_one_number_twice_are_refused(flow):
+    [outcome] = flow.run(
+        ["federation", "init", *KEYHOLDER, "--features", "30", "--classes", "1,1.0", "--force"]
+        + [a for name in CLIENTS for a in ("--client", f"{name}/{name}.pub")],
+        ok=False,
+    )
+    _one_line_error(outcome, "--model logistic needs --classes")
+
+
+def test_a_client_whose_file_holds_another_label_is_refused(flow, tmp_path):
+    path = tmp_path / "hospital-a.csv"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace(",1\n", ",yes\n", 1), encoding="utf-8")
+    flow.ticket(0)
+    [outcome] = flow.run(flow.client_args("hospital-a", 0), ok=False)
+    _one_line_error(outcome, "ConfigurationError", "labels ['yes'] that are not the federation's")
 
 
 def test_a_tampered_update_is_refused_and_named(flow, tmp_path):

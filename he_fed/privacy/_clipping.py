@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from he_fed.exceptions import ConfigurationError
 from he_fed.models import BaseGD, LogisticRegressionGD
 
 __all__ = [
@@ -37,12 +38,23 @@ __all__ = [
 
 
 def _targets(model: BaseGD, y: np.ndarray, classes: np.ndarray | None, rows: int) -> np.ndarray:
+    """Regression targets, or each record's class as a 0/1 target (one column per class).
+
+    A label matches a class as Python compares them (``1 == 1.0``, ``"1" != 1``), and
+    a label that matches none is refused: training it as "no class" would let a
+    relay that sends other labels than the client's data holds zero its gradients.
+    """
     if not isinstance(model, LogisticRegressionGD):
         return np.asarray(y, dtype=np.float64)
-    labels = np.asarray(classes) if classes is not None else np.unique(y)
+    labels = (np.asarray(classes) if classes is not None else np.unique(y)).tolist()
+    index = {label: i for i, label in enumerate(labels)}
+    try:
+        codes = np.array([index[v] for v in np.asarray(y).tolist()], dtype=np.intp)
+    except (KeyError, TypeError):
+        raise ConfigurationError(f"y holds labels outside the classes {labels}") from None
     if rows == 1:
-        return (np.asarray(y) == labels[1]).astype(np.float64)
-    return (np.asarray(y)[:, None] == labels[None, :]).astype(np.float64)
+        return (codes == 1).astype(np.float64)
+    return np.eye(len(labels))[codes]
 
 
 def per_record_gradients(

@@ -208,13 +208,19 @@ class Client:
             raise ConfigurationError("a client needs a public key that can encrypt")
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
-        if X.ndim != 2 or len(X) != len(y) or len(X) == 0:
+        if X.ndim != 2 or y.ndim != 1 or len(X) != len(y) or len(X) == 0:
             raise ConfigurationError(
                 f"client {client_id!r} needs X of shape (n, d) and y of n labels, "
                 f"got {X.shape} and {y.shape}"
             )
         if not np.isfinite(X).all():
             raise ConfigurationError(f"client {client_id!r} has NaN or infinite features")
+        stray = set() if classes is None else set(y.tolist()) - set(np.asarray(classes).tolist())
+        if stray:  # trained as "no class", they would zero this client's gradients
+            raise ConfigurationError(
+                f"client {client_id!r} holds labels {', '.join(sorted(map(repr, stray)))}, "
+                f"not among the federation's classes {np.asarray(classes).tolist()!r}"
+            )
         self._validation_split = check_float("validation_split", validation_split, low=0, high=0.9)
         held_out = evaluation.validation_rows(len(X), self._validation_split, client_id)
         self._X_val, self._y_val = X[held_out], y[held_out]
@@ -429,12 +435,6 @@ class Client:
         else:
             X, _ = self._standardized(start, self._X_val, self._y_val, d)
             index = {label: i for i, label in enumerate(np.asarray(self._classes).tolist())}
-            unknown = [v for v in self._y_val.tolist() if v not in index]
-            if unknown:
-                raise ConfigurationError(
-                    f"client {self.client_id!r} holds a label outside the federation's "
-                    f"classes: {unknown[0]!r}"
-                )
             y = np.array([index[v] for v in self._y_val.tolist()], dtype=np.int64)
             kind = "classification"
         values = evaluation.local_means(kind, X, y, weights, rows)

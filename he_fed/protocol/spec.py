@@ -111,14 +111,6 @@ def _classes(values: object) -> np.ndarray | None:
     return np.asarray(list(values))
 
 
-def _label(value: object) -> object:
-    """A class label as a plan's digest hashes it: a float if it reads as a number."""
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return value
-
-
 @dataclass(frozen=True, eq=False)
 class ClientPlan:
     """The local training recipe every client is given.
@@ -200,13 +192,11 @@ class ClientPlan:
         contributors trained under one plan, the one the key holder's plan names.
         ``allow_insecure`` is left out: it is each client's own opt-in to a weak
         key, and the ticket names the key itself (its fingerprint). Class labels
-        that read as numbers are hashed as floats: ``1``, ``1.0`` and ``"1"`` are one
-        label, as a client reading its labels from a file compares them.
+        are hashed as typed: ``1``, ``1.0`` and ``"1"`` make three plans, so clients
+        under one digest hold the very same labels.
         """
         config = self.to_config()
         del config["allow-insecure"]
-        if "classes" in config:
-            config["classes"] = [_label(c) for c in config["classes"]]  # type: ignore[union-attr]
         w = wire.Writer()
         write_config(w, config)
         return hashlib.sha256(_DIGEST_DOMAIN + w.getvalue()).digest()

@@ -16,6 +16,7 @@ from he_fed.exceptions import (
     PolicyViolation,
 )
 from he_fed.models import LinearRegressionGD, LogisticRegressionGD
+from he_fed.privacy import clipped_gradient_mean
 from he_fed.protocol import (
     Aggregate,
     Client,
@@ -108,6 +109,30 @@ def test_a_client_trains_only_under_the_plan_its_key_holder_s_ticket_names():
     assert (
         len({mine, starved, dataclasses.replace(client.spec().plan, local_epochs=4).digest()}) == 3
     )
+
+
+def test_class_labels_are_hashed_as_typed_and_a_client_holds_only_its_plan_s_labels():
+    """Red team 41: with ``"0","1"`` hashed as ``0.0, 1.0``, a relay gave the other
+    clients text labels under the honest digest; FedSGD trained their integer labels
+    as no class, so their sums were zero and the release was the victim's alone."""
+    model = LogisticRegressionGD(random_state=7)
+    spellings = ([0, 1], [0.0, 1.0], [False, True], ["0", "1"])
+    digests = {ClientPlan(model, classes=np.array(c)).digest() for c in spellings}
+    assert len(digests) == len(spellings)
+    public = keys_for("paillier").public.to_bytes()
+    with pytest.raises(ConfigurationError, match=r"labels 0, 1, not among .*\['0', '1'\]"):
+        Client("a", np.zeros((4, 2)), np.array([0, 1, 1, 0]), public, keyholder=bytes(32),
+               model=model, classes=np.array(["0", "1"]), allow_insecure=True)  # fmt: skip
+    with pytest.raises(ConfigurationError, match="labels outside the classes"):
+        clipped_gradient_mean(
+            model, np.zeros((4, 2)), np.array([0, 1, 1, 0]), np.zeros(3), 0.1, 1.0,
+            np.array(["0", "1"]),
+        )  # fmt: skip
+    # A number's spellings are one label to the gradients, as to the estimator.
+    X, y, weights = np.arange(8.0).reshape(4, 2), np.array([0, 1, 1, 1]), np.zeros(3)
+    as_floats, _ = clipped_gradient_mean(model, X, y, weights, 0.1, 10.0, np.array([0.0, 1.0]))
+    as_ints, _ = clipped_gradient_mean(model, X, y, weights, 0.1, 10.0, np.array([0, 1]))
+    assert np.any(as_ints) and np.array_equal(as_floats, as_ints)
 
 
 def test_a_client_plan_travels_as_primitives_and_comes_back_equal():

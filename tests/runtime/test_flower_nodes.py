@@ -580,18 +580,31 @@ def test_a_registration_refuses_an_id_no_update_could_carry():
     assert not _ask(grid, KEYHOLDER, records.REGISTER, fits).has_error()
 
 
-def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path):
+@pytest.mark.parametrize(
+    ("field", "value", "epochs"),
+    [
+        ("param.learning_rate", 1e-300, 2),
+        # Red team 41: labels that read as the honest ones. Under FedSGD (one epoch)
+        # a label matching no class trained as "no class", zeroing the others' sums.
+        ("classes", [0.0, 1.0], 1),
+        ("classes", [False, True], 2),
+        ("classes", ["0", "1"], 1),
+    ],
+)
+def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path, field, value, epochs):
     """Red team 40, goal 1: the other clients train at a learning rate of 1e-300, so
     their updates would encode to zero while still counting towards ``min_clients``,
-    and the release would be the victim's update times ``n_A / N``. Now every ticket
-    names the digest of the key holder's clients' plan: the starved clients refuse
-    it, the cohort is below the key holder's minimum, and nothing is released."""
+    and the release would be the victim's update times ``n_A / N``. Red team 41 did
+    the same with class labels that compare unequal to the clients' own. Now every
+    ticket names the digest of the key holder's clients' plan, labels hashed as
+    typed, and a client refuses labels that are not its data's: the starved clients
+    refuse, the cohort is below the key holder's minimum, and nothing is released."""
     parts = _partitions()
     setup = FederationSetup.from_partitions(
         parts,
         scheme=_setup(parts).scheme,
         model=LogisticRegressionGD(learning_rate=0.5, random_state=0),
-        local_epochs=2,
+        local_epochs=epochs,
         classes=np.array([0, 1]),
         standardize=False,
         min_clients=3,
@@ -603,7 +616,7 @@ def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path):
         messages = list(messages)
         for m in messages:
             if m.metadata.message_type == records.SETUP and m.metadata.dst_node_id != 10:
-                records.config_of(m)["plan.param.learning_rate"] = 1e-300
+                records.config_of(m)[f"plan.{field}"] = value
         return honest_push(messages)
 
     grid.push_messages = push
@@ -612,6 +625,11 @@ def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path):
         (outcome,) = federation.train(1)
         return outcome, federation.aggregator.raw_model()
 
+    if isinstance(value, list) and isinstance(value[0], str):
+        # The text labels are not the clients' integers: they refuse at setup.
+        with pytest.raises(ConfigurationError, match=r"labels 0, 1, not among .*\['0', '1'\]"):
+            run_federation(FlowerExecutor(grid, nodes=4), setup, parts, one_round)
+        return
     outcome, (coef, intercept) = run_federation(
         FlowerExecutor(grid, nodes=4), setup, parts, one_round
     )
@@ -620,7 +638,7 @@ def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path):
     assert outcome.skipped is not None and len(outcome.contributors) < 3
     assert not np.any(coef) and not intercept  # the model never moved: nothing released
     X, y = parts[0]
-    alone = LogisticRegressionGD(learning_rate=0.5, random_state=0, max_iter=2)
+    alone = LogisticRegressionGD(learning_rate=0.5, random_state=0, max_iter=epochs)
     alone.fit(X, y, coef_init=np.zeros(3), intercept_init=0.0, classes=np.array([0, 1]))
     victim = np.append(np.ravel(alone.coef_), alone.intercept_)
     released = np.append(np.ravel(coef), intercept) * sum(len(p[0]) for p in parts) / len(X)
