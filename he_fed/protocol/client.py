@@ -38,7 +38,7 @@ from he_fed.protocol.receipts import (
     contribution_payloads,
     ticket_payload,
 )
-from he_fed.protocol.spec import MAX_LOCAL_EPOCHS, ClientPlan, ClientSpec
+from he_fed.protocol.spec import MAX_LOCAL_EPOCHS, ClientPlan, ClientSpec, ticket_plan
 
 __all__ = ["Client", "ClientReport"]
 
@@ -250,7 +250,7 @@ class Client:
             model, local_epochs, classes, standardize_target, allow_insecure,
             self._validation_split, privacy,
         )  # fmt: skip
-        self._plan_digest = self._plan.digest()  # every ticket must name it
+        self._plan_digest = ticket_plan(self._plan.digest(), key.scheme)  # tickets name it
         #: This client's weight pins (:meth:`EncryptedVector.prove_commitment`): each
         #: weight it sends is range-proven once, in the first round that needs it.
         self._weight_pins: dict[object, object] = {}
@@ -335,7 +335,8 @@ class Client:
         if start.plan != self._plan_digest:
             raise PolicyViolation(
                 f"client {self.client_id!r}: the key holder's ticket names another training "
-                "plan than this client's; it trains only under the plan the key holder names"
+                "plan or encoding plan than this client's; it trains only under the plans the "
+                "key holder names"
             )
         key = tasks.plan_for(self._key, start.task)
         if start.fingerprint != key.fingerprint:

@@ -37,6 +37,7 @@ from he_fed.protocol.model import GlobalModel, RunPlan
 from he_fed.protocol.normalisers import Normalisers
 from he_fed.protocol.receipts import Identity, Registry, ticket_payload
 from he_fed.protocol.release import WeightedDecryption, checked_mean
+from he_fed.protocol.spec import ticket_plan
 
 __all__ = ["DEFAULT_MAX_REJECTIONS", "KeyHolder", "majority"]
 
@@ -283,7 +284,7 @@ class KeyHolder:
             weights,
             center,
             scale,
-            self._plan.client_plan,
+            ticket_plan(self._plan.client_plan, self._keys.public.scheme),
         )
         signature = self._identity.sign(ticket_payload(unsigned.signed_bytes()))
         self._last_round = round_id

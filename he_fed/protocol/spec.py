@@ -60,6 +60,7 @@ ConfigValue = bool | int | float | str | bytes | list[Any]
 
 _PARAM = "param."
 _DIGEST_DOMAIN = b"he-fed/client-plan/v1"
+_TICKET_PLAN_DOMAIN = b"he-fed/ticket-plan/v1"
 
 
 def _model_kind(model: BaseGD) -> str:
@@ -291,6 +292,33 @@ class ClientSpec:
     signing_key: bytes | None = None
     last_round: int = -1
     phase: int = 0
+
+
+def ticket_plan(client_plan: bytes, scheme: Scheme) -> bytes:
+    """What a ticket's ``plan`` names: the clients' training plan under the key's encoding plan.
+
+    A key's fingerprint covers its key material, not its encoding plan (``clip``,
+    ``precision_bits``, ``max_clients``, ``max_weight``), and a client takes both
+    from whoever relays its setup. Red team 42 gave the other clients the very key
+    under a clip of ``2**64``, so their updates encoded to zero and still counted
+    towards ``min_clients``. The key holder names this digest of its own key's plan
+    in every ticket, and a client answers only a ticket naming the digest of its own.
+
+    Parameters
+    ----------
+    client_plan : bytes
+        :meth:`ClientPlan.digest`, as :attr:`RunPlan.client_plan` names it (``b""``:
+        none, and then so is this).
+    scheme : Scheme
+        The scheme and encoding plan of the federation's public key.
+    """
+    if not client_plan:
+        return b""
+    w = wire.Writer()
+    w.blob(client_plan)
+    w.text(scheme.name)
+    w.text(scheme.params_text(), length_bytes=4)
+    return hashlib.sha256(_TICKET_PLAN_DOMAIN + w.getvalue()).digest()
 
 
 def scheme_to_config(scheme: Scheme) -> dict[str, ConfigValue]:

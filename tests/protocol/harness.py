@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 
+from he_fed.crypto import PublicKey
 from he_fed.exceptions import ConfigurationError
 from he_fed.models import LogisticRegressionGD
 from he_fed.protocol import (
@@ -32,7 +33,7 @@ from he_fed.protocol.receipts import (
     ticket_payload,
     update_payload,
 )
-from he_fed.protocol.spec import ClientPlan
+from he_fed.protocol.spec import ClientPlan, ticket_plan
 from tests.conftest import keys_for
 
 N_FEATURES = 3
@@ -146,14 +147,18 @@ def ticket(
     round_id: int,
     weights,
     *,
-    fingerprint: bytes,
+    key: PublicKey,
     task: Task = Task.TRAIN,
     center=(),
     scale=(),
     plan: bytes = PLAN.client_plan,
 ) -> bytes:
-    """A round start signed by ``signer``, as a key holder with that identity signs one."""
-    unsigned = RoundStart(bytes(16), round_id, task, fingerprint, weights, center, scale, plan)
+    """A round start for ``key`` signed by ``signer``, as a key holder with that identity
+    and a run plan naming the clients' plan ``plan`` signs one."""
+    unsigned = RoundStart(
+        bytes(16), round_id, task, key.fingerprint, weights, center, scale,
+        ticket_plan(plan, key.scheme),
+    )  # fmt: skip
     signature = signer.sign(ticket_payload(unsigned.signed_bytes()))
     return encode(dataclasses.replace(unsigned, signature=signature))
 

@@ -33,18 +33,20 @@ from he_fed.protocol import (
 )
 from he_fed.protocol.receipts import ticket_payload
 from he_fed.protocol.setup import build_client
-from he_fed.protocol.spec import ClientPlan, scheme_from_config, scheme_to_config
+from he_fed.protocol.spec import ClientPlan, scheme_from_config, scheme_to_config, ticket_plan
 from tests.conftest import FAST_SCHEMES, keys_for
 from tests.protocol.harness import signed_update
 
 _KEYHOLDER = Identity()
 
 
-def _ticket(
-    round_id: int, task: Task, weights, center, scale, fingerprint: bytes, plan: bytes = b""
-) -> bytes:
-    """A round start signed by the test's key holder identity, naming ``plan``."""
-    unsigned = RoundStart(bytes(16), round_id, task, fingerprint, weights, center, scale, plan)
+def _ticket(round_id: int, task: Task, weights, center, scale, key, plan: bytes = b"") -> bytes:
+    """A round start for ``key`` signed by the test's key holder identity, naming the
+    clients' plan ``plan`` under the key's encoding plan, as a key holder does."""
+    signed_plan = ticket_plan(plan, key.scheme)
+    unsigned = RoundStart(
+        bytes(16), round_id, task, key.fingerprint, weights, center, scale, signed_plan
+    )
     signature = _KEYHOLDER.sign(ticket_payload(unsigned.signed_bytes()))
     return encode(dataclasses.replace(unsigned, signature=signature))
 
@@ -74,9 +76,7 @@ def test_a_client_rebuilt_from_its_spec_sends_the_same_update():
     rebuilt = build_client(original.spec())
     plan = original.spec().plan.digest()
     assert build_client(rebuilt.spec()).spec().plan.digest() == plan
-    start = _ticket(
-        0, Task.TRAIN, np.full(5, 0.1), np.zeros(4), np.ones(4), keys.public.fingerprint, plan
-    )
+    start = _ticket(0, Task.TRAIN, np.full(5, 0.1), np.zeros(4), np.ones(4), keys.public, plan)
     sums = []
     for client in (original, rebuilt):
         update = decode(client.participate(start).update, EncryptedUpdate)
@@ -99,12 +99,19 @@ def test_a_client_trains_only_under_the_plan_its_key_holder_s_ticket_names():
         classes=np.array([0, 1]),
         allow_insecure=True,
     ).digest()
-    fields = (Task.TRAIN, np.full(5, 0.1), np.zeros(4), np.ones(4), keys.public.fingerprint)
+    fields = (Task.TRAIN, np.full(5, 0.1), np.zeros(4), np.ones(4), keys.public)
     for round_id, other in enumerate((b"", starved)):
         with pytest.raises(PolicyViolation, match="another training plan"):
             client.participate(_ticket(round_id, *fields, other))
     assert client.last_round == -1  # refused before it counted as an attempt
     assert client.participate(_ticket(0, *fields, mine)).round == 0
+    # Red team 42: the very key (one fingerprint) under another encoding plan. A clip
+    # of 2**64 would encode the client's update to zero while its weight counted.
+    for changed in (dict(clip=2.0**64), dict(max_clients=1), dict(precision_bits=40)):
+        other = _client(keys.public.with_plan(**changed).to_bytes())
+        assert other.spec().plan.digest() == mine
+        with pytest.raises(PolicyViolation, match="another training plan or encoding plan"):
+            other.participate(_ticket(0, *fields, mine))
     # Any change of the recipe is another digest.
     assert (
         len({mine, starved, dataclasses.replace(client.spec().plan, local_epochs=4).digest()}) == 3

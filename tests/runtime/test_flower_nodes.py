@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Message
 
-from he_fed.crypto import PackedPaillier, Paillier, load_secret, wire
+from he_fed.crypto import PackedPaillier, Paillier, load_public, load_secret, wire
 from he_fed.exceptions import ConfigurationError, ExecutorError, MalformedMessage, PolicyViolation
 from he_fed.models import LogisticRegressionGD
 from he_fed.protocol import Identity, KeyHolder, Task
@@ -589,6 +589,9 @@ def test_a_registration_refuses_an_id_no_update_could_carry():
         ("classes", [0.0, 1.0], 1),
         ("classes", [False, True], 2),
         ("classes", ["0", "1"], 1),
+        # Red team 42: the very key (one fingerprint) under a clip of 2**64, whose
+        # grid encodes every update to zero while its weight still counts.
+        ("public-key", 2.0**64, 2),
     ],
 )
 def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path, field, value, epochs):
@@ -597,8 +600,10 @@ def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path, fiel
     and the release would be the victim's update times ``n_A / N``. Red team 41 did
     the same with class labels that compare unequal to the clients' own. Now every
     ticket names the digest of the key holder's clients' plan, labels hashed as
-    typed, and a client refuses labels that are not its data's: the starved clients
-    refuse, the cohort is below the key holder's minimum, and nothing is released."""
+    typed, and a client refuses labels that are not its data's. Red team 42 sent the
+    others the key under a clip of 2**64: a ticket's plan digest covers the key
+    holder's own encoding plan too. The starved clients refuse, the cohort is below
+    the key holder's minimum, and nothing is released."""
     parts = _partitions()
     setup = FederationSetup.from_partitions(
         parts,
@@ -615,8 +620,14 @@ def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path, fiel
     def push(messages):
         messages = list(messages)
         for m in messages:
-            if m.metadata.message_type == records.SETUP and m.metadata.dst_node_id != 10:
-                records.config_of(m)[f"plan.{field}"] = value
+            if m.metadata.message_type != records.SETUP or m.metadata.dst_node_id == 10:
+                continue
+            config = records.config_of(m)
+            if field == "public-key":
+                key = load_public(bytes(config[field]), allow_insecure=True)
+                config[field] = key.with_plan(clip=value).to_bytes()
+            else:
+                config[f"plan.{field}"] = value
         return honest_push(messages)
 
     grid.push_messages = push
@@ -634,7 +645,7 @@ def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path, fiel
         FlowerExecutor(grid, nodes=4), setup, parts, one_round
     )
     assert len(outcome.failures) == 2
-    assert all("another training plan" in reason for reason in outcome.failures.values())
+    assert all("another training plan or encoding" in r for r in outcome.failures.values())
     assert outcome.skipped is not None and len(outcome.contributors) < 3
     assert not np.any(coef) and not intercept  # the model never moved: nothing released
     X, y = parts[0]

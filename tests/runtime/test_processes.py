@@ -83,12 +83,12 @@ def test_workers_are_spawned_not_forked_and_all_stop_on_close():
 
 
 KEYHOLDER = Identity()
-FINGERPRINT = keys_for("paillier").public.fingerprint
+PUBLIC = keys_for("paillier").public
 
 
 def _start() -> bytes:
     plan = plan_digest(model=LogisticRegressionGD(random_state=0), local_epochs=1)
-    return ticket(KEYHOLDER, 0, np.zeros(4), fingerprint=FINGERPRINT, plan=plan)
+    return ticket(KEYHOLDER, 0, np.zeros(4), key=PUBLIC, plan=plan)
 
 
 def _clients(widths: list[int]) -> list[Client]:
