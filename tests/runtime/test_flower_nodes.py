@@ -567,6 +567,36 @@ def test_a_client_node_set_up_once_refuses_a_second_setup_and_answers_each_round
     assert reason.startswith("ProtocolError: client 'client-0' already answered round")
 
 
+_UNFIT = "ConfigurationError: this client's data does not fit the plan or key it was sent"
+
+
+def test_a_client_node_refuses_one_setup_per_run_and_never_says_what_its_data_holds():
+    """Red team 43: a refused setup left nothing behind and its reason named the data,
+    so a ServerApp probed a client before the honest setup: ``max_weight=1`` got
+    "holds 30 samples", classes it knew were wrong got every distinct label (every
+    target, for regression). Now the reason says only that the data does not fit,
+    and a node answers one setup per run, accepted or refused."""
+    parts = _partitions()
+    grid = _grid(parts)
+    run_federation(FlowerExecutor(grid, nodes=4), _setup(parts), parts, lambda f: f.train(1))
+    honest = dict(
+        records.config_of(next(m for m in grid.sent if m.metadata.message_type == records.SETUP))
+    )
+    key = load_public(bytes(honest["public-key"]), allow_insecure=True)
+    probes = {
+        "public-key": key.with_plan(max_weight=1).to_bytes(),
+        "plan.classes": [-1e300, -2e300],
+    }
+    for field, value in probes.items():
+        fresh = _grid(parts)
+        refused = _ask(fresh, 10, records.SETUP, _changed(dict(honest), {field: value}))
+        assert refused.error.reason.startswith(_UNFIT)
+        assert str(len(parts[0][0])) not in refused.error.reason
+        again = _ask(fresh, 10, records.SETUP, dict(honest))  # the next probe, or the honest one
+        assert again.error.reason.startswith("ProtocolError: this node already answered a setup")
+        assert "hefed.client" not in fresh.contexts[10].state
+
+
 def test_a_registration_refuses_an_id_no_update_could_carry():
     """Red team 40: a 70,000-character id was registered, and the key holder's node
     then failed to write its own state (a ValueError from the wire)."""
@@ -638,7 +668,7 @@ def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path, fiel
 
     if isinstance(value, list) and isinstance(value[0], str):
         # The text labels are not the clients' integers: they refuse at setup.
-        with pytest.raises(ConfigurationError, match=r"labels 0, 1, not among .*\['0', '1'\]"):
+        with pytest.raises(ConfigurationError, match="data does not fit the plan or key"):
             run_federation(FlowerExecutor(grid, nodes=4), setup, parts, one_round)
         return
     outcome, (coef, intercept) = run_federation(

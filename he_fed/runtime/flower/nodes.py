@@ -40,6 +40,7 @@ process on the node, so every handler rebuilds its role from the node state.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -49,8 +50,15 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 
+from he_fed._validation import check_client_id
 from he_fed.crypto import load_secret
-from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation, ProtocolError
+from he_fed.exceptions import (
+    ConfigurationError,
+    HEFedError,
+    InsecureParameters,
+    PolicyViolation,
+    ProtocolError,
+)
 from he_fed.protocol import KeyHolder
 from he_fed.protocol.receipts import Identity
 from he_fed.protocol.signed_release import Release
@@ -72,12 +80,16 @@ from he_fed.runtime.flower.sharenode import (
 
 __all__ = ["DataSource", "NodeFiles", "make_client_app", "node_role"]
 
+_LOG = logging.getLogger(__name__)
+
 #: How a client node finds its own data: ``(X, y)`` from its Flower context.
 DataSource = Callable[[Context], tuple[np.ndarray, np.ndarray]]
 #: Node-config entries a simulation adds to a virtual node (its files on disk).
 NodeFiles = Callable[[Context], Mapping[str, Any]]
 
 _CLIENT_STATE = "hefed.client"
+#: Set once a client node has tried a setup in this run, accepted or refused.
+_SETUP_TRIED = "hefed.client-setup"
 _KEYHOLDER_STATE = "hefed.keyholder"
 _PLAN = "plan."
 _Handler = Callable[[Message, Context], Message]
@@ -367,7 +379,7 @@ def _make_setup(data: DataSource) -> _Handler:
         config = records.config_of(message)
         identity = _node_identity(context, "client's")
         state: dict[str, Any] = {
-            "client-id": records.text(config, "client-id"),
+            "client-id": check_client_id(records.text(config, "client-id")),
             "public-key": records.blob(config, "public-key"),
             "signing-key": identity.private_bytes(),  # stays in this node's state
             "keyholder": _pinned_keyholder(context, records.blob(config, "keyholder-identity")),
@@ -376,7 +388,22 @@ def _make_setup(data: DataSource) -> _Handler:
         }
         state.update({key: value for key, value in config.items() if key.startswith(_PLAN)})
         spec = _client_spec(state, data(context))
-        _build_client(spec)  # refuses bad data, a bad plan or a secret key, before storing
+        if _SETUP_TRIED in context.state:
+            # Red team 43: refused setups left nothing behind, so a ServerApp probed
+            # the data with plan after plan (max_weight=k: "holds n samples").
+            raise ProtocolError("this node already answered a setup in this run; it takes one")
+        context.state[_SETUP_TRIED] = ConfigRecord({"tried": True})
+        try:
+            _build_client(spec)  # refuses bad data, a bad plan or a secret key
+        except InsecureParameters:
+            raise  # the key's, not the data's
+        except HEFedError as exc:
+            # Why stays on this node: the reason would tell the ServerApp about the data.
+            _LOG.warning("client %r refused its setup: %s", spec.client_id, exc)
+            raise ConfigurationError(
+                "this client's data does not fit the plan or key it was sent (its node's "
+                "log says why)"
+            ) from None
         context.state[_CLIENT_STATE] = ConfigRecord(state)
         return records.reply(
             message, {"n-features": int(spec.X.shape[1]), "verify-key": identity.public_bytes}
