@@ -124,7 +124,8 @@ def render(result: ExperimentResult, console: Console) -> None:
                 "Poisson sampling rate / round delta",
                 f"{p['sampling_rate']:g} / {p['round_delta']:.3g}",
             )
-    clipped = sum(r.clipped for r in rounds)
+    counts = [r.clipped for r in rounds if r.clipped is not None]
+    clipped = sum(counts) if len(counts) == len(rounds) else "kept by the clients"
     skipped = sum(1 for r in rounds if r.skipped)
     if clipped or skipped:
         summary.add_row("values clipped / rounds skipped", f"{clipped} / {skipped}")

@@ -37,9 +37,9 @@ class RoundRecord:
         Clients that sat out or failed, sorted.
     failures : dict of str to str
         Why each failed client failed.
-    clipped : int
+    clipped : int or None
         Values clipped before encryption, over all clients (for FedSGD, record
-        gradient coordinates).
+        gradient coordinates); None where the clients keep it (Flower).
     skipped : str or None
         Why the round released no aggregate, if it did not.
     wall_s : float
@@ -68,7 +68,7 @@ class RoundRecord:
     contributors: int
     dropped: tuple[str, ...]
     failures: dict[str, str]
-    clipped: int
+    clipped: int | None
     skipped: str | None
     wall_s: float
     validation_metric: float = float("nan")

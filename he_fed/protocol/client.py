@@ -62,9 +62,10 @@ class ClientReport:
     train_s, encrypt_s, sign_s, serialize_s : float
         Seconds spent training (or computing statistics), encoding and
         encrypting, committing, signing and proving, and serializing.
-    clipped : int
+    clipped : int or None
         Values clipped to the plan's bound before encryption (for FedSGD, record
         gradient coordinates clipped; for a private run, what its clipping counts).
+        None where the client keeps it: a Flower client node does not send it.
     """
 
     round: int
@@ -73,7 +74,7 @@ class ClientReport:
     encrypt_s: float
     sign_s: float
     serialize_s: float
-    clipped: int
+    clipped: int | None
 
     def to_record(self) -> dict[str, int | float | bytes]:
         """The report as a flat record of ints, floats and bytes, keyed by field name.
@@ -100,13 +101,11 @@ class ClientReport:
                 name: check_float(name, record[name], finite=False, error=MalformedMessage)
                 for name in ("train_s", "encrypt_s", "sign_s", "serialize_s")
             }
-            clipped = check_float("clipped", record["clipped"], error=MalformedMessage)
-            return cls(
-                round=check_int("round", record["round"], error=MalformedMessage),
-                update=bytes(update),
-                clipped=int(clipped),
-                **seconds,
-            )
+            clipped = record.get("clipped")  # None: the client kept it
+            if clipped is not None:
+                clipped = check_int("clipped", clipped, error=MalformedMessage)
+            round_id = check_int("round", record["round"], error=MalformedMessage)
+            return cls(round=round_id, update=bytes(update), clipped=clipped, **seconds)
         except KeyError as exc:
             raise MalformedMessage(f"a client report lacks {exc}") from None
 

@@ -140,7 +140,7 @@ def outcome_from_dict(data: dict[str, Any]) -> RoundOutcome:
         timings={k: float(v) for k, v in data["timings"].items()},
         bytes_up=int(data["bytes_up"]),
         bytes_down=int(data["bytes_down"]),
-        clipped=int(data["clipped"]),
+        clipped=None if data["clipped"] is None else int(data["clipped"]),
         skipped=data["skipped"],
         wall_s=float(data["wall_s"]),
     )

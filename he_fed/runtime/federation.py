@@ -69,8 +69,9 @@ class RoundOutcome:
         Bytes uploaded per contributing client (the mean over them).
     bytes_down : int
         Bytes of the round start each client downloads.
-    clipped : int
-        Values clipped to the plan's bound over all clients (FedSGD: record gradient coordinates).
+    clipped : int or None
+        Values clipped to the plan's bound over all clients (FedSGD: record gradient
+        coordinates); None if a client kept its count (a Flower client node does).
     skipped : str or None
         Why the round changed nothing, if it did not.
     wall_s : float
@@ -93,7 +94,7 @@ class RoundOutcome:
     timings: dict[str, float]
     bytes_up: int
     bytes_down: int
-    clipped: int
+    clipped: int | None
     skipped: str | None = None
     wall_s: float = 0.0
     shares: tuple[tuple[int, ...], tuple[int, ...]] | None = None
@@ -309,7 +310,8 @@ class Federation:
         timings = dict.fromkeys(PHASES, 0.0)
         failures: dict[str, str] = {}
         sizes: list[int] = []
-        clipped = answered = 0
+        clipped: int | None = 0
+        answered = 0
         for result in gather(self.executor, asked, start):
             answered += 1
             if result.report is None:
@@ -330,7 +332,9 @@ class Federation:
             finally:
                 timings["aggregate"] += time.perf_counter() - t0
             sizes.append(len(report.update))
-            clipped += report.clipped
+            clipped = (
+                None if clipped is None or report.clipped is None else clipped + report.clipped
+            )
             log.debug("%s: update from %s added (%d bytes)", name, result.client_id, sizes[-1])
         if answered and len(failures) == answered and not self.aggregator.contributors:
             # Every client asked failed: a setting or a message they all refuse, not

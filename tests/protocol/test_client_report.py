@@ -38,3 +38,10 @@ def test_a_record_that_lacks_a_field_is_refused():
     del record["sign_s"]
     with pytest.raises(MalformedMessage, match="sign_s"):
         ClientReport.from_record(record)
+
+
+def test_a_record_without_the_clipped_count_says_the_client_kept_it():
+    """A Flower client node keeps its clipped count (red team 43): a count of its data."""
+    record = REPORT.to_record()
+    del record["clipped"]
+    assert ClientReport.from_record(record).clipped is None

@@ -597,6 +597,21 @@ def test_a_client_node_refuses_one_setup_per_run_and_never_says_what_its_data_ho
         assert "hefed.client" not in fresh.contexts[10].state
 
 
+def test_a_client_node_s_round_reply_carries_no_count_of_its_data():
+    """Red team 43: each round reply carried the client's own clipped count in the
+    clear, which the ServerApp matched to the client's data alone (85 of 85)."""
+    parts = _partitions()
+    grid = _grid(parts)
+    (outcome,) = run_federation(
+        FlowerExecutor(grid, nodes=4), _setup(parts), parts, lambda f: f.train(1)
+    )
+    rounds = [r for r in grid.replies if r.metadata.message_type == records.ROUND]
+    assert len(rounds) >= 3 and not any(r.has_error() for r in rounds)
+    timings = {"train_s", "encrypt_s", "sign_s", "serialize_s"}
+    assert all(set(records.metrics_of(r)) == timings for r in rounds)
+    assert outcome.clipped is None and len(outcome.contributors) == 3
+
+
 def test_a_registration_refuses_an_id_no_update_could_carry():
     """Red team 40: a 70,000-character id was registered, and the key holder's node
     then failed to write its own state (a ValueError from the wire)."""
