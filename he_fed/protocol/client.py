@@ -15,10 +15,7 @@ from he_fed.crypto import PublicKey
 from he_fed.exceptions import (
     ConfigurationError,
     EncodingOverflowError,
-    InvalidSignature,
-    KeyMismatchError,
     MalformedMessage,
-    PolicyViolation,
     ProtocolError,
 )
 from he_fed.models import BaseGD
@@ -31,14 +28,14 @@ from he_fed.privacy import (
 )
 from he_fed.protocol import evaluation, tasks
 from he_fed.protocol._keys import public_material
-from he_fed.protocol.council import is_pin, verify_ticket
-from he_fed.protocol.messages import EncryptedUpdate, RoundStart, Task, decode, encode
+from he_fed.protocol.council import is_pin
+from he_fed.protocol.messages import EncryptedUpdate, RoundStart, Task, encode
 from he_fed.protocol.receipts import (
     Identity,
     contribution_payloads,
-    ticket_payload,
 )
 from he_fed.protocol.spec import MAX_LOCAL_EPOCHS, ClientPlan, ClientSpec, ticket_plan
+from he_fed.protocol.ticket_check import checked_ticket
 
 __all__ = ["Client", "ClientReport"]
 
@@ -318,30 +315,19 @@ class Client:
         -------
         ClientReport
         """
-        start = decode(message, RoundStart)
-        if not verify_ticket(
-            self._keyholder, start.signature, ticket_payload(start.signed_bytes())
-        ):
-            raise InvalidSignature(
-                f"client {self.client_id!r}: the round start is not signed by the key holder "
-                "this client trusts"
-            )
+        start = checked_ticket(
+            message,
+            client_id=self.client_id,
+            keyholder=self._keyholder,
+            plan=self._plan_digest,
+            key=self._key,
+        )
         if start.round <= self._last_round:
             raise ProtocolError(
                 f"client {self.client_id!r} already answered round {self._last_round}; "
                 f"it answers each round once, in order (got round {start.round})"
             )
-        if start.plan != self._plan_digest:
-            raise PolicyViolation(
-                f"client {self.client_id!r}: the key holder's ticket names another training "
-                "plan or encoding plan than this client's; it trains only under the plans the "
-                "key holder names"
-            )
         key = tasks.plan_for(self._key, start.task)
-        if start.fingerprint != key.fingerprint:
-            raise KeyMismatchError(
-                f"client {self.client_id!r}: the key holder's ticket names another public key"
-            )
         phase = _PHASE[start.task]
         if start.task in (Task.MAGNITUDE, Task.MOMENTS) and phase <= self._phase:
             raise ProtocolError(

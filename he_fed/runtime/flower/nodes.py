@@ -51,18 +51,19 @@ from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 
 from he_fed._validation import check_client_id
-from he_fed.crypto import load_secret
+from he_fed.crypto import PublicKey, load_secret
 from he_fed.exceptions import (
     ConfigurationError,
     HEFedError,
-    InsecureParameters,
     PolicyViolation,
     ProtocolError,
 )
 from he_fed.protocol import KeyHolder
+from he_fed.protocol._keys import public_material
 from he_fed.protocol.receipts import Identity
 from he_fed.protocol.signed_release import Release
-from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config
+from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config, ticket_plan
+from he_fed.protocol.ticket_check import checked_ticket
 from he_fed.runtime.flower import records, reopen, statefile
 from he_fed.runtime.flower.policy import (
     KeyHolderPolicy,
@@ -88,8 +89,6 @@ DataSource = Callable[[Context], tuple[np.ndarray, np.ndarray]]
 NodeFiles = Callable[[Context], Mapping[str, Any]]
 
 _CLIENT_STATE = "hefed.client"
-#: Set once a client node has tried a setup in this run, accepted or refused.
-_SETUP_TRIED = "hefed.client-setup"
 _KEYHOLDER_STATE = "hefed.keyholder"
 _PLAN = "plan."
 _Handler = Callable[[Message, Context], Message]
@@ -388,28 +387,24 @@ def _make_setup(data: DataSource) -> _Handler:
         }
         state.update({key: value for key, value in config.items() if key.startswith(_PLAN)})
         spec = _client_spec(state, data(context))
-        if _SETUP_TRIED in context.state:
-            # Red team 43: refused setups left nothing behind, so a ServerApp probed
-            # the data with plan after plan (max_weight=k: "holds n samples").
-            raise ProtocolError("this node already answered a setup in this run; it takes one")
-        context.state[_SETUP_TRIED] = ConfigRecord({"tried": True})
-        try:
-            _build_client(spec)  # refuses bad data, a bad plan or a secret key
-        except InsecureParameters:
-            raise  # the key's, not the data's
-        except HEFedError as exc:
-            # Why stays on this node: the reason would tell the ServerApp about the data.
-            _LOG.warning("client %r refused its setup: %s", spec.client_id, exc)
-            raise ConfigurationError(
-                "this client's data does not fit the plan or key it was sent (its node's "
-                "log says why)"
-            ) from None
+        # The key and plan are checked here, the data only against a ticket's (red
+        # teams 43, 44): the ServerApp chooses both, and a refusal here would tell
+        # it whether the data fits the plan it chose.
+        _client_key(spec)
         context.state[_CLIENT_STATE] = ConfigRecord(state)
         return records.reply(
             message, {"n-features": int(spec.X.shape[1]), "verify-key": identity.public_bytes}
         )
 
     return _setup
+
+
+def _client_key(spec: ClientSpec) -> PublicKey:
+    """The client's public key: one that can encrypt, at a strength its plan allows."""
+    key = public_material(spec.public_key, role="client", allow_insecure=spec.plan.allow_insecure)
+    if not isinstance(key, PublicKey):
+        raise ConfigurationError("a client needs a public key that can encrypt")
+    return key
 
 
 def _build_client(spec: ClientSpec) -> Any:
@@ -427,9 +422,23 @@ def _make_round(data: DataSource) -> _Handler:
         if _CLIENT_STATE not in context.state:
             raise ProtocolError("this node was not set up as a client in this run")
         state = cast(ConfigRecord, context.state[_CLIENT_STATE])
-        client = _build_client(_client_spec(state, data(context)))
+        spec = _client_spec(state, data(context))
+        ticket = records.blob(records.config_of(message), "round-start")
+        key = _client_key(spec)
+        plan = ticket_plan(spec.plan.digest(), key.scheme)
+        checked_ticket(
+            ticket, client_id=spec.client_id, keyholder=spec.keyholder, plan=plan, key=key
+        )
+        try:  # the key holder signed this plan and key: now the data may meet them
+            client = _build_client(spec)
+        except HEFedError as exc:
+            # Why stays on this node: the reason would tell the ServerApp about the data.
+            _LOG.warning("client %r cannot train under its plan: %s", spec.client_id, exc)
+            raise ConfigurationError(
+                "this client's data does not fit the federation's plan (its node's log says why)"
+            ) from None
         try:
-            report = client.participate(records.blob(records.config_of(message), "round-start"))
+            report = client.participate(ticket)
         finally:
             state["last-round"] = client.last_round  # an attempt counts
             state["phase"] = client.phase
