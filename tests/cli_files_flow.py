@@ -112,8 +112,8 @@ class Flow:
                 assert outcome.exit_code == 0, f"he-fed {' '.join(args)}: {outcome.output}"
         return outcomes
 
-    def setup(self, plan: tuple[int, int, float]) -> None:
-        """Keys, the clients' identities and the federation file."""
+    def setup(self, plan: tuple[int, int, float], *init: str) -> None:
+        """Keys, the clients' identities and the federation file (``init``: more options)."""
         max_clients, max_weight, clip = plan
         self.run(
             ["keygen", "--out", "keyholder", "--key-bits", "1024", *INSECURE]
@@ -123,6 +123,7 @@ class Flow:
         registered = [a for name in CLIENTS for a in ("--client", f"{name}/{name}.pub")]
         self.run(
             ["federation", "init", *KEYHOLDER, "--features", "30", "--classes", "0,1", *registered]
+            + list(init)
         )
 
     def client_args(self, name: str, round_id: int) -> list[str]:

@@ -31,6 +31,15 @@ def flow(tmp_path, monkeypatch):
     return flow
 
 
+@pytest.fixture
+def flow_of_two(tmp_path, monkeypatch):
+    """Three hospitals, of which two make a cohort (``--min-clients 2``)."""
+    monkeypatch.chdir(tmp_path)
+    flow = Flow(in_process)
+    flow.setup(write_partitions(tmp_path, experiment(rounds=1)), "--min-clients", "2")
+    return flow
+
+
 def _final(path):
     record = json.loads(path.read_text())
     return record["coef"], record["intercept"]
@@ -80,7 +89,8 @@ def test_a_client_whose_file_holds_another_label_is_refused(flow, tmp_path):
     _one_line_error(outcome, "ConfigurationError", "labels ['yes'] that are not the federation's")
 
 
-def test_a_tampered_update_is_refused_and_named(flow, tmp_path):
+def test_a_tampered_update_is_refused_and_named(flow_of_two, tmp_path):
+    flow = flow_of_two
     flow.round(0)
     flow.ticket(1)
     flow.answer(1)
@@ -107,7 +117,8 @@ def test_a_tampered_update_is_refused_and_named(flow, tmp_path):
     assert "refused hospital-c-1.update (InvalidSignature" in outcome.output
 
 
-def test_a_released_round_is_not_decrypted_again_for_another_cohort(flow, tmp_path):
+def test_a_released_round_is_not_decrypted_again_for_another_cohort(flow_of_two, tmp_path):
+    flow = flow_of_two
     flow.round(0)
     flow.ticket(1)
     flow.answer(1)

@@ -307,10 +307,8 @@ class Federation:
         name = (
             f"train round {self.training_rounds}" if task is Task.TRAIN else f"{task.value} round"
         )
-        timings = dict.fromkeys(PHASES, 0.0)
-        failures: dict[str, str] = {}
-        sizes: list[int] = []
-        clipped: int | None = 0
+        timings, failures, sizes = dict.fromkeys(PHASES, 0.0), dict[str, str](), list[int]()
+        counts: list[int | None] = []  # clipped per update; None: the client kept it
         answered = 0
         for result in gather(self.executor, asked, start):
             answered += 1
@@ -332,9 +330,7 @@ class Federation:
             finally:
                 timings["aggregate"] += time.perf_counter() - t0
             sizes.append(len(report.update))
-            clipped = (
-                None if clipped is None or report.clipped is None else clipped + report.clipped
-            )
+            counts.append(report.clipped)
             log.debug("%s: update from %s added (%d bytes)", name, result.client_id, sizes[-1])
         if answered and len(failures) == answered and not self.aggregator.contributors:
             # Every client asked failed: a setting or a message they all refuse, not
@@ -350,7 +346,7 @@ class Federation:
             absent=absent,
             bytes_up=int(np.mean(sizes)) if sizes else 0,
             bytes_down=len(start),
-            clipped=clipped,
+            clipped=None if None in counts else sum(c or 0 for c in counts),
         )
         if len(contributors) < self.keyholder.min_clients:
             reason = (
