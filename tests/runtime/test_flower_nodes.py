@@ -610,6 +610,57 @@ def test_a_client_node_checks_its_data_only_against_a_plan_its_key_holder_signed
     assert not _ask(fresh, 10, records.ROUND, {"round-start": ticket}).has_error()
 
 
+def test_a_server_app_cannot_register_only_a_victim_and_a_colluder(tmp_path):
+    """Red team 46: the key holder admitted any subset of its trusted clients, and its
+    default minimum cohort was a majority of those registered. Registering only a
+    victim and a colluder of three made every release the victim's beside what the
+    colluder sent. The default is now a majority of the trusted clients."""
+    parts = _partitions()
+    setup = _unstandardised(parts)
+    identity = Identity()
+    (tmp_path / "keyholder.id").write_text(identity.private_bytes().hex())
+    (tmp_path / "secret.key").write_bytes(setup.scheme.keygen().secret.to_bytes())
+    clients = {f"client-{k}": Identity() for k in range(len(parts))}
+    trusted = {name: c.public_bytes for name, c in clients.items()}
+    policy = KeyHolderPolicy(setup.scheme, setup.run_plan, None, trusted_clients=trusted)
+    policy.write(tmp_path / "keyholder.json")
+    assert policy.cohort == 3
+    nodes: dict[int, dict] = {}
+    for k, (name, client) in enumerate(clients.items()):
+        (tmp_path / f"{name}.id").write_text(client.private_bytes().hex())
+        nodes[10 + k] = {
+            "partition-id": k,
+            "keyholder-identity": identity.public_bytes.hex(),
+            "identity-file": str(tmp_path / f"{name}.id"),
+        }
+    nodes[KEYHOLDER] = {
+        "role": "keyholder",
+        "policy-file": str(tmp_path / "keyholder.json"),
+        "identity-file": str(tmp_path / "keyholder.id"),
+        "secret-key-file": str(tmp_path / "secret.key"),
+        "state-file": str(tmp_path / "keyholder.state"),
+    }
+    grid = LoopbackGrid(make_client_app(lambda c: parts[int(c.node_config["partition-id"])]), nodes)
+    honest_push = grid.push_messages
+
+    def push(messages):
+        messages = list(messages)
+        for m in messages:
+            if m.metadata.message_type == records.REGISTER:
+                config = records.config_of(m)
+                pairs = list(zip(config["client-ids"], config["verify-keys"], strict=True))[:2]
+                config["client-ids"] = [c for c, _ in pairs]
+                config["verify-keys"] = [k for _, k in pairs]
+        return honest_push(messages)
+
+    grid.push_messages = push
+    with pytest.raises(
+        ConfigurationError,
+        match="2 client.s. registered, but the key holder decrypts cohorts of at least 3",
+    ):
+        run_federation(FlowerExecutor(grid, nodes=4), setup, parts, lambda f: f.train(1))
+
+
 def test_a_client_node_s_round_reply_carries_no_count_of_its_data():
     """Red team 43: each round reply carried the client's own clipped count in the
     clear, which the ServerApp matched to the client's data alone (85 of 85)."""

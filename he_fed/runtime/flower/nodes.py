@@ -185,10 +185,10 @@ def _keygen(message: Message, context: Context) -> Message:
         keys = policy.scheme.keygen()
     keygen_s = time.perf_counter() - started
     identity = _node_identity(context, "key holder's")
-    keyholder = KeyHolder(keys, plan=policy.plan, min_clients=policy.min_clients, identity=identity)
     if policy.trusted_clients is None and context.node_config.get("trusted-clients"):
         trusted = trusted_clients_file(str(context.node_config["trusted-clients"]))
         policy = dataclasses.replace(policy, trusted_clients=trusted)
+    keyholder = KeyHolder(keys, plan=policy.plan, min_clients=policy.cohort, identity=identity)
     context.state[_KEYHOLDER_STATE] = ConfigRecord(
         {
             "secret-key": keyholder.secret_key_bytes(),

@@ -39,6 +39,7 @@ from he_fed.exceptions import (
     PolicyViolation,
     ProtocolError,
 )
+from he_fed.protocol.keyholder import majority
 from he_fed.protocol.model import RunPlan
 from he_fed.protocol.spec import FederationSetup, scheme_from_config, scheme_to_config
 from he_fed.runtime.flower import records
@@ -157,7 +158,8 @@ class KeyHolderPolicy:
     plan : RunPlan
         The run plan that fixes every round's global model.
     min_clients : int, optional
-        Smallest cohort decrypted (default: a majority of the registered clients).
+        Smallest cohort decrypted (default: a majority of ``trusted_clients``, or
+        without them of the registered clients; see :attr:`cohort`).
     trusted_clients : mapping of str to bytes, optional
         Client identities provisioned out of band; registrations must match them.
     trust_on_first_use : bool, default=False
@@ -172,6 +174,18 @@ class KeyHolderPolicy:
     min_clients: int | None = None
     trusted_clients: Mapping[str, bytes] | None = field(default=None, compare=False)
     trust_on_first_use: bool = False
+
+    @property
+    def cohort(self) -> int | None:
+        """The minimum cohort a key holder (or share holder) is built with.
+
+        ``min_clients``, or else a majority of the provisioned ``trusted_clients``:
+        a majority of those the aggregator registers would let it register only a
+        victim and a colluder (red team 46). None: a majority of the registered.
+        """
+        if self.min_clients is not None or not self.trusted_clients:
+            return self.min_clients
+        return majority(len(self.trusted_clients))
 
     @classmethod
     def for_simulation(cls, setup: FederationSetup) -> KeyHolderPolicy:

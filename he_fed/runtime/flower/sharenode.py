@@ -328,7 +328,7 @@ def _join(message: Message, context: Context) -> Message:
         council=council,
         identity=identity,
         plan=policy.plan,
-        min_clients=policy.min_clients,
+        min_clients=policy.cohort,
         federation=federation,
     )
     record["council"] = council

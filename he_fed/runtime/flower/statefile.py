@@ -104,7 +104,7 @@ def create(path: Path, record: ConfigRecord, clients: dict[str, bytes]) -> bytes
     policy = KeyHolderPolicy.from_json(str(record["policy"]))
     keys, identity = _keys(record, policy)
     with KeyHolderStore.create(
-        path, keys, identity, plan=policy.plan, clients=clients, min_clients=policy.min_clients
+        path, keys, identity, plan=policy.plan, clients=clients, min_clients=policy.cohort
     ) as store:
         return store.keyholder.export_state()
 
