@@ -11,7 +11,7 @@ from flwr.app import Context, RecordDict
 
 from he_fed import ExperimentConfig
 from he_fed.data import DatasetWarning, load_dataset
-from he_fed.exceptions import ConfigurationError
+from he_fed.exceptions import ConfigurationError, DatasetError
 from he_fed.experiment import experiment_data
 from he_fed.runtime.flower.app import RUN_CONFIG, config_from_run_config, node_data, write_app
 
@@ -85,7 +85,11 @@ def test_a_client_node_can_load_its_own_csv(tmp_path):
         node_data(_context({}, RUN_CONFIG))
 
 
-def test_a_client_node_reads_its_csv_with_the_runs_categorical_vocabulary(tmp_path):
+def test_a_client_node_reads_its_csv_with_its_own_settings_never_the_runs(tmp_path):
+    """Red team 47: the run's ``categorical`` and ``missing`` applied to a node's own
+    file, and the ServerApp writes the run configuration: declaring the values of a
+    column seen so far made the loader name the next new one, a cell a run. Now only
+    the node's own configuration says how its file is read."""
     run_config = {**RUN_CONFIG, "categorical": "ward=A,B,C;sex=f,m", "missing": "drop"}
     config = config_from_run_config(run_config)
     assert config.categorical == ("ward=A,B,C", "sex=f,m") and config.missing == "drop"
@@ -94,7 +98,11 @@ def test_a_client_node_reads_its_csv_with_the_runs_categorical_vocabulary(tmp_pa
     csv = tmp_path / "ward.csv"
     csv.write_text("age;ward;sex;label\n50;B;m;0\n61;A;f;1\n70;C;;1\n")
     node = {"data-path": str(csv), "target": "label", "delimiter": ";"}
+    probe = {**RUN_CONFIG, "categorical": "age=50", "missing": "error", "delimiter": ","}
+    with pytest.raises(DatasetError, match="ward"):  # its own settings: ward is text
+        node_data(_context(node, probe))
+    node.update(categorical="ward=A,B,C;sex=f,m", missing="drop")
     with pytest.warns(DatasetWarning, match="dropped 1 of 3 rows"):
-        X, y = node_data(_context(node, run_config))
+        X, y = node_data(_context(node, probe))
     np.testing.assert_array_equal(X, [[50, 0, 1, 0, 0, 1], [61, 1, 0, 0, 1, 0]])
     assert y.tolist() == ["0", "1"]

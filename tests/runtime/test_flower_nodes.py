@@ -610,6 +610,21 @@ def test_a_client_node_checks_its_data_only_against_a_plan_its_key_holder_signed
     assert not _ask(fresh, 10, records.ROUND, {"round-start": ticket}).has_error()
 
 
+def test_a_client_node_that_cannot_read_its_file_keeps_why_to_itself(tmp_path):
+    """Red team 47: a loader refusal travelled back verbatim, naming the file, the
+    line, the column and the cell. (Its settings are now the node's own.)"""
+    from he_fed.runtime.flower.app import RUN_CONFIG, node_data
+
+    csv = tmp_path / "ward.csv"
+    csv.write_text("age,ward,label\n50,B,0\n61,A,1\n")  # ward is text, declared nowhere
+    node = {"data-path": str(csv), "target": "label", "trust-on-first-use": True}
+    nodes = {10: node, KEYHOLDER: {"role": "keyholder"}}
+    grid = LoopbackGrid(make_client_app(node_data), nodes, run_config=RUN_CONFIG)
+    setup = {"client-id": "c", "public-key": b"x", "keyholder-identity": bytes(32)}
+    reason = _ask(grid, 10, records.SETUP, setup).error.reason
+    assert reason == "ConfigurationError: this node cannot read its data (its node's log says why)"
+
+
 def test_a_server_app_cannot_register_only_a_victim_and_a_colluder(tmp_path):
     """Red team 46: the key holder admitted any subset of its trusted clients, and its
     default minimum cohort was a majority of those registered. Registering only a

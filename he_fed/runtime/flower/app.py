@@ -229,9 +229,10 @@ def node_data(context: Context) -> tuple[np.ndarray, np.ndarray]:
     """A client node's own data: its CSV file, or its partition of the run's dataset.
 
     ``--node-config "data-path='file.csv' target='column'"`` loads a CSV file
-    (``target`` and ``delimiter`` default to the run configuration's; ``missing``
-    and the ``categorical`` vocabularies are the run's, so that every node agrees
-    on the features);
+    with the node's own ``target``, ``delimiter``, ``missing`` (default ``error``)
+    and ``categorical`` vocabularies (one text, ``"ward=A,B,C;sex=f,m"``), never
+    the run configuration's: the ServerApp writes that, and a loader refusal under
+    vocabularies it chose gave it the file's cells, one value a run (red team 47);
     ``--node-config "partition-id=K"`` takes the K-th client's share of the run
     configuration's dataset, dealt exactly as ``he-fed run`` deals it.
 
@@ -244,15 +245,14 @@ def node_data(context: Context) -> tuple[np.ndarray, np.ndarray]:
 
     node = context.node_config
     if "data-path" in node:
-        config = config_from_run_config(dict(context.run_config))
-        target = node.get("target") or config.target
-        delimiter = node.get("delimiter") or config.delimiter
+        target, delimiter = node.get("target"), node.get("delimiter")
+        vocabularies = [v for v in str(node.get("categorical", "")).split(";") if v.strip()]
         data = load_dataset(
             str(node["data-path"]),
             target=None if target is None else str(target),
             delimiter=None if delimiter is None else str(delimiter),
-            missing=config.missing,
-            categorical=parse_categorical(config.categorical),
+            missing=str(node.get("missing", "error")),
+            categorical=parse_categorical(vocabularies),
         )
         return data.X, data.y
     if "partition-id" in node:

@@ -386,7 +386,7 @@ def _make_setup(data: DataSource) -> _Handler:
             "phase": 0,
         }
         state.update({key: value for key, value in config.items() if key.startswith(_PLAN)})
-        spec = _client_spec(state, data(context))
+        spec = _client_spec(state, _own_data(data, context))
         # The key and plan are checked here, the data only against a ticket's (red
         # teams 43, 44): the ServerApp chooses both, and a refusal here would tell
         # it whether the data fits the plan it chose.
@@ -397,6 +397,17 @@ def _make_setup(data: DataSource) -> _Handler:
         )
 
     return _setup
+
+
+def _own_data(data: DataSource, context: Context) -> tuple[np.ndarray, np.ndarray]:
+    """The node's data; why it cannot be read stays in the node's log (red team 47)."""
+    try:
+        return data(context)
+    except HEFedError as exc:
+        _LOG.warning("this client node cannot read its data: %s", exc)
+        raise ConfigurationError(
+            "this node cannot read its data (its node's log says why)"
+        ) from None
 
 
 def _client_key(spec: ClientSpec) -> PublicKey:
@@ -422,7 +433,7 @@ def _make_round(data: DataSource) -> _Handler:
         if _CLIENT_STATE not in context.state:
             raise ProtocolError("this node was not set up as a client in this run")
         state = cast(ConfigRecord, context.state[_CLIENT_STATE])
-        spec = _client_spec(state, data(context))
+        spec = _client_spec(state, _own_data(data, context))
         ticket = records.blob(records.config_of(message), "round-start")
         key = _client_key(spec)
         plan = ticket_plan(spec.plan.digest(), key.scheme)
