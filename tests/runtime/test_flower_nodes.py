@@ -625,6 +625,24 @@ def test_a_client_node_that_cannot_read_its_file_keeps_why_to_itself(tmp_path):
     assert reason == "ConfigurationError: this node cannot read its data (its node's log says why)"
 
 
+def test_a_partition_node_reads_no_file_the_run_configuration_names(tmp_path):
+    """Red team 48: a partition-id node loaded whatever dataset the run configuration
+    (the ServerApp's) named, a CSV on the node's disk too, and sklearn's refusal of
+    ``test-size=0.999`` travelled back with the file's row count."""
+    from he_fed.runtime.flower.app import RUN_CONFIG, node_data
+
+    csv = tmp_path / "private.csv"
+    csv.write_text("age,label\n" + "".join(f"{20 + k},{k % 2}\n" for k in range(37)))
+    run_config = {**RUN_CONFIG, "dataset": str(csv), "target": "age", "model": "linear"}
+    nodes = {10: {"partition-id": 0, "trust-on-first-use": True}, KEYHOLDER: {"role": "keyholder"}}
+    grid = LoopbackGrid(make_client_app(node_data), nodes, run_config=run_config)
+    setup = {"client-id": "c", "public-key": b"x", "keyholder-identity": bytes(32)}
+    reason = _ask(grid, 10, records.SETUP, setup).error.reason
+    assert reason == "ConfigurationError: this node cannot read its data (its node's log says why)"
+    with pytest.raises(ConfigurationError, match="built-in dataset"):
+        node_data(grid.contexts[10])
+
+
 def test_a_server_app_cannot_register_only_a_victim_and_a_colluder(tmp_path):
     """Red team 46: the key holder admitted any subset of its trusted clients, and its
     default minimum cohort was a majority of those registered. Registering only a

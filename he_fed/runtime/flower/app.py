@@ -234,14 +234,15 @@ def node_data(context: Context) -> tuple[np.ndarray, np.ndarray]:
     the run configuration's: the ServerApp writes that, and a loader refusal under
     vocabularies it chose gave it the file's cells, one value a run (red team 47);
     ``--node-config "partition-id=K"`` takes the K-th client's share of the run
-    configuration's dataset, dealt exactly as ``he-fed run`` deals it.
+    configuration's built-in dataset, dealt exactly as ``he-fed run`` deals it
+    (never a file: the run configuration is the ServerApp's).
 
     Raises
     ------
     ConfigurationError
         If the node was started with neither.
     """
-    from he_fed.data import load_dataset, parse_categorical
+    from he_fed.data import builtin_name, load_dataset, parse_categorical
 
     node = context.node_config
     if "data-path" in node:
@@ -257,6 +258,13 @@ def node_data(context: Context) -> tuple[np.ndarray, np.ndarray]:
         return data.X, data.y
     if "partition-id" in node:
         config = config_from_run_config(dict(context.run_config))
+        if builtin_name(config.dataset) is None:
+            # The ServerApp writes the run configuration: a file it names on this
+            # node's disk, read as it says, would answer it (red team 48).
+            raise ConfigurationError(
+                "a partition-id node trains on its share of a built-in dataset; a node "
+                "with its own file names it in its node configuration: data-path=..."
+            )
         return _shared_data(config).client_data(int(node["partition-id"]))  # type: ignore[arg-type]
     raise ConfigurationError(
         'a client node needs --node-config "partition-id=K" or "data-path=\'file.csv\'"'

@@ -403,8 +403,8 @@ def _own_data(data: DataSource, context: Context) -> tuple[np.ndarray, np.ndarra
     """The node's data; why it cannot be read stays in the node's log (red team 47)."""
     try:
         return data(context)
-    except HEFedError as exc:
-        _LOG.warning("this client node cannot read its data: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - whatever it is, its text may name the data
+        _LOG.warning("this client node cannot read its data: %r", exc)
         raise ConfigurationError(
             "this node cannot read its data (its node's log says why)"
         ) from None
