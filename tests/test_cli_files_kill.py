@@ -39,10 +39,11 @@ _KILLED_AFTER_ITS_STATE = textwrap.dedent(
 
 @pytest.fixture
 def flow(tmp_path, monkeypatch):
-    """Three hospitals in tmp_path, past the two statistics rounds."""
+    """Three hospitals in tmp_path, two of which make a cohort, past the two
+    statistics rounds (a killed client leaves the others a cohort to sum)."""
     monkeypatch.chdir(tmp_path)
     flow = Flow(in_process)
-    flow.setup(write_partitions(tmp_path, experiment(rounds=1)))
+    flow.setup(write_partitions(tmp_path, experiment(rounds=1)), "--min-clients", "2")
     flow.round(0)
     flow.round(1)
     return flow
