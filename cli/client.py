@@ -55,8 +55,9 @@ def _labels(plan: ClientPlan, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | N
             raise ConfigurationError(
                 f"the federation's classes {classes.tolist()} name one label twice"
             )
-    keys = [class_key(label) for label in np.asarray(y).tolist()]
-    stray = sorted({str(label) for label in y.tolist() if class_key(label) not in index})
+    labels = np.asarray(y).tolist()
+    keys = [class_key(label) for label in labels]
+    stray = sorted({str(v) for v, key in zip(labels, keys, strict=True) if key not in index})
     if stray:
         raise ConfigurationError(
             f"the data holds labels {stray} that are not the federation's classes "

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from he_fed.crypto import AggregationKey, KeyPair, SecretKey, load_public
+from he_fed.crypto import AggregationKey, KeyPair, PublicKey, SecretKey, load_public
 from he_fed.exceptions import ConfigurationError, SecretMaterialError
 
-__all__ = ["public_material"]
+__all__ = ["client_key", "public_material"]
 
 
 def public_material(
@@ -27,3 +27,19 @@ def public_material(
     raise ConfigurationError(
         f"the {role} needs public key bytes or a key object, got {type(key).__name__}"
     )
+
+
+def client_key(key: bytes | AggregationKey, *, allow_insecure: bool) -> PublicKey:
+    """A client's public key: one that can encrypt, and no secret.
+
+    Raises
+    ------
+    SecretMaterialError
+        If ``key`` is (or holds) a secret key.
+    ConfigurationError
+        If it cannot encrypt (an aggregation key).
+    """
+    loaded = public_material(key, role="client", allow_insecure=allow_insecure)
+    if not isinstance(loaded, PublicKey):
+        raise ConfigurationError("a client needs a public key that can encrypt")
+    return loaded

@@ -27,7 +27,7 @@ from he_fed.privacy import (
     fedsgd_step,
 )
 from he_fed.protocol import evaluation, tasks
-from he_fed.protocol._keys import public_material
+from he_fed.protocol._keys import client_key
 from he_fed.protocol.council import is_pin
 from he_fed.protocol.messages import EncryptedUpdate, RoundStart, Task, encode
 from he_fed.protocol.receipts import (
@@ -199,9 +199,7 @@ class Client:
             raise ConfigurationError(
                 "the key holder's identity is a 32-byte Ed25519 public key or a council pin"
             )
-        key = public_material(public_key, role="client", allow_insecure=allow_insecure)
-        if not isinstance(key, PublicKey):
-            raise ConfigurationError("a client needs a public key that can encrypt")
+        key = client_key(public_key, allow_insecure=allow_insecure)
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
         if X.ndim != 2 or y.ndim != 1 or len(X) != len(y) or len(X) == 0:

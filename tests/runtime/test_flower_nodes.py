@@ -66,20 +66,30 @@ def _grid(parts, **kwargs) -> LoopbackGrid:
     return LoopbackGrid(app, nodes, **kwargs)
 
 
-def deployed_grid(parts, setup, tmp_path, **kwargs) -> LoopbackGrid:
+def deployed_grid(parts, setup, tmp_path, *, trusted=False, **kwargs) -> LoopbackGrid:
     """Nodes as a deployment starts them: a key holder with its own policy file,
-    identity, secret key and state file, clients that pinned that identity."""
+    identity, secret key and state file, clients that pinned that identity. With
+    ``trusted``, each client has an identity file and the policy names them all
+    (``trusted-clients``) instead of trusting on first use."""
     identity = Identity()
     (tmp_path / "keyholder.id").write_text(identity.private_bytes().hex())
     (tmp_path / "secret.key").write_bytes(setup.scheme.keygen().secret.to_bytes())
-    KeyHolderPolicy(setup.scheme, setup.run_plan, setup.min_clients, trust_on_first_use=True).write(
-        tmp_path / "keyholder.json"
-    )
-    app = make_client_app(lambda context: parts[int(context.node_config["partition-id"])])
     pin = identity.public_bytes.hex()
     nodes: dict[int, dict] = {
         10 + k: {"partition-id": k, "keyholder-identity": pin} for k in range(len(parts))
     }
+    clients = {f"client-{k}": Identity() for k in range(len(parts))} if trusted else {}
+    for k, (name, client) in enumerate(clients.items()):
+        (tmp_path / f"{name}.id").write_text(client.private_bytes().hex())
+        nodes[10 + k]["identity-file"] = str(tmp_path / f"{name}.id")
+    KeyHolderPolicy(
+        setup.scheme,
+        setup.run_plan,
+        setup.min_clients,
+        {name: c.public_bytes for name, c in clients.items()} if trusted else None,
+        trust_on_first_use=not trusted,
+    ).write(tmp_path / "keyholder.json")
+    app = make_client_app(lambda context: parts[int(context.node_config["partition-id"])])
     nodes[KEYHOLDER] = {
         "role": "keyholder",
         "policy-file": str(tmp_path / "keyholder.json"),
@@ -650,30 +660,8 @@ def test_a_server_app_cannot_register_only_a_victim_and_a_colluder(tmp_path):
     colluder sent. The default is now a majority of the trusted clients."""
     parts = _partitions()
     setup = _unstandardised(parts)
-    identity = Identity()
-    (tmp_path / "keyholder.id").write_text(identity.private_bytes().hex())
-    (tmp_path / "secret.key").write_bytes(setup.scheme.keygen().secret.to_bytes())
-    clients = {f"client-{k}": Identity() for k in range(len(parts))}
-    trusted = {name: c.public_bytes for name, c in clients.items()}
-    policy = KeyHolderPolicy(setup.scheme, setup.run_plan, None, trusted_clients=trusted)
-    policy.write(tmp_path / "keyholder.json")
-    assert policy.cohort == 3
-    nodes: dict[int, dict] = {}
-    for k, (name, client) in enumerate(clients.items()):
-        (tmp_path / f"{name}.id").write_text(client.private_bytes().hex())
-        nodes[10 + k] = {
-            "partition-id": k,
-            "keyholder-identity": identity.public_bytes.hex(),
-            "identity-file": str(tmp_path / f"{name}.id"),
-        }
-    nodes[KEYHOLDER] = {
-        "role": "keyholder",
-        "policy-file": str(tmp_path / "keyholder.json"),
-        "identity-file": str(tmp_path / "keyholder.id"),
-        "secret-key-file": str(tmp_path / "secret.key"),
-        "state-file": str(tmp_path / "keyholder.state"),
-    }
-    grid = LoopbackGrid(make_client_app(lambda c: parts[int(c.node_config["partition-id"])]), nodes)
+    grid = deployed_grid(parts, setup, tmp_path, trusted=True)
+    assert KeyHolderPolicy.read(tmp_path / "keyholder.json").cohort == 3
     honest_push = grid.push_messages
 
     def push(messages):

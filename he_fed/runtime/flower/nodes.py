@@ -51,7 +51,7 @@ from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 
 from he_fed._validation import check_client_id
-from he_fed.crypto import PublicKey, load_secret
+from he_fed.crypto import load_secret
 from he_fed.exceptions import (
     ConfigurationError,
     HEFedError,
@@ -59,7 +59,7 @@ from he_fed.exceptions import (
     ProtocolError,
 )
 from he_fed.protocol import KeyHolder
-from he_fed.protocol._keys import public_material
+from he_fed.protocol._keys import client_key
 from he_fed.protocol.receipts import Identity
 from he_fed.protocol.signed_release import Release
 from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config, ticket_plan
@@ -390,7 +390,7 @@ def _make_setup(data: DataSource) -> _Handler:
         # The key and plan are checked here, the data only against a ticket's (red
         # teams 43, 44): the ServerApp chooses both, and a refusal here would tell
         # it whether the data fits the plan it chose.
-        _client_key(spec)
+        client_key(spec.public_key, allow_insecure=spec.plan.allow_insecure)
         context.state[_CLIENT_STATE] = ConfigRecord(state)
         return records.reply(
             message, {"n-features": int(spec.X.shape[1]), "verify-key": identity.public_bytes}
@@ -410,14 +410,6 @@ def _own_data(data: DataSource, context: Context) -> tuple[np.ndarray, np.ndarra
         ) from None
 
 
-def _client_key(spec: ClientSpec) -> PublicKey:
-    """The client's public key: one that can encrypt, at a strength its plan allows."""
-    key = public_material(spec.public_key, role="client", allow_insecure=spec.plan.allow_insecure)
-    if not isinstance(key, PublicKey):
-        raise ConfigurationError("a client needs a public key that can encrypt")
-    return key
-
-
 def _build_client(spec: ClientSpec) -> Any:
     # Imported here: a client trains with scikit-learn, and every message to this
     # app is a fresh process, most of them to nodes that never train (the key
@@ -435,7 +427,7 @@ def _make_round(data: DataSource) -> _Handler:
         state = cast(ConfigRecord, context.state[_CLIENT_STATE])
         spec = _client_spec(state, _own_data(data, context))
         ticket = records.blob(records.config_of(message), "round-start")
-        key = _client_key(spec)
+        key = client_key(spec.public_key, allow_insecure=spec.plan.allow_insecure)
         plan = ticket_plan(spec.plan.digest(), key.scheme)
         checked_ticket(
             ticket, client_id=spec.client_id, keyholder=spec.keyholder, plan=plan, key=key
