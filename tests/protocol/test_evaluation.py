@@ -189,3 +189,14 @@ def test_the_evaluation_state_survives_a_restart_of_either_role():
     back = Aggregator.restore(keyholder.aggregation_key_bytes(), saved, allow_insecure=True)
     assert np.array_equal(back.model.evaluation, aggregator.model.evaluation)
     assert back.export_state() == saved
+
+
+def test_a_dithered_value_at_the_clip_stays_within_it():
+    """Red team 49: a value clamped at the clip and then dithered past it was refused
+    by the encoder, and by how far past told the aggregator the validation rows."""
+    from he_fed.protocol.evaluation import EVALUATION_CLIP, dither
+
+    values = np.array([1.0, EVALUATION_CLIP, -EVALUATION_CLIP, EVALUATION_CLIP])
+    for round_id in range(20):
+        out = dither(values, 4, key=bytes(32), federation=bytes(16), round_id=round_id)
+        assert np.all(np.abs(out) <= EVALUATION_CLIP) and out[0] == 1.0

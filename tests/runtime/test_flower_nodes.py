@@ -17,7 +17,7 @@ from flwr.app import ConfigRecord, Message
 
 from he_fed.crypto import PackedPaillier, Paillier, load_public, load_secret, wire
 from he_fed.exceptions import ConfigurationError, ExecutorError, MalformedMessage, PolicyViolation
-from he_fed.models import LogisticRegressionGD
+from he_fed.models import LinearRegressionGD, LogisticRegressionGD
 from he_fed.protocol import Identity, KeyHolder, Task
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import run_federation
@@ -651,6 +651,48 @@ def test_a_partition_node_reads_no_file_the_run_configuration_names(tmp_path):
     assert reason == "ConfigurationError: this node cannot read its data (its node's log says why)"
     with pytest.raises(ConfigurationError, match="built-in dataset"):
         node_data(grid.contexts[10])
+
+
+def _text_labels(X, y):
+    return X, np.array(["secretA"] * len(y))
+
+
+def _diverging(X, y):
+    return X * 1e4, y
+
+
+@pytest.mark.parametrize("private", [_text_labels, _diverging], ids=["text-label", "divergence"])
+def test_a_client_node_s_round_refusal_names_nothing_of_its_data(private, caplog):
+    """Red team 49: after a valid ticket, a round's errors travelled back with their
+    text: a regression plan over text labels gave numpy's words with a label (or
+    the labels' width), and divergence named the epoch, which bounds the largest
+    eigenvalue of the client's XᵀX/n. Now anything but a refusal of the ticket
+    itself says one fixed sentence, and the node's log keeps why."""
+    parts = _partitions()
+    secret = private(*parts[0])
+    setup = FederationSetup.from_partitions(
+        parts, scheme=_setup(parts).scheme, standardize=False, min_clients=2,
+        model=LinearRegressionGD(learning_rate=1.0), local_epochs=60,
+    )  # fmt: skip
+    app = make_client_app(
+        lambda c: (
+            secret
+            if c.node_config["partition-id"] == 0
+            else parts[int(c.node_config["partition-id"])]
+        )
+    )
+    nodes = {10 + k: {"partition-id": k, "num-partitions": 4} for k in range(3)}
+    nodes[KEYHOLDER] = {"role": "keyholder", "num-partitions": 4}
+    (outcome,) = run_federation(
+        FlowerExecutor(LoopbackGrid(app, nodes), nodes=4), setup, parts, lambda f: f.train(1)
+    )
+    assert outcome.failures == {
+        "client-0": "ConfigurationError: this client could not answer the round under the "
+        "federation's plan (its node's log says why)"
+    }
+    assert outcome.contributors == ("client-1", "client-2")
+    why = "<U7" if private is _text_labels else "diverged at epoch"  # "secretA"'s width
+    assert why in caplog.text  # the node itself still knows
 
 
 def test_a_server_app_cannot_register_only_a_victim_and_a_colluder(tmp_path):

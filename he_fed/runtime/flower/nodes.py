@@ -40,7 +40,6 @@ process on the node, so every handler rebuilds its role from the node state.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -65,6 +64,7 @@ from he_fed.protocol.signed_release import Release
 from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config, ticket_plan
 from he_fed.protocol.ticket_check import checked_ticket
 from he_fed.runtime.flower import records, reopen, statefile
+from he_fed.runtime.flower.discretion import ABOUT_THE_TICKET, kept_to_itself
 from he_fed.runtime.flower.policy import (
     KeyHolderPolicy,
     admitted_registration,
@@ -81,7 +81,6 @@ from he_fed.runtime.flower.sharenode import (
 
 __all__ = ["DataSource", "NodeFiles", "make_client_app", "node_role"]
 
-_LOG = logging.getLogger(__name__)
 
 #: How a client node finds its own data: ``(X, y)`` from its Flower context.
 DataSource = Callable[[Context], tuple[np.ndarray, np.ndarray]]
@@ -400,14 +399,8 @@ def _make_setup(data: DataSource) -> _Handler:
 
 
 def _own_data(data: DataSource, context: Context) -> tuple[np.ndarray, np.ndarray]:
-    """The node's data; why it cannot be read stays in the node's log (red team 47)."""
-    try:
+    with kept_to_itself("this node cannot read its data"):
         return data(context)
-    except Exception as exc:  # noqa: BLE001 - whatever it is, its text may name the data
-        _LOG.warning("this client node cannot read its data: %r", exc)
-        raise ConfigurationError(
-            "this node cannot read its data (its node's log says why)"
-        ) from None
 
 
 def _build_client(spec: ClientSpec) -> Any:
@@ -432,16 +425,15 @@ def _make_round(data: DataSource) -> _Handler:
         checked_ticket(
             ticket, client_id=spec.client_id, keyholder=spec.keyholder, plan=plan, key=key
         )
-        try:  # the key holder signed this plan and key: now the data may meet them
+        # The key holder signed this plan and key: now the data may meet them.
+        with kept_to_itself("this client's data does not fit the federation's plan"):
             client = _build_client(spec)
-        except HEFedError as exc:
-            # Why stays on this node: the reason would tell the ServerApp about the data.
-            _LOG.warning("client %r cannot train under its plan: %s", spec.client_id, exc)
-            raise ConfigurationError(
-                "this client's data does not fit the federation's plan (its node's log says why)"
-            ) from None
         try:
-            report = client.participate(ticket)
+            with kept_to_itself(
+                "this client could not answer the round under the federation's plan",
+                passing=ABOUT_THE_TICKET,
+            ):
+                report = client.participate(ticket)
         finally:
             state["last-round"] = client.last_round  # an attempt counts
             state["phase"] = client.phase
