@@ -140,9 +140,12 @@ def render(result: ExperimentResult, console: Console) -> None:
     phases.add_column("per round ms", justify="right")
     phases.add_column("share", justify="right")
     n_rounds = len(rounds) + len(result.setup["statistics"])
-    busy = sum(totals[f"{p}_s"] for p in _PHASE_LABELS) + totals["keygen_s"]
+    busy = sum(totals[f"{p}_s"] or 0.0 for p in _PHASE_LABELS) + totals["keygen_s"]
     for phase, label in _PHASE_LABELS.items():
         seconds = totals[f"{phase}_s"]
+        if seconds is None:  # Flower client nodes keep their seconds
+            phases.add_row(label, "kept by the clients", "", "")
+            continue
         share = seconds / busy if busy else 0.0
         phases.add_row(label, f"{seconds:.3f}", f"{1e3 * seconds / n_rounds:.1f}", f"{share:.0%}")
     keygen_share = f"{totals['keygen_s'] / busy:.0%}" if busy else ""

@@ -26,9 +26,10 @@ class RoundRecord:
         The training round, from 1 (0 for a standardisation round).
     metric, loss : float
         On ``eval_set``, else the training data (NaN for a standardisation round).
-    timings : dict of str to float
+    timings : dict of str to float or None
         Seconds per phase (``train``, ``encrypt``, ``sign``, ``serialize``,
-        ``aggregate``, ``decrypt``), summed over clients.
+        ``aggregate``, ``decrypt``), summed over clients; a client phase is None
+        where the clients kept their seconds (Flower client nodes do).
     bytes_up, bytes_down : int
         Bytes sent and received per client.
     contributors : int
@@ -62,7 +63,7 @@ class RoundRecord:
     round: int
     metric: float
     loss: float
-    timings: dict[str, float]
+    timings: dict[str, float | None]
     bytes_up: int
     bytes_down: int
     contributors: int

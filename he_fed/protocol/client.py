@@ -37,9 +37,13 @@ from he_fed.protocol.receipts import (
 from he_fed.protocol.spec import MAX_LOCAL_EPOCHS, ClientPlan, ClientSpec, ticket_plan
 from he_fed.protocol.ticket_check import checked_ticket
 
-__all__ = ["Client", "ClientReport"]
+__all__ = ["KEPT_BY_A_NODE", "Client", "ClientReport"]
 
 #: How far a task takes a client (see ``Client(phase=...)``).
+#: What a report may leave out because it tells of the client's data: its clipped
+#: count (red team 43) and its seconds per phase (training time grows with its rows).
+KEPT_BY_A_NODE = ("clipped", "train_s", "encrypt_s", "sign_s", "serialize_s")
+
 _PHASE = {Task.MAGNITUDE: 1, Task.MOMENTS: 2, Task.TRAIN: 3, Task.EVALUATE: 3}
 
 
@@ -56,9 +60,11 @@ class ClientReport:
         The round answered.
     update : bytes
         The encoded :class:`~he_fed.protocol.messages.EncryptedUpdate`.
-    train_s, encrypt_s, sign_s, serialize_s : float
+    train_s, encrypt_s, sign_s, serialize_s : float or None
         Seconds spent training (or computing statistics), encoding and
-        encrypting, committing, signing and proving, and serializing.
+        encrypting, committing, signing and proving, and serializing. None where
+        the client keeps them: a Flower client node does not send them, since
+        training time grows with its rows.
     clipped : int or None
         Values clipped to the plan's bound before encryption (for FedSGD, record
         gradient coordinates clipped; for a private run, what its clipping counts).
@@ -67,19 +73,21 @@ class ClientReport:
 
     round: int
     update: bytes
-    train_s: float
-    encrypt_s: float
-    sign_s: float
-    serialize_s: float
+    train_s: float | None
+    encrypt_s: float | None
+    sign_s: float | None
+    serialize_s: float | None
     clipped: int | None
 
     def to_record(self) -> dict[str, int | float | bytes]:
         """The report as a flat record of ints, floats and bytes, keyed by field name.
 
         What executors send across a process or network boundary (a worker's
-        return value, a Flower reply); :meth:`from_record` reads it back.
+        return value, a Flower reply); :meth:`from_record` reads it back. A field
+        the client kept (None) is left out.
         """
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields = ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))
+        return {name: value for name, value in fields if value is not None}
 
     @classmethod
     def from_record(cls, record: Mapping[str, object]) -> ClientReport:
@@ -94,12 +102,14 @@ class ClientReport:
             update = record["update"]
             if not isinstance(update, (bytes, bytearray, memoryview)):
                 raise MalformedMessage("a client report's update must be bytes")
-            seconds = {
+            seconds = {  # absent: the client kept it
                 name: check_float(name, record[name], finite=False, error=MalformedMessage)
-                for name in ("train_s", "encrypt_s", "sign_s", "serialize_s")
+                if name in record
+                else None
+                for name in KEPT_BY_A_NODE[1:]
             }
-            clipped = record.get("clipped")  # None: the client kept it
-            if clipped is not None:
+            clipped = record.get("clipped")
+            if "clipped" in record:
                 clipped = check_int("clipped", clipped, error=MalformedMessage)
             round_id = check_int("round", record["round"], error=MalformedMessage)
             return cls(round=round_id, update=bytes(update), clipped=clipped, **seconds)

@@ -137,7 +137,7 @@ def outcome_from_dict(data: dict[str, Any]) -> RoundOutcome:
         contributors=tuple(data["contributors"]),
         failures=dict(data["failures"]),
         absent=tuple(data["absent"]),
-        timings={k: float(v) for k, v in data["timings"].items()},
+        timings={k: None if v is None else float(v) for k, v in data["timings"].items()},
         bytes_up=int(data["bytes_up"]),
         bytes_down=int(data["bytes_down"]),
         clipped=None if data["clipped"] is None else int(data["clipped"]),

@@ -43,6 +43,7 @@ __all__ = ["PHASES", "Federation", "KeyHolderRole", "RoundOutcome"]
 log = logging.getLogger("he_fed")
 
 PHASES = ("train", "encrypt", "sign", "serialize", "aggregate", "decrypt")
+CLIENT_PHASES = PHASES[:4]  #: timed by clients, which may keep them (Flower nodes do)
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,10 @@ class RoundOutcome:
         Clients that were asked but left out, with the reason.
     absent : tuple of str
         Clients not asked this round (dropouts).
-    timings : dict of str to float
-        Seconds per phase: ``train``, ``encrypt``, ``sign`` (commitment and
-        signature) and ``serialize`` summed over clients, ``aggregate`` (load,
-        verify and add) and ``decrypt`` (receipt checks and decryption).
+    timings : dict of str to float or None
+        Seconds per phase: ``train``, ``encrypt``, ``sign`` (commitment and signature)
+        and ``serialize`` summed over clients (None if one kept them, as Flower nodes
+        do), ``aggregate`` (load, verify, add) and ``decrypt`` (receipts, decryption).
     bytes_up : int
         Bytes uploaded per contributing client (the mean over them).
     bytes_down : int
@@ -91,7 +92,7 @@ class RoundOutcome:
     contributors: tuple[str, ...]
     failures: dict[str, str]
     absent: tuple[str, ...]
-    timings: dict[str, float]
+    timings: dict[str, float | None]
     bytes_up: int
     bytes_down: int
     clipped: int | None
@@ -307,7 +308,7 @@ class Federation:
         name = (
             f"train round {self.training_rounds}" if task is Task.TRAIN else f"{task.value} round"
         )
-        timings, failures, sizes = dict.fromkeys(PHASES, 0.0), dict[str, str](), list[int]()
+        timings, failures, sizes = dict[str, float | None].fromkeys(PHASES, 0.0), {}, []
         counts: list[int | None] = []  # clipped per update; None: the client kept it
         answered = 0
         for result in gather(self.executor, asked, start):
@@ -316,10 +317,9 @@ class Federation:
                 failures[result.client_id] = result.error or "failed"
                 continue
             report = result.report
-            timings["train"] += report.train_s
-            timings["encrypt"] += report.encrypt_s
-            timings["sign"] += report.sign_s
-            timings["serialize"] += report.serialize_s
+            for phase in CLIENT_PHASES:  # None once one client kept its seconds
+                seconds, so_far = getattr(report, f"{phase}_s"), timings[phase]
+                timings[phase] = None if seconds is None or so_far is None else so_far + seconds
             t0 = time.perf_counter()
             try:
                 self.aggregator.add(report.update)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from he_fed.exceptions import MalformedMessage
 from he_fed.protocol import ClientReport
+from he_fed.protocol.client import KEPT_BY_A_NODE
 
 REPORT = ClientReport(3, b"\x01\x02", 0.5, 0.25, 0.125, 0.0625, 7)
 
@@ -33,11 +36,18 @@ def test_a_record_with_a_field_of_the_wrong_type_is_refused(key, value):
         ClientReport.from_record({**REPORT.to_record(), key: value})
 
 
-def test_a_record_that_lacks_a_field_is_refused():
+@pytest.mark.parametrize("key", ["round", "update"])
+def test_a_record_that_lacks_a_field_is_refused(key):
     record = REPORT.to_record()
-    del record["sign_s"]
-    with pytest.raises(MalformedMessage, match="sign_s"):
+    del record[key]
+    with pytest.raises(MalformedMessage, match=key):
         ClientReport.from_record(record)
+
+
+def test_what_a_client_kept_is_left_out_and_comes_back_as_none():
+    kept = dataclasses.replace(REPORT, **dict.fromkeys(KEPT_BY_A_NODE))
+    assert set(kept.to_record()) == {"round", "update"}
+    assert ClientReport.from_record(kept.to_record()) == kept
 
 
 def test_a_record_without_the_clipped_count_says_the_client_kept_it():

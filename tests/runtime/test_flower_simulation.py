@@ -34,9 +34,8 @@ def test_he_fed_run_on_flower_simulation_gives_the_inprocess_coefficients(tmp_pa
         "--allow-insecure",
         "--json",
         str(out),
-        "--quiet",
     ]
-    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    result = CliRunner().invoke(main, args, catch_exceptions=False, terminal_width=120)
     assert result.exit_code == 0, result.output
     flower = json.loads(out.read_text())
     inprocess = run_experiment(
@@ -46,6 +45,12 @@ def test_he_fed_run_on_flower_simulation_gives_the_inprocess_coefficients(tmp_pa
     assert flower["final"]["intercept"] == inprocess["final"]["intercept"]
     assert flower["setup"]["executor"] == "flower" and flower["totals"]["startup_s"] > 0
     assert [r["contributors"] for r in flower["rounds"]] == [3, 3]
+    # The client nodes kept their seconds (red team 44): the summary says so.
+    kept = ("train_s", "encrypt_s", "sign_s", "serialize_s")
+    assert [flower["totals"][k] for k in kept] == [None] * 4
+    assert flower["totals"]["aggregate_s"] > 0
+    printed = [line for line in result.output.splitlines() if "kept by the clients" in line]
+    assert len(printed) == 4, result.output
 
 
 def test_targets_that_npy_cannot_hold_without_pickle_are_refused_before_flower_starts():
