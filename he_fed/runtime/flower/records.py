@@ -1,8 +1,9 @@
 """How he-fed's protocol rides on Flower messages: message types, record keys, errors.
 
 Every protocol message is already bytes (:mod:`he_fed.protocol.messages`), so a
-Flower message carries it as a ``bytes`` value of a ``ConfigRecord``; timings
-travel in a ``MetricRecord``. One exchange per step:
+Flower message carries it as a ``bytes`` value of a ``ConfigRecord``; the key
+holder's key-generation seconds travel in a ``MetricRecord``, and a client node
+sends no number (its seconds grow with its rows). One exchange per step:
 
 =====================  ===============  ==========================================
 message type           to               carries (reply carries)
