@@ -37,12 +37,11 @@ from he_fed.protocol.receipts import (
 from he_fed.protocol.spec import MAX_LOCAL_EPOCHS, ClientPlan, ClientSpec, ticket_plan
 from he_fed.protocol.ticket_check import checked_ticket
 
-__all__ = ["KEPT_BY_A_NODE", "Client", "ClientReport"]
+__all__ = ["Client", "ClientReport"]
 
 #: How far a task takes a client (see ``Client(phase=...)``).
-#: What a report may leave out because it tells of the client's data: its clipped
-#: count (red team 43) and its seconds per phase (training time grows with its rows).
-KEPT_BY_A_NODE = ("clipped", "train_s", "encrypt_s", "sign_s", "serialize_s")
+#: Seconds per phase, which a report may leave out, like its clipped count.
+_SECONDS = ("train_s", "encrypt_s", "sign_s", "serialize_s")
 
 _PHASE = {Task.MAGNITUDE: 1, Task.MOMENTS: 2, Task.TRAIN: 3, Task.EVALUATE: 3}
 
@@ -89,6 +88,11 @@ class ClientReport:
         fields = ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))
         return {name: value for name, value in fields if value is not None}
 
+    def kept(self) -> ClientReport:
+        """This report without what tells of the client's data: its clipped count
+        (red team 43) and its seconds per phase, which grow with its rows (50)."""
+        return dataclasses.replace(self, clipped=None, **dict.fromkeys(_SECONDS))
+
     @classmethod
     def from_record(cls, record: Mapping[str, object]) -> ClientReport:
         """Rebuild a report from :meth:`to_record`'s output, checking every field.
@@ -106,7 +110,7 @@ class ClientReport:
                 name: check_float(name, record[name], finite=False, error=MalformedMessage)
                 if name in record
                 else None
-                for name in KEPT_BY_A_NODE[1:]
+                for name in _SECONDS
             }
             clipped = record.get("clipped")
             if "clipped" in record:

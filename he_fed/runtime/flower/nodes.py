@@ -59,7 +59,6 @@ from he_fed.exceptions import (
 )
 from he_fed.protocol import KeyHolder
 from he_fed.protocol._keys import client_key
-from he_fed.protocol.client import KEPT_BY_A_NODE
 from he_fed.protocol.receipts import Identity
 from he_fed.protocol.signed_release import Release
 from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config, ticket_plan
@@ -439,7 +438,7 @@ def _make_round(data: DataSource) -> _Handler:
             state["last-round"] = client.last_round  # an attempt counts
             state["phase"] = client.phase
         # Its clipped count and seconds tell of this client's data: they stay here.
-        record = dataclasses.replace(report, **dict.fromkeys(KEPT_BY_A_NODE)).to_record()
+        record = report.kept().to_record()
         # The bytes and the round travel in the ConfigRecord, the numbers as metrics.
         config = {key: record.pop(key) for key in ("update", "round")}
         return records.reply(message, config, record)  # type: ignore[arg-type]
