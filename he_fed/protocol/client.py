@@ -35,15 +35,12 @@ from he_fed.protocol.receipts import (
     contribution_payloads,
 )
 from he_fed.protocol.spec import MAX_LOCAL_EPOCHS, ClientPlan, ClientSpec, ticket_plan
-from he_fed.protocol.ticket_check import checked_ticket
+from he_fed.protocol.ticket_check import PHASE, checked_ticket
 
 __all__ = ["Client", "ClientReport"]
 
-#: How far a task takes a client (see ``Client(phase=...)``).
 #: Seconds per phase, which a report may leave out, like its clipped count.
 _SECONDS = ("train_s", "encrypt_s", "sign_s", "serialize_s")
-
-_PHASE = {Task.MAGNITUDE: 1, Task.MOMENTS: 2, Task.TRAIN: 3, Task.EVALUATE: 3}
 
 
 @dataclass(frozen=True)
@@ -333,21 +330,12 @@ class Client:
             keyholder=self._keyholder,
             plan=self._plan_digest,
             key=self._key,
+            last_round=self._last_round,
+            phase=self._phase,
         )
-        if start.round <= self._last_round:
-            raise ProtocolError(
-                f"client {self.client_id!r} already answered round {self._last_round}; "
-                f"it answers each round once, in order (got round {start.round})"
-            )
         key = tasks.plan_for(self._key, start.task)
-        phase = _PHASE[start.task]
-        if start.task in (Task.MAGNITUDE, Task.MOMENTS) and phase <= self._phase:
-            raise ProtocolError(
-                f"client {self.client_id!r} answers the {start.task.value} statistics once, "
-                "and no statistics after training started"
-            )
         self._last_round = start.round  # an attempt counts, even if it fails below
-        self._phase = max(self._phase, phase)
+        self._phase = max(self._phase, PHASE[start.task])
         t0 = time.perf_counter()
         values, clipped = self._compute(start, key.scheme.clip)
         t1 = time.perf_counter()

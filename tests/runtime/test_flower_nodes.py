@@ -13,7 +13,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Message
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 
 from he_fed.crypto import PackedPaillier, Paillier, load_public, load_secret, wire
 from he_fed.exceptions import ConfigurationError, ExecutorError, MalformedMessage, PolicyViolation
@@ -355,11 +355,18 @@ def test_too_few_nodes_is_an_executor_error_after_the_timeout():
         FlowerExecutor(grid, nodes=5, start_timeout=0.3).start()
 
 
-def test_a_client_with_other_features_is_refused_at_setup():
+def test_a_client_with_other_features_fails_its_first_round_and_says_only_that():
+    """Its data is not read before a ticket (red team 51), so a width that does not
+    fit shows at the first round; the node's log says which width."""
     parts = _partitions(widths=(3, 4, 3))
+    setup = dataclasses.replace(_unstandardised(_partitions()), min_clients=2)
     grid = _grid(parts)
-    with pytest.raises(ConfigurationError, match="has 4 features"):
-        FlowerExecutor(grid, nodes=4).connect(_setup(_partitions()))
+    (outcome,) = run_federation(FlowerExecutor(grid, nodes=4), setup, parts, lambda f: f.train(1))
+    assert outcome.failures == {
+        "client-1": "ConfigurationError: this client could not answer the round under the "
+        "federation's plan (its node's log says why)"
+    }
+    assert outcome.contributors == ("client-0", "client-2")
 
 
 def test_client_nodes_sign_and_the_key_holder_node_learns_their_identities():
@@ -620,6 +627,26 @@ def test_a_client_node_checks_its_data_only_against_a_plan_its_key_holder_signed
     assert not _ask(fresh, 10, records.ROUND, {"round-start": ticket}).has_error()
 
 
+_UNREADABLE = "ConfigurationError: this node cannot read its data (its node's log says why)"
+
+
+def _first_round_failures(node_data, node: dict, run_config: dict) -> dict[str, str]:
+    """The failures of a first round in which client 0 reads its data with ``node_data``
+    and ``node`` as its node config (the node reads nothing before a ticket)."""
+    parts = _partitions()
+    app = make_client_app(
+        lambda c: node_data(c) if c.node_id == 10 else parts[int(c.node_config["partition-id"])]
+    )
+    nodes = {10 + k: {"partition-id": k, "num-partitions": 4} for k in range(3)}
+    nodes[10] = {"partition-id": 0, "num-partitions": 4, **node}
+    nodes[KEYHOLDER] = {"role": "keyholder", "num-partitions": 4}
+    grid = LoopbackGrid(app, nodes, run_config=run_config)
+    setup = dataclasses.replace(_unstandardised(parts), min_clients=2)
+    (outcome,) = run_federation(FlowerExecutor(grid, nodes=4), setup, parts, lambda f: f.train(1))
+    assert outcome.contributors == ("client-1", "client-2")
+    return outcome.failures
+
+
 def test_a_client_node_that_cannot_read_its_file_keeps_why_to_itself(tmp_path):
     """Red team 47: a loader refusal travelled back verbatim, naming the file, the
     line, the column and the cell. (Its settings are now the node's own.)"""
@@ -627,12 +654,8 @@ def test_a_client_node_that_cannot_read_its_file_keeps_why_to_itself(tmp_path):
 
     csv = tmp_path / "ward.csv"
     csv.write_text("age,ward,label\n50,B,0\n61,A,1\n")  # ward is text, declared nowhere
-    node = {"data-path": str(csv), "target": "label", "trust-on-first-use": True}
-    nodes = {10: node, KEYHOLDER: {"role": "keyholder"}}
-    grid = LoopbackGrid(make_client_app(node_data), nodes, run_config=RUN_CONFIG)
-    setup = {"client-id": "c", "public-key": b"x", "keyholder-identity": bytes(32)}
-    reason = _ask(grid, 10, records.SETUP, setup).error.reason
-    assert reason == "ConfigurationError: this node cannot read its data (its node's log says why)"
+    node = {"data-path": str(csv), "target": "label"}
+    assert _first_round_failures(node_data, node, RUN_CONFIG) == {"client-0": _UNREADABLE}
 
 
 def test_a_partition_node_reads_no_file_the_run_configuration_names(tmp_path):
@@ -644,13 +667,13 @@ def test_a_partition_node_reads_no_file_the_run_configuration_names(tmp_path):
     csv = tmp_path / "private.csv"
     csv.write_text("age,label\n" + "".join(f"{20 + k},{k % 2}\n" for k in range(37)))
     run_config = {**RUN_CONFIG, "dataset": str(csv), "target": "age", "model": "linear"}
-    nodes = {10: {"partition-id": 0, "trust-on-first-use": True}, KEYHOLDER: {"role": "keyholder"}}
-    grid = LoopbackGrid(make_client_app(node_data), nodes, run_config=run_config)
-    setup = {"client-id": "c", "public-key": b"x", "keyholder-identity": bytes(32)}
-    reason = _ask(grid, 10, records.SETUP, setup).error.reason
-    assert reason == "ConfigurationError: this node cannot read its data (its node's log says why)"
+    node = {"partition-id": 0, "num-partitions": 4}
+    assert _first_round_failures(node_data, node, run_config) == {"client-0": _UNREADABLE}
+    context = Context(
+        run_id=1, node_id=10, node_config=node, state=RecordDict(), run_config=run_config
+    )
     with pytest.raises(ConfigurationError, match="built-in dataset"):
-        node_data(grid.contexts[10])
+        node_data(context)
 
 
 def _text_labels(X, y):
@@ -693,6 +716,43 @@ def test_a_client_node_s_round_refusal_names_nothing_of_its_data(private, caplog
     assert outcome.contributors == ("client-1", "client-2")
     why = "<U7" if private is _text_labels else "diverged at epoch"  # "secretA"'s width
     assert why in caplog.text  # the node itself still knows
+
+
+def test_a_client_node_reads_its_data_only_for_a_fresh_ticket_of_its_key_holder():
+    """Red team 51: a client node read its data before it checked a round start, and
+    built its client from it before it refused a replayed one, so the time to refuse
+    grew with its rows (a CSV's 10 to 13 us per row; 40 ns per row in memory), a
+    probe the ServerApp could repeat at will. It now reads nothing at setup, nor for
+    a garbled or a replayed round start."""
+    parts = _partitions()
+    reads: list[int] = []
+
+    def data(context):
+        reads.append(int(context.node_config["partition-id"]))
+        return parts[reads[-1]]
+
+    grid = _grid(parts)
+    grid.app = make_client_app(data)
+    executor = FlowerExecutor(grid, nodes=4)
+    federation = executor.connect(_unstandardised(parts))
+    assert reads == []  # set up without reading
+
+    def refusal(config: dict) -> str:
+        (reply,) = [_ask(grid, 10, records.ROUND, config)]
+        assert reply.has_error()
+        return reply.error.reason
+
+    assert refusal({"round-start": b"\x00garbage"}).startswith("MalformedMessage")
+    federation.run_round()
+    assert sorted(reads) == [0, 1, 2]
+    (ticket,) = [
+        records.blob(records.config_of(m), "round-start")
+        for m in grid.sent
+        if m.metadata.message_type == records.ROUND and m.metadata.dst_node_id == 10
+    ][1:]  # the key holder's, after the garbage
+    replayed = refusal({"round-start": ticket})
+    assert replayed.startswith("ProtocolError: client 'client-0' already answered round")
+    assert sorted(reads) == [0, 1, 2]  # neither refusal read the data
 
 
 def test_a_server_app_cannot_register_only_a_victim_and_a_colluder(tmp_path):

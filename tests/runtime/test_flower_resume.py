@@ -312,13 +312,13 @@ def test_a_keygen_answer_of_the_wrong_types_is_a_malformed_message(tmp_path, par
         deployment.run(rewrites={records.KEYGEN: values})
 
 
-@pytest.mark.parametrize("n_features", ["three", None, [3]], ids=repr)
+@pytest.mark.parametrize("verify_key", ["three", 3, [b"k"]], ids=repr)
 def test_a_client_setup_answer_of_the_wrong_types_is_a_malformed_message(
-    tmp_path, parts, setup, n_features
+    tmp_path, parts, setup, verify_key
 ):
     deployment = Deployment(tmp_path, parts, setup)
-    with pytest.raises(MalformedMessage, match="'n-features' must be an integer"):
-        deployment.run(rewrites={records.SETUP: {"n-features": n_features}})
+    with pytest.raises(MalformedMessage, match="'verify-key' must be bytes"):
+        deployment.run(rewrites={records.SETUP: {"verify-key": verify_key}})
 
 
 def test_a_node_that_reopens_with_the_key_holders_public_identity_must_sign_with_it(

@@ -16,12 +16,13 @@ first he-fed message it accepts, and then fixed for the run:
   refuses to train. With ``state-file`` it also keeps its state on its own
   disk, survives a restart and never starts a second federation
   (:mod:`he_fed.runtime.flower.statefile`);
-* a node that accepts ``hefed_setup`` is **a client**. It loads its own data,
+* a node that accepts ``hefed_setup`` is **a client**. It
   pins the key holder's identity (``--node-config
   "keyholder-identity='<hex>'"``; trust on first use only in a simulation or with
   ``trust-on-first-use=true``), makes (or reads from ``identity-file``) its own
   Ed25519 signing identity, and from then on answers only tickets signed by the
-  pinned key holder, each round once. It refuses to generate or hold keys.
+  pinned key holder, each round once. It reads its own data only for such a
+  ticket, and a fresh one. It refuses to generate or hold keys.
 
 In a later run (a resumed ServerApp), a key-holder node started with
 ``state-file`` accepts ``hefed_reopen`` instead of ``hefed_keygen``: it rebuilds
@@ -322,10 +323,13 @@ def _reopen(message: Message, context: Context) -> Message:
     )
 
 
-def _client_spec(state: Mapping[str, Any], data: tuple[np.ndarray, np.ndarray]) -> ClientSpec:
-    plan = ClientPlan.from_config(
+def _client_plan(state: Mapping[str, Any]) -> ClientPlan:
+    return ClientPlan.from_config(
         {key[len(_PLAN) :]: value for key, value in state.items() if key.startswith(_PLAN)}
     )
+
+
+def _client_spec(state: Mapping[str, Any], data: tuple[np.ndarray, np.ndarray]) -> ClientSpec:
     X, y = data
     signing_key = state.get("signing-key")
     return ClientSpec(
@@ -333,7 +337,7 @@ def _client_spec(state: Mapping[str, Any], data: tuple[np.ndarray, np.ndarray]) 
         X,
         y,
         bytes(state["public-key"]),
-        plan,
+        _client_plan(state),
         keyholder=bytes(state["keyholder"]),
         signing_key=None if signing_key is None else bytes(signing_key),
         last_round=int(state["last-round"]),
@@ -365,9 +369,9 @@ def _pinned_keyholder(context: Context, offered: bytes) -> bytes:
     )
 
 
-def _make_setup(data: DataSource) -> _Handler:
+def _make_setup() -> _Handler:
     def _setup(message: Message, context: Context) -> Message:
-        """Become a client: take the public key and plan, check the local data fits."""
+        """Become a client: take the public key and plan; the data is read at a ticket."""
         if node_role(context) == "keyholder" or _KEYHOLDER_STATE in context.state:
             raise PolicyViolation("this node is the key holder; it does not train as a client")
         if _CLIENT_STATE in context.state:
@@ -385,15 +389,13 @@ def _make_setup(data: DataSource) -> _Handler:
             "phase": 0,
         }
         state.update({key: value for key, value in config.items() if key.startswith(_PLAN)})
-        spec = _client_spec(state, _own_data(data, context))
-        # The key and plan are checked here, the data only against a ticket's (red
-        # teams 43, 44): the ServerApp chooses both, and a refusal here would tell
-        # it whether the data fits the plan it chose.
-        client_key(spec.public_key, allow_insecure=spec.plan.allow_insecure)
+        # The key and plan are checked here, the data is not even read: it meets them
+        # only under a fresh ticket of the key holder's. The ServerApp chooses both,
+        # and a refusal would tell it whether the data fits the plan it chose (red
+        # teams 43, 44), the time to read it how many rows it holds (51).
+        client_key(bytes(state["public-key"]), allow_insecure=_client_plan(state).allow_insecure)
         context.state[_CLIENT_STATE] = ConfigRecord(state)
-        return records.reply(
-            message, {"n-features": int(spec.X.shape[1]), "verify-key": identity.public_bytes}
-        )
+        return records.reply(message, {"verify-key": identity.public_bytes})
 
     return _setup
 
@@ -418,14 +420,21 @@ def _make_round(data: DataSource) -> _Handler:
         if _CLIENT_STATE not in context.state:
             raise ProtocolError("this node was not set up as a client in this run")
         state = cast(ConfigRecord, context.state[_CLIENT_STATE])
-        spec = _client_spec(state, _own_data(data, context))
         ticket = records.blob(records.config_of(message), "round-start")
-        key = client_key(spec.public_key, allow_insecure=spec.plan.allow_insecure)
-        plan = ticket_plan(spec.plan.digest(), key.scheme)
-        checked_ticket(
-            ticket, client_id=spec.client_id, keyholder=spec.keyholder, plan=plan, key=key
+        plan = _client_plan(state)
+        key = client_key(bytes(state["public-key"]), allow_insecure=plan.allow_insecure)
+        checked_ticket(  # before the data is read: a refusal takes the same time for all
+            ticket,
+            client_id=str(state["client-id"]),
+            keyholder=bytes(state["keyholder"]),
+            plan=ticket_plan(plan.digest(), key.scheme),
+            key=key,
+            last_round=int(state["last-round"]),
+            phase=int(state["phase"]),
         )
-        # The key holder signed this plan and key: now the data may meet them.
+        # The key holder signed this plan and key, for a round this client has not
+        # answered: now the data may meet them.
+        spec = _client_spec(state, _own_data(data, context))
         with kept_to_itself("this client's data does not fit the federation's plan"):
             client = _build_client(spec)
         try:
@@ -468,7 +477,7 @@ def make_client_app(data: DataSource, node_files: NodeFiles | None = None) -> Cl
     app.query(records.HELLO.split(".")[1])(_refusing(_hello, node_files))
     app.query(records.PROVE.split(".")[1])(_refusing(_prove, node_files))
     app.train(records.KEYGEN.split(".")[1])(_refusing(_keygen, node_files))
-    app.train(records.SETUP.split(".")[1])(_refusing(_make_setup(data), node_files))
+    app.train(records.SETUP.split(".")[1])(_refusing(_make_setup(), node_files))
     app.train(records.ROUND.split(".")[1])(_refusing(_make_round(data), node_files))
     app.train(records.REGISTER.split(".")[1])(_refusing(_register, node_files))
     app.train(records.TICKET.split(".")[1])(_refusing(_ticket, node_files))

@@ -346,10 +346,8 @@ class FlowerExecutor:
         identities : dict of str to bytes
             Each client's Ed25519 identity, to register with the key holder(s).
 
-        Raises
-        ------
-        ConfigurationError
-            If a client node's data does not have ``setup.n_features`` features.
+        Their data stays unread until a ticket: a client whose data does not fit the
+        plan (another width, say) fails its first round, and its node's log says why.
         """
         client_plan = {f"plan.{key}": value for key, value in setup.plan.to_config().items()}
         clients = [
@@ -369,11 +367,6 @@ class FlowerExecutor:
         identities: dict[str, bytes] = {}
         for client in clients:
             config = self._answer(replies.get(client.node_id), f"client {client.client_id!r}")
-            if records.integer(config, "n-features") != setup.n_features:
-                raise ConfigurationError(
-                    f"client {client.client_id!r} has {config['n-features']} features, "
-                    f"the federation {setup.n_features}"
-                )
             identities[client.client_id] = records.blob(config, "verify-key")
         return clients, identities
 
