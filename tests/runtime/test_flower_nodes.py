@@ -887,3 +887,61 @@ def test_a_server_app_cannot_single_out_a_client_through_its_plan(tmp_path, fiel
     victim = np.append(np.ravel(alone.coef_), alone.intercept_)
     released = np.append(np.ravel(coef), intercept) * sum(len(p[0]) for p in parts) / len(X)
     assert not np.allclose(released, victim, atol=1e-9)
+
+
+class _Clock:
+    """A monotonic clock that ticks 0.1 s per reading and records each sleep."""
+
+    def __init__(self) -> None:
+        self.now, self.slept = 0.0, []
+
+    def monotonic(self) -> float:
+        self.now += 0.1
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 9))
+        self.now += seconds
+
+
+def test_a_client_node_pads_every_round_it_works_on_to_its_own_floor(monkeypatch):
+    """Red teams 50 to 52: a round's time grows with the client's rows, and the
+    ServerApp times every reply. A node started with ``round-floor-s`` takes at
+    least that long on each round after a valid ticket, answered or failed; one
+    without pads nothing, and a refused ticket is not padded (nothing was read)."""
+    from he_fed.runtime.flower import discretion
+
+    clock = _Clock()
+    monkeypatch.setattr(discretion, "time", clock)
+    parts = _partitions()
+    broken = (np.full_like(parts[1][0], np.nan), parts[1][1])  # does not fit: NaN
+    app = make_client_app(
+        lambda c: broken if c.node_id == 11 else parts[int(c.node_config["partition-id"])]
+    )
+    nodes = {10 + k: {"partition-id": k, "num-partitions": 4} for k in range(3)}
+    nodes[10]["round-floor-s"] = nodes[11]["round-floor-s"] = 5
+    nodes[KEYHOLDER] = {"role": "keyholder", "num-partitions": 4}
+    grid = LoopbackGrid(app, nodes, run_config={"round-floor-s": 0})  # not the run's
+    setup = dataclasses.replace(_unstandardised(parts), min_clients=2)
+    executor = FlowerExecutor(grid, nodes=4)
+    (outcome,) = run_federation(executor, setup, parts, lambda f: f.train(1))
+    assert outcome.contributors == ("client-0", "client-2") and set(outcome.failures) == {
+        "client-1"
+    }
+    assert clock.slept == [4.9, 4.9]  # 5 s less one tick: nodes 10 and 11, not 12
+    refused = _ask(grid, 10, records.ROUND, {"round-start": b"\x00garbage"})
+    assert refused.has_error() and clock.slept == [4.9, 4.9]
+
+
+def test_a_round_over_its_floor_is_logged_and_a_floor_must_be_seconds(monkeypatch, caplog):
+    from he_fed.runtime.flower import discretion
+
+    clock = _Clock()
+    monkeypatch.setattr(discretion, "time", clock)
+    with discretion.padded(0.05):
+        pass
+    assert clock.slept == [] and "over this node's round-floor-s of 0.050 s" in caplog.text
+    assert discretion.round_floor({}) == 0.0 and discretion.round_floor({"round-floor-s": 2}) == 2
+    for bad in (-1, float("nan"), "5"):
+        with pytest.raises(ConfigurationError, match="round-floor-s"):
+            discretion.round_floor({"round-floor-s": bad})

@@ -6,14 +6,20 @@ is an answer to a question it chose: "holds 30 samples" (red team 43), a CSV
 cell (47), a row count in sklearn's words (48), a label, the epoch training
 diverged at, or how far past the clip a dithered value went (49). The node logs
 why; the ServerApp hears one fixed sentence.
+
+Nor when: the ServerApp times each reply, and a round's time grows with the
+client's rows (red teams 50 to 52). A node started with ``round-floor-s`` pads
+every round it works on, answered or failed, to at least that many seconds.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from he_fed._validation import check_float
 from he_fed.exceptions import (
     ConfigurationError,
     InvalidSignature,
@@ -23,7 +29,7 @@ from he_fed.exceptions import (
     ProtocolError,
 )
 
-__all__ = ["ABOUT_THE_TICKET", "kept_to_itself"]
+__all__ = ["ABOUT_THE_TICKET", "kept_to_itself", "padded", "round_floor"]
 
 _LOG = logging.getLogger("he_fed.runtime.flower.nodes")
 
@@ -55,3 +61,37 @@ def kept_to_itself(sentence: str, *, passing: tuple[type[Exception], ...] = ()) 
     except Exception as exc:  # noqa: BLE001 - whatever it is, its text may name the data
         _LOG.warning("%s: %r", sentence, exc)
         raise ConfigurationError(f"{sentence} (its node's log says why)") from None
+
+
+def round_floor(node_config: Mapping[str, object]) -> float:
+    """The node's own ``round-floor-s`` (0, no padding, if unset).
+
+    Raises
+    ------
+    ConfigurationError
+        If it is not a finite number of seconds, at least 0.
+    """
+    return check_float("round-floor-s", node_config.get("round-floor-s", 0.0), low=0.0)
+
+
+@contextmanager
+def padded(seconds: float) -> Iterator[None]:
+    """Make the block take at least ``seconds``, however it ends.
+
+    A block that takes longer is logged: its time tells of the data again, and the
+    node's ``round-floor-s`` should be raised above it.
+    """
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        spare = started + seconds - time.monotonic()
+        if spare > 0:
+            time.sleep(spare)
+        elif seconds > 0:
+            _LOG.warning(
+                "a round took %.3f s, over this node's round-floor-s of %.3f s: its time "
+                "tells of its data; raise round-floor-s",
+                seconds - spare,
+                seconds,
+            )

@@ -65,7 +65,12 @@ from he_fed.protocol.signed_release import Release
 from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config, ticket_plan
 from he_fed.protocol.ticket_check import checked_ticket
 from he_fed.runtime.flower import records, reopen, statefile
-from he_fed.runtime.flower.discretion import ABOUT_THE_TICKET, kept_to_itself
+from he_fed.runtime.flower.discretion import (
+    ABOUT_THE_TICKET,
+    kept_to_itself,
+    padded,
+    round_floor,
+)
 from he_fed.runtime.flower.policy import (
     KeyHolderPolicy,
     admitted_registration,
@@ -433,19 +438,20 @@ def _make_round(data: DataSource) -> _Handler:
             phase=int(state["phase"]),
         )
         # The key holder signed this plan and key, for a round this client has not
-        # answered: now the data may meet them.
-        spec = _client_spec(state, _own_data(data, context))
-        with kept_to_itself("this client's data does not fit the federation's plan"):
-            client = _build_client(spec)
-        try:
-            with kept_to_itself(
-                "this client could not answer the round under the federation's plan",
-                passing=ABOUT_THE_TICKET,
-            ):
-                report = client.participate(ticket)
-        finally:
-            state["last-round"] = client.last_round  # an attempt counts
-            state["phase"] = client.phase
+        # answered: now the data may meet them, in a time that tells nothing of it.
+        with padded(round_floor(context.node_config)):
+            spec = _client_spec(state, _own_data(data, context))
+            with kept_to_itself("this client's data does not fit the federation's plan"):
+                client = _build_client(spec)
+            try:
+                with kept_to_itself(
+                    "this client could not answer the round under the federation's plan",
+                    passing=ABOUT_THE_TICKET,
+                ):
+                    report = client.participate(ticket)
+            finally:
+                state["last-round"] = client.last_round  # an attempt counts
+                state["phase"] = client.phase
         # Its clipped count and seconds tell of this client's data: they stay here.
         record = report.kept().to_record()
         # The bytes and the round travel in the ConfigRecord, the numbers as metrics.
