@@ -76,7 +76,7 @@ from he_fed.crypto._exact_cache import exact_cache
 from he_fed.crypto._multiexp import product_of_powers
 from he_fed.exceptions import ConfigurationError
 
-__all__ = ["Layout", "bit_count", "proof_size", "prove"]
+__all__ = ["MAX_VALUE_BITS", "Layout", "bit_count", "largest_size", "proof_size", "prove"]
 
 _DOMAIN = b"he-fed/value-range/v1"
 _MOD = gmpy2.mpz(_binding.P)
@@ -92,6 +92,11 @@ _WEIGHT_BITS = 64
 _RHO_BITS = _binding.RHO_BITS + 32
 #: Elements besides the planes' ``D_j`` and ``A_j``: Y, A_Y, T_1, T_2, C_0, C_1.
 _ELEMENTS = 6
+#: Widest value a proof covers, in bits (so its most planes): a Paillier value's
+#: ``q + levels`` spans ``2 · levels = 2^p - 2`` for ``precision_bits = p <= 128``, a
+#: CKKS digit plus its bound at most ``2^53`` (its slot sums stay below ``2^52``).
+#: Messages bound a proof's length with it (``he_fed.protocol.messages``).
+MAX_VALUE_BITS = 128
 
 
 def _scalar_width(witness_bits: int) -> int:
@@ -159,7 +164,24 @@ def _z_width(count: int) -> int:
 def proof_size(layout: Layout) -> int:
     """Bytes of a proof over ``layout``: two elements and a scalar per plane, six more
     elements, the challenge, five scalars, and one response per bit."""
-    planes, count = max(_widths(layout), default=0), bit_count(layout)
+    return _size(max(_widths(layout), default=0), bit_count(layout))
+
+
+def largest_size(bits: int) -> int:
+    """Bytes of the longest proof over at most ``bits`` bits of values.
+
+    :func:`proof_size` grows with its planes (its widest value's bits) and its bits,
+    and a layout of at most ``bits`` bits, none wider than :data:`MAX_VALUE_BITS`
+    (:func:`prove` refuses wider ones), has at most ``min(bits, MAX_VALUE_BITS)``
+    planes. So this is ``proof_size`` at that many planes and ``bits`` bits: 585
+    bytes a plane (two 256-byte elements, a 73-byte scalar), 1,901 bytes more (six
+    elements, the challenge, five scalars) and ``(135 + bit_length(bits) + 7) // 8``
+    bytes a bit (19 from 512 bits to ``2^17``). Values of 128 bits each reach it.
+    """
+    return _size(min(bits, MAX_VALUE_BITS), bits)
+
+
+def _size(planes: int, count: int) -> int:
     return (
         (2 * planes + _ELEMENTS) * _WIDTH
         + _CHALLENGE_BITS // 8
@@ -335,6 +357,11 @@ def prove(
         not 0 <= y <= span for y, span in zip(ys, layout.spans, strict=True)
     ):
         raise ConfigurationError("no range proof exists for values outside the plan's range")
+    if any(width > MAX_VALUE_BITS for width in _widths(layout)):
+        raise ConfigurationError(
+            f"no range proof exists for values wider than {MAX_VALUE_BITS} bits: messages "
+            "would refuse it"
+        )
     if not 1 <= weight < 1 << _WEIGHT_BITS or not 0 <= rho < 1 << _RHO_BITS:
         raise ConfigurationError("no range proof exists for this weight or blinding")
     return _prove(layout, ys, _digits(ys, layout), weight, rho, binding, weight_commitment, context)

@@ -23,7 +23,7 @@ from typing import ClassVar, TypeVar, Union
 import numpy as np
 
 from he_fed._validation import MAX_CLIENT_ID_BYTES
-from he_fed.crypto import wire
+from he_fed.crypto import _value_range, wire
 from he_fed.exceptions import MalformedMessage
 
 __all__ = [
@@ -57,26 +57,39 @@ _MAX_PROOF = 4096
 MAX_RANGE_PROOF = 28_218
 
 
-#: Bytes of a values' range proof (:mod:`he_fed.crypto._value_range`) per byte of its
-#: carrier, at most: 33 bytes per bit of each value, and a packed Paillier slot has at
-#: least as many bits as its value's range, so a ciphertext of ``key_bits / 8`` bytes
-#: (its commitment: the carrier of a receipt) carries at most ``key_bits`` such bits.
-VALUE_PROOF_PER_BYTE = 33 * 8
-
-
 def _proof_bound(carrier: bytes) -> int:
     """Largest proof that may come with ``carrier`` (the vector, or its commitment).
 
-    A CKKS proof (:mod:`he_fed.crypto._opening_proof`) takes under 16 bytes per
-    committed slot (at worst 56-bit slots, 9 to an exponent, each response 96
-    bytes) plus a few hundred, and each slot takes 8 bytes of ``c1`` per data
-    prime in the commitment, more in the ciphertext; a Paillier proof is one
-    residue. So a proof never exceeds :data:`_MAX_PROOF` plus twice its carrier's
-    length (``tests/crypto/test_opening_proof.py``), after the weight's range proof
-    and the values' range proof (its elements and scalars take under
-    :data:`_MAX_PROOF`, its bits :data:`VALUE_PROOF_PER_BYTE` per carrier byte).
+    A proof is the weight's range proof, the values' range proof, then the proof of
+    an opening; each is bounded by the carrier's length ``L`` alone, so the bound is
+    linear in what the message carries, never open-ended:
+
+    * The weight's: at most :data:`MAX_RANGE_PROOF`, the widest plan's.
+    * The values' (:mod:`he_fed.crypto._value_range`): a carrier byte holds at most 8
+      bits of the values' ranges. A packed Paillier slot has at least as many bits as
+      its value's range, and a ciphertext of ``key_bits`` bits has ``key_bits / 8``
+      bytes of commitment (twice that of vector); per-value Paillier puts one value
+      (at most 128 bits) in a ciphertext; a CKKS digit (at most 54 bits) takes a slot
+      of 8 bytes of ``c1`` per data prime. So it covers at most ``8 L`` bits in at
+      most :data:`~he_fed.crypto._value_range.MAX_VALUE_BITS` planes, and is at most
+      :func:`~he_fed.crypto._value_range.largest_size` of ``8 L``: its 128 planes
+      take 74,880 bytes whatever ``L``, which is what a fixed allowance of 4,096
+      missed (a 1024-bit key's one-ciphertext magnitude round: 92 planes, 71,318
+      bytes in all against 70,458).
+    * The opening's: a CKKS proof (:mod:`he_fed.crypto._opening_proof`) takes under
+      16 bytes per committed slot (at worst 56-bit slots, 9 to an exponent, each
+      response 96 bytes) plus a few hundred, and each slot takes 8 bytes of ``c1`` per
+      data prime in the commitment, more in the ciphertext; a Paillier proof is one
+      residue. So at most :data:`_MAX_PROOF` plus ``2 L``
+      (``tests/crypto/test_opening_proof.py``).
+
+    That is 109,095 bytes whatever ``L`` (from 16 bytes on), and 8 responses and 2
+    bytes per carrier byte (154 while ``8 L < 2^17``): a 1024-bit key's 128-byte
+    commitment admits 28,218 + 96,237 + 4,096 + 256 = 128,807 bytes, a 2048-bit
+    key's 256-byte one 148,519.
     """
-    return MAX_RANGE_PROOF + 2 * _MAX_PROOF + (VALUE_PROOF_PER_BYTE + 2) * len(carrier)
+    bits = 8 * len(carrier)
+    return MAX_RANGE_PROOF + _value_range.largest_size(bits) + _MAX_PROOF + 2 * len(carrier)
 
 
 class Task(str, enum.Enum):

@@ -101,6 +101,14 @@ def test_the_blinding_fits_its_slots_and_every_proof_fits_the_message_bound(
     for size in (1, 31, 1001, 10001):
         c1_bytes = scheme.ciphertexts_for(size) * scheme.poly_modulus_degree * primes * 8
         proof = _opening_proof.proof_size(_ckks_binding.packed_count(scheme, size), bits)
+        assert proof <= 4096 + 2 * c1_bytes  # the opening's share of the bound
+        # The whole proof: the weight's, the values' (whose size only its spans set:
+        # each digit's twice its bound) and the opening's.
+        spans = tuple(2 * b for b in scheme.quantizer.digit_bounds) * size
+        values = _value_range.proof_size(_value_range.Layout((), spans, None))
+        if size == 31:
+            assert values == _value_range.proof_size(_ckks_binding.value_layout(scheme, size))
+        proof += _weight_range.linked_size(max_weight) + values
         assert proof <= _proof_bound(bytes(c1_bytes))
 
 

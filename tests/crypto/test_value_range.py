@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 
+import numpy as np
 import pytest
 
-from he_fed.crypto import _binding, _value_check, _value_range, _weight_range
+from he_fed.crypto import _binding, _commitment_proof, _value_check, _value_range, _weight_range
 from he_fed.crypto.paillier import PackedPaillier, Paillier
-from he_fed.exceptions import ConfigurationError
+from he_fed.exceptions import ConfigurationError, MalformedMessage
+from he_fed.protocol import messages, tasks
+from tests.conftest import keys_for
 
 LEVELS = 2**15 - 1
 
@@ -235,3 +239,117 @@ def test_threads_that_extend_the_bit_generators_at_once_leave_each_in_its_place(
     finally:
         sys.setswitchinterval(interval)
     assert fresh == _value_range._BIT_GENERATORS
+
+
+def _honest_size(scheme, size: int) -> int:
+    """A Paillier contribution's proof: its weight's, its values' and its opening's."""
+    return (
+        _weight_range.linked_size(scheme.max_weight)
+        + _value_range.proof_size(scheme.value_layout(size))
+        + _commitment_proof.proof_size(0, scheme.randomness_bits, scheme.ciphertexts_for(size))
+    )
+
+
+def test_a_one_ciphertext_magnitude_round_fits_the_message_bound():
+    """A 1024-bit packed key's magnitude round (92-bit values; 8 clients of weight up to
+    40,000) fits 5 values in one ciphertext. Its 128-byte commitment admitted 70,458
+    bytes of proof (4,096 for everything of the values' proof but 33 bytes a bit),
+    against an honest 71,318: the values' proof alone takes 585 bytes for each of its
+    92 planes. The aggregate that carried it could not be decoded."""
+    plan = keys_for("paillier-packed").public.with_plan(max_clients=8, max_weight=40_000)
+    key = tasks.plan_for(plan, messages.Task.MAGNITUDE)
+    vector = key.encrypt(np.linspace(0.0, 1.0, 5), weight=40_000)
+    proof, commitment = vector.prove_commitment(b"ctx"), vector.commitment()
+    binding = vector.binding()
+    layout = key.scheme.value_layout(5)
+    widths = _value_range._widths(layout)
+    assert (len(commitment), max(widths), sum(widths)) == (128, 92, 460)
+    assert (_value_range.proof_size(layout), len(proof), _honest_size(key.scheme, 5)) == (
+        64_001,
+        71_318,
+        71_318,
+    )
+    assert messages._proof_bound(commitment) == 28_218 + 96_237 + 4_096 + 256 == 128_807
+
+    def aggregate(proof: bytes) -> bytes:
+        receipt = messages.Receipt("c", commitment, bytes(64), proof, binding)
+        task = messages.Task.MAGNITUDE
+        return messages.encode(messages.EncryptedAggregate(1, task, (receipt,), vector.to_bytes()))
+
+    decoded = messages.decode(aggregate(proof), messages.EncryptedAggregate)
+    assert decoded.receipts[0].proof == proof
+    update = messages.EncryptedUpdate(
+        1, messages.Task.MAGNITUDE, "c", vector.to_bytes(), bytes(64), bytes(64), proof, binding
+    )
+    assert messages.decode(messages.encode(update), messages.EncryptedUpdate).proof == proof
+    # Still a bound: one byte more is refused before anything is read into it.
+    with pytest.raises(MalformedMessage, match="field of 128808 bytes exceeds 128807"):
+        messages.decode(aggregate(bytes(128_808)), messages.EncryptedAggregate)
+
+
+class _Key:
+    """What :func:`tasks.plan_for` reads of a key: its scheme (no key generation)."""
+
+    def __init__(self, scheme) -> None:
+        self.scheme = scheme
+
+    def with_plan(self, **changes) -> _Key:
+        return _Key(self.scheme.with_plan(**changes))
+
+
+@pytest.mark.parametrize("key_bits", [1024, 2048])
+def test_no_paillier_plan_outgrows_the_message_bound(key_bits):
+    """Every task's plan, at 16 and 128 bits of precision, from 2 clients of weight 1 to
+    1,024 of weight up to 2^64 - 1: the whole honest proof of up to 130 packed values
+    (31 per-value ones) fits the bound of its commitment. At 2048 bits (one
+    ciphertext: a bound of 104,506 bytes) and the default precision and clients, a
+    weight bound of 2^64 - 1 put the moments of 4 columns (8 values) 6,139 bytes over
+    it; at 128 bits of precision, a weight bound of 2 put a three-class evaluation
+    round (11 values) 72 bytes over it."""
+    worst = 0.0
+    plans = itertools.product((16, 128), ((2, 1), (8, 40_000), (1024, 2**64 - 1)))
+    for (precision, (clients, weight)), scheme_cls in itertools.product(
+        plans, (PackedPaillier, Paillier)
+    ):
+        base = scheme_cls(
+            key_bits=key_bits,
+            allow_insecure=True,
+            precision_bits=precision,
+            max_clients=clients,
+            max_weight=weight,
+        )
+        most = 130 if scheme_cls is PackedPaillier else 31
+        for task in messages.Task:
+            scheme = tasks.plan_for(_Key(base), task).scheme
+            # With its ciphertexts, a bound stays and a proof grows: check each count's
+            # most values (one more spills into another ciphertext).
+            counts = [scheme.ciphertexts_for(n) for n in range(1, most + 2)]
+            fullest = [n for n in range(1, most + 1) if counts[n] != counts[n - 1]]
+            for size in (*fullest, most):
+                bound = messages._proof_bound(bytes(scheme.ciphertexts_for(size) * key_bits // 8))
+                honest = _honest_size(scheme, size)
+                assert honest <= bound, (scheme, task, size)
+                worst = max(worst, honest / bound)
+    assert 0.85 < worst <= 1  # the bound is not slack everywhere either
+    packed = PackedPaillier(key_bits=2048, max_weight=2**64 - 1)
+    moments = tasks.plan_for(_Key(packed), messages.Task.MOMENTS).scheme
+    assert (moments.ciphertexts_for(8), _honest_size(moments, 8)) == (1, 110_645)
+    evaluation = PackedPaillier(key_bits=2048, precision_bits=128, max_weight=2)
+    evaluation = tasks.plan_for(_Key(evaluation), messages.Task.EVALUATE).scheme
+    assert (evaluation.ciphertexts_for(11), _honest_size(evaluation, 11)) == (1, 104_578)
+    assert messages._proof_bound(bytes(256)) == 148_519  # was 104,506
+
+
+def test_128_bit_values_reach_the_largest_size_and_wider_ones_have_no_proof():
+    """:func:`_value_range.largest_size` is attained (eight 128-bit values, 1,024 bits),
+    and a value wider than :data:`_value_range.MAX_VALUE_BITS` is refused by the prover,
+    whose proof the messages would refuse."""
+    paillier = Paillier(key_bits=1024, allow_insecure=True, precision_bits=128)
+    widest = paillier.value_layout(8)
+    assert set(_value_range._widths(widest)) == {_value_range.MAX_VALUE_BITS} == {128}
+    assert _value_range.proof_size(widest) == _value_range.largest_size(1024) == 96_237
+    assert _value_range.largest_size(1024) == 128 * 585 + 1_901 + 1024 * 19
+    layout = _layout(1, span=2**128)  # 129 bits
+    rho, binding, c = _committed(layout, [0], 1)
+    with pytest.raises(ConfigurationError, match="wider than 128 bits"):
+        _value_range.prove(layout, [0], 1, rho, binding, c, b"ctx")
