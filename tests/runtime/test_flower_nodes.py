@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import tracemalloc
 
 import numpy as np
@@ -21,7 +22,13 @@ from he_fed.models import LinearRegressionGD, LogisticRegressionGD
 from he_fed.protocol import Identity, KeyHolder, Task
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import run_federation
-from he_fed.runtime.flower import FlowerExecutor, KeyHolderPolicy, make_client_app, records
+from he_fed.runtime.flower import (
+    FlowerExecutor,
+    KeyHolderPolicy,
+    make_client_app,
+    records,
+    roundfile,
+)
 from he_fed.runtime.flower.policy import admitted_registration
 from tests.runtime.flower_fakes import LoopbackGrid
 
@@ -945,3 +952,71 @@ def test_a_round_over_its_floor_is_logged_and_a_floor_must_be_seconds(monkeypatc
     for bad in (-1, float("nan"), "5"):
         with pytest.raises(ConfigurationError, match="round-floor-s"):
             discretion.round_floor({"round-floor-s": bad})
+
+
+def _rounds_grid(parts, folder, reads: list[int]) -> LoopbackGrid:
+    """A run whose client 0 keeps a round-file in ``folder`` and client 1 an
+    identity-file (so ``<identity-file>.rounds``); ``reads`` logs each data read."""
+
+    def data(context):
+        reads.append(int(context.node_config["partition-id"]))
+        return parts[reads[-1]]
+
+    grid = _grid(parts)
+    grid.app = make_client_app(data)
+    (folder / "c1.id").write_text(Identity().private_bytes().hex())
+    grid.contexts[10].node_config["round-file"] = str(folder / "c0.rounds")
+    grid.contexts[11].node_config["identity-file"] = str(folder / "c1.id")
+    return grid
+
+
+def test_a_client_node_answers_a_ticket_once_across_runs_with_its_round_file(tmp_path):
+    """Red team 52: a client node kept the rounds it answered only in its run's state,
+    which every ``flwr run`` starts empty, so tickets harvested in one run were fresh
+    again in the next, each a timing sample of its rows, with no key holder needed.
+    With a round file (its own, or beside its identity-file) a replay in a new run is
+    refused before the data is read; a node with neither answers it, as before."""
+    parts, reads = _partitions(), []
+    grid = _rounds_grid(parts, tmp_path, reads)
+    run_federation(FlowerExecutor(grid, nodes=4), _unstandardised(parts), parts, _train)
+    assert sorted(reads) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    saved = json.loads((tmp_path / "c0.rounds").read_text())
+    assert {k: saved[k] for k in ("format", "version")} == roundfile.FORMAT
+    assert list(saved["federations"].values()) == [[2, 3]]  # rounds 0 to 2, training
+    assert (tmp_path / "c1.id.rounds").read_text() == (tmp_path / "c0.rounds").read_text()
+    for node in (10, 11, 12):  # the ServerApp replays each node's first ticket in a new run
+        sent = [m for m in grid.sent if m.metadata.dst_node_id == node]
+        setup, ticket = (
+            dict(records.config_of(next(m for m in sent if m.metadata.message_type == kind)))
+            for kind in (records.SETUP, records.ROUND)
+        )
+        fresh = _rounds_grid(parts, tmp_path, reads)  # a new run: its state starts empty
+        assert not _ask(fresh, node, records.SETUP, setup).has_error()
+        answer = _ask(fresh, node, records.ROUND, ticket)
+        if node == 12:  # no round file: answered again (the open row in DESIGN)
+            assert not answer.has_error() and reads.count(2) == 4
+        else:
+            assert answer.error.reason.startswith(
+                f"ProtocolError: client 'client-{node - 10}' already answered round 2"
+            )
+    assert sorted(reads) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["not json", '{"format": "he-fed/client-rounds", "version": 2, "federations": {}}',
+     '{"format": "he-fed/client-rounds", "version": 1, "federations": {"ab": [1, true]}}'],
+    ids=["garbled", "version-2", "bool"],
+)  # fmt: skip
+def test_a_round_file_that_cannot_be_trusted_stops_the_node_s_rounds(tmp_path, text):
+    parts, reads = _partitions(), []
+    grid = _rounds_grid(parts, tmp_path, reads)
+    (tmp_path / "c0.rounds").write_text(text)
+    (outcome,) = run_federation(
+        FlowerExecutor(grid, nodes=4),
+        dataclasses.replace(_unstandardised(parts), min_clients=2),
+        parts,
+        lambda f: f.train(1),
+    )
+    assert outcome.failures["client-0"].startswith("StateError: this client node's round-file")
+    assert 0 not in reads and outcome.contributors == ("client-1", "client-2")

@@ -64,7 +64,7 @@ from he_fed.protocol.receipts import Identity
 from he_fed.protocol.signed_release import Release
 from he_fed.protocol.spec import ClientPlan, ClientSpec, scheme_from_config, ticket_plan
 from he_fed.protocol.ticket_check import checked_ticket
-from he_fed.runtime.flower import records, reopen, statefile
+from he_fed.runtime.flower import records, reopen, roundfile, statefile
 from he_fed.runtime.flower.discretion import (
     ABOUT_THE_TICKET,
     kept_to_itself,
@@ -428,15 +428,18 @@ def _make_round(data: DataSource) -> _Handler:
         ticket = records.blob(records.config_of(message), "round-start")
         plan = _client_plan(state)
         key = client_key(bytes(state["public-key"]), allow_insecure=plan.allow_insecure)
-        checked_ticket(  # before the data is read: a refusal takes the same time for all
+        node = context.node_config  # its round-file: the rounds it answered in any run
+        last, phase = roundfile.remembered(node, ticket, state["last-round"], state["phase"])
+        start = checked_ticket(  # before the data is read: a refusal takes the same time
             ticket,
             client_id=str(state["client-id"]),
             keyholder=bytes(state["keyholder"]),
             plan=ticket_plan(plan.digest(), key.scheme),
             key=key,
-            last_round=int(state["last-round"]),
-            phase=int(state["phase"]),
+            last_round=last,
+            phase=phase,
         )
+        roundfile.remember(node, start)
         # The key holder signed this plan and key, for a round this client has not
         # answered: now the data may meet them, in a time that tells nothing of it.
         with padded(round_floor(context.node_config)):
