@@ -105,5 +105,6 @@ def write_threshold_keys(
     click.echo(
         "  on Flower: holder i's node takes share-i.key, holder-i.identity and council.pin "
         "(share-file, identity-file, council-file); client nodes pin the council with "
-        "keyholder-identity='<the hex in council.pin>'"
+        "keyholder-identity='<the hex in council.pin>' and keep their rounds in "
+        "round-file='client-K.rounds'"
     )

@@ -98,7 +98,10 @@ def flower_app(directory: Path, settings: tuple[str, ...], provision: bool) -> N
         f"state-file='{directory / 'keyholder.state'}'\""
     )
     click.echo("client node K:")
-    click.echo(f"  --node-config \"partition-id=K keyholder-identity='{pin}'\"")
+    click.echo(
+        f"  --node-config \"partition-id=K keyholder-identity='{pin}' "
+        "round-file='client-K.rounds'\" (its rounds, on its own disk)"
+    )
     click.echo(
         "The policy trusts the client identities the ServerApp forwards at setup; to "
         'provision them instead, add "trusted-clients" to keyholder.json '

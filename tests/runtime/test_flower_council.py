@@ -264,7 +264,12 @@ def deployed_grid(parts, setup, tmp_path, *, dual=False, **kwargs):
             "federation-file": str(tmp_path / f"holder-{i}.federation"),
         }
     nodes = {
-        10 + p: {"partition-id": p, "keyholder-identity": pin.hex()} for p in range(len(parts))
+        10 + p: {
+            "partition-id": p,
+            "keyholder-identity": pin.hex(),
+            "round-file": str(tmp_path / f"client-{p}.rounds"),
+        }
+        for p in range(len(parts))
     }
     for i, config in holders.items():
         if dual and i <= len(parts):

@@ -62,7 +62,10 @@ def share_holder_configs(folder: Path, run: dict) -> tuple[list[str], list[str]]
             f"identity-file='{folder / f'holder{i}.id'}' council-file='{folder / 'council.pin'}' "
             f"federation-file='{folder / f'holder-{i}.federation'}'"
         )
-    clients = [f"partition-id={k} keyholder-identity='{pin.hex()}'" for k in range(CLIENTS)]
+    clients = [
+        f"partition-id={k} keyholder-identity='{pin.hex()}' round-file='{folder / f'c{k}.rounds'}'"
+        for k in range(CLIENTS)
+    ]
     clients[0] += " " + holders.pop(1)
     return clients, [holders[i] for i in sorted(holders)]
 

@@ -192,7 +192,10 @@ def node_configs(folder: Path, run: dict) -> list[str]:
     policy.write(folder / "keyholder.json")
     (folder / "secret.key").write_bytes(policy.scheme.keygen().secret.to_bytes())
     pin = identity.public_bytes.hex()
-    clients = [f"partition-id={k} keyholder-identity='{pin}'" for k in range(CLIENTS)]
+    clients = [
+        f"partition-id={k} keyholder-identity='{pin}' round-file='{folder / f'c{k}.rounds'}'"
+        for k in range(CLIENTS)
+    ]
     return [
         *clients,
         f"role='keyholder' policy-file='{folder / 'keyholder.json'}' "

@@ -56,7 +56,10 @@ def _provision(folder: Path) -> tuple[list[str], str]:
     policy.write(folder / "keyholder.json")
     (folder / "secret.key").write_bytes(policy.scheme.keygen().secret.to_bytes())
     pin = identity.public_bytes.hex()
-    clients = [f"partition-id={k} keyholder-identity='{pin}'" for k in range(CLIENTS)]
+    clients = [
+        f"partition-id={k} keyholder-identity='{pin}' round-file='{folder / f'c{k}.rounds'}'"
+        for k in range(CLIENTS)
+    ]
     keyholder = (
         f"role='keyholder' policy-file='{folder / 'keyholder.json'}' "
         f"identity-file='{folder / 'keyholder.id'}' secret-key-file='{folder / 'secret.key'}' "

@@ -83,7 +83,12 @@ def deployed_grid(parts, setup, tmp_path, *, trusted=False, **kwargs) -> Loopbac
     (tmp_path / "secret.key").write_bytes(setup.scheme.keygen().secret.to_bytes())
     pin = identity.public_bytes.hex()
     nodes: dict[int, dict] = {
-        10 + k: {"partition-id": k, "keyholder-identity": pin} for k in range(len(parts))
+        10 + k: {
+            "partition-id": k,
+            "keyholder-identity": pin,
+            "round-file": str(tmp_path / f"client-{k}.rounds"),
+        }
+        for k in range(len(parts))
     }
     clients = {f"client-{k}": Identity() for k in range(len(parts))} if trusted else {}
     for k, (name, client) in enumerate(clients.items()):
@@ -1020,3 +1025,16 @@ def test_a_round_file_that_cannot_be_trusted_stops_the_node_s_rounds(tmp_path, t
     )
     assert outcome.failures["client-0"].startswith("StateError: this client node's round-file")
     assert 0 not in reads and outcome.contributors == ("client-1", "client-2")
+
+
+def test_a_deployed_client_node_without_a_round_file_is_refused_at_setup():
+    """Red team 53: the client nodes README and ``he-fed flower-app --provision``
+    started had neither file, so they answered old tickets in every new run."""
+    grid = _grid(_partitions())
+    grid.contexts[10].node_config = {"partition-id": 0, "trust-on-first-use": True}  # deployed
+    setup = {"client-id": "c", "public-key": b"x", "keyholder-identity": bytes(32)}
+    reason = _ask(grid, 10, records.SETUP, setup)
+    assert reason.error.reason.startswith(
+        "ConfigurationError: a client node records the federation it serves"
+    )
+    assert "round-file=" in reason.error.reason and "hefed.client" not in grid.contexts[10].state

@@ -50,7 +50,15 @@ def _grid(parts, node_config):
     pin = Identity.from_private_bytes(
         bytes.fromhex(Path(node_config["identity-file"]).read_text())
     ).public_bytes.hex()
-    nodes = {10 + k: {"partition-id": k, "keyholder-identity": pin} for k in range(len(parts))}
+    folder = Path(node_config["identity-file"]).parent
+    nodes = {
+        10 + k: {
+            "partition-id": k,
+            "keyholder-identity": pin,
+            "round-file": str(folder / f"client-{k}.rounds"),
+        }
+        for k in range(len(parts))
+    }
     nodes[KEYHOLDER] = node_config
     return LoopbackGrid(app, nodes)
 

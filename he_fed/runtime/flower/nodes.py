@@ -383,6 +383,7 @@ def _make_setup() -> _Handler:
             # A second setup would reset the rounds it answered (and its plan): it
             # would answer a round again (red team 40).
             raise ProtocolError("this node is already set up as a client in this run")
+        roundfile.path(context.node_config)  # a deployed client keeps its rounds on disk
         config = records.config_of(message)
         identity = _node_identity(context, "client's")
         state: dict[str, Any] = {

@@ -8,7 +8,8 @@ each made the client read its data and train, a timing sample of its rows per
 replay, with no key holder needed (red team 52).
 
 A node with ``round-file`` (by default ``<identity-file>.rounds``, where a
-deployed node keeps its identity) records, per federation, the last round and
+deployed node keeps its identity; a deployed node must have one or the other, only
+a simulated one may go without) records, per federation, the last round and
 phase it answered, before it reads its data, and starts each round from the
 larger of that and its run's state. The file is versioned JSON, written
 atomically; one that cannot be read is a :class:`~he_fed.exceptions.StateError`,
@@ -25,23 +26,31 @@ from he_fed._files import write_atomic
 from he_fed.exceptions import StateError
 from he_fed.protocol.messages import RoundStart, decode
 from he_fed.protocol.ticket_check import PHASE
+from he_fed.runtime.flower.policy import federation_record
 
-__all__ = ["FORMAT", "remember", "remembered"]
+__all__ = ["FORMAT", "path", "remember", "remembered"]
 
 #: The file's format and version.
 FORMAT = {"format": "he-fed/client-rounds", "version": 1}
 
 
-def _path(node_config: Mapping[str, object]) -> Path | None:
-    path = node_config.get("round-file") or (
-        f"{node_config['identity-file']}.rounds" if node_config.get("identity-file") else ""
-    )
-    return Path(str(path)) if path else None
+def path(node_config: Mapping[str, object]) -> Path | None:
+    """The node's round file; None only for a simulated node without one.
+
+    Raises
+    ------
+    ConfigurationError
+        If a deployed node has neither ``round-file`` nor ``identity-file`` (red
+        team 53: the nodes README started answered old tickets in every new run).
+    """
+    if not node_config.get("round-file") and node_config.get("identity-file"):
+        return Path(f"{node_config['identity-file']}.rounds")
+    return federation_record(node_config, "round-file", "client", "round-file='client.rounds'")
 
 
-def _read(path: Path) -> dict[str, list[int]]:
+def _read(file: Path) -> dict[str, list[int]]:
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(file.read_bytes())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError):
@@ -69,10 +78,10 @@ def remembered(
     StateError
         If the node's round file cannot be read.
     """
-    path = _path(node_config)
-    if path is None:
+    file = path(node_config)
+    if file is None:
         return last_round, phase
-    kept = _read(path).get(decode(ticket, RoundStart).federation.hex(), [-1, 0])
+    kept = _read(file).get(decode(ticket, RoundStart).federation.hex(), [-1, 0])
     return max(last_round, kept[0]), max(phase, kept[1])
 
 
@@ -84,16 +93,16 @@ def remember(node_config: Mapping[str, object], start: RoundStart) -> None:
     StateError
         If the node's round file cannot be read or written.
     """
-    path = _path(node_config)
-    if path is None:
+    file = path(node_config)
+    if file is None:
         return
-    federations = _read(path)
+    federations = _read(file)
     kept = federations.get(start.federation.hex(), [-1, 0])
     federations[start.federation.hex()] = [
         max(kept[0], start.round),
         max(kept[1], PHASE[start.task]),
     ]
     try:
-        write_atomic(path, json.dumps({**FORMAT, "federations": federations}).encode())
+        write_atomic(file, json.dumps({**FORMAT, "federations": federations}).encode())
     except OSError:
         raise StateError("this client node cannot write its round-file") from None
