@@ -158,18 +158,20 @@ def _deployed(parts, tmp_path, *, policy: KeyHolderPolicy | None, pin: bool = Tr
     (tmp_path / "kh.id").write_text(identity.private_bytes().hex())
     scheme = _setup(parts).scheme if policy is None else policy.scheme
     (tmp_path / "kh.key").write_bytes(scheme.keygen().secret.to_bytes())
+    # each call new nodes' disks: the state of an earlier call is not this one's
+    disk = tempfile.mkdtemp(dir=tmp_path)
     keyholder_config = {
         "role": "keyholder",
         "identity-file": str(tmp_path / "kh.id"),
         "secret-key-file": str(tmp_path / "kh.key"),
-        # each call a new node's disk: the state of an earlier call is not this one's
-        "state-file": tempfile.mkdtemp(dir=tmp_path) + "/kh.state",
+        "state-file": disk + "/kh.state",
     }
     if policy is not None:
         keyholder_config["policy-file"] = str(policy.write(tmp_path / "kh.json"))
     nodes: dict[int, dict] = {
         10 + k: {
             "partition-id": k,
+            "round-file": f"{disk}/client-{k}.rounds",
             **({"keyholder-identity": identity.public_bytes.hex()} if pin else {}),
         }
         for k in range(len(parts))
