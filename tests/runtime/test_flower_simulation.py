@@ -91,7 +91,10 @@ def test_a_checkpointed_flower_simulation_stopped_mid_run_resumes_to_the_same_co
         "policy.json",
         "secret.key",
     ]
-    assert len(list((checkpoint / "clients").iterdir())) == 3
+    # Each client node keeps its identity and the rounds it answered (red team 52).
+    assert sorted(p.name for p in (checkpoint / "clients").iterdir()) == [
+        name for k in range(3) for name in (f"{k}.identity", f"{k}.identity.rounds")
+    ]
     out = tmp_path / "resumed.json"
     args = ["run", "--executor", "flower", "--workers", "2", "--clients", "3", "--rounds", "3"]
     args += ["--key-bits", "1024", "--allow-insecure", "--checkpoint", str(checkpoint)]
