@@ -13,7 +13,13 @@ from he_fed import ExperimentConfig
 from he_fed.data import DatasetWarning, load_dataset
 from he_fed.exceptions import ConfigurationError, DatasetError
 from he_fed.experiment import experiment_data
-from he_fed.runtime.flower.app import RUN_CONFIG, config_from_run_config, node_data, write_app
+from he_fed.runtime.flower.app import (
+    RUN_CONFIG,
+    config_from_run_config,
+    keyholder_policy,
+    node_data,
+    write_app,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,12 +31,22 @@ def test_the_run_config_mirrors_every_experiment_field():
     names = {f.name.replace("_", "-") for f in dataclasses.fields(ExperimentConfig)}
     # Evaluation and server optimizers are left out until the key-holder policy carries them.
     left_out = {"executor", "workers", "validation-split", "validation-every", "early-stopping"}
-    left_out |= {"server-optimizer", "prox-mu"}
+    left_out |= {"server-optimizer"}
     assert names - left_out <= set(RUN_CONFIG)
     assert not left_out & set(RUN_CONFIG)
     assert config_from_run_config(RUN_CONFIG) == dataclasses.replace(
         ExperimentConfig(), executor="flower"
     )
+
+
+def test_fedprox_s_prox_mu_reaches_the_clients_plan_and_the_key_holder_s_policy():
+    config = config_from_run_config({**RUN_CONFIG, "prox-mu": 0.1})
+    assert config.prox_mu == 0.1
+    plain, proximal = keyholder_policy({}), keyholder_policy({"prox_mu": 0.1})
+    # The clients train only under the plan their key holder's tickets name: a
+    # ServerApp asking for another proximal term than the policy's is refused.
+    assert proximal.plan.client_plan != plain.plan.client_plan
+    assert keyholder_policy({"prox-mu": 0.1}).plan.client_plan == proximal.plan.client_plan
 
 
 def test_zero_means_unset_and_values_are_typed():

@@ -68,6 +68,7 @@ __all__ = [
 
 #: Federated evaluation and server optimizers are not carried by the key-holder
 #: node's policy yet (the estimators refuse them on Flower), so no run config takes them.
+#: FedProx's ``prox-mu`` is the clients' own hyperparameter: the plan's digest covers it.
 _NOT_IN_RUN_CONFIG = (
     "executor",
     "workers",
@@ -75,7 +76,6 @@ _NOT_IN_RUN_CONFIG = (
     "validation_every",
     "early_stopping",
     "server_optimizer",
-    "prox_mu",
 )
 #: ``lr`` and ``l2`` take one value here (candidates need federated evaluation).
 _CANDIDATES = " | tuple[float, ...]"
