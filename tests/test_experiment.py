@@ -60,7 +60,7 @@ def test_every_ckks_preset_matches_plain_accuracy(breast_cancer_runs):
             np.testing.assert_allclose(_weights(result), _weights(plain), rtol=1e-4)
             continue
         # Compact's 40-bit modulus leaves training a grid of 2**-8 (its statistics take
-        # five digits and are exact), and the release rounds each mean to it. Twenty
+        # six digits and are exact), and the release rounds each mean to it. Twenty
         # rounds amplify that rounding in the small coefficients (0.53 of themselves
         # here; 3.0e-2 when the exact mean was released, 1.4 at seed 0), so the bound is
         # on the largest gap against the largest coefficient: 1.5e-2 here, 5.2e-3 to
