@@ -172,9 +172,8 @@ def test_flower_app_provisions_the_key_holder_and_prints_the_pin(tmp_path):
     identity = Identity.from_private_bytes(bytes.fromhex((app / "keyholder.id").read_text()))
     assert (app / "keyholder.id").stat().st_mode & 0o777 == 0o600
     assert f"keyholder-identity='{identity.public_bytes.hex()}'" in result.output
-    assert (
-        "round-file='client-K.rounds'" in result.output
-    )  # red team 53: a deployed client needs it
+    # Red team 53: a deployed client node needs a round file.
+    assert "round-file='client-K.rounds'" in result.output
     # A deployed key-holder node needs a state-file, and with it a secret-key-file.
     keys = load_secret((app / "secret.key").read_bytes(), allow_insecure=True)
     assert keys.public.scheme == policy.scheme
