@@ -834,6 +834,9 @@ def test_a_registration_refuses_an_id_no_update_could_carry():
     ("field", "value", "epochs"),
     [
         ("param.learning_rate", 1e-300, 2),
+        # FedProx's term, now a run-config key: a huge one pins every other client's
+        # model to the ticket's, so their updates would be zero too.
+        ("param.prox_mu", 1e12, 2),
         # Red team 41: labels that read as the honest ones. Under FedSGD (one epoch)
         # a label matching no class trained as "no class", zeroing the others' sums.
         ("classes", [0.0, 1.0], 1),
