@@ -91,6 +91,11 @@ def flower_app(directory: Path, settings: tuple[str, ...], provision: bool) -> N
     click.echo(
         f"wrote {policy_path} (the key holder's policy), {identity_path} and {key_path} (secret)"
     )
+    click.echo(
+        f"The key holder signs at most {policy.max_tickets} tickets for its federation "
+        "(max-tickets in keyholder.json: the run's rounds, with its statistics rounds and "
+        "a few spare for restarts)."
+    )
     click.echo("key-holder node (its state-file is created at the first run's setup):")
     click.echo(
         f"  --node-config \"role='keyholder' policy-file='{policy_path}' "

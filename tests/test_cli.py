@@ -165,10 +165,14 @@ def test_flower_app_provisions_the_key_holder_and_prints_the_pin(tmp_path):
 
     app = tmp_path / "app"
     settings = ["--set", "clients=3", "--set", "key_bits=1024", "--set", "allow_insecure=true"]
+    settings += ["--set", "rounds=7"]
     result = CliRunner().invoke(main, ["flower-app", str(app), *settings, "--provision"])
     assert result.exit_code == 0, result.output
     policy = KeyHolderPolicy.read(app / "keyholder.json")
     assert policy.scheme.max_clients == 3 and policy.plan.n_features == 30
+    # Two statistics rounds, seven training rounds and four spare tickets, no more.
+    assert policy.max_tickets == 2 + 7 + 4
+    assert "signs at most 13 tickets for its federation" in result.output
     identity = Identity.from_private_bytes(bytes.fromhex((app / "keyholder.id").read_text()))
     assert (app / "keyholder.id").stat().st_mode & 0o777 == 0o600
     assert f"keyholder-identity='{identity.public_bytes.hex()}'" in result.output

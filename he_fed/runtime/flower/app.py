@@ -41,6 +41,7 @@ import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from he_fed._validation import check_int
 from he_fed.crypto.threshold import parse_threshold
 from he_fed.exceptions import ConfigurationError
 from he_fed.runtime.flower.nodes import make_client_app
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RUN_CONFIG",
+    "SPARE_TICKETS",
     "client",
     "config_from_run_config",
     "keyholder_policy",
@@ -83,6 +85,9 @@ _CANDIDATES = " | tuple[float, ...]"
 _ITEMS = "tuple[str, ...]"
 _SEPARATOR = ";"
 _UNSET = {"int | None": 0, "float | None": 0.0, "str | None": ""}
+#: Tickets a deployed key holder signs beyond its run's own (:func:`keyholder_policy`):
+#: each restart of the ServerApp or the node mid-round redoes that round under one.
+SPARE_TICKETS = 4
 
 
 def _fields() -> list[dataclasses.Field[Any]]:
@@ -164,6 +169,7 @@ def keyholder_policy(
     *,
     trusted_clients: dict[str, bytes] | None = None,
     trust_on_first_use: bool = False,
+    spare_tickets: int = SPARE_TICKETS,
 ) -> KeyHolderPolicy:
     """The policy the key-holder node of a deployment of this run configuration needs.
 
@@ -181,8 +187,15 @@ def keyholder_policy(
         The clients' Ed25519 identities, provisioned out of band.
     trust_on_first_use : bool, default=False
         Without ``trusted_clients``, accept the identities the aggregator forwards.
+    spare_tickets : int, default=SPARE_TICKETS
+        Tickets beyond the run's own (two statistics rounds when it standardises,
+        then one per training round) that the node signs for its federation
+        (``max_tickets``): a ticket the node signed but no round completed, when
+        the ServerApp or the node restarts mid-round, is redone under a new one.
     """
     from he_fed.experiment import run_experiment
+
+    check_int("spare_tickets", spare_tickets, low=0)
 
     given = {key.replace("_", "-"): value for key, value in run_config.items()}
     config = config_from_run_config({**_default_run_config(), **given})
@@ -192,8 +205,14 @@ def keyholder_policy(
         setup = found.setup
     else:  # pragma: no cover - a run always connects before its first round
         raise ConfigurationError("this run configuration sets no federation up")
+    statistics = 2 if setup.run_plan.standardize else 0  # Flower runs no evaluation rounds
     return KeyHolderPolicy(
-        setup.scheme, setup.run_plan, setup.min_clients, trusted_clients, trust_on_first_use
+        setup.scheme,
+        setup.run_plan,
+        setup.min_clients,
+        trusted_clients,
+        trust_on_first_use,
+        max_tickets=statistics + config.rounds + spare_tickets,
     )
 
 

@@ -282,6 +282,7 @@ def _ticket(message: Message, context: Context) -> Message:
     """Sign the next round's ticket (the key holder decides whether it may run)."""
     keyholder = _restore(context)
     task = records.task(records.config_of(message))
+    _stored_policy(context).check_ticket(keyholder.last_round + 1, "key holder")
     path = statefile.path_of(context)
     if path is not None:
         record = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])

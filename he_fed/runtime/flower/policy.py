@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from he_fed._validation import check_int
 from he_fed.crypto import Scheme
 from he_fed.exceptions import (
     ConfigurationError,
@@ -57,8 +58,10 @@ __all__ = [
 #: model); a version-1 policy, which predates it, describes a one-row model.
 #: Version 3 added ``client-plan`` (the digest of the clients' training plan); an
 #: older policy names none, and a node refuses to start a federation under it.
-_VERSION = 3
-_READABLE = (1, 2, 3)
+#: Version 4 added ``max-tickets`` (the most tickets the node signs for its
+#: federation); an older policy sets no limit.
+_VERSION = 4
+_READABLE = (1, 2, 3, 4)
 
 
 def in_simulation(node_config: Mapping[str, Any]) -> bool:
@@ -167,6 +170,14 @@ class KeyHolderPolicy:
         forwards once, at setup. Named for what it is: an aggregator that
         substitutes its own identities can then sign receipts for ciphertexts
         it made.
+    max_tickets : int, optional
+        The most tickets the node signs for its federation, over every run and
+        restart. Each ticket makes every client that answers it load its data and
+        train, which the ServerApp can time (red team 52), so a ServerApp that asked
+        for tickets it never completes learnt more with each one. None: no limit
+        (a simulation's policy, where one person owns every node).
+        :func:`~he_fed.runtime.flower.app.keyholder_policy` sets the run's own
+        tickets and a few spare.
     """
 
     scheme: Scheme
@@ -174,6 +185,26 @@ class KeyHolderPolicy:
     min_clients: int | None = None
     trusted_clients: Mapping[str, bytes] | None = field(default=None, compare=False)
     trust_on_first_use: bool = False
+    max_tickets: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_tickets is not None:
+            check_int("max_tickets", self.max_tickets, low=1)
+
+    def check_ticket(self, signed: int, who: str) -> None:
+        """Refuse the next ticket once ``signed`` tickets have used up :attr:`max_tickets`.
+
+        Raises
+        ------
+        PolicyViolation
+            If the federation's tickets are spent.
+        """
+        if self.max_tickets is not None and signed >= self.max_tickets:
+            raise PolicyViolation(
+                f"the {who} has signed the {self.max_tickets} tickets its policy allows "
+                "this federation (max-tickets: the run's rounds and a few spare); it "
+                "signs no more, and a new run needs a new federation"
+            )
 
     @property
     def cohort(self) -> int | None:
@@ -209,6 +240,7 @@ class KeyHolderPolicy:
             if self.trusted_clients is None
             else {cid: key.hex() for cid, key in sorted(self.trusted_clients.items())},
             "trust-on-first-use": self.trust_on_first_use,
+            "max-tickets": self.max_tickets,
         }
         return json.dumps(data, indent=2, sort_keys=True)
 
@@ -256,6 +288,7 @@ class KeyHolderPolicy:
                     for cid, key in trusted.items()
                 },
                 bool(data.get("trust-on-first-use", False)),
+                data["max-tickets"] if version >= 4 else None,  # checked as built
             )
         except ConfigurationError:
             raise

@@ -363,8 +363,12 @@ def _step(act: Callable[[Decryptor, Any], dict[str, object]]) -> _Handler:
     return handler
 
 
-def _ticket(holder: Decryptor, config: Any) -> dict[str, object]:
-    return {"ticket": holder.start_round(records.task(config))}
+def _ticket(message: Message, context: Context) -> Message:
+    """Sign the next round's ticket, unless the policy's ``max-tickets`` are spent."""
+    _load(context)[2].check_ticket(_restore(context).last_round + 1, "share holder")
+    return _step(lambda holder, config: {"ticket": holder.start_round(records.task(config))})(
+        message, context
+    )
 
 
 def _endorse(holder: Decryptor, config: Any) -> dict[str, object]:
@@ -399,7 +403,7 @@ STEPS: dict[str, _Handler] = {
     "setup": _setup,
     "join": _join,
     "register": _register,
-    "ticket": _step(_ticket),
+    "ticket": _ticket,
     "endorse": _step(_endorse),
     "partial": _step(_partial),
     "release": _step(_release),
