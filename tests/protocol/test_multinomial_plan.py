@@ -161,18 +161,18 @@ def test_policy_files_carry_the_row_count_and_version_one_files_mean_one_row():
 
     policy = KeyHolderPolicy(keys_for("plain").public.scheme, PLAN3, 2)
     data = json.loads(policy.to_json())
-    assert data["he-fed-keyholder-policy"] == 3 and data["n-outputs"] == 3
+    assert data["he-fed-keyholder-policy"] == 4 and data["n-outputs"] == 3
     assert data["client-plan"] == PLAN3.client_plan.hex()
     assert KeyHolderPolicy.from_json(policy.to_json()) == policy
-    old = {k: v for k, v in data.items() if k not in ("n-outputs", "client-plan")}
+    old = {k: v for k, v in data.items() if k not in ("n-outputs", "client-plan", "max-tickets")}
     old["he-fed-keyholder-policy"] = 1
     one = KeyHolderPolicy.from_json(json.dumps(old))
     assert one.plan.n_outputs == 1 and one.plan.client_plan == b""
     # A policy that names no clients' plan starts no federation.
     with pytest.raises(ConfigurationError, match="names no clients' training plan"):
         one.refuse_other({}, "key holder")
-    with pytest.raises(ConfigurationError, match="version 1 or 2 or 3"):
-        KeyHolderPolicy.from_json(json.dumps({**data, "he-fed-keyholder-policy": 4}))
+    with pytest.raises(ConfigurationError, match="version 1 or 2 or 3 or 4"):
+        KeyHolderPolicy.from_json(json.dumps({**data, "he-fed-keyholder-policy": 5}))
     with pytest.raises(ConfigurationError, match="n-outputs"):
         KeyHolderPolicy.from_json(json.dumps({k: v for k, v in data.items() if k != "n-outputs"}))
 

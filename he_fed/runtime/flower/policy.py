@@ -5,7 +5,7 @@ holder releases, or whom the clients trust, may come from its messages:
 
 * the **key holder's policy** (scheme and key size, insecure opt-ins, the
   minimum cohort, the run plan that fixes every round's global model, the
-  registered clients) is a :class:`KeyHolderPolicy`. In a deployment the
+  registered clients, the most tickets it signs) is a :class:`KeyHolderPolicy`. In a deployment the
   key-holder node reads it from a JSON file named in its own node config
   (``--node-config "role='keyholder' policy-file='keyholder.json' ..."``), written
   with :meth:`KeyHolderPolicy.write`. In a simulation, the person running it
@@ -326,7 +326,7 @@ class KeyHolderPolicy:
         if not self.plan.client_plan:
             raise ConfigurationError(
                 f"the {who}'s policy names no clients' training plan (a policy older than "
-                f"version {_VERSION}); write it again with "
+                "version 3); write it again with "
                 "he_fed.runtime.flower.app.keyholder_policy"
             )
         asked, plan = scheme_from_config(request), records.run_plan(request)
