@@ -35,6 +35,7 @@ holders' exchange keys), ``register`` (client identities, once), ``ticket``,
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import time
 from collections.abc import Callable
@@ -45,8 +46,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 
+from he_fed._files import write_atomic
 from he_fed.crypto.threshold import KeyShare, load_share
-from he_fed.exceptions import ConfigurationError, HEFedError, PolicyViolation, ProtocolError
+from he_fed.exceptions import (
+    ConfigurationError,
+    HEFedError,
+    PolicyViolation,
+    ProtocolError,
+    StateError,
+)
 from he_fed.protocol.council import parse_council
 from he_fed.protocol.decryptor import Decryptor
 from he_fed.protocol.decryptor_state import export_decryptor_state, restore_decryptor
@@ -74,6 +82,8 @@ SHARE_STATE = "hefed.shareholder"
 _KEYHOLDER_STATE = "hefed.keyholder"
 _Handler = Callable[[Message, Context], Message]
 _PREFIX = "train.hefed_share_"
+#: First line of ``<federation-file>.state``; the second is the saved state's SHA-256.
+_SAVED_FORMAT = b"he-fed share-holder state v1\n"
 
 
 def holds_share(context: Context) -> bool:
@@ -226,6 +236,7 @@ def _restore(context: Context) -> Decryptor:
     record, share, _ = _load(context)
     if "state" not in record:
         raise ProtocolError("this share holder has not joined its council yet")
+    _check_saved(context, bytes(record["state"]))  # type: ignore[arg-type]
     peers = [bytes(k) for k in record["peers"]]  # type: ignore[union-attr, arg-type]
     return restore_decryptor(
         share,
@@ -238,7 +249,49 @@ def _restore(context: Context) -> Decryptor:
 
 
 def _save(context: Context, holder: Decryptor) -> None:
-    _record(context)["state"] = export_decryptor_state(holder)
+    state = export_decryptor_state(holder)
+    _record(context)["state"] = state
+    path = _saved_path(context)
+    if path is not None:
+        write_atomic(path, _saved_line(state))
+
+
+def _saved_path(context: Context) -> Path | None:
+    """Beside a deployed holder's ``federation-file``: the digest of the state it saved last."""
+    path = context.node_config.get("federation-file")
+    return Path(f"{path}.state") if path else None
+
+
+def _saved_line(state: bytes) -> bytes:
+    return _SAVED_FORMAT + hashlib.sha256(state).hexdigest().encode() + b"\n"
+
+
+def _check_saved(context: Context, state: bytes) -> None:
+    """Refuse a node state older than the one this holder saved last (red team 54).
+
+    Flower hands each message's process the node state and takes it back whole at
+    its end. Had a node run a second message while a decryption ran, that message's
+    older state, written back last, would have made the holder forget the release
+    and release the round again for another cohort. A Flower 1.42 SuperNode runs
+    one message at a time; this check does not rely on it.
+
+    Raises
+    ------
+    StateError
+        If the state is not the one whose digest the holder saved last.
+    """
+    path = _saved_path(context)
+    if path is None:  # a simulation: one person owns every node
+        return
+    try:
+        saved = path.read_bytes()
+    except OSError:
+        saved = b""
+    if not hmac.compare_digest(saved, _saved_line(state)):
+        raise StateError(
+            f"share holder's node state is not the one it saved last ({str(path)!r}): "
+            "an older state was handed back, or the file was changed; refusing to act on it"
+        )
 
 
 def _setup(message: Message, context: Context) -> Message:

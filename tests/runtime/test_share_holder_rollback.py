@@ -1,0 +1,124 @@
+"""A share holder never acts on a node state older than the one it saved last.
+
+Red team 54, as the ServerApp of a 3-of-5 council with four clients: a share
+holder's policy state (open round, releases, the cohort its first release pinned)
+lives in Flower's node state, which Flower hands to each message's process and takes
+back whole at its end. With a harmless message in flight on every holder through a
+round's decryption, that message's older state, written back last, made the holders
+forget the release; they released the same round again, for each cohort without one
+client, and the five releases gave every client's exact update and share of the rows.
+A Flower 1.42 SuperNode runs one message at a time, so the interleaving needs a node
+that does not; the holder now checks its node state against the digest it saved last
+(``<federation-file>.state``) instead of relying on that.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from flwr.app import Message, RecordDict
+
+from he_fed.exceptions import HEFedError
+from he_fed.protocol import Aggregate, Task, decode
+from he_fed.runtime import run_federation
+from he_fed.runtime.base import gather
+from he_fed.runtime.flower import FlowerExecutor, records
+from tests.runtime import test_flower_council as council
+
+
+class _InterleavingGrid(council.LoopbackGrid):
+    """A node that runs a ``hefed_hello`` alongside the next messages: ``begin`` is the
+    hello's process taking the node state, ``end`` its state handed back, last."""
+
+    stale: dict[int, object]
+
+    def begin(self, node: int) -> None:
+        self.stale[node] = copy.deepcopy(self.contexts[node])
+
+    def end(self, node: int) -> None:
+        older = self.stale.pop(node)
+        reply = self.app(message=Message(RecordDict(), node, records.HELLO), context=older)
+        assert not reply.has_error()
+        self.contexts[node].state = older.state  # type: ignore[attr-defined]
+
+
+def _four_clients():
+    rng = np.random.default_rng(5)
+    parts = []
+    for n in (30, 45, 25, 40):
+        X = rng.normal(size=(n, 3))
+        parts.append((X, (X @ np.arange(1, 4) + rng.normal(size=n) > 0).astype(int)))
+    return parts
+
+
+@pytest.mark.parametrize("deployed", [True, False], ids=["deployed", "patched-to-skip-the-check"])
+def test_a_share_holder_handed_an_older_state_releases_no_round_twice(
+    tmp_path, monkeypatch, deployed
+):
+    parts = _four_clients()
+    setup = council._setup(parts, council.SCHEME, (3, 5))
+    grid, _ = council.deployed_grid(parts, setup, tmp_path)
+    grid.__class__ = _InterleavingGrid
+    grid.stale = {}
+    if not deployed:  # the code before the fix: no digest to check against
+        from he_fed.runtime.flower import sharenode
+
+        monkeypatch.setattr(sharenode, "_check_saved", lambda context, state: None)
+    holders = [council.HOLDER + i for i in range(1, 6)]
+
+    def attack(federation):
+        federation.standardize()
+        keyholder = federation.keyholder
+        start = federation.aggregator.open_round(keyholder.start_round(Task.TRAIN))
+        fresh = copy.deepcopy(federation.aggregator)  # the round open, nothing added
+        updates = {
+            r.client_id: r.report.update
+            for r in gather(federation.executor, federation.clients, start)
+        }
+        released, refusals = [], []
+        for left_out in [None, *sorted(updates)]:
+            for node in holders:
+                grid.begin(node)
+            aggregator = copy.deepcopy(fresh)
+            for client_id, update in updates.items():
+                if client_id != left_out:
+                    aggregator.add(update)
+            try:
+                released.append(
+                    decode(keyholder.decrypt_aggregate(aggregator.finish_round()), Aggregate)
+                )
+            except HEFedError as exc:
+                refusals.append(str(exc))
+            for node in holders:
+                grid.end(node)
+        return released, refusals
+
+    released, refusals = run_federation(
+        FlowerExecutor(grid, nodes=len(grid.contexts)), setup, parts, attack
+    )
+    if not deployed:  # the attack as red team 54 ran it: the round released five times
+        assert [a.contributors for a in released] == [4, 3, 3, 3, 3]
+        assert len({a.round for a in released}) == 1
+        return
+    assert [a.contributors for a in released] == [4]  # the honest release, once
+    assert len(refusals) == 4
+    replies = [m for m in grid.replies if m.has_error() and "StateError" in m.error.reason]
+    assert replies and all("not the one it saved last" in m.error.reason for m in replies)
+
+
+def test_a_deployed_share_holder_saves_its_state_s_digest_beside_its_federation_file(tmp_path):
+    parts = council._partitions()
+    setup = council._setup(parts, council.SCHEME, (3, 5))
+    grid, _ = council.deployed_grid(parts, setup, tmp_path)
+    run_federation(FlowerExecutor(grid, nodes=len(grid.contexts)), setup, parts, council._train)
+    for i in range(1, 6):
+        saved = (tmp_path / f"holder-{i}.federation.state").read_bytes().split(b"\n")
+        assert saved[0] == b"he-fed share-holder state v1" and len(saved[1]) == 64
+    # A file changed under the node stops it, with a StateError, at its next step.
+    (tmp_path / "holder-1.federation.state").write_bytes(
+        b"he-fed share-holder state v1\n" + b"0" * 64 + b"\n"
+    )
+    answer = council._reply(grid, council.HOLDER + 1, "ticket", {"task": "train"})
+    assert answer.error.reason.startswith("StateError: share holder's node state is not the one")
