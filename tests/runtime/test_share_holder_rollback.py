@@ -15,6 +15,7 @@ that does not; the holder now checks its node state against the digest it saved 
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from he_fed.exceptions import HEFedError
 from he_fed.protocol import Aggregate, Task, decode
 from he_fed.runtime import run_federation
 from he_fed.runtime.base import gather
-from he_fed.runtime.flower import FlowerExecutor, records
+from he_fed.runtime.flower import FlowerExecutor, KeyHolderPolicy, records
 from tests.runtime import test_flower_council as council
 
 
@@ -122,3 +123,22 @@ def test_a_deployed_share_holder_saves_its_state_s_digest_beside_its_federation_
     )
     answer = council._reply(grid, council.HOLDER + 1, "ticket", {"task": "train"})
     assert answer.error.reason.startswith("StateError: share holder's node state is not the one")
+
+
+def test_an_older_state_handed_back_signs_no_ticket_past_the_budget(tmp_path):
+    """The red team's other use of the rollback: share holder 1, budget 3, signed 6."""
+    parts = council._partitions()
+    setup = council._setup(parts, council.SCHEME, (3, 5))
+    grid, _ = council.deployed_grid(parts, setup, tmp_path)
+    grid.__class__ = _InterleavingGrid
+    grid.stale = {}
+    path = tmp_path / "holder.json"
+    dataclasses.replace(KeyHolderPolicy.read(path), max_tickets=3).write(path)
+    run_federation(FlowerExecutor(grid, nodes=len(grid.contexts)), setup, parts, lambda f: None)
+    holder, signed = council.HOLDER + 1, 0
+    for i in range(12):
+        grid.begin(holder)
+        task = "magnitude" if i % 2 == 0 else "moments"
+        signed += not council._reply(grid, holder, "ticket", {"task": task}).has_error()
+        grid.end(holder)
+    assert signed == 1  # then every step meets the older state and is refused
