@@ -113,6 +113,7 @@ def restore_decryptor(
         "_rejected",
         "_model",
         "_registry",
+        "_divisors",  # the cohort and total weight the first release pinned (red team 55)
     ):
         setattr(holder, name, getattr(base, name))
     holder._ticket_model = r.blob()

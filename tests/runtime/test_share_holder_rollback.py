@@ -142,3 +142,46 @@ def test_an_older_state_handed_back_signs_no_ticket_past_the_budget(tmp_path):
         signed += not council._reply(grid, holder, "ticket", {"task": task}).has_error()
         grid.end(holder)
     assert signed == 1  # then every step meets the older state and is refused
+
+
+def _two_cohorts(federation):
+    """Red team 55: full cohort, then without client-0, twice (the ServerApp's choice)."""
+    federation.standardize()
+    keyholder, aggregator, out = federation.keyholder, federation.aggregator, []
+    for left_out in (None, "client-0", None, "client-0"):
+        start = aggregator.open_round(keyholder.start_round(Task.TRAIN))
+        for result in gather(federation.executor, federation.clients, start):
+            if result.client_id != left_out:
+                aggregator.add(result.report.update)
+        try:
+            released = aggregator.apply(keyholder.decrypt_aggregate(aggregator.finish_round()))
+            out.append((released.contributors, released.mean.tolist()))
+        except HEFedError as exc:
+            out.append(str(exc))
+    return out
+
+
+def test_a_deployed_share_holder_keeps_the_cohort_its_first_release_pinned(tmp_path):
+    """Red team 55: a holder rebuilt from its node state for every message dropped the
+    cohort and the total weight its first release pinned (``restore_decryptor`` did not
+    copy them), so deployed holders released a cohort without client-0 next to the full
+    one, and divided each release by its own cohort's weight. In process they refuse."""
+    parts = _four_clients()
+    setup = council._setup(parts, council.SCHEME, (3, 5))
+    expected = run_federation("inprocess", setup, parts, _two_cohorts)
+    assert [type(r) for r in expected] == [tuple, str, tuple, str]
+    assert "must come from the federation's cohort" in expected[1]
+    grid, _ = council.deployed_grid(parts, setup, tmp_path)
+    deployed = run_federation(
+        FlowerExecutor(grid, nodes=len(grid.contexts)), setup, parts, _two_cohorts
+    )
+    assert [r for r in deployed if isinstance(r, tuple)] == [expected[0], expected[2]]
+    assert all("must come from the federation's cohort" in r for r in deployed[1::2])
+    # Rebuilt from its saved state, each holder saves the very same state again.
+    from he_fed.protocol.decryptor_state import export_decryptor_state
+    from he_fed.runtime.flower import sharenode
+
+    for i in range(1, 6):
+        context = grid.contexts[council.HOLDER + i]
+        saved = bytes(context.state[sharenode.SHARE_STATE]["state"])
+        assert export_decryptor_state(sharenode._restore(context)) == saved
