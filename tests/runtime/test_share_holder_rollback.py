@@ -1,15 +1,19 @@
 """A share holder never acts on a node state older than the one it saved last.
 
 Red team 54, as the ServerApp of a 3-of-5 council with four clients: a share
-holder's policy state (open round, releases, the cohort its first release pinned)
-lives in Flower's node state, which Flower hands to each message's process and takes
-back whole at its end. With a harmless message in flight on every holder through a
-round's decryption, that message's older state, written back last, made the holders
-forget the release; they released the same round again, for each cohort without one
-client, and the five releases gave every client's exact update and share of the rows.
-A Flower 1.42 SuperNode runs one message at a time, so the interleaving needs a node
-that does not; the holder now checks its node state against the digest it saved last
-(``<federation-file>.state``) instead of relying on that.
+holder's policy state (open round, releases, tickets signed) lives in Flower's node
+state, which Flower hands to each message's process and takes back whole at its
+end. With a harmless message in flight on every holder through a round's
+decryption, that message's older state, written back last, made the holders forget
+the release, and they released the same round again. Together with red team 55's
+bug (a rebuilt holder forgot the cohort its first release pinned; see the last
+test) they released it for each cohort without one client, and the five releases
+gave every client's exact update and share of the rows; alone, the rollback
+re-releases the round to the same cohort and re-signs used round ids past the
+ticket budget. A Flower 1.42 SuperNode runs one message at a time, so the
+interleaving needs a node that does not; the holder now checks its node state
+against the digest it saved last (``<federation-file>.state``) instead of relying
+on that.
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ def test_a_share_holder_handed_an_older_state_releases_no_round_twice(
             for r in gather(federation.executor, federation.clients, start)
         }
         released, refusals = [], []
-        for left_out in [None, *sorted(updates)]:
+        for left_out in [None, None, None, *sorted(updates)]:
             for node in holders:
                 grid.begin(node)
             aggregator = copy.deepcopy(fresh)
@@ -99,12 +103,14 @@ def test_a_share_holder_handed_an_older_state_releases_no_round_twice(
     released, refusals = run_federation(
         FlowerExecutor(grid, nodes=len(grid.contexts)), setup, parts, attack
     )
-    if not deployed:  # the attack as red team 54 ran it: the round released five times
-        assert [a.contributors for a in released] == [4, 3, 3, 3, 3]
+    if not deployed:  # the round released three times; the pinned cohort still holds
+        assert [a.contributors for a in released] == [4, 4, 4]
         assert len({a.round for a in released}) == 1
+        assert all("must come from the federation's cohort" in r for r in refusals)
+        assert len(refusals) == 4
         return
     assert [a.contributors for a in released] == [4]  # the honest release, once
-    assert len(refusals) == 4
+    assert len(refusals) == 6
     replies = [m for m in grid.replies if m.has_error() and "StateError" in m.error.reason]
     assert replies and all("not the one it saved last" in m.error.reason for m in replies)
 
