@@ -451,3 +451,22 @@ def test_a_share_holder_node_refuses_a_ticket_request_of_the_wrong_types(config,
     executor = FlowerExecutor(grid, nodes=len(grid.contexts))
     answer = executor.exchange("train.hefed_share_ticket", {holder: config}, group="test")[holder]
     assert answer.error.reason.startswith(reason)
+
+
+@pytest.mark.parametrize("deployed", [True, False], ids=["deployed", "simulated"])
+def test_a_share_holder_node_with_trusted_clients_refuses_other_identities(tmp_path, deployed):
+    """Red team 56: share holders ignored ``trusted-clients`` in their node config, so
+    one whose policy trusts on first use took the identities the ServerApp registered."""
+    parts = _partitions()
+    setup = _setup(parts, SCHEME, (3, 5))
+    grid = deployed_grid(parts, setup, tmp_path)[0] if deployed else _simulated_grid(parts)
+    trusted = tmp_path / "clients.txt"
+    trusted.write_text("client-0 " + "00" * 32 + "\n")  # not the identities the nodes make
+    holder = next(
+        n
+        for n, c in grid.contexts.items()
+        if "partition-id" not in c.node_config or c.node_config["partition-id"] >= len(parts)
+    )
+    grid.contexts[holder].node_config["trusted-clients"] = str(trusted)
+    with pytest.raises(PolicyViolation, match="not registered with the identity"):
+        run_federation(FlowerExecutor(grid, nodes=len(grid.contexts)), setup, parts, _train)

@@ -40,7 +40,6 @@ process on the node, so every handler rebuilds its role from the node state.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -76,7 +75,7 @@ from he_fed.runtime.flower.policy import (
     admitted_registration,
     in_simulation,
     read_identity_hex,
-    trusted_clients_file,
+    with_trusted_clients,
 )
 from he_fed.runtime.flower.sharenode import (
     SHARE_STATE,
@@ -190,9 +189,7 @@ def _keygen(message: Message, context: Context) -> Message:
         keys = policy.scheme.keygen()
     keygen_s = time.perf_counter() - started
     identity = _node_identity(context, "key holder's")
-    if policy.trusted_clients is None and context.node_config.get("trusted-clients"):
-        trusted = trusted_clients_file(str(context.node_config["trusted-clients"]))
-        policy = dataclasses.replace(policy, trusted_clients=trusted)
+    policy = with_trusted_clients(policy, context.node_config)
     keyholder = KeyHolder(keys, plan=policy.plan, min_clients=policy.cohort, identity=identity)
     context.state[_KEYHOLDER_STATE] = ConfigRecord(
         {

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ __all__ = [
     "in_simulation",
     "read_identity_hex",
     "trusted_clients_file",
+    "with_trusted_clients",
 ]
 
 #: Version 2 added ``n-outputs`` (rows of weights, one per class of a multinomial
@@ -129,6 +130,27 @@ def read_identity_hex(text: str, what: str) -> bytes:
     if len(raw) != 32:
         raise ConfigurationError(f"{what} must be 64 hex digits (32 bytes)")
     return raw
+
+
+def with_trusted_clients(
+    policy: KeyHolderPolicy, node_config: Mapping[str, Any]
+) -> KeyHolderPolicy:
+    """``policy`` with the identities of the node config's ``trusted-clients`` file.
+
+    A policy that names its own ``trusted-clients`` keeps them. The key-holder node
+    and every share-holder node read it the same way (red team 56: share holders
+    ignored it, so one started with ``trusted-clients`` and a policy that trusts on
+    first use took whatever identities the ServerApp registered).
+
+    Raises
+    ------
+    ConfigurationError
+        If the file cannot be read or a line is malformed.
+    """
+    path = node_config.get("trusted-clients")
+    if policy.trusted_clients is not None or not path:
+        return policy
+    return replace(policy, trusted_clients=trusted_clients_file(str(path)))
 
 
 def trusted_clients_file(path: str | Path) -> dict[str, bytes]:

@@ -68,6 +68,7 @@ from he_fed.runtime.flower.policy import (
     admitted_registration,
     federation_record,
     in_simulation,
+    with_trusted_clients,
 )
 
 __all__ = [
@@ -124,19 +125,20 @@ def _read_file(path: object, what: str) -> bytes:
 def _policy(config: Any, context: Context) -> KeyHolderPolicy:
     node = context.node_config
     if node.get("policy-file"):
-        return KeyHolderPolicy.read(str(node["policy-file"]))
+        return with_trusted_clients(KeyHolderPolicy.read(str(node["policy-file"])), node)
     if not in_simulation(node):
         raise ConfigurationError(
             "a share-holder node takes its policy from its own configuration: start it "
             "with --node-config \"share-file='share-1.key' policy-file='holder.json'\""
         )
     min_clients = records.integer(config, "min-clients")
-    return KeyHolderPolicy(
+    policy = KeyHolderPolicy(
         scheme_from_config(config),
         records.run_plan(config),
         min_clients or None,
         trust_on_first_use=True,
     )
+    return with_trusted_clients(policy, node)
 
 
 def _share(config: Any, context: Context, allow_insecure: bool) -> bytes:
