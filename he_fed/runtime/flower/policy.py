@@ -5,10 +5,10 @@ holder releases, or whom the clients trust, may come from its messages:
 
 * the **key holder's policy** (scheme and key size, insecure opt-ins, the
   minimum cohort, the run plan that fixes every round's global model, the
-  registered clients, the most tickets it signs) is a :class:`KeyHolderPolicy`. In a deployment the
-  key-holder node reads it from a JSON file named in its own node config
-  (``--node-config "role='keyholder' policy-file='keyholder.json' ..."``), written
-  with :meth:`KeyHolderPolicy.write`. In a simulation, the person running it
+  registered clients, the most tickets it signs) is a :class:`KeyHolderPolicy`.
+  In a deployment the key-holder node reads it from a JSON file named in its own
+  node config (``--node-config "role='keyholder' policy-file='keyholder.json'
+  ..."``), written with :meth:`KeyHolderPolicy.write`. In a simulation, the person running it
   owns every node, and the policy comes from the simulation's own description.
 * a **client node** encrypts only under keys named in tickets signed by the key
   holder whose Ed25519 identity it pinned: ``--node-config

@@ -420,10 +420,13 @@ def _step(act: Callable[[Decryptor, Any], dict[str, object]]) -> _Handler:
 
 def _ticket(message: Message, context: Context) -> Message:
     """Sign the next round's ticket, unless the policy's ``max-tickets`` are spent."""
-    _load(context)[2].check_ticket(_restore(context).last_round + 1, "share holder")
-    return _step(lambda holder, config: {"ticket": holder.start_round(records.task(config))})(
-        message, context
-    )
+    policy = _load(context)[2]
+
+    def sign(holder: Decryptor, config: Any) -> dict[str, object]:
+        policy.check_ticket(holder.last_round + 1, "share holder")
+        return {"ticket": holder.start_round(records.task(config))}
+
+    return _step(sign)(message, context)
 
 
 def _endorse(holder: Decryptor, config: Any) -> dict[str, object]:
