@@ -27,6 +27,7 @@ from flwr.app import Message, RecordDict
 
 from he_fed.exceptions import HEFedError
 from he_fed.protocol import Aggregate, Task, decode
+from he_fed.protocol.normalisers import Normalisers
 from he_fed.runtime import run_federation
 from he_fed.runtime.base import gather
 from he_fed.runtime.flower import FlowerExecutor, KeyHolderPolicy, records
@@ -58,19 +59,32 @@ def _four_clients():
     return parts
 
 
-@pytest.mark.parametrize("deployed", [True, False], ids=["deployed", "patched-to-skip-the-check"])
+@pytest.mark.parametrize(
+    "deployed, pin_kept",
+    [(True, True), (False, True), (False, False)],
+    ids=["deployed", "patched-to-skip-the-check", "both-fixes-reverted"],
+)
 def test_a_share_holder_handed_an_older_state_releases_no_round_twice(
-    tmp_path, monkeypatch, deployed
+    tmp_path, monkeypatch, deployed, pin_kept
 ):
     parts = _four_clients()
     setup = council._setup(parts, council.SCHEME, (3, 5))
     grid, _ = council.deployed_grid(parts, setup, tmp_path)
     grid.__class__ = _InterleavingGrid
     grid.stale = {}
-    if not deployed:  # the code before the fix: no digest to check against
-        from he_fed.runtime.flower import sharenode
+    from he_fed.runtime.flower import sharenode
 
+    if not deployed:  # the code before the fix: no digest to check against
         monkeypatch.setattr(sharenode, "_check_saved", lambda context, state: None)
+    if not pin_kept:  # and before red team 55's: a rebuilt holder forgot its pinned cohort
+        rebuild = sharenode.restore_decryptor
+
+        def forgetful(*args, **kwargs):
+            holder = rebuild(*args, **kwargs)
+            holder._divisors = Normalisers()
+            return holder
+
+        monkeypatch.setattr(sharenode, "restore_decryptor", forgetful)
     holders = [council.HOLDER + i for i in range(1, 6)]
 
     def attack(federation):
@@ -103,6 +117,17 @@ def test_a_share_holder_handed_an_older_state_releases_no_round_twice(
     released, refusals = run_federation(
         FlowerExecutor(grid, nodes=len(grid.contexts)), setup, parts, attack
     )
+    if not pin_kept:  # red team 54's extraction: every client's share of the rows, exactly
+        assert [a.contributors for a in released] == [4, 4, 4, 3, 3, 3, 3]
+        full = np.asarray(released[0].mean, dtype=float).ravel()
+        without = np.column_stack([np.asarray(a.mean, dtype=float).ravel() for a in released[3:]])
+        k = without.shape[1]
+        system = np.vstack([without, np.ones(k)])
+        target = np.concatenate([without.sum(axis=1) - (k - 1) * full, [1.0]])
+        shares = np.linalg.lstsq(system, target, rcond=None)[0]
+        rows = np.array([len(y) for _, y in parts])
+        np.testing.assert_allclose(shares, rows / rows.sum(), atol=1e-6)
+        return
     if not deployed:  # the round released three times; the pinned cohort still holds
         assert [a.contributors for a in released] == [4, 4, 4]
         assert len({a.round for a in released}) == 1
