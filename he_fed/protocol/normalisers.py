@@ -52,7 +52,8 @@ _KIND = {
     Task.TRAIN: "samples",
     Task.EVALUATE: "validation",
 }
-_KINDS = ("samples", "validation")
+#: Each kind once, in a fixed order: the order of the pins in the saved state.
+_KINDS = tuple(dict.fromkeys(_KIND.values()))
 
 
 def kind_of(task: Task) -> str:
