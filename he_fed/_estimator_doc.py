@@ -77,7 +77,10 @@ PARAMS_DOC = """
         the same coefficients; another run's checkpoint is refused. It holds
         secret keys: keep it as private as a secret key. On Flower, the
         ServerApp keeps its own checkpoint there (no secret) and the nodes their
-        own state; see :mod:`he_fed.runtime.flower.resume`.
+        own state; see :mod:`he_fed.runtime.flower.resume`. Not yet with
+        ``threshold``, ``dp_epsilon``, ``validation_split`` or a server optimizer
+        other than ``"avg"``: a checkpoint does not save their state, so ``fit``
+        refuses them.
     n_clients : int or None, default=None
         When ``fit`` gets no ``groups``: deal the rows IID (shuffled by
         ``random_state``, equal shares) to this many clients. None makes ``groups``

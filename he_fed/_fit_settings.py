@@ -15,7 +15,7 @@ from he_fed.crypto import Scheme, scheme_from_options
 from he_fed.data import iid_groups
 from he_fed.exceptions import ConfigurationError
 
-__all__ = ["check_executor", "check_private", "check_resumable", "client_groups", "scheme_for"]
+__all__ = ["check_executor", "check_private", "client_groups", "scheme_for"]
 
 
 def client_groups(est: Any, n_rows: int, groups: Any) -> np.ndarray:
@@ -58,21 +58,6 @@ def check_private(est: Any) -> None:
         raise ConfigurationError(
             "dp_epsilon with validation_split is not supported yet: evaluation releases "
             "are not charged to the budget"
-        )
-
-
-def check_resumable(est: Any) -> None:
-    """Refuse a checkpoint for what it does not save yet."""
-    if est.threshold is not None:
-        raise ConfigurationError(
-            "checkpoint= with threshold= is not supported yet: each share holder "
-            "keeps its own state, which a checkpoint does not save"
-        )
-    if est.validation_split or est.server_optimizer != "avg" or est.dp_epsilon is not None:
-        raise ConfigurationError(
-            "checkpoint= with federated evaluation, differential privacy or a server "
-            "optimizer other than avg is not supported yet: a checkpoint does not save "
-            "their state"
         )
 
 

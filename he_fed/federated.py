@@ -19,7 +19,6 @@ from he_fed._estimator_doc import PARAMS_DOC as _PARAMS_DOC
 from he_fed._fit_settings import (
     check_executor,
     check_private,
-    check_resumable,
     client_groups,
     scheme_for,
 )
@@ -310,7 +309,6 @@ class _FederatedBase(BaseEstimator):
         if self.checkpoint is None:
             summary = run_federation(self.executor, setup, partitions, train, workers=self.workers)
         else:
-            check_resumable(self)
             params = self.get_params()
             for name in ("checkpoint", "executor", "workers"):  # the result depends on none
                 params.pop(name)

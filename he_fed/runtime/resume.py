@@ -59,11 +59,41 @@ from he_fed.runtime.federation import Federation, RoundOutcome
 from he_fed.runtime.keyholder_store import KeyHolderStore
 from he_fed.runtime.launch import make_executor
 
-__all__ = ["ResumableRun", "run_resumable"]
+__all__ = ["ResumableRun", "check_checkpointable", "run_resumable"]
 
 log = logging.getLogger("he_fed")
 
 _T = TypeVar("_T")
+
+
+def check_checkpointable(setup: FederationSetup) -> None:
+    """Refuse to checkpoint a federation whose state a checkpoint does not keep.
+
+    A checkpoint keeps one key holder's state, the aggregator's and the clients'
+    progress. It does not keep share holders' states, a privacy budget, a server
+    optimizer's moments or the evaluation rounds' results, so a resumed run would
+    carry on without them: a private run, for one, would release without limit.
+
+    Raises
+    ------
+    ConfigurationError
+        Naming each part of ``setup`` a checkpoint would drop.
+    """
+    dropped = [
+        what
+        for what, used in (
+            ("threshold= (each share holder keeps its own state)", setup.threshold is not None),
+            ("differential privacy (the budget spent)", setup.privacy is not None),
+            ("federated evaluation", bool(setup.plan.validation_split)),
+            (f"server_optimizer={setup.server_optimizer!r}", setup.server_optimizer != "avg"),
+        )
+        if used
+    ]
+    if dropped:
+        raise ConfigurationError(
+            f"checkpoint= with {', '.join(dropped)} is not supported yet: a checkpoint "
+            "does not save that state, and a resumed run would go on without it"
+        )
 
 
 class _StoredKeyHolder:
@@ -163,10 +193,13 @@ class ResumableRun(JournaledRun):
 
         Raises
         ------
+        ConfigurationError
+            If the checkpoint would not keep part of ``setup`` (:func:`check_checkpointable`).
         StateError
             If the checkpoint belongs to another run, does not verify, is
             incomplete or was rolled back.
         """
+        check_checkpointable(setup)
         folder = Path(directory)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -404,9 +437,12 @@ def run_resumable(
 
     Raises
     ------
+    ConfigurationError
+        If the checkpoint would not keep part of ``setup`` (:func:`check_checkpointable`).
     StateError
         See :meth:`ResumableRun.open`.
     """
+    check_checkpointable(setup)
     if executor == "flower" or getattr(executor, "connect", None) is not None:
         try:
             from he_fed.runtime.flower.checkpointed import run_checkpointed

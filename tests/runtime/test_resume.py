@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import stat
 
@@ -373,3 +374,98 @@ def test_a_whole_directory_copied_back_restarts_from_its_round(tmp_path, referen
     again = _estimator(checkpoint=folder).fit(X, Y, groups=GROUPS, callback=seen.append)
     assert [r.round for r in seen] == [3, 4]
     assert np.array_equal(again.coef_, reference.coef_)
+
+
+def _setup_with(**options):
+    """Three clients of :mod:`tests.protocol.private_harness`, and ``options``; with
+    ``private``, a budget for two releases."""
+    from he_fed.models import LogisticRegressionGD
+    from he_fed.privacy import private_setup
+    from he_fed.protocol.spec import FederationSetup
+    from tests.protocol.private_harness import N_FEATURES, data
+
+    sizes = (30, 50, 20)
+    partitions = [data(i, n) for i, n in enumerate(sizes)]
+    if options.pop("private", False):
+        scheme, budget = private_setup(
+            "paillier-packed",
+            key_bits=1024,
+            allow_insecure=True,
+            n_clients=3,
+            max_rows=max(sizes),
+            size=N_FEATURES + 1,
+            target_epsilon=1.0,
+            delta=1e-5,
+            rounds=2,
+            level="record",
+            clip=1.0,
+            min_cohort=2,
+            normaliser=sum(sizes),
+        )
+        options.update(scheme=scheme, privacy=budget)
+    setup = FederationSetup.from_partitions(
+        partitions,
+        **{"scheme": FAST_SCHEMES["paillier-packed"], **options},
+        model=LogisticRegressionGD(learning_rate=0.5),
+        classes=np.array([0, 1]),
+        min_clients=2,
+        standardize=False,
+    )
+    return setup, partitions
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"private": True}, "differential privacy (the budget spent)"),
+        ({"threshold": (2, 3)}, "threshold= (each share holder keeps its own state)"),
+        ({"validation_split": 0.2}, "federated evaluation"),
+        ({"server_optimizer": "adam"}, "server_optimizer='adam'"),
+    ],
+)
+def test_a_checkpointed_run_refuses_what_its_checkpoint_would_drop(tmp_path, options, named):
+    """A checkpoint keeps one key holder's state and nothing of a budget, a council,
+    an optimizer's moments or evaluation; a run that needs one is refused before
+    anything is written, on every executor (the control is the next test)."""
+    from he_fed.exceptions import ConfigurationError
+    from he_fed.runtime.resume import run_resumable
+
+    setup, partitions = _setup_with(**options)
+    for executor in ("inprocess", "flower"):
+        with pytest.raises(ConfigurationError, match=re.escape(named)):
+            run_resumable(tmp_path / "run", "by hand", executor, setup, partitions, lambda r: r)
+    with pytest.raises(ConfigurationError, match="a checkpoint does not save that state"):
+        ResumableRun.open(
+            tmp_path / "run", "by hand", setup, partitions, executor=InProcessExecutor()
+        )
+    assert not (tmp_path / "run").exists()
+
+
+def test_without_the_refusal_a_checkpointed_private_run_releases_past_its_budget(
+    tmp_path, monkeypatch
+):
+    """Why the refusal: the checkpoint's key holder is built without the budget.
+
+    The same setup, with a budget for two releases and asked for five rounds, stops
+    after two in process and, with the refusal patched out, releases all five from
+    a checkpoint (found by an audit of every path that rebuilds a role).
+    """
+    import dataclasses
+
+    from he_fed.runtime import resume, run_federation
+
+    setup, partitions = _setup_with(private=True)
+
+    def five(federation):
+        federation.train(5)
+        return federation.training_rounds, federation.keyholder.privacy.released
+
+    assert run_federation("inprocess", setup, partitions, five) == (2, 2)
+    monkeypatch.setattr(resume, "check_checkpointable", lambda setup: None)
+    fresh = dataclasses.replace(setup, privacy=dataclasses.replace(setup.privacy))
+    with ResumableRun.open(
+        tmp_path, "by hand", fresh, partitions, executor=InProcessExecutor()
+    ) as run:
+        assert run._store.keyholder.privacy is None
+        run.train(5, on_round=lambda o: {"round": o.round})
+        assert run.federation.training_rounds == len(run._store.releases) == 5
