@@ -13,7 +13,7 @@ import numbers
 
 from he_fed.exceptions import ConfigurationError
 
-__all__ = ["MAX_CLIENT_ID_BYTES", "check_client_id", "check_float", "check_int"]
+__all__ = ["MAX_CLIENT_ID_BYTES", "check_bool", "check_client_id", "check_float", "check_int"]
 
 _Types = type | tuple[type, ...]
 
@@ -26,6 +26,20 @@ def _range_text(low: float | None, high: float | None, *, strict_low: bool = Fal
     if high is not None:
         return f"<= {high}"
     return ""
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is a ``bool``; raise :class:`ConfigurationError` otherwise.
+
+    Configuration files and Flower's ``--node-config`` and ``--run-config`` keep a
+    quoted ``'false'`` as text, and ``bool("false")`` is True: a switch given as
+    text would turn on what it meant to turn off.
+    """
+    if not isinstance(value, bool):
+        raise ConfigurationError(
+            f"{name} must be true or false (a boolean, not quoted), got {value!r}"
+        )
+    return value
 
 
 def check_int(

@@ -41,7 +41,7 @@ import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from he_fed._validation import check_int
+from he_fed._validation import check_bool, check_int
 from he_fed.crypto.threshold import parse_threshold
 from he_fed.exceptions import ConfigurationError
 from he_fed.runtime.flower.nodes import make_client_app
@@ -148,8 +148,11 @@ def config_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
         if kind == _ITEMS:
             values[f.name] = tuple(item for item in str(raw).split(_SEPARATOR) if item.strip())
             continue
+        if kind == "bool":
+            values[f.name] = check_bool(f"run config {key}", raw)
+            continue
         try:
-            values[f.name] = {"int": int, "float": float, "bool": bool, "str": str}[kind](raw)
+            values[f.name] = {"int": int, "float": float, "str": str}[kind](raw)
         except (TypeError, ValueError):
             raise ConfigurationError(f"run config {key}={raw!r} is not a valid {kind}") from None
     from he_fed.experiment import ExperimentConfig

@@ -49,7 +49,7 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 
-from he_fed._validation import check_client_id
+from he_fed._validation import check_bool, check_client_id
 from he_fed.crypto import load_secret
 from he_fed.exceptions import (
     ConfigurationError,
@@ -364,7 +364,9 @@ def _pinned_keyholder(context: Context, offered: bytes) -> bytes:
                 "the setup names a key holder other than the one this node pinned"
             )
         return identity
-    if in_simulation(node) or bool(node.get("trust-on-first-use", False)):
+    if in_simulation(node) or check_bool(
+        "trust-on-first-use", node.get("trust-on-first-use", False)
+    ):
         return offered
     raise ConfigurationError(
         "a client node trusts only the key holder it was provisioned with: start it with "

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from he_fed._validation import check_int
+from he_fed._validation import check_bool, check_float, check_int
 from he_fed.crypto import Scheme
 from he_fed.exceptions import (
     ConfigurationError,
@@ -137,20 +137,31 @@ def with_trusted_clients(
 ) -> KeyHolderPolicy:
     """``policy`` with the identities of the node config's ``trusted-clients`` file.
 
-    A policy that names its own ``trusted-clients`` keeps them. The key-holder node
-    and every share-holder node read it the same way (red team 56: share holders
-    ignored it, so one started with ``trusted-clients`` and a policy that trusts on
-    first use took whatever identities the ServerApp registered).
+    The key-holder node and every share-holder node read it the same way (red
+    team 56: share holders ignored it, so one started with ``trusted-clients`` and
+    a policy that trusts on first use took whatever identities the ServerApp
+    registered). A policy that names its own keeps them, and a file that names
+    others is refused rather than ignored: an operator who removed a revoked
+    client from the file must not see it admitted from the policy.
 
     Raises
     ------
     ConfigurationError
-        If the file cannot be read or a line is malformed.
+        If the file cannot be read, a line is malformed, or the policy names other
+        trusted clients.
     """
     path = node_config.get("trusted-clients")
-    if policy.trusted_clients is not None or not path:
+    if not path:
         return policy
-    return replace(policy, trusted_clients=trusted_clients_file(str(path)))
+    listed = trusted_clients_file(str(path))
+    if policy.trusted_clients is None:
+        return replace(policy, trusted_clients=listed)
+    if dict(policy.trusted_clients) != listed:
+        raise ConfigurationError(
+            f"the node config's trusted-clients file {str(path)!r} names other clients or "
+            "keys than the policy file's trusted-clients; give the list in one place"
+        )
+    return policy
 
 
 def trusted_clients_file(path: str | Path) -> dict[str, bytes]:
@@ -210,6 +221,9 @@ class KeyHolderPolicy:
     max_tickets: int | None = None
 
     def __post_init__(self) -> None:
+        check_bool("trust-on-first-use", self.trust_on_first_use)
+        if self.min_clients is not None:
+            check_int("min-clients", self.min_clients, low=1)
         if self.max_tickets is not None:
             check_int("max_tickets", self.max_tickets, low=1)
 
@@ -290,11 +304,11 @@ class KeyHolderPolicy:
                 )
             scheme = scheme_from_config(data["scheme"])
             plan = RunPlan(
-                int(data["n-features"]),
-                float(data["server-lr"]),
-                bool(data["standardize"]),
-                bool(data["standardize-target"]),
-                int(data["n-outputs"]) if version >= 2 else 1,
+                check_int("n-features", data["n-features"], low=1),
+                check_float("server-lr", data["server-lr"], low=0, strict_low=True),
+                check_bool("standardize", data["standardize"]),
+                check_bool("standardize-target", data["standardize-target"]),
+                check_int("n-outputs", data["n-outputs"], low=1) if version >= 2 else 1,
                 client_plan=bytes.fromhex(data["client-plan"]) if version >= 3 else b"",
             )
             trusted = data.get("trusted-clients")
@@ -302,14 +316,14 @@ class KeyHolderPolicy:
             return cls(
                 scheme,
                 plan,
-                None if min_clients is None else int(min_clients),
+                min_clients,  # checked as built
                 None
                 if trusted is None
                 else {
                     str(cid): read_identity_hex(key, f"the key of {cid!r}")
                     for cid, key in trusted.items()
                 },
-                bool(data.get("trust-on-first-use", False)),
+                data.get("trust-on-first-use", False),  # checked as built
                 data["max-tickets"] if version >= 4 else None,  # checked as built
             )
         except ConfigurationError:
@@ -339,7 +353,8 @@ class KeyHolderPolicy:
         Raises
         ------
         PolicyViolation
-            If they differ.
+            If they differ, or the request names another smallest cohort than the
+            policy's.
         MalformedMessage
             If the request does not state a scheme and a plan.
         ConfigurationError
@@ -357,6 +372,13 @@ class KeyHolderPolicy:
                 f"the {who}'s scheme, plan and policy are its own; the ServerApp asked for "
                 f"{asked!r} and {plan!r}, the node's policy says {self.scheme!r} and "
                 f"{self.plan!r}"
+            )
+        cohort = records.integer(request, "min-clients")
+        if cohort and self.cohort is not None and cohort != self.cohort:
+            raise PolicyViolation(
+                f"the {who}'s smallest cohort is its own policy's, {self.cohort} clients; the "
+                f"ServerApp's run config asks for {cohort}: set the same min-clients in both, "
+                "or leave it out of the run config"
             )
 
 

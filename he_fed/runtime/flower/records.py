@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
 
 from he_fed import exceptions
-from he_fed.exceptions import ExecutorError, HEFedError
+from he_fed.exceptions import ConfigurationError, ExecutorError, HEFedError
 from he_fed.protocol.messages import Task
 from he_fed.protocol.model import RunPlan
 from he_fed.protocol.spec import scheme_to_config
@@ -249,7 +249,29 @@ def keyholder_request(setup: FederationSetup) -> dict[str, object]:
     A deployed node takes its policy from its own file and refuses a request that
     differs; only a simulated one, whose nodes all belong to the person running
     it, takes it from here.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``setup`` needs what a node's policy does not carry yet: a privacy
+        budget, a server optimizer other than avg, or federated evaluation. A node
+        would run without it (a private run, for one, would release every round).
     """
+    unsupported = [
+        what
+        for what, used in (
+            ("a privacy budget", setup.privacy is not None),
+            (f"server_optimizer={setup.server_optimizer!r}", setup.server_optimizer != "avg"),
+            ("federated evaluation", bool(setup.plan.validation_split)),
+        )
+        if used
+    ]
+    if unsupported:
+        raise ConfigurationError(
+            f"on Flower, {' and '.join(unsupported)} is not supported yet: the key-holder "
+            "and share-holder nodes' policy does not carry it; use the inprocess or "
+            "processes executor"
+        )
     plan = setup.run_plan
     return {
         **scheme_to_config(setup.scheme),
