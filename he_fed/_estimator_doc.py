@@ -94,7 +94,8 @@ PARAMS_DOC = """
         and loss are released, into ``history_``. 0 turns evaluation off.
     validation_every : int, default=1
         Score every this many rounds' model (and the last round's); the other
-        rounds' validation figures are NaN.
+        rounds' validation figures are NaN. Other than 1 only with
+        ``validation_split``.
     early_stopping : int or None, default=None
         Patience: stop after this many evaluated rounds without a lower global
         validation loss, and keep the best round's model (needs
@@ -118,9 +119,11 @@ PARAMS_DOC = """
     dp_level : {"record", "client"}, default="record"
         ``record``: one DP-SGD step per round (per-record gradients clipped to
         ``dp_clip``; the step is ``learning_rate`` (default 4 logistic, 1 linear)
-        times ``server_lr``; local epochs unused); ``client``: each client's update
-        clipped to ``dp_clip``. See :mod:`he_fed.privacy`. Not with ``threshold``,
-        ``validation_split`` or ``checkpoint`` yet.
+        times ``server_lr``; ``local_epochs``, ``batch_size`` and ``prox_mu`` are
+        not used, so other values than their defaults are refused); ``client``:
+        each client's update clipped to ``dp_clip``. Either way ``clip`` is not
+        used (refused unless left at its default). See :mod:`he_fed.privacy`. Not
+        with ``validation_split``, ``checkpoint`` or the flower executor yet.
     dp_clip : float, default=1.0
         The L2 clip bound of one record's gradient or one client's update.
     dp_noise_multiplier : float or None, default=None

@@ -6,6 +6,7 @@ combination that is not supported yet fails in one line, not after training.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -53,11 +54,25 @@ def check_executor(est: Any) -> None:
 
 
 def check_private(est: Any) -> None:
-    """Refuse what a private fit does not account for yet."""
+    """Refuse what a private fit does not account for yet, or would not use."""
     if est.validation_split:
         raise ConfigurationError(
             "dp_epsilon with validation_split is not supported yet: evaluation releases "
             "are not charged to the budget"
+        )
+    # A private fit clips to dp_clip, and at record level takes one DP-SGD step per
+    # round: a setting it would ignore is refused, not silently unused.
+    unused = ("clip", "local_epochs", "batch_size", "prox_mu")[
+        : 4 if est.dp_level == "record" else 1
+    ]
+    defaults = inspect.signature(type(est).__init__).parameters
+    changed = [name for name in unused if getattr(est, name) != defaults[name].default]
+    if changed:
+        given = ", ".join(f"{name}={getattr(est, name)!r}" for name in changed)
+        raise ConfigurationError(
+            f"dp_epsilon does not use {given}: a private fit clips to dp_clip"
+            + (" and takes one DP-SGD step a round (dp_level='record')" if len(unused) > 1 else "")
+            + "; leave them at their defaults"
         )
 
 

@@ -168,10 +168,12 @@ class _FederatedBase(BaseEstimator):
         rates = candidates("learning_rate", self.learning_rate)
         alphas = candidates("alpha", self.alpha)
         grid = [(rate, alpha) for rate in rates for alpha in alphas]
-        if (len(grid) > 1 or self.early_stopping is not None) and not self.validation_split:
+        needs_loss = len(grid) > 1 or self.early_stopping is not None or self.validation_every != 1
+        if needs_loss and not self.validation_split:
             raise ConfigurationError(
-                "early stopping and choosing among learning rates or L2 strengths use the "
-                "federated validation loss; set validation_split (CLI: --validation-split 0.2)"
+                "early stopping, validation_every and choosing among learning rates or L2 "
+                "strengths use the federated validation loss; set validation_split (CLI: "
+                "--validation-split 0.2)"
             )
         fits = []
         for rate, alpha in grid:

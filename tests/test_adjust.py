@@ -83,6 +83,7 @@ def test_regression_releases_r2_and_mse_in_the_target_s_units():
     [
         ({"early_stopping": 3}, "set validation_split"),
         ({"learning_rate": [0.1, 0.5]}, "set validation_split"),
+        ({"validation_every": 7}, "set validation_split"),  # it was ignored (stop 42 audit)
         ({"early_stopping": 0, "validation_split": 0.2}, "early_stopping"),
         ({"validation_split": 0.95}, "validation_split"),
         ({"validation_split": 0.2, "validation_every": 0}, "validation_every"),

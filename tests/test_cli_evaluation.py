@@ -42,6 +42,7 @@ def test_validation_split_and_early_stopping_report_the_global_figure_per_round(
     ("args", "message"),
     [
         (["--early-stopping", "5"], "set validation_split"),
+        (["--validation-every", "7"], "set validation_split"),
         (["--lr", "0.1,fast"], "not a number or a comma-separated list"),
         (["--server-optimizer", "sgd"], "'sgd' is not one of"),
         (["--validation-split", "2"], "validation_split"),

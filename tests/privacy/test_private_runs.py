@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from he_fed.cli import main
-from sklearn.datasets import load_diabetes, load_wine
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
 from he_fed.exceptions import ConfigurationError
 from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
@@ -154,6 +154,29 @@ def test_client_level_multinomial_and_record_level_regression_run():
         FederatedLinearRegression(
             dp_epsilon=8.0, feature_bounds=(X.min(axis=0), X.max(axis=0)), **options
         ).fit(X, y, groups=np.arange(len(y)) % 5)
+
+
+@pytest.mark.parametrize(
+    ("level", "params"),
+    [
+        ("record", {"local_epochs": 1}),
+        ("record", {"batch_size": 8}),
+        ("record", {"prox_mu": 10.0}),
+        ("record", {"clip": 0.001}),
+        ("client", {"clip": 1000.0}),
+    ],
+)
+def test_a_setting_a_private_fit_would_not_use_is_refused(level, params):
+    """An audit found each of these accepted and unused: the models were identical
+    with and without them (the private fit clips to ``dp_clip``, and at record level
+    takes one DP-SGD step a round)."""
+    X, y = load_breast_cancer(return_X_y=True)
+    name, value = next(iter(params.items()))
+    clf = FederatedLogisticRegression(
+        dp_epsilon=1.0, dp_level=level, feature_bounds=(X.min(axis=0), X.max(axis=0)), **params
+    )
+    with pytest.raises(ConfigurationError, match=f"dp_epsilon does not use {name}={value!r}"):
+        clf.fit(X, y, groups=np.arange(len(y)) % 3)
 
 
 @pytest.mark.slow
