@@ -22,7 +22,13 @@ from he_fed._private_fit import public_bounds
 from he_fed._result_json import jsonable, weights_of
 from he_fed._validation import check_int
 from he_fed.crypto import SCHEMES
-from he_fed.data import MISSING_POLICIES, PARTITIONERS, parse_categorical
+from he_fed.data import (
+    MISSING_POLICIES,
+    PARTITIONERS,
+    SYNTHETIC_DATASETS,
+    builtin_name,
+    parse_categorical,
+)
 from he_fed.exceptions import ConfigurationError
 from he_fed.federated import (
     FederatedLinearRegression,
@@ -220,6 +226,38 @@ class ExperimentConfig:
             raise ConfigurationError(
                 f"min_clients={self.min_clients} exceeds the {self.clients} clients"
             )
+        self._refuse_unused()
+
+    def _refuse_unused(self) -> None:
+        """Refuse a field that this configuration would ignore (``he-fed run`` refuses
+        the same flags, given on its command line)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        builtin = builtin_name(self.dataset)
+        fixed_size = builtin not in (None, *SYNTHETIC_DATASETS) or (
+            builtin is None and self.dataset.lower().endswith(".csv")
+        )
+        unused = [
+            (name, why)
+            for name, why, ignored in (
+                (
+                    "dirichlet_alpha",
+                    "the partition is not dirichlet",
+                    self.partition != "dirichlet",
+                ),
+                ("samples", f"{self.dataset} has a size of its own", fixed_size),
+                ("features", f"{self.dataset} has a size of its own", fixed_size),
+                ("target", f"{builtin} is built in and has its own target", builtin is not None),
+                *(
+                    (name, "dp_epsilon is None", self.dp_epsilon is None)
+                    for name in ("dp_delta", "dp_level", "dp_clip", "dp_noise_multiplier")
+                ),
+                ("dp_sampling_rate", "dp_epsilon is None", self.dp_epsilon is None),
+            )
+            if ignored and getattr(self, name) != defaults[name]
+        ]
+        if unused:
+            name, why = unused[0]
+            raise ConfigurationError(f"{name}={getattr(self, name)!r} would be unused: {why}")
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a plain dict."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -166,6 +167,28 @@ def test_bad_configuration_is_a_clear_error():
         ExperimentConfig(missing="fill")
     with pytest.raises(ConfigurationError, match="'ward' is not COLUMN=v1,v2"):
         ExperimentConfig(categorical=("ward",))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"samples": 10}, "samples=10 would be unused: breast_cancer has a size of its own"),
+        ({"dataset": "wine", "features": 5}, "features=5 would be unused: wine has a size"),
+        ({"target": "y"}, "target='y' would be unused: breast_cancer is built in"),
+        ({"dirichlet_alpha": 0.1}, "dirichlet_alpha=0.1 would be unused: the partition is not"),
+        ({"dp_clip": 2.0}, "dp_clip=2.0 would be unused: dp_epsilon is None"),
+        ({"dp_level": "client"}, "dp_level='client' would be unused"),
+        ({"dp_sampling_rate": 0.5}, "dp_sampling_rate=0.5 would be unused"),
+    ],
+)
+def test_a_field_the_experiment_would_ignore_is_refused(fields, message):
+    """The command line refused these flags and the API took them silently (an audit,
+    stop 42): breast_cancer with samples=10 ran on its own rows, without a word."""
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        ExperimentConfig(**fields)
+    ExperimentConfig(dataset="synthetic_classification", samples=100, features=5)
+    ExperimentConfig(partition="dirichlet", dirichlet_alpha=0.1)
+    ExperimentConfig(dp_epsilon=1.0, dp_clip=2.0, dp_level="client")
 
 
 def test_categorical_declarations_are_kept_as_a_hashable_tuple():
