@@ -209,12 +209,18 @@ def test_a_server_app_asking_for_another_policy_is_refused(tmp_path, asked):
 
 
 def test_the_node_policy_holds_whatever_the_server_app_believes(tmp_path):
-    """The node enforces min_clients=3 from its file, though the ServerApp asks for 1."""
+    """The node enforces min_clients=3 from its file: a ServerApp that asks for 1 is
+    refused (it used to be answered with the node's 3, and one that asked for more
+    than the node's was answered with the node's fewer, without a word), and one
+    that asks nothing and then believes 2 still gets 3."""
     parts = _parts()
     policy = KeyHolderPolicy.for_simulation(_setup(parts, min_clients=3))
     policy = dataclasses.replace(policy, trust_on_first_use=True)
     grid, _ = _deployed(parts, tmp_path, policy=policy)
-    federation = FlowerExecutor(grid, nodes=4).connect(_setup(parts, min_clients=1))
+    with pytest.raises(PolicyViolation, match="smallest cohort is its own policy's, 3 clients"):
+        FlowerExecutor(grid, nodes=4).connect(_setup(parts, min_clients=1))
+    grid, _ = _deployed(parts, tmp_path, policy=policy)
+    federation = FlowerExecutor(grid, nodes=4).connect(_setup(parts, min_clients=None))
     assert federation.keyholder.min_clients == 3  # what the node reports
     federation.standardize()
     federation.keyholder.min_clients = 2  # the ServerApp lies to itself
