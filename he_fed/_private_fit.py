@@ -149,6 +149,14 @@ class PrivateFit:
         everyone = len(sizes) if not est.dropout else majority(len(sizes))
         min_cohort = est.min_clients or everyone
         max_rows = est.max_weight or 1 << (max(sizes) - 1).bit_length()
+        if est.dp_level == "record" and max(sizes) > max_rows:
+            # The plan's range holds a sum of max_rows clipped gradients; a larger
+            # client's sum can leave it, and the encoder would clip it without a word.
+            raise ConfigurationError(
+                f"a client holds {max(sizes)} rows, more than max_weight={max_rows}: a "
+                "record-level private fit sizes its range for max_weight rows a client; "
+                "raise max_weight or leave it None"
+            )
         scheme, budget = private_setup(
             est.scheme,
             key_bits=est.key_bits,

@@ -179,6 +179,17 @@ def test_a_setting_a_private_fit_would_not_use_is_refused(level, params):
         clf.fit(X, y, groups=np.arange(len(y)) % 3)
 
 
+def test_a_record_level_private_fit_refuses_clients_larger_than_max_weight():
+    """The plan's range holds ``max_weight`` clipped gradients a client; 190 rows
+    against max_weight=2 used to run, with a range sized for two (an audit)."""
+    X, y = load_breast_cancer(return_X_y=True)
+    clf = FederatedLogisticRegression(
+        dp_epsilon=1.0, max_weight=2, feature_bounds=(X.min(axis=0), X.max(axis=0))
+    )
+    with pytest.raises(ConfigurationError, match="a client holds 190 rows, more than max_weight=2"):
+        clf.fit(X, y, groups=np.arange(len(y)) % 3)
+
+
 @pytest.mark.slow
 def test_acceptance_breast_cancer_at_epsilon_1_full_strength(tmp_path):
     """he-fed run --dp-epsilon 1 --dp-delta 1e-5 on breast_cancer, 5 clients, 2048-bit keys.
