@@ -12,14 +12,13 @@ counts even though 0.5 is the default.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
 from he_fed.crypto.threshold import parse_threshold
-from he_fed.data import SYNTHETIC_DATASETS, builtin_name
+from he_fed.data import SYNTHETIC_DATASETS, builtin_name, has_own_size
 from he_fed.exceptions import ConfigurationError
 from he_fed.protocol.council import quorum_size
 
@@ -82,9 +81,7 @@ def check_run_flags(ctx: click.Context, options: dict[str, Any]) -> list[str]:
             "--alpha sets the concentration of --partition dirichlet, and the partition "
             f"is {options['partition']}; add --partition dirichlet"
         )
-    fixed_size = builtin not in (None, *SYNTHETIC_DATASETS) or (
-        builtin is None and Path(dataset).suffix.lower() == ".csv"
-    )
+    fixed_size = has_own_size(dataset)
     for name in ("samples", "features"):
         if given(ctx, name) and fixed_size:
             raise ConfigurationError(

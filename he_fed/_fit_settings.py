@@ -16,7 +16,7 @@ from he_fed.crypto import Scheme, scheme_from_options
 from he_fed.data import iid_groups
 from he_fed.exceptions import ConfigurationError
 
-__all__ = ["check_executor", "check_private", "client_groups", "scheme_for"]
+__all__ = ["check_executor", "check_private", "check_unused", "client_groups", "scheme_for"]
 
 
 def client_groups(est: Any, n_rows: int, groups: Any) -> np.ndarray:
@@ -51,6 +51,28 @@ def check_executor(est: Any) -> None:
             "federated evaluation and server optimizers run in process or in worker "
             "processes; the Flower key-holder policy does not carry them yet"
         )
+
+
+def check_unused(est: Any) -> None:
+    """Refuse differential privacy's settings on a fit without ``dp_epsilon``.
+
+    Raises
+    ------
+    ConfigurationError
+        Naming the first one whose value is not its default.
+    """
+    if est.dp_epsilon is not None:
+        return
+    defaults = inspect.signature(type(est).__init__).parameters
+    for name in ("dp_delta", "dp_level", "dp_clip", "dp_noise_multiplier", "dp_sampling_rate"):
+        if getattr(est, name) != defaults[name].default:
+            raise ConfigurationError(f"{name} sets differential privacy; add dp_epsilon")
+    for name in ("feature_bounds", "target_bounds"):
+        if getattr(est, name) is not None:
+            raise ConfigurationError(
+                f"{name} are the public bounds of a private fit; add dp_epsilon, or leave "
+                "them out (a fit without privacy standardises with federated statistics)"
+            )
 
 
 def check_private(est: Any) -> None:

@@ -29,11 +29,33 @@ def _range_text(low: float | None, high: float | None, *, strict_low: bool = Fal
 
 
 def check_bool(name: str, value: object) -> bool:
-    """Return ``value`` if it is a ``bool``; raise :class:`ConfigurationError` otherwise.
+    """Return ``value`` if it is a ``bool``; raise otherwise.
 
     Configuration files and Flower's ``--node-config`` and ``--run-config`` keep a
     quoted ``'false'`` as text, and ``bool("false")`` is True: a switch given as
     text would turn on what it meant to turn off.
+
+    Parameters
+    ----------
+    name : str
+        The setting's name, for the message.
+    value : object
+        What was given.
+
+    Returns
+    -------
+    bool
+        ``value``.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``value`` is not a ``bool`` (text, a number, None).
+
+    Examples
+    --------
+    >>> check_bool("trust-on-first-use", False)
+    False
     """
     if not isinstance(value, bool):
         raise ConfigurationError(

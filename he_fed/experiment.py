@@ -25,8 +25,8 @@ from he_fed.crypto import SCHEMES
 from he_fed.data import (
     MISSING_POLICIES,
     PARTITIONERS,
-    SYNTHETIC_DATASETS,
     builtin_name,
+    has_own_size,
     parse_categorical,
 )
 from he_fed.exceptions import ConfigurationError
@@ -229,13 +229,20 @@ class ExperimentConfig:
         self._refuse_unused()
 
     def _refuse_unused(self) -> None:
-        """Refuse a field that this configuration would ignore (``he-fed run`` refuses
-        the same flags, given on its command line)."""
+        """Refuse a field that this configuration would ignore.
+
+        ``he-fed run`` refuses the same flags when they are given on its command
+        line. ``key_bits`` and ``ckks_preset`` are not refused here, unlike their
+        flags: a comparison across schemes passes every scheme the same options.
+
+        Raises
+        ------
+        ConfigurationError
+            Naming the first such field whose value is not its default.
+        """
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         builtin = builtin_name(self.dataset)
-        fixed_size = builtin not in (None, *SYNTHETIC_DATASETS) or (
-            builtin is None and self.dataset.lower().endswith(".csv")
-        )
+        fixed_size = has_own_size(self.dataset)
         unused = [
             (name, why)
             for name, why, ignored in (

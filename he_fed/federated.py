@@ -19,6 +19,7 @@ from he_fed._estimator_doc import PARAMS_DOC as _PARAMS_DOC
 from he_fed._fit_settings import (
     check_executor,
     check_private,
+    check_unused,
     client_groups,
     scheme_for,
 )
@@ -163,6 +164,7 @@ class _FederatedBase(BaseEstimator):
         groups = client_groups(self, len(X), groups)
         check_int("rounds", self.rounds, low=1)
         check_int("validation_every", self.validation_every, low=1)
+        check_unused(self)
         if self.early_stopping is not None:
             check_int("early_stopping", self.early_stopping, low=1, bounds=">= 1 (or None)")
         rates = candidates("learning_rate", self.learning_rate)

@@ -175,6 +175,7 @@ def test_bad_configuration_is_a_clear_error():
         ({"samples": 10}, "samples=10 would be unused: breast_cancer has a size of its own"),
         ({"dataset": "wine", "features": 5}, "features=5 would be unused: wine has a size"),
         ({"target": "y"}, "target='y' would be unused: breast_cancer is built in"),
+        ({"dataset": "visits.tsv", "samples": 10}, "samples=10 would be unused: visits.tsv"),
         ({"dirichlet_alpha": 0.1}, "dirichlet_alpha=0.1 would be unused: the partition is not"),
         ({"dp_clip": 2.0}, "dp_clip=2.0 would be unused: dp_epsilon is None"),
         ({"dp_level": "client"}, "dp_level='client' would be unused"),

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
         SYNTHETIC_DATASETS,
         Dataset,
         builtin_name,
+        has_own_size,
         load_dataset,
     )
     from he_fed.data._partition import (
@@ -44,6 +45,7 @@ __all__ = [
     "TargetKind",
     "builtin_name",
     "choose_model",
+    "has_own_size",
     "iid_groups",
     "load_dataset",
     "parse_categorical",
@@ -64,6 +66,7 @@ __getattr__, __dir__ = _lazy.exports(
             "SYNTHETIC_DATASETS",
             "Dataset",
             "builtin_name",
+            "has_own_size",
             "load_dataset",
         ),
         "he_fed.data._partition": (

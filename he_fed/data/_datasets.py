@@ -97,6 +97,8 @@ BUILTIN_DATASETS = (
 )
 #: The built-in datasets whose size ``n_samples`` and ``n_features`` set.
 SYNTHETIC_DATASETS = ("synthetic_classification", "synthetic_regression")
+#: What a dataset file may end in: comma- or tab-separated values.
+_FILE_SUFFIXES = (".csv", ".tsv")
 
 
 def builtin_name(name: str) -> str | None:
@@ -107,6 +109,16 @@ def builtin_name(name: str) -> str | None:
     """
     canonical = name.lower().replace("-", "_")
     return canonical if canonical in BUILTIN_DATASETS else None
+
+
+def has_own_size(name: str) -> bool:
+    """Whether ``name`` fixes its own rows and features (a built-in dataset other
+    than the synthetic ones, or a ``.csv`` or ``.tsv`` file), so that ``samples``
+    and ``features`` mean nothing for it."""
+    builtin = builtin_name(name)
+    if builtin is not None:
+        return builtin not in SYNTHETIC_DATASETS
+    return Path(name).suffix.lower() in _FILE_SUFFIXES
 
 
 def load_dataset(
@@ -184,7 +196,7 @@ def load_dataset(
     if builtin in SYNTHETIC_DATASETS:
         return _synthetic(builtin, n_samples, n_features, random_state)
     path = Path(name)
-    if path.suffix.lower() in (".csv", ".tsv"):
+    if path.suffix.lower() in _FILE_SUFFIXES:
         if not path.is_file():
             raise DatasetError(f"no such CSV file: {path}")
         X, y, task, names = read_csv(

@@ -74,6 +74,11 @@ def check_checkpointable(setup: FederationSetup) -> None:
     optimizer's moments or the evaluation rounds' results, so a resumed run would
     carry on without them: a private run, for one, would release without limit.
 
+    Parameters
+    ----------
+    setup : FederationSetup
+        The federation a checkpoint would hold.
+
     Raises
     ------
     ConfigurationError

@@ -167,9 +167,8 @@ def test_client_level_multinomial_and_record_level_regression_run():
     ],
 )
 def test_a_setting_a_private_fit_would_not_use_is_refused(level, params):
-    """An audit found each of these accepted and unused: the models were identical
-    with and without them (the private fit clips to ``dp_clip``, and at record level
-    takes one DP-SGD step a round)."""
+    """An audit found each of these accepted and unused: the private fit clips to
+    ``dp_clip``, and at record level takes one DP-SGD step a round."""
     X, y = load_breast_cancer(return_X_y=True)
     name, value = next(iter(params.items()))
     clf = FederatedLogisticRegression(
@@ -177,6 +176,24 @@ def test_a_setting_a_private_fit_would_not_use_is_refused(level, params):
     )
     with pytest.raises(ConfigurationError, match=f"dp_epsilon does not use {name}={value!r}"):
         clf.fit(X, y, groups=np.arange(len(y)) % 3)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"dp_clip": 2.0}, "dp_clip sets differential privacy; add dp_epsilon"),
+        ({"dp_level": "client"}, "dp_level sets differential privacy"),
+        ({"dp_sampling_rate": 0.1}, "dp_sampling_rate sets differential privacy"),
+        ({"feature_bounds": (0.0, 1.0)}, "feature_bounds are the public bounds of a private"),
+    ],
+)
+def test_privacys_settings_without_dp_epsilon_are_refused(params, message):
+    """The command line refused these flags; the estimators ran without privacy."""
+    X, y = load_breast_cancer(return_X_y=True)
+    with pytest.raises(ConfigurationError, match=message):
+        FederatedLogisticRegression(scheme="plain", rounds=1, **params).fit(
+            X, y, groups=np.arange(len(y)) % 3
+        )
 
 
 def test_a_record_level_private_fit_refuses_clients_larger_than_max_weight():

@@ -228,6 +228,32 @@ def test_the_node_policy_holds_whatever_the_server_app_believes(tmp_path):
     assert outcome.skipped and "at least 3" in outcome.skipped
 
 
+def test_a_node_whose_minimum_is_a_majority_refuses_a_run_config_that_names_one(tmp_path):
+    """A policy without min-clients (``--provision``'s default) decrypts cohorts of a
+    majority of the clients it registers: a ServerApp that asks for 3 is refused, and
+    one that asks for 2 where the majority (of three: all three, red team 45) is of
+    a node config's trusted-clients file (read before the request is checked; a
+    review found it read after, and the check skipped)."""
+    parts = _parts()
+    policy = dataclasses.replace(
+        KeyHolderPolicy.for_simulation(_setup(parts)), trust_on_first_use=True
+    )
+    assert policy.min_clients is None
+    grid, _ = _deployed(parts, tmp_path, policy=policy)
+    with pytest.raises(
+        PolicyViolation, match="a majority of the clients it registers; .* asks for 3"
+    ):
+        FlowerExecutor(grid, nodes=4).connect(_setup(parts, min_clients=3))
+    grid, _ = _deployed(
+        parts, tmp_path, policy=dataclasses.replace(policy, trust_on_first_use=False)
+    )
+    listed = tmp_path / "trusted"
+    listed.write_text("".join(f"client-{k} {Identity().public_bytes.hex()}\n" for k in range(3)))
+    grid.contexts[KEYHOLDER].node_config["trusted-clients"] = str(listed)
+    with pytest.raises(PolicyViolation, match="its own policy's, 3 clients; .* asks for 2"):
+        FlowerExecutor(grid, nodes=4).connect(_setup(parts, min_clients=2))
+
+
 def test_registration_happens_once_and_only_as_the_policy_allows(tmp_path):
     parts = _parts()
     setup = _setup(parts)

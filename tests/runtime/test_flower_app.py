@@ -54,7 +54,10 @@ def test_zero_means_unset_and_values_are_typed():
     assert (config.lr, config.batch_size, config.clients, config.samples) == (0.25, 16, 3, None)
     # The Dirichlet concentration is named as in ExperimentConfig (the CLI flag is --alpha).
     assert "alpha" not in RUN_CONFIG
-    assert config_from_run_config({**RUN_CONFIG, "dirichlet-alpha": 0.1}).dirichlet_alpha == 0.1
+    dirichlet = {**RUN_CONFIG, "partition": "dirichlet", "dirichlet-alpha": 0.1}
+    assert config_from_run_config(dirichlet).dirichlet_alpha == 0.1
+    with pytest.raises(ConfigurationError, match="dirichlet_alpha=0.1 would be unused"):
+        config_from_run_config({**RUN_CONFIG, "dirichlet-alpha": 0.1})  # the partition is iid
     with pytest.raises(ConfigurationError, match="clients='many'"):
         config_from_run_config({**RUN_CONFIG, "clients": "many"})
 

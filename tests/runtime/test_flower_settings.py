@@ -1,13 +1,13 @@
 """A Flower setting is enforced or refused, never accepted and ignored.
 
 An audit of every path from a user's setting to a role (a helper agent, stop 42)
-found settings that Flower's nodes took and dropped: a privacy budget (a private
-run through the public ``run_federation("flower", ...)`` released every round of
-twelve where in process it stopped after one), the run config's ``min-clients``
-(the key-holder node used its own, smaller one without a word), quoted
-booleans (``trust-on-first-use='false'`` read as True, since ``bool("false")``
-is), and a node's ``trusted-clients`` file that the policy file's list silently
-overrode. Each is refused here now.
+found settings that Flower's nodes took and dropped: a privacy budget (the
+nodes' policy carries none, so a private run through the public
+``run_federation("flower", ...)`` ran its key holder without one), the run
+config's ``min-clients`` (the key-holder node used its own without a word),
+quoted booleans (``trust-on-first-use='false'`` read as True, since
+``bool("false")`` is), and a node's ``trusted-clients`` file that the policy
+file's list silently overrode. Each is refused here now.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ RUN = {"scheme": "paillier", "key-bits": 1024, "allow-insecure": True, "clients"
         ({"validation_split": 0.2}, "federated evaluation"),
     ],
 )
-def test_what_a_nodes_policy_cannot_carry_is_refused_before_any_node_is_asked(options, named):
+def test_what_a_nodes_policy_cannot_carry_is_refused_before_the_key_holder_is_asked(options, named):
     setup, _ = _setup_with(**options)
     with pytest.raises(ConfigurationError, match=f"on Flower, {named} is not supported yet"):
         records.keyholder_request(setup)
@@ -49,7 +49,7 @@ def test_what_a_nodes_policy_cannot_carry_is_refused_before_any_node_is_asked(op
 
 @pytest.mark.slow
 def test_a_private_run_on_a_flower_simulation_is_refused_not_run_without_its_budget():
-    """The audit's case, through the public API: it released 12 of 12 rounds."""
+    """The audit's case, through the public API, refused before any round."""
     from he_fed.runtime import run_federation
 
     setup, partitions = _setup_with(private=True)
@@ -118,3 +118,7 @@ def test_a_run_configs_min_clients_other_than_the_nodes_is_refused():
     policy.refuse_other({**request, "min-clients": 0}, "key holder")  # not asked: the node's
     with pytest.raises(PolicyViolation, match="smallest cohort is its own policy's, 2 clients"):
         policy.refuse_other({**request, "min-clients": 3}, "key holder")
+    majority = KeyHolderPolicy(setup.scheme, setup.run_plan, min_clients=None)
+    majority.refuse_other({**request, "min-clients": 0}, "key holder")
+    with pytest.raises(PolicyViolation, match="a majority of the clients it registers"):
+        majority.refuse_other(request, "key holder")

@@ -438,6 +438,11 @@ def test_a_checkpointed_run_refuses_what_its_checkpoint_would_drop(tmp_path, opt
         ResumableRun.open(
             tmp_path / "run", "by hand", setup, partitions, executor=InProcessExecutor()
         )
+    from he_fed.runtime.flower.resume import FlowerResumableRun
+
+    unused = object()  # refused before the executor is used
+    with pytest.raises(ConfigurationError, match="a checkpoint does not save that state"):
+        FlowerResumableRun.open(tmp_path / "run", "by hand", setup, unused)  # type: ignore[arg-type]
     assert not (tmp_path / "run").exists()
 
 

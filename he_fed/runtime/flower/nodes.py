@@ -172,7 +172,7 @@ def _keygen(message: Message, context: Context) -> Message:
         raise ProtocolError("this node already generated this run's keys")
     statefile.check_provisioned(context)
     config = records.config_of(message)
-    policy = _policy(config, context)
+    policy = with_trusted_clients(_policy(config, context), context.node_config)
     policy.refuse_other(config, "key holder")
     started = time.perf_counter()
     key_file = context.node_config.get("secret-key-file")
@@ -189,7 +189,6 @@ def _keygen(message: Message, context: Context) -> Message:
         keys = policy.scheme.keygen()
     keygen_s = time.perf_counter() - started
     identity = _node_identity(context, "key holder's")
-    policy = with_trusted_clients(policy, context.node_config)
     keyholder = KeyHolder(keys, plan=policy.plan, min_clients=policy.cohort, identity=identity)
     context.state[_KEYHOLDER_STATE] = ConfigRecord(
         {

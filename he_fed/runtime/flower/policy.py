@@ -374,11 +374,16 @@ class KeyHolderPolicy:
                 f"{self.plan!r}"
             )
         cohort = records.integer(request, "min-clients")
-        if cohort and self.cohort is not None and cohort != self.cohort:
+        if cohort and cohort != self.cohort:
+            own = (
+                "a majority of the clients it registers"
+                if self.cohort is None
+                else f"{self.cohort} clients"
+            )
             raise PolicyViolation(
-                f"the {who}'s smallest cohort is its own policy's, {self.cohort} clients; the "
-                f"ServerApp's run config asks for {cohort}: set the same min-clients in both, "
-                "or leave it out of the run config"
+                f"the {who}'s smallest cohort is its own policy's, {own}; the ServerApp's "
+                f"run config asks for {cohort}: set the same min-clients in both, or leave "
+                "it out of the run config"
             )
 
 

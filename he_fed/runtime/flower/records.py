@@ -250,6 +250,17 @@ def keyholder_request(setup: FederationSetup) -> dict[str, object]:
     differs; only a simulated one, whose nodes all belong to the person running
     it, takes it from here.
 
+    Parameters
+    ----------
+    setup : FederationSetup
+        The federation the ServerApp runs.
+
+    Returns
+    -------
+    dict
+        The request's fields: the scheme's, the run plan's and ``min-clients``
+        (0: not asked).
+
     Raises
     ------
     ConfigurationError

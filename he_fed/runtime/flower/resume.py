@@ -43,6 +43,7 @@ from he_fed.runtime._journaled import JournaledRun
 from he_fed.runtime.federation import Federation, RoundOutcome
 from he_fed.runtime.flower import records, rejoin
 from he_fed.runtime.flower.server import FlowerExecutor, RemoteKeyHolder
+from he_fed.runtime.resume import check_checkpointable
 
 __all__ = ["FlowerResumableRun", "reconnect"]
 
@@ -171,10 +172,14 @@ class FlowerResumableRun(JournaledRun):
 
         Raises
         ------
+        ConfigurationError
+            If the checkpoint would not keep part of ``setup``
+            (:func:`~he_fed.runtime.resume.check_checkpointable`).
         StateError
             If the checkpoint belongs to another run, is unreadable, or does not
             match the key holder's state (see :func:`serverstate.reconcile`).
         """
+        check_checkpointable(setup)
         folder = Path(directory)
         try:
             folder.mkdir(parents=True, exist_ok=True)
