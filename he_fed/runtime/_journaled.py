@@ -20,14 +20,50 @@ import numpy as np
 
 from he_fed.exceptions import ConfigurationError, PolicyViolation
 from he_fed.protocol.messages import Task
+from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import checkpoint as files
 from he_fed.runtime.federation import Federation, RoundOutcome
 
-__all__ = ["JournaledRun"]
+__all__ = ["JournaledRun", "check_checkpointable"]
 
 log = logging.getLogger("he_fed")
 
 _STATISTICS = (Task.MAGNITUDE, Task.MOMENTS)
+
+
+def check_checkpointable(setup: FederationSetup) -> None:
+    """Refuse to checkpoint a federation whose state a checkpoint does not keep.
+
+    A checkpoint keeps one key holder's state, the aggregator's and the clients'
+    progress. It does not keep share holders' states, a privacy budget, a server
+    optimizer's moments or the evaluation rounds' results, so a resumed run would
+    carry on without them: a private run, for one, would release without limit.
+
+    Parameters
+    ----------
+    setup : FederationSetup
+        The federation a checkpoint would hold.
+
+    Raises
+    ------
+    ConfigurationError
+        Naming each part of ``setup`` a checkpoint would drop.
+    """
+    dropped = [
+        what
+        for what, used in (
+            ("threshold= (each share holder keeps its own state)", setup.threshold is not None),
+            ("differential privacy (the budget spent)", setup.privacy is not None),
+            ("federated evaluation", bool(setup.plan.validation_split)),
+            (f"server_optimizer={setup.server_optimizer!r}", setup.server_optimizer != "avg"),
+        )
+        if used
+    ]
+    if dropped:
+        raise ConfigurationError(
+            f"checkpoint= with {', '.join(dropped)} is not supported yet: a checkpoint "
+            "does not save that state, and a resumed run would go on without it"
+        )
 
 
 class JournaledRun:

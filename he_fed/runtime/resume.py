@@ -53,7 +53,7 @@ from he_fed.protocol.receipts import Identity
 from he_fed.protocol.setup import build_aggregator, build_client
 from he_fed.protocol.spec import ClientSpec, FederationSetup
 from he_fed.runtime import checkpoint as files
-from he_fed.runtime._journaled import JournaledRun
+from he_fed.runtime._journaled import JournaledRun, check_checkpointable
 from he_fed.runtime.base import Executor
 from he_fed.runtime.federation import Federation, RoundOutcome
 from he_fed.runtime.keyholder_store import KeyHolderStore
@@ -64,41 +64,6 @@ __all__ = ["ResumableRun", "check_checkpointable", "run_resumable"]
 log = logging.getLogger("he_fed")
 
 _T = TypeVar("_T")
-
-
-def check_checkpointable(setup: FederationSetup) -> None:
-    """Refuse to checkpoint a federation whose state a checkpoint does not keep.
-
-    A checkpoint keeps one key holder's state, the aggregator's and the clients'
-    progress. It does not keep share holders' states, a privacy budget, a server
-    optimizer's moments or the evaluation rounds' results, so a resumed run would
-    carry on without them: a private run, for one, would release without limit.
-
-    Parameters
-    ----------
-    setup : FederationSetup
-        The federation a checkpoint would hold.
-
-    Raises
-    ------
-    ConfigurationError
-        Naming each part of ``setup`` a checkpoint would drop.
-    """
-    dropped = [
-        what
-        for what, used in (
-            ("threshold= (each share holder keeps its own state)", setup.threshold is not None),
-            ("differential privacy (the budget spent)", setup.privacy is not None),
-            ("federated evaluation", bool(setup.plan.validation_split)),
-            (f"server_optimizer={setup.server_optimizer!r}", setup.server_optimizer != "avg"),
-        )
-        if used
-    ]
-    if dropped:
-        raise ConfigurationError(
-            f"checkpoint= with {', '.join(dropped)} is not supported yet: a checkpoint "
-            "does not save that state, and a resumed run would go on without it"
-        )
 
 
 class _StoredKeyHolder:

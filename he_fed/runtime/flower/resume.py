@@ -39,11 +39,10 @@ from he_fed.protocol.aggregator import Aggregator
 from he_fed.protocol.spec import FederationSetup
 from he_fed.runtime import checkpoint as files
 from he_fed.runtime import server_checkpoint as serverstate
-from he_fed.runtime._journaled import JournaledRun
+from he_fed.runtime._journaled import JournaledRun, check_checkpointable
 from he_fed.runtime.federation import Federation, RoundOutcome
 from he_fed.runtime.flower import records, rejoin
 from he_fed.runtime.flower.server import FlowerExecutor, RemoteKeyHolder
-from he_fed.runtime.resume import check_checkpointable
 
 __all__ = ["FlowerResumableRun", "reconnect"]
 
@@ -174,7 +173,7 @@ class FlowerResumableRun(JournaledRun):
         ------
         ConfigurationError
             If the checkpoint would not keep part of ``setup``
-            (:func:`~he_fed.runtime.resume.check_checkpointable`).
+            (:func:`~he_fed.runtime._journaled.check_checkpointable`).
         StateError
             If the checkpoint belongs to another run, is unreadable, or does not
             match the key holder's state (see :func:`serverstate.reconcile`).
