@@ -246,3 +246,38 @@ def test_a_deployed_key_holder_node_without_a_state_file_is_refused_at_keygen(tm
     sent = [m.metadata.message_type for m in grid.sent]
     assert records.TICKET not in sent and records.DECRYPT not in sent
     assert not (tmp_path / "keyholder.state").exists()
+
+
+def test_a_restarted_node_keeps_its_trusted_clients_and_a_refused_registration_changes_nothing(
+    tmp_path,
+):
+    """A red team (stop 42), as the ServerApp: a node whose policy trusts on first use
+    and whose node config names trusted clients registered nobody, was restarted and
+    reopened, and rebuilt its policy from the policy file alone: a ghost identity then
+    passed the registration check and stayed in the node's memory (the state file,
+    made once, then stopped the node until it restarted again)."""
+    parts = _partitions()
+    setup = _setup(parts)
+    _, _, node = _provisioned(tmp_path, setup)  # trust on first use, no list in the policy
+    listed = tmp_path / "trusted"
+    listed.write_text("".join(f"client-{k} {Identity().public_bytes.hex()}\n" for k in range(3)))
+    node["trusted-clients"] = str(listed)
+    grid = _grid(parts, node)
+    request = records.keyholder_request(setup)
+    assert not _ask(grid, KEYHOLDER, records.KEYGEN, request).has_error()
+    empty = {"client-ids": [], "verify-keys": []}
+    assert not _ask(grid, KEYHOLDER, records.REGISTER, empty).has_error()  # the file, 0 clients
+    _restart(grid)
+    assert not _ask(grid, KEYHOLDER, records.REOPEN, request).has_error()
+    ghost = {"client-ids": ["ghost"], "verify-keys": [Identity().public_bytes]}
+    refused = _ask(grid, KEYHOLDER, records.REGISTER, ghost)
+    assert refused.error.reason.startswith("PolicyViolation"), refused.error.reason
+    # A registration the state file refuses leaves the node's memory as it was.
+    listed_again = {"client-ids": ["client-0"], "verify-keys": [Identity().public_bytes]}
+    grid.contexts[KEYHOLDER].node_config["trusted-clients"] = ""  # the check passes now
+    _restart(grid)
+    assert not _ask(grid, KEYHOLDER, records.REOPEN, request).has_error()
+    refused = _ask(grid, KEYHOLDER, records.REGISTER, listed_again)
+    assert refused.error.reason.startswith("StateError"), refused.error.reason
+    ticket = _ask(grid, KEYHOLDER, records.TICKET, {"task": "magnitude"})
+    assert "StateError" not in (ticket.error.reason if ticket.has_error() else "")

@@ -263,9 +263,10 @@ def _register(message: Message, context: Context) -> Message:
         raise ProtocolError("clients register once, at setup, before the first round")
     for client_id, key in admitted_registration(records.config_of(message), policy, "key holder"):
         keyholder.register(client_id, key)
-    _save(context, keyholder)
     path = statefile.path_of(context)
-    if path is not None:  # the state on disk starts here, before the first ticket
+    if path is None:
+        _save(context, keyholder)
+    else:  # the state on disk starts here, before the first ticket; memory only after it
         record = cast(ConfigRecord, context.state[_KEYHOLDER_STATE])
         record["state"] = statefile.create(path, record, keyholder.registered_clients())
     return records.reply(

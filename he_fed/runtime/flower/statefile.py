@@ -36,7 +36,11 @@ from flwr.app import ConfigRecord, Context
 from he_fed.crypto import KeyPair, load_secret
 from he_fed.exceptions import ConfigurationError, StateError
 from he_fed.protocol.receipts import Identity
-from he_fed.runtime.flower.policy import KeyHolderPolicy, federation_record
+from he_fed.runtime.flower.policy import (
+    KeyHolderPolicy,
+    federation_record,
+    with_trusted_clients,
+)
 from he_fed.runtime.keyholder_store import KeyHolderStore
 
 __all__ = ["check_provisioned", "create", "path_of", "reload", "through_store"]
@@ -122,7 +126,9 @@ def reload(context: Context) -> dict[str, Any]:
     path = path_of(context)
     assert path is not None
     node = context.node_config
-    policy = KeyHolderPolicy.read(str(node["policy-file"]))
+    # With the node config's trusted clients, as at key generation (a red team found
+    # a restarted node's policy without them).
+    policy = with_trusted_clients(KeyHolderPolicy.read(str(node["policy-file"])), node)
     try:
         secret = Path(str(node["secret-key-file"])).read_bytes()
         identity_hex = Path(str(node["identity-file"])).read_text().strip()
