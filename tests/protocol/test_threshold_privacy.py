@@ -35,7 +35,6 @@ from he_fed.protocol.certificate import aggregate_digest, certificate_payload, m
 from he_fed.protocol.council import cosignature, merge_signatures, merge_tickets
 from he_fed.protocol.council_budget import count_certified
 from he_fed.protocol.decryptor import partial_context
-from he_fed.protocol.decryptor_state import export_decryptor_state, restore_decryptor
 from he_fed.protocol.partial_transport import Sealed, open_sealed, seal
 from he_fed.protocol.receipts import ticket_payload
 from he_fed.runtime.council import LocalCouncil
@@ -366,15 +365,7 @@ def test_a_holder_rebuilt_from_its_saved_state_keeps_its_budget_and_release_numb
     agg1 = attack.aggregate(attack.ticket(HONEST))
     vouched = h[3].endorse(agg1)  # release 2, charged before signing
 
-    def rebuilt(holder):
-        return restore_decryptor(
-            holder._share,
-            exchange=holder._exchange,
-            peers=holder._peers,
-            council=holder.council,
-            identity=holder._identity,
-            state=export_decryptor_state(holder),
-        )
+    from tests.protocol.test_state_survives_rebuild import _rebuilt as rebuilt
 
     again = rebuilt(h[3])
     assert again.privacy.released == h[3].privacy.released == 2
