@@ -30,7 +30,13 @@ if TYPE_CHECKING:
     )
     from he_fed.privacy._discrete_gaussian import sample_discrete_gaussian
     from he_fed.privacy._mechanism import LEVELS, DPMechanism
-    from he_fed.privacy._plan import GRID_SCHEMES, plan_mechanism, privacy_estimate, private_setup
+    from he_fed.privacy._plan import (
+        GRID_SCHEMES,
+        plan_mechanism,
+        privacy_estimate,
+        private_setup,
+        value_range,
+    )
 
 __all__ = [
     "ACCOUNTANT",
@@ -50,6 +56,7 @@ __all__ = [
     "privacy_estimate",
     "private_setup",
     "sample_discrete_gaussian",
+    "value_range",
 ]
 
 __getattr__, __dir__ = _lazy.exports(
@@ -79,6 +86,7 @@ __getattr__, __dir__ = _lazy.exports(
             "plan_mechanism",
             "privacy_estimate",
             "private_setup",
+            "value_range",
         ),
     },
 )

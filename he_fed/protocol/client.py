@@ -25,6 +25,7 @@ from he_fed.privacy import (
     clipped_gradient_mean,
     clipped_gradient_sum,
     fedsgd_step,
+    value_range,
 )
 from he_fed.protocol import evaluation, tasks
 from he_fed.protocol._keys import client_key
@@ -183,7 +184,10 @@ class Client:
         Differential privacy: the client clips (each record's gradient, for one
         gradient step per round, at ``record`` level; its whole update at
         ``client`` level), adds its share of the noise on the grid, and encrypts
-        with weight 1 (:mod:`he_fed.privacy`).
+        with weight 1 (:mod:`he_fed.privacy`). At ``record`` level its rows must
+        fit the plan's range (:func:`~he_fed.privacy.value_range`), or it is
+        refused here with :class:`~he_fed.exceptions.EncodingOverflowError`, as
+        a client holding more than ``max_weight`` samples is without privacy.
     """
 
     def __init__(
@@ -237,6 +241,16 @@ class Client:
                 f"client {client_id!r} holds {len(X)} samples, more than the plan's "
                 f"max_weight={key.scheme.max_weight}"
             )
+        if privacy is not None and privacy.level == "record":
+            # Weight 1, but one clipped gradient per row: the plan's range must hold them.
+            p = privacy
+            reach = value_range(p.level, p.clip, p.noise_multiplier, p.min_cohort, len(X))
+            if reach > key.scheme.clip:
+                raise EncodingOverflowError(
+                    f"client {client_id!r} holds {len(X)} samples: their clipped gradients "
+                    f"and noise reach {reach:g}, beyond the plan's clip bound "
+                    f"{key.scheme.clip:g} (plan the run for this many rows a client)"
+                )
         check_int("local_epochs", local_epochs, low=1, high=MAX_LOCAL_EPOCHS)
         self.client_id = client_id
         self._X = X

@@ -8,13 +8,20 @@ import numpy as np
 import pytest
 
 from he_fed.crypto import wire
-from he_fed.exceptions import ConfigurationError, MalformedMessage, PolicyViolation
+from he_fed.exceptions import (
+    ConfigurationError,
+    EncodingOverflowError,
+    MalformedMessage,
+    PolicyViolation,
+)
+from he_fed.models import LogisticRegressionGD
 from he_fed.privacy import clip_update
-from he_fed.protocol import Aggregate, KeyHolder, RunPlan, Task, decode
+from he_fed.protocol import Aggregate, Client, KeyHolder, RunPlan, Task, decode
+from he_fed.protocol import client as client_module
 from he_fed.protocol.normalisers import Normalisers
 from he_fed.protocol.receipts import Identity
 from tests.protocol.harness import open_round
-from tests.protocol.private_harness import N_FEATURES, budget_of, private_roles
+from tests.protocol.private_harness import N_FEATURES, budget_of, data, private_roles
 
 
 def _release(keyholder, aggregator, cohort) -> np.ndarray:
@@ -155,3 +162,32 @@ def test_released_aggregates_are_decoded_from_the_aggregate_message():
         aggregator.add(c.participate(start).update)
     released = decode(keyholder.decrypt_aggregate(aggregator.finish_round()), Aggregate)
     assert released.contributors == 3 and released.mean.shape == (N_FEATURES + 1,)
+
+
+def test_a_record_level_client_larger_than_the_plan_is_refused_before_any_round(monkeypatch):
+    """The plan's range holds ``max_rows`` clipped gradients and the noise; a client
+    holding more sends weight 1 but a longer sum. Built, it failed to encrypt in the
+    rounds whose gradients align (its data decided whether it answered), so it is
+    refused when it is built."""
+    keyholder, aggregator, clients = private_roles(sizes=(30, 50, 20))  # max_rows 50
+    big = np.tile(data(7, 1)[0], (800, 1)), np.ones(800, dtype=int)  # aligned gradients
+    kwargs = dict(
+        keyholder=keyholder.identity_bytes,
+        model=LogisticRegressionGD(learning_rate=0.5),
+        local_epochs=2,
+        classes=np.array([0, 1]),
+        allow_insecure=True,
+        privacy=budget_of(keyholder).mechanism,
+    )
+    with pytest.raises(EncodingOverflowError, match="client 'big' holds 800 samples: their"):
+        Client("big", *big, keyholder.public_key_bytes(), **kwargs)
+    Client("fits", *data(8, 50), keyholder.public_key_bytes(), **kwargs)  # max_rows: built
+
+    # Without the refusal it is built, and fails only once a ticket is open.
+    monkeypatch.setattr(client_module, "value_range", lambda *args: 0.0)
+    late = Client("big", *big, keyholder.public_key_bytes(), **kwargs)
+    keyholder.register(late.client_id, late.verify_key)
+    aggregator.register(late.client_id, late.verify_key)
+    start = open_round(keyholder, aggregator)
+    with pytest.raises(EncodingOverflowError, match="exceeds the plan's clip bound"):
+        late.participate(start)
