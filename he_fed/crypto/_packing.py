@@ -17,6 +17,18 @@ __all__ = ["Quantizer", "SlotLayout"]
 
 #: Largest precision that still fits numpy's int64 once signed.
 _INT64_BITS = 62
+#: Widest precision quantized in doubles: ``x · (levels / clip)`` stays below ``2**47``,
+#: where two roundings move it by less than ``2**-4`` of a level.
+_FLOAT_BITS = 48
+
+
+def _round_ratio(x: float, levels: int, clip: float) -> int:
+    """``x · levels / clip`` rounded half to even, in exact integers."""
+    num, den = x.as_integer_ratio()
+    c_num, c_den = clip.as_integer_ratio()
+    q, r = divmod(num * levels * c_den, den * c_num)
+    twice, whole = 2 * r, den * c_num
+    return q + 1 if twice > whole or (twice == whole and q & 1) else q
 
 
 @dataclass(frozen=True)
@@ -25,7 +37,8 @@ class Quantizer:
 
     The integers are ``round(x / step)`` with ``step = clip / levels`` and
     ``levels = 2**(precision_bits - 1) - 1``, so that ``0.0`` and ``±clip`` are
-    exactly representable and the quantization error is at most ``step / 2``.
+    exactly representable and the quantization error is at most ``step / 2`` (plus,
+    at 48 bits or fewer, a double's rounding: under ``step / 16``).
 
     Parameters
     ----------
@@ -66,15 +79,20 @@ class Quantizer:
         -------
         ndarray of shape (n,)
             ``int64`` when ``precision_bits <= 62``, otherwise an object array of
-            Python integers.
+            Python integers: ``round(x · levels / clip)``, never beyond
+            ``±levels``; exactly so above 48 bits (in integers, since a double's
+            product is coarser than a level there), and below within a double's
+            rounding (under ``2**-4`` of a level).
         """
-        scaled = np.rint(np.asarray(x, dtype=np.float64) * (self.levels / self.clip))
-        # Float rounding can land one level past the edge when levels > 2**52.
-        scaled = np.clip(scaled, -float(self.levels), float(self.levels))
-        if self.precision_bits <= _INT64_BITS:
-            return scaled.astype(np.int64)
-        out = np.array([int(v) for v in scaled], dtype=object)
-        return np.clip(out, -self.levels, self.levels)
+        values = np.asarray(x, dtype=np.float64)
+        if self.precision_bits <= _FLOAT_BITS:
+            # float(levels) is exact here, so the clip holds ±levels.
+            scaled = np.rint(values * (self.levels / self.clip))
+            return np.clip(scaled, -float(self.levels), float(self.levels)).astype(np.int64)
+        # Wider grids are finer than a double: round x · levels / clip exactly.
+        exact = [_round_ratio(v, self.levels, self.clip) for v in values.tolist()]
+        out = [max(-self.levels, min(self.levels, q)) for q in exact]
+        return np.array(out, dtype=np.int64 if self.precision_bits <= _INT64_BITS else object)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         """Map (sums of) quantized integers back to reals."""

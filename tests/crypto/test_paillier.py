@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from phe import paillier as phe
 
 from he_fed.crypto import PackedPaillier, Paillier, load_public
 from he_fed.crypto._djn import security_bits
+from he_fed.crypto._packing import Quantizer
 from he_fed.exceptions import EncodingOverflowError, MalformedMessage
 from tests.conftest import keys_for
 
@@ -88,6 +91,32 @@ def test_max_clients_extreme_contributions_sum_exactly(pattern):
     integer_sum = sum(w * q.quantize(x) for x, w in zip(xs, weights, strict=False))
     np.testing.assert_array_equal(result.total, q.dequantize(integer_sum))
     assert result.weight == sum(weights) and result.count == K
+
+
+@pytest.mark.parametrize("bits", [2, 16, 32, 48, 49, 53, 55, 58, 61, 62, 63, 64, 100, 128])
+def test_the_quantizer_maps_the_clip_to_its_last_level_and_rounds_to_the_nearest(bits):
+    """At 55 to 62 bits ``±clip`` used to land one level past ``±levels`` (a double's
+    ``float(levels)`` is ``2**(bits - 1)``), and at 63 and 64 bits 0.7 was 85 levels
+    off ``round(x · levels / clip)`` (an audit)."""
+    q = Quantizer(3.0, bits)
+    xs = [3.0, -3.0, 0.7, -0.7, 1e-300, 2.9999999999999996, 0.0]
+    got = [int(v) for v in q.quantize(np.array(xs))]
+    assert got[:2] == [q.levels, -q.levels]
+    exact = [round(Fraction(x) * q.levels / Fraction(3.0)) for x in xs]
+    slack = 0 if bits > 48 else 1  # a double's rounding, under 2**-4 of a level
+    assert all(abs(g - e) <= slack for g, e in zip(got, exact, strict=True)), (got, exact)
+
+
+def test_honest_values_at_the_clip_sum_exactly_at_62_bits():
+    """``encrypt([clip]) + encrypt([-clip / 2])`` decrypted one level off the grid's
+    sum, and ``encrypt([clip])`` alone as an overflow (an audit)."""
+    keys = Paillier(clip=1.0, precision_bits=62, max_clients=2, **FAST).keygen()
+    q = keys.public.scheme.quantizer
+    alone = keys.secret.decrypt(keys.public.encrypt(np.array([1.0])))
+    both = keys.public.encrypt(np.array([1.0])) + keys.public.encrypt(np.array([-0.5]))
+    summed = keys.secret.decrypt(both)
+    assert alone[0] == q.dequantize(np.array([q.levels]))[0] == 1.0
+    assert summed[0] == q.dequantize(np.array([q.levels - (q.levels + 1) // 2]))[0]
 
 
 def test_one_contribution_more_than_the_plan_allows_overflows():
