@@ -112,9 +112,18 @@ def clipped_gradient_sum(
     Each record's gradient is scaled to L2 norm at most ``clip``.
     """
     grads = per_record_gradients(model, X, y, weights, classes)
-    norms = np.linalg.norm(grads, axis=1)
+    norms = _norms(grads)
     factor = np.minimum(1.0, clip / np.maximum(norms, np.finfo(np.float64).tiny))
     return -(grads * factor[:, None]).sum(axis=0), int(np.count_nonzero(norms > clip))
+
+
+def _norms(rows: np.ndarray) -> np.ndarray:
+    """Each row's L2 norm, finite whenever its entries are: a norm past ``1e154`` would
+    square to inf, and the clip would scale the row to zeros."""
+    rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+    peaks = np.max(np.abs(rows), axis=1) if rows.shape[1] else np.zeros(len(rows))
+    safe = np.where(peaks > 0, peaks, 1.0)
+    return peaks * np.linalg.norm(rows / safe[:, None], axis=1)
 
 
 def fedsgd_step(model: BaseGD, epochs: int) -> float | None:
@@ -174,7 +183,8 @@ def clipped_gradient_mean(
 
 def clip_update(delta: np.ndarray, clip: float) -> tuple[np.ndarray, int]:
     """``delta`` scaled to L2 norm at most ``clip``, and 1 if it was scaled (else 0)."""
-    norm = float(np.linalg.norm(delta))
+    values = np.asarray(delta, dtype=np.float64)
+    norm = float(_norms(values.reshape(1, -1))[0])
     if norm <= clip:
-        return np.asarray(delta, dtype=np.float64), 0
-    return np.asarray(delta, dtype=np.float64) * (clip / norm), 1
+        return values, 0
+    return values * (clip / norm), 1

@@ -65,6 +65,19 @@ def test_a_whole_update_is_scaled_to_the_clip_bound():
     assert none == 0 and small.tolist() == [0.3, 0.4]
 
 
+def test_a_norm_past_the_doubles_square_root_is_clipped_in_direction_not_to_zeros():
+    """``[1e200, 1e200]`` squared to inf, so the clip scaled it to ``[0, 0]`` (an audit)."""
+    update, clipped = clip_update(np.array([1e200, -1e200, 0.0]), 1.0)
+    np.testing.assert_allclose(update, [2**-0.5, -(2**-0.5), 0.0], rtol=1e-15)
+    assert clipped == 1
+    model, X, y, classes, _ = _data("linear")
+    far = clipped_gradient_sum(model, X * 1e100, y, np.ones(4), 0.5, classes)
+    near = clipped_gradient_sum(model, X, y * 1e-160, np.zeros(4), 0.5, classes)
+    assert far[1] == 40 and np.all(np.isfinite(far[0]))
+    assert np.linalg.norm(far[0]) > 1.0  # 40 rows of norm 0.5 do not cancel to zero
+    assert near[1] == 0
+
+
 @pytest.mark.parametrize("kind", ["linear", "binary", "multinomial"])
 def test_a_fedsgd_step_weighted_by_row_count_is_the_same_for_any_split_of_the_rows(kind):
     """``n_k`` times each client's step sums to the pooled rows' step, clipping included."""
