@@ -137,6 +137,7 @@ PARAMS_DOC = """
     feature_bounds, target_bounds : (low, high), optional
         Public bounds of the features (numbers or one per feature) and of a
         regression target, which a private fit needs instead of standardising.
+        Values outside them are clamped to them, with a ``DatasetWarning``.
 
     ``learning_rate`` and ``alpha`` may also be lists of candidates: ``fit``
     then trains one federation per combination and keeps the one whose best

@@ -12,6 +12,7 @@ be a release outside the budget; the caller declares them.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from he_fed.crypto import Scheme
-from he_fed.data import builtin_name
+from he_fed.data import DatasetWarning, builtin_name
 from he_fed.exceptions import ConfigurationError
 from he_fed.privacy import PrivacyBudget, private_setup
 from he_fed.protocol import tasks
@@ -74,7 +75,16 @@ def _bounds(name: str, value: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
         raise ConfigurationError(f"{name} must be (low, high), each a number or {width}") from None
     if not (np.isfinite(low).all() and np.isfinite(high).all() and np.all(high > low)):
         raise ConfigurationError(f"{name} must be finite with high > low everywhere")
+    with np.errstate(over="ignore"):
+        half = (high - low) / 2
+    if not (np.isfinite(half).all() and np.all(half > 0)):
+        # The map divides by the half-width: inf turned every value into 0.
+        raise ConfigurationError(f"{name} must span a finite, positive width (high - low)")
     return low, high
+
+
+def _clamped(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> int:
+    return int(np.count_nonzero((values < low) | (values > high)))
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,16 @@ class PrivateFit:
             y_low, y_high = _bounds("target_bounds", est.target_bounds, 1)
             low, high = np.append(low, y_low), np.append(high, y_high)
         center, scale = (low + high) / 2, (high - low) / 2
+        outside = sum(_clamped(X, low[:d], high[:d]) for X, _ in partitions)
+        if regression:
+            outside += sum(_clamped(np.asarray(y), low[d], high[d]) for _, y in partitions)
+        if outside:
+            warnings.warn(
+                f"{outside} value(s) lie outside feature_bounds or target_bounds and are "
+                "clamped to them; widen the bounds (they are public: not read off the data)",
+                DatasetWarning,
+                stacklevel=4,
+            )
         mapped = []
         for X, y in partitions:
             Z = np.clip((X - center[:d]) / scale[:d], -1.0, 1.0)

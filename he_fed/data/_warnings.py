@@ -7,4 +7,5 @@ __all__ = ["DatasetWarning"]
 
 
 class DatasetWarning(UserWarning):
-    """The loader changed the data: it ignored an index column or dropped incomplete rows."""
+    """he-fed changed the data: the loader ignored an index column or dropped incomplete
+    rows, or a private fit clamped values to their public bounds."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from he_fed.cli import main
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
+from he_fed.data import DatasetWarning
 from he_fed.exceptions import ConfigurationError
 from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
 from he_fed.privacy import epsilon_after
@@ -205,6 +207,37 @@ def test_a_record_level_private_fit_refuses_clients_larger_than_max_weight():
     )
     with pytest.raises(ConfigurationError, match="a client holds 190 rows, more than max_weight=2"):
         clf.fit(X, y, groups=np.arange(len(y)) % 3)
+
+
+@pytest.mark.parametrize("bounds", [(-1e308, 1e308), (-np.inf, 1.0), (0.0, 5e-324)])
+def test_bounds_whose_width_is_not_a_finite_positive_number_are_refused(bounds):
+    """``(-1e308, 1e308)`` has an infinite width: every feature mapped to 0 and the fit
+    returned zeros (an audit)."""
+    X, y = load_diabetes(return_X_y=True)
+    reg = FederatedLinearRegression(
+        dp_epsilon=8.0, feature_bounds=bounds, target_bounds=(y.min(), y.max())
+    )
+    with pytest.raises(ConfigurationError, match="feature_bounds must"):
+        reg.fit(X, y, groups=np.arange(len(y)) % 3)
+
+
+def test_values_outside_the_public_bounds_are_counted_in_a_warning():
+    """Bounds narrower than the data clamp it; the fit says how many values, and
+    bounds that hold the data say nothing."""
+    X, y = load_diabetes(return_X_y=True)
+    options = dict(key_bits=1024, allow_insecure=True, rounds=1, dp_epsilon=8.0)
+    groups = np.arange(len(y)) % 3
+    narrow = (np.full(10, -0.01), np.full(10, 0.01))
+    outside = int(np.count_nonzero(np.abs(X) > 0.01)) + int(np.count_nonzero(y > 300))
+    reg = FederatedLinearRegression(feature_bounds=narrow, target_bounds=(0, 300), **options)
+    with pytest.warns(DatasetWarning, match=f"^{outside} value\\(s\\) lie outside"):
+        reg.fit(X, y, groups=groups)
+    wide = (X.min(axis=0), X.max(axis=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DatasetWarning)
+        FederatedLinearRegression(
+            feature_bounds=wide, target_bounds=(y.min(), y.max()), **options
+        ).fit(X, y, groups=groups)
 
 
 @pytest.mark.slow
