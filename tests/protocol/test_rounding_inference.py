@@ -4,7 +4,7 @@ Out of scope, performed as a strict expected failure: what a sum of honest updat
 reveals to a colluder that steers the model (README, threat model).
 FedSGD's per-record clipping makes a cohort's sum a function of its pooled rows in
 exact arithmetic, but each honest
-client encodes ``n_k · rint(S · fl(mean_k))``: the float rounding of its own mean
+client encodes ``n_k · round(S · fl(mean_k))``: the float rounding of its own mean
 (the Paillier plan's 64-bit grid keeps it) and its rounding to the grid, times its
 row count, neither of which is pooled. The aggregator and one colluding client:
 
@@ -35,6 +35,7 @@ total is pooled to the last unit; or a private run.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -51,8 +52,7 @@ class _Colluder(SplitCohort):
 
     def __init__(self, split: int) -> None:
         super().__init__(split, local_epochs=1)
-        quantizer = tasks.plan_for(self.colluder._key, Task.TRAIN).scheme.quantizer
-        self.quantizer, self.scale = quantizer, quantizer.levels / quantizer.clip
+        self.quantizer = tasks.plan_for(self.colluder._key, Task.TRAIN).scheme.quantizer
 
     def steer(self, sign: int) -> None:
         while sign * self.aggregator.weights[-1] < 45:
@@ -70,11 +70,19 @@ class _Colluder(SplitCohort):
             residue = (((total + 1) // 2 - mid) * inverse) % total
             u0 = round(-mid / g)
             c = g * (u0 - ((u0 - residue) % total))
-            value = (c // w) / self.scale
+            value = self.value_of(c // w)
             k = round(self.release(Task.TRAIN, [0, 0, 0, value], w)[-1] / self.quantizer.step)
             lo = max(lo, -((2 * k - 1) * total // -2) - c)
             hi = min(hi, -((2 * k + 1) * total // -2) - 1 - c)
         return lo
+
+    def value_of(self, units: int) -> float:
+        """A value the grid encodes as exactly ``units`` (a multiple of ``2**10``: a
+        double near the clip is ``2**10`` of the 64-bit grid's units wide)."""
+        q = self.quantizer
+        value = float(Fraction(units) * Fraction(q.clip) / (q.levels + 1))
+        assert int(q.quantize(np.array([value]))[0]) == units
+        return value
 
     def units(self, n: int, count: int, regime: float) -> int:
         """What an honest client of ``n`` rows encodes on the intercept, in grid units."""
@@ -82,7 +90,7 @@ class _Colluder(SplitCohort):
             mean = np.array([-0.5] * count + [0.5] * (n - count)).mean()
         else:  # sigmoid 1 (``count`` negatives) or 0 (``count`` positives)
             mean = regime * np.array([1.0] * count + [0.0] * (n - count)).mean()
-        return n * int(np.rint(-0.5 * mean * self.scale))
+        return n * int(self.quantizer.quantize(np.array([-0.5 * mean]))[0])
 
 
 def _attack(split: int):
