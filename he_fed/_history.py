@@ -40,7 +40,10 @@ class RoundRecord:
         Why each failed client failed.
     clipped : int or None
         Values clipped before encryption, over all clients (for FedSGD, record
-        gradient coordinates); None where the clients keep it (Flower).
+        gradient coordinates), the evaluation round's included (a regression's
+        validation MSE beyond ``4096`` in standardised units is clamped there, so
+        the released loss is a lower bound); None where the clients keep it
+        (Flower).
     skipped : str or None
         Why the round released no aggregate, if it did not.
     wall_s : float
@@ -102,7 +105,7 @@ class RoundRecord:
             contributors=len(outcome.contributors),
             dropped=tuple(sorted([*outcome.absent, *outcome.failures])),
             failures=dict(outcome.failures),
-            clipped=outcome.clipped,
+            clipped=_total(outcome.clipped, None if scored is None else scored.clipped),
             skipped=outcome.skipped,
             wall_s=outcome.wall_s,
             validation_metric=validation[0],
@@ -131,3 +134,10 @@ class RoundRecord:
         else:
             data["shares"] = {"used": list(self.shares[0]), "refused": list(self.shares[1])}
         return data
+
+
+def _total(trained: int | None, scored: int | None) -> int | None:
+    """Clipped values of a training round and of the evaluation that scored it."""
+    if trained is None:
+        return None
+    return trained + (scored or 0)

@@ -404,7 +404,7 @@ class Client:
             clipped = int(np.count_nonzero(np.abs(values) > bound))
             return np.clip(values, -bound, bound), clipped
         if start.task is Task.EVALUATE:
-            return self._evaluate(start, d), 0
+            return self._evaluate(start, d)
         return self._train(start, d)
 
     def _standardized(
@@ -421,7 +421,7 @@ class Client:
             y = (y - center[d]) / scale[d]
         return X, y
 
-    def _evaluate(self, start: RoundStart, d: int) -> np.ndarray:
+    def _evaluate(self, start: RoundStart, d: int) -> tuple[np.ndarray, int]:
         """The dithered metric means of the ticket's model on the validation rows."""
         if not len(self._X_val):
             raise ProtocolError(
@@ -437,14 +437,12 @@ class Client:
             index = {label: i for i, label in enumerate(np.asarray(self._classes).tolist())}
             y = np.array([index[v] for v in self._y_val.tolist()], dtype=np.int64)
             kind = "classification"
-        values = evaluation.local_means(kind, X, y, weights, rows)
-        return evaluation.dither(
-            values,
-            len(X),
-            key=self._identity.private_bytes(),
-            federation=start.federation,
-            round_id=start.round,
+        values, clipped = evaluation.local_means(kind, X, y, weights, rows)
+        key = self._identity.private_bytes()
+        dithered = evaluation.dither(
+            values, len(X), key=key, federation=start.federation, round_id=start.round
         )
+        return dithered, clipped
 
     def _rows(self) -> int:
         classes = 0 if self._classes is None else len(self._classes)

@@ -107,7 +107,7 @@ def vector_size(kind: str, n_outputs: int) -> int:
 
 def local_means(
     kind: str, X: np.ndarray, y: np.ndarray, weights: np.ndarray, n_outputs: int
-) -> np.ndarray:
+) -> tuple[np.ndarray, int]:
     """One client's per-row means on its validation rows (before :func:`dither`).
 
     Parameters
@@ -124,8 +124,11 @@ def local_means(
 
     Returns
     -------
-    ndarray
+    values : ndarray
         The vector of :func:`vector_size` values, clamped to ``± EVALUATION_CLIP``.
+    clipped : int
+        Values the clamp changed (a regression's MSE, mean or mean square beyond
+        it, in the model's units): the released figures are then bounds, not values.
     """
     n, d = X.shape
     matrix = weights.reshape(n_outputs, d + 1)
@@ -133,7 +136,8 @@ def local_means(
     if kind == "regression":
         error = y - scores[:, 0]
         values = np.array([np.mean(error * error), np.mean(y), np.mean(y * y)])
-        return np.clip(values, -EVALUATION_CLIP, EVALUATION_CLIP)
+        clipped = int(np.count_nonzero(~(np.abs(values) <= EVALUATION_CLIP)))
+        return np.clip(values, -EVALUATION_CLIP, EVALUATION_CLIP), clipped
     classes = _n_classes(n_outputs)
     truth = np.asarray(y, dtype=np.int64)
     if n_outputs > 1:
@@ -147,7 +151,7 @@ def local_means(
     confusion = np.zeros((classes, classes))
     np.add.at(confusion, (truth, predicted), 1.0)
     head = [np.mean(np.minimum(loss, _MAX_LOSS)), np.trace(confusion) / n]
-    return np.concatenate([head, confusion.ravel() / n])
+    return np.concatenate([head, confusion.ravel() / n]), 0
 
 
 def dither(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
+from he_fed import FederatedLinearRegression
 from he_fed.exceptions import PolicyViolation
 from he_fed.protocol import (
     Aggregate,
@@ -54,9 +55,11 @@ def _round(keyholder, aggregator, clients, task: Task) -> tuple[bytes, list[byte
 
 def _own_figures(c, weights: np.ndarray) -> np.ndarray:
     """A client's own per-row means on its validation rows, computed in the clear."""
-    return evaluation.local_means(
+    values, clipped = evaluation.local_means(
         "classification", c._X_val, np.asarray(c._y_val), weights, n_outputs=1
     )
+    assert clipped == 0  # a classification's figures lie within the clip
+    return values
 
 
 def _central(clients, weights: np.ndarray) -> tuple[float, float, int]:
@@ -200,3 +203,29 @@ def test_a_dithered_value_at_the_clip_stays_within_it():
     for round_id in range(20):
         out = dither(values, 4, key=bytes(32), federation=bytes(16), round_id=round_id)
         assert np.all(np.abs(out) <= EVALUATION_CLIP) and out[0] == 1.0
+
+
+def test_a_regression_s_clamped_figures_are_counted_as_clipped():
+    """An MSE past the clip (in standardised units) was clamped and counted nowhere:
+    a diverging fit reported the same validation loss, 36815.45, every round (an
+    audit). The clamp is counted in the client's report and in the round's record."""
+    from he_fed.protocol.evaluation import EVALUATION_CLIP
+
+    X = np.array([[0.0], [1.0]])
+    far = np.array([0.0, 100.0])  # MSE 5000 and mean square 5000 past 4096
+    values, clipped = evaluation.local_means("regression", X, far, np.zeros(2), 1)
+    assert clipped == 2 and values.tolist() == [EVALUATION_CLIP, 50.0, EVALUATION_CLIP]
+    _, none = evaluation.local_means("regression", X, far / 10, np.zeros(2), 1)
+    assert none == 0
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 2))
+    y = 3 * X[:, 0] + 0.5 * X[:, 1] + rng.normal(scale=0.1, size=150)
+    options = dict(key_bits=1024, allow_insecure=True, rounds=3, n_clients=3)
+    diverging = FederatedLinearRegression(
+        server_lr=100.0, learning_rate=1.5, validation_split=0.2, **options
+    ).fit(X, y)
+    scored = [r for r in diverging.history_ if not np.isnan(r.validation_loss)]
+    assert scored and all(r.clipped >= 3 for r in scored)  # every client's MSE, at least
+    calm = FederatedLinearRegression(validation_split=0.2, **options).fit(X, y)
+    assert [r.clipped for r in calm.history_] == [0, 0, 0]
