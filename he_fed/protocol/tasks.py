@@ -16,7 +16,9 @@ thing whatever the target's units.
    ``mean(x / s)`` and ``mean((x / s)**2)``, weighted by its sample count. The
    decrypted means give the global mean and variance exactly as a central
    ``StandardScaler`` would compute them (population variance), up to encoding
-   precision.
+   precision. The variance is ``m2 - m1**2``, so a column whose spread is under
+   about ``2**-21`` of its magnitude is not resolved, and is standardised as a
+   constant column, with a warning (:func:`standardization`).
 
 Why a mean of RMS, and not of log RMS. A maximum cannot be summed, but a mean of
 non-negative values bounds every term: ``n_k * rms_k <= N * A`` for every client,
@@ -50,10 +52,12 @@ these aggregates, and only the global figures are released.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
 from he_fed.crypto import CKKS, AggregationKey
+from he_fed.data._warnings import DatasetWarning
 from he_fed.protocol.evaluation import EVALUATION_CLIP
 from he_fed.protocol.messages import Task
 
@@ -81,6 +85,9 @@ _MAGNITUDE_PRECISION_BITS = 92
 _MAGNITUDE_SLACK = 2.0**-90
 #: The moments' grid: at most 2**-44, against a global second moment of at least 1/4.
 _MOMENTS_GRID_BITS = 44
+_MOMENTS_STEP = 2.0**-_MOMENTS_GRID_BITS
+#: A variance within this many of its error bounds of zero is not resolved.
+_RESOLVED = 4.0
 #: The evaluation round's precision (bits up to its clip bound, or grid bits on CKKS).
 _EVALUATION_PRECISION_BITS = 40
 #: Largest clip bound a plan accepts.
@@ -184,16 +191,32 @@ def moments(X: np.ndarray, scale: np.ndarray) -> np.ndarray:
 def standardization(moment_mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Global mean and standard deviation from the decrypted mean moments.
 
-    A feature with (numerically) zero variance gets a standard deviation of 1, as in
-    scikit-learn's ``StandardScaler``.
+    Each released moment lies within one step of the moments' grid (at most
+    ``2**-44``), so ``m2 - m1**2`` within ``(1 + 2 |m1|)`` steps. A column whose
+    variance is not four times that is constant or varies less than the statistics
+    resolve (a standard deviation under about ``2**-21`` of its magnitude: a column
+    of ``1e8 + N(0, 1)`` values): it gets a standard deviation of 1, as
+    scikit-learn's ``StandardScaler`` gives a constant column, and a
+    :class:`~he_fed.data.DatasetWarning` names it unless it is all zeros. (Its
+    variance was noise: such a column's ``1e8 + N(0, 1)`` came out with a standard
+    deviation of 21, and the model did not learn it.)
     """
     d = scale.size
     m1, m2 = moment_mean[:d], moment_mean[d:]
-    variance = np.maximum(m2 - m1 * m1, 0.0)
-    std = np.sqrt(variance) * scale
-    center = m1 * scale
-    std[np.sqrt(variance) < 1e-9] = 1.0
-    return center, std
+    variance = m2 - m1 * m1
+    unresolved = variance <= _RESOLVED * _MOMENTS_STEP * (1 + 2 * np.abs(m1))
+    std = np.where(unresolved, 1.0, np.sqrt(np.maximum(variance, 0.0)) * scale)
+    named = np.flatnonzero(unresolved & ((m1 != 0) | (m2 != 0)))
+    if named.size:
+        warnings.warn(
+            f"column(s) {named.tolist()} are constant or vary less than the federated "
+            "statistics resolve (a standard deviation under about 2**-21 of their "
+            "magnitude): standardised with scale 1, as a constant column; if one varies, "
+            "subtract a public offset near its mean first, or pass standardize=False",
+            DatasetWarning,
+            stacklevel=2,
+        )
+    return m1 * scale, std
 
 
 def to_raw(

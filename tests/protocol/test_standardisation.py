@@ -15,6 +15,7 @@ from he_fed.cli._errors import friendly_errors
 from sklearn.preprocessing import StandardScaler
 
 from he_fed import FederatedLinearRegression
+from he_fed.data import DatasetWarning
 from he_fed.exceptions import PolicyViolation
 from he_fed.models import LinearRegressionGD
 from he_fed.protocol import tasks
@@ -157,3 +158,27 @@ def test_the_statistics_plans():
         assert (magnitude.clip, magnitude.precision_bits) == (1.0, 92)
         assert moments.clip == float(2**26) == tasks.moments_clip(public)
         assert moments.precision_bits == (44 if name == "ckks" else 71)
+
+
+def test_a_column_whose_spread_the_grid_cannot_resolve_is_standardised_as_constant():
+    """``1e8 + N(0, 1)``: its variance, ``m2 - m1**2`` of moments on a ``2**-44`` grid,
+    was noise (a standard deviation of 21 against 0.95), and the fit's R² was 0.03
+    (an audit). The column now gets scale 1, as a constant one, and a warning names
+    it; an all-zero column is constant and named by nobody."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = 3 * X[:, 0] + 0.5 * X[:, 1] + 0.1 * rng.normal(size=120)
+    X[:, 0] += 1e8
+    X[:, 2] = 0.0
+    with pytest.warns(DatasetWarning, match=r"column\(s\) \[0\] are constant or vary less"):
+        est = fitted("paillier-packed", X, y, np.arange(120) % 3, learning_rate=0.5)
+    assert [record.clipped for record in est.setup_["statistics"]] == [0, 0]
+    r2 = 1 - np.mean((est.predict(X) - y) ** 2) / np.var(y)
+    assert r2 > 0.99, r2
+    moments = np.array([1.0, 0.0, 1.0, 0.0])  # m1 = 1, m2 = 1: constant at the pre-scale
+    with pytest.warns(DatasetWarning, match=r"column\(s\) \[0\]"):
+        center, std = tasks.standardization(moments, np.array([4.0, 2.0]))
+    assert center.tolist() == [4.0, 0.0] and std.tolist() == [1.0, 1.0]
+    resolved = np.array([0.5, 0.25 + 2.0**-30])  # a variance of 2**-30, well resolved
+    center, std = tasks.standardization(resolved, np.array([8.0]))
+    assert std.tolist() == [8.0 * 2.0**-15]
