@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._paths import check_output_file
 from he_fed.cli._roles import (
     EXISTING_FILE,
     federation_option,
@@ -147,6 +148,7 @@ def aggregate(
             raise click.UsageError("summing updates needs the round's --ticket and --out")
         if ticket_path is not None and (not updates or out is None):
             raise click.UsageError("give the round's update files and --out")
+        check_output_file(out, "--out")  # before any state is saved
         fed = FederationFile.from_bytes(read_input(federation_path, "the federation file"))
         state = state_path or key.with_name(STATE_FILE)
         aggregator, new = _aggregator(fed, read_input(key, "the key"), state, pin, allow_insecure)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._paths import check_output_file
 from he_fed.cli._roles import (
     EXISTING_FILE,
     class_key,
@@ -144,6 +145,7 @@ def client(
     its state records the round before the update is written.
     """
     with friendly_errors():
+        check_output_file(out, "--out")  # before any state is saved
         fed = FederationFile.from_bytes(read_input(federation_path, "the federation file"))
         name, identity = read_signing_key(read_input(identity_path, "the identity"))
         if fed.clients.get(name) != identity.public_bytes:

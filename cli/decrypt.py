@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._paths import check_output_file
 from he_fed.cli._roles import (
     KeyHolderFiles,
     keyholder_options,
@@ -56,6 +57,7 @@ def decrypt(
         secret_key, identity_path, state_path, passphrase_env, passphrase_file, allow_insecure
     )
     with friendly_errors():
+        check_output_file(out, "--out")  # before any state is saved
         data = read_input(aggregate, "the aggregate")
         keys, identity = files.keys(), files.identity()
         with KeyHolderStore.open(files.state_path, keys, identity) as store:

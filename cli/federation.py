@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._paths import check_output_file
 from he_fed.cli._roles import (
     KeyHolderFiles,
     class_key,
@@ -121,6 +122,7 @@ def init(
         secret_key, identity_path, state_path, passphrase_env, passphrase_file, allow_insecure
     )
     with friendly_errors():
+        check_output_file(out, "--out")  # before any state is saved
         clients = _registered(client_files)
         keys = files.keys()
         if len(clients) > keys.public.scheme.max_clients:

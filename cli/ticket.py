@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from he_fed.cli._errors import friendly_errors
+from he_fed.cli._paths import check_output_file
 from he_fed.cli._roles import KeyHolderFiles, keyholder_options, round_label, write_output
 
 from he_fed.protocol.keyholder import KeyHolder
@@ -56,6 +57,7 @@ def ticket(
         secret_key, identity_path, state_path, passphrase_env, passphrase_file, allow_insecure
     )
     with friendly_errors():
+        check_output_file(out, "--out")  # before any state is saved
         with KeyHolderStore.open(files.state_path, files.keys(), files.identity()) as store:
             chosen = next_task(store.keyholder) if task == "auto" else Task(task)
             signed = store.start_round(chosen)

@@ -265,3 +265,32 @@ def test_the_aggregator_state_of_another_federation_is_refused(flow, tmp_path):
     _one_line_error(outcome, "StateError", "belongs to federation")
     [outcome] = flow.run(flow.client_args("hospital-a", 0), ok=False)
     _one_line_error(outcome, "ConfigurationError", "a new federation needs a new --state")
+
+
+def _out_in_a_missing_folder(args):
+    at = args.index("--out")
+    return [*args[: at + 1], "missing/" + args[at + 1], *args[at + 2 :]]
+
+
+def test_an_output_in_a_missing_folder_is_refused_before_any_state_changes(flow, tmp_path):
+    """A typo in ``--out`` used to be found after the role saved its state: the
+    aggregator's sum of every update, a client's answer to its round, a ticket's
+    round number were spent and nothing written (an audit). Each command now
+    refuses first, and the same command with the right path then works."""
+
+    def files():
+        return {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    def unchanged(step):
+        before = files()
+        [outcome] = flow.run(_out_in_a_missing_folder(step), ok=False)
+        _one_line_error(outcome, "--out missing/", "the directory missing does not exist")
+        assert files() == before  # no state saved, no file written
+        flow.run(step)
+
+    unchanged(["ticket", *KEYHOLDER, "--out", "round-0.ticket"])
+    for name in CLIENTS:
+        unchanged(flow.client_args(name, 0))
+    unchanged(flow.aggregate_args(0))
+    unchanged(flow.decrypt_args(0))
+    assert json.loads((tmp_path / "round-0.json").read_text())["round"] == 0
