@@ -13,19 +13,43 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from he_fed._validation import check_float, check_int
 from he_fed.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     import dp_accounting
 
-__all__ = ["ACCOUNTANT", "calibrate_noise_multiplier", "check_target", "epsilon_after"]
+__all__ = [
+    "ACCOUNTANT",
+    "calibrate_noise_multiplier",
+    "check_noise",
+    "check_target",
+    "epsilon_after",
+]
 
 #: What the JSON's ``privacy.accountant`` says.
 ACCOUNTANT = "dp-accounting RDP (zCDP events)"
 
 #: The widest noise multiplier calibration searches: beyond it a run is pointless.
 _MAX_NOISE_MULTIPLIER = 1e6
+#: The least it searches from.
+_MIN_NOISE_MULTIPLIER = 1e-3
+
+
+def check_noise(clip: float, noise_multiplier: float | None) -> None:
+    """Refuse a clip bound or a fixed noise multiplier that is not finite and positive.
+
+    A clip of 0 or below, or a multiplier of NaN or inf, planned noise of 0, a
+    negative standard deviation or an unbounded number of releases.
+    """
+    check_float("dp_clip", clip, low=0, strict_low=True)
+    if noise_multiplier is not None:
+        check_float(
+            "dp_noise_multiplier", noise_multiplier, low=0, high=_MAX_NOISE_MULTIPLIER,
+            strict_low=True,
+        )  # fmt: skip
 
 
 def check_target(epsilon: float, delta: float) -> tuple[float, float]:
@@ -106,12 +130,20 @@ def calibrate_noise_multiplier(
             f"no noise multiplier up to {_MAX_NOISE_MULTIPLIER:g} gives epsilon "
             f"{target_epsilon:g} at delta {delta:g} over {rounds} rounds; raise dp_epsilon"
         )
-    z = dp_accounting.calibrate_dp_mechanism(
-        dp_accounting.rdp.RdpAccountant,
-        event,
-        target_epsilon,
-        delta,
-        dp_accounting.LowerEndpointAndGuess(1e-3, 1.0),
-        tol=1e-4,
-    )
+    try:
+        with np.errstate(over="ignore"):  # its bracket search at an epsilon past any noise
+            z = dp_accounting.calibrate_dp_mechanism(
+                dp_accounting.rdp.RdpAccountant,
+                event,
+                target_epsilon,
+                delta,
+                dp_accounting.LowerEndpointAndGuess(_MIN_NOISE_MULTIPLIER, 1.0),
+                tol=1e-4,
+            )
+    except dp_accounting.mechanism_calibration.NoBracketIntervalFoundError:
+        raise ConfigurationError(
+            f"epsilon {target_epsilon:g} at delta {delta:g} over {rounds} rounds needs less "
+            f"noise than a multiplier of {_MIN_NOISE_MULTIPLIER:g}, the least calibrated; "
+            "lower dp_epsilon, or fix the noise with dp_noise_multiplier"
+        ) from None
     return float(z)

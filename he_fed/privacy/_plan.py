@@ -23,7 +23,12 @@ import math
 from he_fed._validation import check_int
 from he_fed.crypto import Scheme, make_scheme
 from he_fed.exceptions import ConfigurationError
-from he_fed.privacy._accountant import calibrate_noise_multiplier, check_target, epsilon_after
+from he_fed.privacy._accountant import (
+    calibrate_noise_multiplier,
+    check_noise,
+    check_target,
+    epsilon_after,
+)
 from he_fed.privacy._budget import PrivacyBudget
 from he_fed.privacy._mechanism import LEVELS, DPMechanism
 from he_fed.privacy._sampled import (
@@ -214,6 +219,7 @@ def private_setup(
         sampling rate is bad or at ``client`` level.
     """
     q = _check_sampling(level, sampling_rate)
+    check_noise(clip, noise_multiplier)
     if scheme not in GRID_SCHEMES:
         raise ConfigurationError(
             f"differential privacy needs an integer-grid scheme ({', '.join(GRID_SCHEMES)}); "
@@ -291,6 +297,7 @@ def privacy_estimate(
     if level not in LEVELS:
         raise ConfigurationError(f"dp_level must be one of {LEVELS}, not {level!r}")
     q = _check_sampling(level, sampling_rate)
+    check_noise(clip, noise_multiplier)
     check_int("normaliser", normaliser, low=1)
     z = noise_multiplier
     if z is None:

@@ -54,17 +54,21 @@ _MAX_NOISE_MULTIPLIER = 1e6
 _FRACTIONS = tuple(10 ** (-4 + i / 3) * 0.999 for i in range(13))
 
 
+#: The least sampling rate: below it the amplified epsilon of a round underflows.
+MIN_SAMPLING_RATE = 1e-6
+
+
 def check_sampling_rate(q: float | None) -> float:
-    """``q`` as a float in ``(0, 1]``; ``None`` is 1.0 (every record, every round).
+    """``q`` as a float in ``[1e-6, 1]``; ``None`` is 1.0 (every record, every round).
 
     Raises
     ------
     ConfigurationError
-        If ``q`` is not a number in ``(0, 1]``.
+        If ``q`` is not a number in ``[1e-6, 1]``.
     """
     if q is None:
         return 1.0
-    return check_float("dp_sampling_rate", q, low=0, high=1, strict_low=True)
+    return check_float("dp_sampling_rate", q, low=MIN_SAMPLING_RATE, high=1)
 
 
 def poisson_coin(q: float) -> bool:
