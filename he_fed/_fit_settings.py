@@ -11,12 +11,19 @@ from typing import Any
 
 import numpy as np
 
-from he_fed._validation import check_int
+from he_fed._validation import check_bool, check_float, check_int
 from he_fed.crypto import Scheme, scheme_from_options
 from he_fed.data import iid_groups
 from he_fed.exceptions import ConfigurationError
 
-__all__ = ["check_executor", "check_private", "check_unused", "client_groups", "scheme_for"]
+__all__ = [
+    "check_executor",
+    "check_private",
+    "check_settings",
+    "check_unused",
+    "client_groups",
+    "scheme_for",
+]
 
 
 def client_groups(est: Any, n_rows: int, groups: Any) -> np.ndarray:
@@ -41,6 +48,27 @@ def client_groups(est: Any, n_rows: int, groups: Any) -> np.ndarray:
     if groups.shape != (n_rows,):
         raise ConfigurationError(f"groups has shape {groups.shape}, expected ({n_rows},)")
     return groups
+
+
+def check_settings(est: Any) -> None:
+    """Refuse switches, seeds and rates of the wrong type before anything runs.
+
+    ``standardize="no"`` is true, so it standardised; a seed past ``2**32``, a
+    ``dropout`` given as text or ``executor=None`` reached numpy or the executors
+    and came out as their own errors (an audit).
+    """
+    check_bool("standardize", est.standardize)
+    check_bool("allow_insecure", est.allow_insecure)
+    if est.random_state is not None:
+        check_int("random_state", est.random_state, low=0, high=2**32 - 1)
+    check_float("dropout", est.dropout, low=0, high=1)
+    if est.workers is not None:
+        check_int("workers", est.workers, low=1, bounds=">= 1 (or None)")
+    if not isinstance(est.executor, str) and not hasattr(est.executor, "name"):
+        raise ConfigurationError(
+            f"executor must be a name ('inprocess', 'processes', 'flower') or an Executor, "
+            f"not {est.executor!r}"
+        )
 
 
 def check_executor(est: Any) -> None:

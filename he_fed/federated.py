@@ -19,6 +19,7 @@ from he_fed._estimator_doc import PARAMS_DOC as _PARAMS_DOC
 from he_fed._fit_settings import (
     check_executor,
     check_private,
+    check_settings,
     check_unused,
     client_groups,
     scheme_for,
@@ -161,6 +162,7 @@ class _FederatedBase(BaseEstimator):
         callback: Callable[[RoundRecord], None] | None,
         classes: np.ndarray | None,
     ) -> None:
+        check_settings(self)
         groups = client_groups(self, len(X), groups)
         check_int("rounds", self.rounds, low=1)
         check_int("validation_every", self.validation_every, low=1)

@@ -94,3 +94,22 @@ def test_bad_adjustment_settings_are_one_clear_error(params, message):
     est = FederatedLogisticRegression(scheme="plain", rounds=1, **params)
     with pytest.raises(ConfigurationError, match=message):
         est.fit(X, Y, groups=GROUPS)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"standardize": "no"}, "standardize must be true or false"),  # "no" standardised
+        ({"allow_insecure": "yes"}, "allow_insecure must be true or false"),
+        ({"dropout": "0"}, "dropout must be a number"),  # a TypeError in the federation
+        ({"random_state": -1}, "random_state must be an integer in"),  # numpy's ValueError
+        ({"random_state": 2**40}, "random_state must be an integer in"),
+        ({"executor": None}, "executor must be a name"),  # an AttributeError
+        ({"workers": -1}, "workers must be an integer >= 1"),  # taken, unused in process
+    ],
+)
+def test_settings_of_the_wrong_type_are_refused_before_the_fit(params, message):
+    """Each reached numpy, the executors or a truth test instead (an audit, stop 43)."""
+    est = FederatedLogisticRegression(scheme="plain", rounds=1, **params)
+    with pytest.raises(ConfigurationError, match=message):
+        est.fit(X, Y, groups=GROUPS)
