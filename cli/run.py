@@ -371,6 +371,12 @@ def run(
         click.echo(f"resumed from round {done} of {config.rounds} ({checkpoint})", err=True)
     if result.setup.get("stopped"):
         click.echo(f"training stopped after {len(result.rounds)} rounds: {result.setup['stopped']}")
+    if result.rounds and all(entry.skipped for entry in result.rounds):
+        # The model is the one training started from: not a result to report as one.
+        raise click.ClickException(
+            f"no round released an aggregate: all {len(result.rounds)} were skipped "
+            f"(round {result.rounds[-1].round}: {result.rounds[-1].skipped})"
+        )
     if quiet:
         final = result.final
         privacy = f" epsilon={result.privacy['epsilon']:.4f}" if result.privacy else ""

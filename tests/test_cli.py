@@ -258,3 +258,17 @@ def test_a_csv_saved_with_a_byte_order_mark_finds_its_target_column(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
+
+
+def test_a_run_whose_every_round_was_skipped_fails_and_keeps_its_json(tmp_path):
+    """With --dropout 0.99 every cohort fell below the minimum, and the run printed the
+    untrained model's accuracy and exited 0 (an audit). It now exits 1, saying why,
+    after writing its JSON; one released round is enough to succeed."""
+    out = tmp_path / "run.json"
+    flags = ["run", "--scheme", "plain", "--rounds", "3", "--quiet", "--json", str(out)]
+    result = CliRunner().invoke(main, [*flags, "--dropout", "0.99"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: no round released an aggregate: all 3 were skipped")
+    assert [r["skipped"] is not None for r in json.loads(out.read_text())["rounds"]] == [True] * 3
+    result = CliRunner().invoke(main, flags)
+    assert result.exit_code == 0, result.output
