@@ -60,6 +60,11 @@ def test_zero_means_unset_and_values_are_typed():
         config_from_run_config({**RUN_CONFIG, "dirichlet-alpha": 0.1})  # the partition is iid
     with pytest.raises(ConfigurationError, match="clients='many'"):
         config_from_run_config({**RUN_CONFIG, "clients": "many"})
+    # A TOML true became 1 client, 2.7 rounds became 2, inf an OverflowError (an audit).
+    for key, raw in (("clients", True), ("rounds", 2.7), ("rounds", float("inf")), ("lr", True)):
+        with pytest.raises(ConfigurationError, match=f"run config {key}={raw!r} is not a valid"):
+            config_from_run_config({**RUN_CONFIG, key: raw})
+    assert config_from_run_config({**RUN_CONFIG, "rounds": 3.0}).rounds == 3
 
 
 def test_write_app_writes_a_flower_app_pointing_at_he_fed(tmp_path):

@@ -151,9 +151,13 @@ def config_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
         if kind == "bool":
             values[f.name] = check_bool(f"run config {key}", raw)
             continue
+        # A TOML true is no count, and int(2.7) would be 2 without a word.
+        inexact = kind == "int" and isinstance(raw, float) and not raw.is_integer()
         try:
+            if isinstance(raw, bool) and kind != "str" or inexact:
+                raise ValueError
             values[f.name] = {"int": int, "float": float, "str": str}[kind](raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigurationError(f"run config {key}={raw!r} is not a valid {kind}") from None
     from he_fed.experiment import ExperimentConfig
 
