@@ -20,7 +20,7 @@ from he_fed._environment import environment
 from he_fed._experiment_data import ExperimentData, experiment_data
 from he_fed._private_fit import public_bounds
 from he_fed._result_json import jsonable, weights_of
-from he_fed._validation import check_int
+from he_fed._validation import check_float, check_int
 from he_fed.crypto import SCHEMES
 from he_fed.data import (
     MISSING_POLICIES,
@@ -203,7 +203,13 @@ class ExperimentConfig:
             raise ConfigurationError(
                 f"unknown missing policy {self.missing!r}; choose one of {MISSING_POLICIES}"
             )
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigurationError(f"dataset must be a name or a path, not {self.dataset!r}")
         one = isinstance(self.categorical, str)  # a single declaration, not its characters
+        if not one and not isinstance(self.categorical, (list, tuple)):
+            raise ConfigurationError(
+                f"categorical must be COLUMN=v1,v2 declarations, not {self.categorical!r}"
+            )
         categorical = (self.categorical,) if one else tuple(self.categorical)
         object.__setattr__(self, "categorical", categorical)  # hashable, as a frozen field
         parse_categorical(self.categorical)  # refuse a malformed declaration before any work
@@ -211,11 +217,15 @@ class ExperimentConfig:
             raise ConfigurationError(
                 f"unknown partition {self.partition!r}; choose one of {PARTITIONERS}"
             )
-        for name in ("clients", "rounds", "local_epochs", "min_clients"):
+        for name in ("clients", "rounds", "local_epochs", "min_clients", "samples", "features"):
             value = getattr(self, name)
-            if name == "min_clients" and value is None:
+            if name in ("min_clients", "samples", "features") and value is None:
                 continue
             check_int(name, value, low=1)
+        # The split's and the runs' seed, and the test share, as train_test_split takes them.
+        check_int("seed", self.seed, low=0, high=2**32 - 1)
+        if not 0 < check_float("test_size", self.test_size) < 1:
+            raise ConfigurationError(f"test_size must lie in (0, 1), got {self.test_size!r}")
         if self.executor not in EXECUTORS:
             raise ConfigurationError(
                 f"unknown executor {self.executor!r}; choose one of {', '.join(EXECUTORS)}"

@@ -158,6 +158,23 @@ def test_estimator_api_fits_and_scores():
         clf.fit(X, y)
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"test_size": "0.2"}, "test_size must be a number"),  # a TypeError (an audit)
+        ({"test_size": 1.0}, "test_size must lie in (0, 1)"),
+        ({"dataset": None}, "dataset must be a name or a path"),  # an AttributeError
+        ({"categorical": 5}, "categorical must be COLUMN=v1,v2 declarations"),
+        ({"dataset": "synthetic_classification", "features": 2.5}, "features must be"),
+        ({"dataset": "synthetic_classification", "samples": "50"}, "samples must be"),
+        ({"seed": -1}, "seed must be an integer in [0, 4294967295]"),  # sklearn's words
+    ],
+)
+def test_fields_of_the_wrong_type_are_refused_when_the_configuration_is_made(fields, message):
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        ExperimentConfig(**fields)
+
+
 def test_bad_configuration_is_a_clear_error():
     with pytest.raises(ConfigurationError, match="unknown scheme"):
         ExperimentConfig(scheme="rsa")
