@@ -20,6 +20,7 @@ from he_fed._validation import check_int
 from he_fed.exceptions import ConfigurationError
 from he_fed.experiment import RUN_DEFAULTS
 from he_fed.federated import FederatedLinearRegression, FederatedLogisticRegression
+from he_fed.protocol.keyholder import majority
 from he_fed.protocol.model import RunPlan
 from he_fed.protocol.spec import ClientPlan
 from he_fed.runtime.files import FederationFile, read_verify_key
@@ -132,6 +133,13 @@ def init(
             )
         if min_clients is not None and not 1 <= min_clients <= len(clients):
             raise ConfigurationError(f"--min-clients must be in [1, {len(clients)}]")
+        if min_clients is None and majority(len(clients)) > len(clients):
+            raise ConfigurationError(
+                f"{len(clients)} client(s) cannot make the default minimum cohort of "
+                f"{majority(len(clients))}: register more with --client"
+            )
+        # The clients check the seed in the federation file: refuse it here, not there.
+        check_int("--seed", seed, low=0, high=2**32 - 1)
         estimator = _ESTIMATORS[model](
             learning_rate=lr, alpha=l2, batch_size=batch_size, random_state=seed
         )

@@ -80,6 +80,20 @@ def test_classes_that_name_one_number_twice_are_refused(flow):
     _one_line_error(outcome, "--model logistic needs --classes")
 
 
+def test_a_federation_its_clients_could_never_train_is_refused_at_init(flow, tmp_path):
+    """A seed past 2**32 was signed into the federation file, and every client then
+    refused every ticket; one registered client made a federation whose first ticket
+    was refused (an audit). Both are refused before the state is replaced."""
+    state = (tmp_path / "keyholder" / "keyholder.state").read_bytes()
+    init = ["federation", "init", *KEYHOLDER, "--features", "30", "--classes", "0,1", "--force"]
+    everyone = [a for name in CLIENTS for a in ("--client", f"{name}/{name}.pub")]
+    [outcome] = flow.run([*init, *everyone, "--seed", str(2**40)], ok=False)
+    _one_line_error(outcome, "--seed must be an integer in [0, 4294967295]")
+    [outcome] = flow.run([*init, *everyone[:2]], ok=False)
+    _one_line_error(outcome, "1 client(s) cannot make the default minimum cohort of 2")
+    assert (tmp_path / "keyholder" / "keyholder.state").read_bytes() == state
+
+
 def test_a_client_whose_file_holds_another_label_is_refused(flow, tmp_path):
     path = tmp_path / "hospital-a.csv"
     text = path.read_text(encoding="utf-8")
