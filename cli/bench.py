@@ -14,16 +14,35 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from he_fed.bench import macro, micro, report, threshold
+from he_fed.crypto import SCHEMES
 from he_fed.experiment import environment
 
 
-def _ints(text: str | None) -> tuple[int, ...] | None:
+def _ints(text: str | None, flag: str) -> tuple[int, ...] | None:
     if text is None:
         return None
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+        values = ()
+    if not values or min(values) < 1:
+        raise click.BadParameter(
+            f"expected comma-separated positive integers, got {text!r}", param_hint=flag
+        )
+    return values
+
+
+def _schemes(text: str | None) -> tuple[str, ...] | None:
+    if not text:
+        return None
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = sorted(set(names) - set(SCHEMES))
+    if not names or unknown:
+        raise click.BadParameter(
+            f"unknown scheme(s) {', '.join(map(repr, unknown))}; choose from {', '.join(SCHEMES)}",
+            param_hint="--schemes",
+        )
+    return names
 
 
 @click.command()
@@ -36,7 +55,9 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 )
 @click.option("--full", "mode", flag_value="full", help="The whole grid (tens of minutes).")
 @click.option("--sizes", default=None, help="Override the micro sizes, e.g. 10,1000.")
-@click.option("--repeats", type=int, default=None, help="Override the repetitions.")
+@click.option(
+    "--repeats", type=click.IntRange(min=1), default=None, help="Override the repetitions."
+)
 @click.option("--clients", default=None, help="Override the macro client counts, e.g. 2,10.")
 @click.option("--features", default=None, help="Override the macro model sizes, e.g. 30,1000.")
 @click.option(
@@ -92,18 +113,18 @@ def bench(
     micro_grid = micro.QUICK if mode == "quick" else micro.FULL
     macro_grid = macro.QUICK if mode == "quick" else macro.FULL
     micro_grid = micro.MicroGrid(
-        sizes=_ints(sizes) or micro_grid.sizes,
+        sizes=_ints(sizes, "--sizes") or micro_grid.sizes,
         repeats=repeats or micro_grid.repeats,
         clients=micro_grid.clients,
         per_value_cap=micro_grid.per_value_cap,
     )
     macro_grid = macro.MacroGrid(
-        clients=_ints(clients) or macro_grid.clients,
-        features=_ints(features) or macro_grid.features,
+        clients=_ints(clients, "--clients") or macro_grid.clients,
+        features=_ints(features, "--features") or macro_grid.features,
         rounds=macro_grid.rounds,
         budget_s=macro_grid.budget_s,
     )
-    only = tuple(s.strip() for s in schemes.split(",")) if schemes else None
+    only = _schemes(schemes)
     with friendly_errors():  # every output before the benchmark, not after it
         for path, flag in (
             (json_path, "--json"),

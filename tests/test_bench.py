@@ -349,3 +349,20 @@ def test_process_memory_reads_proc_self_status_in_mib():
     line = next(line for line in status.read_text().splitlines() if line.startswith("VmExe:"))
     assert process_memory_mib("VmExe") == int(line.split()[1]) / 1024
     assert reset_peak_memory() is True
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--sizes", "-5"], "Invalid value for --sizes: expected comma-separated positive"),
+        (["--features", "0"], "Invalid value for --features: expected comma-separated"),
+        (["--repeats", "0"], "Invalid value for '--repeats': 0 is not in the range x>=1"),
+        (["--schemes", "nope"], "Invalid value for --schemes: unknown scheme(s) 'nope'"),
+    ],
+)
+def test_bench_refuses_a_grid_it_cannot_measure_before_measuring(flags, message):
+    """numpy's negative dimensions, statistics' 'no samples', an IndexError in the
+    report and scikit-learn's InvalidParameterError came out instead (an audit)."""
+    result = CliRunner().invoke(main, ["bench", "--no-threshold", *flags])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
