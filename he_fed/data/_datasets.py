@@ -183,8 +183,10 @@ def load_dataset(
     if missing not in MISSING_POLICIES:
         raise DatasetError(f"missing must be one of {', '.join(MISSING_POLICIES)}, not {missing!r}")
     builtin = builtin_name(name)
-    if builtin in BUILTIN_DATASETS and (delimiter is not None or categorical):
-        raise DatasetError(f"delimiter and categorical apply to CSV files, not to {builtin!r}")
+    if builtin in BUILTIN_DATASETS and (delimiter is not None or categorical or missing != "error"):
+        raise DatasetError(
+            f"delimiter, missing and categorical apply to CSV files, not to {builtin!r}"
+        )
     if builtin == "breast_cancer":
         return _bunch(builtin, skdata.load_breast_cancer)
     if builtin == "diabetes":

@@ -301,6 +301,8 @@ def test_csv_options_are_refused_for_builtin_datasets_and_unknown_policies(tmp_p
         load_dataset("wine", categorical={"x": ["a"]})
     with pytest.raises(DatasetError, match="apply to CSV files"):
         load_dataset("wine", delimiter=";")
+    with pytest.raises(DatasetError, match="delimiter, missing and categorical apply to CSV"):
+        load_dataset("wine", missing="drop")  # taken and unused before (an audit, stop 43)
     with pytest.raises(DatasetError, match="missing must be one of error, drop"):
         load_dataset(str(_csv(tmp_path, "a,y\n1,0\n2,1\n")), target="y", missing="fill")
 
