@@ -18,7 +18,7 @@ import click
 
 from he_fed._files import write_atomic
 from he_fed.crypto import KeyPair, load_secret
-from he_fed.exceptions import ConfigurationError
+from he_fed.exceptions import ConfigurationError, MalformedMessage
 from he_fed.protocol.messages import Task
 from he_fed.protocol.receipts import Identity
 from he_fed.runtime.files import read_signing_key, signing_key_bytes
@@ -44,6 +44,7 @@ __all__ = [
     "keyholder_options",
     "pin_bytes",
     "read_input",
+    "read_parsed",
     "round_label",
     "write_output",
 ]
@@ -51,6 +52,7 @@ __all__ = [
 #: The key holder's signing identity, beside its secret key.
 IDENTITY_FILE = "keyholder.id"
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 
 
 def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) -> str | None:
@@ -98,6 +100,19 @@ def read_input(path: Path, what: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def read_parsed(path: Path, what: str, parse: Callable[[bytes], _T]) -> _T:
+    """``parse`` of a file's bytes; a malformed file's error names the file.
+
+    A bit flipped in a key, identity or federation file said only "checksum
+    mismatch", which left the user to guess which of four files it was.
+    """
+    data = read_input(path, what)
+    try:
+        return parse(data)
+    except MalformedMessage as exc:
+        raise type(exc)(f"{what} {path}: {exc}") from None
 
 
 def write_output(path: Path, data: bytes, *, secret: bool = False) -> None:
@@ -177,12 +192,17 @@ class KeyHolderFiles:
 
     def keys(self) -> KeyPair:
         """The key pair in the secret key file."""
-        data = read_input(self.secret_key, "the secret key")
-        return load_secret(data, passphrase=self._passphrase, allow_insecure=self._allow_insecure)
+        return read_parsed(
+            self.secret_key,
+            "the secret key",
+            lambda data: load_secret(
+                data, passphrase=self._passphrase, allow_insecure=self._allow_insecure
+            ),
+        )
 
     def identity(self) -> Identity:
         """The key holder's signing identity."""
-        _, identity = read_signing_key(read_input(self.identity_path, "the key holder identity"))
+        _, identity = read_parsed(self.identity_path, "the key holder identity", read_signing_key)
         return identity
 
     def identity_or_new(self) -> tuple[Identity, bool]:

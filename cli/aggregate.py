@@ -12,6 +12,7 @@ from he_fed.cli._roles import (
     federation_option,
     pin_bytes,
     read_input,
+    read_parsed,
     round_label,
     write_output,
 )
@@ -149,12 +150,12 @@ def aggregate(
         if ticket_path is not None and (not updates or out is None):
             raise click.UsageError("give the round's update files and --out")
         check_output_file(out, "--out")  # before any state is saved
-        fed = FederationFile.from_bytes(read_input(federation_path, "the federation file"))
+        fed = read_parsed(federation_path, "the federation file", FederationFile.from_bytes)
         state = state_path or key.with_name(STATE_FILE)
         aggregator, new = _aggregator(fed, read_input(key, "the key"), state, pin, allow_insecure)
         done: list[str] = []
         for path in releases:
-            release = Release.from_bytes(read_input(path, "the release"))
+            release = read_parsed(path, "the release", Release.from_bytes)
             try:
                 release.verified(fed.keyholder, fed.federation)
                 applied = aggregator.apply(release.aggregate)

@@ -15,6 +15,7 @@ from he_fed.cli._roles import (
     federation_option,
     pin_bytes,
     read_input,
+    read_parsed,
     round_label,
     write_output,
 )
@@ -146,8 +147,8 @@ def client(
     """
     with friendly_errors():
         check_output_file(out, "--out")  # before any state is saved
-        fed = FederationFile.from_bytes(read_input(federation_path, "the federation file"))
-        name, identity = read_signing_key(read_input(identity_path, "the identity"))
+        fed = read_parsed(federation_path, "the federation file", FederationFile.from_bytes)
+        name, identity = read_parsed(identity_path, "the identity", read_signing_key)
         if fed.clients.get(name) != identity.public_bytes:
             raise ConfigurationError(
                 f"{name!r} is not registered in this federation with this identity"

@@ -12,7 +12,7 @@ from he_fed.cli._roles import (
     KeyHolderFiles,
     class_key,
     keyholder_options,
-    read_input,
+    read_parsed,
     write_output,
 )
 
@@ -32,7 +32,7 @@ _ESTIMATORS = {"logistic": FederatedLogisticRegression, "linear": FederatedLinea
 def _registered(paths: tuple[Path, ...]) -> dict[str, bytes]:
     clients: dict[str, bytes] = {}
     for path in paths:
-        name, key = read_verify_key(read_input(path, "the verify key"))
+        name, key = read_parsed(path, "the verify key", read_verify_key)
         if name in clients:
             raise ConfigurationError(f"{path}: client {name!r} is named twice")
         clients[name] = key

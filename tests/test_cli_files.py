@@ -308,3 +308,22 @@ def test_an_output_in_a_missing_folder_is_refused_before_any_state_changes(flow,
     unchanged(flow.aggregate_args(0))
     unchanged(flow.decrypt_args(0))
     assert json.loads((tmp_path / "round-0.json").read_text())["round"] == 0
+
+
+def test_a_corrupted_key_identity_or_federation_file_is_named(flow, tmp_path):
+    """A flipped bit in any of them said only "checksum mismatch" (an audit)."""
+    flow.ticket(0)
+    for path, args in (
+        ("keyholder/secret.key", ["ticket", *KEYHOLDER, "--out", "round-1.ticket"]),
+        ("keyholder/keyholder.id", ["ticket", *KEYHOLDER, "--out", "round-1.ticket"]),
+        ("federation.hefed", flow.client_args("hospital-a", 0)),
+        ("hospital-a/hospital-a.id", flow.client_args("hospital-a", 0)),
+    ):
+        good = (tmp_path / path).read_bytes()
+        flipped = bytearray(good)
+        flipped[len(flipped) // 2] ^= 0x01
+        (tmp_path / path).write_bytes(bytes(flipped))
+        [outcome] = flow.run(args, ok=False)
+        _one_line_error(outcome, "MalformedMessage", path)
+        (tmp_path / path).write_bytes(good)
+    flow.answer(0)
