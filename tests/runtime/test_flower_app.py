@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 
 import numpy as np
@@ -130,3 +131,20 @@ def test_a_client_node_reads_its_csv_with_its_own_settings_never_the_runs(tmp_pa
         X, y = node_data(_context(node, probe))
     np.testing.assert_array_equal(X, [[50, 0, 1, 0, 0, 1], [61, 1, 0, 0, 1, 0]])
     assert y.tolist() == ["0", "1"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"clients": 0}, "clients must be a positive integer, got 0"),
+        ({"rounds": "abc"}, "run config rounds='abc' is not a valid int"),
+        ({"scheme": "nope"}, "unknown scheme 'nope'"),
+    ],
+)
+def test_an_app_whose_run_config_the_server_app_would_refuse_is_not_written(
+    tmp_path, setting, message
+):
+    """he-fed flower-app --set clients=0 wrote it, and flwr run then failed (an audit)."""
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        write_app(tmp_path / "app", **setting)
+    assert not (tmp_path / "app" / "pyproject.toml").exists()

@@ -368,7 +368,8 @@ def write_app(directory: str | Path, **run_config: Any) -> Path:
     Raises
     ------
     ConfigurationError
-        If a key is not part of the run configuration.
+        If a key is not part of the run configuration, or the configuration is one
+        the ServerApp would refuse (:func:`config_from_run_config`).
     """
     values = dict(_default_run_config())
     for name, value in run_config.items():
@@ -376,6 +377,7 @@ def write_app(directory: str | Path, **run_config: Any) -> Path:
         if key not in values:
             raise ConfigurationError(f"{key!r} is not a run-config key; see {sorted(values)}")
         values[key] = value
+    config_from_run_config(values)  # an app whose run config the ServerApp refuses: none
     config_lines = "\n".join(f"{key} = {_toml_value(value)}" for key, value in values.items())
     text = f"""# A Flower App running he-fed's encrypted federated training (he-fed flower-app).
 # Every SuperLink and SuperNode needs: pip install "he-fed[flower]"
