@@ -50,6 +50,10 @@ def client_groups(est: Any, n_rows: int, groups: Any) -> np.ndarray:
     return groups
 
 
+#: Integers as scikit-learn takes them, numpy's included (a parameter grid's values).
+_INTS = (int, np.integer)
+
+
 def check_settings(est: Any) -> None:
     """Refuse switches, seeds and rates of the wrong type before anything runs.
 
@@ -60,10 +64,10 @@ def check_settings(est: Any) -> None:
     check_bool("standardize", est.standardize)
     check_bool("allow_insecure", est.allow_insecure)
     if est.random_state is not None:
-        check_int("random_state", est.random_state, low=0, high=2**32 - 1)
+        check_int("random_state", est.random_state, low=0, high=2**32 - 1, types=_INTS)
     check_float("dropout", est.dropout, low=0, high=1)
     if est.workers is not None:
-        check_int("workers", est.workers, low=1, bounds=">= 1 (or None)")
+        check_int("workers", est.workers, low=1, bounds=">= 1 (or None)", types=_INTS)
     if not isinstance(est.executor, str) and not hasattr(est.executor, "name"):
         raise ConfigurationError(
             f"executor must be a name ('inprocess', 'processes', 'flower') or an Executor, "

@@ -217,13 +217,16 @@ class ExperimentConfig:
             raise ConfigurationError(
                 f"unknown partition {self.partition!r}; choose one of {PARTITIONERS}"
             )
-        for name in ("clients", "rounds", "local_epochs", "min_clients", "samples", "features"):
+        for name in ("clients", "rounds", "local_epochs", "min_clients"):
             value = getattr(self, name)
-            if name in ("min_clients", "samples", "features") and value is None:
+            if name == "min_clients" and value is None:
                 continue
             check_int(name, value, low=1)
+        for name in ("samples", "features"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), low=1, types=(int, np.integer))
         # The split's and the runs' seed, and the test share, as train_test_split takes them.
-        check_int("seed", self.seed, low=0, high=2**32 - 1)
+        check_int("seed", self.seed, low=0, high=2**32 - 1, types=(int, np.integer))
         if not 0 < check_float("test_size", self.test_size) < 1:
             raise ConfigurationError(f"test_size must lie in (0, 1), got {self.test_size!r}")
         if self.executor not in EXECUTORS:
