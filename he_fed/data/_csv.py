@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from he_fed.data._features import check_features
 from he_fed.data._target import target_kind
 from he_fed.data._warnings import DatasetWarning
 from he_fed.exceptions import DatasetError
@@ -242,6 +243,7 @@ def _target(path: Path, target: str, labels: list[tuple[int, str]]) -> tuple[np.
                 f"{path}, line {line}: target {target!r} holds {label!r}, not finite"
             )
     numbers = np.array(values, dtype=np.float64)
+    check_features(numbers[:, None], str(path), [target])  # before sklearn casts it to int
     if target_kind(numbers, name=f"{path}: target {target!r}").task == "classification":
         return text, "classification"
     return numbers, "regression"
@@ -332,4 +334,6 @@ def read_csv(
                 [f"{name}={v}" for v in vocabularies[name]] if name in vocabularies else [name]
             )
     y, task = _target(path, target, labels)
-    return np.array(features, dtype=np.float64), y, task, tuple(names)
+    X = np.array(features, dtype=np.float64)
+    check_features(X, str(path), names)
+    return X, y, task, tuple(names)

@@ -12,6 +12,7 @@ from sklearn.base import clone
 
 from he_fed._validation import check_client_id, check_float, check_int
 from he_fed.crypto import PublicKey
+from he_fed.data._features import check_features
 from he_fed.exceptions import (
     ConfigurationError,
     EncodingOverflowError,
@@ -222,8 +223,9 @@ class Client:
                 f"client {client_id!r} needs X of shape (n, d) and y of n labels, "
                 f"got {X.shape} and {y.shape}"
             )
-        if not np.isfinite(X).all():
-            raise ConfigurationError(f"client {client_id!r} has NaN or infinite features")
+        check_features(X, f"client {client_id!r}")
+        if classes is None and np.issubdtype(y.dtype, np.number):  # summed and squared too
+            check_features(y.astype(np.float64)[:, None], f"client {client_id!r}", ["target"])
         stray = set() if classes is None else set(y.tolist()) - set(np.asarray(classes).tolist())
         if stray:  # trained as "no class", they would zero this client's gradients
             raise ConfigurationError(

@@ -204,6 +204,8 @@ def test_an_unnamed_index_of_a_filtered_frame_is_ignored_too(tmp_path):
         ("a;b;y\n1;2;0\n3;4;1\n", "is it separated by ';'? pass --delimiter ';'"),
         ("a,y\ninf,0\n3,1\n", "line 2: column 'a' holds 'inf', not finite"),
         ("a,y\n1,2\n3,-inf\n4,5\n", "line 3: target 'y' holds '-inf', not finite"),
+        ("a,b,y\n1,1e300,0\n3,4,1\n", "column(s) ['b'] whose squares overflow a double"),
+        ("a,y\n1,2\n3,-1e200\n4,5\n5,6\n", "column(s) ['y'] whose squares overflow a double"),
         ("a,y\n" + "x" * 200_000 + ",0\n3,1\n", "line 2: field larger than field limit"),
     ],
 )

@@ -10,6 +10,7 @@ import pytest
 from he_fed.crypto import Paillier
 from he_fed.exceptions import (
     ConfigurationError,
+    DatasetError,
     InsecureParameters,
     KeyMismatchError,
     MalformedMessage,
@@ -140,6 +141,40 @@ def test_class_labels_are_hashed_as_typed_and_a_client_holds_only_its_plan_s_lab
     as_floats, _ = clipped_gradient_mean(model, X, y, weights, 0.1, 10.0, np.array([0.0, 1.0]))
     as_ints, _ = clipped_gradient_mean(model, X, y, weights, 0.1, 10.0, np.array([0, 1]))
     assert np.any(as_ints) and np.array_equal(as_floats, as_ints)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "classes", "named"),
+    [
+        (1, np.nan, None, r"NaN or infinite values in column\(s\) \[1\]"),
+        (
+            0,
+            1e200,
+            None,
+            r"column\(s\) \[0\] whose squares overflow a double \(values up to 1e\+200\)",
+        ),
+        ("y", -1e160, None, r"column\(s\) \['target'\] whose squares overflow"),
+    ],
+)
+def test_features_or_a_regression_target_whose_squares_overflow_are_refused_by_the_client(
+    column, value, classes, named
+):
+    """Before, a column holding ``1e200`` standardised its squares to inf, the client's
+    gradient descent diverged every round, and the fit ended with zero coefficients."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 2)), rng.normal(size=20)
+    if column == "y":
+        y[3] = value
+    else:
+        X[3, column] = value
+    public = keys_for("paillier").public.to_bytes()
+    with pytest.raises(DatasetError, match=named):
+        Client("a", X, y, public, keyholder=bytes(32), model=LinearRegressionGD(),
+               classes=classes, allow_insecure=True)  # fmt: skip
+    # Just inside: the squares are finite, so the client is built.
+    X[3] = np.sqrt(np.finfo(float).max / 40)
+    Client("a", X, np.where(np.abs(y) > 1e100, 0.0, y), public, keyholder=bytes(32),
+           model=LinearRegressionGD(), allow_insecure=True)  # fmt: skip
 
 
 def test_a_client_plan_travels_as_primitives_and_comes_back_equal():
