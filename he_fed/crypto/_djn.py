@@ -218,7 +218,8 @@ class FixedBase(Sealed):
     base, modulus : int
         The fixed base and the modulus.
     exponent_bits : int
-        Largest exponent size the table serves; at most the modulus's size.
+        Largest exponent size the table serves (a small key's proof nonces are longer
+        than its modulus).
     window : int, optional
         Digit size ``w``. By default :func:`table_window`: 8 bits unless the table
         would exceed :data:`TABLE_BUDGET_BYTES`.
@@ -229,10 +230,8 @@ class FixedBase(Sealed):
     ) -> None:
         self.modulus = gmpy2.mpz(modulus)
         modulus_bits = int(self.modulus.bit_length())
-        if not 0 < exponent_bits <= modulus_bits:
-            raise ConfigurationError(
-                "exponent_bits must be positive and at most the modulus's size"
-            )
+        if exponent_bits < 1:  # longer than the modulus is fine: table_window bounds the rows
+            raise ConfigurationError("exponent_bits must be positive")
         if window is None:
             window = table_window(modulus_bits, exponent_bits)
         self.exponent_bits = exponent_bits
@@ -291,10 +290,8 @@ class PayingTable(Sealed):
 
     def __init__(self, base: int, modulus: int, exponent_bits: int, window: int) -> None:
         self.modulus = gmpy2.mpz(modulus)
-        if not 0 < exponent_bits <= int(self.modulus.bit_length()) or window < 1:
-            raise ConfigurationError(
-                "exponent_bits must be positive and at most the modulus's size"
-            )
+        if exponent_bits < 1 or window < 1:
+            raise ConfigurationError("exponent_bits and window must be positive")
         self.base = gmpy2.mpz(base) % self.modulus
         self.exponent_bits = exponent_bits
         self.window = window

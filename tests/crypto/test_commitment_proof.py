@@ -6,8 +6,8 @@ import gmpy2
 import numpy as np
 import pytest
 
+from he_fed.crypto import PackedPaillier, Paillier, _value_range, _weight_range
 from he_fed.crypto import _commitment_proof as pok
-from he_fed.crypto import _value_range, _weight_range
 from he_fed.exceptions import ConfigurationError
 from tests.conftest import keys_for
 
@@ -36,6 +36,23 @@ def test_a_fresh_vector_proves_its_commitment(key):
     again = vector.prove_commitment(CONTEXT)
     assert again != proof
     assert key.verify_commitment_proof(commitment, again, vector.size, CONTEXT, binding=binding)
+
+
+@pytest.mark.parametrize("scheme", [Paillier, PackedPaillier])
+@pytest.mark.parametrize("bits", [512, 768])
+def test_a_small_key_proves_and_checks_its_commitment_on_unannounced_tables(scheme, bits):
+    """The proof's nonces (the DJN exponent plus 405 bits) outgrow a modulus under
+    1,024 bits. Its fixed-base table refused them, so ``keygen --key-bits 512`` made
+    keys whose every client failed with "exponent_bits must be ... at most the
+    modulus's size", while an in-process run (its tables announced) trained."""
+    key = scheme(key_bits=bits, max_weight=8, allow_insecure=True).keygen().public
+    assert pok.table_bits(key.scheme.randomness_bits, 1) > bits
+    vector = key.encrypt(np.linspace(-1, 1, 5), weight=3)
+    proof, binding = vector.prove_commitment(CONTEXT), vector.binding()
+    assert key.verify_commitment_proof(vector.commitment(), proof, 5, CONTEXT, binding=binding)
+    assert not key.verify_commitment_proof(
+        vector.commitment(), proof, 5, CONTEXT + b"!", binding=binding
+    )
 
 
 def test_a_proof_is_bound_to_its_context_and_commitment(key):
