@@ -65,7 +65,10 @@ def read_passphrase(passphrase_env: str | None, passphrase_file: Path | None) ->
             raise click.UsageError(f"environment variable {passphrase_env} is empty or unset")
         return value
     if passphrase_file:
-        return passphrase_file.read_text(encoding="utf-8").rstrip("\n")
+        value = passphrase_file.read_text(encoding="utf-8").rstrip("\n")
+        if not value:
+            raise click.UsageError(f"passphrase file {passphrase_file} is empty")
+        return value
     return None
 
 

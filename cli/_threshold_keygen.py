@@ -75,14 +75,13 @@ def write_threshold_keys(
         err=True,
     )
     keys = deal(scheme, threshold=threshold, holders=holders, progress=progress)
+    shares = {s.index: s.to_bytes(passphrase=passphrase) for s in keys.shares}  # before any file
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(paths["public"], keys.public.to_bytes(), mode=0o644)
     write_atomic(paths["aggregation"], keys.public.aggregation_key().to_bytes(), mode=0o644)
     write_atomic(paths["verification"], keys.verification.to_bytes(), mode=0o644)
-    for share in keys.shares:
-        write_atomic(
-            paths[f"share {share.index}"], share.to_bytes(passphrase=passphrase), mode=0o600
-        )
+    for index, data in shares.items():
+        write_atomic(paths[f"share {index}"], data, mode=0o600)
     identities = [Identity() for _ in range(holders)]
     for i, identity in enumerate(identities, start=1):
         write_atomic(paths[f"identity {i}"], identity.private_bytes().hex().encode(), mode=0o600)

@@ -138,10 +138,11 @@ def keygen(
             write_threshold_keys(planned, threshold, out_dir, passphrase)
             return
         keys = planned.keygen()
+        secret = keys.secret.to_bytes(passphrase=passphrase)  # before any file is written
         out_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(paths["public"], keys.public.to_bytes(), mode=0o644)
         write_atomic(paths["aggregation"], keys.public.aggregation_key().to_bytes(), mode=0o644)
-        write_atomic(paths["secret"], keys.secret.to_bytes(passphrase=passphrase), mode=0o600)
+        write_atomic(paths["secret"], secret, mode=0o600)
     click.echo(f"{scheme} key, fingerprint {keys.public.fingerprint.hex()[:16]}")
     plan = keys.public.scheme
     click.echo(

@@ -264,6 +264,25 @@ def test_a_passphrase_protected_key_holder_runs_its_commands(tmp_path, monkeypat
     _one_line_error(outcome, "InvalidPassphrase")
 
 
+@pytest.mark.parametrize("threshold", [[], ["--threshold", "2/3"]])
+def test_an_empty_passphrase_is_refused_before_any_key_file_is_written(
+    tmp_path, monkeypatch, threshold
+):
+    """An empty ``--passphrase-file`` used to fail only at the secret's encryption,
+    after public.key and aggregator.key were written: a half-made key folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.txt").write_text("\n")
+    monkeypatch.setenv("EMPTY", "")
+    keygen = ["keygen", "--key-bits", "1024", "--allow-insecure", *threshold]
+    for source, named in (
+        (["--passphrase-file", "empty.txt"], "passphrase file empty.txt is empty"),
+        (["--passphrase-env", "EMPTY"], "environment variable EMPTY is empty or unset"),
+    ):
+        [outcome] = Flow(in_process).run([*keygen, "--out", "keys", *source], ok=False)
+        assert outcome.exit_code == 2 and named in outcome.output
+        assert not (tmp_path / "keys").exists()
+
+
 def test_the_aggregator_state_of_another_federation_is_refused(flow, tmp_path):
     flow.round(0)
     flow.run(
