@@ -97,12 +97,27 @@ def pin_bytes(text: str) -> bytes:
     return raw
 
 
+#: Larger than any file he-fed writes; a device such as ``/dev/zero`` never ends.
+MAX_INPUT_BYTES = 1 << 30
+
+
 def read_input(path: Path, what: str) -> bytes:
-    """A file's bytes, or a one-line :class:`ConfigurationError` naming it."""
+    """A file's bytes, or a one-line :class:`ConfigurationError` naming it.
+
+    At most :data:`MAX_INPUT_BYTES`: a larger regular file is refused before it is
+    read, and anything else (a device, a pipe) once it has given that much.
+    """
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            data = handle.read(MAX_INPUT_BYTES + 1) if size <= MAX_INPUT_BYTES else b""
     except OSError as exc:
         raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if max(size, len(data)) > MAX_INPUT_BYTES:
+        raise ConfigurationError(
+            f"{what} {path} holds more than {MAX_INPUT_BYTES >> 30} GiB; no he-fed file does"
+        )
+    return data
 
 
 def read_parsed(path: Path, what: str, parse: Callable[[bytes], _T]) -> _T:

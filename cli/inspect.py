@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from he_fed.cli._roles import read_input
 from he_fed.cli._verbosity import verbose_option
 
 from he_fed.crypto import wire
@@ -80,7 +81,7 @@ def inspect(files: tuple[Path, ...]) -> None:
     """Describe he-fed files: keys, identities, messages, releases, federation and state files."""
     for path in files:
         try:
-            info = describe(path.read_bytes())
+            info = describe(read_input(path, "file"))
         except HEFedError as exc:
             raise click.ClickException(f"{path}: {type(exc).__name__}: {exc}") from None
         click.echo(f"{path}")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
 from he_fed.cli import main
+
+from he_fed.exceptions import ConfigurationError
 
 FAST = ["--key-bits", "1024", "--allow-insecure"]
 
@@ -117,6 +120,31 @@ def test_inspect_describes_messages_and_refuses_a_corrupt_key_file(tmp_path):
     assert result.exit_code != 0
     assert "MalformedMessage" in result.output and "Traceback" not in result.output
     assert result.output.strip().count("\n") == 0
+
+
+def test_a_file_larger_than_any_he_fed_file_is_refused_not_read_forever(tmp_path, monkeypatch):
+    """``he-fed inspect /dev/zero`` read until memory ran out; every command reads
+    its inputs through one capped reader (1 GiB, lowered here to 64 KiB)."""
+    from he_fed.cli import _roles
+
+    monkeypatch.setattr(_roles, "MAX_INPUT_BYTES", 1 << 16)
+    sparse = tmp_path / "sparse.bin"
+    with sparse.open("wb") as handle:
+        handle.truncate((1 << 16) + 1)
+    inputs = [sparse, *(["/dev/zero"] * os.path.exists("/dev/zero"))]
+    for path in inputs:
+        result = CliRunner().invoke(main, ["inspect", str(path)])
+        assert result.exit_code == 1
+        assert f"file {path} holds more than" in result.output and "Traceback" not in result.output
+    # A ticket read by a client command goes through the same reader.
+    with pytest.raises(ConfigurationError, match="ticket .*sparse.bin holds more than"):
+        _roles.read_input(sparse, "ticket")
+    assert _roles.read_input(_write(tmp_path / "small", b"x" * (1 << 16)), "t") == b"x" * (1 << 16)
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
 
 
 def test_executor_processes_gives_the_inprocess_coefficients(tmp_path):
