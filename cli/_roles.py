@@ -133,6 +133,16 @@ def read_parsed(path: Path, what: str, parse: Callable[[bytes], _T]) -> _T:
         raise type(exc)(f"{what} {path}: {exc}") from None
 
 
+def read_checked(path: Path, what: str, check: Callable[[bytes], object]) -> bytes:
+    """A file's bytes once ``check`` has parsed them; a malformed file's error names it."""
+
+    def checked(data: bytes) -> bytes:
+        check(data)
+        return data
+
+    return read_parsed(path, what, checked)
+
+
 def write_output(path: Path, data: bytes, *, secret: bool = False) -> None:
     """Write a file atomically (mode 0600 if ``secret``, else 0644)."""
     write_atomic(path, data, mode=0o600 if secret else 0o644)

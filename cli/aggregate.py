@@ -11,12 +11,14 @@ from he_fed.cli._roles import (
     EXISTING_FILE,
     federation_option,
     pin_bytes,
+    read_checked,
     read_input,
     read_parsed,
     round_label,
     write_output,
 )
 
+from he_fed.crypto import load_public
 from he_fed.exceptions import (
     HEFedError,
     InvalidSignature,
@@ -152,7 +154,10 @@ def aggregate(
         check_output_file(out, "--out")  # before any state is saved
         fed = read_parsed(federation_path, "the federation file", FederationFile.from_bytes)
         state = state_path or key.with_name(STATE_FILE)
-        aggregator, new = _aggregator(fed, read_input(key, "the key"), state, pin, allow_insecure)
+        key_bytes = read_checked(
+            key, "the key", lambda b: load_public(b, allow_insecure=allow_insecure)
+        )
+        aggregator, new = _aggregator(fed, key_bytes, state, pin, allow_insecure)
         done: list[str] = []
         for path in releases:
             release = read_parsed(path, "the release", Release.from_bytes)
@@ -163,8 +168,9 @@ def aggregate(
                 raise click.ClickException(f"{path}: {type(exc).__name__}: {exc}") from None
             done.append(f"applied the release of {round_label(applied.round, applied.task)}")
         if ticket_path is not None:
-            start_bytes = read_input(ticket_path, "the ticket")
-            start = decode(start_bytes, RoundStart)
+            start_bytes, start = read_parsed(
+                ticket_path, "the ticket", lambda b: (b, decode(b, RoundStart))
+            )
             if start.federation != fed.federation:
                 raise PolicyViolation("the ticket belongs to another federation")
             try:

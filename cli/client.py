@@ -14,7 +14,6 @@ from he_fed.cli._roles import (
     class_key,
     federation_option,
     pin_bytes,
-    read_input,
     read_parsed,
     round_label,
     write_output,
@@ -158,8 +157,12 @@ def client(
         keyholder = _pinned(fed, state, pin)
         first = state is None
         state = state or ClientState(name, keyholder, fed.federation)
-        key_bytes = read_input(public_key, "the public key")
-        if load_public(key_bytes, allow_insecure=allow_insecure).fingerprint != fed.fingerprint:
+        key_bytes, key = read_parsed(
+            public_key,
+            "the public key",
+            lambda b: (b, load_public(b, allow_insecure=allow_insecure)),
+        )
+        if key.fingerprint != fed.fingerprint:
             raise KeyMismatchError("the public key is not the federation's")
         dataset = load_dataset(str(data), target=target)
         if dataset.X.shape[1] != fed.plan.n_features:
@@ -184,8 +187,8 @@ def client(
             last_round=state.last_round,
             phase=state.phase,
         )
-        start = read_input(ticket, "the ticket")
-        if decode(start, RoundStart).federation != fed.federation:
+        start, ticketed = read_parsed(ticket, "the ticket", lambda b: (b, decode(b, RoundStart)))
+        if ticketed.federation != fed.federation:
             raise PolicyViolation("the ticket belongs to another federation")
         report = role.participate(start)
         answered = dataclasses.replace(state, last_round=role.last_round, phase=role.phase)

@@ -11,12 +11,12 @@ from he_fed.cli._paths import check_output_file
 from he_fed.cli._roles import (
     KeyHolderFiles,
     keyholder_options,
-    read_input,
+    read_checked,
     round_label,
     write_output,
 )
 
-from he_fed.protocol.messages import Aggregate, decode
+from he_fed.protocol.messages import Aggregate, EncryptedAggregate, decode
 from he_fed.runtime.files import Release
 from he_fed.runtime.keyholder_store import KeyHolderStore
 
@@ -58,7 +58,7 @@ def decrypt(
     )
     with friendly_errors():
         check_output_file(out, "--out")  # before any state is saved
-        data = read_input(aggregate, "the aggregate")
+        data = read_checked(aggregate, "the aggregate", lambda b: decode(b, EncryptedAggregate))
         keys, identity = files.keys(), files.identity()
         with KeyHolderStore.open(files.state_path, keys, identity) as store:
             released = store.decrypt_aggregate(data)

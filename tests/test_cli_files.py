@@ -329,15 +329,11 @@ def test_an_output_in_a_missing_folder_is_refused_before_any_state_changes(flow,
     assert json.loads((tmp_path / "round-0.json").read_text())["round"] == 0
 
 
-def test_a_corrupted_key_identity_or_federation_file_is_named(flow, tmp_path):
-    """A flipped bit in any of them said only "checksum mismatch" (an audit)."""
-    flow.ticket(0)
-    for path, args in (
-        ("keyholder/secret.key", ["ticket", *KEYHOLDER, "--out", "round-1.ticket"]),
-        ("keyholder/keyholder.id", ["ticket", *KEYHOLDER, "--out", "round-1.ticket"]),
-        ("federation.hefed", flow.client_args("hospital-a", 0)),
-        ("hospital-a/hospital-a.id", flow.client_args("hospital-a", 0)),
-    ):
+def test_a_corrupted_input_file_is_named(flow, tmp_path):
+    """A flipped bit in a key, identity, federation file, ticket or aggregate said only
+    "checksum mismatch" (an audit), leaving the user to guess which file it was."""
+
+    def refused_when_flipped(path: str, args: list[str]) -> None:
         good = (tmp_path / path).read_bytes()
         flipped = bytearray(good)
         flipped[len(flipped) // 2] ^= 0x01
@@ -345,4 +341,16 @@ def test_a_corrupted_key_identity_or_federation_file_is_named(flow, tmp_path):
         [outcome] = flow.run(args, ok=False)
         _one_line_error(outcome, "MalformedMessage", path)
         (tmp_path / path).write_bytes(good)
+
+    flow.ticket(0)
+    refused_when_flipped("keyholder/secret.key", ["ticket", *KEYHOLDER, "--out", "round-1.ticket"])
+    refused_when_flipped("keyholder/keyholder.id", ["ticket", *KEYHOLDER, "--out", "x.ticket"])
+    for path in ("federation.hefed", "hospital-a/hospital-a.id", "keyholder/public.key"):
+        refused_when_flipped(path, flow.client_args("hospital-a", 0))
+    refused_when_flipped("round-0.ticket", flow.client_args("hospital-a", 0))
     flow.answer(0)
+    refused_when_flipped("keyholder/aggregator.key", flow.aggregate_args(0))
+    refused_when_flipped("round-0.ticket", flow.aggregate_args(0))
+    flow.run(flow.aggregate_args(0))
+    refused_when_flipped("round-0.aggregate", flow.decrypt_args(0))
+    flow.run(flow.decrypt_args(0))  # nothing was spent by the refusals
