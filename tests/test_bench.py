@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import math
 import time
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from he_fed.cli import main
@@ -279,6 +281,47 @@ def test_estimate_cli_prints_a_prediction(tmp_path, monkeypatch):
     )
     assert "5000 features, 3 classes" in result.output
     assert "4 ciphertext units" in result.output  # 3 rows of 5001 values + weight
+
+
+@pytest.mark.parametrize("scheme", [PackedPaillier(), Paillier(), CKKS()], ids=str)
+def test_an_estimate_of_a_billion_features_counts_bytes_without_building_the_update(
+    scheme, monkeypatch
+):
+    """``he-fed estimate --features 1e9`` built the range proof's layout of every value
+    (a generator hashed into the group each: 69 s at a million CKKS values) and
+    encoded an 8 GB ticket. Both now come from one value's layout and the empty
+    ticket, and equal the whole computation wherever that can run."""
+    module = importlib.import_module("he_fed.bench.estimate")
+    from he_fed.crypto import _value_range, _weight_range
+    from he_fed.protocol.messages import RoundStart, Task, encode
+
+    for size in (1, 7, 300):
+        layout = module._layout(scheme, size)
+        proof = _value_range.proof_size(layout)
+        assert (
+            module._proof_bytes(scheme, size)
+            == _weight_range.linked_size(scheme.max_weight) + proof
+        )
+        bits, values = _value_range.bit_count(layout), len(layout.spans)
+        assert module._proof_work(scheme, size) == bits / math.log2(values + 1)
+        for statistics in (0, 30):
+            stats = np.zeros(statistics)
+            weights = np.zeros(size)
+            ticket = RoundStart(
+                bytes(16), 1, Task.TRAIN, bytes(32), weights, stats, stats, bytes(32), bytes(64)
+            )
+            assert module._ticket_bytes(size, statistics) == len(encode(ticket))
+    built = module._layout
+
+    def one_value_only(plan, size):
+        assert size == 1, f"built the layout of {size} values"
+        return built(plan, size)
+
+    monkeypatch.setattr(module, "_layout", one_value_only)
+    calibration = flat_calibration(scheme, "test machine", "now", 70_000.0)
+    billion = estimate(scheme, calibration, features=10**9, clients=3, rounds=2, standardize=True)
+    assert billion.bytes_down_per_client == module._ticket_bytes(10**9 + 1, 10**9)
+    assert billion.bytes_up_per_client > 10**9 and math.isfinite(billion.total_s)
 
 
 def test_committed_estimates_are_within_55_percent_of_the_measured_runs():

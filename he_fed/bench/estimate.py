@@ -150,13 +150,20 @@ def _layout(scheme: Scheme, size: int) -> _value_range.Layout | None:
     return scheme.value_layout(size)  # type: ignore[attr-defined,no-any-return]
 
 
+def _proof_shape(scheme: Scheme, size: int) -> tuple[int, int, int]:
+    """Bytes, bits and values of the values' range proof of an update of ``size`` values,
+    from the plan's layout of one value (:func:`~he_fed.crypto._value_range.repeated_shape`);
+    zeros for ``plain``."""
+    one = _layout(scheme, 1)
+    return (0, 0, 0) if one is None else _value_range.repeated_shape(one, size)
+
+
 def _proof_bytes(scheme: Scheme, size: int) -> int:
     """Bytes of an update's weight and values' range proofs, exactly: the weight's is set
     by ``max_weight``, the values' by their count and the plan's precision."""
-    layout = _layout(scheme, size)
-    if layout is None:
+    if isinstance(scheme, Plain):
         return 0
-    return _weight_range.linked_size(scheme.max_weight) + _value_range.proof_size(layout)
+    return _weight_range.linked_size(scheme.max_weight) + _proof_shape(scheme, size)[0]
 
 
 def _proof_work(scheme: Scheme, size: int) -> float:
@@ -168,10 +175,8 @@ def _proof_work(scheme: Scheme, size: int) -> float:
     (:func:`~he_fed.crypto._multiexp.bucket_window`): a line in the bits alone,
     fitted at small updates, overestimated an update of 3,000 values by half.
     """
-    layout = _layout(scheme, size)
-    if layout is None:
-        return 0.0
-    return _value_range.bit_count(layout) / math.log2(len(layout.spans) + 1)
+    _, bits, values = _proof_shape(scheme, size)
+    return bits / math.log2(values + 1) if values else 0.0
 
 
 def _proof_sizes(scheme: Scheme) -> tuple[int, int]:
@@ -486,11 +491,19 @@ def estimate(
     }
     per_round = sum(phases.values())
     bytes_up = round(cal.bytes_up[0] + cal.bytes_up[1] * u) + _proof_bytes(scheme, size)
-    stats = np.zeros(features if standardize else 0)
-    # A signed ticket: federation id, key fingerprint, plan digest and signature
-    # have fixed sizes.
-    ticket = RoundStart(
-        bytes(16), 1, Task.TRAIN, bytes(32), np.zeros(size), stats, stats, bytes(32), bytes(64)
-    )
-    bytes_down = len(encode(ticket))
+    bytes_down = _ticket_bytes(size, features if standardize else 0)
     return Estimate(per_round, phases, bytes_up, bytes_down, rounds * per_round, u)
+
+
+def _ticket_bytes(weights: int, statistics: int) -> int:
+    """Bytes of a signed ticket carrying ``weights`` and two arrays of ``statistics``.
+
+    Its federation id, key fingerprint, plan digest and signature have fixed sizes,
+    and each number is a double: so the empty ticket plus 8 bytes a number, without
+    encoding an update-sized one (8 GB at a billion features).
+    """
+    empty = RoundStart(
+        bytes(16), 1, Task.TRAIN, bytes(32), np.zeros(0), np.zeros(0), np.zeros(0), bytes(32),
+        bytes(64),
+    )  # fmt: skip
+    return len(encode(empty)) + 8 * (weights + 2 * statistics)
