@@ -310,7 +310,7 @@ def test_an_estimate_of_a_billion_features_counts_bytes_without_building_the_upd
             ticket = RoundStart(
                 bytes(16), 1, Task.TRAIN, bytes(32), weights, stats, stats, bytes(32), bytes(64)
             )
-            assert module._ticket_bytes(size, statistics) == len(encode(ticket))
+            assert RoundStart.encoded_size(size, statistics) == len(encode(ticket))
     built = module._layout
 
     def one_value_only(plan, size):
@@ -320,7 +320,7 @@ def test_an_estimate_of_a_billion_features_counts_bytes_without_building_the_upd
     monkeypatch.setattr(module, "_layout", one_value_only)
     calibration = flat_calibration(scheme, "test machine", "now", 70_000.0)
     billion = estimate(scheme, calibration, features=10**9, clients=3, rounds=2, standardize=True)
-    assert billion.bytes_down_per_client == module._ticket_bytes(10**9 + 1, 10**9)
+    assert billion.bytes_down_per_client == RoundStart.encoded_size(10**9 + 1, 10**9)
     assert billion.bytes_up_per_client > 10**9 and math.isfinite(billion.total_s)
 
 

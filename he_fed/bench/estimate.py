@@ -64,7 +64,7 @@ from he_fed.crypto.base import DEFAULT_CLIP
 from he_fed.crypto.paillier import PARALLEL_MIN_CIPHERTEXTS
 from he_fed.exceptions import ConfigurationError
 from he_fed.experiment import environment
-from he_fed.protocol.messages import RoundStart, Task, encode
+from he_fed.protocol.messages import RoundStart
 
 __all__ = [
     "Calibration",
@@ -491,19 +491,5 @@ def estimate(
     }
     per_round = sum(phases.values())
     bytes_up = round(cal.bytes_up[0] + cal.bytes_up[1] * u) + _proof_bytes(scheme, size)
-    bytes_down = _ticket_bytes(size, features if standardize else 0)
+    bytes_down = RoundStart.encoded_size(size, features if standardize else 0)
     return Estimate(per_round, phases, bytes_up, bytes_down, rounds * per_round, u)
-
-
-def _ticket_bytes(weights: int, statistics: int) -> int:
-    """Bytes of a signed ticket carrying ``weights`` and two arrays of ``statistics``.
-
-    Its federation id, key fingerprint, plan digest and signature have fixed sizes,
-    and each number is a double: so the empty ticket plus 8 bytes a number, without
-    encoding an update-sized one (8 GB at a billion features).
-    """
-    empty = RoundStart(
-        bytes(16), 1, Task.TRAIN, bytes(32), np.zeros(0), np.zeros(0), np.zeros(0), bytes(32),
-        bytes(64),
-    )  # fmt: skip
-    return len(encode(empty)) + 8 * (weights + 2 * statistics)

@@ -175,6 +175,16 @@ class RoundStart:
         self._write_body(w)
         return w.getvalue()
 
+    @classmethod
+    def encoded_size(cls, weights: int, statistics: int) -> int:
+        """Bytes of a ticket of ``weights`` weights and ``statistics`` centres and scales,
+        signed by one key holder: the empty ticket and 8 bytes a number, without encoding
+        an update-sized one (8 GB at a billion features)."""
+        empty = np.zeros(0)
+        ticket = cls(bytes(FEDERATION_ID_BYTES), 1, Task.TRAIN, bytes(_DIGEST_BYTES), empty,
+                     empty, empty, bytes(_DIGEST_BYTES), bytes(_SIGNATURE_BYTES))  # fmt: skip
+        return len(encode(ticket)) + 8 * (weights + 2 * statistics)
+
     def _write_body(self, w: wire.Writer) -> None:
         w.blob(self.federation)
         w.uint(self.round)
