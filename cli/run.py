@@ -239,7 +239,7 @@ def _resuming(checkpoint: Path | None) -> int | None:
     type=int,
     default=RUN_DEFAULTS["min_clients"],
     help="Smallest cohort the key holder will decrypt [default: a majority of the clients, "
-    "at least 2].",
+    "at least 2, and all three of three].",
 )
 @click.option("--no-standardize", is_flag=True, help="Skip the federated feature standardisation.")
 @click.option(

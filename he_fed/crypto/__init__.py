@@ -1,4 +1,7 @@
-"""The cryptographic layer: the only code that imports phe, tenseal or gmpy2.
+"""The cryptographic layer: the only code that encrypts with phe, tenseal or gmpy2.
+
+(The benchmark's baselines, :mod:`he_fed.bench.contenders`, call raw phe and TenSEAL
+to be measured against.)
 
 Like cryptography's ``hazmat``, this is the low layer. Most users want the roles in
 :mod:`he_fed.protocol` or the estimators in :mod:`he_fed`, which use it safely.
