@@ -11,14 +11,13 @@ from he_fed.cli._roles import (
     EXISTING_FILE,
     federation_option,
     pin_bytes,
-    read_checked,
     read_input,
     read_parsed,
     round_label,
     write_output,
 )
 
-from he_fed.crypto import load_public
+from he_fed.crypto import AggregationKey, load_public
 from he_fed.exceptions import (
     HEFedError,
     InvalidSignature,
@@ -35,7 +34,11 @@ STATE_FILE = "aggregator.state"
 
 
 def _aggregator(
-    fed: FederationFile, key: bytes, state: Path, pin: str | None, allow_insecure: bool
+    fed: FederationFile,
+    key: AggregationKey,
+    state: Path,
+    pin: str | None,
+    allow_insecure: bool,
 ) -> tuple[Aggregator, bool]:
     """The aggregator restored from ``state``, or a new one for ``fed``; and whether it is new."""
     restored = load_aggregator(state, key, allow_insecure=allow_insecure)
@@ -154,10 +157,10 @@ def aggregate(
         check_output_file(out, "--out")  # before any state is saved
         fed = read_parsed(federation_path, "the federation file", FederationFile.from_bytes)
         state = state_path or key.with_name(STATE_FILE)
-        key_bytes = read_checked(
+        loaded = read_parsed(
             key, "the key", lambda b: load_public(b, allow_insecure=allow_insecure)
         )
-        aggregator, new = _aggregator(fed, key_bytes, state, pin, allow_insecure)
+        aggregator, new = _aggregator(fed, loaded, state, pin, allow_insecure)
         done: list[str] = []
         for path in releases:
             release = read_parsed(path, "the release", Release.from_bytes)

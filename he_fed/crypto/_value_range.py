@@ -172,7 +172,7 @@ def _z_width(count: int) -> int:
 def proof_size(layout: Layout) -> int:
     """Bytes of a proof over ``layout``: two elements and a scalar per plane, six more
     elements, the challenge, five scalars, and one response per bit."""
-    return _size(max(_widths(layout), default=0), bit_count(layout))
+    return repeated_shape(layout, 1)[0]
 
 
 def repeated_shape(layout: Layout, copies: int) -> tuple[int, int, int]:
